@@ -1,0 +1,5 @@
+"""``python -m epspp`` = the ``epspp`` command."""
+
+from epspp.cli import main
+
+main()

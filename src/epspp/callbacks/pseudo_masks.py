@@ -1,0 +1,154 @@
+"""PseudoMaskWriter: writes one palette PNG per image of the predicted split (stage 2, and stage-3
+predictions), resumable and DDP-safe, and a manifest with the masks' mIoU where ground truth exists."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
+
+from epspp.data.classes import voc_palette
+from epspp.data.io import DatasetError, read_split, write_mask_png
+from epspp.evaluate import evaluate_folder, scores_to_json
+from epspp.metrics import SegmentationMetrics, iou_table
+
+
+class PseudoMaskWriter(BasePredictionWriter):
+    """Writes ``OUT/<id>.png`` (palette PNG, 0..C, 255 ignore) for every predicted image.
+
+    Each file is written under a temporary name and renamed, so an interrupted run leaves no
+    truncated file; a rerun skips ids whose PNG exists (unless ``overwrite``).  Under DDP every rank
+    writes its own samples; after a barrier the masks are scored against the ground truth (ranks
+    share the reading, torchmetrics syncs the counts) and rank 0 writes ``OUT/manifest.json``.
+
+    Args:
+        output_dir: where to write (``--pseudo_masks.output_dir``); required by ``epspp predict``.
+        save_scores: also write ``OUT/scores/<id>.npy``: float16 score maps of the labelled classes
+            (background score first, then the labelled classes in label order).
+        overwrite: rewrite masks that already exist.
+    """
+
+    def __init__(self, output_dir: str | None = None, save_scores: bool = False, overwrite: bool = False) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.save_scores = save_scores
+        self.overwrite = overwrite
+        self._existing: set[str] = set()
+        self._written = 0
+        self._start = 0.0
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "predict":
+            return
+        if self.output_dir is None:
+            raise DatasetError("set where the masks go: --pseudo_masks.output_dir DIR")
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise DatasetError(f"--pseudo_masks.output_dir {self.output_dir} is a file, not a folder")
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.save_scores:
+            (self.output_dir / "scores").mkdir(exist_ok=True)
+        dataset = trainer.datamodule.datasets["predict"]
+        self._existing = {i for i in dataset.ids if (self.output_dir / f"{i}.png").is_file()}
+        if self._existing and not self.overwrite:
+            todo = [i for i in dataset.ids if i not in self._existing]
+            if trainer.is_global_zero:
+                print(f"[epspp] {len(self._existing)} masks already in {self.output_dir}: "
+                      f"predicting the {len(todo)} missing (overwrite: true to redo all)")
+            dataset.ids = todo
+        self._written = 0
+        self._start = time.perf_counter()
+
+    # ----------------------------------------------------------------- writing
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: dict,
+                           batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        for index, image_id in enumerate(prediction["id"]):
+            path = self.output_dir / f"{image_id}.png"
+            if path.exists() and image_id not in self._existing:
+                continue  # a DDP padding duplicate another rank has written in this run
+            mask = prediction["mask"][index].to(torch.uint8).cpu().numpy()
+            if self.save_scores:
+                self._write_scores(image_id, prediction["scores"][index], prediction["label"][index])
+            write_mask_png(path, mask, voc_palette())
+            self._written += 1
+        elapsed = max(time.perf_counter() - self._start, 1e-6)
+        pl_module.log("predict/images_per_s", self._written / elapsed, prog_bar=True, logger=False)
+
+    def _write_scores(self, image_id: str, scores: torch.Tensor, label: torch.Tensor) -> None:
+        keep = [0] + [c + 1 for c in torch.nonzero(label).flatten().tolist()]
+        array = scores[keep].to(torch.float16).cpu().numpy()
+        path = self.output_dir / "scores" / f"{image_id}.npy"
+        tmp = path.with_name(f".{image_id}.{os.getpid()}.tmp.npy")
+        np.save(tmp, array)
+        os.replace(tmp, path)
+
+    # ---------------------------------------------------------------- manifest
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.strategy.barrier()
+        datamodule = trainer.datamodule
+        split = datamodule.hparams.predict_split
+        metric = SegmentationMetrics(datamodule.num_classes + 1).to(pl_module.device)
+        result = evaluate_folder(self.output_dir, datamodule.hparams.root, split, datamodule.hparams.mask_dir,
+                                 metric, trainer.global_rank, trainer.world_size)
+        evaluated = int(trainer.strategy.reduce(torch.tensor(float(result["evaluated"]), device=pl_module.device),
+                                                reduce_op="sum"))
+        scores = metric.compute()
+        if not trainer.is_global_zero:
+            return
+        names = datamodule.class_names
+        manifest = self._manifest(trainer, pl_module, split, evaluated)
+        if evaluated:
+            manifest |= scores_to_json(scores, names)
+            print(f"\npseudo-masks of '{split}' vs ground truth ({evaluated} images):\n" + iou_table(scores["iou"], names))
+            for logger in trainer.loggers:
+                logger.log_metrics({"pseudo_masks/mIoU": 100 * float(scores["miou"])})
+        path = self.output_dir / "manifest.json"
+        tmp = path.with_name(".manifest.json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2))
+        os.replace(tmp, path)
+
+    def _manifest(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str, evaluated: int) -> dict:
+        datamodule = trainer.datamodule
+        dataset = datamodule.datasets["predict"]
+        ids = read_split(datamodule.hparams.root, split)
+        no_label = [i for i in ids if i in dataset.labels and not dataset.labels[i].any()]
+        checkpoint = trainer.ckpt_path
+        return {
+            "split": split,
+            "count": sum((self.output_dir / f"{i}.png").is_file() for i in ids),
+            "split_size": len(ids),
+            "no_label_all_background": len(no_label),
+            "evaluated": evaluated,
+            "checkpoint": str(checkpoint) if checkpoint else None,
+            "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
+            "config": {"model": _plain(dict(pl_module.hparams)), "data": _plain(dict(datamodule.hparams)),
+                       "writer": {"output_dir": str(self.output_dir), "save_scores": self.save_scores,
+                                  "overwrite": self.overwrite}},
+        }
+
+
+def _sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly copy of hyper-parameters (tuples -> lists, other objects -> str)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

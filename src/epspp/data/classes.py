@@ -1,0 +1,87 @@
+"""Class names and colour palettes of the supported datasets.
+
+Every dataset root written by ``epspp prepare`` holds ``classes.json``
+(``{"names": [...], "palette": [[r, g, b], ...]}``, index 0 = background), so the
+number of classes is always read from the dataset, never hard-coded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+VOC_CLASSES: tuple[str, ...] = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+
+COCO_CLASSES: tuple[str, ...] = (
+    "background", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
+    "boat", "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
+    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)
+
+SYNTHETIC_CLASSES: tuple[str, ...] = ("background", "disc", "square", "triangle", "train", "boat")
+
+CLASSES_FILE = "classes.json"
+
+
+def voc_palette(num_entries: int = 256) -> np.ndarray:
+    """The PASCAL VOC colour map (bit-interleaved), as a (num_entries, 3) uint8 array.
+
+    Index 255 (ignore) is white-ish in VOC's map; we keep the standard definition.
+    """
+    palette = np.zeros((num_entries, 3), dtype=np.uint8)
+    for index in range(num_entries):
+        value, r, g, b = index, 0, 0, 0
+        for bit in range(8):
+            r |= ((value >> 0) & 1) << (7 - bit)
+            g |= ((value >> 1) & 1) << (7 - bit)
+            b |= ((value >> 2) & 1) << (7 - bit)
+            value >>= 3
+        palette[index] = (r, g, b)
+    return palette
+
+
+def write_classes(root: str | Path, names: tuple[str, ...] | list[str]) -> None:
+    """Write ``ROOT/classes.json`` (names with background first, and the VOC palette)."""
+    palette = voc_palette(len(names)).tolist()
+    path = Path(root) / CLASSES_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"names": list(names), "palette": palette}, indent=1))
+    tmp.replace(path)
+
+
+def read_classes(root: str | Path) -> list[str]:
+    """Class names (background first) of the dataset at ``root``.
+
+    Reads ``ROOT/classes.json``; without it, falls back on ``cls_labels.npy`` (20 labels: VOC,
+    80: COCO).
+    """
+    root = Path(root)
+    path = root / CLASSES_FILE
+    if path.is_file():
+        return list(json.loads(path.read_text())["names"])
+    labels = root / "cls_labels.npy"
+    if labels.is_file():
+        table = np.load(labels, allow_pickle=True).item()
+        count = len(next(iter(table.values())))
+        for names in (VOC_CLASSES, COCO_CLASSES):
+            if len(names) == count + 1:
+                return list(names)
+        return ["background"] + [f"class_{i}" for i in range(1, count + 1)]
+    raise FileNotFoundError(
+        f"{path} not found: cannot tell the dataset's classes. Datasets made by `epspp prepare "
+        f"synthetic|voc|coco` have it; for a VOC copy run `epspp prepare voc ... --out {root}` or "
+        f"write the file with the class names (background first)."
+    )

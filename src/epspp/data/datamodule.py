@@ -1,0 +1,182 @@
+"""One LightningDataModule for the three stages (localization, pseudo-masks, segmentation)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from epspp.data.classes import read_classes
+from epspp.data.dataset import VOCLayoutDataset
+from epspp.data.io import DatasetError, read_split
+from epspp.data.sampler import MixedBatchSampler
+from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+
+
+class EPSDataModule(pl.LightningDataModule):
+    """Data for every stage of EPS++, read from a dataset root in the VOC layout.
+
+    ``task="localization"`` (stage 1): training samples hold image, saliency and multi-hot label;
+    validation adds the ground-truth mask.  ``predict`` (stage 2, any task) serves full-resolution
+    images one at a time with id, label and original size.  ``task="segmentation"`` (stage 3):
+    training masks come from ``pseudo_mask_dir`` (weakly supervised), from ground truth for the ids
+    of ``labeled_split`` plus pseudo-masks for the rest (semi-supervised, mixed in every batch), or
+    from ground truth only when ``pseudo_mask_dir`` is None.
+
+    Args:
+        root: dataset root (VOC layout).
+        task: ``localization`` or ``segmentation``.
+        train_split: training split name.
+        val_split: validation split (None: no validation).
+        test_split: test split (None: none).
+        predict_split: split written by ``epspp predict``.
+        saliency_dir: saliency maps (default ``ROOT/saliency``).
+        mask_dir: ground-truth masks (default ``ROOT/SegmentationClassAug``).
+        pseudo_mask_dir: stage-2 output, the training masks of stage 3.
+        labeled_split: semi-supervised: ids of this split train on ground truth.
+        labeled_per_batch: semi-supervised: labelled samples per batch (default: half the batch).
+        allow_missing: skip training ids without a pseudo-mask instead of failing.
+        batch_size: training batch size per process.
+        val_batch_size: validation batch size (default: ``batch_size``).
+        num_workers: data-loading processes.
+        crop_size: training crop (square).
+        resize_long: training: random long side in [low, high] before the crop.
+        eval_size: validation: larger images are shrunk to this long side; all padded to squares.
+        color_jitter: brightness/contrast/saturation jitter strength (0 disables).
+        mean: normalization mean (RGB, 0..1 scale).
+        std: normalization std.
+        prepare_synthetic: when ``root`` does not exist, generate the default synthetic dataset there.
+        seed: seed of the semi-supervised sampler.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        task: Literal["localization", "segmentation"] = "localization",
+        train_split: str = "train",
+        val_split: str | None = "val",
+        test_split: str | None = "val",
+        predict_split: str = "train",
+        saliency_dir: str | None = None,
+        mask_dir: str | None = None,
+        pseudo_mask_dir: str | None = None,
+        labeled_split: str | None = None,
+        labeled_per_batch: int | None = None,
+        allow_missing: bool = False,
+        batch_size: int = 8,
+        val_batch_size: int | None = None,
+        num_workers: int = 4,
+        crop_size: int = 448,
+        resize_long: tuple[int, int] = (256, 512),
+        eval_size: int = 512,
+        color_jitter: float = 0.3,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        prepare_synthetic: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if not Path(root).exists():
+            if not prepare_synthetic:
+                raise DatasetError(
+                    f"dataset root {root} does not exist. Create the synthetic dataset with "
+                    f"`epspp prepare synthetic --root {root}`, or a real one with `epspp prepare voc|coco`."
+                )
+            from epspp.data.synthetic import generate_synthetic
+
+            print(f"[epspp] {root} not found: generating the default synthetic dataset there", file=sys.stderr)
+            try:
+                generate_synthetic(root)
+            except FileExistsError:
+                pass  # another process (DDP rank) made it first
+        self.class_names: list[str] = read_classes(root)
+        self.num_classes: int = len(self.class_names) - 1
+        self.datasets: dict[str, VOCLayoutDataset] = {}
+
+    # ---------------------------------------------------------------- datasets
+    def _dataset(self, split: str, mode: str, training: bool = False, **kwargs) -> VOCLayoutDataset:
+        hp = self.hparams
+        if training:
+            transform = train_transform(hp.crop_size, hp.resize_long, hp.mean, hp.std, hp.color_jitter)
+        else:
+            transform = eval_transform(None if mode == "predict" else hp.eval_size, hp.mean, hp.std)
+        return VOCLayoutDataset(
+            hp.root, split, self.num_classes, mode=mode, transform=transform,
+            saliency_dir=hp.saliency_dir, mask_dir=hp.mask_dir, **kwargs,
+        )
+
+    def _segmentation_train_set(self) -> VOCLayoutDataset:
+        hp = self.hparams
+        if hp.pseudo_mask_dir is None:
+            split = hp.labeled_split or hp.train_split
+            return self._dataset(split, "segmentation", training=True)
+        labeled = set(read_split(hp.root, hp.labeled_split)) if hp.labeled_split else set()
+        ids = read_split(hp.root, hp.train_split)
+        ids += sorted(labeled.difference(ids))
+        pseudo_dir = Path(hp.pseudo_mask_dir)
+        if not pseudo_dir.is_dir():
+            raise DatasetError(
+                f"pseudo-mask folder {pseudo_dir} does not exist: run stage 2 (`epspp predict --config "
+                f"configs/<dataset>/pseudo_masks.yaml ...`) or set --data.pseudo_mask_dir"
+            )
+        missing = [i for i in ids if i not in labeled and not (pseudo_dir / f"{i}.png").is_file()]
+        if missing and not hp.allow_missing:
+            raise DatasetError(
+                f"{len(missing)} of {len(ids)} ids of split '{hp.train_split}' have no pseudo-mask in "
+                f"{pseudo_dir}, e.g. {missing[:5]}; finish stage 2 or set --data.allow_missing true"
+            )
+        if missing:
+            print(f"[epspp] skipping {len(missing)} ids without a pseudo-mask in {pseudo_dir}", file=sys.stderr)
+            ids = [i for i in ids if i not in set(missing)]
+        return self._dataset(
+            hp.train_split, "segmentation", training=True, ids=ids,
+            pseudo_mask_dir=pseudo_dir, labeled_ids=labeled or None,
+        )
+
+    def setup(self, stage: str) -> None:
+        hp = self.hparams
+        evaluation_mode = hp.task
+        if stage == "fit":
+            self.datasets["train"] = (
+                self._dataset(hp.train_split, "localization", training=True)
+                if hp.task == "localization"
+                else self._segmentation_train_set()
+            )
+        if stage in ("fit", "validate") and hp.val_split:
+            self.datasets["val"] = self._dataset(hp.val_split, evaluation_mode)
+        if stage == "test" and hp.test_split:
+            self.datasets["test"] = self._dataset(hp.test_split, evaluation_mode)
+        if stage == "predict":
+            self.datasets["predict"] = self._dataset(hp.predict_split, "predict")
+
+    # ------------------------------------------------------------- dataloaders
+    def _loader(self, dataset: VOCLayoutDataset, batch_size: int, **kwargs) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
+            pin_memory=False, **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        hp, dataset = self.hparams, self.datasets["train"]
+        if hp.task == "segmentation" and dataset.labeled_ids and dataset.pseudo_mask_dir is not None:
+            labeled = [i for i, image_id in enumerate(dataset.ids) if image_id in dataset.labeled_ids]
+            unlabeled = [i for i, image_id in enumerate(dataset.ids) if image_id not in dataset.labeled_ids]
+            sampler = MixedBatchSampler(
+                labeled, unlabeled, hp.batch_size, hp.labeled_per_batch or max(1, hp.batch_size // 2), hp.seed
+            )
+            return self._loader(dataset, hp.batch_size, sampler=sampler, drop_last=True)
+        return self._loader(dataset, hp.batch_size, shuffle=True, drop_last=len(dataset) >= hp.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["val"], self.hparams.val_batch_size or self.hparams.batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["test"], self.hparams.val_batch_size or self.hparams.batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["predict"], 1)

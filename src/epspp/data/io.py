@@ -1,0 +1,98 @@
+"""Reading and writing of the VOC-layout files, with errors that name the file at fault."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from epspp.data.classes import voc_palette
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing, unreadable or inconsistent; the message names it."""
+
+
+def read_split(root: str | Path, split: str) -> list[str]:
+    """Image ids listed in ``ROOT/ImageSets/Segmentation/<split>.txt``."""
+    path = Path(root) / "ImageSets" / "Segmentation" / f"{split}.txt"
+    if not Path(root).is_dir():
+        raise DatasetError(f"dataset root {root} does not exist (create it with `epspp prepare ...`)")
+    if not path.is_file():
+        available = sorted(p.stem for p in path.parent.glob("*.txt")) if path.parent.is_dir() else []
+        raise DatasetError(f"split file {path} not found; available splits: {available or 'none'}")
+    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise DatasetError(f"split file {path} is empty: list one image id per line")
+    return ids
+
+
+def _open(path: Path, what: str, split_file: str | None) -> Image.Image:
+    if not path.is_file():
+        where = f" (listed in {split_file})" if split_file else ""
+        raise DatasetError(f"{what} {path} not found{where}")
+    try:
+        image = Image.open(path)
+        image.load()
+    except Exception as error:  # PIL raises several types for corrupt files
+        raise DatasetError(f"cannot read {what} {path}: {error}") from error
+    return image
+
+
+def read_image(path: Path, split_file: str | None = None) -> np.ndarray:
+    """RGB image as (H, W, 3) uint8."""
+    return np.asarray(_open(path, "image", split_file).convert("RGB"))
+
+
+def read_saliency(path: Path, split_file: str | None = None) -> np.ndarray:
+    """Grey saliency map as (H, W) float32 in [0, 1]."""
+    return np.asarray(_open(path, "saliency map", split_file).convert("L"), dtype=np.float32) / 255.0
+
+
+def read_mask(path: Path, num_classes: int, split_file: str | None = None) -> np.ndarray:
+    """Class-index mask as (H, W) uint8; values must be 0..num_classes-1 or 255.
+
+    Args:
+        path: PNG file (palette or grey).
+        num_classes: number of classes including background.
+        split_file: the split file that listed the id, for error messages.
+    """
+    image = _open(path, "mask", split_file)
+    if image.mode not in ("P", "L"):
+        raise DatasetError(f"mask {path} has mode {image.mode}: expected a palette or grey PNG of class ids")
+    mask = np.asarray(image, dtype=np.uint8)
+    values = np.unique(mask)
+    bad = values[(values >= num_classes) & (values != 255)]
+    if bad.size:
+        raise DatasetError(
+            f"mask {path} has values {bad.tolist()} outside 0..{num_classes - 1} (255 = ignore)"
+        )
+    return mask
+
+
+def write_mask_png(path: str | Path, mask: np.ndarray, palette: np.ndarray | None = None) -> None:
+    """Write a (H, W) uint8 class mask as a palette PNG, atomically (temporary name, then rename)."""
+    path = Path(path)
+    image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
+    image.putpalette((voc_palette() if palette is None else palette).astype(np.uint8).ravel().tolist())
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    image.save(tmp)
+    os.replace(tmp, path)
+
+
+def write_grey_png(path: str | Path, array: np.ndarray) -> None:
+    """Write a (H, W) uint8 array as a grey PNG, atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L").save(tmp)
+    os.replace(tmp, path)
+
+
+def write_jpeg(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
+    """Write a (H, W, 3) uint8 RGB array as JPEG, atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.jpg")
+    Image.fromarray(np.asarray(image, dtype=np.uint8), mode="RGB").save(tmp, quality=quality)
+    os.replace(tmp, path)

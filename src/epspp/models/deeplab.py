@@ -1,0 +1,109 @@
+"""DeepLab heads over timm encoders.
+
+DeepLab-v2 (Chen et al., TPAMI 2018) as used by EPS and EPS++: four dilated 3x3 convolutions
+(rates 6, 12, 18, 24) on the last feature map, summed.  DeepLab-v3+ (Chen et al., ECCV 2018): ASPP
+with image pooling, then a decoder that fuses the stride-4 features.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from epspp.models.backbone import create_backbone
+
+
+class ASPPv2(nn.Module):
+    """Sum of parallel dilated 3x3 convolutions straight to class logits (DeepLab-v2)."""
+
+    def __init__(self, in_channels: int, num_outputs: int, rates: tuple[int, ...] = (6, 12, 18, 24)) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.Conv2d(in_channels, num_outputs, 3, padding=rate, dilation=rate) for rate in rates
+        )
+        for branch in self.branches:
+            nn.init.normal_(branch.weight, std=0.01)
+            nn.init.zeros_(branch.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return sum(branch(features) for branch in self.branches)
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 1, dilation: int = 1) -> nn.Sequential:
+    padding = dilation * (kernel // 2)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel, padding=padding, dilation=dilation, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ASPPv3(nn.Module):
+    """ASPP of DeepLab-v3: 1x1, three dilated 3x3 and an image-pooling branch, projected to ``width``."""
+
+    def __init__(self, in_channels: int, rates: tuple[int, ...], width: int = 256) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(
+            [_conv_bn_relu(in_channels, width)] + [_conv_bn_relu(in_channels, width, 3, r) for r in rates]
+        )
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(in_channels, width, 1), nn.ReLU(inplace=True))
+        self.project = _conv_bn_relu(width * (len(rates) + 2), width)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(features).expand(-1, -1, *features.shape[-2:])
+        return self.project(torch.cat([b(features) for b in self.branches] + [pooled], dim=1))
+
+
+class DeepLab(nn.Module):
+    """DeepLab-v2 or -v3+ over a timm encoder; ``forward`` gives logits at the input resolution.
+
+    Args:
+        num_outputs: output classes (C+1, background included).
+        architecture: ``deeplabv2`` or ``deeplabv3plus``.
+        backbone: timm model name (the papers: ``resnet101``).
+        output_stride: 8 (papers) or 16.
+        pretrained: timm's pretrained weights.
+        pretrained_path: local weights file.
+        backbone_kwargs: extra ``timm.create_model`` arguments.
+    """
+
+    def __init__(
+        self,
+        num_outputs: int,
+        architecture: Literal["deeplabv2", "deeplabv3plus"] = "deeplabv2",
+        backbone: str = "resnet101",
+        output_stride: int = 8,
+        pretrained: bool = False,
+        pretrained_path: str | None = None,
+        backbone_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.architecture = architecture
+        out_indices = (-1,) if architecture == "deeplabv2" else (1, -1)
+        self.encoder, channels = create_backbone(
+            backbone, pretrained, pretrained_path, output_stride, backbone_kwargs, out_indices
+        )
+        if architecture == "deeplabv2":
+            self.head: nn.Module = ASPPv2(channels[-1], num_outputs)
+        else:
+            rates = (12, 24, 36) if output_stride == 8 else (6, 12, 18)
+            self.head = nn.ModuleDict({
+                "aspp": ASPPv3(channels[-1], rates),
+                "low": _conv_bn_relu(channels[0], 48),
+                "fuse": nn.Sequential(_conv_bn_relu(256 + 48, 256, 3), _conv_bn_relu(256, 256, 3)),
+                "classifier": nn.Conv2d(256, num_outputs, 1),
+            })
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> logits (B, num_outputs, H, W)."""
+        features = self.encoder(images)
+        if self.architecture == "deeplabv2":
+            logits = self.head(features[-1])
+        else:
+            low = self.head["low"](features[0])
+            high = F.interpolate(self.head["aspp"](features[-1]), low.shape[-2:], mode="bilinear", align_corners=False)
+            logits = self.head["classifier"](self.head["fuse"](torch.cat([high, low], dim=1)))
+        return F.interpolate(logits, images.shape[-2:], mode="bilinear", align_corners=False)

@@ -1,0 +1,200 @@
+"""Stage 1: the localization network (CAM baseline, EPS, EPS++) as a LightningModule.
+
+EPS (Lee et al., CVPR 2021) and EPS++ (Lee et al., TPAMI 2023, Sec. 3): a classifier with C+1
+output maps (background last) trained with ``L_cls + saliency_weight * L_sal``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
+
+from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss
+from epspp.metrics import SegmentationMetrics, iou_table
+from epspp.models.backbone import FeatureBackbone
+from epspp.models.checkpoint import check_num_classes
+from epspp.models.optim import OptimizerName, build_optimizer, poly_schedule
+from epspp.ops import PAMR, maps_to_mask, multiscale_maps, normalize_maps, object_maps
+
+
+class Classifier(nn.Module):
+    """Backbone + 1x1 convolution to C+1 logit maps; GAP of the object maps gives class logits."""
+
+    def __init__(self, backbone: FeatureBackbone, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Conv2d(backbone.out_channels, num_classes + 1, kernel_size=1, bias=False)
+        nn.init.xavier_uniform_(self.head.weight)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> logit maps (B, C+1, h, w)."""
+        return self.head(self.backbone(images))
+
+
+class LocalizationModule(pl.LightningModule):
+    """Classification + saliency loss; predicts multi-scale localization maps and pseudo-masks.
+
+    Args:
+        num_classes: object classes C (linked from the datamodule by the CLI).
+        class_names: names with background first (linked from the datamodule), for IoU tables.
+        backbone: timm model name.
+        backbone_kwargs: extra ``timm.create_model`` arguments.
+        pretrained: load timm's pretrained weights.
+        pretrained_path: local weights file for the backbone.
+        output_stride: 8 or 16.
+        saliency_loss: ``none`` (CAM baseline), ``eps`` (EPS) or ``ird`` (EPS++).
+        saliency_weight: weight of L_sal.
+        tau: EPS overlap threshold.
+        lam: EPS fg/bg balance.
+        pamr_iter: PAMR iterations (ird training and ``refine: pamr``).
+        pamr_dilations: PAMR dilations.
+        optimizer: ``sgd`` (EPS), ``adam`` or ``adamw``.
+        lr: backbone learning rate; the classifier gets ``head_lr_mult`` times it.
+        head_lr_mult: learning-rate multiplier of the new classifier.
+        weight_decay: weight decay.
+        momentum: SGD momentum.
+        poly_power: power of the polynomial decay over the trainer's total steps.
+        scales: inference scales (pseudo-masks).
+        flip: add flipped inputs at inference.
+        bg_threshold: background score of the pseudo-masks (EPS: 0.2).
+        refine: ``pamr`` refines the full-resolution score maps before the argmax.
+        map_kind: ``auto`` = softmax maps for eps/ird (EPS inference), ReLU CAMs for the baseline.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 20,
+        class_names: list[str] | None = None,
+        backbone: str = "resnet50",
+        backbone_kwargs: dict[str, Any] | None = None,
+        pretrained: bool = False,
+        pretrained_path: str | None = None,
+        output_stride: int = 16,
+        saliency_loss: Literal["none", "eps", "ird"] = "ird",
+        saliency_weight: float = 1.0,
+        tau: float = 0.5,
+        lam: float = 0.5,
+        pamr_iter: int = 10,
+        pamr_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24),
+        optimizer: OptimizerName = "sgd",
+        lr: float = 0.01,
+        head_lr_mult: float = 10.0,
+        weight_decay: float = 5e-4,
+        momentum: float = 0.9,
+        poly_power: float = 0.9,
+        scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0),
+        flip: bool = True,
+        bg_threshold: float = 0.2,
+        refine: Literal["none", "pamr"] = "none",
+        map_kind: Literal["auto", "softmax", "relu"] = "auto",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.num_classes = num_classes
+        self.class_names = class_names or ["background"] + [f"class_{i}" for i in range(1, num_classes + 1)]
+        if len(self.class_names) != num_classes + 1:
+            raise ValueError(f"class_names has {len(self.class_names)} entries, expected {num_classes + 1}")
+        self.net = Classifier(
+            FeatureBackbone(backbone, pretrained, pretrained_path, output_stride, backbone_kwargs), num_classes
+        )
+        self.pamr = PAMR(pamr_iter, tuple(pamr_dilations))
+        self.map_kind = ("relu" if saliency_loss == "none" else "softmax") if map_kind == "auto" else map_kind
+        self.train_ap = MultilabelAveragePrecision(num_labels=num_classes, average="macro")
+        self.val_ap = MultilabelAveragePrecision(num_labels=num_classes, average="macro")
+        self.val_f1 = MultilabelF1Score(num_labels=num_classes, average="macro")
+        self.val_cam = SegmentationMetrics(num_classes + 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalized images -> logit maps (B, C+1, h, w)."""
+        return self.net(images)
+
+    def class_logits(self, cam_logits: torch.Tensor) -> torch.Tensor:
+        """Global average pooling of the C object maps: (B, C+1, h, w) -> (B, C)."""
+        return cam_logits[:, :-1].float().mean(dim=(2, 3))
+
+    # ----------------------------------------------------------------- training
+    def saliency_term(self, batch: dict, cam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """L_sal of the configured method, and the inconsistent-region mask for ird (else None)."""
+        hp = self.hparams
+        if hp.saliency_loss == "eps":
+            return eps_saliency_loss(cam, batch["saliency"], batch["label"], hp.tau, hp.lam), None
+        if hp.saliency_loss == "ird":
+            refined = self.refine_maps(batch["image"], cam)
+            return ird_saliency_loss(cam, batch["saliency"], batch["label"], refined, return_inconsistent=True)
+        return cam.new_zeros(()), None
+
+    @torch.no_grad()
+    def refine_maps(self, images: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
+        """PAMR of the detached softmax maps, with the images resized to the map size."""
+        small = F.interpolate(images.float(), cam.shape[-2:], mode="bilinear", align_corners=False)
+        return self.pamr(small, cam.detach().float().softmax(dim=1))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        cam = self(batch["image"])
+        logits = self.class_logits(cam)
+        loss_cls = classification_loss(logits, batch["label"])
+        loss_sal, inconsistent = self.saliency_term(batch, cam)
+        loss = loss_cls + self.hparams.saliency_weight * loss_sal
+        self.train_ap.update(logits.detach(), batch["label"].long())
+        logs = {"train/loss": loss, "train/loss_cls": loss_cls, "train/loss_sal": loss_sal}
+        if inconsistent is not None:
+            logs["train/inconsistent"] = inconsistent.float().mean()
+        self.log_dict(logs, prog_bar=True, sync_dist=True, batch_size=len(logits))
+        self.log("train/mAP", self.train_ap, on_step=False, on_epoch=True)
+        return loss
+
+    # --------------------------------------------------------------- validation
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        cam = self(batch["image"])
+        logits = self.class_logits(cam)
+        labels = batch["label"]
+        self.log("val/loss_cls", classification_loss(logits, labels), sync_dist=True, batch_size=len(logits))
+        self.val_ap.update(logits, labels.long())
+        self.val_f1.update(logits, labels.long())
+        maps = F.interpolate(object_maps(cam, self.map_kind), batch["image"].shape[-2:], mode="bilinear")
+        masks = maps_to_mask(normalize_maps(maps, labels), self.hparams.bg_threshold)
+        self.val_cam.update(masks, batch["mask"])
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self.val_cam.compute()
+        self.log_dict({"val/mAP": self.val_ap.compute(), "val/F1": self.val_f1.compute(), "val/mIoU": scores["miou"]})
+        self.val_ap.reset()
+        self.val_f1.reset()
+        self.val_cam.reset()
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            self.print(f"\nval CAM pseudo-mask IoU (single scale, step {self.global_step}):\n"
+                       + iou_table(scores["iou"], self.class_names))
+
+    # --------------------------------------------------------------- prediction
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        """Pseudo-masks of one image per batch: multi-scale maps -> normalize -> (PAMR) -> argmax."""
+        hp = self.hparams
+        image, labels = batch["image"], batch["label"]
+        if image.shape[0] != 1:
+            raise ValueError(f"prediction runs one image per batch (images differ in size), got {image.shape[0]}")
+        maps = normalize_maps(multiscale_maps(self, image, hp.scales, hp.flip, self.map_kind), labels)
+        scores = torch.cat([torch.full_like(maps[:, :1], hp.bg_threshold), maps], dim=1)
+        if hp.refine == "pamr":
+            scores = self.pamr(image.float(), scores)
+        mask = scores.argmax(dim=1)
+        return {"id": batch["id"], "mask": mask, "scores": scores, "label": labels,
+                "target": batch["mask"], "has_mask": batch["has_mask"]}
+
+    # ---------------------------------------------------------------- optimizer
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        check_num_classes(checkpoint, self.num_classes)
+        trained_loss = checkpoint.get("hyper_parameters", {}).get("saliency_loss")
+        if self.hparams.map_kind == "auto" and trained_loss is not None:
+            self.map_kind = "relu" if trained_loss == "none" else "softmax"
+
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        optimizer = build_optimizer(
+            self.net.backbone, self.net.head, hp.optimizer, hp.lr, hp.head_lr_mult, hp.weight_decay, hp.momentum
+        )
+        return {"optimizer": optimizer, "lr_scheduler": poly_schedule(optimizer, self.trainer.estimated_stepping_batches, hp.poly_power)}
