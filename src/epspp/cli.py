@@ -16,6 +16,8 @@ from pytorch_lightning.cli import ArgsType, LightningCLI
 
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
 from epspp.data.datamodule import EPSDataModule
+from epspp.data.io import DatasetError
+from epspp.models.checkpoint import CheckpointMismatchError
 
 
 class EPSCLI(LightningCLI):
@@ -27,22 +29,27 @@ class EPSCLI(LightningCLI):
         parser.add_lightning_class_args(PseudoMaskWriter, "pseudo_masks")
 
     def before_instantiate_classes(self) -> None:
-        """Put checkpoints and logs of a run under ``trainer.default_root_dir`` unless a config says otherwise.
+        """Resolve relative run paths against ``trainer.default_root_dir``.
 
-        ModelCheckpoint callbacks without ``dirpath`` write to ``<default_root_dir>/checkpoints`` and
-        loggers without ``save_dir`` to ``<default_root_dir>``, so one override moves a whole run.
+        A ModelCheckpoint ``dirpath`` (default ``checkpoints``) and a logger ``save_dir`` that are
+        relative are taken inside ``default_root_dir``, so ``--trainer.default_root_dir DIR`` moves a
+        whole run.  Absolute paths are kept.
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
         root = config.trainer.get("default_root_dir")
         if not root:
             return
         for callback in config.trainer.get("callbacks") or []:
-            if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("dirpath") is None:
-                callback.init_args.dirpath = os.path.join(root, "checkpoints")
+            if callback.class_path.endswith("ModelCheckpoint"):
+                callback.init_args.dirpath = _inside(root, callback.init_args.get("dirpath") or "checkpoints")
         loggers = config.trainer.get("logger")
-        for logger in loggers if isinstance(loggers, list) else [loggers] if loggers else []:
-            if hasattr(logger, "init_args") and logger.init_args.get("save_dir") in (None, "."):
-                logger.init_args.save_dir = root
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
+                logger.init_args.save_dir = _inside(root, logger.init_args.save_dir or ".")
+
+
+def _inside(root: str, path: str) -> str:
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))
 
 
 def main(args: ArgsType = None) -> None:
@@ -52,16 +59,24 @@ def main(args: ArgsType = None) -> None:
         from epspp.data.prepare import prepare_main
 
         raise SystemExit(prepare_main(argv[1:]))
+    if argv and argv[0] == "demo":
+        from epspp.pipeline import demo_main
+
+        raise SystemExit(demo_main(argv[1:]))
     if argv and argv[0] == "evaluate":
         from epspp.evaluate import evaluate_main
 
         raise SystemExit(evaluate_main(argv[1:]))
     os.environ.setdefault("WANDB_MODE", "offline")  # never ask for a login unless the user opts in
-    EPSCLI(
-        LightningModule,
-        EPSDataModule,
-        subclass_mode_model=True,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        args=argv,
-    )
+    try:
+        EPSCLI(
+            LightningModule,
+            EPSDataModule,
+            subclass_mode_model=True,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+        )
+    except (DatasetError, CheckpointMismatchError) as error:
+        print(f"epspp: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

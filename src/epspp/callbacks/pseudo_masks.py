@@ -79,8 +79,6 @@ class PseudoMaskWriter(BasePredictionWriter):
                 self._write_scores(image_id, prediction["scores"][index], prediction["label"][index])
             write_mask_png(path, mask, voc_palette())
             self._written += 1
-        elapsed = max(time.perf_counter() - self._start, 1e-6)
-        pl_module.log("predict/images_per_s", self._written / elapsed, prog_bar=True, logger=False)
 
     def _write_scores(self, image_id: str, scores: torch.Tensor, label: torch.Tensor) -> None:
         keep = [0] + [c + 1 for c in torch.nonzero(label).flatten().tolist()]
@@ -92,6 +90,7 @@ class PseudoMaskWriter(BasePredictionWriter):
 
     # ---------------------------------------------------------------- manifest
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        elapsed = time.perf_counter() - self._start
         trainer.strategy.barrier()
         datamodule = trainer.datamodule
         split = datamodule.hparams.predict_split
@@ -105,6 +104,10 @@ class PseudoMaskWriter(BasePredictionWriter):
             return
         names = datamodule.class_names
         manifest = self._manifest(trainer, pl_module, split, evaluated)
+        manifest["written_this_run"] = self._written
+        manifest["images_per_s_rank0"] = round(self._written / max(elapsed, 1e-6), 2)
+        print(f"[epspp] wrote {self._written} masks to {self.output_dir} "
+              f"({manifest['images_per_s_rank0']} images/s on rank 0)")
         if evaluated:
             manifest |= scores_to_json(scores, names)
             print(f"\npseudo-masks of '{split}' vs ground truth ({evaluated} images):\n" + iou_table(scores["iou"], names))

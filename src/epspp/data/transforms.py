@@ -54,7 +54,7 @@ class JointTransform:
         image = self.photometric(image=out["image"])["image"]
         result = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float(),
-            "mask": torch.from_numpy(np.ascontiguousarray(out["mask"])).long(),
+            "mask": torch.from_numpy(np.array(out["mask"], dtype=np.int64)),
         }
         if saliency is not None:
             sal_out = np.clip(out["saliency"][..., 0], 0.0, 1.0)

@@ -170,6 +170,24 @@ class LocalizationModule(pl.LightningModule):
             self.print(f"\nval CAM pseudo-mask IoU (single scale, step {self.global_step}):\n"
                        + iou_table(scores["iou"], self.class_names))
 
+    @torch.no_grad()
+    def explain(self, images: torch.Tensor, saliency: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Single-scale pictures of what the network does, at the input resolution.
+
+        Returns ``localization`` (B, H, W): the labelled classes' normalized maps (max over classes);
+        ``inconsistent`` (B, H, W) bool: IRD's region where the PAMR-refined foreground and the
+        saliency map disagree; ``pseudo_mask`` (B, H, W): the single-scale pseudo-mask.
+        """
+        cam = self(images)
+        size = images.shape[-2:]
+        _, inconsistent = ird_saliency_loss(cam, saliency, labels, self.refine_maps(images, cam), return_inconsistent=True)
+        maps = normalize_maps(F.interpolate(object_maps(cam, self.map_kind), size, mode="bilinear"), labels)
+        return {
+            "localization": maps.amax(dim=1),
+            "inconsistent": F.interpolate(inconsistent.float(), size, mode="nearest")[:, 0].bool(),
+            "pseudo_mask": maps_to_mask(maps, self.hparams.bg_threshold),
+        }
+
     # --------------------------------------------------------------- prediction
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Pseudo-masks of one image per batch: multi-scale maps -> normalize -> (PAMR) -> argmax."""

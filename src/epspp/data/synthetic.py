@@ -1,0 +1,462 @@
+"""A synthetic dataset in the VOC layout that reproduces the problems EPS++ addresses.
+
+Five object classes (disc, square, triangle, train, boat), each with its own shape family,
+jittered colour and texture, on a cluttered background with neutral distractor blobs.
+Co-occurring context: a train always stands on rails and a boat always floats on water; the
+context is background (0) in the ground truth, so a plain CAM learns to fire on it. The simulated
+saliency map is the blurred union of the objects with the paper's three error types injected at
+configurable per-image rates: a missing class, a missing part, and false coverage (preferably the
+context). Every image's errors are recorded in ``ROOT/synthetic.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from scipy import ndimage
+
+from epspp import __version__
+from epspp.data.classes import SYNTHETIC_CLASSES, voc_palette, write_classes
+from epspp.data.io import write_grey_png, write_jpeg, write_mask_png
+
+DISC, SQUARE, TRIANGLE, TRAIN, BOAT = 1, 2, 3, 4, 5
+FREE_CLASSES = (DISC, SQUARE, TRIANGLE)
+COLOURS = {DISC: (205, 55, 50), SQUARE: (55, 160, 70), TRIANGLE: (230, 185, 40), TRAIN: (125, 65, 175),
+           BOAT: (185, 85, 35)}
+PALETTE = voc_palette()
+MAX_COVER = 0.35  # a new object may hide at most this fraction of an earlier object's visible pixels
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Parameters of :func:`generate_synthetic` (all recorded in ``synthetic.json``)."""
+
+    num_train: int = 1000
+    num_val: int = 200
+    image_size: int = 64
+    seed: int = 0
+    missing_class_rate: float = 0.1
+    missing_part_rate: float = 0.2
+    false_coverage_rate: float = 0.2
+    labeled_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.num_train < 1 or self.num_val < 1:
+            raise ValueError(f"num_train and num_val must be >= 1, got {self.num_train}, {self.num_val}")
+        if self.image_size < 32:
+            raise ValueError(f"image_size must be >= 32, got {self.image_size}")
+        for name in ("missing_class_rate", "missing_part_rate", "false_coverage_rate", "labeled_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
+
+
+@dataclass
+class Sample:
+    """One rendered image with its ground truth, saliency, context region and saliency errors."""
+
+    image: np.ndarray  # (S, S, 3) uint8
+    mask: np.ndarray  # (S, S) uint8 class ids
+    saliency: np.ndarray  # (S, S) uint8
+    context: np.ndarray  # (S, S) bool: rails and water pixels (background in ``mask``)
+    errors: dict
+
+
+class _Grid(NamedTuple):
+    yy: np.ndarray  # (S, S) pixel-centre row coordinates
+    xx: np.ndarray  # (S, S) pixel-centre column coordinates
+    size: int
+    upsample: np.ndarray  # (S, 5) bilinear weights from a 5-point grid to S points
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(size: int) -> _Grid:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    yy.flags.writeable = xx.flags.writeable = False
+    points = np.linspace(0, 4, size)
+    upsample = np.maximum(0.0, 1.0 - np.abs(points[:, None] - np.arange(5)[None, :]))
+    return _Grid(yy, xx, size, upsample.astype(np.float32))
+
+
+# ---------------------------------------------------------------- shapes and textures
+def _rotated(g: _Grid, cy: float, cx: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    c, s = np.cos(angle), np.sin(angle)
+    dy, dx = g.yy - cy, g.xx - cx
+    return dx * c + dy * s, -dx * s + dy * c
+
+
+def _ellipse(g: _Grid, cy: float, cx: float, ry: float, rx: float, angle: float = 0.0) -> np.ndarray:
+    u, v = _rotated(g, cy, cx, angle)
+    return (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
+
+
+def _rectangle(g: _Grid, cy: float, cx: float, h: float, w: float, angle: float = 0.0) -> np.ndarray:
+    u, v = _rotated(g, cy, cx, angle)
+    return (np.abs(u) <= w / 2) & (np.abs(v) <= h / 2)
+
+
+def _polygon(g: _Grid, points: list[tuple[float, float]]) -> np.ndarray:
+    """Convex polygon from (y, x) vertices in either orientation."""
+    pos, neg = np.ones(g.yy.shape, bool), np.ones(g.yy.shape, bool)
+    for (y0, x0), (y1, x1) in zip(points, points[1:] + points[:1], strict=True):
+        cross = (x1 - x0) * (g.yy - y0) - (y1 - y0) * (g.xx - x0)
+        pos &= cross >= 0
+        neg &= cross <= 0
+    return pos | neg
+
+
+def _stripes(g: _Grid, period: float, angle: float) -> np.ndarray:
+    phase = 2 * np.pi * (g.xx * np.cos(angle) + g.yy * np.sin(angle)) / period
+    return np.where(np.sin(phase) >= 0, 1.0, -1.0)
+
+
+def _checker(g: _Grid, period: float, angle: float) -> np.ndarray:
+    u, v = _rotated(g, 0.0, 0.0, angle)
+    return ((np.floor(u / period) + np.floor(v / period)) % 2) * 2.0 - 1.0
+
+
+def _dots(g: _Grid, period: float, radius: float, rng: np.random.Generator) -> np.ndarray:
+    u = np.mod(g.xx + rng.uniform(0, period), period) - period / 2
+    v = np.mod(g.yy + rng.uniform(0, period), period) - period / 2
+    return np.where(u**2 + v**2 <= radius**2, 1.0, -0.5)
+
+
+def _noise(rng: np.random.Generator, g: _Grid, sigma: float = 0.8) -> np.ndarray:
+    field = ndimage.gaussian_filter(rng.standard_normal((g.size, g.size)), sigma)
+    return np.clip(field / (field.std() + 1e-6), -2.0, 2.0) / 2.0
+
+
+def _jitter(rng: np.random.Generator, colour: tuple[int, int, int], amount: float = 30.0) -> np.ndarray:
+    return np.clip(np.asarray(colour, np.float32) + rng.uniform(-amount, amount, 3), 0, 255)
+
+
+def _textured(colour: np.ndarray, texture: np.ndarray, amplitude: float) -> np.ndarray:
+    return np.clip(np.asarray(colour)[None, None, :] * (1.0 + amplitude * texture[..., None]), 0, 255)
+
+
+def _neutral(rng: np.random.Generator, low: float = 60.0, high: float = 200.0) -> np.ndarray:
+    return np.clip(rng.uniform(low, high) + rng.uniform(-18, 18, 3), 0, 255)
+
+
+# ---------------------------------------------------------------- objects (each -> mask, colour layer)
+def _free_box(rng: np.random.Generator, g: _Grid) -> tuple[float, float, float]:
+    d = rng.uniform(0.22, 0.38) * g.size
+    return rng.uniform(d / 2, g.size - d / 2), rng.uniform(d / 2, g.size - d / 2), d
+
+
+def _disc(rng: np.random.Generator, g: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    cy, cx, d = _free_box(rng, g)
+    mask = _ellipse(g, cy, cx, d / 2, d / 2 * rng.uniform(0.7, 1.0), rng.uniform(0, np.pi))
+    period = rng.uniform(0.09, 0.12) * g.size
+    return mask, _textured(_jitter(rng, COLOURS[DISC]), _dots(g, period, period * 0.28, rng), 0.35)
+
+
+def _square(rng: np.random.Generator, g: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    cy, cx, d = _free_box(rng, g)
+    angle = 0.0 if rng.random() < 0.5 else rng.uniform(0, np.pi / 2)
+    mask = _rectangle(g, cy, cx, 0.85 * d, 0.85 * d * rng.uniform(0.8, 1.25), angle)
+    return mask, _textured(_jitter(rng, COLOURS[SQUARE]), _checker(g, d / 4, angle), 0.25)
+
+
+def _triangle(rng: np.random.Generator, g: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    cy, cx, d = _free_box(rng, g)
+    start = rng.uniform(0, 2 * np.pi)
+    angles = start + 2 * np.pi * np.arange(3) / 3 + rng.uniform(-0.25, 0.25, 3)
+    points = [(cy + 0.6 * d * np.sin(a), cx + 0.6 * d * np.cos(a)) for a in angles]
+    stripes = _stripes(g, rng.uniform(0.08, 0.11) * g.size, rng.uniform(0, np.pi))
+    return _polygon(g, points), _textured(_jitter(rng, COLOURS[TRIANGLE]), stripes, 0.25)
+
+
+def _train(rng: np.random.Generator, g: _Grid, rail_y: float) -> tuple[np.ndarray, np.ndarray]:
+    s = g.size
+    length, height, wheel_r = rng.uniform(0.5, 0.72) * s, rng.uniform(0.15, 0.2) * s, max(1.5, 0.035 * s)
+    x0 = rng.uniform(1, s - length - 1)
+    bottom = rail_y - wheel_r
+    top = bottom - height
+    in_x = (g.xx >= x0) & (g.xx < x0 + length)
+    body = in_x & (g.yy >= top) & (g.yy < bottom)
+    cab_x = x0 if rng.random() < 0.5 else x0 + 0.75 * length
+    cab = (g.xx >= cab_x) & (g.xx < cab_x + 0.25 * length) & (g.yy >= top - 0.35 * height) & (g.yy < bottom)
+    phase = np.mod(g.xx - x0, 0.12 * s) / (0.12 * s)
+    windows = (body & (g.yy >= top + 0.2 * height) & (g.yy < top + 0.55 * height) & (phase >= 0.35)
+               & (phase < 0.8) & (g.xx > x0 + 0.04 * s) & (g.xx < x0 + length - 0.04 * s))
+    count = max(3, round(length / (0.13 * s)))
+    wheels = np.zeros_like(body)
+    for k in range(count):
+        wheels |= _ellipse(g, rail_y - wheel_r, x0 + (k + 0.5) * length / count, wheel_r, wheel_r)
+    layer = _textured(_jitter(rng, COLOURS[TRAIN]), _stripes(g, 0.08 * s, np.pi / 2), 0.12)
+    layer = np.where(windows[..., None], _jitter(rng, (235, 225, 140), 15), layer)
+    layer = np.where(wheels[..., None], np.float32([35, 35, 40]), layer)
+    return body | cab | wheels, layer
+
+
+def _boat(rng: np.random.Generator, g: _Grid, water_y: float) -> tuple[np.ndarray, np.ndarray]:
+    s = g.size
+    width, hull_h = rng.uniform(0.34, 0.5) * s, rng.uniform(0.1, 0.14) * s
+    cx = rng.uniform(width / 2 + 1, s - width / 2 - 1)
+    deck, keel = water_y - 0.5 * hull_h, water_y + 0.5 * hull_h
+    hull = _polygon(g, [(deck, cx - width / 2), (deck, cx + width / 2), (keel, cx + 0.32 * width),
+                        (keel, cx - 0.32 * width)])
+    mast_h, mast_x = rng.uniform(0.22, 0.32) * s, cx + rng.uniform(-0.1, 0.1) * width
+    mast = _rectangle(g, deck - mast_h / 2, mast_x, mast_h, max(1.2, 0.03 * s))
+    sail_x = mast_x + rng.choice([-1.0, 1.0]) * 0.4 * width
+    sail = _polygon(g, [(deck - 0.95 * mast_h, mast_x), (deck - 1, mast_x), (deck - 1, sail_x)]) & ~mast
+    layer = _textured(_jitter(rng, COLOURS[BOAT]), _noise(rng, g), 0.3)
+    layer = np.where(sail[..., None], _jitter(rng, (235, 230, 215), 12), layer)
+    layer = np.where(mast[..., None], np.float32([80, 55, 35]), layer)
+    return hull | mast | sail, layer
+
+
+# ---------------------------------------------------------------- background and context
+def _background(rng: np.random.Generator, g: _Grid) -> np.ndarray:
+    angle = rng.uniform(0, 2 * np.pi)
+    t = ((g.xx * np.cos(angle) + g.yy * np.sin(angle)) / g.size * 0.7 + 0.5)[..., None]
+    image = _neutral(rng, 70, 190) * (1 - t) + _neutral(rng, 70, 190) * t
+    low = (g.upsample @ rng.normal(0, 18, (3, 5, 5)) @ g.upsample.T).transpose(1, 2, 0)
+    return np.clip(image + low, 0, 255).astype(np.float32)
+
+
+def _distractor(rng: np.random.Generator, g: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    d = rng.uniform(0.12, 0.26) * g.size
+    cy, cx = rng.uniform(0, g.size, 2)
+    if rng.random() < 0.5:
+        mask = _ellipse(g, cy, cx, d / 2, d / 2 * rng.uniform(0.5, 1.0), rng.uniform(0, np.pi))
+    else:
+        mask = _rectangle(g, cy, cx, d, d * rng.uniform(0.4, 1.0), rng.uniform(0, np.pi))
+    return mask, _textured(_neutral(rng, 50, 210), _noise(rng, g), 0.2)
+
+
+def _rails(rng: np.random.Generator, g: _Grid, rail_y: float) -> tuple[np.ndarray, np.ndarray]:
+    s = g.size
+    band = (g.yy >= rail_y - 0.03 * s) & (g.yy < rail_y + 0.1 * s)
+    layer = _textured(_jitter(rng, (125, 110, 95), 15), _noise(rng, g), 0.3)
+    period = 0.09 * s
+    sleepers = (np.mod(g.xx + rng.uniform(0, period), period) < 0.45 * period) & (g.yy >= rail_y) & (
+        g.yy < rail_y + 0.085 * s)
+    rails = (np.abs(g.yy - rail_y - 0.5) < 0.6) | (np.abs(g.yy - rail_y - 0.065 * s) < 0.6)
+    layer = np.where(sleepers[..., None], np.float32([95, 65, 40]), layer)
+    return band, np.where(rails[..., None], _jitter(rng, (180, 180, 190), 10), layer)
+
+
+def _water(rng: np.random.Generator, g: _Grid, water_y: float) -> tuple[np.ndarray, np.ndarray]:
+    s = g.size
+    period, wobble = rng.uniform(0.08, 0.12) * s, rng.uniform(0.25, 0.4) * s
+    wave = np.sin(2 * np.pi * (g.yy / period + 0.3 * np.sin(2 * np.pi * g.xx / wobble)) + rng.uniform(0, 7))
+    depth = np.clip((g.yy - water_y) / max(s - water_y, 1.0), 0, 1)[..., None]
+    layer = _textured(_jitter(rng, (40, 90, 170), 15), wave, 0.18) * (1 - 0.35 * depth)
+    return g.yy >= water_y, np.where((wave > 0.9)[..., None], np.float32([165, 195, 235]), layer)
+
+
+# ---------------------------------------------------------------- composition and saliency
+def _fits(mask: np.ndarray, instances: np.ndarray, count: int) -> bool:
+    """A new object must be large enough and hide at most MAX_COVER of any earlier object."""
+    if mask.sum() < 0.01 * mask.size:
+        return False
+    placed = instances >= 0
+    visible = np.bincount(instances[placed], minlength=count)
+    covered = np.bincount(instances[mask & placed], minlength=count)
+    return bool(np.all(covered <= MAX_COVER * visible))
+
+
+def _saliency(rng: np.random.Generator, cfg: SyntheticConfig, g: _Grid, instances: np.ndarray,
+              classes: list[int], context: dict[int, np.ndarray], distractors: list[np.ndarray]
+              ) -> tuple[np.ndarray, dict]:
+    """Blurred union of the objects, with missing class, missing part and false coverage errors."""
+    salient = np.zeros(instances.shape, np.float32)
+    for index in range(len(classes)):
+        salient[instances == index] = rng.uniform(0.85, 1.0)
+    errors: dict = {}
+    present = sorted(set(classes))
+    missing = None
+    if rng.random() < cfg.missing_class_rate and present:
+        missing = int(rng.choice(present))
+        salient[np.isin(instances, [i for i, c in enumerate(classes) if c == missing])] = 0
+        errors["missing_class"] = SYNTHETIC_CLASSES[missing]
+    if rng.random() < cfg.missing_part_rate:
+        candidates = [i for i, c in enumerate(classes) if c != missing]
+        if candidates:
+            index = int(rng.choice(candidates))
+            visible = instances == index
+            angle, fraction = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 0.6)
+            projection = g.yy * np.sin(angle) + g.xx * np.cos(angle)
+            cut = visible & (projection <= np.quantile(projection[visible], fraction))
+            salient[cut] = 0
+            errors["missing_part"] = {"class": SYNTHETIC_CLASSES[classes[index]],
+                                      "fraction": round(float(cut.sum() / visible.sum()), 3)}
+    if rng.random() < cfg.false_coverage_rate:
+        background = instances < 0
+        if context:
+            owner = int(rng.choice(sorted(context)))
+            cols = g.xx[instances == classes.index(owner)]
+            margin = rng.uniform(0.1, 0.3) * g.size
+            near = (g.xx >= cols.min() - margin) & (g.xx <= cols.max() + margin)
+            region = context[owner] & background & near
+            kind = "rails" if owner == TRAIN else "water"
+        else:  # a visible distractor blob, else a salient patch of plain background
+            regions = [d & background for d in distractors if (d & background).sum() >= 0.015 * d.size]
+            d = rng.uniform(0.15, 0.3) * g.size
+            regions = regions or [_ellipse(g, *rng.uniform(d / 2, g.size - d / 2, 2), d / 2, d / 2) & background]
+            region = regions[int(rng.integers(len(regions)))]
+            kind = "distractor"
+        if region.any():
+            salient[region] = np.maximum(salient[region], rng.uniform(0.6, 0.95))
+            errors["false_coverage"] = kind
+    blurred = ndimage.gaussian_filter(salient, 0.9 * g.size / 64)
+    return np.clip(np.round(blurred * 255), 0, 255).astype(np.uint8), errors
+
+
+def _choose_objects(rng: np.random.Generator) -> list[int]:
+    """1-3 classes (train and boat first: they are anchored to their context), 1-3 objects."""
+    chosen = rng.choice(np.arange(1, 6), size=rng.choice([1, 2, 3], p=[0.6, 0.33, 0.07]), replace=False)
+    objects = sorted((int(c) for c in chosen), key=lambda c: (c not in (TRAIN, BOAT), -c))
+    free = [c for c in objects if c in FREE_CLASSES]
+    while free and len(objects) < 3 and rng.random() < 0.3:
+        objects.append(int(rng.choice(free)))
+    return objects
+
+
+def render_sample(cfg: SyntheticConfig, rng: np.random.Generator) -> Sample:
+    """Render one image, its ground truth, its saliency map and the record of its saliency errors."""
+    g = _grid(cfg.image_size)
+    s = g.size
+    objects = _choose_objects(rng)
+    water_y = rng.uniform(0.6, 0.72) * s if BOAT in objects else None
+    rail_y = rng.uniform(0.36 * s, water_y - 0.14 * s) if water_y is not None else rng.uniform(0.42, 0.86) * s
+    painters = {DISC: _disc, SQUARE: _square, TRIANGLE: _triangle,
+                TRAIN: lambda r, grid: _train(r, grid, rail_y), BOAT: lambda r, grid: _boat(r, grid, water_y)}
+    instances = np.full((s, s), -1, np.int16)
+    classes: list[int] = []
+    layers: list[tuple[np.ndarray, np.ndarray]] = []
+    for cls in objects:
+        for _ in range(30):
+            mask, layer = painters[cls](rng, g)
+            if _fits(mask, instances, len(classes)):
+                instances[mask] = len(classes)
+                classes.append(cls)
+                layers.append((mask, layer))
+                break
+    image = _background(rng, g)
+    distractors = []
+    for _ in range(int(rng.integers(1, 4))):
+        mask, layer = _distractor(rng, g)
+        image[mask] = layer[mask]
+        distractors.append(mask)
+    context = {}
+    for cls, (draw, anchor) in ((TRAIN, (_rails, rail_y)), (BOAT, (_water, water_y))):
+        if cls in classes:  # context only with its class
+            context[cls], layer = draw(rng, g, anchor)
+            image[context[cls]] = layer[context[cls]]
+    for mask, layer in layers:
+        image[mask] = layer[mask]
+    image = ndimage.gaussian_filter(image, (0.5, 0.5, 0)) + rng.normal(0, 4, image.shape)
+    gt = np.zeros((s, s), np.uint8)
+    gt[instances >= 0] = np.asarray(classes, np.uint8)[instances[instances >= 0]]
+    saliency, errors = _saliency(rng, cfg, g, instances, classes, context, distractors)
+    union = np.zeros((s, s), bool)
+    for region in context.values():
+        union |= region & (gt == 0)
+    return Sample(np.clip(np.round(image), 0, 255).astype(np.uint8), gt, saliency, union, errors)
+
+
+# ---------------------------------------------------------------- dataset writing
+def _non_empty(path: Path) -> bool:
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+def _write_dataset(out: Path, cfg: SyntheticConfig) -> None:
+    for sub in ("JPEGImages", "SegmentationClassAug", "saliency", "ImageSets/Segmentation"):
+        (out / sub).mkdir(parents=True)
+    names = ("missing_class", "missing_part", "false_coverage")
+    stats: dict = {}
+    records: dict = {}
+    for split_index, (split, count) in enumerate((("train", cfg.num_train), ("val", cfg.num_val))):
+        ids = [f"{split}_{i:06d}" for i in range(count)]
+        counts = {"images": count, **dict.fromkeys(names, 0), "false_coverage_context": 0,
+                  "multi_class": 0, "class_images": dict.fromkeys(SYNTHETIC_CLASSES[1:], 0)}
+        for i, image_id in enumerate(ids):
+            sample = render_sample(cfg, np.random.default_rng([cfg.seed, split_index, i]))
+            write_jpeg(out / "JPEGImages" / f"{image_id}.jpg", sample.image, quality=95)
+            write_mask_png(out / "SegmentationClassAug" / f"{image_id}.png", sample.mask, PALETTE)
+            write_grey_png(out / "saliency" / f"{image_id}.png", sample.saliency)
+            present = [int(c) for c in np.unique(sample.mask) if c]
+            counts["multi_class"] += len(present) > 1
+            for c in present:
+                counts["class_images"][SYNTHETIC_CLASSES[c]] += 1
+            for name in names:
+                counts[name] += name in sample.errors
+            counts["false_coverage_context"] += sample.errors.get("false_coverage") in ("rails", "water")
+            if sample.errors:
+                records[image_id] = sample.errors
+        (out / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+        stats[split] = counts
+    labeled = round(cfg.labeled_fraction * cfg.num_train)
+    if labeled:
+        chosen = np.sort(np.random.default_rng([cfg.seed, 2]).choice(cfg.num_train, labeled, replace=False))
+        name = f"labeled_{int(round(100 * cfg.labeled_fraction))}pct"
+        (out / "ImageSets/Segmentation" / f"{name}.txt").write_text(
+            "".join(f"train_{i:06d}\n" for i in chosen))
+        stats[name] = {"images": labeled}
+    write_classes(out, SYNTHETIC_CLASSES)
+    meta = {"generator": "epspp.data.synthetic", "version": __version__, "params": asdict(cfg),
+            "classes": list(SYNTHETIC_CLASSES), "splits": stats, "errors": records}
+    (out / "synthetic.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def generate_synthetic(root: str | Path, num_train: int = 1000, num_val: int = 200, image_size: int = 64,
+                       seed: int = 0, missing_class_rate: float = 0.1, missing_part_rate: float = 0.2,
+                       false_coverage_rate: float = 0.2, labeled_fraction: float = 0.1,
+                       overwrite: bool = False) -> Path:
+    """Write the synthetic dataset at ``root`` in the VOC layout (deterministic for a seed).
+
+    The dataset is built in a temporary sibling directory and renamed into place at the end, so an
+    interrupted run never leaves a half-written dataset at ``root``.
+
+    Args:
+        root: dataset root to create.
+        num_train: number of training images (``train.txt``).
+        num_val: number of validation images (``val.txt``).
+        image_size: side length of the square images in pixels (>= 32).
+        seed: random seed; the same arguments give byte-identical files.
+        missing_class_rate: per-image probability that one present class is absent from the saliency.
+        missing_part_rate: per-image probability that 30-60% of one object is cut from the saliency.
+        false_coverage_rate: per-image probability that a background region (the rails or water
+            context when present, else a distractor blob) is salient.
+        labeled_fraction: fraction of train listed in ``labeled_<pct>pct.txt`` (semi-supervised).
+        overwrite: replace an existing non-empty ``root``.
+
+    Returns:
+        The dataset root.
+
+    Raises:
+        FileExistsError: ``root`` exists and is not empty, and ``overwrite`` is False.
+    """
+    cfg = SyntheticConfig(num_train, num_val, image_size, seed, missing_class_rate, missing_part_rate,
+                          false_coverage_rate, labeled_fraction)
+    root = Path(root)
+    if _non_empty(root) and not overwrite:
+        raise FileExistsError(f"{root} exists and is not empty: choose another root or pass overwrite=True "
+                              f"(--overwrite)")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_dataset(tmp, cfg)
+        if root.exists() or root.is_symlink():
+            old = root.parent / f".{root.name}.old-{os.getpid()}"
+            os.rename(root, old)
+            os.rename(tmp, root)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
+        else:
+            os.rename(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root

@@ -1,0 +1,168 @@
+"""Losses of the localization network: classification, EPS and EPS++ (IRD) saliency losses.
+
+- EPS: Lee, Kim, Lee, Lee, Shim, "Railroading Weakly Supervised Semantic Segmentation with Saliency
+  Maps as Pseudo-pixel Supervision" (CVPR 2021) -- ``eps_saliency_loss`` reproduces ``get_eps_loss`` of
+  the authors' code (halbielee/EPS, ``eps.py``) value for value.
+- EPS++: Lee, Lee, Lee, Shim, "Saliency as Pseudo-pixel Supervision for Weakly and Semi-supervised
+  Semantic Segmentation" (TPAMI 2023) -- ``ird_saliency_loss``, the saliency loss with Inconsistent
+  Region Drop.
+
+Channel convention (as in the EPS code, where the classifier loss uses ``pred[:, :-1]`` and the
+saliency loss the channel ``num_classes``): ``cam_logits`` has C + 1 channels, the C object classes
+first (0..C-1) and the background channel LAST (index C). ``labels`` (B, C) is multi-hot over the objects.
+
+Every function computes in float32 when given half/bfloat16 tensors (float64 stays float64) and
+returns a scalar of that compute dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["classification_loss", "eps_saliency_loss", "ird_saliency_loss"]
+
+
+def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """float64 if any input is float64, else float32."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _check(cam_logits: torch.Tensor, saliency: torch.Tensor, labels: torch.Tensor) -> int:
+    """Validate shapes; return C, the number of object classes."""
+    if cam_logits.dim() != 4 or saliency.dim() != 4 or saliency.shape[1] != 1 or labels.dim() != 2:
+        raise ValueError(
+            "expected cam_logits (B, C+1, h, w), saliency (B, 1, H, W), labels (B, C); got "
+            f"{tuple(cam_logits.shape)}, {tuple(saliency.shape)}, {tuple(labels.shape)}"
+        )
+    b, c1 = cam_logits.shape[:2]
+    if saliency.shape[0] != b or labels.shape != (b, c1 - 1):
+        raise ValueError(
+            f"labels must be (B, C) = ({b}, {c1 - 1}) and saliency (B, 1, H, W) for cam_logits "
+            f"{tuple(cam_logits.shape)}; got {tuple(labels.shape)}, {tuple(saliency.shape)}"
+        )
+    return c1 - 1
+
+
+def _resize_saliency(saliency: torch.Tensor, size: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
+    """Saliency (B, 1, H, W) to ``size`` with nearest-neighbour interpolation (as the EPS code), detached."""
+    saliency = saliency.detach().to(dtype)
+    if tuple(saliency.shape[-2:]) != tuple(size):
+        saliency = F.interpolate(saliency, size=size, mode="nearest")
+    return saliency
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Multi-label soft margin loss (sigmoid BCE averaged over classes and batch).
+
+    Args:
+        logits: class logits (B, C), the object channels only.
+        labels: multi-hot labels (B, C).
+
+    Returns:
+        Scalar loss, equal to ``F.multilabel_soft_margin_loss(logits, labels)``.
+    """
+    dtype = _compute_dtype(logits)
+    return F.multilabel_soft_margin_loss(logits.to(dtype), labels.to(dtype))
+
+
+def eps_saliency_loss(
+    cam_logits: torch.Tensor,
+    saliency: torch.Tensor,
+    labels: torch.Tensor,
+    tau: float = 0.5,
+    lam: float = 0.5,
+) -> torch.Tensor:
+    """EPS saliency loss (CVPR 2021), as ``get_eps_loss`` in the authors' code.
+
+    ``M = softmax(cam_logits)``; ``M_s`` = saliency resized to (h, w), nearest. For every object class
+    the overlap ratio ``sum_p round(M_i) round(M_s) / sum_p (round(M_i) + 1e-4)`` (1e-4 added at every
+    pixel; ``M_i`` detached; ``torch.round`` rounds 0.5 down to 0) is computed. A labelled class with
+    ratio > ``tau`` is foreground; a labelled class with ratio <= ``tau`` joins the background together
+    with the background channel (index C). Unlabelled classes are in neither set: their maps are left
+    out of both sums, exactly as in the reference. ``M_fg`` / ``M_bg`` are the sums of the foreground /
+    background maps, the estimated saliency is ``lam * M_fg + (1 - lam) * (1 - M_bg)`` and the loss is
+    its mean squared error to ``M_s`` over all pixels and images. Gradients reach ``cam_logits``
+    through ``M_fg`` and ``M_bg`` only.
+
+    Args:
+        cam_logits: localization logits (B, C+1, h, w), background last.
+        saliency: saliency maps (B, 1, H, W) in [0, 1].
+        labels: multi-hot image labels (B, C); a class is labelled where the value is non-zero.
+        tau: overlap threshold for a class to count as foreground (EPS VOC scripts use 0.4).
+        lam: weight of the foreground map in the estimated saliency.
+
+    Returns:
+        Scalar loss.
+    """
+    c = _check(cam_logits, saliency, labels)
+    dtype = _compute_dtype(cam_logits, saliency)
+    b, _, h, w = cam_logits.shape
+    sal = _resize_saliency(saliency, (h, w), dtype)
+    maps = F.softmax(cam_logits.to(dtype), dim=1)
+
+    obj = torch.round(maps[:, :c].detach())
+    inter = (obj * torch.round(sal)).reshape(b, c, -1).sum(-1)
+    area = (obj + 1e-4).reshape(b, c, -1).sum(-1)
+    valid = inter / area > tau  # (B, C)
+
+    labelled = labels != 0
+    no_bg = labelled.new_zeros(b, 1)
+    fg_sel = torch.cat([labelled & valid, no_bg], 1)[..., None, None]  # (B, C+1, 1, 1)
+    bg_sel = torch.cat([labelled & ~valid, ~no_bg], 1)[..., None, None]
+    fg = torch.where(fg_sel, maps, maps.new_zeros(())).sum(1, keepdim=True)
+    bg = torch.where(bg_sel, maps, maps.new_zeros(())).sum(1, keepdim=True)
+    estimate = fg * lam + (1 - bg) * (1 - lam)
+    return F.mse_loss(estimate, sal)
+
+
+def ird_saliency_loss(
+    cam_logits: torch.Tensor,
+    saliency: torch.Tensor,
+    labels: torch.Tensor,
+    refined: torch.Tensor,
+    return_inconsistent: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """EPS++ saliency loss with Inconsistent Region Drop (TPAMI 2023).
+
+    ``M = softmax(cam_logits)``, ``M_s`` = saliency resized to (h, w) (nearest),
+    ``M_fg = sum_i y_i M_i`` over the C object channels and ``M_r`` the same sum over ``refined``.
+    With ``B(x) = x > 0.5`` the inconsistent region is ``N = B(M_r) XOR B(M_s)``, and per image
+
+        L = sum_p (1 - N_p) (M_s_p - M_fg_p)^2 / sum_p (1 - N_p)     (0 where every pixel is inconsistent),
+
+    averaged over the batch. ``refined`` and ``saliency`` are detached: gradients reach ``cam_logits`` only.
+
+    Args:
+        cam_logits: localization logits (B, C+1, h, w), background last.
+        saliency: saliency maps (B, 1, H, W) in [0, 1].
+        labels: multi-hot image labels (B, C), used as the weights y_i.
+        refined: PAMR-refined softmax maps (B, C+1, h, w) (or only the C object channels); this
+            function does not run PAMR.
+        return_inconsistent: also return the inconsistent region N.
+
+    Returns:
+        Scalar loss, or ``(loss, N)`` with N a bool tensor (B, 1, h, w) when ``return_inconsistent``.
+    """
+    c = _check(cam_logits, saliency, labels)
+    b, _, h, w = cam_logits.shape
+    if refined.dim() != 4 or refined.shape[0] != b or refined.shape[1] not in (c, c + 1):
+        raise ValueError(f"refined must be (B, C+1, h, w) for cam_logits {tuple(cam_logits.shape)}")
+    if tuple(refined.shape[-2:]) != (h, w):
+        raise ValueError(f"refined maps are {tuple(refined.shape[-2:])}, cam_logits {(h, w)}")
+    dtype = _compute_dtype(cam_logits, saliency, refined)
+    sal = _resize_saliency(saliency, (h, w), dtype)
+    y = labels.detach().to(dtype)[..., None, None]  # (B, C, 1, 1)
+    maps = F.softmax(cam_logits.to(dtype), dim=1)
+
+    fg = (maps[:, :c] * y).sum(1, keepdim=True)
+    fg_refined = (refined.detach()[:, :c].to(dtype) * y).sum(1, keepdim=True)
+    inconsistent = (fg_refined > 0.5) ^ (sal > 0.5)  # (B, 1, h, w)
+
+    keep = (~inconsistent).to(dtype)
+    num = (keep * (sal - fg).square()).sum((1, 2, 3))
+    den = keep.sum((1, 2, 3))
+    loss = (num / den.clamp_min(1)).mean()  # num = 0 where den = 0
+    if return_inconsistent:
+        return loss, inconsistent
+    return loss

@@ -1,0 +1,102 @@
+"""The demo pipeline (``epspp demo``): every stage on the synthetic dataset, resumable, with a report.
+
+Each stage runs as the user would run it (``epspp fit|predict`` in a subprocess) and writes a
+``stage.json`` marker when it finishes; a rerun skips finished stages.  The measurements end up in
+``OUT/report.json`` and ``OUT/report.md`` (see ``epspp.report``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from epspp.data.io import DatasetError
+
+METHODS = {"cam": "localization_cam.yaml", "eps": "localization_eps.yaml", "eps++": "localization_eps++.yaml"}
+SEGMENTATION = ("wsss", "ssss", "labeled_only")
+
+
+def run_stage(name: str, folder: Path, command: list[str]) -> dict:
+    """Run ``epspp <command>`` unless ``folder/stage.json`` says it finished; return the marker."""
+    marker = folder / "stage.json"
+    if marker.is_file():
+        print(f"[demo] {name}: done before, skipping ({marker})", flush=True)
+        return json.loads(marker.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"[demo] {name}: epspp {' '.join(command)}", flush=True)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "epspp", *command], check=True)
+    record = {"stage": name, "command": ["epspp", *command], "wall_time_s": round(time.perf_counter() - start, 1)}
+    tmp = marker.with_name(".stage.json.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, marker)
+    return record
+
+
+def last_logged(folder: Path, key: str) -> float | None:
+    """The last value of ``key`` in the CSV logs under ``folder`` (newest version)."""
+    files = sorted(folder.glob("csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return None
+    values = [row[key] for row in csv.DictReader(files[-1].open()) if row.get(key)]
+    return float(values[-1]) if values else None
+
+
+def run_demo(root: Path, out: Path, configs: Path, overrides: list[str]) -> dict:
+    """All stages of the demo; returns the report dict (also written to OUT/report.json)."""
+    from epspp.report import write_report
+
+    if not root.exists():
+        run_stage("dataset", out / "dataset", ["prepare", "synthetic", "--root", str(root)])
+    data = ["--data.root", str(root)]
+    stages: dict[str, dict] = {}
+    for method, config in METHODS.items():
+        folder = out / method / "localization"
+        stages[f"localization/{method}"] = run_stage(
+            f"localization {method}", folder,
+            ["fit", "--config", str(configs / config), *data, "--trainer.default_root_dir", str(folder), *overrides],
+        )
+        masks = out / method / "pseudo_masks"
+        stages[f"pseudo_masks/{method}"] = run_stage(
+            f"pseudo-masks {method}", masks,
+            ["predict", "--config", str(configs / "pseudo_masks.yaml"), *data,
+             "--ckpt_path", str(folder / "checkpoints" / "best.ckpt"), "--pseudo_masks.output_dir", str(masks)],
+        )
+    pseudo = str(out / "eps++" / "pseudo_masks")
+    variants = {
+        "wsss": ["--config", str(configs / "segmentation_wsss.yaml"), "--data.pseudo_mask_dir", pseudo],
+        "ssss": ["--config", str(configs / "segmentation_ssss.yaml"), "--data.pseudo_mask_dir", pseudo],
+        "labeled_only": ["--config", str(configs / "segmentation_wsss.yaml"), "--data.pseudo_mask_dir", "null",
+                         "--data.train_split", "labeled_10pct"],
+    }
+    for variant, args in variants.items():
+        folder = out / "segmentation" / variant
+        stages[f"segmentation/{variant}"] = run_stage(
+            f"segmentation {variant}", folder,
+            ["fit", *args, *data, "--trainer.default_root_dir", str(folder),
+             "--trainer.logger.init_args.name", f"demo-segmentation-{variant}", *overrides],
+        )
+    return write_report(root, out, stages)
+
+
+def demo_main(argv: list[str] | None = None) -> int:
+    """``epspp demo [--root data/synthetic] [--out runs/demo] [--configs configs/demo] [-- OVERRIDES]``."""
+    parser = argparse.ArgumentParser(prog="epspp demo", description="Run the whole EPS++ pipeline on synthetic data.")
+    parser.add_argument("--root", default="data/synthetic", help="synthetic dataset root (generated if absent)")
+    parser.add_argument("--out", default="runs/demo", help="run folder of the demo")
+    parser.add_argument("--configs", default="configs/demo", help="folder of the demo's stage configs")
+    parser.add_argument("overrides", nargs="*", help="extra `epspp fit` overrides (after --), e.g. --trainer.max_steps=5")
+    args = parser.parse_args(argv)
+    try:
+        report = run_demo(Path(args.root), Path(args.out), Path(args.configs), args.overrides)
+    except (DatasetError, subprocess.CalledProcessError) as error:
+        print(f"epspp demo: error: {error}", file=sys.stderr)
+        return 2
+    print(report["table"])
+    return 0

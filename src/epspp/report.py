@@ -1,0 +1,103 @@
+"""The demo's report: tables of measured numbers (JSON + Markdown) and a figure of the stages."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from epspp.data.dataset import VOCLayoutDataset
+from epspp.data.transforms import eval_transform
+from epspp.visualize import colorize, denormalize, grid, heatmap, overlay
+
+METHOD_NAMES = ("cam", "eps", "eps++")
+SEGMENTATION_NAMES = ("wsss", "ssss", "labeled_only")
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 2)
+
+
+def collect(out: Path, stages: dict[str, dict]) -> dict:
+    """Read every stage's measurement from its files (manifests, CSV logs, stage markers)."""
+    from epspp.pipeline import last_logged
+
+    report: dict = {"localization": {}, "pseudo_masks": {}, "segmentation": {}, "wall_time_s": {}}
+    for method in METHOD_NAMES:
+        report["localization"][method] = {
+            "val_cam_miou": _percent(last_logged(out / method / "localization", "val/mIoU"))}
+        manifest = json.loads((out / method / "pseudo_masks" / "manifest.json").read_text())
+        report["pseudo_masks"][method] = {"miou": manifest.get("miou"), "count": manifest["count"],
+                                          "per_class_iou": manifest.get("per_class_iou")}
+    for variant in SEGMENTATION_NAMES:
+        report["segmentation"][variant] = {
+            "miou": _percent(last_logged(out / "segmentation" / variant, "val/mIoU"))}
+    for name, record in stages.items():
+        report["wall_time_s"][name] = record.get("wall_time_s")
+    return report
+
+
+def markdown(report: dict, figure: str | None = None) -> str:
+    """The report's tables as Markdown."""
+    lines = ["# epspp demo report", "", "Measured on the synthetic dataset by `make demo` (percent).", "",
+             "## Pseudo-masks (train split vs ground truth) and single-scale val CAM mIoU", "",
+             "| method | pseudo-mask mIoU | val CAM mIoU |", "|---|---|---|"]
+    for method in METHOD_NAMES:
+        lines.append(f"| {method} | {report['pseudo_masks'][method]['miou']} | "
+                     f"{report['localization'][method]['val_cam_miou']} |")
+    lines += ["", "## Segmentation (val mIoU, last step)", "", "| setting | val mIoU |", "|---|---|"]
+    for variant in SEGMENTATION_NAMES:
+        lines.append(f"| {variant} | {report['segmentation'][variant]['miou']} |")
+    lines += ["", "## Wall time per stage (s)", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {name} | {seconds} |" for name, seconds in report["wall_time_s"].items()]
+    if figure:
+        lines += ["", "## Stages on a few val images", "",
+                  "Columns: image, saliency, then per method (CAM, EPS, EPS++) the localization map, and for "
+                  "EPS++ the inconsistent region dropped by IRD and its pseudo-mask; last: ground truth.", "",
+                  f"![stages]({figure})"]
+    return "\n".join(lines) + "\n"
+
+
+def stage_figure(root: Path, out: Path, path: Path, split: str = "val", count: int = 4) -> None:
+    """Save image | saliency | maps of each method | IRD's inconsistent region | pseudo-mask | GT."""
+    from epspp.data.classes import read_classes
+    from epspp.models.localization import LocalizationModule
+
+    num_classes = len(read_classes(root)) - 1
+    dataset = VOCLayoutDataset(root, split, num_classes, "localization", eval_transform(None))
+    samples = [dataset[i] for i in range(min(count, len(dataset)))]
+    batch = {k: torch.stack([s[k] for s in samples]) for k in ("image", "saliency", "label", "mask")}
+    views = {}
+    for method in METHOD_NAMES:
+        model = LocalizationModule.load_from_checkpoint(out / method / "localization" / "checkpoints" / "best.ckpt",
+                                                        map_location="cpu").eval()
+        views[method] = model.explain(batch["image"], batch["saliency"], batch["label"])
+    rows = []
+    for i in range(len(samples)):
+        image = denormalize(batch["image"][i])
+        row = [image, heatmap(batch["saliency"][i, 0])]
+        row += [overlay(image, heatmap(views[m]["localization"][i]), 0.6) for m in METHOD_NAMES]
+        row += [overlay(image, heatmap(views["eps++"]["inconsistent"][i].float()), 0.6),
+                colorize(views["eps++"]["pseudo_mask"][i]), colorize(batch["mask"][i])]
+        rows.append(row)
+    picture = grid(rows, scale=max(1, 128 // rows[0][0].shape[0]))
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    Image.fromarray(picture).save(tmp)
+    os.replace(tmp, path)
+
+
+def write_report(root: Path, out: Path, stages: dict[str, dict]) -> dict:
+    """Write OUT/report.json, OUT/report.md and OUT/stages.png; return the report with a printable table."""
+    report = collect(out, stages)
+    figure = out / "stages.png"
+    stage_figure(root, out, figure)
+    text = markdown(report, figure.name)
+    for name, content in (("report.json", json.dumps(report, indent=2)), ("report.md", text)):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(content)
+        os.replace(tmp, out / name)
+    return report | {"table": text}
