@@ -108,6 +108,7 @@ class LocalizationModule(pl.LightningModule):
         self.val_ap = MultilabelAveragePrecision(num_labels=num_classes, average="macro")
         self.val_f1 = MultilabelF1Score(num_labels=num_classes, average="macro")
         self.val_cam = SegmentationMetrics(num_classes + 1)
+        self.last_iou: torch.Tensor | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalized images -> logit maps (B, C+1, h, w)."""
@@ -162,6 +163,7 @@ class LocalizationModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         scores = self.val_cam.compute()
+        self.last_iou = scores["iou"]
         self.log_dict({"val/mAP": self.val_ap.compute(), "val/F1": self.val_f1.compute(), "val/mIoU": scores["miou"]})
         self.val_ap.reset()
         self.val_f1.reset()

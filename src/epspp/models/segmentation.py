@@ -65,6 +65,7 @@ class SegmentationModule(pl.LightningModule):
                            backbone_kwargs)
         self.val_metrics = SegmentationMetrics(num_classes + 1)
         self.test_metrics = SegmentationMetrics(num_classes + 1)
+        self.last_iou: torch.Tensor | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> logits (B, C+1, H, W)."""
@@ -114,6 +115,7 @@ class SegmentationModule(pl.LightningModule):
     def _report(self, metric: SegmentationMetrics, stage: str) -> None:
         scores = metric.compute()
         metric.reset()
+        self.last_iou = scores["iou"]
         self.log_dict({f"{stage}/mIoU": scores["miou"], f"{stage}/pixel_accuracy": scores["pixel_accuracy"]})
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             self.print(f"\n{stage} segmentation IoU (step {self.global_step}):\n" + iou_table(scores["iou"], self.class_names))

@@ -1,0 +1,76 @@
+"""Logs sample panels and per-class IoU tables to Weights & Biases (no-op for other loggers)."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import WandbLogger
+
+from epspp.visualize import colorize, denormalize, grid, heatmap, overlay
+
+
+class SamplePanelLogger(pl.Callback):
+    """Every ``every_n_steps`` training steps, log panels of the first ``num_samples`` images of the batch.
+
+    Localization: image | saliency | localization map | IRD's inconsistent region | pseudo-mask |
+    ground truth.  Segmentation: image | prediction overlay | target.  At the end of every
+    validation the per-class IoU of the module (``last_iou``) is logged as a table.
+
+    Args:
+        every_n_steps: logging period in optimizer steps.
+        num_samples: images per panel.
+    """
+
+    def __init__(self, every_n_steps: int = 100, num_samples: int = 4) -> None:
+        super().__init__()
+        self.every_n_steps = every_n_steps
+        self.num_samples = num_samples
+
+    @staticmethod
+    def _wandb(trainer: pl.Trainer) -> WandbLogger | None:
+        return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch: dict,
+                           batch_idx: int) -> None:
+        logger = self._wandb(trainer)
+        step = trainer.global_step
+        if logger is None or not trainer.is_global_zero or (step - 1) % self.every_n_steps:
+            return
+        was_training = pl_module.training
+        pl_module.eval()
+        rows = self.panels(pl_module, {k: v[: self.num_samples] for k, v in batch.items()})
+        pl_module.train(was_training)
+        logger.log_image("samples/train", [grid(rows)], step=step, caption=[self.caption(pl_module)])
+
+    @staticmethod
+    def caption(pl_module: pl.LightningModule) -> str:
+        if hasattr(pl_module, "explain"):
+            return "image | saliency | localization | inconsistent (IRD) | pseudo-mask | ground truth"
+        return "image | prediction | target"
+
+    @staticmethod
+    @torch.no_grad()
+    def panels(pl_module: pl.LightningModule, batch: dict) -> list[list]:
+        """Rows of uint8 panels for a batch (see the class docstring)."""
+        rows = []
+        if hasattr(pl_module, "explain"):
+            views = pl_module.explain(batch["image"], batch["saliency"], batch["label"])
+            for i in range(len(batch["image"])):
+                image = denormalize(batch["image"][i])
+                rows.append([image, heatmap(batch["saliency"][i, 0]), overlay(image, heatmap(views["localization"][i]), 0.6),
+                             overlay(image, heatmap(views["inconsistent"][i].float()), 0.6),
+                             colorize(views["pseudo_mask"][i]), colorize(batch["mask"][i])])
+        else:
+            predictions = pl_module(batch["image"]).argmax(dim=1)
+            for i in range(len(batch["image"])):
+                image = denormalize(batch["image"][i])
+                rows.append([image, overlay(image, colorize(predictions[i])), colorize(batch["mask"][i])])
+        return rows
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        logger = self._wandb(trainer)
+        iou = getattr(pl_module, "last_iou", None)
+        if logger is None or iou is None or not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        data = [[name, None if v != v else round(100 * v, 2)] for name, v in zip(pl_module.class_names, iou.tolist())]
+        logger.log_table("val/per_class_iou", columns=["class", "IoU"], data=data, step=trainer.global_step)
