@@ -1,15 +1,28 @@
-# epspp: EPS++ as a PyTorch Lightning pipeline.  `make help` lists the targets.
+# epspp: EPS++ as a PyTorch Lightning pipeline.  `make help` lists targets and variables.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EPSPP := $(BIN)/epspp
 export WANDB_MODE ?= offline
 
-.PHONY: help install test test-all demo lint clean
+# Reproduction targets (variables: make voc-wsss DATA_ROOT=... RUN_DIR=... GPUS=...)
+DATA_ROOT ?= data/voc
+RUN_DIR ?= runs/$(firstword $(subst -, ,$@))
+GPUS ?= 1
+NODES ?= 1
+STRATEGY ?= $(if $(filter 1,$(GPUS)$(NODES)),auto,ddp)
+TRAINER = --trainer.devices $(GPUS) --trainer.num_nodes $(NODES) --trainer.strategy $(STRATEGY)
+FIT_ARGS ?=
+PREDICT_ARGS ?=
+
+.PHONY: help install test test-all lint demo bench clean voc-wsss voc-ssss coco-wsss
 
 help: ## list targets and variables
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
+	@echo "variables: DATA_ROOT (dataset root, VOC layout), RUN_DIR (default runs/voc or runs/coco), GPUS (per node),"
+	@echo "           NODES, STRATEGY (auto for 1 GPU, else ddp), FIT_ARGS / PREDICT_ARGS (extra epspp overrides)"
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +40,35 @@ test-all: $(STAMP) ## run the test suite including slow tests
 	$(BIN)/pytest -q -m ''
 
 lint: $(STAMP) ## ruff check
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 
-clean: ## remove caches (keeps .venv and runs)
+demo: $(STAMP) ## whole pipeline on the synthetic dataset, CPU; writes runs/demo/report.{json,md}
+	$(EPSPP) demo --root data/synthetic --out runs/demo --configs configs/demo
+
+bench: $(STAMP) ## run benchmarks/ and write BENCHMARKS.md
+	$(BIN)/python benchmarks/run_all.py --out BENCHMARKS.md
+
+# stage chains: $(1) dataset config folder, $(2) segmentation config, $(3) localization config.
+# Rerunning a chain resumes: fits continue from last.ckpt (--ckpt_path last), predict skips written masks.
+define chain
+	$(EPSPP) fit --config configs/$(1)/$(3) --data.root $(DATA_ROOT) \
+	  --trainer.default_root_dir $(RUN_DIR)/localization --ckpt_path last $(TRAINER) $(FIT_ARGS)
+	$(EPSPP) predict --config configs/$(1)/pseudo_masks.yaml --data.root $(DATA_ROOT) \
+	  --ckpt_path $(RUN_DIR)/localization/checkpoints/last.ckpt \
+	  --pseudo_masks.output_dir $(RUN_DIR)/pseudo_masks $(TRAINER) $(PREDICT_ARGS)
+	$(EPSPP) fit --config configs/$(1)/$(2) --data.root $(DATA_ROOT) \
+	  --data.pseudo_mask_dir $(RUN_DIR)/pseudo_masks \
+	  --trainer.default_root_dir $(RUN_DIR)/$(basename $(2)) --ckpt_path last $(TRAINER) $(FIT_ARGS)
+endef
+
+voc-wsss: $(STAMP) ## VOC 2012: EPS++ localization -> pseudo-masks -> DeepLab-v2 (weakly supervised)
+	$(call chain,voc,segmentation_wsss.yaml,localization_eps++.yaml)
+
+voc-ssss: $(STAMP) ## VOC 2012: as voc-wsss (shared stages 1-2), DeepLab-v2 on 1,464 labelled + pseudo-masks
+	$(call chain,voc,segmentation_ssss.yaml,localization_eps++.yaml)
+
+coco-wsss: $(STAMP) ## COCO 2014: EPS++ localization -> pseudo-masks -> DeepLab-v2 (weakly supervised)
+	$(call chain,coco,segmentation_wsss.yaml,localization_eps++.yaml)
+
+clean: ## remove caches (keeps .venv, data and runs)
 	rm -rf .pytest_cache .ruff_cache build src/*.egg-info

@@ -11,48 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from pytorch_lightning import LightningModule
-from pytorch_lightning.cli import ArgsType, LightningCLI
 
-from epspp.callbacks.pseudo_masks import PseudoMaskWriter
-from epspp.data.datamodule import EPSDataModule
-from epspp.data.io import DatasetError
-from epspp.models.checkpoint import CheckpointMismatchError
-
-
-class EPSCLI(LightningCLI):
-    """LightningCLI with the class count linked from the data and the mask writer as a group."""
-
-    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
-        parser.add_lightning_class_args(PseudoMaskWriter, "pseudo_masks")
-
-    def before_instantiate_classes(self) -> None:
-        """Resolve relative run paths against ``trainer.default_root_dir``.
-
-        A ModelCheckpoint ``dirpath`` (default ``checkpoints``) and a logger ``save_dir`` that are
-        relative are taken inside ``default_root_dir``, so ``--trainer.default_root_dir DIR`` moves a
-        whole run.  Absolute paths are kept.
-        """
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        root = config.trainer.get("default_root_dir")
-        if not root:
-            return
-        for callback in config.trainer.get("callbacks") or []:
-            if callback.class_path.endswith("ModelCheckpoint"):
-                callback.init_args.dirpath = _inside(root, callback.init_args.get("dirpath") or "checkpoints")
-        loggers = config.trainer.get("logger")
-        for logger in loggers if isinstance(loggers, list) else [loggers]:
-            if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
-                logger.init_args.save_dir = _inside(root, logger.init_args.save_dir or ".")
-
-
-def _inside(root: str, path: str) -> str:
-    return path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))
-
-
-def main(args: ArgsType = None) -> None:
+def main(args: list[str] | None = None) -> None:
     """Entry point of the ``epspp`` console script (``args`` lets tests call it in-process)."""
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] == "prepare":
@@ -68,6 +28,13 @@ def main(args: ArgsType = None) -> None:
 
         raise SystemExit(evaluate_main(argv[1:]))
     os.environ.setdefault("WANDB_MODE", "offline")  # never ask for a login unless the user opts in
+    from pytorch_lightning import LightningModule
+
+    from epspp.data.datamodule import EPSDataModule
+    from epspp.data.io import DatasetError
+    from epspp.lightning_cli import EPSCLI
+    from epspp.models.checkpoint import CheckpointMismatchError
+
     try:
         EPSCLI(
             LightningModule,
