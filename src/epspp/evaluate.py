@@ -71,6 +71,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         if not Path(args.pred_dir).is_dir():
             raise DatasetError(f"--pred-dir {args.pred_dir} is not a folder")
         result = evaluate_folder(args.pred_dir, args.root, args.split, args.mask_dir)
+        if not result["evaluated"]:
+            raise DatasetError(f"no id of split '{args.split}' has a ground-truth mask in "
+                               f"{args.mask_dir or Path(args.root) / 'SegmentationClassAug'}: nothing to score")
     except (DatasetError, FileNotFoundError) as error:
         print(f"epspp evaluate: error: {error}", file=sys.stderr)
         return 2
@@ -86,6 +89,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
 def scores_to_json(scores: dict, class_names: list[str]) -> dict:
     """mIoU and per-class IoU in percent (None for classes absent from both)."""
-    per_class = {n: (None if v != v else round(100 * v, 3)) for n, v in zip(class_names, scores["iou"].tolist())}
-    return {"miou": round(100 * float(scores["miou"]), 3), "pixel_accuracy": round(100 * float(scores["pixel_accuracy"]), 3),
-            "per_class_iou": per_class}
+    per_class = {
+        n: (None if v != v else round(100 * v, 3)) for n, v in zip(class_names, scores["iou"].tolist(), strict=True)
+    }
+    return {"miou": round(100 * float(scores["miou"]), 3),
+            "pixel_accuracy": round(100 * float(scores["pixel_accuracy"]), 3), "per_class_iou": per_class}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
-from torchmetrics.classification import MulticlassConfusionMatrix
+from torchmetrics.utilities.data import _bincount
 
 IGNORE_INDEX = 255
 
@@ -12,45 +12,62 @@ IGNORE_INDEX = 255
 class SegmentationMetrics(Metric):
     """Accumulates a confusion matrix (ignore 255) and reports IoU per class, mIoU and pixel accuracy.
 
-    Classes that never occur in the ground truth nor in the predictions are left out of the mean.
-    Built on ``MulticlassConfusionMatrix``, so states are summed across DDP ranks.
+    The state is a (K, K+1) count matrix: rows = ground truth, columns = prediction, where the last
+    column gathers predictions outside 0..K-1 (e.g. 255 in a pseudo-mask): they count as misses of
+    the ground-truth class and as nobody's false positive.  Classes that never occur in the ground
+    truth nor in the predictions are left out of the mean.  The state is a torchmetrics sum state,
+    so it is summed across DDP ranks by ``compute()``.
+
+    Args:
+        num_classes: K, background included.
+        ignore_index: ground-truth value that is not scored.
+        **kwargs: torchmetrics ``Metric`` options (e.g. ``sync_on_compute=False``).
     """
 
     full_state_update = False
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
-        super().__init__()
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.num_classes = num_classes
-        self.confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index, validate_args=False)
+        self.ignore_index = ignore_index
+        self.add_state(
+            "confusion", torch.zeros(num_classes, num_classes + 1, dtype=torch.long), dist_reduce_fx="sum"
+        )
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:  # type: ignore[override]
         """Add predictions and targets of equal shape (class ids; target 255 = ignore)."""
         if preds.shape != target.shape:
             raise ValueError(f"prediction shape {tuple(preds.shape)} differs from target {tuple(target.shape)}")
-        self.confusion.update(preds.long().flatten(), target.long().flatten())
+        k = self.num_classes
+        preds = preds.to(self.confusion.device).long().flatten()
+        target = target.to(self.confusion.device).long().flatten()
+        keep = target != self.ignore_index
+        preds, target = preds[keep], target[keep]
+        if bool(((target < 0) | (target >= k)).any()):
+            raise ValueError(f"target has values outside 0..{k - 1} other than the ignore index {self.ignore_index}")
+        preds = torch.where((preds >= 0) & (preds < k), preds, torch.full_like(preds, k))
+        self.confusion += _bincount(target * (k + 1) + preds, minlength=k * (k + 1)).reshape(k, k + 1)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        return scores_from_confusion(self.confusion.compute())
-
-    def reset(self) -> None:
-        super().reset()
-        self.confusion.reset()
+        return scores_from_confusion(self.confusion)
 
 
 def scores_from_confusion(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
     """IoU per class (NaN where a class is absent from both), mIoU and pixel accuracy.
 
     Args:
-        confusion: (K, K) counts, rows = ground truth, columns = prediction.
+        confusion: (K, K) counts, rows = ground truth, columns = prediction; or (K, K+1) with a last
+            column of predictions that are no class (counted as misses).
     """
     confusion = confusion.double()
-    true_positive = confusion.diagonal()
-    union = confusion.sum(0) + confusion.sum(1) - true_positive
+    k = confusion.shape[0]
+    true_positive = confusion[:, :k].diagonal()
+    union = confusion.sum(1) + confusion[:, :k].sum(0) - true_positive
     iou = torch.where(union > 0, true_positive / union.clamp_min(1), torch.full_like(union, float("nan")))
     total = confusion.sum()
     return {
         "iou": iou.float(),
-        "miou": iou.nanmean().float() if bool((union > 0).any()) else torch.tensor(0.0),
+        "miou": iou.nanmean().float() if bool((union > 0).any()) else torch.tensor(0.0, device=iou.device),
         "pixel_accuracy": (true_positive.sum() / total.clamp_min(1)).float(),
     }
 
@@ -60,7 +77,7 @@ def iou_table(iou: torch.Tensor, class_names: list[str] | None = None) -> str:
     names = class_names or [str(i) for i in range(len(iou))]
     width = max(len(n) for n in names + ["mIoU"])
     lines = [f"{'class':<{width}}  IoU(%)"]
-    for name, value in zip(names, iou.tolist()):
+    for name, value in zip(names, iou.tolist(), strict=True):
         lines.append(f"{name:<{width}}  {'  n/a' if value != value else f'{100 * value:6.2f}'}")
     lines.append(f"{'mIoU':<{width}}  {100 * float(iou.nanmean()):6.2f}")
     return "\n".join(lines)

@@ -44,6 +44,7 @@ class PseudoMaskWriter(BasePredictionWriter):
         self._existing: set[str] = set()
         self._written = 0
         self._start = 0.0
+        self._finished = False
 
     # ------------------------------------------------------------------ set-up
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -56,6 +57,10 @@ class PseudoMaskWriter(BasePredictionWriter):
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if self.save_scores:
             (self.output_dir / "scores").mkdir(exist_ok=True)
+        if trainer.is_global_zero:
+            _remove_stale_temporaries(self.output_dir)
+        # the full-resolution score maps of every image would pile up in memory otherwise
+        trainer.predict_loop.return_predictions = False
         dataset = trainer.datamodule.datasets["predict"]
         self._existing = {i for i in dataset.ids if (self.output_dir / f"{i}.png").is_file()}
         if self._existing and not self.overwrite:
@@ -65,6 +70,7 @@ class PseudoMaskWriter(BasePredictionWriter):
                       f"predicting the {len(todo)} missing (overwrite: true to redo all)")
             dataset.ids = todo
         self._written = 0
+        self._finished = False
         self._start = time.perf_counter()
 
     # ----------------------------------------------------------------- writing
@@ -75,9 +81,15 @@ class PseudoMaskWriter(BasePredictionWriter):
             if path.exists() and image_id not in self._existing:
                 continue  # a DDP padding duplicate another rank has written in this run
             mask = prediction["mask"][index].to(torch.uint8).cpu().numpy()
-            if self.save_scores:
-                self._write_scores(image_id, prediction["scores"][index], prediction["label"][index])
-            write_mask_png(path, mask, voc_palette())
+            try:
+                if self.save_scores:
+                    self._write_scores(image_id, prediction["scores"][index], prediction["label"][index])
+                write_mask_png(path, mask, voc_palette())
+            except BaseException:
+                # write_mask_png/np.save leave their temporary file behind when interrupted
+                for tmp in self.output_dir.rglob(f".{image_id}.{os.getpid()}.tmp.*"):
+                    tmp.unlink(missing_ok=True)
+                raise
             self._written += 1
 
     def _write_scores(self, image_id: str, scores: torch.Tensor, label: torch.Tensor) -> None:
@@ -90,16 +102,38 @@ class PseudoMaskWriter(BasePredictionWriter):
 
     # ---------------------------------------------------------------- manifest
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        elapsed = time.perf_counter() - self._start
         trainer.strategy.barrier()
+        self._finish(trainer, pl_module, distributed=True)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Nothing was left to predict (Lightning skips the loop and its hooks): still write the manifest."""
+        if stage == "predict" and not self._finished and self.output_dir is not None:
+            self._finish(trainer, pl_module, distributed=False)
+
+    def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, distributed: bool) -> None:
+        """Score the masks against the ground truth (shared by the ranks when ``distributed``); write the manifest."""
+        self._finished = True
+        if not distributed and not trainer.is_global_zero:
+            return
+        elapsed = time.perf_counter() - self._start
         datamodule = trainer.datamodule
         split = datamodule.hparams.predict_split
-        metric = SegmentationMetrics(datamodule.num_classes + 1).to(pl_module.device)
-        result = evaluate_folder(self.output_dir, datamodule.hparams.root, split, datamodule.hparams.mask_dir,
-                                 metric, trainer.global_rank, trainer.world_size)
-        evaluated = int(trainer.strategy.reduce(torch.tensor(float(result["evaluated"]), device=pl_module.device),
-                                                reduce_op="sum"))
-        scores = metric.compute()
+        device = pl_module.device if distributed else torch.device("cpu")
+        metric = SegmentationMetrics(datamodule.num_classes + 1, sync_on_compute=distributed).to(device)
+        rank, world_size = (trainer.global_rank, trainer.world_size) if distributed else (0, 1)
+        error = None
+        try:
+            evaluated = evaluate_folder(self.output_dir, datamodule.hparams.root, split, datamodule.hparams.mask_dir,
+                                        metric, rank, world_size)["evaluated"]
+        except DatasetError as caught:  # e.g. a mis-sized mask left by an earlier run: every rank must stop
+            error, evaluated = caught, 0
+        counts = torch.tensor([float(evaluated), float(error is not None)], device=device)
+        if distributed:
+            counts = trainer.strategy.reduce(counts, reduce_op="sum")
+        evaluated, failures = int(counts[0]), int(counts[1])
+        if failures:
+            raise error or DatasetError(f"scoring the masks in {self.output_dir} failed on another process")
+        scores = metric.compute() if evaluated else None  # same on every rank: compute() syncs
         if not trainer.is_global_zero:
             return
         names = datamodule.class_names
@@ -108,9 +142,13 @@ class PseudoMaskWriter(BasePredictionWriter):
         manifest["images_per_s_rank0"] = round(self._written / max(elapsed, 1e-6), 2)
         print(f"[epspp] wrote {self._written} masks to {self.output_dir} "
               f"({manifest['images_per_s_rank0']} images/s on rank 0)")
-        if evaluated:
+        if manifest["no_label_all_background"]:
+            print(f"[epspp] {manifest['no_label_all_background']} images of '{split}' have no labelled class: "
+                  "their masks are all background")
+        if scores is not None:
             manifest |= scores_to_json(scores, names)
-            print(f"\npseudo-masks of '{split}' vs ground truth ({evaluated} images):\n" + iou_table(scores["iou"], names))
+            print(f"\npseudo-masks of '{split}' vs ground truth ({evaluated} images):\n"
+                  + iou_table(scores["iou"], names))
             for logger in trainer.loggers:
                 logger.log_metrics({"pseudo_masks/mIoU": 100 * float(scores["miou"])})
         path = self.output_dir / "manifest.json"
@@ -130,12 +168,19 @@ class PseudoMaskWriter(BasePredictionWriter):
             "split_size": len(ids),
             "no_label_all_background": len(no_label),
             "evaluated": evaluated,
-            "checkpoint": str(checkpoint) if checkpoint else None,
+            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
             "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
             "config": {"model": _plain(dict(pl_module.hparams)), "data": _plain(dict(datamodule.hparams)),
                        "writer": {"output_dir": str(self.output_dir), "save_scores": self.save_scores,
                                   "overwrite": self.overwrite}},
         }
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporary files of an earlier run that was killed while writing (never valid masks)."""
+    for pattern in (".*.tmp.png", ".*.tmp.npy", "scores/.*.tmp.npy", ".manifest.json.tmp"):
+        for path in folder.glob(pattern):
+            path.unlink(missing_ok=True)
 
 
 def _sha256(path: str | Path) -> str:

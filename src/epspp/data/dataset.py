@@ -8,6 +8,7 @@ Layout (see docs/architecture.md)::
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Literal
@@ -37,7 +38,7 @@ def image_labels(
 
     Read from ``ROOT/cls_labels.npy`` when it exists (the EPS format); otherwise derived from the
     ground-truth masks (classes 1..C present; 0 and 255 are not labels) and cached in
-    ``ROOT/.cache/`` when the root is writable.
+    ``ROOT/.cache/`` when the root is writable (one cache file per mask folder).
     """
     root = Path(root)
     given = root / "cls_labels.npy"
@@ -47,10 +48,13 @@ def image_labels(
         if missing:
             raise DatasetError(f"{given} has no label for {len(missing)} ids, e.g. {missing[:5]}")
         return {i: np.asarray(table[i], np.float32) for i in ids}
+    masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
     cache = root / LABEL_CACHE
+    if masks.resolve() != (root / "SegmentationClassAug").resolve():  # one cache per mask folder
+        digest = hashlib.sha1(str(masks.resolve()).encode()).hexdigest()[:12]
+        cache = cache.with_name(f"{cache.stem}_{digest}{cache.suffix}")
     table = _load_label_table(cache) if cache.is_file() else {}
     todo = [i for i in ids if i not in table]
-    masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
     for image_id in todo:
         mask = read_mask(masks / f"{image_id}.png", num_classes + 1)
         present = np.unique(mask)

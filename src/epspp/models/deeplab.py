@@ -82,17 +82,21 @@ class DeepLab(nn.Module):
     ) -> None:
         super().__init__()
         self.architecture = architecture
-        out_indices = (-1,) if architecture == "deeplabv2" else (1, -1)
+        # v3+: the decoder needs stride-4 features, level 1 of most timm encoders (ResNet, EfficientNet)
+        # but level 0 of others (ConvNeXt): request both and keep the right one (no extra compute).
+        out_indices = (-1,) if architecture == "deeplabv2" else (0, 1, -1)
         self.encoder, channels = create_backbone(
             backbone, pretrained, pretrained_path, output_stride, backbone_kwargs, out_indices
         )
+        reductions = self.encoder.feature_info.reduction()
+        self.low_level = next((i for i in range(len(channels) - 1) if reductions[i] >= 4), 0)
         if architecture == "deeplabv2":
             self.head: nn.Module = ASPPv2(channels[-1], num_outputs)
         else:
             rates = (12, 24, 36) if output_stride == 8 else (6, 12, 18)
             self.head = nn.ModuleDict({
                 "aspp": ASPPv3(channels[-1], rates),
-                "low": _conv_bn_relu(channels[0], 48),
+                "low": _conv_bn_relu(channels[self.low_level], 48),
                 "fuse": nn.Sequential(_conv_bn_relu(256 + 48, 256, 3), _conv_bn_relu(256, 256, 3)),
                 "classifier": nn.Conv2d(256, num_outputs, 1),
             })
@@ -103,7 +107,7 @@ class DeepLab(nn.Module):
         if self.architecture == "deeplabv2":
             logits = self.head(features[-1])
         else:
-            low = self.head["low"](features[0])
+            low = self.head["low"](features[self.low_level])
             high = F.interpolate(self.head["aspp"](features[-1]), low.shape[-2:], mode="bilinear", align_corners=False)
             logits = self.head["classifier"](self.head["fuse"](torch.cat([high, low], dim=1)))
         return F.interpolate(logits, images.shape[-2:], mode="bilinear", align_corners=False)

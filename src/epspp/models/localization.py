@@ -142,7 +142,8 @@ class LocalizationModule(pl.LightningModule):
         loss_sal, inconsistent = self.saliency_term(batch, cam)
         loss = loss_cls + self.hparams.saliency_weight * loss_sal
         self.train_ap.update(logits.detach(), batch["label"].long())
-        logs = {"train/loss": loss, "train/loss_cls": loss_cls, "train/loss_sal": loss_sal}
+        logs = {"train/loss": loss, "train/loss_cls": loss_cls, "train/loss_sal": loss_sal,
+                "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         if inconsistent is not None:
             logs["train/inconsistent"] = inconsistent.float().mean()
         self.log_dict(logs, prog_bar=True, sync_dist=True, batch_size=len(logits))

@@ -96,6 +96,7 @@ class SegmentationModule(pl.LightningModule):
                 logs[f"train/loss_{name}"] = term
                 loss = loss + weight * term
         logs["train/loss"] = loss
+        logs["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
         self.log_dict(logs, prog_bar=True, sync_dist=True, batch_size=len(logits))
         return loss
 
@@ -117,6 +118,9 @@ class SegmentationModule(pl.LightningModule):
         metric.reset()
         self.last_iou = scores["iou"]
         self.log_dict({f"{stage}/mIoU": scores["miou"], f"{stage}/pixel_accuracy": scores["pixel_accuracy"]})
+        # the per-class table, logged too (classes absent from ground truth and predictions have no IoU)
+        self.log_dict({f"{stage}/IoU/{name}": value for name, value in zip(self.class_names, scores["iou"])
+                       if not torch.isnan(value)})
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             self.print(f"\n{stage} segmentation IoU (step {self.global_step}):\n" + iou_table(scores["iou"], self.class_names))
 

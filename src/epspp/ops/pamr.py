@@ -117,7 +117,9 @@ class PAMR(nn.Module):
             input is float64).
         """
         if image.dim() != 4 or masks.dim() != 4 or image.shape[0] != masks.shape[0]:
-            raise ValueError(f"expected image (B, K, H, W) and masks (B, C, h, w), got {image.shape}, {masks.shape}")
+            raise ValueError(
+                f"expected image (B, K, H, W) and masks (B, C, h, w), got {image.shape}, {masks.shape}"
+            )
         out_dtype = masks.dtype
         dtype = torch.float64 if torch.float64 in (image.dtype, masks.dtype) else torch.float32
         image = image.to(dtype)
@@ -129,9 +131,13 @@ class PAMR(nn.Module):
             return masks.to(out_dtype)
 
         aff = self.affinity(image)
-        track = torch.is_grad_enabled() and (masks.requires_grad or aff.requires_grad)
-        out = self._propagate_autograd(masks, aff) if track else self._propagate_inplace(masks, aff)
-        return out.to(out_dtype)
+        if torch.is_grad_enabled() and (masks.requires_grad or aff.requires_grad):
+            return self._propagate_autograd(masks, aff).to(out_dtype)
+        pad = max(self.dilations)
+        src = masks.new_empty(*masks.shape[:2], h + 2 * pad, w + 2 * pad)
+        src[..., pad : pad + h, pad : pad + w] = masks
+        del masks  # the padded copy replaces it
+        return self._propagate_inplace(src, aff).to(out_dtype)
 
     def _propagate_autograd(self, masks: torch.Tensor, aff: torch.Tensor) -> torch.Tensor:
         """Propagation with fresh tensors at every step, so that autograd can track it."""
@@ -146,26 +152,30 @@ class PAMR(nn.Module):
             masks = out
         return masks
 
-    def _propagate_inplace(self, masks: torch.Tensor, aff: torch.Tensor) -> torch.Tensor:
-        """Propagation accumulating in place into two preallocated replicate-padded buffers.
+    def _propagate_inplace(self, src: torch.Tensor, aff: torch.Tensor) -> torch.Tensor:
+        """Propagation accumulating in place into two replicate-padded buffers used in turn.
+
+        Args:
+            src: the masks (B, C, H + 2 pad, W + 2 pad) in the interior of a buffer padded by
+                ``pad = max(dilations)``; the border is filled here and the buffer is overwritten.
+            aff: affinities (B, P, H, W).
 
         On the CPU the rows are processed in blocks of about ``_CPU_BLOCK`` elements so that the
         accumulator stays in cache across the neighbours (about 2x faster at batch size 8); elsewhere each
         neighbour is one kernel over the whole tensor.
         """
-        b, c, h, w = masks.shape
+        b, c = src.shape[:2]
+        h, w = aff.shape[-2:]
         pad = max(self.dilations)
         offsets = _offsets(self.dilations)
-        rows = h if masks.device.type != "cpu" else max(1, _CPU_BLOCK // (b * c * w))
-        src = masks.new_empty(b, c, h + 2 * pad, w + 2 * pad)
-        src[..., pad : pad + h, pad : pad + w] = masks
+        rows = h if src.device.type != "cpu" else max(1, _CPU_BLOCK // (b * c * w))
         _fill_border(src, pad, h, w)
         dst = torch.empty_like(src) if self.num_iter > 1 else None
         result = None
         for it in range(self.num_iter):
             if it == self.num_iter - 1:  # the last step writes an unpadded tensor
                 dst = None
-                result = masks.new_empty(b, c, h, w)
+                result = src.new_empty(b, c, h, w)
             for r0 in range(0, h, rows):
                 r1 = min(h, r0 + rows)
                 if result is None:

@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny synthetic dataset in the VOC layout, generated once per session.
+
+``synthetic_root`` is shared by every test of the session: treat it as read-only (building a
+``VOCLayoutDataset`` may add the derived label cache ``ROOT/.cache``, nothing else).  Tests that
+delete or corrupt files use ``synthetic_copy``, a private copy without that cache.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+
+SYNTHETIC = {"num_train": 20, "num_val": 6, "image_size": 48, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic dataset (20 train, 6 val, 48x48 px, 5 classes, labeled_10pct = 2 ids); do not modify it."""
+    from epspp.data.synthetic import generate_synthetic
+
+    return generate_synthetic(tmp_path_factory.mktemp("synthetic") / "data", **SYNTHETIC)
+
+
+@pytest.fixture
+def synthetic_copy(synthetic_root: Path, tmp_path: Path) -> Path:
+    """A private copy of ``synthetic_root`` (without its label cache) that a test may modify."""
+    return Path(shutil.copytree(synthetic_root, tmp_path / "data", ignore=shutil.ignore_patterns(".cache")))

@@ -1,0 +1,221 @@
+"""Losses: classification, EPS (CVPR 2021) and EPS++ IRD (TPAMI 2023) saliency losses.
+
+The tiny cases use logits = log(probabilities), so that softmax gives back the probabilities below and
+every expected value can be worked out by hand (comments show the arithmetic).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss
+
+# 2 object classes + background (last), 2x2 pixels p0 p1 / p2 p3.
+PROBS = torch.tensor(
+    [
+        [[0.7, 0.6], [0.1, 0.2]],  # class 0
+        [[0.2, 0.1], [0.8, 0.2]],  # class 1
+        [[0.1, 0.3], [0.1, 0.6]],  # background
+    ]
+)
+SALIENCY = torch.tensor([[0.9, 0.2], [0.8, 0.1]])  # rounds to 1 0 / 1 0
+
+
+def cam_logits(batch: int = 1) -> torch.Tensor:
+    return PROBS.log().unsqueeze(0).repeat(batch, 1, 1, 1)
+
+
+def saliency(batch: int = 1) -> torch.Tensor:
+    return SALIENCY.view(1, 1, 2, 2).repeat(batch, 1, 1, 1)
+
+
+def reference_eps_loss(cam, sal, labels, tau, lam):
+    """The EPS authors' formulation (boolean channel selection), device-free, for cross-checks."""
+    b, c1, h, w = cam.shape
+    c = c1 - 1
+    sal = F.interpolate(sal, size=(h, w))
+    label_map = labels.view(b, c, 1, 1).expand(b, c, h, w).bool()
+    pred = F.softmax(cam, dim=1)
+    obj = torch.round(pred[:, :-1].detach())
+    ratio = (obj * torch.round(sal)).view(b, c, -1).sum(-1) / (obj + 1e-4).view(b, c, -1).sum(-1)
+    valid = (ratio > tau).view(b, c, 1, 1).expand(b, c, h, w)
+    fg_sel = torch.zeros(b, c1, h, w, dtype=torch.bool)
+    bg_sel = torch.zeros(b, c1, h, w, dtype=torch.bool)
+    bg_sel[:, c] = True
+    fg_sel[:, :-1] = label_map & valid
+    bg_sel[:, :-1] = label_map & ~valid
+    fg, bg = torch.zeros_like(pred), torch.zeros_like(pred)
+    fg[fg_sel] = pred[fg_sel]
+    bg[bg_sel] = pred[bg_sel]
+    estimate = fg.sum(1, keepdim=True) * lam + (1 - bg.sum(1, keepdim=True)) * (1 - lam)
+    return F.mse_loss(estimate, sal)
+
+
+# ------------------------------------------------------------------------------------ classification
+def test_classification_loss_hand_value():
+    # sigmoid(0) = 0.5 for every class: -log(0.5) per class, whatever the label
+    assert classification_loss(
+        torch.zeros(2, 3), torch.tensor([[1.0, 0, 1], [0, 0, 0]])
+    ).item() == pytest.approx(math.log(2))
+    logits, labels = torch.randn(4, 20), (torch.rand(4, 20) > 0.7).float()
+    torch.testing.assert_close(
+        classification_loss(logits, labels), F.multilabel_soft_margin_loss(logits, labels)
+    )
+
+
+# ----------------------------------------------------------------------------------------------- EPS
+def test_eps_overlap_below_tau_sends_class_to_background():
+    # class 0: round(M_0) = 1 1 / 0 0, overlap with round(M_s) = 1 pixel, ratio 1 / (2 + 4e-4) < 0.5
+    #   -> background; class 1: ratio 1 / (1 + 4e-4) > 0.5 -> foreground.
+    # M_fg = M_1 = .2 .1 .8 .2 ; M_bg = M_0 + M_bg = .8 .9 .2 .8 ; est = (M_fg + 1 - M_bg) / 2 = .2 .1 .8 .2
+    # loss = ((.2-.9)^2 + (.1-.2)^2 + 0 + (.2-.1)^2) / 4 = .51 / 4
+    loss = eps_saliency_loss(cam_logits(), saliency(), torch.tensor([[1.0, 1.0]]), tau=0.5)
+    assert loss.item() == pytest.approx(0.51 / 4, abs=1e-6)
+
+
+def test_eps_overlap_above_tau_is_foreground():
+    # tau 0.4: both classes foreground; M_fg = .9 .7 .9 .4, M_bg = .1 .3 .1 .6, est = .9 .7 .9 .4
+    # loss = (0 + .5^2 + .1^2 + .3^2) / 4 = .35 / 4
+    loss = eps_saliency_loss(cam_logits(), saliency(), torch.tensor([[1.0, 1.0]]), tau=0.4)
+    assert loss.item() == pytest.approx(0.35 / 4, abs=1e-6)
+
+
+def test_eps_epsilon_is_added_at_every_pixel():
+    # class 0 ratio: 1 / (2 + 4 * 1e-4) = 0.49990 (per pixel, as the reference) vs 1 / (2 + 1e-4) = 0.499975
+    # (once) vs 0.5 (none). With tau = 0.49995 only the per-pixel version keeps class 0 in the background.
+    loss = eps_saliency_loss(cam_logits(), saliency(), torch.tensor([[1.0, 1.0]]), tau=0.49995)
+    assert loss.item() == pytest.approx(0.51 / 4, abs=1e-6)
+
+
+def test_eps_unlabelled_classes_are_neither_foreground_nor_background():
+    # labels (1, 0), tau 0.4: class 0 foreground, class 1 ignored, background channel alone in M_bg.
+    # M_fg = .7 .6 .1 .2 ; M_bg = .1 .3 .1 .6 ; est = (M_fg + 1 - M_bg) / 2 = .8 .65 .5 .3
+    # loss = (.1^2 + .45^2 + .3^2 + .2^2) / 4 = .3425 / 4   (with class 1 in M_bg it would differ)
+    labels = torch.tensor([[1.0, 0.0]])
+    assert eps_saliency_loss(cam_logits(), saliency(), labels, tau=0.4).item() == pytest.approx(
+        0.3425 / 4, abs=1e-6
+    )
+    # lam = 1: est = M_fg = .7 .6 .1 .2 ; loss = (.2^2 + .4^2 + .7^2 + .1^2) / 4 = .7 / 4
+    assert eps_saliency_loss(cam_logits(), saliency(), labels, tau=0.4, lam=1.0).item() == pytest.approx(
+        0.7 / 4, abs=1e-6
+    )
+
+
+def test_eps_saliency_is_resized_with_nearest():
+    # nearest from 4x4 to 2x2 reads the pixels (0, 0), (0, 2), (2, 0), (2, 2); the rest is noise
+    big = torch.rand(1, 1, 4, 4)
+    big[0, 0, ::2, ::2] = SALIENCY
+    loss = eps_saliency_loss(cam_logits(), big, torch.tensor([[1.0, 1.0]]), tau=0.5)
+    assert loss.item() == pytest.approx(0.51 / 4, abs=1e-6)
+
+
+def test_eps_matches_reference_formulation_on_random_inputs():
+    gen = torch.Generator().manual_seed(0)
+    for c, h, w, tau in [(20, 28, 28, 0.4), (3, 5, 9, 0.5), (80, 7, 6, 0.2)]:
+        cam = (torch.randn(3, c + 1, h, w, generator=gen) * 3).requires_grad_()
+        sal = torch.rand(3, 1, 4 * h + 3, 3 * w, generator=gen)
+        labels = (torch.rand(3, c, generator=gen) > 0.6).float()
+        ours = eps_saliency_loss(cam, sal, labels, tau=tau, lam=0.3)
+        ref = reference_eps_loss(cam, sal, labels, tau, 0.3)
+        torch.testing.assert_close(ours, ref, atol=1e-7, rtol=0)
+        (g_ours,) = torch.autograd.grad(ours, cam)
+        (g_ref,) = torch.autograd.grad(ref, cam)
+        torch.testing.assert_close(g_ours, g_ref, atol=1e-8, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------- IRD
+def refined_maps(batch: int = 1) -> torch.Tensor:
+    # object-channel sum .8 .3 / .6 .7 -> B(M_r) = 1 0 / 1 1
+    maps = torch.tensor([[[0.4, 0.1], [0.3, 0.3]], [[0.4, 0.2], [0.3, 0.4]]])
+    maps = torch.cat([maps, 1 - maps.sum(0, keepdim=True)])
+    return maps.unsqueeze(0).repeat(batch, 1, 1, 1)
+
+
+def test_ird_hand_value_and_inconsistent_region():
+    # M_fg = M_0 + M_1 = .9 .7 .9 .4 ; B(M_r) = 1 0 1 1, B(M_s) = 1 0 1 0 -> N = 0 0 0 1
+    # loss = ((.9-.9)^2 + (.2-.7)^2 + (.8-.9)^2) / 3 = .26 / 3
+    loss, inconsistent = ird_saliency_loss(
+        cam_logits(), saliency(), torch.tensor([[1.0, 1.0]]), refined_maps(), return_inconsistent=True
+    )
+    assert loss.item() == pytest.approx(0.26 / 3, abs=1e-6)
+    assert inconsistent.dtype == torch.bool and inconsistent.shape == (1, 1, 2, 2)
+    assert inconsistent.flatten().tolist() == [False, False, False, True]
+
+
+def test_ird_per_image_normalization_and_batch_mean():
+    # image 0: labels (1, 1) -> .26 / 3 (above)
+    # image 1: labels (0, 1): M_fg = .2 .1 .8 .2, M_r = .4 .2 .3 .4 -> B = 0 0 0 0, N = 1 0 1 0
+    #          loss = ((.2-.1)^2 + (.1-.2)^2) / 2 = .01
+    # image 2: saliency 1 everywhere, labels (0, 0): M_r = 0 -> N = 1 everywhere -> 0
+    sal = saliency(3)
+    sal[2] = 1.0
+    labels = torch.tensor([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    loss = ird_saliency_loss(cam_logits(3), sal, labels, refined_maps(3))
+    assert loss.item() == pytest.approx((0.26 / 3 + 0.01 + 0.0) / 3, abs=1e-6)
+
+
+def test_ird_all_inconsistent_gives_zero_and_finite_gradient():
+    cam = cam_logits().requires_grad_()
+    sal = torch.ones(1, 1, 2, 2)
+    loss, inconsistent = ird_saliency_loss(
+        cam, sal, torch.tensor([[0.0, 0.0]]), refined_maps(), return_inconsistent=True
+    )
+    assert inconsistent.all() and loss.item() == 0.0
+    loss.backward()
+    assert torch.isfinite(cam.grad).all() and (cam.grad == 0).all()
+
+
+def test_ird_threshold_is_strictly_above_half():
+    # saliency exactly 0.5 and refined foreground exactly 0.5 are both "background": consistent
+    sal = torch.full((1, 1, 2, 2), 0.5)
+    refined = torch.zeros(1, 3, 2, 2)
+    refined[:, 0] = 0.5
+    _, inconsistent = ird_saliency_loss(
+        cam_logits(), sal, torch.tensor([[1.0, 0.0]]), refined, return_inconsistent=True
+    )
+    assert not inconsistent.any()
+
+
+def test_ird_gradient_reaches_cam_logits_only():
+    cam = (cam_logits() * 1.0).requires_grad_()
+    sal = saliency().requires_grad_()
+    refined = refined_maps().requires_grad_()
+    loss = ird_saliency_loss(cam, sal, torch.tensor([[1.0, 1.0]]), refined)
+    loss.backward()
+    assert cam.grad is not None and cam.grad.abs().sum() > 0
+    assert sal.grad is None and refined.grad is None
+
+
+def test_ird_accepts_object_channels_only_and_rejects_bad_shapes():
+    labels = torch.tensor([[1.0, 1.0]])
+    full = ird_saliency_loss(cam_logits(), saliency(), labels, refined_maps())
+    objects_only = ird_saliency_loss(cam_logits(), saliency(), labels, refined_maps()[:, :2])
+    torch.testing.assert_close(full, objects_only)
+    with pytest.raises(ValueError):
+        ird_saliency_loss(cam_logits(), saliency(), labels, refined_maps()[..., :1])
+    with pytest.raises(ValueError):
+        eps_saliency_loss(cam_logits(), saliency(), torch.ones(1, 3))
+
+
+# --------------------------------------------------------------------------------------------- dtypes
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_inputs(dtype):
+    gen = torch.Generator().manual_seed(1)
+    cam32 = torch.randn(2, 6, 8, 8, generator=gen)
+    sal32 = torch.rand(2, 1, 16, 16, generator=gen)
+    labels = (torch.rand(2, 5, generator=gen) > 0.5).float()
+    refined32 = torch.randn(2, 6, 8, 8, generator=gen).softmax(1)
+    cam = cam32.to(dtype).requires_grad_()
+    for fn, args in [
+        (eps_saliency_loss, (cam, sal32.to(dtype), labels.to(dtype))),
+        (ird_saliency_loss, (cam, sal32.to(dtype), labels.to(dtype), refined32.to(dtype))),
+    ]:
+        loss = fn(*args)
+        assert loss.dtype == torch.float32 and torch.isfinite(loss)
+        (grad,) = torch.autograd.grad(loss, cam)
+        assert grad.dtype == dtype and torch.isfinite(grad.float()).all()
+    assert classification_loss(cam32[:, :5, 0, 0].to(dtype), labels.to(dtype)).dtype == torch.float32

@@ -1,0 +1,108 @@
+"""SegmentationMetrics / scores_from_confusion / iou_table against hand computations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from epspp.metrics import SegmentationMetrics, iou_table, scores_from_confusion
+
+# 4 classes (0..3); class 3 occurs neither in the ground truth nor in the prediction.
+TARGET = torch.tensor([[0, 0, 1, 1],
+                       [2, 2, 255, 0]])
+PRED = torch.tensor([[0, 1, 1, 1],
+                     [2, 0, 2, 0]])
+# Counted pixels: the 7 whose target is not 255 (the prediction 2 under the 255 is not scored).
+#   class 0: target at (0,0) (0,1) (1,3) -> 3; predicted at (0,0) (1,1) (1,3) -> 3; hits (0,0) (1,3) -> 2
+#            IoU = 2 / (3 + 3 - 2) = 1/2
+#   class 1: target at (0,2) (0,3) -> 2; predicted at (0,1) (0,2) (0,3) -> 3; hits 2 -> IoU = 2 / (2 + 3 - 2) = 2/3
+#   class 2: target at (1,0) (1,1) -> 2; predicted at (1,0) -> 1 (the (1,2) one is ignored); hits 1
+#            IoU = 1 / (2 + 1 - 1) = 1/2
+#   class 3: absent from both -> NaN, left out of the mean
+EXPECTED_IOU = [1 / 2, 2 / 3, 1 / 2, math.nan]
+EXPECTED_MIOU = (1 / 2 + 2 / 3 + 1 / 2) / 3
+EXPECTED_ACCURACY = (2 + 2 + 1) / 7
+
+
+def _check(scores: dict, iou: list[float], miou: float, accuracy: float) -> None:
+    got = scores["iou"].tolist()
+    assert len(got) == len(iou)
+    for value, expected in zip(got, iou, strict=True):
+        if math.isnan(expected):
+            assert math.isnan(value)
+        else:
+            assert value == pytest.approx(expected, abs=1e-6)
+    assert float(scores["miou"]) == pytest.approx(miou, abs=1e-6)
+    assert float(scores["pixel_accuracy"]) == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_metric_matches_hand_computation() -> None:
+    metric = SegmentationMetrics(4)
+    metric.update(PRED, TARGET)
+    _check(metric.compute(), EXPECTED_IOU, EXPECTED_MIOU, EXPECTED_ACCURACY)
+
+
+def test_metric_accumulates_over_updates_and_resets() -> None:
+    metric = SegmentationMetrics(4)
+    metric.update(PRED[:1], TARGET[:1])
+    metric.update(PRED[1:], TARGET[1:])
+    _check(metric.compute(), EXPECTED_IOU, EXPECTED_MIOU, EXPECTED_ACCURACY)
+    metric.reset()
+    metric.update(TARGET.clamp(max=2), TARGET.clamp(max=2))  # perfect, 255 -> 2 in both
+    _check(metric.compute(), [1.0, 1.0, 1.0, math.nan], 1.0, 1.0)
+
+
+def test_scores_from_hand_written_confusion() -> None:
+    # rows = ground truth, columns = prediction, the confusion of TARGET / PRED above
+    confusion = torch.tensor([[2, 1, 0, 0],
+                              [0, 2, 0, 0],
+                              [1, 0, 1, 0],
+                              [0, 0, 0, 0]])
+    _check(scores_from_confusion(confusion), EXPECTED_IOU, EXPECTED_MIOU, EXPECTED_ACCURACY)
+    metric = SegmentationMetrics(4)
+    metric.update(PRED, TARGET)
+    assert torch.equal(metric.confusion[:, :4], confusion)
+    assert int(metric.confusion[:, 4].sum()) == 0  # no prediction outside the classes
+
+
+def test_prediction_outside_the_classes_counts_as_a_miss() -> None:
+    """A 255 (or any out-of-range id) in a prediction is nobody's hit and nobody's false positive."""
+    target = torch.tensor([0, 1, 1, 2])
+    pred = torch.tensor([0, 1, 255, 2])
+    metric = SegmentationMetrics(3)
+    metric.update(pred, target)
+    # class 1: 2 target pixels, 1 predicted, 1 hit -> 1/2; classes 0 and 2 perfect
+    _check(metric.compute(), [1.0, 1 / 2, 1.0], (1 + 1 / 2 + 1) / 3, 3 / 4)
+    # the same with the extra column of scores_from_confusion written out
+    confusion = torch.tensor([[1, 0, 0, 0],
+                              [0, 1, 0, 1],
+                              [0, 0, 1, 0]])
+    _check(scores_from_confusion(confusion), [1.0, 1 / 2, 1.0], (1 + 1 / 2 + 1) / 3, 3 / 4)
+
+
+def test_all_ignored_gives_nan_iou_and_zero_mean() -> None:
+    metric = SegmentationMetrics(3)
+    metric.update(torch.zeros(2, 2, dtype=torch.long), torch.full((2, 2), 255))
+    scores = metric.compute()
+    assert all(math.isnan(v) for v in scores["iou"].tolist())
+    assert float(scores["miou"]) == 0.0
+
+
+def test_bad_inputs_raise() -> None:
+    metric = SegmentationMetrics(3)
+    with pytest.raises(ValueError, match="shape"):
+        metric.update(torch.zeros(2, 3), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="outside"):
+        metric.update(torch.zeros(4), torch.tensor([0, 1, 3, 255]))
+
+
+def test_iou_table_lists_classes_na_and_mean() -> None:
+    table = iou_table(torch.tensor(EXPECTED_IOU), ["background", "cat", "dog", "cow"])
+    lines = table.splitlines()
+    assert lines[0].split() == ["class", "IoU(%)"]
+    assert lines[1].split() == ["background", "50.00"]
+    assert lines[2].split() == ["cat", "66.67"]
+    assert lines[4].split() == ["cow", "n/a"]
+    assert lines[5].split() == ["mIoU", f"{100 * EXPECTED_MIOU:.2f}"]

@@ -1,0 +1,215 @@
+"""`epspp prepare`: VOC + SBD, COCO (EPS layout) and the command line, on tiny fake trees."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+from epspp.data.classes import COCO_CLASSES, VOC_CLASSES, voc_palette
+from epspp.data.io import DatasetError
+from epspp.data.prepare import prepare_coco, prepare_main, prepare_voc, read_sbd_mat
+
+VOC_TRAIN = ["2007_000001", "2007_000002"]
+VOC_VAL = ["2007_000003", "2008_000004"]
+SBD_TRAIN = ["2007_000002", "2008_000004", "2008_000010"]  # 2008_000004 is VOC val: not in train_aug
+SBD_VAL = ["2007_000003", "2008_000011"]
+TRAIN_AUG = ["2007_000001", "2007_000002", "2008_000010", "2008_000011"]
+H, W = 12, 16
+
+
+def _jpeg(path: Path, height: int = H, width: int = W) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(path)
+
+
+def _png(path: Path, mask: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(mask.astype(np.uint8), mode="P")
+    image.putpalette(voc_palette().ravel().tolist())
+    image.save(path)
+
+
+def _mat(path: Path, mask: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(path, {"GTcls": {"Segmentation": mask.astype(np.uint8), "Boundaries": np.zeros(20),
+                                      "CategoriesPresent": np.unique(mask[mask > 0]).astype(np.uint8)}})
+
+
+def _voc_mask(value: int) -> np.ndarray:
+    mask = np.zeros((H, W), np.uint8)
+    mask[3:9, 4:12] = value
+    mask[2, 4:12] = 255  # VOC object boundary
+    return mask
+
+
+def _sbd_mask(value: int) -> np.ndarray:
+    mask = np.zeros((H, W), np.uint8)
+    mask[4:10, 2:8] = value
+    return mask
+
+
+@pytest.fixture
+def voc_tree(tmp_path: Path) -> tuple[Path, Path]:
+    voc, sbd = tmp_path / "VOCdevkit" / "VOC2012", tmp_path / "benchmark_RELEASE" / "dataset"
+    for image_id in sorted(set(VOC_TRAIN + VOC_VAL + SBD_TRAIN + SBD_VAL)):
+        _jpeg(voc / "JPEGImages" / f"{image_id}.jpg")
+    for image_id in VOC_TRAIN + VOC_VAL:
+        _png(voc / "SegmentationClass" / f"{image_id}.png", _voc_mask(7))
+    for image_id in SBD_TRAIN + SBD_VAL:
+        _mat(sbd / "cls" / f"{image_id}.mat", _sbd_mask(3))
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("\n".join(VOC_TRAIN) + "\n")
+    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(VOC_VAL) + "\n")
+    (sbd / "train.txt").write_text("\n".join(SBD_TRAIN) + "\n")
+    (sbd / "val.txt").write_text("\n".join(SBD_VAL) + "\n")
+    return voc, sbd
+
+
+def _split(root: Path, name: str) -> list[str]:
+    return (root / "ImageSets" / "Segmentation" / f"{name}.txt").read_text().split()
+
+
+def _mask(root: Path, image_id: str) -> np.ndarray:
+    image = Image.open(root / "SegmentationClassAug" / f"{image_id}.png")
+    assert image.mode == "P"
+    return np.asarray(image)
+
+
+def test_sbd_reader(tmp_path: Path) -> None:
+    mask = _sbd_mask(15)
+    _mat(tmp_path / "x.mat", mask)
+    np.testing.assert_array_equal(read_sbd_mat(tmp_path / "x.mat"), mask)
+    scipy.io.savemat(tmp_path / "bad.mat", {"other": np.zeros(3)})
+    with pytest.raises(DatasetError, match="GTcls"):
+        read_sbd_mat(tmp_path / "bad.mat")
+
+
+def test_prepare_voc(voc_tree: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    voc, sbd = voc_tree
+    out = tmp_path / "out"
+    counts = prepare_voc(voc, sbd, out)
+    assert _split(out, "train_aug") == TRAIN_AUG
+    assert _split(out, "train") == VOC_TRAIN and _split(out, "val") == VOC_VAL
+    assert counts["train_aug"] == 4 and counts["masks_from_voc"] == 4 and counts["masks_from_sbd"] == 2
+    np.testing.assert_array_equal(_mask(out, "2007_000002"), _voc_mask(7))  # VOC PNG wins over SBD
+    np.testing.assert_array_equal(_mask(out, "2008_000010"), _sbd_mask(3))
+    assert 255 in _mask(out, "2007_000001")
+    assert (out / "JPEGImages").is_symlink() and (out / "JPEGImages" / "2008_000011.jpg").is_file()
+    assert json.loads((out / "classes.json").read_text())["names"] == list(VOC_CLASSES)
+    assert "saliency" in capsys.readouterr().out and not (out / "saliency").exists()
+    # a rerun skips the masks already written and links the saliency folder
+    (tmp_path / "sal").mkdir()
+    again = prepare_voc(voc, sbd, out, saliency_dir=tmp_path / "sal")
+    assert again["masks_skipped"] == 6 and again["masks_from_voc"] == again["masks_from_sbd"] == 0
+    assert (out / "saliency").resolve() == (tmp_path / "sal").resolve()
+
+
+def test_prepare_voc_errors(voc_tree: tuple[Path, Path], tmp_path: Path) -> None:
+    voc, sbd = voc_tree
+    with pytest.raises(FileNotFoundError, match="SBD root"):
+        prepare_voc(voc, tmp_path / "nowhere", tmp_path / "out")
+    (sbd / "val.txt").rename(sbd / "val.bak")
+    with pytest.raises(FileNotFoundError, match="val.txt"):
+        prepare_voc(voc, sbd, tmp_path / "out")
+    (sbd / "val.bak").rename(sbd / "val.txt")
+    _mat(sbd / "cls" / "2008_000010.mat", _sbd_mask(30))
+    with pytest.raises(DatasetError, match=r"2008_000010.mat has values \[30\]"):
+        prepare_voc(voc, sbd, tmp_path / "out")
+    (sbd / "cls" / "2008_000010.mat").unlink()
+    with pytest.raises(DatasetError, match="no mask for 2008_000010"):
+        prepare_voc(voc, sbd, tmp_path / "out")
+
+
+COCO_TRAIN = [f"COCO_train2014_{i:012d}" for i in (9, 25, 30)]
+COCO_VAL = [f"COCO_val2014_{i:012d}" for i in (42, 73)]
+
+
+@pytest.fixture
+def coco_tree(tmp_path: Path) -> Path:
+    """EPS's layout: train2014/, val2014/, SegmentationClass/{train2014,val2014}/, flat saliency/."""
+    base = tmp_path / "coco"
+    for image_id in COCO_TRAIN + COCO_VAL:
+        split = "train2014" if "train2014" in image_id else "val2014"
+        _jpeg(base / split / f"{image_id}.jpg")
+        if image_id != COCO_TRAIN[2]:  # one image without a mask
+            mask = np.zeros((H, W), np.uint8)
+            mask[2:6, 3:9], mask[0, :] = 80, 255
+            _png(base / "SegmentationClass" / split / f"{image_id}.png", mask)
+        if image_id != COCO_VAL[1]:  # one image without a saliency map
+            _png(base / "saliency" / f"{image_id}.png", np.zeros((H, W), np.uint8))
+    return base
+
+
+def test_prepare_coco(coco_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = prepare_coco([coco_tree / "train2014", coco_tree / "val2014"], coco_tree / "SegmentationClass",
+                          out, saliency_dir=coco_tree / "saliency")
+    assert _split(out, "train") == COCO_TRAIN[:2] and _split(out, "val") == COCO_VAL
+    assert result["images"] == 5 and result["checked"] == 4
+    assert result["missing_mask"] == [COCO_TRAIN[2]] and result["missing_saliency"] == [COCO_VAL[1]]
+    assert (out / "JPEGImages" / f"{COCO_VAL[0]}.jpg").is_symlink()
+    assert _mask(out, COCO_TRAIN[0]).max() == 255 and 80 in _mask(out, COCO_TRAIN[0])
+    assert (out / "saliency" / f"{COCO_TRAIN[0]}.png").is_file()
+    assert json.loads((out / "classes.json").read_text())["names"] == list(COCO_CLASSES)
+    prepare_coco([coco_tree / "train2014", coco_tree / "val2014"], coco_tree / "SegmentationClass", out)  # rerun
+
+
+def test_prepare_coco_errors(coco_tree: Path, tmp_path: Path) -> None:
+    dirs = [coco_tree / "train2014", coco_tree / "val2014"]
+    _png(coco_tree / "SegmentationClass" / "val2014" / f"{COCO_VAL[0]}.png", np.full((H, W), 90, np.uint8))
+    with pytest.raises(DatasetError, match=r"values \[90\] outside 0..80"):
+        prepare_coco(dirs, coco_tree / "SegmentationClass", tmp_path / "out")
+    prepare_coco(dirs, coco_tree / "SegmentationClass", tmp_path / "out", check=2)  # not checked: accepted
+    _png(coco_tree / "SegmentationClass" / "val2014" / f"{COCO_VAL[0]}.png", np.zeros((5, 5), np.uint8))
+    with pytest.raises(DatasetError, match="5x5"):
+        prepare_coco(dirs, coco_tree / "SegmentationClass", tmp_path / "out2")
+    with pytest.raises(FileNotFoundError, match="mask folder"):
+        prepare_coco(dirs, coco_tree / "missing", tmp_path / "out3")
+
+
+def test_cli_synthetic(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = tmp_path / "synth"
+    args = ["synthetic", "--root", str(root), "--num-train", "12", "--num-val", "3", "--seed", "5",
+            "--labeled-fraction", "0.25"]
+    assert prepare_main(args) == 0
+    out = capsys.readouterr().out
+    assert "train 12" in out and "labeled_25pct 3" in out
+    assert len(_split(root, "labeled_25pct")) == 3
+    assert prepare_main(args) == 2  # refuses to overwrite
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "overwrite" in err and "Traceback" not in err
+    assert prepare_main(args + ["--overwrite"]) == 0
+
+
+def test_cli_voc_and_coco(voc_tree: tuple[Path, Path], coco_tree: Path, tmp_path: Path,
+                          capsys: pytest.CaptureFixture) -> None:
+    voc, sbd = voc_tree
+    assert prepare_main(["voc", "--voc-root", str(voc), "--sbd-root", str(sbd), "--out", str(tmp_path / "v")]) == 0
+    assert "train_aug 4" in capsys.readouterr().out
+    code = prepare_main(["voc", "--voc-root", str(tmp_path / "x"), "--sbd-root", str(sbd), "--out", str(tmp_path)])
+    assert code == 2 and "VOC 2012 root" in capsys.readouterr().err
+    assert prepare_main(["coco", "--image-dir", str(coco_tree / "train2014"), str(coco_tree / "val2014"),
+                         "--mask-dir", str(coco_tree / "SegmentationClass"), "--out", str(tmp_path / "c")]) == 0
+    assert "5 images" in capsys.readouterr().out
+    assert prepare_main([]) == 2 and prepare_main(["--help"]) == 0
+
+
+def _subprocess(args: list[str]) -> subprocess.CompletedProcess:
+    code = f"from epspp.data.prepare import prepare_main; raise SystemExit(prepare_main({args!r}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_subprocess(tmp_path: Path) -> None:
+    root = tmp_path / "synth"
+    done = _subprocess(["synthetic", "--root", str(root), "--num-train", "6", "--num-val", "2"])
+    assert done.returncode == 0, done.stderr
+    assert "wrote synthetic dataset" in done.stdout and len(_split(root, "train")) == 6
+    failed = _subprocess(["synthetic", "--root", str(root), "--num-train", "6", "--num-val", "2"])
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr and "exists" in failed.stderr

@@ -1,0 +1,164 @@
+"""PseudoMaskWriter and write_mask_png: palette PNGs, atomic writes, resume, score maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from epspp.callbacks.pseudo_masks import PseudoMaskWriter
+from epspp.data.classes import voc_palette
+from epspp.data.io import DatasetError, write_mask_png
+
+
+def _visible(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def _prediction(ids: list[str], masks: list[np.ndarray], num_classes: int = 3) -> dict:
+    return {
+        "id": ids,
+        "mask": torch.from_numpy(np.stack(masks)).long(),
+        "scores": torch.rand(len(ids), num_classes + 1, *masks[0].shape),
+        "label": torch.tensor([[1.0, 0.0, 1.0]] * len(ids)),
+    }
+
+
+def _fake_trainer(ids: list[str]) -> SimpleNamespace:
+    dataset = SimpleNamespace(ids=list(ids))
+    return SimpleNamespace(
+        datamodule=SimpleNamespace(datasets={"predict": dataset}),
+        is_global_zero=True,
+        predict_loop=SimpleNamespace(return_predictions=True),
+    )
+
+
+# -------------------------------------------------------------- the PNG format
+def test_mask_png_is_a_voc_palette_png_with_values_preserved(tmp_path: Path) -> None:
+    mask = np.array([[0, 1, 2, 3], [20, 5, 255, 255], [0, 0, 7, 1]], np.uint8)
+    path = tmp_path / "a.png"
+    write_mask_png(path, mask, voc_palette())
+    with Image.open(path) as image:
+        assert image.mode == "P"
+        assert image.size == (4, 3)  # (W, H)
+        assert image.getpalette() == voc_palette().ravel().tolist()
+        assert np.array_equal(np.array(image), mask)
+    assert _visible(tmp_path) == ["a.png"]
+
+
+def test_writer_writes_masks_with_their_values(tmp_path: Path) -> None:
+    writer = PseudoMaskWriter(output_dir=str(tmp_path))
+    masks = [np.array([[0, 1], [3, 255]], np.uint8), np.zeros((2, 2), np.uint8)]
+    writer.write_on_batch_end(None, None, _prediction(["a", "b"], masks), None, None, 0)
+    assert _visible(tmp_path) == ["a.png", "b.png"]
+    for name, mask in zip("ab", masks, strict=True):
+        with Image.open(tmp_path / f"{name}.png") as image:
+            assert image.mode == "P"
+            assert image.getpalette() == voc_palette().ravel().tolist()
+            assert np.array_equal(np.array(image), mask)
+
+
+def test_writer_saves_float16_scores_of_background_and_labelled_classes(tmp_path: Path) -> None:
+    writer = PseudoMaskWriter(output_dir=str(tmp_path), save_scores=True)
+    (tmp_path / "scores").mkdir()
+    prediction = _prediction(["a"], [np.zeros((5, 7), np.uint8)])
+    writer.write_on_batch_end(None, None, prediction, None, None, 0)
+    scores = np.load(tmp_path / "scores" / "a.npy")
+    assert scores.dtype == np.float16
+    assert scores.shape == (3, 5, 7)  # background + the 2 labelled classes (1 and 3)
+    expected = prediction["scores"][0, [0, 1, 3]].half().numpy()
+    assert np.array_equal(scores, expected)
+    assert _visible(tmp_path / "scores") == ["a.npy"]
+
+
+# ---------------------------------------------------------------- atomicity
+def _crash_while_saving(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make PIL write half a PNG and then fail, as a full disk or a kill would."""
+    targets = []
+
+    def broken_save(self: Image.Image, fp, *args, **kwargs) -> None:  # noqa: ANN001
+        targets.append(str(fp))
+        with open(fp, "wb") as handle:
+            handle.write(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR truncated")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    return targets
+
+
+def test_crash_while_saving_leaves_no_partial_mask_and_keeps_existing_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = PseudoMaskWriter(output_dir=str(tmp_path), overwrite=True)
+    writer.write_on_batch_end(None, None, _prediction(["old"], [np.full((3, 4), 2, np.uint8)]), None, None, 0)
+    before = (tmp_path / "old.png").read_bytes()
+    writer._existing = {"old"}  # a rerun with overwrite: true that dies while rewriting "old"
+
+    targets = _crash_while_saving(monkeypatch)
+    with pytest.raises(OSError, match="No space"):
+        writer.write_on_batch_end(None, None, _prediction(["new"], [np.ones((3, 4), np.uint8)]), None, None, 0)
+    with pytest.raises(OSError, match="No space"):
+        writer.write_on_batch_end(None, None, _prediction(["old"], [np.ones((3, 4), np.uint8)]), None, None, 0)
+    monkeypatch.undo()
+
+    assert targets and all(Path(t).name not in ("new.png", "old.png") for t in targets)  # never the final name
+    assert _visible(tmp_path) == ["old.png"]  # no new.png, no temporary file left behind
+    assert (tmp_path / "old.png").read_bytes() == before
+    with Image.open(tmp_path / "old.png") as image:
+        assert np.array_equal(np.array(image), np.full((3, 4), 2, np.uint8))
+
+
+def test_crash_while_saving_scores_leaves_neither_scores_nor_mask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = PseudoMaskWriter(output_dir=str(tmp_path), save_scores=True)
+    (tmp_path / "scores").mkdir()
+    real_save = np.save
+
+    def broken_save(file, array, *args, **kwargs) -> None:  # noqa: ANN001
+        real_save(file, array[:1])  # a file that is not the whole array, then a failure
+        raise OSError("interrupted")
+
+    monkeypatch.setattr(np, "save", broken_save)
+    with pytest.raises(OSError, match="interrupted"):
+        writer.write_on_batch_end(None, None, _prediction(["a"], [np.zeros((3, 4), np.uint8)]), None, None, 0)
+    assert _visible(tmp_path) == ["scores"]
+    assert _visible(tmp_path / "scores") == []
+
+
+# ------------------------------------------------------------------- set-up
+def test_setup_resumes_skipping_existing_masks_and_clears_stale_temporaries(tmp_path: Path) -> None:
+    write_mask_png(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
+    write_mask_png(tmp_path / "c.png", np.zeros((2, 2), np.uint8))
+    (tmp_path / ".b.4242.tmp.png").write_bytes(b"\x89PNG half")  # left by a run that was killed
+    trainer = _fake_trainer(["a", "b", "c", "d"])
+    writer = PseudoMaskWriter(output_dir=str(tmp_path))
+    writer.setup(trainer, None, "predict")
+    assert trainer.datamodule.datasets["predict"].ids == ["b", "d"]
+    assert trainer.predict_loop.return_predictions is False  # full-resolution scores must not pile up
+    assert _visible(tmp_path) == ["a.png", "c.png"]
+
+    trainer = _fake_trainer(["a", "b", "c", "d"])
+    PseudoMaskWriter(output_dir=str(tmp_path), overwrite=True).setup(trainer, None, "predict")
+    assert trainer.datamodule.datasets["predict"].ids == ["a", "b", "c", "d"]
+
+
+def test_setup_refuses_a_file_or_no_output_dir(tmp_path: Path) -> None:
+    path = tmp_path / "out"
+    path.write_text("not a folder")
+    with pytest.raises(DatasetError, match="is a file"):
+        PseudoMaskWriter(output_dir=str(path)).setup(_fake_trainer(["a"]), None, "predict")
+    assert path.read_text() == "not a folder"
+    with pytest.raises(DatasetError, match="output_dir"):
+        PseudoMaskWriter().setup(_fake_trainer(["a"]), None, "predict")
+    PseudoMaskWriter().setup(_fake_trainer(["a"]), None, "fit")  # other stages: nothing to check
+
+
+def test_setup_creates_nested_output_and_scores_folders(tmp_path: Path) -> None:
+    out = tmp_path / "x" / "y"
+    PseudoMaskWriter(output_dir=str(out), save_scores=True).setup(_fake_trainer(["a"]), None, "predict")
+    assert (out / "scores").is_dir()
