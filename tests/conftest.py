@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
+# Tiny models on a 2-core machine: one thread per process avoids oversubscription (the suite runs
+# `epspp` subprocesses and notebook kernels beside the pytest process).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SYNTHETIC = {"num_train": 20, "num_val": 6, "image_size": 48, "seed": 0}
 

@@ -31,9 +31,8 @@ def main(args: list[str] | None = None) -> None:
     from pytorch_lightning import LightningModule
 
     from epspp.data.datamodule import EPSDataModule
-    from epspp.data.io import DatasetError
+    from epspp.errors import EPSError
     from epspp.lightning_cli import EPSCLI
-    from epspp.models.checkpoint import CheckpointMismatchError
 
     try:
         EPSCLI(
@@ -44,6 +43,6 @@ def main(args: list[str] | None = None) -> None:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
-    except (DatasetError, CheckpointMismatchError) as error:
+    except EPSError as error:
         print(f"epspp: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

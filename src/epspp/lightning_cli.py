@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 from pytorch_lightning.cli import LightningCLI
@@ -16,6 +17,24 @@ class EPSCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
         parser.add_lightning_class_args(PseudoMaskWriter, "pseudo_masks")
+
+    def _parse_ckpt_path(self) -> None:
+        """Take the network from ``--ckpt_path``'s hyper-parameters, but inference options from the config.
+
+        Lightning replaces the model's arguments by the checkpoint's; the options a module lists in
+        ``inference_options`` (scales, flips, thresholds, refinement) keep the values of the config
+        and the command line, so ``pseudo_masks.yaml`` and ``--model.init_args.bg_threshold`` apply.
+        """
+        subcommand = self.config.get("subcommand")
+        model = self.config[subcommand].get("model") if subcommand else None
+        keep: dict = {}
+        if model is not None and getattr(model, "class_path", None):
+            module_name, _, class_name = model.class_path.rpartition(".")
+            options = getattr(getattr(importlib.import_module(module_name), class_name), "inference_options", ())
+            keep = {key: model.init_args[key] for key in options if key in model.init_args}
+        super()._parse_ckpt_path()
+        for key, value in keep.items():
+            self.config[subcommand].model.init_args[key] = value
 
     def before_instantiate_classes(self) -> None:
         """Resolve relative run paths against ``trainer.default_root_dir``.

@@ -122,6 +122,7 @@ def ird_saliency_loss(
     labels: torch.Tensor,
     refined: torch.Tensor,
     return_inconsistent: bool = False,
+    drop: bool = True,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """EPS++ saliency loss with Inconsistent Region Drop (TPAMI 2023).
 
@@ -140,6 +141,8 @@ def ird_saliency_loss(
         refined: PAMR-refined softmax maps (B, C+1, h, w) (or only the C object channels); this
             function does not run PAMR.
         return_inconsistent: also return the inconsistent region N.
+        drop: ``False`` keeps every pixel in the loss (N is still computed and returned); used for
+            the warm-up of ``LocalizationModule(ird_warmup_steps=...)``.
 
     Returns:
         Scalar loss, or ``(loss, N)`` with N a bool tensor (B, 1, h, w) when ``return_inconsistent``.
@@ -159,7 +162,7 @@ def ird_saliency_loss(
     fg_refined = (refined.detach()[:, :c].to(dtype) * y).sum(1, keepdim=True)
     inconsistent = (fg_refined > 0.5) ^ (sal > 0.5)  # (B, 1, h, w)
 
-    keep = (~inconsistent).to(dtype)
+    keep = (~inconsistent).to(dtype) if drop else torch.ones_like(sal)
     num = (keep * (sal - fg).square()).sum((1, 2, 3))
     den = keep.sum((1, 2, 3))
     loss = (num / den.clamp_min(1)).mean()  # num = 0 where den = 0

@@ -16,29 +16,46 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli import CONFIGS, TINY_FIT, run_epspp
 from PIL import Image
 
 from epspp.data.classes import read_classes, voc_palette, write_classes
 from epspp.data.io import write_mask_png
 from epspp.evaluate import evaluate_folder, scores_to_json
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "configs" / "demo"
+DEMO = CONFIGS / "demo"
 SPLITS = Path("ImageSets") / "Segmentation"
-_SCRIPT = Path(sys.executable).parent / "epspp"
-EPSPP = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-c", "from epspp.cli import main; main()"]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
-def epspp(*args: str | Path, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline", PYTHONWARNINGS="ignore")
-    return subprocess.run([*EPSPP, *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=timeout)
+def epspp(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m epspp ARGS`` in a subprocess, as a user runs it (the result is checked by the caller)."""
+    return run_epspp(list(args), cwd=cwd, check=False)
 
 
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result
+
+
+def in_process(capfd: pytest.CaptureFixture, *args: str | Path) -> subprocess.CompletedProcess:
+    """``epspp ARGS`` through the console script's entry point, in this process (saves the start-up)."""
+    from epspp.cli import main
+
+    capfd.readouterr()
+    environ, argv = dict(os.environ), sys.argv
+    sys.argv = ["epspp"]  # LightningCLI warns when both sys.argv and args carry arguments
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = argv
+        os.environ.clear()
+        os.environ.update(environ)
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def clean_error(result: subprocess.CompletedProcess, *needles: str) -> str:
@@ -52,10 +69,13 @@ def clean_error(result: subprocess.CompletedProcess, *needles: str) -> str:
     return message
 
 
+def predict_args(root: Path, ckpt: Path, out: Path, *extra: str) -> list[str | Path]:
+    return ["predict", "--config", DEMO / "pseudo_masks.yaml", "--data.root", root, "--ckpt_path", ckpt,
+            "--pseudo_masks.output_dir", out, "--data.num_workers", "0", "--trainer.callbacks", "[]", *QUIET, *extra]
+
+
 def predict(root: Path, ckpt: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return epspp("predict", "--config", CONFIGS / "pseudo_masks.yaml", "--data.root", root, "--ckpt_path", ckpt,
-                 "--pseudo_masks.output_dir", out, "--data.num_workers", "0", "--trainer.callbacks", "[]", *QUIET,
-                 *extra)
+    return epspp(*predict_args(root, ckpt, out, *extra), cwd=out.parent)
 
 
 def split_ids(root: Path, split: str) -> list[str]:
@@ -89,13 +109,10 @@ def copy_root(root: Path, dest: Path) -> Path:
 def checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("localization")
     ok(epspp(
-        "fit", "--config", CONFIGS / "localization_eps++.yaml", "--data.root", synthetic_root,
+        "fit", "--config", DEMO / "localization_eps++.yaml", "--data.root", synthetic_root,
         "--trainer.max_steps", "2", "--trainer.default_root_dir", run, "--data.num_workers", "0",
-        "--trainer.logger", "false", "--data.batch_size", "4", "--trainer.num_sanity_val_steps", "0",
-        # the demo config's LearningRateMonitor needs a logger: keep only the checkpoint callback
-        "--trainer.callbacks",
-        '[{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"save_last": true}}]',
-        *QUIET,
+        "--trainer.logger", "false", "--data.batch_size", "4", "--trainer.num_sanity_val_steps", "0", *TINY_FIT,
+        cwd=run,
     ))
     ckpt = run / "checkpoints" / "last.ckpt"
     assert ckpt.is_file(), sorted(map(str, run.rglob("*")))
@@ -155,7 +172,8 @@ def test_manifest_records_checkpoint_counts_and_miou(synthetic_root: Path, check
 def test_evaluate_cli_prints_the_same_table(synthetic_root: Path, predicted: tuple, tmp_path: Path) -> None:
     out, _ = predicted
     scores = tmp_path / "scores.json"
-    result = ok(epspp("evaluate", "--pred-dir", out, "--root", synthetic_root, "--split", "train", "--json", scores))
+    result = ok(epspp("evaluate", "--pred-dir", out, "--root", synthetic_root, "--split", "train", "--json", scores,
+                      cwd=tmp_path))
     info = manifest(out)
     assert json.loads(scores.read_text())["miou"] == info["miou"]
     rows = dict(line.split() for line in result.stdout.splitlines() if len(line.split()) == 2)
@@ -164,7 +182,9 @@ def test_evaluate_cli_prints_the_same_table(synthetic_root: Path, predicted: tup
         assert rows[name] == ("n/a" if iou is None else f"{iou:.2f}")
 
 
-def test_evaluate_cli_missing_and_mis_sized_predictions(synthetic_root: Path, predicted: tuple, tmp_path: Path) -> None:
+def test_evaluate_cli_missing_and_mis_sized_predictions(
+    synthetic_root: Path, predicted: tuple, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     out, _ = predicted
     folder = Path(shutil.copytree(out, tmp_path / "preds"))
     ids = split_ids(synthetic_root, "train")
@@ -172,25 +192,22 @@ def test_evaluate_cli_missing_and_mis_sized_predictions(synthetic_root: Path, pr
 
     missing = folder / f"{ids[3]}.png"
     missing.unlink()
-    clean_error(epspp("evaluate", "--pred-dir", folder, *args), str(missing))
+    clean_error(epspp("evaluate", "--pred-dir", folder, *args, cwd=tmp_path), str(missing))
     shutil.copy(out / missing.name, missing)
 
     wrong = folder / f"{ids[5]}.png"
     write_mask_png(wrong, np.zeros((10, 13), np.uint8))
-    clean_error(epspp("evaluate", "--pred-dir", folder, *args), str(wrong), "13x10")
+    clean_error(in_process(capfd, "evaluate", "--pred-dir", folder, *args), str(wrong), "13x10")
 
-    clean_error(epspp("evaluate", "--pred-dir", tmp_path / "nowhere", *args), "nowhere")
+    clean_error(in_process(capfd, "evaluate", "--pred-dir", tmp_path / "nowhere", *args), "nowhere")
 
 
 # ----------------------------------------------------------- resume / overwrite
-def test_resume_writes_only_the_missing_masks_and_overwrite_rewrites_all(
-    synthetic_root: Path, checkpoint: Path, tmp_path: Path
+def test_resume_writes_only_the_missing_masks_and_overwrite_rewrites(
+    synthetic_root: Path, checkpoint: Path, predicted: tuple, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
-    out = tmp_path / "val"
-    args = ("--data.predict_split", "val")
-    ok(predict(synthetic_root, checkpoint, out, *args))
-    ids = split_ids(synthetic_root, "val")
-    assert pngs(out) == set(ids)
+    out = Path(shutil.copytree(predicted[0], tmp_path / "masks"))  # a finished run of the train split
+    ids = split_ids(synthetic_root, "train")
     first = manifest(out)
 
     deleted = ids[:3]
@@ -200,65 +217,81 @@ def test_resume_writes_only_the_missing_masks_and_overwrite_rewrites_all(
     kept = {i: (out / f"{i}.png").stat() for i in ids[3:]}
     kept_bytes = {i: (out / f"{i}.png").read_bytes() for i in ids[3:]}
 
-    result = ok(predict(synthetic_root, checkpoint, out, *args))
-    assert "3 masks already" in result.stdout or "predicting the 3 missing" in result.stdout
+    result = ok(predict(synthetic_root, checkpoint, out))
+    assert "predicting the 3 missing" in result.stdout
     assert pngs(out) == set(ids)
     for image_id, stat in kept.items():
         now = (out / f"{image_id}.png").stat()
         assert (now.st_ino, now.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns), f"{image_id} was rewritten"
         assert (out / f"{image_id}.png").read_bytes() == kept_bytes[image_id]
+    for image_id in deleted:  # the same network gives the same masks
+        assert np.array_equal(read_png(out / f"{image_id}.png"), read_png(predicted[0] / f"{image_id}.png"))
     info = manifest(out)
     assert info["written_this_run"] == 3
     assert info["count"] == info["split_size"] == len(ids)
-    assert info["miou"] == first["miou"]  # same network, same masks
+    assert info["miou"] == first["miou"]
 
     # nothing left to do: no mask is touched, the manifest is still written
     (out / "manifest.json").unlink()
     stats = {i: (out / f"{i}.png").stat().st_mtime_ns for i in ids}
-    ok(predict(synthetic_root, checkpoint, out, *args))
+    ok(in_process(capfd, *predict_args(synthetic_root, checkpoint, out)))
     assert {i: (out / f"{i}.png").stat().st_mtime_ns for i in ids} == stats
     info = manifest(out)
     assert info["written_this_run"] == 0 and info["count"] == len(ids)
     assert info["miou"] == first["miou"]
 
-    ok(predict(synthetic_root, checkpoint, out, *args, "--pseudo_masks.overwrite", "true"))
+    # overwrite: true rewrites every mask of the predicted split (here the 2 ids of labeled_10pct)
+    labeled = split_ids(synthetic_root, "labeled_10pct")
+    ok(in_process(capfd, *predict_args(synthetic_root, checkpoint, out, "--data.predict_split", "labeled_10pct",
+                                       "--pseudo_masks.overwrite", "true")))
     for image_id in ids:
-        assert (out / f"{image_id}.png").stat().st_mtime_ns > stats[image_id], f"{image_id} was not rewritten"
-    assert manifest(out)["written_this_run"] == len(ids)
+        changed = (out / f"{image_id}.png").stat().st_mtime_ns != stats[image_id]
+        assert changed == (image_id in labeled), image_id
+    assert manifest(out)["written_this_run"] == len(labeled)
 
 
-# ------------------------------------------------- images of different sizes
-def _resized_tree(source: Path, dest: Path) -> Path:
-    """A VOC-layout root with a 56x40 and a 40x56 (WxH) image; ground truth for the first only."""
-    ids = split_ids(source, "train")[:2]
+# ------------------------------------ images of different sizes, no label, no ground truth
+def _mixed_tree(source: Path, dest: Path) -> tuple[Path, list[str]]:
+    """A VOC-layout root (labels in cls_labels.npy) of three images of the synthetic train split:
+
+    0: resized to 56x40 (WxH), with ground truth; 1: resized to 40x56, without ground truth;
+    2: 48x48 with nothing labelled (label all zero, ground truth all background).
+    """
+    ids = split_ids(source, "train")[:3]
     for folder in ("JPEGImages", "SegmentationClassAug", str(SPLITS)):
         (dest / folder).mkdir(parents=True)
     write_classes(dest, read_classes(source))
     labels = {}
-    for image_id, size in zip(ids, [(56, 40), (40, 56)], strict=True):
+    for index, (image_id, size) in enumerate(zip(ids, [(56, 40), (40, 56), (48, 48)], strict=True)):
         with Image.open(source / "JPEGImages" / f"{image_id}.jpg") as image:
             image.convert("RGB").resize(size, Image.BILINEAR).save(dest / "JPEGImages" / f"{image_id}.jpg")
         mask = read_png(source / "SegmentationClassAug" / f"{image_id}.png")
+        if index == 2:
+            mask = np.zeros_like(mask)
         label = np.zeros(len(read_classes(source)) - 1, np.float32)
         label[[v - 1 for v in np.unique(mask) if 0 < v < 255]] = 1.0
         labels[image_id] = label
-        if image_id == ids[0]:
+        if index != 1:
             small = Image.fromarray(mask).resize(size, Image.NEAREST)
             write_mask_png(dest / "SegmentationClassAug" / f"{image_id}.png", np.array(small))
     np.save(dest / "cls_labels.npy", labels, allow_pickle=True)
     (dest / SPLITS / "train.txt").write_text("\n".join(ids) + "\n")
-    return dest
+    return dest, ids
 
 
-def test_images_of_different_sizes_keep_their_size(synthetic_root: Path, checkpoint: Path, tmp_path: Path) -> None:
-    root = _resized_tree(synthetic_root, tmp_path / "sizes")
+def test_sizes_missing_ground_truth_and_unlabelled_image(synthetic_root: Path, checkpoint: Path,
+                                                         tmp_path: Path) -> None:
+    root, ids = _mixed_tree(synthetic_root, tmp_path / "mixed")
     out = tmp_path / "out"
-    ok(predict(root, checkpoint, out))
-    ids = split_ids(root, "train")
-    assert [image_size(out / f"{i}.png") for i in ids] == [(56, 40), (40, 56)]
+    result = ok(predict(root, checkpoint, out))
+    assert [image_size(out / f"{i}.png") for i in ids] == [(56, 40), (40, 56), (48, 48)]  # never resized
+    assert (read_png(out / f"{ids[2]}.png") == 0).all()  # nothing labelled: all background
     info = manifest(out)
-    assert info["count"] == 2 and info["evaluated"] == 1  # the second image has no ground truth
+    assert info["count"] == info["split_size"] == 3
+    assert info["evaluated"] == 2  # the second image has no ground truth
+    assert info["no_label_all_background"] == 1
     assert "miou" in info
+    assert "no labelled class" in result.stdout
 
 
 # ---------------------------------------------------------- PAMR and scores
@@ -266,8 +299,8 @@ def test_images_of_different_sizes_keep_their_size(synthetic_root: Path, checkpo
 def refined(synthetic_root: Path, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pamr") / "masks"
     ok(predict(synthetic_root, checkpoint, out, "--data.predict_split", "labeled_10pct",
-               "--model.init_args.refine", "pamr", "--model.init_args.pamr_iter", "3",
-               "--pseudo_masks.save_scores", "true"))
+               "--model.init_args.refine", "pamr", "--model.init_args.scales", "[1.0]",
+               "--model.init_args.bg_threshold", "0.3", "--pseudo_masks.save_scores", "true"))
     return out
 
 
@@ -287,12 +320,11 @@ def test_pamr_refinement_and_float16_scores(synthetic_root: Path, refined: Path)
     assert manifest(refined)["count"] == len(ids)
 
 
-@pytest.mark.xfail(strict=True, reason="LightningCLI parses the checkpoint's hyper-parameters over the config and "
-                   "the command line, so --model.init_args.refine/scales/bg_threshold are ignored at predict time")
 def test_inference_options_of_the_command_line_win_over_the_checkpoint(refined: Path) -> None:
+    """The network comes from the checkpoint, the inference options from the config and the command line."""
     config = manifest(refined)["config"]["model"]
-    assert config["refine"] == "pamr"
-    assert config["pamr_iter"] == 3
+    assert (config["refine"], config["scales"], config["bg_threshold"]) == ("pamr", [1.0], 0.3)
+    assert config["backbone_kwargs"] == {"channels": [8, 16, 32, 64], "stem_width": 8}  # from the checkpoint
 
 
 # --------------------------------------------------------------- bad input
@@ -316,40 +348,26 @@ def test_checkpoint_of_another_class_count(synthetic_root: Path, checkpoint: Pat
     assert pngs(out) == {"train_000000"}
 
 
-def test_output_dir_that_is_a_file(synthetic_root: Path, checkpoint: Path, tmp_path: Path) -> None:
+def test_output_dir_that_is_a_file(
+    synthetic_root: Path, checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "out.png"
     out.write_bytes(b"precious")
-    clean_error(predict(synthetic_root, checkpoint, out), "epspp: error:", str(out), "is a file")
+    clean_error(in_process(capfd, *predict_args(synthetic_root, checkpoint, out)), "epspp: error:", str(out),
+                "is a file")
     assert out.read_bytes() == b"precious"
 
 
-def test_split_with_ids_without_image(synthetic_root: Path, checkpoint: Path, tmp_path: Path) -> None:
+def test_split_with_ids_without_image(
+    synthetic_root: Path, checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     root = copy_root(synthetic_root, tmp_path / "data")
     (root / SPLITS / "ghosts.txt").write_text("train_000000\nghost_0042\n")
     out = tmp_path / "out"
     before = _existing_mask(out)
-    clean_error(predict(root, checkpoint, out, "--data.predict_split", "ghosts"), "epspp: error:", "ghost_0042",
-                "ghosts.txt")
+    result = in_process(capfd, *predict_args(root, checkpoint, out, "--data.predict_split", "ghosts"))
+    clean_error(result, "epspp: error:", "ghost_0042", "ghosts.txt")
     assert (out / "train_000000.png").read_bytes() == before
-
-
-def test_image_without_labelled_class_gets_an_all_background_mask(
-    synthetic_root: Path, checkpoint: Path, tmp_path: Path
-) -> None:
-    root = copy_root(synthetic_root, tmp_path / "data")
-    ids = split_ids(root, "train")[:2]
-    (root / SPLITS / "some.txt").write_text("\n".join(ids) + "\n")
-    gt = root / "SegmentationClassAug" / f"{ids[0]}.png"
-    write_mask_png(gt, np.zeros_like(read_png(gt)))  # nothing labelled in this image
-    out = tmp_path / "out"
-    result = ok(predict(root, checkpoint, out, "--data.predict_split", "some"))
-    assert pngs(out) == set(ids)
-    mask = read_png(out / f"{ids[0]}.png")
-    assert mask.shape == (48, 48) and (mask == 0).all()
-    info = manifest(out)
-    assert info["no_label_all_background"] == 1
-    assert info["count"] == 2 and info["evaluated"] == 2
-    assert "no labelled class" in result.stdout
 
 
 # ---------------------------------------------------------------------- DDP

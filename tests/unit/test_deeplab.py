@@ -68,7 +68,7 @@ def test_aspp_v2_is_a_sum_of_four_dilated_convs() -> None:
     convs = [m for m in head.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 4
     in_channels = net.encoder.feature_info.channels()[-1]
-    for conv, rate in zip(convs, (6, 12, 18, 24)):
+    for conv, rate in zip(convs, (6, 12, 18, 24), strict=True):
         assert conv.kernel_size == (3, 3)
         assert conv.dilation == (rate, rate) and conv.padding == (rate, rate) and conv.stride == (1, 1)
         assert (conv.in_channels, conv.out_channels) == (in_channels, NUM_OUTPUTS)
@@ -81,7 +81,8 @@ def test_aspp_v2_is_a_sum_of_four_dilated_convs() -> None:
             conv.bias.normal_()
         images = torch.randn(2, 3, 50, 38)
         features = net.encoder(images)[-1]
-        expected = sum(F.conv2d(features, c.weight, c.bias, padding=r, dilation=r) for c, r in zip(convs, (6, 12, 18, 24)))
+        expected = sum(F.conv2d(features, c.weight, c.bias, padding=r, dilation=r)
+                       for c, r in zip(convs, (6, 12, 18, 24), strict=True))
         torch.testing.assert_close(head(features), expected)
         upsampled = F.interpolate(expected, (50, 38), mode="bilinear", align_corners=False)
         torch.testing.assert_close(net(images), upsampled)

@@ -68,13 +68,18 @@ def test_matches_naive_formulation(b, c, hh, ww, h, w, dilations, num_iter):
 
 
 def test_cpu_row_blocks_match(monkeypatch):
-    """Force tiny row blocks so that the blocked CPU accumulation is exercised."""
+    """Single-threaded CPU runs use row blocks: force tiny ones and compare."""
     monkeypatch.setattr(pamr_module, "_CPU_BLOCK", 50)
     gen = torch.Generator().manual_seed(1)
     image = random_image(2, 19, 13, gen)
     masks = torch.rand(2, 3, 7, 5, generator=gen)
-    with torch.no_grad():
-        out = PAMR(4, (1, 2, 5))(image, masks)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            out = PAMR(4, (1, 2, 5))(image, masks)
+    finally:
+        torch.set_num_threads(threads)
     torch.testing.assert_close(out, naive_pamr(image, masks, 4, (1, 2, 5)), atol=1e-5, rtol=0)
 
 

@@ -37,8 +37,10 @@ def make_module(**kwargs) -> SegmentationModule:
     return SegmentationModule(**options)
 
 
-def attach_fake_trainer(module: SegmentationModule, max_steps: int) -> None:
-    module.trainer = SimpleNamespace(estimated_stepping_batches=max_steps)
+def attach_fake_trainer(module: SegmentationModule, max_steps: int = 10) -> None:
+    """The trainer attributes the module reads, without a Trainer (``training_step`` can then be called)."""
+    module.trainer = SimpleNamespace(estimated_stepping_batches=max_steps, optimizers=[])
+    module.trainer.optimizers.append(module.configure_optimizers()["optimizer"])
 
 
 # ------------------------------------------------------------------------ optimisation
@@ -106,7 +108,8 @@ def _batch(is_labeled: list[float], size: tuple[int, int] = (36, 28), seed: int 
 @pytest.mark.parametrize("is_labeled", [[1.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
 @pytest.mark.parametrize("weight", [1.0, 0.3])
 def test_loss_is_gt_ce_plus_weighted_pseudo_ce(monkeypatch, is_labeled: list[float], weight: float) -> None:
-    module = make_module(pseudo_weight=weight).eval()  # eval: the same BN statistics in both passes
+    module = make_module(pseudo_weight=weight, lr=0.01).eval()  # eval: the same BN statistics in both passes
+    attach_fake_trainer(module)
     logged = {}
     monkeypatch.setattr(module, "log_dict", lambda values, **kwargs: logged.update(values))
     batch = _batch(is_labeled)
@@ -120,12 +123,16 @@ def test_loss_is_gt_ce_plus_weighted_pseudo_ce(monkeypatch, is_labeled: list[flo
     torch.testing.assert_close(loss.detach(), ce_gt + weight * ce_pseudo)
     torch.testing.assert_close(logged["train/loss_gt"].detach(), ce_gt)
     torch.testing.assert_close(logged["train/loss_pseudo"].detach(), ce_pseudo)
+    torch.testing.assert_close(logged["train/loss"].detach(), ce_gt + weight * ce_pseudo)
+    if "train/lr" in logged:
+        assert float(logged["train/lr"]) == pytest.approx(0.01)
     assert loss.requires_grad
 
 
 @pytest.mark.parametrize("is_labeled, present", [([1.0, 1.0], "gt"), ([0.0, 0.0], "pseudo")])
 def test_loss_of_a_single_kind_batch(monkeypatch, is_labeled: list[float], present: str) -> None:
     module = make_module(pseudo_weight=0.5).eval()
+    attach_fake_trainer(module)
     logged = {}
     monkeypatch.setattr(module, "log_dict", lambda values, **kwargs: logged.update(values))
     batch = _batch(is_labeled, seed=1)
@@ -133,7 +140,7 @@ def test_loss_of_a_single_kind_batch(monkeypatch, is_labeled: list[float], prese
     with torch.no_grad():
         ce = F.cross_entropy(module(batch["image"]), batch["mask"], ignore_index=255)
     torch.testing.assert_close(loss.detach(), ce * (0.5 if present == "pseudo" else 1.0))
-    assert set(logged) == {"train/loss", f"train/loss_{present}"}
+    assert {key for key in logged if key.startswith("train/loss")} == {"train/loss", f"train/loss_{present}"}
 
 
 def test_training_step_under_a_trainer_logs_and_learns(synthetic_root: Path, tmp_path: Path) -> None:
@@ -149,7 +156,7 @@ def test_training_step_under_a_trainer_logs_and_learns(synthetic_root: Path, tmp
     trainer.fit(module, datamodule=datamodule)
     assert {"train/loss", "train/loss_gt"} <= set(trainer.callback_metrics)
     assert "train/loss_pseudo" not in trainer.callback_metrics
-    assert any(not torch.equal(a, b) for a, b in zip(before, module.net.head.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, module.net.head.parameters(), strict=True))
 
 
 # -------------------------------------------------------------------------------- TTA
@@ -224,7 +231,7 @@ def test_epoch_miou_matches_a_manual_confusion_matrix(synthetic_root: Path, tmp_
     assert (~np.isnan(iou)).sum() >= 3, "predictions should cover several classes"
     assert results[f"{prefix}/mIoU"] == pytest.approx(miou, abs=1e-6)
     assert results[f"{prefix}/pixel_accuracy"] == pytest.approx(accuracy, abs=1e-6)
-    for name, value in zip(module.class_names, iou):
+    for name, value in zip(module.class_names, iou, strict=True):
         key = f"{prefix}/IoU/{name}"
         if np.isnan(value):
             assert key not in results
@@ -233,7 +240,7 @@ def test_epoch_miou_matches_a_manual_confusion_matrix(synthetic_root: Path, tmp_
 
     printed = capsys.readouterr().out
     assert f"{prefix} segmentation IoU" in printed
-    for name, value in zip(module.class_names, iou):
+    for name, value in zip(module.class_names, iou, strict=True):
         line = next(line for line in printed.splitlines() if line.split() and line.split()[0] == name)
         assert line.split()[-1] == ("n/a" if np.isnan(value) else f"{100 * value:.2f}")
     assert [line.split()[-1] for line in printed.splitlines() if line.startswith("mIoU")] == [f"{100 * miou:.2f}"]

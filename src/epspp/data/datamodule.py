@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader
 
 from epspp.data.classes import read_classes
 from epspp.data.dataset import VOCLayoutDataset
-from epspp.data.io import DatasetError, read_split
+from epspp.data.io import read_split
+from epspp.errors import ConfigError, DatasetError
 from epspp.data.sampler import MixedBatchSampler
 from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
@@ -80,6 +81,12 @@ class EPSDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if labeled_split and pseudo_mask_dir and batch_size < 2:
+            raise ConfigError(f"semi-supervised batches mix labelled and pseudo-labelled images: batch_size must be "
+                              f">= 2, got {batch_size}")
+        if labeled_per_batch is not None and not 0 < labeled_per_batch < batch_size:
+            raise ConfigError(f"labeled_per_batch must be in 1..batch_size-1 = 1..{batch_size - 1}, got "
+                              f"{labeled_per_batch} (set --data.labeled_per_batch)")
         if not Path(root).exists():
             if not prepare_synthetic:
                 raise DatasetError(
@@ -172,10 +179,14 @@ class EPSDataModule(pl.LightningDataModule):
             return self._loader(dataset, hp.batch_size, sampler=sampler, drop_last=True)
         return self._loader(dataset, hp.batch_size, shuffle=True, drop_last=len(dataset) >= hp.batch_size)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
+        if "val" not in self.datasets:
+            return []  # val_split: null -> no validation
         return self._loader(self.datasets["val"], self.hparams.val_batch_size or self.hparams.batch_size)
 
     def test_dataloader(self) -> DataLoader:
+        if "test" not in self.datasets:
+            raise ConfigError("no test split: set --data.test_split")
         return self._loader(self.datasets["test"], self.hparams.val_batch_size or self.hparams.batch_size)
 
     def predict_dataloader(self) -> DataLoader:

@@ -9,10 +9,10 @@ import numpy as np
 from PIL import Image
 
 from epspp.data.classes import voc_palette
+from epspp.errors import DatasetError
 
-
-class DatasetError(ValueError):
-    """A dataset file is missing, unreadable or inconsistent; the message names it."""
+__all__ = ["DatasetError", "read_image", "read_mask", "read_saliency", "read_split", "write_grey_png", "write_jpeg",
+           "write_mask_png"]
 
 
 def read_split(root: str | Path, split: str) -> list[str]:

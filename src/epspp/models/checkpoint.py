@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-class CheckpointMismatchError(ValueError):
-    """The checkpoint was trained for another dataset or network."""
+from epspp.errors import CheckpointMismatchError
 
 
 def check_num_classes(checkpoint: dict[str, Any], num_classes: int) -> None:

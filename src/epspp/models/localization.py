@@ -49,6 +49,9 @@ class LocalizationModule(pl.LightningModule):
         output_stride: 8 or 16.
         saliency_loss: ``none`` (CAM baseline), ``eps`` (EPS) or ``ird`` (EPS++).
         saliency_weight: weight of L_sal.
+        ird_warmup_steps: ird only: for the first steps keep every pixel in L_sal (no drop). The
+            refined maps of a network that has not learned anything yet mark every salient pixel as
+            inconsistent, which leaves only background pixels in the loss; 0 = the paper's loss throughout.
         tau: EPS overlap threshold.
         lam: EPS fg/bg balance.
         pamr_iter: PAMR iterations (ird training and ``refine: pamr``).
@@ -66,6 +69,9 @@ class LocalizationModule(pl.LightningModule):
         map_kind: ``auto`` = softmax maps for eps/ird (EPS inference), ReLU CAMs for the baseline.
     """
 
+    #: arguments that ``epspp predict --ckpt_path`` takes from the config, not from the checkpoint
+    inference_options = ("scales", "flip", "bg_threshold", "refine", "map_kind")
+
     def __init__(
         self,
         num_classes: int = 20,
@@ -77,6 +83,7 @@ class LocalizationModule(pl.LightningModule):
         output_stride: int = 16,
         saliency_loss: Literal["none", "eps", "ird"] = "ird",
         saliency_weight: float = 1.0,
+        ird_warmup_steps: int = 0,
         tau: float = 0.5,
         lam: float = 0.5,
         pamr_iter: int = 10,
@@ -126,7 +133,8 @@ class LocalizationModule(pl.LightningModule):
             return eps_saliency_loss(cam, batch["saliency"], batch["label"], hp.tau, hp.lam), None
         if hp.saliency_loss == "ird":
             refined = self.refine_maps(batch["image"], cam)
-            return ird_saliency_loss(cam, batch["saliency"], batch["label"], refined, return_inconsistent=True)
+            drop = self.global_step >= hp.ird_warmup_steps
+            return ird_saliency_loss(cam, batch["saliency"], batch["label"], refined, return_inconsistent=True, drop=drop)
         return cam.new_zeros(()), None
 
     @torch.no_grad()

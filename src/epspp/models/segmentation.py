@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from epspp.metrics import IGNORE_INDEX, SegmentationMetrics, iou_table
-from epspp.models.deeplab import DeepLab
 from epspp.models.checkpoint import check_num_classes
+from epspp.models.deeplab import DeepLab
 from epspp.models.optim import OptimizerName, build_optimizer, poly_schedule
 
 
@@ -36,6 +36,9 @@ class SegmentationModule(pl.LightningModule):
         tta_scales: test-time scales for validation, test and prediction (``[1.0]`` = none).
         tta_flip: add flipped inputs at test time.
     """
+
+    #: arguments that ``epspp validate|test|predict --ckpt_path`` take from the config, not the checkpoint
+    inference_options = ("tta_scales", "tta_flip")
 
     def __init__(
         self,
@@ -119,10 +122,11 @@ class SegmentationModule(pl.LightningModule):
         self.last_iou = scores["iou"]
         self.log_dict({f"{stage}/mIoU": scores["miou"], f"{stage}/pixel_accuracy": scores["pixel_accuracy"]})
         # the per-class table, logged too (classes absent from ground truth and predictions have no IoU)
-        self.log_dict({f"{stage}/IoU/{name}": value for name, value in zip(self.class_names, scores["iou"])
-                       if not torch.isnan(value)})
+        self.log_dict({f"{stage}/IoU/{name}": value
+                       for name, value in zip(self.class_names, scores["iou"], strict=True) if not torch.isnan(value)})
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            self.print(f"\n{stage} segmentation IoU (step {self.global_step}):\n" + iou_table(scores["iou"], self.class_names))
+            self.print(f"\n{stage} segmentation IoU (step {self.global_step}):\n"
+                       + iou_table(scores["iou"], self.class_names))
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Segmentation masks, in the PseudoMaskWriter's format."""

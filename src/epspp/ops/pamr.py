@@ -31,7 +31,7 @@ __all__ = ["PAMR"]
 
 # Neighbour offsets of the 3x3 grid in units of the dilation (row, col), row-major, centre excluded.
 _NEIGHBOURS = tuple((i, j) for i in (-1, 0, 1) for j in (-1, 0, 1) if (i, j) != (0, 0))
-# Elements per in-place accumulation on the CPU (row blocks of the masks): keeps the block in cache.
+# Elements per in-place accumulation on a single-threaded CPU (row blocks of the masks): stays in cache.
 _CPU_BLOCK = 1 << 18
 
 
@@ -160,15 +160,17 @@ class PAMR(nn.Module):
                 ``pad = max(dilations)``; the border is filled here and the buffer is overwritten.
             aff: affinities (B, P, H, W).
 
-        On the CPU the rows are processed in blocks of about ``_CPU_BLOCK`` elements so that the
-        accumulator stays in cache across the neighbours (about 2x faster at batch size 8); elsewhere each
-        neighbour is one kernel over the whole tensor.
+        Each neighbour is one kernel over the whole tensor, except on a single-threaded CPU, where the
+        rows are processed in blocks of about ``_CPU_BLOCK`` elements so that the accumulator stays in
+        cache across the neighbours. (With several threads the many small parallel kernels of the
+        blocked loop are slow as soon as the cores are shared with other processes.)
         """
         b, c = src.shape[:2]
         h, w = aff.shape[-2:]
         pad = max(self.dilations)
         offsets = _offsets(self.dilations)
-        rows = h if src.device.type != "cpu" else max(1, _CPU_BLOCK // (b * c * w))
+        blocked = src.device.type == "cpu" and torch.get_num_threads() == 1
+        rows = max(1, _CPU_BLOCK // (b * c * w)) if blocked else h
         _fill_border(src, pad, h, w)
         dst = torch.empty_like(src) if self.num_iter > 1 else None
         result = None

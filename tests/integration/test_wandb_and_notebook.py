@@ -1,0 +1,44 @@
+"""Experiment tracking (W&B offline files) and the walkthrough notebook, run as users run them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import numpy as np
+from cli import CONFIGS, REPO, TINY_FIT, run_epspp
+from nbclient import NotebookClient
+from PIL import Image
+
+
+def test_offline_wandb_run_contains_sample_panels_and_iou_table(synthetic_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_epspp(["fit", "--config", CONFIGS / "demo" / "localization_eps++.yaml", "--data.root", synthetic_root,
+               "--trainer.default_root_dir", run_dir, "--trainer.val_check_interval", "2",
+               "--trainer.check_val_every_n_epoch", "1", *TINY_FIT], cwd=tmp_path)
+    (run,) = (run_dir / "wandb").glob("offline-run-*")
+    images = sorted((run / "files" / "media" / "images").rglob("*.png"))
+    assert images, "the sample panels were logged"
+    panel = np.asarray(Image.open(images[0]))
+    # 4 samples x 6 panels of 48 px (image, saliency, map, inconsistent, pseudo-mask, ground truth)
+    assert panel.shape[0] >= 4 * 48 and panel.shape[1] >= 6 * 48
+    tables = list((run / "files" / "media" / "table").rglob("*.json"))
+    assert tables, "the per-class IoU table was logged"
+    table = json.loads(tables[0].read_text())
+    assert table["columns"] == ["class", "IoU"] and len(table["data"]) == 6
+
+
+def test_walkthrough_notebook_runs(tmp_path: Path) -> None:
+    notebook = nbformat.read(REPO / "notebooks" / "01_walkthrough.ipynb", as_version=4)
+    os.environ.update(EPSPP_NB_STEPS="2", EPSPP_NB_TRAIN="24")
+    try:
+        NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": tmp_path}}).execute()
+    finally:
+        del os.environ["EPSPP_NB_STEPS"], os.environ["EPSPP_NB_TRAIN"]
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # dataset and stages figures
+    text = "".join(o.get("text", "") for o in outputs)
+    assert all(f"{name:6s} mIoU" in text for name in ("CAM", "EPS", "EPS++"))
