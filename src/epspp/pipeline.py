@@ -91,7 +91,8 @@ def demo_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default="data/synthetic", help="synthetic dataset root (generated if absent)")
     parser.add_argument("--out", default="runs/demo", help="run folder of the demo")
     parser.add_argument("--configs", default="configs/demo", help="folder of the demo's stage configs")
-    parser.add_argument("overrides", nargs="*", help="extra `epspp fit` overrides (after --), e.g. --trainer.max_steps=5")
+    parser.add_argument("overrides", nargs="*", 
+                        help="extra `epspp fit` overrides (after --), e.g. --trainer.max_steps=5")
     args = parser.parse_args(argv)
     try:
         report = run_demo(Path(args.root), Path(args.out), Path(args.configs), args.overrides)

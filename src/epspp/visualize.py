@@ -41,5 +41,6 @@ def grid(rows: list[list[np.ndarray]], scale: int = 1, gap: int = 2) -> np.ndarr
     canvas = np.full((len(rows) * (height + gap) - gap, columns * (width + gap) - gap, 3), 255, np.uint8)
     for i, row in enumerate(rows):
         for j, panel in enumerate(row):
-            canvas[i * (height + gap): i * (height + gap) + height, j * (width + gap): j * (width + gap) + width] = panel
+            top, left = i * (height + gap), j * (width + gap)
+            canvas[top: top + height, left: left + width] = panel
     return canvas.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else canvas

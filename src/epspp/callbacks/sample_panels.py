@@ -57,7 +57,8 @@ class SamplePanelLogger(pl.Callback):
             views = pl_module.explain(batch["image"], batch["saliency"], batch["label"])
             for i in range(len(batch["image"])):
                 image = denormalize(batch["image"][i])
-                rows.append([image, heatmap(batch["saliency"][i, 0]), overlay(image, heatmap(views["localization"][i]), 0.6),
+                rows.append([image, heatmap(batch["saliency"][i, 0]),
+                             overlay(image, heatmap(views["localization"][i]), 0.6),
                              overlay(image, heatmap(views["inconsistent"][i].float()), 0.6),
                              colorize(views["pseudo_mask"][i]), colorize(batch["mask"][i])])
         else:
@@ -72,5 +73,6 @@ class SamplePanelLogger(pl.Callback):
         iou = getattr(pl_module, "last_iou", None)
         if logger is None or iou is None or not trainer.is_global_zero or trainer.sanity_checking:
             return
-        data = [[name, None if v != v else round(100 * v, 2)] for name, v in zip(pl_module.class_names, iou.tolist())]
+        values = iou.tolist()
+        data = [[name, None if v != v else round(100 * v, 2)] for name, v in zip(pl_module.class_names, values, strict=True)]
         logger.log_table("val/per_class_iou", columns=["class", "IoU"], data=data, step=trainer.global_step)

@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader
 from epspp.data.classes import read_classes
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.io import read_split
-from epspp.errors import ConfigError, DatasetError
 from epspp.data.sampler import MixedBatchSampler
 from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from epspp.errors import ConfigError, DatasetError
 
 
 class EPSDataModule(pl.LightningDataModule):

@@ -70,7 +70,7 @@ class LocalizationModule(pl.LightningModule):
     """
 
     #: arguments that ``epspp predict --ckpt_path`` takes from the config, not from the checkpoint
-    inference_options = ("scales", "flip", "bg_threshold", "refine", "map_kind")
+    inference_options = ("scales", "flip", "bg_threshold", "refine", "map_kind", "pamr_iter", "pamr_dilations")
 
     def __init__(
         self,
@@ -134,7 +134,9 @@ class LocalizationModule(pl.LightningModule):
         if hp.saliency_loss == "ird":
             refined = self.refine_maps(batch["image"], cam)
             drop = self.global_step >= hp.ird_warmup_steps
-            return ird_saliency_loss(cam, batch["saliency"], batch["label"], refined, return_inconsistent=True, drop=drop)
+            return ird_saliency_loss(
+                cam, batch["saliency"], batch["label"], refined, return_inconsistent=True, drop=drop
+            )
         return cam.new_zeros(()), None
 
     @torch.no_grad()
@@ -191,7 +193,8 @@ class LocalizationModule(pl.LightningModule):
         """
         cam = self(images)
         size = images.shape[-2:]
-        _, inconsistent = ird_saliency_loss(cam, saliency, labels, self.refine_maps(images, cam), return_inconsistent=True)
+        refined = self.refine_maps(images, cam)
+        _, inconsistent = ird_saliency_loss(cam, saliency, labels, refined, return_inconsistent=True)
         maps = normalize_maps(F.interpolate(object_maps(cam, self.map_kind), size, mode="bilinear"), labels)
         return {
             "localization": maps.amax(dim=1),
@@ -226,4 +229,5 @@ class LocalizationModule(pl.LightningModule):
         optimizer = build_optimizer(
             self.net.backbone, self.net.head, hp.optimizer, hp.lr, hp.head_lr_mult, hp.weight_decay, hp.momentum
         )
-        return {"optimizer": optimizer, "lr_scheduler": poly_schedule(optimizer, self.trainer.estimated_stepping_batches, hp.poly_power)}
+        schedule = poly_schedule(optimizer, self.trainer.estimated_stepping_batches, hp.poly_power)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
