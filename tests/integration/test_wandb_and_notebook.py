@@ -34,7 +34,8 @@ def test_walkthrough_notebook_runs(tmp_path: Path) -> None:
     notebook = nbformat.read(REPO / "notebooks" / "01_walkthrough.ipynb", as_version=4)
     os.environ.update(EPSPP_NB_STEPS="2", EPSPP_NB_TRAIN="24")
     try:
-        client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": tmp_path}})
+        resources = {"metadata": {"path": tmp_path}}
+        client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources=resources)
         client.execute()
     finally:
         del os.environ["EPSPP_NB_STEPS"], os.environ["EPSPP_NB_TRAIN"]

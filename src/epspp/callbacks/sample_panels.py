@@ -73,6 +73,6 @@ class SamplePanelLogger(pl.Callback):
         iou = getattr(pl_module, "last_iou", None)
         if logger is None or iou is None or not trainer.is_global_zero or trainer.sanity_checking:
             return
-        values = iou.tolist()
-        data = [[name, None if v != v else round(100 * v, 2)] for name, v in zip(pl_module.class_names, values, strict=True)]
+        names, values = pl_module.class_names, iou.tolist()
+        data = [[name, None if v != v else round(100 * v, 2)] for name, v in zip(names, values, strict=True)]
         logger.log_table("val/per_class_iou", columns=["class", "IoU"], data=data, step=trainer.global_step)
