@@ -41,7 +41,8 @@ class EPSCLI(LightningCLI):
 
         A ModelCheckpoint ``dirpath`` (default ``checkpoints``) and a logger ``save_dir`` that are
         relative are taken inside ``default_root_dir``, so ``--trainer.default_root_dir DIR`` moves a
-        whole run.  Absolute paths are kept.
+        whole run.  Absolute paths are kept.  A WandbLogger without a ``name`` is named after the
+        run folder (stage and method, e.g. ``demo/eps++/localization``).
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
         root = config.trainer.get("default_root_dir")
@@ -54,6 +55,14 @@ class EPSCLI(LightningCLI):
         for logger in loggers if isinstance(loggers, list) else [loggers]:
             if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
                 logger.init_args.save_dir = _inside(root, logger.init_args.save_dir or ".")
+            if getattr(logger, "class_path", "").endswith("WandbLogger") and not logger.init_args.get("name"):
+                logger.init_args.name = run_name(root)
+
+
+def run_name(root: str) -> str:
+    """W&B run name from the run folder: ``runs/demo/eps++/localization`` -> ``demo/eps++/localization``."""
+    parts = os.path.normpath(root).split(os.sep)
+    return "/".join(parts[parts.index("runs") + 1:] if "runs" in parts else parts[-3:])
 
 
 def _inside(root: str, path: str) -> str:

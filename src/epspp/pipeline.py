@@ -79,8 +79,7 @@ def run_demo(root: Path, out: Path, configs: Path, overrides: list[str]) -> dict
         folder = out / "segmentation" / variant
         stages[f"segmentation/{variant}"] = run_stage(
             f"segmentation {variant}", folder,
-            ["fit", *args, *data, "--trainer.default_root_dir", str(folder),
-             "--trainer.logger.init_args.name", f"demo-segmentation-{variant}", *overrides],
+            ["fit", *args, *data, "--trainer.default_root_dir", str(folder), *overrides],
         )
     return write_report(root, out, stages)
 
