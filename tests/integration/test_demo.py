@@ -1,0 +1,78 @@
+"""`epspp demo` (what `make demo` runs): every stage in order, resumable, and a report of measured numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from cli import CONFIGS, run_epspp
+from PIL import Image
+
+import epspp.pipeline as pipeline
+
+TINY_DEMO = ["--", "--trainer.max_steps=2", "--trainer.limit_train_batches=2", "--trainer.check_val_every_n_epoch=1",
+             "--data.num_workers=0", "--data.batch_size=4", "--data.labeled_per_batch=2", "--data.crop_size=48",
+             "--data.eval_size=48", "--data.resize_long=[40, 56]",
+             "--model.init_args.backbone_kwargs={channels: [8, 16, 32, 64], stem_width: 8}"]
+STAGES = [f"localization {m}" for m in ("cam", "eps", "eps++")]
+
+
+def fake_stage_runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Record the `epspp` commands instead of running them, and skip the report."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(pipeline.subprocess, "run", lambda command, check: calls.append(command[3:]))
+    monkeypatch.setattr("epspp.report.write_report", lambda root, out, stages: {"table": "", "stages": stages})
+    return calls
+
+
+def test_stages_run_in_order_and_finished_ones_are_skipped(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path,
+                                                          tmp_path: Path) -> None:
+    calls = fake_stage_runs(monkeypatch)
+    out = tmp_path / "runs"
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [])
+    kinds = [(c[0], Path(c[2]).name) for c in calls]
+    assert kinds == [
+        ("fit", "localization_cam.yaml"), ("predict", "pseudo_masks.yaml"),
+        ("fit", "localization_eps.yaml"), ("predict", "pseudo_masks.yaml"),
+        ("fit", "localization_eps++.yaml"), ("predict", "pseudo_masks.yaml"),
+        ("fit", "segmentation_wsss.yaml"), ("fit", "segmentation_ssss.yaml"), ("fit", "segmentation_wsss.yaml"),
+    ]
+    assert "--data.train_split" in calls[-1] and "labeled_10pct" in calls[-1]  # the labelled-only reference
+    assert str(out / "eps++" / "pseudo_masks") in calls[6]  # WSSS trains on the EPS++ pseudo-masks
+    calls.clear()
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [])
+    assert calls == []  # everything finished: nothing runs again
+    (out / "segmentation" / "ssss" / "stage.json").unlink()
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [])
+    assert [Path(c[2]).name for c in calls] == ["segmentation_ssss.yaml"]
+
+
+def test_failed_stage_is_not_marked_finished(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path,
+                                             tmp_path: Path) -> None:
+    def fail(command: list[str], check: bool) -> None:
+        raise subprocess.CalledProcessError(1, command)
+
+    monkeypatch.setattr(pipeline.subprocess, "run", fail)
+    assert pipeline.demo_main(["--root", str(synthetic_root), "--out", str(tmp_path / "runs")]) == 2
+    assert not list((tmp_path / "runs").rglob("stage.json"))
+
+
+@pytest.mark.slow
+def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "demo"
+    result = run_epspp(["demo", "--root", synthetic_root, "--out", out, "--configs", CONFIGS / "demo", *TINY_DEMO],
+                       cwd=tmp_path, timeout=900)
+    report = json.loads((out / "report.json").read_text())
+    for method in ("cam", "eps", "eps++"):
+        assert 0 <= report["pseudo_masks"][method]["miou"] <= 100
+        assert report["pseudo_masks"][method]["count"] == 20
+    for variant in ("wsss", "ssss", "labeled_only"):
+        assert 0 <= report["segmentation"][variant]["miou"] <= 100
+    assert len(report["wall_time_s"]) == 9
+    assert "| eps++ |" in (out / "report.md").read_text() and "| eps++ |" in result.stdout
+    figure = Image.open(out / "stages.png")
+    assert figure.width > figure.height  # a grid of panels: 4 rows x 8 columns
+    again = run_epspp(["demo", "--root", synthetic_root, "--out", out, *TINY_DEMO], cwd=tmp_path)
+    assert again.stdout.count("done before, skipping") == 9
