@@ -127,10 +127,10 @@ class PseudoMaskWriter(BasePredictionWriter):
                                         metric, rank, world_size)["evaluated"]
         except DatasetError as caught:  # e.g. a mis-sized mask left by an earlier run: every rank must stop
             error, evaluated = caught, 0
-        counts = torch.tensor([float(evaluated), float(error is not None)], device=device)
+        counts = torch.tensor([float(evaluated), float(error is not None), float(self._written)], device=device)
         if distributed:
             counts = trainer.strategy.reduce(counts, reduce_op="sum")
-        evaluated, failures = int(counts[0]), int(counts[1])
+        evaluated, failures, written = int(counts[0]), int(counts[1]), int(counts[2])  # written: by every rank
         if failures:
             raise error or DatasetError(f"scoring the masks in {self.output_dir} failed on another process")
         scores = metric.compute() if evaluated else None  # same on every rank: compute() syncs
@@ -138,9 +138,9 @@ class PseudoMaskWriter(BasePredictionWriter):
             return
         names = datamodule.class_names
         manifest = self._manifest(trainer, pl_module, split, evaluated)
-        manifest["written_this_run"] = self._written
+        manifest["written_this_run"] = written
         manifest["images_per_s_rank0"] = round(self._written / max(elapsed, 1e-6), 2)
-        print(f"[epspp] wrote {self._written} masks to {self.output_dir} "
+        print(f"[epspp] wrote {written} masks to {self.output_dir} "
               f"({manifest['images_per_s_rank0']} images/s on rank 0)")
         if manifest["no_label_all_background"]:
             print(f"[epspp] {manifest['no_label_all_background']} images of '{split}' have no labelled class: "

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Literal
 
 import pytorch_lightning as pl
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from epspp.data.classes import read_classes
@@ -177,17 +179,48 @@ class EPSDataModule(pl.LightningDataModule):
                 labeled, unlabeled, hp.batch_size, hp.labeled_per_batch or max(1, hp.batch_size // 2), hp.seed
             )
             return self._loader(dataset, hp.batch_size, sampler=sampler, drop_last=True)
-        return self._loader(dataset, hp.batch_size, shuffle=True, drop_last=len(dataset) >= hp.batch_size)
+        # under DDP each process gets ceil(len / world_size) samples: drop the last partial batch only
+        # when a process still has a whole one (else a small split would give no training batch at all)
+        _, world_size = self._distributed()
+        per_process = -(-len(dataset) // world_size)
+        return self._loader(dataset, hp.batch_size, shuffle=True, drop_last=per_process >= hp.batch_size)
 
     def val_dataloader(self) -> DataLoader | list:
         if "val" not in self.datasets:
             return []  # val_split: null -> no validation
-        return self._loader(self.datasets["val"], self.hparams.val_batch_size or self.hparams.batch_size)
+        return self._eval_loader(self.datasets["val"])
 
     def test_dataloader(self) -> DataLoader:
         if "test" not in self.datasets:
             raise ConfigError("no test split: set --data.test_split")
-        return self._loader(self.datasets["test"], self.hparams.val_batch_size or self.hparams.batch_size)
+        return self._eval_loader(self.datasets["test"])
+
+    def _distributed(self) -> tuple[int, int]:
+        """(global rank, world size) of the attached trainer's distributed strategy; (0, 1) otherwise."""
+        trainer = getattr(self, "trainer", None)
+        kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer is not None else None
+        connector = getattr(trainer, "_accelerator_connector", None)
+        if not kwargs or not getattr(connector, "use_distributed_sampler", True):  # the user shards the data
+            return 0, 1
+        return int(kwargs.get("rank", 0)), int(kwargs.get("num_replicas", 1))
+
+    def _eval_loader(self, dataset: VOCLayoutDataset) -> DataLoader:
+        """Validation/test loader; under DDP every process scores a disjoint share of the split.
+
+        Lightning's default DistributedSampler pads the split with duplicates to a multiple of the world
+        size, and the duplicates would be counted twice in the mIoU: here each process gets the ids
+        ``rank::world_size`` instead (shares differ by at most one image; torchmetrics sums the counts).
+        """
+        batch_size = self.hparams.val_batch_size or self.hparams.batch_size
+        rank, world_size = self._distributed()
+        if world_size == 1:
+            return self._loader(dataset, batch_size)
+        if len(dataset) < world_size:
+            rank_zero_warn(f"the evaluation split has {len(dataset)} images for {world_size} processes: Lightning "
+                           "pads it with duplicates, which are scored twice")
+            return self._loader(dataset, batch_size)
+        sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
+        return self._loader(dataset, batch_size, sampler=sampler)
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["predict"], 1)
