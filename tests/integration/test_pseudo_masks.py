@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,9 @@ def in_process(capfd: pytest.CaptureFixture, *args: str | Path) -> subprocess.Co
     from epspp.cli import main
 
     capfd.readouterr()
-    environ, argv = dict(os.environ), sys.argv
+    environ, argv, cwd = dict(os.environ), sys.argv, os.getcwd()
     sys.argv = ["epspp"]  # LightningCLI warns when both sys.argv and args carry arguments
+    os.chdir(tempfile.mkdtemp(prefix="epspp-cli-"))  # a run without default_root_dir writes in the cwd
     try:
         main([str(a) for a in args])
         code = 0
@@ -52,6 +54,7 @@ def in_process(capfd: pytest.CaptureFixture, *args: str | Path) -> subprocess.Co
         code = exit_.code if isinstance(exit_.code, int) else 1
     finally:
         sys.argv = argv
+        os.chdir(cwd)
         os.environ.clear()
         os.environ.update(environ)
     out, err = capfd.readouterr()
