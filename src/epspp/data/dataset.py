@@ -28,7 +28,8 @@ def _load_label_table(path: Path) -> dict[str, np.ndarray]:
     try:
         return dict(np.load(path, allow_pickle=True).item())
     except Exception as error:
-        raise DatasetError(f"cannot read {path} (expected a pickled dict id -> multi-hot): {error}") from error
+        hint = " (a cache epspp made: delete it and it is rebuilt)" if path.parent.name == ".cache" else ""
+        raise DatasetError(f"cannot read {path}{hint}: expected a pickled dict id -> multi-hot ({error})") from error
 
 
 def image_labels(
@@ -56,7 +57,13 @@ def image_labels(
     table = _load_label_table(cache) if cache.is_file() else {}
     todo = [i for i in ids if i not in table]
     for image_id in todo:
-        mask = read_mask(masks / f"{image_id}.png", num_classes + 1)
+        path = masks / f"{image_id}.png"
+        if not path.is_file():
+            raise DatasetError(
+                f"image-level labels are derived from the masks, and {path} is missing: add the mask, or give "
+                f"the labels of every id in {root / 'cls_labels.npy'} (EPS format: dict id -> float32 multi-hot)"
+            )
+        mask = read_mask(path, num_classes + 1)
         present = np.unique(mask)
         label = np.zeros(num_classes, np.float32)
         label[[c - 1 for c in present if 0 < c <= num_classes]] = 1.0
