@@ -19,7 +19,7 @@ from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.models.backbone import FeatureBackbone
 from epspp.models.checkpoint import check_num_classes
 from epspp.models.optim import OptimizerName, build_optimizer, poly_schedule
-from epspp.ops import PAMR, maps_to_mask, multiscale_maps, normalize_maps, object_maps
+from epspp.ops import PAMR, maps_to_mask, multiscale_maps, normalize_maps, object_maps, with_background
 
 
 class Classifier(nn.Module):
@@ -210,7 +210,7 @@ class LocalizationModule(pl.LightningModule):
         if image.shape[0] != 1:
             raise ValueError(f"prediction runs one image per batch (images differ in size), got {image.shape[0]}")
         maps = normalize_maps(multiscale_maps(self, image, hp.scales, hp.flip, self.map_kind), labels)
-        scores = torch.cat([torch.full_like(maps[:, :1], hp.bg_threshold), maps], dim=1)
+        scores = with_background(maps, hp.bg_threshold)
         if hp.refine == "pamr":
             scores = self.pamr(image.float(), scores)
         mask = scores.argmax(dim=1)

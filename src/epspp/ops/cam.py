@@ -37,10 +37,14 @@ def normalize_maps(maps: torch.Tensor, labels: torch.Tensor, eps: float = 1e-5) 
     return maps / (peak + eps)
 
 
+def with_background(maps: torch.Tensor, bg_threshold: float) -> torch.Tensor:
+    """Score maps (B, C+1, H, W) of [background = bg_threshold everywhere, class maps]; argmax = mask ids."""
+    return torch.cat([torch.full_like(maps[:, :1], bg_threshold), maps], dim=1)
+
+
 def maps_to_mask(maps: torch.Tensor, bg_threshold: float) -> torch.Tensor:
     """Argmax over [background = bg_threshold, class maps]: (B, C, H, W) -> (B, H, W) ids 0..C."""
-    background = torch.full_like(maps[:, :1], bg_threshold)
-    return torch.cat([background, maps], dim=1).argmax(dim=1)
+    return with_background(maps, bg_threshold).argmax(dim=1)
 
 
 def multiscale_maps(
