@@ -59,7 +59,6 @@ def test_failed_stage_is_not_marked_finished(monkeypatch: pytest.MonkeyPatch, sy
     assert not list((tmp_path / "runs").rglob("stage.json"))
 
 
-@pytest.mark.slow
 def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs" / "demo"
     result = run_epspp(["demo", "--root", synthetic_root, "--out", out, "--configs", CONFIGS / "demo", *TINY_DEMO],
