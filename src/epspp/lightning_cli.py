@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import importlib
 import os
+from typing import Any
 
+from pytorch_lightning import Trainer
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.plugins.layer_sync import LayerSync
 
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
+from epspp.models.sync_bn import TimmSyncBatchNorm
 
 
 class EPSCLI(LightningCLI):
@@ -35,6 +39,21 @@ class EPSCLI(LightningCLI):
         super()._parse_ckpt_path()
         for key, value in keep.items():
             self.config[subcommand].model.init_args[key] = value
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """``--trainer.sync_batchnorm true`` converts timm's fused norm + activation layers correctly.
+
+        Lightning's own converter turns them into plain SyncBatchNorm and drops the activation; the
+        ``TimmSyncBatchNorm`` plugin (a ``TorchSyncBatchNorm``) keeps it, unless a layer-sync plugin is given.
+        """
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer = config.get("trainer") or {}
+        if trainer.get("sync_batchnorm") and "plugins" not in kwargs:
+            plugins = trainer.get("plugins")
+            plugins = [] if plugins is None else list(plugins) if isinstance(plugins, list) else [plugins]
+            if not any(isinstance(plugin, LayerSync) for plugin in plugins):
+                kwargs["plugins"] = [*plugins, TimmSyncBatchNorm()]
+        return super().instantiate_trainer(**kwargs)
 
     def before_instantiate_classes(self) -> None:
         """Resolve relative run paths against ``trainer.default_root_dir``.

@@ -7,6 +7,7 @@ number of classes is always read from the dataset, never hard-coded.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -39,8 +40,14 @@ CLASSES_FILE = "classes.json"
 def voc_palette(num_entries: int = 256) -> np.ndarray:
     """The PASCAL VOC colour map (bit-interleaved), as a (num_entries, 3) uint8 array.
 
-    Index 255 (ignore) is white-ish in VOC's map; we keep the standard definition.
+    Index 255 (ignore) is white-ish in VOC's map; we keep the standard definition. Returns a fresh
+    copy of a cached table (the pseudo-mask writer asks for it once per image).
     """
+    return _voc_palette(num_entries).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _voc_palette(num_entries: int) -> np.ndarray:
     palette = np.zeros((num_entries, 3), dtype=np.uint8)
     for index in range(num_entries):
         value, r, g, b = index, 0, 0, 0

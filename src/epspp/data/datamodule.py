@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytorch_lightning as pl
+from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
@@ -16,6 +17,7 @@ from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.io import read_split
 from epspp.data.sampler import MixedBatchSampler
 from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from epspp.data.workers import CPU_WORKER_NICE, WorkerInit
 from epspp.errors import ConfigError, DatasetError
 
 
@@ -45,6 +47,9 @@ class EPSDataModule(pl.LightningDataModule):
         batch_size: training batch size per process.
         val_batch_size: validation batch size (default: ``batch_size``).
         num_workers: data-loading processes.
+        worker_nice: niceness of the data-loading processes; ``None`` = 19 when the model runs on the CPU
+            (the workers then only take the CPU time the training step leaves, see ``epspp.data.workers``),
+            0 otherwise.
         crop_size: training crop (square).
         resize_long: training: random long side in [low, high] before the crop.
         eval_size: validation: larger images are shrunk to this long side; all padded to squares.
@@ -72,6 +77,7 @@ class EPSDataModule(pl.LightningDataModule):
         batch_size: int = 8,
         val_batch_size: int | None = None,
         num_workers: int = 4,
+        worker_nice: int | None = None,
         crop_size: int = 448,
         resize_long: tuple[int, int] = (256, 512),
         eval_size: int = 512,
@@ -165,10 +171,23 @@ class EPSDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------- dataloaders
     def _loader(self, dataset: VOCLayoutDataset, batch_size: int, **kwargs) -> DataLoader:
         workers = self.hparams.num_workers
+        nice = self._worker_nice() if workers > 0 else 0
+        if nice > 0 and kwargs.get("worker_init_fn") is None:
+            kwargs["worker_init_fn"] = WorkerInit(nice, getattr(getattr(self, "trainer", None), "global_rank", 0))
         return DataLoader(
             dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
             pin_memory=False, **kwargs,
         )
+
+    def _worker_nice(self) -> int:
+        """The configured ``worker_nice``, or CPU_WORKER_NICE when the attached trainer runs on the CPU."""
+        if self.hparams.worker_nice is not None:
+            return max(0, int(self.hparams.worker_nice))
+        try:
+            device = self.trainer.strategy.root_device
+        except (AttributeError, RuntimeError):  # no trainer attached (loaders built by hand)
+            return 0
+        return CPU_WORKER_NICE if device.type == "cpu" else 0
 
     def train_dataloader(self) -> DataLoader:
         hp, dataset = self.hparams, self.datasets["train"]
@@ -178,6 +197,12 @@ class EPSDataModule(pl.LightningDataModule):
             sampler = MixedBatchSampler(
                 labeled, unlabeled, hp.batch_size, hp.labeled_per_batch or max(1, hp.batch_size // 2), hp.seed
             )
+            rank, world_size = self._distributed()
+            if world_size > 1:
+                # Lightning would wrap the sampler in a *shuffling* DistributedSampler for training, which
+                # scatters the mixed batches (some with no labelled image); strided without shuffling,
+                # every process gets whole mixed batches (see MixedBatchSampler)
+                sampler = DistributedSamplerWrapper(sampler, num_replicas=world_size, rank=rank, shuffle=False)
             return self._loader(dataset, hp.batch_size, sampler=sampler, drop_last=True)
         # under DDP each process gets ceil(len / world_size) samples: drop the last partial batch only
         # when a process still has a whole one (else a small split would give no training batch at all)
