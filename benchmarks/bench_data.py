@@ -12,9 +12,11 @@ Three measurements:
 2. Training step alone (demo settings): samples/s of the stage-1 (``none`` and ``ird``) and stage-3
    (DeepLab-v2 resnet10t) steps on an in-memory batch (module driven without a Trainer, as in benchmark 2).
 3. End to end (demo settings): a real ``Trainer.fit`` (no logger, no validation, no checkpoint) for a few
-   dozen steps with the real loader (configured workers, and 0 workers) and with an in-memory loader
-   (pre-collated batches: no loading cost at all); steady-state samples/s from the time between steps.
-   The loader is the bottleneck if the real-loader run is clearly slower than the in-memory one.
+   dozen steps with the real loader (configured workers at the default ``worker_nice``, i.e. niceness 19 on
+   the CPU; the same at normal priority, ``worker_nice: 0``; 0 workers) and with an in-memory loader
+   (pre-collated batches: no loading cost at all); steady-state samples/s from the time between steps, the
+   variants run in turn twice (order reversed the second time). The loader is the bottleneck if the
+   real-loader run is clearly slower than the in-memory one.
 
 For the VOC-like pipelines the step of a ResNet on CPU is far slower than loading; the comparison uses
 the r50/r18 step figures of benchmark 2 when ``--step-json`` gives its JSON output.

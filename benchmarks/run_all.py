@@ -255,6 +255,7 @@ def main() -> None:
     parser.add_argument("--wait-quiet", type=float, default=20.0,
                         help="seconds to wait, before each benchmark, for the CPUs to be < 25%% busy with other work")
     parser.add_argument("--timeout", type=float, default=900.0, help="per-benchmark time limit (s)")
+    parser.add_argument("--json-dir", type=Path, default=None, help="also keep every benchmark's raw JSON here")
     args = parser.parse_args()
 
     started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -289,6 +290,9 @@ def main() -> None:
             if args.only and name.split("-")[0] not in args.only:
                 continue
             results[name] = run(name, script, extra, args, tmp, log)
+            if args.json_dir is not None and (tmp / f"{name}.json").is_file():
+                args.json_dir.mkdir(parents=True, exist_ok=True)
+                (args.json_dir / f"{name}.json").write_text((tmp / f"{name}.json").read_text())
     end_load = wait_for_quiet(0)
     minutes = (time.perf_counter() - t0) / 60
 
