@@ -41,13 +41,13 @@ from common import (
     format_load,
     format_other,
     goal,
+    goals_table,
     load_snapshot,
     max_busy,
     md_table,
     median,
     setup_run,
     side_by_side,
-    verdict,
     wait_for_quiet,
 )
 from datasets import DEFAULT_ROOT, ensure_synthetic, ensure_voc_like
@@ -291,8 +291,7 @@ def main() -> None:
         "CPU share used by other processes during: " + "; ".join(f"{k}: {format_other(v)}" for k, v in others.items())
         + f". Load: {format_load(load_start)} -> {format_load(load_end)}",
         "",
-        md_table(["goal", "target", "measured", "verdict"],
-                 [[g["name"], g["target"], g["measured"], verdict(g["met"])] for g in goals]),
+        goals_table(goals),
         "",
     ]
     payload = {"goals": goals, "bounds": bounds, "cores": cores, "busy": max_busy(*snaps), "other": others,

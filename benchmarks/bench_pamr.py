@@ -34,6 +34,7 @@ from common import (
     format_load,
     format_other,
     goal,
+    goals_table,
     load_snapshot,
     max_busy,
     md_table,
@@ -41,7 +42,6 @@ from common import (
     setup_run,
     side_by_side,
     spread,
-    verdict,
     wait_for_quiet,
 )
 from pamr_reference import ReferencePAMR
@@ -183,8 +183,7 @@ def main() -> None:
         "",
     ]
     if goals:
-        lines += [md_table(["goal", "target", "measured", "verdict"],
-                           [[g["name"], g["target"], g["measured"], verdict(g["met"])] for g in goals]), ""]
+        lines += [goals_table(goals), ""]
     payload = {
         "goals": goals,
         "results": [{k: v for k, v in r.items()} for r in results],

@@ -45,11 +45,11 @@ from common import (
     format_load,
     format_other,
     goal,
+    goals_table,
     load_snapshot,
     max_busy,
     md_table,
     setup_run,
-    verdict,
     wait_for_quiet,
 )
 from datasets import DEFAULT_ROOT, ensure_synthetic, ensure_voc_like
@@ -290,8 +290,7 @@ def main() -> None:
         + "; ".join(f"{r['setting']}: {format_other(r['other'])}" for r in results)
         + ". Load: " + "; ".join(f"{r['setting']}: " + " -> ".join(r["load"]) for r in results),
         "",
-        md_table(["goal", "target", "measured", "verdict"],
-                 [[g["name"], g["target"], g["measured"], verdict(g["met"])] for g in goals]),
+        goals_table(goals),
         "",
     ]
     emit(args, "\n".join(lines), {"goals": goals, "results": results})

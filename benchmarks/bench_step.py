@@ -39,6 +39,7 @@ from common import (
     format_load,
     format_other,
     goal,
+    goals_table,
     load_snapshot,
     max_busy,
     md_table,
@@ -46,7 +47,6 @@ from common import (
     setup_run,
     side_by_side,
     spread,
-    verdict,
     wait_for_quiet,
 )
 
@@ -232,8 +232,7 @@ def main() -> None:
         + "; ".join(f"{r['setting']}: {format_other(r['other'])} / {format_other(r['other_pieces'])}" for r in results)
         + ". Load: " + "; ".join(f"{r['setting']}: " + " -> ".join(r["load"]) for r in results),
         "",
-        md_table(["goal", "target", "measured", "verdict"],
-                 [[g["name"], g["target"], g["measured"], verdict(g["met"])] for g in goals]),
+        goals_table(goals),
         "",
     ]
     emit(args, "\n".join(lines), {"goals": goals, "results": results, "variant": variant})

@@ -243,6 +243,12 @@ def goal(name: str, target: str, measured: str, met: bool | None, note: str = ""
     return {"name": name, "target": target, "measured": measured, "met": met, "note": note}
 
 
+def goals_table(goals: Sequence[dict]) -> str:
+    """The goal / target / measured / verdict table of a benchmark section."""
+    return md_table(["goal", "target", "measured", "verdict"],
+                    [[g["name"], g["target"], g["measured"], verdict(g["met"])] for g in goals])
+
+
 def verdict(met: bool | None) -> str:
     return {True: "**met**", False: "**not met**", None: "n/a"}[met]
 
