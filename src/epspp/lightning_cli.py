@@ -13,6 +13,8 @@ from pytorch_lightning.plugins.layer_sync import LayerSync
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
 from epspp.models.sync_bn import TimmSyncBatchNorm
 
+PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar")
+
 
 class EPSCLI(LightningCLI):
     """LightningCLI with the class count linked from the data and the mask writer as a group."""
@@ -61,9 +63,14 @@ class EPSCLI(LightningCLI):
         A ModelCheckpoint ``dirpath`` (default ``checkpoints``) and a logger ``save_dir`` that are
         relative are taken inside ``default_root_dir``, so ``--trainer.default_root_dir DIR`` moves a
         whole run.  Absolute paths are kept.  A WandbLogger without a ``name`` is named after the
-        run folder (stage and method, e.g. ``demo/eps++/localization``).
+        run folder (stage and method, e.g. ``demo/eps++/localization``).  With
+        ``--trainer.enable_progress_bar false`` the configs' progress-bar callback is dropped
+        (cluster logs stay clean) instead of Lightning refusing the combination.
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.get("enable_progress_bar") is False and config.trainer.get("callbacks"):
+            config.trainer.callbacks = [callback for callback in config.trainer.callbacks
+                                        if not callback.class_path.endswith(PROGRESS_BARS)]
         root = config.trainer.get("default_root_dir")
         if not root:
             return

@@ -46,12 +46,15 @@ def test_fit_each_method_writes_checkpoints_and_metrics(saliency_loss: str, synt
     assert list((run_dir / "wandb").glob("offline-run-*")), "W&B ran offline"
 
 
-def test_fit_bf16_mixed_on_cpu(synthetic_root: Path, tmp_path: Path) -> None:
+def test_fit_bf16_mixed_on_cpu_without_progress_bar(synthetic_root: Path, tmp_path: Path) -> None:
+    """bf16 autocast on the CPU; ``enable_progress_bar false`` drops the config's RichProgressBar."""
     run_dir = tmp_path / "run"
-    run_epspp(["fit", "--config", CONFIGS / "demo" / "localization_eps++.yaml", "--data.root", synthetic_root,
-               "--trainer.default_root_dir", run_dir, "--trainer.precision", "bf16-mixed",
-               "--trainer.logger", "false", "--trainer.limit_val_batches", "1", *TINY_FIT], cwd=tmp_path)
+    result = run_epspp(["fit", "--config", CONFIGS / "demo" / "localization_eps++.yaml", "--data.root",
+                        synthetic_root, "--trainer.default_root_dir", run_dir, "--trainer.precision", "bf16-mixed",
+                        "--trainer.logger", "false", "--trainer.limit_val_batches", "1",
+                        "--trainer.enable_progress_bar", "false", *TINY_FIT], cwd=tmp_path)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert "Epoch 0" not in result.stdout + result.stderr
 
 
 def test_missing_dataset_tells_the_prepare_command(tmp_path: Path) -> None:
