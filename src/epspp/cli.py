@@ -10,6 +10,18 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
+
+# Warnings of Lightning that a user of ``epspp`` cannot act on: (the subcommands they are hidden in, message).
+INFERENCE = ("predict", "validate", "test")
+UNACTIONABLE_WARNINGS = [
+    (("fit", *INFERENCE), r"`isinstance\(treespec, LeafSpec\)` is deprecated"),  # Lightning internals, newer torch
+    # inference from a training checkpoint: its ModelCheckpoint state is not needed to predict or score
+    (INFERENCE, r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint"),
+    (INFERENCE, r"The dirpath has changed from"),
+    # a resumed pseudo-mask run with every mask already written (the writer says so itself)
+    (("predict",), r"Total length of `DataLoader` across ranks is zero"),
+]
 
 
 def main(args: list[str] | None = None) -> None:
@@ -28,6 +40,7 @@ def main(args: list[str] | None = None) -> None:
 
         raise SystemExit(evaluate_main(argv[1:]))
     os.environ.setdefault("WANDB_MODE", "offline")  # never ask for a login unless the user opts in
+    quiet_unactionable_warnings(argv[0] if argv else "")
     from pytorch_lightning import LightningModule
 
     from epspp.data.datamodule import EPSDataModule
@@ -46,3 +59,10 @@ def main(args: list[str] | None = None) -> None:
     except EPSError as error:
         print(f"epspp: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def quiet_unactionable_warnings(subcommand: str) -> None:
+    """Hide the Lightning warnings of ``UNACTIONABLE_WARNINGS`` that apply to this subcommand."""
+    for subcommands, message in UNACTIONABLE_WARNINGS:
+        if subcommand in subcommands:
+            warnings.filterwarnings("ignore", message=message)
