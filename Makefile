@@ -14,6 +14,7 @@ GPUS ?= 1
 NODES ?= 1
 STRATEGY ?= $(if $(and $(filter 1,$(GPUS)),$(filter 1,$(NODES))),auto,ddp)
 TRAINER = --trainer.devices $(GPUS) --trainer.num_nodes $(NODES) --trainer.strategy $(STRATEGY)
+PROCESSES = --devices $(GPUS) --num-nodes $(NODES)
 FIT_ARGS ?=
 PREDICT_ARGS ?=
 
@@ -50,15 +51,19 @@ bench: $(STAMP) ## run benchmarks/ and write BENCHMARKS.md
 
 # stage chains: $(1) dataset config folder, $(2) segmentation config, $(3) localization config.
 # Rerunning a chain resumes: fits continue from last.ckpt (--ckpt_path last), predict skips written masks.
+# The fits split the configs' total batch over GPUS x NODES processes (`epspp batch-args`, the rule of
+# docs/multi_gpu.md, also used by scripts/slurm/); FIT_ARGS come last and override.
 define chain
+	recipe=$$($(EPSPP) batch-args --config configs/$(1)/$(3) $(PROCESSES)) && \
 	$(EPSPP) fit --config configs/$(1)/$(3) --data.root $(DATA_ROOT) \
-	  --trainer.default_root_dir $(RUN_DIR)/localization --ckpt_path last $(TRAINER) $(FIT_ARGS)
+	  --trainer.default_root_dir $(RUN_DIR)/localization --ckpt_path last $(TRAINER) $$recipe $(FIT_ARGS)
 	$(EPSPP) predict --config configs/$(1)/pseudo_masks.yaml --data.root $(DATA_ROOT) \
 	  --ckpt_path $(RUN_DIR)/localization/checkpoints/last.ckpt \
 	  --pseudo_masks.output_dir $(RUN_DIR)/pseudo_masks $(TRAINER) $(PREDICT_ARGS)
+	recipe=$$($(EPSPP) batch-args --config configs/$(1)/$(2) $(PROCESSES)) && \
 	$(EPSPP) fit --config configs/$(1)/$(2) --data.root $(DATA_ROOT) \
 	  --data.pseudo_mask_dir $(RUN_DIR)/pseudo_masks \
-	  --trainer.default_root_dir $(RUN_DIR)/$(basename $(2)) --ckpt_path last $(TRAINER) $(FIT_ARGS)
+	  --trainer.default_root_dir $(RUN_DIR)/$(basename $(2)) --ckpt_path last $(TRAINER) $$recipe $(FIT_ARGS)
 endef
 
 voc-wsss: $(STAMP) ## VOC 2012: EPS++ localization -> pseudo-masks -> DeepLab-v2 (weakly supervised)

@@ -4,6 +4,7 @@
     epspp predict --config configs/demo/pseudo_masks.yaml --ckpt_path runs/.../best.ckpt
     epspp prepare synthetic --root data/synthetic
     epspp evaluate --pred-dir runs/demo/eps++/pseudo_masks --root data/synthetic --split train
+    epspp batch-args --config configs/voc/localization_eps++.yaml --devices 4   # DDP batch/lr overrides
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def main(args: list[str] | None = None) -> None:
         from epspp.pipeline import demo_main
 
         raise SystemExit(demo_main(argv[1:]))
+    if argv and argv[0] == "batch-args":
+        from epspp.batch_scaling import batch_args_main
+
+        raise SystemExit(batch_args_main(argv[1:]))
     if argv and argv[0] == "evaluate":
         from epspp.evaluate import evaluate_main
 

@@ -348,7 +348,8 @@ def test_voc_sbatch_chain_under_a_two_task_srun(root: Path, tmp_path: Path) -> N
     last = torch.load(run_dir / "localization" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 2
     logs = (tmp_path / "logs" / "voc-ssss.out").read_text() + (tmp_path / "logs" / "voc-ssss.err").read_text()
-    assert "batch 4/GPU lr 0.01" in logs and "batch 5/GPU (2 labelled) lr 0.00025" in logs
+    assert "localization_eps++.yaml on 2 process(es): batch 4/GPU, total 8 (recipe 8), lr 0.01" in logs
+    assert "segmentation_ssss.yaml on 2 process(es): batch 5/GPU (2 labelled), total 10 (recipe 10), lr 0.00025" in logs
     assert "MEMBER: 2/2" in logs  # Lightning took the ranks from SLURM's variables
 
 

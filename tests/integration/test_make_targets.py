@@ -66,3 +66,40 @@ def test_make_help_lists_targets_and_variables() -> None:
     result = subprocess.run(["make", "-C", str(REPO), "help"], text=True, capture_output=True, check=True)
     for word in ("demo", "test", "voc-wsss", "voc-ssss", "coco-wsss", "DATA_ROOT", "RUN_DIR", "GPUS"):
         assert word in result.stdout
+
+
+RECORDING_EPSPP = """#!/bin/bash
+# stand-in for epspp: batch-args runs for real, every other command is only recorded
+if [[ $1 == batch-args ]]; then exec "{real}" "$@"; fi
+echo "$*" >> "{log}"
+"""
+
+
+@pytest.mark.parametrize(("target", "gpus", "nodes", "localization", "segmentation"), [
+    ("voc-wsss", 1, 1, "--data.batch_size 8 --model.init_args.lr 0.01",
+     "--data.batch_size 10 --model.init_args.lr 0.00025"),
+    ("voc-ssss", 2, 1, "--data.batch_size 4 --model.init_args.lr 0.01",
+     "--data.batch_size 5 --data.labeled_per_batch 2 --model.init_args.lr 0.00025"),
+    ("coco-wsss", 4, 2, "--data.batch_size 1 --model.init_args.lr 0.01",
+     "--data.batch_size 2 --model.init_args.lr 0.0004"),  # 8 processes: total 16 of a recipe of 10
+])
+def test_targets_split_the_papers_total_batch_over_the_processes(
+    target: str, gpus: int, nodes: int, localization: str, segmentation: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "commands.log"
+    fake = tmp_path / "epspp"
+    fake.write_text(RECORDING_EPSPP.format(real=REPO / ".venv" / "bin" / "epspp", log=log))
+    fake.chmod(0o755)
+    result = subprocess.run(
+        ["make", "-C", str(REPO), target, f"EPSPP={fake}", f"GPUS={gpus}", f"NODES={nodes}",
+         f"DATA_ROOT={tmp_path}", f"RUN_DIR={tmp_path / 'run'}", "FIT_ARGS=--trainer.max_steps 7"],
+        text=True, capture_output=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    fit_localization, predict, fit_segmentation = log.read_text().splitlines()
+    trainer = f"--trainer.devices {gpus} --trainer.num_nodes {nodes}"
+    assert all(trainer in line for line in (fit_localization, predict, fit_segmentation))
+    assert f"{localization} --trainer.max_steps 7" in fit_localization  # FIT_ARGS last: they override
+    assert f"{segmentation} --trainer.max_steps 7" in fit_segmentation
+    assert "--data.batch_size" not in predict
+    assert f"on {gpus * nodes} process(es)" in result.stderr  # batch-args says what it chose

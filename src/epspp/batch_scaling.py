@@ -1,0 +1,104 @@
+"""The multi-GPU rule for a recipe's batch size and learning rate (``epspp batch-args``).
+
+The papers' batch sizes are totals over all GPUs; the configs hold them as the per-process
+``data.batch_size`` of one GPU.  With N processes each gets ``ceil(total / N)`` images and the
+learning rate is scaled linearly with the resulting total, so a GPU count that divides the recipe's
+total keeps the recipe exactly (docs/multi_gpu.md, "Batch size and learning rate").  The Makefile's
+reproduction targets and the SLURM scripts both take their overrides from here.
+
+    epspp batch-args --config configs/voc/localization_eps++.yaml --devices 4 --num-nodes 1
+    --data.batch_size 2 --model.init_args.lr 0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from epspp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ScaledRecipe:
+    """Per-process settings for ``processes`` processes."""
+
+    batch_size: int
+    lr: float
+    labeled_per_batch: int | None
+    processes: int
+
+    @property
+    def total_batch(self) -> int:
+        return self.batch_size * self.processes
+
+    def args(self) -> list[str]:
+        """The ``epspp fit`` overrides that apply these settings."""
+        args = ["--data.batch_size", str(self.batch_size)]
+        if self.labeled_per_batch is not None:
+            args += ["--data.labeled_per_batch", str(self.labeled_per_batch)]
+        return args + ["--model.init_args.lr", f"{self.lr:.6g}"]
+
+
+def scale_recipe(batch_size: int, lr: float, processes: int, labeled_per_batch: int | None = None) -> ScaledRecipe:
+    """Split a recipe's total ``batch_size`` over ``processes`` and scale ``lr`` with the new total.
+
+    Semi-supervised recipes (``labeled_per_batch`` set) keep at least 2 images per process, and the
+    recipe's labelled share of each batch (rounded down, at least 1 labelled and 1 pseudo-labelled).
+    """
+    if processes < 1:
+        raise ConfigError(f"the number of processes must be at least 1, got {processes}")
+    if batch_size < 1 or lr <= 0:
+        raise ConfigError(f"a recipe needs batch_size >= 1 and lr > 0, got batch_size={batch_size}, lr={lr}")
+    per_process = math.ceil(batch_size / processes)
+    labeled = None
+    if labeled_per_batch is not None:
+        per_process = max(per_process, 2)
+        labeled = min(max(per_process * labeled_per_batch // batch_size, 1), per_process - 1)
+    return ScaledRecipe(per_process, lr * per_process * processes / batch_size, labeled, processes)
+
+
+def read_recipe(config: Path) -> tuple[int, float, int | None]:
+    """``data.batch_size``, ``model.init_args.lr`` and ``data.labeled_per_batch`` (or None) of a config."""
+    if not config.is_file():
+        raise ConfigError(f"config {config} does not exist")
+    try:
+        tree = yaml.safe_load(config.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config {config} is not valid YAML: {error}") from None
+    data = tree.get("data") or {}
+    model_args = (tree.get("model") or {}).get("init_args") or {}
+    missing = [key for key, value in (("data.batch_size", data.get("batch_size")),
+                                      ("model.init_args.lr", model_args.get("lr"))) if value is None]
+    if missing:
+        raise ConfigError(f"config {config} sets no {' and no '.join(missing)}: add them, the rule scales the "
+                          "recipe written there")
+    return int(data["batch_size"]), float(model_args["lr"]), data.get("labeled_per_batch")
+
+
+def batch_args_main(argv: list[str]) -> int:
+    """``epspp batch-args``: print the per-process overrides of a config's recipe for a DDP run."""
+    parser = argparse.ArgumentParser(
+        prog="epspp batch-args",
+        description="Print the --data.batch_size / --model.init_args.lr (and --data.labeled_per_batch) "
+                    "overrides that keep a config's total batch over devices x nodes processes, with the "
+                    "learning rate scaled linearly where the total has to change.")
+    parser.add_argument("--config", type=Path, required=True, help="the stage's YAML config (its batch is the total)")
+    parser.add_argument("--devices", type=int, default=1, help="processes (GPUs) per node")
+    parser.add_argument("--num-nodes", type=int, default=1, help="nodes")
+    args = parser.parse_args(argv)
+    try:
+        batch_size, lr, labeled = read_recipe(args.config)
+        scaled = scale_recipe(batch_size, lr, args.devices * args.num_nodes, labeled)
+    except ConfigError as error:
+        print(f"epspp batch-args: error: {error}", file=sys.stderr)
+        return 2
+    share = "" if scaled.labeled_per_batch is None else f" ({scaled.labeled_per_batch} labelled)"
+    print(f"[epspp] {args.config.name} on {scaled.processes} process(es): batch {scaled.batch_size}/GPU{share}, "
+          f"total {scaled.total_batch} (recipe {batch_size}), lr {scaled.lr:.6g} (recipe {lr:.6g})", file=sys.stderr)
+    print(" ".join(scaled.args()))
+    return 0

@@ -1,0 +1,69 @@
+"""The multi-GPU batch/learning-rate rule (epspp.batch_scaling) against hand-computed values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from epspp.batch_scaling import read_recipe, scale_recipe
+from epspp.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("processes", "batch", "lr"), [
+    (1, 8, 0.01),     # the recipe itself
+    (2, 4, 0.01),     # divides the total: recipe kept exactly
+    (4, 2, 0.01),
+    (8, 1, 0.01),
+    (3, 3, 0.01125),  # ceil(8 / 3) = 3, total 9: lr 0.01 x 9 / 8
+    (16, 1, 0.02),    # total 16: lr doubled
+])
+def test_localization_recipe(processes: int, batch: int, lr: float) -> None:
+    scaled = scale_recipe(8, 0.01, processes)
+    assert (scaled.batch_size, scaled.labeled_per_batch) == (batch, None)
+    assert scaled.lr == pytest.approx(lr)
+    assert scaled.total_batch == batch * processes
+    assert scaled.args() == ["--data.batch_size", str(batch), "--model.init_args.lr", f"{lr:.6g}"]
+
+
+@pytest.mark.parametrize(("processes", "batch", "labeled", "lr"), [
+    (1, 10, 5, 2.5e-4),
+    (2, 5, 2, 2.5e-4),   # 5 x 5 / 10 = 2.5, rounded down
+    (4, 3, 1, 3e-4),     # ceil(10 / 4) = 3, total 12
+    (5, 2, 1, 2.5e-4),
+    (10, 2, 1, 5e-4),    # at least 2 per process (1 labelled + 1 pseudo-labelled): total 20
+])
+def test_semi_supervised_recipe_keeps_both_kinds_in_every_batch(processes: int, batch: int, labeled: int,
+                                                                lr: float) -> None:
+    scaled = scale_recipe(10, 2.5e-4, processes, labeled_per_batch=5)
+    assert (scaled.batch_size, scaled.labeled_per_batch) == (batch, labeled)
+    assert scaled.lr == pytest.approx(lr)
+    assert "--data.labeled_per_batch" in scaled.args()
+
+
+def test_bad_process_count_or_recipe() -> None:
+    with pytest.raises(ConfigError, match="at least 1, got 0"):
+        scale_recipe(8, 0.01, 0)
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        scale_recipe(0, 0.01, 2)
+
+
+def test_reads_the_shipped_configs() -> None:
+    assert read_recipe(REPO / "configs/voc/localization_eps++.yaml") == (8, 0.01, None)
+    assert read_recipe(REPO / "configs/voc/segmentation_ssss.yaml") == (10, 0.00025, 5)
+    assert read_recipe(REPO / "configs/coco/segmentation_wsss.yaml") == (10, 0.00025, None)
+
+
+def test_config_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nowhere.yaml does not exist"):
+        read_recipe(tmp_path / "nowhere.yaml")
+    partial = tmp_path / "partial.yaml"
+    partial.write_text("data:\n  batch_size: 8\n")
+    with pytest.raises(ConfigError, match=r"partial.yaml sets no model.init_args.lr"):
+        read_recipe(partial)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
+        read_recipe(broken)
