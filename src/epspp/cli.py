@@ -1,4 +1,4 @@
-"""The ``epspp`` command: LightningCLI subcommands (fit/validate/test/predict) plus prepare/evaluate.
+"""The ``epspp`` command: LightningCLI stages (fit/validate/test/predict) and tools (prepare, evaluate, ...).
 
     epspp fit --config configs/demo/localization_eps++.yaml
     epspp predict --config configs/demo/pseudo_masks.yaml --ckpt_path runs/.../best.ckpt
@@ -9,9 +9,38 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import warnings
+
+from epspp import __version__
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# the commands outside LightningCLI: name -> (module, entry function taking the remaining arguments)
+TOOLS = {
+    "prepare": ("epspp.data.prepare", "prepare_main"),
+    "evaluate": ("epspp.evaluate", "evaluate_main"),
+    "demo": ("epspp.pipeline", "demo_main"),
+    "batch-args": ("epspp.batch_scaling", "batch_args_main"),
+}
+OVERVIEW = """usage: epspp COMMAND [ARGS]   (epspp COMMAND --help for the options of one command)
+
+EPS++ (TPAMI 2023) as a PyTorch Lightning pipeline: localization -> pseudo-masks -> segmentation.
+
+stages (Lightning's CLI: every constructor argument is a YAML key and a flag):
+  fit          train a stage       epspp fit --config configs/demo/localization_eps++.yaml
+  validate     score a checkpoint  epspp validate --config configs/demo/segmentation_wsss.yaml --ckpt_path CKPT
+  test         score on the test split
+  predict      write masks         epspp predict --config configs/demo/pseudo_masks.yaml --ckpt_path CKPT
+
+tools:
+  prepare      build a dataset in the VOC layout: epspp prepare synthetic|voc|coco ...
+  evaluate     mIoU of a folder of PNG masks against a dataset's ground truth
+  demo         the whole pipeline on the synthetic dataset (what `make demo` runs)
+  batch-args   per-GPU batch size and learning rate of a config's recipe on N GPUs
+
+options: --help, --version"""
 
 # Warnings of Lightning that a user of ``epspp`` cannot act on: (the subcommands they are hidden in, message).
 INFERENCE = ("predict", "validate", "test")
@@ -28,22 +57,20 @@ UNACTIONABLE_WARNINGS = [
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``epspp`` console script (``args`` lets tests call it in-process)."""
     argv = list(sys.argv[1:] if args is None else args)
-    if argv and argv[0] == "prepare":
-        from epspp.data.prepare import prepare_main
-
-        raise SystemExit(prepare_main(argv[1:]))
-    if argv and argv[0] == "demo":
-        from epspp.pipeline import demo_main
-
-        raise SystemExit(demo_main(argv[1:]))
-    if argv and argv[0] == "batch-args":
-        from epspp.batch_scaling import batch_args_main
-
-        raise SystemExit(batch_args_main(argv[1:]))
-    if argv and argv[0] == "evaluate":
-        from epspp.evaluate import evaluate_main
-
-        raise SystemExit(evaluate_main(argv[1:]))
+    command = argv[0] if argv else ""
+    if command in ("-h", "--help"):
+        print(OVERVIEW)
+        raise SystemExit(0)
+    if command == "--version":
+        print(f"epspp {__version__}")
+        raise SystemExit(0)
+    if command not in LIGHTNING_COMMANDS and command not in TOOLS:
+        problem = f"unknown command '{command}'" if command else "no command given"
+        print(f"{OVERVIEW}\n\nepspp: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    if command in TOOLS:
+        module, function = TOOLS[command]
+        raise SystemExit(getattr(importlib.import_module(module), function)(argv[1:]))
     os.environ.setdefault("WANDB_MODE", "offline")  # never ask for a login unless the user opts in
     quiet_unactionable_warnings(argv[0] if argv else "")
     from pytorch_lightning import LightningModule

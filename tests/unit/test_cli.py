@@ -1,12 +1,37 @@
-"""The `epspp` command hides the Lightning warnings a user cannot act on, and only in the subcommands listed."""
+"""The `epspp` command itself: its overview, unknown commands, and the Lightning warnings it hides."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import pytest
 
-from epspp.cli import quiet_unactionable_warnings
+from epspp import __version__
+from epspp.cli import LIGHTNING_COMMANDS, TOOLS, quiet_unactionable_warnings
+
+
+def epspp(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "epspp", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_every_command() -> None:
+    result = epspp("--help")
+    assert result.returncode == 0
+    listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert sorted(listed) == sorted([*LIGHTNING_COMMANDS, *TOOLS])
+
+
+@pytest.mark.parametrize(("args", "problem"), [((), "no command given"), (("prepar",), "unknown command 'prepar'")])
+def test_missing_or_unknown_command_shows_the_overview(args: tuple[str, ...], problem: str) -> None:
+    result = epspp(*args)
+    assert result.returncode == 2
+    assert "batch-args" in result.stderr and result.stderr.rstrip().endswith(f"epspp: error: {problem}")
+
+
+def test_version() -> None:
+    assert epspp("--version").stdout.strip() == f"epspp {__version__}"
 
 CKPT_CALLBACKS = ("Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be "
                   "provided during `Trainer` instantiation. Please add the following callbacks: [...]")
