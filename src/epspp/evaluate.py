@@ -1,4 +1,5 @@
-"""mIoU of a folder of PNG masks against a dataset's ground truth (``epspp evaluate``)."""
+"""mIoU of a folder of PNG masks against a dataset's ground truth (``epspp evaluate``), and of saved
+score maps over a range of background thresholds (``--bg-thresholds``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from epspp.data.classes import read_classes
+from epspp.data.dataset import image_labels
 from epspp.data.io import DatasetError, read_mask, read_split
 from epspp.metrics import SegmentationMetrics, iou_table
 
@@ -58,6 +60,59 @@ def evaluate_folder(
     return {"metric": metric, "evaluated": evaluated, "no_ground_truth": skipped, "class_names": names}
 
 
+def sweep_bg_threshold(
+    pred_dir: str | Path, root: str | Path, split: str, thresholds: list[float], mask_dir: str | Path | None = None
+) -> dict:
+    """mIoU of the masks that ``PRED_DIR/scores/<id>.npy`` give at each background threshold.
+
+    The score files are those of ``PseudoMaskWriter(save_scores=True)``: the background score, then
+    the maps of the image's labelled classes in label order.  The background channel is replaced by
+    each threshold and the argmax taken, as ``bg_threshold`` does at prediction time, so the sweep
+    needs scores written without refinement (PAMR refines the background channel too).
+
+    Returns:
+        ``metrics`` (one ``SegmentationMetrics`` per threshold), ``evaluated`` and ``class_names``.
+    """
+    pred_dir, root = Path(pred_dir), Path(root)
+    scores_dir = pred_dir / "scores"
+    if not scores_dir.is_dir():
+        raise DatasetError(f"{scores_dir} does not exist: predict with --pseudo_masks.save_scores true to sweep "
+                           "the background threshold")
+    manifest = pred_dir / "manifest.json"
+    if manifest.is_file():
+        refine = json.loads(manifest.read_text()).get("config", {}).get("model", {}).get("refine")
+        if refine not in (None, "none"):
+            raise DatasetError(f"the scores in {scores_dir} were refined with {refine} (see {manifest}), which also "
+                               "changes the background channel: predict with --model.init_args.refine none to sweep")
+    names = read_classes(root)
+    masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
+    ids = [i for i in read_split(root, split) if (masks / f"{i}.png").is_file()]
+    labels = image_labels(root, ids, len(names) - 1, masks)
+    metrics = [SegmentationMetrics(len(names)) for _ in thresholds]
+    for image_id in ids:
+        path = scores_dir / f"{image_id}.npy"
+        if not path.is_file():
+            raise DatasetError(f"score map {path} is missing (id {image_id} of split '{split}')")
+        scores = torch.from_numpy(np.load(path).astype(np.float32))
+        classes = torch.tensor([0] + [c + 1 for c in np.flatnonzero(labels[image_id]).tolist()])
+        target = torch.from_numpy(read_mask(masks / f"{image_id}.png", len(names)).astype(np.int64))
+        if scores.shape[0] != len(classes) or scores.shape[1:] != target.shape:
+            raise DatasetError(f"score map {path} has shape {tuple(scores.shape)}, expected "
+                               f"({len(classes)}, {target.shape[0]}, {target.shape[1]}): background + the "
+                               f"{len(classes) - 1} labelled classes of {image_id} at the image's size")
+        for threshold, metric in zip(thresholds, metrics, strict=True):
+            scores[0] = threshold
+            metric.update(classes[scores.argmax(dim=0)], target)
+    return {"metrics": metrics, "evaluated": len(ids), "class_names": names}
+
+
+def sweep_to_json(thresholds: list[float], metrics: list[SegmentationMetrics]) -> dict:
+    """``{"bg_threshold_sweep": {threshold: mIoU %}, "best_bg_threshold": t, "best_bg_threshold_miou": mIoU %}``."""
+    mious = {f"{t:g}": round(100 * float(m.compute()["miou"]), 3) for t, m in zip(thresholds, metrics, strict=True)}
+    best = max(mious, key=mious.get)
+    return {"bg_threshold_sweep": mious, "best_bg_threshold": float(best), "best_bg_threshold_miou": mious[best]}
+
+
 def evaluate_main(argv: list[str] | None = None) -> int:
     """``epspp evaluate --pred-dir DIR --root ROOT --split NAME [--mask-dir DIR] [--json FILE]``."""
     parser = argparse.ArgumentParser(prog="epspp evaluate", description=evaluate_main.__doc__)
@@ -66,6 +121,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", required=True, help="split name, e.g. train or val")
     parser.add_argument("--mask-dir", default=None, help="ground truth (default ROOT/SegmentationClassAug)")
     parser.add_argument("--json", default=None, help="also write the scores to this JSON file")
+    parser.add_argument("--bg-thresholds", type=float, nargs="+", default=None, metavar="T",
+                        help="also score PRED_DIR/scores/*.npy (written with save_scores: true) at each of these "
+                             "background thresholds, to choose bg_threshold")
     args = parser.parse_args(argv)
     try:
         if not Path(args.pred_dir).is_dir():
@@ -74,6 +132,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         if not result["evaluated"]:
             raise DatasetError(f"no id of split '{args.split}' has a ground-truth mask in "
                                f"{args.mask_dir or Path(args.root) / 'SegmentationClassAug'}: nothing to score")
+        sweep = (sweep_bg_threshold(args.pred_dir, args.root, args.split, args.bg_thresholds, args.mask_dir)
+                 if args.bg_thresholds else None)
     except (DatasetError, FileNotFoundError) as error:
         print(f"epspp evaluate: error: {error}", file=sys.stderr)
         return 2
@@ -81,9 +141,16 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     print(iou_table(scores["iou"], result["class_names"]))
     print(f"pixel accuracy {100 * float(scores['pixel_accuracy']):.2f}%  "
           f"({result['evaluated']} masks, {result['no_ground_truth']} ids without ground truth skipped)")
+    report = scores_to_json(scores, result["class_names"]) | {"evaluated": result["evaluated"]}
+    if sweep is not None:
+        report |= sweep_to_json(args.bg_thresholds, sweep["metrics"])
+        print(f"\nbackground threshold sweep of {Path(args.pred_dir) / 'scores'} ({sweep['evaluated']} images):")
+        print("bg_threshold  mIoU(%)")
+        for threshold, miou in report["bg_threshold_sweep"].items():
+            best = "  <- best" if float(threshold) == report["best_bg_threshold"] else ""
+            print(f"{threshold:<12}  {miou:7.2f}{best}")
     if args.json:
-        Path(args.json).write_text(json.dumps(scores_to_json(scores, result["class_names"]) | {
-            "evaluated": result["evaluated"]}, indent=2))
+        Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
 
 

@@ -15,23 +15,36 @@ from epspp.visualize import colorize, denormalize, grid, heatmap, overlay
 
 METHOD_NAMES = ("cam", "eps", "eps++")
 SEGMENTATION_NAMES = ("wsss", "ssss", "labeled_only")
+# background thresholds at which the demo also scores each method's pseudo-masks (from their saved
+# scores): the comparison at the threshold each method likes best, besides the EPS reference's 0.2
+SWEEP_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def _percent(value: float | None) -> float | None:
     return None if value is None else round(100 * value, 2)
 
 
-def collect(out: Path, stages: dict[str, dict]) -> dict:
-    """Read every stage's measurement from its files (manifests, CSV logs, stage markers)."""
+def collect(root: Path, out: Path, stages: dict[str, dict]) -> dict:
+    """Read every stage's measurement from its files (manifests, CSV logs, stage markers).
+
+    Where a method's pseudo-mask folder has saved scores, its masks are also scored at every
+    ``SWEEP_THRESHOLDS`` background threshold (``best_bg_threshold`` and its mIoU).
+    """
+    from epspp.evaluate import sweep_bg_threshold, sweep_to_json
     from epspp.pipeline import last_logged
 
     report: dict = {"localization": {}, "pseudo_masks": {}, "segmentation": {}, "wall_time_s": {}}
     for method in METHOD_NAMES:
         report["localization"][method] = {
             "val_cam_miou": _percent(last_logged(out / method / "localization", "val/mIoU"))}
-        manifest = json.loads((out / method / "pseudo_masks" / "manifest.json").read_text())
+        masks = out / method / "pseudo_masks"
+        manifest = json.loads((masks / "manifest.json").read_text())
         report["pseudo_masks"][method] = {"miou": manifest.get("miou"), "count": manifest["count"],
-                                          "per_class_iou": manifest.get("per_class_iou")}
+                                          "per_class_iou": manifest.get("per_class_iou"),
+                                          "bg_threshold": manifest["config"]["model"].get("bg_threshold")}
+        if (masks / "scores").is_dir():
+            sweep = sweep_bg_threshold(masks, root, manifest["split"], list(SWEEP_THRESHOLDS))
+            report["pseudo_masks"][method] |= sweep_to_json(list(SWEEP_THRESHOLDS), sweep["metrics"])
     for variant in SEGMENTATION_NAMES:
         report["segmentation"][variant] = {
             "miou": _percent(last_logged(out / "segmentation" / variant, "val/mIoU"))}
@@ -44,10 +57,20 @@ def markdown(report: dict, figure: str | None = None) -> str:
     """The report's tables as Markdown."""
     lines = ["# epspp demo report", "", "Measured on the synthetic dataset by `make demo` (percent).", "",
              "## Pseudo-masks (train split vs ground truth) and single-scale val CAM mIoU", "",
-             "| method | pseudo-mask mIoU | val CAM mIoU |", "|---|---|---|"]
+             "| method | pseudo-mask mIoU | bg threshold | best bg threshold | mIoU at the best | val CAM mIoU |",
+             "|---|---|---|---|---|---|"]
     for method in METHOD_NAMES:
-        lines.append(f"| {method} | {report['pseudo_masks'][method]['miou']} | "
+        masks = report["pseudo_masks"][method]
+        lines.append(f"| {method} | {masks['miou']} | {masks.get('bg_threshold')} | "
+                     f"{masks.get('best_bg_threshold', 'n/a')} | {masks.get('best_bg_threshold_miou', 'n/a')} | "
                      f"{report['localization'][method]['val_cam_miou']} |")
+    if all("bg_threshold_sweep" in report["pseudo_masks"][m] for m in METHOD_NAMES):
+        lines += ["", "Pseudo-mask mIoU at each background threshold (from the saved scores; the masks above use "
+                  "the configured threshold):", "",
+                  "| method | " + " | ".join(report["pseudo_masks"][METHOD_NAMES[0]]["bg_threshold_sweep"]) + " |",
+                  "|---" * (1 + len(SWEEP_THRESHOLDS)) + "|"]
+        lines += [f"| {m} | " + " | ".join(str(v) for v in report["pseudo_masks"][m]["bg_threshold_sweep"].values())
+                  + " |" for m in METHOD_NAMES]
     lines += ["", "## Segmentation (val mIoU, last step)", "", "| setting | val mIoU |", "|---|---|"]
     for variant in SEGMENTATION_NAMES:
         lines.append(f"| {variant} | {report['segmentation'][variant]['miou']} |")
@@ -91,7 +114,7 @@ def stage_figure(root: Path, out: Path, path: Path, split: str = "val", count: i
 
 def write_report(root: Path, out: Path, stages: dict[str, dict]) -> dict:
     """Write OUT/report.json, OUT/report.md and OUT/stages.png; return the report with a printable table."""
-    report = collect(out, stages)
+    report = collect(root, out, stages)
     figure = out / "stages.png"
     stage_figure(root, out, figure)
     text = markdown(report, figure.name)

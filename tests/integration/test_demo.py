@@ -65,8 +65,15 @@ def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: 
                        cwd=tmp_path, timeout=900)
     report = json.loads((out / "report.json").read_text())
     for method in ("cam", "eps", "eps++"):
-        assert 0 <= report["pseudo_masks"][method]["miou"] <= 100
-        assert report["pseudo_masks"][method]["count"] == 20
+        masks = report["pseudo_masks"][method]
+        assert 0 <= masks["miou"] <= 100
+        assert masks["count"] == 20
+        # the threshold sweep over the saved scores: at the configured 0.2 it scores the written masks
+        sweep = masks["bg_threshold_sweep"]
+        assert list(sweep) == ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8"]
+        assert masks["bg_threshold"] == 0.2
+        assert sweep["0.2"] == pytest.approx(masks["miou"], abs=1.0)  # (scores are saved as float16)
+        assert masks["best_bg_threshold_miou"] == max(sweep.values()) == sweep[f"{masks['best_bg_threshold']:g}"]
     for variant in ("wsss", "ssss", "labeled_only"):
         assert 0 <= report["segmentation"][variant]["miou"] <= 100
     assert len(report["wall_time_s"]) == 9

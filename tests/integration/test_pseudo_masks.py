@@ -182,9 +182,14 @@ def test_evaluate_cli_prints_the_same_table(synthetic_root: Path, predicted: tup
     out, _ = predicted
     scores = tmp_path / "scores.json"
     result = ok(epspp("evaluate", "--pred-dir", out, "--root", synthetic_root, "--split", "train", "--json", scores,
-                      cwd=tmp_path))
+                      "--bg-thresholds", "0.2", "0.5", cwd=tmp_path))
     info = manifest(out)
-    assert json.loads(scores.read_text())["miou"] == info["miou"]
+    saved = json.loads(scores.read_text())
+    assert saved["miou"] == info["miou"]
+    # the demo config saves the score maps: swept at the prediction's own threshold they give its masks
+    assert info["config"]["model"]["bg_threshold"] == 0.2
+    assert saved["bg_threshold_sweep"]["0.2"] == pytest.approx(info["miou"], abs=0.5)  # float16 scores
+    assert "background threshold sweep" in result.stdout
     rows = printed_iou_rows(result.stdout)
     assert float(rows["mIoU"]) == pytest.approx(info["miou"], abs=0.006)
     for name, iou in info["per_class_iou"].items():  # the table rounds to 2 decimals, the JSON to 3
@@ -288,6 +293,22 @@ def _mixed_tree(source: Path, dest: Path) -> tuple[Path, list[str]]:
     return dest, ids
 
 
+def test_resume_with_save_scores_predicts_the_ids_without_a_score_map(
+    synthetic_root: Path, checkpoint: Path, predicted: tuple, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    out = Path(shutil.copytree(predicted[0], tmp_path / "masks"))
+    ids = split_ids(synthetic_root, "train")
+    assert {p.stem for p in (out / "scores").glob("*.npy")} == set(ids)
+    for image_id in ids[:2]:
+        (out / "scores" / f"{image_id}.npy").unlink()
+    result = ok(in_process(capfd, *predict_args(synthetic_root, checkpoint, out)))
+    assert "predicting the 2 missing" in result.stdout
+    assert {p.stem for p in (out / "scores").glob("*.npy")} == set(ids)
+    for image_id in ids[:2]:  # the same network gives the same masks
+        assert np.array_equal(read_png(out / f"{image_id}.png"), read_png(predicted[0] / f"{image_id}.png"))
+    assert manifest(out)["written_this_run"] == 2
+
+
 def test_sizes_missing_ground_truth_and_unlabelled_image(synthetic_root: Path, checkpoint: Path,
                                                          tmp_path: Path) -> None:
     root, ids = _mixed_tree(synthetic_root, tmp_path / "mixed")
@@ -327,6 +348,10 @@ def test_pamr_refinement_and_float16_scores(synthetic_root: Path, refined: Path)
         assert scores.shape == (1 + len(present), *mask.shape)  # background first, then the labelled classes
         assert np.isfinite(scores).all() and scores.min() >= 0 and scores.max() <= 1.001
     assert manifest(refined)["count"] == len(ids)
+    # PAMR refined the background channel too: a threshold sweep over these scores is refused
+    swept = epspp("evaluate", "--pred-dir", refined, "--root", synthetic_root, "--split", "labeled_10pct",
+                  "--bg-thresholds", "0.2", "0.4", cwd=refined.parent)
+    clean_error(swept, "refined with pamr", "refine none")
 
 
 def test_inference_options_of_the_command_line_win_over_the_checkpoint(refined: Path) -> None:

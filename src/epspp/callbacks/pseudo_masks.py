@@ -62,7 +62,7 @@ class PseudoMaskWriter(BasePredictionWriter):
         # the full-resolution score maps of every image would pile up in memory otherwise
         trainer.predict_loop.return_predictions = False
         dataset = trainer.datamodule.datasets["predict"]
-        self._existing = {i for i in dataset.ids if (self.output_dir / f"{i}.png").is_file()}
+        self._existing = {i for i in dataset.ids if self._is_done(i)}
         if self._existing and not self.overwrite:
             todo = [i for i in dataset.ids if i not in self._existing]
             if trainer.is_global_zero:
@@ -78,7 +78,7 @@ class PseudoMaskWriter(BasePredictionWriter):
                            batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         for index, image_id in enumerate(prediction["id"]):
             path = self.output_dir / f"{image_id}.png"
-            if path.exists() and image_id not in self._existing:
+            if self._is_done(image_id) and image_id not in self._existing:
                 continue  # a DDP padding duplicate another rank has written in this run
             mask = prediction["mask"][index].to(torch.uint8).cpu().numpy()
             try:
@@ -91,6 +91,11 @@ class PseudoMaskWriter(BasePredictionWriter):
                     tmp.unlink(missing_ok=True)
                 raise
             self._written += 1
+
+    def _is_done(self, image_id: str) -> bool:
+        """The mask exists, and its score map too when ``save_scores`` asks for it (it is written first)."""
+        return (self.output_dir / f"{image_id}.png").is_file() and (
+            not self.save_scores or (self.output_dir / "scores" / f"{image_id}.npy").is_file())
 
     def _write_scores(self, image_id: str, scores: torch.Tensor, label: torch.Tensor) -> None:
         keep = [0] + [c + 1 for c in torch.nonzero(label).flatten().tolist()]

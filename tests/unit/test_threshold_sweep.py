@@ -1,0 +1,81 @@
+"""Background-threshold sweep over saved score maps (epspp.evaluate.sweep_bg_threshold) on hand-made files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from epspp.data.classes import write_classes
+from epspp.data.io import DatasetError, write_mask_png
+from epspp.evaluate import evaluate_main, sweep_bg_threshold, sweep_to_json
+
+# one 2x2 image, classes background / a / b; ground truth [[bg, a], [a, bg]] -> image label {a}
+TARGET = np.array([[0, 1], [1, 0]], np.uint8)
+SCORES = np.array([[[0.2, 0.2], [0.2, 0.2]],     # background channel as written (bg_threshold 0.2)
+                   [[0.1, 0.5], [0.3, 0.9]]],    # class a
+                  np.float16)
+# threshold -> predicted mask -> IoU by hand:
+#   0.05: all a               bg 0/2, a 2/4              -> mIoU 1/4
+#   0.2 : [[bg, a], [a, a]]   bg 1/2, a 2/3              -> mIoU 7/12
+#   0.4 : [[bg, a], [bg, a]]  bg 1/3, a 1/3              -> mIoU 1/3
+#   0.95: all background      bg 2/4, a 0/2              -> mIoU 1/4
+EXPECTED = {0.05: 1 / 4, 0.2: 7 / 12, 0.4: 1 / 3, 0.95: 1 / 4}
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> tuple[Path, Path]:
+    root, out = tmp_path / "data", tmp_path / "masks"
+    for folder in (root / "ImageSets" / "Segmentation", root / "SegmentationClassAug", out / "scores"):
+        folder.mkdir(parents=True)
+    write_classes(root, ["background", "a", "b"])
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("img0\n")
+    write_mask_png(root / "SegmentationClassAug" / "img0.png", TARGET)
+    write_mask_png(out / "img0.png", np.array([[0, 1], [1, 1]], np.uint8))  # the masks at 0.2
+    np.save(out / "scores" / "img0.npy", SCORES)
+    return root, out
+
+
+def test_sweep_matches_hand_computed_miou(tree: tuple[Path, Path]) -> None:
+    root, out = tree
+    thresholds = list(EXPECTED)
+    result = sweep_bg_threshold(out, root, "train", thresholds)
+    assert result["evaluated"] == 1
+    for threshold, metric in zip(thresholds, result["metrics"], strict=True):
+        assert float(metric.compute()["miou"]) == pytest.approx(EXPECTED[threshold]), threshold
+    summary = sweep_to_json(thresholds, result["metrics"])
+    assert summary["best_bg_threshold"] == 0.2
+    assert summary["best_bg_threshold_miou"] == round(100 * 7 / 12, 3)
+    assert list(summary["bg_threshold_sweep"]) == ["0.05", "0.2", "0.4", "0.95"]
+
+
+def test_evaluate_cli_prints_and_saves_the_sweep(tree: tuple[Path, Path], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    root, out = tree
+    scores = tmp_path / "scores.json"
+    assert evaluate_main(["--pred-dir", str(out), "--root", str(root), "--split", "train",
+                          "--bg-thresholds", "0.05", "0.2", "0.4", "--json", str(scores)]) == 0
+    saved = json.loads(scores.read_text())
+    assert saved["miou"] == saved["bg_threshold_sweep"]["0.2"] == round(100 * 7 / 12, 3)  # the PNGs are the 0.2 masks
+    printed = capsys.readouterr().out
+    assert "0.2             58.33  <- best" in printed
+
+
+def test_refined_or_missing_scores_are_refused(tree: tuple[Path, Path]) -> None:
+    root, out = tree
+    (out / "manifest.json").write_text(json.dumps({"config": {"model": {"refine": "pamr"}}}))
+    with pytest.raises(DatasetError, match="refined with pamr"):
+        sweep_bg_threshold(out, root, "train", [0.2])
+    (out / "manifest.json").write_text(json.dumps({"config": {"model": {"refine": "none"}}}))
+    (out / "scores" / "img0.npy").unlink()
+    with pytest.raises(DatasetError, match=r"score map .*img0.npy is missing"):
+        sweep_bg_threshold(out, root, "train", [0.2])
+    np.save(out / "scores" / "img0.npy", SCORES[:, :1])
+    with pytest.raises(DatasetError, match=r"has shape \(2, 1, 2\), expected \(2, 2, 2\)"):
+        sweep_bg_threshold(out, root, "train", [0.2])
+    (out / "scores" / "img0.npy").unlink()
+    (out / "scores").rmdir()
+    with pytest.raises(DatasetError, match="save_scores true"):
+        sweep_bg_threshold(out, root, "train", [0.2])
