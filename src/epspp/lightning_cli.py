@@ -65,9 +65,14 @@ class EPSCLI(LightningCLI):
         whole run.  Absolute paths are kept.  A WandbLogger without a ``name`` is named after the
         run folder (stage and method, e.g. ``demo/eps++/localization``).  With
         ``--trainer.enable_progress_bar false`` the configs' progress-bar callback is dropped
-        (cluster logs stay clean) instead of Lightning refusing the combination.
+        (cluster logs stay clean) instead of Lightning refusing the combination.  A ``predict`` run
+        without a ``default_root_dir`` writes in its ``--pseudo_masks.output_dir`` (Lightning's
+        ``config.yaml``: how the masks were made).
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
+        output_dir = (config.get("pseudo_masks") or {}).get("output_dir")
+        if self.subcommand == "predict" and output_dir and not config.trainer.get("default_root_dir"):
+            config.trainer.default_root_dir = output_dir  # config.yaml beside the masks, not in the cwd
         if config.trainer.get("enable_progress_bar") is False and config.trainer.get("callbacks"):
             config.trainer.callbacks = [callback for callback in config.trainer.callbacks
                                         if not callback.class_path.endswith(PROGRESS_BARS)]

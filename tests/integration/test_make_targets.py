@@ -49,6 +49,7 @@ def test_voc_wsss_then_ssss_share_stages_one_and_two(voc_tree: Path, tmp_path: P
     manifest = run_dir / "pseudo_masks" / "manifest.json"
     assert manifest.is_file()
     assert len(list((run_dir / "pseudo_masks").glob("*.png"))) == 20
+    assert (run_dir / "pseudo_masks" / "config.yaml").is_file()  # not in the repository root
     assert (run_dir / "segmentation_wsss" / "checkpoints" / "last.ckpt").is_file()
     stamp = manifest.stat().st_mtime_ns
     make("voc-ssss", voc_tree, run_dir)  # stage 1 is finished (resumes at max_steps), stage 2 skips all masks

@@ -144,6 +144,8 @@ def test_one_png_per_train_id_with_the_image_size(synthetic_root: Path, predicte
         assert values.max() < num_classes
     hidden = [p.name for p in out.iterdir() if p.name.startswith(".")]
     assert hidden == [], "temporary files left behind"
+    # Lightning's record of the run goes beside the masks, not into the working directory
+    assert (out / "config.yaml").is_file() and not (out.parent / "config.yaml").exists()
 
 
 def printed_iou_rows(stdout: str) -> dict[str, str]:
