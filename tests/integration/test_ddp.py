@@ -164,7 +164,13 @@ def test_stage2_predict_with_two_processes_equals_one(root: Path, localization: 
         assert manifests[n]["count"] == manifests[n]["evaluated"] == manifests[n]["split_size"] == 7
         assert manifests[n]["written_this_run"] == 7  # summed over the ranks: each mask written once
         assert hidden(out[n]) == []  # no temporary file, no second manifest
-        assert sorted(p.name for p in out[n].iterdir() if p.suffix != ".png") == ["manifest.json"]
+        # beside the masks: the manifest, Lightning's config.yaml and the score maps (the demo config saves them)
+        assert sorted(p.name for p in out[n].iterdir() if p.suffix != ".png") == ["config.yaml", "manifest.json",
+                                                                                  "scores"]
+        assert sorted(p.stem for p in (out[n] / "scores").iterdir()) == sorted(ids)
+    for image_id in ids:
+        score_maps = [(out[n] / "scores" / f"{image_id}.npy").read_bytes() for n in (1, 2)]
+        assert score_maps[0] == score_maps[1]
     assert manifests[2]["miou"] == manifests[1]["miou"]
     assert manifests[2]["per_class_iou"] == manifests[1]["per_class_iou"]
     expected = scores_to_json(evaluate_folder(out[2], root, "odd7")["metric"].compute(), read_classes(root))
