@@ -86,8 +86,11 @@ class EPSCLI(LightningCLI):
         for logger in loggers if isinstance(loggers, list) else [loggers]:
             if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
                 logger.init_args.save_dir = _inside(root, logger.init_args.save_dir or ".")
-            if getattr(logger, "class_path", "").endswith("WandbLogger") and not logger.init_args.get("name"):
-                logger.init_args.name = run_name(root)
+            if getattr(logger, "class_path", "").endswith("WandbLogger"):
+                if not logger.init_args.get("name"):
+                    logger.init_args.name = run_name(root)
+                # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise
+                os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
 
 
 def run_name(root: str) -> str:
