@@ -72,7 +72,7 @@ def main(args: list[str] | None = None) -> None:
         module, function = TOOLS[command]
         raise SystemExit(getattr(importlib.import_module(module), function)(argv[1:]))
     os.environ.setdefault("WANDB_MODE", "offline")  # never ask for a login unless the user opts in
-    quiet_unactionable_warnings(argv[0] if argv else "")
+    quiet_unactionable_warnings(command)
     from pytorch_lightning import LightningModule
 
     from epspp.data.datamodule import EPSDataModule

@@ -114,7 +114,8 @@ def sweep_to_json(thresholds: list[float], metrics: list[SegmentationMetrics]) -
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
-    """``epspp evaluate --pred-dir DIR --root ROOT --split NAME [--mask-dir DIR] [--json FILE]``."""
+    """mIoU of a folder of PNG masks (``--pred-dir``) against a split's ground truth; ``--bg-thresholds``
+    also sweeps the background threshold over the saved score maps."""
     parser = argparse.ArgumentParser(prog="epspp evaluate", description=evaluate_main.__doc__)
     parser.add_argument("--pred-dir", required=True, help="folder of <id>.png class-index masks")
     parser.add_argument("--root", required=True, help="dataset root (VOC layout)")
