@@ -33,3 +33,14 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def synthetic_copy(synthetic_root: Path, tmp_path: Path) -> Path:
     """A private copy of ``synthetic_root`` (without its label cache) that a test may modify."""
     return Path(shutil.copytree(synthetic_root, tmp_path / "data", ignore=shutil.ignore_patterns(".cache")))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny convolutions run much faster on one thread (and do not stall on a busy machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

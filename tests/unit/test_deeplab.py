@@ -8,22 +8,14 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from helpers import TINY, TINY_KWARGS
 from torch import nn
 
 from epspp.models.deeplab import ASPPv2, DeepLab
 
-TINY = "test_resnet" if "test_resnet" in timm.list_models("test_resnet") else "resnet10t"
-TINY_KWARGS = None if TINY == "test_resnet" else {"channels": [16, 32, 64, 128], "stem_width": 8}
 NUM_OUTPUTS = 6  # C + 1 with C = 5 object classes
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run much faster on one thread (and do not stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(architecture: str = "deeplabv2", output_stride: int = 8, **kwargs) -> DeepLab:

@@ -10,25 +10,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import pytorch_lightning as pl
-import timm
 import torch
 import torch.nn.functional as F
+from helpers import TINY, TINY_KWARGS
 
 from epspp.data.datamodule import EPSDataModule
 from epspp.models.segmentation import SegmentationModule
 
-TINY = "test_resnet" if "test_resnet" in timm.list_models("test_resnet") else "resnet10t"
-TINY_KWARGS = None if TINY == "test_resnet" else {"channels": [16, 32, 64, 128], "stem_width": 8}
 C = 5  # object classes of the synthetic dataset
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run much faster on one thread (and do not stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_module(**kwargs) -> SegmentationModule:
