@@ -60,3 +60,49 @@ def snapshot(root: Path) -> dict[str, str]:
 def write_png(path: Path, array: np.ndarray, mode: str = "L") -> None:
     """Write a uint8 array as a PNG of the given mode (``L`` grey, ``P`` palette, ``RGB``)."""
     Image.fromarray(np.asarray(array, np.uint8), mode=mode).save(path)
+
+
+def psa_to_mxnet(name: str) -> str | None:
+    """The MXNet key of a PSA-named ResNet-38d tensor, written from the .params naming (None: not saved)."""
+    if name.endswith("num_batches_tracked"):
+        return None
+    bn_leaf = {"weight": ("arg", "gamma"), "bias": ("arg", "beta"), "running_mean": ("aux", "moving_mean"),
+               "running_var": ("aux", "moving_var")}
+    if name == "conv1a.weight":
+        return "arg:conv1a_weight"
+    module, leaf = name.rsplit(".", 1)
+    if module == "bn7":
+        prefix, suffix = bn_leaf[leaf]
+        return f"{prefix}:bn7_{suffix}"
+    block, layer = module.split(".")
+    stage, _, index = block[1:].partition("_")
+    unit = f"{stage}{'b' + index if index else 'a'}"
+    kind, branch = layer.split("_", 1)
+    if kind == "conv":
+        return f"arg:res{unit}_{branch}_weight"
+    prefix, suffix = bn_leaf[leaf]
+    return f"{prefix}:bn{unit}_{branch}_{suffix}"
+
+
+def write_mxnet_params(path: Path, arrays: dict[str, np.ndarray], layout: str = "legacy") -> None:
+    """An MXNet NDArray-list file: header 0x112, arrays (``legacy``, ``v1`` or ``v2`` layout), names."""
+    import struct
+
+    with open(path, "wb") as out:
+        out.write(struct.pack("<QQQ", 0x112, 0, len(arrays)))
+        for array in arrays.values():
+            if layout == "legacy":
+                out.write(struct.pack(f"<I{array.ndim}I", array.ndim, *array.shape))
+            else:
+                magic = {"v1": 0xF993FAC8, "v2": 0xF993FAC9}[layout]
+                out.write(struct.pack("<I", magic))
+                if layout == "v2":
+                    out.write(struct.pack("<i", 0))  # dense storage
+                out.write(struct.pack(f"<I{array.ndim}q", array.ndim, *array.shape))
+            flag = {np.dtype(np.float32): 0, np.dtype(np.float16): 2, np.dtype(np.int64): 6}[array.dtype]
+            out.write(struct.pack("<iii", 1, 0, flag))  # cpu context, dtype flag
+            out.write(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
+        out.write(struct.pack("<Q", len(arrays)))
+        for name in arrays:
+            encoded = name.encode()
+            out.write(struct.pack("<Q", len(encoded)) + encoded)
