@@ -106,3 +106,47 @@ def write_mxnet_params(path: Path, arrays: dict[str, np.ndarray], layout: str = 
         for name in arrays:
             encoded = name.encode()
             out.write(struct.pack("<Q", len(encoded)) + encoded)
+
+
+VOC_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+             "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+             "tvmonitor")
+
+
+def write_voc_tree(root: Path, sizes: dict[str, tuple[int, int]], splits: dict[str, list[str]], seed: int = 0) -> Path:
+    """A tiny VOC-layout tree: per id (width, height) a JPEG with a bright rectangle of one VOC class,
+    its ground-truth mask (with a 255 border), its saliency map; split files; VOC's classes.json."""
+    from epspp.data.classes import write_classes
+
+    rng = np.random.default_rng(seed)
+    for folder in ("JPEGImages", "SegmentationClassAug", "saliency", SPLITS):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for index, (image_id, (width, height)) in enumerate(sizes.items()):
+        cls = 1 + index % 3
+        mask = np.zeros((height, width), np.uint8)
+        top, left = rng.integers(2, height // 3), rng.integers(2, width // 3)
+        mask[top:top + height // 2, left:left + width // 2] = cls
+        mask[:1] = 255
+        image = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
+        image[mask == cls] = (200 + 20 * (cls == 1), 180, 160 + 30 * (cls == 2))
+        Image.fromarray(image).save(root / "JPEGImages" / f"{image_id}.jpg", quality=95)
+        Image.fromarray(mask, mode="L").save(root / "SegmentationClassAug" / f"{image_id}.png")
+        Image.fromarray(np.where(mask == cls, 255, 0).astype(np.uint8), mode="L").save(
+            root / "saliency" / f"{image_id}.png")
+    for split, ids in splits.items():
+        (root / SPLITS / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    write_classes(root, VOC_NAMES)
+    return root
+
+
+def miou_of_folder(pred_dir: Path, root: Path, ids: list[str], num_classes: int) -> float:
+    """mIoU (percent) of ``pred_dir/<id>.png`` against the ground truth, by a plain numpy confusion matrix."""
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    for image_id in ids:
+        target = gt_mask(root, image_id).astype(np.int64)
+        pred = read_png(Path(pred_dir) / f"{image_id}.png").astype(np.int64)
+        keep = target != 255
+        np.add.at(confusion, (target[keep], np.clip(pred[keep], 0, num_classes - 1)), 1)
+    union = confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
+    present = union > 0
+    return float(100 * np.mean(np.diag(confusion)[present] / union[present]))
