@@ -18,7 +18,7 @@ PROCESSES = --devices $(GPUS) --num-nodes $(NODES)
 FIT_ARGS ?=
 PREDICT_ARGS ?=
 
-.PHONY: help install test test-quick lint demo bench clean voc-wsss voc-ssss coco-wsss
+.PHONY: help install test test-quick lint demo study bench clean voc-wsss voc-ssss coco-wsss
 
 help: ## list targets and variables
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,10 @@ lint: $(STAMP) ## ruff check
 
 demo: $(STAMP) ## whole pipeline on the synthetic dataset, CPU; writes runs/demo/report.{json,md}
 	$(EPSPP) demo --root data/synthetic --out runs/demo --configs configs/demo
+
+study: $(STAMP) ## saliency-error and labelled-fraction studies on synthetic data (CPU); runs/study/*.{csv,md,png}
+	$(EPSPP) study saliency-errors --out runs/study --configs configs/demo
+	$(EPSPP) study labeled-fraction --out runs/study --configs configs/demo
 
 bench: $(STAMP) ## run benchmarks/ and write BENCHMARKS.md
 	$(BIN)/python benchmarks/run_all.py --out BENCHMARKS.md

@@ -24,6 +24,7 @@ TOOLS = {
     "demo": ("epspp.pipeline", "demo_main"),
     "batch-args": ("epspp.batch_scaling", "batch_args_main"),
     "convert-weights": ("epspp.convert", "convert_main"),
+    "study": ("epspp.study", "study_main"),
 }
 OVERVIEW = """usage: epspp COMMAND [ARGS]   (epspp COMMAND --help for the options of one command)
 
@@ -41,6 +42,7 @@ tools:
   demo         the whole pipeline on the synthetic dataset (what `make demo` runs)
   batch-args   per-GPU batch size and learning rate of a config's recipe on N GPUs
   convert-weights  ResNet-38d's MXNet ImageNet .params -> a PyTorch .pth (no mxnet needed)
+  study        controlled studies on synthetic data: epspp study saliency-errors|labeled-fraction
 
 options: --help, --version"""
 

@@ -460,3 +460,46 @@ def generate_synthetic(root: str | Path, num_train: int = 1000, num_val: int = 2
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def write_saliency_variant(root: str | Path, out_dir: str | Path, missing_class_rate: float = 0.0,
+                           missing_part_rate: float = 0.0, false_coverage_rate: float = 0.0) -> dict:
+    """Saliency maps of the synthetic dataset at ``root`` with other error rates, written to ``out_dir``.
+
+    The images and masks stay those of ``root``: a sample's picture is drawn from its random stream before
+    its saliency errors, so only the saliency maps change (use them with ``--data.saliency_dir OUT_DIR``).
+    The folder is written under a temporary name and renamed; ``OUT_DIR/saliency.json`` records the rates
+    and the per-split counts of each error.
+
+    Returns:
+        The record written to ``saliency.json``.
+    """
+    root, out_dir = Path(root), Path(out_dir)
+    meta_path = root / "synthetic.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} does not exist: {root} is not a synthetic dataset of epspp")
+    params = dict(json.loads(meta_path.read_text())["params"])
+    params.update(missing_class_rate=missing_class_rate, missing_part_rate=missing_part_rate,
+                  false_coverage_rate=false_coverage_rate)
+    cfg = SyntheticConfig(**params)
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    names = ("missing_class", "missing_part", "false_coverage")
+    record: dict = {"rates": {f"{name}_rate": getattr(cfg, f"{name}_rate") for name in names}, "splits": {}}
+    try:
+        for split_index, (split, count) in enumerate((("train", cfg.num_train), ("val", cfg.num_val))):
+            counts = dict.fromkeys(names, 0)
+            for i in range(count):
+                sample = render_sample(cfg, np.random.default_rng([cfg.seed, split_index, i]))
+                write_grey_png(tmp / f"{split}_{i:06d}.png", sample.saliency)
+                for name in names:
+                    counts[name] += name in sample.errors
+            record["splits"][split] = {"images": count, **counts}
+        (tmp / "saliency.json").write_text(json.dumps(record, indent=1) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.rename(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return record
