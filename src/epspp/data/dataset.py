@@ -2,14 +2,12 @@
 
 Layout (see docs/architecture.md)::
 
-    ROOT/JPEGImages/<id>.jpg  ROOT/SegmentationClassAug/<id>.png  ROOT/saliency/<id>.png
-    ROOT/ImageSets/Segmentation/<split>.txt  ROOT/cls_labels.npy (optional, EPS format)
+    ROOT/JPEGImages/<id>.jpg (or .png, .jpeg, ...)  ROOT/SegmentationClassAug/<id>.png  ROOT/saliency/<id>.png
+    ROOT/ImageSets/Segmentation/<split>.txt  ROOT/cls_labels.json or cls_labels.npy (optional)
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -17,71 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from epspp.data.io import DatasetError, read_image, read_mask, read_saliency, read_split
+from epspp.data.io import DatasetError, check_id, image_files, read_image, read_mask, read_saliency, read_split
+from epspp.data.labels import image_labels
 from epspp.data.transforms import IGNORE_INDEX, JointTransform, eval_transform
 
 Mode = Literal["localization", "segmentation", "predict"]
-LABEL_CACHE = Path(".cache") / "cls_labels_from_masks.npy"
-
-
-def _load_label_table(path: Path) -> dict[str, np.ndarray]:
-    try:
-        return dict(np.load(path, allow_pickle=True).item())
-    except Exception as error:
-        hint = " (a cache epspp made: delete it and it is rebuilt)" if path.parent.name == ".cache" else ""
-        raise DatasetError(f"cannot read {path}{hint}: expected a pickled dict id -> multi-hot ({error})") from error
-
-
-def image_labels(
-    root: str | Path, ids: list[str], num_classes: int, mask_dir: str | Path | None = None
-) -> dict[str, np.ndarray]:
-    """Image-level multi-hot labels (C object classes, float32) for ``ids``.
-
-    Read from ``ROOT/cls_labels.npy`` when it exists (the EPS format); otherwise derived from the
-    ground-truth masks (classes 1..C present; 0 and 255 are not labels) and cached in
-    ``ROOT/.cache/`` when the root is writable (one cache file per mask folder).
-    """
-    root = Path(root)
-    given = root / "cls_labels.npy"
-    if given.is_file():
-        table = _load_label_table(given)
-        missing = [i for i in ids if i not in table]
-        if missing:
-            raise DatasetError(f"{given} has no label for {len(missing)} ids, e.g. {missing[:5]}")
-        return {i: np.asarray(table[i], np.float32) for i in ids}
-    masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
-    cache = root / LABEL_CACHE
-    if masks.resolve() != (root / "SegmentationClassAug").resolve():  # one cache per mask folder
-        digest = hashlib.sha1(str(masks.resolve()).encode()).hexdigest()[:12]
-        cache = cache.with_name(f"{cache.stem}_{digest}{cache.suffix}")
-    table = _load_label_table(cache) if cache.is_file() else {}
-    todo = [i for i in ids if i not in table]
-    for image_id in todo:
-        path = masks / f"{image_id}.png"
-        if not path.is_file():
-            raise DatasetError(
-                f"image-level labels are derived from the masks, and {path} is missing: add the mask, or give "
-                f"the labels of every id in {root / 'cls_labels.npy'} (EPS format: dict id -> float32 multi-hot)"
-            )
-        mask = read_mask(path, num_classes + 1)
-        present = np.unique(mask)
-        label = np.zeros(num_classes, np.float32)
-        label[[c - 1 for c in present if 0 < c <= num_classes]] = 1.0
-        table[image_id] = label
-    if todo:
-        _save_cache(cache, table)
-    return {i: table[i] for i in ids}
-
-
-def _save_cache(path: Path, table: dict[str, np.ndarray]) -> None:
-    try:
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            np.save(handle, np.array(table, dtype=object), allow_pickle=True)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only dataset root: labels are recomputed next time
 
 
 class VOCLayoutDataset(Dataset):
@@ -130,14 +68,17 @@ class VOCLayoutDataset(Dataset):
         self.mask_dir = Path(mask_dir) if mask_dir else self.root / "SegmentationClassAug"
         self.pseudo_mask_dir = Path(pseudo_mask_dir) if pseudo_mask_dir else None
         self.labeled_ids = labeled_ids
-        self.ids = list(ids) if ids is not None else read_split(self.root, split)
+        self.ids = ([check_id(i, "ids argument") for i in ids] if ids is not None
+                    else read_split(self.root, split))
+        self._images = image_files(self.root / "JPEGImages")
         self._check_files()
         self.labels = (
             image_labels(self.root, self.ids, num_classes, self.mask_dir) if mode != "segmentation" else {}
         )
 
     def image_path(self, image_id: str) -> Path:
-        return self.root / "JPEGImages" / f"{image_id}.jpg"
+        """``ROOT/JPEGImages/<id>`` with the extension found there (``.jpg`` when there is none)."""
+        return self._images.get(image_id) or self.root / "JPEGImages" / f"{image_id}.jpg"
 
     def target_path(self, image_id: str) -> Path:
         """The mask this sample trains on: a pseudo-mask, or ground truth for labelled ids."""
