@@ -445,7 +445,7 @@ def generate_synthetic(root: str | Path, num_train: int = 1000, num_val: int = 2
             raise FileExistsError(f"{root} exists and is not a synthetic dataset (no synthetic.json): choose an "
                                   "empty or new folder (epspp never replaces other data)")
         if not overwrite:
-            raise FileExistsError(f"{root} already holds a synthetic dataset: choose another root, or pass "
+            raise FileExistsError(f"{root} exists and holds a synthetic dataset: choose another root, or pass "
                                   "overwrite=True (--overwrite) to regenerate it")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.partial-{os.getpid()}"
