@@ -80,6 +80,7 @@ def main(args: list[str] | None = None) -> None:
     from epspp.lightning_cli import EPSCLI
 
     try:
+        check_config_files(argv[1:])
         EPSCLI(
             LightningModule,
             EPSDataModule,
@@ -89,8 +90,38 @@ def main(args: list[str] | None = None) -> None:
             args=args,
         )
     except EPSError as error:
-        print(f"epspp: error: {error}", file=sys.stderr)
+        print(f"epspp: error: {one_line(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def check_config_files(args: list[str]) -> None:
+    """Fail in one line naming the file when a ``--config`` file is missing or is not valid YAML."""
+    import yaml
+
+    from epspp.errors import ConfigError
+
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag not in ("--config", "-c") or value.startswith("-"):
+            continue
+        try:
+            with open(value, encoding="utf-8") as handle:
+                yaml.safe_load(handle)
+        except OSError as error:
+            raise ConfigError(f"config file {value}: {error.strerror}") from None
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ConfigError(f"config file {value}{where} is not valid YAML: {problem}") from None
+
+
+def one_line(error: Exception) -> str:
+    """The message of an epspp error, also when a DataLoader worker re-raised it with its traceback."""
+    text = str(error)
+    if "Original Traceback" in text:  # torch's ExceptionWrapper: "Caught X in DataLoader worker ..." + traceback
+        last = text.strip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if last.startswith("epspp.errors.") and ": " in last else last
+    return text
 
 
 def quiet_unactionable_warnings(subcommand: str) -> None:

@@ -3,7 +3,6 @@ predictions), resumable and DDP-safe, and a manifest with the masks' mIoU where 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -15,6 +14,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from epspp.callbacks.provenance import (
+    check_resume,
+    check_writable,
+    provenance,
+    refuse_dataset_folder,
+    write_provenance,
+)
+from epspp.callbacks.provenance import sha256 as _sha256
 from epspp.data.classes import voc_palette
 from epspp.data.io import DatasetError, read_split, write_mask_png
 from epspp.evaluate import evaluate_folder, scores_to_json
@@ -25,7 +32,9 @@ class PseudoMaskWriter(BasePredictionWriter):
     """Writes ``OUT/<id>.png`` (palette PNG, 0..C, 255 ignore) for every predicted image.
 
     Each file is written under a temporary name and renamed, so an interrupted run leaves no
-    truncated file; a rerun skips ids whose PNG exists (unless ``overwrite``).  Under DDP every rank
+    truncated file; a rerun skips ids whose PNG exists (unless ``overwrite``), and only when
+    ``OUT/provenance.json`` shows the folder was made with the same checkpoint and inference options.
+    The folder may not be (inside) the dataset's image, mask or saliency folder.  Under DDP every rank
     writes its own samples; after a barrier the masks are scored against the ground truth (ranks
     share the reading, torchmetrics syncs the counts) and rank 0 writes ``OUT/manifest.json``.
 
@@ -41,6 +50,9 @@ class PseudoMaskWriter(BasePredictionWriter):
         self.output_dir = Path(output_dir) if output_dir else None
         self.save_scores = save_scores
         self.overwrite = overwrite
+        #: the checkpoint the masks come from (``epspp predict`` sets it from ``--ckpt_path``; Lightning
+        #: restores checkpoints after the callbacks' ``setup``, where the folder's provenance is checked)
+        self.checkpoint_path: str | None = None
         self._existing: set[str] = set()
         self._written = 0
         self._start = 0.0
@@ -54,14 +66,19 @@ class PseudoMaskWriter(BasePredictionWriter):
             raise DatasetError("set where the masks go: --pseudo_masks.output_dir DIR")
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise DatasetError(f"--pseudo_masks.output_dir {self.output_dir} is a file, not a folder")
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        dataset = trainer.datamodule.datasets["predict"]
+        refuse_dataset_folder(self.output_dir, dataset_folders(dataset))
+        check_writable(self.output_dir)
         if self.save_scores:
             (self.output_dir / "scores").mkdir(exist_ok=True)
+        record = provenance(pl_module, dict(trainer.datamodule.hparams), self.checkpoint_path or trainer.ckpt_path)
+        done = sum(1 for _ in self.output_dir.glob("[!.]*.png"))
+        check_resume(self.output_dir, record, done, self.overwrite)
         if trainer.is_global_zero:
             _remove_stale_temporaries(self.output_dir)
+            write_provenance(self.output_dir, record)
         # the full-resolution score maps of every image would pile up in memory otherwise
         trainer.predict_loop.return_predictions = False
-        dataset = trainer.datamodule.datasets["predict"]
         self._existing = {i for i in dataset.ids if self._is_done(i)}
         if self._existing and not self.overwrite:
             todo = [i for i in dataset.ids if i not in self._existing]
@@ -181,19 +198,20 @@ class PseudoMaskWriter(BasePredictionWriter):
         }
 
 
+def dataset_folders(dataset: Any) -> dict[str, Path]:
+    """The folders of a dataset that an output folder must stay out of (name -> folder)."""
+    folders = {"image": Path(dataset.root) / "JPEGImages"}
+    for name, attribute in (("mask", "mask_dir"), ("saliency", "saliency_dir")):
+        if getattr(dataset, attribute, None) is not None:
+            folders[name] = Path(getattr(dataset, attribute))
+    return folders
+
+
 def _remove_stale_temporaries(folder: Path) -> None:
     """Delete the temporary files of an earlier run that was killed while writing (never valid masks)."""
     for pattern in (".*.tmp.png", ".*.tmp.npy", "scores/.*.tmp.npy", ".manifest.json.tmp"):
         for path in folder.glob(pattern):
             path.unlink(missing_ok=True)
-
-
-def _sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _plain(value: Any) -> Any:

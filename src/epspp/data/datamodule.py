@@ -56,7 +56,8 @@ class EPSDataModule(pl.LightningDataModule):
         color_jitter: brightness/contrast/saturation jitter strength (0 disables).
         mean: normalization mean (RGB, 0..1 scale).
         std: normalization std.
-        prepare_synthetic: when ``root`` does not exist, generate the default synthetic dataset there.
+        prepare_synthetic: when ``root`` does not exist, generate the default synthetic dataset there (off in
+            every shipped config: a mistyped root is an error, not a new dataset).
         seed: seed of the semi-supervised sampler.
     """
 
@@ -89,6 +90,11 @@ class EPSDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        for name, value, low in (("batch_size", batch_size, 1), ("val_batch_size", val_batch_size, 1),
+                                 ("num_workers", num_workers, 0), ("crop_size", crop_size, 1),
+                                 ("eval_size", eval_size, 1)):
+            if value is not None and value < low:
+                raise ConfigError(f"--data.{name} must be >= {low}, got {value}")
         if labeled_split and pseudo_mask_dir and batch_size < 2:
             raise ConfigError(f"semi-supervised batches mix labelled and pseudo-labelled images: batch_size must be "
                               f">= 2, got {batch_size}")

@@ -287,7 +287,8 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--missing-part-rate", type=float, default=0.2)
     syn.add_argument("--false-coverage-rate", type=float, default=0.2)
     syn.add_argument("--labeled-fraction", type=float, default=0.1)
-    syn.add_argument("--overwrite", action="store_true", help="regenerate a synthetic dataset at --root (never replaces other data)")
+    syn.add_argument("--overwrite", action="store_true",
+                     help="regenerate a synthetic dataset at --root (never replaces other data)")
     voc = sub.add_parser("voc", help="PASCAL VOC 2012 + SBD (train_aug)")
     voc.add_argument("--voc-root", required=True, type=Path, help="VOCdevkit/VOC2012")
     voc.add_argument("--sbd-root", required=True, type=Path, help="benchmark_RELEASE/dataset")
