@@ -14,8 +14,10 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.plugins.layer_sync import LayerSync
 
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
+from epspp.data.classes import CLASSES_FILE, read_classes
 from epspp.data.io import read_split
 from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError
+from epspp.models.checkpoint import check_num_classes
 from epspp.models.sync_bn import TimmSyncBatchNorm
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar")
@@ -166,6 +168,9 @@ def check_checkpoint(config: Any, model: Any) -> None:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointMismatchError(f"{path} is not a Lightning checkpoint (no state_dict): use a checkpoint "
                                       "written by `epspp fit` (checkpoints/last.ckpt or best.ckpt)")
+    root = (config.get("data") or {}).get("root")
+    if root and Path(root, CLASSES_FILE).is_file():  # before the mask writer looks at its folder
+        check_num_classes(checkpoint, len(read_classes(root)) - 1)
     trained = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
     wanted = getattr(model, "class_path", None) if model is not None else None
     if trained and wanted and trained != wanted:
