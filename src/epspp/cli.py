@@ -21,6 +21,8 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 TOOLS = {
     "prepare": ("epspp.data.prepare", "prepare_main"),
     "evaluate": ("epspp.evaluate", "evaluate_main"),
+    "check": ("epspp.data.check", "check_main"),
+    "render": ("epspp.render", "render_main"),
     "demo": ("epspp.pipeline", "demo_main"),
     "batch-args": ("epspp.batch_scaling", "batch_args_main"),
 }
@@ -35,8 +37,10 @@ stages (Lightning's CLI: every constructor argument is a YAML key and a flag):
   predict      write masks         epspp predict --config configs/demo/pseudo_masks.yaml --ckpt_path CKPT
 
 tools:
-  prepare      build a dataset in the VOC layout: epspp prepare synthetic|voc|coco ...
+  prepare      build a dataset in the VOC layout: epspp prepare synthetic|voc|coco|folder ...
+  check        check every file of a dataset (decodes, sizes, mask values): epspp check --data.root ROOT
   evaluate     mIoU of a folder of PNG masks against a dataset's ground truth
+  render       a grid PNG of image | saliency | mask overlay: epspp render --pred-dir OUT --root ROOT
   demo         the whole pipeline on the synthetic dataset (what `make demo` runs)
   batch-args   per-GPU batch size and learning rate of a config's recipe on N GPUs
 

@@ -12,6 +12,7 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
+from epspp.data.check import preflight
 from epspp.data.classes import read_classes
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.io import read_split
@@ -58,6 +59,8 @@ class EPSDataModule(pl.LightningDataModule):
         std: normalization std.
         prepare_synthetic: when ``root`` does not exist, generate the default synthetic dataset there (off in
             every shipped config: a mistyped root is an error, not a new dataset).
+        preflight: when a stage starts, check every file of its splits (decodes, sizes, mask values; cached by
+            size and mtime in ``ROOT/.cache``), so a bad file fails the run at once, not after an epoch.
         seed: seed of the semi-supervised sampler.
     """
 
@@ -86,6 +89,7 @@ class EPSDataModule(pl.LightningDataModule):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         prepare_synthetic: bool = False,
+        preflight: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -173,6 +177,9 @@ class EPSDataModule(pl.LightningDataModule):
             self.datasets["test"] = self._dataset(hp.test_split, evaluation_mode)
         if stage == "predict":
             self.datasets["predict"] = self._dataset(hp.predict_split, "predict")
+        if hp.preflight:
+            for dataset in self.datasets.values():
+                preflight(hp.root, dataset.files(), f"split '{dataset.split}' ({dataset.split_file})")
 
     # ------------------------------------------------------------- dataloaders
     def _loader(self, dataset: VOCLayoutDataset, batch_size: int, **kwargs) -> DataLoader:

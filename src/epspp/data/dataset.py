@@ -87,6 +87,16 @@ class VOCLayoutDataset(Dataset):
                 return self.pseudo_mask_dir / f"{image_id}.png"
         return self.mask_dir / f"{image_id}.png"
 
+    def files(self) -> list[tuple[str, str | None, str | None, int]]:
+        """(image, saliency or None, mask or None, classes with background) of every sample, for the pre-flight."""
+        files = []
+        for image_id in self.ids:
+            saliency = str(self.saliency_dir / f"{image_id}.png") if self.mode == "localization" else None
+            mask = self.target_path(image_id)
+            files.append((str(self.image_path(image_id)), saliency, str(mask) if mask.is_file() else None,
+                          self.num_classes + 1))
+        return files
+
     def _check_files(self) -> None:
         needed = [self.image_path]
         if self.mode == "localization":

@@ -1,0 +1,168 @@
+"""Pre-flight of a dataset: every listed file decodes, has its image's size, and masks hold valid class ids.
+
+Run when a stage starts (``EPSDataModule.setup``), so a bad file in the validation split is found in
+seconds, not after a training epoch; and alone by ``epspp check``.  Samples are checked in a worker
+pool with a progress bar; those found good are remembered in ``ROOT/.cache/preflight.json`` by their
+files' sizes and mtimes, so a rerun only reads what changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+
+from epspp.data.io import read_image, read_mask, read_saliency, read_split
+from epspp.errors import DatasetError
+
+CACHE = Path(".cache") / "preflight.json"
+POOL_FROM = 64  # fewer samples are checked in this process (a pool costs more than it saves)
+
+Sample = tuple[str, str | None, str | None, int]  # image, saliency or None, mask or None, classes incl. background
+
+
+def check_sample(sample: Sample) -> str | None:
+    """None when the sample's files are good, else the one-line reason (the file named)."""
+    image_path, saliency_path, mask_path, num_classes = sample
+    try:
+        with Image.open(image_path) as header:
+            width, height = header.size
+        read_image(Path(image_path))  # decodes the whole file: truncated JPEGs fail here
+        for path, read in ((saliency_path, read_saliency), (mask_path, lambda p: read_mask(p, num_classes))):
+            if path is None:
+                continue
+            array = read(Path(path))
+            if array.shape[:2] != (height, width):
+                return (f"{path} is {array.shape[1]}x{array.shape[0]} (WxH) but image {image_path} is "
+                        f"{width}x{height}: maps must have the size of their image")
+    except DatasetError as error:
+        return str(error)
+    except Exception as error:  # PIL raises several types for corrupt files
+        return f"cannot read {image_path}: {error}"
+    return None
+
+
+def _name(sample: Sample) -> str:
+    return "\t".join(str(p) for p in sample[:3])
+
+
+def _key(sample: Sample) -> list:
+    """What a sample was checked as: its paths, their sizes and mtimes, and the class count."""
+    stats = [[p, os.stat(p).st_size, os.stat(p).st_mtime_ns] for p in sample[:3] if p is not None]
+    return [*stats, sample[3]]
+
+
+def preflight(root: str | Path, samples: list[Sample], what: str, workers: int | None = None) -> int:
+    """Check ``samples``; raise one DatasetError naming the first bad files.  Returns how many were read.
+
+    Args:
+        root: dataset root (holds the cache of good samples).
+        samples: (image, saliency, mask, number of classes with background) per id.
+        what: what is checked, for messages (e.g. ``split 'val' (ROOT/ImageSets/Segmentation/val.txt)``).
+        workers: pool size (default: the CPU cores, at most 8; 1 = this process).
+    """
+    cache_path = Path(root) / CACHE
+    cache = _read_cache(cache_path)
+    todo = [s for s in samples if cache.get(_name(s)) != _key(s)]
+    if not todo:
+        return 0
+    results = check_samples(todo, workers, f"[epspp] checking {what}")
+    bad = [r for r in results if r is not None]
+    for sample, result in zip(todo, results, strict=True):
+        if result is None:
+            cache[_name(sample)] = _key(sample)
+    _write_cache(cache_path, cache)
+    if bad:
+        more = f" (and {len(bad) - 1} more: `epspp check --data.root {root}` lists them)" if len(bad) > 1 else ""
+        raise DatasetError(f"{what}: {len(bad)} of {len(samples)} samples are bad, first: {bad[0]}{more}")
+    return len(todo)
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        cache = json.loads(path.read_text())
+        return cache if isinstance(cache, dict) else {}
+    except (OSError, ValueError):
+        return {}  # no cache yet, or a broken one: everything is checked again
+
+
+def _write_cache(path: Path, cache: dict) -> None:
+    try:
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only root: checked again next time
+
+
+# ---------------------------------------------------------------- epspp check
+def check_main(argv: list[str] | None = None) -> int:
+    """``epspp check --data.root ROOT [--splits ...]``: the pre-flight of every split, alone."""
+    from epspp.data.classes import read_classes
+    from epspp.data.io import image_files
+
+    parser = argparse.ArgumentParser(prog="epspp check", description=check_main.__doc__)
+    parser.add_argument("--data.root", dest="root", required=True, help="dataset root (VOC layout)")
+    parser.add_argument("--data.saliency_dir", dest="saliency_dir", help="saliency maps (default ROOT/saliency)")
+    parser.add_argument("--data.mask_dir", dest="mask_dir", help="ground truth (default ROOT/SegmentationClassAug)")
+    parser.add_argument("--splits", nargs="+", help="split names (default: every ImageSets/Segmentation/*.txt)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: the CPU cores, at most 8)")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    try:
+        classes = len(read_classes(root))
+        splits = args.splits or sorted(p.stem for p in (root / "ImageSets" / "Segmentation").glob("*.txt"))
+        if not splits:
+            raise DatasetError(f"no split file in {root / 'ImageSets' / 'Segmentation'}")
+        images = image_files(root / "JPEGImages")
+        saliency = Path(args.saliency_dir) if args.saliency_dir else root / "saliency"
+        masks = Path(args.mask_dir) if args.mask_dir else root / "SegmentationClassAug"
+        failures = 0
+        for split in splits:
+            ids = read_split(root, split)
+            missing = [i for i in ids if i not in images]
+            if missing:
+                print(f"split '{split}': {len(missing)} ids without an image in {root / 'JPEGImages'}, e.g. "
+                      f"{missing[:3]}")
+                failures += 1
+            samples = [(str(images[i]), _if_file(saliency / f"{i}.png"), _if_file(masks / f"{i}.png"), classes)
+                       for i in ids if i in images]
+            results = check_samples(samples, args.workers, f"[epspp] checking split '{split}'")
+            bad = [r for r in results if r]
+            without = {name: sum(s[k] is None for s in samples) for name, k in (("saliency map", 1), ("mask", 2))}
+            print(f"split '{split}': {len(samples) - len(bad)} of {len(ids)} samples good; "
+                  + ", ".join(f"{n} without a {w}" for w, n in without.items()))
+            for reason in bad:
+                print(f"  {reason}")
+            failures += bool(bad)
+    except DatasetError as error:
+        print(f"epspp check: error: {error}", file=sys.stderr)
+        return 2
+    if failures:
+        print(f"epspp check: error: {failures} split(s) have bad or missing files (listed above)", file=sys.stderr)
+        return 2
+    return 0
+
+
+def check_samples(samples: list[Sample], workers: int | None, desc: str) -> list[str | None]:
+    """``check_sample`` of every sample (in a process pool from ``POOL_FROM`` samples), with a progress bar."""
+    from tqdm import tqdm
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = workers or min(8, cores)
+    bar = {"total": len(samples), "desc": desc, "unit": "img", "file": sys.stderr, "leave": False,
+           "disable": len(samples) < POOL_FROM or None}
+    if len(samples) < POOL_FROM or workers == 1:
+        return list(tqdm(map(check_sample, samples), **bar))
+    with ProcessPoolExecutor(workers) as pool:
+        return list(tqdm(pool.map(check_sample, samples, chunksize=16), **bar))
+
+
+def _if_file(path: Path) -> str | None:
+    return str(path) if path.is_file() else None
