@@ -137,6 +137,8 @@ def monitor_what_exists(config: Any) -> None:
     for callback in config.trainer.get("callbacks") or []:
         if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor") == "val/mIoU":
             callback.init_args.monitor, callback.init_args.mode = monitor, mode
+            if task != "localization":  # no validation loop to save after: save at each training-epoch end
+                callback.init_args.save_on_train_epoch_end = True
     what = "validation on the image labels only" if task == "localization" else "no validation"
     print(f"[epspp] split '{split}' has no ground-truth mask: {what}; best.ckpt is selected on {monitor} ({mode})",
           file=sys.stderr)

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from epspp.data.check import preflight
 from epspp.data.classes import read_classes
-from epspp.data.dataset import VOCLayoutDataset
+from epspp.data.dataset import ImageFolderDataset, VOCLayoutDataset
 from epspp.data.io import read_split
 from epspp.data.sampler import MixedBatchSampler
 from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
@@ -39,6 +39,8 @@ class EPSDataModule(pl.LightningDataModule):
         val_split: validation split (None: no validation).
         test_split: test split (None: none).
         predict_split: split written by ``epspp predict``.
+        predict_image_dir: segmentation: predict every image of this plain folder instead (no split file, no
+            labels); ``root`` still gives the class names.
         saliency_dir: saliency maps (default ``ROOT/saliency``).
         mask_dir: ground-truth masks (default ``ROOT/SegmentationClassAug``).
         pseudo_mask_dir: stage-2 output, the training masks of stage 3.
@@ -72,6 +74,7 @@ class EPSDataModule(pl.LightningDataModule):
         val_split: str | None = "val",
         test_split: str | None = "val",
         predict_split: str = "train",
+        predict_image_dir: str | None = None,
         saliency_dir: str | None = None,
         mask_dir: str | None = None,
         pseudo_mask_dir: str | None = None,
@@ -175,7 +178,13 @@ class EPSDataModule(pl.LightningDataModule):
             self.datasets["val"] = self._dataset(hp.val_split, evaluation_mode)
         if stage == "test" and hp.test_split:
             self.datasets["test"] = self._dataset(hp.test_split, evaluation_mode)
-        if stage == "predict":
+        if stage == "predict" and hp.predict_image_dir:
+            if hp.task != "segmentation":
+                raise ConfigError("--data.predict_image_dir predicts a folder with a segmentation network; stage 2 "
+                                  "needs the image-level labels of a dataset split (--data.predict_split)")
+            self.datasets["predict"] = ImageFolderDataset(
+                hp.predict_image_dir, self.num_classes, eval_transform(None, hp.mean, hp.std))
+        elif stage == "predict":
             self.datasets["predict"] = self._dataset(hp.predict_split, "predict")
         if hp.preflight:
             for dataset in self.datasets.values():

@@ -70,7 +70,8 @@ class VOCLayoutDataset(Dataset):
         self.labeled_ids = labeled_ids
         self.ids = ([check_id(i, "ids argument") for i in ids] if ids is not None
                     else read_split(self.root, split))
-        self._images = image_files(self.root / "JPEGImages")
+        self.image_dir = self.root / "JPEGImages"
+        self._images = image_files(self.image_dir)
         self._check_files()
         self.labels = (
             image_labels(self.root, self.ids, num_classes, self.mask_dir) if mode != "segmentation" else {}
@@ -78,7 +79,7 @@ class VOCLayoutDataset(Dataset):
 
     def image_path(self, image_id: str) -> Path:
         """``ROOT/JPEGImages/<id>`` with the extension found there (``.jpg`` when there is none)."""
-        return self._images.get(image_id) or self.root / "JPEGImages" / f"{image_id}.jpg"
+        return self._images.get(image_id) or self.image_dir / f"{image_id}.jpg"
 
     def target_path(self, image_id: str) -> Path:
         """The mask this sample trains on: a pseudo-mask, or ground truth for labelled ids."""
@@ -148,3 +149,49 @@ class VOCLayoutDataset(Dataset):
                 f"{path} is {shape[1]}x{shape[0]} (WxH) but image {self.image_path(image_id)} is "
                 f"{size[1]}x{size[0]}: maps must have the size of their image"
             )
+
+
+class ImageFolderDataset(Dataset):
+    """Every image of a plain folder (no split file, labels or masks), for ``epspp predict`` of a segmentation
+    network on new images.  Samples hold ``id`` (the file name without extension), ``image``, ``size``,
+    ``mask`` (all 255), ``has_mask`` (False) and ``label`` (zeros; unused by the segmentation network).
+
+    Args:
+        folder: the images (any of ``epspp.data.io.IMAGE_EXTENSIONS``).
+        num_classes: object classes C of the network.
+        transform: joint transform; defaults to the evaluation pipeline at full resolution.
+    """
+
+    def __init__(self, folder: str | Path, num_classes: int, transform: JointTransform | None = None) -> None:
+        self.image_dir = Path(folder)
+        if not self.image_dir.is_dir():
+            raise DatasetError(f"image folder {self.image_dir} not found (--data.predict_image_dir)")
+        self._images = image_files(self.image_dir)
+        if not self._images:
+            raise DatasetError(f"no image in {self.image_dir} (--data.predict_image_dir)")
+        self.ids = sorted(check_id(i, f"image in {self.image_dir}") for i in self._images)
+        self.all_ids = list(self.ids)  # ``ids`` shrinks to those still to predict when a run resumes
+        self.num_classes = num_classes
+        self.transform = transform or eval_transform(None)
+        self.split, self.split_file = "folder", str(self.image_dir)
+        self.labels: dict[str, np.ndarray] = {}
+
+    def image_path(self, image_id: str) -> Path:
+        """The image file of ``image_id``."""
+        return self._images[image_id]
+
+    def files(self) -> list[tuple[str, str | None, str | None, int]]:
+        """(image, None, None, classes with background) of every sample, for the pre-flight."""
+        return [(str(self.image_path(i)), None, None, self.num_classes + 1) for i in self.ids]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict:
+        image_id = self.ids[index]
+        image = read_image(self.image_path(image_id), self.split_file)
+        size = image.shape[:2]
+        sample = self.transform(image, np.full(size, IGNORE_INDEX, np.uint8), None)
+        sample |= {"id": image_id, "size": torch.tensor(size), "has_mask": torch.tensor(False),
+                   "label": torch.zeros(self.num_classes)}
+        return sample
