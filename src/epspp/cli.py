@@ -104,8 +104,10 @@ def check_config_files(args: list[str]) -> None:
 
     from epspp.errors import ConfigError
 
-    for flag, value in zip(args, args[1:], strict=False):
-        if flag not in ("--config", "-c") or value.startswith("-"):
+    pairs = [arg.split("=", 1) for arg in args if arg.startswith("--config=")]
+    pairs += [[flag, value] for flag, value in zip(args, args[1:], strict=False) if flag in ("--config", "-c")]
+    for _, value in pairs:
+        if value.startswith("-"):
             continue
         try:
             with open(value, encoding="utf-8") as handle:

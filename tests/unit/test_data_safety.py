@@ -136,3 +136,30 @@ def test_images_are_read_with_the_extension_found(synthetic_copy: Path) -> None:
     dataset = VOCLayoutDataset(synthetic_copy, "train", C, mode="predict")
     assert dataset.image_path(image_id).suffix == ".png"
     assert tuple(dataset[0]["size"].tolist()) == rgb.shape[:2]
+
+
+# ------------------------------------------------------------------ a plain folder of images
+def test_image_folder_samples_and_stage2_refuses_a_folder(synthetic_root: Path, tmp_path: Path) -> None:
+    from epspp.data.datamodule import EPSDataModule
+    from epspp.data.dataset import ImageFolderDataset
+    from epspp.errors import ConfigError
+
+    folder = tmp_path / "new"
+    folder.mkdir()
+    image = Image.open(synthetic_root / "JPEGImages" / "val_000000.jpg").convert("RGB")
+    image.save(folder / "b.png")
+    image.resize((40, 30)).save(folder / "a c.jpg")
+    (folder / "notes.txt").write_text("not an image")
+    dataset = ImageFolderDataset(folder, C)
+    assert dataset.ids == ["a c", "b"] and len(dataset) == 2
+    sample = dataset[0]
+    assert sample["id"] == "a c" and sample["size"].tolist() == [30, 40] and sample["image"].shape == (3, 30, 40)
+    assert not bool(sample["has_mask"]) and bool((sample["mask"] == 255).all())
+    module = EPSDataModule(str(synthetic_root), task="segmentation", predict_image_dir=str(folder), num_workers=0)
+    module.setup("predict")
+    assert module.datasets["predict"].ids == ["a c", "b"]
+    with pytest.raises(ConfigError, match="stage 2 needs the image-level labels"):
+        EPSDataModule(str(synthetic_root), predict_image_dir=str(folder), num_workers=0).setup("predict")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no image in"):
+        ImageFolderDataset(tmp_path / "empty", C)
