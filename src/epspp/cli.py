@@ -25,6 +25,7 @@ TOOLS = {
     "render": ("epspp.render", "render_main"),
     "demo": ("epspp.pipeline", "demo_main"),
     "batch-args": ("epspp.batch_scaling", "batch_args_main"),
+    "convert-weights": ("epspp.convert", "convert_main"),
 }
 OVERVIEW = """usage: epspp COMMAND [ARGS]   (epspp COMMAND --help for the options of one command)
 
@@ -43,6 +44,7 @@ tools:
   render       a grid PNG of image | saliency | mask overlay: epspp render --pred-dir OUT --root ROOT
   demo         the whole pipeline on the synthetic dataset (what `make demo` runs)
   batch-args   per-GPU batch size and learning rate of a config's recipe on N GPUs
+  convert-weights  ResNet-38d's MXNet ImageNet .params -> a PyTorch .pth (no mxnet needed)
 
 options: --help, --version"""
 

@@ -16,7 +16,7 @@ from pytorch_lightning.plugins.layer_sync import LayerSync
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
 from epspp.data.classes import CLASSES_FILE, read_classes
 from epspp.data.io import read_split
-from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError
+from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPSError
 from epspp.models.checkpoint import check_num_classes
 from epspp.models.sync_bn import TimmSyncBatchNorm
 
@@ -33,6 +33,17 @@ class EPSCLI(LightningCLI):
         parser.add_lightning_class_args(PseudoMaskWriter, "pseudo_masks")
         parser.add_argument("--allow_random_weights", type=bool, default=False,
                             help="predict: allow running without --ckpt_path (masks of an untrained network)")
+
+    def instantiate_classes(self) -> None:
+        """Bad input found while building the model (a weight file, say) reaches the user as its own one-line
+        error: jsonargparse wraps it in "Does not validate against any of the Union subtypes"."""
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            cause = _user_error(error)
+            if cause is None:
+                raise
+            raise cause from None
 
     def _parse_ckpt_path(self) -> None:
         """Take the network from ``--ckpt_path``'s hyper-parameters, but inference options from the config.
@@ -189,6 +200,16 @@ def warn_oversubscription(accelerator: Any, devices: Any) -> None:
     if on_cpu and isinstance(devices, int) and devices > cores:
         print(f"[epspp] warning: --trainer.devices {devices} starts {devices} processes on {cores} CPU cores: "
               "they compete for the cores and run slower than fewer would", file=sys.stderr)
+
+def _user_error(error: BaseException) -> EPSError | None:
+    """The first EPSError among ``error`` and the exceptions it was raised from."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, EPSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def run_name(root: str) -> str:

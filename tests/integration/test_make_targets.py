@@ -17,7 +17,8 @@ from cli import REPO
 
 TINY = ("--trainer.max_steps 2 --trainer.precision 32-true --trainer.accelerator cpu --data.num_workers 0 "
         "--data.batch_size 4 --data.labeled_per_batch 2 --data.crop_size 48 --data.eval_size 48 "
-        "--data.resize_long '[40, 56]' --model.init_args.pretrained false --model.init_args.backbone resnet10t "
+        "--data.resize_long '[40, 56]' --model.init_args.pretrained false --model.init_args.pretrained_path null "
+        "--model.init_args.backbone resnet10t "
         "--model.init_args.backbone_kwargs '{channels: [8, 16, 32, 64], stem_width: 8}'")
 PREDICT = "--data.num_workers 0 --trainer.accelerator cpu --model.init_args.scales '[1.0]'"
 
@@ -81,7 +82,7 @@ echo "$*" >> "{log}"
      "--data.batch_size 10 --model.init_args.lr 0.00025"),
     ("voc-ssss", 2, 1, "--data.batch_size 4 --model.init_args.lr 0.01",
      "--data.batch_size 5 --data.labeled_per_batch 2 --model.init_args.lr 0.00025"),
-    ("coco-wsss", 4, 2, "--data.batch_size 1 --model.init_args.lr 0.01",
+    ("coco-wsss", 4, 2, "--data.batch_size 2 --model.init_args.lr 0.01",  # EPS COCO: batch 16
      "--data.batch_size 2 --model.init_args.lr 0.0004"),  # 8 processes: total 16 of a recipe of 10
 ])
 def test_targets_split_the_papers_total_batch_over_the_processes(

@@ -17,7 +17,7 @@ from epspp.data.classes import read_classes
 from epspp.data.dataset import ImageFolderDataset, VOCLayoutDataset
 from epspp.data.io import read_split
 from epspp.data.sampler import MixedBatchSampler
-from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_collate, train_transform
 from epspp.data.workers import CPU_WORKER_NICE, WorkerInit
 from epspp.errors import ConfigError, DatasetError
 
@@ -55,8 +55,12 @@ class EPSDataModule(pl.LightningDataModule):
             0 otherwise.
         crop_size: training crop (square).
         resize_long: training: random long side in [low, high] before the crop.
-        eval_size: validation: larger images are shrunk to this long side; all padded to squares.
+        eval_size: validation/test: ``None`` (default) scores every image at its full resolution (batches
+            padded, padding ignored); a number shrinks larger images to that long side and pads all to squares.
         color_jitter: brightness/contrast/saturation jitter strength (0 disables).
+        jitter_hue: hue jitter strength (EPS: 0.1).
+        jitter_p: probability of jittering a training image (EPS: 1.0).
+        train_interpolation: training resize of image and saliency, ``bilinear`` or ``bicubic`` (EPS).
         mean: normalization mean (RGB, 0..1 scale).
         std: normalization std.
         prepare_synthetic: when ``root`` does not exist, generate the default synthetic dataset there (off in
@@ -87,8 +91,11 @@ class EPSDataModule(pl.LightningDataModule):
         worker_nice: int | None = None,
         crop_size: int = 448,
         resize_long: tuple[int, int] = (256, 512),
-        eval_size: int = 512,
+        eval_size: int | None = None,
         color_jitter: float = 0.3,
+        jitter_hue: float = 0.0,
+        jitter_p: float = 0.8,
+        train_interpolation: Literal["bilinear", "bicubic"] = "bilinear",
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         prepare_synthetic: bool = False,
@@ -129,7 +136,8 @@ class EPSDataModule(pl.LightningDataModule):
     def _dataset(self, split: str, mode: str, training: bool = False, **kwargs) -> VOCLayoutDataset:
         hp = self.hparams
         if training:
-            transform = train_transform(hp.crop_size, hp.resize_long, hp.mean, hp.std, hp.color_jitter)
+            transform = train_transform(hp.crop_size, hp.resize_long, hp.mean, hp.std, hp.color_jitter,
+                                        hp.jitter_hue, hp.jitter_p, hp.train_interpolation)
         else:
             transform = eval_transform(None if mode == "predict" else hp.eval_size, hp.mean, hp.std)
         return VOCLayoutDataset(
@@ -259,15 +267,16 @@ class EPSDataModule(pl.LightningDataModule):
         ``rank::world_size`` instead (shares differ by at most one image; torchmetrics sums the counts).
         """
         batch_size = self.hparams.val_batch_size or self.hparams.batch_size
+        collate = {"collate_fn": pad_collate} if self.hparams.eval_size is None else {}
         rank, world_size = self._distributed()
         if world_size == 1:
-            return self._loader(dataset, batch_size)
+            return self._loader(dataset, batch_size, **collate)
         if len(dataset) < world_size:
             rank_zero_warn(f"the evaluation split has {len(dataset)} images for {world_size} processes: Lightning "
                            "pads it with duplicates, which are scored twice")
-            return self._loader(dataset, batch_size)
+            return self._loader(dataset, batch_size, **collate)
         sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
-        return self._loader(dataset, batch_size, sampler=sampler)
+        return self._loader(dataset, batch_size, sampler=sampler, **collate)
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["predict"], 1)

@@ -1,4 +1,4 @@
-"""Backbones from timm (any CNN timm builds with ``features_only`` and an ``output_stride``)."""
+"""Backbones by name: ResNet-38d (the papers' localization network) or any CNN timm builds with ``features_only``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from typing import Any
 import timm
 import torch
 from torch import nn
+
+from epspp.errors import ConfigError
+from epspp.models.frozen import freeze_batchnorm, freeze_parameters
+from epspp.models.resnet38d import MXNET_FILE, ResNet38d
 
 
 def create_backbone(
@@ -49,13 +53,53 @@ def create_backbone(
 
 
 class FeatureBackbone(nn.Module):
-    """Wraps a timm features_only model so that ``forward`` returns the last feature map."""
+    """A backbone whose ``forward`` returns its last feature map.
+
+    Args:
+        name: ``resnet38d`` (ResNet-38d of PSA/EPS, output stride 8) or a timm model name.
+        pretrained: timm's pretrained weights (downloads unless cached); ResNet-38d needs ``pretrained_path``.
+        pretrained_path: local weights: for ResNet-38d the MXNet ``.params`` file or a PSA-named ``.pth``.
+        output_stride: 8, 16 or 32 (ResNet-38d: 8).
+        backbone_kwargs: extra ``timm.create_model`` arguments.
+        freeze_bn: every BatchNorm fixed at its loaded statistics, without gradient (EPS, deeplab-pytorch).
+        freeze_stem: no gradient for the first layers: ResNet-38d conv1a and the b2 blocks (EPS); timm
+            models the modules up to their first stride-4 feature level (ResNets: conv1 and layer1).
+    """
 
     def __init__(self, name: str, pretrained: bool = False, pretrained_path: str | None = None,
-                 output_stride: int = 16, backbone_kwargs: dict[str, Any] | None = None) -> None:
+                 output_stride: int = 16, backbone_kwargs: dict[str, Any] | None = None,
+                 freeze_bn: bool = False, freeze_stem: bool = False) -> None:
         super().__init__()
-        self.body, channels = create_backbone(name, pretrained, pretrained_path, output_stride, backbone_kwargs)
-        self.out_channels = channels[-1]
+        if name == "resnet38d":
+            if output_stride != 8:
+                raise ConfigError(f"resnet38d has output stride 8 (dilated b5-b7), got output_stride {output_stride}")
+            if pretrained and not pretrained_path:
+                raise ConfigError(f"ResNet-38d's ImageNet weights are not downloadable by epspp: set pretrained_path "
+                                  f"to {MXNET_FILE} (see README, 'Files you need') or a converted .pth")
+            self.body: nn.Module = ResNet38d(pretrained_path)
+            self.out_channels = ResNet38d.out_channels
+            stem = self.body.stem()
+        else:
+            self.body, channels = create_backbone(name, pretrained, pretrained_path, output_stride, backbone_kwargs)
+            self.out_channels = channels[-1]
+            stem = _timm_stem(self.body)
+        if freeze_stem:
+            freeze_parameters(stem)
+        if freeze_bn:
+            self.body = freeze_batchnorm(self.body)
+        self.is_timm = name != "resnet38d"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.body(images)[-1]
+        return self.body(images)[-1] if self.is_timm else self.body(images)
+
+
+def _timm_stem(body: nn.Module) -> list[nn.Module]:
+    """The children of a timm features_only model up to its first feature level of stride >= 4."""
+    levels = body.feature_info.info  # every level, not only the returned ones
+    last = next(level["module"] for level in levels if level["reduction"] >= 4)
+    stem: list[nn.Module] = []
+    for child_name, child in body.named_children():
+        stem.append(child)
+        if child_name == last.split(".")[0]:
+            break
+    return stem

@@ -14,12 +14,23 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
+from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from epspp.errors import ConfigError
 from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.models.backbone import FeatureBackbone
 from epspp.models.checkpoint import check_num_classes
 from epspp.models.optim import OptimizerName, build_optimizer, poly_schedule
-from epspp.ops import PAMR, maps_to_mask, multiscale_maps, normalize_maps, object_maps, with_background
+from epspp.ops import (
+    PAMR,
+    bilinear_resize,
+    maps_to_mask,
+    multiscale_maps,
+    normalize_maps,
+    object_maps,
+    pil_bicubic_resize,
+    with_background,
+)
 
 
 class Classifier(nn.Module):
@@ -42,11 +53,13 @@ class LocalizationModule(pl.LightningModule):
     Args:
         num_classes: object classes C (linked from the datamodule by the CLI).
         class_names: names with background first (linked from the datamodule), for IoU tables.
-        backbone: timm model name.
+        backbone: ``resnet38d`` (the papers' ResNet-38d) or a timm model name.
         backbone_kwargs: extra ``timm.create_model`` arguments.
         pretrained: load timm's pretrained weights.
-        pretrained_path: local weights file for the backbone.
-        output_stride: 8 or 16.
+        pretrained_path: local weights file for the backbone (ResNet-38d: the MXNet ``.params`` or a PSA ``.pth``).
+        output_stride: 8 or 16 (ResNet-38d: 8).
+        freeze_bn: BatchNorm fixed at the loaded statistics, without gradient (EPS).
+        freeze_stem: no gradient for the first layers (ResNet-38d: conv1a and b2, as EPS).
         saliency_loss: ``none`` (CAM baseline), ``eps`` (EPS) or ``ird`` (EPS++).
         saliency_weight: weight of L_sal.
         ird_warmup_steps: ird only: for the first steps keep every pixel in L_sal (no drop). The
@@ -59,18 +72,25 @@ class LocalizationModule(pl.LightningModule):
         optimizer: ``sgd`` (EPS), ``adam`` or ``adamw``.
         lr: backbone learning rate; the classifier gets ``head_lr_mult`` times it.
         head_lr_mult: learning-rate multiplier of the new classifier.
-        weight_decay: weight decay.
-        momentum: SGD momentum.
+        weight_decay: weight decay of the weights.
+        momentum: SGD momentum (the official EPS runs trained with 5e-4, see configs/voc).
+        bias_lr_mult: biases train at this multiple of their part's rate (EPS: 2, so the head's are 20x).
+        bias_decay: weight decay on biases (EPS: none).
         poly_power: power of the polynomial decay over the trainer's total steps.
         scales: inference scales (pseudo-masks).
         flip: add flipped inputs at inference.
         bg_threshold: background score of the pseudo-masks (EPS: 0.2).
         refine: ``pamr`` refines the full-resolution score maps before the argmax.
         map_kind: ``auto`` = softmax maps for eps/ird (EPS inference), ReLU CAMs for the baseline.
+        inference_resize: how inference scales the image: ``bilinear`` on the normalized tensor, or
+            ``pil_bicubic`` on the uint8 picture (EPS's ``infer.py``).
+        image_mean: the data's normalization mean (``data.mean``), to recover the picture for ``pil_bicubic``.
+        image_std: the data's normalization std (``data.std``).
     """
 
     #: arguments that ``epspp predict --ckpt_path`` takes from the config, not from the checkpoint
-    inference_options = ("scales", "flip", "bg_threshold", "refine", "map_kind", "pamr_iter", "pamr_dilations")
+    inference_options = ("scales", "flip", "bg_threshold", "refine", "map_kind", "pamr_iter", "pamr_dilations",
+                         "inference_resize")
 
     def __init__(
         self,
@@ -81,6 +101,8 @@ class LocalizationModule(pl.LightningModule):
         pretrained: bool = False,
         pretrained_path: str | None = None,
         output_stride: int = 16,
+        freeze_bn: bool = False,
+        freeze_stem: bool = False,
         saliency_loss: Literal["none", "eps", "ird"] = "ird",
         saliency_weight: float = 1.0,
         ird_warmup_steps: int = 0,
@@ -93,12 +115,17 @@ class LocalizationModule(pl.LightningModule):
         head_lr_mult: float = 10.0,
         weight_decay: float = 5e-4,
         momentum: float = 0.9,
+        bias_lr_mult: float = 1.0,
+        bias_decay: bool = True,
         poly_power: float = 0.9,
         scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0),
         flip: bool = True,
         bg_threshold: float = 0.2,
         refine: Literal["none", "pamr"] = "none",
         map_kind: Literal["auto", "softmax", "relu"] = "auto",
+        inference_resize: Literal["bilinear", "pil_bicubic"] = "bilinear",
+        image_mean: tuple[float, float, float] = IMAGENET_MEAN,
+        image_std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -106,9 +133,9 @@ class LocalizationModule(pl.LightningModule):
         self.class_names = class_names or ["background"] + [f"class_{i}" for i in range(1, num_classes + 1)]
         if len(self.class_names) != num_classes + 1:
             raise ValueError(f"class_names has {len(self.class_names)} entries, expected {num_classes + 1}")
-        self.net = Classifier(
-            FeatureBackbone(backbone, pretrained, pretrained_path, output_stride, backbone_kwargs), num_classes
-        )
+        body = FeatureBackbone(backbone, pretrained, pretrained_path, output_stride, backbone_kwargs, freeze_bn,
+                               freeze_stem)
+        self.net = Classifier(body, num_classes)
         self.pamr = PAMR(pamr_iter, tuple(pamr_dilations))
         self.map_kind = ("relu" if saliency_loss == "none" else "softmax") if map_kind == "auto" else map_kind
         self.train_ap = MultilabelAveragePrecision(num_labels=num_classes, average="macro")
@@ -206,13 +233,30 @@ class LocalizationModule(pl.LightningModule):
         }
 
     # --------------------------------------------------------------- prediction
+    def resize(self, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Scale a normalized image for multi-scale inference, as ``inference_resize`` says."""
+        if self.hparams.inference_resize == "pil_bicubic":
+            return pil_bicubic_resize(image, size, self.hparams.image_mean, self.hparams.image_std)
+        return bilinear_resize(image, size)
+
+    def on_predict_start(self) -> None:
+        """``pil_bicubic`` recovers the picture with ``image_mean``/``image_std``: they must be the data's."""
+        data = getattr(getattr(self.trainer, "datamodule", None), "hparams", None)
+        if self.hparams.inference_resize != "pil_bicubic" or data is None:
+            return
+        for key, mine in (("mean", self.hparams.image_mean), ("std", self.hparams.image_std)):
+            theirs = data.get(key)
+            if theirs is not None and not torch.allclose(torch.tensor(theirs).double(), torch.tensor(mine).double()):
+                raise ConfigError(f"data.{key} {list(theirs)} differs from model image_{key} {list(mine)}: "
+                                  f"set --model.init_args.image_{key} to the data's values for pil_bicubic inference")
+
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Pseudo-masks of one image per batch: multi-scale maps -> normalize -> (PAMR) -> argmax."""
         hp = self.hparams
         image, labels = batch["image"], batch["label"]
         if image.shape[0] != 1:
             raise ValueError(f"prediction runs one image per batch (images differ in size), got {image.shape[0]}")
-        maps = normalize_maps(multiscale_maps(self, image, hp.scales, hp.flip, self.map_kind), labels)
+        maps = normalize_maps(multiscale_maps(self, image, hp.scales, hp.flip, self.map_kind, self.resize), labels)
         scores = with_background(maps, hp.bg_threshold)
         if hp.refine == "pamr":
             scores = self.pamr(image.float(), scores)
@@ -229,8 +273,7 @@ class LocalizationModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
-        optimizer = build_optimizer(
-            self.net.backbone, self.net.head, hp.optimizer, hp.lr, hp.head_lr_mult, hp.weight_decay, hp.momentum
-        )
+        optimizer = build_optimizer(self.net.backbone, self.net.head, hp.optimizer, hp.lr, hp.head_lr_mult,
+                                    hp.weight_decay, hp.momentum, hp.bias_lr_mult, hp.bias_decay)
         schedule = poly_schedule(optimizer, self.trainer.estimated_stepping_batches, hp.poly_power)
         return {"optimizer": optimizer, "lr_scheduler": schedule}

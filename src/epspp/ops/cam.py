@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 MapKind = Literal["softmax", "relu"]
 
@@ -47,12 +49,36 @@ def maps_to_mask(maps: torch.Tensor, bg_threshold: float) -> torch.Tensor:
     return with_background(maps, bg_threshold).argmax(dim=1)
 
 
+def bilinear_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a (N, 3, H, W) normalized image."""
+    return F.interpolate(image, size, mode="bilinear", align_corners=False)
+
+
+def pil_bicubic_resize(image: torch.Tensor, size: tuple[int, int], mean: Sequence[float],
+                       std: Sequence[float]) -> torch.Tensor:
+    """Resize as EPS's ``infer.py``: the uint8 RGB picture with PIL's bicubic filter, normalized again.
+
+    The uint8 picture is recovered exactly from the normalized (N, 3, H, W) image (``mean``/``std`` of the
+    0..1 scale, as the data pipeline used).
+    """
+    mean_t = image.new_tensor(mean).view(1, 3, 1, 1)
+    std_t = image.new_tensor(std).view(1, 3, 1, 1)
+    pictures = ((image.float() * std_t + mean_t) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    resized = []
+    for picture in pictures.permute(0, 2, 3, 1).cpu().numpy():
+        array = np.asarray(Image.fromarray(picture).resize((size[1], size[0]), resample=Image.BICUBIC))
+        resized.append(torch.from_numpy(array.copy()))
+    stacked = torch.stack(resized).permute(0, 3, 1, 2).to(image.device, torch.float32) / 255.0
+    return ((stacked - mean_t) / std_t).to(image.dtype)
+
+
 def multiscale_maps(
     forward_cam: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
     scales: Sequence[float] = (0.5, 1.0, 1.5, 2.0),
     flip: bool = True,
     kind: MapKind = "softmax",
+    resize: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor] = bilinear_resize,
 ) -> torch.Tensor:
     """Object maps of one image summed over scales (and flips), at the image's resolution.
 
@@ -64,6 +90,7 @@ def multiscale_maps(
         scales: input scales.
         flip: add horizontally flipped inputs.
         kind: see ``object_maps``.
+        resize: how the image is scaled (``bilinear_resize``, or ``pil_bicubic_resize`` as EPS).
 
     Returns:
         (1, C, H, W) summed maps (float32).
@@ -72,7 +99,7 @@ def multiscale_maps(
     total = None
     for scale in scales:
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        scaled = image if size == (height, width) else F.interpolate(image, size, mode="bilinear", align_corners=False)
+        scaled = image if size == (height, width) else resize(image, size)
         batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
         maps = object_maps(forward_cam(batch), kind)
         maps = F.interpolate(maps, (height, width), mode="bilinear", align_corners=False)
