@@ -174,6 +174,15 @@ def test_a_dataset_error_in_a_loader_worker_is_one_line(base: Path, tmp_path: Pa
     (base / "JPEGImages" / "val_000002.jpg").write_bytes(b"\xff\xd8 broken")  # found only when the worker reads it
     result = run_epspp(["validate", "--config", DEMO / "localization_eps++.yaml", "--data.root", base,
                         "--trainer.default_root_dir", tmp_path, "--trainer.logger", "false", *TINY_FIT,
-                        "--data.num_workers", "1"], cwd=tmp_path, check=False)
+                        "--data.num_workers", "1", "--data.preflight", "false"], cwd=tmp_path, check=False)
     message = clean_error(result, "epspp: error: cannot read image", "val_000002.jpg")
     assert "Original Traceback" not in message and "DataLoader worker" not in message
+
+
+def test_the_preflight_finds_it_before_the_stage_starts(base: Path, tmp_path: Path,
+                                                        capfd: pytest.CaptureFixture) -> None:
+    (base / "JPEGImages" / "val_000002.jpg").write_bytes(b"\xff\xd8 broken")
+    result = in_process(capfd, "fit", "--config", DEMO / "localization_eps++.yaml", "--data.root", base,
+                        "--trainer.default_root_dir", tmp_path, "--trainer.logger", "false", *TINY_FIT)
+    clean_error(result, "split 'val'", "1 of 6 samples are bad", "val_000002.jpg")
+    assert not (tmp_path / "checkpoints").exists()  # not a single training step
