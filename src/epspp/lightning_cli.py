@@ -151,8 +151,9 @@ def monitor_what_exists(config: Any) -> None:
             if task != "localization":  # no validation loop to save after: save at each training-epoch end
                 callback.init_args.save_on_train_epoch_end = True
     what = "validation on the image labels only" if task == "localization" else "no validation"
-    print(f"[epspp] split '{split}' has no ground-truth mask: {what}; best.ckpt is selected on {monitor} ({mode})",
-          file=sys.stderr)
+    if _first_process():
+        print(f"[epspp] split '{split}' has no ground-truth mask: {what}; best.ckpt is selected on {monitor} "
+              f"({mode})", file=sys.stderr)
 
 
 def has_ground_truth(root: Path, split: str, mask_dir: str | None) -> bool | None:
@@ -197,9 +198,10 @@ def warn_oversubscription(accelerator: Any, devices: Any) -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     on_cpu = accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
     devices = int(devices) if isinstance(devices, str) and devices.isdigit() else devices
-    if on_cpu and isinstance(devices, int) and devices > cores:
+    if on_cpu and isinstance(devices, int) and devices > cores and _first_process():
         print(f"[epspp] warning: --trainer.devices {devices} starts {devices} processes on {cores} CPU cores: "
               "they compete for the cores and run slower than fewer would", file=sys.stderr)
+
 
 def _user_error(error: BaseException) -> EPSError | None:
     """The first EPSError among ``error`` and the exceptions it was raised from."""
@@ -210,6 +212,11 @@ def _user_error(error: BaseException) -> EPSError | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def _first_process() -> bool:
+    """Not a DDP child process (those parse the same command line again: say things once)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def run_name(root: str) -> str:
