@@ -66,7 +66,7 @@ def test_preflight_can_be_switched_off(synthetic_copy: Path) -> None:
 def test_the_pool_gives_the_same_verdicts(synthetic_copy: Path) -> None:
     files = VOCLayoutDataset(synthetic_copy, "train", 5).files()
     _break_mask(synthetic_copy, split_ids(synthetic_copy, "train")[3])
-    many = files * 4  # 80 samples: from 64 on, a process pool
+    many = files * 4  # 80 samples: from 64 on, a pool of threads
     pooled = check_samples(many, 2, "test")
     assert pooled == check_samples(many, 1, "test")
     assert sum(r is not None for r in pooled) == 4

@@ -1,8 +1,8 @@
 """Pre-flight of a dataset: every listed file decodes, has its image's size, and masks hold valid class ids.
 
 Run when a stage starts (``EPSDataModule.setup``), so a bad file in the validation split is found in
-seconds, not after a training epoch; and alone by ``epspp check``.  Samples are checked in a worker
-pool with a progress bar; those found good are remembered in ``ROOT/.cache/preflight.json`` by their
+seconds, not after a training epoch; and alone by ``epspp check``.  Samples are checked in a pool of
+threads with a progress bar; those found good are remembered in ``ROOT/.cache/preflight.json`` by their
 files' sizes and mtimes, so a rerun only reads what changed.
 """
 
@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
@@ -112,7 +112,7 @@ def check_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data.saliency_dir", dest="saliency_dir", help="saliency maps (default ROOT/saliency)")
     parser.add_argument("--data.mask_dir", dest="mask_dir", help="ground truth (default ROOT/SegmentationClassAug)")
     parser.add_argument("--splits", nargs="+", help="split names (default: every ImageSets/Segmentation/*.txt)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: the CPU cores, at most 8)")
+    parser.add_argument("--workers", type=int, default=None, help="threads (default: the CPU cores, at most 8)")
     args = parser.parse_args(argv)
     root = Path(args.root)
     try:
@@ -151,7 +151,11 @@ def check_main(argv: list[str] | None = None) -> int:
 
 
 def check_samples(samples: list[Sample], workers: int | None, desc: str) -> list[str | None]:
-    """``check_sample`` of every sample (in a process pool from ``POOL_FROM`` samples), with a progress bar."""
+    """``check_sample`` of every sample, with a progress bar.
+
+    From ``POOL_FROM`` samples on, in a pool of threads: Pillow and numpy release the GIL while they
+    decode and count, and threads need no fork of a process that may hold CUDA or OpenMP state.
+    """
     from tqdm import tqdm
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -160,8 +164,8 @@ def check_samples(samples: list[Sample], workers: int | None, desc: str) -> list
            "disable": len(samples) < POOL_FROM or None}
     if len(samples) < POOL_FROM or workers == 1:
         return list(tqdm(map(check_sample, samples), **bar))
-    with ProcessPoolExecutor(workers) as pool:
-        return list(tqdm(pool.map(check_sample, samples, chunksize=16), **bar))
+    with ThreadPoolExecutor(workers) as pool:
+        return list(tqdm(pool.map(check_sample, samples), **bar))
 
 
 def _if_file(path: Path) -> str | None:
