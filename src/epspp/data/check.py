@@ -2,13 +2,14 @@
 
 Run when a stage starts (``EPSDataModule.setup``), so a bad file in the validation split is found in
 seconds, not after a training epoch; and alone by ``epspp check``.  Samples are checked in a pool of
-threads with a progress bar; those found good are remembered in ``ROOT/.cache/preflight.json`` by their
-files' sizes and mtimes, so a rerun only reads what changed.
+threads with a progress bar; those found good are remembered in ``ROOT/.cache/preflight.json`` (a hash of
+their paths, files' sizes and mtimes), so a rerun only reads what changed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -47,14 +48,11 @@ def check_sample(sample: Sample) -> str | None:
     return None
 
 
-def _name(sample: Sample) -> str:
-    return "\t".join(str(p) for p in sample[:3])
-
-
-def _key(sample: Sample) -> list:
-    """What a sample was checked as: its paths, their sizes and mtimes, and the class count."""
-    stats = [[p, os.stat(p).st_size, os.stat(p).st_mtime_ns] for p in sample[:3] if p is not None]
-    return [*stats, sample[3]]
+def _digest(sample: Sample) -> str:
+    """What a sample was checked as: its paths, their sizes and mtimes, and the class count (hashed)."""
+    stats = [(p, os.stat(p)) for p in sample[:3] if p is not None]
+    parts = [f"{p}\0{stat.st_size}\0{stat.st_mtime_ns}" for p, stat in stats]
+    return hashlib.blake2b("\0".join([*parts, str(sample[3])]).encode(), digest_size=16).hexdigest()
 
 
 def preflight(root: str | Path, samples: list[Sample], what: str, workers: int | None = None) -> int:
@@ -67,35 +65,33 @@ def preflight(root: str | Path, samples: list[Sample], what: str, workers: int |
         workers: pool size (default: the CPU cores, at most 8; 1 = this process).
     """
     cache_path = Path(root) / CACHE
-    cache = _read_cache(cache_path)
-    todo = [s for s in samples if cache.get(_name(s)) != _key(s)]
+    good = _read_cache(cache_path)
+    digests = [_digest(s) for s in samples]
+    todo = [s for s, d in zip(samples, digests, strict=True) if d not in good]
     if not todo:
         return 0
     results = check_samples(todo, workers, f"[epspp] checking {what}")
     bad = [r for r in results if r is not None]
-    for sample, result in zip(todo, results, strict=True):
-        if result is None:
-            cache[_name(sample)] = _key(sample)
-    _write_cache(cache_path, cache)
+    good.update(_digest(s) for s, r in zip(todo, results, strict=True) if r is None)
+    _write_cache(cache_path, good)
     if bad:
         more = f" (and {len(bad) - 1} more: `epspp check --data.root {root}` lists them)" if len(bad) > 1 else ""
         raise DatasetError(f"{what}: {len(bad)} of {len(samples)} samples are bad, first: {bad[0]}{more}")
     return len(todo)
 
 
-def _read_cache(path: Path) -> dict:
+def _read_cache(path: Path) -> set[str]:
     try:
-        cache = json.loads(path.read_text())
-        return cache if isinstance(cache, dict) else {}
-    except (OSError, ValueError):
-        return {}  # no cache yet, or a broken one: everything is checked again
+        return set(json.loads(path.read_text())["good"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()  # no cache yet, or a broken one: everything is checked again
 
 
-def _write_cache(path: Path, cache: dict) -> None:
+def _write_cache(path: Path, good: set[str]) -> None:
     try:
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
+        tmp.write_text(json.dumps({"version": 1, "good": sorted(good)}))
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only root: checked again next time
