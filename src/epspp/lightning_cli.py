@@ -34,6 +34,14 @@ class EPSCLI(LightningCLI):
         parser.add_argument("--allow_random_weights", type=bool, default=False,
                             help="predict: allow running without --ckpt_path (masks of an untrained network)")
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
+        """``--weights_only`` of fit/validate/test/predict defaults to true: checkpoints are read without
+        unpickling code (Lightning's default, None, leaves it to torch)."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if "weights_only" in self._subcommand_method_arguments.get(subcommand, {}):
+            parser.set_defaults({"weights_only": True})
+        return parser
+
     def instantiate_classes(self) -> None:
         """Bad input found while building the model (a weight file, say) reaches the user as its own one-line
         error: jsonargparse wraps it in "Does not validate against any of the Union subtypes"."""

@@ -133,7 +133,14 @@ def test_more_cpu_processes_than_cores_warns(capsys: pytest.CaptureFixture) -> N
 
 
 # ------------------------------------------------------------------ fail early, in one line
-@pytest.mark.parametrize("case", ["truncated", "garbage", "missing", "plain_dict", "other_stage"])
+class _Payload:
+    marker = ""
+
+    def __reduce__(self):  # code that a crafted checkpoint would run on load
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.mark.parametrize("case", ["truncated", "garbage", "missing", "plain_dict", "other_stage", "pickled_code"])
 def test_bad_checkpoints_are_one_line(
     synthetic_root: Path, checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture, case: str
 ) -> None:
@@ -149,11 +156,19 @@ def test_bad_checkpoints_are_one_line(
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         state["hyper_parameters"]["_class_path"] = "epspp.models.SegmentationModule"
         torch.save(state, bad)
+    elif case == "pickled_code":
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        payload = _Payload()
+        payload.marker = str(tmp_path / "code_ran")
+        state["hyper_parameters"]["extra"] = payload
+        torch.save(state, bad)
     args = [bad if a == checkpoint else a for a in predict_args(synthetic_root, checkpoint, tmp_path / "out")]
     needle = {"truncated": "cannot read checkpoint", "garbage": "cannot read checkpoint", "missing": "does not exist",
-              "plain_dict": "not a Lightning checkpoint", "other_stage": "checkpoint of SegmentationModule"}[case]
+              "plain_dict": "not a Lightning checkpoint", "other_stage": "checkpoint of SegmentationModule",
+              "pickled_code": "cannot read checkpoint"}[case]
     message = clean_error(in_process(capfd, *args), "epspp: error:", str(bad), needle)
     assert len([line for line in message.splitlines() if "error" in line]) == 1
+    assert not (tmp_path / "code_ran").exists()
 
 
 @pytest.mark.parametrize(("flag", "value"), [("batch_size", "0"), ("num_workers", "-1"), ("crop_size", "0")])
