@@ -24,7 +24,7 @@ import scipy.io
 from PIL import Image
 
 from epspp.data.classes import COCO_CLASSES, VOC_CLASSES, voc_palette, write_classes
-from epspp.data.io import DatasetError, write_mask_png
+from epspp.data.io import DatasetError, check_id, write_mask_png
 from epspp.data.prepare_folder import prepare_folder
 from epspp.data.synthetic import generate_synthetic
 
@@ -41,7 +41,8 @@ def _require(path: Path, what: str, is_dir: bool = True) -> Path:
 
 def _read_ids(path: Path, what: str) -> list[str]:
     _require(path, what, is_dir=False)
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    return [check_id(line.split()[0], f"{path} line {number}")
+            for number, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
 
 
 def _write_text(path: Path, text: str) -> None:
