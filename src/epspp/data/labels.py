@@ -86,8 +86,7 @@ def load_json_labels(path: Path, class_names: list[str]) -> dict[str, np.ndarray
 
 
 def image_labels(
-    root: str | Path, ids: list[str], num_classes: int, mask_dir: str | Path | None = None,
-    class_names: list[str] | None = None,
+    root: str | Path, ids: list[str], num_classes: int, mask_dir: str | Path | None = None
 ) -> dict[str, np.ndarray]:
     """Image-level multi-hot labels (C object classes, float32) for ``ids``.
 
@@ -102,7 +101,7 @@ def image_labels(
             if name == JSON_LABELS:
                 from epspp.data.classes import read_classes
 
-                table = load_json_labels(given, class_names or read_classes(root))
+                table = load_json_labels(given, read_classes(root))
             else:
                 table = load_npy_labels(given)
             missing = [i for i in ids if i not in table]
