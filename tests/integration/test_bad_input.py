@@ -69,10 +69,20 @@ def test_split_ids_that_escape_are_refused_and_nothing_outside_is_touched(
 
 
 # ------------------------------------------------------------------ defect 5
-def test_predict_without_a_checkpoint_is_refused(base: Path, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
-    args = [a for a in predict_args(base, Path("unused"), tmp_path / "out") if str(a) not in ("--ckpt_path", "unused")]
+def test_predict_without_a_checkpoint_is_refused(base: Path, checkpoint: Path, tmp_path: Path,
+                                                 capfd: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    args = [a for a in predict_args(base, Path("unused"), out, "--data.predict_split", "labeled_10pct")
+            if str(a) not in ("--ckpt_path", "unused")]
     clean_error(in_process(capfd, *args), "--ckpt_path", "--allow_random_weights")
-    assert not list((tmp_path / "out").glob("*.png"))
+    assert not list(out.glob("*.png"))
+    # asked for explicitly, an untrained network's masks are written, and recorded as such
+    ok(in_process(capfd, *args, "--allow_random_weights", "true"))
+    assert len(list(out.glob("*.png"))) == 2
+    assert json.loads((out / "provenance.json").read_text())["checkpoint_sha256"] is None
+    # the rerun with the trained network does not keep them under its name
+    trained = predict_args(base, checkpoint, out, "--data.predict_split", "labeled_10pct")
+    clean_error(in_process(capfd, *trained), "made differently", "checkpoint_sha256: None ->")
 
 
 # ------------------------------------------------------------------ defect 6

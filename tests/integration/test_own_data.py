@@ -54,12 +54,15 @@ def test_maskless_folder_through_every_stage(synthetic_root: Path, tmp_path: Pat
 
     # stage 1 without ground truth: validation on the labels, best.ckpt selected on val/mAP
     localization = runs / "localization"
+    csv_logger = "{class_path: pytorch_lightning.loggers.CSVLogger, init_args: {save_dir: ., name: csv}}"
     fit = run_epspp(["fit", "--config", DEMO / "localization_eps++.yaml", "--data.root", root, *TINY_FIT, *QUIET,
-                     "--trainer.check_val_every_n_epoch", "1", "--trainer.default_root_dir", localization],
-                    cwd=tmp_path)
+                     "--trainer.logger", csv_logger, "--trainer.check_val_every_n_epoch", "1",
+                     "--trainer.default_root_dir", localization], cwd=tmp_path)
     assert "best.ckpt is selected on val/mAP" in fit.stderr
     best = localization / "checkpoints" / "best.ckpt"
     assert _monitor(best) == "val/mAP"
+    header = next((localization / "csv").glob("version_*/metrics.csv")).read_text().splitlines()[0].split(",")
+    assert "val/mAP" in header and "val/mIoU" not in header  # no mIoU of 0 without ground truth
 
     # stage 2: pseudo-masks of train, no fake mIoU
     pseudo = runs / "pseudo_masks"

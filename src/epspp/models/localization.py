@@ -201,9 +201,9 @@ class LocalizationModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         scores = self.val_cam.compute()
-        self.last_iou = scores["iou"]
         self.log_dict({"val/mAP": self.val_ap.compute(), "val/F1": self.val_f1.compute()})
         scored = int(scores["pixels"]) > 0  # without ground truth there is no mIoU (not 0): nothing is logged
+        self.last_iou = scores["iou"] if scored else None
         if scored:
             self.log("val/mIoU", scores["miou"])
         self.val_ap.reset()
