@@ -82,3 +82,7 @@ def test_check_command(synthetic_copy: Path, capsys: pytest.CaptureFixture) -> N
     captured = capsys.readouterr()
     assert "5 of 6 samples good; 1 without a saliency map, 0 without a mask" in captured.out
     assert str(bad) in captured.out and "1 split(s) have bad" in captured.err
+    # the labels are checked too: derived from the masks here, one of which is gone
+    (synthetic_copy / "SegmentationClassAug" / f"{split_ids(synthetic_copy, 'train')[0]}.png").unlink()
+    assert check_main(["--data.root", str(synthetic_copy), "--splits", "train", "--workers", "1"]) == 2
+    assert "labels: image-level labels are derived from the masks" in capsys.readouterr().out

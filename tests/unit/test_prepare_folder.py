@@ -57,6 +57,15 @@ def test_prepare_folder_builds_a_maskless_root(tmp_path: Path) -> None:
     assert prepare_folder(images, labels, out, saliency, val_fraction=0.25) == counts
 
 
+def test_copy_instead_of_links(tmp_path: Path) -> None:
+    images, saliency = _inputs(tmp_path, ["a.jpg", "b.png"])
+    (tmp_path / "labels.csv").write_text("a,cat\nb,dog\n")
+    prepare_folder(images, tmp_path / "labels.csv", tmp_path / "root", saliency, val_fraction=0.5, copy=True)
+    for path in ((tmp_path / "root" / "JPEGImages" / "b.png"), (tmp_path / "root" / "saliency" / "a.png")):
+        assert path.is_file() and not path.is_symlink()
+    assert (tmp_path / "root" / "JPEGImages" / "b.png").read_bytes() == (images / "b.png").read_bytes()
+
+
 def test_classes_given_in_order(tmp_path: Path) -> None:
     images, _ = _inputs(tmp_path, ["a.jpg", "b.jpg"])
     labels = tmp_path / "labels.json"

@@ -99,9 +99,10 @@ def _write_cache(path: Path, good: set[str]) -> None:
 
 # ---------------------------------------------------------------- epspp check
 def check_main(argv: list[str] | None = None) -> int:
-    """``epspp check --data.root ROOT [--splits ...]``: the pre-flight of every split, alone."""
+    """``epspp check --data.root ROOT [--splits ...]``: the pre-flight of every split, alone (and its labels)."""
     from epspp.data.classes import read_classes
     from epspp.data.io import image_files
+    from epspp.data.labels import image_labels
 
     parser = argparse.ArgumentParser(prog="epspp check", description=check_main.__doc__)
     parser.add_argument("--data.root", dest="root", required=True, help="dataset root (VOC layout)")
@@ -119,14 +120,14 @@ def check_main(argv: list[str] | None = None) -> int:
         images = image_files(root / "JPEGImages")
         saliency = Path(args.saliency_dir) if args.saliency_dir else root / "saliency"
         masks = Path(args.mask_dir) if args.mask_dir else root / "SegmentationClassAug"
-        failures = 0
+        failing: set[str] = set()
         for split in splits:
             ids = read_split(root, split)
             missing = [i for i in ids if i not in images]
             if missing:
                 print(f"split '{split}': {len(missing)} ids without an image in {root / 'JPEGImages'}, e.g. "
                       f"{missing[:3]}")
-                failures += 1
+                failing.add(split)
             samples = [(str(images[i]), _if_file(saliency / f"{i}.png"), _if_file(masks / f"{i}.png"), classes)
                        for i in ids if i in images]
             results = check_samples(samples, args.workers, f"[epspp] checking split '{split}'")
@@ -136,12 +137,20 @@ def check_main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"{n} without a {w}" for w, n in without.items()))
             for reason in bad:
                 print(f"  {reason}")
-            failures += bool(bad)
+            if bad:
+                failing.add(split)
+            try:  # stages 1 and 2 need every id's image-level labels (bad masks are reported above)
+                if not bad:
+                    image_labels(root, ids, classes - 1, masks)
+            except DatasetError as error:
+                print(f"  labels: {error}")
+                failing.add(split)
     except DatasetError as error:
         print(f"epspp check: error: {error}", file=sys.stderr)
         return 2
-    if failures:
-        print(f"epspp check: error: {failures} split(s) have bad or missing files (listed above)", file=sys.stderr)
+    if failing:
+        print(f"epspp check: error: {len(failing)} split(s) have bad or missing files or labels (listed above): "
+              f"{sorted(failing)}", file=sys.stderr)
         return 2
     return 0
 
