@@ -16,13 +16,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PIL import Image
-
 from epspp.data.io import read_image, read_mask, read_saliency, read_split
 from epspp.errors import DatasetError
 
 CACHE = Path(".cache") / "preflight.json"
-POOL_FROM = 64  # fewer samples are checked in this process (a pool costs more than it saves)
+POOL_FROM = 64  # fewer samples are checked one after the other (a pool costs more than it saves)
 
 Sample = tuple[str, str | None, str | None, int]  # image, saliency or None, mask or None, classes incl. background
 
@@ -31,9 +29,7 @@ def check_sample(sample: Sample) -> str | None:
     """None when the sample's files are good, else the one-line reason (the file named)."""
     image_path, saliency_path, mask_path, num_classes = sample
     try:
-        with Image.open(image_path) as header:
-            width, height = header.size
-        read_image(Path(image_path))  # decodes the whole file: truncated JPEGs fail here
+        height, width = read_image(Path(image_path)).shape[:2]  # decodes the whole file: truncated JPEGs fail
         for path, read in ((saliency_path, read_saliency), (mask_path, lambda p: read_mask(p, num_classes))):
             if path is None:
                 continue
