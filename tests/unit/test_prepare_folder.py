@@ -90,6 +90,13 @@ def test_label_errors(tmp_path: Path, labels: str, message: str) -> None:
     assert not (tmp_path / "root").exists()
 
 
+def test_image_names_that_cannot_be_ids(tmp_path: Path) -> None:
+    images, _ = _inputs(tmp_path, ["a.jpg", " b.jpg"])
+    (tmp_path / "labels.csv").write_text("a,cat\n b,cat\n")
+    with pytest.raises(DatasetError, match=r"id ' b' is not a plain file name"):
+        prepare_folder(images, tmp_path / "labels.csv", tmp_path / "root", val_fraction=0.5)
+
+
 def test_saliency_that_is_not_png_and_a_non_empty_out(tmp_path: Path) -> None:
     images, saliency = _inputs(tmp_path, ["a.jpg", "b.jpg"])
     (saliency / "b.png").rename(saliency / "b.jpg")

@@ -25,10 +25,10 @@ def check_id(image_id: str, where: str) -> str:
     absolute path or a control character would read or write outside them.
     """
     bad = ("/" in image_id or "\\" in image_id or image_id in (".", "..") or os.path.isabs(image_id)
-           or any(ord(c) < 32 for c in image_id))
+           or any(ord(c) < 32 for c in image_id) or image_id != image_id.strip())
     if bad:
         raise DatasetError(f"{where}: id {image_id!r} is not a plain file name: ids are names, not paths "
-                           "(no '/', '\\', '.' or '..', no control characters)")
+                           "(no '/', '\\', '.' or '..', no control characters or spaces at either end)")
     return image_id
 
 
