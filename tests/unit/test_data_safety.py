@@ -163,3 +163,20 @@ def test_image_folder_samples_and_stage2_refuses_a_folder(synthetic_root: Path, 
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no image in"):
         ImageFolderDataset(tmp_path / "empty", C)
+
+
+def test_segmentation_validation_scores_the_ids_with_ground_truth(synthetic_copy: Path) -> None:
+    from epspp.data.datamodule import EPSDataModule
+
+    val = split_ids(synthetic_copy, "val")
+    for image_id in val[:4]:
+        (synthetic_copy / "SegmentationClassAug" / f"{image_id}.png").unlink()
+    module = EPSDataModule(str(synthetic_copy), task="segmentation", num_workers=0, eval_size=48)
+    module.setup("validate")
+    dataset = module.datasets["val"]
+    assert dataset.ids == val
+    assert bool((dataset[0]["mask"] == 255).all()) and not bool((dataset[5]["mask"] == 255).all())
+    for image_id in val[4:]:
+        (synthetic_copy / "SegmentationClassAug" / f"{image_id}.png").unlink()
+    with pytest.raises(DatasetError, match="split 'val' .* has no ground-truth mask .*: nothing to score"):
+        EPSDataModule(str(synthetic_copy), task="segmentation", num_workers=0).setup("validate")

@@ -173,9 +173,19 @@ class EPSDataModule(pl.LightningDataModule):
             pseudo_mask_dir=pseudo_dir, labeled_ids=labeled or None,
         )
 
+    def _evaluation_set(self, split: str) -> VOCLayoutDataset:
+        """Validation/test split: segmentation scores the ids that have ground truth (at least one must)."""
+        if self.hparams.task == "localization":
+            return self._dataset(split, "localization")
+        dataset = self._dataset(split, "segmentation", require_masks=False)
+        if not any(dataset.target_path(i).is_file() for i in dataset.ids):
+            raise DatasetError(f"split '{split}' ({dataset.split_file}) has no ground-truth mask in "
+                               f"{dataset.mask_dir}: nothing to score; give a split with masks (--data.val_split / "
+                               "--data.test_split)")
+        return dataset
+
     def setup(self, stage: str) -> None:
         hp = self.hparams
-        evaluation_mode = hp.task
         if stage == "fit":
             self.datasets["train"] = (
                 self._dataset(hp.train_split, "localization", training=True)
@@ -183,9 +193,9 @@ class EPSDataModule(pl.LightningDataModule):
                 else self._segmentation_train_set()
             )
         if stage in ("fit", "validate") and hp.val_split:
-            self.datasets["val"] = self._dataset(hp.val_split, evaluation_mode)
+            self.datasets["val"] = self._evaluation_set(hp.val_split)
         if stage == "test" and hp.test_split:
-            self.datasets["test"] = self._dataset(hp.test_split, evaluation_mode)
+            self.datasets["test"] = self._evaluation_set(hp.test_split)
         if stage == "predict" and hp.predict_image_dir:
             if hp.task != "segmentation":
                 raise ConfigError("--data.predict_image_dir predicts a folder with a segmentation network; stage 2 "

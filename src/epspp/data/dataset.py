@@ -43,6 +43,8 @@ class VOCLayoutDataset(Dataset):
         pseudo_mask_dir: segmentation mode: read masks of ids not in ``labeled_ids`` from here.
         labeled_ids: segmentation mode: ids whose ground truth is used (semi-supervised).
         ids: use these ids instead of reading the split file.
+        require_masks: segmentation mode: every id needs its mask (training); False for evaluation, where ids
+            without ground truth are served with an all-ignore mask (scored on the ids that have one).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class VOCLayoutDataset(Dataset):
         pseudo_mask_dir: str | Path | None = None,
         labeled_ids: set[str] | None = None,
         ids: list[str] | None = None,
+        require_masks: bool = True,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -68,6 +71,7 @@ class VOCLayoutDataset(Dataset):
         self.mask_dir = Path(mask_dir) if mask_dir else self.root / "SegmentationClassAug"
         self.pseudo_mask_dir = Path(pseudo_mask_dir) if pseudo_mask_dir else None
         self.labeled_ids = labeled_ids
+        self.require_masks = require_masks
         self.ids = ([check_id(i, "ids argument") for i in ids] if ids is not None
                     else read_split(self.root, split))
         self.image_dir = self.root / "JPEGImages"
@@ -102,7 +106,7 @@ class VOCLayoutDataset(Dataset):
         needed = [self.image_path]
         if self.mode == "localization":
             needed.append(lambda i: self.saliency_dir / f"{i}.png")
-        if self.mode == "segmentation":
+        if self.mode == "segmentation" and self.require_masks:
             needed.append(self.target_path)
         for path_of in needed:
             missing = [path_of(i) for i in self.ids if not path_of(i).is_file()]
