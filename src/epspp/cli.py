@@ -21,6 +21,8 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 TOOLS = {
     "prepare": ("epspp.data.prepare", "prepare_main"),
     "evaluate": ("epspp.evaluate", "evaluate_main"),
+    "check": ("epspp.data.check", "check_main"),
+    "render": ("epspp.render", "render_main"),
     "demo": ("epspp.pipeline", "demo_main"),
     "batch-args": ("epspp.batch_scaling", "batch_args_main"),
     "convert-weights": ("epspp.convert", "convert_main"),
@@ -37,8 +39,10 @@ stages (Lightning's CLI: every constructor argument is a YAML key and a flag):
   predict      write masks         epspp predict --config configs/demo/pseudo_masks.yaml --ckpt_path CKPT
 
 tools:
-  prepare      build a dataset in the VOC layout: epspp prepare synthetic|voc|coco ...
+  prepare      build a dataset in the VOC layout: epspp prepare synthetic|voc|coco|folder ...
+  check        check every file of a dataset (decodes, sizes, mask values): epspp check --data.root ROOT
   evaluate     mIoU of a folder of PNG masks against a dataset's ground truth
+  render       a grid PNG of image | saliency | mask overlay: epspp render --pred-dir OUT --root ROOT
   demo         the whole pipeline on the synthetic dataset (what `make demo` runs)
   batch-args   per-GPU batch size and learning rate of a config's recipe on N GPUs
   convert-weights  ResNet-38d's MXNet ImageNet .params -> a PyTorch .pth (no mxnet needed)
@@ -84,6 +88,7 @@ def main(args: list[str] | None = None) -> None:
     from epspp.lightning_cli import EPSCLI
 
     try:
+        check_config_files(argv[1:])
         EPSCLI(
             LightningModule,
             EPSDataModule,
@@ -93,8 +98,40 @@ def main(args: list[str] | None = None) -> None:
             args=args,
         )
     except EPSError as error:
-        print(f"epspp: error: {error}", file=sys.stderr)
+        print(f"epspp: error: {one_line(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def check_config_files(args: list[str]) -> None:
+    """Fail in one line naming the file when a ``--config`` file is missing or is not valid YAML."""
+    import yaml
+
+    from epspp.errors import ConfigError
+
+    pairs = [arg.split("=", 1) for arg in args if arg.startswith("--config=")]
+    pairs += [[flag, value] for flag, value in zip(args, args[1:], strict=False) if flag in ("--config", "-c")]
+    for _, value in pairs:
+        if value.startswith("-"):
+            continue
+        try:
+            with open(value, encoding="utf-8") as handle:
+                yaml.safe_load(handle)
+        except OSError as error:
+            raise ConfigError(f"config file {value}: {error.strerror}") from None
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ConfigError(f"config file {value}{where} is not valid YAML: {problem}") from None
+
+
+def one_line(error: Exception) -> str:
+    """The message of an epspp error, also when a DataLoader worker re-raised it with its traceback."""
+    text = str(error)
+    if "Original Traceback" in text:  # torch's ExceptionWrapper: "Caught X in DataLoader worker ..." + traceback
+        last = text.strip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if last.startswith("epspp.errors.") and ": " in last else last
+    return text
 
 
 def quiet_unactionable_warnings(subcommand: str) -> None:

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from epspp.data.classes import read_classes
-from epspp.data.dataset import image_labels
 from epspp.data.io import DatasetError, read_mask, read_split
+from epspp.data.labels import image_labels
 from epspp.metrics import SegmentationMetrics, iou_table
 
 

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
+import torch
 from pytorch_lightning import Trainer
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.plugins.layer_sync import LayerSync
 
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
-from epspp.errors import EPSError
+from epspp.data.classes import CLASSES_FILE, read_classes
+from epspp.data.io import read_split
+from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPSError
+from epspp.models.checkpoint import check_num_classes
 from epspp.models.sync_bn import TimmSyncBatchNorm
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar")
+CKPT_KEYWORDS = ("last", "best", "hpc")  # --ckpt_path values that Lightning resolves itself
 
 
 class EPSCLI(LightningCLI):
@@ -24,6 +31,16 @@ class EPSCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
         parser.add_lightning_class_args(PseudoMaskWriter, "pseudo_masks")
+        parser.add_argument("--allow_random_weights", type=bool, default=False,
+                            help="predict: allow running without --ckpt_path (masks of an untrained network)")
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
+        """``--weights_only`` of fit/validate/test/predict defaults to true: checkpoints are read without
+        unpickling code (Lightning's default, None, leaves it to torch)."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if "weights_only" in self._subcommand_method_arguments.get(subcommand, {}):
+            parser.set_defaults({"weights_only": True})
+        return parser
 
     def instantiate_classes(self) -> None:
         """Bad input found while building the model (a weight file, say) reaches the user as its own one-line
@@ -45,6 +62,8 @@ class EPSCLI(LightningCLI):
         """
         subcommand = self.config.get("subcommand")
         model = self.config[subcommand].get("model") if subcommand else None
+        if subcommand:
+            check_checkpoint(self.config[subcommand], model)
         keep: dict = {}
         if model is not None and getattr(model, "class_path", None):
             module_name, _, class_name = model.class_path.rpartition(".")
@@ -69,6 +88,14 @@ class EPSCLI(LightningCLI):
                 kwargs["plugins"] = [*plugins, TimmSyncBatchNorm()]
         return super().instantiate_trainer(**kwargs)
 
+    def after_instantiate_classes(self) -> None:
+        """Tell the mask writer which checkpoint the masks come from (it checks the folder's provenance)."""
+        super().after_instantiate_classes()
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, PseudoMaskWriter) and config.get("ckpt_path"):
+                callback.checkpoint_path = str(config.ckpt_path)
+
     def before_instantiate_classes(self) -> None:
         """Resolve relative run paths against ``trainer.default_root_dir``.
 
@@ -82,6 +109,12 @@ class EPSCLI(LightningCLI):
         ``config.yaml``: how the masks were made).
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand == "predict" and not config.get("ckpt_path") and not config.get("allow_random_weights"):
+            raise ConfigError("predict needs the trained network: pass --ckpt_path CKPT (or --allow_random_weights "
+                              "true for the masks of an untrained network)")
+        warn_oversubscription(config.trainer.get("accelerator"), config.trainer.get("devices"))
+        if self.subcommand == "fit":
+            monitor_what_exists(config)
         output_dir = (config.get("pseudo_masks") or {}).get("output_dir")
         if self.subcommand == "predict" and output_dir and not config.trainer.get("default_root_dir"):
             config.trainer.default_root_dir = output_dir  # config.yaml beside the masks, not in the cwd
@@ -105,6 +138,79 @@ class EPSCLI(LightningCLI):
                 os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
 
 
+def monitor_what_exists(config: Any) -> None:
+    """Without ground truth in the validation split, select checkpoints on what exists.
+
+    Localization: ``val/mAP`` (image labels exist) instead of ``val/mIoU``.  Segmentation: nothing to
+    validate on, so no validation and ``train/loss`` (lowest).  The checkpoint's ModelCheckpoint state
+    names the monitor; the run says so.
+    """
+    data = config.get("data") or {}
+    split, root = data.get("val_split"), data.get("root")
+    if not split or not root or has_ground_truth(Path(root), split, data.get("mask_dir")) is not False:
+        return
+    task = data.get("task", "localization")
+    monitor, mode = ("val/mAP", "max") if task == "localization" else ("train/loss", "min")
+    if task != "localization":
+        data.val_split = None
+    for callback in config.trainer.get("callbacks") or []:
+        if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor") == "val/mIoU":
+            callback.init_args.monitor, callback.init_args.mode = monitor, mode
+            if task != "localization":  # no validation loop to save after: save at each training-epoch end
+                callback.init_args.save_on_train_epoch_end = True
+    what = "validation on the image labels only" if task == "localization" else "no validation"
+    if _first_process():
+        print(f"[epspp] split '{split}' has no ground-truth mask: {what}; best.ckpt is selected on {monitor} "
+              f"({mode})", file=sys.stderr)
+
+
+def has_ground_truth(root: Path, split: str, mask_dir: str | None) -> bool | None:
+    """Whether an id of ``split`` has a ground-truth mask (None: unreadable split; the data module says why)."""
+    try:
+        ids = read_split(root, split)
+    except DatasetError:
+        return None
+    masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
+    return any((masks / f"{i}.png").is_file() for i in ids)
+
+
+def check_checkpoint(config: Any, model: Any) -> None:
+    """Fail in one line when ``--ckpt_path`` is missing, unreadable, not a Lightning checkpoint or of another stage."""
+    path = config.get("ckpt_path")
+    if not path or str(path) in CKPT_KEYWORDS:
+        return
+    if not Path(path).is_file():
+        raise ConfigError(f"--ckpt_path {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, foreign pickle, ...: torch raises many types
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointMismatchError(f"cannot read checkpoint {path} ({reason[:200]}): a truncated or foreign "
+                                      "file? Use a checkpoint written by `epspp fit`") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointMismatchError(f"{path} is not a Lightning checkpoint (no state_dict): use a checkpoint "
+                                      "written by `epspp fit` (checkpoints/last.ckpt or best.ckpt)")
+    root = (config.get("data") or {}).get("root")
+    if root and Path(root, CLASSES_FILE).is_file():  # before the mask writer looks at its folder
+        check_num_classes(checkpoint, len(read_classes(root)) - 1)
+    trained = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+    wanted = getattr(model, "class_path", None) if model is not None else None
+    if trained and wanted and trained != wanted:
+        raise CheckpointMismatchError(f"{path} is a checkpoint of {trained.rpartition('.')[2]}, but this config "
+                                      f"runs {wanted.rpartition('.')[2]}: give a checkpoint of that stage (stage 1: "
+                                      "localization, stage 3: segmentation)")
+
+
+def warn_oversubscription(accelerator: Any, devices: Any) -> None:
+    """Warn when more CPU processes are asked for than the machine has cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    on_cpu = accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
+    devices = int(devices) if isinstance(devices, str) and devices.isdigit() else devices
+    if on_cpu and isinstance(devices, int) and devices > cores and _first_process():
+        print(f"[epspp] warning: --trainer.devices {devices} starts {devices} processes on {cores} CPU cores: "
+              "they compete for the cores and run slower than fewer would", file=sys.stderr)
+
+
 def _user_error(error: BaseException) -> EPSError | None:
     """The first EPSError among ``error`` and the exceptions it was raised from."""
     seen: set[int] = set()
@@ -114,6 +220,11 @@ def _user_error(error: BaseException) -> EPSError | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def _first_process() -> bool:
+    """Not a DDP child process (those parse the same command line again: say things once)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def run_name(root: str) -> str:

@@ -53,7 +53,7 @@ class SegmentationMetrics(Metric):
 
 
 def scores_from_confusion(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
-    """IoU per class (NaN where a class is absent from both), mIoU and pixel accuracy.
+    """IoU per class (NaN where a class is absent from both), mIoU, pixel accuracy and the pixels scored.
 
     Args:
         confusion: (K, K) counts, rows = ground truth, columns = prediction; or (K, K+1) with a last
@@ -69,6 +69,7 @@ def scores_from_confusion(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
         "iou": iou.float(),
         "miou": iou.nanmean().float() if bool((union > 0).any()) else torch.tensor(0.0, device=iou.device),
         "pixel_accuracy": (true_positive.sum() / total.clamp_min(1)).float(),
+        "pixels": total.long(),
     }
 
 

@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,21 +23,44 @@ METHODS = {"cam": "localization_cam.yaml", "eps": "localization_eps.yaml", "eps+
 SEGMENTATION = ("wsss", "ssss", "labeled_only")
 
 
-def run_stage(name: str, folder: Path, command: list[str]) -> dict:
-    """Run ``epspp <command>`` unless ``folder/stage.json`` says it finished; return the marker."""
+def run_stage(name: str, folder: Path, command: list[str], rerun: bool = False) -> dict:
+    """Run ``epspp <command>`` unless ``folder/stage.json`` says it finished with this very command.
+
+    A stage whose command changed (another root, other overrides), or whose input stage ran again
+    (``rerun``), runs again from scratch: its old outputs are moved to ``<folder>.previous``.  The
+    returned marker holds ``ran`` (whether the stage ran now).
+    """
     marker = folder / "stage.json"
+    record = {"stage": name, "command": ["epspp", *command]}
     if marker.is_file():
-        print(f"[demo] {name}: done before, skipping ({marker})", flush=True)
-        return json.loads(marker.read_text())
+        earlier = json.loads(marker.read_text())
+        if earlier.get("command") == record["command"] and not rerun:
+            print(f"[demo] {name}: done before, skipping ({marker})", flush=True)
+            return earlier | {"ran": False}
+        previous = folder.with_name(f"{folder.name}.previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        os.rename(folder, previous)
+        why = "its input stage ran again" if rerun else "its command changed"
+        print(f"[demo] {name}: {why}; running it again (the old outputs are in {previous})", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     print(f"[demo] {name}: epspp {' '.join(command)}", flush=True)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "epspp", *command], check=True)
-    record = {"stage": name, "command": ["epspp", *command], "wall_time_s": round(time.perf_counter() - start, 1)}
+    record["wall_time_s"] = round(time.perf_counter() - start, 1)
     tmp = marker.with_name(".stage.json.tmp")
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, marker)
-    return record
+    return record | {"ran": True}
+
+
+def demo_configs(configs: str | None) -> Path:
+    """The demo's config folder: ``--configs``, else ``configs/demo`` here or in the repository epspp runs from."""
+    if configs:
+        return Path(configs)
+    for candidate in (Path("configs/demo"), Path(__file__).resolve().parents[2] / "configs" / "demo"):
+        if (candidate / "pseudo_masks.yaml").is_file():
+            return candidate
+    raise DatasetError("cannot find the demo's configs (configs/demo of the epspp repository): pass --configs DIR")
 
 
 def last_logged(folder: Path, key: str) -> float | None:
@@ -52,6 +76,9 @@ def run_demo(root: Path, out: Path, configs: Path, overrides: list[str]) -> dict
     """All stages of the demo; returns the report dict (also written to OUT/report.json)."""
     from epspp.report import write_report
 
+    for path, what in ((out, "--out"), (root, "--root")):
+        if path.exists() and not path.is_dir():
+            raise DatasetError(f"{what} {path} is a file: give a folder")
     if not root.exists():
         run_stage("dataset", out / "dataset", ["prepare", "synthetic", "--root", str(root)])
     data = ["--data.root", str(root)]
@@ -67,6 +94,7 @@ def run_demo(root: Path, out: Path, configs: Path, overrides: list[str]) -> dict
             f"pseudo-masks {method}", masks,
             ["predict", "--config", str(configs / "pseudo_masks.yaml"), *data,
              "--ckpt_path", str(folder / "checkpoints" / "last.ckpt"), "--pseudo_masks.output_dir", str(masks)],
+            rerun=stages[f"localization/{method}"]["ran"],
         )
     pseudo = str(out / "eps++" / "pseudo_masks")
     variants = {
@@ -75,11 +103,13 @@ def run_demo(root: Path, out: Path, configs: Path, overrides: list[str]) -> dict
         "labeled_only": ["--config", str(configs / "segmentation_wsss.yaml"), "--data.pseudo_mask_dir", "null",
                          "--data.train_split", "labeled_10pct"],
     }
+    upstream = stages["pseudo_masks/eps++"]["ran"]
     for variant, args in variants.items():
         folder = out / "segmentation" / variant
         stages[f"segmentation/{variant}"] = run_stage(
             f"segmentation {variant}", folder,
             ["fit", *args, *data, "--trainer.default_root_dir", str(folder), *overrides],
+            rerun=upstream and variant != "labeled_only",
         )
     return write_report(root, out, stages)
 
@@ -89,12 +119,13 @@ def demo_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="epspp demo", description="Run the whole EPS++ pipeline on synthetic data.")
     parser.add_argument("--root", default="data/synthetic", help="synthetic dataset root (generated if absent)")
     parser.add_argument("--out", default="runs/demo", help="run folder of the demo")
-    parser.add_argument("--configs", default="configs/demo", help="folder of the demo's stage configs")
+    parser.add_argument("--configs", default=None,
+                        help="folder of the demo's stage configs (default: configs/demo of the repository)")
     parser.add_argument("overrides", nargs="*", 
                         help="extra `epspp fit` overrides (after --), e.g. --trainer.max_steps=5")
     args = parser.parse_args(argv)
     try:
-        report = run_demo(Path(args.root), Path(args.out), Path(args.configs), args.overrides)
+        report = run_demo(Path(args.root), Path(args.out), demo_configs(args.configs), args.overrides)
     except (DatasetError, subprocess.CalledProcessError) as error:
         print(f"epspp demo: error: {error}", file=sys.stderr)
         return 2

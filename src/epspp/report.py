@@ -9,15 +9,17 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from epspp.data.classes import read_classes, voc_palette
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.transforms import eval_transform
-from epspp.visualize import colorize, denormalize, grid, heatmap, overlay
+from epspp.visualize import annotate, colorize, denormalize, grid, heatmap, overlay
 
 METHOD_NAMES = ("cam", "eps", "eps++")
 SEGMENTATION_NAMES = ("wsss", "ssss", "labeled_only")
 # background thresholds at which the demo also scores each method's pseudo-masks (from their saved
 # scores): the comparison at the threshold each method likes best, besides the EPS reference's 0.2
 SWEEP_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+STAGE_TITLES = ["image", "saliency", "CAM map", "EPS map", "EPS++ map", "IRD dropped", "EPS++ mask", "ground truth"]
 
 
 def _percent(value: float | None) -> float | None:
@@ -86,7 +88,6 @@ def markdown(report: dict, figure: str | None = None) -> str:
 
 def stage_figure(root: Path, out: Path, path: Path, split: str = "val", count: int = 4) -> None:
     """Save image | saliency | maps of each method | IRD's inconsistent region | pseudo-mask | GT."""
-    from epspp.data.classes import read_classes
     from epspp.models.localization import LocalizationModule
 
     num_classes = len(read_classes(root)) - 1
@@ -96,7 +97,7 @@ def stage_figure(root: Path, out: Path, path: Path, split: str = "val", count: i
     views = {}
     for method in METHOD_NAMES:
         model = LocalizationModule.load_from_checkpoint(out / method / "localization" / "checkpoints" / "last.ckpt",
-                                                        map_location="cpu").eval()
+                                                        map_location="cpu", weights_only=True).eval()
         views[method] = model.explain(batch["image"], batch["saliency"], batch["label"])
     rows = []
     for i in range(len(samples)):
@@ -106,7 +107,12 @@ def stage_figure(root: Path, out: Path, path: Path, split: str = "val", count: i
         row += [overlay(image, heatmap(views["eps++"]["inconsistent"][i].float()), 0.6),
                 colorize(views["eps++"]["pseudo_mask"][i]), colorize(batch["mask"][i])]
         rows.append(row)
-    picture = grid(rows, scale=max(1, 128 // rows[0][0].shape[0]))
+    scale = max(1, 128 // rows[0][0].shape[0])
+    names = read_classes(root)
+    shown = torch.cat([views["eps++"]["pseudo_mask"].flatten(), batch["mask"].flatten()]).unique().tolist()
+    legend = {names[c]: tuple(voc_palette()[c]) for c in sorted(shown) if c < len(names)}
+    legend |= {"ignore": tuple(voc_palette()[255])} if 255 in shown else {}
+    picture = annotate(grid(rows, scale=scale), STAGE_TITLES, rows[0][0].shape[1] * scale, legend, gap=2 * scale)
     tmp = path.with_name(f".{path.stem}.tmp.png")
     Image.fromarray(picture).save(tmp)
     os.replace(tmp, path)

@@ -44,3 +44,37 @@ def grid(rows: list[list[np.ndarray]], scale: int = 1, gap: int = 2) -> np.ndarr
             top, left = i * (height + gap), j * (width + gap)
             canvas[top: top + height, left: left + width] = panel
     return canvas.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else canvas
+
+
+def fit_panel(picture: np.ndarray, size: int) -> np.ndarray:
+    """Resize an (H, W, 3) picture to fit a ``size`` square (nearest neighbour, aspect kept), padded white."""
+    height, width = picture.shape[:2]
+    scale = size / max(height, width)
+    rows = np.minimum((np.arange(max(1, round(height * scale))) / scale).astype(int), height - 1)
+    cols = np.minimum((np.arange(max(1, round(width * scale))) / scale).astype(int), width - 1)
+    canvas = np.full((size, size, 3), 255, np.uint8)
+    resized = picture[rows][:, cols]
+    canvas[: resized.shape[0], : resized.shape[1]] = resized
+    return canvas
+
+
+def annotate(picture: np.ndarray, titles: list[str], column_width: int, legend: dict[str, tuple[int, int, int]],
+             gap: int = 2) -> np.ndarray:
+    """Add column titles above a grid and a class-colour legend below it (white margins)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    line = 14
+    per_row = max(1, picture.shape[1] // 110)
+    legend_rows = -(-len(legend) // per_row)
+    canvas = Image.new("RGB", (picture.shape[1], picture.shape[0] + line + 4 + legend_rows * line + 6), "white")
+    canvas.paste(Image.fromarray(picture), (0, line + 4))
+    draw = ImageDraw.Draw(canvas)
+    for index, title in enumerate(titles):
+        draw.text((index * (column_width + gap) + 2, 2), title, fill="black", font=font)
+    top = picture.shape[0] + line + 8
+    for index, (name, colour) in enumerate(legend.items()):
+        x, y = (index % per_row) * 110 + 2, top + (index // per_row) * line
+        draw.rectangle([x, y + 1, x + 10, y + 11], fill=tuple(int(c) for c in colour), outline="black")
+        draw.text((x + 14, y), name, fill="black", font=font)
+    return np.asarray(canvas)

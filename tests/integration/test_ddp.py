@@ -164,9 +164,10 @@ def test_stage2_predict_with_two_processes_equals_one(root: Path, localization: 
         assert manifests[n]["count"] == manifests[n]["evaluated"] == manifests[n]["split_size"] == 7
         assert manifests[n]["written_this_run"] == 7  # summed over the ranks: each mask written once
         assert hidden(out[n]) == []  # no temporary file, no second manifest
-        # beside the masks: the manifest, Lightning's config.yaml and the score maps (the demo config saves them)
+        # beside the masks: the manifest, Lightning's config.yaml, how the masks were made (provenance.json) and
+        # the score maps (the demo config saves them)
         assert sorted(p.name for p in out[n].iterdir() if p.suffix != ".png") == ["config.yaml", "manifest.json",
-                                                                                  "scores"]
+                                                                                  "provenance.json", "scores"]
         assert sorted(p.stem for p in (out[n] / "scores").iterdir()) == sorted(ids)
     for image_id in ids:
         score_maps = [(out[n] / "scores" / f"{image_id}.npy").read_bytes() for n in (1, 2)]

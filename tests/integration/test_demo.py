@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -82,3 +83,31 @@ def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: 
     assert figure.width > figure.height  # a grid of panels: 4 rows x 8 columns
     again = run_epspp(["demo", "--root", synthetic_root, "--out", out, *TINY_DEMO], cwd=tmp_path)
     assert again.stdout.count("done before, skipping") == 9
+
+
+def test_changed_root_or_overrides_rerun_the_stage_and_those_after_it(
+    monkeypatch: pytest.MonkeyPatch, synthetic_root: Path, tmp_path: Path
+) -> None:
+    calls = fake_stage_runs(monkeypatch)
+    out = tmp_path / "runs"
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [])
+    (out / "eps" / "localization" / "old.txt").write_text("from the first run")
+    calls.clear()
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", ["--trainer.max_steps=7"])
+    fits = [c for c in calls if c[0] == "fit"]
+    assert len(fits) == 6 and all("--trainer.max_steps=7" in c for c in fits)  # every fit takes the overrides
+    assert len(calls) == 9  # and the pseudo-masks of the new checkpoints are made again
+    assert (out / "eps" / "localization.previous" / "old.txt").is_file()  # the old outputs are kept aside
+    calls.clear()
+    other = Path(shutil.copytree(synthetic_root, tmp_path / "other", ignore=shutil.ignore_patterns(".cache")))
+    pipeline.run_demo(other, out, CONFIGS / "demo", ["--trainer.max_steps=7"])
+    assert len(calls) == 9 and all(str(other) in c for c in calls)
+
+
+def test_demo_out_that_is_a_file_and_configs_found_from_anywhere(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "report.txt").write_text("not a folder")
+    assert pipeline.demo_main(["--out", str(tmp_path / "report.txt"), "--root", str(tmp_path)]) == 2
+    assert "--out" in capsys.readouterr().err and (tmp_path / "report.txt").read_text() == "not a folder"
+    monkeypatch.chdir(tmp_path)  # not the repository root
+    assert pipeline.demo_configs(None).resolve() == (CONFIGS / "demo").resolve()

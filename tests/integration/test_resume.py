@@ -136,7 +136,7 @@ def test_predict_resumes_after_sigkill(synthetic_root: Path, tmp_path: Path) -> 
                 assert image.size == source.size
             assert np.array(image).max() <= 5
     assert not stale.exists() and sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{i}.png" for i in ids] + ["manifest.json", "config.yaml", "scores"])
+        [f"{i}.png" for i in ids] + ["manifest.json", "config.yaml", "provenance.json", "scores"])
     assert sorted(p.name for p in (out / "scores").iterdir()) == sorted(f"{i}.npy" for i in ids)  # none partial
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["count"] == manifest["split_size"] == manifest["evaluated"] == len(ids)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
-import shutil
 
 import numpy as np
 import pytest
 import torch
 from helpers import gt_mask, labels_from_masks, read_png, snapshot, split_ids, write_png
 
-from epspp.data.dataset import LABEL_CACHE, VOCLayoutDataset
+from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.io import DatasetError, write_mask_png
+from epspp.data.labels import LABEL_CACHE
 from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 C = 5  # object classes of the synthetic dataset
@@ -79,7 +81,10 @@ def test_predict_samples(synthetic_root):
 
 def test_predict_without_ground_truth_serves_ignore_mask(synthetic_copy):
     ids = split_ids(synthetic_copy, "val")
-    VOCLayoutDataset(synthetic_copy, "val", C, mode="predict")  # labels cached while masks exist
+    names = json.loads((synthetic_copy / "classes.json").read_text())["names"]
+    labels = labels_from_masks(synthetic_copy, ids, C)  # the labels given in the safe format
+    (synthetic_copy / "cls_labels.json").write_text(json.dumps(
+        {i: [names[c] for c in _classes(labels[i])] for i in ids}))
     (synthetic_copy / "SegmentationClassAug" / f"{ids[1]}.png").unlink()
     dataset = VOCLayoutDataset(synthetic_copy, "val", C, mode="predict")
     sample = dataset[1]
@@ -172,35 +177,46 @@ def test_cls_labels_npy_missing_ids_is_an_error(synthetic_copy):
     assert ids[-1] in str(error.value) and ids[-2] in str(error.value)
 
 
+def _cache_labels(cache) -> dict:
+    return {i: e["classes"] for i, e in json.loads(cache.read_text())["entries"].items()}
+
+
+def _classes(label: np.ndarray) -> list[int]:
+    return [int(c) + 1 for c in np.flatnonzero(label)]
+
+
 def test_label_cache_is_written_and_reused(synthetic_copy):
     ids = split_ids(synthetic_copy, "train")
     cache = synthetic_copy / LABEL_CACHE
-    assert cache == synthetic_copy / ".cache" / "cls_labels_from_masks.npy" and not cache.exists()
+    assert cache == synthetic_copy / ".cache" / "cls_labels_from_masks.json" and not cache.exists()
     VOCLayoutDataset(synthetic_copy, "train", C)
-    assert cache.is_file()
-    table = np.load(cache, allow_pickle=True).item()
     expected = labels_from_masks(synthetic_copy, ids, C)
-    assert set(table) == set(ids)
-    for image_id in ids:
-        np.testing.assert_array_equal(table[image_id], expected[image_id])
+    assert _cache_labels(cache) == {i: _classes(expected[i]) for i in ids}
+    # reused while the masks are unchanged: an entry edited by hand (same size and mtime key) is served
+    table = json.loads(cache.read_text())
+    table["entries"][ids[0]]["classes"] = [1, 2, 3, 4, 5]
+    cache.write_text(json.dumps(table))
+    assert VOCLayoutDataset(synthetic_copy, "train", C).labels[ids[0]].tolist() == [1.0] * C
 
-    # reused: with the masks gone, labels still come from the cache
-    shutil.rmtree(synthetic_copy / "SegmentationClassAug")
-    again = VOCLayoutDataset(synthetic_copy, "train", C)
-    for image_id in ids:
-        np.testing.assert_array_equal(again.labels[image_id], expected[image_id])
-    # and its content is trusted as is (a cache edited by hand is what is served)
-    edited = {i: np.ones(C, np.float32) for i in ids}
-    np.save(cache, np.array(edited, dtype=object), allow_pickle=True)
-    assert VOCLayoutDataset(synthetic_copy, "train", C)[0]["label"].tolist() == [1.0] * C
+
+def test_label_cache_follows_edited_masks(synthetic_copy):
+    """Defect 8: a mask edited after the cache was written gives its new labels."""
+    ids = split_ids(synthetic_copy, "train")
+    VOCLayoutDataset(synthetic_copy, "train", C)
+    path = synthetic_copy / "SegmentationClassAug" / f"{ids[0]}.png"
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[:10, :10] = 4
+    write_mask_png(path, mask)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # a later mtime, whatever the clock
+    assert VOCLayoutDataset(synthetic_copy, "train", C).labels[ids[0]].tolist() == [0, 0, 0, 1.0, 0]
+    assert _cache_labels(synthetic_copy / LABEL_CACHE)[ids[0]] == [4]
 
 
 def test_label_cache_is_extended_for_new_splits(synthetic_copy):
     cache = synthetic_copy / LABEL_CACHE
     VOCLayoutDataset(synthetic_copy, "train", C)
     VOCLayoutDataset(synthetic_copy, "val", C)
-    table = np.load(cache, allow_pickle=True).item()
-    assert set(table) == set(split_ids(synthetic_copy, "train")) | set(split_ids(synthetic_copy, "val"))
+    assert set(_cache_labels(cache)) == set(split_ids(synthetic_copy, "train")) | set(split_ids(synthetic_copy, "val"))
 
 
 # ------------------------------------------------------------------ bad input
@@ -366,11 +382,11 @@ def test_errors_leave_files_intact(synthetic_copy):
 def test_corrupt_label_cache_is_reported_not_replaced(synthetic_copy):
     cache = synthetic_copy / LABEL_CACHE
     cache.parent.mkdir()
-    cache.write_bytes(b"not a numpy file")
+    cache.write_bytes(b"not a json file")
     with pytest.raises(DatasetError) as error:
         VOCLayoutDataset(synthetic_copy, "train", C)
     assert str(cache) in str(error.value)
-    assert cache.read_bytes() == b"not a numpy file"
+    assert cache.read_bytes() == b"not a json file"
 
 
 def test_label_cache_is_specific_to_the_mask_folder(synthetic_copy, tmp_path):
@@ -388,4 +404,4 @@ def test_label_cache_is_specific_to_the_mask_folder(synthetic_copy, tmp_path):
         np.testing.assert_array_equal(default.labels[image_id], expected[image_id])
     again = VOCLayoutDataset(synthetic_copy, "val", C, mode="predict", mask_dir=other)
     assert all(again.labels[i].tolist() == [1.0, 0, 0, 0, 0] for i in ids)
-    assert len(list((synthetic_copy / ".cache").glob("*.npy"))) == 2
+    assert len(list((synthetic_copy / ".cache").glob("*.json"))) == 2

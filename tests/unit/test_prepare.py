@@ -213,3 +213,11 @@ def test_cli_subprocess(tmp_path: Path) -> None:
     assert "wrote synthetic dataset" in done.stdout and len(_split(root, "train")) == 6
     failed = _subprocess(["synthetic", "--root", str(root), "--num-train", "6", "--num-val", "2"])
     assert failed.returncode == 2 and "Traceback" not in failed.stderr and "exists" in failed.stderr
+
+
+def test_prepare_voc_refuses_split_ids_that_are_paths(voc_tree: tuple[Path, Path], tmp_path: Path) -> None:
+    voc, sbd = voc_tree
+    (sbd / "train.txt").write_text(f"{SBD_TRAIN[0]}\n../../escaped\n")
+    with pytest.raises(DatasetError, match=r"train.txt line 2: id '../../escaped' is not a plain file name"):
+        prepare_voc(voc, sbd, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.rglob("escaped*"))

@@ -175,6 +175,19 @@ def test_refuses_non_empty_root(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
 
 
+def test_overwrite_never_replaces_other_data(tmp_path: Path) -> None:
+    """Defect 4: --overwrite replaces only a folder that holds our synthetic.json."""
+    precious = tmp_path / "photos"
+    precious.mkdir()
+    (precious / "holiday.jpg").write_bytes(b"irreplaceable")
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match="not a synthetic dataset") as error:
+            generate_synthetic(precious, num_train=3, num_val=1, overwrite=overwrite)
+        assert "--overwrite" not in str(error.value)
+    assert [p.name for p in precious.iterdir()] == ["holiday.jpg"]
+    assert (precious / "holiday.jpg").read_bytes() == b"irreplaceable"
+
+
 def test_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 

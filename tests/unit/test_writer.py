@@ -28,11 +28,13 @@ def _prediction(ids: list[str], masks: list[np.ndarray], num_classes: int = 3) -
     }
 
 
-def _fake_trainer(ids: list[str]) -> SimpleNamespace:
-    dataset = SimpleNamespace(ids=list(ids))
+def _fake_trainer(ids: list[str], root: Path = Path("/nonexistent/dataset")) -> SimpleNamespace:
+    dataset = SimpleNamespace(ids=list(ids), image_dir=root / "JPEGImages", mask_dir=root / "SegmentationClassAug",
+                              saliency_dir=root / "saliency")
     return SimpleNamespace(
-        datamodule=SimpleNamespace(datasets={"predict": dataset}),
+        datamodule=SimpleNamespace(datasets={"predict": dataset}, hparams={}),
         is_global_zero=True,
+        ckpt_path=None,
         predict_loop=SimpleNamespace(return_predictions=True),
     )
 
@@ -132,6 +134,8 @@ def test_crash_while_saving_scores_leaves_neither_scores_nor_mask(
 
 # ------------------------------------------------------------------- set-up
 def test_setup_resumes_skipping_existing_masks_and_clears_stale_temporaries(tmp_path: Path) -> None:
+    PseudoMaskWriter(output_dir=str(tmp_path)).setup(_fake_trainer(["a"]), None, "predict")  # a first run
+    assert _visible(tmp_path) == ["provenance.json"]
     write_mask_png(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
     write_mask_png(tmp_path / "c.png", np.zeros((2, 2), np.uint8))
     (tmp_path / ".b.4242.tmp.png").write_bytes(b"\x89PNG half")  # left by a run that was killed
@@ -140,7 +144,7 @@ def test_setup_resumes_skipping_existing_masks_and_clears_stale_temporaries(tmp_
     writer.setup(trainer, None, "predict")
     assert trainer.datamodule.datasets["predict"].ids == ["b", "d"]
     assert trainer.predict_loop.return_predictions is False  # full-resolution scores must not pile up
-    assert _visible(tmp_path) == ["a.png", "c.png"]
+    assert _visible(tmp_path) == ["a.png", "c.png", "provenance.json"]
 
     trainer = _fake_trainer(["a", "b", "c", "d"])
     PseudoMaskWriter(output_dir=str(tmp_path), overwrite=True).setup(trainer, None, "predict")
@@ -156,6 +160,22 @@ def test_setup_refuses_a_file_or_no_output_dir(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="output_dir"):
         PseudoMaskWriter().setup(_fake_trainer(["a"]), None, "predict")
     PseudoMaskWriter().setup(_fake_trainer(["a"]), None, "fit")  # other stages: nothing to check
+
+
+def test_setup_refuses_a_read_only_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "out").mkdir()
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # (tests may run as root, who may write anywhere)
+    with pytest.raises(DatasetError, match=r"output_dir .*out is not writable"):
+        PseudoMaskWriter(output_dir=str(tmp_path / "out")).setup(_fake_trainer(["a"]), None, "predict")
+
+
+def test_setup_refuses_a_folder_inside_the_dataset(tmp_path: Path) -> None:
+    masks = tmp_path / "data" / "SegmentationClassAug"
+    masks.mkdir(parents=True)
+    for out in (masks, masks / "deeper", tmp_path / "data" / "JPEGImages"):
+        with pytest.raises(DatasetError, match="inside the dataset's"):
+            PseudoMaskWriter(output_dir=str(out)).setup(_fake_trainer(["a"], tmp_path / "data"), None, "predict")
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["SegmentationClassAug"]
 
 
 def test_setup_creates_nested_output_and_scores_folders(tmp_path: Path) -> None:

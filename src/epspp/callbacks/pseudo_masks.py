@@ -3,7 +3,6 @@ predictions), resumable and DDP-safe, and a manifest with the masks' mIoU where 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -13,19 +12,32 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from epspp.callbacks.provenance import (
+    check_resume,
+    check_writable,
+    provenance,
+    refuse_dataset_folder,
+    write_provenance,
+)
+from epspp.callbacks.provenance import sha256 as _sha256
 from epspp.data.classes import voc_palette
-from epspp.data.io import DatasetError, read_split, write_mask_png
+from epspp.data.dataset import ImageFolderDataset
+from epspp.data.io import DatasetError, read_image, read_split, write_mask_png
 from epspp.evaluate import evaluate_folder, scores_to_json
 from epspp.metrics import SegmentationMetrics, iou_table
+from epspp.visualize import colorize, overlay
 
 
 class PseudoMaskWriter(BasePredictionWriter):
     """Writes ``OUT/<id>.png`` (palette PNG, 0..C, 255 ignore) for every predicted image.
 
     Each file is written under a temporary name and renamed, so an interrupted run leaves no
-    truncated file; a rerun skips ids whose PNG exists (unless ``overwrite``).  Under DDP every rank
+    truncated file; a rerun skips ids whose PNG exists (unless ``overwrite``), and only when
+    ``OUT/provenance.json`` shows the folder was made with the same checkpoint and inference options.
+    The folder may not be (inside) the dataset's image, mask or saliency folder.  Under DDP every rank
     writes its own samples; after a barrier the masks are scored against the ground truth (ranks
     share the reading, torchmetrics syncs the counts) and rank 0 writes ``OUT/manifest.json``.
 
@@ -34,17 +46,22 @@ class PseudoMaskWriter(BasePredictionWriter):
         save_scores: also write ``OUT/scores/<id>.npy``: float16 score maps of the labelled classes
             (background score first, then the labelled classes in label order).
         overwrite: rewrite masks that already exist.
+        save_overlays: also write ``OUT/overlays/<id>.png``: the image with the mask's class colours blended in.
         report_split: also score the masks of this split's ids (``manifest.json`` key ``report``): VOC
             ``train``, the 1,464 images the papers' pseudo-mask mIoU is measured on, while the masks are
             written for ``train_aug``.
     """
 
     def __init__(self, output_dir: str | None = None, save_scores: bool = False, overwrite: bool = False,
-                 report_split: str | None = None) -> None:
+                 save_overlays: bool = False, report_split: str | None = None) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir) if output_dir else None
         self.save_scores = save_scores
         self.overwrite = overwrite
+        self.save_overlays = save_overlays
+        #: the checkpoint the masks come from (``epspp predict`` sets it from ``--ckpt_path``; Lightning
+        #: restores checkpoints after the callbacks' ``setup``, where the folder's provenance is checked)
+        self.checkpoint_path: str | None = None
         self.report_split = report_split
         self._existing: set[str] = set()
         self._written = 0
@@ -59,14 +76,20 @@ class PseudoMaskWriter(BasePredictionWriter):
             raise DatasetError("set where the masks go: --pseudo_masks.output_dir DIR")
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise DatasetError(f"--pseudo_masks.output_dir {self.output_dir} is a file, not a folder")
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        if self.save_scores:
-            (self.output_dir / "scores").mkdir(exist_ok=True)
+        dataset = trainer.datamodule.datasets["predict"]
+        refuse_dataset_folder(self.output_dir, dataset_folders(dataset))
+        check_writable(self.output_dir)
+        for wanted, sub in ((self.save_scores, "scores"), (self.save_overlays, "overlays")):
+            if wanted:
+                (self.output_dir / sub).mkdir(exist_ok=True)
+        record = provenance(pl_module, dict(trainer.datamodule.hparams), self.checkpoint_path or trainer.ckpt_path)
+        done = sum(1 for _ in self.output_dir.glob("[!.]*.png"))
+        check_resume(self.output_dir, record, done, self.overwrite)
         if trainer.is_global_zero:
             _remove_stale_temporaries(self.output_dir)
+            write_provenance(self.output_dir, record)
         # the full-resolution score maps of every image would pile up in memory otherwise
         trainer.predict_loop.return_predictions = False
-        dataset = trainer.datamodule.datasets["predict"]
         if self.report_split:
             outside = sorted(set(read_split(trainer.datamodule.hparams.root, self.report_split)) - set(dataset.ids))
             if outside:
@@ -95,6 +118,8 @@ class PseudoMaskWriter(BasePredictionWriter):
             try:
                 if self.save_scores:
                     self._write_scores(image_id, prediction["scores"][index], prediction["label"][index])
+                if self.save_overlays:
+                    self._write_overlay(image_id, mask, trainer.datamodule.datasets["predict"])
                 write_mask_png(path, mask, voc_palette())
             except BaseException:
                 # write_mask_png/np.save leave their temporary file behind when interrupted
@@ -107,6 +132,14 @@ class PseudoMaskWriter(BasePredictionWriter):
         """The mask exists, and its score map too when ``save_scores`` asks for it (it is written first)."""
         return (self.output_dir / f"{image_id}.png").is_file() and (
             not self.save_scores or (self.output_dir / "scores" / f"{image_id}.npy").is_file())
+
+    def _write_overlay(self, image_id: str, mask: np.ndarray, dataset: Any) -> None:
+        image = read_image(dataset.image_path(image_id))
+        picture = np.where((mask > 0)[..., None], overlay(image, colorize(mask)), image)
+        path = self.output_dir / "overlays" / f"{image_id}.png"
+        tmp = path.with_name(f".{image_id}.{os.getpid()}.tmp.png")
+        Image.fromarray(picture).save(tmp)
+        os.replace(tmp, path)
 
     def _write_scores(self, image_id: str, scores: torch.Tensor, label: torch.Tensor) -> None:
         keep = [0] + [c + 1 for c in torch.nonzero(label).flatten().tolist()]
@@ -130,6 +163,9 @@ class PseudoMaskWriter(BasePredictionWriter):
         """Score the masks against the ground truth (shared by the ranks when ``distributed``); write the manifest."""
         self._finished = True
         if not distributed and not trainer.is_global_zero:
+            return
+        if isinstance(trainer.datamodule.datasets["predict"], ImageFolderDataset):
+            self._finish_folder(trainer, trainer.datamodule.datasets["predict"], distributed, pl_module.device)
             return
         elapsed = time.perf_counter() - self._start
         datamodule = trainer.datamodule
@@ -160,6 +196,24 @@ class PseudoMaskWriter(BasePredictionWriter):
                 manifest["report"] |= scores_to_json(report[1], names)
                 print(f"\npseudo-masks of '{self.report_split}' (the report split) vs ground truth ({report[0]} "
                       "images):\n" + iou_table(report[1]["iou"], names))
+        path = self.output_dir / "manifest.json"
+        tmp = path.with_name(".manifest.json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2))
+        os.replace(tmp, path)
+
+    def _finish_folder(self, trainer: pl.Trainer, dataset: ImageFolderDataset, distributed: bool,
+                       device: torch.device) -> None:
+        """The manifest of a plain image folder's predictions (no split, no ground truth)."""
+        written = int(self._reduce(trainer, distributed, float(self._written), device))
+        if not trainer.is_global_zero:
+            return
+        checkpoint = self.checkpoint_path or trainer.ckpt_path
+        manifest = {"images": str(dataset.image_dir), "count": sum(self._is_done(i) for i in dataset.all_ids),
+                    "folder_size": len(dataset.all_ids), "written_this_run": written,
+                    "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+                    "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None}
+        print(f"[epspp] wrote {written} masks of {dataset.image_dir} to {self.output_dir}"
+              + (f" (overlays in {self.output_dir / 'overlays'})" if self.save_overlays else ""))
         path = self.output_dir / "manifest.json"
         tmp = path.with_name(".manifest.json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2))
@@ -211,19 +265,20 @@ class PseudoMaskWriter(BasePredictionWriter):
         }
 
 
+def dataset_folders(dataset: Any) -> dict[str, Path]:
+    """The folders of a dataset that an output folder must stay out of (name -> folder)."""
+    folders = {"image": Path(dataset.image_dir)}
+    for name, attribute in (("mask", "mask_dir"), ("saliency", "saliency_dir")):
+        if getattr(dataset, attribute, None) is not None:
+            folders[name] = Path(getattr(dataset, attribute))
+    return folders
+
+
 def _remove_stale_temporaries(folder: Path) -> None:
     """Delete the temporary files of an earlier run that was killed while writing (never valid masks)."""
-    for pattern in (".*.tmp.png", ".*.tmp.npy", "scores/.*.tmp.npy", ".manifest.json.tmp"):
+    for pattern in (".*.tmp.png", ".*.tmp.npy", "scores/.*.tmp.npy", "overlays/.*.tmp.png", ".manifest.json.tmp"):
         for path in folder.glob(pattern):
             path.unlink(missing_ok=True)
-
-
-def _sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _plain(value: Any) -> Any:

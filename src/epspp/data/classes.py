@@ -1,7 +1,7 @@
 """Class names and colour palettes of the supported datasets.
 
 Every dataset root written by ``epspp prepare`` holds ``classes.json``
-(``{"names": [...], "palette": [[r, g, b], ...]}``, index 0 = background), so the
+(``{"names": [...], "palette": [[r, g, b], ...]}``, index 0 = background; ``palette`` is optional), so the
 number of classes is always read from the dataset, never hard-coded.
 """
 
@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from epspp.errors import DatasetError
 
 VOC_CLASSES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -78,17 +80,28 @@ def read_classes(root: str | Path) -> list[str]:
     root = Path(root)
     path = root / CLASSES_FILE
     if path.is_file():
-        return list(json.loads(path.read_text())["names"])
+        try:
+            names = json.loads(path.read_text(encoding="utf-8"))["names"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            expected = '{"names": ["background", ...]}'
+            raise DatasetError(f"cannot read {path}: expected {expected} ({error})") from error
+        if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
+            raise DatasetError(f"{path}: 'names' must list the background and at least one class, as strings")
+        if len(set(names)) != len(names):
+            raise DatasetError(f"{path}: class names must be distinct, got {names}")
+        return list(names)
     labels = root / "cls_labels.npy"
     if labels.is_file():
-        table = np.load(labels, allow_pickle=True).item()
+        from epspp.data.labels import load_npy_labels  # labels -> io -> classes: imported here
+
+        table = load_npy_labels(labels)
         count = len(next(iter(table.values())))
         for names in (VOC_CLASSES, COCO_CLASSES):
             if len(names) == count + 1:
                 return list(names)
         return ["background"] + [f"class_{i}" for i in range(1, count + 1)]
-    raise FileNotFoundError(
+    raise DatasetError(
         f"{path} not found: cannot tell the dataset's classes. Datasets made by `epspp prepare "
-        f"synthetic|voc|coco` have it; for a VOC copy run `epspp prepare voc ... --out {root}` or "
-        f"write the file with the class names (background first)."
+        f"synthetic|voc|coco|folder` have it; otherwise write it: {{\"names\": [\"background\", \"cat\", ...]}} "
+        f"(background first, then the classes in label order)."
     )

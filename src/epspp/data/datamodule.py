@@ -12,8 +12,9 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
+from epspp.data.check import preflight
 from epspp.data.classes import read_classes
-from epspp.data.dataset import VOCLayoutDataset
+from epspp.data.dataset import ImageFolderDataset, VOCLayoutDataset
 from epspp.data.io import read_split
 from epspp.data.sampler import MixedBatchSampler
 from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_collate, train_transform
@@ -38,6 +39,8 @@ class EPSDataModule(pl.LightningDataModule):
         val_split: validation split (None: no validation).
         test_split: test split (None: none).
         predict_split: split written by ``epspp predict``.
+        predict_image_dir: segmentation: predict every image of this plain folder instead (no split file, no
+            labels); ``root`` still gives the class names.
         saliency_dir: saliency maps (default ``ROOT/saliency``).
         mask_dir: ground-truth masks (default ``ROOT/SegmentationClassAug``).
         pseudo_mask_dir: stage-2 output, the training masks of stage 3.
@@ -60,7 +63,10 @@ class EPSDataModule(pl.LightningDataModule):
         train_interpolation: training resize of image and saliency, ``bilinear`` or ``bicubic`` (EPS).
         mean: normalization mean (RGB, 0..1 scale).
         std: normalization std.
-        prepare_synthetic: when ``root`` does not exist, generate the default synthetic dataset there.
+        prepare_synthetic: when ``root`` does not exist, generate the default synthetic dataset there (off in
+            every shipped config: a mistyped root is an error, not a new dataset).
+        preflight: when a stage starts, check every file of its splits (decodes, sizes, mask values; cached by
+            size and mtime in ``ROOT/.cache``), so a bad file fails the run at once, not after an epoch.
         seed: seed of the semi-supervised sampler.
     """
 
@@ -72,6 +78,7 @@ class EPSDataModule(pl.LightningDataModule):
         val_split: str | None = "val",
         test_split: str | None = "val",
         predict_split: str = "train",
+        predict_image_dir: str | None = None,
         saliency_dir: str | None = None,
         mask_dir: str | None = None,
         pseudo_mask_dir: str | None = None,
@@ -92,10 +99,16 @@ class EPSDataModule(pl.LightningDataModule):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         prepare_synthetic: bool = False,
+        preflight: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        for name, value, low in (("batch_size", batch_size, 1), ("val_batch_size", val_batch_size, 1),
+                                 ("num_workers", num_workers, 0), ("crop_size", crop_size, 1),
+                                 ("eval_size", eval_size, 1)):
+            if value is not None and value < low:
+                raise ConfigError(f"--data.{name} must be >= {low}, got {value}")
         if labeled_split and pseudo_mask_dir and batch_size < 2:
             raise ConfigError(f"semi-supervised batches mix labelled and pseudo-labelled images: batch_size must be "
                               f">= 2, got {batch_size}")
@@ -160,9 +173,19 @@ class EPSDataModule(pl.LightningDataModule):
             pseudo_mask_dir=pseudo_dir, labeled_ids=labeled or None,
         )
 
+    def _evaluation_set(self, split: str) -> VOCLayoutDataset:
+        """Validation/test split: segmentation scores the ids that have ground truth (at least one must)."""
+        if self.hparams.task == "localization":
+            return self._dataset(split, "localization")
+        dataset = self._dataset(split, "segmentation", require_masks=False)
+        if not any(dataset.target_path(i).is_file() for i in dataset.ids):
+            raise DatasetError(f"split '{split}' ({dataset.split_file}) has no ground-truth mask in "
+                               f"{dataset.mask_dir}: nothing to score; give a split with masks (--data.val_split / "
+                               "--data.test_split)")
+        return dataset
+
     def setup(self, stage: str) -> None:
         hp = self.hparams
-        evaluation_mode = hp.task
         if stage == "fit":
             self.datasets["train"] = (
                 self._dataset(hp.train_split, "localization", training=True)
@@ -170,11 +193,20 @@ class EPSDataModule(pl.LightningDataModule):
                 else self._segmentation_train_set()
             )
         if stage in ("fit", "validate") and hp.val_split:
-            self.datasets["val"] = self._dataset(hp.val_split, evaluation_mode)
+            self.datasets["val"] = self._evaluation_set(hp.val_split)
         if stage == "test" and hp.test_split:
-            self.datasets["test"] = self._dataset(hp.test_split, evaluation_mode)
-        if stage == "predict":
+            self.datasets["test"] = self._evaluation_set(hp.test_split)
+        if stage == "predict" and hp.predict_image_dir:
+            if hp.task != "segmentation":
+                raise ConfigError("--data.predict_image_dir predicts a folder with a segmentation network; stage 2 "
+                                  "needs the image-level labels of a dataset split (--data.predict_split)")
+            self.datasets["predict"] = ImageFolderDataset(
+                hp.predict_image_dir, self.num_classes, eval_transform(None, hp.mean, hp.std))
+        elif stage == "predict":
             self.datasets["predict"] = self._dataset(hp.predict_split, "predict")
+        if hp.preflight:
+            for dataset in self.datasets.values():
+                preflight(hp.root, dataset.files(), f"split '{dataset.split}' ({dataset.split_file})")
 
     # ------------------------------------------------------------- dataloaders
     def _loader(self, dataset: VOCLayoutDataset, batch_size: int, **kwargs) -> DataLoader:

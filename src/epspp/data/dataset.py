@@ -2,14 +2,12 @@
 
 Layout (see docs/architecture.md)::
 
-    ROOT/JPEGImages/<id>.jpg  ROOT/SegmentationClassAug/<id>.png  ROOT/saliency/<id>.png
-    ROOT/ImageSets/Segmentation/<split>.txt  ROOT/cls_labels.npy (optional, EPS format)
+    ROOT/JPEGImages/<id>.jpg (or .png, .jpeg, ...)  ROOT/SegmentationClassAug/<id>.png  ROOT/saliency/<id>.png
+    ROOT/ImageSets/Segmentation/<split>.txt  ROOT/cls_labels.json or cls_labels.npy (optional)
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -17,71 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from epspp.data.io import DatasetError, read_image, read_mask, read_saliency, read_split
+from epspp.data.io import DatasetError, check_id, image_files, read_image, read_mask, read_saliency, read_split
+from epspp.data.labels import image_labels
 from epspp.data.transforms import IGNORE_INDEX, JointTransform, eval_transform
 
 Mode = Literal["localization", "segmentation", "predict"]
-LABEL_CACHE = Path(".cache") / "cls_labels_from_masks.npy"
-
-
-def _load_label_table(path: Path) -> dict[str, np.ndarray]:
-    try:
-        return dict(np.load(path, allow_pickle=True).item())
-    except Exception as error:
-        hint = " (a cache epspp made: delete it and it is rebuilt)" if path.parent.name == ".cache" else ""
-        raise DatasetError(f"cannot read {path}{hint}: expected a pickled dict id -> multi-hot ({error})") from error
-
-
-def image_labels(
-    root: str | Path, ids: list[str], num_classes: int, mask_dir: str | Path | None = None
-) -> dict[str, np.ndarray]:
-    """Image-level multi-hot labels (C object classes, float32) for ``ids``.
-
-    Read from ``ROOT/cls_labels.npy`` when it exists (the EPS format); otherwise derived from the
-    ground-truth masks (classes 1..C present; 0 and 255 are not labels) and cached in
-    ``ROOT/.cache/`` when the root is writable (one cache file per mask folder).
-    """
-    root = Path(root)
-    given = root / "cls_labels.npy"
-    if given.is_file():
-        table = _load_label_table(given)
-        missing = [i for i in ids if i not in table]
-        if missing:
-            raise DatasetError(f"{given} has no label for {len(missing)} ids, e.g. {missing[:5]}")
-        return {i: np.asarray(table[i], np.float32) for i in ids}
-    masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
-    cache = root / LABEL_CACHE
-    if masks.resolve() != (root / "SegmentationClassAug").resolve():  # one cache per mask folder
-        digest = hashlib.sha1(str(masks.resolve()).encode()).hexdigest()[:12]
-        cache = cache.with_name(f"{cache.stem}_{digest}{cache.suffix}")
-    table = _load_label_table(cache) if cache.is_file() else {}
-    todo = [i for i in ids if i not in table]
-    for image_id in todo:
-        path = masks / f"{image_id}.png"
-        if not path.is_file():
-            raise DatasetError(
-                f"image-level labels are derived from the masks, and {path} is missing: add the mask, or give "
-                f"the labels of every id in {root / 'cls_labels.npy'} (EPS format: dict id -> float32 multi-hot)"
-            )
-        mask = read_mask(path, num_classes + 1)
-        present = np.unique(mask)
-        label = np.zeros(num_classes, np.float32)
-        label[[c - 1 for c in present if 0 < c <= num_classes]] = 1.0
-        table[image_id] = label
-    if todo:
-        _save_cache(cache, table)
-    return {i: table[i] for i in ids}
-
-
-def _save_cache(path: Path, table: dict[str, np.ndarray]) -> None:
-    try:
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            np.save(handle, np.array(table, dtype=object), allow_pickle=True)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only dataset root: labels are recomputed next time
 
 
 class VOCLayoutDataset(Dataset):
@@ -105,6 +43,8 @@ class VOCLayoutDataset(Dataset):
         pseudo_mask_dir: segmentation mode: read masks of ids not in ``labeled_ids`` from here.
         labeled_ids: segmentation mode: ids whose ground truth is used (semi-supervised).
         ids: use these ids instead of reading the split file.
+        require_masks: segmentation mode: every id needs its mask (training); False for evaluation, where ids
+            without ground truth are served with an all-ignore mask (scored on the ids that have one).
     """
 
     def __init__(
@@ -119,6 +59,7 @@ class VOCLayoutDataset(Dataset):
         pseudo_mask_dir: str | Path | None = None,
         labeled_ids: set[str] | None = None,
         ids: list[str] | None = None,
+        require_masks: bool = True,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -130,14 +71,19 @@ class VOCLayoutDataset(Dataset):
         self.mask_dir = Path(mask_dir) if mask_dir else self.root / "SegmentationClassAug"
         self.pseudo_mask_dir = Path(pseudo_mask_dir) if pseudo_mask_dir else None
         self.labeled_ids = labeled_ids
-        self.ids = list(ids) if ids is not None else read_split(self.root, split)
+        self.require_masks = require_masks
+        self.ids = ([check_id(i, "ids argument") for i in ids] if ids is not None
+                    else read_split(self.root, split))
+        self.image_dir = self.root / "JPEGImages"
+        self._images = image_files(self.image_dir)
         self._check_files()
         self.labels = (
             image_labels(self.root, self.ids, num_classes, self.mask_dir) if mode != "segmentation" else {}
         )
 
     def image_path(self, image_id: str) -> Path:
-        return self.root / "JPEGImages" / f"{image_id}.jpg"
+        """``ROOT/JPEGImages/<id>`` with the extension found there (``.jpg`` when there is none)."""
+        return self._images.get(image_id) or self.image_dir / f"{image_id}.jpg"
 
     def target_path(self, image_id: str) -> Path:
         """The mask this sample trains on: a pseudo-mask, or ground truth for labelled ids."""
@@ -146,11 +92,21 @@ class VOCLayoutDataset(Dataset):
                 return self.pseudo_mask_dir / f"{image_id}.png"
         return self.mask_dir / f"{image_id}.png"
 
+    def files(self) -> list[tuple[str, str | None, str | None, int]]:
+        """(image, saliency or None, mask or None, classes with background) of every sample, for the pre-flight."""
+        files = []
+        for image_id in self.ids:
+            saliency = str(self.saliency_dir / f"{image_id}.png") if self.mode == "localization" else None
+            mask = self.target_path(image_id)
+            files.append((str(self.image_path(image_id)), saliency, str(mask) if mask.is_file() else None,
+                          self.num_classes + 1))
+        return files
+
     def _check_files(self) -> None:
         needed = [self.image_path]
         if self.mode == "localization":
             needed.append(lambda i: self.saliency_dir / f"{i}.png")
-        if self.mode == "segmentation":
+        if self.mode == "segmentation" and self.require_masks:
             needed.append(self.target_path)
         for path_of in needed:
             missing = [path_of(i) for i in self.ids if not path_of(i).is_file()]
@@ -197,3 +153,49 @@ class VOCLayoutDataset(Dataset):
                 f"{path} is {shape[1]}x{shape[0]} (WxH) but image {self.image_path(image_id)} is "
                 f"{size[1]}x{size[0]}: maps must have the size of their image"
             )
+
+
+class ImageFolderDataset(Dataset):
+    """Every image of a plain folder (no split file, labels or masks), for ``epspp predict`` of a segmentation
+    network on new images.  Samples hold ``id`` (the file name without extension), ``image``, ``size``,
+    ``mask`` (all 255), ``has_mask`` (False) and ``label`` (zeros; unused by the segmentation network).
+
+    Args:
+        folder: the images (any of ``epspp.data.io.IMAGE_EXTENSIONS``).
+        num_classes: object classes C of the network.
+        transform: joint transform; defaults to the evaluation pipeline at full resolution.
+    """
+
+    def __init__(self, folder: str | Path, num_classes: int, transform: JointTransform | None = None) -> None:
+        self.image_dir = Path(folder)
+        if not self.image_dir.is_dir():
+            raise DatasetError(f"image folder {self.image_dir} not found (--data.predict_image_dir)")
+        self._images = image_files(self.image_dir)
+        if not self._images:
+            raise DatasetError(f"no image in {self.image_dir} (--data.predict_image_dir)")
+        self.ids = sorted(check_id(i, f"image in {self.image_dir}") for i in self._images)
+        self.all_ids = list(self.ids)  # ``ids`` shrinks to those still to predict when a run resumes
+        self.num_classes = num_classes
+        self.transform = transform or eval_transform(None)
+        self.split, self.split_file = "folder", str(self.image_dir)
+        self.labels: dict[str, np.ndarray] = {}
+
+    def image_path(self, image_id: str) -> Path:
+        """The image file of ``image_id``."""
+        return self._images[image_id]
+
+    def files(self) -> list[tuple[str, str | None, str | None, int]]:
+        """(image, None, None, classes with background) of every sample, for the pre-flight."""
+        return [(str(self.image_path(i)), None, None, self.num_classes + 1) for i in self.ids]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict:
+        image_id = self.ids[index]
+        image = read_image(self.image_path(image_id), self.split_file)
+        size = image.shape[:2]
+        sample = self.transform(image, np.full(size, IGNORE_INDEX, np.uint8), None)
+        sample |= {"id": image_id, "size": torch.tensor(size), "has_mask": torch.tensor(False),
+                   "label": torch.zeros(self.num_classes)}
+        return sample

@@ -11,22 +11,61 @@ from PIL import Image
 from epspp.data.classes import voc_palette
 from epspp.errors import DatasetError
 
-__all__ = ["DatasetError", "read_image", "read_mask", "read_saliency", "read_split", "write_grey_png", "write_jpeg",
-           "write_mask_png"]
+__all__ = ["IMAGE_EXTENSIONS", "DatasetError", "check_id", "image_files", "read_image", "read_mask", "read_saliency",
+           "read_split", "write_grey_png", "write_jpeg", "write_mask_png"]
+
+#: image file types the dataset reads as they are (``JPEGImages/<id><ext>``), in order of preference
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def check_id(image_id: str, where: str) -> str:
+    """Return ``image_id`` if it is a plain file name (no folder, no ``..``), else raise naming ``where``.
+
+    Ids are joined to folders (``JPEGImages/<id>.jpg``, ``OUT/<id>.png``): a separator, ``..``, an
+    absolute path or a control character would read or write outside them.
+    """
+    bad = ("/" in image_id or "\\" in image_id or image_id in (".", "..") or os.path.isabs(image_id)
+           or any(ord(c) < 32 for c in image_id) or image_id != image_id.strip())
+    if bad:
+        raise DatasetError(f"{where}: id {image_id!r} is not a plain file name: ids are names, not paths "
+                           "(no '/', '\\', '.' or '..', no control characters or spaces at either end)")
+    return image_id
 
 
 def read_split(root: str | Path, split: str) -> list[str]:
-    """Image ids listed in ``ROOT/ImageSets/Segmentation/<split>.txt``."""
+    """Image ids listed in ``ROOT/ImageSets/Segmentation/<split>.txt``, one per line (spaces kept)."""
     path = Path(root) / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not Path(root).is_dir():
         raise DatasetError(f"dataset root {root} does not exist (create it with `epspp prepare ...`)")
     if not path.is_file():
         available = sorted(p.stem for p in path.parent.glob("*.txt")) if path.parent.is_dir() else []
         raise DatasetError(f"split file {path} not found; available splits: {available or 'none'}")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"cannot read split file {path}: {error}") from error
+    ids = [check_id(line.strip(), f"{path} line {number}") for number, line in enumerate(lines, 1) if line.strip()]
     if not ids:
         raise DatasetError(f"split file {path} is empty: list one image id per line")
     return ids
+
+
+def image_files(folder: Path) -> dict[str, Path]:
+    """Image files of ``folder`` by id (file name without extension), any of ``IMAGE_EXTENSIONS``.
+
+    Where one id has files of several types, the earliest in ``IMAGE_EXTENSIONS`` wins (VOC's ``.jpg``).
+    """
+    rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
+    found: dict[str, Path] = {}
+    if not folder.is_dir():
+        return found
+    for entry in os.scandir(folder):
+        stem, ext = os.path.splitext(entry.name)
+        ext = ext.lower()
+        if ext in rank and not entry.name.startswith("."):
+            if stem not in found or rank[ext] < rank[found[stem].suffix.lower()]:
+                found[stem] = Path(entry.path)
+    return found
 
 
 def _open(path: Path, what: str, split_file: str | None) -> Image.Image:
@@ -47,8 +86,18 @@ def read_image(path: Path, split_file: str | None = None) -> np.ndarray:
 
 
 def read_saliency(path: Path, split_file: str | None = None) -> np.ndarray:
-    """Grey saliency map as (H, W) float32 in [0, 1]."""
-    return np.asarray(_open(path, "saliency map", split_file).convert("L"), dtype=np.float32) / 255.0
+    """Grey saliency map as (H, W) float32 in [0, 1], scaled by its bit depth (8- or 16-bit PNGs)."""
+    image = _open(path, "saliency map", split_file)
+    if image.mode.startswith("I"):  # 16-bit grey PNGs open as I;16 (or I with older Pillow)
+        values = np.asarray(image, dtype=np.float32)
+        if values.max(initial=0) > 65535 or values.min(initial=0) < 0:
+            raise DatasetError(f"saliency map {path} ({image.mode}) has values outside 0..65535: expected an "
+                               "8- or 16-bit grey PNG")
+        return values / 65535.0
+    if image.mode == "F":
+        raise DatasetError(f"saliency map {path} holds floating-point values (mode F): save it as an 8- or 16-bit "
+                           "grey PNG (0 = background, max = salient)")
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
 def read_mask(path: Path, num_classes: int, split_file: str | None = None) -> np.ndarray:

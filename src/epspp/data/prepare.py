@@ -3,6 +3,8 @@
 * ``synthetic``: the generated dataset (:func:`epspp.data.synthetic.generate_synthetic`).
 * ``voc``: PASCAL VOC 2012 + SBD, with the standard 10,582-image ``train_aug`` split.
 * ``coco``: MS COCO 2014 as distributed for WSSS by EPS (images, PNG masks, saliency maps).
+* ``folder``: your own images, a CSV/JSON of class names per image, saliency maps (no masks needed;
+  :func:`epspp.data.prepare_folder.prepare_folder`).
 
 Inputs are never copied: images (and, for COCO, masks and saliency maps) are symbolic links into
 the input folders. Every file is written atomically (temporary name, then rename), so a rerun after
@@ -22,7 +24,8 @@ import scipy.io
 from PIL import Image
 
 from epspp.data.classes import COCO_CLASSES, VOC_CLASSES, voc_palette, write_classes
-from epspp.data.io import DatasetError, write_mask_png
+from epspp.data.io import DatasetError, check_id, write_mask_png
+from epspp.data.prepare_folder import prepare_folder
 from epspp.data.synthetic import generate_synthetic
 
 SPLITS = Path("ImageSets") / "Segmentation"
@@ -38,7 +41,8 @@ def _require(path: Path, what: str, is_dir: bool = True) -> Path:
 
 def _read_ids(path: Path, what: str) -> list[str]:
     _require(path, what, is_dir=False)
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    return [check_id(line.split()[0], f"{path} line {number}")
+            for number, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -276,7 +280,7 @@ def prepare_coco(image_dirs: list[str | Path], mask_dir: str | Path, out: str | 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="epspp prepare",
                                      description="Build a dataset root in the VOC layout.")
-    sub = parser.add_subparsers(dest="dataset", required=True, metavar="{synthetic,voc,coco}")
+    sub = parser.add_subparsers(dest="dataset", required=True, metavar="{synthetic,voc,coco,folder}")
     syn = sub.add_parser("synthetic", help="generate the synthetic dataset")
     syn.add_argument("--root", required=True, type=Path, help="dataset root to create")
     syn.add_argument("--num-train", type=int, default=1000)
@@ -287,7 +291,8 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--missing-part-rate", type=float, default=0.2)
     syn.add_argument("--false-coverage-rate", type=float, default=0.2)
     syn.add_argument("--labeled-fraction", type=float, default=0.1)
-    syn.add_argument("--overwrite", action="store_true", help="replace a non-empty root")
+    syn.add_argument("--overwrite", action="store_true",
+                     help="regenerate a synthetic dataset at --root (never replaces other data)")
     voc = sub.add_parser("voc", help="PASCAL VOC 2012 + SBD (train_aug)")
     voc.add_argument("--voc-root", required=True, type=Path, help="VOCdevkit/VOC2012")
     voc.add_argument("--sbd-root", required=True, type=Path, help="benchmark_RELEASE/dataset")
@@ -299,6 +304,16 @@ def _parser() -> argparse.ArgumentParser:
     coco.add_argument("--out", required=True, type=Path, help="dataset root to create")
     coco.add_argument("--saliency-dir", type=Path, help="folder of <id>.png saliency maps")
     coco.add_argument("--check", type=int, default=50, help="masks to verify (default 50)")
+    own = sub.add_parser("folder", help="your own images + a CSV/JSON of class names per image + saliency maps")
+    own.add_argument("--images", required=True, type=Path, help="folder of images (.jpg, .png, ...; name = id)")
+    own.add_argument("--labels", required=True, type=Path,
+                     help="CSV 'id,classes' (names separated by spaces or ';') or JSON {id: [names]}")
+    own.add_argument("--saliency", type=Path, help="folder of <id>.png grey saliency maps (needed by stage 1)")
+    own.add_argument("--out", required=True, type=Path, help="dataset root to create")
+    own.add_argument("--val-fraction", type=float, default=0.1, help="share of images in the val split (0.1)")
+    own.add_argument("--classes", nargs="+", help="class names in label order (default: those of --labels, sorted)")
+    own.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
+    own.add_argument("--copy", action="store_true", help="copy the files instead of linking them")
     return parser
 
 
@@ -312,6 +327,14 @@ def _run(args: argparse.Namespace) -> None:
         t = splits["train"]
         print(f"saliency errors in train: missing class {t['missing_class']}, missing part {t['missing_part']}, "
               f"false coverage {t['false_coverage']} ({t['false_coverage_context']} on context)")
+    elif args.dataset == "folder":
+        c = prepare_folder(args.images, args.labels, args.out, args.saliency, args.val_fraction, args.classes,
+                           args.seed, args.copy)
+        print(f"wrote {args.out}: {c['images']} images (train {c['train']}, val {c['val']}, all), "
+              f"{len(c['classes']) - 1} classes {c['classes'][1:]}; check it with `epspp check --data.root "
+              f"{args.out}`")
+        if not args.saliency:
+            print(f"note: no --saliency: stage 1 needs {args.out}/saliency/<id>.png (or --data.saliency_dir DIR)")
     elif args.dataset == "voc":
         c = prepare_voc(args.voc_root, args.sbd_root, args.out, args.saliency_dir)
         print(f"wrote VOC layout {args.out}: train_aug {c['train_aug']}, train {c['train']}, val {c['val']}; "

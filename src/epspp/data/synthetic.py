@@ -428,20 +428,25 @@ def generate_synthetic(root: str | Path, num_train: int = 1000, num_val: int = 2
         false_coverage_rate: per-image probability that a background region (the rails or water
             context when present, else a distractor blob) is salient.
         labeled_fraction: fraction of train listed in ``labeled_<pct>pct.txt`` (semi-supervised).
-        overwrite: replace an existing non-empty ``root``.
+        overwrite: replace an existing synthetic dataset at ``root`` (one holding ``synthetic.json``).
 
     Returns:
         The dataset root.
 
     Raises:
-        FileExistsError: ``root`` exists and is not empty, and ``overwrite`` is False.
+        FileExistsError: ``root`` exists and is not empty, and is not a synthetic dataset or ``overwrite`` is False.
     """
     cfg = SyntheticConfig(num_train, num_val, image_size, seed, missing_class_rate, missing_part_rate,
                           false_coverage_rate, labeled_fraction)
     root = Path(root)
-    if _non_empty(root) and not overwrite:
-        raise FileExistsError(f"{root} exists and is not empty: choose another root or pass overwrite=True "
-                              f"(--overwrite)")
+    if _non_empty(root):
+        ours = (root / "synthetic.json").is_file()
+        if not ours:
+            raise FileExistsError(f"{root} exists and is not a synthetic dataset (no synthetic.json): choose an "
+                                  "empty or new folder (epspp never replaces other data)")
+        if not overwrite:
+            raise FileExistsError(f"{root} exists and holds a synthetic dataset: choose another root, or pass "
+                                  "overwrite=True (--overwrite) to regenerate it")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

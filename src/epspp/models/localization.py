@@ -201,12 +201,15 @@ class LocalizationModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         scores = self.val_cam.compute()
-        self.last_iou = scores["iou"]
-        self.log_dict({"val/mAP": self.val_ap.compute(), "val/F1": self.val_f1.compute(), "val/mIoU": scores["miou"]})
+        self.log_dict({"val/mAP": self.val_ap.compute(), "val/F1": self.val_f1.compute()})
+        scored = int(scores["pixels"]) > 0  # without ground truth there is no mIoU (not 0): nothing is logged
+        self.last_iou = scores["iou"] if scored else None
+        if scored:
+            self.log("val/mIoU", scores["miou"])
         self.val_ap.reset()
         self.val_f1.reset()
         self.val_cam.reset()
-        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+        if scored and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             self.print(f"\nval CAM pseudo-mask IoU (single scale, step {self.global_step}):\n"
                        + iou_table(scores["iou"], self.class_names))
 

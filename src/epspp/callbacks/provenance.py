@@ -1,0 +1,107 @@
+"""Checks of the pseudo-mask writer's output folder: never a dataset folder, never two runs mixed.
+
+``OUT/provenance.json`` records how the masks of a folder are made (the checkpoint's SHA-256, the
+model class and its inference options, the normalization); a rerun resumes only into a folder made
+the same way, unless ``overwrite`` is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from epspp.errors import DatasetError
+
+PROVENANCE = "provenance.json"
+
+
+def refuse_dataset_folder(output_dir: Path, folders: dict[str, Path]) -> None:
+    """Fail when ``output_dir`` is, or is inside, one of the dataset's ``folders`` (name -> folder).
+
+    Writing masks there would replace ground truth, images or saliency maps.
+    """
+    out = output_dir.resolve()
+    for name, folder in folders.items():
+        folder = folder.resolve()
+        if out == folder or folder in out.parents:
+            raise DatasetError(f"--pseudo_masks.output_dir {output_dir} is inside the dataset's {name} folder "
+                               f"{folder}: writing there would replace the dataset's files; choose a folder of "
+                               "its own (e.g. runs/<experiment>/pseudo_masks)")
+
+
+def check_writable(output_dir: Path) -> None:
+    """Create ``output_dir`` (and parents) and fail in one line when it cannot be written."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DatasetError(f"cannot create --pseudo_masks.output_dir {output_dir}: {error.strerror}") from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise DatasetError(f"--pseudo_masks.output_dir {output_dir} is not writable: choose another folder "
+                           "or fix its permissions")
+
+
+def sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(module: Any, data_hparams: dict, checkpoint: str | None) -> dict:
+    """What makes a folder's masks what they are: checkpoint hash, model class, inference options, normalization."""
+    options = getattr(type(module), "inference_options", ())
+    return {
+        "checkpoint_sha256": sha256(checkpoint) if checkpoint else None,
+        "model": f"{type(module).__module__}.{type(module).__qualname__}",
+        "inference": {key: _plain(module.hparams.get(key)) for key in options},
+        "normalization": {"mean": _plain(data_hparams.get("mean")), "std": _plain(data_hparams.get("std"))},
+    }
+
+
+def check_resume(output_dir: Path, record: dict, done: int, overwrite: bool) -> None:
+    """Refuse to complete a folder whose ``done`` masks were made differently (or by an unknown run)."""
+    if overwrite or not done:
+        return
+    path = output_dir / PROVENANCE
+    if not path.is_file():
+        raise DatasetError(f"{output_dir} already holds {done} masks of unknown provenance (no {PROVENANCE}): "
+                           "choose an empty folder, or set --pseudo_masks.overwrite true to rewrite them")
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"cannot read {path} ({error}): set --pseudo_masks.overwrite true to rewrite the "
+                           "folder") from None
+    changed = [key for key in _flat(record) if _flat(record)[key] != _flat(earlier).get(key)]
+    if changed:
+        detail = ", ".join(f"{key}: {_flat(earlier).get(key)!r} -> {_flat(record)[key]!r}" for key in changed[:4])
+        raise DatasetError(f"the {done} masks in {output_dir} were made differently ({detail}): resuming would mix "
+                           "two runs; use another --pseudo_masks.output_dir, or --pseudo_masks.overwrite true")
+
+
+def write_provenance(output_dir: Path, record: dict) -> None:
+    """Write ``OUT/provenance.json`` atomically."""
+    path = output_dir / PROVENANCE
+    tmp = path.with_name(f".{PROVENANCE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+
+
+def _flat(record: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, str | int | float | bool) or value is None else str(value)

@@ -1,0 +1,168 @@
+"""Image-level labels of a dataset root: ``cls_labels.json``, EPS's ``cls_labels.npy``, or derived from the masks.
+
+``cls_labels.npy`` (the EPS download) is a pickled numpy dict; it is read with an unpickler that admits
+only numpy arrays, so a crafted file cannot run code.  ``cls_labels.json`` (written by ``epspp prepare
+folder``) is the safe format: ``{id: [class name, ...]}`` with the names of ``classes.json``.  Labels
+derived from masks are cached in ``ROOT/.cache/`` (JSON), keyed on each mask's size and mtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from epspp.data.io import read_mask
+from epspp.errors import DatasetError
+
+NPY_LABELS = "cls_labels.npy"
+JSON_LABELS = "cls_labels.json"
+LABEL_CACHE = Path(".cache") / "cls_labels_from_masks.json"
+
+# what a pickled dict of numeric arrays needs (numpy 1.x and 2.x names); nothing else is imported
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
+        return super().find_class(module, name)
+
+
+def load_npy_labels(path: Path) -> dict[str, np.ndarray]:
+    """Read an EPS ``cls_labels.npy`` (a 0-d object array holding a dict id -> multi-hot) without running code."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+            if dtype.hasobject:
+                table = _ArrayUnpickler(handle, encoding="latin1").load()
+            else:
+                table = None
+    except Exception as error:  # a truncated or foreign file: numpy and pickle raise many types
+        raise DatasetError(f"cannot read {path}: expected EPS's pickled dict id -> multi-hot ({error})") from error
+    if isinstance(table, np.ndarray) and table.dtype.hasobject and table.shape == ():
+        table = table.item()
+    if not isinstance(table, dict) or not all(
+        isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype.kind in "biuf" for k, v in table.items()
+    ):
+        raise DatasetError(f"{path} is not a dict of id -> numeric multi-hot array (shape {shape}): write "
+                           f"{JSON_LABELS} instead ({{id: [class names]}})")
+    return table
+
+
+def load_json_labels(path: Path, class_names: list[str]) -> dict[str, np.ndarray]:
+    """Read ``cls_labels.json`` (``{id: [class name, ...]}``) as multi-hot arrays over ``class_names[1:]``."""
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"cannot read {path}: {error}") from error
+    if not isinstance(table, dict):
+        raise DatasetError(f"{path} must hold an object {{id: [class names]}}")
+    index = {name: i for i, name in enumerate(class_names[1:])}
+    labels = {}
+    for image_id, names in table.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DatasetError(f"{path}: the labels of {image_id!r} must be a list of class names, got {names!r}")
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            raise DatasetError(f"{path}: id {image_id!r} has classes {unknown} that classes.json does not list "
+                               f"(known: {class_names[1:]})")
+        label = np.zeros(len(index), np.float32)
+        label[[index[n] for n in names]] = 1.0
+        labels[image_id] = label
+    return labels
+
+
+def image_labels(
+    root: str | Path, ids: list[str], num_classes: int, mask_dir: str | Path | None = None
+) -> dict[str, np.ndarray]:
+    """Image-level multi-hot labels (C object classes, float32) for ``ids``.
+
+    Read from ``ROOT/cls_labels.json`` or ``ROOT/cls_labels.npy`` when one exists; otherwise derived
+    from the ground-truth masks (classes 1..C present; 0 and 255 are not labels) and cached in
+    ``ROOT/.cache/`` when the root is writable (one cache file per mask folder).
+    """
+    root = Path(root)
+    for name in (JSON_LABELS, NPY_LABELS):
+        given = root / name
+        if given.is_file():
+            if name == JSON_LABELS:
+                from epspp.data.classes import read_classes
+
+                table = load_json_labels(given, read_classes(root))
+            else:
+                table = load_npy_labels(given)
+            missing = [i for i in ids if i not in table]
+            if missing:
+                raise DatasetError(f"{given} has no label for {len(missing)} ids, e.g. {missing[:5]}")
+            wrong = [i for i in ids if np.asarray(table[i]).shape != (num_classes,)]
+            if wrong:
+                raise DatasetError(f"{given}: the label of {wrong[0]!r} has shape {np.asarray(table[wrong[0]]).shape}"
+                                   f", but the dataset has {num_classes} object classes (classes.json): "
+                                   "one 0/1 entry per object class")
+            return {i: np.asarray(table[i], np.float32) for i in ids}
+    return _labels_from_masks(root, ids, num_classes, Path(mask_dir) if mask_dir else root / "SegmentationClassAug")
+
+
+def _labels_from_masks(root: Path, ids: list[str], num_classes: int, masks: Path) -> dict[str, np.ndarray]:
+    cache = root / LABEL_CACHE
+    if masks.resolve() != (root / "SegmentationClassAug").resolve():  # one cache per mask folder
+        digest = hashlib.sha1(str(masks.resolve()).encode()).hexdigest()[:12]
+        cache = cache.with_name(f"{cache.stem}_{digest}{cache.suffix}")
+    entries = _read_cache(cache) if cache.is_file() else {}
+    labels: dict[str, np.ndarray] = {}
+    changed = False
+    for image_id in ids:
+        path = masks / f"{image_id}.png"
+        try:
+            stat = path.stat()
+        except OSError:
+            raise DatasetError(
+                f"image-level labels are derived from the masks, and {path} is missing: add the mask, or give "
+                f"the labels of every id in {root / JSON_LABELS} ({{id: [class names]}}, see `epspp prepare folder`)"
+            ) from None
+        key = [stat.st_size, stat.st_mtime_ns]
+        entry = entries.get(image_id)
+        if entry is None or entry.get("key") != key:  # new or edited mask
+            present = np.unique(read_mask(path, num_classes + 1))
+            entry = {"key": key, "classes": [int(c) for c in present if 0 < c <= num_classes]}
+            entries[image_id] = entry
+            changed = True
+        label = np.zeros(num_classes, np.float32)
+        label[[c - 1 for c in entry["classes"]]] = 1.0
+        labels[image_id] = label
+    if changed:
+        _save_cache(cache, entries)
+    return labels
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        entries = json.loads(path.read_text())["entries"]
+        if not isinstance(entries, dict):
+            raise ValueError("'entries' is not an object")
+        return entries
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DatasetError(f"cannot read {path} (a cache epspp made: delete it and it is rebuilt): {error}") from error
+
+
+def _save_cache(path: Path, entries: dict) -> None:
+    try:
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"version": 1, "entries": entries}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only dataset root: labels are recomputed next time
