@@ -29,10 +29,10 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch torchvision
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,crf]'
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv/ and install epspp with the dev extra (no-op when up to date)
+install: $(STAMP) ## create .venv/ and install epspp with the dev and crf extras (no-op when up to date)
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/pytest -q
