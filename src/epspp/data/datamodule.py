@@ -52,6 +52,8 @@ class EPSDataModule(pl.LightningDataModule):
             0 otherwise.
         crop_size: training crop (square).
         resize_long: training: random long side in [low, high] before the crop.
+        train_scales: segmentation training as deeplab-pytorch (0.5, 0.75, 1, 1.25, 1.5): the whole image
+            scaled by a random choice of these factors instead of ``resize_long``, padded with the mean.
         eval_size: validation: larger images are shrunk to this long side; all padded to squares.
         color_jitter: brightness/contrast/saturation jitter strength (0 disables).
         mean: normalization mean (RGB, 0..1 scale).
@@ -80,6 +82,7 @@ class EPSDataModule(pl.LightningDataModule):
         worker_nice: int | None = None,
         crop_size: int = 448,
         resize_long: tuple[int, int] = (256, 512),
+        train_scales: tuple[float, ...] | None = None,
         eval_size: int = 512,
         color_jitter: float = 0.3,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
@@ -95,6 +98,9 @@ class EPSDataModule(pl.LightningDataModule):
         if labeled_per_batch is not None and not 0 < labeled_per_batch < batch_size:
             raise ConfigError(f"labeled_per_batch must be in 1..batch_size-1 = 1..{batch_size - 1}, got "
                               f"{labeled_per_batch} (set --data.labeled_per_batch)")
+        if train_scales and task != "segmentation":
+            raise ConfigError("train_scales is deeplab-pytorch's stage-3 augmentation (it pads saliency maps with the "
+                              "mean): set it for task: segmentation only, or use resize_long")
         if not Path(root).exists():
             if not prepare_synthetic:
                 raise DatasetError(
@@ -116,7 +122,7 @@ class EPSDataModule(pl.LightningDataModule):
     def _dataset(self, split: str, mode: str, training: bool = False, **kwargs) -> VOCLayoutDataset:
         hp = self.hparams
         if training:
-            transform = train_transform(hp.crop_size, hp.resize_long, hp.mean, hp.std, hp.color_jitter)
+            transform = train_transform(hp.crop_size, hp.resize_long, hp.mean, hp.std, hp.color_jitter, hp.train_scales)
         else:
             transform = eval_transform(None if mode == "predict" else hp.eval_size, hp.mean, hp.std)
         return VOCLayoutDataset(

@@ -1,9 +1,11 @@
 """albumentations pipelines applied jointly to image, saliency and mask.
 
 Training (EPS recipe): random resize of the long side, horizontal flip, colour jitter on the image
-only, random crop with padding (mask 255 = ignore, saliency 0), normalization.  Evaluation: only
-normalization, plus (for batched validation) a shrink of images larger than ``eval_size`` and padding
-to ``eval_size``.
+only, random crop with padding (mask 255 = ignore, saliency 0), normalization.  With ``scales``
+(deeplab-pytorch's ``libs/datasets/base.py``, stage 3): the whole image scaled by a random choice of
+the factors, flip, padding at the bottom / right with the mean colour (mask 255) up to the crop, random
+crop.  Evaluation: only normalization, plus (for batched validation) a shrink of images larger than
+``eval_size`` and padding to ``eval_size``.
 
 Spatial ops run in one ``A.Compose`` where the saliency map is an extra *image* target (so it is
 resized bilinearly and padded with 0), the mask a mask target (nearest, padded with 255); photometric
@@ -84,22 +86,40 @@ def _scale_choices(resize_long: Sequence[int]) -> list[int]:
     return list(range(low, high + 1, step))
 
 
+def _scale_ops(crop_size: int, resize_long: Sequence[int], scales: Sequence[float] | None,
+               mean: Sequence[float]) -> list:
+    """The resize and padding ops: EPS's long-side resize and zero padding, or deeplab-pytorch's scales and mean."""
+    if not scales:
+        resize = A.LongestMaxSize(max_size=_scale_choices(resize_long), interpolation=cv2.INTER_LINEAR)
+        position, fill = "random", 0
+    else:
+        if min(scales) <= 0:
+            raise ValueError(f"scales must be positive factors, got {list(scales)}")
+        resize = A.OneOf([A.RandomScale(scale_limit=(s - 1, s - 1), interpolation=cv2.INTER_LINEAR, p=1.0)
+                          for s in scales], p=1.0)
+        position, fill = "top_left", tuple(round(255 * m) for m in mean)
+    pad = A.PadIfNeeded(min_height=crop_size, min_width=crop_size, position=position,
+                        border_mode=cv2.BORDER_CONSTANT, fill=fill, fill_mask=IGNORE_INDEX)
+    return [resize, A.HorizontalFlip(p=0.5), pad]
+
+
 def train_transform(
     crop_size: int,
     resize_long: Sequence[int] = (256, 512),
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     color_jitter: float = 0.3,
+    scales: Sequence[float] | None = None,
 ) -> JointTransform:
-    """The EPS training pipeline: random long-side resize, flip, jitter, padded random crop."""
+    """The EPS training pipeline: random long-side resize, flip, jitter, padded random crop.
+
+    ``scales`` (segmentation only: the saliency map would be padded with the mean too) replaces the
+    long-side resize by deeplab-pytorch's: a random choice of these factors of the whole image, and
+    pads with the mean colour (0 after normalization) at the bottom / right.
+    """
     spatial = A.Compose(
         [
-            A.LongestMaxSize(max_size=_scale_choices(resize_long), interpolation=cv2.INTER_LINEAR),
-            A.HorizontalFlip(p=0.5),
-            A.PadIfNeeded(
-                min_height=crop_size, min_width=crop_size, position="random",
-                border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX,
-            ),
+            *_scale_ops(crop_size, resize_long, scales, mean),
             A.RandomCrop(height=crop_size, width=crop_size),
         ],
         additional_targets={"saliency": "image"},
