@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from epspp.errors import ConfigError
-from epspp.ops.crf import DenseCRF, dense_crf, to_uint8_rgb
+from epspp.ops.crf import DenseCRF, crf_refine_scores, dense_crf, to_uint8_rgb
 
 pytest.importorskip("pydensecrf.densecrf")
 
@@ -61,3 +61,18 @@ def test_missing_solver_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)  # import fails as when not installed
     with pytest.raises(ConfigError, match=r"pip install 'epspp\[crf\]'"):
         DenseCRF()
+
+
+def test_pseudo_mask_refinement_runs_on_background_and_labelled_classes() -> None:
+    """refine: crf -- only the background and the image's labelled classes enter the CRF; the others stay 0."""
+    image, probs = edge_case()
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    images = torch.from_numpy(((image / 255 - mean) / std).transpose(2, 0, 1))[None].float()
+    scores = torch.zeros(1, 4, *probs.shape[1:])  # background + 3 classes; the image is labelled with class 2
+    scores[0, 0], scores[0, 2] = torch.from_numpy(probs[0]), torch.from_numpy(probs[1])
+    scores[0, 1] = 0.3  # an unlabelled class never appears, whatever its score
+    refined = crf_refine_scores(images, scores, torch.tensor([[0.0, 1.0, 0.0]]))
+    expected = dense_crf(image, probs)
+    torch.testing.assert_close(refined[0, [0, 2]], torch.from_numpy(expected))
+    assert float(refined[0, [1, 3]].abs().max()) == 0.0
+    assert (refined.argmax(1)[0, :, EDGE:] == 2).all()

@@ -21,7 +21,8 @@ from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from epspp.errors import ConfigError
 
 
-def _solver() -> Any:
+def require_solver() -> Any:
+    """pydensecrf's ``densecrf`` module, or a ConfigError saying what to install."""
     try:
         import pydensecrf.densecrf as dcrf
     except ImportError as error:
@@ -57,7 +58,7 @@ def dense_crf(
         raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     if probs.ndim != 3 or probs.shape[1:] != image.shape[:2]:
         raise ValueError(f"probs must be (C, H, W) with (H, W) = {image.shape[:2]}, got {probs.shape}")
-    dcrf = _solver()
+    dcrf = require_solver()
     classes, height, width = probs.shape
     unary = -np.log(np.clip(probs, 1e-5, 1.0)).reshape(classes, -1).astype(np.float32)
     crf = dcrf.DenseCRF2D(width, height, classes)
@@ -73,6 +74,29 @@ def to_uint8_rgb(images: torch.Tensor, mean: tuple = IMAGENET_MEAN, std: tuple =
     std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
     pixels = ((images.float() * std_t + mean_t) * 255).round().clamp(0, 255).to(torch.uint8)
     return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def crf_refine_scores(
+    images: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, **params: float
+) -> torch.Tensor:
+    """Dense CRF on pseudo-mask scores, over the background and each image's labelled classes only.
+
+    Args:
+        images: (B, 3, H, W) normalized images.
+        scores: (B, C+1, H, W) non-negative scores, background first (``with_background``'s output).
+        labels: (B, C) multi-hot image labels.
+        params: ``dense_crf``'s parameters.
+
+    Returns:
+        (B, C+1, H, W) refined probabilities; 0 for the classes an image is not labelled with.
+    """
+    rgb = to_uint8_rgb(images)
+    refined = torch.zeros_like(scores)
+    for i in range(len(scores)):
+        keep = torch.cat([labels.new_zeros(1, dtype=torch.long), torch.nonzero(labels[i]).flatten() + 1])
+        probs = dense_crf(rgb[i], scores[i, keep].float().cpu().numpy(), **params)
+        refined[i, keep.to(scores.device)] = torch.from_numpy(probs).to(scores)
+    return refined
 
 
 @dataclass
@@ -95,7 +119,7 @@ class DenseCRF:
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ConfigError(f"crf_workers must be >= 0, got {self.workers}")
-        _solver()  # fail at configuration, not after an epoch of inference
+        require_solver()  # fail at configuration, not after an epoch of inference
 
     def params(self) -> dict[str, float]:
         """The CRF's parameters, as ``dense_crf`` takes them."""
