@@ -34,11 +34,15 @@ class PseudoMaskWriter(BasePredictionWriter):
         save_scores: also write ``OUT/scores/<id>.npy``: float16 score maps of the labelled classes
             (background score first, then the labelled classes in label order).
         overwrite: rewrite masks that already exist.
+        mask_subdir: write the PNGs in ``OUT/<mask_subdir>`` (manifest and scores stay in OUT), e.g. the
+            PASCAL VOC server's ``results/VOC2012/Segmentation/comp6_test_cls`` (configs/voc/segmentation_test.yaml).
     """
 
-    def __init__(self, output_dir: str | None = None, save_scores: bool = False, overwrite: bool = False) -> None:
+    def __init__(self, output_dir: str | None = None, save_scores: bool = False, overwrite: bool = False,
+                 mask_subdir: str = "") -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir) if output_dir else None
+        self.mask_subdir = mask_subdir
         self.save_scores = save_scores
         self.overwrite = overwrite
         self._existing: set[str] = set()
@@ -54,11 +58,12 @@ class PseudoMaskWriter(BasePredictionWriter):
             raise DatasetError("set where the masks go: --pseudo_masks.output_dir DIR")
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise DatasetError(f"--pseudo_masks.output_dir {self.output_dir} is a file, not a folder")
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.mask_dir.mkdir(parents=True, exist_ok=True)
         if self.save_scores:
             (self.output_dir / "scores").mkdir(exist_ok=True)
         if trainer.is_global_zero:
             _remove_stale_temporaries(self.output_dir)
+            _remove_stale_temporaries(self.mask_dir)
         # the full-resolution score maps of every image would pile up in memory otherwise
         trainer.predict_loop.return_predictions = False
         dataset = trainer.datamodule.datasets["predict"]
@@ -77,7 +82,7 @@ class PseudoMaskWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: dict,
                            batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         for index, image_id in enumerate(prediction["id"]):
-            path = self.output_dir / f"{image_id}.png"
+            path = self.mask_dir / f"{image_id}.png"
             if self._is_done(image_id) and image_id not in self._existing:
                 continue  # a DDP padding duplicate another rank has written in this run
             mask = prediction["mask"][index].to(torch.uint8).cpu().numpy()
@@ -92,9 +97,14 @@ class PseudoMaskWriter(BasePredictionWriter):
                 raise
             self._written += 1
 
+    @property
+    def mask_dir(self) -> Path:
+        """Where the PNG masks go: ``output_dir / mask_subdir``."""
+        return self.output_dir / self.mask_subdir
+
     def _is_done(self, image_id: str) -> bool:
         """The mask exists, and its score map too when ``save_scores`` asks for it (it is written first)."""
-        return (self.output_dir / f"{image_id}.png").is_file() and (
+        return (self.mask_dir / f"{image_id}.png").is_file() and (
             not self.save_scores or (self.output_dir / "scores" / f"{image_id}.npy").is_file())
 
     def _write_scores(self, image_id: str, scores: torch.Tensor, label: torch.Tensor) -> None:
@@ -128,7 +138,7 @@ class PseudoMaskWriter(BasePredictionWriter):
         rank, world_size = (trainer.global_rank, trainer.world_size) if distributed else (0, 1)
         error = None
         try:
-            evaluated = evaluate_folder(self.output_dir, datamodule.hparams.root, split, datamodule.hparams.mask_dir,
+            evaluated = evaluate_folder(self.mask_dir, datamodule.hparams.root, split, datamodule.hparams.mask_dir,
                                         metric, rank, world_size)["evaluated"]
         except DatasetError as caught:  # e.g. a mis-sized mask left by an earlier run: every rank must stop
             error, evaluated = caught, 0
@@ -145,7 +155,7 @@ class PseudoMaskWriter(BasePredictionWriter):
         manifest = self._manifest(trainer, pl_module, split, evaluated)
         manifest["written_this_run"] = written
         manifest["images_per_s_rank0"] = round(self._written / max(elapsed, 1e-6), 2)
-        print(f"[epspp] wrote {written} masks to {self.output_dir} "
+        print(f"[epspp] wrote {written} masks to {self.mask_dir} "
               f"({manifest['images_per_s_rank0']} images/s on rank 0)")
         if manifest["no_label_all_background"]:
             print(f"[epspp] {manifest['no_label_all_background']} images of '{split}' have no labelled class: "
@@ -169,14 +179,15 @@ class PseudoMaskWriter(BasePredictionWriter):
         checkpoint = trainer.ckpt_path
         return {
             "split": split,
-            "count": sum((self.output_dir / f"{i}.png").is_file() for i in ids),
+            "count": sum((self.mask_dir / f"{i}.png").is_file() for i in ids),
             "split_size": len(ids),
             "no_label_all_background": len(no_label),
             "evaluated": evaluated,
             "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
             "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
             "config": {"model": _plain(dict(pl_module.hparams)), "data": _plain(dict(datamodule.hparams)),
-                       "writer": {"output_dir": str(self.output_dir), "save_scores": self.save_scores,
+                       "writer": {"output_dir": str(self.output_dir), "mask_subdir": self.mask_subdir,
+                                  "save_scores": self.save_scores,
                                   "overwrite": self.overwrite}},
         }
 

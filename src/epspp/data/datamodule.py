@@ -172,7 +172,7 @@ class EPSDataModule(pl.LightningDataModule):
         if stage == "test" and hp.test_split:
             self.datasets["test"] = self._dataset(hp.test_split, evaluation_mode)
         if stage == "predict":
-            self.datasets["predict"] = self._dataset(hp.predict_split, "predict")
+            self.datasets["predict"] = self._dataset(hp.predict_split, "predict", with_labels=hp.task == "localization")
 
     # ------------------------------------------------------------- dataloaders
     def _loader(self, dataset: VOCLayoutDataset, batch_size: int, **kwargs) -> DataLoader:

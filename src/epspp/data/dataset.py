@@ -92,7 +92,7 @@ class VOCLayoutDataset(Dataset):
 
     - ``localization``: ``saliency`` (1, H, W) in [0, 1] and ``label`` (C,) multi-hot;
     - ``segmentation``: ``is_labeled`` (float 1 for ground truth, 0 for a pseudo-mask);
-    - ``predict``: ``label`` and ``has_mask`` (bool: ground truth exists).
+    - ``predict``: ``label`` (unless ``with_labels`` is False) and ``has_mask`` (bool: ground truth exists).
 
     Args:
         root: dataset root.
@@ -105,6 +105,8 @@ class VOCLayoutDataset(Dataset):
         pseudo_mask_dir: segmentation mode: read masks of ids not in ``labeled_ids`` from here.
         labeled_ids: segmentation mode: ids whose ground truth is used (semi-supervised).
         ids: use these ids instead of reading the split file.
+        with_labels: predict mode: read the image-level labels (pseudo-masks need them; segmentation
+            predictions of an unlabelled split such as VOC test do not).
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class VOCLayoutDataset(Dataset):
         pseudo_mask_dir: str | Path | None = None,
         labeled_ids: set[str] | None = None,
         ids: list[str] | None = None,
+        with_labels: bool = True,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -132,9 +135,8 @@ class VOCLayoutDataset(Dataset):
         self.labeled_ids = labeled_ids
         self.ids = list(ids) if ids is not None else read_split(self.root, split)
         self._check_files()
-        self.labels = (
-            image_labels(self.root, self.ids, num_classes, self.mask_dir) if mode != "segmentation" else {}
-        )
+        needs_labels = mode == "localization" or (mode == "predict" and with_labels)
+        self.labels = image_labels(self.root, self.ids, num_classes, self.mask_dir) if needs_labels else {}
 
     def image_path(self, image_id: str) -> Path:
         return self.root / "JPEGImages" / f"{image_id}.jpg"
@@ -182,7 +184,7 @@ class VOCLayoutDataset(Dataset):
         sample = self.transform(image, mask, saliency)
         sample["id"] = image_id
         sample["size"] = torch.tensor(size)
-        if self.mode != "segmentation":
+        if self.labels:
             sample["label"] = torch.from_numpy(self.labels[image_id])
         if self.mode == "predict":
             sample["has_mask"] = torch.tensor(has_mask)

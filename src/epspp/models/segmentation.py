@@ -181,7 +181,8 @@ class SegmentationModule(pl.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Segmentation masks, in the PseudoMaskWriter's format."""
         scores = self.predict_probs(batch)
-        return {"id": batch["id"], "mask": scores.argmax(dim=1), "scores": scores, "label": batch["label"],
+        label = batch.get("label", scores.new_ones(len(scores), self.num_classes))  # unlabelled split: every class
+        return {"id": batch["id"], "mask": scores.argmax(dim=1), "scores": scores, "label": label,
                 "target": batch["mask"], "has_mask": batch["has_mask"]}
 
     def teardown(self, stage: str) -> None:
