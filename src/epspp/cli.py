@@ -23,6 +23,7 @@ TOOLS = {
     "evaluate": ("epspp.evaluate", "evaluate_main"),
     "demo": ("epspp.pipeline", "demo_main"),
     "batch-args": ("epspp.batch_scaling", "batch_args_main"),
+    "convert-weights": ("epspp.convert", "convert_main"),
 }
 OVERVIEW = """usage: epspp COMMAND [ARGS]   (epspp COMMAND --help for the options of one command)
 
@@ -39,6 +40,7 @@ tools:
   evaluate     mIoU of a folder of PNG masks against a dataset's ground truth
   demo         the whole pipeline on the synthetic dataset (what `make demo` runs)
   batch-args   per-GPU batch size and learning rate of a config's recipe on N GPUs
+  convert-weights  ResNet-38d's MXNet ImageNet .params -> a PyTorch .pth (no mxnet needed)
 
 options: --help, --version"""
 

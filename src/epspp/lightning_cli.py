@@ -11,6 +11,7 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.plugins.layer_sync import LayerSync
 
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
+from epspp.errors import EPSError
 from epspp.models.sync_bn import TimmSyncBatchNorm
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar")
@@ -23,6 +24,17 @@ class EPSCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
         parser.add_lightning_class_args(PseudoMaskWriter, "pseudo_masks")
+
+    def instantiate_classes(self) -> None:
+        """Bad input found while building the model (a weight file, say) reaches the user as its own one-line
+        error: jsonargparse wraps it in "Does not validate against any of the Union subtypes"."""
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            cause = _user_error(error)
+            if cause is None:
+                raise
+            raise cause from None
 
     def _parse_ckpt_path(self) -> None:
         """Take the network from ``--ckpt_path``'s hyper-parameters, but inference options from the config.
@@ -91,6 +103,17 @@ class EPSCLI(LightningCLI):
                     logger.init_args.name = run_name(root)
                 # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise
                 os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
+
+
+def _user_error(error: BaseException) -> EPSError | None:
+    """The first EPSError among ``error`` and the exceptions it was raised from."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, EPSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def run_name(root: str) -> str:

@@ -66,7 +66,7 @@ def run_demo(root: Path, out: Path, configs: Path, overrides: list[str]) -> dict
         stages[f"pseudo_masks/{method}"] = run_stage(
             f"pseudo-masks {method}", masks,
             ["predict", "--config", str(configs / "pseudo_masks.yaml"), *data,
-             "--ckpt_path", str(folder / "checkpoints" / "best.ckpt"), "--pseudo_masks.output_dir", str(masks)],
+             "--ckpt_path", str(folder / "checkpoints" / "last.ckpt"), "--pseudo_masks.output_dir", str(masks)],
         )
     pseudo = str(out / "eps++" / "pseudo_masks")
     variants = {

@@ -95,7 +95,7 @@ def stage_figure(root: Path, out: Path, path: Path, split: str = "val", count: i
     batch = {k: torch.stack([s[k] for s in samples]) for k in ("image", "saliency", "label", "mask")}
     views = {}
     for method in METHOD_NAMES:
-        model = LocalizationModule.load_from_checkpoint(out / method / "localization" / "checkpoints" / "best.ckpt",
+        model = LocalizationModule.load_from_checkpoint(out / method / "localization" / "checkpoints" / "last.ckpt",
                                                         map_location="cpu").eval()
         views[method] = model.explain(batch["image"], batch["saliency"], batch["label"])
     rows = []

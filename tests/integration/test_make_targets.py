@@ -17,7 +17,8 @@ from cli import REPO
 
 TINY = ("--trainer.max_steps 2 --trainer.precision 32-true --trainer.accelerator cpu --data.num_workers 0 "
         "--data.batch_size 4 --data.labeled_per_batch 2 --data.crop_size 48 --data.eval_size 48 "
-        "--data.resize_long '[40, 56]' --model.init_args.pretrained false --model.init_args.backbone resnet10t "
+        "--data.resize_long '[40, 56]' --model.init_args.pretrained false --model.init_args.pretrained_path null "
+        "--model.init_args.backbone resnet10t "
         "--model.init_args.backbone_kwargs '{channels: [8, 16, 32, 64], stem_width: 8}'")
 PREDICT = "--data.num_workers 0 --trainer.accelerator cpu --model.init_args.scales '[1.0]'"
 

@@ -34,17 +34,21 @@ class PseudoMaskWriter(BasePredictionWriter):
         save_scores: also write ``OUT/scores/<id>.npy``: float16 score maps of the labelled classes
             (background score first, then the labelled classes in label order).
         overwrite: rewrite masks that already exist.
-        mask_subdir: write the PNGs in ``OUT/<mask_subdir>`` (manifest and scores stay in OUT), e.g. the
-            PASCAL VOC server's ``results/VOC2012/Segmentation/comp6_test_cls`` (configs/voc/segmentation_test.yaml).
+        report_split: also score the masks of this split's ids (``manifest.json`` key ``report``): VOC
+            ``train``, the 1,464 images the papers' pseudo-mask mIoU is measured on, while the masks are
+            written for ``train_aug``.
+        mask_subdir: write the PNGs in ``OUT/<mask_subdir>`` (manifest and scores stay in OUT), e.g. the PASCAL
+            VOC server's ``results/VOC2012/Segmentation/comp6_test_cls`` (configs/voc/segmentation_test.yaml).
     """
 
     def __init__(self, output_dir: str | None = None, save_scores: bool = False, overwrite: bool = False,
-                 mask_subdir: str = "") -> None:
+                 report_split: str | None = None, mask_subdir: str = "") -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir) if output_dir else None
         self.mask_subdir = mask_subdir
         self.save_scores = save_scores
         self.overwrite = overwrite
+        self.report_split = report_split
         self._existing: set[str] = set()
         self._written = 0
         self._start = 0.0
@@ -67,6 +71,12 @@ class PseudoMaskWriter(BasePredictionWriter):
         # the full-resolution score maps of every image would pile up in memory otherwise
         trainer.predict_loop.return_predictions = False
         dataset = trainer.datamodule.datasets["predict"]
+        if self.report_split:
+            outside = sorted(set(read_split(trainer.datamodule.hparams.root, self.report_split)) - set(dataset.ids))
+            if outside:
+                raise DatasetError(f"{len(outside)} ids of report_split '{self.report_split}' are not in predict_split "
+                                   f"'{trainer.datamodule.hparams.predict_split}', e.g. {outside[:3]}: set "
+                                   "--pseudo_masks.report_split null or a subset")
         self._existing = {i for i in dataset.ids if self._is_done(i)}
         if self._existing and not self.overwrite:
             todo = [i for i in dataset.ids if i not in self._existing]
@@ -133,22 +143,9 @@ class PseudoMaskWriter(BasePredictionWriter):
         elapsed = time.perf_counter() - self._start
         datamodule = trainer.datamodule
         split = datamodule.hparams.predict_split
-        device = pl_module.device if distributed else torch.device("cpu")
-        metric = SegmentationMetrics(datamodule.num_classes + 1, sync_on_compute=distributed).to(device)
-        rank, world_size = (trainer.global_rank, trainer.world_size) if distributed else (0, 1)
-        error = None
-        try:
-            evaluated = evaluate_folder(self.mask_dir, datamodule.hparams.root, split, datamodule.hparams.mask_dir,
-                                        metric, rank, world_size)["evaluated"]
-        except DatasetError as caught:  # e.g. a mis-sized mask left by an earlier run: every rank must stop
-            error, evaluated = caught, 0
-        counts = torch.tensor([float(evaluated), float(error is not None), float(self._written)], device=device)
-        if distributed:
-            counts = trainer.strategy.reduce(counts, reduce_op="sum")
-        evaluated, failures, written = int(counts[0]), int(counts[1]), int(counts[2])  # written: by every rank
-        if failures:
-            raise error or DatasetError(f"scoring the masks in {self.output_dir} failed on another process")
-        scores = metric.compute() if evaluated else None  # same on every rank: compute() syncs
+        written = int(self._reduce(trainer, distributed, float(self._written), pl_module.device))  # by every rank
+        evaluated, scores = self._score(trainer, pl_module, split, distributed)
+        report = self._score(trainer, pl_module, self.report_split, distributed) if self.report_split else None
         if not trainer.is_global_zero:
             return
         names = datamodule.class_names
@@ -166,10 +163,42 @@ class PseudoMaskWriter(BasePredictionWriter):
                   + iou_table(scores["iou"], names))
             for logger in trainer.loggers:
                 logger.log_metrics({"pseudo_masks/mIoU": 100 * float(scores["miou"])})
+        if report is not None:
+            manifest["report"] = {"split": self.report_split, "evaluated": report[0]}
+            if report[1] is not None:
+                manifest["report"] |= scores_to_json(report[1], names)
+                print(f"\npseudo-masks of '{self.report_split}' (the report split) vs ground truth ({report[0]} "
+                      "images):\n" + iou_table(report[1]["iou"], names))
         path = self.output_dir / "manifest.json"
         tmp = path.with_name(".manifest.json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2))
         os.replace(tmp, path)
+
+    @staticmethod
+    def _reduce(trainer: pl.Trainer, distributed: bool, value: float, device: torch.device) -> float:
+        """The sum of ``value`` over the processes (``value`` itself without ``distributed``)."""
+        if not distributed:
+            return value
+        return float(trainer.strategy.reduce(torch.tensor([value], device=device), reduce_op="sum")[0])
+
+    def _score(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str,
+               distributed: bool) -> tuple[int, dict | None]:
+        """(images with ground truth, scores or None) of the masks of ``split``'s ids, shared by the ranks."""
+        datamodule = trainer.datamodule
+        device = pl_module.device if distributed else torch.device("cpu")
+        metric = SegmentationMetrics(datamodule.num_classes + 1, sync_on_compute=distributed).to(device)
+        rank, world_size = (trainer.global_rank, trainer.world_size) if distributed else (0, 1)
+        error = None
+        try:
+            evaluated = evaluate_folder(self.mask_dir, datamodule.hparams.root, split, datamodule.hparams.mask_dir,
+                                        metric, rank, world_size)["evaluated"]
+        except DatasetError as caught:  # e.g. a mis-sized mask left by an earlier run: every rank must stop
+            error, evaluated = caught, 0
+        failures = self._reduce(trainer, distributed, float(error is not None), device)
+        evaluated = int(self._reduce(trainer, distributed, float(evaluated), device))
+        if failures:
+            raise error or DatasetError(f"scoring the masks in {self.output_dir} failed on another process")
+        return evaluated, (metric.compute() if evaluated else None)  # same on every rank: compute() syncs
 
     def _manifest(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str, evaluated: int) -> dict:
         datamodule = trainer.datamodule
@@ -188,7 +217,7 @@ class PseudoMaskWriter(BasePredictionWriter):
             "config": {"model": _plain(dict(pl_module.hparams)), "data": _plain(dict(datamodule.hparams)),
                        "writer": {"output_dir": str(self.output_dir), "mask_subdir": self.mask_subdir,
                                   "save_scores": self.save_scores,
-                                  "overwrite": self.overwrite}},
+                                  "overwrite": self.overwrite, "report_split": self.report_split}},
         }
 
 

@@ -16,7 +16,7 @@ from epspp.data.classes import read_classes
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.io import read_split
 from epspp.data.sampler import MixedBatchSampler
-from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_collate, train_transform
 from epspp.data.workers import CPU_WORKER_NICE, WorkerInit
 from epspp.errors import ConfigError, DatasetError
 
@@ -52,10 +52,14 @@ class EPSDataModule(pl.LightningDataModule):
             0 otherwise.
         crop_size: training crop (square).
         resize_long: training: random long side in [low, high] before the crop.
-        train_scales: segmentation training as deeplab-pytorch (0.5, 0.75, 1, 1.25, 1.5): the whole image
-            scaled by a random choice of these factors instead of ``resize_long``, padded with the mean.
-        eval_size: validation: larger images are shrunk to this long side; all padded to squares.
+        train_scales: training as deeplab-pytorch (stage 3; its VOC config: 0.5, 0.75, 1, 1.25, 1.5): the whole
+            image scaled by a random choice of these factors instead of ``resize_long``, padded at the bottom/right.
+        eval_size: validation/test: ``None`` (default) scores every image at its full resolution (batches
+            padded, padding ignored); a number shrinks larger images to that long side and pads all to squares.
         color_jitter: brightness/contrast/saturation jitter strength (0 disables).
+        jitter_hue: hue jitter strength (EPS: 0.1).
+        jitter_p: probability of jittering a training image (EPS: 1.0).
+        train_interpolation: training resize of image and saliency, ``bilinear`` or ``bicubic`` (EPS).
         mean: normalization mean (RGB, 0..1 scale).
         std: normalization std.
         prepare_synthetic: when ``root`` does not exist, generate the default synthetic dataset there.
@@ -83,8 +87,11 @@ class EPSDataModule(pl.LightningDataModule):
         crop_size: int = 448,
         resize_long: tuple[int, int] = (256, 512),
         train_scales: tuple[float, ...] | None = None,
-        eval_size: int = 512,
+        eval_size: int | None = None,
         color_jitter: float = 0.3,
+        jitter_hue: float = 0.0,
+        jitter_p: float = 0.8,
+        train_interpolation: Literal["bilinear", "bicubic"] = "bilinear",
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         prepare_synthetic: bool = False,
@@ -98,9 +105,6 @@ class EPSDataModule(pl.LightningDataModule):
         if labeled_per_batch is not None and not 0 < labeled_per_batch < batch_size:
             raise ConfigError(f"labeled_per_batch must be in 1..batch_size-1 = 1..{batch_size - 1}, got "
                               f"{labeled_per_batch} (set --data.labeled_per_batch)")
-        if train_scales and task != "segmentation":
-            raise ConfigError("train_scales is deeplab-pytorch's stage-3 augmentation (it pads saliency maps with the "
-                              "mean): set it for task: segmentation only, or use resize_long")
         if not Path(root).exists():
             if not prepare_synthetic:
                 raise DatasetError(
@@ -122,7 +126,8 @@ class EPSDataModule(pl.LightningDataModule):
     def _dataset(self, split: str, mode: str, training: bool = False, **kwargs) -> VOCLayoutDataset:
         hp = self.hparams
         if training:
-            transform = train_transform(hp.crop_size, hp.resize_long, hp.mean, hp.std, hp.color_jitter, hp.train_scales)
+            transform = train_transform(hp.crop_size, hp.resize_long, hp.mean, hp.std, hp.color_jitter,
+                                        hp.jitter_hue, hp.jitter_p, hp.train_interpolation, hp.train_scales)
         else:
             transform = eval_transform(None if mode == "predict" else hp.eval_size, hp.mean, hp.std)
         return VOCLayoutDataset(
@@ -243,15 +248,16 @@ class EPSDataModule(pl.LightningDataModule):
         ``rank::world_size`` instead (shares differ by at most one image; torchmetrics sums the counts).
         """
         batch_size = self.hparams.val_batch_size or self.hparams.batch_size
+        collate = {"collate_fn": pad_collate} if self.hparams.eval_size is None else {}
         rank, world_size = self._distributed()
         if world_size == 1:
-            return self._loader(dataset, batch_size)
+            return self._loader(dataset, batch_size, **collate)
         if len(dataset) < world_size:
             rank_zero_warn(f"the evaluation split has {len(dataset)} images for {world_size} processes: Lightning "
                            "pads it with duplicates, which are scored twice")
-            return self._loader(dataset, batch_size)
+            return self._loader(dataset, batch_size, **collate)
         sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
-        return self._loader(dataset, batch_size, sampler=sampler)
+        return self._loader(dataset, batch_size, sampler=sampler, **collate)
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["predict"], 1)

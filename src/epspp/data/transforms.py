@@ -1,15 +1,16 @@
 """albumentations pipelines applied jointly to image, saliency and mask.
 
-Training (EPS recipe): random resize of the long side, horizontal flip, colour jitter on the image
-only, random crop with padding (mask 255 = ignore, saliency 0), normalization.  With ``scales``
-(deeplab-pytorch's ``libs/datasets/base.py``, stage 3): the whole image scaled by a random choice of
-the factors, flip, padding at the bottom / right with the mean colour (mask 255) up to the crop, random
-crop.  Evaluation: only normalization, plus (for batched validation) a shrink of images larger than
-``eval_size`` and padding to ``eval_size``.
+Training (EPS recipe, ``metadata/dataset.py``): random resize of the long side, horizontal flip, colour
+jitter on the image only, normalization, then a random crop with padding: the image is padded after
+normalization with 0 (the mean colour, as EPS's ``random_crop_with_saliency``), the saliency with 0, the
+mask with 255 (ignore).  With ``scales`` (deeplab-pytorch's ``libs/datasets/base.py``, stage 3) the whole
+image is scaled by a random choice of the factors instead, and padded at the bottom / right.  Evaluation:
+only normalization, optionally shrinking images larger than ``eval_size`` and padding to ``eval_size``
+squares (the default keeps every image at full resolution).
 
-Spatial ops run in one ``A.Compose`` where the saliency map is an extra *image* target (so it is
-resized bilinearly and padded with 0), the mask a mask target (nearest, padded with 255); photometric
-ops then run on the image alone.
+The spatial ops before the jitter run in one ``A.Compose`` where the saliency map is an extra *image*
+target (so it is resized like the image and padded with 0), the mask a mask target (nearest, padded with
+255); photometric ops then run on the image alone; the padding/crop runs jointly on the normalized image.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,10 +31,11 @@ IGNORE_INDEX = 255
 
 @dataclass
 class JointTransform:
-    """A spatial pipeline on (image, saliency, mask), then a photometric one on the image."""
+    """Spatial ops on (image, saliency, mask), photometric ops on the image, then padding/cropping of all three."""
 
     spatial: A.Compose
     photometric: A.Compose
+    placement: A.Compose | None = None
     shrink_to: int | None = None
 
     def __call__(
@@ -53,9 +56,11 @@ class JointTransform:
         if self.shrink_to is not None and max(mask.shape) > self.shrink_to:
             image, mask, sal = _shrink(image, mask, sal, self.shrink_to)
         out = self.spatial(image=image, mask=mask, saliency=sal[..., None])
-        image = self.photometric(image=out["image"])["image"]
+        out["image"] = self.photometric(image=out["image"])["image"]
+        if self.placement is not None:
+            out = self.placement(image=out["image"], mask=out["mask"], saliency=out["saliency"])
         result = {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float(),
+            "image": torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1))).float(),
             "mask": torch.from_numpy(np.array(out["mask"], dtype=np.int64)),
         }
         if saliency is not None:
@@ -79,28 +84,29 @@ def _shrink(
 
 
 def _scale_choices(resize_long: Sequence[int]) -> list[int]:
+    """Every long side in [low, high], drawn uniformly (EPS: ``random.randint(low, high)``)."""
     low, high = int(resize_long[0]), int(resize_long[1])
     if low > high or low < 1:
         raise ValueError(f"resize_long must be (low, high) with 1 <= low <= high, got {resize_long}")
-    step = max(1, (high - low) // 32)
-    return list(range(low, high + 1, step))
+    return list(range(low, high + 1))
 
 
-def _scale_ops(crop_size: int, resize_long: Sequence[int], scales: Sequence[float] | None,
-               mean: Sequence[float]) -> list:
-    """The resize and padding ops: EPS's long-side resize and zero padding, or deeplab-pytorch's scales and mean."""
-    if not scales:
-        resize = A.LongestMaxSize(max_size=_scale_choices(resize_long), interpolation=cv2.INTER_LINEAR)
-        position, fill = "random", 0
-    else:
-        if min(scales) <= 0:
-            raise ValueError(f"scales must be positive factors, got {list(scales)}")
-        resize = A.OneOf([A.RandomScale(scale_limit=(s - 1, s - 1), interpolation=cv2.INTER_LINEAR, p=1.0)
-                          for s in scales], p=1.0)
-        position, fill = "top_left", tuple(round(255 * m) for m in mean)
-    pad = A.PadIfNeeded(min_height=crop_size, min_width=crop_size, position=position,
-                        border_mode=cv2.BORDER_CONSTANT, fill=fill, fill_mask=IGNORE_INDEX)
-    return [resize, A.HorizontalFlip(p=0.5), pad]
+INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+
+
+def _pad_and_crop(crop_size: int, position: str = "random") -> A.Compose:
+    """Pad to ``crop_size`` at ``position`` (image 0 = the mean after normalization, saliency 0, mask 255),
+    then crop a random ``crop_size`` square."""
+    return A.Compose(
+        [
+            A.PadIfNeeded(
+                min_height=crop_size, min_width=crop_size, position=position,
+                border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX,
+            ),
+            A.RandomCrop(height=crop_size, width=crop_size),
+        ],
+        additional_targets={"saliency": "image"},
+    )
 
 
 def train_transform(
@@ -109,29 +115,42 @@ def train_transform(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     color_jitter: float = 0.3,
+    jitter_hue: float = 0.0,
+    jitter_p: float = 0.8,
+    interpolation: str = "bilinear",
     scales: Sequence[float] | None = None,
 ) -> JointTransform:
-    """The EPS training pipeline: random long-side resize, flip, jitter, padded random crop.
+    """The EPS training pipeline: random long-side resize, flip, jitter, normalization, padded random crop.
 
-    ``scales`` (segmentation only: the saliency map would be padded with the mean too) replaces the
-    long-side resize by deeplab-pytorch's: a random choice of these factors of the whole image, and
-    pads with the mean colour (0 after normalization) at the bottom / right.
+    Args:
+        crop_size: side of the square crop.
+        resize_long: the long side is drawn uniformly from [low, high] (integers).
+        mean: normalization mean (RGB, 0..1 scale).
+        std: normalization std.
+        color_jitter: brightness, contrast and saturation strength (0 disables the jitter).
+        jitter_hue: hue strength (EPS: 0.1).
+        jitter_p: probability of jittering an image (EPS: 1, always).
+        interpolation: ``bilinear`` or ``bicubic`` (EPS resizes image and saliency bicubically) resize.
+        scales: deeplab-pytorch's augmentation instead of ``resize_long``: the whole image scaled by a random
+            choice of these factors (its VOC config: 0.5, 0.75, 1, 1.25, 1.5), padded at the bottom / right.
     """
-    spatial = A.Compose(
-        [
-            *_scale_ops(crop_size, resize_long, scales, mean),
-            A.RandomCrop(height=crop_size, width=crop_size),
-        ],
-        additional_targets={"saliency": "image"},
-    )
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}")
+    if scales and min(scales) <= 0:
+        raise ValueError(f"scales must be positive factors, got {list(scales)}")
+    flag = INTERPOLATIONS[interpolation]
+    resize = (A.OneOf([A.RandomScale(scale_limit=(s - 1, s - 1), interpolation=flag, p=1.0) for s in scales], p=1.0)
+              if scales else A.LongestMaxSize(max_size=_scale_choices(resize_long), interpolation=flag))
+    spatial = A.Compose([resize, A.HorizontalFlip(p=0.5)], additional_targets={"saliency": "image"})
     jitter = color_jitter
     photometric = A.Compose(
         [
-            A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=0.0, p=0.8 if jitter else 0.0),
+            A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=jitter_hue,
+                          p=jitter_p if jitter or jitter_hue else 0.0),
             A.Normalize(mean=tuple(mean), std=tuple(std)),
         ]
     )
-    return JointTransform(spatial, photometric)
+    return JointTransform(spatial, photometric, _pad_and_crop(crop_size, "top_left" if scales else "random"))
 
 
 def eval_transform(
@@ -143,17 +162,37 @@ def eval_transform(
 
     Args:
         eval_size: when set, images whose long side exceeds it are shrunk to it, and all are padded
-            (bottom/right; mask 255) to ``eval_size`` squares so that they batch. ``None`` keeps the
-            original resolution (prediction, batch size 1).
+            (bottom/right; image 0 = the mean colour, mask 255) to ``eval_size`` squares so that they batch.
+            ``None`` keeps every image at its original resolution (batches are padded by ``pad_collate``).
     """
-    ops: list = []
+    placement = None
     if eval_size is not None:
-        ops = [
-            A.PadIfNeeded(
-                min_height=eval_size, min_width=eval_size, position="top_left",
-                border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX,
-            ),
-        ]
-    spatial = A.Compose(ops, additional_targets={"saliency": "image"})
+        placement = A.Compose(
+            [A.PadIfNeeded(min_height=eval_size, min_width=eval_size, position="top_left",
+                           border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX)],
+            additional_targets={"saliency": "image"},
+        )
+    spatial = A.Compose([], additional_targets={"saliency": "image"})
     photometric = A.Compose([A.Normalize(mean=tuple(mean), std=tuple(std))])
-    return JointTransform(spatial, photometric, shrink_to=eval_size)
+    return JointTransform(spatial, photometric, placement, shrink_to=eval_size)
+
+
+def pad_collate(samples: list[dict]) -> dict:
+    """Batch samples of different sizes at full resolution: pad to the largest, bottom/right.
+
+    ``image`` is padded with 0 (the mean colour after normalization), ``saliency`` with 0 and ``mask`` with
+    255 (ignored by the metrics); every other field is batched as PyTorch's default collate does.
+    """
+    height = max(int(sample["image"].shape[-2]) for sample in samples)
+    width = max(int(sample["image"].shape[-1]) for sample in samples)
+    fills = {"image": 0.0, "saliency": 0.0, "mask": IGNORE_INDEX}
+    padded = []
+    for sample in samples:
+        sample = dict(sample)
+        for key, fill in fills.items():
+            if key in sample:
+                tensor = sample[key]
+                pad = (0, width - tensor.shape[-1], 0, height - tensor.shape[-2])
+                sample[key] = torch.nn.functional.pad(tensor, pad, value=fill)
+        padded.append(sample)
+    return default_collate(padded)

@@ -98,7 +98,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     ``weights_only=True`` (a plain state dict, or one nested under ``state_dict`` / ``model``)."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"weight file {path} does not exist")
+        raise WeightsError(f"weight file {path} does not exist (README, 'Files you need', says where to get it)")
     if path.suffix == ".params":
         return {name: torch.from_numpy(array) for name, array in read_mxnet_params(path).items()}
     try:

@@ -1,0 +1,54 @@
+"""``epspp convert-weights IN OUT.pth``: the ResNet-38d ImageNet weights as a PyTorch file, converted once.
+
+Clusters without the MXNet file can then share the ``.pth`` (``pretrained_path`` takes either).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from epspp.errors import EPSError
+
+
+def convert_weights(source: str | Path, target: str | Path, overwrite: bool = False) -> int:
+    """Write the PSA-named backbone tensors of ``source`` to ``target`` (checked against the network first).
+
+    Returns the number of tensors written.
+    """
+    from epspp.models.resnet38d import ResNet38d, resnet38d_state_dict
+    from epspp.models.weights import load_checked
+
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise EPSError(f"{target} exists: choose another name or pass --overwrite")
+    state = resnet38d_state_dict(source)
+    load_checked(ResNet38d(), state, source)  # refuses files that do not fill the network
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, target)
+    return len(state)
+
+
+def convert_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``epspp convert-weights``."""
+    parser = argparse.ArgumentParser(
+        prog="epspp convert-weights",
+        description="Convert ResNet-38d ImageNet weights (the MXNet ilsvrc-cls_rna-a1_cls1000_ep-0001.params, "
+                    "read without mxnet, or a PSA-named .pth) to a PyTorch state dict for pretrained_path.")
+    parser.add_argument("source", help="the .params (or .pth) file")
+    parser.add_argument("target", help="the .pth to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing target")
+    args = parser.parse_args(argv)
+    try:
+        count = convert_weights(args.source, args.target, args.overwrite)
+    except EPSError as error:
+        print(f"epspp convert-weights: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {count} tensors to {args.target} (load it with --model.init_args.pretrained_path {args.target})")
+    return 0

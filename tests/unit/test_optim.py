@@ -1,0 +1,47 @@
+"""Parameter groups of the papers' optimizers (EPS module/optimizer.py, deeplab-pytorch main.py)."""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+from epspp.models.optim import build_optimizer, poly_schedule
+
+
+def _net() -> tuple[nn.Module, nn.Module]:
+    backbone = nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1, bias=False))
+    head = nn.Conv2d(4, 3, 1, bias=True)
+    backbone[2].weight.requires_grad_(False)  # a frozen layer is left out
+    return backbone, head
+
+
+def test_eps_groups_1x_2x_10x_20x_with_decay_on_weights_only() -> None:
+    backbone, head = _net()
+    optimizer = build_optimizer(backbone, head, "sgd", lr=0.01, head_lr_mult=10, weight_decay=5e-4,
+                                momentum=5e-4, bias_lr_mult=2, bias_decay=False)
+    groups = [(len(g["params"]), g["lr"], g["weight_decay"]) for g in optimizer.param_groups]
+    # backbone: conv weight + BN weight; conv bias + BN bias; head weight; head bias
+    assert groups == [(2, 0.01, 5e-4), (2, pytest.approx(0.02), 0.0), (1, pytest.approx(0.1), 5e-4),
+                      (1, pytest.approx(0.2), 0.0)]
+    assert all(g["momentum"] == 5e-4 for g in optimizer.param_groups)  # the official runs' momentum
+    assert all(p is not backbone[2].weight for g in optimizer.param_groups for p in g["params"])
+
+
+def test_default_groups_keep_one_rate_and_decay_per_part() -> None:
+    backbone, head = _net()
+    optimizer = build_optimizer(backbone, head, lr=0.1)
+    assert [(g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == [
+        (0.1, 5e-4), (0.1, 5e-4), (pytest.approx(1.0), 5e-4), (pytest.approx(1.0), 5e-4)]
+
+
+def test_poly_decay_matches_eps_polyoptimizer() -> None:
+    backbone, head = _net()
+    optimizer = build_optimizer(backbone, head, lr=0.01)
+    scheduler = poly_schedule(optimizer, max_steps=10, power=0.9)["scheduler"]
+    rates = []
+    for _ in range(4):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    # PolyOptimizer: lr_i = lr * (1 - i / max_step) ** 0.9 at step i
+    assert rates == pytest.approx([0.01 * (1 - i / 10) ** 0.9 for i in range(4)])
