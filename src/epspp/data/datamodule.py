@@ -260,4 +260,9 @@ class EPSDataModule(pl.LightningDataModule):
         return self._loader(dataset, batch_size, sampler=sampler, **collate)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["predict"], 1)
+        """Pseudo-masks: one image per batch; segmentation: ``val_batch_size`` images padded to the largest (the
+        module crops each prediction back to its image), so that a CRF runs over the batch in parallel."""
+        if self.hparams.task != "segmentation":
+            return self._loader(self.datasets["predict"], 1)
+        batch_size = self.hparams.val_batch_size or self.hparams.batch_size
+        return self._loader(self.datasets["predict"], batch_size, collate_fn=pad_collate)

@@ -179,11 +179,13 @@ class SegmentationModule(pl.LightningModule):
                        + iou_table(scores["iou"], self.class_names))
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """Segmentation masks, in the PseudoMaskWriter's format."""
+        """Segmentation masks in the PseudoMaskWriter's format: per image, cropped to its own size (batches are
+        padded to their largest image)."""
         scores = self.predict_probs(batch)
-        label = batch.get("label", scores.new_ones(len(scores), self.num_classes))  # unlabelled split: every class
-        return {"id": batch["id"], "mask": scores.argmax(dim=1), "scores": scores, "label": label,
-                "target": batch["mask"], "has_mask": batch["has_mask"]}
+        sizes = batch["size"].tolist()
+        scores = [s[:, :h, :w] for s, (h, w) in zip(scores, sizes, strict=True)]
+        label = batch.get("label", torch.ones(len(scores), self.num_classes))  # unlabelled split: every class
+        return {"id": batch["id"], "mask": [s.argmax(dim=0) for s in scores], "scores": scores, "label": label}
 
     def teardown(self, stage: str) -> None:
         if self.crf is not None:
