@@ -281,6 +281,7 @@ def main() -> None:
             ("step", "bench_step.py", []),
             ("pseudo", "bench_pseudo.py", []),
             ("data", "bench_data.py", ["--step-json", str(tmp / "step.json")]),
+            ("crf", "bench_crf.py", []),
         ]
         if cuda:
             plan.insert(2, ("step-bf16", "bench_step.py", ["--amp", "--channels-last"]))
