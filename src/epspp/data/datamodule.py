@@ -45,7 +45,7 @@ class EPSDataModule(pl.LightningDataModule):
         labeled_per_batch: semi-supervised: labelled samples per batch (default: half the batch).
         allow_missing: skip training ids without a pseudo-mask instead of failing.
         batch_size: training batch size per process.
-        val_batch_size: validation batch size (default: ``batch_size``).
+        val_batch_size: validation/test batch size, and that of segmentation predictions (default: ``batch_size``).
         num_workers: data-loading processes.
         worker_nice: niceness of the data-loading processes; ``None`` = 19 when the model runs on the CPU
             (the workers then only take the CPU time the training step leaves, see ``epspp.data.workers``),
