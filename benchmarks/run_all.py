@@ -241,8 +241,9 @@ No GPU was available to this run: GPU figures are pending. To produce them on a 
 With `--device cuda` the same benchmarks run on the GPU (CUDA `max_memory_allocated` for peak memory, timings
 with `torch.cuda.synchronize`), plus: PAMR under `torch.compile` (benchmark 1), and the stage-1 step with bf16
 autocast + channels_last and with bf16 + channels_last + `torch.compile` of the network (benchmark 2,
-`bench_step.py --amp --channels-last [--compile]`). These variants are implemented but only exercised when
-CUDA is available.
+`bench_step.py --amp --channels-last [--compile]`), and the ResNet-38d VOC step at the recipe's batch 8 with
+bf16 + channels_last (benchmark 5, `bench_resnet38d.py --batches 8 --amp --channels-last`). These variants are
+implemented but only exercised when CUDA is available.
 """
 
 
@@ -251,7 +252,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
-    parser.add_argument("--only", nargs="+", default=None, choices=["pamr", "step", "pseudo", "data"])
+    parser.add_argument("--only", nargs="+", default=None, choices=["pamr", "step", "pseudo", "data", "resnet38d"])
     parser.add_argument("--wait-quiet", type=float, default=20.0,
                         help="seconds to wait, before each benchmark, for the CPUs to be < 25%% busy with other work")
     parser.add_argument("--timeout", type=float, default=900.0, help="per-benchmark time limit (s)")
@@ -281,11 +282,13 @@ def main() -> None:
             ("step", "bench_step.py", []),
             ("pseudo", "bench_pseudo.py", []),
             ("data", "bench_data.py", ["--step-json", str(tmp / "step.json")]),
+            ("resnet38d", "bench_resnet38d.py", []),
             ("crf", "bench_crf.py", []),
         ]
         if cuda:
             plan.insert(2, ("step-bf16", "bench_step.py", ["--amp", "--channels-last"]))
             plan.insert(3, ("step-compile", "bench_step.py", ["--amp", "--channels-last", "--compile"]))
+            plan.append(("resnet38d-bf16", "bench_resnet38d.py", ["--batches", "8", "--amp", "--channels-last"]))
         results = {}
         for name, script, extra in plan:
             if args.only and name.split("-")[0] not in args.only:

@@ -89,7 +89,7 @@ echo "$*" >> "{log}"
      "--data.batch_size 5 --model.init_args.lr 0.00025"),  # deeplab-pytorch: 5 x 2 accumulated
     ("voc-ssss", 2, 1, "--data.batch_size 4 --model.init_args.lr 0.01",
      "--data.batch_size 3 --data.labeled_per_batch 1 --model.init_args.lr 0.0003"),
-    ("coco-wsss", 4, 2, "--data.batch_size 1 --model.init_args.lr 0.01",
+    ("coco-wsss", 4, 2, "--data.batch_size 2 --model.init_args.lr 0.01",  # EPS COCO: batch 16
      "--data.batch_size 1 --model.init_args.lr 0.0004"),  # 8 processes: total 8 of a recipe of 5
 ])
 def test_targets_split_the_papers_total_batch_over_the_processes(

@@ -30,8 +30,8 @@ def test_eps_groups_1x_2x_10x_20x_with_decay_on_weights_only() -> None:
 def test_default_groups_keep_one_rate_and_decay_per_part() -> None:
     backbone, head = _net()
     optimizer = build_optimizer(backbone, head, lr=0.1)
-    assert [(g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == [
-        (0.1, 5e-4), (0.1, 5e-4), (pytest.approx(1.0), 5e-4), (pytest.approx(1.0), 5e-4)]
+    assert [(len(g["params"]), g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == [
+        (4, 0.1, 5e-4), (2, pytest.approx(1.0), 5e-4)]
 
 
 def test_poly_decay_matches_eps_polyoptimizer() -> None:

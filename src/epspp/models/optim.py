@@ -21,16 +21,20 @@ def build_optimizer(
     bias_lr_mult: float = 1.0,
     bias_decay: bool = True,
 ) -> torch.optim.Optimizer:
-    """An optimizer over four parameter groups: backbone weights and biases, head weights and biases.
+    """An optimizer over the parameter groups backbone weights and biases, head weights and biases.
 
     Weights of the pretrained backbone train at ``lr``, the new head's at ``head_lr_mult * lr``; biases at
     ``bias_lr_mult`` times their part's rate, without weight decay when ``bias_decay`` is False.  EPS's
     ``get_optimizer`` (1x, 2x, 10x, 20x) and deeplab-pytorch's ``main.py`` (1x, 10x, 20x) are
-    ``head_lr_mult=10, bias_lr_mult=2, bias_decay=False``.  Parameters without gradient are left out.
+    ``head_lr_mult=10, bias_lr_mult=2, bias_decay=False``.  With the defaults biases share their part's group
+    (two groups).  Parameters without gradient and empty groups are left out.
     """
     groups: list[dict] = []
+    separate_biases = bias_lr_mult != 1.0 or not bias_decay
     for part, part_lr in ((backbone, lr), (head, lr * head_lr_mult)):
         weights, biases = _split_biases(part)
+        if not separate_biases:
+            weights, biases = weights + biases, []
         groups.append({"params": weights, "lr": part_lr, "weight_decay": weight_decay})
         bias_wd = weight_decay if bias_decay else 0.0
         groups.append({"params": biases, "lr": part_lr * bias_lr_mult, "weight_decay": bias_wd})
