@@ -17,22 +17,24 @@ TRAINER = --trainer.devices $(GPUS) --trainer.num_nodes $(NODES) --trainer.strat
 PROCESSES = --devices $(GPUS) --num-nodes $(NODES)
 FIT_ARGS ?=
 PREDICT_ARGS ?=
+TEST_ARGS ?=
 
 .PHONY: help install test test-quick lint demo study bench clean voc-wsss voc-ssss coco-wsss
 
 help: ## list targets and variables
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
 	@echo "variables: DATA_ROOT (dataset root, VOC layout), RUN_DIR (default runs/voc or runs/coco), GPUS (per node),"
-	@echo "           NODES, STRATEGY (auto for 1 GPU, else ddp), FIT_ARGS / PREDICT_ARGS (extra epspp overrides)"
+	@echo "           NODES, STRATEGY (auto for 1 GPU, else ddp), FIT_ARGS / PREDICT_ARGS / TEST_ARGS (extra epspp"
+	@echo "           overrides of the fits, the pseudo-mask prediction and the final test-split prediction)"
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch torchvision
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,crf]'
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv/ and install epspp with the dev extra (no-op when up to date)
+install: $(STAMP) ## create .venv/ and install epspp with the dev and crf extras (no-op when up to date)
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/pytest -q
@@ -55,6 +57,8 @@ bench: $(STAMP) ## run benchmarks/ and write BENCHMARKS.md
 
 # stage chains: $(1) dataset config folder, $(2) segmentation config, $(3) localization config.
 # Rerunning a chain resumes: fits continue from last.ckpt (--ckpt_path last), predict skips written masks.
+# The last step predicts the test split with configs/$(1)/segmentation_test.yaml (dense CRF; VOC: the evaluation
+# server's layout under RUN_DIR/segmentation_*/test/results, COCO: val with its mIoU).
 # The fits split the configs' total batch over GPUS x NODES processes (`epspp batch-args`, the rule of
 # docs/multi_gpu.md, also used by scripts/slurm/); FIT_ARGS come last and override.
 define chain
@@ -68,6 +72,10 @@ define chain
 	$(EPSPP) fit --config configs/$(1)/$(2) --data.root $(DATA_ROOT) \
 	  --data.pseudo_mask_dir $(RUN_DIR)/pseudo_masks \
 	  --trainer.default_root_dir $(RUN_DIR)/$(basename $(2)) --ckpt_path last $(TRAINER) $$recipe $(FIT_ARGS)
+	$(EPSPP) predict --config configs/$(1)/$(2) --config configs/$(1)/segmentation_test.yaml --data.root $(DATA_ROOT) \
+	  --ckpt_path $(RUN_DIR)/$(basename $(2))/checkpoints/last.ckpt \
+	  --trainer.default_root_dir $(RUN_DIR)/$(basename $(2))/test \
+	  --pseudo_masks.output_dir $(RUN_DIR)/$(basename $(2))/test $(TRAINER) $(TEST_ARGS)
 endef
 
 voc-wsss: $(STAMP) ## VOC 2012: EPS++ localization -> pseudo-masks -> DeepLab-v2 (weakly supervised)

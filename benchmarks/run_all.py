@@ -283,6 +283,7 @@ def main() -> None:
             ("pseudo", "bench_pseudo.py", []),
             ("data", "bench_data.py", ["--step-json", str(tmp / "step.json")]),
             ("resnet38d", "bench_resnet38d.py", []),
+            ("crf", "bench_crf.py", []),
         ]
         if cuda:
             plan.insert(2, ("step-bf16", "bench_step.py", ["--amp", "--channels-last"]))

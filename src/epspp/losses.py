@@ -1,4 +1,4 @@
-"""Losses of the localization network: classification, EPS and EPS++ (IRD) saliency losses.
+"""Losses: classification, EPS and EPS++ (IRD) saliency losses (stage 1), segmentation loss (stage 3).
 
 - EPS: Lee, Kim, Lee, Lee, Shim, "Railroading Weakly Supervised Semantic Segmentation with Saliency
   Maps as Pseudo-pixel Supervision" (CVPR 2021) -- ``eps_saliency_loss`` reproduces ``get_eps_loss`` of
@@ -20,7 +20,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["classification_loss", "eps_saliency_loss", "ird_saliency_loss"]
+from epspp.metrics import IGNORE_INDEX
+
+__all__ = ["classification_loss", "eps_saliency_loss", "ird_saliency_loss", "segmentation_loss"]
 
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -169,3 +171,28 @@ def ird_saliency_loss(
     if return_inconsistent:
         return loss, inconsistent
     return loss
+
+
+def segmentation_loss(
+    logits: torch.Tensor, mask: torch.Tensor, is_labeled: torch.Tensor, pseudo_weight: float = 1.0
+) -> torch.Tensor:
+    """Cross-entropy of stage 3: one weighted mean over every valid pixel of the batch.
+
+    ``sum_p w_p CE_p / sum_p w_p`` with ``w_p`` = 1 on images with ground truth, ``pseudo_weight`` on
+    pseudo-labelled images and 0 where the mask is 255; ``pseudo_weight = 1`` is exactly
+    ``F.cross_entropy(logits, mask, ignore_index=255)``, so WSSS and SSSS batches are scaled alike.
+
+    Args:
+        logits: (B, K, H, W) class logits (K = C + 1).
+        mask: (B, H, W) int64 class ids, 255 = ignore.
+        is_labeled: (B,) bool/0-1: the image's mask is ground truth (not a pseudo-mask).
+        pseudo_weight: weight of the pixels of pseudo-labelled images.
+
+    Returns:
+        Scalar loss (0, still attached to ``logits``, when no pixel is valid or every weight is 0).
+    """
+    dtype = _compute_dtype(logits)
+    pixel = F.cross_entropy(logits.to(dtype), mask, ignore_index=IGNORE_INDEX, reduction="none")
+    image_weight = torch.where(is_labeled.bool(), 1.0, float(pseudo_weight)).to(device=pixel.device, dtype=dtype)
+    weight = (mask != IGNORE_INDEX).to(dtype) * image_weight[:, None, None]
+    return (weight * pixel).sum() / weight.sum().clamp_min(1e-12)  # no valid pixel: 0 / 1e-12 = 0

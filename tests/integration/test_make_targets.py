@@ -7,6 +7,7 @@ the previous stage's output.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,13 +22,14 @@ TINY = ("--trainer.max_steps 2 --trainer.precision 32-true --trainer.accelerator
         "--model.init_args.backbone resnet10t "
         "--model.init_args.backbone_kwargs '{channels: [8, 16, 32, 64], stem_width: 8}'")
 PREDICT = "--data.num_workers 0 --trainer.accelerator cpu --model.init_args.scales '[1.0]'"
+TEST = "--data.num_workers 0 --trainer.accelerator cpu --trainer.precision 32-true --model.init_args.crf_workers 0"
 
 
 def make(target: str, root: Path, run_dir: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
     result = subprocess.run(
         ["make", "-C", str(REPO), target, f"DATA_ROOT={root}", f"RUN_DIR={run_dir}", "GPUS=1",
-         f"FIT_ARGS={TINY}", f"PREDICT_ARGS={PREDICT}"],
+         f"FIT_ARGS={TINY}", f"PREDICT_ARGS={PREDICT}", f"TEST_ARGS={TEST}"],
         env=env, text=True, capture_output=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -36,10 +38,11 @@ def make(target: str, root: Path, run_dir: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def voc_tree(synthetic_copy: Path) -> Path:
-    """The synthetic tree with VOC's split names (train_aug for stages 1-2, train as labelled subset)."""
+    """The synthetic tree with VOC's split names (train_aug for stages 1-2, train as labelled subset, a test split)."""
     splits = synthetic_copy / "ImageSets" / "Segmentation"
     shutil.copy(splits / "train.txt", splits / "train_aug.txt")
     shutil.copy(splits / "labeled_10pct.txt", splits / "train.txt")
+    shutil.copy(splits / "val.txt", splits / "test.txt")
     return synthetic_copy
 
 
@@ -52,6 +55,9 @@ def test_voc_wsss_then_ssss_share_stages_one_and_two(voc_tree: Path, tmp_path: P
     assert len(list((run_dir / "pseudo_masks").glob("*.png"))) == 20
     assert (run_dir / "pseudo_masks" / "config.yaml").is_file()  # not in the repository root
     assert (run_dir / "segmentation_wsss" / "checkpoints" / "last.ckpt").is_file()
+    test_ids = (voc_tree / "ImageSets" / "Segmentation" / "test.txt").read_text().split()
+    server = run_dir / "segmentation_wsss" / "test" / "results" / "VOC2012" / "Segmentation" / "comp6_test_cls"
+    assert sorted(p.stem for p in server.glob("*.png")) == sorted(test_ids)  # the last step: the test split
     stamp = manifest.stat().st_mtime_ns
     make("voc-ssss", voc_tree, run_dir)  # stage 1 is finished (resumes at max_steps), stage 2 skips all masks
     assert (run_dir / "segmentation_ssss" / "checkpoints" / "last.ckpt").is_file()
@@ -62,6 +68,7 @@ def test_coco_wsss(synthetic_copy: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "coco"
     make("coco-wsss", synthetic_copy, run_dir)
     assert (run_dir / "segmentation_wsss" / "checkpoints" / "last.ckpt").is_file()
+    assert "miou" in json.loads((run_dir / "segmentation_wsss" / "test" / "manifest.json").read_text())
 
 
 def test_make_help_lists_targets_and_variables() -> None:
@@ -79,11 +86,11 @@ echo "$*" >> "{log}"
 
 @pytest.mark.parametrize(("target", "gpus", "nodes", "localization", "segmentation"), [
     ("voc-wsss", 1, 1, "--data.batch_size 8 --model.init_args.lr 0.01",
-     "--data.batch_size 10 --model.init_args.lr 0.00025"),
+     "--data.batch_size 5 --model.init_args.lr 0.00025"),  # deeplab-pytorch: 5 x 2 accumulated
     ("voc-ssss", 2, 1, "--data.batch_size 4 --model.init_args.lr 0.01",
-     "--data.batch_size 5 --data.labeled_per_batch 2 --model.init_args.lr 0.00025"),
+     "--data.batch_size 3 --data.labeled_per_batch 1 --model.init_args.lr 0.0003"),
     ("coco-wsss", 4, 2, "--data.batch_size 2 --model.init_args.lr 0.01",  # EPS COCO: batch 16
-     "--data.batch_size 2 --model.init_args.lr 0.0004"),  # 8 processes: total 16 of a recipe of 10
+     "--data.batch_size 1 --model.init_args.lr 0.0004"),  # 8 processes: total 8 of a recipe of 5
 ])
 def test_targets_split_the_papers_total_batch_over_the_processes(
     target: str, gpus: int, nodes: int, localization: str, segmentation: str, tmp_path: Path
@@ -98,9 +105,10 @@ def test_targets_split_the_papers_total_batch_over_the_processes(
         text=True, capture_output=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    fit_localization, predict, fit_segmentation = log.read_text().splitlines()
+    fit_localization, predict, fit_segmentation, predict_test = log.read_text().splitlines()
     trainer = f"--trainer.devices {gpus} --trainer.num_nodes {nodes}"
-    assert all(trainer in line for line in (fit_localization, predict, fit_segmentation))
+    assert all(trainer in line for line in (fit_localization, predict, fit_segmentation, predict_test))
+    assert "segmentation_test.yaml" in predict_test and "--data.batch_size" not in predict_test
     assert f"{localization} --trainer.max_steps 7" in fit_localization  # FIT_ARGS last: they override
     assert f"{segmentation} --trainer.max_steps 7" in fit_segmentation
     assert "--data.batch_size" not in predict

@@ -37,6 +37,8 @@ from epspp.models.segmentation import SegmentationModule
 REPO = Path(__file__).resolve().parents[2]
 WSSS = REPO / "configs" / "demo" / "segmentation_wsss.yaml"
 SSSS = REPO / "configs" / "demo" / "segmentation_ssss.yaml"
+VOC_TEST = REPO / "configs" / "voc" / "segmentation_test.yaml"
+SERVER_LAYOUT = Path("results/VOC2012/Segmentation/comp6_test_cls")
 C = 5
 CLASS_NAMES = ["background", "disc", "square", "triangle", "train", "boat"]
 MISSING = ["train_000003", "train_000007", "train_000011"]  # ids left out of the partial pseudo-mask folder
@@ -226,8 +228,13 @@ def runs(synthetic_root: Path, odd_root: Path, pseudo_dirs: tuple[Path, Path],
                 "predict": make("predict", eval_args("predict", odd_root, base / "predict", checkpoint,
                                                      "--data.predict_split", "val", *PREDICT_TTA,
                                                      "--pseudo_masks.output_dir", str(base / "predictions"))),
+                # the VOC server layout, after a dense CRF, 2 images of different sizes per batch
+                "submission": make("submission", eval_args(
+                    "predict", odd_root, base / "submission", checkpoint, "--config", str(VOC_TEST),
+                    "--data.predict_split", "val", "--data.val_batch_size", "2", "--model.init_args.crf_workers", "0",
+                    "--pseudo_masks.output_dir", str(base / "submission_out"))),
             }
-            for name in ("validate", "test", "predict"):
+            for name in ("validate", "test", "predict", "submission"):
                 all_runs[name].run_in_process()
         yield all_runs
     finally:
@@ -363,6 +370,39 @@ def test_predict_writes_masks_of_the_image_size_and_a_manifest(runs: dict[str, R
             assert (written == expected).mean() > 0.999, sample["id"]
     finally:
         torch.set_num_threads(threads)
+
+
+def test_submission_layout_after_crf_with_the_miou_of_epspp_evaluate(runs: dict[str, Run], odd_root: Path,
+                                                                      tmp_path: Path) -> None:
+    pytest.importorskip("pydensecrf.densecrf")
+    from epspp.evaluate import evaluate_main
+    from epspp.ops.crf import dense_crf, to_uint8_rgb
+
+    run = _get(runs, "submission")
+    out = run.root_dir.parent / "submission_out"
+    masks = out / SERVER_LAYOUT
+    ids = (odd_root / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    assert sorted(p.stem for p in masks.glob("*.png")) == sorted(ids)
+    assert not list(masks.glob("*.json")) and (out / "manifest.json").is_file()  # only PNGs in the server folder
+    for image_id in ids:
+        with Image.open(odd_root / "JPEGImages" / f"{image_id}.jpg") as image:
+            size = image.size
+        with Image.open(masks / f"{image_id}.png") as mask:
+            assert mask.mode == "P" and mask.size == size
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["model"]["crf"] is True and manifest["evaluated"] == len(ids)
+    report = tmp_path / "scores.json"
+    assert evaluate_main(["--pred-dir", str(masks), "--root", str(odd_root), "--split", "val",
+                          "--json", str(report)]) == 0
+    assert manifest["miou"] == json.loads(report.read_text())["miou"]
+
+    # a mask is the argmax of the dense CRF on the checkpoint's full-resolution probabilities of its image alone
+    module = SegmentationModule.load_from_checkpoint(run.args[run.args.index("--ckpt_path") + 1], map_location="cpu")
+    sample = VOCLayoutDataset(odd_root, "val", C, mode="predict", with_labels=False)[0]
+    with torch.no_grad():
+        probs = module.eval().predict_logits(sample["image"][None])[0].numpy()
+    expected = dense_crf(to_uint8_rgb(sample["image"][None])[0], probs).argmax(0)
+    assert (_read(masks / f"{sample['id']}.png") == expected).mean() > 0.99
 
 
 def test_command_line_tta_applies_to_a_checkpoint(runs: dict[str, Run]) -> None:

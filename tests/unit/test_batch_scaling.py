@@ -52,8 +52,8 @@ def test_bad_process_count_or_recipe() -> None:
 
 def test_reads_the_shipped_configs() -> None:
     assert read_recipe(REPO / "configs/voc/localization_eps++.yaml") == (8, 0.01, None)
-    assert read_recipe(REPO / "configs/voc/segmentation_ssss.yaml") == (10, 0.00025, 5)
-    assert read_recipe(REPO / "configs/coco/segmentation_wsss.yaml") == (10, 0.00025, None)
+    assert read_recipe(REPO / "configs/voc/segmentation_ssss.yaml") == (5, 0.00025, 2)  # 5 x 2 accumulated
+    assert read_recipe(REPO / "configs/coco/segmentation_wsss.yaml") == (5, 0.00025, None)
 
 
 def test_config_errors_name_the_file(tmp_path: Path) -> None:

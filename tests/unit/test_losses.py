@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss
+from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss, segmentation_loss
 
 # 2 object classes + background (last), 2x2 pixels p0 p1 / p2 p3.
 PROBS = torch.tensor(
@@ -219,3 +219,49 @@ def test_half_precision_inputs(dtype):
         (grad,) = torch.autograd.grad(loss, cam)
         assert grad.dtype == dtype and torch.isfinite(grad.float()).all()
     assert classification_loss(cam32[:, :5, 0, 0].to(dtype), labels.to(dtype)).dtype == torch.float32
+
+
+# ----------------------------------------------------------------- segmentation loss (stage 3)
+def _segmentation_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """2 images x 3 pixels, 2 classes; logits chosen so that every cross-entropy is a simple log.
+
+    image 0 (ground truth):  p0 logits (0, 0) label 0 -> ln 2;  p1 ignored;  p2 (ln 3, 0) label 1 -> ln 4
+    image 1 (pseudo-mask):   p0 (ln 3, 0) label 0 -> ln 4/3;   p1 (0, 0) label 1 -> ln 2;  p2 ignored
+    """
+    ln3 = math.log(3)
+    logits = torch.tensor([[[0.0, 0.0, ln3], [0.0, 5.0, 0.0]],
+                           [[ln3, 0.0, 7.0], [0.0, 0.0, 1.0]]]).reshape(2, 2, 1, 3)
+    mask = torch.tensor([[0, 255, 1], [0, 1, 255]]).reshape(2, 1, 3)
+    return logits, mask, torch.tensor([1.0, 0.0])
+
+
+def test_segmentation_loss_by_hand() -> None:
+    logits, mask, is_labeled = _segmentation_case()
+    gt = math.log(2) + math.log(4)
+    pseudo = math.log(4 / 3) + math.log(2)
+    # pseudo_weight 1: the mean over the 4 valid pixels
+    assert float(segmentation_loss(logits, mask, is_labeled, 1.0)) == pytest.approx((gt + pseudo) / 4, rel=1e-6)
+    # pseudo_weight 0.3: sum w CE / sum w = (gt + 0.3 pseudo) / (2 + 0.3 * 2)
+    expected = (gt + 0.3 * pseudo) / (2 + 0.6)
+    assert float(segmentation_loss(logits, mask, is_labeled, 0.3)) == pytest.approx(expected, rel=1e-6)
+    # an all-pseudo batch: the weight cancels, plain mean over its valid pixels
+    all_pseudo = segmentation_loss(logits, mask, torch.zeros(2), 0.3)
+    assert float(all_pseudo) == pytest.approx((gt + pseudo) / 4, rel=1e-6)
+
+
+def test_segmentation_loss_with_weight_1_is_cross_entropy() -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 6, 9, 7, generator=generator, requires_grad=True)
+    mask = torch.randint(0, 6, (3, 9, 7), generator=generator)
+    mask[0, :4] = 255
+    mask[2, :, :2] = 255
+    loss = segmentation_loss(logits, mask, torch.tensor([1.0, 0.0, 1.0]), 1.0)
+    torch.testing.assert_close(loss, F.cross_entropy(logits, mask, ignore_index=255))
+    loss.backward()
+    assert logits.grad is not None and logits.grad[0, :, :4].abs().max() == 0  # ignored pixels get no gradient
+
+
+def test_segmentation_loss_without_valid_pixels_is_zero() -> None:
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    loss = segmentation_loss(logits, torch.full((2, 4, 4), 255), torch.tensor([1.0, 0.0]), 0.5)
+    assert float(loss) == 0.0 and loss.requires_grad

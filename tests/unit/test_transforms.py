@@ -214,6 +214,29 @@ def test_eval_transform_shrinks_only_larger_images():
     assert np.abs(brightness[:, 9:] - 200).max() < 1 and np.abs(brightness[17:, :7] - 100).max() < 1
 
 
+def test_deeplab_scales_resize_the_whole_image_and_pad_with_the_mean():
+    """deeplab-pytorch (libs/datasets/base.py): scale by a random choice of factors, flip, pad bottom/right
+    with the mean colour (0 once normalized) and the mask with 255, crop."""
+    image, mask, _ = _square_scene(40, 60)
+    transform = train_transform(crop_size=50, scales=(0.5, 1.5), color_jitter=0.0)
+    seen = set()
+    for _ in range(REPEATS):
+        out = transform(image, mask)
+        img, msk = out["image"], out["mask"]
+        assert img.shape == (3, 50, 50) and msk.shape == (50, 50)
+        width = np.nonzero(msk.numpy() != IGNORE_INDEX)[1].max() + 1
+        if msk.numpy()[0, 0] != IGNORE_INDEX and (msk.numpy()[:, -1] == IGNORE_INDEX).all():
+            seen.add(0.5)  # 0.5: 20x30, at the top-left of the padded crop
+            assert width == 30
+            assert (msk.numpy()[20:] == IGNORE_INDEX).all() and (msk.numpy()[:, 30:] == IGNORE_INDEX).all()
+            np.testing.assert_allclose(img.numpy()[:, 20:], 0.0, atol=0.01)  # the mean, normalized
+            np.testing.assert_allclose(img.numpy()[:, :, 30:], 0.0, atol=0.01)
+        else:
+            seen.add(1.5)  # 1.5: 60x90 > 50: a crop of the image, no padding
+            assert (img.numpy() != 0).any(axis=0).all()
+    assert seen == {0.5, 1.5}
+
+
 def test_pad_collate_batches_full_resolution_images_of_different_sizes():
     from epspp.data.transforms import pad_collate
 

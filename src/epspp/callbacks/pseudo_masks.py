@@ -50,12 +50,15 @@ class PseudoMaskWriter(BasePredictionWriter):
         report_split: also score the masks of this split's ids (``manifest.json`` key ``report``): VOC
             ``train``, the 1,464 images the papers' pseudo-mask mIoU is measured on, while the masks are
             written for ``train_aug``.
+        mask_subdir: write the PNGs in ``OUT/<mask_subdir>`` (manifest and scores stay in OUT), e.g. the PASCAL
+            VOC server's ``results/VOC2012/Segmentation/comp6_test_cls`` (configs/voc/segmentation_test.yaml).
     """
 
     def __init__(self, output_dir: str | None = None, save_scores: bool = False, overwrite: bool = False,
-                 save_overlays: bool = False, report_split: str | None = None) -> None:
+                 save_overlays: bool = False, report_split: str | None = None, mask_subdir: str = "") -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir) if output_dir else None
+        self.mask_subdir = mask_subdir
         self.save_scores = save_scores
         self.overwrite = overwrite
         self.save_overlays = save_overlays
@@ -79,14 +82,16 @@ class PseudoMaskWriter(BasePredictionWriter):
         dataset = trainer.datamodule.datasets["predict"]
         refuse_dataset_folder(self.output_dir, dataset_folders(dataset))
         check_writable(self.output_dir)
+        self.mask_dir.mkdir(parents=True, exist_ok=True)
         for wanted, sub in ((self.save_scores, "scores"), (self.save_overlays, "overlays")):
             if wanted:
                 (self.output_dir / sub).mkdir(exist_ok=True)
         record = provenance(pl_module, dict(trainer.datamodule.hparams), self.checkpoint_path or trainer.ckpt_path)
-        done = sum(1 for _ in self.output_dir.glob("[!.]*.png"))
+        done = sum(1 for _ in self.mask_dir.glob("[!.]*.png"))
         check_resume(self.output_dir, record, done, self.overwrite)
         if trainer.is_global_zero:
             _remove_stale_temporaries(self.output_dir)
+            _remove_stale_temporaries(self.mask_dir)
             write_provenance(self.output_dir, record)
         # the full-resolution score maps of every image would pile up in memory otherwise
         trainer.predict_loop.return_predictions = False
@@ -111,7 +116,7 @@ class PseudoMaskWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: dict,
                            batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         for index, image_id in enumerate(prediction["id"]):
-            path = self.output_dir / f"{image_id}.png"
+            path = self.mask_dir / f"{image_id}.png"
             if self._is_done(image_id) and image_id not in self._existing:
                 continue  # a DDP padding duplicate another rank has written in this run
             mask = prediction["mask"][index].to(torch.uint8).cpu().numpy()
@@ -128,9 +133,14 @@ class PseudoMaskWriter(BasePredictionWriter):
                 raise
             self._written += 1
 
+    @property
+    def mask_dir(self) -> Path:
+        """Where the PNG masks go: ``output_dir / mask_subdir``."""
+        return self.output_dir / self.mask_subdir
+
     def _is_done(self, image_id: str) -> bool:
         """The mask exists, and its score map too when ``save_scores`` asks for it (it is written first)."""
-        return (self.output_dir / f"{image_id}.png").is_file() and (
+        return (self.mask_dir / f"{image_id}.png").is_file() and (
             not self.save_scores or (self.output_dir / "scores" / f"{image_id}.npy").is_file())
 
     def _write_overlay(self, image_id: str, mask: np.ndarray, dataset: Any) -> None:
@@ -179,7 +189,7 @@ class PseudoMaskWriter(BasePredictionWriter):
         manifest = self._manifest(trainer, pl_module, split, evaluated)
         manifest["written_this_run"] = written
         manifest["images_per_s_rank0"] = round(self._written / max(elapsed, 1e-6), 2)
-        print(f"[epspp] wrote {written} masks to {self.output_dir} "
+        print(f"[epspp] wrote {written} masks to {self.mask_dir} "
               f"({manifest['images_per_s_rank0']} images/s on rank 0)")
         if manifest["no_label_all_background"]:
             print(f"[epspp] {manifest['no_label_all_background']} images of '{split}' have no labelled class: "
@@ -235,7 +245,7 @@ class PseudoMaskWriter(BasePredictionWriter):
         rank, world_size = (trainer.global_rank, trainer.world_size) if distributed else (0, 1)
         error = None
         try:
-            evaluated = evaluate_folder(self.output_dir, datamodule.hparams.root, split, datamodule.hparams.mask_dir,
+            evaluated = evaluate_folder(self.mask_dir, datamodule.hparams.root, split, datamodule.hparams.mask_dir,
                                         metric, rank, world_size)["evaluated"]
         except DatasetError as caught:  # e.g. a mis-sized mask left by an earlier run: every rank must stop
             error, evaluated = caught, 0
@@ -253,14 +263,15 @@ class PseudoMaskWriter(BasePredictionWriter):
         checkpoint = trainer.ckpt_path
         return {
             "split": split,
-            "count": sum((self.output_dir / f"{i}.png").is_file() for i in ids),
+            "count": sum((self.mask_dir / f"{i}.png").is_file() for i in ids),
             "split_size": len(ids),
             "no_label_all_background": len(no_label),
             "evaluated": evaluated,
             "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
             "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
             "config": {"model": _plain(dict(pl_module.hparams)), "data": _plain(dict(datamodule.hparams)),
-                       "writer": {"output_dir": str(self.output_dir), "save_scores": self.save_scores,
+                       "writer": {"output_dir": str(self.output_dir), "mask_subdir": self.mask_subdir,
+                                  "save_scores": self.save_scores,
                                   "overwrite": self.overwrite, "report_split": self.report_split}},
         }
 

@@ -48,13 +48,15 @@ class EPSDataModule(pl.LightningDataModule):
         labeled_per_batch: semi-supervised: labelled samples per batch (default: half the batch).
         allow_missing: skip training ids without a pseudo-mask instead of failing.
         batch_size: training batch size per process.
-        val_batch_size: validation batch size (default: ``batch_size``).
+        val_batch_size: validation/test batch size, and that of segmentation predictions (default: ``batch_size``).
         num_workers: data-loading processes.
         worker_nice: niceness of the data-loading processes; ``None`` = 19 when the model runs on the CPU
             (the workers then only take the CPU time the training step leaves, see ``epspp.data.workers``),
             0 otherwise.
         crop_size: training crop (square).
         resize_long: training: random long side in [low, high] before the crop.
+        train_scales: training as deeplab-pytorch (stage 3; its VOC config: 0.5, 0.75, 1, 1.25, 1.5): the whole
+            image scaled by a random choice of these factors instead of ``resize_long``, padded at the bottom/right.
         eval_size: validation/test: ``None`` (default) scores every image at its full resolution (batches
             padded, padding ignored); a number shrinks larger images to that long side and pads all to squares.
         color_jitter: brightness/contrast/saturation jitter strength (0 disables).
@@ -91,6 +93,7 @@ class EPSDataModule(pl.LightningDataModule):
         worker_nice: int | None = None,
         crop_size: int = 448,
         resize_long: tuple[int, int] = (256, 512),
+        train_scales: tuple[float, ...] | None = None,
         eval_size: int | None = None,
         color_jitter: float = 0.3,
         jitter_hue: float = 0.0,
@@ -137,7 +140,7 @@ class EPSDataModule(pl.LightningDataModule):
         hp = self.hparams
         if training:
             transform = train_transform(hp.crop_size, hp.resize_long, hp.mean, hp.std, hp.color_jitter,
-                                        hp.jitter_hue, hp.jitter_p, hp.train_interpolation)
+                                        hp.jitter_hue, hp.jitter_p, hp.train_interpolation, hp.train_scales)
         else:
             transform = eval_transform(None if mode == "predict" else hp.eval_size, hp.mean, hp.std)
         return VOCLayoutDataset(
@@ -203,7 +206,7 @@ class EPSDataModule(pl.LightningDataModule):
             self.datasets["predict"] = ImageFolderDataset(
                 hp.predict_image_dir, self.num_classes, eval_transform(None, hp.mean, hp.std))
         elif stage == "predict":
-            self.datasets["predict"] = self._dataset(hp.predict_split, "predict")
+            self.datasets["predict"] = self._dataset(hp.predict_split, "predict", with_labels=hp.task == "localization")
         if hp.preflight:
             for dataset in self.datasets.values():
                 preflight(hp.root, dataset.files(), f"split '{dataset.split}' ({dataset.split_file})")
@@ -289,4 +292,9 @@ class EPSDataModule(pl.LightningDataModule):
         return self._loader(dataset, batch_size, sampler=sampler, **collate)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["predict"], 1)
+        """Pseudo-masks: one image per batch; segmentation: ``val_batch_size`` images padded to the largest (the
+        module crops each prediction back to its image), so that a CRF runs over the batch in parallel."""
+        if self.hparams.task != "segmentation":
+            return self._loader(self.datasets["predict"], 1)
+        batch_size = self.hparams.val_batch_size or self.hparams.batch_size
+        return self._loader(self.datasets["predict"], batch_size, collate_fn=pad_collate)

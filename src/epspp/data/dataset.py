@@ -30,7 +30,7 @@ class VOCLayoutDataset(Dataset):
 
     - ``localization``: ``saliency`` (1, H, W) in [0, 1] and ``label`` (C,) multi-hot;
     - ``segmentation``: ``is_labeled`` (float 1 for ground truth, 0 for a pseudo-mask);
-    - ``predict``: ``label`` and ``has_mask`` (bool: ground truth exists).
+    - ``predict``: ``label`` (unless ``with_labels`` is False) and ``has_mask`` (bool: ground truth exists).
 
     Args:
         root: dataset root.
@@ -45,6 +45,8 @@ class VOCLayoutDataset(Dataset):
         ids: use these ids instead of reading the split file.
         require_masks: segmentation mode: every id needs its mask (training); False for evaluation, where ids
             without ground truth are served with an all-ignore mask (scored on the ids that have one).
+        with_labels: predict mode: read the image-level labels (pseudo-masks need them; segmentation
+            predictions of an unlabelled split such as VOC test do not).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class VOCLayoutDataset(Dataset):
         labeled_ids: set[str] | None = None,
         ids: list[str] | None = None,
         require_masks: bool = True,
+        with_labels: bool = True,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -77,9 +80,8 @@ class VOCLayoutDataset(Dataset):
         self.image_dir = self.root / "JPEGImages"
         self._images = image_files(self.image_dir)
         self._check_files()
-        self.labels = (
-            image_labels(self.root, self.ids, num_classes, self.mask_dir) if mode != "segmentation" else {}
-        )
+        needs_labels = mode == "localization" or (mode == "predict" and with_labels)
+        self.labels = image_labels(self.root, self.ids, num_classes, self.mask_dir) if needs_labels else {}
 
     def image_path(self, image_id: str) -> Path:
         """``ROOT/JPEGImages/<id>`` with the extension found there (``.jpg`` when there is none)."""
@@ -138,7 +140,7 @@ class VOCLayoutDataset(Dataset):
         sample = self.transform(image, mask, saliency)
         sample["id"] = image_id
         sample["size"] = torch.tensor(size)
-        if self.mode != "segmentation":
+        if self.labels:
             sample["label"] = torch.from_numpy(self.labels[image_id])
         if self.mode == "predict":
             sample["has_mask"] = torch.tensor(has_mask)

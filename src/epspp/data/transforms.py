@@ -3,8 +3,10 @@
 Training (EPS recipe, ``metadata/dataset.py``): random resize of the long side, horizontal flip, colour
 jitter on the image only, normalization, then a random crop with padding: the image is padded after
 normalization with 0 (the mean colour, as EPS's ``random_crop_with_saliency``), the saliency with 0, the
-mask with 255 (ignore).  Evaluation: only normalization, optionally shrinking images larger than
-``eval_size`` and padding to ``eval_size`` squares (the default keeps every image at full resolution).
+mask with 255 (ignore).  With ``scales`` (deeplab-pytorch's ``libs/datasets/base.py``, stage 3) the whole
+image is scaled by a random choice of the factors instead, and padded at the bottom / right.  Evaluation:
+only normalization, optionally shrinking images larger than ``eval_size`` and padding to ``eval_size``
+squares (the default keeps every image at full resolution).
 
 The spatial ops before the jitter run in one ``A.Compose`` where the saliency map is an extra *image*
 target (so it is resized like the image and padded with 0), the mask a mask target (nearest, padded with
@@ -92,13 +94,13 @@ def _scale_choices(resize_long: Sequence[int]) -> list[int]:
 INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 
 
-def _pad_and_crop(crop_size: int) -> A.Compose:
-    """Pad to ``crop_size`` at a random position (image 0 = the mean after normalization, saliency 0, mask 255),
+def _pad_and_crop(crop_size: int, position: str = "random") -> A.Compose:
+    """Pad to ``crop_size`` at ``position`` (image 0 = the mean after normalization, saliency 0, mask 255),
     then crop a random ``crop_size`` square."""
     return A.Compose(
         [
             A.PadIfNeeded(
-                min_height=crop_size, min_width=crop_size, position="random",
+                min_height=crop_size, min_width=crop_size, position=position,
                 border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX,
             ),
             A.RandomCrop(height=crop_size, width=crop_size),
@@ -116,6 +118,7 @@ def train_transform(
     jitter_hue: float = 0.0,
     jitter_p: float = 0.8,
     interpolation: str = "bilinear",
+    scales: Sequence[float] | None = None,
 ) -> JointTransform:
     """The EPS training pipeline: random long-side resize, flip, jitter, normalization, padded random crop.
 
@@ -128,16 +131,17 @@ def train_transform(
         jitter_hue: hue strength (EPS: 0.1).
         jitter_p: probability of jittering an image (EPS: 1, always).
         interpolation: ``bilinear`` or ``bicubic`` (EPS resizes image and saliency bicubically) resize.
+        scales: deeplab-pytorch's augmentation instead of ``resize_long``: the whole image scaled by a random
+            choice of these factors (its VOC config: 0.5, 0.75, 1, 1.25, 1.5), padded at the bottom / right.
     """
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}")
-    spatial = A.Compose(
-        [
-            A.LongestMaxSize(max_size=_scale_choices(resize_long), interpolation=INTERPOLATIONS[interpolation]),
-            A.HorizontalFlip(p=0.5),
-        ],
-        additional_targets={"saliency": "image"},
-    )
+    if scales and min(scales) <= 0:
+        raise ValueError(f"scales must be positive factors, got {list(scales)}")
+    flag = INTERPOLATIONS[interpolation]
+    resize = (A.OneOf([A.RandomScale(scale_limit=(s - 1, s - 1), interpolation=flag, p=1.0) for s in scales], p=1.0)
+              if scales else A.LongestMaxSize(max_size=_scale_choices(resize_long), interpolation=flag))
+    spatial = A.Compose([resize, A.HorizontalFlip(p=0.5)], additional_targets={"saliency": "image"})
     jitter = color_jitter
     photometric = A.Compose(
         [
@@ -146,7 +150,7 @@ def train_transform(
             A.Normalize(mean=tuple(mean), std=tuple(std)),
         ]
     )
-    return JointTransform(spatial, photometric, _pad_and_crop(crop_size))
+    return JointTransform(spatial, photometric, _pad_and_crop(crop_size, "top_left" if scales else "random"))
 
 
 def eval_transform(

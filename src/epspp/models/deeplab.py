@@ -1,8 +1,10 @@
-"""DeepLab heads over timm encoders.
+"""DeepLab: deeplab-pytorch's DeepLab-v2 ResNet-101 (the papers'), or DeepLab heads over timm encoders.
 
 DeepLab-v2 (Chen et al., TPAMI 2018) as used by EPS and EPS++: four dilated 3x3 convolutions
-(rates 6, 12, 18, 24) on the last feature map, summed.  DeepLab-v3+ (Chen et al., ECCV 2018): ASPP
-with image pooling, then a decoder that fuses the stride-4 features.
+(rates 6, 12, 18, 24) on the last feature map, summed; ``backbone="deeplab_resnet101"`` is the
+network and the checkpoints of kazuto1011/deeplab-pytorch (``epspp.models.deeplab_resnet``).
+DeepLab-v3+ (Chen et al., ECCV 2018): ASPP with image pooling, then a decoder that fuses the
+stride-4 features.
 """
 
 from __future__ import annotations
@@ -13,23 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from epspp.errors import ConfigError
 from epspp.models.backbone import create_backbone
+from epspp.models.deeplab_resnet import ASPP, deeplab_resnet101, load_deeplab_weights
+from epspp.models.frozen import freeze_batchnorm
 
-
-class ASPPv2(nn.Module):
-    """Sum of parallel dilated 3x3 convolutions straight to class logits (DeepLab-v2)."""
-
-    def __init__(self, in_channels: int, num_outputs: int, rates: tuple[int, ...] = (6, 12, 18, 24)) -> None:
-        super().__init__()
-        self.branches = nn.ModuleList(
-            nn.Conv2d(in_channels, num_outputs, 3, padding=rate, dilation=rate) for rate in rates
-        )
-        for branch in self.branches:
-            nn.init.normal_(branch.weight, std=0.01)
-            nn.init.zeros_(branch.bias)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return sum(branch(features) for branch in self.branches)
+DEEPLAB_RESNET = "deeplab_resnet101"
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -58,16 +49,19 @@ class ASPPv3(nn.Module):
 
 
 class DeepLab(nn.Module):
-    """DeepLab-v2 or -v3+ over a timm encoder; ``forward`` gives logits at the input resolution.
+    """DeepLab-v2 or -v3+; ``forward`` gives logits at the input resolution, ``logits`` at the network's.
 
     Args:
         num_outputs: output classes (C+1, background included).
         architecture: ``deeplabv2`` or ``deeplabv3plus``.
-        backbone: timm model name (the papers: ``resnet101``).
+        backbone: ``deeplab_resnet101`` (the papers' network, deeplab-pytorch's names and checkpoints;
+            DeepLab-v2 at output stride 8 only) or a timm model name (ImageNet init).
         output_stride: 8 (papers) or 16.
-        pretrained: timm's pretrained weights.
-        pretrained_path: local weights file.
+        pretrained: timm's pretrained weights (``deeplab_resnet101`` needs ``pretrained_path``).
+        pretrained_path: local weights file: for ``deeplab_resnet101`` ``deeplabv1_resnet101-coco.pth`` (the
+            papers' init) or a trained ``deeplabv2_resnet101_msc-*.pth``; else the timm encoder's.
         backbone_kwargs: extra ``timm.create_model`` arguments.
+        freeze_bn: the encoder's BatchNorm fixed at its loaded statistics, without gradient (deeplab-pytorch).
     """
 
     def __init__(
@@ -79,9 +73,34 @@ class DeepLab(nn.Module):
         pretrained: bool = False,
         pretrained_path: str | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
+        freeze_bn: bool = False,
     ) -> None:
         super().__init__()
         self.architecture = architecture
+        self.is_timm = backbone != DEEPLAB_RESNET
+        if not self.is_timm:
+            self._build_deeplab_resnet(num_outputs, architecture, output_stride, pretrained, pretrained_path)
+        else:
+            self._build_timm(num_outputs, architecture, backbone, output_stride, pretrained, pretrained_path,
+                             backbone_kwargs)
+        if freeze_bn:
+            self.encoder = freeze_batchnorm(self.encoder)
+
+    def _build_deeplab_resnet(self, num_outputs: int, architecture: str, output_stride: int, pretrained: bool,
+                              pretrained_path: str | None) -> None:
+        if architecture != "deeplabv2" or output_stride != 8:
+            raise ConfigError(f"backbone {DEEPLAB_RESNET} is DeepLab-v2 at output stride 8; got architecture "
+                              f"{architecture}, output_stride {output_stride}")
+        if pretrained and not pretrained_path:
+            raise ConfigError(f"{DEEPLAB_RESNET}'s weights are not downloadable by epspp: set pretrained_path to "
+                              "deeplabv1_resnet101-coco.pth (see README, 'Files you need')")
+        self.encoder: nn.Module = deeplab_resnet101()
+        self.head: nn.Module = ASPP(2048, num_outputs)
+        if pretrained_path:
+            load_deeplab_weights(self.encoder, self.head, pretrained_path)
+
+    def _build_timm(self, num_outputs: int, architecture: str, backbone: str, output_stride: int, pretrained: bool,
+                    pretrained_path: str | None, backbone_kwargs: dict[str, Any] | None) -> None:
         # v3+: the decoder needs stride-4 features, level 1 of most timm encoders (ResNet, EfficientNet)
         # but level 0 of others (ConvNeXt): request both and keep the right one (no extra compute).
         out_indices = (-1,) if architecture == "deeplabv2" else (0, 1, -1)
@@ -91,7 +110,7 @@ class DeepLab(nn.Module):
         reductions = self.encoder.feature_info.reduction()
         self.low_level = next((i for i in range(len(channels) - 1) if reductions[i] >= 4), 0)
         if architecture == "deeplabv2":
-            self.head: nn.Module = ASPPv2(channels[-1], num_outputs)
+            self.head: nn.Module = ASPP(channels[-1], num_outputs)
         else:
             rates = (12, 24, 36) if output_stride == 8 else (6, 12, 18)
             self.head = nn.ModuleDict({
@@ -101,13 +120,17 @@ class DeepLab(nn.Module):
                 "classifier": nn.Conv2d(256, num_outputs, 1),
             })
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> logits (B, num_outputs, H, W)."""
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> logits (B, num_outputs, h, w) at the network's resolution (stride 8 or 4)."""
+        if not self.is_timm:
+            return self.head(self.encoder(images))
         features = self.encoder(images)
         if self.architecture == "deeplabv2":
-            logits = self.head(features[-1])
-        else:
-            low = self.head["low"](features[self.low_level])
-            high = F.interpolate(self.head["aspp"](features[-1]), low.shape[-2:], mode="bilinear", align_corners=False)
-            logits = self.head["classifier"](self.head["fuse"](torch.cat([high, low], dim=1)))
-        return F.interpolate(logits, images.shape[-2:], mode="bilinear", align_corners=False)
+            return self.head(features[-1])
+        low = self.head["low"](features[self.low_level])
+        high = F.interpolate(self.head["aspp"](features[-1]), low.shape[-2:], mode="bilinear", align_corners=False)
+        return self.head["classifier"](self.head["fuse"](torch.cat([high, low], dim=1)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> logits (B, num_outputs, H, W), bilinearly upsampled."""
+        return F.interpolate(self.logits(images), images.shape[-2:], mode="bilinear", align_corners=False)

@@ -31,6 +31,7 @@ from epspp.ops import (
     pil_bicubic_resize,
     with_background,
 )
+from epspp.ops.crf import crf_refine_scores, require_solver
 
 
 class Classifier(nn.Module):
@@ -80,7 +81,8 @@ class LocalizationModule(pl.LightningModule):
         scales: inference scales (pseudo-masks).
         flip: add flipped inputs at inference.
         bg_threshold: background score of the pseudo-masks (EPS: 0.2).
-        refine: ``pamr`` refines the full-resolution score maps before the argmax.
+        refine: ``pamr`` or ``crf`` (dense CRF over background + labelled classes, ``epspp.ops.crf``) refines
+            the full-resolution score maps before the argmax.
         map_kind: ``auto`` = softmax maps for eps/ird (EPS inference), ReLU CAMs for the baseline.
         inference_resize: how inference scales the image: ``bilinear`` on the normalized tensor, or
             ``pil_bicubic`` on the uint8 picture (EPS's ``infer.py``).
@@ -121,7 +123,7 @@ class LocalizationModule(pl.LightningModule):
         scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0),
         flip: bool = True,
         bg_threshold: float = 0.2,
-        refine: Literal["none", "pamr"] = "none",
+        refine: Literal["none", "pamr", "crf"] = "none",
         map_kind: Literal["auto", "softmax", "relu"] = "auto",
         inference_resize: Literal["bilinear", "pil_bicubic"] = "bilinear",
         image_mean: tuple[float, float, float] = IMAGENET_MEAN,
@@ -137,6 +139,8 @@ class LocalizationModule(pl.LightningModule):
                                freeze_stem)
         self.net = Classifier(body, num_classes)
         self.pamr = PAMR(pamr_iter, tuple(pamr_dilations))
+        if refine == "crf":
+            require_solver()
         self.map_kind = ("relu" if saliency_loss == "none" else "softmax") if map_kind == "auto" else map_kind
         self.train_ap = MultilabelAveragePrecision(num_labels=num_classes, average="macro")
         self.val_ap = MultilabelAveragePrecision(num_labels=num_classes, average="macro")
@@ -260,6 +264,8 @@ class LocalizationModule(pl.LightningModule):
         scores = with_background(maps, hp.bg_threshold)
         if hp.refine == "pamr":
             scores = self.pamr(image.float(), scores)
+        elif hp.refine == "crf":
+            scores = crf_refine_scores(image, scores, labels)
         mask = scores.argmax(dim=1)
         return {"id": batch["id"], "mask": mask, "scores": scores, "label": labels,
                 "target": batch["mask"], "has_mask": batch["has_mask"]}

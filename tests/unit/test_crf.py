@@ -1,0 +1,78 @@
+"""Dense CRF (epspp.ops.crf): a boundary a few pixels off moves onto the colour edge; workers give the same
+result as the calling process; a missing pydensecrf2 is a one-line error saying what to install."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from epspp.errors import ConfigError
+from epspp.ops.crf import DenseCRF, crf_refine_scores, dense_crf, to_uint8_rgb
+
+pytest.importorskip("pydensecrf.densecrf")
+
+EDGE, OFF = 20, 5  # the colour edge is at column 20; the predicted boundary at column 25
+
+
+def edge_case(height: int = 30, width: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """A red | blue picture and soft 2-class probabilities whose boundary is OFF pixels right of the edge."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:, :EDGE] = (200, 30, 30)
+    image[:, EDGE:] = (30, 30, 200)
+    probs = np.empty((2, height, width), np.float32)
+    probs[0] = np.where(np.arange(width) < EDGE + OFF, 0.65, 0.35)[None]
+    probs[1] = 1 - probs[0]
+    return image, probs
+
+
+def test_boundary_moves_onto_the_colour_edge() -> None:
+    image, probs = edge_case()
+    before = probs.argmax(0)
+    assert (before[:, EDGE:EDGE + OFF] == 0).all()  # the 5 columns right of the edge are wrong before
+    refined = dense_crf(image, probs)
+    assert refined.shape == probs.shape and refined.dtype == np.float32
+    np.testing.assert_allclose(refined.sum(0), 1.0, atol=1e-4)
+    labels = refined.argmax(0)
+    assert (labels[:, :EDGE] == 0).all() and (labels[:, EDGE:] == 1).all()
+
+
+def test_workers_give_the_calling_process_result() -> None:
+    pairs = [edge_case(), edge_case(26, 40)]
+    crf = DenseCRF(workers=2)
+    try:
+        pooled = crf([p[0] for p in pairs], [p[1] for p in pairs])
+    finally:
+        crf.close()
+    for (image, probs), result in zip(pairs, pooled, strict=True):
+        np.testing.assert_allclose(result, dense_crf(image, probs), atol=1e-6)
+
+
+def test_to_uint8_rgb_inverts_the_normalization() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3)).astype(np.uint8)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    normalized = torch.from_numpy(((rgb / 255 - mean) / std).transpose(0, 3, 1, 2)).float()
+    np.testing.assert_array_equal(to_uint8_rgb(normalized), rgb)
+
+
+def test_missing_solver_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)  # import fails as when not installed
+    with pytest.raises(ConfigError, match=r"pip install 'epspp\[crf\]'"):
+        DenseCRF()
+
+
+def test_pseudo_mask_refinement_runs_on_background_and_labelled_classes() -> None:
+    """refine: crf -- only the background and the image's labelled classes enter the CRF; the others stay 0."""
+    image, probs = edge_case()
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    images = torch.from_numpy(((image / 255 - mean) / std).transpose(2, 0, 1))[None].float()
+    scores = torch.zeros(1, 4, *probs.shape[1:])  # background + 3 classes; the image is labelled with class 2
+    scores[0, 0], scores[0, 2] = torch.from_numpy(probs[0]), torch.from_numpy(probs[1])
+    scores[0, 1] = 0.3  # an unlabelled class never appears, whatever its score
+    refined = crf_refine_scores(images, scores, torch.tensor([[0.0, 1.0, 0.0]]))
+    expected = dense_crf(image, probs)
+    torch.testing.assert_close(refined[0, [0, 2]], torch.from_numpy(expected))
+    assert float(refined[0, [1, 3]].abs().max()) == 0.0
+    assert (refined.argmax(1)[0, :, EDGE:] == 2).all()
