@@ -3,7 +3,9 @@
 The papers' batch sizes are totals over all GPUs; the configs hold them as the per-process
 ``data.batch_size`` of one GPU.  With N processes each gets ``ceil(total / N)`` images and the
 learning rate is scaled linearly with the resulting total, so a GPU count that divides the recipe's
-total keeps the recipe exactly (docs/multi_gpu.md, "Batch size and learning rate").  The Makefile's
+total keeps the recipe exactly (docs/multi_gpu.md, "Batch size and learning rate").  A recipe with gradient
+accumulation (``trainer.accumulate_grad_batches``, deeplab-pytorch's 5 x 2) counts it in the total, and
+more processes replace accumulation steps first (5 x 2 on 2 GPUs: 5 per GPU, no accumulation).  The Makefile's
 reproduction targets and the SLURM scripts both take their overrides from here.
 
     epspp batch-args --config configs/voc/localization_eps++.yaml --devices 4 --num-nodes 1
@@ -31,39 +33,51 @@ class ScaledRecipe:
     lr: float
     labeled_per_batch: int | None
     processes: int
+    accumulate: int = 1
+    recipe_accumulates: bool = False
 
     @property
     def total_batch(self) -> int:
-        return self.batch_size * self.processes
+        return self.batch_size * self.processes * self.accumulate
 
     def args(self) -> list[str]:
         """The ``epspp fit`` overrides that apply these settings."""
         args = ["--data.batch_size", str(self.batch_size)]
+        if self.recipe_accumulates:
+            args += ["--trainer.accumulate_grad_batches", str(self.accumulate)]
         if self.labeled_per_batch is not None:
             args += ["--data.labeled_per_batch", str(self.labeled_per_batch)]
         return args + ["--model.init_args.lr", f"{self.lr:.6g}"]
 
 
-def scale_recipe(batch_size: int, lr: float, processes: int, labeled_per_batch: int | None = None) -> ScaledRecipe:
-    """Split a recipe's total ``batch_size`` over ``processes`` and scale ``lr`` with the new total.
+def scale_recipe(batch_size: int, lr: float, processes: int, labeled_per_batch: int | None = None,
+                 accumulate: int = 1) -> ScaledRecipe:
+    """Split a recipe's total ``batch_size x accumulate`` over ``processes`` and scale ``lr`` with the new total.
 
-    Semi-supervised recipes (``labeled_per_batch`` set) keep at least 2 images per process, and the
-    recipe's labelled share of each batch (rounded down, at least 1 labelled and 1 pseudo-labelled).
+    The accumulation becomes ``max(1, accumulate // processes)``. Semi-supervised recipes
+    (``labeled_per_batch`` set) keep at least 2 images per process, and the recipe's labelled share of each
+    batch (rounded down, at least 1 labelled and 1 pseudo-labelled).
     """
     if processes < 1:
         raise ConfigError(f"the number of processes must be at least 1, got {processes}")
     if batch_size < 1 or lr <= 0:
         raise ConfigError(f"a recipe needs batch_size >= 1 and lr > 0, got batch_size={batch_size}, lr={lr}")
-    per_process = math.ceil(batch_size / processes)
+    if accumulate < 1:
+        raise ConfigError(f"accumulate_grad_batches must be at least 1, got {accumulate}")
+    total = batch_size * accumulate
+    steps = max(1, accumulate // processes)
+    per_process = math.ceil(total / (processes * steps))
     labeled = None
     if labeled_per_batch is not None:
         per_process = max(per_process, 2)
         labeled = min(max(per_process * labeled_per_batch // batch_size, 1), per_process - 1)
-    return ScaledRecipe(per_process, lr * per_process * processes / batch_size, labeled, processes)
+    return ScaledRecipe(per_process, lr * per_process * processes * steps / total, labeled, processes, steps,
+                        accumulate > 1)
 
 
-def read_recipe(config: Path) -> tuple[int, float, int | None]:
-    """``data.batch_size``, ``model.init_args.lr`` and ``data.labeled_per_batch`` (or None) of a config."""
+def read_recipe(config: Path) -> tuple[int, float, int | None, int]:
+    """``data.batch_size``, ``model.init_args.lr``, ``data.labeled_per_batch`` (or None) and
+    ``trainer.accumulate_grad_batches`` (1 when unset) of a config."""
     if not config.is_file():
         raise ConfigError(f"config {config} does not exist")
     try:
@@ -77,7 +91,8 @@ def read_recipe(config: Path) -> tuple[int, float, int | None]:
     if missing:
         raise ConfigError(f"config {config} sets no {' and no '.join(missing)}: add them, the rule scales the "
                           "recipe written there")
-    return int(data["batch_size"]), float(model_args["lr"]), data.get("labeled_per_batch")
+    accumulate = int((tree.get("trainer") or {}).get("accumulate_grad_batches") or 1)
+    return int(data["batch_size"]), float(model_args["lr"]), data.get("labeled_per_batch"), accumulate
 
 
 def batch_args_main(argv: list[str]) -> int:
@@ -92,13 +107,15 @@ def batch_args_main(argv: list[str]) -> int:
     parser.add_argument("--num-nodes", type=int, default=1, help="nodes")
     args = parser.parse_args(argv)
     try:
-        batch_size, lr, labeled = read_recipe(args.config)
-        scaled = scale_recipe(batch_size, lr, args.devices * args.num_nodes, labeled)
+        batch_size, lr, labeled, accumulate = read_recipe(args.config)
+        scaled = scale_recipe(batch_size, lr, args.devices * args.num_nodes, labeled, accumulate)
     except ConfigError as error:
         print(f"epspp batch-args: error: {error}", file=sys.stderr)
         return 2
     share = "" if scaled.labeled_per_batch is None else f" ({scaled.labeled_per_batch} labelled)"
-    print(f"[epspp] {args.config.name} on {scaled.processes} process(es): batch {scaled.batch_size}/GPU{share}, "
-          f"total {scaled.total_batch} (recipe {batch_size}), lr {scaled.lr:.6g} (recipe {lr:.6g})", file=sys.stderr)
+    steps = f" x {scaled.accumulate} accumulated" if scaled.recipe_accumulates else ""
+    recipe = f"{batch_size} x {accumulate}" if accumulate > 1 else f"{batch_size}"
+    print(f"[epspp] {args.config.name} on {scaled.processes} process(es): batch {scaled.batch_size}/GPU{share}{steps}, "
+          f"total {scaled.total_batch} (recipe {recipe}), lr {scaled.lr:.6g} (recipe {lr:.6g})", file=sys.stderr)
     print(" ".join(scaled.args()))
     return 0

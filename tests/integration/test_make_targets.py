@@ -86,11 +86,12 @@ echo "$*" >> "{log}"
 
 @pytest.mark.parametrize(("target", "gpus", "nodes", "localization", "segmentation"), [
     ("voc-wsss", 1, 1, "--data.batch_size 8 --model.init_args.lr 0.01",
-     "--data.batch_size 5 --model.init_args.lr 0.00025"),  # deeplab-pytorch: 5 x 2 accumulated
+     "--data.batch_size 5 --trainer.accumulate_grad_batches 2 --model.init_args.lr 0.00025"),  # 5 x 2
     ("voc-ssss", 2, 1, "--data.batch_size 4 --model.init_args.lr 0.01",
-     "--data.batch_size 3 --data.labeled_per_batch 1 --model.init_args.lr 0.0003"),
+     "--data.batch_size 5 --trainer.accumulate_grad_batches 1 --data.labeled_per_batch 2 "
+     "--model.init_args.lr 0.00025"),  # 2 GPUs replace the accumulation
     ("coco-wsss", 4, 2, "--data.batch_size 2 --model.init_args.lr 0.01",  # EPS COCO: batch 16
-     "--data.batch_size 1 --model.init_args.lr 0.0004"),  # 8 processes: total 8 of a recipe of 5
+     "--data.batch_size 2 --trainer.accumulate_grad_batches 1 --model.init_args.lr 0.0004"),  # 16 of 10
 ])
 def test_targets_split_the_papers_total_batch_over_the_processes(
     target: str, gpus: int, nodes: int, localization: str, segmentation: str, tmp_path: Path

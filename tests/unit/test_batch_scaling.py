@@ -51,9 +51,24 @@ def test_bad_process_count_or_recipe() -> None:
 
 
 def test_reads_the_shipped_configs() -> None:
-    assert read_recipe(REPO / "configs/voc/localization_eps++.yaml") == (8, 0.01, None)
-    assert read_recipe(REPO / "configs/voc/segmentation_ssss.yaml") == (5, 0.00025, 2)  # 5 x 2 accumulated
-    assert read_recipe(REPO / "configs/coco/segmentation_wsss.yaml") == (5, 0.00025, None)
+    assert read_recipe(REPO / "configs/voc/localization_eps++.yaml") == (8, 0.01, None, 1)
+    assert read_recipe(REPO / "configs/voc/segmentation_ssss.yaml") == (5, 0.00025, 2, 2)  # 5 x 2 accumulated
+    assert read_recipe(REPO / "configs/coco/segmentation_wsss.yaml") == (5, 0.00025, None, 2)
+
+
+@pytest.mark.parametrize(("processes", "batch", "accumulate", "lr"), [
+    (1, 5, 2, 2.5e-4),   # deeplab-pytorch's 5 x 2 on one GPU
+    (2, 5, 1, 2.5e-4),   # two GPUs replace the accumulation: 5 + 5
+    (4, 3, 1, 3e-4),     # 12 of 10
+    (8, 2, 1, 4e-4),     # 16 of 10
+])
+def test_accumulated_recipe_counts_its_steps_in_the_total(processes: int, batch: int, accumulate: int,
+                                                          lr: float) -> None:
+    scaled = scale_recipe(5, 2.5e-4, processes, accumulate=2)
+    assert (scaled.batch_size, scaled.accumulate) == (batch, accumulate)
+    assert scaled.lr == pytest.approx(lr)
+    assert scaled.args()[:4] == ["--data.batch_size", str(batch), "--trainer.accumulate_grad_batches",
+                                 str(accumulate)]
 
 
 def test_config_errors_name_the_file(tmp_path: Path) -> None:
