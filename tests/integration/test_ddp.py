@@ -321,7 +321,7 @@ exit $status
 
 TINY_ARGS = ("--trainer.max_steps 2 --trainer.precision 32-true --trainer.accelerator cpu --data.num_workers 0 "
              "--data.crop_size 48 --data.eval_size 48 --data.resize_long '[40, 56]' --model.init_args.pretrained false "
-             "--model.init_args.backbone resnet10t --trainer.logger false "
+             "--model.init_args.pretrained_path null --model.init_args.backbone resnet10t --trainer.logger false "
              "--model.init_args.backbone_kwargs '{channels: [8, 16, 32, 64], stem_width: 8}'")
 
 
@@ -356,7 +356,8 @@ def test_voc_sbatch_chain_under_a_two_task_srun(root: Path, tmp_path: Path) -> N
     assert last["global_step"] == 2
     logs = (tmp_path / "logs" / "voc-ssss.out").read_text() + (tmp_path / "logs" / "voc-ssss.err").read_text()
     assert "localization_eps++.yaml on 2 process(es): batch 4/GPU, total 8 (recipe 8), lr 0.01" in logs
-    assert "segmentation_ssss.yaml on 2 process(es): batch 5/GPU (2 labelled), total 10 (recipe 10), lr 0.00025" in logs
+    assert ("segmentation_ssss.yaml on 2 process(es): batch 5/GPU (2 labelled) x 1 accumulated, total 10 (recipe "
+            "5 x 2), lr 0.00025") in logs
     assert "MEMBER: 2/2" in logs  # Lightning took the ranks from SLURM's variables
 
 
