@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from epspp.errors import EPSError
+from epspp.pipeline import METHODS
 
 #: error type of the study -> the synthetic generator's rate argument
 ERROR_TYPES = {"missing_class": "missing_class_rate", "missing_object": "missing_part_rate",
                "false_coverage": "false_coverage_rate"}
-METHOD_CONFIGS = {"cam": "localization_cam.yaml", "eps": "localization_eps.yaml", "eps++": "localization_eps++.yaml"}
 SETTINGS = ("labeled_only", "ssss", "wsss")
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 STUDY_COLUMNS = ("error_type", "rate", "method", "seed", "threshold", "miou")
@@ -139,7 +139,7 @@ def localization(ctx: Context, training: Training) -> dict:
     saliency = ["--data.saliency_dir", str(ctx.out / "saliency" / training.saliency)]
     data = ["--data.root", str(ctx.root), *saliency]
     run_epspp(f"fit {training}", folder / "localization",
-              ["fit", "--config", str(ctx.configs / METHOD_CONFIGS[training.method]), *data,
+              ["fit", "--config", str(ctx.configs / METHODS[training.method]), *data,
                "--trainer.default_root_dir", str(folder / "localization"), "--seed_everything", str(training.seed),
                "--ckpt_path", "last", *ctx.overrides], ctx.env)
     masks = folder / "pseudo_masks"
@@ -484,7 +484,7 @@ def study_main(argv: list[str] | None = None) -> int:
     errors = sub.add_parser("saliency-errors", parents=[common], help="CAM / EPS / EPS++ against saliency errors")
     errors.add_argument("--error-types", nargs="+", default=list(ERROR_TYPES), choices=list(ERROR_TYPES))
     errors.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75])
-    errors.add_argument("--methods", nargs="+", default=list(METHOD_CONFIGS), choices=list(METHOD_CONFIGS))
+    errors.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     errors.add_argument("--no-demo-point", action="store_true",
                         help="skip the extra point at the demo's saliency (every error type at its default rate)")
     fraction = sub.add_parser("labeled-fraction", parents=[common], help="labelled-only vs SSSS vs WSSS")
