@@ -74,6 +74,7 @@ def eps_saliency_loss(
     labels: torch.Tensor,
     tau: float = 0.5,
     lam: float = 0.5,
+    overlap_test: bool = True,
 ) -> torch.Tensor:
     """EPS saliency loss (CVPR 2021), as ``get_eps_loss`` in the authors' code.
 
@@ -93,6 +94,8 @@ def eps_saliency_loss(
         labels: multi-hot image labels (B, C); a class is labelled where the value is non-zero.
         tau: overlap threshold for a class to count as foreground (EPS VOC scripts use 0.4).
         lam: weight of the foreground map in the estimated saliency.
+        overlap_test: ``False`` counts every labelled class as foreground, whatever its overlap (the
+            warm-up of ``LocalizationModule(eps_warmup_steps=...)``); ``True`` is the reference.
 
     Returns:
         Scalar loss.
@@ -106,7 +109,7 @@ def eps_saliency_loss(
     obj = torch.round(maps[:, :c].detach())
     inter = (obj * torch.round(sal)).reshape(b, c, -1).sum(-1)
     area = (obj + 1e-4).reshape(b, c, -1).sum(-1)
-    valid = inter / area > tau  # (B, C)
+    valid = inter / area > tau if overlap_test else torch.ones_like(inter, dtype=torch.bool)  # (B, C)
 
     labelled = labels != 0
     no_bg = labelled.new_zeros(b, 1)

@@ -213,3 +213,31 @@ def test_predict_step_refuses_batches_of_several_images() -> None:
     batch["image"] = batch["image"].expand(2, -1, -1, -1)
     with pytest.raises(ValueError, match="one image per batch"):
         _module().predict_step(batch, 0)
+
+
+# ------------------------------------------------------------------ saliency warm-ups
+@pytest.mark.parametrize("kind", ["eps", "ird"])
+def test_saliency_warmup_ends_at_its_step(monkeypatch, kind):
+    """Before ``*_warmup_steps`` L_sal is the warm-up form (eps: no overlap test; ird: no drop), from then on
+    the paper's; values checked against the loss functions called directly."""
+    from epspp.losses import eps_saliency_loss, ird_saliency_loss
+
+    module = _module(saliency_loss=kind, eps_warmup_steps=3, ird_warmup_steps=3, tau=0.99)
+    gen = torch.Generator().manual_seed(1)
+    batch = {"image": torch.randn(2, 3, 32, 32, generator=gen), "saliency": torch.rand(2, 1, 32, 32, generator=gen),
+             "label": torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])}
+    with torch.no_grad():
+        cam = module(batch["image"])
+        refined = module.refine_maps(batch["image"], cam)
+
+    def expected(warm: bool) -> torch.Tensor:
+        if kind == "eps":
+            return eps_saliency_loss(cam, batch["saliency"], batch["label"], 0.99, 0.5, overlap_test=not warm)
+        return ird_saliency_loss(cam, batch["saliency"], batch["label"], refined, drop=not warm)
+
+    assert not torch.allclose(expected(True), expected(False))  # the two forms differ on this batch
+    for step, warm in [(0, True), (2, True), (3, False), (10, False)]:
+        monkeypatch.setattr(type(module), "global_step", property(lambda self, s=step: s))
+        with torch.no_grad():
+            loss, _ = module.saliency_term(batch, cam)
+        torch.testing.assert_close(loss, expected(warm))

@@ -84,6 +84,18 @@ def test_eps_overlap_above_tau_is_foreground():
     assert loss.item() == pytest.approx(0.35 / 4, abs=1e-6)
 
 
+def test_eps_without_overlap_test_counts_every_labelled_class_as_foreground():
+    # the warm-up: class 0 (ratio < 0.5, background above) is foreground too, as at tau 0.4:
+    # loss = .35 / 4 (see test_eps_overlap_above_tau_is_foreground)
+    loss = eps_saliency_loss(cam_logits(), saliency(), torch.tensor([[1.0, 1.0]]), tau=0.5, overlap_test=False)
+    assert loss.item() == pytest.approx(0.35 / 4, abs=1e-6)
+    # an unlabelled class stays out of both sums (as test_eps_unlabelled_classes_...: .3425 / 4)
+    labels = torch.tensor([[1.0, 0.0]])
+    assert eps_saliency_loss(cam_logits(), saliency(), labels, tau=0.9, overlap_test=False).item() == pytest.approx(
+        0.3425 / 4, abs=1e-6
+    )
+
+
 def test_eps_epsilon_is_added_at_every_pixel():
     # class 0 ratio: 1 / (2 + 4 * 1e-4) = 0.49990 (per pixel, as the reference) vs 1 / (2 + 1e-4) = 0.499975
     # (once) vs 0.5 (none). With tau = 0.49995 only the per-pixel version keeps class 0 in the background.

@@ -66,6 +66,12 @@ class LocalizationModule(pl.LightningModule):
         ird_warmup_steps: ird only: for the first steps keep every pixel in L_sal (no drop). The
             refined maps of a network that has not learned anything yet mark every salient pixel as
             inconsistent, which leaves only background pixels in the loss; 0 = the paper's loss throughout.
+        eps_warmup_steps: eps only: for the first steps every labelled class counts as foreground in
+            L_sal (no overlap test). The softmax maps of a network that has not learned anything yet are
+            below 0.5 everywhere, so every class fails the test at first; a class whose map then grows
+            onto its context (a boat's onto the water) keeps failing it, and the loss, which counts the
+            failed class as background, pushes its map off the object and onto the context; 0 = the
+            paper's loss throughout.
         tau: EPS overlap threshold.
         lam: EPS fg/bg balance.
         pamr_iter: PAMR iterations (ird training and ``refine: pamr``).
@@ -108,6 +114,7 @@ class LocalizationModule(pl.LightningModule):
         saliency_loss: Literal["none", "eps", "ird"] = "ird",
         saliency_weight: float = 1.0,
         ird_warmup_steps: int = 0,
+        eps_warmup_steps: int = 0,
         tau: float = 0.5,
         lam: float = 0.5,
         pamr_iter: int = 10,
@@ -161,7 +168,8 @@ class LocalizationModule(pl.LightningModule):
         """L_sal of the configured method, and the inconsistent-region mask for ird (else None)."""
         hp = self.hparams
         if hp.saliency_loss == "eps":
-            return eps_saliency_loss(cam, batch["saliency"], batch["label"], hp.tau, hp.lam), None
+            overlap_test = self.global_step >= hp.eps_warmup_steps
+            return eps_saliency_loss(cam, batch["saliency"], batch["label"], hp.tau, hp.lam, overlap_test), None
         if hp.saliency_loss == "ird":
             refined = self.refine_maps(batch["image"], cam)
             drop = self.global_step >= hp.ird_warmup_steps
