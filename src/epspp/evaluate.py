@@ -100,9 +100,15 @@ def sweep_bg_threshold(
             raise DatasetError(f"score map {path} has shape {tuple(scores.shape)}, expected "
                                f"({len(classes)}, {target.shape[0]}, {target.shape[1]}): background + the "
                                f"{len(classes) - 1} labelled classes of {image_id} at the image's size")
+        # argmax with the background channel set to t: an object wins only where its score exceeds t
+        # (ties go to the background, the first channel), so the objects' argmax is taken once
+        if len(classes) > 1:
+            best, index = scores[1:].max(dim=0)
+            objects = classes[1:][index]
+        else:
+            best, objects = torch.zeros(target.shape), torch.zeros(target.shape, dtype=torch.int64)
         for threshold, metric in zip(thresholds, metrics, strict=True):
-            scores[0] = threshold
-            metric.update(classes[scores.argmax(dim=0)], target)
+            metric.update(torch.where(best > threshold, objects, 0), target)
     return {"metrics": metrics, "evaluated": len(ids), "class_names": names}
 
 
