@@ -141,7 +141,8 @@ def localization(ctx: Context, training: Training) -> dict:
     run_epspp(f"fit {training}", folder / "localization",
               ["fit", "--config", str(ctx.configs / METHODS[training.method]), *data,
                "--trainer.default_root_dir", str(folder / "localization"), "--seed_everything", str(training.seed),
-               "--ckpt_path", "last", *ctx.overrides], ctx.env)
+               # the study scores the train pseudo-masks: validation during the fit would only cost time
+               "--trainer.limit_val_batches", "0", "--ckpt_path", "last", *ctx.overrides], ctx.env)
     masks = folder / "pseudo_masks"
     run_epspp(f"predict {training}", masks,
               ["predict", "--config", str(ctx.configs / "pseudo_masks.yaml"), *data,
@@ -408,7 +409,8 @@ def segmentation(ctx: Context, setting: str, seed: int, fraction: float | None, 
         args += ["--data.pseudo_mask_dir", str(pseudo)]
     run_epspp(f"segmentation {name} seed {seed}", folder,
               ["fit", *args, "--data.root", str(ctx.root), "--trainer.default_root_dir", str(folder),
-               "--seed_everything", str(seed), "--ckpt_path", "last", *ctx.overrides], ctx.env)
+               "--seed_everything", str(seed), "--trainer.limit_val_batches", "0",  # scored below, once
+               "--ckpt_path", "last", *ctx.overrides], ctx.env)
     # the number of the last checkpoint, whatever the fit's validation schedule
     run_epspp(f"validate {name} seed {seed}", folder / "validate",
               ["validate", *args, "--data.root", str(ctx.root), "--trainer.default_root_dir", str(folder / "validate"),
@@ -498,6 +500,9 @@ def study_main(argv: list[str] | None = None) -> int:
                WANDB_SILENT="true", PYTHONWARNINGS="ignore")
     overrides = [*args.overrides, "--trainer.enable_progress_bar", "false", "--data.num_workers", "0"]
     ctx = Context(out, root, args.configs, overrides, env)
+    import torch
+
+    torch.set_num_threads(1)  # the scoring here runs beside the subprocesses, which take the cores
     start = time.perf_counter()
     try:
         if not args.configs.is_dir():
