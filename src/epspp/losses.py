@@ -106,12 +106,14 @@ def eps_saliency_loss(
     sal = _resize_saliency(saliency, (h, w), dtype)
     maps = F.softmax(cam_logits.to(dtype), dim=1)
 
-    obj = torch.round(maps[:, :c].detach())
-    inter = (obj * torch.round(sal)).reshape(b, c, -1).sum(-1)
-    area = (obj + 1e-4).reshape(b, c, -1).sum(-1)
-    valid = inter / area > tau if overlap_test else torch.ones_like(inter, dtype=torch.bool)  # (B, C)
-
     labelled = labels != 0
+    valid = torch.ones_like(labelled)  # (B, C)
+    if overlap_test:
+        obj = torch.round(maps[:, :c].detach())
+        inter = (obj * torch.round(sal)).reshape(b, c, -1).sum(-1)
+        area = (obj + 1e-4).reshape(b, c, -1).sum(-1)
+        valid = inter / area > tau
+
     no_bg = labelled.new_zeros(b, 1)
     fg_sel = torch.cat([labelled & valid, no_bg], 1)[..., None, None]  # (B, C+1, 1, 1)
     bg_sel = torch.cat([labelled & ~valid, ~no_bg], 1)[..., None, None]

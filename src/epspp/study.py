@@ -141,8 +141,7 @@ def localization(ctx: Context, training: Training) -> dict:
     run_epspp(f"fit {training}", folder / "localization",
               ["fit", "--config", str(ctx.configs / METHODS[training.method]), *data,
                "--trainer.default_root_dir", str(folder / "localization"), "--seed_everything", str(training.seed),
-               # the study scores the train pseudo-masks: validation during the fit would only cost time
-               "--trainer.limit_val_batches", "0", "--ckpt_path", "last", *ctx.overrides], ctx.env)
+               "--ckpt_path", "last", *ctx.overrides], ctx.env)
     masks = folder / "pseudo_masks"
     run_epspp(f"predict {training}", masks,
               ["predict", "--config", str(ctx.configs / "pseudo_masks.yaml"), *data,
@@ -409,8 +408,7 @@ def segmentation(ctx: Context, setting: str, seed: int, fraction: float | None, 
         args += ["--data.pseudo_mask_dir", str(pseudo)]
     run_epspp(f"segmentation {name} seed {seed}", folder,
               ["fit", *args, "--data.root", str(ctx.root), "--trainer.default_root_dir", str(folder),
-               "--seed_everything", str(seed), "--trainer.limit_val_batches", "0",  # scored below, once
-               "--ckpt_path", "last", *ctx.overrides], ctx.env)
+               "--seed_everything", str(seed), "--ckpt_path", "last", *ctx.overrides], ctx.env)
     # the number of the last checkpoint, whatever the fit's validation schedule
     run_epspp(f"validate {name} seed {seed}", folder / "validate",
               ["validate", *args, "--data.root", str(ctx.root), "--trainer.default_root_dir", str(folder / "validate"),
@@ -498,7 +496,9 @@ def study_main(argv: list[str] | None = None) -> int:
     root = args.root or out / "data"
     env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE=os.environ.get("WANDB_MODE", "offline"),
                WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-    overrides = [*args.overrides, "--trainer.enable_progress_bar", "false", "--data.num_workers", "0"]
+    # the fits skip validation: the study scores the pseudo-masks, or the last checkpoint with `epspp validate`
+    overrides = ["--trainer.limit_val_batches", "0", *args.overrides, "--trainer.enable_progress_bar", "false",
+                 "--data.num_workers", "0"]
     ctx = Context(out, root, args.configs, overrides, env)
     import torch
 

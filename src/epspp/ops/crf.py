@@ -108,12 +108,7 @@ class DenseCRF:
     """
 
     workers: int = 0
-    iterations: int = 10
-    pos_w: float = 3.0
-    pos_xy_std: float = 1.0
-    bi_w: float = 4.0
-    bi_xy_std: float = 67.0
-    bi_rgb_std: float = 3.0
+    params: dict[str, float] = field(default_factory=dict)  # ``dense_crf``'s keyword arguments; {} = its defaults
     _pool: Executor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -121,14 +116,9 @@ class DenseCRF:
             raise ConfigError(f"crf_workers must be >= 0, got {self.workers}")
         require_solver()  # fail at configuration, not after an epoch of inference
 
-    def params(self) -> dict[str, float]:
-        """The CRF's parameters, as ``dense_crf`` takes them."""
-        return {"iterations": self.iterations, "pos_w": self.pos_w, "pos_xy_std": self.pos_xy_std,
-                "bi_w": self.bi_w, "bi_xy_std": self.bi_xy_std, "bi_rgb_std": self.bi_rgb_std}
-
     def __call__(self, images: list[np.ndarray], probs: list[np.ndarray]) -> list[np.ndarray]:
         """Refined (C, H, W) probabilities of each (image, probs) pair, in order."""
-        params = self.params()
+        params = self.params
         if self.workers == 0 or len(images) == 1:
             return [dense_crf(image, prob, **params) for image, prob in zip(images, probs, strict=True)]
         if self._pool is None:
