@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from epspp.metrics import IGNORE_INDEX
 
-__all__ = ["classification_loss", "eps_saliency_loss", "ird_saliency_loss", "segmentation_loss"]
+__all__ = ["classification_loss", "eps_saliency_loss", "ird_saliency_loss", "ird_telemetry", "segmentation_loss"]
 
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -176,6 +176,39 @@ def ird_saliency_loss(
     if return_inconsistent:
         return loss, inconsistent
     return loss
+
+
+def ird_telemetry(
+    cam_logits: torch.Tensor, saliency: torch.Tensor, labels: torch.Tensor, inconsistent: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """How IRD treats the salient pixels of a batch, at the map resolution where its loss is computed.
+
+    With ``S = M_s > 0.5`` (saliency resized to (h, w), nearest, as the loss) and N the inconsistent region
+    returned by ``ird_saliency_loss``, over all pixels of the batch:
+
+    - ``inconsistent``: mean of N over all pixels;
+    - ``inconsistent_salient``: share of the pixels of S that are in N (1: every salient pixel dropped);
+    - ``inconsistent_background``: share of the pixels outside S that are in N;
+    - ``fg_salient``: mean of ``M_fg = sum_i y_i softmax(cam)_i`` over the pixels of S.
+
+    A share over an empty set of pixels is 0. Every value is a detached scalar in [0, 1].
+    """
+    c = _check(cam_logits, saliency, labels)
+    h, w = cam_logits.shape[-2:]
+    if inconsistent.shape != (cam_logits.shape[0], 1, h, w):
+        raise ValueError(f"inconsistent must be (B, 1, h, w) for cam_logits {tuple(cam_logits.shape)}, "
+                         f"got {tuple(inconsistent.shape)}")
+    dtype = _compute_dtype(cam_logits, saliency)
+    salient = _resize_saliency(saliency, (h, w), dtype) > 0.5
+    dropped = inconsistent.bool()
+    y = labels.detach().to(dtype)[..., None, None]
+    fg = (F.softmax(cam_logits.detach().to(dtype), dim=1)[:, :c] * y).sum(1, keepdim=True)
+
+    def share(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        return (values.to(dtype) * where).sum() / where.sum().clamp_min(1)
+
+    return {"inconsistent": dropped.to(dtype).mean(), "inconsistent_salient": share(dropped, salient),
+            "inconsistent_background": share(dropped, ~salient), "fg_salient": share(fg, salient)}
 
 
 def segmentation_loss(

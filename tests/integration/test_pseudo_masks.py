@@ -126,7 +126,7 @@ def checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -
 def predicted(synthetic_root: Path, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """Pseudo-masks of the train split, and the predict run's output."""
     out = tmp_path_factory.mktemp("pseudo") / "masks"
-    return out, ok(predict(synthetic_root, checkpoint, out))
+    return out, ok(predict(synthetic_root, checkpoint, out, "--trainer.deterministic", "true"))
 
 
 # ----------------------------------------------------------- the main run

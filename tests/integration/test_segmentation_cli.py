@@ -205,7 +205,7 @@ def runs(synthetic_root: Path, odd_root: Path, pseudo_dirs: tuple[Path, Path],
     fits = {
         "wsss": make("wsss", fit_args(WSSS, root, base / "wsss", "--data.pseudo_mask_dir", str(full))),
         "ssss": make("ssss", fit_args(SSSS, root, base / "ssss", "--data.pseudo_mask_dir", str(full),
-                                      "--data.labeled_per_batch", "2")),
+                                      "--data.labeled_per_batch", "2", "--trainer.deterministic", "true")),
         "labeled_only": make("labeled_only", fit_args(WSSS, root, base / "labeled_only",
                                                       "--data.pseudo_mask_dir", "null",
                                                       "--data.train_split", "labeled_10pct")),

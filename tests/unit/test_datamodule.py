@@ -235,3 +235,26 @@ def test_prepare_synthetic_generates_the_dataset(tmp_path, monkeypatch):
     # an existing root is used as is
     _module(root, prepare_synthetic=True)
     assert len(calls) == 1
+
+
+def test_training_batches_follow_the_seed_with_loader_workers(synthetic_root: Path) -> None:
+    """Augmentation (albumentations' own generators included) and order follow ``seed_everything``."""
+    from pytorch_lightning import seed_everything
+
+    def first_batches(seed: int) -> list[torch.Tensor]:
+        seed_everything(seed, workers=True)
+        data = EPSDataModule(str(synthetic_root), batch_size=4, num_workers=2, crop_size=32, resize_long=(30, 60),
+                             val_split=None, preflight=False)
+        data.setup("fit")
+        loader = data.train_dataloader()
+        batches = []
+        for _ in range(2):  # two epochs of the persistent workers
+            for index, batch in enumerate(loader):
+                if index == 0:
+                    batches += [batch["image"], batch["saliency"]]
+        return batches
+
+    same, again, other = first_batches(3), first_batches(3), first_batches(4)
+    assert all(torch.equal(a, b) for a, b in zip(same, again, strict=True))
+    assert not torch.equal(same[0], other[0])
+    assert not torch.equal(same[0], same[2])  # the next epoch draws anew

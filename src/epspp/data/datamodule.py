@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Literal
@@ -69,7 +70,9 @@ class EPSDataModule(pl.LightningDataModule):
             every shipped config: a mistyped root is an error, not a new dataset).
         preflight: when a stage starts, check every file of its splits (decodes, sizes, mask values; cached by
             size and mtime in ``ROOT/.cache``), so a bad file fails the run at once, not after an epoch.
-        seed: seed of the semi-supervised sampler.
+        seed: seed of the semi-supervised sampler; ``None`` (default) = the run's ``seed_everything``
+            (every other random draw of the data, augmentation included, follows that seed through PyTorch's
+            generators, see ``epspp.data.transforms``).
     """
 
     def __init__(
@@ -103,7 +106,7 @@ class EPSDataModule(pl.LightningDataModule):
         std: tuple[float, float, float] = IMAGENET_STD,
         prepare_synthetic: bool = False,
         preflight: bool = True,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -238,7 +241,7 @@ class EPSDataModule(pl.LightningDataModule):
             labeled = [i for i, image_id in enumerate(dataset.ids) if image_id in dataset.labeled_ids]
             unlabeled = [i for i, image_id in enumerate(dataset.ids) if image_id not in dataset.labeled_ids]
             sampler = MixedBatchSampler(
-                labeled, unlabeled, hp.batch_size, hp.labeled_per_batch or max(1, hp.batch_size // 2), hp.seed
+                labeled, unlabeled, hp.batch_size, hp.labeled_per_batch or max(1, hp.batch_size // 2), self.sampler_seed()
             )
             rank, world_size = self._distributed()
             if world_size > 1:
@@ -252,6 +255,12 @@ class EPSDataModule(pl.LightningDataModule):
         _, world_size = self._distributed()
         per_process = -(-len(dataset) // world_size)
         return self._loader(dataset, hp.batch_size, shuffle=True, drop_last=per_process >= hp.batch_size)
+
+    def sampler_seed(self) -> int:
+        """``seed``, else the seed ``seed_everything`` set for this run (``PL_GLOBAL_SEED``), else 0."""
+        if self.hparams.seed is not None:
+            return int(self.hparams.seed)
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     def val_dataloader(self) -> DataLoader | list:
         if "val" not in self.datasets:

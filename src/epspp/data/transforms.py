@@ -11,10 +11,17 @@ squares (the default keeps every image at full resolution).
 The spatial ops before the jitter run in one ``A.Compose`` where the saliency map is an extra *image*
 target (so it is resized like the image and padded with 0), the mask a mask target (nearest, padded with
 255); photometric ops then run on the image alone; the padding/crop runs jointly on the normalized image.
+
+Seeding: albumentations draws from generators of its own, which neither ``seed_everything`` nor the
+DataLoader's worker seeding reaches.  ``JointTransform`` therefore re-seeds its pipelines for every sample
+from PyTorch's default generator (see ``augmentation_seed``): the main process's generator is seeded by
+``seed_everything``; each loader worker's by PyTorch from it (and by Lightning's worker seeding, which mixes
+in the worker and the rank), so the augmentation follows the run's seed with any number of workers.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,11 +29,25 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import default_collate
+import torch.distributed as dist
+from torch.utils.data import default_collate, get_worker_info
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IGNORE_INDEX = 255
+
+
+def augmentation_seed() -> int:
+    """The seed of one sample's augmentation, drawn from PyTorch's default generator.
+
+    In a DataLoader worker that generator is already distinct per worker and (with Lightning's worker
+    seeding) per rank; in the main process (``num_workers=0``) every DDP rank starts from the same
+    ``seed_everything`` state, so the rank is mixed in.
+    """
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    if get_worker_info() is None and dist.is_available() and dist.is_initialized():
+        seed = int(np.random.SeedSequence([seed, dist.get_rank()]).generate_state(1, np.uint64)[0])
+    return seed
 
 
 @dataclass
@@ -52,6 +73,7 @@ class JointTransform:
             ``image`` (3, h, w) float32, ``mask`` (h, w) int64 and, when given, ``saliency``
             (1, h, w) float32 in [0, 1].
         """
+        self.reseed(augmentation_seed())
         sal = np.zeros(mask.shape, np.float32) if saliency is None else saliency
         if self.shrink_to is not None and max(mask.shape) > self.shrink_to:
             image, mask, sal = _shrink(image, mask, sal, self.shrink_to)
@@ -67,6 +89,14 @@ class JointTransform:
             sal_out = np.clip(out["saliency"][..., 0], 0.0, 1.0)
             result["saliency"] = torch.from_numpy(np.ascontiguousarray(sal_out))[None].float()
         return result
+
+
+    def reseed(self, seed: int) -> None:
+        """Make the next call's random draws a function of ``seed`` (one stream shared by the pipelines)."""
+        generator, py_random = np.random.default_rng(seed), random.Random(seed)
+        for pipeline in (self.spatial, self.photometric, self.placement):
+            if pipeline is not None:
+                pipeline.set_random_state(generator, py_random)
 
 
 def _shrink(

@@ -16,10 +16,11 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 
 from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from epspp.errors import ConfigError
-from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss
+from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss, ird_telemetry
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.models.backbone import FeatureBackbone
 from epspp.models.checkpoint import check_num_classes
+from epspp.models.ird_health import CollapseMonitor, record_warning
 from epspp.models.optim import OptimizerName, build_optimizer, poly_schedule
 from epspp.ops import (
     PAMR,
@@ -154,6 +155,7 @@ class LocalizationModule(pl.LightningModule):
         self.val_f1 = MultilabelF1Score(num_labels=num_classes, average="macro")
         self.val_cam = SegmentationMetrics(num_classes + 1)
         self.last_iou: torch.Tensor | None = None
+        self.collapse = CollapseMonitor()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalized images -> logit maps (B, C+1, h, w)."""
@@ -193,11 +195,24 @@ class LocalizationModule(pl.LightningModule):
         self.train_ap.update(logits.detach(), batch["label"].long())
         logs = {"train/loss": loss, "train/loss_cls": loss_cls, "train/loss_sal": loss_sal,
                 "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
-        if inconsistent is not None:
-            logs["train/inconsistent"] = inconsistent.float().mean()
         self.log_dict(logs, prog_bar=True, sync_dist=True, batch_size=len(logits))
+        if inconsistent is not None:
+            self.watch_ird(cam, batch, inconsistent)
         self.log("train/mAP", self.train_ap, on_step=False, on_epoch=True)
         return loss
+
+    def watch_ird(self, cam: torch.Tensor, batch: dict, inconsistent: torch.Tensor) -> None:
+        """Log IRD's telemetry of this batch (``train/inconsistent*``, ``train/fg_salient``), warm-up included,
+        and warn once (rank 0, ``warnings.txt`` in the run folder) when IRD has collapsed after the warm-up."""
+        telemetry = ird_telemetry(cam, batch["saliency"], batch["label"], inconsistent)
+        self.log_dict({f"train/{key}": value for key, value in telemetry.items()}, prog_bar=False, sync_dist=True,
+                      batch_size=len(cam))
+        if self.global_step < self.hparams.ird_warmup_steps:
+            return
+        share = float(self.trainer.strategy.reduce(telemetry["inconsistent_salient"], reduce_op="mean"))
+        message = self.collapse.update(self.global_step, share)
+        if message is not None and self.trainer.is_global_zero:
+            record_warning(self.trainer.default_root_dir, message)
 
     # --------------------------------------------------------------- validation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -279,8 +294,12 @@ class LocalizationModule(pl.LightningModule):
                 "target": batch["mask"], "has_mask": batch["has_mask"]}
 
     # ---------------------------------------------------------------- optimizer
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["ird_collapse"] = self.collapse.state_dict()
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         check_num_classes(checkpoint, self.num_classes)
+        self.collapse.load_state_dict(checkpoint.get("ird_collapse", {}))
         trained_loss = checkpoint.get("hyper_parameters", {}).get("saliency_loss")
         if self.hparams.map_kind == "auto" and trained_loss is not None:
             self.map_kind = "relu" if trained_loss == "none" else "softmax"
