@@ -8,7 +8,6 @@ Each stage runs as the user would run it (``epspp fit|predict`` in a subprocess)
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -61,15 +60,6 @@ def demo_configs(configs: str | None) -> Path:
         if (candidate / "pseudo_masks.yaml").is_file():
             return candidate
     raise DatasetError("cannot find the demo's configs (configs/demo of the epspp repository): pass --configs DIR")
-
-
-def last_logged(folder: Path, key: str) -> float | None:
-    """The last value of ``key`` in the CSV logs under ``folder`` (newest version)."""
-    files = sorted(folder.glob("csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
-    if not files:
-        return None
-    values = [row[key] for row in csv.DictReader(files[-1].open()) if row.get(key)]
-    return float(values[-1]) if values else None
 
 
 def run_demo(root: Path, out: Path, configs: Path, overrides: list[str]) -> dict:

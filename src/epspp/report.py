@@ -12,6 +12,7 @@ from PIL import Image
 from epspp.data.classes import read_classes, voc_palette
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.transforms import eval_transform
+from epspp.run_logs import last_logged, mean_over_last_steps, recorded_warnings
 from epspp.visualize import annotate, colorize, denormalize, grid, heatmap, overlay
 
 METHOD_NAMES = ("cam", "eps", "eps++")
@@ -19,6 +20,9 @@ SEGMENTATION_NAMES = ("wsss", "ssss", "labeled_only")
 # background thresholds at which the demo also scores each method's pseudo-masks (from their saved
 # scores): the comparison at the threshold each method likes best, besides the EPS reference's 0.2
 SWEEP_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+# IRD's telemetry in the report: the logged train/<key>, averaged over the last steps of the fit
+TELEMETRY = ("inconsistent_salient", "inconsistent_background", "inconsistent", "fg_salient")
+TELEMETRY_STEPS = 50
 STAGE_TITLES = ["image", "saliency", "CAM map", "EPS map", "EPS++ map", "IRD dropped", "EPS++ mask", "ground truth"]
 
 
@@ -33,12 +37,13 @@ def collect(root: Path, out: Path, stages: dict[str, dict]) -> dict:
     ``SWEEP_THRESHOLDS`` background threshold (``best_bg_threshold`` and its mIoU).
     """
     from epspp.evaluate import sweep_bg_threshold, sweep_to_json
-    from epspp.pipeline import last_logged
 
     report: dict = {"localization": {}, "pseudo_masks": {}, "segmentation": {}, "wall_time_s": {}}
     for method in METHOD_NAMES:
-        report["localization"][method] = {
-            "val_cam_miou": _percent(last_logged(out / method / "localization", "val/mIoU"))}
+        run = out / method / "localization"
+        report["localization"][method] = {"val_cam_miou": _percent(last_logged(run, "val/mIoU"))}
+        if last_logged(run, "train/inconsistent_salient") is not None:
+            report["localization"][method]["ird"] = ird_health(run)
         masks = out / method / "pseudo_masks"
         manifest = json.loads((masks / "manifest.json").read_text())
         report["pseudo_masks"][method] = {"miou": manifest.get("miou"), "count": manifest["count"],
@@ -53,6 +58,13 @@ def collect(root: Path, out: Path, stages: dict[str, dict]) -> dict:
     for name, record in stages.items():
         report["wall_time_s"][name] = record.get("wall_time_s")
     return report
+
+
+def ird_health(run: Path) -> dict:
+    """IRD's telemetry at the end of an ``ird`` fit (means over its last ``TELEMETRY_STEPS`` steps, percent)
+    and the collapse warnings it recorded."""
+    health = {key: _percent(mean_over_last_steps(run, f"train/{key}", TELEMETRY_STEPS)) for key in TELEMETRY}
+    return health | {"collapse_warnings": [line for line in recorded_warnings(run) if "IRD collapse" in line]}
 
 
 def markdown(report: dict, figure: str | None = None) -> str:
@@ -73,6 +85,7 @@ def markdown(report: dict, figure: str | None = None) -> str:
                   "|---" * (1 + len(SWEEP_THRESHOLDS)) + "|"]
         lines += [f"| {m} | " + " | ".join(str(v) for v in report["pseudo_masks"][m]["bg_threshold_sweep"].values())
                   + " |" for m in METHOD_NAMES]
+    lines += ird_markdown(report)
     lines += ["", "## Segmentation (val mIoU, last step)", "", "| setting | val mIoU |", "|---|---|"]
     for variant in SEGMENTATION_NAMES:
         lines.append(f"| {variant} | {report['segmentation'][variant]['miou']} |")
@@ -84,6 +97,27 @@ def markdown(report: dict, figure: str | None = None) -> str:
                   "EPS++ the inconsistent region dropped by IRD and its pseudo-mask; last: ground truth.", "",
                   f"![stages]({figure})"]
     return "\n".join(lines) + "\n"
+
+
+def ird_markdown(report: dict) -> list[str]:
+    """The IRD-health section: the telemetry at the end of training and whether the collapse warning fired."""
+    methods = [m for m in METHOD_NAMES if "ird" in report["localization"][m]]
+    if not methods:
+        return []
+    lines = ["", f"## IRD health (EPS++ training, mean over the last {TELEMETRY_STEPS} steps, percent)", "",
+             "Salient = saliency > 0.5 at the map resolution; N = the inconsistent region that IRD drops from "
+             "the saliency loss; M_fg = the labelled classes' softmax maps summed.", "",
+             "| method | salient pixels in N | non-salient pixels in N | all pixels in N | M_fg on salient | "
+             "collapse warning |", "|---|---|---|---|---|---|"]
+    for method in methods:
+        ird = report["localization"][method]["ird"]
+        warned = "fired" if ird["collapse_warnings"] else "none"
+        lines.append(f"| {method} | {ird['inconsistent_salient']} | {ird['inconsistent_background']} | "
+                     f"{ird['inconsistent']} | {ird['fg_salient']} | {warned} |")
+    for method in methods:
+        for warning in report["localization"][method]["ird"]["collapse_warnings"]:
+            lines += ["", f"{method}: {warning}"]
+    return lines
 
 
 def stage_figure(root: Path, out: Path, path: Path, split: str = "val", count: int = 4) -> None:

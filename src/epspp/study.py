@@ -391,7 +391,7 @@ def segmentation_folder(ctx: Context, setting: str, seed: int, fraction: float |
 
 def segmentation(ctx: Context, setting: str, seed: int, fraction: float | None, pseudo: Path | None) -> dict:
     """One stage-3 fit and the val mIoU of its last checkpoint (cached in ``score.json``)."""
-    from epspp.pipeline import last_logged
+    from epspp.run_logs import last_logged
 
     folder = segmentation_folder(ctx, setting, seed, fraction)
     name = folder.parent.name

@@ -78,6 +78,10 @@ def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: 
     for variant in ("wsss", "ssss", "labeled_only"):
         assert 0 <= report["segmentation"][variant]["miou"] <= 100
     assert len(report["wall_time_s"]) == 9
+    ird = report["localization"]["eps++"]["ird"]  # EPS++'s telemetry; CAM and EPS have no IRD
+    assert all(0 <= ird[key] <= 100 for key in ("inconsistent_salient", "inconsistent_background", "fg_salient"))
+    assert ird["collapse_warnings"] == [] and "ird" not in report["localization"]["eps"]
+    assert "## IRD health" in (out / "report.md").read_text()
     assert "| eps++ |" in (out / "report.md").read_text() and "| eps++ |" in result.stdout
     figure = Image.open(out / "stages.png")
     assert figure.width > figure.height  # a grid of panels: 4 rows x 8 columns

@@ -24,7 +24,8 @@ def test_fit_each_method_writes_checkpoints_and_metrics(saliency_loss: str, synt
     run_epspp(["fit", "--config", CONFIGS / "demo" / METHODS[saliency_loss], "--data.root", synthetic_root,
                "--trainer.default_root_dir", run_dir, "--trainer.max_steps", "3",
                "--trainer.val_check_interval", "3", "--trainer.check_val_every_n_epoch", "1",
-               "--trainer.log_every_n_steps", "1", *TINY_FIT[2:]], cwd=tmp_path)
+               "--trainer.log_every_n_steps", "1", *TINY_FIT[2:],
+               *(["--model.init_args.ird_warmup_steps", "1"] if saliency_loss == "ird" else [])], cwd=tmp_path)
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert checkpoint["global_step"] == 3
     assert checkpoint["hyper_parameters"]["saliency_loss"] == saliency_loss
@@ -34,7 +35,13 @@ def test_fit_each_method_writes_checkpoints_and_metrics(saliency_loss: str, synt
     rows = logged(run_dir)
     columns = set(rows[0])
     assert {"train/loss", "train/loss_cls", "train/loss_sal", "val/mIoU", "val/mAP", "val/F1"} <= columns
-    assert ("train/inconsistent" in columns) == (saliency_loss == "ird")
+    telemetry = ("train/inconsistent", "train/inconsistent_salient", "train/inconsistent_background",
+                 "train/fg_salient")
+    assert all((key in columns) == (saliency_loss == "ird") for key in telemetry)
+    if saliency_loss == "ird":  # IRD's telemetry at every step, in the warm-up (step 0) and after it (1, 2)
+        steps = [r for r in rows if r.get("train/loss")]
+        assert len(steps) == 3
+        assert all(0.0 <= float(r[key]) <= 1.0 for r in steps for key in telemetry)
     losses = [(float(r["train/loss_cls"]), float(r["train/loss_sal"])) for r in rows if r.get("train/loss_sal")]
     assert losses, "training losses were logged"
     if saliency_loss == "none":

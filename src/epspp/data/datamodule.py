@@ -240,9 +240,8 @@ class EPSDataModule(pl.LightningDataModule):
         if hp.task == "segmentation" and dataset.labeled_ids and dataset.pseudo_mask_dir is not None:
             labeled = [i for i, image_id in enumerate(dataset.ids) if image_id in dataset.labeled_ids]
             unlabeled = [i for i, image_id in enumerate(dataset.ids) if image_id not in dataset.labeled_ids]
-            sampler = MixedBatchSampler(
-                labeled, unlabeled, hp.batch_size, hp.labeled_per_batch or max(1, hp.batch_size // 2), self.sampler_seed()
-            )
+            per_batch = hp.labeled_per_batch or max(1, hp.batch_size // 2)
+            sampler = MixedBatchSampler(labeled, unlabeled, hp.batch_size, per_batch, self.sampler_seed())
             rank, world_size = self._distributed()
             if world_size > 1:
                 # Lightning would wrap the sampler in a *shuffling* DistributedSampler for training, which
