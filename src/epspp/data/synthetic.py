@@ -38,6 +38,8 @@ COLOURS = {DISC: RED, SQUARE: GREEN, TRIANGLE: YELLOW, TRAIN: PURPLE, BOAT: ORAN
 PALETTE = voc_palette()
 MAX_COVER = 0.35  # a new object may hide at most this fraction of an earlier object's visible pixels
 MAX_CLASSES = 20  # object classes of the WSSS dataset (VOC's count)
+CONTEXT_WITH_CLASS = 0.5  # pretraining corpus: a train on rails, a boat on water, in this share of their images
+CONTEXT_WITHOUT_CLASS = 0.15  # pretraining corpus: rails (water) in this share of the images without a train (boat)
 
 
 class Family(NamedTuple):
@@ -532,6 +534,34 @@ def render_sample(cfg: SyntheticConfig, rng: np.random.Generator) -> Sample:
     for region in context.values():
         union |= region & (gt == 0)
     return Sample(image, gt, saliency, union, errors)
+
+
+def render_corpus_image(rng: np.random.Generator, image_size: int, num_classes: int
+                        ) -> tuple[np.ndarray, list[int]]:
+    """An image of the pretraining corpus: (S, S, 3) uint8 with 1-3 of the classes 1..num_classes (of all
+    NUM_FAMILIES), and the classes it shows (sorted ids). A train is on rails and a boat on water in
+    CONTEXT_WITH_CLASS of their images; rails and water also appear without them; no saliency."""
+    g = _grid(image_size)
+    s = g.size
+    count = min(int(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15])), num_classes)
+    chosen = rng.choice(np.arange(1, num_classes + 1), size=count, replace=False)
+    objects = sorted((int(c) for c in chosen), key=lambda c: (c not in CONTEXT_CLASSES, -c))
+    water_y = rng.uniform(0.6, 0.72) * s
+    rail_y = rng.uniform(0.36 * s, water_y - 0.14 * s)
+    show = {cls: rng.random() < (CONTEXT_WITH_CLASS if cls in objects else CONTEXT_WITHOUT_CLASS)
+            for cls in CONTEXT_CLASSES}
+    _, classes, layers = _place(rng, g, objects, _painters(rail_y, water_y))
+    image = _background(rng, g)
+    for _ in range(int(rng.integers(1, 4))):
+        mask, layer = _distractor(rng, g)
+        image[mask] = layer[mask]
+    for cls, (draw, anchor) in ((TRAIN, (_rails, rail_y)), (BOAT, (_water, water_y))):
+        if show[cls]:
+            region, layer = draw(rng, g, anchor)
+            image[region] = layer[region]
+    for mask, layer in layers:
+        image[mask] = layer[mask]
+    return _finish(rng, image), sorted(set(classes))
 
 
 # ---------------------------------------------------------------- dataset writing
