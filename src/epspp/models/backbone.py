@@ -60,7 +60,10 @@ def load_feature_weights(model: nn.Module, path: Path, name: str) -> None:
     or a whole timm checkpoint (``.pth``, ``.bin``, ``.safetensors``) of the same network, whose classifier and
     other layers after the last feature level, which the extractor does not have, are left out.
     """
-    if path.suffix == ".safetensors" and path.is_file():
+    if not path.is_file():
+        raise WeightsError(f"pretrained_path {path} does not exist (stage 0's backbone.pth: run `epspp fit --config "
+                           "configs/demo/pretrain.yaml`; other files: README, 'Files you need')")
+    if path.suffix == ".safetensors":
         try:
             state = safetensors.torch.load_file(str(path))
         except (safetensors.SafetensorError, OSError) as error:
