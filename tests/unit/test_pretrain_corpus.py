@@ -62,6 +62,8 @@ def test_the_data_module_serves_it_without_saliency(corpus: Path) -> None:
     assert (data.datasets["val"][0]["mask"] == 255).all()  # no ground truth: ignored everywhere
     with pytest.raises(DatasetError, match="saliency"):  # stage 1 still needs its saliency maps by default
         EPSDataModule(str(corpus), batch_size=4, num_workers=0).setup("fit")
+    with pytest.raises(DatasetError, match="prepare pretrain-corpus --root nowhere"):
+        EPSDataModule("nowhere", with_saliency=False)
 
 
 def test_no_image_is_one_of_the_wsss_datasets(corpus: Path, tmp_path: Path) -> None:

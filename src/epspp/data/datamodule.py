@@ -122,6 +122,9 @@ class EPSDataModule(pl.LightningDataModule):
             raise ConfigError(f"labeled_per_batch must be in 1..batch_size-1 = 1..{batch_size - 1}, got "
                               f"{labeled_per_batch} (set --data.labeled_per_batch)")
         if not Path(root).exists():
+            if not prepare_synthetic and not with_saliency:  # a classification corpus: stage 0's
+                raise DatasetError(f"dataset root {root} does not exist. Create stage 0's corpus with "
+                                   f"`epspp prepare pretrain-corpus --root {root}`.")
             if not prepare_synthetic:
                 raise DatasetError(
                     f"dataset root {root} does not exist. Create the synthetic dataset with "
