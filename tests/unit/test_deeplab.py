@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import safetensors.torch
 import timm
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,7 @@ from torch import nn
 
 from epspp.models.deeplab import DeepLab
 from epspp.models.deeplab_resnet import ASPP
+from epspp.models.weights import WeightsError
 
 NUM_OUTPUTS = 6  # C + 1 with C = 5 object classes
 
@@ -105,13 +107,17 @@ def test_pretrained_path_loads_local_encoder_weights(tmp_path) -> None:
         for parameter in source.parameters():
             parameter.uniform_(-1, 1)
     path = tmp_path / "weights.pth"
-    torch.save(source.state_dict(), path)
-    net = DeepLab(NUM_OUTPUTS, "deeplabv2", TINY, 8, pretrained_path=str(path), backbone_kwargs=TINY_KWARGS)
+    torch.save(source.state_dict(), path)  # a whole timm checkpoint: its classifier is left out
+    safetensors.torch.save_file(source.state_dict(), tmp_path / "weights.safetensors")
     reference = source.state_dict()
-    loaded = net.encoder.state_dict()
-    assert loaded and all(torch.equal(value, reference[key]) for key, value in loaded.items())
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    for weights in (path, tmp_path / "weights.safetensors"):
+        net = DeepLab(NUM_OUTPUTS, "deeplabv2", TINY, 8, pretrained_path=str(weights), backbone_kwargs=TINY_KWARGS)
+        loaded = net.encoder.state_dict()
+        assert loaded and all(torch.equal(value, reference[key]) for key, value in loaded.items())
+    with pytest.raises(WeightsError, match="does not exist"):
         DeepLab(NUM_OUTPUTS, "deeplabv2", TINY, 8, pretrained_path=str(tmp_path / "nope.pth"))
+    with pytest.raises(WeightsError, match=r"weights\.pth \(backbone resnet18\) does not fit"):  # another network
+        DeepLab(NUM_OUTPUTS, "deeplabv2", "resnet18", 8, pretrained_path=str(path))
 
 
 def test_unknown_backbone_and_bad_output_stride_fail_clearly() -> None:

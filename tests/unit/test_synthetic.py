@@ -52,7 +52,7 @@ def test_layout_and_counts(dataset: tuple[Path, float]) -> None:
     assert meta["version"] == __version__
     assert meta["params"] == {"num_train": NUM_TRAIN, "num_val": NUM_VAL, "image_size": 64, "seed": 3,
                               "missing_class_rate": 0.1, "missing_part_rate": 0.2,
-                              "false_coverage_rate": 0.2, "labeled_fraction": 0.1}
+                              "false_coverage_rate": 0.2, "labeled_fraction": 0.1, "num_classes": 5}
     assert meta["splits"]["train"]["images"] == NUM_TRAIN and meta["splits"]["val"]["images"] == NUM_VAL
     assert not [p for p in root.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
@@ -171,7 +171,7 @@ def test_refuses_non_empty_root(tmp_path: Path) -> None:
         generate_synthetic(root, num_train=3, num_val=1)
     (root / "stray.txt").write_text("x")
     generate_synthetic(root, num_train=4, num_val=1, overwrite=True)
-    assert not (root / "stray.txt").exists() and len(_ids(root, "train")) == 4
+    assert (root / "stray.txt").read_text() == "x" and len(_ids(root, "train")) == 4  # the user's file is kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
 
 

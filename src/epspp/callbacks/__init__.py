@@ -1,6 +1,7 @@
-"""Lightning callbacks: the pseudo-mask writer and sample visualisation."""
+"""Lightning callbacks: the pseudo-mask writer, sample visualisation, stage 0's backbone export."""
 
+from epspp.callbacks.backbone_export import BackboneExport
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
 from epspp.callbacks.sample_panels import SamplePanelLogger
 
-__all__ = ["PseudoMaskWriter", "SamplePanelLogger"]
+__all__ = ["BackboneExport", "PseudoMaskWriter", "SamplePanelLogger"]

@@ -43,6 +43,8 @@ class EPSDataModule(pl.LightningDataModule):
         predict_image_dir: segmentation: predict every image of this plain folder instead (no split file, no
             labels); ``root`` still gives the class names.
         saliency_dir: saliency maps (default ``ROOT/saliency``).
+        with_saliency: localization: read the saliency maps; false for a corpus without them (stage 0's
+            pretraining, ``configs/demo/pretrain.yaml``), which only a ``saliency_loss: none`` model can train on.
         mask_dir: ground-truth masks (default ``ROOT/SegmentationClassAug``).
         pseudo_mask_dir: stage-2 output, the training masks of stage 3.
         labeled_split: semi-supervised: ids of this split train on ground truth.
@@ -85,6 +87,7 @@ class EPSDataModule(pl.LightningDataModule):
         predict_split: str = "train",
         predict_image_dir: str | None = None,
         saliency_dir: str | None = None,
+        with_saliency: bool = True,
         mask_dir: str | None = None,
         pseudo_mask_dir: str | None = None,
         labeled_split: str | None = None,
@@ -122,6 +125,9 @@ class EPSDataModule(pl.LightningDataModule):
             raise ConfigError(f"labeled_per_batch must be in 1..batch_size-1 = 1..{batch_size - 1}, got "
                               f"{labeled_per_batch} (set --data.labeled_per_batch)")
         if not Path(root).exists():
+            if not prepare_synthetic and not with_saliency:  # a classification corpus: stage 0's
+                raise DatasetError(f"dataset root {root} does not exist. Create stage 0's corpus with "
+                                   f"`epspp prepare pretrain-corpus --root {root}`.")
             if not prepare_synthetic:
                 raise DatasetError(
                     f"dataset root {root} does not exist. Create the synthetic dataset with "
@@ -148,7 +154,7 @@ class EPSDataModule(pl.LightningDataModule):
             transform = eval_transform(None if mode == "predict" else hp.eval_size, hp.mean, hp.std)
         return VOCLayoutDataset(
             hp.root, split, self.num_classes, mode=mode, transform=transform,
-            saliency_dir=hp.saliency_dir, mask_dir=hp.mask_dir, **kwargs,
+            saliency_dir=hp.saliency_dir, mask_dir=hp.mask_dir, with_saliency=hp.with_saliency, **kwargs,
         )
 
     def _segmentation_train_set(self) -> VOCLayoutDataset:

@@ -47,6 +47,8 @@ class VOCLayoutDataset(Dataset):
             without ground truth are served with an all-ignore mask (scored on the ids that have one).
         with_labels: predict mode: read the image-level labels (pseudo-masks need them; segmentation
             predictions of an unlabelled split such as VOC test do not).
+        with_saliency: localization mode: read the saliency maps (False: a classification corpus without
+            them, such as stage 0's; the samples then hold no ``saliency``).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class VOCLayoutDataset(Dataset):
         ids: list[str] | None = None,
         require_masks: bool = True,
         with_labels: bool = True,
+        with_saliency: bool = True,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -75,6 +78,7 @@ class VOCLayoutDataset(Dataset):
         self.pseudo_mask_dir = Path(pseudo_mask_dir) if pseudo_mask_dir else None
         self.labeled_ids = labeled_ids
         self.require_masks = require_masks
+        self.reads_saliency = mode == "localization" and with_saliency
         self.ids = ([check_id(i, "ids argument") for i in ids] if ids is not None
                     else read_split(self.root, split))
         self.image_dir = self.root / "JPEGImages"
@@ -98,7 +102,7 @@ class VOCLayoutDataset(Dataset):
         """(image, saliency or None, mask or None, classes with background) of every sample, for the pre-flight."""
         files = []
         for image_id in self.ids:
-            saliency = str(self.saliency_dir / f"{image_id}.png") if self.mode == "localization" else None
+            saliency = str(self.saliency_dir / f"{image_id}.png") if self.reads_saliency else None
             mask = self.target_path(image_id)
             files.append((str(self.image_path(image_id)), saliency, str(mask) if mask.is_file() else None,
                           self.num_classes + 1))
@@ -106,7 +110,7 @@ class VOCLayoutDataset(Dataset):
 
     def _check_files(self) -> None:
         needed = [self.image_path]
-        if self.mode == "localization":
+        if self.reads_saliency:
             needed.append(lambda i: self.saliency_dir / f"{i}.png")
         if self.mode == "segmentation" and self.require_masks:
             needed.append(self.target_path)
@@ -133,7 +137,7 @@ class VOCLayoutDataset(Dataset):
         else:
             mask = np.full(size, IGNORE_INDEX, np.uint8)
         saliency = None
-        if self.mode == "localization":
+        if self.reads_saliency:
             sal_path = self.saliency_dir / f"{image_id}.png"
             saliency = read_saliency(sal_path, self.split_file)
             self._check_size(saliency.shape, size, sal_path, image_id)

@@ -1,6 +1,7 @@
 """``epspp prepare``: build dataset roots in the VOC layout (see docs/architecture.md, data contract).
 
 * ``synthetic``: the generated dataset (:func:`epspp.data.synthetic.generate_synthetic`).
+* ``pretrain-corpus``: stage 0's classification corpus (:func:`epspp.data.pretrain_corpus.generate_pretrain_corpus`).
 * ``voc``: PASCAL VOC 2012 + SBD, with the standard 10,582-image ``train_aug`` split.
 * ``coco``: MS COCO 2014 as distributed for WSSS by EPS (images, PNG masks, saliency maps).
 * ``folder``: your own images, a CSV/JSON of class names per image, saliency maps (no masks needed;
@@ -26,7 +27,8 @@ from PIL import Image
 from epspp.data.classes import COCO_CLASSES, VOC_CLASSES, voc_palette, write_classes
 from epspp.data.io import DatasetError, check_id, write_mask_png
 from epspp.data.prepare_folder import prepare_folder
-from epspp.data.synthetic import generate_synthetic
+from epspp.data.pretrain_corpus import CorpusConfig, generate_pretrain_corpus
+from epspp.data.synthetic import MAX_CLASSES, NUM_FAMILIES, generate_synthetic
 
 SPLITS = Path("ImageSets") / "Segmentation"
 IGNORE = 255
@@ -280,19 +282,56 @@ def prepare_coco(image_dirs: list[str | Path], mask_dir: str | Path, out: str | 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="epspp prepare",
                                      description="Build a dataset root in the VOC layout.")
-    sub = parser.add_subparsers(dest="dataset", required=True, metavar="{synthetic,voc,coco,folder}")
-    syn = sub.add_parser("synthetic", help="generate the synthetic dataset")
-    syn.add_argument("--root", required=True, type=Path, help="dataset root to create")
-    syn.add_argument("--num-train", type=int, default=1000)
-    syn.add_argument("--num-val", type=int, default=200)
-    syn.add_argument("--image-size", type=int, default=64)
-    syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--missing-class-rate", type=float, default=0.1)
-    syn.add_argument("--missing-part-rate", type=float, default=0.2)
-    syn.add_argument("--false-coverage-rate", type=float, default=0.2)
-    syn.add_argument("--labeled-fraction", type=float, default=0.1)
+    sub = parser.add_subparsers(dest="dataset", required=True,
+                                metavar="{synthetic,pretrain-corpus,voc,coco,folder}")
+    syn = sub.add_parser("synthetic", help="generate the synthetic WSSS dataset (images, masks, saliency maps)",
+                         description="Generate the synthetic WSSS dataset in the VOC layout: images, ground-truth "
+                                     "masks, simulated saliency maps with the papers' three error types, splits "
+                                     "train, val and labeled_<pct>pct (docs/architecture.md, 'synthetic dataset').")
+    syn.add_argument("--root", required=True, type=Path, help="dataset root to create (new or empty folder)")
+    syn.add_argument("--num-train", type=int, default=1000, help="training images (split train) (default %(default)s)")
+    syn.add_argument("--num-val", type=int, default=200, help="validation images (split val) (default %(default)s)")
+    syn.add_argument("--image-size", type=int, default=64,
+                     help="side of the square images in pixels (>= 32) (default %(default)s)")
+    syn.add_argument("--num-classes", type=int, default=5,
+                     help=f"object classes, 1..{MAX_CLASSES}: disc, square, triangle, train (on rails), boat (on "
+                          "water), then 15 more shape/texture families (default %(default)s)")
+    syn.add_argument("--seed", type=int, default=0,
+                     help="random seed; the same arguments give the same files (default %(default)s)")
+    syn.add_argument("--missing-class-rate", type=float, default=0.1,
+                     help="share of images whose saliency map misses one present class (default %(default)s)")
+    syn.add_argument("--missing-part-rate", type=float, default=0.2,
+                     help="share of images whose saliency map misses 30-60%% of one object (default %(default)s)")
+    syn.add_argument("--false-coverage-rate", type=float, default=0.2,
+                     help="share of images whose saliency map covers background (rails or water when "
+                          "present) (default %(default)s)")
+    syn.add_argument("--labeled-fraction", type=float, default=0.1,
+                     help="share of train listed in labeled_<pct>pct.txt (the semi-supervised stage 3) "
+                          "(default %(default)s)")
     syn.add_argument("--overwrite", action="store_true",
-                     help="regenerate a synthetic dataset at --root (never replaces other data)")
+                     help="regenerate a synthetic dataset at --root: replaces the files it lists in "
+                          "generated_files.txt, keeps every other file and folder (never replaces other data)")
+    corpus = sub.add_parser("pretrain-corpus", help="generate the classification corpus of stage 0 (pretraining)",
+                            description="Generate stage 0's classification corpus, the synthetic stand-in for "
+                                        "ImageNet: images and image-level labels (cls_labels.json), splits train "
+                                        "and val, no masks or saliency; none of its images is one of the WSSS "
+                                        "dataset's (docs/architecture.md, 'stage 0').")
+    corpus.add_argument("--root", required=True, type=Path, help="corpus root to create (new or empty folder)")
+    corpus.add_argument("--num-images", type=int, default=CorpusConfig.num_images,
+                        help="training images (split train) (default %(default)s)")
+    corpus.add_argument("--num-val", type=int, default=CorpusConfig.num_val,
+                        help="validation images (split val) (default %(default)s)")
+    corpus.add_argument("--num-classes", type=int, default=CorpusConfig.num_classes,
+                        help=f"classes, 1..{NUM_FAMILIES}: the WSSS dataset's {MAX_CLASSES} first, then "
+                             f"{NUM_FAMILIES - MAX_CLASSES} distractor families (default %(default)s)")
+    corpus.add_argument("--image-size", type=int, default=CorpusConfig.image_size,
+                        help="side of the square images in pixels (>= 32) (default %(default)s)")
+    corpus.add_argument("--seed", type=int, default=CorpusConfig.seed,
+                        help="random seed (a stream of its own: no image equals a WSSS image for any "
+                             "seeds) (default %(default)s)")
+    corpus.add_argument("--overwrite", action="store_true",
+                        help="regenerate a corpus at --root: replaces the files it lists in generated_files.txt, "
+                             "keeps every other file and folder")
     voc = sub.add_parser("voc", help="PASCAL VOC 2012 + SBD (train_aug)")
     voc.add_argument("--voc-root", required=True, type=Path, help="VOCdevkit/VOC2012")
     voc.add_argument("--sbd-root", required=True, type=Path, help="benchmark_RELEASE/dataset")
@@ -318,10 +357,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
-    if args.dataset == "synthetic":
+    if args.dataset == "pretrain-corpus":
+        root = generate_pretrain_corpus(args.root, args.num_images, args.num_val, args.num_classes, args.image_size,
+                                        args.seed, overwrite=args.overwrite)
+        splits = json.loads((root / "pretrain_corpus.json").read_text())["splits"]
+        print(f"wrote pretraining corpus {root}: train {splits['train']['images']}, val {splits['val']['images']}, "
+              f"{args.num_classes} classes; pretrain with `epspp fit --config configs/demo/pretrain.yaml "
+              f"--data.root {root}`")
+    elif args.dataset == "synthetic":
         root = generate_synthetic(args.root, args.num_train, args.num_val, args.image_size, args.seed,
                                   args.missing_class_rate, args.missing_part_rate, args.false_coverage_rate,
-                                  args.labeled_fraction, overwrite=args.overwrite)
+                                  args.labeled_fraction, args.num_classes, overwrite=args.overwrite)
         splits = json.loads((root / "synthetic.json").read_text())["splits"]
         print(f"wrote synthetic dataset {root}: " + ", ".join(f"{k} {v['images']}" for k, v in splits.items()))
         t = splits["train"]

@@ -1,7 +1,9 @@
 """A synthetic dataset in the VOC layout that reproduces the problems EPS++ addresses.
 
-Five object classes (disc, square, triangle, train, boat), each with its own shape family,
-jittered colour and texture, on a cluttered background with neutral distractor blobs.
+Five object classes by default (disc, square, triangle, train, boat), up to 20 with ``num_classes``
+(:data:`FAMILIES`: shape, texture and colour families that share colours, shapes and textures with
+each other, so that no single cue names a class), each with jittered colour and texture, on a
+cluttered background with neutral distractor blobs.
 Co-occurring context: a train always stands on rails and a boat always floats on water; the
 context is background (0) in the ground truth, so a plain CAM learns to fire on it. The simulated
 saliency map is the blurred union of the objects with the paper's three error types injected at
@@ -15,6 +17,7 @@ import functools
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -24,14 +27,65 @@ from scipy import ndimage
 
 from epspp import __version__
 from epspp.data.classes import SYNTHETIC_CLASSES, voc_palette, write_classes
+from epspp.data.generated import write_generated_root
 from epspp.data.io import write_grey_png, write_jpeg, write_mask_png
 
 DISC, SQUARE, TRIANGLE, TRAIN, BOAT = 1, 2, 3, 4, 5
-FREE_CLASSES = (DISC, SQUARE, TRIANGLE)
-COLOURS = {DISC: (205, 55, 50), SQUARE: (55, 160, 70), TRIANGLE: (230, 185, 40), TRAIN: (125, 65, 175),
-           BOAT: (185, 85, 35)}
+CONTEXT_CLASSES = (TRAIN, BOAT)  # anchored to their context: a train on rails, a boat on water
+RED, GREEN, YELLOW, PURPLE, ORANGE = (205, 55, 50), (55, 160, 70), (230, 185, 40), (125, 65, 175), (185, 85, 35)
+BLUE, CYAN, PINK, BROWN = (50, 90, 200), (40, 170, 180), (225, 110, 170), (120, 85, 50)
+COLOURS = {DISC: RED, SQUARE: GREEN, TRIANGLE: YELLOW, TRAIN: PURPLE, BOAT: ORANGE}
 PALETTE = voc_palette()
 MAX_COVER = 0.35  # a new object may hide at most this fraction of an earlier object's visible pixels
+MAX_CLASSES = 20  # object classes of the WSSS dataset (VOC's count)
+CONTEXT_WITH_CLASS = 0.5  # pretraining corpus: a train on rails, a boat on water, in this share of their images
+CONTEXT_WITHOUT_CLASS = 0.15  # pretraining corpus: rails (water) in this share of the images without a train (boat)
+
+
+class Family(NamedTuple):
+    """A free-standing object class: a shape, a texture and a base colour (``_free_object`` draws it)."""
+
+    name: str
+    shape: str
+    texture: str
+    colour: tuple[int, int, int]
+
+
+# classes 6..20 of the WSSS dataset: each shares its shape, its texture or its colour with other classes
+# (and with the first five), never all three; classes 21.. are the pretraining corpus's distractor families
+FAMILIES: tuple[Family, ...] = (
+    Family("ring", "ring", "plain", BLUE),
+    Family("cross", "cross", "stripes", RED),
+    Family("star", "star", "plain", YELLOW),
+    Family("hexagon", "hexagon", "dots", PURPLE),
+    Family("diamond", "diamond", "checker", ORANGE),
+    Family("crescent", "crescent", "noise", CYAN),
+    Family("bar", "bar", "dots", GREEN),
+    Family("pentagon", "pentagon", "stripes", BLUE),
+    Family("half_disc", "half_disc", "checker", RED),
+    Family("striped_disc", "ellipse", "stripes", PURPLE),
+    Family("checked_ring", "ring", "checker", YELLOW),
+    Family("dotted_square", "rectangle", "dots", CYAN),
+    Family("chevron", "chevron", "plain", ORANGE),
+    Family("grid_triangle", "triangle", "grid", GREEN),
+    Family("target", "ellipse", "rings", PINK),
+    # distractor families: only in the pretraining corpus (ImageNet's classes beyond VOC's)
+    Family("octagon", "octagon", "checker", BROWN),
+    Family("arrow", "arrow", "stripes", PINK),
+    Family("kite", "kite", "dots", RED),
+    Family("hourglass", "hourglass", "plain", CYAN),
+    Family("frame", "frame", "stripes", GREEN),
+    Family("tee", "tee", "checker", BLUE),
+    Family("grid_disc", "ellipse", "grid", YELLOW),
+    Family("dotted_star", "star", "dots", ORANGE),
+)
+CLASS_NAMES: tuple[str, ...] = SYNTHETIC_CLASSES[1:] + tuple(f.name for f in FAMILIES)  # every class, by id - 1
+NUM_FAMILIES = len(CLASS_NAMES)
+
+
+def class_names(num_classes: int) -> tuple[str, ...]:
+    """Names of the first ``num_classes`` classes, background first (5: ``SYNTHETIC_CLASSES``)."""
+    return ("background",) + CLASS_NAMES[:num_classes]
 
 
 @dataclass(frozen=True)
@@ -46,10 +100,13 @@ class SyntheticConfig:
     missing_part_rate: float = 0.2
     false_coverage_rate: float = 0.2
     labeled_fraction: float = 0.1
+    num_classes: int = 5
 
     def __post_init__(self) -> None:
         if self.num_train < 1 or self.num_val < 1:
             raise ValueError(f"num_train and num_val must be >= 1, got {self.num_train}, {self.num_val}")
+        if not 1 <= self.num_classes <= MAX_CLASSES:
+            raise ValueError(f"num_classes must be within 1..{MAX_CLASSES}, got {self.num_classes}")
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32, got {self.image_size}")
         for name in ("missing_class_rate", "missing_part_rate", "false_coverage_rate", "labeled_fraction"):
@@ -144,6 +201,88 @@ def _neutral(rng: np.random.Generator, low: float = 60.0, high: float = 200.0) -
     return np.clip(rng.uniform(low, high) + rng.uniform(-18, 18, 3), 0, 255)
 
 
+# ---------------------------------------------------------------- shapes and textures of FAMILIES
+# each shape: (g, cy, cx, d, angle) -> mask of an object about d pixels across, rotated by angle
+def _local(cy: float, cx: float, angle: float, points: list[tuple[float, float]]
+           ) -> list[tuple[float, float]]:
+    """(y, x) image points of (u, v) points in the object's frame (u along ``angle``; see ``_rotated``)."""
+    c, s = np.cos(angle), np.sin(angle)
+    return [(cy + u * s + v * c, cx + u * c - v * s) for u, v in points]
+
+
+def _regular(g: _Grid, cy: float, cx: float, radius: float, sides: int, angle: float) -> np.ndarray:
+    step = 2 * np.pi / sides
+    return _polygon(g, [(cy + radius * np.sin(angle + k * step), cx + radius * np.cos(angle + k * step))
+                        for k in range(sides)])
+
+
+def _offset_rectangle(g: _Grid, cy: float, cx: float, angle: float, u: float, v: float, length: float,
+                      width: float) -> np.ndarray:
+    """A rectangle ``length`` along u by ``width`` along v, centred at (u, v) of the object's frame."""
+    (y, x), = _local(cy, cx, angle, [(u, v)])
+    return _rectangle(g, y, x, width, length, angle)
+
+
+def _local_polygon(g: _Grid, cy: float, cx: float, angle: float, points: list[tuple[float, float]]) -> np.ndarray:
+    return _polygon(g, _local(cy, cx, angle, points))
+
+
+SHAPES = {
+    "ellipse": lambda g, cy, cx, d, a: _ellipse(g, cy, cx, d / 2, 0.4 * d, a),
+    "rectangle": lambda g, cy, cx, d, a: _rectangle(g, cy, cx, 0.8 * d, 0.9 * d, a),
+    "triangle": lambda g, cy, cx, d, a: _regular(g, cy, cx, 0.58 * d, 3, a),
+    "ring": lambda g, cy, cx, d, a: _ellipse(g, cy, cx, d / 2, d / 2) & ~_ellipse(g, cy, cx, 0.26 * d, 0.26 * d),
+    "cross": lambda g, cy, cx, d, a: _rectangle(g, cy, cx, 0.32 * d, d, a) | _rectangle(g, cy, cx, d, 0.32 * d, a),
+    "star": lambda g, cy, cx, d, a: _regular(g, cy, cx, 0.58 * d, 3, a)
+    | _regular(g, cy, cx, 0.58 * d, 3, a + np.pi / 3),
+    "hexagon": lambda g, cy, cx, d, a: _regular(g, cy, cx, 0.5 * d, 6, a),
+    "pentagon": lambda g, cy, cx, d, a: _regular(g, cy, cx, 0.52 * d, 5, a),
+    "octagon": lambda g, cy, cx, d, a: _regular(g, cy, cx, 0.5 * d, 8, a),
+    "diamond": lambda g, cy, cx, d, a: _local_polygon(g, cy, cx, a, [(0.6 * d, 0), (0, 0.32 * d), (-0.6 * d, 0),
+                                                                      (0, -0.32 * d)]),
+    "kite": lambda g, cy, cx, d, a: _local_polygon(g, cy, cx, a, [(0.62 * d, 0), (0, 0.34 * d), (-0.36 * d, 0),
+                                                                   (0, -0.34 * d)]),
+    "crescent": lambda g, cy, cx, d, a: _ellipse(g, cy, cx, d / 2, d / 2) & ~_ellipse(
+        g, cy + 0.3 * d * np.sin(a), cx + 0.3 * d * np.cos(a), 0.42 * d, 0.42 * d),
+    "half_disc": lambda g, cy, cx, d, a: _ellipse(g, cy, cx, 0.55 * d, 0.55 * d) & (_rotated(g, cy, cx, a)[1] >= 0),
+    "bar": lambda g, cy, cx, d, a: _rectangle(g, cy, cx, 0.24 * d, 1.15 * d, a),
+    "chevron": lambda g, cy, cx, d, a: _local_polygon(g, cy, cx, a, [(0.5 * d, 0), (-0.5 * d, 0.5 * d),
+                                                                      (-0.5 * d, -0.5 * d)])
+    & ~_local_polygon(g, cy, cx, a, [(0.1 * d, 0), (-0.9 * d, 0.5 * d), (-0.9 * d, -0.5 * d)]),
+    "arrow": lambda g, cy, cx, d, a: _offset_rectangle(g, cy, cx, a, -0.2 * d, 0, 0.65 * d, 0.22 * d)
+    | _local_polygon(g, cy, cx, a, [(0.55 * d, 0), (0.1 * d, 0.36 * d), (0.1 * d, -0.36 * d)]),
+    "hourglass": lambda g, cy, cx, d, a: _local_polygon(g, cy, cx, a, [(0, 0), (0.5 * d, -0.42 * d),
+                                                                        (0.5 * d, 0.42 * d)])
+    | _local_polygon(g, cy, cx, a, [(0, 0), (-0.5 * d, -0.42 * d), (-0.5 * d, 0.42 * d)]),
+    "frame": lambda g, cy, cx, d, a: _rectangle(g, cy, cx, 0.9 * d, 0.9 * d, a) & ~_rectangle(g, cy, cx, 0.46 * d,
+                                                                                               0.46 * d, a),
+    "tee": lambda g, cy, cx, d, a: _offset_rectangle(g, cy, cx, a, 0, -0.34 * d, 0.95 * d, 0.26 * d)
+    | _offset_rectangle(g, cy, cx, a, 0, 0.12 * d, 0.26 * d, 0.7 * d),
+}
+
+
+def _grid_lines(g: _Grid, period: float, angle: float) -> np.ndarray:
+    u, v = _rotated(g, 0.0, 0.0, angle)
+    on_line = (np.mod(u, period) < 0.3 * period) | (np.mod(v, period) < 0.3 * period)
+    return np.where(on_line, 1.0, -0.4)
+
+
+def _rings(g: _Grid, cy: float, cx: float, period: float) -> np.ndarray:
+    return np.where(np.sin(2 * np.pi * np.hypot(g.yy - cy, g.xx - cx) / period) >= 0, 1.0, -1.0)
+
+
+# each texture: (rng, g, cy, cx, d, angle) -> (texture in [-1, 1], amplitude)
+TEXTURES = {
+    "plain": lambda r, g, cy, cx, d, a: (_noise(r, g), 0.06),
+    "stripes": lambda r, g, cy, cx, d, a: (_stripes(g, r.uniform(0.08, 0.11) * g.size, a), 0.25),
+    "checker": lambda r, g, cy, cx, d, a: (_checker(g, d / 4, a), 0.25),
+    "dots": lambda r, g, cy, cx, d, a: (_dots(g, p := r.uniform(0.09, 0.12) * g.size, 0.28 * p, r), 0.35),
+    "noise": lambda r, g, cy, cx, d, a: (_noise(r, g), 0.3),
+    "grid": lambda r, g, cy, cx, d, a: (_grid_lines(g, r.uniform(0.1, 0.13) * g.size, a), 0.25),
+    "rings": lambda r, g, cy, cx, d, a: (_rings(g, cy, cx, r.uniform(0.08, 0.1) * g.size), 0.3),
+}
+
+
 # ---------------------------------------------------------------- objects (each -> mask, colour layer)
 def _free_box(rng: np.random.Generator, g: _Grid) -> tuple[float, float, float]:
     d = rng.uniform(0.22, 0.38) * g.size
@@ -171,6 +310,14 @@ def _triangle(rng: np.random.Generator, g: _Grid) -> tuple[np.ndarray, np.ndarra
     points = [(cy + 0.6 * d * np.sin(a), cx + 0.6 * d * np.cos(a)) for a in angles]
     stripes = _stripes(g, rng.uniform(0.08, 0.11) * g.size, rng.uniform(0, np.pi))
     return _polygon(g, points), _textured(_jitter(rng, COLOURS[TRIANGLE]), stripes, 0.25)
+
+
+def _free_object(rng: np.random.Generator, g: _Grid, family: Family) -> tuple[np.ndarray, np.ndarray]:
+    """An object of one of :data:`FAMILIES` at a random place, size and rotation."""
+    cy, cx, d = _free_box(rng, g)
+    mask = SHAPES[family.shape](g, cy, cx, d, rng.uniform(0, 2 * np.pi))
+    texture, amplitude = TEXTURES[family.texture](rng, g, cy, cx, d, rng.uniform(0, np.pi))
+    return mask, _textured(_jitter(rng, family.colour), texture, amplitude)
 
 
 def _train(rng: np.random.Generator, g: _Grid, rail_y: float) -> tuple[np.ndarray, np.ndarray]:
@@ -277,7 +424,7 @@ def _saliency(rng: np.random.Generator, cfg: SyntheticConfig, g: _Grid, instance
     if rng.random() < cfg.missing_class_rate and present:
         missing = int(rng.choice(present))
         salient[np.isin(instances, [i for i, c in enumerate(classes) if c == missing])] = 0
-        errors["missing_class"] = SYNTHETIC_CLASSES[missing]
+        errors["missing_class"] = CLASS_NAMES[missing - 1]
     if rng.random() < cfg.missing_part_rate:
         candidates = [i for i, c in enumerate(classes) if c != missing]
         if candidates:
@@ -287,7 +434,7 @@ def _saliency(rng: np.random.Generator, cfg: SyntheticConfig, g: _Grid, instance
             projection = g.yy * np.sin(angle) + g.xx * np.cos(angle)
             cut = visible & (projection <= np.quantile(projection[visible], fraction))
             salient[cut] = 0
-            errors["missing_part"] = {"class": SYNTHETIC_CLASSES[classes[index]],
+            errors["missing_part"] = {"class": CLASS_NAMES[classes[index] - 1],
                                       "fraction": round(float(cut.sum() / visible.sum()), 3)}
     if rng.random() < cfg.false_coverage_rate:
         background = instances < 0
@@ -311,26 +458,34 @@ def _saliency(rng: np.random.Generator, cfg: SyntheticConfig, g: _Grid, instance
     return np.clip(np.round(blurred * 255), 0, 255).astype(np.uint8), errors
 
 
-def _choose_objects(rng: np.random.Generator) -> list[int]:
-    """1-3 classes (train and boat first: they are anchored to their context), 1-3 objects."""
-    chosen = rng.choice(np.arange(1, 6), size=rng.choice([1, 2, 3], p=[0.6, 0.33, 0.07]), replace=False)
-    objects = sorted((int(c) for c in chosen), key=lambda c: (c not in (TRAIN, BOAT), -c))
-    free = [c for c in objects if c in FREE_CLASSES]
+def _choose_objects(rng: np.random.Generator, num_classes: int) -> list[int]:
+    """1-3 of the classes 1..num_classes (train and boat first: they are anchored to their context), 1-3 objects."""
+    count = min(int(rng.choice([1, 2, 3], p=[0.6, 0.33, 0.07])), num_classes)
+    chosen = rng.choice(np.arange(1, num_classes + 1), size=count, replace=False)
+    objects = sorted((int(c) for c in chosen), key=lambda c: (c not in CONTEXT_CLASSES, -c))
+    free = [c for c in objects if c not in CONTEXT_CLASSES]
     while free and len(objects) < 3 and rng.random() < 0.3:
         objects.append(int(rng.choice(free)))
     return objects
 
 
-def render_sample(cfg: SyntheticConfig, rng: np.random.Generator) -> Sample:
-    """Render one image, its ground truth, its saliency map and the record of its saliency errors."""
-    g = _grid(cfg.image_size)
-    s = g.size
-    objects = _choose_objects(rng)
-    water_y = rng.uniform(0.6, 0.72) * s if BOAT in objects else None
-    rail_y = rng.uniform(0.36 * s, water_y - 0.14 * s) if water_y is not None else rng.uniform(0.42, 0.86) * s
-    painters = {DISC: _disc, SQUARE: _square, TRIANGLE: _triangle,
-                TRAIN: lambda r, grid: _train(r, grid, rail_y), BOAT: lambda r, grid: _boat(r, grid, water_y)}
-    instances = np.full((s, s), -1, np.int16)
+Painter = Callable[[np.random.Generator, _Grid], tuple[np.ndarray, np.ndarray]]
+
+
+def _painters(rail_y: float, water_y: float | None) -> dict[int, Painter]:
+    """The painter of every class id; the train stands on ``rail_y``, the boat floats on ``water_y``."""
+    painters: dict[int, Painter] = {DISC: _disc, SQUARE: _square, TRIANGLE: _triangle,
+                                    TRAIN: lambda r, grid: _train(r, grid, rail_y),
+                                    BOAT: lambda r, grid: _boat(r, grid, water_y)}
+    for cls, family in enumerate(FAMILIES, start=len(SYNTHETIC_CLASSES)):
+        painters[cls] = functools.partial(_free_object, family=family)
+    return painters
+
+
+def _place(rng: np.random.Generator, g: _Grid, objects: list[int], painters: dict[int, Painter]
+           ) -> tuple[np.ndarray, list[int], list[tuple[np.ndarray, np.ndarray]]]:
+    """Draw each object until it fits (30 tries): the instance map, the placed classes, their layers."""
+    instances = np.full((g.size, g.size), -1, np.int16)
     classes: list[int] = []
     layers: list[tuple[np.ndarray, np.ndarray]] = []
     for cls in objects:
@@ -341,6 +496,23 @@ def render_sample(cfg: SyntheticConfig, rng: np.random.Generator) -> Sample:
                 classes.append(cls)
                 layers.append((mask, layer))
                 break
+    return instances, classes, layers
+
+
+def _finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Slight blur and sensor noise, rounded to uint8."""
+    image = ndimage.gaussian_filter(image, (0.5, 0.5, 0)) + rng.normal(0, 4, image.shape)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def render_sample(cfg: SyntheticConfig, rng: np.random.Generator) -> Sample:
+    """Render one image, its ground truth, its saliency map and the record of its saliency errors."""
+    g = _grid(cfg.image_size)
+    s = g.size
+    objects = _choose_objects(rng, cfg.num_classes)
+    water_y = rng.uniform(0.6, 0.72) * s if BOAT in objects else None
+    rail_y = rng.uniform(0.36 * s, water_y - 0.14 * s) if water_y is not None else rng.uniform(0.42, 0.86) * s
+    instances, classes, layers = _place(rng, g, objects, _painters(rail_y, water_y))
     image = _background(rng, g)
     distractors = []
     for _ in range(int(rng.integers(1, 4))):
@@ -354,31 +526,56 @@ def render_sample(cfg: SyntheticConfig, rng: np.random.Generator) -> Sample:
             image[context[cls]] = layer[context[cls]]
     for mask, layer in layers:
         image[mask] = layer[mask]
-    image = ndimage.gaussian_filter(image, (0.5, 0.5, 0)) + rng.normal(0, 4, image.shape)
+    image = _finish(rng, image)
     gt = np.zeros((s, s), np.uint8)
     gt[instances >= 0] = np.asarray(classes, np.uint8)[instances[instances >= 0]]
     saliency, errors = _saliency(rng, cfg, g, instances, classes, context, distractors)
     union = np.zeros((s, s), bool)
     for region in context.values():
         union |= region & (gt == 0)
-    return Sample(np.clip(np.round(image), 0, 255).astype(np.uint8), gt, saliency, union, errors)
+    return Sample(image, gt, saliency, union, errors)
+
+
+def render_corpus_image(rng: np.random.Generator, image_size: int, num_classes: int
+                        ) -> tuple[np.ndarray, list[int]]:
+    """An image of the pretraining corpus: (S, S, 3) uint8 with 1-3 of the classes 1..num_classes (of all
+    NUM_FAMILIES), and the classes it shows (sorted ids). A train is on rails and a boat on water in
+    CONTEXT_WITH_CLASS of their images; rails and water also appear without them; no saliency."""
+    g = _grid(image_size)
+    s = g.size
+    count = min(int(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15])), num_classes)
+    chosen = rng.choice(np.arange(1, num_classes + 1), size=count, replace=False)
+    objects = sorted((int(c) for c in chosen), key=lambda c: (c not in CONTEXT_CLASSES, -c))
+    water_y = rng.uniform(0.6, 0.72) * s
+    rail_y = rng.uniform(0.36 * s, water_y - 0.14 * s)
+    show = {cls: rng.random() < (CONTEXT_WITH_CLASS if cls in objects else CONTEXT_WITHOUT_CLASS)
+            for cls in CONTEXT_CLASSES}
+    _, classes, layers = _place(rng, g, objects, _painters(rail_y, water_y))
+    image = _background(rng, g)
+    for _ in range(int(rng.integers(1, 4))):
+        mask, layer = _distractor(rng, g)
+        image[mask] = layer[mask]
+    for cls, (draw, anchor) in ((TRAIN, (_rails, rail_y)), (BOAT, (_water, water_y))):
+        if show[cls]:
+            region, layer = draw(rng, g, anchor)
+            image[region] = layer[region]
+    for mask, layer in layers:
+        image[mask] = layer[mask]
+    return _finish(rng, image), sorted(set(classes))
 
 
 # ---------------------------------------------------------------- dataset writing
-def _non_empty(path: Path) -> bool:
-    return path.exists() and (not path.is_dir() or any(path.iterdir()))
-
-
 def _write_dataset(out: Path, cfg: SyntheticConfig) -> None:
     for sub in ("JPEGImages", "SegmentationClassAug", "saliency", "ImageSets/Segmentation"):
         (out / sub).mkdir(parents=True)
+    classes = class_names(cfg.num_classes)
     names = ("missing_class", "missing_part", "false_coverage")
     stats: dict = {}
     records: dict = {}
     for split_index, (split, count) in enumerate((("train", cfg.num_train), ("val", cfg.num_val))):
         ids = [f"{split}_{i:06d}" for i in range(count)]
         counts = {"images": count, **dict.fromkeys(names, 0), "false_coverage_context": 0,
-                  "multi_class": 0, "class_images": dict.fromkeys(SYNTHETIC_CLASSES[1:], 0)}
+                  "multi_class": 0, "class_images": dict.fromkeys(classes[1:], 0)}
         for i, image_id in enumerate(ids):
             sample = render_sample(cfg, np.random.default_rng([cfg.seed, split_index, i]))
             write_jpeg(out / "JPEGImages" / f"{image_id}.jpg", sample.image, quality=95)
@@ -387,7 +584,7 @@ def _write_dataset(out: Path, cfg: SyntheticConfig) -> None:
             present = [int(c) for c in np.unique(sample.mask) if c]
             counts["multi_class"] += len(present) > 1
             for c in present:
-                counts["class_images"][SYNTHETIC_CLASSES[c]] += 1
+                counts["class_images"][classes[c]] += 1
             for name in names:
                 counts[name] += name in sample.errors
             counts["false_coverage_context"] += sample.errors.get("false_coverage") in ("rails", "water")
@@ -402,20 +599,21 @@ def _write_dataset(out: Path, cfg: SyntheticConfig) -> None:
         (out / "ImageSets/Segmentation" / f"{name}.txt").write_text(
             "".join(f"train_{i:06d}\n" for i in chosen))
         stats[name] = {"images": labeled}
-    write_classes(out, SYNTHETIC_CLASSES)
+    write_classes(out, classes)
     meta = {"generator": "epspp.data.synthetic", "version": __version__, "params": asdict(cfg),
-            "classes": list(SYNTHETIC_CLASSES), "splits": stats, "errors": records}
+            "classes": list(classes), "splits": stats, "errors": records}
     (out / "synthetic.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
 def generate_synthetic(root: str | Path, num_train: int = 1000, num_val: int = 200, image_size: int = 64,
                        seed: int = 0, missing_class_rate: float = 0.1, missing_part_rate: float = 0.2,
-                       false_coverage_rate: float = 0.2, labeled_fraction: float = 0.1,
+                       false_coverage_rate: float = 0.2, labeled_fraction: float = 0.1, num_classes: int = 5,
                        overwrite: bool = False) -> Path:
     """Write the synthetic dataset at ``root`` in the VOC layout (deterministic for a seed).
 
     The dataset is built in a temporary sibling directory and renamed into place at the end, so an
-    interrupted run never leaves a half-written dataset at ``root``.
+    interrupted run never leaves a half-written dataset at ``root``; ``ROOT/generated_files.txt`` lists
+    what it wrote (:mod:`epspp.data.generated`).
 
     Args:
         root: dataset root to create.
@@ -428,7 +626,10 @@ def generate_synthetic(root: str | Path, num_train: int = 1000, num_val: int = 2
         false_coverage_rate: per-image probability that a background region (the rails or water
             context when present, else a distractor blob) is salient.
         labeled_fraction: fraction of train listed in ``labeled_<pct>pct.txt`` (semi-supervised).
-        overwrite: replace an existing synthetic dataset at ``root`` (one holding ``synthetic.json``).
+        num_classes: object classes, 1..20: the first of disc, square, triangle, train, boat, then
+            :data:`FAMILIES` (5: the same files as before the option existed).
+        overwrite: regenerate a synthetic dataset at ``root`` (one holding ``synthetic.json``): the files it
+            lists in ``generated_files.txt`` are replaced, any other file or folder in it is kept.
 
     Returns:
         The dataset root.
@@ -437,34 +638,9 @@ def generate_synthetic(root: str | Path, num_train: int = 1000, num_val: int = 2
         FileExistsError: ``root`` exists and is not empty, and is not a synthetic dataset or ``overwrite`` is False.
     """
     cfg = SyntheticConfig(num_train, num_val, image_size, seed, missing_class_rate, missing_part_rate,
-                          false_coverage_rate, labeled_fraction)
-    root = Path(root)
-    if _non_empty(root):
-        ours = (root / "synthetic.json").is_file()
-        if not ours:
-            raise FileExistsError(f"{root} exists and is not a synthetic dataset (no synthetic.json): choose an "
-                                  "empty or new folder (epspp never replaces other data)")
-        if not overwrite:
-            raise FileExistsError(f"{root} exists and holds a synthetic dataset: choose another root, or pass "
-                                  "overwrite=True (--overwrite) to regenerate it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        _write_dataset(tmp, cfg)
-        if root.exists() or root.is_symlink():
-            old = root.parent / f".{root.name}.old-{os.getpid()}"
-            os.rename(root, old)
-            os.rename(tmp, root)
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old)
-            else:
-                old.unlink()
-        else:
-            os.rename(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+                          false_coverage_rate, labeled_fraction, num_classes)
+    return write_generated_root(root, "synthetic.json", "synthetic dataset", lambda out: _write_dataset(out, cfg),
+                                overwrite)
 
 
 def write_saliency_variant(root: str | Path, out_dir: str | Path, missing_class_rate: float = 0.0,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import safetensors
+import safetensors.torch
 import timm
 import torch
 from torch import nn
@@ -12,6 +14,7 @@ from torch import nn
 from epspp.errors import ConfigError
 from epspp.models.frozen import freeze_batchnorm, freeze_parameters
 from epspp.models.resnet38d import MXNET_FILE, ResNet38d
+from epspp.models.weights import WeightsError, load_checked, read_state_dict
 
 
 def create_backbone(
@@ -27,7 +30,8 @@ def create_backbone(
     Args:
         name: timm model name (e.g. ``resnet50``, ``resnet101``, ``resnet10t``).
         pretrained: load timm's pretrained weights (downloads unless cached).
-        pretrained_path: load weights from this local file instead (offline clusters).
+        pretrained_path: load weights from this local file instead (offline clusters): a timm checkpoint of the
+            network or stage 0's ``backbone.pth`` (:func:`load_feature_weights`).
         output_stride: 8 or 16 (dilated last stages), or 32.
         backbone_kwargs: extra arguments for ``timm.create_model`` (e.g. ``channels`` of a ResNet).
         out_indices: feature levels to return (timm's ``out_indices``; -1 = the last).
@@ -35,21 +39,46 @@ def create_backbone(
     if output_stride not in (8, 16, 32):
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
     kwargs: dict[str, Any] = dict(backbone_kwargs or {})
-    if pretrained_path:
-        path = Path(pretrained_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"pretrained_path {path} does not exist")
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
     try:
         model = timm.create_model(
-            name, pretrained=pretrained or bool(pretrained_path), features_only=True,
+            name, pretrained=pretrained and not pretrained_path, features_only=True,
             output_stride=output_stride, out_indices=out_indices, **kwargs,
         )
     except RuntimeError as error:
         if "Unknown model" in str(error):
             raise ValueError(f"timm has no model '{name}' (see timm.list_models())") from error
         raise
+    if pretrained_path:
+        load_feature_weights(model, Path(pretrained_path), name)
     return model, [int(c) for c in model.feature_info.channels()]
+
+
+def load_feature_weights(model: nn.Module, path: Path, name: str) -> None:
+    """Fill a timm feature extractor from a local file, or fail in one line naming the file and the keys.
+
+    The file is the extractor's own state dict (the ``backbone.pth`` of stage 0, ``configs/demo/pretrain.yaml``)
+    or a whole timm checkpoint (``.pth``, ``.bin``, ``.safetensors``) of the same network, whose classifier and
+    other layers after the last feature level, which the extractor does not have, are left out.
+    """
+    if not path.is_file():
+        raise WeightsError(f"pretrained_path {path} does not exist (stage 0's backbone.pth: run `epspp fit --config "
+                           "configs/demo/pretrain.yaml`; other files: README, 'Files you need')")
+    if path.suffix == ".safetensors":
+        try:
+            state = safetensors.torch.load_file(str(path))
+        except (safetensors.SafetensorError, OSError) as error:
+            raise WeightsError(f"cannot read {path} as safetensors ({error}); is it truncated?") from None
+    else:
+        state = read_state_dict(path)
+    expected = model.state_dict()
+    modules = {key.split(".")[0] for key in expected}
+    kept: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key not in expected and key.replace(".", "_", 1) in expected:  # timm's extractor names blocks.0 blocks_0
+            key = key.replace(".", "_", 1)
+        if key.split(".")[0] in modules:
+            kept[key] = value
+    load_checked(model, kept, f"pretrained_path {path} (backbone {name})")
 
 
 class FeatureBackbone(nn.Module):

@@ -169,6 +169,9 @@ class LocalizationModule(pl.LightningModule):
     def saliency_term(self, batch: dict, cam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """L_sal of the configured method, and the inconsistent-region mask for ird (else None)."""
         hp = self.hparams
+        if hp.saliency_loss != "none" and "saliency" not in batch:
+            raise ConfigError(f"saliency_loss {hp.saliency_loss} needs saliency maps, but the data serves none "
+                              "(--data.with_saliency false): set saliency_loss none or --data.with_saliency true")
         if hp.saliency_loss == "eps":
             overlap_test = self.global_step >= hp.eps_warmup_steps
             return eps_saliency_loss(cam, batch["saliency"], batch["label"], hp.tau, hp.lam, overlap_test), None

@@ -1,0 +1,56 @@
+"""Stage 0's product: the trained backbone's own state dict, the ``pretrained_path`` of stages 1 and 3."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from epspp.errors import ConfigError
+
+
+class BackboneExport(pl.Callback):
+    """At the end of a fit, write the backbone of a LocalizationModule to ``DEFAULT_ROOT_DIR/<filename>``.
+
+    The file holds the feature extractor's own state dict (``net.backbone.body``), which
+    ``pretrained_path`` of ``LocalizationModule`` and ``SegmentationModule`` loads for the same
+    ``backbone`` and ``backbone_kwargs`` (any output stride). It is written under a temporary name in its
+    folder and renamed, so an interrupted run never leaves a partial file; a fit that stops on an error
+    or an interruption writes none (Lightning does not call ``on_fit_end`` then).
+
+    Args:
+        filename: file name, relative to ``trainer.default_root_dir`` (or an absolute path).
+    """
+
+    def __init__(self, filename: str = "backbone.pth") -> None:
+        super().__init__()
+        self.filename = filename
+
+    def path(self, trainer: pl.Trainer) -> Path:
+        """Where the backbone is written."""
+        return Path(trainer.default_root_dir) / self.filename
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not hasattr(getattr(getattr(pl_module, "net", None), "backbone", None), "body"):
+            raise ConfigError(f"BackboneExport writes the backbone of a LocalizationModule; this run trains a "
+                              f"{type(pl_module).__name__}: remove the callback from the config")
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        state = {key: value.detach().cpu().clone() for key, value in pl_module.net.backbone.body.state_dict().items()}
+        target = self.path(trainer)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as handle:
+                torch.save(state, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        print(f"[epspp] wrote the backbone {target} ({len(state)} tensors): use it as "
+              f"--model.init_args.pretrained_path {target}")
