@@ -208,15 +208,3 @@ def test_bad_parameters(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="image_size"):
         generate_synthetic(tmp_path / "x", image_size=16)
     assert not (tmp_path / "x").exists()
-
-
-def test_fast(dataset: tuple[Path, float]) -> None:
-    _, seconds = dataset
-    assert seconds < 2 * 10.0 * (NUM_TRAIN + NUM_VAL) / 1200  # 1,200 images in ~5 s, 2x slack for load
-
-
-@pytest.mark.slow
-def test_default_size_fast(tmp_path: Path) -> None:
-    start = time.perf_counter()
-    generate_synthetic(tmp_path / "default")
-    assert time.perf_counter() - start < 10.0
