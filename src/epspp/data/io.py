@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,11 @@ def check_id(image_id: str, where: str) -> str:
 
 
 def read_split(root: str | Path, split: str) -> list[str]:
-    """Image ids listed in ``ROOT/ImageSets/Segmentation/<split>.txt``, one per line (spaces kept)."""
+    """Image ids listed in ``ROOT/ImageSets/Segmentation/<split>.txt``, one per line (spaces kept).
+
+    A UTF-8 byte-order mark and an image extension on an id (``x.jpg`` for ``x``) are dropped, with a note
+    on stderr; an id listed twice (also as ``x`` and ``x.jpg``) is refused, naming both lines.
+    """
     path = Path(root) / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not Path(root).is_dir():
         raise DatasetError(f"dataset root {root} does not exist (create it with `epspp prepare ...`)")
@@ -41,13 +47,36 @@ def read_split(root: str | Path, split: str) -> list[str]:
         available = sorted(p.stem for p in path.parent.glob("*.txt")) if path.parent.is_dir() else []
         raise DatasetError(f"split file {path} not found; available splits: {available or 'none'}")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetError(f"cannot read split file {path}: {error}") from error
-    ids = [check_id(line.strip(), f"{path} line {number}") for number, line in enumerate(lines, 1) if line.strip()]
-    if not ids:
+    notes = ["a UTF-8 byte-order mark"] if text.startswith("\ufeff") else []
+    first_line: dict[str, int] = {}
+    stripped = 0
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
+        given = line.strip()
+        if not given:
+            continue
+        stem, ext = os.path.splitext(given)
+        image_id = check_id(stem if ext.lower() in IMAGE_EXTENSIONS and stem else given, f"{path} line {number}")
+        stripped += image_id != given
+        if image_id in first_line:
+            raise DatasetError(f"{path} line {number}: id {image_id!r} is listed twice (first on line "
+                               f"{first_line[image_id]}): list each image once")
+        first_line[image_id] = number
+    if not first_line:
         raise DatasetError(f"split file {path} is empty: list one image id per line")
-    return ids
+    if stripped:
+        notes.append(f"the image extension of {stripped} id(s) (ids are file names without extension)")
+    if notes:
+        _note_once(f"[epspp] {path}: ignored {' and '.join(notes)}")
+    return list(first_line)
+
+
+@functools.lru_cache(maxsize=64)
+def _note_once(message: str) -> None:
+    """Print ``message`` to stderr once per process (split files are read by several stages of one run)."""
+    print(message, file=sys.stderr)
 
 
 def image_files(folder: Path) -> dict[str, Path]:
