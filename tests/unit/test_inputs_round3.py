@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from epspp.data.classes import read_classes
 from epspp.data.io import DatasetError, read_split
+from epspp.data.prepare_folder import prepare_folder
 
 
 def _split(root: Path, name: str, raw: bytes) -> None:
@@ -31,3 +36,58 @@ def test_split_bom_and_extensions_are_dropped_with_a_note(tmp_path: Path, capsys
     _split(tmp_path, "plain", b"a\nb\n")
     assert read_split(tmp_path, "plain") == ["a", "b"]
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------ item 8: label files of `prepare folder`
+def _folder_inputs(tmp_path: Path, count: int) -> tuple[Path, Path]:
+    images, saliency = tmp_path / "images", tmp_path / "saliency"
+    images.mkdir(exist_ok=True)
+    saliency.mkdir(exist_ok=True)
+    for index in range(count):
+        Image.fromarray(np.full((8, 8, 3), index, np.uint8)).save(images / f"im{index:02d}.png")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(saliency / f"im{index:02d}.png")
+    return images, saliency
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("im00,cat\nim01,Cat\n", r"labels\.csv: class 'cat' is listed as 'Cat' and 'cat', names that differ only in case"),
+    ("id,classes,split\nim00,cat,train\nim01,dog,val\n", r"labels\.csv line 1: columns \['split'\] are not read"),
+    ("im00,cat\nim01,dog\nim00.png,dog\n", r"labels\.csv: image 'im00' is labelled twice, as 'im00' and 'im00\.png'"),
+])
+def test_label_file_ambiguities_are_refused(tmp_path: Path, text: str, error: str) -> None:
+    images, saliency = _folder_inputs(tmp_path, 2)
+    (tmp_path / "labels.csv").write_text(text)
+    with pytest.raises(DatasetError, match=error):
+        prepare_folder(images, tmp_path / "labels.csv", tmp_path / "root", saliency, val_fraction=0.5)
+    assert not (tmp_path / "root").exists()
+
+
+def test_classes_option_and_classes_json_refuse_case_twins(tmp_path: Path) -> None:
+    images, _ = _folder_inputs(tmp_path, 2)
+    (tmp_path / "labels.csv").write_text("im00,cat\nim01,dog\n")
+    with pytest.raises(DatasetError, match=r"--classes: class 'CAT' is listed as 'cat' and 'CAT'"):
+        prepare_folder(images, tmp_path / "labels.csv", tmp_path / "root", classes=["cat", "dog", "CAT"])
+    (tmp_path / "classes.json").write_text(json.dumps({"names": ["background", "Dog", "dog"]}))
+    with pytest.raises(DatasetError, match=r"classes\.json: class 'dog' is listed as 'Dog' and 'dog'"):
+        read_classes(tmp_path)
+
+
+# ------------------------------------------------------------------ item 9: a rerun of `prepare folder` keeps splits
+def test_prepare_folder_rerun_keeps_every_earlier_split(tmp_path: Path) -> None:
+    images, saliency = _folder_inputs(tmp_path, 10)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("".join(f"im{i:02d},{'cat' if i % 2 else 'dog'}\n" for i in range(30)))
+    out = tmp_path / "root"
+    (tmp_path / "first.csv").write_text("".join(f"im{i:02d},cat\n" for i in range(10)))
+    prepare_folder(images, tmp_path / "first.csv", out, saliency, val_fraction=0.3)
+    before = {name: read_split(out, name) for name in ("train", "val")}
+    _folder_inputs(tmp_path, 30)  # 20 more images
+    counts = prepare_folder(images, labels, out, saliency, val_fraction=0.3)
+    after = {name: read_split(out, name) for name in ("train", "val")}
+    for name in ("train", "val"):
+        assert set(before[name]) <= set(after[name]), f"an image left {name}"
+    assert sorted(after["train"] + after["val"]) == [f"im{i:02d}" for i in range(30)]
+    assert counts["val"] == len(after["val"]) == 9  # 30% of 30, the 3 earlier val images among them
+    # a second identical rerun changes nothing
+    prepare_folder(images, labels, out, saliency, val_fraction=0.3)
+    assert {name: read_split(out, name) for name in ("train", "val")} == after
