@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import epspp
 from epspp.data.classes import read_classes
 from epspp.data.io import DatasetError, read_split
 from epspp.data.prepare_folder import prepare_folder
@@ -91,3 +93,30 @@ def test_prepare_folder_rerun_keeps_every_earlier_split(tmp_path: Path) -> None:
     # a second identical rerun changes nothing
     prepare_folder(images, labels, out, saliency, val_fraction=0.3)
     assert {name: read_split(out, name) for name in ("train", "val")} == after
+
+
+# ------------------------------------------------------------------ item 20: imports of the data readers flow one way
+def _epspp_imports(path: Path) -> set[str]:
+    """Every ``epspp.*`` module a file imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("epspp"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("epspp"))
+    return found
+
+
+def test_data_reader_imports_have_no_circle() -> None:
+    package = Path(epspp.__file__).parent
+    graph = {f"epspp.data.{p.stem}": _epspp_imports(p) for p in (package / "data").glob("*.py")}
+    graph |= {f"epspp.{p.stem}": _epspp_imports(p) for p in package.glob("*.py")}
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for module in graph.get(start, ()):
+            if module == target or (module not in seen and reaches(module, target, seen | {module})):
+                return True
+        return False
+
+    for module in ("epspp.data.classes", "epspp.data.io", "epspp.data.labels", "epspp.data.npy_labels"):
+        assert not reaches(module, module, {module}), f"{module} imports itself through others"

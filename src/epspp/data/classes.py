@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from epspp.data.npy_labels import NPY_LABELS, load_npy_labels
 from epspp.errors import DatasetError
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -100,10 +101,8 @@ def read_classes(root: str | Path) -> list[str]:
         if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
             raise DatasetError(f"{path}: 'names' must list the background and at least one class, as strings")
         return check_class_names(names, str(path))
-    labels = root / "cls_labels.npy"
+    labels = root / NPY_LABELS
     if labels.is_file():
-        from epspp.data.labels import load_npy_labels  # labels -> io -> classes: imported here
-
         table = load_npy_labels(labels)
         count = len(next(iter(table.values())))
         for names in (VOC_CLASSES, COCO_CLASSES):
