@@ -12,7 +12,7 @@ from PIL import Image
 
 import epspp
 from epspp.data.classes import read_classes
-from epspp.data.io import DatasetError, read_split
+from epspp.data.io import DatasetError, read_image, read_saliency, read_split
 from epspp.data.prepare_folder import prepare_folder
 
 
@@ -120,3 +120,48 @@ def test_data_reader_imports_have_no_circle() -> None:
 
     for module in ("epspp.data.classes", "epspp.data.io", "epspp.data.labels", "epspp.data.npy_labels"):
         assert not reaches(module, module, {module}), f"{module} imports itself through others"
+
+
+# ------------------------------------------------------------------ item 10: EXIF orientation, bit depths, alpha
+def test_16_bit_grey_image_is_scaled_not_clipped(tmp_path: Path) -> None:
+    values = np.array([[0, 257, 32768, 65535]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    image = read_image(tmp_path / "deep.png")
+    assert image.shape == (1, 4, 3) and image.dtype == np.uint8
+    assert image[0, :, 0].tolist() == [0, 1, 128, 255] and (image == image[..., :1]).all()
+
+
+def test_float_image_is_refused(tmp_path: Path) -> None:
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(DatasetError, match=r"image .*float\.tif holds floating-point values \(mode F\)"):
+        read_image(tmp_path / "float.tif")
+
+
+def test_saliency_with_transparency_is_refused_and_opaque_alpha_is_dropped(tmp_path: Path) -> None:
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[:2, :, :3] = 255
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "opaque.png")
+    assert read_saliency(tmp_path / "opaque.png").tolist() == [[1.0] * 4] * 2 + [[0.0] * 4] * 2
+    rgba[2:, :, 3] = 0  # a cutout: the saliency is in the alpha channel
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "cutout.png")
+    with pytest.raises(DatasetError, match=r"saliency map .*cutout\.png \(RGBA\) has a transparent alpha channel"):
+        read_saliency(tmp_path / "cutout.png")
+    grey_alpha = np.stack([np.full((4, 4), 200, np.uint8), np.full((4, 4), 10, np.uint8)], axis=2)
+    Image.fromarray(grey_alpha, mode="LA").save(tmp_path / "la.png")
+    with pytest.raises(DatasetError, match=r"\(LA\) has a transparent alpha channel"):
+        read_saliency(tmp_path / "la.png")
+
+
+def test_prepare_folder_refuses_an_image_with_an_exif_rotation(tmp_path: Path) -> None:
+    images, saliency = _folder_inputs(tmp_path, 2)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    Image.fromarray(np.zeros((8, 12, 3), np.uint8)).save(images / "im01.jpg", exif=exif)
+    (images / "im01.png").unlink()
+    (tmp_path / "labels.csv").write_text("im00,cat\nim01,dog\n")
+    with pytest.raises(DatasetError, match=r"image .*im01\.jpg has an EXIF orientation tag \(6\)"):
+        prepare_folder(images, tmp_path / "labels.csv", tmp_path / "root", saliency, val_fraction=0.5)
+    # the readers take the stored pixels of every file alike (as EPS does, and as VOC/COCO were annotated)
+    assert read_image(images / "im01.jpg").shape == (8, 12, 3)

@@ -13,11 +13,12 @@ from PIL import Image
 from epspp.data.classes import voc_palette
 from epspp.errors import DatasetError
 
-__all__ = ["IMAGE_EXTENSIONS", "DatasetError", "check_id", "image_files", "read_image", "read_mask", "read_saliency",
-           "read_split", "write_grey_png", "write_jpeg", "write_mask_png"]
+__all__ = ["IMAGE_EXTENSIONS", "DatasetError", "check_id", "exif_orientation", "image_files", "read_image",
+           "read_mask", "read_saliency", "read_split", "write_grey_png", "write_jpeg", "write_mask_png"]
 
 #: image file types the dataset reads as they are (``JPEGImages/<id><ext>``), in order of preference
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 = upright, 2-8 = mirrored and/or rotated for display
 
 
 def check_id(image_id: str, where: str) -> str:
@@ -110,8 +111,32 @@ def _open(path: Path, what: str, split_file: str | None) -> Image.Image:
 
 
 def read_image(path: Path, split_file: str | None = None) -> np.ndarray:
-    """RGB image as (H, W, 3) uint8."""
-    return np.asarray(_open(path, "image", split_file).convert("RGB"))
+    """RGB image as (H, W, 3) uint8: 16-bit grey scaled to 8 bits; float images refused.
+
+    The stored pixels, as EPS reads them: an EXIF orientation tag is not applied (VOC and COCO were
+    annotated on the stored pixels; ``epspp prepare folder`` refuses own images that carry a rotation).
+    """
+    image = _open(path, "image", split_file)
+    if image.mode.startswith("I"):  # 16-bit grey (I;16, or I with older Pillow): convert("RGB") would clip at 255
+        values = np.asarray(image, dtype=np.float64)
+        if values.max(initial=0) > 65535 or values.min(initial=0) < 0:
+            raise DatasetError(f"image {path} ({image.mode}) has values outside 0..65535: save it as an 8- or "
+                               "16-bit image")
+        grey = np.round(values * (255 / 65535)).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if image.mode == "F":
+        raise DatasetError(f"image {path} holds floating-point values (mode F), whose range epspp cannot know: "
+                           "save it as an 8- or 16-bit image")
+    return np.asarray(image.convert("RGB"))
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation tag of an image file (1 = stored upright, also when there is none)."""
+    try:
+        with Image.open(path) as image:
+            return int(image.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception as error:  # PIL raises several types for corrupt files
+        raise DatasetError(f"cannot read image {path}: {error}") from error
 
 
 def read_saliency(path: Path, split_file: str | None = None) -> np.ndarray:
@@ -126,6 +151,9 @@ def read_saliency(path: Path, split_file: str | None = None) -> np.ndarray:
     if image.mode == "F":
         raise DatasetError(f"saliency map {path} holds floating-point values (mode F): save it as an 8- or 16-bit "
                            "grey PNG (0 = background, max = salient)")
+    if "A" in image.getbands() and image.getchannel("A").getextrema()[0] < 255:
+        raise DatasetError(f"saliency map {path} ({image.mode}) has a transparent alpha channel, which grey "
+                           "conversion drops: save the map as a grey PNG (for a cutout, its alpha channel)")
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from epspp.data.classes import check_class_names, write_classes
-from epspp.data.io import IMAGE_EXTENSIONS, check_id, image_files, read_split
+from epspp.data.io import IMAGE_EXTENSIONS, check_id, exif_orientation, image_files, read_split
 from epspp.errors import DatasetError
 
 SPLITS = Path("ImageSets") / "Segmentation"
@@ -122,6 +122,11 @@ def prepare_folder(images: str | Path, labels: str | Path, out: str | Path, sali
         raise DatasetError(f"no image in {images} (looked for {', '.join(IMAGE_EXTENSIONS)})")
     for image_id in found:
         check_id(image_id, f"image {found[image_id]}")
+        orientation = exif_orientation(found[image_id])
+        if orientation != 1:
+            raise DatasetError(f"image {found[image_id]} has an EXIF orientation tag ({orientation}): viewers show "
+                               "it turned, epspp reads the stored pixels, so its saliency map may not match; save "
+                               "it upright without the tag (PIL: ImageOps.exif_transpose(image).save(...))")
     table = _by_id(read_label_file(Path(labels)), found, Path(labels))
     names = _class_names(table, classes, Path(labels))
     ids = sorted(found)
