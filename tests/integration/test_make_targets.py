@@ -114,3 +114,38 @@ def test_targets_split_the_papers_total_batch_over_the_processes(
     assert f"{segmentation} --trainer.max_steps 7" in fit_segmentation
     assert "--data.batch_size" not in predict
     assert f"on {gpus * nodes} process(es)" in result.stderr  # batch-args says what it chose
+
+
+@pytest.mark.parametrize(("method", "config"), [(None, "localization_eps++.yaml"), ("cam", "localization_cam.yaml"),
+                                                ("eps", "localization_eps.yaml"), ("eps++", "localization_eps++.yaml")])
+@pytest.mark.parametrize("target", ["voc-wsss", "coco-wsss"])
+def test_method_picks_the_localization_config_and_run_folder(target: str, method: str | None, config: str,
+                                                            tmp_path: Path) -> None:
+    log = tmp_path / "commands.log"
+    fake = tmp_path / "epspp"
+    fake.write_text(RECORDING_EPSPP.format(real=REPO / ".venv" / "bin" / "epspp", log=log))
+    fake.chmod(0o755)
+    chosen = [f"METHOD={method}"] if method else []
+    result = subprocess.run(["make", "-C", str(REPO), target, f"EPSPP={fake}", f"DATA_ROOT={tmp_path}", *chosen],
+                            text=True, capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    fit_localization, predict, fit_segmentation, _ = log.read_text().splitlines()
+    dataset = target.split("-")[0]
+    assert f"--config configs/{dataset}/{config} " in fit_localization
+    run = f"runs/{dataset}/{method or 'eps++'}"
+    assert f"--trainer.default_root_dir {run}/localization " in fit_localization
+    assert f"--ckpt_path {run}/localization/checkpoints/last.ckpt" in predict
+    assert f"--data.pseudo_mask_dir {run}/pseudo_masks " in fit_segmentation
+
+
+@pytest.mark.parametrize("method", ["eps+", "EPS++", "cam eps"])
+def test_unknown_method_is_an_error_naming_the_choices(method: str, tmp_path: Path) -> None:
+    log = tmp_path / "commands.log"
+    fake = tmp_path / "epspp"
+    fake.write_text(RECORDING_EPSPP.format(real=REPO / ".venv" / "bin" / "epspp", log=log))
+    fake.chmod(0o755)
+    result = subprocess.run(["make", "-C", str(REPO), "voc-ssss", f"EPSPP={fake}", f"DATA_ROOT={tmp_path}",
+                             f"METHOD={method}"], text=True, capture_output=True, timeout=120)
+    assert result.returncode != 0
+    assert f"METHOD={method} is not one of: cam eps eps++" in result.stderr
+    assert not log.exists()  # no stage ran
