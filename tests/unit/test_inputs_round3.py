@@ -6,6 +6,7 @@ import ast
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -165,3 +166,27 @@ def test_prepare_folder_refuses_an_image_with_an_exif_rotation(tmp_path: Path) -
         prepare_folder(images, tmp_path / "labels.csv", tmp_path / "root", saliency, val_fraction=0.5)
     # the readers take the stored pixels of every file alike (as EPS does, and as VOC/COCO were annotated)
     assert read_image(images / "im01.jpg").shape == (8, 12, 3)
+
+
+# ------------------------------------------------------------------ item 18: stage-3 scaling resizes masks as PIL does
+def _block_mask() -> np.ndarray:
+    mask = np.zeros((36, 52), np.uint8)
+    mask[3:20, 5:17], mask[11:33, 23:41], mask[25:36, 44:52], mask[0:7, 30:49] = 1, 2, 3, 255
+    return mask
+
+
+@pytest.mark.parametrize("scale", [0.75, 1.25])
+def test_scale_augmentation_resizes_the_mask_with_pils_nearest(scale: float) -> None:
+    from epspp.data.transforms import train_transform
+
+    mask = _block_mask()
+    height, width = int(36 * scale), int(52 * scale)  # deeplab-pytorch: int(h * scale)
+    expected = np.asarray(Image.fromarray(mask).resize((width, height), resample=Image.NEAREST))
+    cv2_nearest = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    assert (cv2_nearest != expected).mean() > 0.03  # the two filters differ on this mask
+    transform = train_transform(80, scales=[scale], color_jitter=0.0)
+    image = np.zeros((36, 52, 3), np.uint8)
+    for _ in range(4):  # flipped or not
+        got = transform(image, mask, None)["mask"].numpy()
+        assert got.shape == (80, 80) and (got[height:] == 255).all() and (got[:, width:] == 255).all()
+        assert np.array_equal(got[:height, :width], expected) or np.array_equal(got[:height, :width], expected[:, ::-1])
