@@ -66,6 +66,8 @@ def test_voc_wsss_then_ssss_share_stages_one_and_two(voc_tree: Path, tmp_path: P
 
 def test_coco_wsss(synthetic_copy: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "coco"
+    splits = synthetic_copy / "ImageSets" / "Segmentation"
+    shutil.copy(splits / "val.txt", splits / "val_1000.txt")  # stage 1 validates on `prepare coco`'s val sample
     make("coco-wsss", synthetic_copy, run_dir)
     assert (run_dir / "segmentation_wsss" / "checkpoints" / "last.ckpt").is_file()
     assert "miou" in json.loads((run_dir / "segmentation_wsss" / "test" / "manifest.json").read_text())
