@@ -9,7 +9,9 @@ export WANDB_MODE ?= offline
 
 # Reproduction targets (variables: make voc-wsss DATA_ROOT=... RUN_DIR=... GPUS=...)
 DATA_ROOT ?= data/voc
-RUN_DIR ?= runs/$(firstword $(subst -, ,$@))
+METHOD ?= eps++
+METHODS := cam eps eps++
+RUN_DIR ?= runs/$(firstword $(subst -, ,$@))/$(METHOD)
 GPUS ?= 1
 NODES ?= 1
 STRATEGY ?= $(if $(and $(filter 1,$(GPUS)),$(filter 1,$(NODES))),auto,ddp)
@@ -25,7 +27,9 @@ help: ## list targets and variables
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
 	@echo "variables: DATA_ROOT (dataset root, VOC layout), RUN_DIR (default runs/voc or runs/coco), GPUS (per node),"
 	@echo "           NODES, STRATEGY (auto for 1 GPU, else ddp), FIT_ARGS / PREDICT_ARGS / TEST_ARGS (extra epspp"
-	@echo "           overrides of the fits, the pseudo-mask prediction and the final test-split prediction)"
+	@echo "           overrides of the fits, the pseudo-mask prediction and the final test-split prediction),"
+	@echo "           METHOD (stage 1: cam, eps or eps++, default eps++; default RUN_DIR runs/voc/METHOD: give"
+	@echo "           each METHOD its own RUN_DIR, a fit resumes the last.ckpt it finds there)"
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +66,8 @@ bench: $(STAMP) ## run benchmarks/ and write BENCHMARKS.md
 # The fits split the configs' total batch over GPUS x NODES processes (`epspp batch-args`, the rule of
 # docs/multi_gpu.md, also used by scripts/slurm/); FIT_ARGS come last and override.
 define chain
+	@$(if $(and $(filter 1,$(words $(METHOD))),$(filter $(METHOD),$(METHODS))),true,\
+	  echo "make: METHOD=$(METHOD) is not one of: $(METHODS)" >&2; exit 2)
 	recipe=$$($(EPSPP) batch-args --config configs/$(1)/$(3) $(PROCESSES)) && \
 	$(EPSPP) fit --config configs/$(1)/$(3) --data.root $(DATA_ROOT) \
 	  --trainer.default_root_dir $(RUN_DIR)/localization --ckpt_path last $(TRAINER) $$recipe $(FIT_ARGS)
@@ -78,14 +84,14 @@ define chain
 	  --pseudo_masks.output_dir $(RUN_DIR)/$(basename $(2))/test $(TRAINER) $(TEST_ARGS)
 endef
 
-voc-wsss: $(STAMP) ## VOC 2012: EPS++ localization -> pseudo-masks -> DeepLab-v2 (weakly supervised)
-	$(call chain,voc,segmentation_wsss.yaml,localization_eps++.yaml)
+voc-wsss: $(STAMP) ## VOC 2012: METHOD localization (default EPS++) -> pseudo-masks -> DeepLab-v2 (WSSS)
+	$(call chain,voc,segmentation_wsss.yaml,localization_$(METHOD).yaml)
 
 voc-ssss: $(STAMP) ## VOC 2012: as voc-wsss (shared stages 1-2), DeepLab-v2 on 1,464 labelled + pseudo-masks
-	$(call chain,voc,segmentation_ssss.yaml,localization_eps++.yaml)
+	$(call chain,voc,segmentation_ssss.yaml,localization_$(METHOD).yaml)
 
-coco-wsss: $(STAMP) ## COCO 2014: EPS++ localization -> pseudo-masks -> DeepLab-v2 (weakly supervised)
-	$(call chain,coco,segmentation_wsss.yaml,localization_eps++.yaml)
+coco-wsss: $(STAMP) ## COCO 2014: METHOD localization (default EPS++) -> pseudo-masks -> DeepLab-v2 (WSSS)
+	$(call chain,coco,segmentation_wsss.yaml,localization_$(METHOD).yaml)
 
 clean: ## remove caches (keeps .venv, data and runs)
 	rm -rf .pytest_cache .ruff_cache build src/*.egg-info

@@ -19,6 +19,7 @@ from epspp.data.io import read_split
 from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPSError
 from epspp.models.checkpoint import check_num_classes
 from epspp.models.sync_bn import TimmSyncBatchNorm
+from epspp.validation import check_config
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar")
 CKPT_KEYWORDS = ("last", "best", "hpc")  # --ckpt_path values that Lightning resolves itself
@@ -112,6 +113,7 @@ class EPSCLI(LightningCLI):
         if self.subcommand == "predict" and not config.get("ckpt_path") and not config.get("allow_random_weights"):
             raise ConfigError("predict needs the trained network: pass --ckpt_path CKPT (or --allow_random_weights "
                               "true for the masks of an untrained network)")
+        check_config(config)
         warn_oversubscription(config.trainer.get("accelerator"), config.trainer.get("devices"))
         if self.subcommand == "fit":
             monitor_what_exists(config)

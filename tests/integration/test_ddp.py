@@ -296,9 +296,12 @@ def test_sbatch_scripts_are_valid_bash_with_the_srun_layout(target: str) -> None
                    "--trainer.num_nodes", "--trainer.devices", "--ckpt_path", '"$EPSPP" fit', '"$EPSPP" predict'):
         assert needle in text, needle
     dataset, segmentation = target.split("-")
-    for config in ("localization_eps++.yaml", "pseudo_masks.yaml", f"segmentation_{segmentation}.yaml"):
-        assert f"configs/{dataset}/" in text and (CONFIGS / dataset / config).is_file()
+    for config in ("localization_${METHOD}.yaml", "pseudo_masks.yaml", f"segmentation_{segmentation}.yaml"):
+        for method in ("cam", "eps", "eps++"):  # METHOD picks stage 1's config
+            assert f"configs/{dataset}/" in text and (CONFIGS / dataset / config.replace("${METHOD}", method)).is_file()
         assert config in text, config
+    result = subprocess.run(["bash", str(script)], env=dict(os.environ, METHOD="eps+"), capture_output=True, text=True)
+    assert result.returncode == 2 and "METHOD=eps+ is not one of: cam eps eps++" in result.stderr
 
 
 def _free_port() -> int:

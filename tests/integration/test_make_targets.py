@@ -66,6 +66,8 @@ def test_voc_wsss_then_ssss_share_stages_one_and_two(voc_tree: Path, tmp_path: P
 
 def test_coco_wsss(synthetic_copy: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "coco"
+    splits = synthetic_copy / "ImageSets" / "Segmentation"
+    shutil.copy(splits / "val.txt", splits / "val_1000.txt")  # stage 1 validates on `prepare coco`'s val sample
     make("coco-wsss", synthetic_copy, run_dir)
     assert (run_dir / "segmentation_wsss" / "checkpoints" / "last.ckpt").is_file()
     assert "miou" in json.loads((run_dir / "segmentation_wsss" / "test" / "manifest.json").read_text())
@@ -114,3 +116,38 @@ def test_targets_split_the_papers_total_batch_over_the_processes(
     assert f"{segmentation} --trainer.max_steps 7" in fit_segmentation
     assert "--data.batch_size" not in predict
     assert f"on {gpus * nodes} process(es)" in result.stderr  # batch-args says what it chose
+
+
+@pytest.mark.parametrize(("method", "config"), [(None, "localization_eps++.yaml"), ("cam", "localization_cam.yaml"),
+                                                ("eps", "localization_eps.yaml"), ("eps++", "localization_eps++.yaml")])
+@pytest.mark.parametrize("target", ["voc-wsss", "coco-wsss"])
+def test_method_picks_the_localization_config_and_run_folder(target: str, method: str | None, config: str,
+                                                            tmp_path: Path) -> None:
+    log = tmp_path / "commands.log"
+    fake = tmp_path / "epspp"
+    fake.write_text(RECORDING_EPSPP.format(real=REPO / ".venv" / "bin" / "epspp", log=log))
+    fake.chmod(0o755)
+    chosen = [f"METHOD={method}"] if method else []
+    result = subprocess.run(["make", "-C", str(REPO), target, f"EPSPP={fake}", f"DATA_ROOT={tmp_path}", *chosen],
+                            text=True, capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    fit_localization, predict, fit_segmentation, _ = log.read_text().splitlines()
+    dataset = target.split("-")[0]
+    assert f"--config configs/{dataset}/{config} " in fit_localization
+    run = f"runs/{dataset}/{method or 'eps++'}"
+    assert f"--trainer.default_root_dir {run}/localization " in fit_localization
+    assert f"--ckpt_path {run}/localization/checkpoints/last.ckpt" in predict
+    assert f"--data.pseudo_mask_dir {run}/pseudo_masks " in fit_segmentation
+
+
+@pytest.mark.parametrize("method", ["eps+", "EPS++", "cam eps"])
+def test_unknown_method_is_an_error_naming_the_choices(method: str, tmp_path: Path) -> None:
+    log = tmp_path / "commands.log"
+    fake = tmp_path / "epspp"
+    fake.write_text(RECORDING_EPSPP.format(real=REPO / ".venv" / "bin" / "epspp", log=log))
+    fake.chmod(0o755)
+    result = subprocess.run(["make", "-C", str(REPO), "voc-ssss", f"EPSPP={fake}", f"DATA_ROOT={tmp_path}",
+                             f"METHOD={method}"], text=True, capture_output=True, timeout=120)
+    assert result.returncode != 0
+    assert f"METHOD={method} is not one of: cam eps eps++" in result.stderr
+    assert not log.exists()  # no stage ran

@@ -420,3 +420,23 @@ def test_ddp_two_ranks_write_each_mask_once(synthetic_root: Path, checkpoint: Pa
     assert info["count"] == info["evaluated"] == 5
     expected = scores_to_json(evaluate_folder(out, root, "five")["metric"].compute(), read_classes(root))
     assert info["miou"] == expected["miou"]
+
+
+def test_manifest_miou_matches_a_numpy_confusion_matrix(synthetic_root: Path, predicted: tuple) -> None:
+    """Issue 21: the manifest's scores against a plain count written here, not the package's metric."""
+    out, _ = predicted
+    info = manifest(out)
+    k = len(read_classes(synthetic_root))
+    confusion = np.zeros((k, k + 1), np.int64)  # last column: predictions that are no class (misses)
+    for image_id in split_ids(synthetic_root, "train"):
+        target = read_png(synthetic_root / "SegmentationClassAug" / f"{image_id}.png").astype(np.int64).ravel()
+        pred = read_png(out / f"{image_id}.png").astype(np.int64).ravel()
+        keep = target != 255
+        pred = np.where(pred < k, pred, k)
+        np.add.at(confusion, (target[keep], pred[keep]), 1)
+    hits = np.diag(confusion[:, :k])
+    union = confusion.sum(1) + confusion[:, :k].sum(0) - hits
+    iou = [100 * hits[c] / union[c] if union[c] else None for c in range(k)]
+    assert info["miou"] == pytest.approx(np.mean([v for v in iou if v is not None]), abs=6e-4)
+    for value, expected in zip(info["per_class_iou"].values(), iou, strict=True):
+        assert (value is None) == (expected is None) and (value is None or value == pytest.approx(expected, abs=6e-4))

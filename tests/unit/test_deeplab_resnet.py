@@ -196,3 +196,17 @@ def test_parameter_groups_are_deeplab_pytorchs(loaded) -> None:
     for (group_lr, decay), params in expected.items():
         assert [ids for g_lr, g_decay, ids in got if g_lr == pytest.approx(group_lr) and g_decay == decay] == [params]
     assert all(m.bias is None for m in convs)
+
+
+def test_imagenet_only_init_in_deeplab_pytorchs_names_loads(tmp_path, capsys) -> None:
+    """The ImageNet-only init for COCO (README, "Files you need"): MSRA ResNet-101's ImageNet caffemodel converted
+    to deeplab-pytorch's names, with its 1000-class ``fc`` and no ASPP: the backbone loads, ``fc`` is skipped."""
+    state = deeplab_pytorch_state(None, seed=2)
+    state |= {"fc.weight": torch.randn(1000, 2048), "fc.bias": torch.randn(1000)}
+    path = tmp_path / "resnet101_imagenet-deeplab.pth"
+    torch.save(state, path)
+    module = SegmentationModule(num_classes=C, backbone="deeplab_resnet101", pretrained_path=str(path))
+    encoder = module.net.encoder.state_dict()
+    assert all(torch.equal(encoder[k], v) for k, v in state.items() if k.startswith("layer"))
+    err = capsys.readouterr().err
+    assert "fc.weight (1000, 2048)" in err and "the ASPP starts from N(0, 0.01)" in err

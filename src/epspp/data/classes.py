@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from epspp.data.npy_labels import NPY_LABELS, load_npy_labels
 from epspp.errors import DatasetError
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -71,6 +72,18 @@ def write_classes(root: str | Path, names: tuple[str, ...] | list[str]) -> None:
     tmp.replace(path)
 
 
+def check_class_names(names: list[str], where: str) -> list[str]:
+    """Return ``names`` if no two are equal, also ignoring case (``Cat`` and ``cat``), else raise naming ``where``."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.get(name.casefold())
+        if other is not None:
+            how = "twice" if other == name else f"as {other!r} and {name!r}, names that differ only in case"
+            raise DatasetError(f"{where}: class {name!r} is listed {how}: use one spelling per class")
+        seen[name.casefold()] = name
+    return list(names)
+
+
 def read_classes(root: str | Path) -> list[str]:
     """Class names (background first) of the dataset at ``root``.
 
@@ -87,13 +100,9 @@ def read_classes(root: str | Path) -> list[str]:
             raise DatasetError(f"cannot read {path}: expected {expected} ({error})") from error
         if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
             raise DatasetError(f"{path}: 'names' must list the background and at least one class, as strings")
-        if len(set(names)) != len(names):
-            raise DatasetError(f"{path}: class names must be distinct, got {names}")
-        return list(names)
-    labels = root / "cls_labels.npy"
+        return check_class_names(names, str(path))
+    labels = root / NPY_LABELS
     if labels.is_file():
-        from epspp.data.labels import load_npy_labels  # labels -> io -> classes: imported here
-
         table = load_npy_labels(labels)
         count = len(next(iter(table.values())))
         for names in (VOC_CLASSES, COCO_CLASSES):

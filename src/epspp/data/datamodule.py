@@ -21,6 +21,7 @@ from epspp.data.sampler import MixedBatchSampler
 from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_collate, train_transform
 from epspp.data.workers import CPU_WORKER_NICE, WorkerInit
 from epspp.errors import ConfigError, DatasetError
+from epspp.validation import check_data_options
 
 
 class EPSDataModule(pl.LightningDataModule):
@@ -113,6 +114,7 @@ class EPSDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_data_options(self.hparams)
         for name, value, low in (("batch_size", batch_size, 1), ("val_batch_size", val_batch_size, 1),
                                  ("num_workers", num_workers, 0), ("crop_size", crop_size, 1),
                                  ("eval_size", eval_size, 1)):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +13,12 @@ from PIL import Image
 from epspp.data.classes import voc_palette
 from epspp.errors import DatasetError
 
-__all__ = ["IMAGE_EXTENSIONS", "DatasetError", "check_id", "image_files", "read_image", "read_mask", "read_saliency",
-           "read_split", "write_grey_png", "write_jpeg", "write_mask_png"]
+__all__ = ["IMAGE_EXTENSIONS", "DatasetError", "check_id", "exif_orientation", "image_files", "read_image",
+           "read_mask", "read_saliency", "read_split", "write_grey_png", "write_jpeg", "write_mask_png"]
 
 #: image file types the dataset reads as they are (``JPEGImages/<id><ext>``), in order of preference
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 = upright, 2-8 = mirrored and/or rotated for display
 
 
 def check_id(image_id: str, where: str) -> str:
@@ -33,7 +36,11 @@ def check_id(image_id: str, where: str) -> str:
 
 
 def read_split(root: str | Path, split: str) -> list[str]:
-    """Image ids listed in ``ROOT/ImageSets/Segmentation/<split>.txt``, one per line (spaces kept)."""
+    """Image ids listed in ``ROOT/ImageSets/Segmentation/<split>.txt``, one per line (spaces kept).
+
+    A UTF-8 byte-order mark and an image extension on an id (``x.jpg`` for ``x``) are dropped, with a note
+    on stderr; an id listed twice (also as ``x`` and ``x.jpg``) is refused, naming both lines.
+    """
     path = Path(root) / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not Path(root).is_dir():
         raise DatasetError(f"dataset root {root} does not exist (create it with `epspp prepare ...`)")
@@ -41,13 +48,36 @@ def read_split(root: str | Path, split: str) -> list[str]:
         available = sorted(p.stem for p in path.parent.glob("*.txt")) if path.parent.is_dir() else []
         raise DatasetError(f"split file {path} not found; available splits: {available or 'none'}")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetError(f"cannot read split file {path}: {error}") from error
-    ids = [check_id(line.strip(), f"{path} line {number}") for number, line in enumerate(lines, 1) if line.strip()]
-    if not ids:
+    notes = ["a UTF-8 byte-order mark"] if text.startswith("\ufeff") else []
+    first_line: dict[str, int] = {}
+    stripped = 0
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
+        given = line.strip()
+        if not given:
+            continue
+        stem, ext = os.path.splitext(given)
+        image_id = check_id(stem if ext.lower() in IMAGE_EXTENSIONS and stem else given, f"{path} line {number}")
+        stripped += image_id != given
+        if image_id in first_line:
+            raise DatasetError(f"{path} line {number}: id {image_id!r} is listed twice (first on line "
+                               f"{first_line[image_id]}): list each image once")
+        first_line[image_id] = number
+    if not first_line:
         raise DatasetError(f"split file {path} is empty: list one image id per line")
-    return ids
+    if stripped:
+        notes.append(f"the image extension of {stripped} id(s) (ids are file names without extension)")
+    if notes:
+        _note_once(f"[epspp] {path}: ignored {' and '.join(notes)}")
+    return list(first_line)
+
+
+@functools.lru_cache(maxsize=64)
+def _note_once(message: str) -> None:
+    """Print ``message`` to stderr once per process (split files are read by several stages of one run)."""
+    print(message, file=sys.stderr)
 
 
 def image_files(folder: Path) -> dict[str, Path]:
@@ -81,8 +111,32 @@ def _open(path: Path, what: str, split_file: str | None) -> Image.Image:
 
 
 def read_image(path: Path, split_file: str | None = None) -> np.ndarray:
-    """RGB image as (H, W, 3) uint8."""
-    return np.asarray(_open(path, "image", split_file).convert("RGB"))
+    """RGB image as (H, W, 3) uint8: 16-bit grey scaled to 8 bits; float images refused.
+
+    The stored pixels, as EPS reads them: an EXIF orientation tag is not applied (VOC and COCO were
+    annotated on the stored pixels; ``epspp prepare folder`` refuses own images that carry a rotation).
+    """
+    image = _open(path, "image", split_file)
+    if image.mode.startswith("I"):  # 16-bit grey (I;16, or I with older Pillow): convert("RGB") would clip at 255
+        values = np.asarray(image, dtype=np.float64)
+        if values.max(initial=0) > 65535 or values.min(initial=0) < 0:
+            raise DatasetError(f"image {path} ({image.mode}) has values outside 0..65535: save it as an 8- or "
+                               "16-bit image")
+        grey = np.round(values * (255 / 65535)).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if image.mode == "F":
+        raise DatasetError(f"image {path} holds floating-point values (mode F), whose range epspp cannot know: "
+                           "save it as an 8- or 16-bit image")
+    return np.asarray(image.convert("RGB"))
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation tag of an image file (1 = stored upright, also when there is none)."""
+    try:
+        with Image.open(path) as image:
+            return int(image.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception as error:  # PIL raises several types for corrupt files
+        raise DatasetError(f"cannot read image {path}: {error}") from error
 
 
 def read_saliency(path: Path, split_file: str | None = None) -> np.ndarray:
@@ -97,6 +151,9 @@ def read_saliency(path: Path, split_file: str | None = None) -> np.ndarray:
     if image.mode == "F":
         raise DatasetError(f"saliency map {path} holds floating-point values (mode F): save it as an 8- or 16-bit "
                            "grey PNG (0 = background, max = salient)")
+    if "A" in image.getbands() and image.getchannel("A").getextrema()[0] < 255:
+        raise DatasetError(f"saliency map {path} ({image.mode}) has a transparent alpha channel, which grey "
+                           "conversion drops: save the map as a grey PNG (for a cutout, its alpha channel)")
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 

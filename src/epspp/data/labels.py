@@ -1,9 +1,9 @@
 """Image-level labels of a dataset root: ``cls_labels.json``, EPS's ``cls_labels.npy``, or derived from the masks.
 
-``cls_labels.npy`` (the EPS download) is a pickled numpy dict; it is read with an unpickler that admits
-only numpy arrays, so a crafted file cannot run code.  ``cls_labels.json`` (written by ``epspp prepare
-folder``) is the safe format: ``{id: [class name, ...]}`` with the names of ``classes.json``.  Labels
-derived from masks are cached in ``ROOT/.cache/`` (JSON), keyed on each mask's size and mtime.
+``cls_labels.npy`` (the EPS download) is read by ``epspp.data.npy_labels``, which runs no code.
+``cls_labels.json`` (written by ``epspp prepare folder``) is the safe format: ``{id: [class name, ...]}``
+with the names of ``classes.json``.  Labels derived from masks are cached in ``ROOT/.cache/`` (JSON), keyed
+on each mask's size and mtime.
 """
 
 from __future__ import annotations
@@ -11,56 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 
+from epspp.data.classes import read_classes
 from epspp.data.io import read_mask
+from epspp.data.npy_labels import NPY_LABELS, load_npy_labels
 from epspp.errors import DatasetError
 
-NPY_LABELS = "cls_labels.npy"
+__all__ = ["JSON_LABELS", "LABEL_CACHE", "NPY_LABELS", "image_labels", "load_json_labels", "load_npy_labels"]
+
 JSON_LABELS = "cls_labels.json"
 LABEL_CACHE = Path(".cache") / "cls_labels_from_masks.json"
-
-# what a pickled dict of numeric arrays needs (numpy 1.x and 2.x names); nothing else is imported
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> type:
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
-        return super().find_class(module, name)
-
-
-def load_npy_labels(path: Path) -> dict[str, np.ndarray]:
-    """Read an EPS ``cls_labels.npy`` (a 0-d object array holding a dict id -> multi-hot) without running code."""
-    try:
-        with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(handle)
-            if dtype.hasobject:
-                table = _ArrayUnpickler(handle, encoding="latin1").load()
-            else:
-                table = None
-    except Exception as error:  # a truncated or foreign file: numpy and pickle raise many types
-        raise DatasetError(f"cannot read {path}: expected EPS's pickled dict id -> multi-hot ({error})") from error
-    if isinstance(table, np.ndarray) and table.dtype.hasobject and table.shape == ():
-        table = table.item()
-    if not isinstance(table, dict) or not all(
-        isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype.kind in "biuf" for k, v in table.items()
-    ):
-        raise DatasetError(f"{path} is not a dict of id -> numeric multi-hot array (shape {shape}): write "
-                           f"{JSON_LABELS} instead ({{id: [class names]}})")
-    return table
-
 
 def load_json_labels(path: Path, class_names: list[str]) -> dict[str, np.ndarray]:
     """Read ``cls_labels.json`` (``{id: [class name, ...]}``) as multi-hot arrays over ``class_names[1:]``."""
@@ -98,12 +61,7 @@ def image_labels(
     for name in (JSON_LABELS, NPY_LABELS):
         given = root / name
         if given.is_file():
-            if name == JSON_LABELS:
-                from epspp.data.classes import read_classes
-
-                table = load_json_labels(given, read_classes(root))
-            else:
-                table = load_npy_labels(given)
+            table = load_json_labels(given, read_classes(root)) if name == JSON_LABELS else load_npy_labels(given)
             missing = [i for i in ids if i not in table]
             if missing:
                 raise DatasetError(f"{given} has no label for {len(missing)} ids, e.g. {missing[:5]}")

@@ -202,6 +202,18 @@ def _saliency_link(saliency_dir: str | Path | None, out: Path) -> str | None:
 
 
 # ---------------------------------------------------------------- MS COCO 2014
+#: the split stage 1 validates on (configs/coco/localization_*.yaml): 1,000 val images drawn with seed 0,
+#: not the 40,137 of val at full resolution every 2,000 steps (as much compute as the training itself)
+COCO_VAL_SUBSET = "val_1000"
+
+
+def coco_val_subset(val: list[str], size: int = 1000, seed: int = 0) -> list[str]:
+    """A fixed sample of ``size`` val ids (all when fewer), sorted; the same for the same ids in any order."""
+    ids = sorted(val)
+    chosen = np.random.default_rng(seed).choice(len(ids), min(size, len(ids)), replace=False)
+    return sorted(ids[i] for i in chosen)
+
+
 def prepare_coco(image_dirs: list[str | Path], mask_dir: str | Path, out: str | Path,
                  saliency_dir: str | Path | None = None, check: int = 50) -> dict:
     """Build MS COCO 2014 (as EPS distributes it for WSSS) in the VOC layout at ``out``.
@@ -215,7 +227,8 @@ def prepare_coco(image_dirs: list[str | Path], mask_dir: str | Path, out: str | 
 
     Everything is linked per file (``OUT/JPEGImages/<id>.jpg``, ``OUT/SegmentationClassAug/<id>.png``,
     ``OUT/saliency/<id>.png``); ``train.txt`` / ``val.txt`` list the ids holding ``train2014`` /
-    ``val2014`` that have a mask (labels are derived from the masks). The first ``check`` masks are
+    ``val2014`` that have a mask (labels are derived from the masks), ``val_1000.txt`` a fixed sample of
+    val (``coco_val_subset``) that stage 1 validates on. The first ``check`` masks are
     verified (values, size equal to the image's).
 
     Args:
@@ -266,7 +279,7 @@ def prepare_coco(image_dirs: list[str | Path], mask_dir: str | Path, out: str | 
             if image_id in files and not os.path.lexists(link):
                 _link(files[image_id], link)
     (out / SPLITS).mkdir(parents=True, exist_ok=True)
-    for name, split in (("train", train), ("val", val)):
+    for name, split in (("train", train), ("val", val), (COCO_VAL_SUBSET, coco_val_subset(val))):
         if split:
             _write_split(out, name, split)
     write_classes(out, COCO_CLASSES)

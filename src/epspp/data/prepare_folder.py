@@ -8,7 +8,8 @@ Ids are the image file names without extension (a label file may also give the f
 Output (``--out``): ``JPEGImages/`` and ``saliency/`` holding links to the inputs (``--copy`` copies),
 ``classes.json`` (background first, then the classes, given or sorted), ``cls_labels.json``
 (``{id: [names]}``, the safe label format) and the splits ``train`` / ``val`` (a seeded random
-``--val-fraction``) and ``all``.  No ground truth: stages 1-3 run without it (see README, "Your own data").
+``--val-fraction``; a rerun keeps the split of every image already there) and ``all``.  No ground truth:
+stages 1-3 run without it (see README, "Your own data").
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from epspp.data.classes import write_classes
-from epspp.data.io import IMAGE_EXTENSIONS, check_id, image_files
+from epspp.data.classes import check_class_names, write_classes
+from epspp.data.io import IMAGE_EXTENSIONS, check_id, exif_orientation, image_files, read_split
 from epspp.errors import DatasetError
 
 SPLITS = Path("ImageSets") / "Segmentation"
@@ -45,6 +47,10 @@ def read_label_file(path: Path) -> dict[str, list[str]]:
         if not row or not "".join(row).strip():
             continue
         if number == 1 and row[0].strip().lower() in HEADER_NAMES:
+            extra = [column.strip() for column in row[2:] if column.strip()]
+            if extra:
+                raise DatasetError(f"{path} line 1: columns {extra} are not read: a label file has two columns, id "
+                                   "and classes (names separated by ';' or spaces); remove the others")
             continue  # a header
         image_id = row[0].strip()
         if image_id in labels:
@@ -116,21 +122,22 @@ def prepare_folder(images: str | Path, labels: str | Path, out: str | Path, sali
         raise DatasetError(f"no image in {images} (looked for {', '.join(IMAGE_EXTENSIONS)})")
     for image_id in found:
         check_id(image_id, f"image {found[image_id]}")
+        orientation = exif_orientation(found[image_id])
+        if orientation != 1:
+            raise DatasetError(f"image {found[image_id]} has an EXIF orientation tag ({orientation}): viewers show "
+                               "it turned, epspp reads the stored pixels, so its saliency map may not match; save "
+                               "it upright without the tag (PIL: ImageOps.exif_transpose(image).save(...))")
     table = _by_id(read_label_file(Path(labels)), found, Path(labels))
     names = _class_names(table, classes, Path(labels))
     ids = sorted(found)
     saliency_files = _saliency(Path(saliency), ids) if saliency else {}
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"--val-fraction must be within (0, 1), got {val_fraction}")
-    num_val = min(max(1, round(val_fraction * len(ids))), len(ids) - 1)
-    if num_val < 1:
+    if len(ids) < 2:
         raise DatasetError(f"{len(ids)} image(s): need at least 2 (one for train, one for val)")
-    order = np.random.default_rng(seed).permutation(len(ids))
-    val = sorted(ids[i] for i in order[:num_val])
-    train = sorted(set(ids) - set(val))
-
     if out.exists() and any(out.iterdir()) and not (out / "cls_labels.json").is_file():
         raise DatasetError(f"--out {out} exists and is not empty: choose a new folder (nothing there is replaced)")
+    train, val = _splits(out, ids, val_fraction, seed)
     for sub in ("JPEGImages", "saliency" if saliency else None, str(SPLITS)):
         if sub:
             (out / sub).mkdir(parents=True, exist_ok=True)
@@ -145,13 +152,43 @@ def prepare_folder(images: str | Path, labels: str | Path, out: str | Path, sali
     return {"images": len(ids), "train": len(train), "val": len(val), "classes": ["background", *names]}
 
 
+def _splits(out: Path, ids: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Train and val ids: those of an earlier run at ``out`` keep their split; the others are drawn (seeded)
+    so that val holds ``val_fraction`` of all images, at least one image each in train and val."""
+    earlier = {name: set(read_split(out, name)) if (out / SPLITS / f"{name}.txt").is_file() else set()
+               for name in ("train", "val")}
+    kept_train, kept_val = earlier["train"] & set(ids), earlier["val"] & set(ids)
+    new = [i for i in ids if i not in kept_train | kept_val]
+    gone = len(earlier["train"] | earlier["val"]) - len(kept_train | kept_val)
+    if gone:
+        print(f"[epspp] {gone} image(s) of the earlier splits of {out} are no longer in the image folder: "
+              "left out of the new splits", file=sys.stderr)
+    target = min(max(1, round(val_fraction * len(ids))), len(ids) - 1)
+    num_val = min(max(target - len(kept_val), 0), len(new))
+    if not kept_val:
+        num_val = max(num_val, 1)
+    if not kept_train:
+        num_val = min(num_val, len(new) - 1)
+    order = np.random.default_rng(seed).permutation(len(new))
+    val = kept_val | {new[i] for i in order[:num_val]}
+    train = sorted(set(ids) - val)
+    if not train or not val:
+        raise DatasetError(f"the earlier splits of {out} and the new images leave {'train' if val else 'val'} "
+                           "empty: add images, or build the dataset anew in an empty --out")
+    return train, sorted(val)
+
+
 def _by_id(labels: dict[str, list[str]], found: dict[str, Path], path: Path) -> dict[str, list[str]]:
     """Labels keyed by image id (a label file may name the file, ``img1.jpg``); every image needs a line."""
-    table = {}
+    table: dict[str, list[str]] = {}
+    spelling: dict[str, str] = {}
     for given, names in labels.items():
         stem, ext = os.path.splitext(given)
         image_id = stem if ext.lower() in IMAGE_EXTENSIONS and stem in found else given
-        table[image_id] = names
+        if image_id in table:
+            raise DatasetError(f"{path}: image {image_id!r} is labelled twice, as {spelling[image_id]!r} and "
+                               f"{given!r}: keep one line per image")
+        table[image_id], spelling[image_id] = names, given
     unknown = sorted(set(table) - set(found))
     if unknown:
         raise DatasetError(f"{path} labels {len(unknown)} ids with no image in the image folder, e.g. {unknown[:3]}")
@@ -169,8 +206,7 @@ def _class_names(table: dict[str, list[str]], classes: list[str] | None, path: P
         raise DatasetError(f"{path} names no class at all")
     if "background" in names:
         raise DatasetError("'background' is class 0 of every dataset: do not list it as a class")
-    if len(set(names)) != len(names):
-        raise DatasetError(f"--classes lists a name twice: {names}")
+    check_class_names(names, "--classes" if classes else str(path))
     unknown = sorted(set(used) - set(names))
     if unknown:
         raise DatasetError(f"{path} uses classes {unknown[:5]} that --classes does not list")

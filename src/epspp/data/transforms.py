@@ -24,12 +24,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import albumentations as A
 import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
+from PIL import Image
 from torch.utils.data import default_collate, get_worker_info
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -139,6 +141,15 @@ def _pad_and_crop(crop_size: int, position: str = "random") -> A.Compose:
     )
 
 
+class _ScaleMaskLikePIL(A.RandomScale):
+    """``RandomScale`` whose mask is resized as deeplab-pytorch's ``libs/datasets/base.py`` does it: PIL's
+    nearest filter (cv2's picks other source pixels: labels shift by up to 1 px)."""
+
+    def apply_to_mask(self, mask: np.ndarray, scale: float, **params: Any) -> np.ndarray:
+        height, width = int(mask.shape[0] * scale), int(mask.shape[1] * scale)  # the image's size, as albumentations
+        return np.asarray(Image.fromarray(mask).resize((width, height), resample=Image.NEAREST))
+
+
 def train_transform(
     crop_size: int,
     resize_long: Sequence[int] = (256, 512),
@@ -169,7 +180,7 @@ def train_transform(
     if scales and min(scales) <= 0:
         raise ValueError(f"scales must be positive factors, got {list(scales)}")
     flag = INTERPOLATIONS[interpolation]
-    resize = (A.OneOf([A.RandomScale(scale_limit=(s - 1, s - 1), interpolation=flag, p=1.0) for s in scales], p=1.0)
+    resize = (A.OneOf([_ScaleMaskLikePIL(scale_limit=(s - 1, s - 1), interpolation=flag, p=1.0) for s in scales], p=1.0)
               if scales else A.LongestMaxSize(max_size=_scale_choices(resize_long), interpolation=flag))
     spatial = A.Compose([resize, A.HorizontalFlip(p=0.5)], additional_targets={"saliency": "image"})
     jitter = color_jitter

@@ -33,6 +33,7 @@ from epspp.ops import (
     with_background,
 )
 from epspp.ops.crf import crf_refine_scores, require_solver
+from epspp.validation import check_localization_options
 
 
 class Classifier(nn.Module):
@@ -139,6 +140,7 @@ class LocalizationModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_localization_options(self.hparams)
         self.num_classes = num_classes
         self.class_names = class_names or ["background"] + [f"class_{i}" for i in range(1, num_classes + 1)]
         if len(self.class_names) != num_classes + 1:

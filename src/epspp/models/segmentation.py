@@ -19,6 +19,7 @@ from epspp.models.checkpoint import check_num_classes
 from epspp.models.deeplab import DeepLab
 from epspp.models.optim import OptimizerName, build_optimizer, poly_schedule
 from epspp.ops.crf import DenseCRF, to_uint8_rgb
+from epspp.validation import check_segmentation_options
 
 
 class SegmentationModule(pl.LightningModule):
@@ -85,6 +86,7 @@ class SegmentationModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_segmentation_options(self.hparams)
         self.num_classes = num_classes
         self.class_names = class_names or ["background"] + [f"class_{i}" for i in range(1, num_classes + 1)]
         self.net = DeepLab(num_classes + 1, architecture, backbone, output_stride, pretrained, pretrained_path,

@@ -1,0 +1,119 @@
+"""Values that cannot work, refused when the config is read, before a network is built or data are read.
+
+One function per configured class, called by the first line after ``save_hyperparameters`` of its
+``__init__`` (the Python API) and by ``check_config``, which the CLI calls before anything is instantiated.
+Each error names the option as the command line spells it (``--model.init_args.bg_threshold must be in
+(0, 1), got 1.5``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from epspp.errors import ConfigError
+
+
+def _positive(option: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{option} must be > 0, got {value}")
+
+
+def _at_least(option: str, value: float, low: float) -> None:
+    if not value >= low:
+        raise ConfigError(f"{option} must be >= {low}, got {value}")
+
+
+def _open_interval(option: str, value: float, low: float, high: float) -> None:
+    if not low < value < high:
+        raise ConfigError(f"{option} must be in ({low:g}, {high:g}), got {value}")
+
+
+def _closed_interval(option: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{option} must be in [{low:g}, {high:g}], got {value}")
+
+
+def _scales(option: str, values: Sequence[float] | None, empty_ok: bool) -> None:
+    values = list(values or [])
+    if (not values and not empty_ok) or any(not v > 0 for v in values):
+        what = "a list of positive numbers" if empty_ok else "a non-empty list of positive numbers"
+        raise ConfigError(f"{option} must be {what}, got {values}")
+
+
+def _optimizer(prefix: str, hp: Mapping[str, Any]) -> None:
+    """The optimizer and schedule options that LocalizationModule and SegmentationModule share."""
+    for name in ("lr", "head_lr_mult", "bias_lr_mult"):
+        _positive(f"{prefix}{name}", hp[name])
+    _at_least(f"{prefix}weight_decay", hp["weight_decay"], 0)
+    _at_least(f"{prefix}poly_power", hp["poly_power"], 0)
+    if not 0 <= hp["momentum"] < 1:
+        raise ConfigError(f"{prefix}momentum must be in [0, 1), got {hp['momentum']}")
+
+
+def check_localization_options(hp: Mapping[str, Any]) -> None:
+    """The options of ``LocalizationModule`` (its saved hyper-parameters)."""
+    prefix = "--model.init_args."
+    _at_least(f"{prefix}num_classes", hp["num_classes"], 1)
+    _optimizer(prefix, hp)
+    _scales(f"{prefix}scales", hp["scales"], empty_ok=False)
+    _open_interval(f"{prefix}bg_threshold", hp["bg_threshold"], 0, 1)
+    _closed_interval(f"{prefix}tau", hp["tau"], 0, 1)
+    _closed_interval(f"{prefix}lam", hp["lam"], 0, 1)
+    _at_least(f"{prefix}saliency_weight", hp["saliency_weight"], 0)
+    for name in ("pamr_iter", "ird_warmup_steps", "eps_warmup_steps"):
+        _at_least(f"{prefix}{name}", hp[name], 0)
+    dilations = list(hp["pamr_dilations"] or [])
+    if not dilations or any(d < 1 for d in dilations):
+        raise ConfigError(f"{prefix}pamr_dilations must be a non-empty list of integers >= 1, got {dilations}")
+
+
+def check_segmentation_options(hp: Mapping[str, Any]) -> None:
+    """The options of ``SegmentationModule`` (its saved hyper-parameters)."""
+    prefix = "--model.init_args."
+    _at_least(f"{prefix}num_classes", hp["num_classes"], 1)
+    _optimizer(prefix, hp)
+    _scales(f"{prefix}msc_scales", hp["msc_scales"], empty_ok=True)
+    _scales(f"{prefix}tta_scales", hp["tta_scales"], empty_ok=False)
+    _at_least(f"{prefix}pseudo_weight", hp["pseudo_weight"], 0)
+    _at_least(f"{prefix}crf_workers", hp["crf_workers"], 0)
+
+
+def check_data_options(hp: Mapping[str, Any]) -> None:
+    """The options of ``EPSDataModule`` (its saved hyper-parameters) not checked in its ``__init__``."""
+    low, high = hp["resize_long"]
+    if not 0 < low <= high:
+        raise ConfigError(f"--data.resize_long must be [low, high] with 0 < low <= high, got [{low}, {high}]")
+    if hp["train_scales"] is not None:
+        _scales("--data.train_scales", hp["train_scales"], empty_ok=False)
+    _at_least("--data.color_jitter", hp["color_jitter"], 0)
+    _closed_interval("--data.jitter_hue", hp["jitter_hue"], 0, 0.5)
+    _closed_interval("--data.jitter_p", hp["jitter_p"], 0, 1)
+    if any(not s > 0 for s in hp["std"]):
+        raise ConfigError(f"--data.std must be positive in every channel, got {list(hp['std'])}")
+
+
+def check_devices(devices: Any) -> None:
+    """``--trainer.devices``: a positive count, -1 (all), ``auto`` or device ids; never none at all."""
+    count = int(devices) if isinstance(devices, str) and devices.strip().lstrip("-").isdigit() else devices
+    if (isinstance(count, int) and not isinstance(count, bool) and (count == 0 or count < -1)) or count == []:
+        raise ConfigError(f"--trainer.devices must be a positive count, -1 (all), 'auto' or a list of device ids "
+                          f"such as [0, 1], got {devices}")
+
+
+MODEL_CHECKS = {"LocalizationModule": check_localization_options, "SegmentationModule": check_segmentation_options}
+
+
+def check_config(config: Any) -> None:
+    """A stage's parsed config (``devices``, the model's and the data's options), before anything is built.
+
+    The CLI instantiates the datamodule (which may generate a dataset) before the model: the model's
+    options are checked here too, so a bad value is refused before any data are touched.
+    """
+    check_devices(config.trainer.get("devices"))
+    model = config.get("model")
+    check = MODEL_CHECKS.get(str(getattr(model, "class_path", "")).rpartition(".")[2])
+    if check is not None:
+        check(model.init_args)
+    if config.get("data") is not None:
+        check_data_options(config.data)
