@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from epspp.callbacks.pseudo_masks import PseudoMaskWriter
 from epspp.data.classes import CLASSES_FILE, read_classes
 from epspp.data.io import read_split
 from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPSError
-from epspp.models.checkpoint import check_num_classes
+from epspp.models.checkpoint import check_classes
 from epspp.models.sync_bn import TimmSyncBatchNorm
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar")
@@ -63,7 +64,17 @@ class EPSCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         model = self.config[subcommand].get("model") if subcommand else None
         if subcommand:
-            check_checkpoint(self.config[subcommand], model)
+            config = self.config[subcommand]
+            keyword = str(config.get("ckpt_path")) if str(config.get("ckpt_path")) in ("last", "best") else None
+            path = keyword_checkpoint(config, keyword) if keyword else None
+            if keyword and subcommand != "fit":  # the network is read from the file, as for an explicit path
+                if path is None:
+                    folders = ", ".join(map(str, checkpoint_folders(config)))
+                    raise ConfigError(f"--ckpt_path {keyword}: no {keyword} checkpoint in {folders} (the config's "
+                                      "ModelCheckpoint folders): pass the checkpoint file, e.g. --ckpt_path "
+                                      "RUN/checkpoints/last.ckpt")
+                config.ckpt_path = str(path)
+            check_checkpoint(config, model, path)
         keep: dict = {}
         if model is not None and getattr(model, "class_path", None):
             module_name, _, class_name = model.class_path.rpartition(".")
@@ -174,9 +185,34 @@ def has_ground_truth(root: Path, split: str, mask_dir: str | None) -> bool | Non
     return any((masks / f"{i}.png").is_file() for i in ids)
 
 
-def check_checkpoint(config: Any, model: Any) -> None:
-    """Fail in one line when ``--ckpt_path`` is missing, unreadable, not a Lightning checkpoint or of another stage."""
-    path = config.get("ckpt_path")
+def checkpoint_folders(config: Any) -> list[Path]:
+    """The folders the config's ModelCheckpoint callbacks write in (relative ones inside ``default_root_dir``)."""
+    root = config.trainer.get("default_root_dir") or "."
+    folders = [Path(_inside(root, callback.init_args.get("dirpath") or "checkpoints"))
+               for callback in config.trainer.get("callbacks") or [] if callback.class_path.endswith("ModelCheckpoint")]
+    return list(dict.fromkeys(folders)) or [Path(root, "checkpoints")]
+
+
+def keyword_checkpoint(config: Any, keyword: str) -> Path | None:
+    """The file ``--ckpt_path last`` (the newest ``last*.ckpt``, as Lightning picks it) or ``best`` (the monitored
+    ModelCheckpoint's ``<filename>.ckpt``) stands for in the config's checkpoint folders; None when there is none."""
+    if keyword == "last":
+        found = [path for folder in checkpoint_folders(config) if folder.is_dir() for path in folder.iterdir()
+                 if re.fullmatch(r"last(-\d+)?\.ckpt", path.name) and path.is_file()]
+        return max(found, key=lambda path: path.stat().st_mtime) if found else None
+    for callback in config.trainer.get("callbacks") or []:
+        if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor"):
+            root = config.trainer.get("default_root_dir") or "."
+            path = Path(_inside(root, callback.init_args.get("dirpath") or "checkpoints"),
+                        f"{callback.init_args.get('filename') or 'best'}.ckpt")
+            return path if path.is_file() else None
+    return None
+
+
+def check_checkpoint(config: Any, model: Any, path: str | Path | None = None) -> None:
+    """Fail in one line when ``--ckpt_path`` (or the file ``path`` its keyword stands for) is missing, unreadable,
+    not a Lightning checkpoint or of another stage."""
+    path = path or config.get("ckpt_path")
     if not path or str(path) in CKPT_KEYWORDS:
         return
     if not Path(path).is_file():
@@ -192,7 +228,8 @@ def check_checkpoint(config: Any, model: Any) -> None:
                                       "written by `epspp fit` (checkpoints/last.ckpt or best.ckpt)")
     root = (config.get("data") or {}).get("root")
     if root and Path(root, CLASSES_FILE).is_file():  # before the mask writer looks at its folder
-        check_num_classes(checkpoint, len(read_classes(root)) - 1)
+        names = read_classes(root)
+        check_classes(checkpoint, len(names) - 1, names)
     trained = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
     wanted = getattr(model, "class_path", None) if model is not None else None
     if trained and wanted and trained != wanted:
