@@ -85,7 +85,7 @@ def main(args: list[str] | None = None) -> None:
 
     from epspp.data.datamodule import EPSDataModule
     from epspp.errors import EPSError
-    from epspp.lightning_cli import EPSCLI
+    from epspp.lightning_cli import EPSCLI, RunConfigDump
 
     try:
         check_config_files(argv[1:])
@@ -94,7 +94,7 @@ def main(args: list[str] | None = None) -> None:
             EPSDataModule,
             subclass_mode_model=True,
             seed_everything_default=0,
-            save_config_kwargs={"overwrite": True},
+            save_config_callback=RunConfigDump,  # never replaces a config.yaml that epspp did not write
             args=args,
         )
     except EPSError as error:

@@ -11,18 +11,21 @@ from typing import Any
 
 import torch
 from pytorch_lightning import Trainer
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.plugins import CheckpointIO
 from pytorch_lightning.plugins.layer_sync import LayerSync
 
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
 from epspp.data.classes import CLASSES_FILE, read_classes
 from epspp.data.io import read_split
 from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPSError
-from epspp.models.checkpoint import check_classes
+from epspp.models.checkpoint import AtomicCheckpointIO, check_classes
 from epspp.models.sync_bn import TimmSyncBatchNorm
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar")
 CKPT_KEYWORDS = ("last", "best", "hpc")  # --ckpt_path values that Lightning resolves itself
+CONFIG_DUMP_MARK = "# epspp: this run's configuration as Lightning dumps it (each run in this folder rewrites it)\n"
+OTHER_DUMP_NAME = "config.epspp.yaml"  # where the dump goes when the run folder holds a config.yaml of its own
 
 
 class EPSCLI(LightningCLI):
@@ -89,14 +92,18 @@ class EPSCLI(LightningCLI):
 
         Lightning's own converter turns them into plain SyncBatchNorm and drops the activation; the
         ``TimmSyncBatchNorm`` plugin (a ``TorchSyncBatchNorm``) keeps it, unless a layer-sync plugin is given.
+        Checkpoints are saved by ``AtomicCheckpointIO`` unless a checkpoint-IO plugin is given.
         """
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         trainer = config.get("trainer") or {}
-        if trainer.get("sync_batchnorm") and "plugins" not in kwargs:
+        if "plugins" not in kwargs:
             plugins = trainer.get("plugins")
             plugins = [] if plugins is None else list(plugins) if isinstance(plugins, list) else [plugins]
-            if not any(isinstance(plugin, LayerSync) for plugin in plugins):
-                kwargs["plugins"] = [*plugins, TimmSyncBatchNorm()]
+            if trainer.get("sync_batchnorm") and not any(isinstance(plugin, LayerSync) for plugin in plugins):
+                plugins.append(TimmSyncBatchNorm())
+            if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+                plugins.append(AtomicCheckpointIO())  # last.ckpt stays whole when a save is killed
+            kwargs["plugins"] = plugins
         return super().instantiate_trainer(**kwargs)
 
     def after_instantiate_classes(self) -> None:
@@ -147,6 +154,54 @@ class EPSCLI(LightningCLI):
                     logger.init_args.name = run_name(root)
                 # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise
                 os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
+
+
+class RunConfigDump(SaveConfigCallback):
+    """Lightning's ``config.yaml`` of a run, that never replaces a file epspp did not write.
+
+    The dump starts with ``CONFIG_DUMP_MARK``; a ``config.yaml`` without it (a user's own config kept in the run
+    folder) is left as it is and the dump goes to ``config.epspp.yaml``.  Written atomically, by rank 0.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        if self.already_saved:
+            return
+        log_dir = Path(trainer.log_dir)  # broadcasts the folder
+        if trainer.is_global_zero:
+            path = config_dump_path(log_dir, self.config_filename)
+            text = CONFIG_DUMP_MARK + self.parser.dump(self.config, skip_none=False)
+            try:
+                log_dir.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, path)
+            except OSError as error:
+                raise ConfigError(f"cannot write the run's configuration {path}: {error.strerror}: free space or "
+                                  "choose a writable --trainer.default_root_dir") from None
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+
+def config_dump_path(folder: Path, name: str = "config.yaml") -> Path:
+    """``folder/name`` when it is free or an earlier dump of epspp, else ``folder/config.epspp.yaml`` (the run says
+    so); a folder where both names hold files of their own is refused."""
+    for candidate in (name, OTHER_DUMP_NAME):
+        path = folder / candidate
+        if not path.exists() or _is_config_dump(path):
+            if candidate != name and _first_process():
+                print(f"[epspp] {folder / name} is not a configuration dump of epspp (a file of yours?): kept; "
+                      f"this run's configuration goes to {path}", file=sys.stderr)
+            return path
+    raise ConfigError(f"{folder} holds a {name} and a {OTHER_DUMP_NAME} that epspp did not write: move them, or "
+                      "choose another --trainer.default_root_dir")
+
+
+def _is_config_dump(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline() == CONFIG_DUMP_MARK
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def monitor_what_exists(config: Any) -> None:
