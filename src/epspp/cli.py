@@ -79,7 +79,8 @@ def main(args: list[str] | None = None) -> None:
     if command in TOOLS:
         module, function = TOOLS[command]
         raise SystemExit(getattr(importlib.import_module(module), function)(argv[1:]))
-    os.environ.setdefault("WANDB_MODE", "offline")  # never ask for a login unless the user opts in
+    if not os.environ.get("WANDB_MODE"):  # unset or empty: never ask for a login unless the user opts in
+        os.environ["WANDB_MODE"] = "offline"
     quiet_unactionable_warnings(command)
     from pytorch_lightning import LightningModule
 
@@ -115,7 +116,7 @@ def check_config_files(args: list[str]) -> None:
             continue
         try:
             with open(value, encoding="utf-8") as handle:
-                yaml.safe_load(handle)
+                loaded = yaml.safe_load(handle)
         except OSError as error:
             raise ConfigError(f"config file {value}: {error.strerror}") from None
         except yaml.YAMLError as error:
@@ -123,6 +124,10 @@ def check_config_files(args: list[str]) -> None:
             where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(error, "problem", None) or str(error).splitlines()[0]
             raise ConfigError(f"config file {value}{where} is not valid YAML: {problem}") from None
+        if not isinstance(loaded, dict):
+            what = "is empty" if loaded is None else f"holds a {type(loaded).__name__}"
+            raise ConfigError(f"config file {value} {what}: expected a mapping of settings (trainer:, model:, "
+                              "data:, ...), e.g. configs/demo/localization_eps++.yaml")
 
 
 def one_line(error: Exception) -> str:
