@@ -71,3 +71,17 @@ def test_an_empty_wandb_mode_means_offline(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(tmp_path / "empty.yaml")])
     assert os.environ["WANDB_MODE"] == "offline"
+
+
+def test_an_id_too_long_for_a_temporary_name_is_refused_naming_it(tmp_path: Path) -> None:
+    from epspp.data.io import MAX_ID_BYTES, read_split
+
+    splits = tmp_path / "ImageSets" / "Segmentation"
+    splits.mkdir(parents=True)
+    long_id = "x" * 240
+    (splits / "train.txt").write_text(f"ok\n{long_id}\n")
+    with pytest.raises(DatasetError, match=r"train\.txt line 2: id 'xxxx.*is 240 bytes long.*255-byte"):
+        read_split(tmp_path, "train")
+    (splits / "train.txt").write_text("ok\n" + "y" * MAX_ID_BYTES + "\n")  # the longest id whose names fit
+    ids = read_split(tmp_path, "train")
+    assert (tmp_path / f".{ids[1]}.{4194304}.tmp.png").touch() is None  # the writers' temporary name works

@@ -18,6 +18,10 @@ __all__ = ["IMAGE_EXTENSIONS", "DatasetError", "check_id", "image_files", "read_
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
+#: the longest id (UTF-8 bytes): ``.<id>.<pid>.tmp.png`` must fit the filesystems' 255-byte NAME_MAX
+MAX_ID_BYTES = 255 - 32
+
+
 def check_id(image_id: str, where: str) -> str:
     """Return ``image_id`` if it is a plain file name (no folder, no ``..``), else raise naming ``where``.
 
@@ -29,6 +33,10 @@ def check_id(image_id: str, where: str) -> str:
     if bad:
         raise DatasetError(f"{where}: id {image_id!r} is not a plain file name: ids are names, not paths "
                            "(no '/', '\\', '.' or '..', no control characters or spaces at either end)")
+    if len(image_id.encode("utf-8")) > MAX_ID_BYTES:
+        raise DatasetError(f"{where}: id {image_id[:40]!r}... is {len(image_id.encode('utf-8'))} bytes long: its "
+                           f"files' temporary names would pass the filesystem's 255-byte limit; rename it to at most "
+                           f"{MAX_ID_BYTES} bytes")
     return image_id
 
 
