@@ -167,3 +167,27 @@ def test_truncated_checkpoint_reached_through_last_is_one_line(
                         "--trainer.logger", "false", *TINY_FIT)
     clean_error(result, f"cannot read checkpoint {cut}")
     assert cut.stat().st_size == 5000
+
+
+# ------------------------------------------------------------------ item 13
+def test_a_full_disk_while_writing_masks_is_one_line_and_keeps_earlier_masks(
+    synthetic_root: Path, checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import epspp.callbacks.pseudo_masks as writer
+
+    out = tmp_path / "out"
+    ok(in_process(capfd, *predict_args(synthetic_root, checkpoint, out, *SMALL)))
+    first, second = split_ids(synthetic_root, "labeled_10pct")
+    kept = (out / f"{first}.png").read_bytes()
+    (out / f"{second}.png").unlink()
+
+    def full_disk(path, mask, palette=None):
+        Path(path).with_name(f".{Path(path).stem}.{__import__('os').getpid()}.tmp.png").write_bytes(b"part")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer, "write_mask_png", full_disk)
+    clean_error(in_process(capfd, *predict_args(synthetic_root, checkpoint, out, *SMALL)),
+                f"cannot write the mask of {second} in {out}: No space left on device")
+    assert (out / f"{first}.png").read_bytes() == kept
+    assert not list(out.glob(".*.tmp.*"))

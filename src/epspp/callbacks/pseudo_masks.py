@@ -28,6 +28,7 @@ from epspp.callbacks.provenance import sha256 as _sha256
 from epspp.data.classes import voc_palette
 from epspp.data.dataset import ImageFolderDataset
 from epspp.data.io import DatasetError, read_image, read_split, write_mask_png
+from epspp.errors import OutputError
 from epspp.evaluate import evaluate_folder, scores_to_json
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.visualize import colorize, overlay
@@ -130,10 +131,14 @@ class PseudoMaskWriter(BasePredictionWriter):
                 if self.save_overlays:
                     self._write_overlay(image_id, mask, trainer.datamodule.datasets["predict"])
                 write_mask_png(path, mask, voc_palette())
-            except BaseException:
+            except BaseException as error:
                 # write_mask_png/np.save leave their temporary file behind when interrupted
                 for tmp in self.output_dir.rglob(f".{image_id}.{os.getpid()}.tmp.*"):
                     tmp.unlink(missing_ok=True)
+                if isinstance(error, OSError):  # a full disk, a folder made read-only during the run
+                    raise OutputError(f"cannot write the mask of {image_id} in {self.output_dir}: "
+                                      f"{error.strerror or error}: free space or fix the folder, then rerun (it "
+                                      "resumes; the masks written so far are kept)") from None
                 raise
             self._written += 1
 
