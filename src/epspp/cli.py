@@ -79,13 +79,14 @@ def main(args: list[str] | None = None) -> None:
     if command in TOOLS:
         module, function = TOOLS[command]
         raise SystemExit(getattr(importlib.import_module(module), function)(argv[1:]))
-    os.environ.setdefault("WANDB_MODE", "offline")  # never ask for a login unless the user opts in
+    if not os.environ.get("WANDB_MODE"):  # unset or empty: never ask for a login unless the user opts in
+        os.environ["WANDB_MODE"] = "offline"
     quiet_unactionable_warnings(command)
     from pytorch_lightning import LightningModule
 
     from epspp.data.datamodule import EPSDataModule
     from epspp.errors import EPSError
-    from epspp.lightning_cli import EPSCLI
+    from epspp.lightning_cli import EPSCLI, RunConfigDump
 
     try:
         check_config_files(argv[1:])
@@ -94,7 +95,7 @@ def main(args: list[str] | None = None) -> None:
             EPSDataModule,
             subclass_mode_model=True,
             seed_everything_default=0,
-            save_config_kwargs={"overwrite": True},
+            save_config_callback=RunConfigDump,  # never replaces a config.yaml that epspp did not write
             args=args,
         )
     except EPSError as error:
@@ -115,7 +116,7 @@ def check_config_files(args: list[str]) -> None:
             continue
         try:
             with open(value, encoding="utf-8") as handle:
-                yaml.safe_load(handle)
+                loaded = yaml.safe_load(handle)
         except OSError as error:
             raise ConfigError(f"config file {value}: {error.strerror}") from None
         except yaml.YAMLError as error:
@@ -123,6 +124,10 @@ def check_config_files(args: list[str]) -> None:
             where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(error, "problem", None) or str(error).splitlines()[0]
             raise ConfigError(f"config file {value}{where} is not valid YAML: {problem}") from None
+        if not isinstance(loaded, dict):
+            what = "is empty" if loaded is None else f"holds a {type(loaded).__name__}"
+            raise ConfigError(f"config file {value} {what}: expected a mapping of settings (trainer:, model:, "
+                              "data:, ...), e.g. configs/demo/localization_eps++.yaml")
 
 
 def one_line(error: Exception) -> str:

@@ -15,3 +15,7 @@ class ConfigError(EPSError):
 
 class CheckpointMismatchError(EPSError):
     """The checkpoint was trained for another dataset or network."""
+
+
+class OutputError(EPSError):
+    """An output file cannot be written (full disk, read-only folder, a name too long); earlier outputs are kept."""

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from pytorch_lightning import Trainer
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.plugins import CheckpointIO
 from pytorch_lightning.plugins.layer_sync import LayerSync
 
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
 from epspp.data.classes import CLASSES_FILE, read_classes
 from epspp.data.io import read_split
 from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPSError
-from epspp.models.checkpoint import check_num_classes
+from epspp.models.checkpoint import AtomicCheckpointIO, check_classes
 from epspp.models.sync_bn import TimmSyncBatchNorm
 from epspp.validation import check_config
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar")
 CKPT_KEYWORDS = ("last", "best", "hpc")  # --ckpt_path values that Lightning resolves itself
+CONFIG_DUMP_MARK = "# epspp: this run's configuration as Lightning dumps it (each run in this folder rewrites it)\n"
+OTHER_DUMP_NAME = "config.epspp.yaml"  # where the dump goes when the run folder holds a config.yaml of its own
 
 
 class EPSCLI(LightningCLI):
@@ -64,7 +68,17 @@ class EPSCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         model = self.config[subcommand].get("model") if subcommand else None
         if subcommand:
-            check_checkpoint(self.config[subcommand], model)
+            config = self.config[subcommand]
+            keyword = str(config.get("ckpt_path")) if str(config.get("ckpt_path")) in ("last", "best") else None
+            path = keyword_checkpoint(config, keyword) if keyword else None
+            if keyword and subcommand != "fit":  # the network is read from the file, as for an explicit path
+                if path is None:
+                    folders = ", ".join(map(str, checkpoint_folders(config)))
+                    raise ConfigError(f"--ckpt_path {keyword}: no {keyword} checkpoint in {folders} (the config's "
+                                      "ModelCheckpoint folders): pass the checkpoint file, e.g. --ckpt_path "
+                                      "RUN/checkpoints/last.ckpt")
+                config.ckpt_path = str(path)
+            check_checkpoint(config, model, path)
         keep: dict = {}
         if model is not None and getattr(model, "class_path", None):
             module_name, _, class_name = model.class_path.rpartition(".")
@@ -79,14 +93,18 @@ class EPSCLI(LightningCLI):
 
         Lightning's own converter turns them into plain SyncBatchNorm and drops the activation; the
         ``TimmSyncBatchNorm`` plugin (a ``TorchSyncBatchNorm``) keeps it, unless a layer-sync plugin is given.
+        Checkpoints are saved by ``AtomicCheckpointIO`` unless a checkpoint-IO plugin is given.
         """
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         trainer = config.get("trainer") or {}
-        if trainer.get("sync_batchnorm") and "plugins" not in kwargs:
+        if "plugins" not in kwargs:
             plugins = trainer.get("plugins")
             plugins = [] if plugins is None else list(plugins) if isinstance(plugins, list) else [plugins]
-            if not any(isinstance(plugin, LayerSync) for plugin in plugins):
-                kwargs["plugins"] = [*plugins, TimmSyncBatchNorm()]
+            if trainer.get("sync_batchnorm") and not any(isinstance(plugin, LayerSync) for plugin in plugins):
+                plugins.append(TimmSyncBatchNorm())
+            if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+                plugins.append(AtomicCheckpointIO())  # last.ckpt stays whole when a save is killed
+            kwargs["plugins"] = plugins
         return super().instantiate_trainer(**kwargs)
 
     def after_instantiate_classes(self) -> None:
@@ -140,6 +158,54 @@ class EPSCLI(LightningCLI):
                 os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
 
 
+class RunConfigDump(SaveConfigCallback):
+    """Lightning's ``config.yaml`` of a run, that never replaces a file epspp did not write.
+
+    The dump starts with ``CONFIG_DUMP_MARK``; a ``config.yaml`` without it (a user's own config kept in the run
+    folder) is left as it is and the dump goes to ``config.epspp.yaml``.  Written atomically, by rank 0.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        if self.already_saved:
+            return
+        log_dir = Path(trainer.log_dir)  # broadcasts the folder
+        if trainer.is_global_zero:
+            path = config_dump_path(log_dir, self.config_filename)
+            text = CONFIG_DUMP_MARK + self.parser.dump(self.config, skip_none=False)
+            try:
+                log_dir.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, path)
+            except OSError as error:
+                raise ConfigError(f"cannot write the run's configuration {path}: {error.strerror}: free space or "
+                                  "choose a writable --trainer.default_root_dir") from None
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+
+def config_dump_path(folder: Path, name: str = "config.yaml") -> Path:
+    """``folder/name`` when it is free or an earlier dump of epspp, else ``folder/config.epspp.yaml`` (the run says
+    so); a folder where both names hold files of their own is refused."""
+    for candidate in (name, OTHER_DUMP_NAME):
+        path = folder / candidate
+        if not path.exists() or _is_config_dump(path):
+            if candidate != name and _first_process():
+                print(f"[epspp] {folder / name} is not a configuration dump of epspp (a file of yours?): kept; "
+                      f"this run's configuration goes to {path}", file=sys.stderr)
+            return path
+    raise ConfigError(f"{folder} holds a {name} and a {OTHER_DUMP_NAME} that epspp did not write: move them, or "
+                      "choose another --trainer.default_root_dir")
+
+
+def _is_config_dump(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline() == CONFIG_DUMP_MARK
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def monitor_what_exists(config: Any) -> None:
     """Without ground truth in the validation split, select checkpoints on what exists.
 
@@ -176,9 +242,34 @@ def has_ground_truth(root: Path, split: str, mask_dir: str | None) -> bool | Non
     return any((masks / f"{i}.png").is_file() for i in ids)
 
 
-def check_checkpoint(config: Any, model: Any) -> None:
-    """Fail in one line when ``--ckpt_path`` is missing, unreadable, not a Lightning checkpoint or of another stage."""
-    path = config.get("ckpt_path")
+def checkpoint_folders(config: Any) -> list[Path]:
+    """The folders the config's ModelCheckpoint callbacks write in (relative ones inside ``default_root_dir``)."""
+    root = config.trainer.get("default_root_dir") or "."
+    folders = [Path(_inside(root, callback.init_args.get("dirpath") or "checkpoints"))
+               for callback in config.trainer.get("callbacks") or [] if callback.class_path.endswith("ModelCheckpoint")]
+    return list(dict.fromkeys(folders)) or [Path(root, "checkpoints")]
+
+
+def keyword_checkpoint(config: Any, keyword: str) -> Path | None:
+    """The file ``--ckpt_path last`` (the newest ``last*.ckpt``, as Lightning picks it) or ``best`` (the monitored
+    ModelCheckpoint's ``<filename>.ckpt``) stands for in the config's checkpoint folders; None when there is none."""
+    if keyword == "last":
+        found = [path for folder in checkpoint_folders(config) if folder.is_dir() for path in folder.iterdir()
+                 if re.fullmatch(r"last(-\d+)?\.ckpt", path.name) and path.is_file()]
+        return max(found, key=lambda path: path.stat().st_mtime) if found else None
+    for callback in config.trainer.get("callbacks") or []:
+        if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor"):
+            root = config.trainer.get("default_root_dir") or "."
+            path = Path(_inside(root, callback.init_args.get("dirpath") or "checkpoints"),
+                        f"{callback.init_args.get('filename') or 'best'}.ckpt")
+            return path if path.is_file() else None
+    return None
+
+
+def check_checkpoint(config: Any, model: Any, path: str | Path | None = None) -> None:
+    """Fail in one line when ``--ckpt_path`` (or the file ``path`` its keyword stands for) is missing, unreadable,
+    not a Lightning checkpoint or of another stage."""
+    path = path or config.get("ckpt_path")
     if not path or str(path) in CKPT_KEYWORDS:
         return
     if not Path(path).is_file():
@@ -194,7 +285,8 @@ def check_checkpoint(config: Any, model: Any) -> None:
                                       "written by `epspp fit` (checkpoints/last.ckpt or best.ckpt)")
     root = (config.get("data") or {}).get("root")
     if root and Path(root, CLASSES_FILE).is_file():  # before the mask writer looks at its folder
-        check_num_classes(checkpoint, len(read_classes(root)) - 1)
+        names = read_classes(root)
+        check_classes(checkpoint, len(names) - 1, names)
     trained = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
     wanted = getattr(model, "class_path", None) if model is not None else None
     if trained and wanted and trained != wanted:

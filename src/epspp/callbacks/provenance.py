@@ -1,8 +1,8 @@
 """Checks of the pseudo-mask writer's output folder: never a dataset folder, never two runs mixed.
 
-``OUT/provenance.json`` records how the masks of a folder are made (the checkpoint's SHA-256, the
-model class and its inference options, the normalization); a rerun resumes only into a folder made
-the same way, unless ``overwrite`` is set.
+``OUT/provenance.json`` records how the masks of a folder are made (the dataset's root and split, the
+checkpoint's SHA-256, the model class and its inference options, the normalization); a rerun resumes only
+into a folder made the same way, unless ``overwrite`` is set.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from epspp.errors import DatasetError
 PROVENANCE = "provenance.json"
 
 
-def refuse_dataset_folder(output_dir: Path, folders: dict[str, Path]) -> None:
+def refuse_dataset_folder(output_dir: Path, folders: dict[str, Path],
+                          option: str = "--pseudo_masks.output_dir") -> None:
     """Fail when ``output_dir`` is, or is inside, one of the dataset's ``folders`` (name -> folder).
 
     Writing masks there would replace ground truth, images or saliency maps.
@@ -27,9 +28,21 @@ def refuse_dataset_folder(output_dir: Path, folders: dict[str, Path]) -> None:
     for name, folder in folders.items():
         folder = folder.resolve()
         if out == folder or folder in out.parents:
-            raise DatasetError(f"--pseudo_masks.output_dir {output_dir} is inside the dataset's {name} folder "
+            raise DatasetError(f"{option} {output_dir} is inside the dataset's {name} folder "
                                f"{folder}: writing there would replace the dataset's files; choose a folder of "
                                "its own (e.g. runs/<experiment>/pseudo_masks)")
+
+
+def refuse_escaping_folders(output_dir: Path, derived: dict[str, Path], folders: dict[str, Path]) -> None:
+    """Fail when a folder derived from the writer's options (option -> folder) leaves ``output_dir`` or enters one
+    of the dataset's ``folders``, once symlinks, ``..`` and absolute paths are resolved."""
+    out = output_dir.resolve()
+    for option, path in derived.items():
+        resolved = path.resolve()
+        if resolved != out and out not in resolved.parents:
+            raise DatasetError(f"{option} makes the writer write in {resolved}, outside --pseudo_masks.output_dir "
+                               f"{out} (through '..', an absolute path or a symlink): give a plain sub-folder name")
+        refuse_dataset_folder(path, folders, option)
 
 
 def check_writable(output_dir: Path) -> None:
@@ -52,10 +65,21 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def provenance(module: Any, data_hparams: dict, checkpoint: str | None) -> dict:
-    """What makes a folder's masks what they are: checkpoint hash, model class, inference options, normalization."""
+def dataset_identity(dataset: Any) -> dict:
+    """Which images a folder's masks are of: the dataset root (resolved) and a SHA-256 of its split's ids in
+    order; for a plain image folder the folder alone (images added to it are predicted on a rerun)."""
+    if getattr(dataset, "root", None) is None:
+        return {"root": str(Path(dataset.image_dir).resolve()), "ids_sha256": None}
+    return {"root": str(Path(dataset.root).resolve()),
+            "ids_sha256": hashlib.sha256("\n".join(dataset.ids).encode("utf-8")).hexdigest()}
+
+
+def provenance(module: Any, data_hparams: dict, checkpoint: str | None, dataset: dict) -> dict:
+    """What makes a folder's masks what they are: checkpoint hash, model class, inference options, normalization,
+    and the dataset (``dataset_identity``)."""
     options = getattr(type(module), "inference_options", ())
     return {
+        "dataset": dataset,
         "checkpoint_sha256": sha256(checkpoint) if checkpoint else None,
         "model": f"{type(module).__module__}.{type(module).__qualname__}",
         "inference": {key: _plain(module.hparams.get(key)) for key in options},

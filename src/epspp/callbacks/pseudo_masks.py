@@ -18,14 +18,17 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from epspp.callbacks.provenance import (
     check_resume,
     check_writable,
+    dataset_identity,
     provenance,
     refuse_dataset_folder,
+    refuse_escaping_folders,
     write_provenance,
 )
 from epspp.callbacks.provenance import sha256 as _sha256
 from epspp.data.classes import voc_palette
 from epspp.data.dataset import ImageFolderDataset
 from epspp.data.io import DatasetError, read_image, read_split, write_mask_png
+from epspp.errors import OutputError
 from epspp.evaluate import evaluate_folder, scores_to_json
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.visualize import colorize, overlay
@@ -81,12 +84,14 @@ class PseudoMaskWriter(BasePredictionWriter):
             raise DatasetError(f"--pseudo_masks.output_dir {self.output_dir} is a file, not a folder")
         dataset = trainer.datamodule.datasets["predict"]
         refuse_dataset_folder(self.output_dir, dataset_folders(dataset))
+        refuse_escaping_folders(self.output_dir, self._derived_folders(), dataset_folders(dataset))
         check_writable(self.output_dir)
         self.mask_dir.mkdir(parents=True, exist_ok=True)
         for wanted, sub in ((self.save_scores, "scores"), (self.save_overlays, "overlays")):
             if wanted:
                 (self.output_dir / sub).mkdir(exist_ok=True)
-        record = provenance(pl_module, dict(trainer.datamodule.hparams), self.checkpoint_path or trainer.ckpt_path)
+        record = provenance(pl_module, dict(trainer.datamodule.hparams), self.checkpoint_path or trainer.ckpt_path,
+                            dataset_identity(dataset))
         done = sum(1 for _ in self.mask_dir.glob("[!.]*.png"))
         check_resume(self.output_dir, record, done, self.overwrite)
         if trainer.is_global_zero:
@@ -126,10 +131,14 @@ class PseudoMaskWriter(BasePredictionWriter):
                 if self.save_overlays:
                     self._write_overlay(image_id, mask, trainer.datamodule.datasets["predict"])
                 write_mask_png(path, mask, voc_palette())
-            except BaseException:
+            except BaseException as error:
                 # write_mask_png/np.save leave their temporary file behind when interrupted
                 for tmp in self.output_dir.rglob(f".{image_id}.{os.getpid()}.tmp.*"):
                     tmp.unlink(missing_ok=True)
+                if isinstance(error, OSError):  # a full disk, a folder made read-only during the run
+                    raise OutputError(f"cannot write the mask of {image_id} in {self.output_dir}: "
+                                      f"{error.strerror or error}: free space or fix the folder, then rerun (it "
+                                      "resumes; the masks written so far are kept)") from None
                 raise
             self._written += 1
 
@@ -137,6 +146,14 @@ class PseudoMaskWriter(BasePredictionWriter):
     def mask_dir(self) -> Path:
         """Where the PNG masks go: ``output_dir / mask_subdir``."""
         return self.output_dir / self.mask_subdir
+
+    def _derived_folders(self) -> dict[str, Path]:
+        """The folders this writer writes in besides ``output_dir`` (the option that makes each -> folder)."""
+        folders = {f"--pseudo_masks.mask_subdir {self.mask_subdir!r}": self.mask_dir}
+        for wanted, sub in ((self.save_scores, "scores"), (self.save_overlays, "overlays")):
+            if wanted:
+                folders[f"--pseudo_masks.save_{sub} (OUT/{sub})"] = self.output_dir / sub
+        return folders
 
     def _is_done(self, image_id: str) -> bool:
         """The mask exists, and its score map too when ``save_scores`` asks for it (it is written first)."""

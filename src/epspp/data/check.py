@@ -16,7 +16,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from epspp.data.io import read_image, read_mask, read_saliency, read_split
+from epspp.data.io import DEFAULT_MAX_PIXELS, read_image, read_mask, read_saliency, read_split
 from epspp.errors import DatasetError
 
 CACHE = Path(".cache") / "preflight.json"
@@ -106,7 +106,14 @@ def check_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data.mask_dir", dest="mask_dir", help="ground truth (default ROOT/SegmentationClassAug)")
     parser.add_argument("--splits", nargs="+", help="split names (default: every ImageSets/Segmentation/*.txt)")
     parser.add_argument("--workers", type=int, default=None, help="threads (default: the CPU cores, at most 8)")
+    parser.add_argument("--max-pixels", type=int, default=None,
+                        help="refuse images with more pixels (default: EPSPP_MAX_PIXELS or "
+                             f"{DEFAULT_MAX_PIXELS}; the stages read it from EPSPP_MAX_PIXELS)")
     args = parser.parse_args(argv)
+    if args.max_pixels is not None:
+        if args.max_pixels < 1:
+            parser.error(f"--max-pixels {args.max_pixels}: expected a positive number of pixels")
+        os.environ["EPSPP_MAX_PIXELS"] = str(args.max_pixels)
     root = Path(args.root)
     try:
         classes = len(read_classes(root))

@@ -21,6 +21,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 = upright, 2-8 = mirrored and/or rotated for display
 
 
+#: the longest id (UTF-8 bytes): ``.<id>.<pid>.tmp.png`` must fit the filesystems' 255-byte NAME_MAX
+MAX_ID_BYTES = 255 - 32
+
+
 def check_id(image_id: str, where: str) -> str:
     """Return ``image_id`` if it is a plain file name (no folder, no ``..``), else raise naming ``where``.
 
@@ -32,6 +36,10 @@ def check_id(image_id: str, where: str) -> str:
     if bad:
         raise DatasetError(f"{where}: id {image_id!r} is not a plain file name: ids are names, not paths "
                            "(no '/', '\\', '.' or '..', no control characters or spaces at either end)")
+    if len(image_id.encode("utf-8")) > MAX_ID_BYTES:
+        raise DatasetError(f"{where}: id {image_id[:40]!r}... is {len(image_id.encode('utf-8'))} bytes long: its "
+                           f"files' temporary names would pass the filesystem's 255-byte limit; rename it to at most "
+                           f"{MAX_ID_BYTES} bytes")
     return image_id
 
 
@@ -98,13 +106,37 @@ def image_files(folder: Path) -> dict[str, Path]:
     return found
 
 
+#: images with more pixels are refused before they are decoded (``EPSPP_MAX_PIXELS``, ``epspp check --max-pixels``)
+DEFAULT_MAX_PIXELS = 1 << 27  # 134 M pixels (11,585 px square): larger than any dataset photo
+
+
+def max_pixels() -> int:
+    """The pixel limit of the image reader: ``EPSPP_MAX_PIXELS`` if set, else ``DEFAULT_MAX_PIXELS``."""
+    value = os.environ.get("EPSPP_MAX_PIXELS", "")
+    if not value.strip():
+        return DEFAULT_MAX_PIXELS
+    if not value.strip().isdigit() or int(value) < 1:
+        raise DatasetError(f"EPSPP_MAX_PIXELS={value!r}: expected a positive number of pixels")
+    return int(value)
+
+
 def _open(path: Path, what: str, split_file: str | None) -> Image.Image:
     if not path.is_file():
         where = f" (listed in {split_file})" if split_file else ""
         raise DatasetError(f"{what} {path} not found{where}")
+    limit = max_pixels()
+    too_large = (f"{what} {path} has more than {limit} pixels (EPSPP_MAX_PIXELS): resize it, or raise "
+                 "EPSPP_MAX_PIXELS (epspp check --max-pixels) if it is real")
     try:
+        Image.MAX_IMAGE_PIXELS = limit  # PIL's decompression-bomb check (it fails at twice this) follows ours
         image = Image.open(path)
+        if image.width * image.height > limit:
+            raise DatasetError(f"{too_large} ({image.width}x{image.height})")
         image.load()
+    except Image.DecompressionBombError:
+        raise DatasetError(too_large) from None
+    except DatasetError:
+        raise
     except Exception as error:  # PIL raises several types for corrupt files
         raise DatasetError(f"cannot read {what} {path}: {error}") from error
     return image

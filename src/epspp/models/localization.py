@@ -19,7 +19,7 @@ from epspp.errors import ConfigError
 from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss, ird_telemetry
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.models.backbone import FeatureBackbone
-from epspp.models.checkpoint import check_num_classes
+from epspp.models.checkpoint import check_classes
 from epspp.models.ird_health import CollapseMonitor, record_warning
 from epspp.models.optim import OptimizerName, build_optimizer, poly_schedule
 from epspp.ops import (
@@ -303,7 +303,7 @@ class LocalizationModule(pl.LightningModule):
         checkpoint["ird_collapse"] = self.collapse.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        check_num_classes(checkpoint, self.num_classes)
+        check_classes(checkpoint, self.num_classes, self.hparams.class_names)
         self.collapse.load_state_dict(checkpoint.get("ird_collapse", {}))
         trained_loss = checkpoint.get("hyper_parameters", {}).get("saliency_loss")
         if self.hparams.map_kind == "auto" and trained_loss is not None:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from epspp.losses import segmentation_loss
 from epspp.metrics import IGNORE_INDEX, SegmentationMetrics, iou_table
-from epspp.models.checkpoint import check_num_classes
+from epspp.models.checkpoint import check_classes
 from epspp.models.deeplab import DeepLab
 from epspp.models.optim import OptimizerName, build_optimizer, poly_schedule
 from epspp.ops.crf import DenseCRF, to_uint8_rgb
@@ -194,7 +194,7 @@ class SegmentationModule(pl.LightningModule):
             self.crf.close()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        check_num_classes(checkpoint, self.num_classes)
+        check_classes(checkpoint, self.num_classes, self.hparams.class_names)
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams

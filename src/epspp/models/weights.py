@@ -4,13 +4,14 @@ The MXNet NDArray-list format (``src/ndarray/ndarray.cc``): uint64 magic 0x112, 
 count, then each array, then uint64 count and each name (uint64 length + bytes).  An array starts with a
 uint32: the V2 magic 0xF993fac9 (then int32 storage type, an int64-dims shape, context, dtype, data), the V1
 magic 0xF993fac8 (int64-dims shape, context, dtype, data), or, in the legacy layout, the number of dimensions
-itself followed by uint32 dims.  A shape is uint32 ndim + ndim dims; a context int32 device type + int32 id;
+itself followed by uint32 dims.  A shape is int32 ndim + ndim dims; a context int32 device type + int32 id;
 the dtype an int32 flag (0 float32, 1 float64, 2 float16, 3 uint8, 4 int32, 5 int8, 6 int64); the data is
 little-endian and contiguous.
 """
 
 from __future__ import annotations
 
+import math
 import pickle
 import struct
 from collections.abc import Iterable
@@ -38,16 +39,48 @@ class _Reader:
     def __init__(self, data: bytes, path: Path) -> None:
         self.data, self.pos, self.path = data, 0, path
 
+    @property
+    def left(self) -> int:
+        """Bytes not read yet."""
+        return len(self.data) - self.pos
+
+    def fail(self, detail: str) -> WeightsError:
+        """The one-line error of a damaged file, ``detail`` saying what did not fit."""
+        return WeightsError(f"{self.path} is truncated or not an MXNet .params file ({detail}); download it again")
+
     def take(self, size: int) -> bytes:
-        if self.pos + size > len(self.data):
-            raise WeightsError(f"{self.path} is truncated or not an MXNet .params file (read past its "
-                               f"{len(self.data)} bytes); download it again")
+        if size > self.left:
+            raise self.fail(f"read past its {len(self.data)} bytes")
         chunk = self.data[self.pos:self.pos + size]
         self.pos += size
         return chunk
 
     def unpack(self, fmt: str) -> tuple:
         return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))
+
+    def count(self, what: str, each: int) -> int:
+        """A uint64 count of items of at least ``each`` bytes, refused when the bytes left cannot hold them."""
+        (value,) = self.unpack("Q")
+        if value * each > self.left:
+            raise self.fail(f"{what} {value} needs more than the {self.left} bytes left")
+        return value
+
+
+def _read_shape(reader: _Reader, magic: int) -> tuple[int, ...]:
+    """V1/V2: int32 ndim + int64 dims; legacy: ``magic`` is ndim, then uint32 dims.  Negative dims are refused."""
+    if magic in (V1_MAGIC, V2_MAGIC):
+        (ndim,) = reader.unpack("i")
+        kind = "q"
+    elif magic <= 32:
+        ndim, kind = magic, "I"
+    else:
+        raise WeightsError(f"{reader.path}: unknown array header {magic:#x}; not an MXNet .params file")
+    if ndim < 0 or ndim * struct.calcsize(kind) > reader.left:
+        raise reader.fail(f"an array of {ndim} dimensions at byte {reader.pos}")
+    shape = reader.unpack(f"{ndim}{kind}")
+    if any(dim < 0 for dim in shape):
+        raise reader.fail(f"array shape {shape} has a negative dimension {min(shape)}")
+    return shape
 
 
 def _read_array(reader: _Reader) -> np.ndarray:
@@ -57,37 +90,41 @@ def _read_array(reader: _Reader) -> np.ndarray:
         if storage != 0:
             raise WeightsError(f"{reader.path} holds a sparse array (storage type {storage}); only dense arrays "
                                "are supported")
-    if magic in (V1_MAGIC, V2_MAGIC):
-        (ndim,) = reader.unpack("I")
-        shape = reader.unpack(f"{ndim}q")
-    else:  # legacy: the magic is the number of dimensions, dims are uint32
-        ndim = magic
-        if ndim > 32:
-            raise WeightsError(f"{reader.path}: unknown array header {magic:#x}; not an MXNet .params file")
-        shape = reader.unpack(f"{ndim}I")
-    if ndim == 0:
+    shape = _read_shape(reader, magic)
+    if not shape:
         return np.zeros((0,), np.float32)
     reader.unpack("ii")  # context: device type, device id
     (flag,) = reader.unpack("i")
     if flag not in DTYPES:
         raise WeightsError(f"{reader.path}: unknown MXNet dtype flag {flag}")
     dtype = np.dtype(DTYPES[flag]).newbyteorder("<")
-    count = int(np.prod(shape))
-    array = np.frombuffer(reader.take(count * dtype.itemsize), dtype=dtype).reshape(shape)
+    size = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if size > reader.left:
+        raise reader.fail(f"an array of shape {shape} ({dtype.name}) needs more bytes than the {reader.left} left")
+    array = np.frombuffer(reader.take(size), dtype=dtype).reshape(shape)
     return array.astype(dtype.newbyteorder("="))
 
 
 def read_mxnet_params(path: str | Path) -> dict[str, np.ndarray]:
-    """Arrays of an MXNet ``.params`` file by name (``arg:...`` / ``aux:...`` as saved), read with numpy only."""
+    """Arrays of an MXNet ``.params`` file by name (``arg:...`` / ``aux:...`` as saved), read with numpy only.
+
+    Every count and size is checked against the bytes left in the file, so damaged files fail in one line
+    (``WeightsError``) without reading or allocating beyond the file's size.
+    """
     path = Path(path)
     reader = _Reader(path.read_bytes(), path)
     header, _reserved = reader.unpack("QQ")
     if header != LIST_MAGIC:
         raise WeightsError(f"{path} is not an MXNet .params file (header {header:#x}, expected {LIST_MAGIC:#x})")
-    (count,) = reader.unpack("Q")
+    count = reader.count("array count", 4)  # an array is at least its uint32 header
     arrays = [_read_array(reader) for _ in range(count)]
-    (name_count,) = reader.unpack("Q")
-    names = [reader.take(reader.unpack("Q")[0]).decode("utf-8") for _ in range(name_count)]
+    names = []
+    for _ in range(reader.count("name count", 8)):  # a name is at least its uint64 length
+        raw = reader.take(reader.count("name length", 1))
+        try:
+            names.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise reader.fail(f"array name {raw[:40]!r} is not UTF-8") from None
     if len(names) != len(arrays):
         raise WeightsError(f"{path} has {len(arrays)} arrays but {len(names)} names; not a named parameter file")
     return dict(zip(names, arrays, strict=True))
