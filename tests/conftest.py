@@ -3,6 +3,7 @@
 ``synthetic_root`` is shared by every test of the session: treat it as read-only (building a
 ``VOCLayoutDataset`` may add the derived label cache ``ROOT/.cache``, nothing else).  Tests that
 delete or corrupt files use ``synthetic_copy``, a private copy without that cache.
+``localization_checkpoint`` (a tiny stage-1 checkpoint of it) is shared the same way: read-only.
 """
 
 from __future__ import annotations
@@ -27,6 +28,21 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from epspp.data.synthetic import generate_synthetic
 
     return generate_synthetic(tmp_path_factory.mktemp("synthetic") / "data", **SYNTHETIC)
+
+
+@pytest.fixture(scope="session")
+def localization_checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``last.ckpt`` of a 2-step EPS++ fit (tiny ResNet, ``cli.TINY_FIT``) of ``synthetic_root``, trained once
+    per session by ``epspp fit`` in a subprocess, as a user runs it; do not modify it (copy it first)."""
+    from cli import CONFIGS, TINY_FIT, run_epspp  # tests/integration/cli.py
+
+    run = tmp_path_factory.mktemp("localization")
+    run_epspp(["fit", "--config", CONFIGS / "demo" / "localization_eps++.yaml", "--data.root", synthetic_root,
+               "--trainer.default_root_dir", run, "--trainer.logger", "false", "--trainer.num_sanity_val_steps", "0",
+               *TINY_FIT], cwd=run)
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    assert checkpoint.is_file(), sorted(map(str, run.rglob("*")))
+    return checkpoint
 
 
 @pytest.fixture

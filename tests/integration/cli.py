@@ -1,11 +1,18 @@
-"""Run ``epspp`` as a user does (a subprocess), with settings that keep a CPU run to seconds."""
+"""Run ``epspp`` as a user does: a subprocess (``run_epspp``), or the console script's entry point in this
+process (``in_process``, which saves the seconds a process spends importing torch, Lightning and timm), with
+settings that keep a CPU run to seconds."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -20,12 +27,78 @@ TINY_FIT = [
 ]
 
 
+@dataclass
+class Started:
+    """An ``epspp`` process started by ``start_epspp``; ``wait`` gives its result (output kept in files, not pipes)."""
+
+    args: list[str]
+    process: subprocess.Popen
+    out: IO[str]
+    err: IO[str]
+    result: subprocess.CompletedProcess | None = None
+
+    def wait(self, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+        """The finished process (killed after ``timeout`` s); ``check``: a non-zero exit fails with the output."""
+        if self.result is None:
+            try:
+                code, timed_out = self.process.wait(timeout=timeout), False
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                code, timed_out = self.process.wait(), True
+            outputs = []
+            for handle in (self.out, self.err):
+                handle.seek(0)
+                outputs.append(handle.read())
+                handle.close()
+            self.result = subprocess.CompletedProcess([sys.executable, "-m", "epspp", *self.args], code, *outputs)
+            if timed_out:
+                raise subprocess.TimeoutExpired(self.result.args, timeout, *outputs)
+        if check and self.result.returncode != 0:
+            raise AssertionError(f"epspp {' '.join(self.args)} exited {self.result.returncode}\n"
+                                 f"--- stdout\n{self.result.stdout[-4000:]}\n--- stderr\n{self.result.stderr[-4000:]}")
+        return self.result
+
+
+def start_epspp(args: list[str], cwd: Path) -> Started:
+    """Start ``python -m epspp ARGS`` in ``cwd`` without waiting: runs started together share the cores."""
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
+    args = list(map(str, args))
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    process = subprocess.Popen([sys.executable, "-m", "epspp", *args], cwd=cwd, env=env, text=True, stdout=out,
+                               stderr=err)
+    return Started(args, process, out, err)
+
+
 def run_epspp(args: list[str], cwd: Path, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python -m epspp ARGS`` in ``cwd``; on failure the assertion shows the command's output."""
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-    result = subprocess.run([sys.executable, "-m", "epspp", *map(str, args)], cwd=cwd, env=env, text=True,
-                            capture_output=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"epspp {' '.join(map(str, args))} exited {result.returncode}\n"
-                             f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}")
-    return result
+    return start_epspp(args, cwd).wait(check=check, timeout=timeout)
+
+
+def in_process(capfd: pytest.CaptureFixture, *args: str | Path, check: bool = False) -> subprocess.CompletedProcess:
+    """``epspp ARGS`` through the console script's entry point, in this process (saves the start-up).
+
+    Runs in a fresh temporary working directory (a run without ``default_root_dir`` writes there); the
+    environment, ``sys.argv`` and the working directory are restored afterwards.  ``check``: a non-zero
+    exit fails like ``run_epspp``'s, with the output.
+    """
+    from epspp.cli import main
+
+    capfd.readouterr()
+    environ, argv, cwd = dict(os.environ), sys.argv, os.getcwd()
+    sys.argv = ["epspp"]  # LightningCLI warns when both sys.argv and args carry arguments
+    os.chdir(tempfile.mkdtemp(prefix="epspp-cli-"))
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environ)
+    out, err = capfd.readouterr()
+    if check and code != 0:
+        raise AssertionError(f"epspp {' '.join(map(str, args))} exited {code}\n"
+                             f"--- stdout\n{out[-4000:]}\n--- stderr\n{err[-4000:]}")
+    return subprocess.CompletedProcess(args, code, out, err)

@@ -1,7 +1,8 @@
 """The probe's bad-input commands of issue 13, run as a user runs them: a clear one-line error or the right
 result, and nothing outside the root or the output folder touched.
 
-One 2-step localization checkpoint is shared by the module; most commands run in-process (``in_process``).
+The session's 2-step localization checkpoint is shared (tests/conftest.py); the commands run in-process
+(``in_process``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli import CONFIGS, TINY_FIT, run_epspp
+from cli import CONFIGS, TINY_FIT
 from helpers import snapshot, split_ids
 from test_pseudo_masks import clean_error, in_process, ok, predict_args
 
@@ -23,12 +24,9 @@ DEMO = CONFIGS / "demo"
 
 
 @pytest.fixture(scope="module")
-def checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("localization")
-    ok(run_epspp(["fit", "--config", DEMO / "localization_eps++.yaml", "--data.root", synthetic_root,
-                  "--trainer.default_root_dir", run, "--trainer.logger", "false",
-                  "--trainer.num_sanity_val_steps", "0", *TINY_FIT], cwd=run, check=False))
-    return run / "checkpoints" / "last.ckpt"
+def checkpoint(localization_checkpoint: Path) -> Path:
+    """The session's 2-step EPS++ localization checkpoint (tests/conftest.py)."""
+    return localization_checkpoint
 
 
 def dataset_files(root: Path) -> dict[str, str]:
@@ -195,11 +193,12 @@ def test_yaml_errors_name_the_file(tmp_path: Path, capfd: pytest.CaptureFixture)
     clean_error(in_process(capfd, "fit", "--config", config), f"config file {config} line", "not valid YAML")
 
 
-def test_a_dataset_error_in_a_loader_worker_is_one_line(base: Path, tmp_path: Path) -> None:
+def test_a_dataset_error_in_a_loader_worker_is_one_line(base: Path, tmp_path: Path,
+                                                        capfd: pytest.CaptureFixture) -> None:
     (base / "JPEGImages" / "val_000002.jpg").write_bytes(b"\xff\xd8 broken")  # found only when the worker reads it
-    result = run_epspp(["validate", "--config", DEMO / "localization_eps++.yaml", "--data.root", base,
+    result = in_process(capfd, "validate", "--config", DEMO / "localization_eps++.yaml", "--data.root", base,
                         "--trainer.default_root_dir", tmp_path, "--trainer.logger", "false", *TINY_FIT,
-                        "--data.num_workers", "1", "--data.preflight", "false"], cwd=tmp_path, check=False)
+                        "--data.num_workers", "1", "--data.preflight", "false")
     message = clean_error(result, "epspp: error: cannot read image", "val_000002.jpg")
     assert "Original Traceback" not in message and "DataLoader worker" not in message
 

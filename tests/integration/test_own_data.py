@@ -1,5 +1,6 @@
 """A practitioner's own data, no masks at all, through the `epspp` command: prepare folder -> fit -> predict
--> render -> segmentation fit -> predict on a plain folder of images."""
+-> render -> segmentation fit -> predict on a plain folder of images.  The fits run as processes (their
+stderr is checked), predict and render in this process (``in_process``: the same entry point, no start-up)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
-from cli import CONFIGS, TINY_FIT, run_epspp
+from cli import CONFIGS, TINY_FIT, in_process, run_epspp
 from helpers import gt_mask, split_ids
 from PIL import Image
 
@@ -42,7 +44,8 @@ def _monitor(checkpoint: Path) -> str:
     return best[0]["monitor"]
 
 
-def test_maskless_folder_through_every_stage(synthetic_root: Path, tmp_path: Path) -> None:
+def test_maskless_folder_through_every_stage(synthetic_root: Path, tmp_path: Path,
+                                             capfd: pytest.CaptureFixture) -> None:
     photos, saliency, labels = _own_folder(synthetic_root, tmp_path / "mine")
     root, runs = tmp_path / "root", tmp_path / "runs"
     prepared = run_epspp(["prepare", "folder", "--images", photos, "--labels", labels, "--saliency", saliency,
@@ -66,15 +69,15 @@ def test_maskless_folder_through_every_stage(synthetic_root: Path, tmp_path: Pat
 
     # stage 2: pseudo-masks of train, no fake mIoU
     pseudo = runs / "pseudo_masks"
-    run_epspp(["predict", "--config", DEMO / "pseudo_masks.yaml", "--data.root", root, "--ckpt_path", best,
-               "--pseudo_masks.output_dir", pseudo, "--data.num_workers", "0", *QUIET], cwd=tmp_path)
+    in_process(capfd, "predict", "--config", DEMO / "pseudo_masks.yaml", "--data.root", root, "--ckpt_path", best,
+               "--pseudo_masks.output_dir", pseudo, "--data.num_workers", "0", *QUIET, check=True)
     train = read_split(root, "train")  # ids with spaces: one per line
     assert {p.stem for p in pseudo.glob("*.png")} == set(train)
     manifest = json.loads((pseudo / "manifest.json").read_text())
     assert manifest["evaluated"] == 0 and "miou" not in manifest and manifest["count"] == 9
 
     # render: image | saliency | overlay, with titles and a legend
-    rendered = run_epspp(["render", "--pred-dir", pseudo, "--root", root, "--num", "4"], cwd=tmp_path)
+    rendered = in_process(capfd, "render", "--pred-dir", pseudo, "--root", root, "--num", "4", check=True)
     overview = pseudo / "overview.png"
     assert f"wrote {overview}" in rendered.stdout
     width, height = Image.open(overview).size
@@ -91,10 +94,10 @@ def test_maskless_folder_through_every_stage(synthetic_root: Path, tmp_path: Pat
 
     # predict the plain folder of images with the segmentation network: masks and overlays
     predictions = runs / "predictions"
-    run_epspp(["predict", "--config", DEMO / "segmentation_wsss.yaml", "--data.root", root, "--ckpt_path", seg_best,
-               "--data.predict_image_dir", photos, "--pseudo_masks.output_dir", predictions,
+    in_process(capfd, "predict", "--config", DEMO / "segmentation_wsss.yaml", "--data.root", root, "--ckpt_path",
+               seg_best, "--data.predict_image_dir", photos, "--pseudo_masks.output_dir", predictions,
                "--pseudo_masks.save_overlays", "true", "--data.num_workers", "0", "--trainer.callbacks", "[]",
-               *QUIET, *TINY_FIT[:2]], cwd=tmp_path)
+               *QUIET, *TINY_FIT[:2], check=True)
     ids = {p.stem for p in photos.iterdir()}
     assert {p.stem for p in predictions.glob("*.png")} == ids
     assert {p.stem for p in (predictions / "overlays").glob("*.png")} == ids

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from cli import CONFIGS, run_epspp
+from cli import CONFIGS, in_process, run_epspp
 from helpers import miou_of_folder, psa_to_mxnet, write_mxnet_params, write_voc_tree
 
 VOC = CONFIGS / "voc"
@@ -44,8 +44,8 @@ def mxnet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_print_config_shows_the_eps_recipe(tmp_path: Path) -> None:
-    result = run_epspp(["fit", "--config", VOC / "localization_eps++.yaml", "--print_config"], cwd=tmp_path)
+def test_print_config_shows_the_eps_recipe(capfd: pytest.CaptureFixture) -> None:
+    result = in_process(capfd, "fit", "--config", VOC / "localization_eps++.yaml", "--print_config", check=True)
     config = yaml.safe_load(result.stdout)
     model, data = config["model"]["init_args"], config["data"]
     assert model["backbone"] == "resnet38d" and model["output_stride"] == 8
@@ -59,11 +59,11 @@ def test_print_config_shows_the_eps_recipe(tmp_path: Path) -> None:
         (0.3, 0.1, 1.0, "bicubic")
     assert data["eval_size"] is None and data["train_split"] == "train_aug"
     assert config["trainer"]["max_steps"] == 20000
-    eps = yaml.safe_load(run_epspp(["fit", "--config", VOC / "localization_eps.yaml", "--print_config"],
-                                   cwd=tmp_path).stdout)["model"]["init_args"]
+    eps = yaml.safe_load(in_process(capfd, "fit", "--config", VOC / "localization_eps.yaml", "--print_config",
+                                    check=True).stdout)["model"]["init_args"]
     assert (eps["saliency_loss"], eps["tau"], eps["lam"]) == ("eps", 0.4, 0.5)
-    coco = yaml.safe_load(run_epspp(["fit", "--config", CONFIGS / "coco" / "localization_eps.yaml", "--print_config"],
-                                    cwd=tmp_path).stdout)
+    coco = yaml.safe_load(in_process(capfd, "fit", "--config", CONFIGS / "coco" / "localization_eps.yaml",
+                                     "--print_config", check=True).stdout)
     assert (coco["model"]["init_args"]["lam"], coco["data"]["batch_size"], coco["data"]["crop_size"],
             coco["data"]["resize_long"], coco["trainer"]["max_steps"]) == (0.9, 16, 321, [256, 448], 256500)
 
@@ -114,21 +114,21 @@ def test_voc_cam_and_eps_configs_fit_two_steps(voc_root: Path, mxnet_file: Path,
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file(), result.stderr[-2000:]
 
 
-def test_missing_weight_file_is_one_line(voc_root: Path, tmp_path: Path) -> None:
-    result = run_epspp(["fit", "--config", VOC / "localization_eps.yaml", "--data.root", voc_root, *SMALL],
-                       cwd=tmp_path, check=False)
+def test_missing_weight_file_is_one_line(voc_root: Path, capfd: pytest.CaptureFixture) -> None:
+    result = in_process(capfd, "fit", "--config", VOC / "localization_eps.yaml", "--data.root", voc_root, *SMALL)
     assert result.returncode == 2
     assert "epspp: error: weight file weights/ilsvrc-cls_rna-a1_cls1000_ep-0001.params does not exist" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_convert_weights_writes_a_pth_that_loads_the_same(mxnet_file: Path, tmp_path: Path) -> None:
+def test_convert_weights_writes_a_pth_that_loads_the_same(mxnet_file: Path, tmp_path: Path,
+                                                          capfd: pytest.CaptureFixture) -> None:
     from epspp.models.resnet38d import resnet38d_state_dict
 
     target = tmp_path / "resnet38d.pth"
-    result = run_epspp(["convert-weights", mxnet_file, target], cwd=tmp_path)
+    result = in_process(capfd, "convert-weights", mxnet_file, target, check=True)
     assert "wrote" in result.stdout and target.is_file()
     converted, original = resnet38d_state_dict(target), resnet38d_state_dict(mxnet_file)
     assert converted.keys() == original.keys() and all(torch.equal(converted[k], original[k]) for k in original)
-    again = run_epspp(["convert-weights", mxnet_file, target], cwd=tmp_path, check=False)
+    again = in_process(capfd, "convert-weights", mxnet_file, target)
     assert again.returncode == 2 and "exists" in again.stderr

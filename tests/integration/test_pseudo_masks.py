@@ -1,23 +1,21 @@
 """Stage 2 as a user runs it: `epspp fit` a tiny localization network, `epspp predict` pseudo-masks,
 `epspp evaluate` them; resume, overwrite, images of different sizes, PAMR, score maps, bad input.
 
-One 2-step checkpoint is trained per module and shared by every test.
+One 2-step checkpoint is trained per session (tests/conftest.py) and shared by every test; the main
+`predict` runs as a subprocess, the other commands mostly in-process (``in_process``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli import CONFIGS, TINY_FIT, run_epspp
+from cli import CONFIGS, in_process, run_epspp
 from PIL import Image
 
 from epspp.data.classes import read_classes, voc_palette, write_classes
@@ -37,28 +35,6 @@ def epspp(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result
-
-
-def in_process(capfd: pytest.CaptureFixture, *args: str | Path) -> subprocess.CompletedProcess:
-    """``epspp ARGS`` through the console script's entry point, in this process (saves the start-up)."""
-    from epspp.cli import main
-
-    capfd.readouterr()
-    environ, argv, cwd = dict(os.environ), sys.argv, os.getcwd()
-    sys.argv = ["epspp"]  # LightningCLI warns when both sys.argv and args carry arguments
-    os.chdir(tempfile.mkdtemp(prefix="epspp-cli-"))  # a run without default_root_dir writes in the cwd
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        sys.argv = argv
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(environ)
-    out, err = capfd.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def clean_error(result: subprocess.CompletedProcess, *needles: str) -> str:
@@ -109,17 +85,9 @@ def copy_root(root: Path, dest: Path) -> Path:
 
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("localization")
-    ok(epspp(
-        "fit", "--config", DEMO / "localization_eps++.yaml", "--data.root", synthetic_root,
-        "--trainer.max_steps", "2", "--trainer.default_root_dir", run, "--data.num_workers", "0",
-        "--trainer.logger", "false", "--data.batch_size", "4", "--trainer.num_sanity_val_steps", "0", *TINY_FIT,
-        cwd=run,
-    ))
-    ckpt = run / "checkpoints" / "last.ckpt"
-    assert ckpt.is_file(), sorted(map(str, run.rglob("*")))
-    return ckpt
+def checkpoint(localization_checkpoint: Path) -> Path:
+    """The session's 2-step EPS++ localization checkpoint (tests/conftest.py)."""
+    return localization_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -180,11 +148,12 @@ def test_manifest_records_checkpoint_counts_and_miou(synthetic_root: Path, check
 
 
 # ------------------------------------------------------------ epspp evaluate
-def test_evaluate_cli_prints_the_same_table(synthetic_root: Path, predicted: tuple, tmp_path: Path) -> None:
+def test_evaluate_cli_prints_the_same_table(synthetic_root: Path, predicted: tuple, tmp_path: Path,
+                                            capfd: pytest.CaptureFixture) -> None:
     out, _ = predicted
     scores = tmp_path / "scores.json"
-    result = ok(epspp("evaluate", "--pred-dir", out, "--root", synthetic_root, "--split", "train", "--json", scores,
-                      "--bg-thresholds", "0.2", "0.5", cwd=tmp_path))
+    result = ok(in_process(capfd, "evaluate", "--pred-dir", out, "--root", synthetic_root, "--split", "train",
+                           "--json", scores, "--bg-thresholds", "0.2", "0.5"))
     info = manifest(out)
     saved = json.loads(scores.read_text())
     assert saved["miou"] == info["miou"]
@@ -208,7 +177,7 @@ def test_evaluate_cli_missing_and_mis_sized_predictions(
 
     missing = folder / f"{ids[3]}.png"
     missing.unlink()
-    clean_error(epspp("evaluate", "--pred-dir", folder, *args, cwd=tmp_path), str(missing))
+    clean_error(in_process(capfd, "evaluate", "--pred-dir", folder, *args), str(missing))
     shutil.copy(out / missing.name, missing)
 
     wrong = folder / f"{ids[5]}.png"
@@ -233,7 +202,7 @@ def test_resume_writes_only_the_missing_masks_and_overwrite_rewrites(
     kept = {i: (out / f"{i}.png").stat() for i in ids[3:]}
     kept_bytes = {i: (out / f"{i}.png").read_bytes() for i in ids[3:]}
 
-    result = ok(predict(synthetic_root, checkpoint, out))
+    result = ok(in_process(capfd, *predict_args(synthetic_root, checkpoint, out)))
     assert "predicting the 3 missing" in result.stdout
     assert pngs(out) == set(ids)
     for image_id, stat in kept.items():
@@ -312,10 +281,10 @@ def test_resume_with_save_scores_predicts_the_ids_without_a_score_map(
 
 
 def test_sizes_missing_ground_truth_and_unlabelled_image(synthetic_root: Path, checkpoint: Path,
-                                                         tmp_path: Path) -> None:
+                                                         tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     root, ids = _mixed_tree(synthetic_root, tmp_path / "mixed")
     out = tmp_path / "out"
-    result = ok(predict(root, checkpoint, out))
+    result = ok(in_process(capfd, *predict_args(root, checkpoint, out)))
     assert [image_size(out / f"{i}.png") for i in ids] == [(56, 40), (40, 56), (48, 48)]  # never resized
     assert (read_png(out / f"{ids[2]}.png") == 0).all()  # nothing labelled: all background
     info = manifest(out)
@@ -336,7 +305,7 @@ def refined(synthetic_root: Path, checkpoint: Path, tmp_path_factory: pytest.Tem
     return out
 
 
-def test_pamr_refinement_and_float16_scores(synthetic_root: Path, refined: Path) -> None:
+def test_pamr_refinement_and_float16_scores(synthetic_root: Path, refined: Path, capfd: pytest.CaptureFixture) -> None:
     ids = split_ids(synthetic_root, "labeled_10pct")
     assert pngs(refined) == set(ids)
     labels = {i: np.unique(read_png(synthetic_root / "SegmentationClassAug" / f"{i}.png")) for i in ids}
@@ -351,8 +320,8 @@ def test_pamr_refinement_and_float16_scores(synthetic_root: Path, refined: Path)
         assert np.isfinite(scores).all() and scores.min() >= 0 and scores.max() <= 1.001
     assert manifest(refined)["count"] == len(ids)
     # PAMR refined the background channel too: a threshold sweep over these scores is refused
-    swept = epspp("evaluate", "--pred-dir", refined, "--root", synthetic_root, "--split", "labeled_10pct",
-                  "--bg-thresholds", "0.2", "0.4", cwd=refined.parent)
+    swept = in_process(capfd, "evaluate", "--pred-dir", refined, "--root", synthetic_root, "--split", "labeled_10pct",
+                       "--bg-thresholds", "0.2", "0.4")
     clean_error(swept, "refined with pamr", "refine none")
 
 
@@ -370,7 +339,8 @@ def _existing_mask(out: Path) -> bytes:
     return (out / "train_000000.png").read_bytes()
 
 
-def test_checkpoint_of_another_class_count(synthetic_root: Path, checkpoint: Path, tmp_path: Path) -> None:
+def test_checkpoint_of_another_class_count(synthetic_root: Path, checkpoint: Path, tmp_path: Path,
+                                          capfd: pytest.CaptureFixture) -> None:
     root = copy_root(synthetic_root, tmp_path / "four")
     write_classes(root, read_classes(root)[:-1])  # drop the last class: 4 object classes
     for path in (root / "SegmentationClassAug").glob("*.png"):
@@ -379,7 +349,7 @@ def test_checkpoint_of_another_class_count(synthetic_root: Path, checkpoint: Pat
         write_mask_png(path, mask)
     out = tmp_path / "out"
     before = _existing_mask(out)
-    clean_error(predict(root, checkpoint, out), "epspp: error:", "5 object classes", "has 4")
+    clean_error(in_process(capfd, *predict_args(root, checkpoint, out)), "epspp: error:", "5 object classes", "has 4")
     assert (out / "train_000000.png").read_bytes() == before
     assert pngs(out) == {"train_000000"}
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli import CONFIGS, run_epspp
+from cli import CONFIGS, in_process, run_epspp
 from PIL import Image
 
 TINY = ["--num-train", "12", "--num-val", "4", "--image-size", "32", "--seeds", "0", "--no-wandb"]
@@ -87,10 +87,9 @@ def test_labeled_fraction_writes_its_outputs(study: Path) -> None:
     assert (study / "labeled_fraction.png").is_file()
 
 
-def test_bad_arguments_are_one_line(tmp_path: Path) -> None:
-    result = run_epspp(["study", "saliency-errors", "--rates", "0.5", "--out", tmp_path / "o", "--configs",
-                        CONFIGS / "demo", *TINY], cwd=tmp_path, check=False)
+def test_bad_arguments_are_one_line(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    result = in_process(capfd, "study", "saliency-errors", "--rates", "0.5", "--out", tmp_path / "o", "--configs",
+                        CONFIGS / "demo", *TINY)
     assert result.returncode == 2 and "epspp study: error: --rates must include 0" in result.stderr
-    result = run_epspp(["study", "saliency-errors", "--out", tmp_path / "o", "--configs", tmp_path / "none"],
-                       cwd=tmp_path, check=False)
+    result = in_process(capfd, "study", "saliency-errors", "--out", tmp_path / "o", "--configs", tmp_path / "none")
     assert result.returncode == 2 and "config folder" in result.stderr
