@@ -34,10 +34,12 @@ def epspp(*args: str) -> None:
 def run(root: Path, out: Path, method: str, seed: int) -> dict:
     folder = out / method / f"seed{seed}"
     ckpt = folder / "localization" / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
+    finished = folder / "localization" / "finished"  # an interrupted fit is run again from the start
+    if not finished.is_file():
         epspp("fit", "--config", str(CONFIGS / METHODS[method]), "--data.root", str(root), "--seed_everything",
               str(seed), "--trainer.default_root_dir", str(folder / "localization"),
               "--trainer.enable_progress_bar", "false", "--trainer.logger", "false")
+        finished.touch()
     masks = folder / "pseudo_masks"
     if not (masks / "manifest.json").is_file():
         epspp("predict", "--config", str(CONFIGS / "pseudo_masks.yaml"), "--data.root", str(root), "--ckpt_path",
