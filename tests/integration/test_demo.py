@@ -14,6 +14,7 @@ from PIL import Image
 import epspp.pipeline as pipeline
 
 TINY_DEMO = ["--", "--trainer.max_steps=2", "--trainer.limit_train_batches=2", "--trainer.check_val_every_n_epoch=1",
+             "--trainer.log_every_n_steps=1",
              "--data.num_workers=0", "--data.batch_size=4", "--data.labeled_per_batch=2", "--data.crop_size=48",
              "--data.eval_size=48", "--data.resize_long=[40, 56]",
              "--model.init_args.backbone_kwargs={channels: [8, 16, 32, 64], stem_width: 8}"]
