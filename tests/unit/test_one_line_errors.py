@@ -36,8 +36,10 @@ def test_the_pixel_limit_is_an_option(tmp_path: Path, monkeypatch: pytest.Monkey
     Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(tmp_path / "small.png")
     assert read_image(tmp_path / "small.png").shape == (40, 30, 3)
     monkeypatch.setenv("EPSPP_MAX_PIXELS", "1000")
+    pil_limit = Image.MAX_IMAGE_PIXELS
     with pytest.raises(DatasetError, match=r"small\.png has more than 1000 pixels"):
         read_image(tmp_path / "small.png")
+    assert Image.MAX_IMAGE_PIXELS == pil_limit  # PIL's own limit, for every other reader, is left as it was
     monkeypatch.setenv("EPSPP_MAX_PIXELS", "lots")
     with pytest.raises(DatasetError, match="EPSPP_MAX_PIXELS='lots'"):
         read_image(tmp_path / "small.png")

@@ -61,3 +61,19 @@ def test_saliency_variant_keeps_images_and_masks_and_injects_only_its_error(tmp_
         assert half_map.sum() <= base.sum() and full_map.sum() <= base.sum()  # a missing class only removes
     assert changed == half["splits"]["train"]["missing_class"] + half["splits"]["val"]["missing_class"]
     assert json.loads((tmp_path / "half" / "saliency.json").read_text())["rates"]["missing_class_rate"] == 0.5
+
+
+def test_regenerating_a_saliency_variant_keeps_the_users_files_and_refuses_other_folders(tmp_path: Path) -> None:
+    root = generate_synthetic(tmp_path / "data", num_train=3, num_val=1, image_size=32, missing_class_rate=0.0,
+                              missing_part_rate=0.0, false_coverage_rate=0.0)
+    write_saliency_variant(root, tmp_path / "variant", missing_class_rate=1.0)
+    (tmp_path / "variant" / "my_notes.txt").write_text("mine")
+    write_saliency_variant(root, tmp_path / "variant")  # the study reruns with another rate
+    assert (tmp_path / "variant" / "my_notes.txt").read_text() == "mine"
+    assert np.array_equal(read_png(tmp_path / "variant" / "train_000000.png"),
+                          read_png(root / "saliency" / "train_000000.png"))
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"not ours")
+    with pytest.raises(FileExistsError, match="not a saliency variant"):
+        write_saliency_variant(root, tmp_path / "photos")
+    assert (tmp_path / "photos" / "holiday.jpg").read_bytes() == b"not ours"

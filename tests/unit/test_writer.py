@@ -13,6 +13,7 @@ from PIL import Image
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
 from epspp.data.classes import voc_palette
 from epspp.data.io import DatasetError, write_mask_png
+from epspp.errors import OutputError
 
 
 def _visible(folder: Path) -> list[str]:
@@ -101,9 +102,9 @@ def test_crash_while_saving_leaves_no_partial_mask_and_keeps_existing_ones(
     writer._existing = {"old"}  # a rerun with overwrite: true that dies while rewriting "old"
 
     targets = _crash_while_saving(monkeypatch)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OutputError, match="cannot write the mask of new .*No space"):
         writer.write_on_batch_end(None, None, _prediction(["new"], [np.ones((3, 4), np.uint8)]), None, None, 0)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OutputError, match="cannot write the mask of old .*No space"):
         writer.write_on_batch_end(None, None, _prediction(["old"], [np.ones((3, 4), np.uint8)]), None, None, 0)
     monkeypatch.undo()
 
@@ -126,7 +127,7 @@ def test_crash_while_saving_scores_leaves_neither_scores_nor_mask(
         raise OSError("interrupted")
 
     monkeypatch.setattr(np, "save", broken_save)
-    with pytest.raises(OSError, match="interrupted"):
+    with pytest.raises(OutputError, match="cannot write the mask of a .*interrupted"):
         writer.write_on_batch_end(None, None, _prediction(["a"], [np.zeros((3, 4), np.uint8)]), None, None, 0)
     assert _visible(tmp_path) == ["scores"]
     assert _visible(tmp_path / "scores") == []

@@ -127,6 +127,7 @@ def _open(path: Path, what: str, split_file: str | None) -> Image.Image:
     limit = max_pixels()
     too_large = (f"{what} {path} has more than {limit} pixels (EPSPP_MAX_PIXELS): resize it, or raise "
                  "EPSPP_MAX_PIXELS (epspp check --max-pixels) if it is real")
+    pil_limit = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = limit  # PIL's decompression-bomb check (it fails at twice this) follows ours
         image = Image.open(path)
@@ -139,6 +140,8 @@ def _open(path: Path, what: str, split_file: str | None) -> Image.Image:
         raise
     except Exception as error:  # PIL raises several types for corrupt files
         raise DatasetError(f"cannot read {what} {path}: {error}") from error
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_limit  # only our reads follow our limit; other PIL users keep theirs
     return image
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -650,10 +649,14 @@ def write_saliency_variant(root: str | Path, out_dir: str | Path, missing_class_
     The images and masks stay those of ``root``: a sample's picture is drawn from its random stream before
     its saliency errors, so only the saliency maps change (use them with ``--data.saliency_dir OUT_DIR``).
     The folder is written under a temporary name and renamed; ``OUT_DIR/saliency.json`` records the rates
-    and the per-split counts of each error.
+    and the per-split counts of each error. An earlier variant at ``out_dir`` is regenerated: the files it
+    lists in ``generated_files.txt`` are replaced, any other file in it is kept.
 
     Returns:
         The record written to ``saliency.json``.
+
+    Raises:
+        FileExistsError: ``out_dir`` is a non-empty folder that is not a saliency variant of epspp.
     """
     root, out_dir = Path(root), Path(out_dir)
     meta_path = root / "synthetic.json"
@@ -663,24 +666,20 @@ def write_saliency_variant(root: str | Path, out_dir: str | Path, missing_class_
     params.update(missing_class_rate=missing_class_rate, missing_part_rate=missing_part_rate,
                   false_coverage_rate=false_coverage_rate)
     cfg = SyntheticConfig(**params)
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     names = ("missing_class", "missing_part", "false_coverage")
     record: dict = {"rates": {f"{name}_rate": getattr(cfg, f"{name}_rate") for name in names}, "splits": {}}
-    try:
+
+    def write(folder: Path) -> None:
         for split_index, (split, count) in enumerate((("train", cfg.num_train), ("val", cfg.num_val))):
             counts = dict.fromkeys(names, 0)
             for i in range(count):
                 sample = render_sample(cfg, np.random.default_rng([cfg.seed, split_index, i]))
-                write_grey_png(tmp / f"{split}_{i:06d}.png", sample.saliency)
+                write_grey_png(folder / f"{split}_{i:06d}.png", sample.saliency)
                 for name in names:
                     counts[name] += name in sample.errors
             record["splits"][split] = {"images": count, **counts}
-        (tmp / "saliency.json").write_text(json.dumps(record, indent=1) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.rename(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (folder / "saliency.json").write_text(json.dumps(record, indent=1) + "\n")
+
+    # a variant folder is regenerated like a dataset root: the maps it wrote are replaced, a user's files kept
+    write_generated_root(out_dir, "saliency.json", "saliency variant", write, overwrite=True)
     return record
