@@ -20,6 +20,7 @@ PROCESSES = --devices $(GPUS) --num-nodes $(NODES)
 FIT_ARGS ?=
 PREDICT_ARGS ?=
 TEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: help install test test-quick lint demo study bench clean voc-wsss voc-ssss coco-wsss
 
@@ -29,7 +30,8 @@ help: ## list targets and variables
 	@echo "           NODES, STRATEGY (auto for 1 GPU, else ddp), FIT_ARGS / PREDICT_ARGS / TEST_ARGS (extra epspp"
 	@echo "           overrides of the fits, the pseudo-mask prediction and the final test-split prediction),"
 	@echo "           METHOD (stage 1: cam, eps or eps++, default eps++; default RUN_DIR runs/voc/METHOD: give"
-	@echo "           each METHOD its own RUN_DIR, a fit resumes the last.ckpt it finds there)"
+	@echo "           each METHOD its own RUN_DIR, a fit resumes the last.ckpt it finds there),"
+	@echo "           TEST_WORKERS (pytest processes of make test, default 2)"
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -40,11 +42,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv/ and install epspp with the dev and crf extras (no-op when up to date)
 
-test: $(STAMP) ## run the test suite
-	$(BIN)/pytest -q
+test: $(STAMP) ## run the test suite (TEST_WORKERS processes, default 2; tests of one module stay in one)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 test-quick: $(STAMP) ## the test suite without the slow multi-process launches
-	$(BIN)/pytest -q -m 'not slow'
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope -m 'not slow'
 
 lint: $(STAMP) ## ruff check
 	$(BIN)/ruff check src tests benchmarks
