@@ -86,6 +86,7 @@ def check_data_options(hp: Mapping[str, Any]) -> None:
         raise ConfigError(f"--data.resize_long must be [low, high] with 0 < low <= high, got [{low}, {high}]")
     if hp["train_scales"] is not None:
         _scales("--data.train_scales", hp["train_scales"], empty_ok=False)
+    _positive("--data.eval_scale", hp.get("eval_scale", 1.0))
     _at_least("--data.color_jitter", hp["color_jitter"], 0)
     _closed_interval("--data.jitter_hue", hp["jitter_hue"], 0, 0.5)
     _closed_interval("--data.jitter_p", hp["jitter_p"], 0, 1)

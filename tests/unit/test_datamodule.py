@@ -14,6 +14,8 @@ import epspp.data.synthetic as synthetic
 from epspp.data.classes import SYNTHETIC_CLASSES
 from epspp.data.datamodule import EPSDataModule
 from epspp.data.io import DatasetError, write_mask_png
+from epspp.errors import ConfigError
+from epspp.validation import check_data_options
 
 C = 5
 SIZE = 48
@@ -83,6 +85,20 @@ def test_localization_val_batch(synthetic_root):
     for row, image_id in enumerate(batch["id"]):
         np.testing.assert_array_equal(mask[row, :SIZE, :SIZE].numpy(), gt_mask(synthetic_root, image_id))
     assert batch["id"] == split_ids(synthetic_root, "val")[:3]  # no shuffling
+
+
+def test_eval_scale_enlarges_val_images_and_masks_but_not_predict(synthetic_root):
+    module = _module(synthetic_root, task="localization", val_batch_size=2, eval_size=None, eval_scale=2.0,
+                     predict_split="val")
+    module.setup("validate")
+    batch = next(iter(module.val_dataloader()))
+    assert batch["image"].shape == (2, 3, 2 * SIZE, 2 * SIZE) and batch["mask"].shape == (2, 2 * SIZE, 2 * SIZE)
+    truth = gt_mask(synthetic_root, batch["id"][0])
+    np.testing.assert_array_equal(batch["mask"][0].numpy(), truth.repeat(2, axis=0).repeat(2, axis=1))
+    module.setup("predict")  # pseudo-masks are written at the images' own size: the model's scales enlarge there
+    assert next(iter(module.predict_dataloader()))["image"].shape == (1, 3, SIZE, SIZE)
+    with pytest.raises(ConfigError, match="eval_scale must be > 0"):
+        check_data_options({**module.hparams, "eval_scale": 0})
 
 
 def test_predict_batch(synthetic_root):

@@ -270,3 +270,24 @@ def test_eps_jitter_options_reach_albumentations():
     assert transform.spatial.transforms[0].interpolation == cv2.INTER_CUBIC
     with pytest.raises(ValueError, match="interpolation"):
         train_transform(crop_size=16, interpolation="area")
+
+
+def test_eval_transform_scale_enlarges_image_saliency_and_mask_before_eval_size():
+    # a 10x20 (h x w) picture: left half class 1 (value 100), right half class 2 (value 200); scale 2 -> 20x40
+    mask = np.zeros((10, 20), np.uint8)
+    mask[:, :10], mask[:, 10:] = 1, 2
+    image = np.repeat(np.where(mask == 1, 100, 200).astype(np.uint8)[..., None], 3, axis=2)
+    saliency = (mask == 2).astype(np.float32)
+    out = eval_transform(None, scale=2.0)(image, mask, saliency)
+    m, s = out["mask"].numpy(), out["saliency"][0].numpy()
+    assert m.shape == (20, 40) and s.shape == (20, 40)
+    expected = np.repeat(np.repeat(mask, 2, axis=0), 2, axis=1)  # nearest: every pixel becomes a 2x2 block
+    np.testing.assert_array_equal(m, expected)
+    brightness = _denormalized(out["image"]).mean(axis=2)
+    assert np.abs(brightness[:, :19] - 100).max() < 1 and np.abs(brightness[:, 21:] - 200).max() < 1
+    assert np.all(s[:, :19] == 0) and np.allclose(s[:, 21:], 1.0, atol=1e-6)
+    # then eval_size: 20x40 shrunk to a long side of 32 (16x32), padded to 32x32
+    padded = eval_transform(32, scale=2.0)(image, mask, saliency)["mask"].numpy()
+    assert padded.shape == (32, 32) and np.all(padded[16:] == IGNORE_INDEX) and IGNORE_INDEX not in padded[:16]
+    with pytest.raises(ValueError, match="eval scale must be > 0"):
+        eval_transform(None, scale=0.0)

@@ -63,6 +63,9 @@ class EPSDataModule(pl.LightningDataModule):
             image scaled by a random choice of these factors instead of ``resize_long``, padded at the bottom/right.
         eval_size: validation/test: ``None`` (default) scores every image at its full resolution (batches
             padded, padding ignored); a number shrinks larger images to that long side and pads all to squares.
+        eval_scale: validation/test: every image and its mask resized by this factor first, the scale the
+            network trains at (the demo's pretrained regime: 2, for 16x16 maps of its 64-px images). Not used by
+            predict, which writes masks at the images' own size: the model's inference ``scales`` do it there.
         color_jitter: brightness/contrast/saturation jitter strength (0 disables).
         jitter_hue: hue jitter strength (EPS: 0.1).
         jitter_p: probability of jittering a training image (EPS: 1.0).
@@ -102,6 +105,7 @@ class EPSDataModule(pl.LightningDataModule):
         resize_long: tuple[int, int] = (256, 512),
         train_scales: tuple[float, ...] | None = None,
         eval_size: int | None = None,
+        eval_scale: float = 1.0,
         color_jitter: float = 0.3,
         jitter_hue: float = 0.0,
         jitter_p: float = 0.8,
@@ -153,7 +157,8 @@ class EPSDataModule(pl.LightningDataModule):
             transform = train_transform(hp.crop_size, hp.resize_long, hp.mean, hp.std, hp.color_jitter,
                                         hp.jitter_hue, hp.jitter_p, hp.train_interpolation, hp.train_scales)
         else:
-            transform = eval_transform(None if mode == "predict" else hp.eval_size, hp.mean, hp.std)
+            transform = (eval_transform(None, hp.mean, hp.std) if mode == "predict"
+                         else eval_transform(hp.eval_size, hp.mean, hp.std, hp.eval_scale))
         return VOCLayoutDataset(
             hp.root, split, self.num_classes, mode=mode, transform=transform,
             saliency_dir=hp.saliency_dir, mask_dir=hp.mask_dir, with_saliency=hp.with_saliency, **kwargs,

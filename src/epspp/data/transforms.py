@@ -60,6 +60,7 @@ class JointTransform:
     photometric: A.Compose
     placement: A.Compose | None = None
     shrink_to: int | None = None
+    scale: float = 1.0
 
     def __call__(
         self, image: np.ndarray, mask: np.ndarray, saliency: np.ndarray | None = None
@@ -77,8 +78,10 @@ class JointTransform:
         """
         self.reseed(augmentation_seed())
         sal = np.zeros(mask.shape, np.float32) if saliency is None else saliency
+        if self.scale != 1.0:
+            image, mask, sal = _resize_long(image, mask, sal, max(1, round(max(mask.shape) * self.scale)))
         if self.shrink_to is not None and max(mask.shape) > self.shrink_to:
-            image, mask, sal = _shrink(image, mask, sal, self.shrink_to)
+            image, mask, sal = _resize_long(image, mask, sal, self.shrink_to)
         out = self.spatial(image=image, mask=mask, saliency=sal[..., None])
         out["image"] = self.photometric(image=out["image"])["image"]
         if self.placement is not None:
@@ -101,7 +104,7 @@ class JointTransform:
                 pipeline.set_random_state(generator, py_random)
 
 
-def _shrink(
+def _resize_long(
     image: np.ndarray, mask: np.ndarray, saliency: np.ndarray, long_side: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Resize so that the long side equals ``long_side`` (bilinear; nearest for the mask)."""
@@ -198,6 +201,7 @@ def eval_transform(
     eval_size: int | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    scale: float = 1.0,
 ) -> JointTransform:
     """Evaluation pipeline without random ops.
 
@@ -205,6 +209,8 @@ def eval_transform(
         eval_size: when set, images whose long side exceeds it are shrunk to it, and all are padded
             (bottom/right; image 0 = the mean colour, mask 255) to ``eval_size`` squares so that they batch.
             ``None`` keeps every image at its original resolution (batches are padded by ``pad_collate``).
+        scale: every image (bilinear), saliency map (bilinear) and mask (nearest) is first resized by this
+            factor, before ``eval_size`` applies: the scale a network was trained at (the demo's 2x regime).
     """
     placement = None
     if eval_size is not None:
@@ -215,7 +221,9 @@ def eval_transform(
         )
     spatial = A.Compose([], additional_targets={"saliency": "image"})
     photometric = A.Compose([A.Normalize(mean=tuple(mean), std=tuple(std))])
-    return JointTransform(spatial, photometric, placement, shrink_to=eval_size)
+    if scale <= 0:
+        raise ValueError(f"eval scale must be > 0, got {scale}")
+    return JointTransform(spatial, photometric, placement, shrink_to=eval_size, scale=scale)
 
 
 def pad_collate(samples: list[dict]) -> dict:
