@@ -21,6 +21,7 @@ FIT_ARGS ?=
 PREDICT_ARGS ?=
 TEST_ARGS ?=
 TEST_WORKERS ?= 2
+REGIME ?= pretrained
 
 .PHONY: help install test test-quick lint demo study bench clean voc-wsss voc-ssss coco-wsss
 
@@ -31,7 +32,8 @@ help: ## list targets and variables
 	@echo "           overrides of the fits, the pseudo-mask prediction and the final test-split prediction),"
 	@echo "           METHOD (stage 1: cam, eps or eps++, default eps++; default RUN_DIR runs/voc/METHOD: give"
 	@echo "           each METHOD its own RUN_DIR, a fit resumes the last.ckpt it finds there),"
-	@echo "           TEST_WORKERS (pytest processes of make test, default 2)"
+	@echo "           TEST_WORKERS (pytest processes of make test, default 2), REGIME (make demo: pretrained, the"
+	@echo "           papers' regime with stage 0, or scratch; the scratch demo writes runs/demo_scratch)"
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -51,12 +53,12 @@ test-quick: $(STAMP) ## the test suite without the slow multi-process launches
 lint: $(STAMP) ## ruff check
 	$(BIN)/ruff check src tests benchmarks
 
-demo: $(STAMP) ## whole pipeline on the synthetic dataset, CPU; writes runs/demo/report.{json,md}
-	$(EPSPP) demo --root data/synthetic --out runs/demo --configs configs/demo
+demo: $(STAMP) ## whole pipeline on the synthetic dataset, CPU (REGIME=pretrained: stage 0 first); runs/demo/report.md
+	$(EPSPP) demo --regime $(REGIME) --root data/synthetic --configs configs/demo
 
 study: $(STAMP) ## saliency-error and labelled-fraction studies on synthetic data (CPU); runs/study/*.{csv,md,png}
-	$(EPSPP) study saliency-errors --out runs/study --configs configs/demo
-	$(EPSPP) study labeled-fraction --out runs/study --configs configs/demo
+	$(EPSPP) study saliency-errors --out runs/study --configs configs/demo/scratch
+	$(EPSPP) study labeled-fraction --out runs/study --configs configs/demo/scratch
 
 bench: $(STAMP) ## run benchmarks/ and write BENCHMARKS.md
 	$(BIN)/python benchmarks/run_all.py --out BENCHMARKS.md

@@ -37,7 +37,7 @@ def localization_checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempP
     from cli import CONFIGS, TINY_FIT, run_epspp  # tests/integration/cli.py
 
     run = tmp_path_factory.mktemp("localization")
-    run_epspp(["fit", "--config", CONFIGS / "demo" / "localization_eps++.yaml", "--data.root", synthetic_root,
+    run_epspp(["fit", "--config", CONFIGS / "demo" / "scratch" / "localization_eps++.yaml", "--data.root", synthetic_root,
                "--trainer.default_root_dir", run, "--trainer.logger", "false", "--trainer.num_sanity_val_steps", "0",
                *TINY_FIT], cwd=run)
     checkpoint = run / "checkpoints" / "last.ckpt"

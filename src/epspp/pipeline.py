@@ -19,6 +19,9 @@ from pathlib import Path
 from epspp.data.io import DatasetError
 
 METHODS = {"cam": "localization_cam.yaml", "eps": "localization_eps.yaml", "eps++": "localization_eps++.yaml"}
+#: the demo's regimes: the papers' (a stage-0 backbone fine-tuned, configs/demo) and from scratch (configs/demo/scratch)
+REGIMES = ("pretrained", "scratch")
+DEFAULT_OUT = {"pretrained": "runs/demo", "scratch": "runs/demo_scratch"}
 SEGMENTATION = ("wsss", "ssss", "labeled_only")
 
 
@@ -62,22 +65,51 @@ def demo_configs(configs: str | None) -> Path:
     raise DatasetError("cannot find the demo's configs (configs/demo of the epspp repository): pass --configs DIR")
 
 
-def run_demo(root: Path, out: Path, configs: Path, overrides: list[str]) -> dict:
-    """All stages of the demo; returns the report dict (also written to OUT/report.json)."""
+def pretrain(pretrain_root: Path, out: Path, configs: Path, overrides: list[str]) -> tuple[dict, Path]:
+    """Stage 0: the pretraining corpus (generated if absent) and the classification fit; its marker and
+    the ``backbone.pth`` it wrote."""
+    if not pretrain_root.exists():
+        run_stage("pretraining corpus", out / "pretrain_corpus", ["prepare", "pretrain-corpus", "--root",
+                                                                   str(pretrain_root)])
+    folder = out / "pretrain"
+    record = run_stage("pretraining", folder, ["fit", "--config", str(configs / "pretrain.yaml"), "--data.root",
+                                               str(pretrain_root), "--trainer.default_root_dir", str(folder),
+                                               *overrides])
+    return record, folder / "backbone.pth"
+
+
+def run_demo(root: Path, out: Path, configs: Path, overrides: list[str], regime: str = "pretrained",
+             pretrain_root: Path = Path("data/pretrain")) -> dict:
+    """All stages of the demo in one regime; returns the report dict (also written to OUT/report.json).
+
+    ``pretrained`` (the papers' regime): stage 0 first, then stages 1 and 3 from its backbone with the configs
+    of ``configs``; ``scratch``: the configs of ``configs/scratch``, from random weights.
+    """
     from epspp.report import write_report
 
-    for path, what in ((out, "--out"), (root, "--root")):
+    if regime not in REGIMES:
+        raise DatasetError(f"--regime {regime}: expected one of {', '.join(REGIMES)}")
+    for path, what in ((out, "--out"), (root, "--root"), (pretrain_root, "--pretrain-root")):
         if path.exists() and not path.is_dir():
             raise DatasetError(f"{what} {path} is a file: give a folder")
     if not root.exists():
         run_stage("dataset", out / "dataset", ["prepare", "synthetic", "--root", str(root)])
     data = ["--data.root", str(root)]
     stages: dict[str, dict] = {}
+    init: list[str] = []
+    pretrained_again = False
+    if regime == "pretrained":
+        stages["pretrain"], backbone = pretrain(pretrain_root, out, configs, overrides)
+        init, pretrained_again = ["--model.init_args.pretrained_path", str(backbone)], stages["pretrain"]["ran"]
+    else:
+        configs = configs / "scratch"
     for method, config in METHODS.items():
         folder = out / method / "localization"
         stages[f"localization/{method}"] = run_stage(
             f"localization {method}", folder,
-            ["fit", "--config", str(configs / config), *data, "--trainer.default_root_dir", str(folder), *overrides],
+            ["fit", "--config", str(configs / config), *data, "--trainer.default_root_dir", str(folder), *init,
+             *overrides],
+            rerun=pretrained_again,
         )
         masks = out / method / "pseudo_masks"
         stages[f"pseudo_masks/{method}"] = run_stage(
@@ -98,24 +130,34 @@ def run_demo(root: Path, out: Path, configs: Path, overrides: list[str]) -> dict
         folder = out / "segmentation" / variant
         stages[f"segmentation/{variant}"] = run_stage(
             f"segmentation {variant}", folder,
-            ["fit", *args, *data, "--trainer.default_root_dir", str(folder), *overrides],
-            rerun=upstream and variant != "labeled_only",
+            ["fit", *args, *data, "--trainer.default_root_dir", str(folder), *init, *overrides],
+            rerun=pretrained_again or (upstream and variant != "labeled_only"),
         )
-    return write_report(root, out, stages)
+    return write_report(root, out, stages, regime)
 
 
 def demo_main(argv: list[str] | None = None) -> int:
-    """``epspp demo [--root data/synthetic] [--out runs/demo] [--configs configs/demo] [-- OVERRIDES]``."""
+    """``epspp demo [--regime pretrained|scratch] [--root data/synthetic] [--out DIR] [--configs configs/demo]
+    [--pretrain-root data/pretrain] [-- OVERRIDES]``."""
     parser = argparse.ArgumentParser(prog="epspp demo", description="Run the whole EPS++ pipeline on synthetic data.")
+    parser.add_argument("--regime", choices=REGIMES, default="pretrained",
+                        help="pretrained (default, the papers' regime): stage 0 pretrains the backbone on the "
+                             "pretraining corpus, stages 1 and 3 fine-tune it (configs/demo); scratch: stages 1 "
+                             "and 3 from random weights (configs/demo/scratch)")
     parser.add_argument("--root", default="data/synthetic", help="synthetic dataset root (generated if absent)")
-    parser.add_argument("--out", default="runs/demo", help="run folder of the demo")
+    parser.add_argument("--out", default=None,
+                        help="run folder of the demo (default: runs/demo, or runs/demo_scratch with --regime scratch)")
     parser.add_argument("--configs", default=None,
-                        help="folder of the demo's stage configs (default: configs/demo of the repository)")
+                        help="folder of the demo's stage configs (default: configs/demo of the repository; the "
+                             "scratch regime reads its scratch/ subfolder)")
+    parser.add_argument("--pretrain-root", default="data/pretrain",
+                        help="stage 0's pretraining corpus (generated if absent; pretrained regime only)")
     parser.add_argument("overrides", nargs="*", 
                         help="extra `epspp fit` overrides (after --), e.g. --trainer.max_steps=5")
     args = parser.parse_args(argv)
     try:
-        report = run_demo(Path(args.root), Path(args.out), demo_configs(args.configs), args.overrides)
+        report = run_demo(Path(args.root), Path(args.out or DEFAULT_OUT[args.regime]), demo_configs(args.configs),
+                          args.overrides, args.regime, Path(args.pretrain_root))
     except (DatasetError, subprocess.CalledProcessError) as error:
         print(f"epspp demo: error: {error}", file=sys.stderr)
         return 2

@@ -30,15 +30,29 @@ def _percent(value: float | None) -> float | None:
     return None if value is None else round(100 * value, 2)
 
 
-def collect(root: Path, out: Path, stages: dict[str, dict]) -> dict:
-    """Read every stage's measurement from its files (manifests, CSV logs, stage markers).
+def stage1_setting(out: Path) -> dict:
+    """The EPS++ stage-1 run's network input: ``eval_scale``, ``crop_size``, ``output_stride``, the training map
+    side and whether it started from a ``pretrained_path`` (from its checkpoint's saved hyper-parameters)."""
+    ckpt = torch.load(out / "eps++" / "localization" / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)
+    model, data = ckpt["hyper_parameters"], ckpt.get("datamodule_hyper_parameters", {})
+    return {"pretrained_path": model.get("pretrained_path"), "output_stride": model["output_stride"],
+            "crop_size": data.get("crop_size"), "eval_scale": data.get("eval_scale", 1.0),
+            "map_size": -(-data["crop_size"] // model["output_stride"]) if data.get("crop_size") else None}
+
+
+def collect(root: Path, out: Path, stages: dict[str, dict], regime: str = "pretrained") -> dict:
+    """Read every stage's measurement from its files (manifests, CSV logs, stage markers, checkpoints).
 
     Where a method's pseudo-mask folder has saved scores, its masks are also scored at every
     ``SWEEP_THRESHOLDS`` background threshold (``best_bg_threshold`` and its mIoU).
     """
     from epspp.evaluate import sweep_bg_threshold, sweep_to_json
 
-    report: dict = {"localization": {}, "pseudo_masks": {}, "segmentation": {}, "wall_time_s": {}}
+    report: dict = {"regime": {"name": regime, **stage1_setting(out)}, "localization": {}, "pseudo_masks": {},
+                    "segmentation": {}, "wall_time_s": {}}
+    if (out / "pretrain").is_dir():
+        report["regime"]["pretrain_val_map"] = _percent(last_logged(out / "pretrain", "val/mAP"))
     for method in METHOD_NAMES:
         run = out / method / "localization"
         report["localization"][method] = {"val_cam_miou": _percent(last_logged(run, "val/mIoU"))}
@@ -70,7 +84,7 @@ def ird_health(run: Path) -> dict:
 def markdown(report: dict, figure: str | None = None) -> str:
     """The report's tables as Markdown."""
     lines = ["# epspp demo report", "", "Measured on the synthetic dataset by `make demo` (percent).", "",
-             "## Pseudo-masks (train split vs ground truth) and single-scale val CAM mIoU", "",
+             *regime_markdown(report["regime"]), "", "## Pseudo-masks (train split vs ground truth) and single-scale val CAM mIoU", "",
              "| method | pseudo-mask mIoU | bg threshold | best bg threshold | mIoU at the best | val CAM mIoU |",
              "|---|---|---|---|---|---|"]
     for method in METHOD_NAMES:
@@ -99,6 +113,17 @@ def markdown(report: dict, figure: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def regime_markdown(regime: dict) -> list[str]:
+    """The regime section: where the backbone started and the maps stage 1 trained on."""
+    side = regime["map_size"]
+    maps = f"{side}x{side}" if side else "n/a"
+    start = (f"the stage-0 backbone `{regime['pretrained_path']}` (pretraining val mAP "
+             f"{regime.get('pretrain_val_map', 'n/a')})" if regime["pretrained_path"] else "random weights")
+    return ["## Regime", "", f"`{regime['name']}`: stages 1 and 3 start from {start}; stage 1 trains on "
+            f"{regime['crop_size']}-px crops at output stride {regime['output_stride']} ({maps} maps), the images "
+            f"at {regime['eval_scale']:g}x their size."]
+
+
 def ird_markdown(report: dict) -> list[str]:
     """The IRD-health section: the telemetry at the end of training and whether the collapse warning fired."""
     methods = [m for m in METHOD_NAMES if "ird" in report["localization"][m]]
@@ -120,12 +145,13 @@ def ird_markdown(report: dict) -> list[str]:
     return lines
 
 
-def stage_figure(root: Path, out: Path, path: Path, split: str = "val", count: int = 4) -> None:
-    """Save image | saliency | maps of each method | IRD's inconsistent region | pseudo-mask | GT."""
+def stage_figure(root: Path, out: Path, path: Path, split: str = "val", count: int = 4, scale: float = 1.0) -> None:
+    """Save image | saliency | maps of each method | IRD's inconsistent region | pseudo-mask | GT, the images
+    enlarged by ``scale`` (the scale stage 1 trained at) before the networks see them."""
     from epspp.models.localization import LocalizationModule
 
     num_classes = len(read_classes(root)) - 1
-    dataset = VOCLayoutDataset(root, split, num_classes, "localization", eval_transform(None))
+    dataset = VOCLayoutDataset(root, split, num_classes, "localization", eval_transform(None, scale=scale))
     samples = [dataset[i] for i in range(min(count, len(dataset)))]
     batch = {k: torch.stack([s[k] for s in samples]) for k in ("image", "saliency", "label", "mask")}
     views = {}
@@ -152,11 +178,11 @@ def stage_figure(root: Path, out: Path, path: Path, split: str = "val", count: i
     os.replace(tmp, path)
 
 
-def write_report(root: Path, out: Path, stages: dict[str, dict]) -> dict:
+def write_report(root: Path, out: Path, stages: dict[str, dict], regime: str = "pretrained") -> dict:
     """Write OUT/report.json, OUT/report.md and OUT/stages.png; return the report with a printable table."""
-    report = collect(root, out, stages)
+    report = collect(root, out, stages, regime)
     figure = out / "stages.png"
-    stage_figure(root, out, figure)
+    stage_figure(root, out, figure, scale=report["regime"]["eval_scale"])
     text = markdown(report, figure.name)
     for name, content in (("report.json", json.dumps(report, indent=2)), ("report.md", text)):
         tmp = out / f".{name}.tmp"

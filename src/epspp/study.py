@@ -472,7 +472,8 @@ def study_main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", type=Path, default=Path("runs/study"), help="study folder (default runs/study)")
     common.add_argument("--root", type=Path, default=None, help="synthetic dataset (default OUT/data, generated)")
-    common.add_argument("--configs", type=Path, default=Path("configs/demo"), help="stage configs (configs/demo)")
+    common.add_argument("--configs", type=Path, default=Path("configs/demo/scratch"),
+                        help="stage configs (configs/demo/scratch: the demo's from-scratch regime)")
     common.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     common.add_argument("--jobs", type=int, default=2, help="runs in parallel, one CPU thread each (default 2)")
     common.add_argument("--num-train", type=int, default=1000)

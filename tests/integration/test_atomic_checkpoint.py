@@ -41,7 +41,7 @@ def cli_checkpoint_io(synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
     monkeypatch.setattr(sys, "argv", ["epspp"])
     cli = EPSCLI(LightningModule, EPSDataModule, subclass_mode_model=True, run=False, args=[
-        "--config", str(CONFIGS / "demo" / "localization_eps++.yaml"), "--data.root", str(synthetic_root),
+        "--config", str(CONFIGS / "demo" / "scratch" / "localization_eps++.yaml"), "--data.root", str(synthetic_root),
         *map(str, TINY_FIT), "--trainer.logger", "false", "--trainer.default_root_dir", str(run)])
     yield cli.trainer.strategy.checkpoint_io, run / "checkpoints" / "last.ckpt"
     for path in sorted(run.rglob("*"), reverse=True):

@@ -20,7 +20,7 @@ from test_pseudo_masks import clean_error, in_process, ok, predict_args
 
 from epspp.lightning_cli import warn_oversubscription
 
-DEMO = CONFIGS / "demo"
+DEMO = CONFIGS / "demo" / "scratch"
 
 
 @pytest.fixture(scope="module")

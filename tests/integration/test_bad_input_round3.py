@@ -17,7 +17,7 @@ from test_pseudo_masks import clean_error, in_process, ok, predict_args
 
 from epspp.lightning_cli import CONFIG_DUMP_MARK
 
-DEMO = CONFIGS / "demo"
+DEMO = CONFIGS / "demo" / "scratch"
 SMALL = ("--data.predict_split", "labeled_10pct")  # 2 images
 
 

@@ -40,7 +40,7 @@ from helpers import split_ids
 from epspp.data.classes import read_classes
 from epspp.evaluate import evaluate_folder, scores_to_json
 
-DEMO = CONFIGS / "demo"
+DEMO = CONFIGS / "demo" / "scratch"
 SPLITS = Path("ImageSets") / "Segmentation"
 DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
 ONE = ["--trainer.accelerator", "cpu", "--trainer.devices", "1"]

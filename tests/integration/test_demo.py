@@ -12,11 +12,12 @@ from cli import CONFIGS, run_epspp
 from PIL import Image
 
 import epspp.pipeline as pipeline
+from epspp.data.pretrain_corpus import generate_pretrain_corpus
 
 TINY_DEMO = ["--", "--trainer.max_steps=2", "--trainer.limit_train_batches=2", "--trainer.check_val_every_n_epoch=1",
              "--trainer.log_every_n_steps=1",
              "--data.num_workers=0", "--data.batch_size=4", "--data.labeled_per_batch=2", "--data.crop_size=48",
-             "--data.eval_size=48", "--data.resize_long=[40, 56]",
+             "--data.resize_long=[40, 56]",
              "--model.init_args.backbone_kwargs={channels: [8, 16, 32, 64], stem_width: 8}"]
 STAGES = [f"localization {m}" for m in ("cam", "eps", "eps++")]
 
@@ -25,30 +26,62 @@ def fake_stage_runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """Record the `epspp` commands instead of running them, and skip the report."""
     calls: list[list[str]] = []
     monkeypatch.setattr(pipeline.subprocess, "run", lambda command, check: calls.append(command[3:]))
-    monkeypatch.setattr("epspp.report.write_report", lambda root, out, stages: {"table": "", "stages": stages})
+    monkeypatch.setattr("epspp.report.write_report", lambda root, out, stages, regime: {"table": "", "stages": stages})
     return calls
+
+
+def _config_names(calls: list[list[str]]) -> list[tuple[str, str]]:
+    return [(c[0], Path(c[c.index("--config") + 1]).name if "--config" in c else c[1]) for c in calls]
 
 
 def test_stages_run_in_order_and_finished_ones_are_skipped(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path,
                                                           tmp_path: Path) -> None:
     calls = fake_stage_runs(monkeypatch)
-    out = tmp_path / "runs"
-    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [])
-    kinds = [(c[0], Path(c[2]).name) for c in calls]
-    assert kinds == [
+    out, corpus = tmp_path / "runs", tmp_path / "pretrain"
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
+    assert _config_names(calls) == [
+        ("prepare", "pretrain-corpus"), ("fit", "pretrain.yaml"),  # stage 0: the corpus (absent), the backbone
         ("fit", "localization_cam.yaml"), ("predict", "pseudo_masks.yaml"),
         ("fit", "localization_eps.yaml"), ("predict", "pseudo_masks.yaml"),
         ("fit", "localization_eps++.yaml"), ("predict", "pseudo_masks.yaml"),
         ("fit", "segmentation_wsss.yaml"), ("fit", "segmentation_ssss.yaml"), ("fit", "segmentation_wsss.yaml"),
     ]
+    assert calls[0][-1] == str(corpus) and str(corpus) in calls[1]
+    backbone = str(out / "pretrain" / "backbone.pth")
+    for command in calls[2:]:  # the papers' configs, every fit from the stage-0 backbone
+        config = Path(command[command.index("--config") + 1])
+        assert config.parent == CONFIGS / "demo"
+        if command[0] == "fit":
+            assert command[command.index("--model.init_args.pretrained_path") + 1] == backbone
     assert "--data.train_split" in calls[-1] and "labeled_10pct" in calls[-1]  # the labelled-only reference
-    assert str(out / "eps++" / "pseudo_masks") in calls[6]  # WSSS trains on the EPS++ pseudo-masks
+    assert str(out / "eps++" / "pseudo_masks") in calls[8]  # WSSS trains on the EPS++ pseudo-masks
     calls.clear()
-    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [])
+    corpus.mkdir()  # (the fake run wrote no corpus)
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
     assert calls == []  # everything finished: nothing runs again
     (out / "segmentation" / "ssss" / "stage.json").unlink()
-    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [])
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
     assert [Path(c[2]).name for c in calls] == ["segmentation_ssss.yaml"]
+    calls.clear()
+    (out / "pretrain" / "stage.json").unlink()  # a new backbone: every stage after it runs again
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
+    assert len(calls) == 10 and _config_names(calls)[0] == ("fit", "pretrain.yaml")
+
+
+def test_the_scratch_regime_runs_the_scratch_configs_from_random_weights(monkeypatch: pytest.MonkeyPatch,
+                                                                         synthetic_root: Path, tmp_path: Path) -> None:
+    calls = fake_stage_runs(monkeypatch)
+    monkeypatch.chdir(tmp_path)  # the default --out is relative
+    assert pipeline.demo_main(["--regime", "scratch", "--root", str(synthetic_root), "--pretrain-root",
+                               str(tmp_path / "never"), "--configs", str(CONFIGS / "demo")]) == 0
+    assert [name for _, name in _config_names(calls)][:2] == ["localization_cam.yaml", "pseudo_masks.yaml"]
+    assert len(calls) == 9 and not (tmp_path / "never").exists()  # no stage 0
+    for command in calls:
+        assert Path(command[command.index("--config") + 1]).parent == CONFIGS / "demo" / "scratch"
+        assert "--model.init_args.pretrained_path" not in command
+        where = command[command.index("--trainer.default_root_dir" if command[0] == "fit" else "--ckpt_path") + 1]
+        assert where.startswith("runs/demo_scratch/")
+    assert pipeline.DEFAULT_OUT["pretrained"] == "runs/demo"
 
 
 def test_failed_stage_is_not_marked_finished(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path,
@@ -57,15 +90,24 @@ def test_failed_stage_is_not_marked_finished(monkeypatch: pytest.MonkeyPatch, sy
         raise subprocess.CalledProcessError(1, command)
 
     monkeypatch.setattr(pipeline.subprocess, "run", fail)
-    assert pipeline.demo_main(["--root", str(synthetic_root), "--out", str(tmp_path / "runs")]) == 2
+    assert pipeline.demo_main(["--root", str(synthetic_root), "--out", str(tmp_path / "runs"), "--pretrain-root",
+                               str(tmp_path / "corpus")]) == 2
     assert not list((tmp_path / "runs").rglob("stage.json"))
 
 
 def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: Path) -> None:
-    out = tmp_path / "runs" / "demo"
-    result = run_epspp(["demo", "--root", synthetic_root, "--out", out, "--configs", CONFIGS / "demo", *TINY_DEMO],
-                       cwd=tmp_path, timeout=900)
+    out, corpus = tmp_path / "runs" / "demo", tmp_path / "pretrain"
+    generate_pretrain_corpus(corpus, num_images=12, num_val=2, image_size=32)
+    demo = ["demo", "--root", synthetic_root, "--out", out, "--pretrain-root", corpus, *TINY_DEMO]
+    result = run_epspp([*demo[:-len(TINY_DEMO)], "--configs", CONFIGS / "demo", *TINY_DEMO], cwd=tmp_path,
+                       timeout=900)
     report = json.loads((out / "report.json").read_text())
+    backbone = out / "pretrain" / "backbone.pth"
+    assert backbone.is_file() and report["regime"] == {
+        "name": "pretrained", "pretrained_path": str(backbone), "output_stride": 8, "crop_size": 48,
+        "eval_scale": 2.0, "map_size": 6, "pretrain_val_map": report["regime"]["pretrain_val_map"]}
+    assert 0 <= report["regime"]["pretrain_val_map"] <= 100
+    assert "stages 1 and 3 start from the stage-0 backbone" in (out / "report.md").read_text()
     for method in ("cam", "eps", "eps++"):
         masks = report["pseudo_masks"][method]
         assert 0 <= masks["miou"] <= 100
@@ -78,7 +120,7 @@ def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: 
         assert masks["best_bg_threshold_miou"] == max(sweep.values()) == sweep[f"{masks['best_bg_threshold']:g}"]
     for variant in ("wsss", "ssss", "labeled_only"):
         assert 0 <= report["segmentation"][variant]["miou"] <= 100
-    assert len(report["wall_time_s"]) == 9
+    assert len(report["wall_time_s"]) == 10  # stage 0 and the nine of stages 1-3 (the corpus was there)
     ird = report["localization"]["eps++"]["ird"]  # EPS++'s telemetry; CAM and EPS have no IRD
     assert all(0 <= ird[key] <= 100 for key in ("inconsistent_salient", "inconsistent_background", "fg_salient"))
     assert ird["collapse_warnings"] == [] and "ird" not in report["localization"]["eps"]
@@ -86,26 +128,28 @@ def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: 
     assert "| eps++ |" in (out / "report.md").read_text() and "| eps++ |" in result.stdout
     figure = Image.open(out / "stages.png")
     assert figure.width > figure.height  # a grid of panels: 4 rows x 8 columns
-    again = run_epspp(["demo", "--root", synthetic_root, "--out", out, *TINY_DEMO], cwd=tmp_path)
-    assert again.stdout.count("done before, skipping") == 9
+    again = run_epspp(demo, cwd=tmp_path)
+    assert again.stdout.count("done before, skipping") == 10
 
 
 def test_changed_root_or_overrides_rerun_the_stage_and_those_after_it(
     monkeypatch: pytest.MonkeyPatch, synthetic_root: Path, tmp_path: Path
 ) -> None:
     calls = fake_stage_runs(monkeypatch)
-    out = tmp_path / "runs"
-    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [])
+    out, corpus = tmp_path / "runs", tmp_path / "pretrain"
+    corpus.mkdir()
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
     (out / "eps" / "localization" / "old.txt").write_text("from the first run")
     calls.clear()
-    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", ["--trainer.max_steps=7"])
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", ["--trainer.max_steps=7"], "pretrained", corpus)
     fits = [c for c in calls if c[0] == "fit"]
-    assert len(fits) == 6 and all("--trainer.max_steps=7" in c for c in fits)  # every fit takes the overrides
-    assert len(calls) == 9  # and the pseudo-masks of the new checkpoints are made again
+    assert len(fits) == 7 and all("--trainer.max_steps=7" in c for c in fits)  # every fit (stage 0 too) takes them
+    assert len(calls) == 10  # and the pseudo-masks of the new checkpoints are made again
     assert (out / "eps" / "localization.previous" / "old.txt").is_file()  # the old outputs are kept aside
     calls.clear()
     other = Path(shutil.copytree(synthetic_root, tmp_path / "other", ignore=shutil.ignore_patterns(".cache")))
-    pipeline.run_demo(other, out, CONFIGS / "demo", ["--trainer.max_steps=7"])
+    pipeline.run_demo(other, out, CONFIGS / "demo", ["--trainer.max_steps=7"], "pretrained", corpus)
+    # another dataset root: stages 1-3 again, stage 0 (its own corpus) is kept
     assert len(calls) == 9 and all(str(other) in c for c in calls)
 
 

@@ -28,7 +28,7 @@ def fits(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         tmp_path = tmp_path_factory.mktemp(f"fit_{saliency_loss}")
         run_dir = tmp_path / "run"
         started[saliency_loss] = (start_epspp([
-            "fit", "--config", CONFIGS / "demo" / METHODS[saliency_loss], "--data.root", synthetic_root,
+            "fit", "--config", CONFIGS / "demo" / "scratch" / METHODS[saliency_loss], "--data.root", synthetic_root,
             "--trainer.default_root_dir", run_dir, "--trainer.max_steps", "3",
             "--trainer.val_check_interval", "3", "--trainer.check_val_every_n_epoch", "1",
             "--trainer.log_every_n_steps", "1", *TINY_FIT[2:],
@@ -36,7 +36,7 @@ def fits(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     tmp_path = tmp_path_factory.mktemp("fit_bf16")
     run_dir = tmp_path / "run"
     started["bf16"] = (start_epspp([
-        "fit", "--config", CONFIGS / "demo" / "localization_eps++.yaml", "--data.root", synthetic_root,
+        "fit", "--config", CONFIGS / "demo" / "scratch" / "localization_eps++.yaml", "--data.root", synthetic_root,
         "--trainer.default_root_dir", run_dir, "--trainer.precision", "bf16-mixed", "--trainer.logger", "false",
         "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false", *TINY_FIT], cwd=tmp_path),
         run_dir)
@@ -87,7 +87,7 @@ def test_fit_bf16_mixed_on_cpu_without_progress_bar(fits: dict) -> None:
 
 
 def test_missing_dataset_tells_the_prepare_command(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
-    result = in_process(capfd, "fit", "--config", CONFIGS / "demo" / "localization_eps++.yaml", "--data.root",
+    result = in_process(capfd, "fit", "--config", CONFIGS / "demo" / "scratch" / "localization_eps++.yaml", "--data.root",
                         tmp_path / "nowhere", "--data.prepare_synthetic", "false")
     assert result.returncode == 2
     assert "epspp prepare synthetic --root" in result.stderr and "Traceback" not in result.stderr

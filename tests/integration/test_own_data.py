@@ -16,7 +16,7 @@ from PIL import Image
 
 from epspp.data.io import read_split
 
-DEMO = CONFIGS / "demo"
+DEMO = CONFIGS / "demo" / "scratch"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.logger", "false"]
 NAMES = ("disc", "square", "triangle", "train", "boat")
 

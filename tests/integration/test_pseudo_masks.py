@@ -22,7 +22,7 @@ from epspp.data.classes import read_classes, voc_palette, write_classes
 from epspp.data.io import write_mask_png
 from epspp.evaluate import evaluate_folder, scores_to_json
 
-DEMO = CONFIGS / "demo"
+DEMO = CONFIGS / "demo" / "scratch"
 SPLITS = Path("ImageSets") / "Segmentation"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from epspp.data.classes import voc_palette
 
-DEMO = CONFIGS / "demo"
+DEMO = CONFIGS / "demo" / "scratch"
 KILLED = -signal.SIGKILL
 pytestmark = pytest.mark.filterwarnings("ignore:The dirpath has changed")
 

@@ -35,8 +35,8 @@ from epspp.data.io import write_mask_png
 from epspp.models.segmentation import SegmentationModule
 
 REPO = Path(__file__).resolve().parents[2]
-WSSS = REPO / "configs" / "demo" / "segmentation_wsss.yaml"
-SSSS = REPO / "configs" / "demo" / "segmentation_ssss.yaml"
+WSSS = REPO / "configs" / "demo" / "scratch" / "segmentation_wsss.yaml"
+SSSS = REPO / "configs" / "demo" / "scratch" / "segmentation_ssss.yaml"
 VOC_TEST = REPO / "configs" / "voc" / "segmentation_test.yaml"
 SERVER_LAYOUT = Path("results/VOC2012/Segmentation/comp6_test_cls")
 C = 5
@@ -414,7 +414,7 @@ def test_command_line_tta_applies_to_a_checkpoint(runs: dict[str, Run]) -> None:
 
 def test_ssss_batches_of_the_demo_config_mix_labelled_and_pseudo(synthetic_root: Path,
                                                                  pseudo_dirs: tuple[Path, Path]) -> None:
-    """The datamodule exactly as configs/demo/segmentation_ssss.yaml sets it up (its batch size)."""
+    """The datamodule exactly as configs/demo/scratch/segmentation_ssss.yaml sets it up (its batch size)."""
     data = yaml.safe_load(SSSS.read_text())["data"]
     data |= {"root": str(synthetic_root), "pseudo_mask_dir": str(pseudo_dirs[0]), "num_workers": 0}
     datamodule = EPSDataModule(**data)

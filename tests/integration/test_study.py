@@ -21,7 +21,7 @@ ERRORS = ["saliency-errors", "--rates", "0", "0.5", "--methods", "cam", "eps++",
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("study") / "out"
-    run_epspp(["study", *ERRORS, "--out", out, "--configs", CONFIGS / "demo", *TINY, *FIT], cwd=out.parent,
+    run_epspp(["study", *ERRORS, "--out", out, "--configs", CONFIGS / "demo" / "scratch", *TINY, *FIT], cwd=out.parent,
               timeout=900)
     return out
 
@@ -58,7 +58,7 @@ def test_a_killed_study_redoes_only_what_did_not_finish(study: Path) -> None:
     (cell / "scores.json").unlink()  # killed during stage 2: its masks and marker are incomplete
     (cell / "pseudo_masks" / "stage.json").unlink()
     (cell / "pseudo_masks" / "manifest.json").unlink()
-    result = run_epspp(["study", *ERRORS, "--out", study, "--configs", CONFIGS / "demo", *TINY, *FIT],
+    result = run_epspp(["study", *ERRORS, "--out", study, "--configs", CONFIGS / "demo" / "scratch", *TINY, *FIT],
                        cwd=study.parent, timeout=600)
     assert checkpoint.stat().st_mtime_ns == stamp  # stage 1 was not redone
     assert (cell / "scores.json").is_file()
@@ -72,7 +72,7 @@ def test_a_killed_study_redoes_only_what_did_not_finish(study: Path) -> None:
 
 def test_labeled_fraction_writes_its_outputs(study: Path) -> None:
     run_epspp(["study", "labeled-fraction", "--fractions", "0.25", "--out", study, "--configs",
-               CONFIGS / "demo", *TINY, *FIT, "--data.labeled_per_batch=2"], cwd=study.parent, timeout=900)
+               CONFIGS / "demo" / "scratch", *TINY, *FIT, "--data.labeled_per_batch=2"], cwd=study.parent, timeout=900)
     rows = list(csv.DictReader((study / "labeled_fraction.csv").open()))
     assert list(rows[0]) == ["fraction", "setting", "seed", "miou"] and len(rows) == 3
     assert {r["setting"] for r in rows} == {"labeled_only", "ssss", "wsss"}
@@ -89,7 +89,7 @@ def test_labeled_fraction_writes_its_outputs(study: Path) -> None:
 
 def test_bad_arguments_are_one_line(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     result = in_process(capfd, "study", "saliency-errors", "--rates", "0.5", "--out", tmp_path / "o", "--configs",
-                        CONFIGS / "demo", *TINY)
+                        CONFIGS / "demo" / "scratch", *TINY)
     assert result.returncode == 2 and "epspp study: error: --rates must include 0" in result.stderr
     result = in_process(capfd, "study", "saliency-errors", "--out", tmp_path / "o", "--configs", tmp_path / "none")
     assert result.returncode == 2 and "config folder" in result.stderr
