@@ -15,6 +15,7 @@ import epspp.pipeline as pipeline
 from epspp.data.pretrain_corpus import generate_pretrain_corpus
 
 TINY_DEMO = ["--", "--trainer.max_steps=2", "--trainer.limit_train_batches=2", "--trainer.check_val_every_n_epoch=1",
+             "--trainer.val_check_interval=1.0",  # (stage 3 of the demo validates every 125 steps)
              "--trainer.log_every_n_steps=1",
              "--data.num_workers=0", "--data.batch_size=4", "--data.labeled_per_batch=2", "--data.crop_size=48",
              "--data.resize_long=[40, 56]",
