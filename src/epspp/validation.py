@@ -63,6 +63,8 @@ def check_localization_options(hp: Mapping[str, Any]) -> None:
     _at_least(f"{prefix}saliency_weight", hp["saliency_weight"], 0)
     for name in ("pamr_iter", "ird_warmup_steps", "eps_warmup_steps"):
         _at_least(f"{prefix}{name}", hp[name], 0)
+    if hp.get("ird_refine", "pamr") not in ("pamr", "none"):
+        raise ConfigError(f"{prefix}ird_refine must be pamr (the paper) or none, got {hp['ird_refine']!r}")
     dilations = list(hp["pamr_dilations"] or [])
     if not dilations or any(d < 1 for d in dilations):
         raise ConfigError(f"{prefix}pamr_dilations must be a non-empty list of integers >= 1, got {dilations}")

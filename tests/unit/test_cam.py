@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from epspp.errors import ConfigError
 from epspp.models import LocalizationModule
 from epspp.models.checkpoint import CheckpointMismatchError
 from epspp.ops import maps_to_mask, multiscale_maps, normalize_maps, object_maps
@@ -241,3 +242,25 @@ def test_saliency_warmup_ends_at_its_step(monkeypatch, kind):
         with torch.no_grad():
             loss, _ = module.saliency_term(batch, cam)
         torch.testing.assert_close(loss, expected(warm))
+
+
+def test_ird_refine_none_compares_the_unrefined_maps_with_the_saliency():
+    """The ablation ``ird_refine: none``: N = B(M_fg) XOR B(M_s) on the softmax maps themselves (written out
+    here from the formula); the paper's ``pamr`` refines them first."""
+    gen = torch.Generator().manual_seed(3)
+    images, saliency = torch.randn(2, 3, 32, 32, generator=gen), torch.rand(2, 1, 32, 32, generator=gen)
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    plain, paper = _module(ird_refine="none"), _module(pamr_iter=10)
+    cam = plain(images).detach()
+    assert torch.equal(cam, paper(images).detach())  # same seed, same weights: only M_r differs
+    fg = (cam.softmax(dim=1)[:, :3] * labels[..., None, None]).sum(dim=1, keepdim=True)
+    small = torch.nn.functional.interpolate(saliency, cam.shape[-2:], mode="nearest")
+    expected = (fg > 0.5) ^ (small > 0.5)
+    assert expected.any() and not expected.all()
+    batch = {"image": images, "saliency": saliency, "label": labels}
+    _, region = plain.saliency_term(batch, cam)
+    assert torch.equal(region, expected)
+    assert torch.equal(plain.refine_maps(images, cam), cam.softmax(dim=1))  # M_r = M
+    assert not torch.allclose(paper.refine_maps(images, cam), cam.softmax(dim=1), atol=1e-3)  # PAMR moves them
+    with pytest.raises(ConfigError, match="ird_refine must be pamr"):
+        _module(ird_refine="crf")

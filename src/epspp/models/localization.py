@@ -78,6 +78,9 @@ class LocalizationModule(pl.LightningModule):
         lam: EPS fg/bg balance.
         pamr_iter: PAMR iterations (ird training and ``refine: pamr``).
         pamr_dilations: PAMR dilations.
+        ird_refine: ird only: how ``M_r``, the maps that the inconsistent region compares with the saliency,
+            is made: ``pamr`` (the paper) refines the softmax maps; ``none`` uses them as they are (``M_r = M``):
+            an ablation, not the paper, that separates what PAMR contributes from what dropping contributes.
         optimizer: ``sgd`` (EPS), ``adam`` or ``adamw``.
         lr: backbone learning rate; the classifier gets ``head_lr_mult`` times it.
         head_lr_mult: learning-rate multiplier of the new classifier.
@@ -121,6 +124,7 @@ class LocalizationModule(pl.LightningModule):
         lam: float = 0.5,
         pamr_iter: int = 10,
         pamr_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24),
+        ird_refine: Literal["pamr", "none"] = "pamr",
         optimizer: OptimizerName = "sgd",
         lr: float = 0.01,
         head_lr_mult: float = 10.0,
@@ -187,9 +191,13 @@ class LocalizationModule(pl.LightningModule):
 
     @torch.no_grad()
     def refine_maps(self, images: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
-        """PAMR of the detached softmax maps, with the images resized to the map size."""
+        """IRD's ``M_r``: PAMR of the detached softmax maps, with the images resized to the map size (or, with
+        ``ird_refine: none``, the detached softmax maps themselves)."""
+        maps = cam.detach().float().softmax(dim=1)
+        if self.hparams.ird_refine == "none":
+            return maps
         small = F.interpolate(images.float(), cam.shape[-2:], mode="bilinear", align_corners=False)
-        return self.pamr(small, cam.detach().float().softmax(dim=1))
+        return self.pamr(small, maps)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         cam = self(batch["image"])
