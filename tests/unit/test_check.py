@@ -86,3 +86,24 @@ def test_check_command(synthetic_copy: Path, capsys: pytest.CaptureFixture) -> N
     (synthetic_copy / "SegmentationClassAug" / f"{split_ids(synthetic_copy, 'train')[0]}.png").unlink()
     assert check_main(["--data.root", str(synthetic_copy), "--splits", "train", "--workers", "1"]) == 2
     assert "labels: image-level labels are derived from the masks" in capsys.readouterr().out
+
+
+def test_check_notes_images_with_an_exif_orientation(synthetic_copy: Path, capsys: pytest.CaptureFixture) -> None:
+    from PIL import Image
+
+    image_id = split_ids(synthetic_copy, "val")[0]
+    path = next((synthetic_copy / "JPEGImages").glob(f"{image_id}.*"))
+    with Image.open(path) as image:
+        exif = image.getexif()
+        exif[0x0112] = 6  # "rotate 90 degrees to display"
+        image.save(path, exif=exif)
+    assert check_main(["--data.root", str(synthetic_copy), "--splits", "val"]) == 0  # a note, not an error
+    out = capsys.readouterr().out
+    assert f"1 images carry an EXIF orientation tag, e.g. {path} (6)" in out and "exif_transpose" in out
+    from PIL import ImageOps
+
+    from epspp.data.io import read_image
+
+    with Image.open(path) as image:
+        as_stored, as_shown = np.asarray(image.convert("RGB")), np.asarray(ImageOps.exif_transpose(image))
+    assert np.array_equal(read_image(path), as_stored) and not np.array_equal(as_stored, as_shown)

@@ -97,7 +97,7 @@ def _write_cache(path: Path, good: set[str]) -> None:
 def check_main(argv: list[str] | None = None) -> int:
     """``epspp check --data.root ROOT [--splits ...]``: the pre-flight of every split, alone (and its labels)."""
     from epspp.data.classes import read_classes
-    from epspp.data.io import image_files
+    from epspp.data.io import exif_orientation, image_files
     from epspp.data.labels import image_labels
 
     parser = argparse.ArgumentParser(prog="epspp check", description=check_main.__doc__)
@@ -142,6 +142,12 @@ def check_main(argv: list[str] | None = None) -> int:
                 print(f"  {reason}")
             if bad:
                 failing.add(split)
+            turned = [(i, o) for i in ids if i in images and (o := exif_orientation(images[i])) != 1]
+            if turned:  # not an error: COCO holds such images, annotated on their stored pixels
+                print(f"  note: {len(turned)} images carry an EXIF orientation tag, e.g. {images[turned[0][0]]} "
+                      f"({turned[0][1]}): viewers show them turned, epspp reads the stored pixels (as VOC and "
+                      "COCO were annotated). If masks or saliency maps were drawn on the turned view, save the "
+                      "images upright without the tag (PIL: ImageOps.exif_transpose(image).save(...))")
             try:  # stages 1 and 2 need every id's image-level labels (bad masks are reported above)
                 if not bad:
                     image_labels(root, ids, classes - 1, masks)
