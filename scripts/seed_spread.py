@@ -3,7 +3,8 @@
     python scripts/seed_spread.py --root data/synthetic --out runs/seed_spread --seeds 0 1 [--methods cam eps eps++]
 
 Per (method, seed): ``epspp fit`` with the demo's localization config and ``--seed_everything SEED``, then
-``epspp predict`` with its pseudo_masks.yaml (``--configs``, default configs/demo/scratch: the from-scratch regime); the pseudo-masks are scored at the configured
+``epspp predict`` with its pseudo_masks.yaml (``--configs``, default configs/demo/scratch: the from-scratch
+regime); the pseudo-masks are scored at the configured
 background threshold and, from the saved scores, at the best of the demo report's thresholds.  Writes
 OUT/seed_spread.json and prints a Markdown table.  With ``--compare-to RUNS`` (e.g. runs/demo, trained with
 seed 0), the largest weight difference between that folder's checkpoints and this script's seed-0 runs is

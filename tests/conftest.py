@@ -34,10 +34,10 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def localization_checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``last.ckpt`` of a 2-step EPS++ fit (tiny ResNet, ``cli.TINY_FIT``) of ``synthetic_root``, trained once
     per session by ``epspp fit`` in a subprocess, as a user runs it; do not modify it (copy it first)."""
-    from cli import CONFIGS, TINY_FIT, run_epspp  # tests/integration/cli.py
+    from cli import SCRATCH_EPSPP, TINY_FIT, run_epspp  # tests/integration/cli.py
 
     run = tmp_path_factory.mktemp("localization")
-    run_epspp(["fit", "--config", CONFIGS / "demo" / "scratch" / "localization_eps++.yaml", "--data.root", synthetic_root,
+    run_epspp(["fit", "--config", SCRATCH_EPSPP, "--data.root", synthetic_root,
                "--trainer.default_root_dir", run, "--trainer.logger", "false", "--trainer.num_sanity_val_steps", "0",
                *TINY_FIT], cwd=run)
     checkpoint = run / "checkpoints" / "last.ckpt"

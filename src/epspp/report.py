@@ -84,7 +84,8 @@ def ird_health(run: Path) -> dict:
 def markdown(report: dict, figure: str | None = None) -> str:
     """The report's tables as Markdown."""
     lines = ["# epspp demo report", "", "Measured on the synthetic dataset by `make demo` (percent).", "",
-             *regime_markdown(report["regime"]), "", "## Pseudo-masks (train split vs ground truth) and single-scale val CAM mIoU", "",
+             *regime_markdown(report["regime"]), "",
+             "## Pseudo-masks (train split vs ground truth) and single-scale val CAM mIoU", "",
              "| method | pseudo-mask mIoU | bg threshold | best bg threshold | mIoU at the best | val CAM mIoU |",
              "|---|---|---|---|---|---|"]
     for method in METHOD_NAMES:

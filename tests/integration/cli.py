@@ -16,6 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
+SCRATCH_EPSPP = CONFIGS / "demo" / "scratch" / "localization_eps++.yaml"  # the from-scratch demo's EPS++ config
 
 # A tiny network and short runs on the 48-px test dataset.
 TINY_FIT = [
@@ -72,6 +73,43 @@ def start_epspp(args: list[str], cwd: Path) -> Started:
 def run_epspp(args: list[str], cwd: Path, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python -m epspp ARGS`` in ``cwd``; on failure the assertion shows the command's output."""
     return start_epspp(args, cwd).wait(check=check, timeout=timeout)
+
+
+def call_main(args: list[str], cwd: Path) -> tuple[int, str, str]:
+    """``epspp.cli.main(args)`` in this process, in ``cwd``, on one torch thread, its stdout and stderr captured:
+    (exit status, stdout, stderr). An exception that escapes ``main`` is printed to the captured stderr and
+    counts as exit status 1, like a failed process. The environment, ``sys.argv``, the working directory and the
+    thread count are restored afterwards."""
+    import contextlib
+    import io
+    import traceback
+
+    import torch
+
+    from epspp.cli import main
+
+    environ, argv, saved_cwd, threads = dict(os.environ), sys.argv, os.getcwd(), torch.get_num_threads()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        os.chdir(cwd)
+        sys.argv = ["epspp"]  # LightningCLI warns when both sys.argv and args carry arguments
+        torch.set_num_threads(1)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main([str(a) for a in args])
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+            except Exception:  # noqa: BLE001 - reported like a failed process
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = argv
+        torch.set_num_threads(threads)
+        os.environ.clear()
+        os.environ.update(environ)
+    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def in_process(capfd: pytest.CaptureFixture, *args: str | Path, check: bool = False) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli import CONFIGS, TINY_FIT, Started, in_process, start_epspp
+from cli import CONFIGS, SCRATCH_EPSPP, TINY_FIT, Started, in_process, start_epspp
 
 METHODS = {"none": "localization_cam.yaml", "eps": "localization_eps.yaml", "ird": "localization_eps++.yaml"}
 
@@ -36,7 +36,7 @@ def fits(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     tmp_path = tmp_path_factory.mktemp("fit_bf16")
     run_dir = tmp_path / "run"
     started["bf16"] = (start_epspp([
-        "fit", "--config", CONFIGS / "demo" / "scratch" / "localization_eps++.yaml", "--data.root", synthetic_root,
+        "fit", "--config", SCRATCH_EPSPP, "--data.root", synthetic_root,
         "--trainer.default_root_dir", run_dir, "--trainer.precision", "bf16-mixed", "--trainer.logger", "false",
         "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false", *TINY_FIT], cwd=tmp_path),
         run_dir)
@@ -87,7 +87,7 @@ def test_fit_bf16_mixed_on_cpu_without_progress_bar(fits: dict) -> None:
 
 
 def test_missing_dataset_tells_the_prepare_command(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
-    result = in_process(capfd, "fit", "--config", CONFIGS / "demo" / "scratch" / "localization_eps++.yaml", "--data.root",
+    result = in_process(capfd, "fit", "--config", SCRATCH_EPSPP, "--data.root",
                         tmp_path / "nowhere", "--data.prepare_synthetic", "false")
     assert result.returncode == 2
     assert "epspp prepare synthetic --root" in result.stderr and "Traceback" not in result.stderr

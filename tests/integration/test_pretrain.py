@@ -3,15 +3,11 @@ loads as the ``pretrained_path`` of stage 1 and stage 3; missing or mismatched f
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from cli import CONFIGS
+from cli import CONFIGS, call_main
 
 from epspp.data.pretrain_corpus import generate_pretrain_corpus
 from epspp.models import LocalizationModule, SegmentationModule
@@ -27,27 +23,8 @@ TINY = ["--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer.
 
 def epspp_main(args: list[str], cwd: Path) -> tuple[int, str]:
     """``epspp ARGS`` in this process (the CLI's main), in ``cwd``: (exit status, stderr)."""
-    from epspp.cli import main
-
-    saved_cwd, saved_argv, threads, environ = os.getcwd(), sys.argv, torch.get_num_threads(), dict(os.environ)
-    stderr = io.StringIO()
-    code = 0
-    try:
-        os.chdir(cwd)
-        sys.argv = ["epspp"]
-        torch.set_num_threads(1)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
-            try:
-                main(args)
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        os.chdir(saved_cwd)
-        sys.argv = saved_argv
-        torch.set_num_threads(threads)
-        os.environ.clear()
-        os.environ.update(environ)
-    return code, stderr.getvalue()
+    code, _, err = call_main(args, cwd)
+    return code, err
 
 
 @pytest.fixture(scope="module")

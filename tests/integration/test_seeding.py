@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from cli import CONFIGS, TINY_FIT, start_epspp
+from cli import SCRATCH_EPSPP, TINY_FIT, start_epspp
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -23,7 +23,7 @@ def test_same_seed_same_weights_with_workers(synthetic_root: Path, tmp_path: Pat
     fit = [*TINY_FIT[:4], *TINY_FIT[6:], "--data.num_workers", "2", "--trainer.max_steps", "3",
            "--trainer.deterministic", "true", "--trainer.logger", "false", "--trainer.limit_val_batches", "0",
            "--data.root", synthetic_root]
-    started = [start_epspp(["fit", "--config", CONFIGS / "demo" / "scratch" / "localization_eps++.yaml", "--seed_everything", seed,
+    started = [start_epspp(["fit", "--config", SCRATCH_EPSPP, "--seed_everything", seed,
                             "--trainer.default_root_dir", tmp_path / name, *fit], cwd=tmp_path)
                for name, seed in (("a", 5), ("b", 5), ("c", 6))]  # at once: they share the cores
     for run in started:

@@ -9,16 +9,13 @@ most of its seconds importing torch and Lightning).
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import math
 import os
 import shutil
 import subprocess
 import sys
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from cli import call_main
 from PIL import Image
 
 from epspp.data.datamodule import EPSDataModule
@@ -90,31 +88,8 @@ class Run:
 
     def run_in_process(self) -> Run:
         """``epspp.cli.main(args)`` in this process (no imports to pay), output captured, state restored."""
-        from epspp.cli import main
-
         self.root_dir.mkdir(parents=True, exist_ok=True)
-        environ, cwd, threads, argv = dict(os.environ), os.getcwd(), torch.get_num_threads(), sys.argv
-        stdout, stderr = io.StringIO(), io.StringIO()
-        try:
-            os.chdir(self.cwd)
-            sys.argv = ["epspp"]  # LightningCLI warns when both sys.argv and args hold arguments
-            torch.set_num_threads(1)
-            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-                try:
-                    main(self.args)
-                    self.returncode = 0
-                except SystemExit as exit_:
-                    self.returncode = exit_.code if isinstance(exit_.code, int) else 1
-                except Exception:  # noqa: BLE001 - reported like a failed process
-                    traceback.print_exc()
-                    self.returncode = 1
-        finally:
-            os.chdir(cwd)
-            sys.argv = argv
-            torch.set_num_threads(threads)
-            os.environ.clear()
-            os.environ.update(environ)
-        self.stdout, self.stderr = stdout.getvalue(), stderr.getvalue()
+        self.returncode, self.stdout, self.stderr = call_main(self.args, self.cwd)
         return self
 
     def stop(self) -> None:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
-from cli import CONFIGS, REPO, TINY_FIT, run_epspp
+from cli import REPO, SCRATCH_EPSPP, TINY_FIT, run_epspp
 from nbclient import NotebookClient
 from PIL import Image
 
 
 def test_offline_wandb_run_contains_sample_panels_and_iou_table(synthetic_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    run_epspp(["fit", "--config", CONFIGS / "demo" / "scratch" / "localization_eps++.yaml", "--data.root", synthetic_root,
+    run_epspp(["fit", "--config", SCRATCH_EPSPP, "--data.root", synthetic_root,
                "--trainer.default_root_dir", run_dir, "--trainer.val_check_interval", "2",
                "--trainer.check_val_every_n_epoch", "1", *TINY_FIT], cwd=tmp_path)
     (run,) = (run_dir / "wandb").glob("offline-run-*")
