@@ -153,7 +153,8 @@ def demo_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-root", default="data/pretrain",
                         help="stage 0's pretraining corpus (generated if absent; pretrained regime only)")
     parser.add_argument("overrides", nargs="*", 
-                        help="extra `epspp fit` overrides (after --), e.g. --trainer.max_steps=5")
+                        help="extra `epspp fit` overrides of every fit, stage 0 included (after --), e.g. "
+                             "--trainer.max_steps=5")
     args = parser.parse_args(argv)
     try:
         report = run_demo(Path(args.root), Path(args.out or DEFAULT_OUT[args.regime]), demo_configs(args.configs),
