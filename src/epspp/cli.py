@@ -101,6 +101,13 @@ def main(args: list[str] | None = None) -> None:
     except EPSError as error:
         print(f"epspp: error: {one_line(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+    except ValueError as error:  # Lightning's check of a validation interval longer than an epoch
+        if "val_check_interval" not in str(error):
+            raise
+        print(f"epspp: error: {' '.join(str(error).split())} (with --trainer.check_val_every_n_epoch N, an integer "
+              "--trainer.val_check_interval counts batches within one epoch: give both, e.g. "
+              "--trainer.val_check_interval 1.0 to validate at epoch ends)", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def check_config_files(args: list[str]) -> None:

@@ -191,3 +191,14 @@ def test_a_full_disk_while_writing_masks_is_one_line_and_keeps_earlier_masks(
                 f"cannot write the mask of {second} in {out}: No space left on device")
     assert (out / f"{first}.png").read_bytes() == kept
     assert not list(out.glob(".*.tmp.*"))
+
+
+def test_a_validation_interval_longer_than_an_epoch_is_one_line(synthetic_root: Path, tmp_path: Path,
+                                                                capfd: pytest.CaptureFixture) -> None:
+    # the demo's stage-3 configs validate every 125 steps across epochs; per-epoch validation on top of that is
+    # Lightning's ValueError (20 train images / 4 = 5 batches an epoch): one line, and how to ask for it
+    args = ["fit", "--config", CONFIGS / "demo" / "segmentation_wsss.yaml", "--data.root", synthetic_root,
+            "--data.pseudo_mask_dir", "null", "--model.init_args.pretrained_path", "null",
+            "--trainer.default_root_dir", tmp_path / "run", "--trainer.logger", "false",
+            "--trainer.check_val_every_n_epoch", "1", *TINY_FIT]
+    clean_error(in_process(capfd, *args), "val_check_interval", "--trainer.val_check_interval 1.0")
