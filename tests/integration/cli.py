@@ -4,10 +4,14 @@ settings that keep a CPU run to seconds."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
 import tempfile
+import traceback
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -75,40 +79,52 @@ def run_epspp(args: list[str], cwd: Path, check: bool = True, timeout: int = 300
     return start_epspp(args, cwd).wait(check=check, timeout=timeout)
 
 
+@contextlib.contextmanager
+def _as_epspp(cwd: str | Path) -> Iterator[None]:
+    """This process as an ``epspp`` process in ``cwd``; the environment, ``sys.argv`` and the working
+    directory are restored afterwards."""
+    environ, argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    sys.argv = ["epspp"]  # LightningCLI warns when both sys.argv and args carry arguments
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def _exit_status(args: Sequence[str | Path]) -> int:
+    """``epspp.cli.main(args)``; its exit status (0 when it returns)."""
+    from epspp.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    return 0
+
+
 def call_main(args: list[str], cwd: Path) -> tuple[int, str, str]:
     """``epspp.cli.main(args)`` in this process, in ``cwd``, on one torch thread, its stdout and stderr captured:
     (exit status, stdout, stderr). An exception that escapes ``main`` is printed to the captured stderr and
     counts as exit status 1, like a failed process. The environment, ``sys.argv``, the working directory and the
     thread count are restored afterwards."""
-    import contextlib
-    import io
-    import traceback
-
     import torch
 
-    from epspp.cli import main
-
-    environ, argv, saved_cwd, threads = dict(os.environ), sys.argv, os.getcwd(), torch.get_num_threads()
     stdout, stderr = io.StringIO(), io.StringIO()
-    code = 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
-        os.chdir(cwd)
-        sys.argv = ["epspp"]  # LightningCLI warns when both sys.argv and args carry arguments
-        torch.set_num_threads(1)
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        with _as_epspp(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                main([str(a) for a in args])
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else 1
+                code = _exit_status(args)
             except Exception:  # noqa: BLE001 - reported like a failed process
                 traceback.print_exc()
                 code = 1
     finally:
-        os.chdir(saved_cwd)
-        sys.argv = argv
         torch.set_num_threads(threads)
-        os.environ.clear()
-        os.environ.update(environ)
     return code, stdout.getvalue(), stderr.getvalue()
 
 
@@ -119,22 +135,9 @@ def in_process(capfd: pytest.CaptureFixture, *args: str | Path, check: bool = Fa
     environment, ``sys.argv`` and the working directory are restored afterwards.  ``check``: a non-zero
     exit fails like ``run_epspp``'s, with the output.
     """
-    from epspp.cli import main
-
     capfd.readouterr()
-    environ, argv, cwd = dict(os.environ), sys.argv, os.getcwd()
-    sys.argv = ["epspp"]  # LightningCLI warns when both sys.argv and args carry arguments
-    os.chdir(tempfile.mkdtemp(prefix="epspp-cli-"))
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        sys.argv = argv
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(environ)
+    with _as_epspp(tempfile.mkdtemp(prefix="epspp-cli-")):
+        code = _exit_status(args)
     out, err = capfd.readouterr()
     if check and code != 0:
         raise AssertionError(f"epspp {' '.join(map(str, args))} exited {code}\n"
