@@ -22,6 +22,7 @@ PREDICT_ARGS ?=
 TEST_ARGS ?=
 TEST_WORKERS ?= 2
 REGIME ?= pretrained
+STUDY_ARGS ?=
 
 .PHONY: help install test test-quick lint demo study bench clean voc-wsss voc-ssss coco-wsss
 
@@ -56,9 +57,9 @@ lint: $(STAMP) ## ruff check
 demo: $(STAMP) ## whole pipeline on the synthetic dataset, CPU (REGIME=pretrained: stage 0 first); runs/demo/report.md
 	$(EPSPP) demo --regime $(REGIME) --root data/synthetic --configs configs/demo
 
-study: $(STAMP) ## saliency-error and labelled-fraction studies on synthetic data (CPU); runs/study/*.{csv,md,png}
-	$(EPSPP) study saliency-errors --out runs/study --configs configs/demo/scratch
-	$(EPSPP) study labeled-fraction --out runs/study --configs configs/demo/scratch
+study: $(STAMP) ## both studies in both regimes on synthetic data (CPU, <= 90 min; STUDY_ARGS=--full-grid: hours); runs/study/
+	$(EPSPP) study saliency-errors --out runs/study --configs configs/demo $(STUDY_ARGS)
+	$(EPSPP) study labeled-fraction --out runs/study --configs configs/demo $(STUDY_ARGS)
 
 bench: $(STAMP) ## run benchmarks/ and write BENCHMARKS.md
 	$(BIN)/python benchmarks/run_all.py --out BENCHMARKS.md

@@ -10,33 +10,86 @@ import pytest
 from helpers import read_png
 
 from epspp.data.synthetic import generate_synthetic, write_saliency_variant
-from epspp.study import Cell, Training, saliency_grid, saliency_rows, summarize, unique_trainings
+from epspp.study import (
+    DEFAULT_METHODS,
+    STUDY_METHODS,
+    Cell,
+    Training,
+    plot_lines,
+    saliency_grid,
+    saliency_markdown,
+    saliency_rows,
+    summarize,
+    unique_trainings,
+)
 
 
 def test_default_grid_shares_cam_and_the_clean_point() -> None:
-    cells = saliency_grid(["missing_class", "missing_object", "false_coverage"], [0, 0.25, 0.5, 0.75],
-                          ["cam", "eps", "eps++"], [0, 1])
-    assert len(cells) == 3 * 4 * 3 * 2
+    cells = saliency_grid(["scratch", "pretrained"], ["missing_class", "missing_object", "false_coverage"],
+                          [0, 0.25, 0.5, 0.75], ["cam", "eps", "eps++"], [0, 1])
+    assert len(cells) == 2 * 3 * 4 * 3 * 2
     trainings = unique_trainings(cells)
-    # CAM once per seed; EPS and EPS++: the clean point + 3 error types x 3 rates, per seed
-    assert len(trainings) == 2 + 2 * 2 * (1 + 9) == 42
-    assert Cell("false_coverage", 0.0, "eps", 1).training == Cell("missing_class", 0.0, "eps", 1).training \
-        == Training("eps", "clean", 1)
-    assert Cell("missing_object", 0.5, "cam", 0).training == Training("cam", "clean", 0)
-    assert Cell("missing_object", 0.5, "eps++", 0).training == Training("eps++", "missing_object_0.5", 0)
+    # per regime: CAM once per seed; EPS and EPS++: the clean point + 3 error types x 3 rates, per seed
+    assert len(trainings) == 2 * (2 + 2 * 2 * (1 + 9)) == 84
+    assert Cell("scratch", "false_coverage", 0.0, "eps", 1).training \
+        == Cell("scratch", "missing_class", 0.0, "eps", 1).training == Training("scratch", "eps", "clean", 1)
+    assert Cell("pretrained", "missing_object", 0.5, "cam", 0).training == Training("pretrained", "cam", "clean", 0)
+    assert Cell("pretrained", "missing_object", 0.5, "eps++", 0).training \
+        != Cell("scratch", "missing_object", 0.5, "eps++", 0).training  # the regimes share no training
+    ablation = Training("pretrained", "eps++/no-pamr", "missing_object_0.5", 0)
+    assert ablation.folder(Path("runs")) == Path("runs/pretrained/eps++_no-pamr/missing_object_0.5/seed0")
+
+
+def test_the_ablation_arm_is_the_eps_plus_plus_config_without_pamr() -> None:
+    assert STUDY_METHODS["eps++/no-pamr"] == (STUDY_METHODS["eps++"][0], ["--model.init_args.ird_refine", "none"])
+    assert STUDY_METHODS["eps++"][1] == [] and "eps++/no-pamr" not in DEFAULT_METHODS
 
 
 def test_rows_and_the_mean_and_spread_over_seeds() -> None:
-    cells = saliency_grid(["missing_class"], [0.0, 0.5], ["eps"], [0, 1])
-    scores = {Training("eps", "clean", 0): {"configured": 40.0, "best": 50.0},
-              Training("eps", "clean", 1): {"configured": 44.0, "best": 51.0},
-              Training("eps", "missing_class_0.5", 0): {"configured": 30.0, "best": 35.5},
-              Training("eps", "missing_class_0.5", 1): {"configured": 31.0, "best": 36.5}}
+    cells = saliency_grid(["scratch"], ["missing_class"], [0.0, 0.5], ["eps", "eps++"], [0, 1])
+    scores = {Training("scratch", "eps", "clean", 0): {"configured": 40.0, "best": 50.0},
+              Training("scratch", "eps", "clean", 1): {"configured": 44.0, "best": 51.0},
+              Training("scratch", "eps", "missing_class_0.5", 0): {"configured": 30.0, "best": 35.5},
+              Training("scratch", "eps", "missing_class_0.5", 1): {"configured": 31.0, "best": 36.5}}
+    for seed, share in ((0, 0.5), (1, 0.9)):  # IRD's telemetry: the share of salient pixels dropped
+        for saliency in ("clean", "missing_class_0.5"):
+            scores[Training("scratch", "eps++", saliency, seed)] = {"configured": 20.0, "best": 21.0,
+                                                                     "inconsistent_salient": share}
     rows = saliency_rows(cells, scores)
-    assert len(rows) == 8 and set(rows[0]) == {"error_type", "rate", "method", "seed", "threshold", "miou"}
+    assert len(rows) == 16 and list(rows[0]) == ["regime", "error_type", "rate", "method", "seed", "threshold", "miou",
+                                                 "inconsistent_salient"]
+    assert {r["inconsistent_salient"] for r in rows if r["method"] == "eps"} == {""}  # no IRD, no telemetry
     stats = summarize(rows, ("error_type", "rate", "method", "threshold"))
     assert stats[("missing_class", 0.0, "eps", "configured")] == pytest.approx((42.0, 2.0, 2))  # mean, half-range
     assert stats[("missing_class", 0.5, "eps", "best")] == pytest.approx((36.0, 0.5, 2))
+    health = summarize(rows, ("method", "threshold"), "inconsistent_salient")
+    assert ("eps", "best") not in health and health[("eps++", "best")] == pytest.approx((0.7, 0.2, 4))
+    text = saliency_markdown(rows, ["scratch"], ["missing_class"], [0.0, 0.5], ["eps", "eps++"], [0, 1],
+                             {("scratch", "missing_class", 0.5, "eps++"): 1})
+    assert "| rate | eps (configured) | eps (best) | eps++ (configured) | eps++ (best) | eps++ N∩S |" in text
+    assert "| 0.5 | 30.5 ± 0.5 | 36.0 ± 0.5 | 20.0 ± 0.0 | 21.0 ± 0.0 | 0.70 ± 0.20 [1/2] |" in text
+    assert "| 0 | 42.0 ± 2.0 | 50.5 ± 0.5 | 20.0 ± 0.0 | 21.0 ± 0.0 | 0.70 ± 0.20 [0/2] |" in text
+
+
+def test_the_figure_has_a_colour_per_series_and_a_line_style_per_regime(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.axes
+
+    drawn = []
+    original = matplotlib.axes.Axes.plot
+
+    def plot(self, *args, **kwargs):
+        drawn.append((kwargs["label"], kwargs["color"], kwargs["linestyle"]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
+    lines = {(name, regime): ([1.0, 2.0], [0.1, 0.1]) for regime in ("scratch", "pretrained") for name in ("a", "b")}
+    plot_lines(tmp_path / "f.png", ["p"], [0.0, 1.0], lambda _: lines, "x", lambda p: f"panel {p}")
+    assert drawn == [("a (scratch)", "C0", "--"), ("b (scratch)", "C1", "--"), ("a (pretrained)", "C0", "-"),
+                     ("b (pretrained)", "C1", "-")]
+    from PIL import Image
+
+    assert Image.open(tmp_path / "f.png").info["Description"] == "panels: panel p"
 
 
 def test_saliency_variant_keeps_images_and_masks_and_injects_only_its_error(tmp_path: Path) -> None:
