@@ -401,7 +401,8 @@ def log_to_wandb(out: Path, name: str, columns: Sequence[str], rows: Sequence[di
     import wandb
 
     run = wandb.init(project="epspp", name=name, dir=str(out), job_type="study", reinit=True)
-    run.log({f"{name}/table": wandb.Table(columns=list(columns), data=[[r[c] for c in columns] for r in rows]),
+    data = [[None if r[c] == "" else r[c] for c in columns] for r in rows]  # a W&B column holds one type
+    run.log({f"{name}/table": wandb.Table(columns=list(columns), data=data),
              f"{name}/figure": wandb.Image(str(figure))})
     run.finish()
 

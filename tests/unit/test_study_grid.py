@@ -130,3 +130,21 @@ def test_regenerating_a_saliency_variant_keeps_the_users_files_and_refuses_other
     with pytest.raises(FileExistsError, match="not a saliency variant"):
         write_saliency_variant(root, tmp_path / "photos")
     assert (tmp_path / "photos" / "holiday.jpg").read_bytes() == b"not ours"
+
+
+def test_the_tables_go_to_wandb_with_the_empty_telemetry_of_cam_and_eps(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    from PIL import Image
+
+    from epspp.study import STUDY_COLUMNS, log_to_wandb
+
+    cells = saliency_grid(["scratch"], ["missing_class"], [0.0], ["eps", "eps++"], [0])
+    scores = {Training("scratch", "eps", "clean", 0): {"configured": 40.0, "best": 50.0},
+              Training("scratch", "eps++", "clean", 0): {"configured": 41.0, "best": 51.0,
+                                                          "inconsistent_salient": 0.5}}
+    rows = saliency_rows(cells, scores)  # "" for EPS, a number for EPS++: one column of two types in the CSV
+    Image.new("RGB", (8, 8)).save(tmp_path / "f.png")
+    log_to_wandb(tmp_path, "study/test", STUDY_COLUMNS, rows, tmp_path / "f.png")
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
