@@ -20,6 +20,13 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SYNTHETIC = {"num_train": 20, "num_val": 6, "image_size": 48, "seed": 0}
+#: the longest module (about 5 minutes of `epspp study` runs) is collected first, so that under `make test`'s
+#: xdist loadscope it starts at once on one worker and overlaps the rest instead of ending the run alone
+FIRST_MODULES = ("tests/integration/test_study.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in FIRST_MODULES)  # stable: the rest keep order
 
 
 @pytest.fixture(scope="session")
