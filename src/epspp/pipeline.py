@@ -72,10 +72,15 @@ def pretrain(pretrain_root: Path, out: Path, configs: Path, overrides: list[str]
         run_stage("pretraining corpus", out / "pretrain_corpus", ["prepare", "pretrain-corpus", "--root",
                                                                    str(pretrain_root)])
     folder = out / "pretrain"
-    record = run_stage("pretraining", folder, ["fit", "--config", str(configs / "pretrain.yaml"), "--data.root",
-                                               str(pretrain_root), "--trainer.default_root_dir", str(folder),
-                                               *overrides])
+    record = run_stage("pretraining", folder, [*pretrain_command(configs, pretrain_root, folder), *overrides])
     return record, folder / "backbone.pth"
+
+
+def pretrain_command(configs: Path, corpus: Path, folder: Path) -> list[str]:
+    """``epspp fit`` of stage 0 (``configs/pretrain.yaml``) on ``corpus``, writing into ``folder``: the demo's and
+    the studies'."""
+    return ["fit", "--config", str(configs / "pretrain.yaml"), "--data.root", str(corpus),
+            "--trainer.default_root_dir", str(folder)]
 
 
 def run_demo(root: Path, out: Path, configs: Path, overrides: list[str], regime: str = "pretrained",

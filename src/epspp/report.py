@@ -33,8 +33,8 @@ def _percent(value: float | None) -> float | None:
 def stage1_setting(out: Path) -> dict:
     """The EPS++ stage-1 run's network input: ``eval_scale``, ``crop_size``, ``output_stride``, the training map
     side and whether it started from a ``pretrained_path`` (from its checkpoint's saved hyper-parameters)."""
-    ckpt = torch.load(out / "eps++" / "localization" / "checkpoints" / "last.ckpt", map_location="cpu",
-                      weights_only=True)
+    path = out / "eps++" / "localization" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     model, data = ckpt["hyper_parameters"], ckpt.get("datamodule_hyper_parameters", {})
     return {"pretrained_path": model.get("pretrained_path"), "output_stride": model["output_stride"],
             "crop_size": data.get("crop_size"), "eval_scale": data.get("eval_scale", 1.0),

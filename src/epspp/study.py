@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from epspp.errors import EPSError
-from epspp.pipeline import METHODS, REGIMES, demo_configs
+from epspp.pipeline import METHODS, REGIMES, demo_configs, pretrain_command
 
 #: error type of the study -> the synthetic generator's rate argument
 ERROR_TYPES = {"missing_class": "missing_class_rate", "missing_object": "missing_part_rate",
@@ -173,28 +173,24 @@ def pretrain_folder(out: Path, seed: int) -> Path:
     return out / "pretrain" / f"seed{seed}"
 
 
-def pretrain(ctx: Context, seed: int) -> dict:
-    """Stage 0 of one seed (the corpus generated once for every seed): ``OUT/pretrain/seed<S>/backbone.pth``."""
-    corpus = ctx.out / "pretrain_corpus"
-    with _CORPUS_LOCK:  # the seeds' stage-0 jobs run in parallel; the first writes the corpus
-        run_epspp("pretraining corpus", corpus, ["prepare", "pretrain-corpus", "--root", str(corpus / "data")],
-                  ctx.env)
+def pretrain(ctx: Context, corpus: Path, seed: int) -> dict:
+    """Stage 0 of one seed on the corpus ``corpus``: ``OUT/pretrain/seed<S>/backbone.pth``; its marker."""
     folder = pretrain_folder(ctx.out, seed)
     run_epspp(f"stage 0 seed {seed}", folder,
-              ["fit", "--config", str(ctx.configs / "pretrain.yaml"), "--data.root", str(corpus / "data"),
-               "--trainer.default_root_dir", str(folder), "--seed_everything", str(seed), "--ckpt_path", "last",
+              [*pretrain_command(ctx.configs, corpus, folder), "--seed_everything", str(seed), "--ckpt_path", "last",
                *ctx.overrides], ctx.env)
     return json.loads((folder / "stage.json").read_text())
 
 
-_CORPUS_LOCK = threading.Lock()
-
-
 def pretrain_all(ctx: Context, regimes: Sequence[str], seeds: Sequence[int], parallel: int) -> None:
-    """Stage 0 for every seed, when the pretrained regime is studied."""
-    if "pretrained" in regimes:
-        run_all([(f"stage 0 seed {seed}", pretrain_folder(ctx.out, seed) / "stage.json",
-                  lambda seed=seed: pretrain(ctx, seed)) for seed in seeds], parallel)
+    """Stage 0 for every seed, when the pretrained regime is studied (the corpus generated once, first)."""
+    if "pretrained" not in regimes:
+        return
+    folder = ctx.out / "pretrain_corpus"
+    corpus = folder / "data"
+    run_epspp("pretraining corpus", folder, ["prepare", "pretrain-corpus", "--root", str(corpus)], ctx.env)
+    run_all([(f"stage 0 seed {seed}", pretrain_folder(ctx.out, seed) / "stage.json",
+              lambda seed=seed: pretrain(ctx, corpus, seed)) for seed in seeds], parallel)
 
 
 def localization(ctx: Context, training: Training) -> dict:
