@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,13 @@ FIT = ["--", "--trainer.max_steps=2", "--data.crop_size=32", "--data.resize_long
 ERRORS = ["saliency-errors", "--rates", "0", "0.5", "--methods", "cam", "eps++", "eps++/no-pamr", "--error-types",
           "missing_class"]
 DATA = "data_5classes"
+
+
+def progress(stdout: str, jobs: int) -> list[str]:
+    """The study's progress lines of a run of ``jobs`` jobs, as ``"<job>: <time or done before>"`` (the
+    ``k/jobs`` count, which is finishing order, and the time left stripped)."""
+    prefix = re.compile(rf"\[study\] \d+/{jobs} ")
+    return [prefix.sub("", line).split(";")[0] for line in stdout.splitlines() if prefix.match(line)]
 
 
 def study_command(out: Path, *extra: str) -> list:
@@ -86,9 +94,9 @@ def test_a_killed_study_redoes_only_what_did_not_finish(study: Path) -> None:
     result = run_epspp(study_command(study), cwd=study.parent, timeout=600)
     assert checkpoint.stat().st_mtime_ns == stamp  # stage 1 was not redone
     assert (cell / "scores.json").is_file()
-    progress = [line for line in result.stdout.splitlines() if line.startswith("[study] ") and "/10 " in line]
-    assert len(progress) == 10  # a line per training: CAM, EPS++ and the ablation at 2 points, per regime
-    redone = [line for line in progress if "done before" not in line]
+    lines = progress(result.stdout, 10)
+    assert len(lines) == 10  # a line per training: CAM, EPS++ and the ablation at 2 points, per regime
+    redone = [line for line in lines if "done before" not in line]
     assert len(redone) == 1 and "pretrained eps++ missing_class_0.5 seed 0" in redone[0]
     assert (study / "study.csv").read_text() == before
 
@@ -109,9 +117,8 @@ def test_labeled_fraction_writes_both_regimes(study: Path) -> None:
     result = run_epspp(["study", "labeled-fraction", "--fractions", "0.25", "--num-classes", "5", "--out", study,
                         "--configs", CONFIGS / "demo", *TINY, *FIT, "--data.labeled_per_batch=2"],
                        cwd=study.parent, timeout=900)
-    reused = [line for line in result.stdout.splitlines() if line.startswith("[study] ") and "/2 " in line]
     # the two reused trainings run in parallel threads, so their k/2 order is whichever finished first
-    assert sorted(line.split(" ", 2)[2].split(";")[0] for line in reused) == [
+    assert sorted(progress(result.stdout, 2)) == [
         "pretrained eps++ clean seed 0: done before", "scratch eps++ clean seed 0: done before"]
     rows = list(csv.DictReader((study / "labeled_fraction.csv").open()))
     assert list(rows[0]) == ["regime", "num_classes", "fraction", "setting", "seed", "miou"] and len(rows) == 6
