@@ -382,7 +382,7 @@ def plot_lines(path: Path, panels: Sequence[str], xs: Sequence[float], lines_of:
         axis.set_xlabel(xlabel)
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("mIoU (%)")
-    axes[0][-1].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, handlelength=4)  # long enough to tell dashed (scratch) from solid
     figure.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")
     figure.savefig(tmp, dpi=110, metadata={"Description": "panels: " + "; ".join(title_of(p) for p in panels)})
