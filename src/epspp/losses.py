@@ -22,7 +22,12 @@ import torch.nn.functional as F
 
 from epspp.metrics import IGNORE_INDEX
 
-__all__ = ["classification_loss", "eps_saliency_loss", "ird_saliency_loss", "ird_telemetry", "segmentation_loss"]
+__all__ = ["IRD_THRESHOLD_MAPS", "classification_loss", "eps_saliency_loss", "ird_saliency_loss", "ird_telemetry",
+           "ird_threshold_map", "segmentation_loss"]
+
+#: the readings of the map that B() thresholds in IRD's ``N = B(M_r) XOR B(M_s)`` (docs/architecture.md,
+#: "How we read IRD's B()"): ``normalized`` (the default) and ``softmax``
+IRD_THRESHOLD_MAPS = ("normalized", "softmax")
 
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -123,6 +128,38 @@ def eps_saliency_loss(
     return F.mse_loss(estimate, sal)
 
 
+def ird_threshold_map(
+    refined: torch.Tensor, labels: torch.Tensor, threshold_maps: str = "normalized"
+) -> torch.Tensor:
+    """The map that B() thresholds on the refined side of IRD's ``N = B(M_r) XOR B(M_s)``, (B, 1, h, w).
+
+    - ``normalized`` (the default): each labelled class's refined map ``M_r_i`` divided by its per-image
+      spatial maximum (a map whose maximum is 0 stays 0), then the maximum over the labelled classes: a CAM
+      localization map normalized as WSSS thresholds it (CAM, PSA, EPS's pseudo-masks). Every labelled map
+      peaks at 1, so the strong half of each object is above 0.5 from the first step of a new head.
+    - ``softmax``: ``sum_i y_i M_r_i`` of the refined softmax maps themselves; a new head's softmax over C+1
+      channels starts below 0.5 on every pixel, so B() is 0 on every object at first.
+
+    An image without labels gives 0 everywhere under both readings.
+
+    Args:
+        refined: refined softmax maps (B, C+1, h, w) or their C object channels (B, C, h, w).
+        labels: multi-hot image labels (B, C).
+        threshold_maps: ``normalized`` or ``softmax``.
+    """
+    if threshold_maps not in IRD_THRESHOLD_MAPS:
+        raise ValueError(f"threshold_maps must be one of {', '.join(IRD_THRESHOLD_MAPS)}, got {threshold_maps!r}")
+    c = labels.shape[1]
+    dtype = _compute_dtype(refined)
+    objects = refined.detach()[:, :c].to(dtype)
+    y = labels.detach().to(dtype)[..., None, None]  # (B, C, 1, 1)
+    if threshold_maps == "softmax":
+        return (objects * y).sum(1, keepdim=True)
+    peak = objects.amax(dim=(2, 3), keepdim=True)
+    normalized = torch.where(peak > 0, objects / peak.clamp_min(torch.finfo(dtype).tiny), 0.0)
+    return torch.where(y != 0, normalized, 0.0).amax(1, keepdim=True)
+
+
 def ird_saliency_loss(
     cam_logits: torch.Tensor,
     saliency: torch.Tensor,
@@ -130,16 +167,20 @@ def ird_saliency_loss(
     refined: torch.Tensor,
     return_inconsistent: bool = False,
     drop: bool = True,
+    threshold_maps: str = "normalized",
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """EPS++ saliency loss with Inconsistent Region Drop (TPAMI 2023).
 
-    ``M = softmax(cam_logits)``, ``M_s`` = saliency resized to (h, w) (nearest),
-    ``M_fg = sum_i y_i M_i`` over the C object channels and ``M_r`` the same sum over ``refined``.
-    With ``B(x) = x > 0.5`` the inconsistent region is ``N = B(M_r) XOR B(M_s)``, and per image
+    ``M = softmax(cam_logits)``, ``M_s`` = saliency resized to (h, w) (nearest) and
+    ``M_fg = sum_i y_i M_i`` over the C object channels. With ``B(x) = x > 0.5`` the inconsistent region is
+    ``N = B(M_r) XOR B(M_s)``, where ``M_r`` is the refined map that ``ird_threshold_map`` gives for
+    ``threshold_maps`` (``normalized``: the labelled classes' refined maps each divided by its maximum, max
+    over the classes; ``softmax``: their sum), and per image
 
         L = sum_p (1 - N_p) (M_s_p - M_fg_p)^2 / sum_p (1 - N_p)     (0 where every pixel is inconsistent),
 
-    averaged over the batch. ``refined`` and ``saliency`` are detached: gradients reach ``cam_logits`` only.
+    averaged over the batch. The squared error uses the softmax ``M_fg`` under both readings. ``refined``
+    and ``saliency`` are detached: gradients reach ``cam_logits`` only.
 
     Args:
         cam_logits: localization logits (B, C+1, h, w), background last.
@@ -150,6 +191,8 @@ def ird_saliency_loss(
         return_inconsistent: also return the inconsistent region N.
         drop: ``False`` keeps every pixel in the loss (N is still computed and returned); used for
             the warm-up of ``LocalizationModule(ird_warmup_steps=...)``.
+        threshold_maps: which map B() thresholds on the refined side: ``normalized`` (default) or ``softmax``
+            (docs/architecture.md, "How we read IRD's B()").
 
     Returns:
         Scalar loss, or ``(loss, N)`` with N a bool tensor (B, 1, h, w) when ``return_inconsistent``.
@@ -166,8 +209,7 @@ def ird_saliency_loss(
     maps = F.softmax(cam_logits.to(dtype), dim=1)
 
     fg = (maps[:, :c] * y).sum(1, keepdim=True)
-    fg_refined = (refined.detach()[:, :c].to(dtype) * y).sum(1, keepdim=True)
-    inconsistent = (fg_refined > 0.5) ^ (sal > 0.5)  # (B, 1, h, w)
+    inconsistent = (ird_threshold_map(refined.to(dtype), labels, threshold_maps) > 0.5) ^ (sal > 0.5)  # (B, 1, h, w)
 
     keep = (~inconsistent).to(dtype) if drop else torch.ones_like(sal)
     num = (keep * (sal - fg).square()).sum((1, 2, 3))
@@ -179,7 +221,8 @@ def ird_saliency_loss(
 
 
 def ird_telemetry(
-    cam_logits: torch.Tensor, saliency: torch.Tensor, labels: torch.Tensor, inconsistent: torch.Tensor
+    cam_logits: torch.Tensor, saliency: torch.Tensor, labels: torch.Tensor, inconsistent: torch.Tensor,
+    threshold_map: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """How IRD treats the salient pixels of a batch, at the map resolution where its loss is computed.
 
@@ -189,7 +232,9 @@ def ird_telemetry(
     - ``inconsistent``: mean of N over all pixels;
     - ``inconsistent_salient``: share of the pixels of S that are in N (1: every salient pixel dropped);
     - ``inconsistent_background``: share of the pixels outside S that are in N;
-    - ``fg_salient``: mean of ``M_fg = sum_i y_i softmax(cam)_i`` over the pixels of S.
+    - ``fg_salient``: mean of ``M_fg = sum_i y_i softmax(cam)_i`` over the pixels of S;
+    - with ``threshold_map`` (``ird_threshold_map``'s (B, 1, h, w) map that B() thresholds):
+      ``threshold_map_salient`` and ``threshold_map_background``, its mean over S and outside S.
 
     A share over an empty set of pixels is 0. Every value is a detached scalar in [0, 1].
     """
@@ -207,8 +252,16 @@ def ird_telemetry(
     def share(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
         return (values.to(dtype) * where).sum() / where.sum().clamp_min(1)
 
-    return {"inconsistent": dropped.to(dtype).mean(), "inconsistent_salient": share(dropped, salient),
-            "inconsistent_background": share(dropped, ~salient), "fg_salient": share(fg, salient)}
+    values = {"inconsistent": dropped.to(dtype).mean(), "inconsistent_salient": share(dropped, salient),
+              "inconsistent_background": share(dropped, ~salient), "fg_salient": share(fg, salient)}
+    if threshold_map is not None:
+        if threshold_map.shape != inconsistent.shape:
+            raise ValueError(f"threshold_map must be (B, 1, h, w) = {tuple(inconsistent.shape)}, got "
+                             f"{tuple(threshold_map.shape)}")
+        reference = threshold_map.detach().to(dtype)
+        values |= {"threshold_map_salient": share(reference, salient),
+                   "threshold_map_background": share(reference, ~salient)}
+    return values
 
 
 def segmentation_loss(

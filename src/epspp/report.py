@@ -12,7 +12,7 @@ from PIL import Image
 from epspp.data.classes import read_classes, voc_palette
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.transforms import eval_transform
-from epspp.run_logs import last_logged, mean_over_last_steps, recorded_warnings
+from epspp.run_logs import last_logged, mean_over_last_steps, recorded_warnings, window_means
 from epspp.visualize import annotate, colorize, denormalize, grid, heatmap, overlay
 
 METHOD_NAMES = ("cam", "eps", "eps++")
@@ -20,8 +20,9 @@ SEGMENTATION_NAMES = ("wsss", "ssss", "labeled_only")
 # background thresholds at which the demo also scores each method's pseudo-masks (from their saved
 # scores): the comparison at the threshold each method likes best, besides the EPS reference's 0.2
 SWEEP_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-# IRD's telemetry in the report: the logged train/<key>, averaged over the last steps of the fit
-TELEMETRY = ("inconsistent_salient", "inconsistent_background", "inconsistent", "fg_salient")
+# IRD's telemetry in the report: the fit's per-step record (ird_telemetry.csv), averaged over its last steps
+TELEMETRY = ("inconsistent_salient", "inconsistent_background", "inconsistent", "fg_salient", "threshold_map_salient",
+             "threshold_map_background")
 TELEMETRY_STEPS = 50
 STAGE_TITLES = ["image", "saliency", "CAM map", "EPS map", "EPS++ map", "IRD dropped", "EPS++ mask", "ground truth"]
 
@@ -56,7 +57,7 @@ def collect(root: Path, out: Path, stages: dict[str, dict], regime: str = "pretr
     for method in METHOD_NAMES:
         run = out / method / "localization"
         report["localization"][method] = {"val_cam_miou": _percent(last_logged(run, "val/mIoU"))}
-        if last_logged(run, "train/inconsistent_salient") is not None:
+        if mean_over_last_steps(run, "inconsistent_salient") is not None:
             report["localization"][method]["ird"] = ird_health(run)
         masks = out / method / "pseudo_masks"
         manifest = json.loads((masks / "manifest.json").read_text())
@@ -77,8 +78,10 @@ def collect(root: Path, out: Path, stages: dict[str, dict], regime: str = "pretr
 def ird_health(run: Path) -> dict:
     """IRD's telemetry at the end of an ``ird`` fit (means over its last ``TELEMETRY_STEPS`` steps, percent)
     and the collapse warnings it recorded."""
-    health = {key: _percent(mean_over_last_steps(run, f"train/{key}", TELEMETRY_STEPS)) for key in TELEMETRY}
-    return health | {"collapse_warnings": [line for line in recorded_warnings(run) if "IRD collapse" in line]}
+    health = {key: _percent(mean_over_last_steps(run, key, TELEMETRY_STEPS)) for key in TELEMETRY}
+    windows = [_percent(v) for v in window_means(run, "inconsistent_salient", TELEMETRY_STEPS)]
+    return health | {"inconsistent_salient_windows": windows,
+                     "collapse_warnings": [line for line in recorded_warnings(run) if "IRD collapse" in line]}
 
 
 def markdown(report: dict, figure: str | None = None) -> str:

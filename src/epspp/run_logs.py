@@ -1,11 +1,12 @@
-"""What a run folder logged: values of its CSV metrics and the warnings it recorded (demo report, studies)."""
+"""What a run folder logged: values of its CSV metrics, IRD's per-step telemetry and the warnings it recorded
+(demo report, studies)."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
-from epspp.models.ird_health import WARNINGS_FILE
+from epspp.models.ird_health import TELEMETRY_FILE, WARNINGS_FILE
 
 
 def logged_rows(folder: Path) -> list[dict[str, str]]:
@@ -23,15 +24,28 @@ def last_logged(folder: Path, key: str) -> float | None:
     return float(values[-1]) if values else None
 
 
+def telemetry_values(folder: Path, key: str) -> list[float]:
+    """IRD's ``key`` (e.g. ``inconsistent_salient``) at every training step, from ``folder/ird_telemetry.csv``
+    (written by an ``ird`` fit, one row per step); empty without the file or the column."""
+    path = Path(folder) / TELEMETRY_FILE
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [float(row[key]) for row in csv.DictReader(handle) if row.get(key)]
+
+
 def mean_over_last_steps(folder: Path, key: str, steps: int = 50) -> float | None:
-    """Mean of the logged values of ``key`` over the last ``steps`` training steps of the run (the rows whose
-    step is within ``steps`` of the last logged step of ``key``); None when nothing was logged."""
-    points = [(int(row["step"]), float(row[key])) for row in logged_rows(folder) if row.get(key)]
-    if not points:
-        return None
-    last = points[-1][0]
-    window = [value for step, value in points if step > last - steps]
-    return sum(window) / len(window)
+    """Mean of IRD's ``key`` over the last ``steps`` training steps of the run (every step, from
+    ``ird_telemetry.csv``); None when nothing was recorded."""
+    values = telemetry_values(folder, key)[-steps:]
+    return sum(values) / len(values) if values else None
+
+
+def window_means(folder: Path, key: str, steps: int = 50) -> list[float]:
+    """Means of IRD's ``key`` over consecutive windows of ``steps`` training steps (0-49, 50-99, ...; a last
+    partial window included)."""
+    values = telemetry_values(folder, key)
+    return [sum(part) / len(part) for part in (values[i:i + steps] for i in range(0, len(values), steps))]
 
 
 def recorded_warnings(folder: Path) -> list[str]:

@@ -48,7 +48,8 @@ FRACTION_COLUMNS = ("regime", "num_classes", "fraction", "setting", "seed", "mio
 #: method of the study -> (its stage-1 config, overrides); ``eps++/no-pamr`` is an ablation, not the paper:
 #: IRD with M_r = M (the softmax maps themselves, no PAMR)
 STUDY_METHODS = {**{name: (config, []) for name, config in METHODS.items()},
-                 "eps++/no-pamr": (METHODS["eps++"], ["--model.init_args.ird_refine", "none"])}
+                 "eps++/no-pamr": (METHODS["eps++"], ["--model.init_args.ird_refine", "none"]),
+                 "eps++/softmax": (METHODS["eps++"], ["--model.init_args.ird_threshold_maps", "softmax"])}
 DEFAULT_METHODS = tuple(METHODS)
 #: steps over which ``inconsistent_salient`` is averaged (the end of training, as the collapse monitor's window)
 TELEMETRY_STEPS = 50
@@ -224,8 +225,8 @@ def localization(ctx: Context, training: Training) -> dict:
     scores = {"configured": manifest["miou"], "bg_threshold": manifest["config"]["model"]["bg_threshold"],
               "best": sweep["best_bg_threshold_miou"], "best_threshold": sweep["best_bg_threshold"],
               "sweep": sweep["bg_threshold_sweep"], "per_class_iou": manifest.get("per_class_iou"),
-              "inconsistent_salient": mean_over_last_steps(logs, "train/inconsistent_salient", TELEMETRY_STEPS),
-              "fg_salient": mean_over_last_steps(logs, "train/fg_salient", TELEMETRY_STEPS),
+              "inconsistent_salient": mean_over_last_steps(logs, "inconsistent_salient", TELEMETRY_STEPS),
+              "fg_salient": mean_over_last_steps(logs, "fg_salient", TELEMETRY_STEPS),
               "warnings": recorded_warnings(logs)}
     _write_json(scores_path, scores)
     return scores

@@ -65,6 +65,9 @@ def check_localization_options(hp: Mapping[str, Any]) -> None:
         _at_least(f"{prefix}{name}", hp[name], 0)
     if hp.get("ird_refine", "pamr") not in ("pamr", "none"):
         raise ConfigError(f"{prefix}ird_refine must be pamr (the paper) or none, got {hp['ird_refine']!r}")
+    if hp.get("ird_threshold_maps", "normalized") not in ("normalized", "softmax"):
+        raise ConfigError(f"{prefix}ird_threshold_maps must be normalized or softmax (docs/architecture.md, \"How we "
+                          f"read IRD's B()\"), got {hp['ird_threshold_maps']!r}")
     dilations = list(hp["pamr_dilations"] or [])
     if not dilations or any(d < 1 for d in dilations):
         raise ConfigError(f"{prefix}pamr_dilations must be a non-empty list of integers >= 1, got {dilations}")

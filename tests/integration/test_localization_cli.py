@@ -67,6 +67,14 @@ def test_fit_each_method_writes_checkpoints_and_metrics(saliency_loss: str, fits
         steps = [r for r in rows if r.get("train/loss")]
         assert len(steps) == 3
         assert all(0.0 <= float(r[key]) <= 1.0 for r in steps for key in telemetry)
+        # and every step, whatever log_every_n_steps, in the run folder's record (with B()'s map on both sides)
+        record = list(csv.DictReader((run_dir / "ird_telemetry.csv").open()))
+        assert [int(r["step"]) for r in record] == [0, 1, 2]
+        assert all(0.0 <= float(r[key]) <= 1.0 for r in record for key in ("inconsistent_salient",
+                                                                         "threshold_map_salient",
+                                                                         "threshold_map_background"))
+    else:
+        assert not (run_dir / "ird_telemetry.csv").exists()
     losses = [(float(r["train/loss_cls"]), float(r["train/loss_sal"])) for r in rows if r.get("train/loss_sal")]
     assert losses, "training losses were logged"
     if saliency_loss == "none":

@@ -253,13 +253,17 @@ def test_ird_refine_none_compares_the_unrefined_maps_with_the_saliency():
     plain, paper = _module(ird_refine="none"), _module(pamr_iter=10)
     cam = plain(images).detach()
     assert torch.equal(cam, paper(images).detach())  # same seed, same weights: only M_r differs
-    fg = (cam.softmax(dim=1)[:, :3] * labels[..., None, None]).sum(dim=1, keepdim=True)
+    # the default reading of B(): each labelled class's softmax map over its maximum, max over the labelled
+    maps = cam.softmax(dim=1)[:, :3]
+    normalized = maps / maps.amax(dim=(2, 3), keepdim=True)
+    reference = torch.stack([normalized[i, labels[i].bool()].amax(dim=0) for i in range(2)])[:, None]
     small = torch.nn.functional.interpolate(saliency, cam.shape[-2:], mode="nearest")
-    expected = (fg > 0.5) ^ (small > 0.5)
+    expected = (reference > 0.5) ^ (small > 0.5)
     assert expected.any() and not expected.all()
     batch = {"image": images, "saliency": saliency, "label": labels}
-    _, region = plain.saliency_term(batch, cam)
-    assert torch.equal(region, expected)
+    _, ird = plain.saliency_term(batch, cam)
+    assert torch.equal(ird["inconsistent"], expected)
+    torch.testing.assert_close(ird["threshold_map"], reference)
     assert torch.equal(plain.refine_maps(images, cam), cam.softmax(dim=1))  # M_r = M
     assert not torch.allclose(paper.refine_maps(images, cam), cam.softmax(dim=1), atol=1e-3)  # PAMR moves them
     with pytest.raises(ConfigError, match="ird_refine must be pamr"):

@@ -26,6 +26,7 @@ NO_SUCH_NETWORK = "no-such-backbone"  # building it would fail: a ConfigError pr
     ({"momentum": 1.0}, r"--model\.init_args\.momentum must be in \[0, 1\)"),
     ({"tau": 2.0}, r"--model\.init_args\.tau must be in \[0, 1\]"),
     ({"pamr_dilations": (1, 0)}, r"--model\.init_args\.pamr_dilations must be"),
+    ({"ird_threshold_maps": "max"}, r"--model\.init_args\.ird_threshold_maps must be normalized or softmax"),
     ({"num_classes": 0, "class_names": ["background"]}, r"--model\.init_args\.num_classes must be >= 1"),
 ])
 def test_localization_options_refused_before_the_network_is_built(options: dict, message: str) -> None:
@@ -84,3 +85,16 @@ def test_cli_refuses_in_one_line_before_touching_data(tmp_path: Path, capsys: py
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("epspp: error: ") and message in err[-1]
     assert not root.exists(), "the synthetic dataset was generated before the value was refused"
+
+
+@pytest.mark.parametrize("dataset", ["voc", "coco", "demo", "demo/scratch"])
+def test_every_eps_plus_plus_config_names_its_reading_of_b_and_it_is_the_default(dataset: str) -> None:
+    import inspect
+
+    import yaml
+
+    text = (Path(__file__).parents[2] / "configs" / dataset / "localization_eps++.yaml").read_text()
+    init = yaml.safe_load(text)["model"]["init_args"]
+    default = inspect.signature(LocalizationModule).parameters["ird_threshold_maps"].default
+    assert init["ird_threshold_maps"] == default == "normalized"
+    assert "How we read IRD's B()" in text  # the comment points at the argument

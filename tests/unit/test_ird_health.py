@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from epspp.losses import ird_saliency_loss, ird_telemetry
-from epspp.models.ird_health import WARNINGS_FILE, CollapseMonitor, record_warning
+from epspp.models.ird_health import TELEMETRY_FILE, WARNINGS_FILE, CollapseMonitor, TelemetryRecord, record_warning
 
 
 def test_telemetry_of_a_hand_built_batch() -> None:
@@ -75,3 +75,68 @@ def test_record_warning_appends_one_line(tmp_path: Path, capsys: pytest.CaptureF
     record_warning(tmp_path, "second")
     assert (tmp_path / WARNINGS_FILE).read_text().splitlines() == ["first", "second"]
     assert capsys.readouterr().err.count("[epspp] warning:") == 2
+
+
+def test_collapse_fires_at_a_mean_exactly_at_the_threshold_and_not_just_below() -> None:
+    at = CollapseMonitor(window=50, threshold=0.95)
+    messages = [at.update(step, 0.95) for step in range(50)]  # float 0.95 fifty times: the mean is 0.95
+    assert messages[-1] is not None and all(m is None for m in messages[:-1])
+    below = CollapseMonitor(window=50, threshold=0.95)
+    assert all(below.update(step, 0.95 - 1e-9) is None for step in range(200))
+
+
+def test_collapse_warning_names_both_readings_of_b() -> None:
+    for reading, other in (("normalized", "softmax"), ("softmax", "normalized")):
+        message = CollapseMonitor(window=1, reading=reading).update(7, 1.0)
+        assert f"ird_threshold_maps: {reading}" in message and f"ird_threshold_maps: {other}" in message
+        assert "How we read IRD's B()" in message and "\n" not in message
+
+
+def test_telemetry_record_keeps_every_step_replaces_a_resumed_tail_and_writes_a_csv(tmp_path: Path) -> None:
+    record = TelemetryRecord()
+    assert record.write(tmp_path) is None and not (tmp_path / TELEMETRY_FILE).exists()
+    for step in range(5):
+        record.update(step, {"inconsistent_salient": step / 8, "fg_salient": 0.5})
+    again = TelemetryRecord()
+    again.load_state_dict(record.state_dict())  # a checkpoint taken at step 4
+    assert again.rows == record.rows
+    for step in (3, 4, 5):  # resumed from an earlier checkpoint: steps 3 and 4 are logged again
+        again.update(step, {"inconsistent_salient": 1.0, "fg_salient": 0.25})
+    assert [row["step"] for row in again.rows] == [0, 1, 2, 3, 4, 5]
+    assert [row["inconsistent_salient"] for row in again.rows] == [0.0, 0.125, 0.25, 1.0, 1.0, 1.0]
+    path = again.write(tmp_path)
+    assert path == tmp_path / TELEMETRY_FILE
+    lines = path.read_text().splitlines()
+    assert lines[0] == "step,inconsistent_salient,fg_salient" and lines[2] == "1,0.125,0.5" and len(lines) == 7
+
+
+def test_watch_ird_records_every_step_but_feeds_the_monitor_only_after_the_warm_up(monkeypatch, tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from epspp.models import LocalizationModule
+
+    torch.manual_seed(0)
+    module = LocalizationModule(num_classes=3, backbone="resnet10t", output_stride=8, pamr_iter=2,
+                                pamr_dilations=(1, 2), backbone_kwargs={"channels": [8, 8, 16, 16], "stem_width": 8},
+                                ird_warmup_steps=3)
+    trainer = SimpleNamespace(strategy=SimpleNamespace(reduce=lambda value, reduce_op: value), is_global_zero=True,
+                              default_root_dir=str(tmp_path))
+    monkeypatch.setattr(type(module), "trainer", property(lambda self: trainer))
+    monkeypatch.setattr(module, "log_dict", lambda *args, **kwargs: None)
+    batch = {"image": torch.randn(2, 3, 32, 32), "saliency": torch.ones(2, 1, 32, 32),
+             "label": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])}
+    fed: list[int] = []
+    update = module.collapse.update
+    monkeypatch.setattr(module.collapse, "update", lambda step, share: fed.append(step) or update(step, share))
+    for step in range(6):
+        monkeypatch.setattr(type(module), "global_step", property(lambda self, s=step: s))
+        with torch.no_grad():
+            cam = module(batch["image"])
+            _, ird = module.saliency_term(batch, cam)
+            module.watch_ird(cam, batch, ird)
+    assert fed == [3, 4, 5]  # steps 0-2 are the warm-up
+    assert [row["step"] for row in module.telemetry.rows] == list(range(6))  # recorded from the first step
+    assert set(module.telemetry.rows[0]) == {"step", "inconsistent", "inconsistent_salient", "inconsistent_background",
+                                             "fg_salient", "threshold_map_salient", "threshold_map_background"}
+    module.write_telemetry()
+    assert len((tmp_path / TELEMETRY_FILE).read_text().splitlines()) == 7

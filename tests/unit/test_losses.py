@@ -12,7 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss, segmentation_loss
+from epspp.losses import (
+    classification_loss,
+    eps_saliency_loss,
+    ird_saliency_loss,
+    ird_threshold_map,
+    segmentation_loss,
+)
 
 # 2 object classes + background (last), 2x2 pixels p0 p1 / p2 p3.
 PROBS = torch.tensor(
@@ -147,11 +153,16 @@ def refined_maps(batch: int = 1) -> torch.Tensor:
     return maps.unsqueeze(0).repeat(batch, 1, 1, 1)
 
 
-def test_ird_hand_value_and_inconsistent_region():
-    # M_fg = M_0 + M_1 = .9 .7 .9 .4 ; B(M_r) = 1 0 1 1, B(M_s) = 1 0 1 0 -> N = 0 0 0 1
-    # loss = ((.9-.9)^2 + (.2-.7)^2 + (.8-.9)^2) / 3 = .26 / 3
+@pytest.mark.parametrize("reading", ["softmax", "normalized"])
+def test_ird_hand_value_and_inconsistent_region(reading):
+    # M_fg = M_0 + M_1 = .9 .7 .9 .4
+    # softmax:    M_r = .4+.4 .1+.2 / .3+.3 .3+.4 = .8 .3 / .6 .7           -> B(M_r) = 1 0 1 1
+    # normalized: M_r_0 / .4 = 1 .25 / .75 .75, M_r_1 / .4 = 1 .5 / .75 1,
+    #             max = 1 .5 / .75 1 (.5 is not above .5)                   -> B(M_r) = 1 0 1 1
+    # B(M_s) = 1 0 1 0 -> N = 0 0 0 1; loss = ((.9-.9)^2 + (.2-.7)^2 + (.8-.9)^2) / 3 = .26 / 3
     loss, inconsistent = ird_saliency_loss(
-        cam_logits(), saliency(), torch.tensor([[1.0, 1.0]]), refined_maps(), return_inconsistent=True
+        cam_logits(), saliency(), torch.tensor([[1.0, 1.0]]), refined_maps(), return_inconsistent=True,
+        threshold_maps=reading,
     )
     assert loss.item() == pytest.approx(0.26 / 3, abs=1e-6)
     assert inconsistent.dtype == torch.bool and inconsistent.shape == (1, 1, 2, 2)
@@ -159,15 +170,56 @@ def test_ird_hand_value_and_inconsistent_region():
 
 
 def test_ird_per_image_normalization_and_batch_mean():
-    # image 0: labels (1, 1) -> .26 / 3 (above)
-    # image 1: labels (0, 1): M_fg = .2 .1 .8 .2, M_r = .4 .2 .3 .4 -> B = 0 0 0 0, N = 1 0 1 0
-    #          loss = ((.2-.1)^2 + (.1-.2)^2) / 2 = .01
-    # image 2: saliency 1 everywhere, labels (0, 0): M_r = 0 -> N = 1 everywhere -> 0
+    # image 0: labels (1, 1) -> .26 / 3 (above, both readings)
+    # image 1: labels (0, 1): M_fg = .2 .1 .8 .2, saliency .9 .2 .8 .1 (B = 1 0 1 0)
+    #   softmax:    M_r = .4 .2 .3 .4 -> B = 0 0 0 0, N = 1 0 1 0; loss = ((.2-.1)^2 + (.1-.2)^2) / 2 = .01
+    #   normalized: M_r_1 / .4 = 1 .5 .75 1 -> B = 1 0 1 1, N = 0 0 0 1;
+    #               loss = ((.9-.2)^2 + (.2-.1)^2 + (.8-.8)^2) / 3 = .5 / 3
+    # image 2: saliency 1 everywhere, labels (0, 0): M_r = 0 under both -> N = 1 everywhere -> 0
     sal = saliency(3)
     sal[2] = 1.0
     labels = torch.tensor([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
-    loss = ird_saliency_loss(cam_logits(3), sal, labels, refined_maps(3))
-    assert loss.item() == pytest.approx((0.26 / 3 + 0.01 + 0.0) / 3, abs=1e-6)
+    softmax = ird_saliency_loss(cam_logits(3), sal, labels, refined_maps(3), threshold_maps="softmax")
+    assert softmax.item() == pytest.approx((0.26 / 3 + 0.01 + 0.0) / 3, abs=1e-6)
+    normalized = ird_saliency_loss(cam_logits(3), sal, labels, refined_maps(3), threshold_maps="normalized")
+    assert normalized.item() == pytest.approx((0.26 / 3 + 0.5 / 3 + 0.0) / 3, abs=1e-6)
+    torch.testing.assert_close(ird_saliency_loss(cam_logits(3), sal, labels, refined_maps(3)), normalized)  # default
+
+
+def test_ird_threshold_map_of_each_reading_by_hand():
+    # one image, 3 classes, 1x3 pixels; class 2 unlabelled (its large map must not count)
+    refined = torch.tensor([[[[0.2, 0.1, 0.0]], [[0.05, 0.1, 0.2]], [[0.7, 0.7, 0.7]], [[0.05, 0.1, 0.1]]]])
+    labels = torch.tensor([[1.0, 1.0, 0.0]])
+    # softmax: .2+.05 .1+.1 .0+.2 = .25 .2 .2
+    softmax = ird_threshold_map(refined, labels, "softmax")
+    assert softmax.shape == (1, 1, 1, 3)
+    torch.testing.assert_close(softmax.flatten(), torch.tensor([0.25, 0.2, 0.2]))
+    # normalized: class 0 / .2 = 1 .5 0, class 1 / .2 = .25 .5 1 -> max = 1 .5 1
+    normalized = ird_threshold_map(refined, labels, "normalized")
+    torch.testing.assert_close(normalized.flatten(), torch.tensor([1.0, 0.5, 1.0]))
+    # a labelled class whose refined map is 0 everywhere stays 0 (no division by zero); no label: 0
+    zero = ird_threshold_map(torch.zeros(1, 4, 1, 3), labels, "normalized")
+    assert torch.equal(zero, torch.zeros(1, 1, 1, 3))
+    assert torch.equal(ird_threshold_map(refined, torch.zeros(1, 3), "normalized"), torch.zeros(1, 1, 1, 3))
+    # the object channels alone give the same map
+    torch.testing.assert_close(ird_threshold_map(refined[:, :3], labels, "normalized"), normalized)
+    with pytest.raises(ValueError, match="threshold_maps must be one of normalized, softmax"):
+        ird_threshold_map(refined, labels, "max")
+
+
+def test_ird_readings_differ_on_a_new_heads_maps():
+    """The step-0 argument of docs/architecture.md: softmax maps of a new head over C+1 channels are below
+    0.5 everywhere, so the softmax reading drops every salient pixel; the normalized one keeps every pixel
+    where a labelled class's map is above half its maximum (here, near-uniform maps: almost all)."""
+    gen = torch.Generator().manual_seed(0)
+    cam = 0.1 * torch.randn(2, 6, 8, 8, generator=gen)  # near-uniform softmax over 6 channels, about 1/6
+    labels = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0, 0.0]])
+    sal = torch.ones(2, 1, 8, 8)
+    refined = cam.softmax(1)
+    _, softmax = ird_saliency_loss(cam, sal, labels, refined, return_inconsistent=True, threshold_maps="softmax")
+    _, normalized = ird_saliency_loss(cam, sal, labels, refined, return_inconsistent=True)
+    assert softmax.all()  # every salient pixel dropped
+    assert (~normalized).float().mean().item() > 0.5  # most salient pixels stay in the loss
 
 
 def test_ird_all_inconsistent_gives_zero_and_finite_gradient():
@@ -187,9 +239,14 @@ def test_ird_threshold_is_strictly_above_half():
     refined = torch.zeros(1, 3, 2, 2)
     refined[:, 0] = 0.5
     _, inconsistent = ird_saliency_loss(
-        cam_logits(), sal, torch.tensor([[1.0, 0.0]]), refined, return_inconsistent=True
+        cam_logits(), sal, torch.tensor([[1.0, 0.0]]), refined, return_inconsistent=True, threshold_maps="softmax"
     )
     assert not inconsistent.any()
+    # normalized: .2 .1 / .1 .05 over its max .2 = 1 .5 / .5 .25 -> B = 1 0 0 0 (.5 is not above); B(M_s) = 0
+    refined[0, 0] = torch.tensor([[0.2, 0.1], [0.1, 0.05]])
+    _, inconsistent = ird_saliency_loss(cam_logits(), sal, torch.tensor([[1.0, 0.0]]), refined,
+                                        return_inconsistent=True, threshold_maps="normalized")
+    assert inconsistent.flatten().tolist() == [True, False, False, False]
 
 
 def test_ird_gradient_reaches_cam_logits_only():

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from epspp.models.ird_health import record_warning
+from epspp.models.ird_health import TelemetryRecord, record_warning
 from epspp.report import ird_health, ird_markdown
-from epspp.run_logs import last_logged, mean_over_last_steps
+from epspp.run_logs import last_logged, mean_over_last_steps, window_means
 
 
 def write_metrics(run: Path, rows: list[dict[str, object]]) -> None:
@@ -21,17 +21,22 @@ def write_metrics(run: Path, rows: list[dict[str, object]]) -> None:
 
 def test_means_over_the_last_steps_and_the_recorded_collapse(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    # logged every 10 steps: 9, 19, ..., 199; a validation row between them has no training values
-    rows: list[dict[str, object]] = [{"step": s, "train/inconsistent_salient": s / 200, "train/fg_salient": 0.5,
-                                      "train/inconsistent": 0.1, "train/inconsistent_background": 0.0}
-                                     for s in range(9, 200, 10)]
-    rows.insert(5, {"step": 55, "val/mIoU": 0.4})
-    write_metrics(run, rows)
+    write_metrics(run, [{"step": 9, "train/loss": 1.0}, {"step": 55, "val/mIoU": 0.4}])
     assert last_logged(run, "val/mIoU") == pytest.approx(0.4)
-    # the last 50 steps of a run logged up to step 199: 159, 169, ..., 199
-    expected = sum(s / 200 for s in (159, 169, 179, 189, 199)) / 5
-    assert mean_over_last_steps(run, "train/inconsistent_salient", 50) == pytest.approx(expected)
-    assert mean_over_last_steps(run, "train/missing", 50) is None
+    # IRD's record of every step 0..199 (not the logged steps only)
+    record = TelemetryRecord()
+    for step in range(200):
+        record.update(step, {"inconsistent_salient": step / 200, "fg_salient": 0.5, "inconsistent": 0.1,
+                             "inconsistent_background": 0.0, "threshold_map_salient": 0.75,
+                             "threshold_map_background": 0.25})
+    record.write(run)
+    expected = sum(s / 200 for s in range(150, 200)) / 50  # steps 150-199
+    assert mean_over_last_steps(run, "inconsistent_salient", 50) == pytest.approx(expected)
+    assert mean_over_last_steps(run, "missing", 50) is None
+    assert mean_over_last_steps(tmp_path / "no-run", "inconsistent_salient") is None
+    assert window_means(run, "inconsistent_salient", 50) == pytest.approx(
+        [sum(s / 200 for s in range(a, a + 50)) / 50 for a in (0, 50, 100, 150)])
+    assert window_means(run, "fg_salient", 150) == pytest.approx([0.5, 0.5])  # 0-149, then 150-199
 
     healthy = ird_health(run)
     assert healthy["inconsistent_salient"] == pytest.approx(100 * expected, abs=0.01)

@@ -5,11 +5,16 @@ disagree.  When the localization maps are not confidently above 0.5 on the objec
 not pretrained, a short warm-up, maps too coarse for PAMR, poor saliency maps), every salient pixel
 ends up in the dropped region: the loss then only pushes the foreground down on the background, and
 the background channel takes the objects.  ``CollapseMonitor`` detects this from the per-step
-``train/inconsistent_salient`` (``epspp.losses.ird_telemetry``) and says so once.
+``train/inconsistent_salient`` (``epspp.losses.ird_telemetry``) and says so once.  ``TelemetryRecord`` keeps
+every step's telemetry (not only the logged steps) and writes it to the run folder's ``ird_telemetry.csv``,
+which the demo report and the studies average.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import math
 import os
 import sys
 from collections import deque
@@ -17,6 +22,10 @@ from pathlib import Path
 
 #: the run folder's file where the warning is recorded (read by the demo report)
 WARNINGS_FILE = "warnings.txt"
+#: the run folder's file with IRD's telemetry of every training step (read by the demo report and the studies)
+TELEMETRY_FILE = "ird_telemetry.csv"
+#: the other reading of B() for each, named by the collapse warning
+OTHER_READING = {"normalized": "softmax", "softmax": "normalized"}
 
 
 class CollapseMonitor:
@@ -26,10 +35,11 @@ class CollapseMonitor:
     Args:
         window: number of consecutive steps averaged.
         threshold: the collapse threshold of the mean share.
+        reading: the run's ``ird_threshold_maps`` (which map B() thresholds), named in the warning with the other.
     """
 
-    def __init__(self, window: int = 50, threshold: float = 0.95) -> None:
-        self.window, self.threshold = int(window), float(threshold)
+    def __init__(self, window: int = 50, threshold: float = 0.95, reading: str = "normalized") -> None:
+        self.window, self.threshold, self.reading = int(window), float(threshold), reading
         self.values: deque[float] = deque(maxlen=self.window)
         self.fired_at: int | None = None
 
@@ -38,7 +48,7 @@ class CollapseMonitor:
         self.values.append(float(inconsistent_salient))
         if self.fired_at is not None or len(self.values) < self.window:
             return None
-        mean = sum(self.values) / len(self.values)
+        mean = math.fsum(self.values) / len(self.values)  # exact sum: a mean at the threshold is at it
         if mean < self.threshold:
             return None
         self.fired_at = int(step)
@@ -46,7 +56,10 @@ class CollapseMonitor:
                 f"the dropped inconsistent region over the last {self.window} steps, so the saliency loss no longer "
                 "sees the objects and the background channel takes them. Check: a backbone that is not pretrained "
                 "(pretrained / pretrained_path), the warm-up length (ird_warmup_steps), the map resolution (crop "
-                "size, output_stride, PAMR dilations) and the saliency maps.")
+                "size, output_stride, PAMR dilations), the saliency maps, and the reading of B(): this run thresholds "
+                f"the {self.reading} maps (ird_threshold_maps: {self.reading}; the other reading is "
+                f"ird_threshold_maps: {OTHER_READING.get(self.reading, 'normalized')}, docs/architecture.md "
+                "\"How we read IRD's B()\").")
 
     def state_dict(self) -> dict:
         return {"values": list(self.values), "fired_at": self.fired_at}
@@ -54,6 +67,49 @@ class CollapseMonitor:
     def load_state_dict(self, state: dict) -> None:
         self.values = deque(state.get("values", []), maxlen=self.window)
         self.fired_at = state.get("fired_at")
+
+
+class TelemetryRecord:
+    """IRD's telemetry of every training step (rank-averaged), kept in the checkpoint and written as a CSV.
+
+    ``update`` appends one step's values; a step logged again (after a resume from an earlier checkpoint)
+    replaces the rows from that step on. ``write`` saves the CSV (temporary name, then rename).
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def update(self, step: int, values: dict[str, float]) -> None:
+        """Record ``values`` for ``step`` (rows of that step and later are dropped first)."""
+        while self.rows and self.rows[-1]["step"] >= step:
+            self.rows.pop()
+        self.rows.append({"step": int(step), **{k: float(v) for k, v in values.items()}})
+
+    def write(self, run_dir: str | Path) -> Path | None:
+        """Write ``run_dir/ird_telemetry.csv`` (one row per step); nothing when no step was recorded."""
+        if not self.rows:
+            return None
+        columns = list(self.rows[0])
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: (row[k] if k == "step" else f"{row[k]:.6g}") for k in columns} for row in self.rows)
+        path = Path(run_dir) / TELEMETRY_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text.getvalue(), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def state_dict(self) -> dict:
+        """Columns of plain numbers (a checkpoint loads them with ``weights_only=True``)."""
+        columns = list(self.rows[0]) if self.rows else []
+        return {key: [row[key] for row in self.rows] for key in columns}
+
+    def load_state_dict(self, state: dict) -> None:
+        columns = list(state)
+        count = len(state[columns[0]]) if columns else 0
+        self.rows = [{key: state[key][i] for key in columns} for i in range(count)]
 
 
 def record_warning(run_dir: str | Path, message: str) -> Path:

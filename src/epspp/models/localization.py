@@ -16,11 +16,11 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 
 from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from epspp.errors import ConfigError
-from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss, ird_telemetry
+from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss, ird_telemetry, ird_threshold_map
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.models.backbone import FeatureBackbone
 from epspp.models.checkpoint import check_classes
-from epspp.models.ird_health import CollapseMonitor, record_warning
+from epspp.models.ird_health import CollapseMonitor, TelemetryRecord, record_warning
 from epspp.models.optim import OptimizerName, build_optimizer, poly_schedule
 from epspp.ops import (
     PAMR,
@@ -81,6 +81,12 @@ class LocalizationModule(pl.LightningModule):
         ird_refine: ird only: how ``M_r``, the maps that the inconsistent region compares with the saliency,
             is made: ``pamr`` (the paper) refines the softmax maps; ``none`` uses them as they are (``M_r = M``):
             an ablation, not the paper, that separates what PAMR contributes from what dropping contributes.
+        ird_threshold_maps: ird only: which refined map B() thresholds in ``N = B(M_r) XOR B(M_s)`` (the paper's
+            formula does not say): ``normalized`` (default) each labelled class's refined map divided by its
+            per-image maximum, max over the labelled classes, as WSSS thresholds a CAM localization map;
+            ``softmax`` the sum of the labelled classes' refined softmax maps, which a new head starts below 0.5
+            on every pixel (every salient pixel is then dropped from the first step). docs/architecture.md,
+            "How we read IRD's B()".
         optimizer: ``sgd`` (EPS), ``adam`` or ``adamw``.
         lr: backbone learning rate; the classifier gets ``head_lr_mult`` times it.
         head_lr_mult: learning-rate multiplier of the new classifier.
@@ -125,6 +131,7 @@ class LocalizationModule(pl.LightningModule):
         pamr_iter: int = 10,
         pamr_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24),
         ird_refine: Literal["pamr", "none"] = "pamr",
+        ird_threshold_maps: Literal["normalized", "softmax"] = "normalized",
         optimizer: OptimizerName = "sgd",
         lr: float = 0.01,
         head_lr_mult: float = 10.0,
@@ -161,7 +168,8 @@ class LocalizationModule(pl.LightningModule):
         self.val_f1 = MultilabelF1Score(num_labels=num_classes, average="macro")
         self.val_cam = SegmentationMetrics(num_classes + 1)
         self.last_iou: torch.Tensor | None = None
-        self.collapse = CollapseMonitor()
+        self.collapse = CollapseMonitor(reading=ird_threshold_maps)
+        self.telemetry = TelemetryRecord()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalized images -> logit maps (B, C+1, h, w)."""
@@ -172,8 +180,9 @@ class LocalizationModule(pl.LightningModule):
         return cam_logits[:, :-1].float().mean(dim=(2, 3))
 
     # ----------------------------------------------------------------- training
-    def saliency_term(self, batch: dict, cam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """L_sal of the configured method, and the inconsistent-region mask for ird (else None)."""
+    def saliency_term(self, batch: dict, cam: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """L_sal of the configured method; for ird also its regions (else None): ``inconsistent``, the region N
+        (B, 1, h, w) bool, and ``threshold_map``, the refined map that B() thresholds (``ird_threshold_map``)."""
         hp = self.hparams
         if hp.saliency_loss != "none" and "saliency" not in batch:
             raise ConfigError(f"saliency_loss {hp.saliency_loss} needs saliency maps, but the data serves none "
@@ -184,9 +193,11 @@ class LocalizationModule(pl.LightningModule):
         if hp.saliency_loss == "ird":
             refined = self.refine_maps(batch["image"], cam)
             drop = self.global_step >= hp.ird_warmup_steps
-            return ird_saliency_loss(
-                cam, batch["saliency"], batch["label"], refined, return_inconsistent=True, drop=drop
-            )
+            loss, inconsistent = ird_saliency_loss(cam, batch["saliency"], batch["label"], refined,
+                                                   return_inconsistent=True, drop=drop,
+                                                   threshold_maps=hp.ird_threshold_maps)
+            threshold_map = ird_threshold_map(refined, batch["label"], hp.ird_threshold_maps)
+            return loss, {"inconsistent": inconsistent, "threshold_map": threshold_map}
         return cam.new_zeros(()), None
 
     @torch.no_grad()
@@ -203,29 +214,43 @@ class LocalizationModule(pl.LightningModule):
         cam = self(batch["image"])
         logits = self.class_logits(cam)
         loss_cls = classification_loss(logits, batch["label"])
-        loss_sal, inconsistent = self.saliency_term(batch, cam)
+        loss_sal, ird = self.saliency_term(batch, cam)
         loss = loss_cls + self.hparams.saliency_weight * loss_sal
         self.train_ap.update(logits.detach(), batch["label"].long())
         logs = {"train/loss": loss, "train/loss_cls": loss_cls, "train/loss_sal": loss_sal,
                 "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         self.log_dict(logs, prog_bar=True, sync_dist=True, batch_size=len(logits))
-        if inconsistent is not None:
-            self.watch_ird(cam, batch, inconsistent)
+        if ird is not None:
+            self.watch_ird(cam, batch, ird)
         self.log("train/mAP", self.train_ap, on_step=False, on_epoch=True)
         return loss
 
-    def watch_ird(self, cam: torch.Tensor, batch: dict, inconsistent: torch.Tensor) -> None:
-        """Log IRD's telemetry of this batch (``train/inconsistent*``, ``train/fg_salient``), warm-up included,
-        and warn once (rank 0, ``warnings.txt`` in the run folder) when IRD has collapsed after the warm-up."""
-        telemetry = ird_telemetry(cam, batch["saliency"], batch["label"], inconsistent)
-        self.log_dict({f"train/{key}": value for key, value in telemetry.items()}, prog_bar=False, sync_dist=True,
+    def watch_ird(self, cam: torch.Tensor, batch: dict, ird: dict[str, torch.Tensor]) -> None:
+        """IRD's telemetry of this step (``train/inconsistent*``, ``train/fg_salient``, ``train/threshold_map_*``),
+        warm-up included: averaged over the ranks, logged, and recorded for every step (``ird_telemetry.csv`` in
+        the run folder); after the warm-up the collapse monitor sees it and warns once (rank 0, ``warnings.txt``)."""
+        telemetry = ird_telemetry(cam, batch["saliency"], batch["label"], ird["inconsistent"], ird["threshold_map"])
+        reduced = self.trainer.strategy.reduce(torch.stack(list(telemetry.values())), reduce_op="mean")
+        values = dict(zip(telemetry, reduced.tolist(), strict=True))
+        self.log_dict({f"train/{key}": value for key, value in values.items()}, prog_bar=False,
                       batch_size=len(cam))
+        self.telemetry.update(self.global_step, values)
         if self.global_step < self.hparams.ird_warmup_steps:
             return
-        share = float(self.trainer.strategy.reduce(telemetry["inconsistent_salient"], reduce_op="mean"))
-        message = self.collapse.update(self.global_step, share)
+        message = self.collapse.update(self.global_step, values["inconsistent_salient"])
         if message is not None and self.trainer.is_global_zero:
             record_warning(self.trainer.default_root_dir, message)
+
+    def write_telemetry(self) -> None:
+        """Save the per-step record in the run folder (rank 0)."""
+        if self.trainer.is_global_zero:
+            self.telemetry.write(self.trainer.default_root_dir)
+
+    def on_train_epoch_end(self) -> None:
+        self.write_telemetry()
+
+    def on_train_end(self) -> None:
+        self.write_telemetry()
 
     # --------------------------------------------------------------- validation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -258,13 +283,14 @@ class LocalizationModule(pl.LightningModule):
         """Single-scale pictures of what the network does, at the input resolution.
 
         Returns ``localization`` (B, H, W): the labelled classes' normalized maps (max over classes);
-        ``inconsistent`` (B, H, W) bool: IRD's region where the PAMR-refined foreground and the
-        saliency map disagree; ``pseudo_mask`` (B, H, W): the single-scale pseudo-mask.
+        ``inconsistent`` (B, H, W) bool: IRD's region where B() of the refined map (``ird_threshold_maps``'s
+        reading) and of the saliency map disagree; ``pseudo_mask`` (B, H, W): the single-scale pseudo-mask.
         """
         cam = self(images)
         size = images.shape[-2:]
         refined = self.refine_maps(images, cam)
-        _, inconsistent = ird_saliency_loss(cam, saliency, labels, refined, return_inconsistent=True)
+        _, inconsistent = ird_saliency_loss(cam, saliency, labels, refined, return_inconsistent=True,
+                                            threshold_maps=self.hparams.ird_threshold_maps)
         maps = normalize_maps(F.interpolate(object_maps(cam, self.map_kind), size, mode="bilinear"), labels)
         return {
             "localization": maps.amax(dim=1),
@@ -309,10 +335,12 @@ class LocalizationModule(pl.LightningModule):
     # ---------------------------------------------------------------- optimizer
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["ird_collapse"] = self.collapse.state_dict()
+        checkpoint["ird_telemetry"] = self.telemetry.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         check_classes(checkpoint, self.num_classes, self.hparams.class_names)
         self.collapse.load_state_dict(checkpoint.get("ird_collapse", {}))
+        self.telemetry.load_state_dict(checkpoint.get("ird_telemetry", {}))
         trained_loss = checkpoint.get("hyper_parameters", {}).get("saliency_loss")
         if self.hparams.map_kind == "auto" and trained_loss is not None:
             self.map_kind = "relu" if trained_loss == "none" else "softmax"
