@@ -61,14 +61,16 @@ def evaluate_folder(
 
 
 def sweep_bg_threshold(
-    pred_dir: str | Path, root: str | Path, split: str, thresholds: list[float], mask_dir: str | Path | None = None
+    pred_dir: str | Path, root: str | Path, split: str, thresholds: list[float], mask_dir: str | Path | None = None,
+    class_names: list[str] | None = None,
 ) -> dict:
     """mIoU of the masks that ``PRED_DIR/scores/<id>.npy`` give at each background threshold.
 
     The score files are those of ``PseudoMaskWriter(save_scores=True)``: the background score, then
     the maps of the image's labelled classes in label order.  The background channel is replaced by
     each threshold and the argmax taken, as ``bg_threshold`` does at prediction time, so the sweep
-    needs scores written without refinement (PAMR refines the background channel too).
+    needs scores written without refinement (PAMR refines the background channel too). ``class_names``: the
+    root's classes when the caller has read them already (else read here).
 
     Returns:
         ``metrics`` (one ``SegmentationMetrics`` per threshold), ``evaluated`` and ``class_names``.
@@ -84,7 +86,7 @@ def sweep_bg_threshold(
         if refine not in (None, "none"):
             raise DatasetError(f"the scores in {scores_dir} were refined with {refine} (see {manifest}), which also "
                                "changes the background channel: predict with --model.init_args.refine none to sweep")
-    names = read_classes(root)
+    names = class_names if class_names is not None else read_classes(root)
     masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
     ids = [i for i in read_split(root, split) if (masks / f"{i}.png").is_file()]
     labels = image_labels(root, ids, len(names) - 1, masks)
@@ -112,11 +114,30 @@ def sweep_bg_threshold(
     return {"metrics": metrics, "evaluated": len(ids), "class_names": names}
 
 
-def sweep_to_json(thresholds: list[float], metrics: list[SegmentationMetrics]) -> dict:
-    """``{"bg_threshold_sweep": {threshold: mIoU %}, "best_bg_threshold": t, "best_bg_threshold_miou": mIoU %}``."""
-    mious = {f"{t:g}": round(100 * float(m.compute()["miou"]), 3) for t, m in zip(thresholds, metrics, strict=True)}
-    best = max(mious, key=mious.get)
-    return {"bg_threshold_sweep": mious, "best_bg_threshold": float(best), "best_bg_threshold_miou": mious[best]}
+def sweep_to_json(thresholds: list[float], metrics: list[SegmentationMetrics]) -> dict[str, float]:
+    """``{threshold: mIoU %}`` of a sweep, thresholds written as ``f"{t:g}"``."""
+    return {f"{t:g}": round(100 * float(m.compute()["miou"]), 3) for t, m in zip(thresholds, metrics, strict=True)}
+
+
+def threshold_choice(thresholds: list[float], chooser: list[SegmentationMetrics], scored: list[SegmentationMetrics],
+                     chosen_on: str, scored_split: str, class_names: list[str]) -> dict:
+    """The background threshold that maximizes the mIoU of ``chooser`` (a sweep of one split; the lowest
+    threshold on a tie), and the ``scored`` sweep's mIoU and per-class IoU at it.
+
+    ``oracle`` is true when the threshold was chosen on the split it is scored on (``chosen_on ==
+    scored_split``): such a number is an upper bound, not a result.
+
+    Returns:
+        ``bg_threshold_sweep`` (scored split), ``choice_sweep`` (the split it was chosen on), ``chosen_on``,
+        ``chosen_bg_threshold``, ``chosen_bg_threshold_miou``, ``chosen_per_class_iou`` and ``oracle``.
+    """
+    choice_sweep, scored_sweep = sweep_to_json(thresholds, chooser), sweep_to_json(thresholds, scored)
+    best = max(choice_sweep, key=choice_sweep.get)  # the first (lowest) threshold among equals
+    index = list(choice_sweep).index(best)
+    per_class = scores_to_json(scored[index].compute(), class_names)["per_class_iou"]
+    return {"bg_threshold_sweep": scored_sweep, "choice_sweep": choice_sweep, "chosen_on": chosen_on,
+            "chosen_bg_threshold": float(best), "chosen_bg_threshold_miou": scored_sweep[best],
+            "chosen_per_class_iou": per_class, "oracle": chosen_on == scored_split}
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
@@ -131,7 +152,17 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bg-thresholds", type=float, nargs="+", default=None, metavar="T",
                         help="also score PRED_DIR/scores/*.npy (written with save_scores: true) at each of these "
                              "background thresholds, to choose bg_threshold")
+    parser.add_argument("--select-pred-dir", default=None, metavar="DIR",
+                        help="with --bg-thresholds: choose the threshold on these masks' score maps (another split, "
+                             "e.g. val, predicted with save_scores: true) and report PRED_DIR at it; without it the "
+                             "choice is made on the scored split itself and marked as an oracle")
+    parser.add_argument("--select-split", default=None, metavar="NAME",
+                        help="the split of --select-pred-dir (e.g. val)")
     args = parser.parse_args(argv)
+    if (args.select_pred_dir is None) != (args.select_split is None):
+        parser.error("--select-pred-dir and --select-split go together: the masks of another split and its name")
+    if args.select_pred_dir is not None and not args.bg_thresholds:
+        parser.error("--select-pred-dir chooses a background threshold: give the candidates with --bg-thresholds")
     try:
         if not Path(args.pred_dir).is_dir():
             raise DatasetError(f"--pred-dir {args.pred_dir} is not a folder")
@@ -139,8 +170,13 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         if not result["evaluated"]:
             raise DatasetError(f"no id of split '{args.split}' has a ground-truth mask in "
                                f"{args.mask_dir or Path(args.root) / 'SegmentationClassAug'}: nothing to score")
-        sweep = (sweep_bg_threshold(args.pred_dir, args.root, args.split, args.bg_thresholds, args.mask_dir)
-                 if args.bg_thresholds else None)
+        sweep = choice = None
+        if args.bg_thresholds:
+            sweep = sweep_bg_threshold(args.pred_dir, args.root, args.split, args.bg_thresholds, args.mask_dir)
+            chooser = sweep if args.select_pred_dir is None else sweep_bg_threshold(
+                args.select_pred_dir, args.root, args.select_split, args.bg_thresholds, args.mask_dir)
+            choice = threshold_choice(args.bg_thresholds, chooser["metrics"], sweep["metrics"],
+                                      args.select_split or args.split, args.split, result["class_names"])
     except (DatasetError, FileNotFoundError) as error:
         print(f"epspp evaluate: error: {error}", file=sys.stderr)
         return 2
@@ -149,13 +185,18 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     print(f"pixel accuracy {100 * float(scores['pixel_accuracy']):.2f}%  "
           f"({result['evaluated']} masks, {result['no_ground_truth']} ids without ground truth skipped)")
     report = scores_to_json(scores, result["class_names"]) | {"evaluated": result["evaluated"]}
-    if sweep is not None:
-        report |= sweep_to_json(args.bg_thresholds, sweep["metrics"])
-        print(f"\nbackground threshold sweep of {Path(args.pred_dir) / 'scores'} ({sweep['evaluated']} images):")
-        print("bg_threshold  mIoU(%)")
+    if choice is not None:
+        report |= choice
+        print(f"\nbackground threshold sweep of {Path(args.pred_dir) / 'scores'} ({sweep['evaluated']} images, "
+              f"split {args.split}):")
+        chosen_key = f"{choice['chosen_bg_threshold']:g}"
+        mark = (f"  <- ORACLE: chosen on the scored split {args.split} itself (an upper bound; choose on another "
+                "split with --select-pred-dir/--select-split)" if choice["oracle"]
+                else f"  <- chosen on {choice['chosen_on']} ({choice['choice_sweep'][chosen_key]:.2f} there)")
+        print(f"bg_threshold  mIoU(%) on {args.split}")
         for threshold, miou in report["bg_threshold_sweep"].items():
-            best = "  <- best" if float(threshold) == report["best_bg_threshold"] else ""
-            print(f"{threshold:<12}  {miou:7.2f}{best}")
+            chosen = mark if float(threshold) == choice["chosen_bg_threshold"] else ""
+            print(f"{threshold:<12}  {miou:7.2f}{chosen}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

@@ -10,7 +10,7 @@ import pytest
 
 from epspp.data.classes import write_classes
 from epspp.data.io import DatasetError, write_mask_png
-from epspp.evaluate import evaluate_main, sweep_bg_threshold, sweep_to_json
+from epspp.evaluate import evaluate_main, sweep_bg_threshold, sweep_to_json, threshold_choice
 
 # one 2x2 image, classes background / a / b; ground truth [[bg, a], [a, bg]] -> image label {a}
 TARGET = np.array([[0, 1], [1, 0]], np.uint8)
@@ -46,21 +46,67 @@ def test_sweep_matches_hand_computed_miou(tree: tuple[Path, Path]) -> None:
     for threshold, metric in zip(thresholds, result["metrics"], strict=True):
         assert float(metric.compute()["miou"]) == pytest.approx(EXPECTED[threshold]), threshold
     summary = sweep_to_json(thresholds, result["metrics"])
-    assert summary["best_bg_threshold"] == 0.2
-    assert summary["best_bg_threshold_miou"] == round(100 * 7 / 12, 3)
-    assert list(summary["bg_threshold_sweep"]) == ["0.05", "0.2", "0.4", "0.95"]
+    assert summary == {"0.05": 25.0, "0.2": round(100 * 7 / 12, 3), "0.4": round(100 / 3, 3), "0.95": 25.0}
 
 
-def test_evaluate_cli_prints_and_saves_the_sweep(tree: tuple[Path, Path], tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture) -> None:
+# a val image whose best threshold is 0.4, not train's 0.2: val ground truth as train's, class-a scores
+#   0.05: all a -> 1/4;  0.2: [[a, a], [a, bg]] -> bg 1/2, a 2/3 -> 7/12;  0.4: [[bg, a], [a, bg]] -> 1;  0.95: 1/4
+VAL_SCORES = np.array([[[0.2, 0.2], [0.2, 0.2]], [[0.3, 0.5], [0.5, 0.1]]], np.float16)
+
+
+def add_val(root: Path, tmp_path: Path) -> Path:
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("img1\n")
+    write_mask_png(root / "SegmentationClassAug" / "img1.png", TARGET)
+    val = tmp_path / "val_masks"
+    (val / "scores").mkdir(parents=True)
+    write_mask_png(val / "img1.png", np.array([[1, 1], [1, 0]], np.uint8))
+    np.save(val / "scores" / "img1.npy", VAL_SCORES)
+    return val
+
+
+def test_the_threshold_is_chosen_on_another_split_and_reported_on_the_scored_one(tree: tuple[Path, Path],
+                                                                                tmp_path: Path) -> None:
+    root, out = tree
+    val = add_val(root, tmp_path)
+    thresholds = [0.05, 0.2, 0.4, 0.95]
+    train = sweep_bg_threshold(out, root, "train", thresholds)
+    chooser = sweep_bg_threshold(val, root, "val", thresholds)
+    names = ["background", "a", "b"]
+    choice = threshold_choice(thresholds, chooser["metrics"], train["metrics"], "val", "train", names)
+    assert choice["chosen_bg_threshold"] == 0.4 and choice["chosen_on"] == "val" and not choice["oracle"]
+    assert choice["choice_sweep"]["0.4"] == 100.0
+    assert choice["chosen_bg_threshold_miou"] == round(100 / 3, 3)  # train at val's choice, not train's best 58.33
+    assert choice["chosen_per_class_iou"] == {"background": round(100 / 3, 3), "a": round(100 / 3, 3), "b": None}
+    oracle = threshold_choice(thresholds, train["metrics"], train["metrics"], "train", "train", names)
+    assert oracle["oracle"] and oracle["chosen_bg_threshold"] == 0.2
+    # a tie goes to the lowest threshold: 0.05 and 0.95 both give 1/4 on train; on a sweep of those two, 0.05
+    tie = threshold_choice([0.05, 0.95], sweep_bg_threshold(out, root, "train", [0.05, 0.95])["metrics"],
+                           sweep_bg_threshold(out, root, "train", [0.05, 0.95])["metrics"], "train", "train",
+                           ["background", "a", "b"])
+    assert tie["chosen_bg_threshold"] == 0.05
+
+
+def test_evaluate_cli_marks_a_choice_on_the_scored_split_as_an_oracle(tree: tuple[Path, Path], tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
     root, out = tree
     scores = tmp_path / "scores.json"
     assert evaluate_main(["--pred-dir", str(out), "--root", str(root), "--split", "train",
                           "--bg-thresholds", "0.05", "0.2", "0.4", "--json", str(scores)]) == 0
     saved = json.loads(scores.read_text())
     assert saved["miou"] == saved["bg_threshold_sweep"]["0.2"] == round(100 * 7 / 12, 3)  # the PNGs are the 0.2 masks
+    assert saved["oracle"] is True and saved["chosen_bg_threshold"] == 0.2
     printed = capsys.readouterr().out
-    assert "0.2             58.33  <- best" in printed
+    assert "0.2             58.33  <- ORACLE: chosen on the scored split train itself" in printed
+    # chosen on val, reported on train
+    val = add_val(root, tmp_path)
+    assert evaluate_main(["--pred-dir", str(out), "--root", str(root), "--split", "train", "--bg-thresholds", "0.05",
+                          "0.2", "0.4", "--select-pred-dir", str(val), "--select-split", "val", "--json",
+                          str(scores)]) == 0
+    saved = json.loads(scores.read_text())
+    assert saved["oracle"] is False and saved["chosen_on"] == "val" and saved["chosen_bg_threshold"] == 0.4
+    assert "0.4             33.33  <- chosen on val (100.00 there)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        evaluate_main(["--pred-dir", str(out), "--root", str(root), "--split", "train", "--select-split", "val"])
 
 
 def test_refined_or_missing_scores_are_refused(tree: tuple[Path, Path]) -> None:
