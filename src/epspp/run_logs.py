@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 from epspp.models.ird_health import TELEMETRY_FILE, WARNINGS_FILE
@@ -52,3 +53,32 @@ def recorded_warnings(folder: Path) -> list[str]:
     """The lines of ``folder/warnings.txt`` (e.g. IRD's collapse warning), empty when the run recorded none."""
     path = Path(folder) / WARNINGS_FILE
     return path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+
+
+def collapse_step(folder: Path) -> int | None:
+    """The step at which the run's IRD collapse warning fired (``warnings.txt``), None when it did not."""
+    for line in recorded_warnings(folder):
+        found = re.match(r"IRD collapse at step (\d+):", line)
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def ird_summary(folder: Path, steps: int = 50) -> dict | None:
+    """IRD's telemetry of a fit (None without a per-step record): ``recorded_steps`` (the steps in the record),
+    ``window`` (= ``steps``), the mean of every key over the last ``steps`` steps, the means of consecutive windows of
+    ``steps`` steps of the salient share and of M_fg on salient pixels (0-49, 50-99, ...), and the step at which the
+    collapse warning fired (None if it did not)."""
+    from epspp.models.ird_health import TELEMETRY_KEYS
+
+    if mean_over_last_steps(folder, "inconsistent_salient") is None:
+        return None
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 4)
+
+    return {"recorded_steps": len(telemetry_values(folder, "inconsistent_salient")), "window": steps,
+            "last_steps": {key: rounded(mean_over_last_steps(folder, key, steps)) for key in TELEMETRY_KEYS},
+            "windows": {key: [rounded(v) for v in window_means(folder, key, steps)]
+                        for key in ("inconsistent_salient", "fg_salient")},
+            "collapse_step": collapse_step(folder), "warnings": recorded_warnings(folder)}

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from epspp.models.ird_health import TelemetryRecord, record_warning
-from epspp.report import ird_health, ird_markdown
-from epspp.run_logs import last_logged, mean_over_last_steps, window_means
+from epspp.report import ird_markdown
+from epspp.run_logs import collapse_step, ird_summary, last_logged, mean_over_last_steps, window_means
 
 
 def write_metrics(run: Path, rows: list[dict[str, object]]) -> None:
@@ -38,15 +38,20 @@ def test_means_over_the_last_steps_and_the_recorded_collapse(tmp_path: Path) -> 
         [sum(s / 200 for s in range(a, a + 50)) / 50 for a in (0, 50, 100, 150)])
     assert window_means(run, "fg_salient", 150) == pytest.approx([0.5, 0.5])  # 0-149, then 150-199
 
-    healthy = ird_health(run)
-    assert healthy["inconsistent_salient"] == pytest.approx(100 * expected, abs=0.01)
-    assert healthy["collapse_warnings"] == []
+    healthy = ird_summary(run, 50)
+    assert healthy["last_steps"]["inconsistent_salient"] == pytest.approx(expected, abs=1e-4)
+    assert healthy["windows"]["inconsistent_salient"] == pytest.approx([0.1225, 0.3725, 0.6225, 0.8725], abs=1e-4)
+    assert healthy["collapse_step"] is None and healthy["warnings"] == [] and collapse_step(run) is None
     record_warning(run, "IRD collapse at step 205: on average 95.3% of the salient pixels ...")
-    collapsed = ird_health(run)
-    assert collapsed["collapse_warnings"] == ["IRD collapse at step 205: on average 95.3% of the salient pixels ..."]
+    assert collapse_step(run) == 205
+    collapsed = ird_summary(run, 50)
+    assert collapsed["collapse_step"] == 205
+    assert collapsed["warnings"] == ["IRD collapse at step 205: on average 95.3% of the salient pixels ..."]
+    assert ird_summary(tmp_path / "no-run") is None
 
     report = {"localization": {"cam": {}, "eps": {}, "eps++": {"ird": collapsed}}}
     text = "\n".join(ird_markdown(report))
-    assert "| eps++ | " in text and "| fired |" in text and "eps++: IRD collapse at step 205" in text
+    assert "| eps++ | 0.87 | 0.00 | 0.50 | 0.75 | 0.25 | 0.12, 0.37, 0.62, 0.87 | fired at step 205 |" in text
+    assert "eps++: IRD collapse at step 205" in text
     report["localization"]["eps++"]["ird"] = healthy
     assert "| none |" in "\n".join(ird_markdown(report))

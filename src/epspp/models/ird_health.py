@@ -24,6 +24,9 @@ from pathlib import Path
 WARNINGS_FILE = "warnings.txt"
 #: the run folder's file with IRD's telemetry of every training step (read by the demo report and the studies)
 TELEMETRY_FILE = "ird_telemetry.csv"
+#: the columns of the telemetry record besides ``step`` (``epspp.losses.ird_telemetry``)
+TELEMETRY_KEYS = ("inconsistent_salient", "inconsistent_background", "inconsistent", "fg_salient",
+                  "threshold_map_salient", "threshold_map_background")
 #: the other reading of B() for each, named by the collapse warning
 OTHER_READING = {"normalized": "softmax", "softmax": "normalized"}
 
