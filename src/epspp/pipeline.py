@@ -116,13 +116,17 @@ def run_demo(root: Path, out: Path, configs: Path, overrides: list[str], regime:
              *overrides],
             rerun=pretrained_again,
         )
-        masks = out / method / "pseudo_masks"
-        stages[f"pseudo_masks/{method}"] = run_stage(
-            f"pseudo-masks {method}", masks,
-            ["predict", "--config", str(configs / "pseudo_masks.yaml"), *data,
-             "--ckpt_path", str(folder / "checkpoints" / "last.ckpt"), "--pseudo_masks.output_dir", str(masks)],
-            rerun=stages[f"localization/{method}"]["ran"],
-        )
+        # the train split's pseudo-masks (what stage 3 learns from) and the val split's, on which the report
+        # chooses each method's background threshold (never on the train split it reports)
+        for split, name in (("train", "pseudo_masks"), ("val", "val_masks")):
+            masks = out / method / name
+            key = f"pseudo_masks/{method}" if split == "train" else f"val_masks/{method}"
+            stages[key] = run_stage(
+                f"pseudo-masks {split} {method}", masks,
+                ["predict", "--config", str(configs / "pseudo_masks.yaml"), *data, "--data.predict_split", split,
+                 "--ckpt_path", str(folder / "checkpoints" / "last.ckpt"), "--pseudo_masks.output_dir", str(masks)],
+                rerun=stages[f"localization/{method}"]["ran"],
+            )
     pseudo = str(out / "eps++" / "pseudo_masks")
     variants = {
         "wsss": ["--config", str(configs / "segmentation_wsss.yaml"), "--data.pseudo_mask_dir", pseudo],

@@ -42,9 +42,10 @@ def test_stages_run_in_order_and_finished_ones_are_skipped(monkeypatch: pytest.M
     pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
     assert _config_names(calls) == [
         ("prepare", "pretrain-corpus"), ("fit", "pretrain.yaml"),  # stage 0: the corpus (absent), the backbone
-        ("fit", "localization_cam.yaml"), ("predict", "pseudo_masks.yaml"),
-        ("fit", "localization_eps.yaml"), ("predict", "pseudo_masks.yaml"),
-        ("fit", "localization_eps++.yaml"), ("predict", "pseudo_masks.yaml"),
+        # each method's train pseudo-masks, then its val ones (where the report chooses the threshold)
+        ("fit", "localization_cam.yaml"), ("predict", "pseudo_masks.yaml"), ("predict", "pseudo_masks.yaml"),
+        ("fit", "localization_eps.yaml"), ("predict", "pseudo_masks.yaml"), ("predict", "pseudo_masks.yaml"),
+        ("fit", "localization_eps++.yaml"), ("predict", "pseudo_masks.yaml"), ("predict", "pseudo_masks.yaml"),
         ("fit", "segmentation_wsss.yaml"), ("fit", "segmentation_ssss.yaml"), ("fit", "segmentation_wsss.yaml"),
     ]
     assert calls[0][-1] == str(corpus) and str(corpus) in calls[1]
@@ -55,7 +56,9 @@ def test_stages_run_in_order_and_finished_ones_are_skipped(monkeypatch: pytest.M
         if command[0] == "fit":
             assert command[command.index("--model.init_args.pretrained_path") + 1] == backbone
     assert "--data.train_split" in calls[-1] and "labeled_10pct" in calls[-1]  # the labelled-only reference
-    assert str(out / "eps++" / "pseudo_masks") in calls[8]  # WSSS trains on the EPS++ pseudo-masks
+    assert [c[c.index("--data.predict_split") + 1] for c in calls if c[0] == "predict"] == ["train", "val"] * 3
+    assert str(out / "cam" / "val_masks") in calls[4]
+    assert str(out / "eps++" / "pseudo_masks") in calls[11]  # WSSS trains on the EPS++ train pseudo-masks
     calls.clear()
     corpus.mkdir()  # (the fake run wrote no corpus)
     pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
@@ -66,7 +69,7 @@ def test_stages_run_in_order_and_finished_ones_are_skipped(monkeypatch: pytest.M
     calls.clear()
     (out / "pretrain" / "stage.json").unlink()  # a new backbone: every stage after it runs again
     pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
-    assert len(calls) == 10 and _config_names(calls)[0] == ("fit", "pretrain.yaml")
+    assert len(calls) == 13 and _config_names(calls)[0] == ("fit", "pretrain.yaml")
 
 
 def test_the_scratch_regime_runs_the_scratch_configs_from_random_weights(monkeypatch: pytest.MonkeyPatch,
@@ -76,7 +79,7 @@ def test_the_scratch_regime_runs_the_scratch_configs_from_random_weights(monkeyp
     assert pipeline.demo_main(["--regime", "scratch", "--root", str(synthetic_root), "--pretrain-root",
                                str(tmp_path / "never"), "--configs", str(CONFIGS / "demo")]) == 0
     assert [name for _, name in _config_names(calls)][:2] == ["localization_cam.yaml", "pseudo_masks.yaml"]
-    assert len(calls) == 9 and not (tmp_path / "never").exists()  # no stage 0
+    assert len(calls) == 12 and not (tmp_path / "never").exists()  # no stage 0
     for command in calls:
         assert Path(command[command.index("--config") + 1]).parent == CONFIGS / "demo" / "scratch"
         assert "--model.init_args.pretrained_path" not in command
@@ -106,9 +109,12 @@ def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: 
     backbone = out / "pretrain" / "backbone.pth"
     assert backbone.is_file() and report["regime"] == {
         "name": "pretrained", "pretrained_path": str(backbone), "output_stride": 8, "crop_size": 48,
-        "eval_scale": 2.0, "map_size": 6, "pretrain_val_map": report["regime"]["pretrain_val_map"]}
+        "eval_scale": 2.0, "map_size": 6, "ird_threshold_maps": "normalized",
+        "pretrain_val_map": report["regime"]["pretrain_val_map"]}
     assert 0 <= report["regime"]["pretrain_val_map"] <= 100
-    assert "stages 1 and 3 start from the stage-0 backbone" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert "stages 1 and 3 start from the stage-0 backbone" in text
+    assert "EPS++'s IRD thresholds the **normalized** refined maps in B()" in text
     for method in ("cam", "eps", "eps++"):
         masks = report["pseudo_masks"][method]
         assert 0 <= masks["miou"] <= 100
@@ -118,19 +124,24 @@ def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: 
         assert list(sweep) == ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8"]
         assert masks["bg_threshold"] == 0.2
         assert sweep["0.2"] == pytest.approx(masks["miou"], abs=1.0)  # (scores are saved as float16)
-        assert masks["best_bg_threshold_miou"] == max(sweep.values()) == sweep[f"{masks['best_bg_threshold']:g}"]
+        # the threshold is chosen on val (its best there) and train is reported at it, never chosen on train
+        assert masks["chosen_on"] == "val" and masks["oracle"] is False
+        key = f"{masks['chosen_bg_threshold']:g}"
+        assert masks["choice_sweep"][key] == max(masks["choice_sweep"].values())
+        assert masks["chosen_bg_threshold_miou"] == sweep[key]
     for variant in ("wsss", "ssss", "labeled_only"):
         assert 0 <= report["segmentation"][variant]["miou"] <= 100
-    assert len(report["wall_time_s"]) == 10  # stage 0 and the nine of stages 1-3 (the corpus was there)
+    assert len(report["wall_time_s"]) == 13  # stage 0 and the twelve of stages 1-3 (the corpus was there)
     ird = report["localization"]["eps++"]["ird"]  # EPS++'s telemetry; CAM and EPS have no IRD
-    assert all(0 <= ird[key] <= 100 for key in ("inconsistent_salient", "inconsistent_background", "fg_salient"))
-    assert ird["collapse_warnings"] == [] and "ird" not in report["localization"]["eps"]
+    assert all(0 <= ird["last_steps"][key] <= 1 for key in ("inconsistent_salient", "inconsistent_background",
+                                                             "fg_salient", "threshold_map_salient"))
+    assert ird["warnings"] == [] and ird["collapse_step"] is None and "ird" not in report["localization"]["eps"]
     assert "## IRD health" in (out / "report.md").read_text()
     assert "| eps++ |" in (out / "report.md").read_text() and "| eps++ |" in result.stdout
     figure = Image.open(out / "stages.png")
     assert figure.width > figure.height  # a grid of panels: 4 rows x 8 columns
     again = run_epspp(demo, cwd=tmp_path)
-    assert again.stdout.count("done before, skipping") == 10
+    assert again.stdout.count("done before, skipping") == 13
 
 
 def test_changed_root_or_overrides_rerun_the_stage_and_those_after_it(
@@ -145,13 +156,13 @@ def test_changed_root_or_overrides_rerun_the_stage_and_those_after_it(
     pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", ["--trainer.max_steps=7"], "pretrained", corpus)
     fits = [c for c in calls if c[0] == "fit"]
     assert len(fits) == 7 and all("--trainer.max_steps=7" in c for c in fits)  # every fit (stage 0 too) takes them
-    assert len(calls) == 10  # and the pseudo-masks of the new checkpoints are made again
+    assert len(calls) == 13  # and the pseudo-masks of the new checkpoints are made again
     assert (out / "eps" / "localization.previous" / "old.txt").is_file()  # the old outputs are kept aside
     calls.clear()
     other = Path(shutil.copytree(synthetic_root, tmp_path / "other", ignore=shutil.ignore_patterns(".cache")))
     pipeline.run_demo(other, out, CONFIGS / "demo", ["--trainer.max_steps=7"], "pretrained", corpus)
     # another dataset root: stages 1-3 again, stage 0 (its own corpus) is kept
-    assert len(calls) == 9 and all(str(other) in c for c in calls)
+    assert len(calls) == 12 and all(str(other) in c for c in calls)
 
 
 def test_demo_out_that_is_a_file_and_configs_found_from_anywhere(tmp_path: Path, capsys: pytest.CaptureFixture,
