@@ -98,3 +98,15 @@ def test_every_eps_plus_plus_config_names_its_reading_of_b_and_it_is_the_default
     default = inspect.signature(LocalizationModule).parameters["ird_threshold_maps"].default
     assert init["ird_threshold_maps"] == default == "normalized"
     assert "How we read IRD's B()" in text  # the comment points at the argument
+
+
+@pytest.mark.parametrize("setting", ["wsss", "ssss"])
+def test_both_demo_regimes_give_stage_3_the_same_sample_budget(setting: str) -> None:
+    import yaml
+
+    configs = Path(__file__).parents[2] / "configs" / "demo"
+    loaded = [yaml.safe_load((folder / f"segmentation_{setting}.yaml").read_text())
+              for folder in (configs, configs / "scratch")]
+    budgets = [(c["trainer"]["max_steps"], c["data"]["batch_size"], c["data"].get("labeled_per_batch"),
+                c["trainer"].get("val_check_interval")) for c in loaded]
+    assert budgets[0] == budgets[1], budgets  # steps, batch, labelled images per batch, validation steps
