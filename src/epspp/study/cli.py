@@ -42,9 +42,10 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--out", type=Path, default=Path("runs/study"), help="study folder (default runs/study)")
     common.add_argument("--root", type=Path, default=None,
                         help="synthetic dataset (default OUT/data_<K>classes, generated)")
-    common.add_argument("--regimes", nargs="+", choices=REGIMES, default=["scratch", "pretrained"],
+    common.add_argument("--regimes", nargs="+", choices=REGIMES, default=None,
                         help="scratch: stages 1 and 3 from random weights; pretrained (the papers'): from the "
-                             "seed's stage-0 backbone (default: both)")
+                             "seed's stage-0 backbone (default: both; labeled-fraction: pretrained, both with "
+                             "--full-grid)")
     common.add_argument("--configs", type=Path, default=None,
                         help="the demo's stage configs (default configs/demo of the repository; the scratch regime "
                              "reads its scratch/ subfolder)")
@@ -94,7 +95,7 @@ def study_main(argv: list[str] | None = None) -> int:
         cli.error(f"--jobs must be >= 1, got {args.jobs}")
     grid = FULL_GRID if args.full_grid else DEFAULT_GRID
     seeds = list(dict.fromkeys(args.seeds if args.seeds is not None else grid["seeds"]))
-    regimes = list(dict.fromkeys(args.regimes))
+    regimes = list(dict.fromkeys(args.regimes if args.regimes is not None else grid["regimes"][args.study]))
     if args.study == "saliency-errors":
         rates = sorted(set(args.rates if args.rates is not None else grid["rates"]))
         if 0.0 not in rates:

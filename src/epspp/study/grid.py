@@ -24,10 +24,14 @@ READING_METHODS = ("cam", "eps", "eps++", "eps++/softmax", "eps++/no-pamr")
 #: stage-3 settings of the labelled-fraction study: labelled-only, SSSS and WSSS on the pseudo-masks of EPS++ (the
 #: paper's pipeline) and of EPS (so that SSSS is testable whatever IRD does)
 SETTINGS = ("labeled_only", "ssss", "ssss_eps", "wsss", "wsss_eps")
-#: the default grids (sized so that ``make study`` runs within 120 min on 2 cores, BENCHMARKS.md) and the full
-#: grids of ``--full-grid``
-DEFAULT_GRID = {"rates": [0.0, 0.5], "seeds": [0, 1, 2], "fractions": [0.02]}
-FULL_GRID = {"rates": [0.0, 0.25, 0.5, 0.75], "seeds": [0, 1, 2, 3, 4], "fractions": [0.01, 0.02, 0.05, 0.1, 0.2]}
+BOTH_REGIMES = ["scratch", "pretrained"]
+#: the default grids (sized so that ``make study`` runs saliency-errors and labeled-fraction within 120 min on 2 cores,
+#: BENCHMARKS.md; the labelled-fraction study in the papers' regime only) and the full grids of ``--full-grid``
+DEFAULT_GRID = {"rates": [0.0, 0.5], "seeds": [0, 1, 2], "fractions": [0.02],
+                "regimes": {"saliency-errors": BOTH_REGIMES, "labeled-fraction": ["pretrained"],
+                            "readings": BOTH_REGIMES}}
+FULL_GRID = {"rates": [0.0, 0.25, 0.5, 0.75], "seeds": [0, 1, 2, 3, 4], "fractions": [0.01, 0.02, 0.05, 0.1, 0.2],
+             "regimes": {"saliency-errors": BOTH_REGIMES, "labeled-fraction": BOTH_REGIMES, "readings": BOTH_REGIMES}}
 
 
 @dataclass(frozen=True)
