@@ -142,16 +142,18 @@ def test_prepare_folder_refuses_an_id_with_two_image_files(tmp_path: Path, capsy
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("command", "flag", "value", "bounds"), [
-    ("folder", "--val-fraction", "1.5", "(0, 1)"), ("folder", "--val-fraction", "0", "(0, 1)"),
-    ("synthetic", "--missing-part-rate", "nan", "[0, 1]"), ("synthetic", "--labeled-fraction", "-0.1", "[0, 1]"),
+@pytest.mark.parametrize(("command", "flag", "value", "message"), [
+    ("folder", "--val-fraction", "1.5", "--val-fraction must be within (0, 1), got 1.5"),
+    ("folder", "--val-fraction", "nan", "--val-fraction must be within (0, 1), got nan"),
+    ("synthetic", "--missing-part-rate", "nan", "missing_part_rate must be within [0, 1], got nan"),
+    ("synthetic", "--labeled-fraction", "-0.1", "labeled_fraction must be within [0, 1], got -0.1"),
 ])
-def test_prepare_checks_rates_and_fractions_when_it_starts(command: str, flag: str, value: str, bounds: str,
+def test_prepare_checks_rates_and_fractions_before_writing(command: str, flag: str, value: str, message: str,
                                                            tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     images, labels = folder_inputs(tmp_path)
     inputs = ["--images", str(images), "--labels", str(labels)] if command == "folder" else []
     assert prepare_main([command, *inputs, "--out" if inputs else "--root", str(tmp_path / "out"), flag, value]) == 2
-    assert f"argument {flag}: {value} is not in {bounds}" in capsys.readouterr().err
+    one_line_error(capsys, message)
     assert not (tmp_path / "out").exists()
 
 

@@ -24,7 +24,6 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from epspp.argtypes import open_unit_interval, unit_interval
 from epspp.data.classes import CLASSES_FILE, COCO_CLASSES, VOC_CLASSES, lists_classes, voc_palette, write_classes
 from epspp.data.io import DatasetError, check_id, write_mask_png
 from epspp.data.prepare_folder import prepare_folder
@@ -333,14 +332,14 @@ def _parser() -> argparse.ArgumentParser:
                           "water), then 15 more shape/texture families (default %(default)s)")
     syn.add_argument("--seed", type=int, default=0,
                      help="random seed; the same arguments give the same files (default %(default)s)")
-    syn.add_argument("--missing-class-rate", type=unit_interval, default=0.1,
+    syn.add_argument("--missing-class-rate", type=float, default=0.1,
                      help="share of images whose saliency map misses one present class (default %(default)s)")
-    syn.add_argument("--missing-part-rate", type=unit_interval, default=0.2,
+    syn.add_argument("--missing-part-rate", type=float, default=0.2,
                      help="share of images whose saliency map misses 30-60%% of one object (default %(default)s)")
-    syn.add_argument("--false-coverage-rate", type=unit_interval, default=0.2,
+    syn.add_argument("--false-coverage-rate", type=float, default=0.2,
                      help="share of images whose saliency map covers background (rails or water when "
                           "present) (default %(default)s)")
-    syn.add_argument("--labeled-fraction", type=unit_interval, default=0.1,
+    syn.add_argument("--labeled-fraction", type=float, default=0.1,
                      help="share of train listed in labeled_<pct>pct.txt (the semi-supervised stage 3) "
                           "(default %(default)s)")
     syn.add_argument("--overwrite", action="store_true",
@@ -384,7 +383,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="CSV 'id,classes' (names separated by spaces or ';') or JSON {id: [names]}")
     own.add_argument("--saliency", type=Path, help="folder of <id>.png grey saliency maps (needed by stage 1)")
     own.add_argument("--out", required=True, type=Path, help="dataset root to create")
-    own.add_argument("--val-fraction", type=open_unit_interval, default=0.1,
+    own.add_argument("--val-fraction", type=float, default=0.1,
                      help="share of images in the val split, in (0, 1) (default %(default)s)")
     own.add_argument("--classes", nargs="+", help="class names in label order (default: those of --labels, sorted)")
     own.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
