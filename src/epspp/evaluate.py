@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from epspp.argtypes import open_unit_interval
 from epspp.data.classes import read_classes
 from epspp.data.io import DatasetError, read_mask, read_split
 from epspp.data.labels import image_labels
+from epspp.errors import EPSError
 from epspp.metrics import SegmentationMetrics, iou_table
+from epspp.outputs import check_output_file, refuse_inside
+
+EVALUATE = "epspp evaluate"
 
 
 def evaluate_folder(
@@ -148,10 +154,14 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", required=True, help="dataset root (VOC layout)")
     parser.add_argument("--split", required=True, help="split name, e.g. train or val")
     parser.add_argument("--mask-dir", default=None, help="ground truth (default ROOT/SegmentationClassAug)")
-    parser.add_argument("--json", default=None, help="also write the scores to this JSON file")
-    parser.add_argument("--bg-thresholds", type=float, nargs="+", default=None, metavar="T",
+    parser.add_argument("--json", default=None,
+                        help="also write the scores to this JSON file (never into the dataset; a file that epspp "
+                             "evaluate did not write is replaced only with --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a --json file that epspp evaluate did not "
+                                                                 "write")
+    parser.add_argument("--bg-thresholds", type=open_unit_interval, nargs="+", default=None, metavar="T",
                         help="also score PRED_DIR/scores/*.npy (written with save_scores: true) at each of these "
-                             "background thresholds, to choose bg_threshold")
+                             "background thresholds, in (0, 1), to choose bg_threshold")
     parser.add_argument("--select-pred-dir", default=None, metavar="DIR",
                         help="with --bg-thresholds: choose the threshold on these masks' score maps (another split, "
                              "e.g. val, predicted with save_scores: true) and report PRED_DIR at it; without it the "
@@ -159,11 +169,15 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--select-split", default=None, metavar="NAME",
                         help="the split of --select-pred-dir (e.g. val)")
     args = parser.parse_args(argv)
+    thresholds = list(dict.fromkeys(args.bg_thresholds or []))  # each candidate once
     if (args.select_pred_dir is None) != (args.select_split is None):
         parser.error("--select-pred-dir and --select-split go together: the masks of another split and its name")
     if args.select_pred_dir is not None and not args.bg_thresholds:
         parser.error("--select-pred-dir chooses a background threshold: give the candidates with --bg-thresholds")
     try:
+        if args.json:
+            refuse_inside(args.json, {args.root: "the dataset root", args.mask_dir: "the mask folder"}, "--json")
+            check_output_file(args.json, EVALUATE, "--json", written_by_evaluate, args.overwrite)
         if not Path(args.pred_dir).is_dir():
             raise DatasetError(f"--pred-dir {args.pred_dir} is not a folder")
         result = evaluate_folder(args.pred_dir, args.root, args.split, args.mask_dir)
@@ -171,13 +185,13 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             raise DatasetError(f"no id of split '{args.split}' has a ground-truth mask in "
                                f"{args.mask_dir or Path(args.root) / 'SegmentationClassAug'}: nothing to score")
         sweep = choice = None
-        if args.bg_thresholds:
-            sweep = sweep_bg_threshold(args.pred_dir, args.root, args.split, args.bg_thresholds, args.mask_dir)
+        if thresholds:
+            sweep = sweep_bg_threshold(args.pred_dir, args.root, args.split, thresholds, args.mask_dir)
             chooser = sweep if args.select_pred_dir is None else sweep_bg_threshold(
-                args.select_pred_dir, args.root, args.select_split, args.bg_thresholds, args.mask_dir)
-            choice = threshold_choice(args.bg_thresholds, chooser["metrics"], sweep["metrics"],
+                args.select_pred_dir, args.root, args.select_split, thresholds, args.mask_dir)
+            choice = threshold_choice(thresholds, chooser["metrics"], sweep["metrics"],
                                       args.select_split or args.split, args.split, result["class_names"])
-    except (DatasetError, FileNotFoundError) as error:
+    except (EPSError, FileNotFoundError) as error:
         print(f"epspp evaluate: error: {error}", file=sys.stderr)
         return 2
     scores = result["metric"].compute()
@@ -198,8 +212,20 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             chosen = mark if float(threshold) == choice["chosen_bg_threshold"] else ""
             print(f"{threshold:<12}  {miou:7.2f}{chosen}")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"written_by": EVALUATE} | report, indent=2))
+        os.replace(tmp, path)
     return 0
+
+
+def written_by_evaluate(path: Path) -> bool:
+    """Whether ``path`` is a ``--json`` report of ``epspp evaluate`` (its ``written_by`` key says so)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("written_by") == EVALUATE
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def scores_to_json(scores: dict, class_names: list[str]) -> dict:

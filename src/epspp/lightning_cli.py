@@ -14,6 +14,7 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins import CheckpointIO
 from pytorch_lightning.plugins.layer_sync import LayerSync
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
 from epspp.data.classes import CLASSES_FILE, read_classes
@@ -21,12 +22,11 @@ from epspp.data.io import read_split
 from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPSError
 from epspp.models.checkpoint import AtomicCheckpointIO, check_classes
 from epspp.models.sync_bn import TimmSyncBatchNorm
+from epspp.run_folder import check_run_folder, config_dump_path, dump_mark, first_process
 from epspp.validation import check_config
 
-PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar")
+PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar", "StepProgressBar")
 CKPT_KEYWORDS = ("last", "best", "hpc")  # --ckpt_path values that Lightning resolves itself
-CONFIG_DUMP_MARK = "# epspp: this run's configuration as Lightning dumps it (each run in this folder rewrites it)\n"
-OTHER_DUMP_NAME = "config.epspp.yaml"  # where the dump goes when the run folder holds a config.yaml of its own
 
 
 class EPSCLI(LightningCLI):
@@ -93,7 +93,9 @@ class EPSCLI(LightningCLI):
 
         Lightning's own converter turns them into plain SyncBatchNorm and drops the activation; the
         ``TimmSyncBatchNorm`` plugin (a ``TorchSyncBatchNorm``) keeps it, unless a layer-sync plugin is given.
-        Checkpoints are saved by ``AtomicCheckpointIO`` unless a checkpoint-IO plugin is given.
+        Checkpoints are saved by ``AtomicCheckpointIO`` unless a checkpoint-IO plugin is given. Lightning's own
+        refusal of a trainer setting (``--trainer.max_steps -5``, an accelerator the machine lacks) is one line
+        naming the flag.
         """
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         trainer = config.get("trainer") or {}
@@ -105,7 +107,12 @@ class EPSCLI(LightningCLI):
             if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
                 plugins.append(AtomicCheckpointIO())  # last.ckpt stays whole when a save is killed
             kwargs["plugins"] = plugins
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError) as error:
+            if isinstance(error, EPSError):
+                raise
+            raise ConfigError(lightning_error(error, trainer)) from None
 
     def after_instantiate_classes(self) -> None:
         """Tell the mask writer which checkpoint the masks come from (it checks the folder's provenance)."""
@@ -124,8 +131,8 @@ class EPSCLI(LightningCLI):
         run folder (stage and method, e.g. ``demo/eps++/localization``).  With
         ``--trainer.enable_progress_bar false`` the configs' progress-bar callback is dropped
         (cluster logs stay clean) instead of Lightning refusing the combination.  A ``predict`` run
-        without a ``default_root_dir`` writes in its ``--pseudo_masks.output_dir`` (Lightning's
-        ``config.yaml``: how the masks were made).
+        writes in its ``--pseudo_masks.output_dir`` (Lightning's ``config.yaml``: how the masks were made).  The
+        run folder follows the write rule (``run_folder.check_run_folder``).
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
         if self.subcommand == "predict" and not config.get("ckpt_path") and not config.get("allow_random_weights"):
@@ -136,33 +143,49 @@ class EPSCLI(LightningCLI):
         if self.subcommand == "fit":
             monitor_what_exists(config)
         output_dir = (config.get("pseudo_masks") or {}).get("output_dir")
-        if self.subcommand == "predict" and output_dir and not config.trainer.get("default_root_dir"):
-            config.trainer.default_root_dir = output_dir  # config.yaml beside the masks, not in the cwd
+        if self.subcommand == "predict" and output_dir:
+            predict_in_output_dir(config, str(output_dir))
         if config.trainer.get("enable_progress_bar") is False and config.trainer.get("callbacks"):
             config.trainer.callbacks = [callback for callback in config.trainer.callbacks
                                         if not callback.class_path.endswith(PROGRESS_BARS)]
         root = config.trainer.get("default_root_dir")
-        if not root:
-            return
-        for callback in config.trainer.get("callbacks") or []:
-            if callback.class_path.endswith("ModelCheckpoint"):
-                callback.init_args.dirpath = _inside(root, callback.init_args.get("dirpath") or "checkpoints")
-        loggers = config.trainer.get("logger")
-        for logger in loggers if isinstance(loggers, list) else [loggers]:
-            if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
-                logger.init_args.save_dir = _inside(root, logger.init_args.save_dir or ".")
-            if getattr(logger, "class_path", "").endswith("WandbLogger"):
-                if not logger.init_args.get("name"):
-                    logger.init_args.name = run_name(root)
-                # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise
-                os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
+        if root:
+            resolve_run_paths(config, root)
+        check_run_folder(config, self.subcommand)
+
+
+def predict_in_output_dir(config: Any, output_dir: str) -> None:
+    """A predict run writes its configuration and logs in ``--pseudo_masks.output_dir``, never in the training
+    run's folder that a training config names (its config.yaml is the record of how the checkpoint was made)."""
+    given = config.trainer.get("default_root_dir")
+    if given and os.path.normpath(given) != os.path.normpath(output_dir) and first_process():
+        print(f"[epspp] predict writes its configuration and logs in --pseudo_masks.output_dir {output_dir}, not in "
+              f"--trainer.default_root_dir {given}", file=sys.stderr)
+    config.trainer.default_root_dir = output_dir
+
+
+def resolve_run_paths(config: Any, root: str) -> None:
+    """Relative ModelCheckpoint and logger folders inside ``root``; a WandbLogger without a name named after it."""
+    for callback in config.trainer.get("callbacks") or []:
+        if callback.class_path.endswith("ModelCheckpoint"):
+            callback.init_args.dirpath = _inside(root, callback.init_args.get("dirpath") or "checkpoints")
+    loggers = config.trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
+            logger.init_args.save_dir = _inside(root, logger.init_args.save_dir or ".")
+        if getattr(logger, "class_path", "").endswith("WandbLogger"):
+            if not logger.init_args.get("name"):
+                logger.init_args.name = run_name(root)
+            # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise
+            os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
 
 
 class RunConfigDump(SaveConfigCallback):
-    """Lightning's ``config.yaml`` of a run, that never replaces a file epspp did not write.
+    """Lightning's ``config.yaml`` of a run, that never replaces a file epspp did not write, nor another subcommand's.
 
-    The dump starts with ``CONFIG_DUMP_MARK``; a ``config.yaml`` without it (a user's own config kept in the run
-    folder) is left as it is and the dump goes to ``config.epspp.yaml``.  Written atomically, by rank 0.
+    The dump starts with ``run_folder.dump_mark(subcommand)``; a ``config.yaml`` without it (a user's own config kept
+    in the run folder, or the dump of the fit whose run folder a ``validate`` uses) is left as it is and the dump goes
+    to ``config.<subcommand>.yaml`` (``run_folder.config_dump_path``).  Written atomically, by rank 0.
     """
 
     def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
@@ -170,8 +193,9 @@ class RunConfigDump(SaveConfigCallback):
             return
         log_dir = Path(trainer.log_dir)  # broadcasts the folder
         if trainer.is_global_zero:
-            path = config_dump_path(log_dir, self.config_filename)
-            text = CONFIG_DUMP_MARK + self.parser.dump(self.config, skip_none=False)
+            subcommand = str(getattr(stage, "value", stage))  # Lightning's TrainerFn: "fit", "validate", ...
+            path = config_dump_path(log_dir, subcommand, self.config_filename)
+            text = dump_mark(subcommand) + self.parser.dump(self.config, skip_none=False)
             try:
                 log_dir.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -182,28 +206,6 @@ class RunConfigDump(SaveConfigCallback):
                                   "choose a writable --trainer.default_root_dir") from None
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
-
-
-def config_dump_path(folder: Path, name: str = "config.yaml") -> Path:
-    """``folder/name`` when it is free or an earlier dump of epspp, else ``folder/config.epspp.yaml`` (the run says
-    so); a folder where both names hold files of their own is refused."""
-    for candidate in (name, OTHER_DUMP_NAME):
-        path = folder / candidate
-        if not path.exists() or _is_config_dump(path):
-            if candidate != name and _first_process():
-                print(f"[epspp] {folder / name} is not a configuration dump of epspp (a file of yours?): kept; "
-                      f"this run's configuration goes to {path}", file=sys.stderr)
-            return path
-    raise ConfigError(f"{folder} holds a {name} and a {OTHER_DUMP_NAME} that epspp did not write: move them, or "
-                      "choose another --trainer.default_root_dir")
-
-
-def _is_config_dump(path: Path) -> bool:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.readline() == CONFIG_DUMP_MARK
-    except (OSError, UnicodeDecodeError):
-        return False
 
 
 def monitor_what_exists(config: Any) -> None:
@@ -227,7 +229,7 @@ def monitor_what_exists(config: Any) -> None:
             if task != "localization":  # no validation loop to save after: save at each training-epoch end
                 callback.init_args.save_on_train_epoch_end = True
     what = "validation on the image labels only" if task == "localization" else "no validation"
-    if _first_process():
+    if first_process():
         print(f"[epspp] split '{split}' has no ground-truth mask: {what}; best.ckpt is selected on {monitor} "
               f"({mode})", file=sys.stderr)
 
@@ -295,12 +297,24 @@ def check_checkpoint(config: Any, model: Any, path: str | Path | None = None) ->
                                       "localization, stage 3: segmentation)")
 
 
+def lightning_error(error: Exception, trainer: Any) -> str:
+    """Lightning's message of a refused trainer setting in one line, after the flag it names (a setting named in
+    the message, else one whose value it quotes, e.g. 'gpu' of --trainer.accelerator)."""
+    message = " ".join(str(error).split())
+    settings = {key: value for key, value in trainer.items() if value is not None and key != "callbacks"}
+    named = [key for key in settings if re.search(rf"\b{re.escape(key)}\b", message)]
+    named = named or [key for key, value in settings.items()
+                      if isinstance(value, str | int | float) and not isinstance(value, bool) and str(value)
+                      and re.search(rf"(?<![\w.-]){re.escape(str(value))}(?!\w|\.\d)", message)]
+    return f"--trainer.{named[0]} {settings[named[0]]}: {message}" if named else f"{message} (a --trainer.* setting)"
+
+
 def warn_oversubscription(accelerator: Any, devices: Any) -> None:
     """Warn when more CPU processes are asked for than the machine has cores."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     on_cpu = accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
     devices = int(devices) if isinstance(devices, str) and devices.isdigit() else devices
-    if on_cpu and isinstance(devices, int) and devices > cores and _first_process():
+    if on_cpu and isinstance(devices, int) and devices > cores and first_process():
         print(f"[epspp] warning: --trainer.devices {devices} starts {devices} processes on {cores} CPU cores: "
               "they compete for the cores and run slower than fewer would", file=sys.stderr)
 
@@ -314,11 +328,6 @@ def _user_error(error: BaseException) -> EPSError | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
-
-
-def _first_process() -> bool:
-    """Not a DDP child process (those parse the same command line again: say things once)."""
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def run_name(root: str) -> str:

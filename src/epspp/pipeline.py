@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 from epspp.data.io import DatasetError
+from epspp.errors import EPSError
+from epspp.outputs import claim_folder, holds_stage_marker
 
 METHODS = {"cam": "localization_cam.yaml", "eps": "localization_eps.yaml", "eps++": "localization_eps++.yaml"}
 #: the demo's regimes: the papers' (a stage-0 backbone fine-tuned, configs/demo) and from scratch (configs/demo/scratch)
@@ -97,6 +99,8 @@ def run_demo(root: Path, out: Path, configs: Path, overrides: list[str], regime:
     for path, what in ((out, "--out"), (root, "--root"), (pretrain_root, "--pretrain-root")):
         if path.exists() and not path.is_dir():
             raise DatasetError(f"{what} {path} is a file: give a folder")
+    claim_folder(out, "epspp demo", "--out", {root: "the dataset root", pretrain_root: "the pretraining corpus"},
+                 legacy=holds_stage_marker)
     if not root.exists():
         run_stage("dataset", out / "dataset", ["prepare", "synthetic", "--root", str(root)])
     data = ["--data.root", str(root)]
@@ -168,7 +172,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     try:
         report = run_demo(Path(args.root), Path(args.out or DEFAULT_OUT[args.regime]), demo_configs(args.configs),
                           args.overrides, args.regime, Path(args.pretrain_root))
-    except (DatasetError, subprocess.CalledProcessError) as error:
+    except (EPSError, subprocess.CalledProcessError) as error:
         print(f"epspp demo: error: {error}", file=sys.stderr)
         return 2
     print(report["table"])

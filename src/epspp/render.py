@@ -13,17 +13,20 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from epspp.data.classes import read_classes, voc_palette
 from epspp.data.io import image_files, read_image, read_mask, read_saliency
-from epspp.errors import DatasetError
+from epspp.errors import DatasetError, EPSError
+from epspp.outputs import check_output_file, refuse_inside
 from epspp.visualize import annotate, colorize, fit_panel, grid, heatmap, overlay
 
 TITLES = ["image", "saliency", "mask overlay"]
+RENDER = "epspp render"
 
 
 def render(pred_dir: str | Path, root: str | Path, out: str | Path | None = None, num: int = 32,
-           cell: int = 128) -> Path:
+           cell: int = 128, overwrite: bool = False) -> Path:
     """Write the overview of ``num`` masks of ``PRED_DIR`` (evenly spread over the sorted ids); return its path.
 
     Args:
@@ -32,12 +35,17 @@ def render(pred_dir: str | Path, root: str | Path, out: str | Path | None = None
         out: the PNG to write (default ``PRED_DIR/overview.png``).
         num: rows (images) at most.
         cell: side of each panel in pixels.
+        overwrite: replace ``out`` also when ``epspp render`` did not write it.
     """
     pred_dir, root = Path(pred_dir), Path(root)
     if not pred_dir.is_dir():
         raise DatasetError(f"--pred-dir {pred_dir} is not a folder")
     if num < 1:
         raise DatasetError(f"--num must be >= 1, got {num}")
+    target = Path(out) if out else pred_dir / "overview.png"
+    option = "--out" if out else "--out (default PRED_DIR/overview.png)"
+    refuse_inside(target, {root: "the dataset root"}, option)
+    check_output_file(target, RENDER, option, rendered, overwrite)
     names = read_classes(root)
     masks = sorted(p for p in pred_dir.glob("*.png") if not p.name.startswith(".") and p.name != "overview.png")
     if not masks:
@@ -65,14 +73,22 @@ def render(pred_dir: str | Path, root: str | Path, out: str | Path | None = None
     if 255 in present:
         legend["ignore"] = tuple(palette[255])
     picture = annotate(grid(rows), TITLES, cell, legend)
-    target = Path(out) if out else pred_dir / "overview.png"
-    if target.is_dir():
-        raise DatasetError(f"--out {target} is a folder: give a file name, e.g. {target / 'overview.png'}")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
-    Image.fromarray(picture).save(tmp)
+    tag = PngInfo()
+    tag.add_text("Software", RENDER)
+    Image.fromarray(picture).save(tmp, pnginfo=tag)
     os.replace(tmp, target)
     return target
+
+
+def rendered(path: Path) -> bool:
+    """Whether ``path`` is an overview written by ``epspp render`` (its PNG ``Software`` text says so)."""
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.text.get("Software") == RENDER
+    except (OSError, ValueError):
+        return False
 
 
 def render_main(argv: list[str] | None = None) -> int:
@@ -81,11 +97,15 @@ def render_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pred-dir", required=True, help="folder of <id>.png masks")
     parser.add_argument("--root", required=True, help="dataset root (images, saliency, classes.json)")
     parser.add_argument("--num", type=int, default=32, help="images (rows) at most (32)")
-    parser.add_argument("--out", default=None, help="PNG to write (default PRED_DIR/overview.png)")
+    parser.add_argument("--out", default=None, help="PNG to write (default PRED_DIR/overview.png; never in the "
+                                                    "dataset; a file that epspp render did not write is replaced "
+                                                    "only with --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an --out file that epspp render did not "
+                                                                 "write")
     args = parser.parse_args(argv)
     try:
-        path = render(args.pred_dir, args.root, args.out, args.num)
-    except DatasetError as error:
+        path = render(args.pred_dir, args.root, args.out, args.num, overwrite=args.overwrite)
+    except EPSError as error:
         print(f"epspp render: error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {path}")

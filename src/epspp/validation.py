@@ -8,18 +8,26 @@ Each error names the option as the command line spells it (``--model.init_args.b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from epspp.errors import ConfigError
 
 
+def _finite(option: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{option} must be a finite number, got {value}")
+
+
 def _positive(option: str, value: float) -> None:
+    _finite(option, value)
     if not value > 0:
         raise ConfigError(f"{option} must be > 0, got {value}")
 
 
 def _at_least(option: str, value: float, low: float) -> None:
+    _finite(option, value)
     if not value >= low:
         raise ConfigError(f"{option} must be >= {low}, got {value}")
 
@@ -36,7 +44,7 @@ def _closed_interval(option: str, value: float, low: float, high: float) -> None
 
 def _scales(option: str, values: Sequence[float] | None, empty_ok: bool) -> None:
     values = list(values or [])
-    if (not values and not empty_ok) or any(not v > 0 for v in values):
+    if (not values and not empty_ok) or any(not 0 < v < math.inf for v in values):
         what = "a list of positive numbers" if empty_ok else "a non-empty list of positive numbers"
         raise ConfigError(f"{option} must be {what}, got {values}")
 
@@ -107,6 +115,14 @@ def check_devices(devices: Any) -> None:
                           f"such as [0, 1], got {devices}")
 
 
+def check_trainer_options(trainer: Mapping[str, Any]) -> None:
+    """The trainer's counts that Lightning divides by without checking them (a ZeroDivisionError mid-run)."""
+    for name in ("accumulate_grad_batches", "check_val_every_n_epoch"):
+        value = trainer.get(name)
+        if value is not None and not (isinstance(value, int) and value >= 1):
+            raise ConfigError(f"--trainer.{name} must be an integer >= 1, got {value}")
+
+
 MODEL_CHECKS = {"LocalizationModule": check_localization_options, "SegmentationModule": check_segmentation_options}
 
 
@@ -117,6 +133,7 @@ def check_config(config: Any) -> None:
     options are checked here too, so a bad value is refused before any data are touched.
     """
     check_devices(config.trainer.get("devices"))
+    check_trainer_options(config.trainer)
     model = config.get("model")
     check = MODEL_CHECKS.get(str(getattr(model, "class_path", "")).rpartition(".")[2])
     if check is not None:

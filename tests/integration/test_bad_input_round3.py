@@ -15,7 +15,7 @@ from cli import CONFIGS, TINY_FIT, run_epspp
 from helpers import snapshot, split_ids
 from test_pseudo_masks import clean_error, in_process, ok, predict_args
 
-from epspp.lightning_cli import CONFIG_DUMP_MARK
+from epspp.run_folder import dump_mark
 
 DEMO = CONFIGS / "demo" / "scratch"
 SMALL = ("--data.predict_split", "labeled_10pct")  # 2 images
@@ -90,14 +90,14 @@ def test_a_users_config_yaml_in_the_run_folder_is_never_replaced(
     for _ in range(2):  # the second run rewrites its own dump
         ok(in_process(capfd, *predict_args(synthetic_root, checkpoint, out, *SMALL)))
         assert (out / "config.yaml").read_text() == mine
-        dump = (out / "config.epspp.yaml").read_text()
-        assert dump.startswith(CONFIG_DUMP_MARK) and "predict_split: labeled_10pct" in dump
+        dump = (out / "config.predict.yaml").read_text()
+        assert dump.startswith(dump_mark("predict")) and "predict_split: labeled_10pct" in dump
     # a folder without a file of the user's: the dump is config.yaml, and reruns rewrite it
     fresh = tmp_path / "fresh"
     for seed in ("3", "4"):
         ok(in_process(capfd, *predict_args(synthetic_root, checkpoint, fresh, *SMALL, "--seed_everything", seed)))
         assert f"seed_everything: {seed}" in (fresh / "config.yaml").read_text()
-    assert not (fresh / "config.epspp.yaml").exists()
+    assert not (fresh / "config.predict.yaml").exists()
 
 
 # ------------------------------------------------------------------ item 5

@@ -76,3 +76,24 @@ def test_pseudo_mask_refinement_runs_on_background_and_labelled_classes() -> Non
     torch.testing.assert_close(refined[0, [0, 2]], torch.from_numpy(expected))
     assert float(refined[0, [1, 3]].abs().max()) == 0.0
     assert (refined.argmax(1)[0, :, EDGE:] == 2).all()
+
+
+@pytest.mark.parametrize("params", [{}, {"iterations": 5, "pos_w": 2.0, "pos_xy_std": 4.0, "bi_w": 6.0,
+                                         "bi_xy_std": 20.0, "bi_rgb_std": 9.0}])
+def test_each_kernel_gets_its_own_parameters(params: dict) -> None:
+    """dense_crf equals pydensecrf called as deeplab-pytorch's libs/utils/crf.py calls it, on a random picture whose
+    result depends on every parameter (swapping a Gaussian kernel's sxy and compat moves many argmax pixels)."""
+    import pydensecrf.densecrf as dcrf
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (24, 32, 3)).astype(np.uint8)
+    image[:, 16:] //= 3
+    probs = rng.dirichlet(np.ones(3), size=(24, 32)).transpose(2, 0, 1).astype(np.float32)
+    p = {"iterations": 10, "pos_w": 3.0, "pos_xy_std": 1.0, "bi_w": 4.0, "bi_xy_std": 67.0, "bi_rgb_std": 3.0} | params
+    crf = dcrf.DenseCRF2D(32, 24, 3)
+    crf.setUnaryEnergy(np.ascontiguousarray(-np.log(np.clip(probs, 1e-5, 1.0)).reshape(3, -1)))
+    crf.addPairwiseGaussian(sxy=p["pos_xy_std"], compat=p["pos_w"])
+    crf.addPairwiseBilateral(sxy=p["bi_xy_std"], srgb=p["bi_rgb_std"], rgbim=np.ascontiguousarray(image),
+                             compat=p["bi_w"])
+    expected = np.asarray(crf.inference(p["iterations"]), np.float32).reshape(3, 24, 32)
+    np.testing.assert_allclose(dense_crf(image, probs, **params), expected, atol=1e-6)

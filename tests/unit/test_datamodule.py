@@ -173,6 +173,26 @@ def test_semi_supervised_batches_mix_labeled_and_pseudo_labeled(synthetic_root, 
     assert sorted(pseudo_seen) == sorted(set(split_ids(synthetic_root, "train")) - labeled)  # each once
 
 
+def test_semi_supervised_labeled_ids_outside_the_train_split_train_on_their_ground_truth(synthetic_copy, tmp_path):
+    """A labelled split need not lie inside train_split: its other images join the training set with their ground
+    truth (they have no pseudo-mask), none vanishes."""
+    train, val = split_ids(synthetic_copy, "train"), split_ids(synthetic_copy, "val")
+    (synthetic_copy / "ImageSets" / "Segmentation" / "labeled_mixed.txt").write_text(f"{train[0]}\n{val[0]}\n")
+    pseudo = tmp_path / "pseudo"
+    _write_pseudo_masks(pseudo, train)
+    module = _module(synthetic_copy, task="segmentation", pseudo_mask_dir=str(pseudo), labeled_split="labeled_mixed",
+                     crop_size=SIZE, resize_long=(SIZE, SIZE))
+    module.setup("fit")
+    assert module.datasets["train"].ids == [*train, val[0]]
+    seen = {}
+    for batch in module.train_dataloader():
+        for row, image_id in enumerate(batch["id"]):
+            seen[image_id] = (batch["is_labeled"][row].item(), batch["mask"][row].numpy())
+    flag, mask = seen[val[0]]
+    truth = gt_mask(synthetic_copy, val[0])
+    assert flag == 1.0 and (np.array_equal(mask, truth) or np.array_equal(mask, truth[:, ::-1]))
+
+
 def test_semi_supervised_labeled_per_batch(synthetic_root, pseudo_dir):
     module = _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(pseudo_dir),
                      labeled_split="labeled_10pct", batch_size=4, labeled_per_batch=1)

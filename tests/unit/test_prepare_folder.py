@@ -13,7 +13,7 @@ from epspp.data.io import read_split
 from epspp.data.labels import image_labels
 from epspp.data.prepare import prepare_main
 from epspp.data.prepare_folder import prepare_folder, read_label_file
-from epspp.errors import DatasetError
+from epspp.errors import DatasetError, OutputError
 
 
 def _inputs(tmp_path: Path, names: list[str]) -> tuple[Path, Path]:
@@ -106,7 +106,7 @@ def test_saliency_that_is_not_png_and_a_non_empty_out(tmp_path: Path) -> None:
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "thesis.tex").write_text("precious")
-    with pytest.raises(DatasetError, match="exists and is not empty"):
+    with pytest.raises(OutputError, match="holds files that `epspp prepare folder` did not write"):
         prepare_folder(images, tmp_path / "labels.csv", busy, val_fraction=0.5)
     assert sorted(p.name for p in busy.iterdir()) == ["thesis.tex"]
 

@@ -174,7 +174,7 @@ def test_setup_refuses_a_folder_inside_the_dataset(tmp_path: Path) -> None:
     masks = tmp_path / "data" / "SegmentationClassAug"
     masks.mkdir(parents=True)
     for out in (masks, masks / "deeper", tmp_path / "data" / "JPEGImages"):
-        with pytest.raises(DatasetError, match="inside the dataset's"):
+        with pytest.raises(OutputError, match="inside the dataset's"):
             PseudoMaskWriter(output_dir=str(out)).setup(_fake_trainer(["a"], tmp_path / "data"), None, "predict")
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["SegmentationClassAug"]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from epspp.errors import DatasetError
+from epspp.outputs import refuse_inside
 
 PROVENANCE = "provenance.json"
 
@@ -24,13 +25,7 @@ def refuse_dataset_folder(output_dir: Path, folders: dict[str, Path],
 
     Writing masks there would replace ground truth, images or saliency maps.
     """
-    out = output_dir.resolve()
-    for name, folder in folders.items():
-        folder = folder.resolve()
-        if out == folder or folder in out.parents:
-            raise DatasetError(f"{option} {output_dir} is inside the dataset's {name} folder "
-                               f"{folder}: writing there would replace the dataset's files; choose a folder of "
-                               "its own (e.g. runs/<experiment>/pseudo_masks)")
+    refuse_inside(output_dir, {folder: f"the dataset's {name} folder" for name, folder in folders.items()}, option)
 
 
 def refuse_escaping_folders(output_dir: Path, derived: dict[str, Path], folders: dict[str, Path]) -> None:
@@ -88,18 +83,33 @@ def provenance(module: Any, data_hparams: dict, checkpoint: str | None, dataset:
 
 
 def check_resume(output_dir: Path, record: dict, done: int, overwrite: bool) -> None:
-    """Refuse to complete a folder whose ``done`` masks were made differently (or by an unknown run)."""
-    if overwrite or not done:
+    """Refuse to complete a folder whose ``done`` masks were made differently (or by an unknown run), and to replace
+    the files of a folder that no mask writer made (a manifest, score maps or overlays without ``provenance.json``,
+    or a ``provenance.json`` that is not the writer's)."""
+    if overwrite:
         return
     path = output_dir / PROVENANCE
     if not path.is_file():
-        raise DatasetError(f"{output_dir} already holds {done} masks of unknown provenance (no {PROVENANCE}): "
-                           "choose an empty folder, or set --pseudo_masks.overwrite true to rewrite them")
+        if done:
+            raise DatasetError(f"{output_dir} already holds {done} masks of unknown provenance (no {PROVENANCE}): "
+                               "choose an empty folder, or set --pseudo_masks.overwrite true to rewrite them")
+        others = [output_dir / "manifest.json"] + sorted(output_dir.glob("scores/[!.]*.npy"))[:1] + sorted(
+            output_dir.glob("overlays/[!.]*.png"))[:1]
+        for other in others:
+            if other.is_file():
+                raise DatasetError(f"{other} was not written by the mask writer (no {PROVENANCE} in {output_dir}): "
+                                   "choose an empty folder, or set --pseudo_masks.overwrite true to replace it")
+        return
     try:
         earlier = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise DatasetError(f"cannot read {path} ({error}): set --pseudo_masks.overwrite true to rewrite the "
                            "folder") from None
+    if not isinstance(earlier, dict) or not {"checkpoint_sha256", "model", "inference"} <= set(earlier):
+        raise DatasetError(f"{path} is not the mask writer's record of its folder: choose another "
+                           "--pseudo_masks.output_dir, or set --pseudo_masks.overwrite true to replace it")
+    if not done:
+        return
     changed = [key for key in _flat(record) if _flat(record)[key] != _flat(earlier).get(key)]
     if changed:
         detail = ", ".join(f"{key}: {_flat(earlier).get(key)!r} -> {_flat(record)[key]!r}" for key in changed[:4])

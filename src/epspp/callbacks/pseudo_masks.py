@@ -296,7 +296,7 @@ class PseudoMaskWriter(BasePredictionWriter):
 def dataset_folders(dataset: Any) -> dict[str, Path]:
     """The folders of a dataset that an output folder must stay out of (name -> folder)."""
     folders = {"image": Path(dataset.image_dir)}
-    for name, attribute in (("mask", "mask_dir"), ("saliency", "saliency_dir")):
+    for name, attribute in (("mask", "mask_dir"), ("saliency", "saliency_dir"), ("root", "root")):
         if getattr(dataset, attribute, None) is not None:
             folders[name] = Path(getattr(dataset, attribute))
     return folders

@@ -13,8 +13,10 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from epspp.data.io import DEFAULT_MAX_PIXELS, read_image, read_mask, read_saliency, read_split
 from epspp.errors import DatasetError
@@ -142,6 +144,14 @@ def check_main(argv: list[str] | None = None) -> int:
                 print(f"  {reason}")
             if bad:
                 failing.add(split)
+            blank = check_samples([s for s, r in zip(samples, results, strict=True) if r is None and s[1]],
+                                  args.workers, f"[epspp] reading the saliency maps of '{split}'", blank_saliency)
+            for kind, meaning in (("all 0", "no salient pixel"), ("all 1", "every pixel salient")):
+                found = [path for path, what in blank if what == kind]
+                if found:
+                    print(f"  note: {len(found)} of {len(samples)} saliency maps are {kind} ({meaning}), e.g. "
+                          f"{found[0]}: stage 1's saliency loss learns that as the object; check the saliency "
+                          "detector's output for these images")
             turned = [(i, o) for i in ids if i in images and (o := exif_orientation(images[i])) != 1]
             if turned:  # not an error: COCO holds such images, annotated on their stored pixels
                 print(f"  note: {len(turned)} images carry an EXIF orientation tag, e.g. {images[turned[0][0]]} "
@@ -164,8 +174,15 @@ def check_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def check_samples(samples: list[Sample], workers: int | None, desc: str) -> list[str | None]:
-    """``check_sample`` of every sample, with a progress bar.
+def blank_saliency(sample: Sample) -> tuple[str, str | None]:
+    """(the sample's saliency map, ``all 0`` or ``all 1`` when it holds that value at every pixel, else None)."""
+    values = read_saliency(Path(sample[1]))
+    return sample[1], "all 0" if values.max() == 0 else "all 1" if values.min() == 1 else None
+
+
+def check_samples(samples: list[Sample], workers: int | None, desc: str,
+                  check: Callable[[Sample], Any] = check_sample) -> list[Any]:
+    """``check`` (``check_sample``) of every sample, with a progress bar.
 
     From ``POOL_FROM`` samples on, in a pool of threads: Pillow and numpy release the GIL while they
     decode and count, and threads need no fork of a process that may hold CUDA or OpenMP state.
@@ -177,9 +194,9 @@ def check_samples(samples: list[Sample], workers: int | None, desc: str) -> list
     bar = {"total": len(samples), "desc": desc, "unit": "img", "file": sys.stderr, "leave": False,
            "disable": len(samples) < POOL_FROM or None}
     if len(samples) < POOL_FROM or workers == 1:
-        return list(tqdm(map(check_sample, samples), **bar))
+        return list(tqdm(map(check, samples), **bar))
     with ThreadPoolExecutor(workers) as pool:
-        return list(tqdm(pool.map(check_sample, samples), **bar))
+        return list(tqdm(pool.map(check, samples), **bar))
 
 
 def _if_file(path: Path) -> str | None:

@@ -72,6 +72,14 @@ def write_classes(root: str | Path, names: tuple[str, ...] | list[str]) -> None:
     tmp.replace(path)
 
 
+def lists_classes(root: str | Path, names: tuple[str, ...] | list[str]) -> bool:
+    """Whether ``ROOT/classes.json`` lists exactly ``names`` (a missing or unreadable file does not)."""
+    try:
+        return json.loads((Path(root) / CLASSES_FILE).read_text(encoding="utf-8")).get("names") == list(names)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def check_class_names(names: list[str], where: str) -> list[str]:
     """Return ``names`` if no two are equal, also ignoring case (``Cat`` and ``cat``), else raise naming ``where``."""
     seen: dict[str, str] = {}

@@ -8,6 +8,8 @@ Layout (see docs/architecture.md)::
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +17,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from epspp.data.io import DatasetError, check_id, image_files, read_image, read_mask, read_saliency, read_split
+from epspp.data.io import (
+    IMAGE_EXTENSIONS,
+    DatasetError,
+    check_id,
+    image_files,
+    read_image,
+    read_mask,
+    read_saliency,
+    read_split,
+)
 from epspp.data.labels import image_labels
 from epspp.data.transforms import IGNORE_INDEX, JointTransform, eval_transform
 
@@ -179,6 +190,7 @@ class ImageFolderDataset(Dataset):
         self._images = image_files(self.image_dir)
         if not self._images:
             raise DatasetError(f"no image in {self.image_dir} (--data.predict_image_dir)")
+        note_unread_entries(self.image_dir, self._images)
         self.ids = sorted(check_id(i, f"image in {self.image_dir}") for i in self._images)
         self.all_ids = list(self.ids)  # ``ids`` shrinks to those still to predict when a run resumes
         self.num_classes = num_classes
@@ -205,3 +217,15 @@ class ImageFolderDataset(Dataset):
         sample |= {"id": image_id, "size": torch.tensor(size), "has_mask": torch.tensor(False),
                    "label": torch.zeros(self.num_classes)}
         return sample
+
+
+def note_unread_entries(folder: Path, images: dict[str, Path]) -> None:
+    """Say which entries of a plain image folder are not read: its subfolders, and files that are not images."""
+    read = {path.name for path in images.values()}
+    entries = [entry for entry in os.scandir(folder) if not entry.name.startswith(".") and entry.name not in read]
+    folders = sorted(entry.name for entry in entries if entry.is_dir())
+    files = sorted(entry.name for entry in entries if not entry.is_dir())
+    skipped = ([f"{len(folders)} subfolder(s), e.g. {folders[0]}/ (their images are not read)"] if folders else []) + (
+        [f"{len(files)} file(s) that are not images ({' '.join(IMAGE_EXTENSIONS)}), e.g. {files[0]}"] if files else [])
+    if skipped:
+        print(f"[epspp] note: {folder} (--data.predict_image_dir): skipped {'; '.join(skipped)}", file=sys.stderr)

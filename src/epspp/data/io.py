@@ -16,7 +16,7 @@ from epspp.errors import DatasetError
 __all__ = ["IMAGE_EXTENSIONS", "DatasetError", "check_id", "exif_orientation", "image_files", "read_image",
            "read_mask", "read_saliency", "read_split", "write_grey_png", "write_jpeg", "write_mask_png"]
 
-#: image file types the dataset reads as they are (``JPEGImages/<id><ext>``), in order of preference
+#: image file types the dataset reads as they are (``JPEGImages/<id><ext>``)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 = upright, 2-8 = mirrored and/or rotated for display
 
@@ -91,18 +91,18 @@ def _note_once(message: str) -> None:
 def image_files(folder: Path) -> dict[str, Path]:
     """Image files of ``folder`` by id (file name without extension), any of ``IMAGE_EXTENSIONS``.
 
-    Where one id has files of several types, the earliest in ``IMAGE_EXTENSIONS`` wins (VOC's ``.jpg``).
+    An id with files of several types (``x.jpg`` and ``x.png``) is refused: which one is meant cannot be known.
     """
-    rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
     found: dict[str, Path] = {}
     if not folder.is_dir():
         return found
-    for entry in os.scandir(folder):
+    for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
         stem, ext = os.path.splitext(entry.name)
-        ext = ext.lower()
-        if ext in rank and not entry.name.startswith("."):
-            if stem not in found or rank[ext] < rank[found[stem].suffix.lower()]:
-                found[stem] = Path(entry.path)
+        if ext.lower() in IMAGE_EXTENSIONS and not entry.name.startswith("."):
+            if stem in found:
+                raise DatasetError(f"image id {stem!r} has two files in {folder}: {found[stem].name} and "
+                                   f"{entry.name}: keep one (an id is the file name without its extension)")
+            found[stem] = Path(entry.path)
     return found
 
 

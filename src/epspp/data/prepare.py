@@ -24,11 +24,12 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from epspp.data.classes import COCO_CLASSES, VOC_CLASSES, voc_palette, write_classes
+from epspp.data.classes import CLASSES_FILE, COCO_CLASSES, VOC_CLASSES, lists_classes, voc_palette, write_classes
 from epspp.data.io import DatasetError, check_id, write_mask_png
 from epspp.data.prepare_folder import prepare_folder
 from epspp.data.pretrain_corpus import CorpusConfig, generate_pretrain_corpus
 from epspp.data.synthetic import MAX_CLASSES, NUM_FAMILIES, generate_synthetic
+from epspp.outputs import OutputRecord, refuse_inside
 
 SPLITS = Path("ImageSets") / "Segmentation"
 IGNORE = 255
@@ -74,6 +75,15 @@ def _link(target: Path, link: Path) -> bool:
     os.symlink(target, tmp)
     os.replace(tmp, link)
     return True
+
+
+def _output_record(out: Path, inputs: dict[str | Path | None, str], dataset: str,
+                   classes: tuple[str, ...]) -> OutputRecord:
+    """The record of ``epspp prepare <dataset>`` in ``out``: never one of the inputs, never another command's folder
+    (a root of an older epspp, whose ``classes.json`` lists ``classes`` and no record, is completed)."""
+    refuse_inside(out, inputs, "--out")
+    return OutputRecord.open(out, f"epspp prepare {dataset}", "--out",
+                             legacy=lambda folder: lists_classes(folder, classes))
 
 
 def _check_values(mask: np.ndarray, num_classes: int, path: Path) -> None:
@@ -156,6 +166,11 @@ def prepare_voc(voc_root: str | Path, sbd_root: str | Path, out: str | Path,
     if missing:
         raise DatasetError(f"{len(missing)} listed images missing from {images}, e.g. {missing[:3]}")
 
+    inputs = {voc_root: "the VOC root", sbd_root: "the SBD root", saliency_dir: "the saliency folder"}
+    record = _output_record(out, inputs, "voc", VOC_CLASSES)
+    record.claim([out / "JPEGImages", *(out / "SegmentationClassAug" / f"{i}.png" for i in wanted),
+                  *(out / SPLITS / f"{name}.txt" for name in ("train_aug", "train", "val")), out / CLASSES_FILE,
+                  *([out / "saliency"] if saliency_dir else [])])
     for sub in ("SegmentationClassAug", SPLITS):
         (out / sub).mkdir(parents=True, exist_ok=True)
     _link(images, out / "JPEGImages")
@@ -272,6 +287,13 @@ def prepare_coco(image_dirs: list[str | Path], mask_dir: str | Path, out: str | 
     links = [("JPEGImages", ".jpg", images), ("SegmentationClassAug", ".png", masks)]
     if saliency_dir:
         links.append(("saliency", ".png", saliency))
+    splits = [(name, split) for name, split in (("train", train), ("val", val),
+                                                (COCO_VAL_SUBSET, coco_val_subset(val))) if split]
+    inputs = {folder: "the image folder" for folder in image_dirs}
+    record = _output_record(out, inputs | {mask_dir: "the mask folder", saliency_dir: "the saliency folder"},
+                            "coco", COCO_CLASSES)
+    record.claim([*(out / sub / f"{i}{suffix}" for sub, suffix, files in links for i in ids if i in files),
+                  *(out / SPLITS / f"{name}.txt" for name, _ in splits), out / CLASSES_FILE])
     for sub, suffix, files in links:
         (out / sub).mkdir(parents=True, exist_ok=True)
         for image_id in ids:
@@ -279,9 +301,8 @@ def prepare_coco(image_dirs: list[str | Path], mask_dir: str | Path, out: str | 
             if image_id in files and not os.path.lexists(link):
                 _link(files[image_id], link)
     (out / SPLITS).mkdir(parents=True, exist_ok=True)
-    for name, split in (("train", train), ("val", val), (COCO_VAL_SUBSET, coco_val_subset(val))):
-        if split:
-            _write_split(out, name, split)
+    for name, split in splits:
+        _write_split(out, name, split)
     write_classes(out, COCO_CLASSES)
     if not saliency_dir:
         _saliency_link(None, out)
@@ -362,7 +383,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="CSV 'id,classes' (names separated by spaces or ';') or JSON {id: [names]}")
     own.add_argument("--saliency", type=Path, help="folder of <id>.png grey saliency maps (needed by stage 1)")
     own.add_argument("--out", required=True, type=Path, help="dataset root to create")
-    own.add_argument("--val-fraction", type=float, default=0.1, help="share of images in the val split (0.1)")
+    own.add_argument("--val-fraction", type=float, default=0.1,
+                     help="share of images in the val split, in (0, 1) (default %(default)s)")
     own.add_argument("--classes", nargs="+", help="class names in label order (default: those of --labels, sorted)")
     own.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
     own.add_argument("--copy", action="store_true", help="copy the files instead of linking them")

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from epspp.data.classes import check_class_names, write_classes
+from epspp.data.classes import CLASSES_FILE, check_class_names, write_classes
 from epspp.data.io import IMAGE_EXTENSIONS, check_id, exif_orientation, image_files, read_split
+from epspp.data.labels import JSON_LABELS
 from epspp.errors import DatasetError
+from epspp.outputs import OutputRecord, refuse_inside
 
 SPLITS = Path("ImageSets") / "Segmentation"
 HEADER_NAMES = ("id", "image", "filename", "file", "name")
@@ -135,8 +137,12 @@ def prepare_folder(images: str | Path, labels: str | Path, out: str | Path, sali
         raise DatasetError(f"--val-fraction must be within (0, 1), got {val_fraction}")
     if len(ids) < 2:
         raise DatasetError(f"{len(ids)} image(s): need at least 2 (one for train, one for val)")
-    if out.exists() and any(out.iterdir()) and not (out / "cls_labels.json").is_file():
-        raise DatasetError(f"--out {out} exists and is not empty: choose a new folder (nothing there is replaced)")
+    refuse_inside(out, {images: "the image folder", saliency: "the saliency folder"}, "--out")
+    record = OutputRecord.open(out, "epspp prepare folder", "--out",
+                               legacy=lambda folder: (folder / JSON_LABELS).is_file())  # an older epspp's root
+    record.claim([*(out / "JPEGImages" / found[i].name for i in ids),
+                  *(out / "saliency" / f"{i}.png" for i in ids if saliency), out / CLASSES_FILE, out / JSON_LABELS,
+                  *(out / SPLITS / f"{split}.txt" for split in ("train", "val", "all"))])
     train, val = _splits(out, ids, val_fraction, seed)
     for sub in ("JPEGImages", "saliency" if saliency else None, str(SPLITS)):
         if sub:
@@ -146,7 +152,7 @@ def prepare_folder(images: str | Path, labels: str | Path, out: str | Path, sali
         if saliency:
             _link_or_copy(saliency_files[image_id], out / "saliency" / f"{image_id}.png", copy)
     write_classes(out, ["background", *names])
-    _write(out / "cls_labels.json", json.dumps({i: table[i] for i in ids}, indent=1))
+    _write(out / JSON_LABELS, json.dumps({i: table[i] for i in ids}, indent=1))
     for split, members in (("train", train), ("val", val), ("all", ids)):
         _write(out / SPLITS / f"{split}.txt", "".join(f"{i}\n" for i in members))
     return {"images": len(ids), "train": len(train), "val": len(val), "classes": ["background", *names]}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
 from pathlib import Path
 
+from epspp.argtypes import unit_interval
 from epspp.errors import EPSError
+from epspp.outputs import claim_folder, holds_stage_marker
 from epspp.pipeline import REGIMES, demo_configs
 from epspp.study.grid import DEFAULT_GRID, DEFAULT_METHODS, ERROR_TYPES, FULL_GRID, READING_METHODS, STUDY_METHODS
 from epspp.study.runner import Context, StudyError, prepare
@@ -22,17 +23,6 @@ OUTPUTS = {"saliency-errors": ("study.csv", "study_claims.csv", "study.md", "stu
            "labeled-fraction": ("labeled_fraction.csv", "labeled_fraction_claims.csv", "labeled_fraction.md",
                                 "labeled_fraction.png"),
            "readings": ("readings.csv", "readings_claims.csv", "readings.md", "readings.png")}
-
-
-def unit_interval(text: str) -> float:
-    """An argparse type: a finite number in [0, 1] (a rate or a fraction)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
-    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -119,7 +109,7 @@ def study_main(argv: list[str] | None = None) -> int:
         configs = args.configs or demo_configs(None)
         ctx = Context(out, root, configs, overrides, env)
         check_configs(configs, regimes)
-        out.mkdir(parents=True, exist_ok=True)
+        claim_folder(out, "epspp study", "--out", {args.root: "the dataset root"}, legacy=holds_stage_marker)
         prepare(ctx, args.num_classes, {"num_train": args.num_train, "num_val": args.num_val,
                                         "image_size": args.image_size})
         if args.study == "saliency-errors":
