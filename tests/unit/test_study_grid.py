@@ -207,3 +207,19 @@ def test_the_tables_go_to_wandb_with_the_empty_telemetry_of_cam_and_eps(tmp_path
     Image.new("RGB", (8, 8)).save(tmp_path / "f.png")
     log_to_wandb(tmp_path, "study/test", STUDY_COLUMNS, rows, tmp_path / "f.png")
     assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_a_labelled_split_added_to_a_users_root_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from epspp.study.runner import Context, labeled_split
+
+    root = tmp_path / "mine"
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("".join(f"img{i}\n" for i in range(10)))
+    assert not Context(tmp_path / "study", root, tmp_path, [], {}).owns_root
+    assert Context(tmp_path, root, tmp_path, [], {}).owns_root
+    assert labeled_split(root, 0.2, own_root=False) == "labeled_study_0.2"
+    written = (root / "ImageSets" / "Segmentation" / "labeled_study_0.2.txt").read_text().split()
+    assert len(written) == 2 and set(written) <= {f"img{i}" for i in range(10)}
+    assert "note: adding the labelled split" in capsys.readouterr().out
+    labeled_split(root, 0.2, own_root=False)  # there already: no second note
+    assert capsys.readouterr().out == ""
