@@ -191,7 +191,7 @@ def stage_figure(root: Path, out: Path, path: Path, names: list[str], split: str
     shown = torch.cat([views["eps++"]["pseudo_mask"].flatten(), batch["mask"].flatten()]).unique().tolist()
     legend = {names[c]: tuple(voc_palette()[c]) for c in sorted(shown) if c < len(names)}
     legend |= {"ignore": tuple(voc_palette()[255])} if 255 in shown else {}
-    titles = ["image", "saliency", "CAM map", "EPS map", "EPS++ map", f"IRD dropped ({reading} B())", "EPS++ mask",
+    titles = ["image", "saliency", "CAM map", "EPS map", "EPS++ map", f"IRD N ({reading})", "EPS++ mask",
               "ground truth"]
     picture = annotate(grid(rows, scale=scale), titles, rows[0][0].shape[1] * scale, legend, gap=2 * scale)
     tmp = path.with_name(f".{path.stem}.tmp.png")
