@@ -90,7 +90,8 @@ def fits(root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tupl
         ], cwd=loc, log_dir=loc / "logs"), loc),
         "segmentation": (Proc("fit", [
             "fit", "--config", DEMO / "segmentation_ssss.yaml", *ssss_data(root), *common,
-            "--trainer.max_steps", "3", "--trainer.default_root_dir", seg, "--trainer.logger", "false",
+            "--trainer.max_steps", "3", "--trainer.val_check_interval", "1.0",  # (the config validates every 125 steps)
+            "--trainer.default_root_dir", seg, "--trainer.logger", "false",
             "--trainer.callbacks+=" + probe(seg / "probe"),
         ], cwd=seg, log_dir=seg / "logs"), seg),
     }
