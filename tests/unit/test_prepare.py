@@ -119,6 +119,9 @@ def test_prepare_voc_errors(voc_tree: tuple[Path, Path], tmp_path: Path) -> None
     with pytest.raises(FileNotFoundError, match="val.txt"):
         prepare_voc(voc, sbd, tmp_path / "out")
     (sbd / "val.bak").rename(sbd / "val.txt")
+    with pytest.raises(FileNotFoundError, match="saliency folder"):
+        prepare_voc(voc, sbd, tmp_path / "out", saliency_dir=tmp_path / "no_saliency")
+    assert not (tmp_path / "out").exists()  # refused before any mask, split or link was written
     _mat(sbd / "cls" / "2008_000010.mat", _sbd_mask(30))
     with pytest.raises(DatasetError, match=r"2008_000010.mat has values \[30\]"):
         prepare_voc(voc, sbd, tmp_path / "out")

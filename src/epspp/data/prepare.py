@@ -156,6 +156,8 @@ def prepare_voc(voc_root: str | Path, sbd_root: str | Path, out: str | Path,
     images = _require(voc_root / "JPEGImages", "VOC image folder")
     voc_masks = _require(voc_root / "SegmentationClass", "VOC mask folder")
     sbd_masks = _require(sbd_root / "cls", "SBD mask folder")
+    if saliency_dir is not None:  # checked before anything is written
+        _require(Path(saliency_dir), "saliency folder")
     voc_train = _read_ids(voc_root / SPLITS / "train.txt", "VOC split file")
     voc_val = _read_ids(voc_root / SPLITS / "val.txt", "VOC split file")
     sbd_ids = _read_ids(sbd_root / "train.txt", "SBD split file") + _read_ids(sbd_root / "val.txt", "SBD split file")
