@@ -145,8 +145,10 @@ def test_prepare_folder_refuses_an_id_with_two_image_files(tmp_path: Path, capsy
 @pytest.mark.parametrize(("command", "flag", "value", "message"), [
     ("folder", "--val-fraction", "1.5", "--val-fraction must be within (0, 1), got 1.5"),
     ("folder", "--val-fraction", "nan", "--val-fraction must be within (0, 1), got nan"),
-    ("synthetic", "--missing-part-rate", "nan", "missing_part_rate must be within [0, 1], got nan"),
-    ("synthetic", "--labeled-fraction", "-0.1", "labeled_fraction must be within [0, 1], got -0.1"),
+    ("synthetic", "--missing-part-rate", "nan", "error: --missing-part-rate must be within [0, 1], got nan"),
+    ("synthetic", "--labeled-fraction", "-0.1", "error: --labeled-fraction must be within [0, 1], got -0.1"),
+    ("synthetic", "--num-train", "0", "error: --num-train and --num-val must be >= 1, got 0, 200"),
+    ("pretrain-corpus", "--image-size", "8", "error: --image-size must be >= 32, got 8"),
 ])
 def test_prepare_checks_rates_and_fractions_before_writing(command: str, flag: str, value: str, message: str,
                                                            tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

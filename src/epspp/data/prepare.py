@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -442,9 +443,17 @@ def prepare_main(argv: list[str] | None = None) -> int:
     try:
         _run(args)
     except (OSError, ValueError) as error:  # FileExistsError, FileNotFoundError, DatasetError, bad values
-        print(f"epspp prepare {args.dataset}: error: {error}", file=sys.stderr)
+        message = str(error) if isinstance(error, OSError) else _as_flags(str(error), args)
+        print(f"epspp prepare {args.dataset}: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _as_flags(message: str, args: argparse.Namespace) -> str:
+    """A range error of the Python API (``num_train must be >= 1``) in the flags the user typed (``--num-train``)."""
+    for name in sorted((n for n in vars(args) if "_" in n), key=len, reverse=True):
+        message = re.sub(rf"(?<![\w/.-]){name}\b", "--" + name.replace("_", "-"), message)
+    return message
 
 
 if __name__ == "__main__":
