@@ -57,7 +57,7 @@ lint: $(STAMP) ## ruff check
 demo: $(STAMP) ## whole pipeline on the synthetic dataset, CPU (REGIME=pretrained: stage 0 first); runs/demo/report.md
 	$(EPSPP) demo --regime $(REGIME) --root data/synthetic --configs configs/demo
 
-study: $(STAMP) ## both studies in both regimes on synthetic data (CPU, <= 120 min; STUDY_ARGS=--full-grid: days); runs/study/
+study: $(STAMP) ## both studies, their default grids, on synthetic data (CPU, <= 120 min; STUDY_ARGS=--full-grid: about 7 h); runs/study/
 	$(EPSPP) study saliency-errors --out runs/study --configs configs/demo $(STUDY_ARGS)
 	$(EPSPP) study labeled-fraction --out runs/study --configs configs/demo $(STUDY_ARGS)
 

@@ -114,7 +114,8 @@ def fit_args(config: Path, root: Path, run_dir: Path, *extra: str) -> list[str]:
     return ["fit", "--config", str(config), "--data.root", str(root), "--trainer.default_root_dir", str(run_dir),
             "--trainer.max_steps", "2", "--trainer.limit_train_batches", "2",
             "--trainer.check_val_every_n_epoch", "1", "--trainer.val_check_interval", "1.0",
-            "--trainer.log_every_n_steps", "1", "--trainer.logger", logger, "--data.num_workers", "0", "--data.batch_size", "4",
+            "--trainer.log_every_n_steps", "1", "--trainer.logger", logger, "--data.num_workers", "0",
+            "--data.batch_size", "4",
             "--data.crop_size", "48", "--data.resize_long", "[40, 56]", "--data.eval_size", "48", *BACKBONE,
             *extra]
 
