@@ -157,8 +157,7 @@ def prepare_voc(voc_root: str | Path, sbd_root: str | Path, out: str | Path,
     images = _require(voc_root / "JPEGImages", "VOC image folder")
     voc_masks = _require(voc_root / "SegmentationClass", "VOC mask folder")
     sbd_masks = _require(sbd_root / "cls", "SBD mask folder")
-    if saliency_dir is not None:  # checked before anything is written
-        _require(Path(saliency_dir), "saliency folder")
+    saliency = _require(Path(saliency_dir), "saliency folder") if saliency_dir is not None else None  # before writing
     voc_train = _read_ids(voc_root / SPLITS / "train.txt", "VOC split file")
     voc_val = _read_ids(voc_root / SPLITS / "val.txt", "VOC split file")
     sbd_ids = _read_ids(sbd_root / "train.txt", "SBD split file") + _read_ids(sbd_root / "val.txt", "SBD split file")
@@ -205,18 +204,19 @@ def prepare_voc(voc_root: str | Path, sbd_root: str | Path, out: str | Path,
     _write_split(out, "train", voc_train)
     _write_split(out, "val", voc_val)
     write_classes(out, VOC_CLASSES)
-    counts["saliency"] = _saliency_link(saliency_dir, out)
+    counts["saliency"] = _saliency_link(saliency, out)
     return counts
 
 
-def _saliency_link(saliency_dir: str | Path | None, out: Path) -> str | None:
+def _saliency_link(saliency_dir: Path | None, out: Path) -> str | None:
+    """Link an existing saliency folder as ``OUT/saliency``; without one, say where the maps go."""
     if saliency_dir is None:
         if not (out / "saliency").exists():
             print(f"note: no saliency maps given; put 8-bit grey maps as {out / 'saliency'}/<id>.png "
                   f"(EPS uses PFAN maps trained on DUTS) or rerun with --saliency-dir DIR")
         return None
-    _link(_require(Path(saliency_dir), "saliency folder"), out / "saliency")
-    return str(Path(saliency_dir).resolve())
+    _link(saliency_dir, out / "saliency")
+    return str(saliency_dir.resolve())
 
 
 # ---------------------------------------------------------------- MS COCO 2014
@@ -451,7 +451,7 @@ def prepare_main(argv: list[str] | None = None) -> int:
 
 def _as_flags(message: str, args: argparse.Namespace) -> str:
     """A range error of the Python API (``num_train must be >= 1``) in the flags the user typed (``--num-train``)."""
-    for name in sorted((n for n in vars(args) if "_" in n), key=len, reverse=True):
+    for name in (n for n in vars(args) if "_" in n):  # whole names only: not inside a path or a longer name
         message = re.sub(rf"(?<![\w/.-]){name}\b", "--" + name.replace("_", "-"), message)
     return message
 
