@@ -39,7 +39,7 @@ def plot_lines(path: Path, panels: Sequence[str], xs: Sequence[float], lines_of:
     are stored in the PNG's ``Description``.
     """
     plt = _pyplot()
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=True)
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1.8, 3.6), squeeze=False, sharey=True)
     colours: dict[str, str] = {}
     any_collapsed = False
     for axis, panel in zip(axes[0], panels, strict=True):
@@ -49,16 +49,20 @@ def plot_lines(path: Path, panels: Sequence[str], xs: Sequence[float], lines_of:
             colour = colours.setdefault(name, f"C{len(colours)}")
             axis.plot(xs, means, marker="o", color=colour, linestyle=REGIME_STYLE[regime], label=f"{name} ({regime})")
             axis.fill_between(xs, means - halves, means + halves, alpha=0.12, color=colour)
+            if len(xs) == 1:  # a band of one point has no width: the interval as an error bar
+                axis.errorbar(xs, means, yerr=halves, color=colour, capsize=4)
             marked = [i for i, flag in enumerate(collapsed) if flag]
             if marked:
                 any_collapsed = True
                 axis.scatter([xs[i] for i in marked], means[marked], marker="X", s=90, color=colour,
                              edgecolors="black", zorder=3)
         axis.set_title(title_of(panel))
+        axis.set_xticks(list(xs))
         axis.set_xlabel(xlabel)
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("mIoU (%), mean and 95% interval")
-    axes[0][-1].legend(fontsize=7, handlelength=4)  # long enough to tell dashed (scratch) from solid
+    axes[0][-1].legend(fontsize=7, handlelength=4, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # off the data;
+    # handles long enough to tell dashed (scratch) from solid
     if any_collapsed:
         figure.text(0.01, 0.01, COLLAPSE_NOTE, fontsize=7)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
