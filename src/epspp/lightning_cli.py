@@ -23,7 +23,7 @@ from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPS
 from epspp.models.checkpoint import AtomicCheckpointIO, check_classes
 from epspp.models.sync_bn import TimmSyncBatchNorm
 from epspp.run_folder import check_run_folder, config_dump_path, dump_mark, first_process
-from epspp.validation import check_config
+from epspp.validation import check_config, warmup_note
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar", "StepProgressBar")
 CKPT_KEYWORDS = ("last", "best", "hpc")  # --ckpt_path values that Lightning resolves itself
@@ -142,6 +142,9 @@ class EPSCLI(LightningCLI):
         warn_oversubscription(config.trainer.get("accelerator"), config.trainer.get("devices"))
         if self.subcommand == "fit":
             monitor_what_exists(config)
+            note = warmup_note(config)
+            if note and first_process():
+                print(f"[epspp] {note}", file=sys.stderr)
         output_dir = (config.get("pseudo_masks") or {}).get("output_dir")
         if self.subcommand == "predict" and output_dir:
             predict_in_output_dir(config, str(output_dir))
