@@ -387,7 +387,10 @@ class Runner:
 
     def why_again(self, stage: Stage, marker: Mapping) -> str | None:
         """Why a finished stage (its ``marker``) must run again, or None when it is up to date."""
-        if marker.get("command") != stage.command:
+        recorded = marker.get("command")
+        if stage.resume and isinstance(recorded, list):  # an older epspp recorded the fit's --ckpt_path last
+            recorded = _without_checkpoint(recorded)
+        if recorded != stage.command:
             return "its command changed"
         recorded = marker.get("inputs")
         for folder in stage.inputs:
@@ -463,6 +466,19 @@ class _Eta:
     rate: float | None = None
     first: str = ""
     said: set[Stage] = field(default_factory=set)
+
+
+def _without_checkpoint(command: list) -> list:
+    """``command`` without its ``--ckpt_path X`` (or ``--ckpt_path=X``)."""
+    kept: list = []
+    skip = False
+    for word in command:
+        if skip or str(word).startswith("--ckpt_path="):
+            skip = False
+            continue
+        skip = word == "--ckpt_path"
+        kept += [] if skip else [word]
+    return kept
 
 
 def _read_marker(folder: Path) -> dict | None:
