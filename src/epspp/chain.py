@@ -14,7 +14,8 @@ The runner's rules:
 * otherwise it runs again from scratch, its old folder moved to ``<folder>.previous`` (then ``.previous-2``,
   ...): nothing is deleted;
 * a stage without a marker (never run, or killed) runs in its folder as it is: a fit (``resume``) continues
-  from its newest checkpoint, a pseudo-mask prediction skips the masks it wrote;
+  from its newest checkpoint (``--ckpt_path`` added when there is one), a pseudo-mask prediction skips the
+  masks it wrote;
 * the process layout (``Processes``: devices, nodes, the batch recipe per process) and the resumed
   checkpoint are added when the stage starts and are not part of the command compared, so a resubmission on
   other GPUs resumes rather than starting over.
@@ -214,14 +215,13 @@ class Processes:
         return args
 
 
-def resume_checkpoint(folder: Path) -> str:
+def resume_checkpoint(folder: Path) -> str | None:
     """``--ckpt_path`` of a fit that continues in ``folder``: the newest of SLURM's ``hpc_ckpt_N.ckpt`` (written on
-    a requeue signal) and ``checkpoints/last.ckpt``, as a path when it is an ``hpc_ckpt``, else ``last``
-    (Lightning's newest last checkpoint, or a fresh start when there is none)."""
-    found = [*folder.glob("hpc_ckpt_*.ckpt"), last_checkpoint(folder)]
-    found = [path for path in found if path.is_file()]
+    a requeue signal) and ``checkpoints/last.ckpt``, as a path when it is an ``hpc_ckpt``, else ``last``; None when
+    there is neither (a fresh start: no flag, and no Lightning warning about a missing last checkpoint)."""
+    found = [path for path in (*folder.glob("hpc_ckpt_*.ckpt"), last_checkpoint(folder)) if path.is_file()]
     if not found:
-        return "last"
+        return None
     newest = max(found, key=lambda path: path.stat().st_mtime)
     return str(newest) if newest.name.startswith("hpc_ckpt_") else "last"
 
@@ -322,26 +322,28 @@ class Runner:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # ---------------------------------------------------------------- commands
-    def argv(self, stage: Stage, executable: Sequence[str] | None = None) -> list[str]:
-        """The command line that runs ``stage`` now: launcher, executable, args, the resumed checkpoint, the
+    def argv(self, stage: Stage, executable: Sequence[str] | None = None, later: bool = False) -> list[str]:
+        """The command line that runs ``stage`` now (``later``: whenever it is run, as print mode writes it, so a
+        fit always resumes with ``--ckpt_path last``): launcher, executable, args, the resumed checkpoint, the
         process layout, overrides."""
         trainer = stage.subcommand in TRAINER_COMMANDS
         words = [*(self.launcher if trainer else ()), *(executable or self.executable), *stage.args]
-        if stage.resume:
-            words += ["--ckpt_path", resume_checkpoint(stage.folder)]
+        checkpoint = resume_checkpoint(stage.folder) if stage.resume else None
+        if stage.resume and (checkpoint or later):
+            words += ["--ckpt_path", checkpoint or "last"]
         if trainer and self.processes is not None:
             words += self.processes.trainer_args(stage.subcommand == "fit") + self._recipe(stage)
         return words + list(stage.overrides)
 
-    def shown(self, stage: Stage) -> str:
+    def shown(self, stage: Stage, later: bool = False) -> str:
         """``argv`` as the runner prints it: shell-quoted, the default executable written ``epspp``."""
         default = self.executable == (sys.executable, "-m", "epspp")
-        return shlex.join(self.argv(stage, ("epspp",) if default else None))
+        return shlex.join(self.argv(stage, ("epspp",) if default else None, later))
 
     def print_commands(self, stages: Sequence[Stage], file: TextIO | None = None) -> None:
         """Print mode: each stage's command line (shell-quoted, one a line) instead of running it."""
         for stage in stages:
-            print(shlex.join(self.argv(stage)), file=file or sys.stdout, flush=True)
+            print(shlex.join(self.argv(stage, later=True)), file=file or sys.stdout, flush=True)
 
     def _recipe(self, stage: Stage) -> list[str]:
         """A fit's batch recipe over ``processes`` (from its first config), said once on stderr as batch-args does."""

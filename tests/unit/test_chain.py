@@ -188,7 +188,9 @@ def test_print_mode_writes_the_exact_commands(tmp_path: Path) -> None:
 
 
 def test_a_fit_resumes_from_its_newest_checkpoint(tmp_path: Path) -> None:
-    assert resume_checkpoint(tmp_path) == "last"
+    assert resume_checkpoint(tmp_path) is None  # a fresh start: no --ckpt_path
+    stage = fit_stage("s", tmp_path, [], Path("d"))
+    assert "--ckpt_path" not in Runner().argv(stage) and "--ckpt_path last" in Runner().shown(stage, later=True)
     last = last_checkpoint(tmp_path)
     last.parent.mkdir()
     last.write_bytes(b"x")
@@ -199,6 +201,7 @@ def test_a_fit_resumes_from_its_newest_checkpoint(tmp_path: Path) -> None:
     assert resume_checkpoint(tmp_path) == str(hpc)  # SLURM's requeue checkpoint is newer
     os.utime(last, (3000, 3000))
     assert resume_checkpoint(tmp_path) == "last"
+    assert Runner().argv(stage)[-2:] == ["--ckpt_path", "last"]
 
 
 def test_whole_run_eta_by_hand() -> None:
