@@ -362,6 +362,11 @@ class Runner:
     def run(self, stages: Sequence[Stage]) -> dict[str, dict]:
         """Run ``stages`` in order (each one's inputs before it); their markers by stage name, each with ``ran``
         (whether it ran now).  Once the first fit has run a while, the whole run's ETA is printed."""
+        names = [stage.name for stage in stages]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise StageError(f"stage names must differ, got {', '.join(twice)} more than once: name each stage after "
+                             "its folder")
         for stage in stages:  # every config is read (and every recipe said) before anything runs
             self._recipe(stage)
         todo = self.plan(stages)

@@ -146,6 +146,13 @@ def test_a_marker_of_an_older_epspp_reruns_only_after_its_input_ran_here(fake: P
     assert [c[0] for c in calls(tmp_path)] == ["prepare", "fit"]
 
 
+def test_two_stages_of_one_name_are_refused_before_anything_runs(fake: Path, tmp_path: Path) -> None:
+    first, second = two_stages(tmp_path)
+    with pytest.raises(StageError, match="^stage names must differ, got first more than once"):
+        runner(fake)[0].run([first, Stage("first", tmp_path / "c", ("fit",))])
+    assert calls(tmp_path) == [] and not first.folder.exists()
+
+
 def test_a_failed_stage_is_not_marked_and_names_its_log(fake: Path, tmp_path: Path) -> None:
     folder = tmp_path / "run" / "bad"
     stage = Stage("bad", folder, ("fit", "--fail"))
