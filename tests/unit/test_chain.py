@@ -231,3 +231,29 @@ def test_the_whole_run_eta_is_printed_from_the_running_fits_progress(fake: Path,
     assert ("[test] whole run: about 2 min 15 s left (an estimate: 1 fit(s) to come at stage 1's 2.00 steps/s; 1 "
             "stage(s) without a step budget not counted)") in out.getvalue().splitlines()
     assert out.getvalue().count("whole run:") == 1  # stage 3 wrote no progress.json: no ETA, no error
+
+
+def test_epspp_chain_prints_the_papers_chain(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from epspp.chain_cli import chain_main
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # configs/ of the repository
+    assert chain_main(["--dataset", "coco", "--method", "cam", "--root", "d", "--out", "r", "--devices", "1",
+                       "--epspp", "epspp", "--fit-args=--data.resize_long '[40, 56]'", "--test-args=--x 1",
+                       "--print"]) == 0
+    trainer = "--trainer.devices 1 --trainer.num_nodes 1 --trainer.strategy auto"
+    assert capsys.readouterr().out.splitlines() == [
+        "epspp fit --config configs/coco/localization_cam.yaml --data.root d --trainer.default_root_dir "
+        f"r/localization --ckpt_path last {trainer} --data.batch_size 16 --model.init_args.lr 0.01 "
+        "--data.resize_long '[40, 56]'",
+        "epspp predict --config configs/coco/pseudo_masks.yaml --data.root d --ckpt_path "
+        f"r/localization/checkpoints/last.ckpt --pseudo_masks.output_dir r/pseudo_masks {trainer}",
+        "epspp fit --config configs/coco/segmentation_wsss.yaml --data.root d --data.pseudo_mask_dir r/pseudo_masks "
+        f"--trainer.default_root_dir r/segmentation_wsss --ckpt_path last {trainer} --data.batch_size 5 "
+        "--trainer.accumulate_grad_batches 2 --model.init_args.lr 0.00025 --data.resize_long '[40, 56]'",
+        "epspp predict --config configs/coco/segmentation_wsss.yaml --config configs/coco/segmentation_test.yaml "
+        "--data.root d --ckpt_path r/segmentation_wsss/checkpoints/last.ckpt --trainer.default_root_dir "
+        f"r/segmentation_wsss/test --pseudo_masks.output_dir r/segmentation_wsss/test {trainer} --x 1",
+    ]
+    assert chain_main(["--dataset", "voc", "--root", "d", "--out", "r", "--fit-args=--a 'open", "--print"]) == 2
+    assert capsys.readouterr().err == "epspp chain: error: --fit-args \"--a 'open\": No closing quotation (close the " \
+                                      "quote)\n"
