@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from cli import CONFIGS, run_epspp
 from PIL import Image
 
+import epspp.chain as chain
 import epspp.pipeline as pipeline
 from epspp.data.pretrain_corpus import generate_pretrain_corpus
 
@@ -26,7 +26,7 @@ STAGES = [f"localization {m}" for m in ("cam", "eps", "eps++")]
 def fake_stage_runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """Record the `epspp` commands instead of running them, and skip the report."""
     calls: list[list[str]] = []
-    monkeypatch.setattr(pipeline.subprocess, "run", lambda command, check: calls.append(command[3:]))
+    monkeypatch.setattr(chain, "run_command", lambda argv, *rest: calls.append(argv[3:]) or 0)
     monkeypatch.setattr("epspp.report.write_report", lambda root, out, stages, regime: {"table": "", "stages": stages})
     return calls
 
@@ -90,10 +90,7 @@ def test_the_scratch_regime_runs_the_scratch_configs_from_random_weights(monkeyp
 
 def test_failed_stage_is_not_marked_finished(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path,
                                              tmp_path: Path) -> None:
-    def fail(command: list[str], check: bool) -> None:
-        raise subprocess.CalledProcessError(1, command)
-
-    monkeypatch.setattr(pipeline.subprocess, "run", fail)
+    monkeypatch.setattr(chain, "run_command", lambda *args: 1)  # every stage exits 1
     assert pipeline.demo_main(["--root", str(synthetic_root), "--out", str(tmp_path / "runs"), "--pretrain-root",
                                str(tmp_path / "corpus")]) == 2
     assert not list((tmp_path / "runs").rglob("stage.json"))
