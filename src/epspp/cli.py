@@ -27,6 +27,7 @@ TOOLS = {
     "batch-args": ("epspp.batch_scaling", "batch_args_main"),
     "convert-weights": ("epspp.convert", "convert_main"),
     "study": ("epspp.study", "study_main"),
+    "saliency": ("epspp.saliency", "saliency_main"),
 }
 OVERVIEW = """usage: epspp COMMAND [ARGS]   (epspp COMMAND --help for the options of one command)
 
@@ -40,6 +41,7 @@ stages (Lightning's CLI: every constructor argument is a YAML key and a flag):
 
 tools:
   prepare      build a dataset in the VOC layout: epspp prepare synthetic|voc|coco|folder ...
+  saliency     a salient-object detector's grey map per image (rembg): epspp saliency --images DIR --out DIR
   check        check every file of a dataset (decodes, sizes, mask values): epspp check --data.root ROOT
   evaluate     mIoU of a folder of PNG masks against a dataset's ground truth
   render       a grid PNG of image | saliency | mask overlay: epspp render --pred-dir OUT --root ROOT
