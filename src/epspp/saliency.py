@@ -1,6 +1,6 @@
 """``epspp saliency``: a salient-object detector's probability map for every image of a folder (rembg).
 
-Stage 1 needs a grey saliency map per image (EPS / EPS++ section 3: the papers use PFAN trained on DUTS).
+Stage 1 needs a grey saliency map per image (EPS and EPS++ use PFAN trained on DUTS).
 This runs one of the detectors of `rembg <https://github.com/danielgatis/rembg>`_ (ONNX models, CPU or GPU
 through onnxruntime; ``pip install 'epspp[saliency]'``) and writes what the model says, nothing more.
 
@@ -8,9 +8,9 @@ For each image ``<id>.<ext>`` of ``--images`` (the ids and file types of ``epspp
 it writes ``--out/<id>.png``: an 8-bit grey PNG at the image's size, made by the detector family's own
 ``predict`` in rembg, which
 
-1. converts the stored pixels to RGB (no EXIF rotation, as epspp reads images), resizes them to the model's
-   input size (320x320 for U²-Net, 1024x1024 for ISNet and BiRefNet; LANCZOS), divides by the image's largest
-   value and normalizes each channel with the family's mean and std;
+1. takes the stored pixels as RGB (epspp's reader: no EXIF rotation, 16-bit grey scaled to 8 bits), resizes
+   them to the model's input size (LANCZOS; 320x320 for U²-Net, 1024x1024 for ISNet and BiRefNet), divides by
+   the resized image's largest value and normalizes each channel with the family's mean and std;
 2. runs the model and takes its first output's first channel (U²-Net: the fused map ``d0``, a sigmoid
    probability; BiRefNet's logits go through a sigmoid first);
 3. min-max normalizes that map to [0, 1] over the image, multiplies by 255 and truncates to uint8;
@@ -144,10 +144,11 @@ def _list_images(images: Path) -> dict[str, Path]:
 def _session_class(model: str) -> type:
     """rembg's session class of ``model`` (rembg and onnxruntime are the ``saliency`` extra)."""
     try:
-        from rembg.sessions import sessions
+        from rembg.sessions import sessions_class
     except ImportError as error:
         raise SaliencyError(f"epspp saliency needs rembg and onnxruntime ({error}): pip install 'epspp[saliency]'") \
             from None
+    sessions = {session.name(): session for session in sessions_class}  # as rembg.new_session looks them up
     if model not in sessions:
         raise SaliencyError(f"--model {model}: rembg {_version('rembg')} has no such session; upgrade rembg "
                             "(pip install -U rembg) or choose another --model")
@@ -166,7 +167,7 @@ def _model_file(session_class: type, model: str, model_path: str | Path | None) 
     try:
         return Path(session_class.download_models())
     except Exception as error:  # pooch / requests raise many types offline (ConnectionError, HTTPError, ...)
-        where = session_class.model_dir()
+        where = session_class.model_dir() if hasattr(session_class, "model_dir") else session_class.u2net_home()
         detail = " ".join(f"{type(error).__name__}: {error}".split())[:200]
         raise SaliencyError(f"cannot fetch the model file of --model {model} into {where} ({detail}): offline, "
                             f"give the ONNX file with --model-path FILE (or put it in {where})") from None
