@@ -20,7 +20,7 @@ pytest.importorskip("rembg")
 pytest.importorskip("onnx")
 pytest.importorskip("skimage")
 
-from saliency_model import expected_u2net_map, write_photos, write_u2net_like_onnx  # noqa: E402
+from saliency_model import FAMILIES, expected_u2net_map, write_photos, write_u2net_like_onnx  # noqa: E402
 
 from epspp.saliency import SaliencyError, saliency_main, write_saliency_maps  # noqa: E402
 
@@ -59,6 +59,16 @@ def test_each_map_is_the_models_first_output_at_the_images_size(photos: Path, mo
         np.testing.assert_array_equal(maps[image_id], expected_u2net_map(path, channel=1))
     assert sorted(p.name for p in out.iterdir()) == ["cameraman.png", "cat.png", "coffee cup.png", "epspp_files.json",
                                                      "saliency.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("family", ["u2net_custom", "isnet-general-use", "birefnet-general"])
+def test_model_path_gets_the_preprocessing_of_its_family(family: str, photos: Path, tmp_path: Path) -> None:
+    """--model NAME --model-path FILE: the file runs with NAME's input size, mean and std (and BiRefNet's sigmoid)."""
+    model = write_u2net_like_onnx(tmp_path / f"{family}.onnx", channel=2, size=FAMILIES[family][0])
+    write_saliency_maps(photos, tmp_path / "saliency", model=family, model_path=model, log=lambda line: None)
+    for path in (p for p in photos.iterdir() if p.suffix != ".txt"):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "saliency" / f"{path.stem}.png")),
+                                      expected_u2net_map(path, channel=2, family=family))
 
 
 def test_rerun_rewrites_nothing_and_redoes_a_missing_or_broken_map(photos: Path, model: Path, tmp_path: Path) -> None:
