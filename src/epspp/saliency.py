@@ -116,6 +116,8 @@ def write_saliency_maps(images: str | Path, out: str | Path, model: str = DEFAUL
     _write_json(out / PROVENANCE, provenance)
     constant: list[str] = []
     if todo:
+        log(f"[{COMMAND}] {len(todo)} of {len(found)} images to do ({len(found) - len(todo)} already there), model "
+            f"{model} ({file})")
         session = _session(session_class, model, file)
         clock = _Progress(len(todo), len(found) - len(todo), progress_every, log)
         for image_id in todo:
@@ -319,6 +321,8 @@ def saliency_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress-every", type=int, default=PROGRESS_EVERY, metavar="N",
                         help=f"images between progress lines ({PROGRESS_EVERY}; also every 30 s)")
     args = parser.parse_args(argv)
+    if args.progress_every < 1:
+        parser.error(f"--progress-every {args.progress_every}: expected a positive number of images")
     try:
         write_saliency_maps(args.images, args.out, args.model, args.model_path, args.progress_every)
     except EPSError as error:

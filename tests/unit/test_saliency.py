@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -151,7 +152,8 @@ def test_offline_without_model_path_names_the_flag(photos: Path, tmp_path: Path,
     assert "ConnectionError" in line and not out.exists()
 
 
-def test_one_line_errors(photos: Path, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_one_line_errors(photos: Path, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "saliency"
     assert "--out" in _one_line_error(capsys, ["--images", photos, "--out", photos / "maps", "--model-path", model]) \
         and not (photos / "maps").exists()
@@ -162,6 +164,9 @@ def test_one_line_errors(photos: Path, model: Path, tmp_path: Path, capsys: pyte
     text.write_text("not onnx")
     assert f"cannot load the model file {text}" in _one_line_error(capsys, ["--images", photos, "--out", out,
                                                                             "--model-path", text])
+    monkeypatch.setitem(sys.modules, "rembg.sessions", None)  # as without the saliency extra
+    assert "pip install 'epspp[saliency]'" in _one_line_error(capsys, ["--images", photos, "--out", out])
+    monkeypatch.undo()
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "mine.png").write_bytes(b"a file of the user's")
@@ -205,10 +210,25 @@ def test_progress_lines_and_the_final_line(photos: Path, model: Path, tmp_path: 
     lines: list[str] = []
     out = tmp_path / "saliency"
     write_saliency_maps(photos, out, model_path=model, progress_every=2, log=lines.append)
-    assert [line.split(",")[0] for line in lines[:-1]] == ["[epspp saliency] 2/3 images", "[epspp saliency] 3/3 images"]
-    assert all(" images/s, ETA " in line for line in lines[:-1])
+    assert lines[0] == f"[epspp saliency] 3 of 3 images to do (0 already there), model u2net ({model})"
+    assert [line.split(",")[0] for line in lines[1:-1]] == [f"[epspp saliency] {n}/3 images" for n in (2, 3)]
+    assert all(" images/s, ETA " in line for line in lines[1:-1])
     assert lines[-1].startswith(f"[epspp saliency] 3 saliency maps in {out} (3 written, 0 already there)")
     os.remove(out / "cat.png")
     lines.clear()
     write_saliency_maps(photos, out, model_path=model, progress_every=2, log=lines.append)
-    assert lines[0].startswith("[epspp saliency] 3/3 images") and "(1 written, 2 already there)" in lines[-1]
+    assert lines[1].startswith("[epspp saliency] 3/3 images") and "(1 written, 2 already there)" in lines[-1]
+    lines.clear()
+    write_saliency_maps(photos, out, model_path=model, progress_every=2, log=lines.append)
+    assert lines == [f"[epspp saliency] 3 saliency maps in {out} (0 written, 3 already there); model u2net, "
+                     f"provenance {out / 'saliency.json'}"]  # nothing to do: no model is loaded
+
+
+def test_a_progress_line_comes_at_least_every_30_seconds(photos: Path, model: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import epspp.saliency
+
+    monkeypatch.setattr(epspp.saliency, "PROGRESS_SECONDS", 0.0)  # every image takes longer than this
+    lines: list[str] = []
+    write_saliency_maps(photos, tmp_path / "saliency", model_path=model, progress_every=100, log=lines.append)
+    assert [line.split(",")[0] for line in lines[1:-1]] == [f"[epspp saliency] {n}/3 images" for n in (1, 2, 3)]
