@@ -112,9 +112,9 @@ def write_saliency_maps(images: str | Path, out: str | Path, model: str = DEFAUL
     targets = {image_id: out / f"{image_id}.png" for image_id in found}
     record.claim([*targets.values(), out / PROVENANCE])
     todo = [i for i in found if not _done(targets[i], found[i])]
-    provenance["count"] = len(found) - len(todo)
+    constant = [i for i in _earlier_constant(out) if i in found and i not in todo]  # maps kept from earlier runs
+    provenance.update(count=len(found) - len(todo), constant=sorted(constant))
     _write_json(out / PROVENANCE, provenance)
-    constant: list[str] = []
     if todo:
         log(f"[{COMMAND}] {len(todo)} of {len(found)} images to do ({len(found) - len(todo)} already there), model "
             f"{model} ({file})")
@@ -124,7 +124,7 @@ def write_saliency_maps(images: str | Path, out: str | Path, model: str = DEFAUL
             if _predict_into(session, found[image_id], targets[image_id], model):
                 constant.append(image_id)
             clock.step()
-    provenance.update(count=len(found), constant=sorted(set(constant) | set(_earlier_constant(out))))
+    provenance.update(count=len(found), constant=sorted(constant))
     _write_json(out / PROVENANCE, provenance)
     log(f"[{COMMAND}] {len(found)} saliency maps in {out} ({len(todo)} written, {len(found) - len(todo)} already "
         f"there); model {model}, provenance {out / PROVENANCE}")

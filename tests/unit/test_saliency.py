@@ -204,6 +204,11 @@ def test_a_constant_map_is_written_as_zeros_and_named(model: Path, tmp_path: Pat
     assert result["constant"] == ["flat"] and json.loads((out / "saliency.json").read_text())["constant"] == ["flat"]
     np.testing.assert_array_equal(_maps(out)["flat"], np.zeros((12, 20), np.uint8))
     assert "flat.png is constant" in capsys.readouterr().err
+    Image.new("RGB", (8, 8), (0, 0, 0)).save(images / "another.png")  # a rerun keeps the earlier run's note
+    assert write_saliency_maps(images, out, model_path=model, log=lambda line: None)["constant"] == ["another", "flat"]
+    (out / "flat.png").unlink()
+    Image.fromarray(np.arange(20 * 12 * 3, dtype=np.uint8).reshape(12, 20, 3)).save(images / "flat.png")
+    assert write_saliency_maps(images, out, model_path=model, log=lambda line: None)["constant"] == ["another"]
 
 
 def test_progress_lines_and_the_final_line(photos: Path, model: Path, tmp_path: Path) -> None:
