@@ -145,6 +145,10 @@ def _list_images(images: Path) -> dict[str, Path]:
 
 def _session_class(model: str) -> type:
     """rembg's session class of ``model`` (rembg and onnxruntime are the ``saliency`` extra)."""
+    # rembg imports pymatting, whose numba kernels compile at import (1-2 min in a fresh environment) for alpha
+    # matting, which epspp never calls: skip the compilation unless numba is already in use in this process
+    if "numba" not in sys.modules:
+        os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
     try:
         from rembg.sessions import sessions_class
     except ImportError as error:

@@ -3,6 +3,7 @@ maps handed to `epspp prepare folder` and `epspp check` (ids and sizes as they e
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 from cli import in_process, run_epspp
 from PIL import Image
 
-pytest.importorskip("rembg")
+if importlib.util.find_spec("rembg") is None:  # not imported here: epspp.saliency imports it without numba's
+    pytest.skip("needs the saliency extra (rembg)", allow_module_level=True)  # compile of pymatting
 pytest.importorskip("onnx")
 pytest.importorskip("skimage")
 

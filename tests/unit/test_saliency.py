@@ -7,6 +7,7 @@ whose map is one input channel, so every written value is computed by hand from 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import sys
@@ -17,7 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("rembg")
+if importlib.util.find_spec("rembg") is None:  # not imported here: epspp.saliency imports it without numba's
+    pytest.skip("needs the saliency extra (rembg)", allow_module_level=True)  # compile of pymatting
 pytest.importorskip("onnx")
 pytest.importorskip("skimage")
 
