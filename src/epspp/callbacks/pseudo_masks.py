@@ -30,7 +30,7 @@ from epspp.data.dataset import ImageFolderDataset
 from epspp.data.io import DatasetError, read_image, read_split, write_mask_png
 from epspp.errors import EPSError, OutputError
 from epspp.evaluate import evaluate_folder, scores_to_json
-from epspp.mask_files import OVERVIEW, mask_files
+from epspp.mask_files import OVERVIEW, is_overview, mask_files
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.panels import overlay_with_legend
 
@@ -268,6 +268,10 @@ class PseudoMaskWriter(BasePredictionWriter):
         dataset = trainer.datamodule.datasets["predict"]
         target = self.output_dir / OVERVIEW
         folder = isinstance(dataset, ImageFolderDataset)
+        if os.path.lexists(target) and not is_overview(target):
+            print(f"[epspp] note: {target} is not an overview drawn by epspp (the mask of an image named 'overview', "
+                  f"or a file of yours): kept; draw one with epspp render --pred-dir {self.mask_dir} --out FILE")
+            return
         try:
             render(self.mask_dir, None if folder else dataset.root, target, OVERVIEW_ROWS,
                    images=dataset.image_dir, saliency_dir=None if folder else dataset.saliency_dir,
