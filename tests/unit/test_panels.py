@@ -104,3 +104,19 @@ def test_without_freetype_the_bitmap_font_is_enlarged(monkeypatch: pytest.Monkey
     picture = overlay_with_legend(_image(30, 30), np.full((30, 30), 4, np.uint8), NAMES)
     assert _count(picture[30:], voc_palette()[4]) == 12 * 12
     assert (picture[30:].min(axis=-1) < 100).sum() > 20  # the name is drawn
+
+
+def test_wandb_sample_panels_carry_a_legend_of_their_masks() -> None:
+    import torch
+
+    from epspp.callbacks.sample_panels import with_legend
+
+    rows = [[np.zeros((8, 8, 3), np.uint8)] * 3] * 2
+    masks = [torch.tensor([[0, 2], [2, 2]]), torch.tensor([[4]])]
+    picture = with_legend(rows, masks, NAMES)
+    # the grid: 2 x 8 px + a 2-px gap tall, 3 x 8 + 2 x 2 wide; below it the legend (13-px text, swatches 11x11
+    # inside) of bicycle and boat, wider than the 28-px grid
+    assert (picture[:18, :28] == 0).sum() == 2 * 3 * 8 * 8 * 3
+    band = picture[18:]
+    for c, count in ((2, 11 * 11), (4, 11 * 11), (1, 0), (3, 0), (5, 0)):
+        assert _count(band, voc_palette()[c]) == count, f"class {c}"
