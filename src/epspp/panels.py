@@ -159,6 +159,15 @@ class Row:
     panels: Sequence[np.ndarray]
 
 
+def caption_for(labels: Sequence[str] | None, mask: np.ndarray, names: Sequence[str]) -> str:
+    """A row's caption: ``labels: a, b`` (the image's labels), or ``in the mask: a, b`` (the classes of ``mask``)
+    when its labels are unknown (``labels`` None, e.g. a photo outside any dataset)."""
+    if labels is not None:
+        return "labels: " + (", ".join(labels) or "none")
+    found = [names[c] if c < len(names) else f"class {c}" for c in np.unique(mask) if 0 < c < IGNORE]
+    return "in the mask: " + (", ".join(found) or "background only")
+
+
 def panel_pen(panel: int) -> Pen:
     """The pen of an overview whose panels are ``panel`` px wide: 1/16 of it, at least 13 px."""
     return Pen(max(13, round(panel / 16)))

@@ -24,7 +24,7 @@ from epspp.data.labels import JSON_LABELS, NPY_LABELS, load_json_labels, load_np
 from epspp.errors import DatasetError, EPSError
 from epspp.mask_files import OVERVIEW, OVERVIEW_SOFTWARE, is_overview, mask_files
 from epspp.outputs import check_output_file, refuse_inside
-from epspp.panels import Row, blend, legend_of, overview_picture
+from epspp.panels import Row, blend, caption_for, legend_of, overview_picture
 from epspp.visualize import heatmap
 
 RENDER = OVERVIEW_SOFTWARE
@@ -95,7 +95,7 @@ def render(pred_dir: str | Path, root: str | Path | None = None, out: str | Path
             path = saliency / f"{image_id}.png"
             panels.insert(1, heatmap(read_saliency(path)) if path.is_file() else np.full_like(image, 230))
         shown.append(mask)
-        rows.append(Row(image_id, _caption(labels(image_id), mask, names), panels))
+        rows.append(Row(image_id, caption_for(labels(image_id), mask, names), panels))
     titles = ["image", "saliency", "mask overlay"] if saliency is not None else ["image", "mask overlay"]
     picture = overview_picture(rows, titles, legend_of(shown, names), panel)
     _write_png(target, picture, {"Software": RENDER, ROWS_KEY: json.dumps(chosen)})
@@ -133,14 +133,6 @@ def _labels_reader(root: Path | None, mask_dir: Path | None, names: list[str]) -
         return [names[c] for c in np.unique(read_mask(path, len(names))) if 0 < c < len(names)]
 
     return labels
-
-
-def _caption(labels: list[str] | None, mask: np.ndarray, names: list[str]) -> str:
-    """``labels: a, b`` (the image's labels), or the classes of the mask when the labels are unknown."""
-    if labels is not None:
-        return "labels: " + (", ".join(labels) or "none")
-    found = [names[c] if c < len(names) else f"class {c}" for c in np.unique(mask) if 0 < c < 255]
-    return "in the mask: " + (", ".join(found) or "background only")
 
 
 def _write_png(target: Path, picture: np.ndarray, text: dict[str, str]) -> None:

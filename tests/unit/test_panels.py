@@ -120,3 +120,13 @@ def test_wandb_sample_panels_carry_a_legend_of_their_masks() -> None:
     band = picture[18:]
     for c, count in ((2, 11 * 11), (4, 11 * 11), (1, 0), (3, 0), (5, 0)):
         assert _count(band, voc_palette()[c]) == count, f"class {c}"
+
+
+def test_caption_names_labels_or_the_mask_classes() -> None:
+    from epspp.panels import caption_for
+
+    mask = np.array([[0, 3, 255], [1, 1, 7]], np.uint8)
+    assert caption_for(["bird", "boat"], mask, NAMES) == "labels: bird, boat"
+    assert caption_for([], mask, NAMES) == "labels: none"
+    assert caption_for(None, mask, NAMES) == "in the mask: aeroplane, bird, class 7"
+    assert caption_for(None, np.zeros((2, 2), np.uint8), NAMES) == "in the mask: background only"

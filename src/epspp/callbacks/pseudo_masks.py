@@ -276,7 +276,7 @@ class PseudoMaskWriter(BasePredictionWriter):
             render(self.mask_dir, None if folder else dataset.root, target, OVERVIEW_ROWS,
                    images=dataset.image_dir, saliency_dir=None if folder else dataset.saliency_dir,
                    mask_dir=None if folder else dataset.mask_dir, class_names=list(trainer.datamodule.class_names))
-        except EPSError as error:
+        except (EPSError, OSError) as error:  # e.g. a full disk: the masks are written, the picture is extra
             print(f"[epspp] note: {target} not drawn: {error}")
             return
         print(f"[epspp] overview of the masks: {target}")
