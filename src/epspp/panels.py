@@ -40,23 +40,28 @@ class Pen:
         self._scaled = not isinstance(font, ImageFont.FreeTypeFont)
         self.font = ImageFont.load_default() if self._scaled else font
         self._factor = max(1, round(size / 11))  # the bitmap font is about 11 px tall
+        self.ellipsis = "..." if self._scaled else "…"  # the bitmap font has Latin-1 glyphs only
         top, bottom = self.font.getbbox("Ag")[1::2]
         self._ink = (bottom - top) * (self._factor if self._scaled else 1)
         self._top = top * (self._factor if self._scaled else 1)
 
+    def _glyphs(self, text: str) -> str:
+        """``text`` as the font can draw it (the bitmap font: other characters as ``?``)."""
+        return text.encode("latin-1", "replace").decode("latin-1") if self._scaled else text
+
     def width(self, text: str) -> int:
         """Width in pixels of ``text``."""
         if self._scaled:
-            return int(self.font.getlength(text)) * self._factor
+            return int(self.font.getlength(self._glyphs(text))) * self._factor
         return int(np.ceil(self.font.getlength(text)))
 
     def fit(self, text: str, width: int) -> str:
         """``text``, shortened with an ellipsis to fit ``width`` pixels."""
         if self.width(text) <= width:
             return text
-        while text and self.width(text + "…") > width:
+        while text and self.width(text + self.ellipsis) > width:
             text = text[:-1]
-        return text + "…"
+        return text + self.ellipsis
 
     def write(self, canvas: Image.Image, x: int, y: int, text: str, fill: str = "black") -> None:
         """Draw ``text`` left-aligned, vertically centred in the line that starts at ``y``."""
@@ -64,6 +69,7 @@ class Pen:
         if not self._scaled:
             ImageDraw.Draw(canvas).text((x, y_text), text, fill=fill, font=self.font)
             return
+        text = self._glyphs(text)
         small = Image.new("L", (max(1, int(self.font.getlength(text))), self.line // self._factor + 2), 0)
         ImageDraw.Draw(small).text((0, 0), text, fill=255, font=self.font)
         big = small.resize((small.width * self._factor, small.height * self._factor), Image.NEAREST)

@@ -104,6 +104,8 @@ def test_without_freetype_the_bitmap_font_is_enlarged(monkeypatch: pytest.Monkey
     picture = overlay_with_legend(_image(30, 30), np.full((30, 30), 4, np.uint8), NAMES)
     assert _count(picture[30:], voc_palette()[4]) == 12 * 12
     assert (picture[30:].min(axis=-1) < 100).sum() > 20  # the name is drawn
+    row = labelled_row(Row("写真 — a photo with a long name", "labels: aeroplane", [_image(8, 8)]), panel=64)
+    assert row.shape == (19 + 64, 64, 3)  # other scripts drawn as "?", the caption cut with "..."
 
 
 def test_wandb_sample_panels_carry_a_legend_of_their_masks() -> None:
