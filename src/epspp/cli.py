@@ -44,7 +44,7 @@ tools:
   saliency     a salient-object detector's grey map per image (rembg): epspp saliency --images DIR --out DIR
   check        check every file of a dataset (decodes, sizes, mask values): epspp check --data.root ROOT
   evaluate     mIoU of a folder of PNG masks against a dataset's ground truth
-  render       a grid PNG of image | saliency | mask overlay: epspp render --pred-dir OUT --root ROOT
+  render       a grid PNG of image | saliency | mask overlay: epspp render --pred-dir OUT --root ROOT|--images DIR
   demo         the whole pipeline on the synthetic dataset (what `make demo` runs)
   batch-args   per-GPU batch size and learning rate of a config's recipe on N GPUs
   convert-weights  ResNet-38d's MXNet ImageNet .params -> a PyTorch .pth (no mxnet needed)
