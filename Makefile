@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch torchvision
-	$(BIN)/pip install -q -e '.[dev,crf]'
+	$(BIN)/pip install -q -e '.[dev,crf,saliency]'
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv/ and install epspp with the dev and crf extras (no-op when up to date)

@@ -29,6 +29,7 @@ TOOLS = {
     "chain": ("epspp.chain_cli", "chain_main"),
     "convert-weights": ("epspp.convert", "convert_main"),
     "study": ("epspp.study", "study_main"),
+    "saliency": ("epspp.saliency", "saliency_main"),
 }
 OVERVIEW = """usage: epspp COMMAND [ARGS]   (epspp COMMAND --help for the options of one command)
 
@@ -42,9 +43,10 @@ stages (Lightning's CLI: every constructor argument is a YAML key and a flag):
 
 tools:
   prepare      build a dataset in the VOC layout: epspp prepare synthetic|voc|coco|folder ...
+  saliency     a salient-object detector's grey map per image (rembg): epspp saliency --images DIR --out DIR
   check        check every file of a dataset (decodes, sizes, mask values): epspp check --data.root ROOT
   evaluate     mIoU of a folder of PNG masks against a dataset's ground truth
-  render       a grid PNG of image | saliency | mask overlay: epspp render --pred-dir OUT --root ROOT
+  render       a grid PNG of image | saliency | mask overlay: epspp render --pred-dir OUT --root ROOT|--images DIR
   run          your own photos to masks: epspp run --images DIR --labels FILE --saliency DIR --out DIR
   demo         the whole pipeline on the synthetic dataset (what `make demo` runs)
   chain        the papers' chain on VOC/COCO, resumable (what make voc-wsss runs): epspp chain --dataset voc ...

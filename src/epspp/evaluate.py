@@ -17,6 +17,7 @@ from epspp.data.classes import read_classes
 from epspp.data.io import DatasetError, read_mask, read_split
 from epspp.data.labels import image_labels
 from epspp.errors import EPSError
+from epspp.mask_files import refuse_overview
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.outputs import check_output_file, refuse_inside
 
@@ -54,6 +55,7 @@ def evaluate_folder(
         pred_path = pred_dir / f"{image_id}.png"
         if not pred_path.is_file():
             raise DatasetError(f"prediction {pred_path} is missing (id {image_id} of split '{split}')")
+        refuse_overview(pred_path, image_id)  # the one id whose mask could be render's picture
         target = read_mask(target_path, len(names))
         pred = read_mask(pred_path, len(names))
         if pred.shape != target.shape:

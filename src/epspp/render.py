@@ -1,110 +1,174 @@
 """``epspp render``: a grid PNG of image | saliency | mask overlay for a folder of predicted masks.
 
 For eyeballing pseudo-masks (or segmentation predictions) where no ground truth exists: one row per
-image, column titles, and a legend of the classes that appear.
+image captioned with its id and its image labels, column titles, and a legend of the classes that appear.
+``--images DIR`` shows predictions of images outside a dataset (image | mask overlay).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from epspp.data.classes import read_classes, voc_palette
+from epspp.data.classes import read_classes
 from epspp.data.io import image_files, read_image, read_mask, read_saliency
+from epspp.data.labels import JSON_LABELS, NPY_LABELS, load_json_labels, load_npy_labels
 from epspp.errors import DatasetError, EPSError
+from epspp.mask_files import OVERVIEW, OVERVIEW_SOFTWARE, is_overview, mask_files
 from epspp.outputs import check_output_file, refuse_inside
-from epspp.visualize import annotate, colorize, fit_panel, grid, heatmap, overlay
+from epspp.panels import Row, blend, caption_for, legend_of, overview_picture
+from epspp.visualize import heatmap
 
-TITLES = ["image", "saliency", "mask overlay"]
-RENDER = "epspp render"
+RENDER = OVERVIEW_SOFTWARE
+ROWS_KEY = "epspp:rows"  # PNG text of an overview: its rows' ids, in order (JSON list)
+rendered = is_overview  # the write rule's test of an --out file (kept under its old name)
 
 
-def render(pred_dir: str | Path, root: str | Path, out: str | Path | None = None, num: int = 32,
-           cell: int = 128, overwrite: bool = False) -> Path:
+def render(pred_dir: str | Path, root: str | Path | None = None, out: str | Path | None = None, num: int = 32,
+           panel: int = 256, overwrite: bool = False, images: str | Path | None = None,
+           saliency_dir: str | Path | None = None, mask_dir: str | Path | None = None,
+           class_names: list[str] | None = None) -> Path:
     """Write the overview of ``num`` masks of ``PRED_DIR`` (evenly spread over the sorted ids); return its path.
 
     Args:
-        pred_dir: folder of ``<id>.png`` masks (stage 2 or a segmentation predict).
-        root: the dataset root (images, saliency maps and ``classes.json``).
+        pred_dir: folder of ``<id>.png`` masks (stage 2, a segmentation predict, or a predicted image folder).
+        root: the dataset root: images (unless ``images``), saliency maps, class names and image labels.
         out: the PNG to write (default ``PRED_DIR/overview.png``).
         num: rows (images) at most.
-        cell: side of each panel in pixels.
-        overwrite: replace ``out`` also when ``epspp render`` did not write it.
+        panel: width of each panel in pixels.
+        overwrite: replace ``out`` also when epspp did not write it.
+        images: the folder of the images (``--images``; images outside a dataset: no saliency column).
+        saliency_dir: the saliency maps (default ``ROOT/saliency`` when the images are the root's).
+        mask_dir: the ground truth the image labels are read from when the root has no ``cls_labels`` file.
+        class_names: the class names (default ``ROOT/classes.json``, else ``PRED_DIR/manifest.json``).
     """
-    pred_dir, root = Path(pred_dir), Path(root)
+    pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise DatasetError(f"--pred-dir {pred_dir} is not a folder")
     if num < 1:
         raise DatasetError(f"--num must be >= 1, got {num}")
-    target = Path(out) if out else pred_dir / "overview.png"
-    option = "--out" if out else "--out (default PRED_DIR/overview.png)"
-    refuse_inside(target, {root: "the dataset root"}, option)
-    check_output_file(target, RENDER, option, rendered, overwrite)
-    names = read_classes(root)
-    masks = sorted(p for p in pred_dir.glob("*.png") if not p.name.startswith(".") and p.name != "overview.png")
+    if panel < 16:
+        raise DatasetError(f"--panel must be >= 16 pixels, got {panel}")
+    if root is None and images is None:
+        raise DatasetError("give the images: --root ROOT (a dataset) or --images DIR (a folder of images)")
+    root = Path(root) if root is not None else None
+    image_dir = Path(images) if images is not None else root / "JPEGImages"
+    if not image_dir.is_dir():
+        raise DatasetError(f"--images {image_dir} is not a folder" if images is not None
+                           else f"{image_dir} not found: is --root {root} a dataset root?")
+    target = Path(out) if out else pred_dir / OVERVIEW
+    option = "--out" if out else f"--out (default PRED_DIR/{OVERVIEW})"
+    refuse_inside(target, {root: "the dataset root", image_dir: "the image folder"}, option)
+    check_output_file(target, RENDER, option, is_overview, overwrite)
+    names = class_names or _class_names(root, pred_dir)
+    masks = mask_files(pred_dir)
     if not masks:
         raise DatasetError(f"no <id>.png mask in {pred_dir}")
-    chosen = [masks[i] for i in np.unique(np.linspace(0, len(masks) - 1, min(num, len(masks))).round().astype(int))]
-    images = image_files(root / "JPEGImages")
-    rows, present = [], set()
-    for path in chosen:
-        image_id = path.stem
-        if image_id not in images:
-            raise DatasetError(f"mask {path} has no image {root / 'JPEGImages'}/{image_id}.*: is --root the dataset "
-                               "these masks were made from?")
-        image = read_image(images[image_id])
-        mask = read_mask(path, len(names))
+    ids = sorted(masks)
+    chosen = [ids[i] for i in np.unique(np.linspace(0, len(ids) - 1, min(num, len(ids))).round().astype(int))]
+    if saliency_dir is None and root is not None and images is None:
+        saliency_dir = root / "saliency"
+    saliency = Path(saliency_dir) if saliency_dir is not None and Path(saliency_dir).is_dir() else None
+    labels = _labels_reader(root, Path(mask_dir) if mask_dir else None, names)
+    found = image_files(image_dir)
+    rows, shown = [], []
+    for image_id in chosen:
+        if image_id not in found:
+            hint = "--images the folder these masks were predicted from" if images else ("--root the dataset these "
+                                                                                         "masks were made from")
+            raise DatasetError(f"mask {masks[image_id]} has no image {image_dir}/{image_id}.*: is {hint}?")
+        image = read_image(found[image_id])
+        mask = read_mask(masks[image_id], len(names) if len(names) > 1 else 255)
         if mask.shape != image.shape[:2]:
-            raise DatasetError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]}, its image {images[image_id]} "
-                               f"{image.shape[1]}x{image.shape[0]}")
-        saliency_path = root / "saliency" / f"{image_id}.png"
-        saliency = heatmap(read_saliency(saliency_path)) if saliency_path.is_file() else np.full_like(image, 230)
-        blended = np.where((mask > 0)[..., None], overlay(image, colorize(mask), 0.55), image)
-        present.update(int(v) for v in np.unique(mask))
-        rows.append([fit_panel(p, cell) for p in (image, saliency, blended)])
-    palette = voc_palette()
-    legend = {names[c]: tuple(palette[c]) for c in sorted(present) if c < len(names)}
-    if 255 in present:
-        legend["ignore"] = tuple(palette[255])
-    picture = annotate(grid(rows), TITLES, cell, legend)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
-    tag = PngInfo()
-    tag.add_text("Software", RENDER)
-    Image.fromarray(picture).save(tmp, pnginfo=tag)
-    os.replace(tmp, target)
+            raise DatasetError(f"mask {masks[image_id]} is {mask.shape[1]}x{mask.shape[0]}, its image "
+                               f"{found[image_id]} {image.shape[1]}x{image.shape[0]}: masks have their image's size")
+        panels = [image, blend(image, mask)]
+        if saliency is not None:
+            path = saliency / f"{image_id}.png"
+            panels.insert(1, heatmap(read_saliency(path)) if path.is_file() else np.full_like(image, 230))
+        shown.append(mask)
+        rows.append(Row(image_id, caption_for(labels(image_id), mask, names), panels))
+    titles = ["image", "saliency", "mask overlay"] if saliency is not None else ["image", "mask overlay"]
+    picture = overview_picture(rows, titles, legend_of(shown, names), panel)
+    _write_png(target, picture, {"Software": RENDER, ROWS_KEY: json.dumps(chosen)})
     return target
 
 
-def rendered(path: Path) -> bool:
-    """Whether ``path`` is an overview written by ``epspp render`` (its PNG ``Software`` text says so)."""
+def _class_names(root: Path | None, pred_dir: Path) -> list[str]:
+    """``ROOT/classes.json``; without a root the ``class_names`` of ``PRED_DIR/manifest.json`` (the mask writer's),
+    else only ``background`` (other classes are then named ``class <id>``)."""
+    if root is not None:
+        return read_classes(root)
     try:
-        with Image.open(path) as image:
-            return image.format == "PNG" and image.text.get("Software") == RENDER
-    except (OSError, ValueError):
-        return False
+        names = json.loads((pred_dir / "manifest.json").read_text(encoding="utf-8")).get("class_names")
+    except (OSError, ValueError, AttributeError):
+        names = None
+    return names if isinstance(names, list) and all(isinstance(n, str) for n in names) and names else ["background"]
+
+
+def _labels_reader(root: Path | None, mask_dir: Path | None, names: list[str]) -> Callable[[str], list[str] | None]:
+    """id -> its image labels (class names) from ``ROOT/cls_labels.json|npy`` or its ground-truth mask; None when
+    the dataset does not know them (no root, or an id with neither)."""
+    table: dict[str, np.ndarray] = {}
+    if root is not None and (root / JSON_LABELS).is_file():
+        table = load_json_labels(root / JSON_LABELS, names)
+    elif root is not None and (root / NPY_LABELS).is_file():
+        table = load_npy_labels(root / NPY_LABELS)
+    truth = mask_dir or (root / "SegmentationClassAug" if root is not None else None)
+
+    def labels(image_id: str) -> list[str] | None:
+        if image_id in table:
+            return [names[c + 1] if c + 1 < len(names) else f"class {c + 1}" for c in np.flatnonzero(table[image_id])]
+        path = truth / f"{image_id}.png" if truth is not None else None
+        if path is None or not path.is_file():
+            return None
+        return [names[c] for c in np.unique(read_mask(path, len(names))) if 0 < c < len(names)]
+
+    return labels
+
+
+def _write_png(target: Path, picture: np.ndarray, text: dict[str, str]) -> None:
+    """Write ``picture`` with PNG text entries, under a temporary name then renamed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
+    tag = PngInfo()
+    for key, value in text.items():
+        tag.add_text(key, value)
+    try:
+        Image.fromarray(picture).save(tmp, pnginfo=tag)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def render_main(argv: list[str] | None = None) -> int:
-    """``epspp render --pred-dir OUT --root ROOT [--num 32] [--out FILE]``."""
+    """``epspp render --pred-dir OUT (--root ROOT | --images DIR) [--num 32] [--panel 256] [--out FILE]``."""
     parser = argparse.ArgumentParser(prog="epspp render", description=__doc__.split("\n\n")[0])
     parser.add_argument("--pred-dir", required=True, help="folder of <id>.png masks")
-    parser.add_argument("--root", required=True, help="dataset root (images, saliency, classes.json)")
+    parser.add_argument("--root", default=None, help="dataset root (images, saliency, classes.json, image labels)")
+    parser.add_argument("--images", default=None,
+                        help="folder of the images the masks were predicted from (--data.predict_image_dir); with "
+                             "--root too, the class names and labels come from the root")
     parser.add_argument("--num", type=int, default=32, help="images (rows) at most (32)")
+    parser.add_argument("--panel", type=int, default=256, help="width of each panel in pixels (256)")
     parser.add_argument("--out", default=None, help="PNG to write (default PRED_DIR/overview.png; never in the "
                                                     "dataset; a file that epspp render did not write is replaced "
                                                     "only with --overwrite)")
     parser.add_argument("--overwrite", action="store_true", help="replace an --out file that epspp render did not "
                                                                  "write")
     args = parser.parse_args(argv)
+    if args.root is None and args.images is None:
+        parser.error("give the images: --root ROOT (a dataset) or --images DIR (a folder of images)")
     try:
-        path = render(args.pred_dir, args.root, args.out, args.num, overwrite=args.overwrite)
+        path = render(args.pred_dir, args.root, args.out, args.num, args.panel, args.overwrite, args.images)
     except EPSError as error:
         print(f"epspp render: error: {error}", file=sys.stderr)
         return 2

@@ -76,12 +76,12 @@ def test_maskless_folder_through_every_stage(synthetic_root: Path, tmp_path: Pat
     manifest = json.loads((pseudo / "manifest.json").read_text())
     assert manifest["evaluated"] == 0 and "miou" not in manifest and manifest["count"] == 9
 
-    # render: image | saliency | overlay, with titles and a legend
+    # render: image | saliency | overlay, with titles, each row's id and labels, and a legend
     rendered = in_process(capfd, "render", "--pred-dir", pseudo, "--root", root, "--num", "4", check=True)
     overview = pseudo / "overview.png"
     assert f"wrote {overview}" in rendered.stdout
     width, height = Image.open(overview).size
-    assert width == 3 * 128 + 2 * 2 and height > 4 * 128
+    assert width == 3 * 256 + 2 * 4 and height > 4 * 256  # 256-px panels, each row captioned with its id
 
     # stage 3 on the pseudo-masks, without a val mask folder: no validation, best.ckpt on train/loss
     segmentation = runs / "segmentation"
@@ -99,9 +99,12 @@ def test_maskless_folder_through_every_stage(synthetic_root: Path, tmp_path: Pat
                "--pseudo_masks.save_overlays", "true", "--data.num_workers", "0", "--trainer.callbacks", "[]",
                *QUIET, *TINY_FIT[:2], check=True)
     ids = {p.stem for p in photos.iterdir()}
-    assert {p.stem for p in predictions.glob("*.png")} == ids
+    assert {p.stem for p in predictions.glob("*.png")} == ids | {"overview"}  # the masks and their overview
     assert {p.stem for p in (predictions / "overlays").glob("*.png")} == ids
     mask = np.array(Image.open(predictions / "photo 3.png"))
     assert mask.shape == (48, 48) and mask.max() <= 5
-    assert Image.open(predictions / "overlays" / "photo 3.png").size == (48, 48)
+    width, height = Image.open(predictions / "overlays" / "photo 3.png").size
+    assert width >= 48 and height > 48  # the photo, then the legend of its classes below it
+    overview = Image.open(predictions / "overview.png")
+    assert overview.width == 2 * 256 + 4 and json.loads(overview.text["epspp:rows"])[0] == sorted(ids)[0]
     assert json.loads((predictions / "manifest.json").read_text())["count"] == 12

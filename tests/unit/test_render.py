@@ -1,7 +1,9 @@
-"""`epspp render`: the grid of image | saliency | overlay with titles and a legend; its errors."""
+"""`epspp render`: the grid of image | saliency | overlay (a dataset, --root) or image | overlay (a folder of
+photos, --images), rows captioned with their ids in order, titles and a legend; its errors."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,8 +13,12 @@ from helpers import split_ids
 from PIL import Image
 
 from epspp.data.classes import voc_palette
+from epspp.data.io import write_mask_png
 from epspp.render import render, render_main
-from epspp.visualize import fit_panel
+
+# panels 64 px wide: text 13 px (the floor), a line of 13 + 6 = 19 px (titles, each row's caption); 4-px gaps;
+# a one-line legend 19 + 2 x 19 // 4 = 27 px
+LINE, GAP, LEGEND = 19, 4, 27
 
 
 def _masks(root: Path, dest: Path, count: int) -> list[str]:
@@ -23,23 +29,99 @@ def _masks(root: Path, dest: Path, count: int) -> list[str]:
     return ids
 
 
-def test_overview_rows_columns_and_legend(synthetic_root: Path, tmp_path: Path) -> None:
+def _rows(path: Path) -> list[str]:
+    with Image.open(path) as image:
+        return json.loads(image.text["epspp:rows"])
+
+
+def _grown(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    return np.array(Image.fromarray(image).resize((width, height), Image.NEAREST))
+
+
+def test_overview_of_a_dataset_rows_in_order_with_ids(synthetic_root: Path, tmp_path: Path) -> None:
     ids = _masks(synthetic_root, tmp_path / "pred", 5)
-    path = render(tmp_path / "pred", synthetic_root, num=3, cell=64)
+    path = render(tmp_path / "pred", synthetic_root, num=3, panel=64)
     assert path == tmp_path / "pred" / "overview.png"
+    assert _rows(path) == [ids[0], ids[2], ids[4]]  # evenly spread over the sorted ids, in order
     picture = np.array(Image.open(path).convert("RGB"))
-    assert picture.shape[1] == 3 * 64 + 2 * 2 and picture.shape[0] > 3 * 64 + 2 * 2
-    # below the title band, the first row is the first chosen id's image, saliency heat map and overlay
-    image = np.array(Image.open(synthetic_root / "JPEGImages" / f"{ids[0]}.jpg").convert("RGB"))
-    np.testing.assert_array_equal(picture[18:18 + 64, :64], fit_panel(image, 64))
-    assert not np.array_equal(picture[18:18 + 64, 66:130], picture[18:18 + 64, :64])
-    # the legend shows the colours of the classes in the masks
-    legend = picture[18 + 3 * 64 + 4:]
-    present = {int(v) for i in (ids[0], ids[2], ids[4]) for v in np.unique(np.array(
-        Image.open(tmp_path / "pred" / f"{i}.png")))}
-    for c in present - {255}:
-        colour = voc_palette()[c]
-        assert (legend == colour).all(axis=-1).sum() >= 50, f"class {c} missing from the legend"
+    # 3 columns of 64 px; titles, then per row its caption, its 48x48 images grown to 64x64 and a gap
+    assert picture.shape[1] == 3 * 64 + 2 * GAP
+    row_height = LINE + 64 + GAP
+    legend_top = LINE + 3 * row_height
+    assert picture.shape[0] > legend_top
+    for index, image_id in enumerate(_rows(path)):
+        top = LINE + index * row_height + LINE
+        image = np.array(Image.open(synthetic_root / "JPEGImages" / f"{image_id}.jpg").convert("RGB"))
+        np.testing.assert_array_equal(picture[top: top + 64, :64], _grown(image, 64, 64))
+        assert not np.array_equal(picture[top: top + 64, 68:132], picture[top: top + 64, :64])  # saliency
+        caption = picture[top - LINE: top]
+        assert (caption.min(axis=-1) < 128).sum() > 30, f"no caption above row {index}"
+    # the legend shows the colours of the object classes in the masks, and no other class colour
+    legend = picture[legend_top:]
+    present = {int(v) for i in _rows(path) for v in np.unique(np.array(Image.open(tmp_path / "pred" / f"{i}.png")))}
+    for c in range(1, 6):
+        count = (legend == voc_palette()[c]).all(axis=-1).sum()
+        assert count == 11 * 11 if c in present else count == 0, f"class {c}"
+
+
+def _photos(folder: Path, pred: Path) -> dict[str, np.ndarray]:
+    """Two non-square photos (48x32 and 30x40, W x H) and their masks (class 3, bird), with the writer's manifest."""
+    folder.mkdir()
+    pred.mkdir()
+    rng = np.random.default_rng(0)
+    photos = {"a wide": rng.integers(0, 255, (32, 48, 3), dtype=np.uint8),
+              "b tall": rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)}
+    for name, photo in photos.items():
+        Image.fromarray(photo).save(folder / f"{name}.png")
+        mask = np.zeros(photo.shape[:2], np.uint8)
+        mask[5:20, 5:20] = 3
+        write_mask_png(pred / f"{name}.png", mask)
+    (pred / "manifest.json").write_text(json.dumps({"class_names": ["background", "aeroplane", "bicycle", "bird"]}))
+    return photos
+
+
+def test_render_images_of_a_folder_outside_the_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    photos = _photos(tmp_path / "photos", tmp_path / "pred")
+    assert render_main(["--pred-dir", str(tmp_path / "pred"), "--images", str(tmp_path / "photos"),
+                        "--panel", "64"]) == 0
+    path = tmp_path / "pred" / "overview.png"
+    assert capsys.readouterr().out == f"wrote {path}\n"
+    assert _rows(path) == ["a wide", "b tall"]
+    picture = np.array(Image.open(path).convert("RGB"))
+    # image | mask overlay: 2 x 64 + 4 wide. Row a: 48x32 grown by 64/48 -> 64 x 43 (42.67). Row b: 30x40 grown by
+    # min(64/30, 96/40) = 2.133 -> 64 x 85 (85.33). Titles 19 + (19 + 43 + 4) + (19 + 85 + 4) + legend 27 = 220
+    assert picture.shape == (LINE + (LINE + 43 + GAP) + (LINE + 85 + GAP) + LEGEND, 2 * 64 + GAP, 3) == (220, 132, 3)
+    top_a, top_b = LINE + LINE, LINE + (LINE + 43 + GAP) + LINE
+    np.testing.assert_array_equal(picture[top_a: top_a + 43, :64], _grown(photos["a wide"], 64, 43))
+    np.testing.assert_array_equal(picture[top_b: top_b + 85, :64], _grown(photos["b tall"], 64, 85))
+    # the overlay column: the masked square (rows 5..19 of 32 -> 7..26 of 43) blends bird's colour in
+    blended = picture[top_a + 10, 64 + GAP + 10].astype(int)
+    photo = _grown(photos["a wide"], 64, 43)[10, 10].astype(int)
+    np.testing.assert_allclose(blended, photo * 0.45 + voc_palette()[3] * 0.55, atol=1)
+    assert (picture[-LEGEND:] == voc_palette()[3]).all(axis=-1).sum() == 11 * 11  # bird's swatch, from the manifest
+
+
+def test_render_images_errors_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _photos(tmp_path / "photos", tmp_path / "pred")
+    args = ["--pred-dir", str(tmp_path / "pred"), "--images", str(tmp_path / "photos")]
+    with pytest.raises(SystemExit):
+        render_main(["--pred-dir", str(tmp_path / "pred")])
+    assert "give the images: --root ROOT (a dataset) or --images DIR" in capsys.readouterr().err
+    write_mask_png(tmp_path / "pred" / "stranger.png", np.zeros((4, 4), np.uint8))
+    assert render_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"mask {tmp_path / 'pred' / 'stranger.png'} has no image" in err
+    assert "is --images the folder these masks were predicted from?" in err
+    (tmp_path / "pred" / "stranger.png").unlink()
+    write_mask_png(tmp_path / "pred" / "b tall.png", np.zeros((4, 4), np.uint8))
+    assert render_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "b tall.png is 4x4, its image" in err and "b tall.png 30x40" in err
+    assert render_main([*args[:2], "--images", str(tmp_path / "nowhere")]) == 2
+    assert f"--images {tmp_path / 'nowhere'} is not a folder" in capsys.readouterr().err
+    assert render_main([*args, "--out", str(tmp_path / "photos" / "o.png")]) == 2  # never into the user's images
+    assert "is inside the image folder" in capsys.readouterr().err
+    assert not (tmp_path / "pred" / "overview.png").exists()
 
 
 def test_render_errors(synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

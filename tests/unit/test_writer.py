@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ from PIL import Image
 
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
 from epspp.data.classes import voc_palette
+from epspp.data.dataset import ImageFolderDataset
 from epspp.data.io import DatasetError, write_mask_png
 from epspp.errors import OutputError
 
@@ -183,3 +185,94 @@ def test_setup_creates_nested_output_and_scores_folders(tmp_path: Path) -> None:
     out = tmp_path / "x" / "y"
     PseudoMaskWriter(output_dir=str(out), save_scores=True).setup(_fake_trainer(["a"]), None, "predict")
     assert (out / "scores").is_dir()
+
+
+# ------------------------------------------- predictions of a photo folder: overlays, overview, resume
+NAMES = ["background", "aeroplane", "bicycle", "bird"]
+
+
+def _folder_trainer(photos: Path) -> SimpleNamespace:
+    """A trainer predicting the plain folder ``photos`` (``--data.predict_image_dir``) with VOC's first classes."""
+    dataset = ImageFolderDataset(photos, len(NAMES) - 1)
+    return SimpleNamespace(datamodule=SimpleNamespace(datasets={"predict": dataset}, hparams={}, class_names=NAMES),
+                           is_global_zero=True, ckpt_path=None, predict_loop=SimpleNamespace(return_predictions=True))
+
+
+def _predict_folder(photos: Path, out: Path, masks: dict[str, np.ndarray], **options: object) -> PseudoMaskWriter:
+    """One run of the writer over ``photos``, as ``epspp predict`` calls it (setup, one batch per mask, the end)."""
+    trainer = _folder_trainer(photos)
+    writer = PseudoMaskWriter(output_dir=str(out), save_overlays=True, **options)
+    writer.setup(trainer, None, "predict")
+    for image_id in trainer.datamodule.datasets["predict"].ids:
+        writer.write_on_batch_end(trainer, None, {"id": [image_id], "mask": torch.from_numpy(masks[image_id])[None]},
+                                  None, None, 0)
+    writer._finish_folder(trainer, trainer.datamodule.datasets["predict"], False, torch.device("cpu"))
+    return writer
+
+
+def _photo_folder(folder: Path) -> dict[str, np.ndarray]:
+    """Two grey photos, 40x24 and 24x36 (W x H), and their masks: bird (3) in one, aeroplane (1) in the other."""
+    folder.mkdir()
+    masks = {}
+    for name, (width, height), cls in (("p wide", (40, 24), 3), ("q tall", (24, 36), 1)):
+        Image.fromarray(np.full((height, width, 3), 100, np.uint8)).save(folder / f"{name}.png")
+        masks[name] = np.zeros((height, width), np.uint8)
+        masks[name][4:12, 4:12] = cls
+    return masks
+
+
+def test_folder_predictions_get_overlays_with_a_legend_and_an_overview(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    masks = _photo_folder(tmp_path / "photos")
+    out = tmp_path / "out"
+    _predict_folder(tmp_path / "photos", out, masks)
+    assert f"[epspp] overview of the masks: {out / 'overview.png'}" in capsys.readouterr().out
+    assert _visible(out) == ["manifest.json", "overlays", "overview.png", "p wide.png", "provenance.json",
+                             "q tall.png"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["count"] == manifest["folder_size"] == 2 and manifest["class_names"] == NAMES
+    for name, cls, absent in (("p wide", 3, 1), ("q tall", 1, 3)):
+        overlay = np.array(Image.open(out / "overlays" / f"{name}.png"))
+        height, width = masks[name].shape
+        assert overlay.shape[0] > height and overlay.shape[1] >= width  # the photo, then the legend band
+        band = overlay[height:]
+        assert (band == voc_palette()[cls]).all(axis=-1).sum() == 12 * 12  # a 14-px swatch of its class
+        assert (band == voc_palette()[absent]).all(axis=-1).sum() == 0  # the other photo's class: no swatch
+    with Image.open(out / "overview.png") as overview:
+        assert overview.text["Software"] == "epspp render" and json.loads(overview.text["epspp:rows"]) == [
+            "p wide", "q tall"]
+        assert overview.width == 2 * 256 + 4  # image | mask overlay, 256 px each
+
+
+def test_resume_ignores_overview_and_overlays(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    masks = _photo_folder(tmp_path / "photos")
+    out = tmp_path / "out"
+    _predict_folder(tmp_path / "photos", out, masks)
+    capsys.readouterr()
+    trainer = _folder_trainer(tmp_path / "photos")
+    PseudoMaskWriter(output_dir=str(out), save_overlays=True).setup(trainer, None, "predict")
+    assert trainer.datamodule.datasets["predict"].ids == []
+    assert f"[epspp] 2 masks already in {out}" in capsys.readouterr().out
+    # another checkpoint: the refusal counts the 2 masks, not overview.png or the overlays
+    writer = PseudoMaskWriter(output_dir=str(out), save_overlays=True)
+    writer.checkpoint_path = str(tmp_path / "photos" / "p wide.png")  # any file: a hash other than None's
+    with pytest.raises(DatasetError, match=f"the 2 masks in {out} were made differently"):
+        writer.setup(_folder_trainer(tmp_path / "photos"), None, "predict")
+    # a folder that holds only an overview drawn by epspp render (no provenance.json): no mask to protect
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "overview.png").write_bytes((out / "overview.png").read_bytes())
+    _predict_folder(tmp_path / "photos", fresh, masks)
+    assert json.loads((fresh / "manifest.json").read_text())["count"] == 2
+
+
+def test_an_image_named_overview_keeps_its_mask(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    masks = _photo_folder(tmp_path / "photos")
+    (tmp_path / "photos" / "p wide.png").rename(tmp_path / "photos" / "overview.png")
+    masks["overview"] = masks.pop("p wide")
+    out = tmp_path / "out"
+    _predict_folder(tmp_path / "photos", out, masks)
+    assert f"[epspp] note: {out / 'overview.png'} is not an overview drawn by epspp (the mask of an image named " \
+           "'overview', or a file of yours): kept" in capsys.readouterr().out
+    assert np.array_equal(np.array(Image.open(out / "overview.png")), masks["overview"])  # the mask, untouched
+    assert json.loads((out / "manifest.json").read_text())["count"] == 2

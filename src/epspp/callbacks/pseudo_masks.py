@@ -28,10 +28,14 @@ from epspp.callbacks.provenance import sha256 as _sha256
 from epspp.data.classes import voc_palette
 from epspp.data.dataset import ImageFolderDataset
 from epspp.data.io import DatasetError, read_image, read_split, write_mask_png
-from epspp.errors import OutputError
+from epspp.errors import EPSError, OutputError
 from epspp.evaluate import evaluate_folder, scores_to_json
+from epspp.mask_files import OVERVIEW, is_overview, mask_files
 from epspp.metrics import SegmentationMetrics, iou_table
-from epspp.visualize import colorize, overlay
+from epspp.panels import overlay_with_legend
+
+#: rows of the writer's ``overview.png`` (masks evenly spread over the sorted ids)
+OVERVIEW_ROWS = 12
 
 
 class PseudoMaskWriter(BasePredictionWriter):
@@ -49,7 +53,9 @@ class PseudoMaskWriter(BasePredictionWriter):
         save_scores: also write ``OUT/scores/<id>.npy``: float16 score maps of the labelled classes
             (background score first, then the labelled classes in label order).
         overwrite: rewrite masks that already exist.
-        save_overlays: also write ``OUT/overlays/<id>.png``: the image with the mask's class colours blended in.
+        save_overlays: also write ``OUT/overlays/<id>.png`` (the image with the mask's class colours blended in,
+            and a legend of the classes present below it) and ``OUT/overview.png`` (``epspp render``'s picture of
+            up to 12 masks: image | mask overlay, each row captioned with its id and labels).
         report_split: also score the masks of this split's ids (``manifest.json`` key ``report``): VOC
             ``train``, the 1,464 images the papers' pseudo-mask mIoU is measured on, while the masks are
             written for ``train_aug``.
@@ -92,7 +98,7 @@ class PseudoMaskWriter(BasePredictionWriter):
                 (self.output_dir / sub).mkdir(exist_ok=True)
         record = provenance(pl_module, dict(trainer.datamodule.hparams), self.checkpoint_path or trainer.ckpt_path,
                             dataset_identity(dataset))
-        done = sum(1 for _ in self.mask_dir.glob("[!.]*.png"))
+        done = len(mask_files(self.mask_dir))  # not overview.png, overlays/ or scores/
         check_resume(self.output_dir, record, done, self.overwrite)
         if trainer.is_global_zero:
             _remove_stale_temporaries(self.output_dir)
@@ -129,7 +135,7 @@ class PseudoMaskWriter(BasePredictionWriter):
                 if self.save_scores:
                     self._write_scores(image_id, prediction["scores"][index], prediction["label"][index])
                 if self.save_overlays:
-                    self._write_overlay(image_id, mask, trainer.datamodule.datasets["predict"])
+                    self._write_overlay(image_id, mask, trainer.datamodule)
                 write_mask_png(path, mask, voc_palette())
             except BaseException as error:
                 # write_mask_png/np.save leave their temporary file behind when interrupted
@@ -160,9 +166,9 @@ class PseudoMaskWriter(BasePredictionWriter):
         return (self.mask_dir / f"{image_id}.png").is_file() and (
             not self.save_scores or (self.output_dir / "scores" / f"{image_id}.npy").is_file())
 
-    def _write_overlay(self, image_id: str, mask: np.ndarray, dataset: Any) -> None:
-        image = read_image(dataset.image_path(image_id))
-        picture = np.where((mask > 0)[..., None], overlay(image, colorize(mask)), image)
+    def _write_overlay(self, image_id: str, mask: np.ndarray, datamodule: Any) -> None:
+        image = read_image(datamodule.datasets["predict"].image_path(image_id))
+        picture = overlay_with_legend(image, mask, datamodule.class_names)
         path = self.output_dir / "overlays" / f"{image_id}.png"
         tmp = path.with_name(f".{image_id}.{os.getpid()}.tmp.png")
         Image.fromarray(picture).save(tmp)
@@ -227,6 +233,7 @@ class PseudoMaskWriter(BasePredictionWriter):
         tmp = path.with_name(".manifest.json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2))
         os.replace(tmp, path)
+        self._write_overview(trainer)
 
     def _finish_folder(self, trainer: pl.Trainer, dataset: ImageFolderDataset, distributed: bool,
                        device: torch.device) -> None:
@@ -238,13 +245,41 @@ class PseudoMaskWriter(BasePredictionWriter):
         manifest = {"images": str(dataset.image_dir), "count": sum(self._is_done(i) for i in dataset.all_ids),
                     "folder_size": len(dataset.all_ids), "written_this_run": written,
                     "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
-                    "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None}
+                    "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
+                    "class_names": list(trainer.datamodule.class_names)}
         print(f"[epspp] wrote {written} masks of {dataset.image_dir} to {self.output_dir}"
               + (f" (overlays in {self.output_dir / 'overlays'})" if self.save_overlays else ""))
         path = self.output_dir / "manifest.json"
         tmp = path.with_name(".manifest.json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2))
         os.replace(tmp, path)
+        self._write_overview(trainer)
+
+    def _write_overview(self, trainer: pl.Trainer) -> None:
+        """``OUT/overview.png`` (with ``save_overlays``): ``epspp render``'s picture of up to ``OVERVIEW_ROWS`` masks.
+
+        Only a note when it cannot be drawn (e.g. ``OUT/overview.png`` is a file of the user's, or the mask of an
+        image named ``overview``): the masks themselves are written.
+        """
+        if not self.save_overlays:
+            return
+        from epspp.render import render
+
+        dataset = trainer.datamodule.datasets["predict"]
+        target = self.output_dir / OVERVIEW
+        folder = isinstance(dataset, ImageFolderDataset)
+        if os.path.lexists(target) and not is_overview(target):
+            print(f"[epspp] note: {target} is not an overview drawn by epspp (the mask of an image named 'overview', "
+                  f"or a file of yours): kept; draw one with epspp render --pred-dir {self.mask_dir} --out FILE")
+            return
+        try:
+            render(self.mask_dir, None if folder else dataset.root, target, OVERVIEW_ROWS,
+                   images=dataset.image_dir, saliency_dir=None if folder else dataset.saliency_dir,
+                   mask_dir=None if folder else dataset.mask_dir, class_names=list(trainer.datamodule.class_names))
+        except (EPSError, OSError) as error:  # e.g. a full disk: the masks are written, the picture is extra
+            print(f"[epspp] note: {target} not drawn: {error}")
+            return
+        print(f"[epspp] overview of the masks: {target}")
 
     @staticmethod
     def _reduce(trainer: pl.Trainer, distributed: bool, value: float, device: torch.device) -> float:
@@ -286,6 +321,7 @@ class PseudoMaskWriter(BasePredictionWriter):
             "evaluated": evaluated,
             "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
             "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
+            "class_names": list(datamodule.class_names),
             "config": {"model": _plain(dict(pl_module.hparams)), "data": _plain(dict(datamodule.hparams)),
                        "writer": {"output_dir": str(self.output_dir), "mask_subdir": self.mask_subdir,
                                   "save_scores": self.save_scores,

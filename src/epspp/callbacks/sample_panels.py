@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
 
+from epspp.panels import Pen, legend_band, legend_of, stack
 from epspp.visualize import colorize, denormalize, grid, heatmap, overlay
 
 
@@ -13,7 +15,8 @@ class SamplePanelLogger(pl.Callback):
     """Every ``every_n_steps`` training steps, log panels of the first ``num_samples`` images of the batch.
 
     Localization: image | saliency | localization map | IRD's inconsistent region | pseudo-mask |
-    ground truth.  Segmentation: image | prediction overlay | target.  At the end of every
+    ground truth.  Segmentation: image | prediction overlay | target.  Below the panels, a legend of the classes in
+    their masks.  At the end of every
     validation the per-class IoU of the module (``last_iou``) is logged as a table.
 
     Args:
@@ -38,9 +41,10 @@ class SamplePanelLogger(pl.Callback):
             return
         was_training = pl_module.training
         pl_module.eval()
-        rows = self.panels(pl_module, {k: v[: self.num_samples] for k, v in batch.items()})
+        rows, masks = self.panels_and_masks(pl_module, {k: v[: self.num_samples] for k, v in batch.items()})
         pl_module.train(was_training)
-        logger.log_image("samples/train", [grid(rows)], step=step, caption=[self.caption(pl_module)])
+        picture = with_legend(rows, masks, pl_module.class_names)
+        logger.log_image("samples/train", [picture], step=step, caption=[self.caption(pl_module)])
 
     @staticmethod
     def caption(pl_module: pl.LightningModule) -> str:
@@ -49,10 +53,15 @@ class SamplePanelLogger(pl.Callback):
         return "image | prediction | target"
 
     @staticmethod
-    @torch.no_grad()
     def panels(pl_module: pl.LightningModule, batch: dict) -> list[list]:
         """Rows of uint8 panels for a batch (see the class docstring)."""
-        rows = []
+        return SamplePanelLogger.panels_and_masks(pl_module, batch)[0]
+
+    @staticmethod
+    @torch.no_grad()
+    def panels_and_masks(pl_module: pl.LightningModule, batch: dict) -> tuple[list[list], list[torch.Tensor]]:
+        """Rows of uint8 panels for a batch, and the class masks drawn in them (for the legend)."""
+        rows, masks = [], []
         if hasattr(pl_module, "explain"):
             views = pl_module.explain(batch["image"], batch["saliency"], batch["label"])
             for i in range(len(batch["image"])):
@@ -61,12 +70,14 @@ class SamplePanelLogger(pl.Callback):
                              overlay(image, heatmap(views["localization"][i]), 0.6),
                              overlay(image, heatmap(views["inconsistent"][i].float()), 0.6),
                              colorize(views["pseudo_mask"][i]), colorize(batch["mask"][i])])
+                masks += [views["pseudo_mask"][i], batch["mask"][i]]
         else:
             predictions = pl_module(batch["image"]).argmax(dim=1)
             for i in range(len(batch["image"])):
                 image = denormalize(batch["image"][i])
                 rows.append([image, overlay(image, colorize(predictions[i])), colorize(batch["mask"][i])])
-        return rows
+                masks += [predictions[i], batch["mask"][i]]
+        return rows, masks
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         logger = self._wandb(trainer)
@@ -76,3 +87,11 @@ class SamplePanelLogger(pl.Callback):
         names, values = pl_module.class_names, iou.tolist()
         data = [[name, None if v != v else round(100 * v, 2)] for name, v in zip(names, values, strict=True)]
         logger.log_table("val/per_class_iou", columns=["class", "IoU"], data=data, step=trainer.global_step)
+
+
+def with_legend(rows: list[list], masks: list[torch.Tensor], names: list[str]) -> np.ndarray:
+    """``grid(rows)`` with a legend band below: a swatch and name per class in ``masks`` (13-px text)."""
+    picture = grid(rows)
+    arrays = [m.detach().cpu().numpy().astype(np.uint8) for m in masks]
+    legend = legend_of(arrays, names) or {"no object class": (255, 255, 255)}
+    return stack([picture, legend_band(legend, picture.shape[1], Pen(13))])

@@ -20,6 +20,7 @@ from typing import Any
 
 from epspp.data.io import DEFAULT_MAX_PIXELS, read_image, read_mask, read_saliency, read_split
 from epspp.errors import DatasetError
+from epspp.mask_files import refuse_overview
 
 CACHE = Path(".cache") / "preflight.json"
 POOL_FROM = 64  # fewer samples are checked one after the other (a pool costs more than it saves)
@@ -35,6 +36,7 @@ def check_sample(sample: Sample) -> str | None:
         for path, read in ((saliency_path, read_saliency), (mask_path, lambda p: read_mask(p, num_classes))):
             if path is None:
                 continue
+            refuse_overview(Path(path), Path(image_path).stem)  # an image named overview: render's picture
             array = read(Path(path))
             if array.shape[:2] != (height, width):
                 return (f"{path} is {array.shape[1]}x{array.shape[0]} (WxH) but image {image_path} is "
