@@ -63,7 +63,9 @@ class EPSCLI(LightningCLI):
 
         Lightning replaces the model's arguments by the checkpoint's; the options a module lists in
         ``inference_options`` (scales, flips, thresholds, refinement) keep the values of the config
-        and the command line, so ``pseudo_masks.yaml`` and ``--model.init_args.bg_threshold`` apply.
+        and the command line, so ``pseudo_masks.yaml`` and ``--model.init_args.bg_threshold`` apply.  Outside
+        ``fit`` the backbone's initial weights are not loaded (``pretrained`` false, ``pretrained_path`` null): the
+        checkpoint's replace them, so a predict needs no download and no stage-0 file.
         """
         subcommand = self.config.get("subcommand")
         model = self.config[subcommand].get("model") if subcommand else None
@@ -87,6 +89,12 @@ class EPSCLI(LightningCLI):
         super()._parse_ckpt_path()
         for key, value in keep.items():
             self.config[subcommand].model.init_args[key] = value
+        init_args = getattr(self.config[subcommand].get("model"), "init_args", None) if subcommand else None
+        if subcommand != "fit" and self.config[subcommand].get("ckpt_path") and init_args is not None:
+            # the checkpoint's weights replace the backbone's initial ones: neither download them nor read their file
+            for key, value in (("pretrained", False), ("pretrained_path", None)):
+                if key in init_args:
+                    init_args[key] = value
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """``--trainer.sync_batchnorm true`` converts timm's fused norm + activation layers correctly.

@@ -126,12 +126,13 @@ def run_stages(options: RunOptions) -> list[Stage]:
                                        *options.overrides]))
     quiet = ["--trainer.logger", "false", "--pseudo_masks.save_overlays", "true"]
     stages.append(predict_stage("masks", masks_folder(layout), [segmentation], root, last_checkpoint(seg_folder),
-                                extra=["--data.predict_split", "all"], overrides=quiet, inputs=[seg_folder]))
+                                extra=["--data.predict_split", "all"], overrides=quiet, inputs=[seg_folder],
+                                root_dir=True))
     if options.predict is not None:
         stages.append(predict_stage("predictions", layout.predictions, [segmentation], root,
                                     last_checkpoint(seg_folder), extra=["--data.predict_image_dir",
                                                                         str(options.predict)],
-                                    overrides=quiet, inputs=[seg_folder]))
+                                    overrides=quiet, inputs=[seg_folder], root_dir=True))
     return stages
 
 

@@ -15,20 +15,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from epspp.chain import RunLayout, Stage, format_duration, last_checkpoint
-from epspp.data.classes import read_classes, voc_palette
+from epspp.data.classes import read_classes
 from epspp.data.io import image_files, read_image, read_mask, read_saliency, read_split
 from epspp.data.labels import JSON_LABELS
-from epspp.visualize import annotate, colorize, fit_panel, heatmap, overlay
+from epspp.panels import Row, blend, caption_for, legend_of, overview_picture
+from epspp.visualize import heatmap
 
 if TYPE_CHECKING:
     from epspp.run import RunOptions
 
 TITLES = ["photo", "saliency", "pseudo-mask (stage 2)", "mask (stage 3)"]
-CELL, GAP, CAPTION = 160, 2, 14
+PANEL = 192  # px per panel: four columns, 780 px wide
 #: photos of the dataset and of --predict drawn in the picture, at most
 DATASET_ROWS, PREDICT_ROWS = 8, 4
 
@@ -45,13 +46,9 @@ def val_note(root: Path, small: int) -> str | None:
             "score (more photos give a better one)")
 
 
-def _blend(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return np.where((mask > 0)[..., None], overlay(image, colorize(mask), 0.55), image)
-
-
-def _rows(layout: RunLayout, root: Path, predict: Path | None) -> list[tuple[str, list[np.ndarray | None], np.ndarray]]:
-    """(caption, [photo, saliency, pseudo-mask overlay, mask overlay] with None for a missing panel, the class ids
-    drawn) per row: photos of the dataset evenly spread over its ids, then those of ``predict``."""
+def _rows(layout: RunLayout, root: Path, predict: Path | None) -> tuple[list[Row], list[np.ndarray]]:
+    """The picture's rows (photo | saliency | pseudo-mask overlay | mask overlay, a grey panel where there is none)
+    and the masks drawn: photos of the dataset evenly spread over its ids, then those of ``predict``."""
     from epspp.run import masks_folder
 
     names = read_classes(root)
@@ -59,43 +56,24 @@ def _rows(layout: RunLayout, root: Path, predict: Path | None) -> list[tuple[str
     images = image_files(root / "JPEGImages")
     ids = sorted(images)
     chosen = [ids[i] for i in np.unique(np.linspace(0, len(ids) - 1, min(DATASET_ROWS, len(ids))).round().astype(int))]
-    rows = []
+    rows, drawn = [], []
     for image_id in chosen:
         image = read_image(images[image_id])
         saliency = heatmap(read_saliency(root / "saliency" / f"{image_id}.png"))
         masks = [read_mask(folder / f"{image_id}.png", len(names)) for folder in (layout.pseudo_masks,
                                                                                    masks_folder(layout))]
-        caption = f"{image_id}: {', '.join(labels.get(image_id) or ['no label'])}"
-        rows.append((caption, [image, saliency, *(_blend(image, m) for m in masks)], np.concatenate(
-            [np.unique(m) for m in masks])))
+        rows.append(Row(image_id, caption_for(labels.get(image_id, []), masks[0], names),
+                        [image, saliency, *(blend(image, mask) for mask in masks)]))
+        drawn += masks
     new = image_files(predict) if predict is not None else {}
     for image_id in sorted(new)[:PREDICT_ROWS]:
         image = read_image(new[image_id])
         mask = read_mask(layout.predictions / f"{image_id}.png", len(names))
-        rows.append((f"{image_id}: new photo (--predict)", [image, None, None, _blend(image, mask)], np.unique(mask)))
-    return rows
-
-
-def draw_picture(rows: Sequence[tuple[str, list[np.ndarray | None], np.ndarray]], names: list[str]) -> np.ndarray:
-    """The report picture: a caption above each row of panels, column titles on top, a legend of the classes
-    drawn below."""
-    font = ImageFont.load_default()
-    width, row_height = len(TITLES) * (CELL + GAP) - GAP, CAPTION + CELL + GAP
-    canvas = Image.new("RGB", (width, len(rows) * row_height - GAP), "white")
-    draw = ImageDraw.Draw(canvas)
-    present: set[int] = set()
-    for index, (caption, panels, classes) in enumerate(rows):
-        top = index * row_height
-        draw.text((2, top + 1), caption, fill="black", font=font)
-        for column, panel in enumerate(panels):
-            picture = fit_panel(panel, CELL) if panel is not None else np.full((CELL, CELL, 3), 235, np.uint8)
-            canvas.paste(Image.fromarray(picture), (column * (CELL + GAP), top + CAPTION))
-        present.update(int(c) for c in classes)
-    palette = voc_palette()
-    legend = {names[c]: tuple(palette[c]) for c in sorted(present) if c < len(names)}
-    if 255 in present:
-        legend["ignore"] = tuple(palette[255])
-    return annotate(np.asarray(canvas), TITLES, CELL, legend, GAP)
+        empty = np.full_like(image, 235)
+        rows.append(Row(image_id, "new photo (--predict), " + caption_for(None, mask, names),
+                        [image, empty, empty, blend(image, mask)]))
+        drawn.append(mask)
+    return rows, drawn
 
 
 def stage1_map(folder: Path) -> float | None:
@@ -184,7 +162,8 @@ def write_run_report(options: RunOptions, stages: Sequence[Stage], records: Mapp
     if fresh:
         layout = RunLayout(options.out)
         root = dataset_root(layout)
-        image = draw_picture(_rows(layout, root, options.predict), read_classes(root))
+        rows, drawn = _rows(layout, root, options.predict)
+        image = overview_picture(rows, TITLES, legend_of(drawn, read_classes(root)), PANEL)
         tag = PngInfo()
         tag.add_text("Software", "epspp run")
         _replace(picture, lambda tmp: Image.fromarray(image).save(tmp, pnginfo=tag))
