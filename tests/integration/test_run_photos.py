@@ -4,6 +4,7 @@ that reruns only what depends on it.  The run is one `epspp run` process (its st
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -142,3 +143,40 @@ def test_predict_loads_no_initial_backbone_weights(photo_run: tuple[Path, dict[s
               cwd=tmp_path)
     written = sorted(p.stem for p in (tmp_path / "masks").glob("*.png") if p.name != "overview.png")
     assert written == sorted(split_ids(base / "run" / "dataset" / "root", "val")) and len(written) == 2
+
+
+def test_without_saliency_maps_the_saliency_stage_makes_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capfd: pytest.CaptureFixture) -> None:
+    """No --saliency: `epspp saliency` (a tiny ONNX model of U²-Net's signature, offline) makes the maps that `epspp
+    prepare folder` links; both run for real, the Trainer stages are faked (their commands recorded)."""
+    if importlib.util.find_spec("rembg") is None:
+        pytest.skip("needs the saliency extra (rembg)")
+    pytest.importorskip("onnx")
+    from saliency_model import expected_u2net_map, write_u2net_like_onnx
+
+    from epspp import chain, run, run_report
+
+    paths = write_photo_set(tmp_path / "mine", count=3, long_side=40, num_new=0)
+    model = write_u2net_like_onnx(tmp_path / "u2net.onnx")
+    faked: list[list[str]] = []
+    real = chain.run_command
+
+    def run_command(argv, log, env, poll, poll_s):  # noqa: ANN001, ANN202 - chain.run_command's signature
+        if argv[3] in ("saliency", "prepare"):
+            return real(argv, log, env, poll, poll_s)
+        faked.append(list(argv[3:]))
+        return 0
+
+    monkeypatch.setattr(chain, "run_command", run_command)
+    monkeypatch.setattr(run_report, "write_run_report", lambda *args: {"report": None, "picture": None})
+    run.run_own_data(paths["images"], paths["labels"], tmp_path / "run", saliency_model_path=model, max_steps=2,
+                     pretrained=False)
+    printed = capfd.readouterr().out
+    assert f"[run] saliency: epspp saliency --images {paths['images']} --out {tmp_path / 'run' / 'saliency' / 'maps'}"\
+           f" --model-path {model}" in printed
+    root = tmp_path / "run" / "dataset" / "root"
+    for photo in sorted(paths["images"].iterdir()):
+        linked = root / "saliency" / f"{photo.stem}.png"
+        assert linked.resolve() == (tmp_path / "run" / "saliency" / "maps" / f"{photo.stem}.png").resolve()
+        np.testing.assert_array_equal(read_png(linked), expected_u2net_map(photo))
+    assert [command[0] for command in faked] == ["fit", "predict", "fit", "predict"]  # stage 1 .. masks
