@@ -25,10 +25,11 @@ def _options(tmp_path: Path, **changes: object) -> RunOptions:
 
 
 def test_step_overrides_scale_the_preset_budget(tmp_path: Path) -> None:
-    # configs/photos/localization_eps++.yaml: 100 steps, IRD warm-up 10, validation every 25, logs every 5
+    # configs/photos/localization_eps++.yaml: 100 steps, IRD warm-up 10, validation every 25, logs every 2
     assert step_overrides(PHOTOS / "localization_eps++.yaml", 40) == [
         "--trainer.max_steps", "40", "--model.init_args.ird_warmup_steps", "4", "--trainer.val_check_interval", "10",
-        "--trainer.log_every_n_steps", "2"]
+        "--trainer.log_every_n_steps", "1"]
+    assert step_overrides(PHOTOS / "localization_eps++.yaml", 1000)[-2:] == ["--trainer.log_every_n_steps", "20"]
     assert step_overrides(PHOTOS / "localization_eps.yaml", 300)[2:4] == ["--model.init_args.eps_warmup_steps", "30"]
     # segmentation.yaml: 100 steps, no warm-up, no step-counted validation; intervals never below 1
     assert step_overrides(PHOTOS / "segmentation.yaml", 3) == ["--trainer.max_steps", "3",
