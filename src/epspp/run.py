@@ -12,6 +12,9 @@ finished stage; a changed option reruns the stages that depend on it (``stage.js
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from epspp.chain import RunLayout, Runner, Stage, fit_stage, last_checkpoint, predict_stage
+from epspp.chain import MARKER, RunLayout, Runner, Stage, fit_stage, last_checkpoint, move_aside, predict_stage
 from epspp.errors import ConfigError, DatasetError, EPSError
 from epspp.outputs import claim_folder
 
@@ -32,6 +35,7 @@ SMALL_VAL = 10
 WARMUPS = ("ird_warmup_steps", "eps_warmup_steps")
 INTERVALS = ("val_check_interval", "log_every_n_steps")
 COMMAND = "epspp run"
+INPUTS = "inputs.json"  # OUT/inputs.json: a fingerprint of the input folders' files, per stage that reads them
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,54 @@ def run_stages(options: RunOptions) -> list[Stage]:
     return stages
 
 
+def fingerprint(*paths: Path | None) -> str:
+    """A digest of the names, sizes and modification times of the files of ``paths`` (folders: their files)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        if path is None:
+            continue
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            stat = file.stat()
+            digest.update(f"{file.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def forget_changed_inputs(options: RunOptions, stages: Sequence[Stage]) -> None:
+    """Stages whose input files changed since the last run (photos added, labels edited: their command is the same)
+    run again, and their dependents after them: the saliency and dataset stages lose their ``stage.json`` and run
+    in place (``epspp saliency`` keeps the maps already made, ``prepare folder`` the splits of the photos already
+    there); the predictions' folder is moved aside (``.previous``), as the chain does. ``OUT/inputs.json`` keeps the
+    fingerprints; it is written only when one changed."""
+    first = stages[0].name  # saliency when made here, else the dataset
+    current = {first: fingerprint(options.images, options.labels, options.saliency)}
+    if options.predict is not None:
+        current["predictions"] = fingerprint(options.predict)
+    path = options.out / INPUTS
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    if recorded == current:
+        return
+    for stage in stages:
+        name = "predictions" if stage.name == "predictions" else first if stage.name in ("saliency", "dataset") else ""
+        if recorded is not None and name in recorded and recorded[name] != current[name]:
+            if not (stage.folder / MARKER).is_file():
+                continue
+            if stage.name == "predictions":
+                where = f" (the old outputs are in {move_aside(stage.folder)})"
+            else:
+                where = ""
+                (stage.folder / MARKER).unlink()
+            print(f"[run] {stage.name}: its input files changed since the last run; running it again{where}",
+                  flush=True)
+    options.out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{INPUTS}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(current, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def check_options(options: RunOptions) -> None:
     """Refuse, in one line naming the flag, what cannot work, before anything runs or is written."""
     for path, flag in ((options.images, "--images"), (options.saliency, "--saliency"), (options.predict, "--predict")):
@@ -186,6 +238,7 @@ def run_own_data(images: str | Path, labels: str | Path, out: str | Path, *, sal
     stages = run_stages(options)
     claim_folder(options.out, COMMAND, "--out", {options.images: "the image folder", options.saliency:
                                                  "the saliency folder", options.predict: "the --predict folder"})
+    forget_changed_inputs(options, stages)
     records = (runner or Runner(tag="run")).run(stages)
     note = val_note(dataset_root(RunLayout(options.out)), SMALL_VAL)
     if note:

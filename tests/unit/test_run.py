@@ -121,3 +121,37 @@ def test_warmup_note_when_a_fit_ends_within_its_warmup() -> None:
     assert warmup_note(config("ird", 29, 30)) is None
     assert warmup_note(config("ird", 150, -1)) is None  # no step budget
     assert warmup_note(config("none", 0, 5)) is None
+
+
+def test_changed_input_files_rerun_their_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture) -> None:
+    """Photos added or labels edited (the same command): the dataset runs again in place and everything after it;
+    new photos in --predict: only the predictions, their old folder kept. The stages are faked."""
+    from epspp import chain, run, run_report
+
+    options = _options(tmp_path)
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"1")
+    (tmp_path / "new" / "b.jpg").write_bytes(b"2")
+    ran: list[str] = []
+    monkeypatch.setattr(chain, "run_command", lambda argv, *rest: ran.append(argv[3]) or 0)
+    monkeypatch.setattr(run_report, "write_run_report", lambda *args: {"report": None, "picture": None})
+
+    def again() -> list[str]:
+        ran.clear()
+        run.run_own_data(options.images, options.labels, options.out, saliency=options.saliency,
+                         predict=tmp_path / "new")
+        return list(ran)
+
+    assert again() == ["prepare", "fit", "predict", "fit", "predict", "predict"]
+    recorded = (options.out / "inputs.json").read_text()
+    assert again() == []  # nothing changed: nothing runs, inputs.json is not rewritten
+    assert (options.out / "inputs.json").read_text() == recorded
+    (tmp_path / "new" / "c.jpg").write_bytes(b"3")
+    capsys.readouterr()
+    assert again() == ["predict"]
+    assert "[run] predictions: its input files changed since the last run; running it again (the old outputs are in "\
+           f"{options.out / 'predictions.previous'})" in capsys.readouterr().out
+    (tmp_path / "labels.csv").write_text("id,classes\na,cat dog\n")
+    assert again() == ["prepare", "fit", "predict", "fit", "predict", "predict"]
+    assert not (options.out / "dataset.previous").exists()  # in place: prepare folder keeps the earlier splits
+    assert (options.out / "localization.previous").is_dir()
