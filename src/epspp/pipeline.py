@@ -79,9 +79,12 @@ def demo_stages(root: Path, out: Path, configs: Path, overrides: list[str], regi
                                                     "labeled_10pct"], ()),
     }
     for variant, (config, extra, reads) in variants.items():
-        stages[f"segmentation/{variant}"] = fit_stage(
-            f"segmentation {variant}", out / "segmentation" / variant, [configs / config], root, extra=extra,
-            init=init, overrides=overrides, inputs=(*before, *reads))
+        folder = out / "segmentation" / variant
+        # (the order of an older epspp's stage.json: its finished stages stay finished)
+        stages[f"segmentation/{variant}"] = Stage(
+            f"segmentation {variant}", folder, ("fit", "--config", str(configs / config), *extra, "--data.root",
+                                                str(root), "--trainer.default_root_dir", str(folder), *init),
+            tuple(overrides), inputs=(*before, *reads), resume=True)
     return stages
 
 

@@ -169,3 +169,23 @@ def test_demo_out_that_is_a_file_and_configs_found_from_anywhere(tmp_path: Path,
     assert "--out" in capsys.readouterr().err and (tmp_path / "report.txt").read_text() == "not a folder"
     monkeypatch.chdir(tmp_path)  # not the repository root
     assert pipeline.demo_configs(None).resolve() == (CONFIGS / "demo").resolve()
+
+
+def test_a_run_folder_of_an_older_epspp_stays_finished(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path,
+                                                       tmp_path: Path) -> None:
+    calls = fake_stage_runs(monkeypatch)
+    out, corpus = tmp_path / "runs", tmp_path / "pretrain"
+    corpus.mkdir()
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
+    for marker in out.rglob("stage.json"):  # the older markers: the command and the time only
+        record = json.loads(marker.read_text())
+        marker.write_text(json.dumps({"stage": record["stage"], "command": record["command"], "wall_time_s": 1.0}))
+    ssss = out / "segmentation" / "ssss"
+    # as the older epspp wrote it: the pseudo-masks before the root, no --ckpt_path
+    (ssss / "stage.json").write_text(json.dumps({"stage": "segmentation ssss", "command": [
+        "epspp", "fit", "--config", str(CONFIGS / "demo" / "segmentation_ssss.yaml"), "--data.pseudo_mask_dir",
+        str(out / "eps++" / "pseudo_masks"), "--data.root", str(synthetic_root), "--trainer.default_root_dir",
+        str(ssss), "--model.init_args.pretrained_path", str(out / "pretrain" / "backbone.pth")]}))
+    calls.clear()
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
+    assert calls == []
