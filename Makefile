@@ -15,12 +15,11 @@ RUN_DIR ?= runs/$(firstword $(subst -, ,$@))/$(METHOD)
 GPUS ?= 1
 NODES ?= 1
 STRATEGY ?= $(if $(and $(filter 1,$(GPUS)),$(filter 1,$(NODES))),auto,ddp)
-TRAINER = --trainer.devices $(GPUS) --trainer.num_nodes $(NODES) --trainer.strategy $(STRATEGY)
-PROCESSES = --devices $(GPUS) --num-nodes $(NODES)
 FIT_ARGS ?=
 PREDICT_ARGS ?=
 TEST_ARGS ?=
 TEST_WORKERS ?= 2
+PRINT ?=
 REGIME ?= pretrained
 STUDY_ARGS ?=
 
@@ -33,6 +32,7 @@ help: ## list targets and variables
 	@echo "           overrides of the fits, the pseudo-mask prediction and the final test-split prediction),"
 	@echo "           METHOD (stage 1: cam, eps or eps++, default eps++; default RUN_DIR runs/voc/METHOD: give"
 	@echo "           each METHOD its own RUN_DIR, a fit resumes the last.ckpt it finds there),"
+	@echo "           PRINT=1 (voc-wsss etc.: print the stages' commands instead of running them),"
 	@echo "           TEST_WORKERS (pytest processes of make test, default 2), REGIME (make demo: pretrained, the"
 	@echo "           papers' regime with stage 0, or scratch; the scratch demo writes runs/demo_scratch)"
 
@@ -64,39 +64,33 @@ study: $(STAMP) ## both studies, their default grids, on synthetic data (CPU, <=
 bench: $(STAMP) ## run benchmarks/ and write BENCHMARKS.md
 	$(BIN)/python benchmarks/run_all.py --out BENCHMARKS.md
 
-# stage chains: $(1) dataset config folder, $(2) segmentation config, $(3) localization config.
-# Rerunning a chain resumes: fits continue from last.ckpt (--ckpt_path last), predict skips written masks.
-# The last step predicts the test split with configs/$(1)/segmentation_test.yaml (dense CRF; VOC: the evaluation
-# server's layout under RUN_DIR/segmentation_*/test/results, COCO: val with its mIoU).
+# stage chains (`epspp chain`, epspp/chain.py: the stages, their commands and run folders in one place):
+# $(1) dataset (configs/$(1)/), $(2) segmentation (wsss or ssss). Stage 1 (configs/$(1)/localization_$(METHOD).yaml)
+# -> pseudo-masks -> stage 3 (segmentation_$(2).yaml) -> the test split with configs/$(1)/segmentation_test.yaml (dense
+# CRF; VOC: the evaluation server's layout under RUN_DIR/segmentation_*/test/results, COCO: val with its mIoU).
+# Rerunning a chain resumes: a finished stage (its stage.json) is skipped, an interrupted fit continues from its
+# last.ckpt, an interrupted prediction skips the masks it wrote; a stage whose command changed (other FIT_ARGS, ...)
+# or whose input stage ran again runs again, its old folder kept as <folder>.previous.
 # The fits split the configs' total batch over GPUS x NODES processes (`epspp batch-args`, the rule of
-# docs/multi_gpu.md, also used by scripts/slurm/); FIT_ARGS come last and override.
+# docs/multi_gpu.md, also used by scripts/slurm/); FIT_ARGS come last and override. PRINT=1 prints the commands.
+quote = '$(subst ','\'',$(1))'
 define chain
 	@$(if $(and $(filter 1,$(words $(METHOD))),$(filter $(METHOD),$(METHODS))),true,\
 	  echo "make: METHOD=$(METHOD) is not one of: $(METHODS)" >&2; exit 2)
-	recipe=$$($(EPSPP) batch-args --config configs/$(1)/$(3) $(PROCESSES)) && \
-	$(EPSPP) fit --config configs/$(1)/$(3) --data.root $(DATA_ROOT) \
-	  --trainer.default_root_dir $(RUN_DIR)/localization --ckpt_path last $(TRAINER) $$recipe $(FIT_ARGS)
-	$(EPSPP) predict --config configs/$(1)/pseudo_masks.yaml --data.root $(DATA_ROOT) \
-	  --ckpt_path $(RUN_DIR)/localization/checkpoints/last.ckpt \
-	  --pseudo_masks.output_dir $(RUN_DIR)/pseudo_masks $(TRAINER) $(PREDICT_ARGS)
-	recipe=$$($(EPSPP) batch-args --config configs/$(1)/$(2) $(PROCESSES)) && \
-	$(EPSPP) fit --config configs/$(1)/$(2) --data.root $(DATA_ROOT) \
-	  --data.pseudo_mask_dir $(RUN_DIR)/pseudo_masks \
-	  --trainer.default_root_dir $(RUN_DIR)/$(basename $(2)) --ckpt_path last $(TRAINER) $$recipe $(FIT_ARGS)
-	$(EPSPP) predict --config configs/$(1)/$(2) --config configs/$(1)/segmentation_test.yaml --data.root $(DATA_ROOT) \
-	  --ckpt_path $(RUN_DIR)/$(basename $(2))/checkpoints/last.ckpt \
-	  --trainer.default_root_dir $(RUN_DIR)/$(basename $(2))/test \
-	  --pseudo_masks.output_dir $(RUN_DIR)/$(basename $(2))/test $(TRAINER) $(TEST_ARGS)
+	$(EPSPP) chain --dataset $(1) --segmentation $(2) --method $(METHOD) --root $(DATA_ROOT) --out $(RUN_DIR) \
+	  --devices $(GPUS) --num-nodes $(NODES) --strategy $(STRATEGY) --epspp $(EPSPP) \
+	  --fit-args=$(call quote,$(FIT_ARGS)) --predict-args=$(call quote,$(PREDICT_ARGS)) \
+	  --test-args=$(call quote,$(TEST_ARGS))$(if $(PRINT), --print)
 endef
 
 voc-wsss: $(STAMP) ## VOC 2012: METHOD localization (default EPS++) -> pseudo-masks -> DeepLab-v2 (WSSS)
-	$(call chain,voc,segmentation_wsss.yaml,localization_$(METHOD).yaml)
+	$(call chain,voc,wsss)
 
 voc-ssss: $(STAMP) ## VOC 2012: as voc-wsss (shared stages 1-2), DeepLab-v2 on 1,464 labelled + pseudo-masks
-	$(call chain,voc,segmentation_ssss.yaml,localization_$(METHOD).yaml)
+	$(call chain,voc,ssss)
 
 coco-wsss: $(STAMP) ## COCO 2014: METHOD localization (default EPS++) -> pseudo-masks -> DeepLab-v2 (WSSS)
-	$(call chain,coco,segmentation_wsss.yaml,localization_$(METHOD).yaml)
+	$(call chain,coco,wsss)
 
 clean: ## remove caches (keeps .venv, data and runs)
 	rm -rf .pytest_cache .ruff_cache build src/*.egg-info

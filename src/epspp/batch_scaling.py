@@ -107,15 +107,22 @@ def batch_args_main(argv: list[str]) -> int:
     parser.add_argument("--num-nodes", type=int, default=1, help="nodes")
     args = parser.parse_args(argv)
     try:
-        batch_size, lr, labeled, accumulate = read_recipe(args.config)
-        scaled = scale_recipe(batch_size, lr, args.devices * args.num_nodes, labeled, accumulate)
+        scaled, message = config_recipe(args.config, args.devices * args.num_nodes)
     except ConfigError as error:
         print(f"epspp batch-args: error: {error}", file=sys.stderr)
         return 2
+    print(message, file=sys.stderr)
+    print(" ".join(scaled.args()))
+    return 0
+
+
+def config_recipe(config: Path, processes: int) -> tuple[ScaledRecipe, str]:
+    """The recipe of ``config`` split over ``processes``, and the line that says what was chosen (``[epspp]
+    localization_eps++.yaml on 4 process(es): batch 2/GPU, total 8 (recipe 8), lr 0.01 (recipe 0.01)``)."""
+    batch_size, lr, labeled, accumulate = read_recipe(config)
+    scaled = scale_recipe(batch_size, lr, processes, labeled, accumulate)
     share = "" if scaled.labeled_per_batch is None else f" ({scaled.labeled_per_batch} labelled)"
     steps = f" x {scaled.accumulate} accumulated" if scaled.recipe_accumulates else ""
     recipe = f"{batch_size} x {accumulate}" if accumulate > 1 else f"{batch_size}"
-    print(f"[epspp] {args.config.name} on {scaled.processes} process(es): batch {scaled.batch_size}/GPU{share}{steps}, "
-          f"total {scaled.total_batch} (recipe {recipe}), lr {scaled.lr:.6g} (recipe {lr:.6g})", file=sys.stderr)
-    print(" ".join(scaled.args()))
-    return 0
+    return scaled, (f"[epspp] {config.name} on {scaled.processes} process(es): batch {scaled.batch_size}/GPU{share}"
+                    f"{steps}, total {scaled.total_batch} (recipe {recipe}), lr {scaled.lr:.6g} (recipe {lr:.6g})")

@@ -25,6 +25,7 @@ TOOLS = {
     "render": ("epspp.render", "render_main"),
     "demo": ("epspp.pipeline", "demo_main"),
     "batch-args": ("epspp.batch_scaling", "batch_args_main"),
+    "chain": ("epspp.chain_cli", "chain_main"),
     "convert-weights": ("epspp.convert", "convert_main"),
     "study": ("epspp.study", "study_main"),
     "saliency": ("epspp.saliency", "saliency_main"),
@@ -46,6 +47,7 @@ tools:
   evaluate     mIoU of a folder of PNG masks against a dataset's ground truth
   render       a grid PNG of image | saliency | mask overlay: epspp render --pred-dir OUT --root ROOT|--images DIR
   demo         the whole pipeline on the synthetic dataset (what `make demo` runs)
+  chain        the papers' chain on VOC/COCO, resumable (what make voc-wsss runs): epspp chain --dataset voc ...
   batch-args   per-GPU batch size and learning rate of a config's recipe on N GPUs
   convert-weights  ResNet-38d's MXNet ImageNet .params -> a PyTorch .pth (no mxnet needed)
   study        controlled studies on synthetic data: epspp study saliency-errors|labeled-fraction

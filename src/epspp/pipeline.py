@@ -1,21 +1,19 @@
 """The demo pipeline (``epspp demo``): every stage on the synthetic dataset, resumable, with a report.
 
-Each stage runs as the user would run it (``epspp fit|predict`` in a subprocess) and writes a
-``stage.json`` marker when it finishes; a rerun skips finished stages.  The measurements end up in
-``OUT/report.json`` and ``OUT/report.md`` (see ``epspp.report``).
+The stages are ``epspp.chain`` stages: each runs as the user would run it (``epspp fit|predict`` in a
+subprocess) and writes a ``stage.json`` marker when it finishes; a rerun skips finished stages, and a stage
+whose command changed or whose input stage ran again runs again (its old outputs kept in
+``<folder>.previous``).  The measurements end up in ``OUT/report.json`` and ``OUT/report.md`` (see
+``epspp.report``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from epspp.chain import Runner, Stage, fit_stage, last_checkpoint, predict_stage
 from epspp.data.io import DatasetError
 from epspp.errors import EPSError
 from epspp.outputs import claim_folder, holds_stage_marker
@@ -25,36 +23,6 @@ METHODS = {"cam": "localization_cam.yaml", "eps": "localization_eps.yaml", "eps+
 REGIMES = ("pretrained", "scratch")
 DEFAULT_OUT = {"pretrained": "runs/demo", "scratch": "runs/demo_scratch"}
 SEGMENTATION = ("wsss", "ssss", "labeled_only")
-
-
-def run_stage(name: str, folder: Path, command: list[str], rerun: bool = False) -> dict:
-    """Run ``epspp <command>`` unless ``folder/stage.json`` says it finished with this very command.
-
-    A stage whose command changed (another root, other overrides), or whose input stage ran again
-    (``rerun``), runs again from scratch: its old outputs are moved to ``<folder>.previous``.  The
-    returned marker holds ``ran`` (whether the stage ran now).
-    """
-    marker = folder / "stage.json"
-    record = {"stage": name, "command": ["epspp", *command]}
-    if marker.is_file():
-        earlier = json.loads(marker.read_text())
-        if earlier.get("command") == record["command"] and not rerun:
-            print(f"[demo] {name}: done before, skipping ({marker})", flush=True)
-            return earlier | {"ran": False}
-        previous = folder.with_name(f"{folder.name}.previous")
-        shutil.rmtree(previous, ignore_errors=True)
-        os.rename(folder, previous)
-        why = "its input stage ran again" if rerun else "its command changed"
-        print(f"[demo] {name}: {why}; running it again (the old outputs are in {previous})", flush=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"[demo] {name}: epspp {' '.join(command)}", flush=True)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "epspp", *command], check=True)
-    record["wall_time_s"] = round(time.perf_counter() - start, 1)
-    tmp = marker.with_name(".stage.json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, marker)
-    return record | {"ran": True}
 
 
 def demo_configs(configs: str | None) -> Path:
@@ -67,22 +35,57 @@ def demo_configs(configs: str | None) -> Path:
     raise DatasetError("cannot find the demo's configs (configs/demo of the epspp repository): pass --configs DIR")
 
 
-def pretrain(pretrain_root: Path, out: Path, configs: Path, overrides: list[str]) -> tuple[dict, Path]:
-    """Stage 0: the pretraining corpus (generated if absent) and the classification fit; its marker and
-    the ``backbone.pth`` it wrote."""
-    if not pretrain_root.exists():
-        run_stage("pretraining corpus", out / "pretrain_corpus", ["prepare", "pretrain-corpus", "--root",
-                                                                   str(pretrain_root)])
-    folder = out / "pretrain"
-    record = run_stage("pretraining", folder, [*pretrain_command(configs, pretrain_root, folder), *overrides])
-    return record, folder / "backbone.pth"
+def pretrain_stage(configs: Path, corpus: Path, folder: Path, *, init: list[str] | tuple[str, ...] = (),
+                   overrides: list[str] | tuple[str, ...] = (), name: str = "pretraining") -> Stage:
+    """Stage 0: ``epspp fit`` of ``configs/pretrain.yaml`` on ``corpus``, writing ``folder/backbone.pth`` (the
+    demo's and the studies')."""
+    return fit_stage(name, folder, [configs / "pretrain.yaml"], corpus, init=init, overrides=overrides)
 
 
-def pretrain_command(configs: Path, corpus: Path, folder: Path) -> list[str]:
-    """``epspp fit`` of stage 0 (``configs/pretrain.yaml``) on ``corpus``, writing into ``folder``: the demo's and
-    the studies'."""
-    return ["fit", "--config", str(configs / "pretrain.yaml"), "--data.root", str(corpus),
-            "--trainer.default_root_dir", str(folder)]
+def demo_stages(root: Path, out: Path, configs: Path, overrides: list[str], regime: str,
+                pretrain_root: Path) -> dict[str, Stage]:
+    """The demo's stages in order, by their key in the report (``pretrain``, ``localization/<method>``,
+    ``pseudo_masks/<method>``, ``val_masks/<method>``, ``segmentation/<variant>``; ``dataset`` and
+    ``pretrain_corpus`` when those are absent and generated first)."""
+    stages: dict[str, Stage] = {}
+    if not root.exists():
+        stages["dataset"] = Stage("dataset", out / "dataset", ("prepare", "synthetic", "--root", str(root)))
+    init: list[str] = []
+    before: tuple[Path, ...] = ()  # what every fit starts from
+    if regime == "pretrained":
+        if not pretrain_root.exists():
+            stages["pretrain_corpus"] = Stage("pretraining corpus", out / "pretrain_corpus",
+                                              ("prepare", "pretrain-corpus", "--root", str(pretrain_root)))
+        stages["pretrain"] = pretrain_stage(configs, pretrain_root, out / "pretrain", overrides=overrides)
+        init = ["--model.init_args.pretrained_path", str(out / "pretrain" / "backbone.pth")]
+        before = (out / "pretrain",)
+    else:
+        configs = configs / "scratch"
+    for method, config in METHODS.items():
+        folder = out / method / "localization"
+        stages[f"localization/{method}"] = fit_stage(f"localization {method}", folder, [configs / config], root,
+                                                     init=init, overrides=overrides, inputs=before)
+        # the train split's pseudo-masks (what stage 3 learns from) and the val split's, on which the report
+        # chooses each method's background threshold (never on the train split it reports)
+        for split, name in (("train", "pseudo_masks"), ("val", "val_masks")):
+            stages[f"{name}/{method}"] = predict_stage(
+                f"pseudo-masks {split} {method}", out / method / name, [configs / "pseudo_masks.yaml"], root,
+                last_checkpoint(folder), extra=["--data.predict_split", split], inputs=[folder])
+    pseudo = out / "eps++" / "pseudo_masks"
+    variants = {
+        "wsss": ("segmentation_wsss.yaml", ["--data.pseudo_mask_dir", str(pseudo)], (pseudo,)),
+        "ssss": ("segmentation_ssss.yaml", ["--data.pseudo_mask_dir", str(pseudo)], (pseudo,)),
+        "labeled_only": ("segmentation_wsss.yaml", ["--data.pseudo_mask_dir", "null", "--data.train_split",
+                                                    "labeled_10pct"], ()),
+    }
+    for variant, (config, extra, reads) in variants.items():
+        folder = out / "segmentation" / variant
+        # (the order of an older epspp's stage.json: its finished stages stay finished)
+        stages[f"segmentation/{variant}"] = Stage(
+            f"segmentation {variant}", folder, ("fit", "--config", str(configs / config), *extra, "--data.root",
+                                                str(root), "--trainer.default_root_dir", str(folder), *init),
+            tuple(overrides), inputs=(*before, *reads), resume=True)
+    return stages
 
 
 def run_demo(root: Path, out: Path, configs: Path, overrides: list[str], regime: str = "pretrained",
@@ -101,52 +104,11 @@ def run_demo(root: Path, out: Path, configs: Path, overrides: list[str], regime:
             raise DatasetError(f"{what} {path} is a file: give a folder")
     claim_folder(out, "epspp demo", "--out", {root: "the dataset root", pretrain_root: "the pretraining corpus"},
                  legacy=holds_stage_marker)
-    if not root.exists():
-        run_stage("dataset", out / "dataset", ["prepare", "synthetic", "--root", str(root)])
-    data = ["--data.root", str(root)]
-    stages: dict[str, dict] = {}
-    init: list[str] = []
-    pretrained_again = False
-    if regime == "pretrained":
-        stages["pretrain"], backbone = pretrain(pretrain_root, out, configs, overrides)
-        init, pretrained_again = ["--model.init_args.pretrained_path", str(backbone)], stages["pretrain"]["ran"]
-    else:
-        configs = configs / "scratch"
-    for method, config in METHODS.items():
-        folder = out / method / "localization"
-        stages[f"localization/{method}"] = run_stage(
-            f"localization {method}", folder,
-            ["fit", "--config", str(configs / config), *data, "--trainer.default_root_dir", str(folder), *init,
-             *overrides],
-            rerun=pretrained_again,
-        )
-        # the train split's pseudo-masks (what stage 3 learns from) and the val split's, on which the report
-        # chooses each method's background threshold (never on the train split it reports)
-        for split, name in (("train", "pseudo_masks"), ("val", "val_masks")):
-            masks = out / method / name
-            key = f"pseudo_masks/{method}" if split == "train" else f"val_masks/{method}"
-            stages[key] = run_stage(
-                f"pseudo-masks {split} {method}", masks,
-                ["predict", "--config", str(configs / "pseudo_masks.yaml"), *data, "--data.predict_split", split,
-                 "--ckpt_path", str(folder / "checkpoints" / "last.ckpt"), "--pseudo_masks.output_dir", str(masks)],
-                rerun=stages[f"localization/{method}"]["ran"],
-            )
-    pseudo = str(out / "eps++" / "pseudo_masks")
-    variants = {
-        "wsss": ["--config", str(configs / "segmentation_wsss.yaml"), "--data.pseudo_mask_dir", pseudo],
-        "ssss": ["--config", str(configs / "segmentation_ssss.yaml"), "--data.pseudo_mask_dir", pseudo],
-        "labeled_only": ["--config", str(configs / "segmentation_wsss.yaml"), "--data.pseudo_mask_dir", "null",
-                         "--data.train_split", "labeled_10pct"],
-    }
-    upstream = stages["pseudo_masks/eps++"]["ran"]
-    for variant, args in variants.items():
-        folder = out / "segmentation" / variant
-        stages[f"segmentation/{variant}"] = run_stage(
-            f"segmentation {variant}", folder,
-            ["fit", *args, *data, "--trainer.default_root_dir", str(folder), *init, *overrides],
-            rerun=pretrained_again or (upstream and variant != "labeled_only"),
-        )
-    return write_report(root, out, stages, regime)
+    stages = demo_stages(root, out, configs, overrides, regime, pretrain_root)
+    records = Runner(tag="demo").run(list(stages.values()))
+    measured = {key: records[stage.name] for key, stage in stages.items()
+                if key not in ("dataset", "pretrain_corpus")}
+    return write_report(root, out, measured, regime)
 
 
 def demo_main(argv: list[str] | None = None) -> int:
@@ -172,7 +134,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     try:
         report = run_demo(Path(args.root), Path(args.out or DEFAULT_OUT[args.regime]), demo_configs(args.configs),
                           args.overrides, args.regime, Path(args.pretrain_root))
-    except (EPSError, subprocess.CalledProcessError) as error:
+    except EPSError as error:
         print(f"epspp demo: error: {error}", file=sys.stderr)
         return 2
     print(report["table"])

@@ -289,18 +289,32 @@ def test_sync_batchnorm_switch_gives_the_ddp_strategy_the_timm_aware_plugin(
 
 # ----------------------------------------------------------------------- SLURM
 @pytest.mark.parametrize("target", ["voc-wsss", "voc-ssss", "coco-wsss"])
-def test_sbatch_scripts_are_valid_bash_with_the_srun_layout(target: str) -> None:
+def test_sbatch_scripts_are_valid_bash_with_the_srun_layout(target: str, tmp_path: Path) -> None:
     script = SLURM / f"{target}.sbatch"
     text = script.read_text()
     subprocess.run(["bash", "-n", str(script)], check=True)
-    for needle in ("#SBATCH --nodes", "#SBATCH --ntasks-per-node", "#SBATCH --gpus-per-node", "srun",
-                   "--trainer.num_nodes", "--trainer.devices", "--ckpt_path", '"$EPSPP" fit', '"$EPSPP" predict'):
+    for needle in ("#SBATCH --nodes", "#SBATCH --ntasks-per-node", "#SBATCH --gpus-per-node", '"$EPSPP" chain',
+                   "--launcher srun"):
         assert needle in text, needle
     dataset, segmentation = target.split("-")
-    for config in ("localization_${METHOD}.yaml", "pseudo_masks.yaml", f"segmentation_{segmentation}.yaml"):
-        for method in ("cam", "eps", "eps++"):  # METHOD picks stage 1's config
-            assert f"configs/{dataset}/" in text and (CONFIGS / dataset / config.replace("${METHOD}", method)).is_file()
-        assert config in text, config
+    for method in ("cam", "eps", "eps++"):  # METHOD picks stage 1's config; PRINT=1 prints the stages' commands
+        result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=True, env=dict(
+            os.environ, METHOD=method, PRINT="1", SLURM_SUBMIT_DIR=str(REPO), SLURM_NNODES="2",
+            SLURM_NTASKS_PER_NODE="4(x2)", PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+            RUN_DIR=str(tmp_path / "run"),
+            DATA_ROOT=str(tmp_path / "data"), FIT_ARGS="--trainer.max_steps 7"))
+        lines = [line for line in result.stdout.splitlines() if line.startswith("srun ")]
+        configs = [f"localization_{method}.yaml", "pseudo_masks.yaml", f"segmentation_{segmentation}.yaml"]
+        assert len(lines) == 3 and not (tmp_path / "run").exists()  # (printed, nothing ran)
+        for line, config in zip(lines, configs, strict=True):
+            assert f"--config configs/{dataset}/{config} " in line and (CONFIGS / dataset / config).is_file()
+            assert "--trainer.devices 4 --trainer.num_nodes 2 --trainer.strategy ddp" in line
+        fit_localization, predict, fit_segmentation = lines
+        for fit, folder in ((fit_localization, "localization"), (fit_segmentation, f"segmentation_{segmentation}")):
+            assert f"--trainer.default_root_dir {tmp_path}/run/{folder} --ckpt_path last" in fit
+            assert "--trainer.sync_batchnorm true" in fit and fit.endswith(" --trainer.max_steps 7")
+        assert "--trainer.sync_batchnorm" not in predict and "--trainer.max_steps" not in predict
+        assert "on 8 process(es)" in result.stderr
     result = subprocess.run(["bash", str(script)], env=dict(os.environ, METHOD="eps+"), capture_output=True, text=True)
     assert result.returncode == 2 and "METHOD=eps+ is not one of: cam eps eps++" in result.stderr
 
@@ -347,18 +361,19 @@ def test_voc_sbatch_chain_under_a_two_task_srun(root: Path, tmp_path: Path) -> N
         DATA_ROOT=str(voc), RUN_DIR=str(run_dir), FIT_ARGS=TINY_ARGS, SYNC_BN="false",  # (CPU: no SyncBN)
         PREDICT_ARGS="--data.num_workers 0 --trainer.accelerator cpu --model.init_args.scales '[1.0]'",
     )
-    written = {}
+    stamps = {}
     for target in ("voc-wsss", "voc-ssss"):
         Proc(target, [], cwd=tmp_path, log_dir=tmp_path / "logs", env=env,
              command=["bash", str(SLURM / f"{target}.sbatch")]).start().wait(timeout=600)
         manifest = json.loads((run_dir / "pseudo_masks" / "manifest.json").read_text())
-        assert manifest["count"] == 20
-        written[target] = manifest["written_this_run"]
+        assert manifest["count"] == 20 and manifest["written_this_run"] == 20
+        stamps[target] = (run_dir / "pseudo_masks" / "manifest.json").stat().st_mtime_ns
         assert (run_dir / f"segmentation_{target[4:]}" / "checkpoints" / "last.ckpt").is_file()
-    assert written == {"voc-wsss": 20, "voc-ssss": 0}  # the second chain resumed stages 1-2
+    assert stamps["voc-wsss"] == stamps["voc-ssss"]  # the second chain skipped the finished stages 1-2
     last = torch.load(run_dir / "localization" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 2
     logs = (tmp_path / "logs" / "voc-ssss.out").read_text() + (tmp_path / "logs" / "voc-ssss.err").read_text()
+    assert "[chain] localization: done before, skipping" in logs and "[chain] pseudo-masks: done before" in logs
     assert "localization_eps++.yaml on 2 process(es): batch 4/GPU, total 8 (recipe 8), lr 0.01" in logs
     assert ("segmentation_ssss.yaml on 2 process(es): batch 5/GPU (2 labelled) x 1 accumulated, total 10 (recipe "
             "5 x 2), lr 0.00025") in logs

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from cli import CONFIGS, run_epspp
 from PIL import Image
 
+import epspp.chain as chain
 import epspp.pipeline as pipeline
 from epspp.data.pretrain_corpus import generate_pretrain_corpus
 
@@ -26,7 +26,7 @@ STAGES = [f"localization {m}" for m in ("cam", "eps", "eps++")]
 def fake_stage_runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """Record the `epspp` commands instead of running them, and skip the report."""
     calls: list[list[str]] = []
-    monkeypatch.setattr(pipeline.subprocess, "run", lambda command, check: calls.append(command[3:]))
+    monkeypatch.setattr(chain, "run_command", lambda argv, *rest: calls.append(argv[3:]) or 0)
     monkeypatch.setattr("epspp.report.write_report", lambda root, out, stages, regime: {"table": "", "stages": stages})
     return calls
 
@@ -90,10 +90,7 @@ def test_the_scratch_regime_runs_the_scratch_configs_from_random_weights(monkeyp
 
 def test_failed_stage_is_not_marked_finished(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path,
                                              tmp_path: Path) -> None:
-    def fail(command: list[str], check: bool) -> None:
-        raise subprocess.CalledProcessError(1, command)
-
-    monkeypatch.setattr(pipeline.subprocess, "run", fail)
+    monkeypatch.setattr(chain, "run_command", lambda *args: 1)  # every stage exits 1
     assert pipeline.demo_main(["--root", str(synthetic_root), "--out", str(tmp_path / "runs"), "--pretrain-root",
                                str(tmp_path / "corpus")]) == 2
     assert not list((tmp_path / "runs").rglob("stage.json"))
@@ -172,3 +169,23 @@ def test_demo_out_that_is_a_file_and_configs_found_from_anywhere(tmp_path: Path,
     assert "--out" in capsys.readouterr().err and (tmp_path / "report.txt").read_text() == "not a folder"
     monkeypatch.chdir(tmp_path)  # not the repository root
     assert pipeline.demo_configs(None).resolve() == (CONFIGS / "demo").resolve()
+
+
+def test_a_run_folder_of_an_older_epspp_stays_finished(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path,
+                                                       tmp_path: Path) -> None:
+    calls = fake_stage_runs(monkeypatch)
+    out, corpus = tmp_path / "runs", tmp_path / "pretrain"
+    corpus.mkdir()
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
+    for marker in out.rglob("stage.json"):  # the older markers: the command and the time only
+        record = json.loads(marker.read_text())
+        marker.write_text(json.dumps({"stage": record["stage"], "command": record["command"], "wall_time_s": 1.0}))
+    ssss = out / "segmentation" / "ssss"
+    # as the older epspp wrote it: the pseudo-masks before the root, no --ckpt_path
+    (ssss / "stage.json").write_text(json.dumps({"stage": "segmentation ssss", "command": [
+        "epspp", "fit", "--config", str(CONFIGS / "demo" / "segmentation_ssss.yaml"), "--data.pseudo_mask_dir",
+        str(out / "eps++" / "pseudo_masks"), "--data.root", str(synthetic_root), "--trainer.default_root_dir",
+        str(ssss), "--model.init_args.pretrained_path", str(out / "pretrain" / "backbone.pth")]}))
+    calls.clear()
+    pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
+    assert calls == []

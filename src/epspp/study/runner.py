@@ -1,24 +1,24 @@
-"""Running a study: every fit and predict as an ``epspp`` subprocess, resumable, ``--jobs`` at a time, and what
-each run's folder says about it (``scores.json``, ``score.json``)."""
+"""Running a study: every fit and predict as an ``epspp.chain`` stage (an ``epspp`` subprocess, resumable, its
+output in the stage folder's ``log.txt``), ``--jobs`` at a time, and what each run's folder says about it
+(``scores.json``, ``score.json``)."""
 
 from __future__ import annotations
 
 import json
 import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from epspp.chain import Runner, Stage, fit_stage, last_checkpoint, predict_stage
 from epspp.errors import EPSError
-from epspp.pipeline import pretrain_command
+from epspp.pipeline import pretrain_stage
 from epspp.study.grid import STUDY_METHODS, THRESHOLDS, Training
 
 #: steps over which the telemetry is averaged at the end of a fit (the collapse monitor's window)
@@ -27,23 +27,6 @@ TELEMETRY_STEPS = 50
 
 class StudyError(EPSError):
     """A run of the study failed, or the study cannot start; the message names the file or option."""
-
-
-def run_epspp(name: str, folder: Path, command: list[str], env: dict[str, str]) -> None:
-    """``epspp <command>`` with its output in ``folder/log.txt``, unless ``folder/stage.json`` says it is done."""
-    marker = folder / "stage.json"
-    if marker.is_file():
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    log = folder / "log.txt"
-    start = time.perf_counter()
-    with open(log, "w") as handle:
-        result = subprocess.run([sys.executable, "-m", "epspp", *command], stdout=handle, stderr=subprocess.STDOUT,
-                                env=env)
-    if result.returncode != 0:
-        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-        raise StudyError(f"{name} failed (exit {result.returncode}); its log is {log}: " + " | ".join(tail))
-    write_json(marker, {"command": ["epspp", *command], "wall_time_s": round(time.perf_counter() - start, 1)})
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -62,6 +45,12 @@ class Context:
     configs: Path  # the papers' regime; its ``scratch/`` subfolder is the from-scratch regime
     overrides: list[str]
     env: dict[str, str]
+    #: runs every stage (``epspp.chain``), its output in ``<stage folder>/log.txt``, silently (the study prints its own
+    #: progress lines); shared by the study's threads
+    runner: Runner = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.runner = Runner(tag="study", log_name="log.txt", env=self.env, quiet=True)
 
     @property
     def runs(self) -> Path:
@@ -94,10 +83,8 @@ def pretrain_folder(out: Path, seed: int) -> Path:
 def pretrain(ctx: Context, corpus: Path, seed: int) -> dict:
     """Stage 0 of one seed on the corpus ``corpus``: ``OUT/pretrain/seed<S>/backbone.pth``; its marker."""
     folder = pretrain_folder(ctx.out, seed)
-    run_epspp(f"stage 0 seed {seed}", folder,
-              [*pretrain_command(ctx.configs, corpus, folder), "--seed_everything", str(seed), "--ckpt_path", "last",
-               *ctx.overrides], ctx.env)
-    return json.loads((folder / "stage.json").read_text())
+    return ctx.runner.run_stage(pretrain_stage(ctx.configs, corpus, folder, init=["--seed_everything", str(seed)],
+                                               overrides=ctx.overrides, name=f"stage 0 seed {seed}"))
 
 
 def pretrain_all(ctx: Context, regimes: Sequence[str], seeds: Sequence[int], parallel: int) -> None:
@@ -106,7 +93,7 @@ def pretrain_all(ctx: Context, regimes: Sequence[str], seeds: Sequence[int], par
         return
     folder = ctx.out / "pretrain_corpus"
     corpus = folder / "data"
-    run_epspp("pretraining corpus", folder, ["prepare", "pretrain-corpus", "--root", str(corpus)], ctx.env)
+    ctx.runner.run_stage(Stage("pretraining corpus", folder, ("prepare", "pretrain-corpus", "--root", str(corpus))))
     run_all([(f"stage 0 seed {seed}", pretrain_folder(ctx.out, seed) / "stage.json",
               lambda seed=seed: pretrain(ctx, corpus, seed)) for seed in seeds], parallel)
 
@@ -125,20 +112,18 @@ def localization(ctx: Context, training: Training) -> dict:
         return json.loads(scores_path.read_text())
     configs = ctx.stage_configs(training.regime)
     config, method_overrides = STUDY_METHODS[training.method]
-    data = ["--data.root", str(ctx.root), "--data.saliency_dir", str(ctx.saliency / training.saliency)]
+    saliency = ["--data.saliency_dir", str(ctx.saliency / training.saliency)]
     logs = folder / "localization"
-    run_epspp(f"fit {training}", logs,
-              ["fit", "--config", str(configs / config), *data, *method_overrides, "--trainer.default_root_dir",
-               str(logs), "--seed_everything", str(training.seed), "--ckpt_path", "last",
-               *ctx.init(training.regime, training.seed), *ctx.overrides], ctx.env)
-    masks = {}
-    for split, name in (("train", "pseudo_masks"), ("val", "val_masks")):
-        masks[split] = folder / name
-        run_epspp(f"predict {split} {training}", masks[split],
-                  ["predict", "--config", str(configs / "pseudo_masks.yaml"), *data, "--data.predict_split", split,
-                   "--ckpt_path", str(logs / "checkpoints" / "last.ckpt"), "--pseudo_masks.output_dir",
-                   str(masks[split]), "--pseudo_masks.save_scores", "true", "--trainer.enable_progress_bar", "false"],
-                  ctx.env)
+    start = ctx.init(training.regime, training.seed)
+    stages = [fit_stage(f"fit {training}", logs, [configs / config], ctx.root, extra=[*saliency, *method_overrides],
+                        init=["--seed_everything", str(training.seed), *start], overrides=ctx.overrides,
+                        inputs=[Path(start[1]).parent] if start else [])]
+    masks = {split: folder / name for split, name in (("train", "pseudo_masks"), ("val", "val_masks"))}
+    stages += [predict_stage(f"predict {split} {training}", masks[split], [configs / "pseudo_masks.yaml"], ctx.root,
+                             last_checkpoint(logs), extra=[*saliency, "--data.predict_split", split],
+                             overrides=["--pseudo_masks.save_scores", "true", "--trainer.enable_progress_bar", "false"],
+                             inputs=[logs]) for split in masks]
+    ctx.runner.run(stages)
     manifest = json.loads((masks["train"] / "manifest.json").read_text())
     names = read_classes(ctx.root)
     sweeps = {split: sweep_bg_threshold(masks[split], ctx.root, split, list(THRESHOLDS), class_names=names)["metrics"]
@@ -280,15 +265,17 @@ def segmentation(ctx: Context, regime: str, setting: str, seed: int, fraction: f
                  labeled_split(ctx.root, fraction, ctx.owns_root)]
     else:
         args += ["--data.pseudo_mask_dir", str(pseudo)]
-    run_epspp(f"segmentation {name}", folder,
-              ["fit", *args, "--data.root", str(ctx.root), "--trainer.default_root_dir", str(folder),
-               "--seed_everything", str(seed), "--ckpt_path", "last", *ctx.init(regime, seed), *ctx.overrides],
-              ctx.env)
+    start = ctx.init(regime, seed)
+    fit = Stage(f"segmentation {name}", folder,
+                ("fit", *args, "--data.root", str(ctx.root), "--trainer.default_root_dir", str(folder),
+                 "--seed_everything", str(seed), *start), tuple(ctx.overrides),
+                inputs=(*([Path(start[1]).parent] if start else []), *([pseudo] if pseudo else [])), resume=True)
     # the number of the last checkpoint, whatever the fit's validation schedule
-    run_epspp(f"validate {name}", folder / "validate",
-              ["validate", *args, "--data.root", str(ctx.root), "--trainer.default_root_dir", str(folder / "validate"),
-               "--ckpt_path", str(folder / "checkpoints" / "last.ckpt"), "--trainer.enable_progress_bar", "false"],
-              ctx.env)
+    validate = Stage(f"validate {name}", folder / "validate",
+                     ("validate", *args, "--data.root", str(ctx.root), "--trainer.default_root_dir",
+                      str(folder / "validate"), "--ckpt_path", str(last_checkpoint(folder)),
+                      "--trainer.enable_progress_bar", "false"), inputs=(folder,))
+    ctx.runner.run([fit, validate])
     miou = last_logged(folder / "validate", "val/mIoU")
     if miou is None:
         raise StudyError(f"{folder / 'validate'} logged no val/mIoU: does the config have a val split?")

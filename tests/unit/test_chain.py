@@ -1,0 +1,259 @@
+"""The stage chain (epspp.chain): skip, rerun, reruns of dependents, old outputs kept, print mode, resume and the
+whole run's ETA, with a stand-in ``epspp`` (a small Python script) that records its arguments."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from epspp.chain import (
+    Processes,
+    RunLayout,
+    Runner,
+    Stage,
+    StageError,
+    fit_stage,
+    format_duration,
+    last_checkpoint,
+    predict_stage,
+    resume_checkpoint,
+    whole_run_eta,
+)
+
+FAKE_EPSPP = """
+import json, os, sys, time
+from pathlib import Path
+args = sys.argv[1:]
+with open(os.environ["FAKE_CALLS"], "a") as handle:
+    handle.write(json.dumps(args) + "\\n")
+print("fake epspp", " ".join(args))
+if "--fail" in args:
+    print("the last words")
+    sys.exit(3)
+for flag in ("--trainer.default_root_dir", "--pseudo_masks.output_dir", "--out"):
+    if flag in args:
+        folder = Path(args[args.index(flag) + 1])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "output.txt").write_text(" ".join(args))
+        if "--progress" in args:
+            (folder / "progress.json").write_text(json.dumps({
+                "stage": "fit", "step": 30, "max_steps": 100, "elapsed_s": 15.0, "steps_per_s": 2.0, "eta_s": 35.0,
+                "done": False}))
+            time.sleep(1.0)
+"""
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The stand-in ``epspp``; its calls are read with ``calls(tmp_path)``."""
+    script = tmp_path / "fake_epspp.py"
+    script.write_text(FAKE_EPSPP)
+    monkeypatch.setenv("FAKE_CALLS", str(tmp_path / "calls.jsonl"))
+    return script
+
+
+def calls(tmp_path: Path) -> list[list[str]]:
+    path = tmp_path / "calls.jsonl"
+    found = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    path.unlink(missing_ok=True)
+    return found
+
+
+def runner(fake: Path, **options: object) -> tuple[Runner, io.StringIO]:
+    out = io.StringIO()
+    return Runner(tag="test", executable=(sys.executable, str(fake)), out=out, poll_s=0.05, **options), out
+
+
+def two_stages(tmp_path: Path, first: tuple[str, ...] = (), second: tuple[str, ...] = ()) -> list[Stage]:
+    """A prepare stage, then a fit that reads its folder."""
+    a, b = tmp_path / "run" / "a", tmp_path / "run" / "b"
+    return [Stage("first", a, ("prepare", "x", "--out", str(a)), first),
+            Stage("second", b, ("fit", "--trainer.default_root_dir", str(b)), second, inputs=(a,))]
+
+
+def test_the_layout_names_every_folder() -> None:
+    run = RunLayout(Path("runs/x"))
+    assert [run.dataset, run.saliency, run.localization, run.pseudo_masks, run.val_masks, run.segmentation("ssss"),
+            run.test("wsss"), run.predictions, run.report] == [
+        Path("runs/x/dataset"), Path("runs/x/saliency"), Path("runs/x/localization"), Path("runs/x/pseudo_masks"),
+        Path("runs/x/val_masks"), Path("runs/x/segmentation_ssss"), Path("runs/x/segmentation_wsss/test"),
+        Path("runs/x/predictions"), Path("runs/x/report")]
+    assert last_checkpoint(run.localization) == Path("runs/x/localization/checkpoints/last.ckpt")
+
+
+def test_finished_stages_are_skipped_and_their_markers_say_what_ran(fake: Path, tmp_path: Path) -> None:
+    stages = two_stages(tmp_path)
+    run, out = runner(fake)
+    records = run.run(stages)
+    assert [c[:2] for c in calls(tmp_path)] == [["prepare", "x"], ["fit", "--trainer.default_root_dir"]]
+    assert records["first"]["ran"] and records["second"]["ran"]
+    marker = json.loads((tmp_path / "run" / "b" / "stage.json").read_text())
+    assert marker["command"] == ["epspp", "fit", "--trainer.default_root_dir", str(tmp_path / "run" / "b")]
+    assert marker["inputs"] == {str(tmp_path / "run" / "a"): records["first"]["id"]}
+    assert "[test] 2 stages, 2 to run" in out.getvalue()
+    assert f"[test] second: finished in 0 s; its files are in {tmp_path / 'run' / 'b'}" in out.getvalue()
+    again, out = runner(fake)
+    records = again.run(stages)
+    assert calls(tmp_path) == [] and not records["first"]["ran"] and not records["second"]["ran"]
+    assert out.getvalue().count("done before, skipping") == 2
+    assert "[test] 2 stages, 0 to run, 2 done before" in out.getvalue()
+
+
+def test_a_changed_command_reruns_the_stage_and_keeps_its_old_outputs(fake: Path, tmp_path: Path) -> None:
+    runner(fake)[0].run(two_stages(tmp_path))
+    calls(tmp_path)
+    b = tmp_path / "run" / "b"
+    (b / "mine.txt").write_text("from the first run")
+    run, out = runner(fake)
+    run.run(two_stages(tmp_path, second=("--trainer.max_steps", "7")))
+    assert [c[0] for c in calls(tmp_path)] == ["fit"]  # the first stage is unchanged
+    assert (tmp_path / "run" / "b.previous" / "mine.txt").read_text() == "from the first run"
+    assert f"second: its command changed; running it again (the old outputs are in {b}.previous)" in out.getvalue()
+    runner(fake)[0].run(two_stages(tmp_path, second=("--trainer.max_steps", "8")))
+    assert (tmp_path / "run" / "b.previous-2" / "stage.json").is_file()  # the older copy is not replaced
+    assert (tmp_path / "run" / "b.previous" / "mine.txt").is_file()
+
+
+def test_a_stage_whose_input_ran_again_runs_again(fake: Path, tmp_path: Path) -> None:
+    runner(fake)[0].run(two_stages(tmp_path))
+    calls(tmp_path)
+    run, out = runner(fake)
+    run.run(two_stages(tmp_path, first=("--size", "2")))
+    assert [c[0] for c in calls(tmp_path)] == ["prepare", "fit"]
+    assert "second: its input stage ran again" in out.getvalue()
+    # a new process: the input's marker id tells that it ran again, also when the dependent was not run then
+    (tmp_path / "run" / "a" / "stage.json").unlink()
+    runner(fake)[0].run_stage(two_stages(tmp_path, first=("--size", "2"))[0])
+    calls(tmp_path)
+    assert runner(fake)[0].plan(two_stages(tmp_path, first=("--size", "2"))) == [False, True]
+
+
+def test_a_marker_of_an_older_epspp_reruns_only_after_its_input_ran_here(fake: Path, tmp_path: Path) -> None:
+    stages = two_stages(tmp_path)
+    runner(fake)[0].run(stages)
+    calls(tmp_path)
+    marker = tmp_path / "run" / "b" / "stage.json"
+    marker.write_text(json.dumps({"stage": "second", "command": stages[1].command}))  # no ids
+    run = runner(fake)[0]
+    assert run.plan(stages) == [False, False]
+    (tmp_path / "run" / "a" / "stage.json").unlink()
+    run.run(stages)
+    assert [c[0] for c in calls(tmp_path)] == ["prepare", "fit"]
+
+
+def test_two_stages_of_one_name_are_refused_before_anything_runs(fake: Path, tmp_path: Path) -> None:
+    first, second = two_stages(tmp_path)
+    with pytest.raises(StageError, match="^stage names must differ, got first more than once"):
+        runner(fake)[0].run([first, Stage("first", tmp_path / "c", ("fit",))])
+    assert calls(tmp_path) == [] and not first.folder.exists()
+
+
+def test_a_failed_stage_is_not_marked_and_names_its_log(fake: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "run" / "bad"
+    stage = Stage("bad", folder, ("fit", "--fail"))
+    with pytest.raises(StageError, match=r"^bad failed \(exit 3\); its log is .*log.txt: fake epspp fit --fail \| "
+                                         r"the last words$"):
+        runner(fake, log_name="log.txt")[0].run([stage])
+    assert not (folder / "stage.json").exists() and "the last words" in (folder / "log.txt").read_text()
+    (folder / "log.txt").unlink()
+    folder.rmdir()
+    with pytest.raises(StageError, match="command: "):
+        runner(fake)[0].run([stage])
+    assert not folder.exists()  # made by the runner, left empty: removed
+
+
+def test_print_mode_writes_the_exact_commands(tmp_path: Path) -> None:
+    config = tmp_path / "loc.yaml"
+    config.write_text("data: {batch_size: 8}\nmodel: {init_args: {lr: 0.01}}\ntrainer: {max_steps: 100}\n")
+    run = RunLayout(tmp_path / "r")
+    stages = [fit_stage("stage 1", run.localization, [config], Path("data"), overrides=["--trainer.max_steps", "7"]),
+              predict_stage("masks", run.pseudo_masks, [Path("pm.yaml")], Path("data"),
+                            last_checkpoint(run.localization), inputs=[run.localization]),
+              Stage("tool", run.dataset, ("prepare", "synthetic", "--root", "d"))]
+    out = io.StringIO()
+    Runner(executable=("epspp",), launcher=("srun", "--label"), processes=Processes(2, 1, sync_batchnorm=True)) \
+        .print_commands(stages, out)
+    r = tmp_path / "r"
+    assert out.getvalue().splitlines() == [
+        f"srun --label epspp fit --config {config} --data.root data --trainer.default_root_dir {r}/localization "
+        "--ckpt_path last --trainer.devices 2 --trainer.num_nodes 1 --trainer.strategy ddp --trainer.sync_batchnorm "
+        "true --data.batch_size 4 --model.init_args.lr 0.01 --trainer.max_steps 7",
+        f"srun --label epspp predict --config pm.yaml --data.root data --ckpt_path {r}/localization/checkpoints/"
+        f"last.ckpt --pseudo_masks.output_dir {r}/pseudo_masks --trainer.devices 2 --trainer.num_nodes 1 "
+        "--trainer.strategy ddp",
+        "epspp prepare synthetic --root d",  # a tool: no launcher, no Trainer flags
+    ]
+    assert not r.exists()  # printing writes nothing
+    assert stages[0].step_budget() == 7 and stages[1].step_budget() is None
+    assert fit_stage("s", r, [config], Path("d")).step_budget() == 100  # from the config
+    assert fit_stage("s", r, [config], Path("d"), overrides=["--trainer.max_steps=-1"]).step_budget() is None
+
+
+def test_a_fit_resumes_from_its_newest_checkpoint(tmp_path: Path) -> None:
+    assert resume_checkpoint(tmp_path) is None  # a fresh start: no --ckpt_path
+    stage = fit_stage("s", tmp_path, [], Path("d"))
+    assert "--ckpt_path" not in Runner().argv(stage) and "--ckpt_path last" in Runner().shown(stage, later=True)
+    last = last_checkpoint(tmp_path)
+    last.parent.mkdir()
+    last.write_bytes(b"x")
+    hpc = tmp_path / "hpc_ckpt_1.ckpt"
+    hpc.write_bytes(b"x")
+    os.utime(last, (1000, 1000))
+    os.utime(hpc, (2000, 2000))
+    assert resume_checkpoint(tmp_path) == str(hpc)  # SLURM's requeue checkpoint is newer
+    os.utime(last, (3000, 3000))
+    assert resume_checkpoint(tmp_path) == "last"
+    assert Runner().argv(stage)[-2:] == ["--ckpt_path", "last"]
+
+
+def test_whole_run_eta_by_hand() -> None:
+    progress = {"step": 30, "max_steps": 100, "steps_per_s": 2.0, "eta_s": None}
+    # this fit: 70 steps at 2/s = 35 s; the fit to come: 200 steps at stage 1's 4/s = 50 s; a predict not counted
+    assert whole_run_eta(progress, 4.0, [200, None]) == (85.0, 1)
+    assert whole_run_eta(progress | {"eta_s": 40.0}, None, [200]) == (140.0, 0)  # its own eta_s, its own rate
+    assert whole_run_eta({"step": 3, "max_steps": 10, "steps_per_s": 0.0, "eta_s": None}, None, []) == (None, 0)
+    assert [format_duration(s) for s in (42, 185, 7620)] == ["42 s", "3 min 05 s", "2 h 07 min"]
+
+
+def test_the_whole_run_eta_is_printed_from_the_running_fits_progress(fake: Path, tmp_path: Path) -> None:
+    layout = RunLayout(tmp_path / "r")
+    stages = [fit_stage("stage 1", layout.localization, [], Path("d"), overrides=["--progress"], max_steps=100),
+              predict_stage("masks", layout.pseudo_masks, [], Path("d"), last_checkpoint(layout.localization)),
+              fit_stage("stage 3", layout.segmentation("wsss"), [], Path("d"), max_steps=200)]
+    run, out = runner(fake)
+    run.run(stages)
+    # 35 s left in stage 1 (its eta_s) + stage 3's 200 steps at stage 1's 2 steps/s = 135 s
+    assert ("[test] whole run: about 2 min 15 s left (an estimate: 1 fit(s) to come at stage 1's 2.00 steps/s; 1 "
+            "stage(s) without a step budget not counted)") in out.getvalue().splitlines()
+    assert out.getvalue().count("whole run:") == 1  # stage 3 wrote no progress.json: no ETA, no error
+
+
+def test_epspp_chain_prints_the_papers_chain(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from epspp.chain_cli import chain_main
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # configs/ of the repository
+    assert chain_main(["--dataset", "coco", "--method", "cam", "--root", "d", "--out", "r", "--devices", "1",
+                       "--epspp", "epspp", "--fit-args=--data.resize_long '[40, 56]'", "--test-args=--x 1",
+                       "--print"]) == 0
+    trainer = "--trainer.devices 1 --trainer.num_nodes 1 --trainer.strategy auto"
+    assert capsys.readouterr().out.splitlines() == [
+        "epspp fit --config configs/coco/localization_cam.yaml --data.root d --trainer.default_root_dir "
+        f"r/localization --ckpt_path last {trainer} --data.batch_size 16 --model.init_args.lr 0.01 "
+        "--data.resize_long '[40, 56]'",
+        "epspp predict --config configs/coco/pseudo_masks.yaml --data.root d --ckpt_path "
+        f"r/localization/checkpoints/last.ckpt --pseudo_masks.output_dir r/pseudo_masks {trainer}",
+        "epspp fit --config configs/coco/segmentation_wsss.yaml --data.root d --data.pseudo_mask_dir r/pseudo_masks "
+        f"--trainer.default_root_dir r/segmentation_wsss --ckpt_path last {trainer} --data.batch_size 5 "
+        "--trainer.accumulate_grad_batches 2 --model.init_args.lr 0.00025 --data.resize_long '[40, 56]'",
+        "epspp predict --config configs/coco/segmentation_wsss.yaml --config configs/coco/segmentation_test.yaml "
+        "--data.root d --ckpt_path r/segmentation_wsss/checkpoints/last.ckpt --trainer.default_root_dir "
+        f"r/segmentation_wsss/test --pseudo_masks.output_dir r/segmentation_wsss/test {trainer} --x 1",
+    ]
+    assert chain_main(["--dataset", "voc", "--root", "d", "--out", "r", "--fit-args=--a 'open", "--print"]) == 2
+    assert capsys.readouterr().err == "epspp chain: error: --fit-args \"--a 'open\": No closing quotation (close the " \
+                                      "quote)\n"
