@@ -49,9 +49,9 @@ tools:
   study        controlled studies on synthetic data: epspp study saliency-errors|labeled-fraction
 
 stage options of epspp (besides Lightning's):
---verbose        (or EPSPP_VERBOSE=1) show the libraries' tips, W&B banner, warnings and the model summary table
---start_over     fit: keep an earlier fit's files in the run folder as *.previous (checkpoints.previous, ...) and
-                 start a new fit (--ckpt_path last continues the earlier fit instead)
+--verbose      (or EPSPP_VERBOSE=1) show the libraries' tips, W&B banner, warnings and the model summary table
+--start_over   fit: set an earlier fit's files aside (checkpoints.previous, ...) and start anew
+--ckpt_path last   fit: continue the earlier fit in the run folder (Lightning's flag)
 
 options: --help, --version"""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from epspp.errors import ConfigError
-from epspp.outputs import refuse_inside
+from epspp.outputs import holds_no_file, refuse_inside
 from epspp.run_progress import PROGRESS_FILE
 
 #: the epspp flag of ``epspp fit`` that moves an earlier fit's files aside and starts over
@@ -177,7 +177,7 @@ def discard_empty_new_folders() -> None:
     (a later run must not find a folder it did not write); a folder with any file is kept."""
     while _new_folders:
         folder = _new_folders.pop()
-        if folder.is_dir() and not any(path.is_file() or path.is_symlink() for path in folder.rglob("*")):
+        if folder.is_dir() and holds_no_file(folder):
             for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
                 path.rmdir()
             folder.rmdir()
