@@ -94,14 +94,16 @@ def check_run_folder(config: Any, subcommand: str, start_over: bool = False) -> 
                                   "--ckpt_path)")
         return
     earlier = [path for path in fit_outputs(config, root) if path.name == "last.ckpt" and path.is_file()]
-    if not earlier or not first_process():  # DDP children: the first process has decided (and moved) already
+    if not earlier:
         return
     if not start_over:
         raise ConfigError(f"--trainer.default_root_dir {root} holds an earlier fit ({earlier[0]}): continue it with "
                           f"--ckpt_path last, or start over with {START_OVER_FLAG} (its files are kept as *.previous)")
+    if not first_process():  # torchrun's other ranks: the first process moves the files
+        return
     moved = set_aside_earlier_fit(config, root)
     print(f"[epspp] {START_OVER_FLAG}: the earlier fit's files are kept as "
-          f"{', '.join(str(new.relative_to(root)) for _, new in moved)} in {root}", file=sys.stderr)
+          f"{', '.join(os.path.relpath(new, root) for _, new in moved)} in {root}", file=sys.stderr)
 
 
 def set_aside_earlier_fit(config: Any, root: Path) -> list[tuple[Path, Path]]:
