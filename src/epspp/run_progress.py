@@ -73,12 +73,12 @@ class StageClock:
 
 
 def format_duration(seconds: float) -> str:
-    """``45 s``, ``3 min 20 s``, ``2 h 05 min`` (rounded to whole seconds)."""
+    """``45 s``, ``3 min 05 s``, ``2 h 05 min`` (rounded to whole seconds)."""
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds} s"
     if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
+        return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 

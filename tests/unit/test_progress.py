@@ -48,7 +48,7 @@ def test_a_resumed_stage_counts_from_its_step() -> None:
 
 def test_durations_and_rates_read_as_a_person_writes_them() -> None:
     assert [format_duration(s) for s in (0, 45, 59.6, 200, 3599, 7500)] == [
-        "0 s", "45 s", "1 min 0 s", "3 min 20 s", "59 min 59 s", "2 h 05 min"]
+        "0 s", "45 s", "1 min 00 s", "3 min 20 s", "59 min 59 s", "2 h 05 min"]
     assert format_rate(1.9) == "1.9 it/s" and format_rate(0.08) == "12.5 s/it"
 
 
@@ -121,7 +121,7 @@ def test_plain_lines_every_n_steps_and_at_least_every_30_s(tmp_path: Path, capsy
     assert [int(line.split()[2].split("/")[0]) for line in lines] == [1, 4, 5, 8, 10]
     assert lines[0] == "[fit] step 1/10 (10%)  loss 0.500"
     # at step 4 (t=35): 3 steps in 30 s since step 1 = 0.1 it/s = 10.0 s/it; 6 steps left = 60 s
-    assert lines[1] == "[fit] step 4/10 (40%)  loss 0.500  10.0 s/it  ETA 1 min 0 s"
+    assert lines[1] == "[fit] step 4/10 (40%)  loss 0.500  10.0 s/it  ETA 1 min 00 s"
     assert lines[4] == "[fit] step 10/10 (100%)  loss 0.500  10.0 s/it"  # nothing left: no ETA
     now[0] = 100.0
     bar.on_train_end(trainer, None)
