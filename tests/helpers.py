@@ -150,3 +150,109 @@ def miou_of_folder(pred_dir: Path, root: Path, ids: list[str], num_classes: int)
     union = confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
     present = union > 0
     return float(100 * np.mean(np.diag(confusion)[present] / union[present]))
+
+
+# Real photos for the own-data tests: scikit-image's bundled photos (offline), as a new user would bring them.
+#: source photo -> (scikit-image function, class names of the photo)
+PHOTOS = {
+    "cameraman": ("camera", ["person"]),
+    "cat": ("chelsea", ["cat"]),
+    "cup": ("coffee", ["cup"]),
+    "rocket": ("rocket", ["rocket"]),
+    "astronaut": ("astronaut", ["person"]),
+    "motorcycle": ("stereo_motorcycle", ["motorcycle"]),
+}
+#: variant -> (top, left, bottom, right) as fractions of the photo, and whether it is mirrored; each crop is
+#: non-square, also for the square cameraman and astronaut
+PHOTO_VARIANTS = {
+    "full": ((0.0, 0.0, 1.0, 1.0), False),
+    "flip": ((0.0, 0.05, 0.95, 1.0), True),
+    "crop": ((0.05, 0.0, 0.9, 0.8), False),
+}
+NEW_PHOTO_CROP = (0.1, 0.15, 1.0, 0.95)  # the --predict photos: crops of the same photos not in the training set
+
+
+def source_photo(name: str) -> np.ndarray:
+    """One of ``PHOTOS`` as scikit-image ships it: (H, W, 3) or (H, W) uint8 (the cameraman is grey)."""
+    import skimage.data
+
+    function, _ = PHOTOS[name]
+    photo = getattr(skimage.data, function)()
+    return np.asarray(photo[0] if function == "stereo_motorcycle" else photo, np.uint8)
+
+
+def _cut(photo: np.ndarray, box: tuple[float, float, float, float], mirror: bool, long_side: int) -> np.ndarray:
+    """The ``box`` fraction of ``photo``, mirrored if asked, resized so that its longer side is ``long_side``."""
+    height, width = photo.shape[:2]
+    top, left, bottom, right = box
+    part = photo[round(top * height): round(bottom * height), round(left * width): round(right * width)]
+    image = Image.fromarray(part[:, ::-1] if mirror else part)
+    scale = long_side / max(image.size)
+    return np.asarray(image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                   Image.BILINEAR))
+
+
+def border_contrast_saliency(image: np.ndarray) -> np.ndarray:
+    """A crude saliency map (H, W) uint8: each pixel's colour distance to the image border's mean colour,
+    blurred, from the border's median distance (0) to the image's 99th percentile (255)."""
+    from scipy.ndimage import gaussian_filter
+
+    rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+    rgb = rgb.astype(np.float32)
+    margin = max(2, round(0.06 * min(rgb.shape[:2])))
+    border = np.ones(rgb.shape[:2], bool)
+    border[margin:-margin, margin:-margin] = False
+    distance = np.linalg.norm(rgb - rgb[border].mean(axis=0), axis=2)
+    radius = max(1.0, 0.02 * max(rgb.shape[:2]))
+    blurred = gaussian_filter(distance, radius)
+    low, high = np.median(blurred[border]), np.percentile(blurred, 99)
+    return np.round(255 * np.clip((blurred - low) / max(high - low, 1e-6), 0, 1)).astype(np.uint8)
+
+
+def _save_photo(folder: Path, image_id: str, image: np.ndarray) -> Path:
+    """A grey photo as PNG, a colour one as JPEG (a folder of mixed types, as a user's)."""
+    path = folder / f"{image_id}.{'png' if image.ndim == 2 else 'jpg'}"
+    Image.fromarray(image).save(path, **({} if image.ndim == 2 else {"quality": 92}))
+    return path
+
+
+def write_photo_set(dest: Path, count: int = 20, long_side: int = 400, num_new: int = 4) -> dict[str, Path]:
+    """A folder of real photos with a labels.csv and crude saliency maps, as README "Your own data" expects.
+
+    ``count`` photos: the variants of ``PHOTO_VARIANTS`` of each of ``PHOTOS`` in turn (ids such as ``cat flip``,
+    with a space), the last two of them (from 8 photos on) side-by-side composites of two photos with both
+    labels (``cat+cup``); ``num_new`` further crops of the photos in ``new_photos/`` (for ``--predict``), no labels
+    and no saliency. Every image's longer side is ``long_side`` px (composites: twice that).
+
+    Returns:
+        The paths ``images``, ``saliency``, ``labels`` (labels.csv) and ``new_photos`` under ``dest``.
+    """
+    paths = {"images": dest / "photos", "saliency": dest / "saliency", "labels": dest / "labels.csv",
+             "new_photos": dest / "new_photos"}
+    for key in ("images", "saliency", "new_photos"):
+        paths[key].mkdir(parents=True, exist_ok=True)
+    names, variants = list(PHOTOS), list(PHOTO_VARIANTS)
+    sources = {name: source_photo(name) for name in names}
+    composites = [("cat", "cup"), ("cameraman", "motorcycle")][: 2 if count >= 8 else 0]
+    lines = ["id,classes"]
+    for index in range(count - len(composites)):
+        name, variant = names[index % len(names)], variants[(index // len(names)) % len(variants)]
+        box, mirror = PHOTO_VARIANTS[variant]
+        image_id = name if variant == "full" else f"{name} {variant}"
+        image = _cut(sources[name], box, mirror, long_side)
+        _save_photo(paths["images"], image_id, image)
+        write_png(paths["saliency"] / f"{image_id}.png", border_contrast_saliency(image))
+        lines.append(f"{image_id},{';'.join(PHOTOS[name][1])}")
+    for left, right in composites:
+        halves = [_cut(sources[n], PHOTO_VARIANTS["full"][0], False, long_side) for n in (left, right)]
+        halves = [np.repeat(h[..., None], 3, axis=2) if h.ndim == 2 else h for h in halves]
+        height = min(h.shape[0] for h in halves)
+        image = np.concatenate([h[:height] for h in halves], axis=1)
+        image_id = f"{left}+{right}"
+        _save_photo(paths["images"], image_id, image)
+        write_png(paths["saliency"] / f"{image_id}.png", border_contrast_saliency(image))
+        lines.append(f"{image_id},{';'.join(sorted(set(PHOTOS[left][1] + PHOTOS[right][1])))}")
+    for name in names[:num_new]:
+        _save_photo(paths["new_photos"], f"new {name}", _cut(sources[name], NEW_PHOTO_CROP, False, long_side))
+    paths["labels"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return paths

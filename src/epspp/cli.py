@@ -24,6 +24,7 @@ TOOLS = {
     "check": ("epspp.data.check", "check_main"),
     "render": ("epspp.render", "render_main"),
     "demo": ("epspp.pipeline", "demo_main"),
+    "run": ("epspp.run", "run_main"),
     "batch-args": ("epspp.batch_scaling", "batch_args_main"),
     "chain": ("epspp.chain_cli", "chain_main"),
     "convert-weights": ("epspp.convert", "convert_main"),
@@ -46,6 +47,7 @@ tools:
   check        check every file of a dataset (decodes, sizes, mask values): epspp check --data.root ROOT
   evaluate     mIoU of a folder of PNG masks against a dataset's ground truth
   render       a grid PNG of image | saliency | mask overlay: epspp render --pred-dir OUT --root ROOT|--images DIR
+  run          your own photos to masks: epspp run --images DIR --labels FILE --saliency DIR --out DIR
   demo         the whole pipeline on the synthetic dataset (what `make demo` runs)
   chain        the papers' chain on VOC/COCO, resumable (what make voc-wsss runs): epspp chain --dataset voc ...
   batch-args   per-GPU batch size and learning rate of a config's recipe on N GPUs

@@ -24,7 +24,7 @@ from epspp.models.checkpoint import AtomicCheckpointIO, check_classes
 from epspp.models.sync_bn import TimmSyncBatchNorm
 from epspp.quiet import is_verbose, quiet_wandb_settings
 from epspp.run_folder import check_run_folder, config_dump_path, dump_mark, first_process, note_new_folder
-from epspp.validation import check_config
+from epspp.validation import check_config, warmup_note
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar", "StepProgressBar")
 CKPT_KEYWORDS = ("last", "best", "hpc")  # --ckpt_path values that Lightning resolves itself
@@ -71,7 +71,9 @@ class EPSCLI(LightningCLI):
 
         Lightning replaces the model's arguments by the checkpoint's; the options a module lists in
         ``inference_options`` (scales, flips, thresholds, refinement) keep the values of the config
-        and the command line, so ``pseudo_masks.yaml`` and ``--model.init_args.bg_threshold`` apply.
+        and the command line, so ``pseudo_masks.yaml`` and ``--model.init_args.bg_threshold`` apply.  Outside
+        ``fit`` the backbone's initial weights are not loaded (``pretrained`` false, ``pretrained_path`` null): the
+        checkpoint's replace them, so a predict needs no download and no stage-0 file.
         """
         subcommand = self.config.get("subcommand")
         model = self.config[subcommand].get("model") if subcommand else None
@@ -95,6 +97,12 @@ class EPSCLI(LightningCLI):
         super()._parse_ckpt_path()
         for key, value in keep.items():
             self.config[subcommand].model.init_args[key] = value
+        init_args = getattr(self.config[subcommand].get("model"), "init_args", None) if subcommand else None
+        if subcommand != "fit" and self.config[subcommand].get("ckpt_path") and init_args is not None:
+            # the checkpoint's weights replace the backbone's initial ones: neither download them nor read their file
+            for key, value in (("pretrained", False), ("pretrained_path", None)):
+                if key in init_args:
+                    init_args[key] = value
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """``--trainer.sync_batchnorm true`` converts timm's fused norm + activation layers correctly.
@@ -152,6 +160,9 @@ class EPSCLI(LightningCLI):
         warn_oversubscription(config.trainer.get("accelerator"), config.trainer.get("devices"))
         if self.subcommand == "fit":
             monitor_what_exists(config)
+            note = warmup_note(config)
+            if note and first_process():
+                print(f"[epspp] {note}", file=sys.stderr)
         output_dir = (config.get("pseudo_masks") or {}).get("output_dir")
         if self.subcommand == "predict" and output_dir:
             predict_in_output_dir(config, str(output_dir))

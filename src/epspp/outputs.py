@@ -102,12 +102,18 @@ class OutputRecord:
         self.save()
 
     def save(self) -> None:
-        """Write ``OUT/epspp_files.json`` atomically (the folder is created)."""
+        """Write ``OUT/epspp_files.json`` atomically (the folder is created); an identical record is left as it is
+        (a rerun that writes nothing else rewrites nothing)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         record: dict = {"command": self.command}
         if self.files is not None:
             record["files"] = sorted(self.files)
         path = self.folder / RECORD
+        try:
+            if json.loads(path.read_text(encoding="utf-8")) == record:
+                return
+        except (OSError, ValueError):
+            pass
         tmp = path.with_name(f".{RECORD}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(record, indent=0), encoding="utf-8")
         os.replace(tmp, path)

@@ -1,0 +1,157 @@
+"""`epspp run`'s stages, budgets and refusals (issue 32 items 2 and 3), without running any stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from jsonargparse import Namespace
+
+from epspp.errors import EPSError
+from epspp.run import RunOptions, preset_folder, run_main, run_stages, step_overrides
+from epspp.validation import warmup_note
+
+REPO = Path(__file__).resolve().parents[2]
+PHOTOS = REPO / "configs" / "photos"
+
+
+def _options(tmp_path: Path, **changes: object) -> RunOptions:
+    for folder in ("photos", "saliency", "new"):
+        (tmp_path / folder).mkdir(exist_ok=True)
+    (tmp_path / "labels.csv").write_text("id,classes\na,cat\n")
+    return RunOptions(tmp_path / "photos", tmp_path / "labels.csv", tmp_path / "out", **({"saliency": tmp_path /
+                                                                                           "saliency"} | changes))
+
+
+def test_step_overrides_scale_the_preset_budget(tmp_path: Path) -> None:
+    # configs/photos/localization_eps++.yaml: 100 steps, IRD warm-up 10, validation every 25, logs every 2
+    assert step_overrides(PHOTOS / "localization_eps++.yaml", 40) == [
+        "--trainer.max_steps", "40", "--model.init_args.ird_warmup_steps", "4", "--trainer.val_check_interval", "10",
+        "--trainer.log_every_n_steps", "1"]
+    assert step_overrides(PHOTOS / "localization_eps++.yaml", 1000)[-2:] == ["--trainer.log_every_n_steps", "20"]
+    assert step_overrides(PHOTOS / "localization_eps.yaml", 300)[2:4] == ["--model.init_args.eps_warmup_steps", "30"]
+    # segmentation.yaml: 100 steps, no warm-up, no step-counted validation; intervals never below 1
+    assert step_overrides(PHOTOS / "segmentation.yaml", 3) == ["--trainer.max_steps", "3",
+                                                               "--trainer.log_every_n_steps", "1"]
+    assert step_overrides(PHOTOS / "segmentation.yaml", None) == []
+    config = tmp_path / "unlimited.yaml"
+    config.write_text("trainer: {max_steps: -1, log_every_n_steps: 50}\n")
+    assert step_overrides(config, 7) == ["--trainer.max_steps", "7"]  # no budget to scale from
+
+
+def test_photos_preset_budgets_and_warmups_agree() -> None:
+    """Each warm-up is 10% of its fit's budget, crops keep a photo's detail, and the backbones are pretrained."""
+    for method in ("cam", "eps", "eps++"):
+        config = yaml.safe_load((PHOTOS / f"localization_{method}.yaml").read_text())
+        init = config["model"]["init_args"]
+        for key in ("ird_warmup_steps", "eps_warmup_steps"):
+            if key in init:
+                assert init[key] * 10 == config["trainer"]["max_steps"]
+        assert init["pretrained"] is True and init["pretrained_path"] is None
+        assert config["data"]["crop_size"] >= 224
+    segmentation = yaml.safe_load((PHOTOS / "segmentation.yaml").read_text())
+    assert segmentation["data"]["crop_size"] >= 224 and segmentation["model"]["init_args"]["pretrained"] is True
+
+
+def test_stages_in_order_with_their_inputs(tmp_path: Path) -> None:
+    options = _options(tmp_path, predict=tmp_path / "new", max_steps=5, pretrained=False)
+    stages = run_stages(options)
+    assert [s.name for s in stages] == ["dataset", "stage 1", "pseudo-masks", "stage 3", "masks", "predictions"]
+    out = tmp_path / "out"
+    assert [s.folder for s in stages] == [out / "dataset", out / "localization", out / "pseudo_masks",
+                                          out / "segmentation_wsss", out / "masks", out / "predictions"]
+    assert [s.inputs for s in stages] == [(), (out / "dataset",), (out / "localization",), (out / "pseudo_masks",),
+                                          (out / "segmentation_wsss",), (out / "segmentation_wsss",)]
+    dataset = stages[0].args
+    assert dataset[dataset.index("--saliency") + 1] == str(tmp_path / "saliency")
+    assert dataset[dataset.index("--val-fraction") + 1] == "0.2"
+    for fit in (stages[1], stages[3]):
+        assert fit.step_budget() == 5
+        assert fit.overrides[-4:] == ("--model.init_args.pretrained", "false", "--model.init_args.freeze_bn", "false")
+    assert stages[1].configs == [preset_folder("photos") / "localization_eps++.yaml"]
+    # without --saliency: the saliency stage first, and the dataset depends on it
+    made = run_stages(_options(tmp_path, saliency=None, method="cam"))
+    assert [s.name for s in made[:2]] == ["saliency", "dataset"] and made[1].inputs == (out / "saliency",)
+    assert made[2].configs[0].name == "localization_cam.yaml" and len(made) == 6  # no predictions stage
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"method": "sam"}, "--method sam: expected one of cam, eps, eps++"),
+    ({"max_steps": 0}, "--max-steps must be >= 1, got 0"),
+    ({"predict": Path("/no/such/folder")}, "--predict /no/such/folder is not a folder"),
+    ({"saliency_model": "u2net"}, "--saliency-model and --saliency-model-path make saliency maps: leave them out"),
+])
+def test_bad_options_refused_in_one_line(tmp_path: Path, changes: dict, message: str) -> None:
+    from epspp.run import check_options
+
+    with pytest.raises(EPSError, match="^" + message.replace("+", r"\+")):
+        check_options(_options(tmp_path, **changes))
+
+
+def test_run_main_errors_are_one_line_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _options(tmp_path)
+    args = ["--images", str(tmp_path / "photos"), "--labels", str(tmp_path / "labels.csv"), "--saliency",
+            str(tmp_path / "saliency")]
+    assert run_main([*args, "--out", str(tmp_path / "photos" / "run")]) == 2
+    assert capsys.readouterr().err == (f"epspp run: error: --out {tmp_path / 'photos' / 'run'} is inside the image "
+                                       f"folder {tmp_path / 'photos'}: writing there would add to or replace files "
+                                       "that are not this command's; choose a folder of its own\n")
+    assert run_main([*args, "--out", str(tmp_path / "out"), "--preset", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("epspp run: error: --preset nope: no such preset (known: photos;")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("a user's file")
+    assert run_main([*args, "--out", str(tmp_path / "taken")]) == 2
+    assert "holds files that `epspp run` did not write" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv", "new", "photos", "saliency", "taken"]
+
+
+def test_warmup_note_when_a_fit_ends_within_its_warmup() -> None:
+    def config(loss: str, warmup: int, max_steps: int) -> Namespace:
+        key = "ird_warmup_steps" if loss == "ird" else "eps_warmup_steps"
+        return Namespace(trainer=Namespace(max_steps=max_steps),
+                         model=Namespace(init_args=Namespace(saliency_loss=loss, **{key: warmup})))
+
+    assert warmup_note(config("ird", 150, 30)) == (
+        "--model.init_args.ird_warmup_steps 150 >= --trainer.max_steps 30: IRD never drops a pixel (EPS++ without "
+        "its inconsistent-region drop) in this run; lower --model.init_args.ird_warmup_steps (e.g. 6) to train the "
+        "full loss")
+    assert warmup_note(config("eps", 30, 30)).startswith("--model.init_args.eps_warmup_steps 30 >= --trainer.max_"
+                                                         "steps 30: EPS's overlap test never runs")
+    assert warmup_note(config("ird", 29, 30)) is None
+    assert warmup_note(config("ird", 150, -1)) is None  # no step budget
+    assert warmup_note(config("none", 0, 5)) is None
+
+
+def test_changed_input_files_rerun_their_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture) -> None:
+    """Photos added or labels edited (the same command): the dataset runs again in place and everything after it;
+    new photos in --predict: only the predictions, their old folder kept. The stages are faked."""
+    from epspp import chain, run, run_report
+
+    options = _options(tmp_path)
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"1")
+    (tmp_path / "new" / "b.jpg").write_bytes(b"2")
+    ran: list[str] = []
+    monkeypatch.setattr(chain, "run_command", lambda argv, *rest: ran.append(argv[3]) or 0)
+    monkeypatch.setattr(run_report, "write_run_report", lambda *args: {"report": None, "picture": None})
+
+    def again() -> list[str]:
+        ran.clear()
+        run.run_own_data(options.images, options.labels, options.out, saliency=options.saliency,
+                         predict=tmp_path / "new")
+        return list(ran)
+
+    assert again() == ["prepare", "fit", "predict", "fit", "predict", "predict"]
+    recorded = (options.out / "inputs.json").read_text()
+    assert again() == []  # nothing changed: nothing runs, inputs.json is not rewritten
+    assert (options.out / "inputs.json").read_text() == recorded
+    (tmp_path / "new" / "c.jpg").write_bytes(b"3")
+    capsys.readouterr()
+    assert again() == ["predict"]
+    assert "[run] predictions: its input files changed since the last run; running it again (the old outputs are in "\
+           f"{options.out / 'predictions.previous'})" in capsys.readouterr().out
+    (tmp_path / "labels.csv").write_text("id,classes\na,cat dog\n")
+    assert again() == ["prepare", "fit", "predict", "fit", "predict", "predict"]
+    assert not (options.out / "dataset.previous").exists()  # in place: prepare folder keeps the earlier splits
+    assert (options.out / "localization.previous").is_dir()
