@@ -39,9 +39,9 @@ from typing import TextIO
 import yaml
 
 from epspp.errors import EPSError
+from epspp.run_progress import format_duration, read_progress
 
 MARKER = "stage.json"
-PROGRESS = "progress.json"
 #: the subcommands that run a Lightning Trainer: they take the process layout and the launcher
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -226,16 +226,6 @@ def resume_checkpoint(folder: Path) -> str | None:
     return str(newest) if newest.name.startswith("hpc_ckpt_") else "last"
 
 
-def read_progress(folder: Path) -> dict | None:
-    """``folder/progress.json`` (written by the progress callback during a fit), or None while it is absent or
-    unreadable."""
-    try:
-        progress = json.loads((folder / PROGRESS).read_text())
-    except (OSError, ValueError):
-        return None
-    return progress if isinstance(progress, dict) else None
-
-
 def whole_run_eta(progress: Mapping, rate: float | None, budgets: Sequence[int | None]) -> tuple[float | None, int]:
     """Seconds left in the whole run, and the number of stages to come that are not counted.
 
@@ -256,16 +246,6 @@ def whole_run_eta(progress: Mapping, rate: float | None, budgets: Sequence[int |
     if counted and rate <= 0:
         return None, 0
     return float(left) + sum(budget / rate for budget in counted), len(budgets) - len(counted)
-
-
-def format_duration(seconds: float) -> str:
-    """``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def move_aside(folder: Path) -> Path:

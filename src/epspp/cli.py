@@ -54,6 +54,11 @@ tools:
   convert-weights  ResNet-38d's MXNet ImageNet .params -> a PyTorch .pth (no mxnet needed)
   study        controlled studies on synthetic data: epspp study saliency-errors|labeled-fraction
 
+stage options of epspp (besides Lightning's):
+--verbose      (or EPSPP_VERBOSE=1) show the libraries' tips, W&B banner, warnings and the model summary table
+--start_over   fit: set an earlier fit's files aside (checkpoints.previous, ...) and start anew
+--ckpt_path last   fit: continue the earlier fit in the run folder (Lightning's flag)
+
 options: --help, --version"""
 
 # Warnings of Lightning that a user of ``epspp`` cannot act on: (the subcommands they are hidden in, message).
@@ -65,6 +70,12 @@ UNACTIONABLE_WARNINGS = [
     (INFERENCE, r"The dirpath has changed from"),
     # a resumed pseudo-mask run with every mask already written (the writer says so itself)
     (("predict",), r"Total length of `DataLoader` across ranks is zero"),
+    # Lightning's advice for a training epoch shorter than log_every_n_steps: epspp's metrics are logged per step
+    (("fit",), r"The number of training batches \(\d+\) is smaller than the logging interval"),
+    # a resumed fit writes into its own checkpoint folder (a fit that is not resumed is checked by the write rule)
+    (("fit",), r"Checkpoint directory .* exists and is not empty"),
+    # torchmetrics, for a class absent from a small validation split (its AP is reported as such)
+    (("fit", *INFERENCE), r"No positive samples found in target, recall is undefined"),
 ]
 
 
@@ -87,7 +98,30 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(getattr(importlib.import_module(module), function)(argv[1:]))
     if not os.environ.get("WANDB_MODE"):  # unset or empty: never ask for a login unless the user opts in
         os.environ["WANDB_MODE"] = "offline"
-    quiet_unactionable_warnings(command)
+    from epspp.quiet import quiet_libraries, take_verbose_flag
+    from epspp.run_folder import START_OVER_FLAG, discard_empty_new_folders
+
+    stripped = take_verbose_flag(argv)
+    start_over = command == "fit" and any(arg in (START_OVER_FLAG, "--start-over") for arg in stripped)
+    stripped = [arg for arg in stripped if arg not in (START_OVER_FLAG, "--start-over")] if start_over else stripped
+    if stripped != argv and args is None:  # the console script: LightningCLI reads sys.argv (DDP children too)
+        sys.argv = [sys.argv[0], *stripped]
+    with warnings.catch_warnings():  # an in-process caller gets its warning filters back
+        quiet_libraries()
+        quiet_unactionable_warnings(command)
+        try:
+            run_lightning_cli(stripped if args is not None else None, stripped[1:], start_over)
+        except SystemExit as exit_:
+            if exit_.code not in (0, None):
+                discard_empty_new_folders()  # a failed command leaves no empty run folder that blocks a later one
+            raise
+        except BaseException:
+            discard_empty_new_folders()
+            raise
+
+
+def run_lightning_cli(args: list[str] | None, options: list[str], start_over: bool) -> None:
+    """Run ``EPSCLI`` on ``args`` (None: ``sys.argv``); its errors in one line (exit status 2)."""
     from pytorch_lightning import LightningModule
 
     from epspp.data.datamodule import EPSDataModule
@@ -95,7 +129,7 @@ def main(args: list[str] | None = None) -> None:
     from epspp.lightning_cli import EPSCLI, RunConfigDump
 
     try:
-        check_config_files(argv[1:])
+        check_config_files(options)
         EPSCLI(
             LightningModule,
             EPSDataModule,
@@ -103,6 +137,7 @@ def main(args: list[str] | None = None) -> None:
             seed_everything_default=0,
             save_config_callback=RunConfigDump,  # never replaces a config.yaml that epspp did not write
             args=args,
+            start_over=start_over,
         )
     except EPSError as error:
         print(f"epspp: error: {one_line(error)}", file=sys.stderr)
@@ -153,7 +188,12 @@ def one_line(error: Exception) -> str:
 
 
 def quiet_unactionable_warnings(subcommand: str) -> None:
-    """Hide the Lightning warnings of ``UNACTIONABLE_WARNINGS`` that apply to this subcommand."""
+    """Hide the library warnings of ``UNACTIONABLE_WARNINGS`` that apply to this subcommand (all of them shown
+    with ``--verbose`` or ``EPSPP_VERBOSE=1``)."""
+    from epspp.quiet import is_verbose
+
+    if is_verbose():
+        return
     for subcommands, message in UNACTIONABLE_WARNINGS:
         if subcommand in subcommands:
             warnings.filterwarnings("ignore", message=message)

@@ -22,7 +22,8 @@ from epspp.data.io import read_split
 from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPSError
 from epspp.models.checkpoint import AtomicCheckpointIO, check_classes
 from epspp.models.sync_bn import TimmSyncBatchNorm
-from epspp.run_folder import check_run_folder, config_dump_path, dump_mark, first_process
+from epspp.quiet import is_verbose, quiet_wandb_settings
+from epspp.run_folder import check_run_folder, config_dump_path, dump_mark, first_process, note_new_folder
 from epspp.validation import check_config, warmup_note
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar", "StepProgressBar")
@@ -30,7 +31,14 @@ CKPT_KEYWORDS = ("last", "best", "hpc")  # --ckpt_path values that Lightning res
 
 
 class EPSCLI(LightningCLI):
-    """LightningCLI with the class count linked from the data and the mask writer as a group."""
+    """LightningCLI with the class count linked from the data and the mask writer as a group.
+
+    ``start_over`` (``epspp fit --start_over``): an earlier fit in the run folder is set aside, not refused.
+    """
+
+    def __init__(self, *args: Any, start_over: bool = False, **kwargs: Any) -> None:
+        self.start_over = start_over
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
@@ -140,7 +148,9 @@ class EPSCLI(LightningCLI):
         ``--trainer.enable_progress_bar false`` the configs' progress-bar callback is dropped
         (cluster logs stay clean) instead of Lightning refusing the combination.  A ``predict`` run
         writes in its ``--pseudo_masks.output_dir`` (Lightning's ``config.yaml``: how the masks were made).  The
-        run folder follows the write rule (``run_folder.check_run_folder``).
+        run folder follows the write rule (``run_folder.check_run_folder``).  Quiet by default (``epspp.quiet``):
+        no model summary table unless asked for (``--trainer.enable_model_summary true`` or ``--verbose``), and a
+        ``predict`` starts no W&B run.
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
         if self.subcommand == "predict" and not config.get("ckpt_path") and not config.get("allow_random_weights"):
@@ -156,13 +166,28 @@ class EPSCLI(LightningCLI):
         output_dir = (config.get("pseudo_masks") or {}).get("output_dir")
         if self.subcommand == "predict" and output_dir:
             predict_in_output_dir(config, str(output_dir))
+        if config.trainer.get("enable_model_summary") is None and not is_verbose():
+            config.trainer.enable_model_summary = False  # the progress callback prints the parameter count
+        if self.subcommand == "predict":
+            drop_wandb(config)
         if config.trainer.get("enable_progress_bar") is False and config.trainer.get("callbacks"):
             config.trainer.callbacks = [callback for callback in config.trainer.callbacks
                                         if not callback.class_path.endswith(PROGRESS_BARS)]
         root = config.trainer.get("default_root_dir")
+        note_new_folder(root or os.getcwd())  # removed again if the command fails before writing a file
         if root:
             resolve_run_paths(config, root)
-        check_run_folder(config, self.subcommand)
+        check_run_folder(config, self.subcommand, self.start_over)
+
+
+def drop_wandb(config: Any) -> None:
+    """No W&B run for a prediction: the configs' WandbLogger is removed (other loggers are kept)."""
+    loggers = config.trainer.get("logger")
+    if isinstance(loggers, list):
+        kept = [logger for logger in loggers if not getattr(logger, "class_path", "").endswith("WandbLogger")]
+        config.trainer.logger = kept or False
+    elif getattr(loggers, "class_path", "").endswith("WandbLogger"):
+        config.trainer.logger = False
 
 
 def predict_in_output_dir(config: Any, output_dir: str) -> None:
@@ -185,6 +210,7 @@ def resolve_run_paths(config: Any, root: str) -> None:
         if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
             logger.init_args.save_dir = _inside(root, logger.init_args.save_dir or ".")
         if getattr(logger, "class_path", "").endswith("WandbLogger"):
+            quiet_wandb_settings()
             if not logger.init_args.get("name"):
                 logger.init_args.name = run_name(root)
             # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise

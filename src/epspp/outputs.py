@@ -41,8 +41,9 @@ def refuse_inside(output: str | Path, inputs: Mapping[str | Path | None, str], o
 class OutputRecord:
     """The command that owns an output folder, and the files it wrote there (``OUT/epspp_files.json``).
 
-    A folder is the command's when it is new or empty, when its record names the command, or when ``legacy``
-    says an older epspp's run of the command made it (its files are then adopted). Only files the record lists
+    A folder is the command's when it is new or empty (empty folders inside count as empty), when its record
+    names the command, or when ``legacy`` says an older epspp's run of the command made it (its files are then
+    adopted). Only files the record lists
     may be replaced; ``files`` None means the whole folder is the command's (``epspp demo``, ``epspp study``:
     each of their stages guards its own files).
     """
@@ -76,6 +77,8 @@ class OutputRecord:
                                   f"choose another {option}")
             return cls(folder, command, option, set(listed) if per_file and listed is not None else None, False)
         entries = sorted(folder.iterdir(), key=lambda p: (p.name.startswith("."), p.name)) if folder.is_dir() else []
+        if entries and holds_no_file(folder):  # empty folders (left by an older epspp's failed run) hold nothing
+            entries = []
         if entries and not (legacy and legacy(folder)):
             raise OutputError(f"{option} {folder} holds files that `{command}` did not write (e.g. {entries[0]}): "
                               f"choose an empty or new {option} (epspp never replaces other files)")
@@ -122,6 +125,11 @@ def claim_folder(folder: str | Path, command: str, option: str, inputs: Mapping[
     ``command`` as a whole (``epspp demo``, ``epspp study``)."""
     refuse_inside(folder, inputs or {}, option)
     OutputRecord.open(folder, command, option, legacy, per_file=False).claim()
+
+
+def holds_no_file(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but (nested) empty folders: no file, no link."""
+    return not any(path.is_file() or path.is_symlink() or not path.is_dir() for path in folder.rglob("*"))
 
 
 def holds_stage_marker(folder: Path) -> bool:

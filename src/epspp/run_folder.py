@@ -4,7 +4,9 @@ The write rule (docs/architecture.md, "Conventions") for the stages: a run folde
 root or another input of the run; the configuration dump of each subcommand starts with its own mark and is
 replaced only by a run of the same subcommand (``config.yaml``, else ``config.<subcommand>.yaml``); a fit that
 does not resume writes its checkpoints, backbone and IRD records only into a folder that is new, or an earlier
-fit's (it holds a fit's dump).
+fit's (it holds a fit's dump); and a fit never replaces an earlier fit's ``last.ckpt`` silently: without
+``--ckpt_path`` it refuses, with ``--start_over`` the earlier fit's files are first renamed to ``*.previous``.
+A command that fails leaves no empty folder behind (``note_new_folder`` / ``discard_empty_new_folders``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from epspp.errors import ConfigError
-from epspp.outputs import refuse_inside
+from epspp.outputs import holds_no_file, refuse_inside
+from epspp.run_progress import PROGRESS_FILE
+
+#: the epspp flag of ``epspp fit`` that moves an earlier fit's files aside and starts over
+START_OVER_FLAG = "--start_over"
 
 #: the first line of a dump of an older epspp, which did not name the subcommand (taken as a fit's)
 LEGACY_DUMP_MARK = "# epspp: this run's configuration as Lightning dumps it (each run in this folder rewrites it)\n"
@@ -67,19 +73,65 @@ def run_inputs(config: Any) -> dict[str | None, str]:
             data.get("root"): "the dataset's root folder"}
 
 
-def check_run_folder(config: Any, subcommand: str) -> None:
-    """Refuse a run folder inside the run's inputs, and a fit (not resumed) into a folder where it would replace
-    files that no fit wrote."""
+def check_run_folder(config: Any, subcommand: str, start_over: bool = False) -> None:
+    """Refuse a run folder inside the run's inputs, a fit (not resumed) into a folder where it would replace
+    files that no fit wrote, and one into an earlier fit's folder (its ``last.ckpt``) unless ``start_over``:
+    then the earlier fit's files are renamed aside first (``set_aside_earlier_fit``)."""
     root = Path(config.trainer.get("default_root_dir") or os.getcwd())
     option = "--pseudo_masks.output_dir" if subcommand == "predict" else "--trainer.default_root_dir"
     refuse_inside(root, run_inputs(config), option)
-    if subcommand != "fit" or config.get("ckpt_path") or not root.is_dir() or is_fit_folder(root):
+    if subcommand == "fit" and start_over and config.get("ckpt_path"):
+        raise ConfigError(f"--ckpt_path {config.get('ckpt_path')} continues a fit and {START_OVER_FLAG} starts one "
+                          "over: give one of them")
+    if subcommand != "fit" or config.get("ckpt_path") or not root.is_dir():
         return
-    for path in fit_outputs(config, root):
+    if not is_fit_folder(root):
+        for path in fit_outputs(config, root):
+            if path.exists():
+                raise ConfigError(f"--trainer.default_root_dir {root} holds {path}, which no `epspp fit` wrote there "
+                                  "(the folder holds no configuration dump of a fit): choose another "
+                                  "--trainer.default_root_dir, or move the file (to continue a fit from it: "
+                                  "--ckpt_path)")
+        return
+    earlier = [path for path in fit_outputs(config, root) if path.name == "last.ckpt" and path.is_file()]
+    if not earlier:
+        return
+    if not start_over:
+        raise ConfigError(f"--trainer.default_root_dir {root} holds an earlier fit ({earlier[0]}): continue it with "
+                          f"--ckpt_path last, or start over with {START_OVER_FLAG} (its files are kept as *.previous)")
+    if not first_process():  # torchrun's other ranks: the first process moves the files
+        return
+    moved = set_aside_earlier_fit(config, root)
+    print(f"[epspp] {START_OVER_FLAG}: the earlier fit's files are kept as "
+          f"{', '.join(os.path.relpath(new, root) for _, new in moved)} in {root}", file=sys.stderr)
+
+
+def set_aside_earlier_fit(config: Any, root: Path) -> list[tuple[Path, Path]]:
+    """Rename the files of the fit in ``root`` that a new fit would replace (its checkpoint folders, fixed-name
+    outputs, progress.json and configuration dump) to a free ``*.previous`` name beside them; nothing is deleted.
+    Returns the (old, new) pairs."""
+    outputs = fit_outputs(config, root)
+    folders = list(dict.fromkeys(path.parent for path in outputs if path.suffix == ".ckpt" and path.parent != root))
+    files = [path for path in outputs if path.parent not in folders]
+    files += [path for path in (root / "config.yaml", root / "config.fit.yaml") if dump_subcommand(path) == "fit"]
+    moved = []
+    for path in [*folders, *files]:
         if path.exists():
-            raise ConfigError(f"--trainer.default_root_dir {root} holds {path}, which no `epspp fit` wrote there (the "
-                              "folder holds no configuration dump of a fit): choose another "
-                              "--trainer.default_root_dir, or move the file (to continue a fit from it: --ckpt_path)")
+            new = previous_name(path)
+            os.rename(path, new)
+            moved.append((path, new))
+    return moved
+
+
+def previous_name(path: Path) -> Path:
+    """A free name beside ``path`` that says it was set aside: ``checkpoints.previous``, ``backbone.previous.pth``,
+    then ``checkpoints.previous-2``, ..."""
+    stem, suffix = (path.name, "") if path.is_dir() else (path.stem, path.suffix)
+    for n in range(1, 10_000):
+        candidate = path.with_name(f"{stem}.previous{'' if n == 1 else f'-{n}'}{suffix}")
+        if not os.path.lexists(candidate):
+            return candidate
+    raise ConfigError(f"{path.parent} holds 10000 earlier fits set aside: move some of them")
 
 
 def is_fit_folder(root: Path) -> bool:
@@ -88,10 +140,11 @@ def is_fit_folder(root: Path) -> bool:
 
 
 def fit_outputs(config: Any, root: Path) -> list[Path]:
-    """The files a fit replaces in its run folder: the checkpoints of fixed names, stage 0's backbone, IRD's record."""
+    """The files a fit replaces in its run folder: the checkpoints of fixed names, stage 0's backbone, IRD's record,
+    the progress file."""
     from epspp.models.ird_health import TELEMETRY_FILE, WARNINGS_FILE
 
-    paths = [root / TELEMETRY_FILE, root / WARNINGS_FILE]
+    paths = [root / TELEMETRY_FILE, root / WARNINGS_FILE, root / PROGRESS_FILE]
     for callback in config.trainer.get("callbacks") or []:
         args = callback.get("init_args") or {}
         if callback.class_path.endswith("ModelCheckpoint"):
@@ -106,3 +159,27 @@ def fit_outputs(config: Any, root: Path) -> list[Path]:
 def first_process() -> bool:
     """Not a DDP child process (those parse the same command line again: say things once)."""
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+_new_folders: list[Path] = []
+
+
+def note_new_folder(folder: str | Path) -> None:
+    """Remember the outermost folder of ``folder``'s path that does not exist yet (what this command creates)."""
+    path = Path(folder).absolute()
+    new = None
+    while not path.exists() and path != path.parent:
+        new, path = path, path.parent
+    if new is not None and new not in _new_folders:
+        _new_folders.append(new)
+
+
+def discard_empty_new_folders() -> None:
+    """After a failed command: remove the folders ``note_new_folder`` noted that hold nothing but empty folders
+    (a later run must not find a folder it did not write); a folder with any file is kept."""
+    while _new_folders:
+        folder = _new_folders.pop()
+        if folder.is_dir() and holds_no_file(folder):
+            for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                path.rmdir()
+            folder.rmdir()

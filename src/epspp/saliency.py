@@ -45,6 +45,7 @@ from PIL import Image
 from epspp.data.io import IMAGE_EXTENSIONS, check_id, image_files, read_image
 from epspp.errors import EPSError
 from epspp.outputs import OutputRecord, refuse_inside
+from epspp.run_progress import format_duration
 
 COMMAND = "epspp saliency"
 PROVENANCE = "saliency.json"
@@ -281,12 +282,7 @@ class _Progress:
         rate = self.done / max(now - self.start, 1e-9)
         eta = (self.total - self.done) / rate
         self.log(f"[{COMMAND}] {self.before + self.done}/{self.before + self.total} images, {rate:.2f} images/s, "
-                 f"ETA {_duration(eta)}")
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+                 f"ETA {format_duration(eta)}")
 
 
 def _sha256(path: Path) -> str:

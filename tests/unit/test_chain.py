@@ -18,7 +18,6 @@ from epspp.chain import (
     Stage,
     StageError,
     fit_stage,
-    format_duration,
     last_checkpoint,
     predict_stage,
     resume_checkpoint,
@@ -217,7 +216,6 @@ def test_whole_run_eta_by_hand() -> None:
     assert whole_run_eta(progress, 4.0, [200, None]) == (85.0, 1)
     assert whole_run_eta(progress | {"eta_s": 40.0}, None, [200]) == (140.0, 0)  # its own eta_s, its own rate
     assert whole_run_eta({"step": 3, "max_steps": 10, "steps_per_s": 0.0, "eta_s": None}, None, []) == (None, 0)
-    assert [format_duration(s) for s in (42, 185, 7620)] == ["42 s", "3 min 05 s", "2 h 07 min"]
 
 
 def test_the_whole_run_eta_is_printed_from_the_running_fits_progress(fake: Path, tmp_path: Path) -> None:

@@ -1,0 +1,39 @@
+"""Quiet by default: ``--verbose`` is taken off the command line and kept in the environment; Lightning's tips are
+dropped unless verbose, asked at each record."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from epspp.quiet import VERBOSE_ENV, QuietLines, is_verbose, take_verbose_flag
+
+
+def test_verbose_flag_is_stripped_and_set_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    assert take_verbose_flag(["fit", "--config", "c.yaml"]) == ["fit", "--config", "c.yaml"] and not is_verbose()
+    assert take_verbose_flag(["fit", "--verbose", "--config", "c.yaml"]) == ["fit", "--config", "c.yaml"]
+    assert is_verbose()
+
+
+@pytest.mark.parametrize(("value", "verbose"), [("1", True), ("true", True), ("YES", True), ("0", False),
+                                                ("", False)])
+def test_epspp_verbose_values(monkeypatch: pytest.MonkeyPatch, value: str, verbose: bool) -> None:
+    monkeypatch.setenv(VERBOSE_ENV, value)
+    assert is_verbose() is verbose
+
+
+def test_tips_are_dropped_unless_verbose(monkeypatch: pytest.MonkeyPatch) -> None:
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("pytorch_lightning.utilities.rank_zero", logging.INFO, __file__, 1, message, None,
+                                 None)
+
+    quiet = QuietLines()
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    assert not quiet.filter(record("💡 Tip: For seamless cloud logging ..."))
+    assert not quiet.filter(record("TPU available: False, using: 0 TPU cores"))
+    assert quiet.filter(record("GPU available: False, used: False"))
+    assert quiet.filter(record("Restoring states from the checkpoint path at x.ckpt"))
+    monkeypatch.setenv(VERBOSE_ENV, "1")
+    assert quiet.filter(record("💡 Tip: For seamless cloud logging ..."))
