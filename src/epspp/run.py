@@ -160,9 +160,12 @@ def forget_changed_inputs(options: RunOptions, stages: Sequence[Stage]) -> None:
     there); the predictions' folder is moved aside (``.previous``), as the chain does. ``OUT/inputs.json`` keeps the
     fingerprints; it is written only when one changed."""
     first = stages[0].name  # saliency when made here, else the dataset
-    current = {first: fingerprint(options.images, options.labels, options.saliency)}
+    reads = {first: (options.images, options.labels, options.saliency)}
     if options.predict is not None:
-        current["predictions"] = fingerprint(options.predict)
+        reads["predictions"] = (options.predict,)
+    # keyed by the paths too: other paths change the stage's command, and the chain reruns it itself
+    current = {name: {"paths": [str(p) for p in paths if p], "files": fingerprint(*paths)}
+               for name, paths in reads.items()}
     path = options.out / INPUTS
     try:
         recorded = json.loads(path.read_text(encoding="utf-8"))
@@ -172,7 +175,8 @@ def forget_changed_inputs(options: RunOptions, stages: Sequence[Stage]) -> None:
         return
     for stage in stages:
         name = "predictions" if stage.name == "predictions" else first if stage.name in ("saliency", "dataset") else ""
-        if recorded is not None and name in recorded and recorded[name] != current[name]:
+        earlier = recorded.get(name) if isinstance(recorded, dict) else None
+        if isinstance(earlier, dict) and earlier.get("paths") == current[name]["paths"] and earlier != current[name]:
             if not (stage.folder / MARKER).is_file():
                 continue
             if stage.name == "predictions":

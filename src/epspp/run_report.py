@@ -18,11 +18,12 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from epspp.chain import RunLayout, Stage, format_duration, last_checkpoint
+from epspp.chain import RunLayout, Stage, last_checkpoint
 from epspp.data.classes import read_classes
 from epspp.data.io import image_files, read_image, read_mask, read_saliency, read_split
 from epspp.data.labels import JSON_LABELS
 from epspp.panels import Row, blend, caption_for, legend_of, overview_picture
+from epspp.run_progress import format_duration
 from epspp.visualize import heatmap
 
 if TYPE_CHECKING:

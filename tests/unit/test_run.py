@@ -151,6 +151,12 @@ def test_changed_input_files_rerun_their_stages(tmp_path: Path, monkeypatch: pyt
     assert again() == ["predict"]
     assert "[run] predictions: its input files changed since the last run; running it again (the old outputs are in "\
            f"{options.out / 'predictions.previous'})" in capsys.readouterr().out
+    (tmp_path / "other").mkdir()  # another --predict folder: a changed command, the chain's own rerun
+    ran.clear()
+    run.run_own_data(options.images, options.labels, options.out, saliency=options.saliency, predict=tmp_path / "other")
+    printed = capsys.readouterr().out
+    assert ran == ["predict"] and "[run] predictions: its command changed; running it again" in printed
+    assert "input files changed" not in printed
     (tmp_path / "labels.csv").write_text("id,classes\na,cat dog\n")
     assert again() == ["prepare", "fit", "predict", "fit", "predict", "predict"]
     assert not (options.out / "dataset.previous").exists()  # in place: prepare folder keeps the earlier splits
