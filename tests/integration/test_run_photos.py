@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli import REPO, run_epspp
+from cli import REPO, in_process, run_epspp
 from helpers import read_png, split_ids, write_photo_set
 from PIL import Image
 
@@ -129,7 +129,7 @@ def test_rerun_skips_everything_and_a_changed_option_reruns_what_depends_on_it(
 
 
 def test_predict_loads_no_initial_backbone_weights(photo_run: tuple[Path, dict[str, Path], subprocess.CompletedProcess],
-                                                   tmp_path: Path) -> None:
+                                                   tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     """A stage-1 checkpoint trained from `pretrained: true` (timm's download) and a `pretrained_path` gone since:
     its prediction reads neither (offline here: a download would fail)."""
     base, _, _ = photo_run
@@ -137,10 +137,9 @@ def test_predict_loads_no_initial_backbone_weights(photo_run: tuple[Path, dict[s
                             weights_only=False)
     checkpoint["hyper_parameters"] |= {"pretrained": True, "pretrained_path": str(tmp_path / "gone.pth")}
     torch.save(checkpoint, tmp_path / "pretrained.ckpt")
-    run_epspp(["predict", "--config", REPO / "configs" / "photos" / "pseudo_masks.yaml", "--data.root",
+    in_process(capfd, "predict", "--config", REPO / "configs" / "photos" / "pseudo_masks.yaml", "--data.root",
                base / "run" / "dataset" / "root", "--data.predict_split", "val", "--data.num_workers", "0",
-               "--ckpt_path", tmp_path / "pretrained.ckpt", "--pseudo_masks.output_dir", tmp_path / "masks"],
-              cwd=tmp_path)
+               "--ckpt_path", tmp_path / "pretrained.ckpt", "--pseudo_masks.output_dir", tmp_path / "masks", check=True)
     written = sorted(p.stem for p in (tmp_path / "masks").glob("*.png") if p.name != "overview.png")
     assert written == sorted(split_ids(base / "run" / "dataset" / "root", "val")) and len(written) == 2
 
