@@ -16,14 +16,14 @@ from pytorch_lightning.plugins import CheckpointIO
 from pytorch_lightning.plugins.layer_sync import LayerSync
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from epspp.callbacks.pseudo_masks import PseudoMaskWriter
+from epspp.callbacks.mask_writer import MaskWriter
 from epspp.data.classes import CLASSES_FILE, read_classes
 from epspp.data.io import read_split
 from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPSError
-from epspp.models.checkpoint import AtomicCheckpointIO, check_classes
-from epspp.models.sync_bn import TimmSyncBatchNorm
+from epspp.nets.sync_bn import TimmSyncBatchNorm
 from epspp.quiet import is_verbose, quiet_wandb_settings
-from epspp.run_folder import check_run_folder, config_dump_path, dump_mark, first_process, note_new_folder
+from epspp.runs.folder import check_run_folder, config_dump_path, dump_mark, first_process, note_new_folder
+from epspp.tasks.checkpoint import AtomicCheckpointIO, check_classes
 from epspp.validation import check_config, warmup_note
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar", "StepProgressBar")
@@ -43,7 +43,7 @@ class EPSCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
-        parser.add_lightning_class_args(PseudoMaskWriter, "pseudo_masks")
+        parser.add_lightning_class_args(MaskWriter, "pseudo_masks")
         parser.add_argument("--allow_random_weights", type=bool, default=False,
                             help="predict: allow running without --ckpt_path (masks of an untrained network)")
 
@@ -135,7 +135,7 @@ class EPSCLI(LightningCLI):
         super().after_instantiate_classes()
         config = self.config[self.subcommand] if self.subcommand else self.config
         for callback in self.trainer.callbacks:
-            if isinstance(callback, PseudoMaskWriter) and config.get("ckpt_path"):
+            if isinstance(callback, MaskWriter) and config.get("ckpt_path"):
                 callback.checkpoint_path = str(config.ckpt_path)
 
     def before_instantiate_classes(self) -> None:

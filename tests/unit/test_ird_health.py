@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from epspp.callbacks.ird_monitor import TELEMETRY_FILE, WARNINGS_FILE, CollapseMonitor, TelemetryRecord, record_warning
 from epspp.losses import ird_saliency_loss, ird_telemetry
-from epspp.models.ird_health import TELEMETRY_FILE, WARNINGS_FILE, CollapseMonitor, TelemetryRecord, record_warning
 
 
 def test_telemetry_of_a_hand_built_batch() -> None:
@@ -114,7 +114,7 @@ def test_telemetry_record_keeps_every_step_replaces_a_resumed_tail_and_writes_a_
 def test_watch_ird_records_every_step_but_feeds_the_monitor_only_after_the_warm_up(monkeypatch, tmp_path) -> None:
     from types import SimpleNamespace
 
-    from epspp.models import LocalizationModule
+    from epspp.tasks import LocalizationModule
 
     torch.manual_seed(0)
     module = LocalizationModule(num_classes=3, backbone="resnet10t", output_stride=8, pamr_iter=2,

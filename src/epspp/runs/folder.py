@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from epspp.errors import ConfigError
-from epspp.outputs import holds_no_file, refuse_inside
-from epspp.run_progress import PROGRESS_FILE
+from epspp.runs.ownership import holds_no_file, refuse_inside
+from epspp.runs.progress import PROGRESS_FILE
 
 #: the epspp flag of ``epspp fit`` that moves an earlier fit's files aside and starts over
 START_OVER_FLAG = "--start_over"
@@ -142,7 +142,7 @@ def is_fit_folder(root: Path) -> bool:
 def fit_outputs(config: Any, root: Path) -> list[Path]:
     """The files a fit replaces in its run folder: the checkpoints of fixed names, stage 0's backbone, IRD's record,
     the progress file."""
-    from epspp.models.ird_health import TELEMETRY_FILE, WARNINGS_FILE
+    from epspp.callbacks.ird_monitor import TELEMETRY_FILE, WARNINGS_FILE
 
     paths = [root / TELEMETRY_FILE, root / WARNINGS_FILE, root / PROGRESS_FILE]
     for callback in config.trainer.get("callbacks") or []:

@@ -14,14 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
-from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from epspp.callbacks.ird_monitor import CollapseMonitor, TelemetryRecord, record_warning
+from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
 from epspp.errors import ConfigError
 from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss, ird_telemetry, ird_threshold_map
 from epspp.metrics import SegmentationMetrics, iou_table
-from epspp.models.backbone import FeatureBackbone
-from epspp.models.checkpoint import check_classes
-from epspp.models.ird_health import CollapseMonitor, TelemetryRecord, record_warning
-from epspp.models.optim import OptimizerName, build_optimizer, poly_schedule
+from epspp.nets.backbone import FeatureBackbone
 from epspp.ops import (
     PAMR,
     bilinear_resize,
@@ -33,6 +31,8 @@ from epspp.ops import (
     with_background,
 )
 from epspp.ops.crf import crf_refine_scores, require_solver
+from epspp.tasks.checkpoint import check_classes
+from epspp.tasks.optim import OptimizerName, build_optimizer, poly_schedule
 from epspp.validation import check_localization_options
 
 
