@@ -11,7 +11,6 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
 from epspp.callbacks.ird_monitor import CollapseMonitor, TelemetryRecord, record_warning
@@ -20,6 +19,7 @@ from epspp.errors import ConfigError
 from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss, ird_telemetry, ird_threshold_map
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.nets.backbone import FeatureBackbone
+from epspp.nets.classifier import Classifier
 from epspp.ops import (
     PAMR,
     bilinear_resize,
@@ -34,20 +34,6 @@ from epspp.ops.crf import crf_refine_scores, require_solver
 from epspp.tasks.checkpoint import check_classes
 from epspp.tasks.optim import OptimizerName, build_optimizer, poly_schedule
 from epspp.validation import check_localization_options
-
-
-class Classifier(nn.Module):
-    """Backbone + 1x1 convolution to C+1 logit maps; GAP of the object maps gives class logits."""
-
-    def __init__(self, backbone: FeatureBackbone, num_classes: int) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Conv2d(backbone.out_channels, num_classes + 1, kernel_size=1, bias=False)
-        nn.init.xavier_uniform_(self.head.weight)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> logit maps (B, C+1, h, w)."""
-        return self.head(self.backbone(images))
 
 
 class LocalizationModule(pl.LightningModule):
