@@ -328,7 +328,7 @@ def check_checkpoint(config: Any, model: Any, path: str | Path | None = None) ->
         check_classes(checkpoint, len(names) - 1, names)
     trained = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
     wanted = getattr(model, "class_path", None) if model is not None else None
-    if trained and wanted and trained != wanted:
+    if trained and wanted and trained.rpartition(".")[2] != wanted.rpartition(".")[2]:  # epspp.models.X = .tasks.X
         raise CheckpointMismatchError(f"{path} is a checkpoint of {trained.rpartition('.')[2]}, but this config "
                                       f"runs {wanted.rpartition('.')[2]}: give a checkpoint of that stage (stage 1: "
                                       "localization, stage 3: segmentation)")
