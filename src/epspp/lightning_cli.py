@@ -18,11 +18,20 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from epspp.callbacks.mask_writer import MaskWriter
 from epspp.data.classes import CLASSES_FILE, read_classes
-from epspp.data.io import read_split
-from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPSError
+from epspp.errors import CheckpointMismatchError, ConfigError, EPSError
 from epspp.nets.sync_bn import TimmSyncBatchNorm
 from epspp.quiet import is_verbose, quiet_wandb_settings
-from epspp.runs.folder import check_run_folder, config_dump_path, dump_mark, first_process, note_new_folder
+from epspp.runs.folder import (
+    check_run_folder,
+    config_dump_path,
+    dump_mark,
+    first_process,
+    inside,
+    monitor_what_exists,
+    note_new_folder,
+    resolve_run_paths,
+    wandb_loggers,
+)
 from epspp.tasks.checkpoint import AtomicCheckpointIO, check_classes
 from epspp.validation import check_config, warmup_note
 
@@ -177,6 +186,8 @@ class EPSCLI(LightningCLI):
         note_new_folder(root or os.getcwd())  # removed again if the command fails before writing a file
         if root:
             resolve_run_paths(config, root)
+            if wandb_loggers(config):
+                quiet_wandb_settings()
         check_run_folder(config, self.subcommand, self.start_over)
 
 
@@ -198,23 +209,6 @@ def predict_in_output_dir(config: Any, output_dir: str) -> None:
         print(f"[epspp] predict writes its configuration and logs in --pseudo_masks.output_dir {output_dir}, not in "
               f"--trainer.default_root_dir {given}", file=sys.stderr)
     config.trainer.default_root_dir = output_dir
-
-
-def resolve_run_paths(config: Any, root: str) -> None:
-    """Relative ModelCheckpoint and logger folders inside ``root``; a WandbLogger without a name named after it."""
-    for callback in config.trainer.get("callbacks") or []:
-        if callback.class_path.endswith("ModelCheckpoint"):
-            callback.init_args.dirpath = _inside(root, callback.init_args.get("dirpath") or "checkpoints")
-    loggers = config.trainer.get("logger")
-    for logger in loggers if isinstance(loggers, list) else [loggers]:
-        if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
-            logger.init_args.save_dir = _inside(root, logger.init_args.save_dir or ".")
-        if getattr(logger, "class_path", "").endswith("WandbLogger"):
-            quiet_wandb_settings()
-            if not logger.init_args.get("name"):
-                logger.init_args.name = run_name(root)
-            # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise
-            os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
 
 
 class RunConfigDump(SaveConfigCallback):
@@ -245,46 +239,10 @@ class RunConfigDump(SaveConfigCallback):
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
 
-def monitor_what_exists(config: Any) -> None:
-    """Without ground truth in the validation split, select checkpoints on what exists.
-
-    Localization: ``val/mAP`` (image labels exist) instead of ``val/mIoU``.  Segmentation: nothing to
-    validate on, so no validation and ``train/loss`` (lowest).  The checkpoint's ModelCheckpoint state
-    names the monitor; the run says so.
-    """
-    data = config.get("data") or {}
-    split, root = data.get("val_split"), data.get("root")
-    if not split or not root or has_ground_truth(Path(root), split, data.get("mask_dir")) is not False:
-        return
-    task = data.get("task", "localization")
-    monitor, mode = ("val/mAP", "max") if task == "localization" else ("train/loss", "min")
-    if task != "localization":
-        data.val_split = None
-    for callback in config.trainer.get("callbacks") or []:
-        if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor") == "val/mIoU":
-            callback.init_args.monitor, callback.init_args.mode = monitor, mode
-            if task != "localization":  # no validation loop to save after: save at each training-epoch end
-                callback.init_args.save_on_train_epoch_end = True
-    what = "validation on the image labels only" if task == "localization" else "no validation"
-    if first_process():
-        print(f"[epspp] split '{split}' has no ground-truth mask: {what}; best.ckpt is selected on {monitor} "
-              f"({mode})", file=sys.stderr)
-
-
-def has_ground_truth(root: Path, split: str, mask_dir: str | None) -> bool | None:
-    """Whether an id of ``split`` has a ground-truth mask (None: unreadable split; the data module says why)."""
-    try:
-        ids = read_split(root, split)
-    except DatasetError:
-        return None
-    masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
-    return any((masks / f"{i}.png").is_file() for i in ids)
-
-
 def checkpoint_folders(config: Any) -> list[Path]:
     """The folders the config's ModelCheckpoint callbacks write in (relative ones inside ``default_root_dir``)."""
     root = config.trainer.get("default_root_dir") or "."
-    folders = [Path(_inside(root, callback.init_args.get("dirpath") or "checkpoints"))
+    folders = [Path(inside(root, callback.init_args.get("dirpath") or "checkpoints"))
                for callback in config.trainer.get("callbacks") or [] if callback.class_path.endswith("ModelCheckpoint")]
     return list(dict.fromkeys(folders)) or [Path(root, "checkpoints")]
 
@@ -299,7 +257,7 @@ def keyword_checkpoint(config: Any, keyword: str) -> Path | None:
     for callback in config.trainer.get("callbacks") or []:
         if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor"):
             root = config.trainer.get("default_root_dir") or "."
-            path = Path(_inside(root, callback.init_args.get("dirpath") or "checkpoints"),
+            path = Path(inside(root, callback.init_args.get("dirpath") or "checkpoints"),
                         f"{callback.init_args.get('filename') or 'best'}.ckpt")
             return path if path.is_file() else None
     return None
@@ -365,13 +323,3 @@ def _user_error(error: BaseException) -> EPSError | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
-
-
-def run_name(root: str) -> str:
-    """W&B run name from the run folder: ``runs/demo/eps++/localization`` -> ``demo/eps++/localization``."""
-    parts = os.path.normpath(root).split(os.sep)
-    return "/".join(parts[parts.index("runs") + 1:] if "runs" in parts else parts[-3:])
-
-
-def _inside(root: str, path: str) -> str:
-    return path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))
