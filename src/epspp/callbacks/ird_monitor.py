@@ -27,10 +27,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-#: the run folder's file where the warning is recorded (read by the demo report)
-WARNINGS_FILE = "warnings.txt"
-#: the run folder's file with IRD's telemetry of every training step (read by the demo report and the studies)
-TELEMETRY_FILE = "ird_telemetry.csv"
+from epspp.runs.logs import TELEMETRY_FILE, WARNINGS_FILE  # the run folder's files (runs/logs.py reads them)
+
 #: the columns of the telemetry record besides ``step`` (``epspp.losses.ird_telemetry``)
 TELEMETRY_KEYS = ("inconsistent_salient", "inconsistent_background", "inconsistent", "fg_salient",
                   "threshold_map_salient", "threshold_map_background")

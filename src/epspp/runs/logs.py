@@ -7,7 +7,10 @@ import csv
 import re
 from pathlib import Path
 
-from epspp.callbacks.ird_monitor import TELEMETRY_FILE, WARNINGS_FILE
+#: the run folder's file where IRDMonitor records the collapse warning (read by the demo report)
+WARNINGS_FILE = "warnings.txt"
+#: the run folder's file with IRD's telemetry of every training step (read by the demo report and the studies)
+TELEMETRY_FILE = "ird_telemetry.csv"
 
 
 def logged_rows(folder: Path) -> list[dict[str, str]]:
