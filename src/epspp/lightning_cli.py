@@ -157,7 +157,7 @@ class EPSCLI(LightningCLI):
         ``--trainer.enable_progress_bar false`` the configs' progress-bar callback is dropped
         (cluster logs stay clean) instead of Lightning refusing the combination.  A ``predict`` run
         writes in its ``--pseudo_masks.output_dir`` (Lightning's ``config.yaml``: how the masks were made).  The
-        run folder follows the write rule (``run_folder.check_run_folder``).  Quiet by default (``epspp.quiet``):
+        run folder follows the write rule (``runs.folder.check_run_folder``).  Quiet by default (``epspp.quiet``):
         no model summary table unless asked for (``--trainer.enable_model_summary true`` or ``--verbose``), and a
         ``predict`` starts no W&B run.
         """
@@ -214,9 +214,9 @@ def predict_in_output_dir(config: Any, output_dir: str) -> None:
 class RunConfigDump(SaveConfigCallback):
     """Lightning's ``config.yaml`` of a run, that never replaces a file epspp did not write, nor another subcommand's.
 
-    The dump starts with ``run_folder.dump_mark(subcommand)``; a ``config.yaml`` without it (a user's own config kept
+    The dump starts with ``runs.folder.dump_mark(subcommand)``; a ``config.yaml`` without it (a user's own config kept
     in the run folder, or the dump of the fit whose run folder a ``validate`` uses) is left as it is and the dump goes
-    to ``config.<subcommand>.yaml`` (``run_folder.config_dump_path``).  Written atomically, by rank 0.
+    to ``config.<subcommand>.yaml`` (``runs.folder.config_dump_path``).  Written atomically, by rank 0.
     """
 
     def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
