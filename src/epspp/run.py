@@ -24,7 +24,7 @@ import yaml
 
 from epspp.chain import MARKER, RunLayout, Runner, Stage, fit_stage, last_checkpoint, move_aside, predict_stage
 from epspp.errors import ConfigError, DatasetError, EPSError
-from epspp.outputs import claim_folder
+from epspp.runs.ownership import claim_folder
 
 METHODS = ("cam", "eps", "eps++")
 #: a preset: its folder under configs/ and the share of the photos in the val split (stage 1's val/mAP)

@@ -16,7 +16,7 @@ from cli import CONFIGS, SCRATCH_EPSPP, TINY_FIT
 from helpers import snapshot
 from test_pseudo_masks import QUIET, clean_error, in_process, ok, predict_args
 
-from epspp.run_folder import dump_mark
+from epspp.runs.folder import dump_mark
 
 SMALL = ("--data.predict_split", "labeled_10pct")  # 2 images
 CSV_ONLY = "{class_path: pytorch_lightning.loggers.CSVLogger, init_args: {save_dir: '.', name: csv}}"

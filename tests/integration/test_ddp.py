@@ -235,8 +235,8 @@ def test_sync_batchnorm_converts_every_norm_and_keeps_checkpoints_and_inference(
     from pytorch_lightning.plugins import TorchSyncBatchNorm
     from timm.layers.norm_act import BatchNormAct2d
 
-    from epspp.models import LocalizationModule, SegmentationModule
-    from epspp.models.sync_bn import TimmSyncBatchNorm
+    from epspp.nets.sync_bn import TimmSyncBatchNorm
+    from epspp.tasks import LocalizationModule, SegmentationModule
 
     def build() -> torch.nn.Module:
         torch.manual_seed(0)
@@ -277,7 +277,7 @@ def test_sync_batchnorm_switch_gives_the_ddp_strategy_the_timm_aware_plugin(
 
     from epspp.data.datamodule import EPSDataModule
     from epspp.lightning_cli import EPSCLI
-    from epspp.models.sync_bn import TimmSyncBatchNorm
+    from epspp.nets.sync_bn import TimmSyncBatchNorm
 
     monkeypatch.setattr(sys, "argv", ["epspp"])  # the arguments are given below
     cli = EPSCLI(LightningModule, EPSDataModule, subclass_mode_model=True, run=False, args=[

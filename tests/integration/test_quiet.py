@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cli import SCRATCH_EPSPP, TINY_FIT, in_process
 
-from epspp.run_progress import PROGRESS_FILE
+from epspp.runs.progress import PROGRESS_FILE
 
 #: TINY_FIT without its "--trainer.enable_model_summary false": the default summary is what is checked
 FIT = [arg for pair in zip(TINY_FIT[::2], TINY_FIT[1::2], strict=True) if pair[0] != "--trainer.enable_model_summary"

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from epspp.errors import ConfigError
-from epspp.models import LocalizationModule
-from epspp.models.checkpoint import CheckpointMismatchError
 from epspp.ops import maps_to_mask, multiscale_maps, normalize_maps, object_maps
+from epspp.tasks import LocalizationModule
+from epspp.tasks.checkpoint import CheckpointMismatchError
 
 
 # ------------------------------------------------------------------ object_maps

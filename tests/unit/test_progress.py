@@ -13,7 +13,7 @@ import torch
 
 from epspp.callbacks import StepProgressBar
 from epspp.callbacks import progress as progress_module
-from epspp.run_progress import (
+from epspp.runs.progress import (
     PROGRESS_FILE,
     StageClock,
     format_duration,

@@ -28,7 +28,7 @@ from epspp.data.classes import CLASSES_FILE, check_class_names, write_classes
 from epspp.data.io import IMAGE_EXTENSIONS, check_id, exif_orientation, image_files, read_split
 from epspp.data.labels import JSON_LABELS
 from epspp.errors import DatasetError
-from epspp.outputs import OutputRecord, refuse_inside
+from epspp.runs.ownership import OutputRecord, refuse_inside
 
 SPLITS = Path("ImageSets") / "Segmentation"
 HEADER_NAMES = ("id", "image", "filename", "file", "name")
