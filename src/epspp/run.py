@@ -221,7 +221,7 @@ def run_own_data(images: str | Path, labels: str | Path, out: str | Path, *, sal
 
     Args:
         images: folder of photos (any of .jpg .png ...; the file name without extension is the id).
-        labels: CSV (``id,classes``) or JSON label file (README, "Your own data").
+        labels: CSV (``id,classes``) or JSON label file (docs/data.md, "Your own data").
         out: run folder (new, empty, or an earlier ``epspp run``'s; never inside an input folder).
         saliency: folder of ``<id>.png`` saliency maps; None: made by ``epspp saliency`` (``saliency_model``,
             ``saliency_model_path``).

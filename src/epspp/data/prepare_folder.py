@@ -9,7 +9,7 @@ Output (``--out``): ``JPEGImages/`` and ``saliency/`` holding links to the input
 ``classes.json`` (background first, then the classes, given or sorted), ``cls_labels.json``
 (``{id: [names]}``, the safe label format) and the splits ``train`` / ``val`` (a seeded random
 ``--val-fraction``; a rerun keeps the split of every image already there) and ``all``.  No ground truth:
-stages 1-3 run without it (see README, "Your own data").
+stages 1-3 run without it (see docs/data.md, "Your own data").
 """
 
 from __future__ import annotations
