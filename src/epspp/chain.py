@@ -23,6 +23,7 @@ The runner's rules:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -356,8 +357,8 @@ class Runner:
         eta = _Eta()
         for index, stage in enumerate(stages):
             to_come = [s.step_budget() for s, runs in zip(stages[index + 1:], todo[index + 1:], strict=True) if runs]
-            records[stage.name] = self.run_stage(stage, lambda stage=stage, to_come=to_come: self._eta(
-                eta, stage, to_come))
+            records[stage.name] = self.run_stage(stage, functools.partial(self._eta, eta, stage, to_come))
+
         return records
 
     def plan(self, stages: Sequence[Stage]) -> list[bool]:

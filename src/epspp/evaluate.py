@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -96,7 +97,7 @@ def threshold_choice(thresholds: list[float], chooser: list[SegmentationMetrics]
         ``chosen_bg_threshold``, ``chosen_bg_threshold_miou``, ``chosen_per_class_iou`` and ``oracle``.
     """
     choice_sweep, scored_sweep = sweep_to_json(thresholds, chooser), sweep_to_json(thresholds, scored)
-    best = max(choice_sweep, key=choice_sweep.get)  # the first (lowest) threshold among equals
+    best = max(choice_sweep, key=choice_sweep.__getitem__)  # the first (lowest) threshold among equals
     index = list(choice_sweep).index(best)
     per_class = scores_to_json(scored[index].compute(), class_names)["per_class_iou"]
     return {"bg_threshold_sweep": scored_sweep, "choice_sweep": choice_sweep, "chosen_on": chosen_on,
@@ -159,7 +160,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     report = scores_to_json(scores, result["class_names"]) | {"evaluated": result["evaluated"]}
     if choice is not None:
         report |= choice
+        sweep = cast(dict, sweep)  # set with choice
         print(f"\nbackground threshold sweep of {Path(args.pred_dir) / 'scores'} ({sweep['evaluated']} images, "
+
+
               f"split {args.split}):")
         chosen_key = f"{choice['chosen_bg_threshold']:g}"
         mark = (f"  <- ORACLE: chosen on the scored split {args.split} itself (an upper bound; choose on another "

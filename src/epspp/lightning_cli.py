@@ -7,7 +7,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from pytorch_lightning import Trainer
@@ -143,7 +143,7 @@ class EPSCLI(LightningCLI):
         """Tell the mask writer which checkpoint the masks come from (it checks the folder's provenance)."""
         super().after_instantiate_classes()
         config = self.config[self.subcommand] if self.subcommand else self.config
-        for callback in self.trainer.callbacks:
+        for callback in cast(Any, self.trainer).callbacks:  # Lightning sets it without declaring it on the class
             if isinstance(callback, MaskWriter) and config.get("ckpt_path"):
                 callback.checkpoint_path = str(config.ckpt_path)
 
@@ -188,7 +188,7 @@ class EPSCLI(LightningCLI):
             resolve_run_paths(config, root)
             if wandb_loggers(config):
                 quiet_wandb_settings()
-        check_run_folder(config, self.subcommand, self.start_over)
+        check_run_folder(config, cast(str, self.subcommand), self.start_over)
 
 
 def drop_wandb(config: Any) -> None:
@@ -222,7 +222,7 @@ class RunConfigDump(SaveConfigCallback):
     def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
         if self.already_saved:
             return
-        log_dir = Path(trainer.log_dir)  # broadcasts the folder
+        log_dir = Path(cast(str, trainer.log_dir))  # broadcasts the folder
         if trainer.is_global_zero:
             subcommand = str(getattr(stage, "value", stage))  # Lightning's TrainerFn: "fit", "validate", ...
             path = config_dump_path(log_dir, subcommand, self.config_filename)
@@ -314,7 +314,8 @@ def warn_oversubscription(accelerator: Any, devices: Any) -> None:
               "they compete for the cores and run slower than fewer would", file=sys.stderr)
 
 
-def _user_error(error: BaseException) -> EPSError | None:
+def _user_error(error: BaseException | None) -> EPSError | None:
+
     """The first EPSError among ``error`` and the exceptions it was raised from."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:

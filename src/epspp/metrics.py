@@ -25,6 +25,7 @@ class SegmentationMetrics(Metric):
     """
 
     full_state_update = False
+    confusion: torch.Tensor  # the state add_state registers
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -34,7 +35,8 @@ class SegmentationMetrics(Metric):
             "confusion", torch.zeros(num_classes, num_classes + 1, dtype=torch.long), dist_reduce_fx="sum"
         )
 
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:  # type: ignore[override]
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+
         """Add predictions and targets of equal shape (class ids; target 255 = ignore)."""
         if preds.shape != target.shape:
             raise ValueError(f"prediction shape {tuple(preds.shape)} differs from target {tuple(target.shape)}")

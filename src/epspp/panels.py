@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -32,13 +33,13 @@ class Pen:
     def __init__(self, size: int) -> None:
         self.size = size
         self.line = size + max(4, size // 2)
-        font = None
+        font: ImageFont.FreeTypeFont | ImageFont.ImageFont | None = None
         try:
             font = ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType: a scalable font
         except TypeError:  # Pillow 10.0: no size argument
             pass
         self._scaled = not isinstance(font, ImageFont.FreeTypeFont)
-        self.font = ImageFont.load_default() if self._scaled else font
+        self.font = ImageFont.load_default() if self._scaled else cast(ImageFont.FreeTypeFont, font)
         self._factor = max(1, round(size / 11))  # the bitmap font is about 11 px tall
         self.ellipsis = "..." if self._scaled else "…"  # the bitmap font has Latin-1 glyphs only
         top, bottom = self.font.getbbox("Ag")[1::2]
@@ -72,8 +73,8 @@ class Pen:
         text = self._glyphs(text)
         small = Image.new("L", (max(1, int(self.font.getlength(text))), self.line // self._factor + 2), 0)
         ImageDraw.Draw(small).text((0, 0), text, fill=255, font=self.font)
-        big = small.resize((small.width * self._factor, small.height * self._factor), Image.NEAREST)
-        canvas.paste(Image.new("RGB", big.size, fill), (x, y_text), big)
+        big = small.resize((small.width * self._factor, small.height * self._factor), Image.Resampling.NEAREST)
+        canvas.paste(Image.new("RGB", big.size, fill), (x, int(y_text)), big)  # Pillow's bbox: ints
 
 
 def legend_of(masks: Iterable[np.ndarray], names: Sequence[str]) -> dict[str, Colour]:
@@ -86,8 +87,9 @@ def legend_of(masks: Iterable[np.ndarray], names: Sequence[str]) -> dict[str, Co
     for mask in masks:
         present.update(int(v) for v in np.unique(mask))
     palette = voc_palette()
-    return {(names[c] if c < len(names) else "ignore" if c == IGNORE else f"class {c}"): tuple(int(v) for v in
-            palette[c]) for c in sorted(present - {0})}
+    return {(names[c] if c < len(names) else "ignore" if c == IGNORE else f"class {c}"): cast(Colour, tuple(
+            int(v) for v in palette[c])) for c in sorted(present - {0})}
+
 
 
 def legend_band(legend: dict[str, Colour], width: int, pen: Pen) -> np.ndarray:
@@ -150,7 +152,8 @@ def fit_width(picture: np.ndarray, width: int, max_height: int) -> np.ndarray:
     height, old_width = picture.shape[:2]
     scale = min(width / old_width, max_height / height)
     size = (max(1, round(old_width * scale)), max(1, round(height * scale)))
-    resized = np.asarray(Image.fromarray(picture).resize(size, Image.BOX if scale < 1 else Image.NEAREST))
+    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.NEAREST
+    resized = np.asarray(Image.fromarray(picture).resize(size, resample))
     canvas = np.full((size[1], width, 3), 255, np.uint8)
     canvas[:, : size[0]] = resized
     return canvas

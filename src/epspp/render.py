@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image
@@ -60,7 +61,8 @@ def render(pred_dir: str | Path, root: str | Path | None = None, out: str | Path
     if root is None and images is None:
         raise DatasetError("give the images: --root ROOT (a dataset) or --images DIR (a folder of images)")
     root = Path(root) if root is not None else None
-    image_dir = Path(images) if images is not None else root / "JPEGImages"
+    image_dir = Path(images) if images is not None else cast(Path, root) / "JPEGImages"  # one of them is given
+
     if not image_dir.is_dir():
         raise DatasetError(f"--images {image_dir} is not a folder" if images is not None
                            else f"{image_dir} not found: is --root {root} a dataset root?")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -70,7 +71,8 @@ def collect(root: Path, out: Path, stages: dict[str, dict], regime: str = "pretr
         if (masks / "scores").is_dir() and (val_masks / "scores").is_dir():
             sweeps = [sweep_bg_threshold(folder, root, split, list(SWEEP_THRESHOLDS), class_names=names)["metrics"]
                       for folder, split in ((val_masks, "val"), (masks, manifest["split"]))]
-            report["pseudo_masks"][method] |= threshold_choice(list(SWEEP_THRESHOLDS), *sweeps, "val",
+            report["pseudo_masks"][method] |= threshold_choice(list(SWEEP_THRESHOLDS), sweeps[0], sweeps[1], "val",
+
                                                                manifest["split"], names)
     for variant in SEGMENTATION_NAMES:
         report["segmentation"][variant] = {
@@ -179,7 +181,7 @@ def stage_figure(root: Path, out: Path, path: Path, names: list[str], split: str
         model = LocalizationModule.load_from_checkpoint(out / method / "localization" / "checkpoints" / "last.ckpt",
                                                         map_location="cpu", weights_only=True).eval()
         views[method] = model.explain(batch["image"], batch["saliency"], batch["label"])
-    rows = []
+    rows: list[list[Any]] = []  # uint8 pictures
     for i in range(len(samples)):
         image = denormalize(batch["image"][i])
         row = [image, heatmap(batch["saliency"][i, 0])]
@@ -187,13 +189,13 @@ def stage_figure(root: Path, out: Path, path: Path, names: list[str], split: str
         row += [overlay(image, heatmap(views["eps++"]["inconsistent"][i].float()), 0.6),
                 colorize(views["eps++"]["pseudo_mask"][i]), colorize(batch["mask"][i])]
         rows.append(row)
-    scale = max(1, 128 // rows[0][0].shape[0])
+    zoom = max(1, 128 // rows[0][0].shape[0])
     shown = torch.cat([views["eps++"]["pseudo_mask"].flatten(), batch["mask"].flatten()]).unique().tolist()
     legend = {names[c]: tuple(voc_palette()[c]) for c in sorted(shown) if c < len(names)}
     legend |= {"ignore": tuple(voc_palette()[255])} if 255 in shown else {}
     titles = ["image", "saliency", "CAM map", "EPS map", "EPS++ map", f"IRD N ({reading})", "EPS++ mask",
               "ground truth"]
-    picture = annotate(grid(rows, scale=scale), titles, rows[0][0].shape[1] * scale, legend, gap=2 * scale)
+    picture = annotate(grid(rows, scale=zoom), titles, rows[0][0].shape[1] * zoom, legend, gap=2 * zoom)
     tmp = path.with_name(f".{path.stem}.tmp.png")
     Image.fromarray(picture).save(tmp)
     os.replace(tmp, path)

@@ -160,7 +160,8 @@ def forget_changed_inputs(options: RunOptions, stages: Sequence[Stage]) -> None:
     there); the predictions' folder is moved aside (``.previous``), as the chain does. ``OUT/inputs.json`` keeps the
     fingerprints; it is written only when one changed."""
     first = stages[0].name  # saliency when made here, else the dataset
-    reads = {first: (options.images, options.labels, options.saliency)}
+    reads: dict[str, tuple[Path | None, ...]] = {first: (options.images, options.labels, options.saliency)}
+
     if options.predict is not None:
         reads["predictions"] = (options.predict,)
     # keyed by the paths too: other paths change the stage's command, and the chain reruns it itself

@@ -106,9 +106,10 @@ def write_saliency_maps(images: str | Path, out: str | Path, model: str = DEFAUL
     record = OutputRecord.open(out, COMMAND, "--out")
     session_class = _session_class(model)
     file = _model_file(session_class, model, model_path)
-    provenance = {"command": COMMAND, "model": model, "model_file": str(file.resolve()), "sha256": _sha256(file),
-                  "rembg": _version("rembg"), "onnxruntime": _version("onnxruntime"),
-                  "images": str(images.resolve()), "count": 0}
+    provenance: dict[str, Any] = {"command": COMMAND, "model": model, "model_file": str(file.resolve()),
+                                  "sha256": _sha256(file), "rembg": _version("rembg"),
+                                  "onnxruntime": _version("onnxruntime"), "images": str(images.resolve()), "count": 0}
+
     _check_earlier(out, provenance)
     targets = {image_id: out / f"{image_id}.png" for image_id in found}
     record.claim([*targets.values(), out / PROVENANCE])
@@ -144,7 +145,7 @@ def _list_images(images: Path) -> dict[str, Path]:
     return found
 
 
-def _session_class(model: str) -> type:
+def _session_class(model: str) -> Any:
     """rembg's session class of ``model`` (rembg and onnxruntime are the ``saliency`` extra)."""
     # rembg imports pymatting, whose numba kernels compile at import (1-2 min in a fresh environment) for alpha
     # matting, which epspp never calls: skip the compilation unless numba is already in use in this process
@@ -162,7 +163,8 @@ def _session_class(model: str) -> type:
     return sessions[model]
 
 
-def _model_file(session_class: type, model: str, model_path: str | Path | None) -> Path:
+def _model_file(session_class: Any, model
+: str, model_path: str | Path | None) -> Path:
     """The ONNX file to load: ``model_path``, or rembg's cached file of ``model`` (fetched by rembg if absent)."""
     if model_path is None and model.endswith("_custom"):
         raise SaliencyError(f"--model {model} runs a model file of your own: give it with --model-path FILE")
@@ -180,7 +182,7 @@ def _model_file(session_class: type, model: str, model_path: str | Path | None) 
                             f"give the ONNX file with --model-path FILE (or put it in {where})") from None
 
 
-def _session(session_class: type, model: str, file: Path) -> Any:
+def _session(session_class: Any, model: str, file: Path) -> Any:
     """A rembg session of ``model``'s family that loads ``file``.
 
     rembg's ``*_custom`` sessions take a ``model_path`` but accept only files inside rembg's model folder

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -40,7 +41,9 @@ class BackboneExport(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        state = {key: value.detach().cpu().clone() for key, value in pl_module.net.backbone.body.state_dict().items()}
+        body = cast(Any, pl_module).net.backbone.body  # a LocalizationModule's (checked in setup)
+        state = {key: value.detach().cpu().clone() for key, value in body.state_dict().items()}
+
         target = self.path(trainer)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

@@ -23,7 +23,7 @@ import os
 import sys
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 
@@ -172,7 +172,7 @@ class IRDMonitor(pl.Callback):
                            batch_idx: int) -> None:
         reported = getattr(pl_module, "ird_values", None)
         if reported is not None:
-            pl_module.ird_values = None
+            cast(Any, pl_module).ird_values = None  # a LocalizationModule's attribute
             self.record(trainer, *reported)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -7,7 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -88,7 +88,7 @@ class MaskWriter(BasePredictionWriter):
             raise DatasetError("set where the masks go: --pseudo_masks.output_dir DIR")
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise DatasetError(f"--pseudo_masks.output_dir {self.output_dir} is a file, not a folder")
-        dataset = trainer.datamodule.datasets["predict"]
+        dataset = _datamodule(trainer).datasets["predict"]
         refuse_dataset_folder(self.output_dir, dataset_folders(dataset))
         refuse_escaping_folders(self.output_dir, self._derived_folders(), dataset_folders(dataset))
         check_writable(self.output_dir)
@@ -96,7 +96,7 @@ class MaskWriter(BasePredictionWriter):
         for wanted, sub in ((self.save_scores, "scores"), (self.save_overlays, "overlays")):
             if wanted:
                 (self.output_dir / sub).mkdir(exist_ok=True)
-        record = provenance(pl_module, dict(trainer.datamodule.hparams), self.checkpoint_path or trainer.ckpt_path,
+        record = provenance(pl_module, dict(_datamodule(trainer).hparams), self.checkpoint_path or trainer.ckpt_path,
                             dataset_identity(dataset))
         done = len(mask_files(self.mask_dir))  # not overview.png, overlays/ or scores/
         check_resume(self.output_dir, record, done, self.overwrite)
@@ -107,10 +107,10 @@ class MaskWriter(BasePredictionWriter):
         # the full-resolution score maps of every image would pile up in memory otherwise
         trainer.predict_loop.return_predictions = False
         if self.report_split:
-            outside = sorted(set(read_split(trainer.datamodule.hparams.root, self.report_split)) - set(dataset.ids))
+            outside = sorted(set(read_split(_datamodule(trainer).hparams.root, self.report_split)) - set(dataset.ids))
             if outside:
                 raise DatasetError(f"{len(outside)} ids of report_split '{self.report_split}' are not in predict_split "
-                                   f"'{trainer.datamodule.hparams.predict_split}', e.g. {outside[:3]}: set "
+                                   f"'{_datamodule(trainer).hparams.predict_split}', e.g. {outside[:3]}: set "
                                    "--pseudo_masks.report_split null or a subset")
         self._existing = {i for i in dataset.ids if self._is_done(i)}
         if self._existing and not self.overwrite:
@@ -135,11 +135,11 @@ class MaskWriter(BasePredictionWriter):
                 if self.save_scores:
                     self._write_scores(image_id, prediction["scores"][index], prediction["label"][index])
                 if self.save_overlays:
-                    self._write_overlay(image_id, mask, trainer.datamodule)
+                    self._write_overlay(image_id, mask, _datamodule(trainer))
                 write_mask_png(path, mask, voc_palette())
             except BaseException as error:
                 # write_mask_png/np.save leave their temporary file behind when interrupted
-                for tmp in self.output_dir.rglob(f".{image_id}.{os.getpid()}.tmp.*"):
+                for tmp in self._out.rglob(f".{image_id}.{os.getpid()}.tmp.*"):
                     tmp.unlink(missing_ok=True)
                 if isinstance(error, OSError):  # a full disk, a folder made read-only during the run
                     raise OutputError(f"cannot write the mask of {image_id} in {self.output_dir}: "
@@ -149,27 +149,32 @@ class MaskWriter(BasePredictionWriter):
             self._written += 1
 
     @property
+    def _out(self) -> Path:
+        """``output_dir``: None only until ``setup``, which refuses to predict without it."""
+        return cast(Path, self.output_dir)
+
+    @property
     def mask_dir(self) -> Path:
         """Where the PNG masks go: ``output_dir / mask_subdir``."""
-        return self.output_dir / self.mask_subdir
+        return self._out / self.mask_subdir
 
     def _derived_folders(self) -> dict[str, Path]:
         """The folders this writer writes in besides ``output_dir`` (the option that makes each -> folder)."""
         folders = {f"--pseudo_masks.mask_subdir {self.mask_subdir!r}": self.mask_dir}
         for wanted, sub in ((self.save_scores, "scores"), (self.save_overlays, "overlays")):
             if wanted:
-                folders[f"--pseudo_masks.save_{sub} (OUT/{sub})"] = self.output_dir / sub
+                folders[f"--pseudo_masks.save_{sub} (OUT/{sub})"] = self._out / sub
         return folders
 
     def _is_done(self, image_id: str) -> bool:
         """The mask exists, and its score map too when ``save_scores`` asks for it (it is written first)."""
         return (self.mask_dir / f"{image_id}.png").is_file() and (
-            not self.save_scores or (self.output_dir / "scores" / f"{image_id}.npy").is_file())
+            not self.save_scores or (self._out / "scores" / f"{image_id}.npy").is_file())
 
     def _write_overlay(self, image_id: str, mask: np.ndarray, datamodule: Any) -> None:
         image = read_image(datamodule.datasets["predict"].image_path(image_id))
         picture = overlay_with_legend(image, mask, datamodule.class_names)
-        path = self.output_dir / "overlays" / f"{image_id}.png"
+        path = self._out / "overlays" / f"{image_id}.png"
         tmp = path.with_name(f".{image_id}.{os.getpid()}.tmp.png")
         Image.fromarray(picture).save(tmp)
         os.replace(tmp, path)
@@ -177,7 +182,7 @@ class MaskWriter(BasePredictionWriter):
     def _write_scores(self, image_id: str, scores: torch.Tensor, label: torch.Tensor) -> None:
         keep = [0] + [c + 1 for c in torch.nonzero(label).flatten().tolist()]
         array = scores[keep].to(torch.float16).cpu().numpy()
-        path = self.output_dir / "scores" / f"{image_id}.npy"
+        path = self._out / "scores" / f"{image_id}.npy"
         tmp = path.with_name(f".{image_id}.{os.getpid()}.tmp.npy")
         np.save(tmp, array)
         os.replace(tmp, path)
@@ -197,11 +202,11 @@ class MaskWriter(BasePredictionWriter):
         self._finished = True
         if not distributed and not trainer.is_global_zero:
             return
-        if isinstance(trainer.datamodule.datasets["predict"], ImageFolderDataset):
-            self._finish_folder(trainer, trainer.datamodule.datasets["predict"], distributed, pl_module.device)
+        if isinstance(_datamodule(trainer).datasets["predict"], ImageFolderDataset):
+            self._finish_folder(trainer, _datamodule(trainer).datasets["predict"], distributed, pl_module.device)
             return
         elapsed = time.perf_counter() - self._start
-        datamodule = trainer.datamodule
+        datamodule = _datamodule(trainer)
         split = datamodule.hparams.predict_split
         written = int(self._reduce(trainer, distributed, float(self._written), pl_module.device))  # by every rank
         evaluated, scores = self._score(trainer, pl_module, split, distributed)
@@ -229,7 +234,7 @@ class MaskWriter(BasePredictionWriter):
                 manifest["report"] |= scores_to_json(report[1], names)
                 print(f"\npseudo-masks of '{self.report_split}' (the report split) vs ground truth ({report[0]} "
                       "images):\n" + iou_table(report[1]["iou"], names))
-        path = self.output_dir / "manifest.json"
+        path = self._out / "manifest.json"
         tmp = path.with_name(".manifest.json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2))
         os.replace(tmp, path)
@@ -246,10 +251,10 @@ class MaskWriter(BasePredictionWriter):
                     "folder_size": len(dataset.all_ids), "written_this_run": written,
                     "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
                     "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
-                    "class_names": list(trainer.datamodule.class_names)}
+                    "class_names": list(_datamodule(trainer).class_names)}
         print(f"[epspp] wrote {written} masks of {dataset.image_dir} to {self.output_dir}"
-              + (f" (overlays in {self.output_dir / 'overlays'})" if self.save_overlays else ""))
-        path = self.output_dir / "manifest.json"
+              + (f" (overlays in {self._out / 'overlays'})" if self.save_overlays else ""))
+        path = self._out / "manifest.json"
         tmp = path.with_name(".manifest.json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2))
         os.replace(tmp, path)
@@ -265,8 +270,8 @@ class MaskWriter(BasePredictionWriter):
             return
         from epspp.render import render
 
-        dataset = trainer.datamodule.datasets["predict"]
-        target = self.output_dir / OVERVIEW
+        dataset = _datamodule(trainer).datasets["predict"]
+        target = self._out / OVERVIEW
         folder = isinstance(dataset, ImageFolderDataset)
         if os.path.lexists(target) and not is_overview(target):
             print(f"[epspp] note: {target} is not an overview drawn by epspp (the mask of an image named 'overview', "
@@ -275,7 +280,7 @@ class MaskWriter(BasePredictionWriter):
         try:
             render(self.mask_dir, None if folder else dataset.root, target, OVERVIEW_ROWS,
                    images=dataset.image_dir, saliency_dir=None if folder else dataset.saliency_dir,
-                   mask_dir=None if folder else dataset.mask_dir, class_names=list(trainer.datamodule.class_names))
+                   mask_dir=None if folder else dataset.mask_dir, class_names=list(_datamodule(trainer).class_names))
         except (EPSError, OSError) as error:  # e.g. a full disk: the masks are written, the picture is extra
             print(f"[epspp] note: {target} not drawn: {error}")
             return
@@ -291,7 +296,7 @@ class MaskWriter(BasePredictionWriter):
     def _score(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str,
                distributed: bool) -> tuple[int, dict | None]:
         """(images with ground truth, scores or None) of the masks of ``split``'s ids, shared by the ranks."""
-        datamodule = trainer.datamodule
+        datamodule = _datamodule(trainer)
         device = pl_module.device if distributed else torch.device("cpu")
         metric = SegmentationMetrics(datamodule.num_classes + 1, sync_on_compute=distributed).to(device)
         rank, world_size = (trainer.global_rank, trainer.world_size) if distributed else (0, 1)
@@ -308,7 +313,7 @@ class MaskWriter(BasePredictionWriter):
         return evaluated, (metric.compute() if evaluated else None)  # same on every rank: compute() syncs
 
     def _manifest(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str, evaluated: int) -> dict:
-        datamodule = trainer.datamodule
+        datamodule = _datamodule(trainer)
         dataset = datamodule.datasets["predict"]
         ids = read_split(datamodule.hparams.root, split)
         no_label = [i for i in ids if i in dataset.labels and not dataset.labels[i].any()]
@@ -357,3 +362,8 @@ def _plain(value: Any) -> Any:
 
 
 PseudoMaskWriter = MaskWriter  # the old name, kept: configs and users name epspp.callbacks.PseudoMaskWriter
+
+
+def _datamodule(trainer: pl.Trainer) -> Any:
+    """The trainer's datamodule: Lightning sets ``trainer.datamodule`` without declaring it on the class."""
+    return trainer.datamodule  # type: ignore[attr-defined]

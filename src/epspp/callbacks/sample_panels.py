@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -43,7 +45,7 @@ class SamplePanelLogger(pl.Callback):
         pl_module.eval()
         rows, masks = self.panels_and_masks(pl_module, {k: v[: self.num_samples] for k, v in batch.items()})
         pl_module.train(was_training)
-        picture = with_legend(rows, masks, pl_module.class_names)
+        picture = with_legend(rows, masks, cast(Any, pl_module).class_names)
         logger.log_image("samples/train", [picture], step=step, caption=[self.caption(pl_module)])
 
     @staticmethod
@@ -63,7 +65,7 @@ class SamplePanelLogger(pl.Callback):
         """Rows of uint8 panels for a batch, and the class masks drawn in them (for the legend)."""
         rows, masks = [], []
         if hasattr(pl_module, "explain"):
-            views = pl_module.explain(batch["image"], batch["saliency"], batch["label"])
+            views = cast(Any, pl_module).explain(batch["image"], batch["saliency"], batch["label"])
             for i in range(len(batch["image"])):
                 image = denormalize(batch["image"][i])
                 rows.append([image, heatmap(batch["saliency"][i, 0]),
@@ -84,7 +86,8 @@ class SamplePanelLogger(pl.Callback):
         iou = getattr(pl_module, "last_iou", None)
         if logger is None or iou is None or not trainer.is_global_zero or trainer.sanity_checking:
             return
-        names, values = pl_module.class_names, iou.tolist()
+        names, values = cast(Any, pl_module).class_names, iou.tolist()
+
         data = [[name, None if v != v else round(100 * v, 2)] for name, v in zip(names, values, strict=True)]
         logger.log_table("val/per_class_iou", columns=["class", "IoU"], data=data, step=trainer.global_step)
 

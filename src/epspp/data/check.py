@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from epspp.data.io import DEFAULT_MAX_PIXELS, read_image, read_mask, read_saliency, read_split
 from epspp.errors import DatasetError
@@ -178,8 +178,9 @@ def check_main(argv: list[str] | None = None) -> int:
 
 def blank_saliency(sample: Sample) -> tuple[str, str | None]:
     """(the sample's saliency map, ``all 0`` or ``all 1`` when it holds that value at every pixel, else None)."""
-    values = read_saliency(Path(sample[1]))
-    return sample[1], "all 0" if values.max() == 0 else "all 1" if values.min() == 1 else None
+    saliency = cast(str, sample[1])  # only the samples with a saliency map come here
+    values = read_saliency(Path(saliency))
+    return saliency, "all 0" if values.max() == 0 else "all 1" if values.min() == 1 else None
 
 
 def check_samples(samples: list[Sample], workers: int | None, desc: str,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 import pytorch_lightning as pl
 from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import rank_zero_warn
-from torch.utils.data import DataLoader
+from pytorch_lightning.utilities.parsing import AttributeDict
+from torch.utils.data import DataLoader, Sampler
 
 from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
 from epspp.data.check import preflight
@@ -82,6 +83,8 @@ class EPSDataModule(pl.LightningDataModule):
             generators, see ``epspp.data.transforms``).
     """
 
+    hparams: AttributeDict  # the property's type, narrowed: save_hyperparameters() stores an AttributeDict
+
     def __init__(
         self,
         root: str,
@@ -149,10 +152,11 @@ class EPSDataModule(pl.LightningDataModule):
                 pass  # another process (DDP rank) made it first
         self.class_names: list[str] = read_classes(root)
         self.num_classes: int = len(self.class_names) - 1
-        self.datasets: dict[str, VOCLayoutDataset] = {}
+        self.datasets: dict[str, VOCLayoutDataset | ImageFolderDataset] = {}
 
     # ---------------------------------------------------------------- datasets
-    def _dataset(self, split: str, mode: str, training: bool = False, **kwargs) -> VOCLayoutDataset:
+    def _dataset(self, split: str, mode: Literal["localization", "segmentation", "predict"], training: bool = False,
+                 **kwargs: Any) -> VOCLayoutDataset:
         hp = self.hparams
         if training:
             transform = train_transform(hp.crop_size, hp.resize_long, hp.mean, hp.std, hp.color_jitter,
@@ -229,7 +233,7 @@ class EPSDataModule(pl.LightningDataModule):
                 preflight(hp.root, dataset.files(), f"split '{dataset.split}' ({dataset.split_file})")
 
     # ------------------------------------------------------------- dataloaders
-    def _loader(self, dataset: VOCLayoutDataset, batch_size: int, **kwargs) -> DataLoader:
+    def _loader(self, dataset: VOCLayoutDataset | ImageFolderDataset, batch_size: int, **kwargs: Any) -> DataLoader:
         workers = self.hparams.num_workers
         nice = self._worker_nice() if workers > 0 else 0
         if nice > 0 and kwargs.get("worker_init_fn") is None:
@@ -244,18 +248,18 @@ class EPSDataModule(pl.LightningDataModule):
         if self.hparams.worker_nice is not None:
             return max(0, int(self.hparams.worker_nice))
         try:
-            device = self.trainer.strategy.root_device
+            device = cast(pl.Trainer, self.trainer).strategy.root_device  # None: AttributeError, as intended
         except (AttributeError, RuntimeError):  # no trainer attached (loaders built by hand)
             return 0
         return CPU_WORKER_NICE if device.type == "cpu" else 0
 
     def train_dataloader(self) -> DataLoader:
-        hp, dataset = self.hparams, self.datasets["train"]
+        hp, dataset = self.hparams, cast(VOCLayoutDataset, self.datasets["train"])
         if hp.task == "segmentation" and dataset.labeled_ids and dataset.pseudo_mask_dir is not None:
             labeled = [i for i, image_id in enumerate(dataset.ids) if image_id in dataset.labeled_ids]
             unlabeled = [i for i, image_id in enumerate(dataset.ids) if image_id not in dataset.labeled_ids]
             per_batch = hp.labeled_per_batch or max(1, hp.batch_size // 2)
-            sampler = MixedBatchSampler(labeled, unlabeled, hp.batch_size, per_batch, self.sampler_seed())
+            sampler: Sampler = MixedBatchSampler(labeled, unlabeled, hp.batch_size, per_batch, self.sampler_seed())
             rank, world_size = self._distributed()
             if world_size > 1:
                 # Lightning would wrap the sampler in a *shuffling* DistributedSampler for training, which
@@ -294,7 +298,7 @@ class EPSDataModule(pl.LightningDataModule):
             return 0, 1
         return int(kwargs.get("rank", 0)), int(kwargs.get("num_replicas", 1))
 
-    def _eval_loader(self, dataset: VOCLayoutDataset) -> DataLoader:
+    def _eval_loader(self, dataset: VOCLayoutDataset | ImageFolderDataset) -> DataLoader:
         """Validation/test loader; under DDP every process scores a disjoint share of the split.
 
         Lightning's default DistributedSampler pads the split with duplicates to a multiple of the world

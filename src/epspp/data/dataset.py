@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -121,7 +122,7 @@ class VOCLayoutDataset(Dataset):
         return files
 
     def _check_files(self) -> None:
-        needed = [self.image_path]
+        needed: list[Callable[[str], Path]] = [self.image_path]
         if self.reads_saliency:
             needed.append(lambda i: self.saliency_dir / f"{i}.png")
         if self.mode == "segmentation" and self.require_masks:
@@ -153,7 +154,7 @@ class VOCLayoutDataset(Dataset):
             sal_path = self.saliency_dir / f"{image_id}.png"
             saliency = read_saliency(sal_path, self.split_file)
             self._check_size(saliency.shape, size, sal_path, image_id)
-        sample = self.transform(image, mask, saliency)
+        sample: dict[str, Any] = self.transform(image, mask, saliency)
         sample["id"] = image_id
         sample["size"] = torch.tensor(size)
         if self.labels:
@@ -214,7 +215,7 @@ class ImageFolderDataset(Dataset):
         image_id = self.ids[index]
         image = read_image(self.image_path(image_id), self.split_file)
         size = image.shape[:2]
-        sample = self.transform(image, np.full(size, IGNORE_INDEX, np.uint8), None)
+        sample: dict[str, Any] = self.transform(image, np.full(size, IGNORE_INDEX, np.uint8), None)
         sample |= {"id": image_id, "size": torch.tensor(size), "has_mask": torch.tensor(False),
                    "label": torch.zeros(self.num_classes)}
         return sample

@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image
@@ -186,7 +187,8 @@ def read_saliency(path: Path, split_file: str | None = None) -> np.ndarray:
     if image.mode == "F":
         raise DatasetError(f"saliency map {path} holds floating-point values (mode F): save it as an 8- or 16-bit "
                            "grey PNG (0 = background, max = salient)")
-    if "A" in image.getbands() and image.getchannel("A").getextrema()[0] < 255:
+    # a one-band image's extrema are (min, max); Pillow's stubs also allow the per-band tuple of a multi-band one
+    if "A" in image.getbands() and cast("tuple[int, int]", image.getchannel("A").getextrema())[0] < 255:
         raise DatasetError(f"saliency map {path} ({image.mode}) has a transparent alpha channel, which grey "
                            "conversion drops: save the map as a grey PNG (for a cutout, its alpha channel)")
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0

@@ -20,6 +20,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.io
@@ -176,7 +177,7 @@ def prepare_voc(voc_root: str | Path, sbd_root: str | Path, out: str | Path,
     for sub in ("SegmentationClassAug", SPLITS):
         (out / sub).mkdir(parents=True, exist_ok=True)
     _link(images, out / "JPEGImages")
-    counts = {"train_aug": len(train_aug), "train": len(voc_train), "val": len(voc_val),
+    counts: dict[str, Any] = {"train_aug": len(train_aug), "train": len(voc_train), "val": len(voc_val),
               "masks_from_voc": 0, "masks_from_sbd": 0, "masks_skipped": 0}
     palette = voc_palette()
     for image_id in wanted:
@@ -292,7 +293,8 @@ def prepare_coco(image_dirs: list[str | Path], mask_dir: str | Path, out: str | 
         links.append(("saliency", ".png", saliency))
     splits = [(name, split) for name, split in (("train", train), ("val", val),
                                                 (COCO_VAL_SUBSET, coco_val_subset(val))) if split]
-    inputs = {folder: "the image folder" for folder in image_dirs}
+    inputs: dict[str | Path | None, str] = {folder: "the image folder" for folder in image_dirs}
+
     record = _output_record(out, inputs | {mask_dir: "the mask folder", saliency_dir: "the saliency folder"},
                             "coco", COCO_CLASSES)
     record.claim([*(out / sub / f"{i}{suffix}" for sub, suffix, files in links for i in ids if i in files),

@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from scipy import ndimage
@@ -337,7 +337,7 @@ def _train(rng: np.random.Generator, g: _Grid, rail_y: float) -> tuple[np.ndarra
         wheels |= _ellipse(g, rail_y - wheel_r, x0 + (k + 0.5) * length / count, wheel_r, wheel_r)
     layer = _textured(_jitter(rng, COLOURS[TRAIN]), _stripes(g, 0.08 * s, np.pi / 2), 0.12)
     layer = np.where(windows[..., None], _jitter(rng, (235, 225, 140), 15), layer)
-    layer = np.where(wheels[..., None], np.float32([35, 35, 40]), layer)
+    layer = np.where(wheels[..., None], np.array([35, 35, 40], np.float32), layer)
     return body | cab | wheels, layer
 
 
@@ -354,7 +354,7 @@ def _boat(rng: np.random.Generator, g: _Grid, water_y: float) -> tuple[np.ndarra
     sail = _polygon(g, [(deck - 0.95 * mast_h, mast_x), (deck - 1, mast_x), (deck - 1, sail_x)]) & ~mast
     layer = _textured(_jitter(rng, COLOURS[BOAT]), _noise(rng, g), 0.3)
     layer = np.where(sail[..., None], _jitter(rng, (235, 230, 215), 12), layer)
-    layer = np.where(mast[..., None], np.float32([80, 55, 35]), layer)
+    layer = np.where(mast[..., None], np.array([80, 55, 35], np.float32), layer)
     return hull | mast | sail, layer
 
 
@@ -385,7 +385,7 @@ def _rails(rng: np.random.Generator, g: _Grid, rail_y: float) -> tuple[np.ndarra
     sleepers = (np.mod(g.xx + rng.uniform(0, period), period) < 0.45 * period) & (g.yy >= rail_y) & (
         g.yy < rail_y + 0.085 * s)
     rails = (np.abs(g.yy - rail_y - 0.5) < 0.6) | (np.abs(g.yy - rail_y - 0.065 * s) < 0.6)
-    layer = np.where(sleepers[..., None], np.float32([95, 65, 40]), layer)
+    layer = np.where(sleepers[..., None], np.array([95, 65, 40], np.float32), layer)
     return band, np.where(rails[..., None], _jitter(rng, (180, 180, 190), 10), layer)
 
 
@@ -395,7 +395,7 @@ def _water(rng: np.random.Generator, g: _Grid, water_y: float) -> tuple[np.ndarr
     wave = np.sin(2 * np.pi * (g.yy / period + 0.3 * np.sin(2 * np.pi * g.xx / wobble)) + rng.uniform(0, 7))
     depth = np.clip((g.yy - water_y) / max(s - water_y, 1.0), 0, 1)[..., None]
     layer = _textured(_jitter(rng, (40, 90, 170), 15), wave, 0.18) * (1 - 0.35 * depth)
-    return g.yy >= water_y, np.where((wave > 0.9)[..., None], np.float32([165, 195, 235]), layer)
+    return g.yy >= water_y, np.where((wave > 0.9)[..., None], np.array([165, 195, 235], np.float32), layer)
 
 
 # ---------------------------------------------------------------- composition and saliency
@@ -446,7 +446,8 @@ def _saliency(rng: np.random.Generator, cfg: SyntheticConfig, g: _Grid, instance
         else:  # a visible distractor blob, else a salient patch of plain background
             regions = [d & background for d in distractors if (d & background).sum() >= 0.015 * d.size]
             d = rng.uniform(0.15, 0.3) * g.size
-            regions = regions or [_ellipse(g, *rng.uniform(d / 2, g.size - d / 2, 2), d / 2, d / 2) & background]
+            # the star unpacks two coordinates (cy, cx), a length mypy cannot see in an array
+            regions = regions or [_ellipse(g, *rng.uniform(d / 2, g.size - d / 2, 2), d / 2, d / 2) & background]  # type: ignore[call-arg]
             region = regions[int(rng.integers(len(regions)))]
             kind = "distractor"
         if region.any():
@@ -474,7 +475,7 @@ def _painters(rail_y: float, water_y: float | None) -> dict[int, Painter]:
     """The painter of every class id; the train stands on ``rail_y``, the boat floats on ``water_y``."""
     painters: dict[int, Painter] = {DISC: _disc, SQUARE: _square, TRIANGLE: _triangle,
                                     TRAIN: lambda r, grid: _train(r, grid, rail_y),
-                                    BOAT: lambda r, grid: _boat(r, grid, water_y)}
+                                    BOAT: lambda r, grid: _boat(r, grid, cast(float, water_y))}  # set with a boat
     for cls, family in enumerate(FAMILIES, start=len(SYNTHETIC_CLASSES)):
         painters[cls] = functools.partial(_free_object, family=family)
     return painters
@@ -520,7 +521,7 @@ def render_sample(cfg: SyntheticConfig, rng: np.random.Generator) -> Sample:
     context = {}
     for cls, (draw, anchor) in ((TRAIN, (_rails, rail_y)), (BOAT, (_water, water_y))):
         if cls in classes:  # context only with its class
-            context[cls], layer = draw(rng, g, anchor)
+            context[cls], layer = draw(rng, g, cast(float, anchor))  # water_y is set when the boat is drawn
             image[context[cls]] = layer[context[cls]]
     for mask, layer in layers:
         image[mask] = layer[mask]
@@ -572,7 +573,7 @@ def _write_dataset(out: Path, cfg: SyntheticConfig) -> None:
     records: dict = {}
     for split_index, (split, count) in enumerate((("train", cfg.num_train), ("val", cfg.num_val))):
         ids = [f"{split}_{i:06d}" for i in range(count)]
-        counts = {"images": count, **dict.fromkeys(names, 0), "false_coverage_context": 0,
+        counts: dict[str, Any] = {"images": count, **dict.fromkeys(names, 0), "false_coverage_context": 0,
                   "multi_class": 0, "class_images": dict.fromkeys(classes[1:], 0)}
         for i, image_id in enumerate(ids):
             sample = render_sample(cfg, np.random.default_rng([cfg.seed, split_index, i]))

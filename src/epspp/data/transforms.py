@@ -148,7 +148,7 @@ class _ScaleMaskLikePIL(A.RandomScale):
 
     def apply_to_mask(self, mask: np.ndarray, scale: float, **params: Any) -> np.ndarray:
         height, width = int(mask.shape[0] * scale), int(mask.shape[1] * scale)  # the image's size, as albumentations
-        return np.asarray(Image.fromarray(mask).resize((width, height), resample=Image.NEAREST))
+        return np.asarray(Image.fromarray(mask).resize((width, height), resample=Image.Resampling.NEAREST))
 
 
 def train_transform(

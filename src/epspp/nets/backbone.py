@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import safetensors
 import safetensors.torch
@@ -40,7 +40,7 @@ def create_backbone(
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
     kwargs: dict[str, Any] = dict(backbone_kwargs or {})
     try:
-        model = timm.create_model(
+        model: Any = timm.create_model(  # a features_only model: feature_info is not on nn.Module
             name, pretrained=pretrained and not pretrained_path, features_only=True,
             output_stride=output_stride, out_indices=out_indices, **kwargs,
         )
@@ -124,7 +124,7 @@ class FeatureBackbone(nn.Module):
 
 def _timm_stem(body: nn.Module) -> list[nn.Module]:
     """The children of a timm features_only model up to its first feature level of stride >= 4."""
-    levels = body.feature_info.info  # every level, not only the returned ones
+    levels = cast(Any, body).feature_info.info  # every level, not only the returned ones (timm's features_only)
     last = next(level["module"] for level in levels if level["reduction"] >= 4)
     stem: list[nn.Module] = []
     for child_name, child in body.named_children():

@@ -64,6 +64,9 @@ class DeepLab(nn.Module):
         freeze_bn: the encoder's BatchNorm fixed at its loaded statistics, without gradient (deeplab-pytorch).
     """
 
+    encoder: Any  # deeplab_resnet101() or a timm features_only model (its feature_info)
+    head: Any  # ASPP, or for v3+ a ModuleDict of its parts
+
     def __init__(
         self,
         num_outputs: int,
@@ -94,8 +97,8 @@ class DeepLab(nn.Module):
         if pretrained and not pretrained_path:
             raise ConfigError(f"{DEEPLAB_RESNET}'s weights are not downloadable by epspp: set pretrained_path to "
                               "deeplabv1_resnet101-coco.pth (see README, 'Files you need')")
-        self.encoder: nn.Module = deeplab_resnet101()
-        self.head: nn.Module = ASPP(2048, num_outputs)
+        self.encoder = deeplab_resnet101()
+        self.head = ASPP(2048, num_outputs)
         if pretrained_path:
             load_deeplab_weights(self.encoder, self.head, pretrained_path)
 
@@ -110,7 +113,8 @@ class DeepLab(nn.Module):
         reductions = self.encoder.feature_info.reduction()
         self.low_level = next((i for i in range(len(channels) - 1) if reductions[i] >= 4), 0)
         if architecture == "deeplabv2":
-            self.head: nn.Module = ASPP(channels[-1], num_outputs)
+            self.head = ASPP(channels[-1], num_outputs)
+
         else:
             rates = (12, 24, 36) if output_stride == 8 else (6, 12, 18)
             self.head = nn.ModuleDict({

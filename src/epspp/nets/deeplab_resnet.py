@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 from collections import OrderedDict
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,9 @@ ASPP_RATES = (6, 12, 18, 24)
 
 class CaffeInput(nn.Module):
     """ImageNet-normalized RGB -> BGR in 0..255 minus ``CAFFE_MEAN_BGR`` (no parameters, no state)."""
+
+    scale: torch.Tensor
+    offset: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,7 +107,8 @@ class ASPP(nn.Module):
         for i, rate in enumerate(rates):
             conv = nn.Conv2d(in_channels, num_outputs, 3, padding=rate, dilation=rate)
             nn.init.normal_(conv.weight, std=0.01)
-            nn.init.zeros_(conv.bias)
+            nn.init.zeros_(cast(torch.Tensor, conv.bias))  # a Conv2d with bias=True
+
             self.add_module(f"c{i}", conv)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,8 @@ BatchNorm layers (the ResNets and DeepLab heads of the configs) are handled as L
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from pytorch_lightning.plugins import TorchSyncBatchNorm
 from timm.layers import convert_sync_batchnorm
@@ -25,7 +27,9 @@ class TimmSyncBatchNorm(TorchSyncBatchNorm):
     def revert(self, model: nn.Module) -> nn.Module:
         if not isinstance(model, SyncBatchNormAct):
             return super().revert(model)  # recurses into the children through this method
-        converted = BatchNormAct2d(model.num_features, model.eps, model.momentum, model.affine,
+        # momentum None (a cumulative average) is valid, as in BatchNorm2d; timm annotates it float
+        converted = BatchNormAct2d(model.num_features, model.eps, model.momentum, model.affine,  # type: ignore[arg-type]
+
                                    model.track_running_stats)
         if model.affine:
             with torch.no_grad():
@@ -35,5 +39,6 @@ class TimmSyncBatchNorm(TorchSyncBatchNorm):
         converted.running_var = model.running_var
         converted.num_batches_tracked = model.num_batches_tracked
         converted.training = model.training
-        converted.act, converted.drop = model.act, model.drop
+        converted.act, converted.drop = cast(nn.Module, model.act), cast(nn.Module, model.drop)
+
         return converted

@@ -6,7 +6,7 @@ The localization network gives logit maps (B, C+1, h, w): C object channels, the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -66,7 +66,7 @@ def pil_bicubic_resize(image: torch.Tensor, size: tuple[int, int], mean: Sequenc
     pictures = ((image.float() * std_t + mean_t) * 255.0).round().clamp(0, 255).to(torch.uint8)
     resized = []
     for picture in pictures.permute(0, 2, 3, 1).cpu().numpy():
-        array = np.asarray(Image.fromarray(picture).resize((size[1], size[0]), resample=Image.BICUBIC))
+        array = np.asarray(Image.fromarray(picture).resize((size[1], size[0]), resample=Image.Resampling.BICUBIC))
         resized.append(torch.from_numpy(array.copy()))
     stacked = torch.stack(resized).permute(0, 3, 1, 2).to(image.device, torch.float32) / 255.0
     return ((stacked - mean_t) / std_t).to(image.dtype)
@@ -105,4 +105,4 @@ def multiscale_maps(
         maps = F.interpolate(maps, (height, width), mode="bilinear", align_corners=False)
         summed = maps[:1] + maps[1:].flip(-1) if flip else maps
         total = summed if total is None else total + summed
-    return total
+    return cast(torch.Tensor, total)  # scales is never empty

@@ -77,7 +77,7 @@ def to_uint8_rgb(images: torch.Tensor, mean: tuple = IMAGENET_MEAN, std: tuple =
 
 
 def crf_refine_scores(
-    images: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, **params: float
+    images: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, **params: Any
 ) -> torch.Tensor:
     """Dense CRF on pseudo-mask scores, over the background and each image's labelled classes only.
 
@@ -108,7 +108,8 @@ class DenseCRF:
     """
 
     workers: int = 0
-    params: dict[str, float] = field(default_factory=dict)  # ``dense_crf``'s keyword arguments; {} = its defaults
+    params: dict[str, Any] = field(
+default_factory=dict)  # ``dense_crf``'s keyword arguments; {} = its defaults
     _pool: Executor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -23,6 +23,8 @@ loop is used instead.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -181,7 +183,7 @@ class PAMR(nn.Module):
             for r0 in range(0, h, rows):
                 r1 = min(h, r0 + rows)
                 if result is None:
-                    out = dst[..., pad + r0 : pad + r1, pad : pad + w]
+                    out = cast(torch.Tensor, dst)[..., pad + r0 : pad + r1, pad : pad + w]  # set unless result is
                 else:
                     out = result[..., r0:r1, :]
                 for k, (dy, dx) in enumerate(offsets):
@@ -191,6 +193,6 @@ class PAMR(nn.Module):
                     else:
                         out.addcmul_(win, aff[:, k : k + 1, r0:r1])
             if result is None:
-                _fill_border(dst, pad, h, w)
-                src, dst = dst, src
-        return result
+                _fill_border(cast(torch.Tensor, dst), pad, h, w)
+                src, dst = cast(torch.Tensor, dst), src
+        return cast(torch.Tensor, result)  # num_iter >= 1: the last step sets it

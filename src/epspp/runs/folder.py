@@ -66,7 +66,7 @@ def config_dump_path(folder: Path, subcommand: str, name: str = "config.yaml") -
                       "choose another --trainer.default_root_dir")
 
 
-def run_inputs(config: Any) -> dict[str | None, str]:
+def run_inputs(config: Any) -> dict[str | Path | None, str]:
     """The folders a stage reads (folder -> what it is), which its run folder must stay out of."""
     data = config.get("data") or {}
     return {data.get("mask_dir"): "the dataset's mask folder",
@@ -218,8 +218,9 @@ def monitor_what_exists(config: Any) -> None:
     validate on, so no validation and ``train/loss`` (lowest).  The checkpoint's ModelCheckpoint state
     names the monitor; the run says so.
     """
-    data = config.get("data") or {}
+    data: Any = config.get("data") or {}
     split, root = data.get("val_split"), data.get("root")
+
     if not split or not root or has_ground_truth(Path(root), split, data.get("mask_dir")) is not False:
         return
     task = data.get("task", "localization")

@@ -69,7 +69,7 @@ def dataset_identity(dataset: Any) -> dict:
             "ids_sha256": hashlib.sha256("\n".join(dataset.ids).encode("utf-8")).hexdigest()}
 
 
-def provenance(module: Any, data_hparams: dict, checkpoint: str | None, dataset: dict) -> dict:
+def provenance(module: Any, data_hparams: dict, checkpoint: str | Path | None, dataset: dict) -> dict:
     """What makes a folder's masks what they are: checkpoint hash, model class, inference options, normalization,
     and the dataset (``dataset_identity``)."""
     options = getattr(type(module), "inference_options", ())
@@ -126,8 +126,9 @@ def write_provenance(output_dir: Path, record: dict) -> None:
 
 
 def _flat(record: dict, prefix: str = "") -> dict:
-    flat = {}
+    flat: dict = {}
     for key, value in record.items():
+
         if isinstance(value, dict):
             flat |= _flat(value, f"{prefix}{key}.")
         else:

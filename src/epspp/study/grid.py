@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from epspp.pipeline import METHODS
 
@@ -27,11 +28,14 @@ SETTINGS = ("labeled_only", "ssss", "ssss_eps", "wsss", "wsss_eps")
 BOTH_REGIMES = ["scratch", "pretrained"]
 #: the default grids (sized so that ``make study`` runs saliency-errors and labeled-fraction within 120 min on 2 cores,
 #: BENCHMARKS.md; the labelled-fraction study in the papers' regime only) and the full grids of ``--full-grid``
-DEFAULT_GRID = {"rates": [0.0, 0.5], "seeds": [0, 1, 2], "fractions": [0.02],
-                "regimes": {"saliency-errors": BOTH_REGIMES, "labeled-fraction": ["pretrained"],
-                            "readings": BOTH_REGIMES}}
-FULL_GRID = {"rates": [0.0, 0.25, 0.5, 0.75], "seeds": [0, 1, 2, 3, 4], "fractions": [0.01, 0.02, 0.05, 0.1, 0.2],
-             "regimes": {"saliency-errors": BOTH_REGIMES, "labeled-fraction": BOTH_REGIMES, "readings": BOTH_REGIMES}}
+DEFAULT_GRID: dict[str, Any] = {"rates": [0.0, 0.5], "seeds": [0, 1, 2], "fractions": [0.02],
+                                "regimes": {"saliency-errors": BOTH_REGIMES, "labeled-fraction": ["pretrained"],
+                                            "readings": BOTH_REGIMES}}
+FULL_GRID: dict[str, Any] = {"rates": [0.0, 0.25, 0.5, 0.75], "seeds": [0, 1, 2, 3, 4],
+                             "fractions": [0.01, 0.02, 0.05, 0.1, 0.2],
+                             "regimes": {"saliency-errors": BOTH_REGIMES, "labeled-fraction": BOTH_REGIMES,
+                                         "readings": BOTH_REGIMES}}
+
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ output in the stage folder's ``log.txt``), ``--jobs`` at a time, and what each r
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -95,7 +97,7 @@ def pretrain_all(ctx: Context, regimes: Sequence[str], seeds: Sequence[int], par
     corpus = folder / "data"
     ctx.runner.run_stage(Stage("pretraining corpus", folder, ("prepare", "pretrain-corpus", "--root", str(corpus))))
     run_all([(f"stage 0 seed {seed}", pretrain_folder(ctx.out, seed) / "stage.json",
-              lambda seed=seed: pretrain(ctx, corpus, seed)) for seed in seeds], parallel)
+              functools.partial(pretrain, ctx, corpus, seed)) for seed in seeds], parallel)
 
 
 def localization(ctx: Context, training: Training) -> dict:
@@ -142,7 +144,7 @@ def localization(ctx: Context, training: Training) -> dict:
     return scores
 
 
-def run_all(jobs: list[tuple[str, Path, Callable[[], dict]]], parallel: int) -> dict[str, dict]:
+def run_all(jobs: Sequence[tuple[str, Path, Callable[[], dict]]], parallel: int) -> dict[str, dict]:
     """Run the jobs ``(name, result file, job)``, ``parallel`` at a time, with a progress line each and the
     time left; a job whose result file exists is reported as done before."""
     results: dict[str, dict] = {}
@@ -174,7 +176,7 @@ def run_all(jobs: list[tuple[str, Path, Callable[[], dict]]], parallel: int) -> 
 
 def train_all(ctx: Context, trainings: Sequence[Training], parallel: int) -> dict[Training, dict]:
     """Stage 1 + 2 of every training, ``parallel`` at a time; their scores."""
-    jobs = [(str(t), t.folder(ctx.runs) / "scores.json", lambda t=t: localization(ctx, t)) for t in trainings]
+    jobs = [(str(t), t.folder(ctx.runs) / "scores.json", functools.partial(localization, ctx, t)) for t in trainings]
     done = run_all(jobs, parallel)
     return {t: done[str(t)] for t in trainings}
 
@@ -189,7 +191,8 @@ def prepare(ctx: Context, num_classes: int, sizes: dict[str, int | None]) -> Non
     defaults = {key: getattr(SyntheticConfig(), key) for key in sizes}
     if not meta.is_file():
         print(f"[study] generating the synthetic dataset ({num_classes} classes) in {ctx.root}", flush=True)
-        generate_synthetic(ctx.root, **{k: v if v is not None else defaults[k] for k, v in sizes.items()},
+        dataset_sizes: dict[str, Any] = {k: v if v is not None else defaults[k] for k, v in sizes.items()}
+        generate_synthetic(ctx.root, **dataset_sizes,
                            missing_class_rate=0.0, missing_part_rate=0.0, false_coverage_rate=0.0,
                            num_classes=num_classes)
         return
@@ -259,10 +262,10 @@ def segmentation(ctx: Context, regime: str, setting: str, seed: int, fraction: f
     args = ["--config", str(ctx.stage_configs(regime) / config)]
     if setting == "labeled_only":
         args += ["--data.pseudo_mask_dir", "null", "--data.train_split",
-                 labeled_split(ctx.root, fraction, ctx.owns_root)]
+                 labeled_split(ctx.root, cast(float, fraction), ctx.owns_root)]  # set for these settings
     elif setting.startswith("ssss"):
         args += ["--data.pseudo_mask_dir", str(pseudo), "--data.labeled_split",
-                 labeled_split(ctx.root, fraction, ctx.owns_root)]
+                 labeled_split(ctx.root, cast(float, fraction), ctx.owns_root)]
     else:
         args += ["--data.pseudo_mask_dir", str(pseudo)]
     start = ctx.init(regime, seed)

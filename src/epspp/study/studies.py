@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,7 +75,8 @@ class ClaimBuilder:
     """Claims of one study from its trainings' scores: ``value(training, threshold)`` per seed, paired."""
 
     def __init__(self, scores: dict[Training, dict], seeds: Sequence[int]) -> None:
-        self.scores, self.seeds, self.claims = scores, list(seeds), []
+        self.scores, self.seeds = scores, list(seeds)
+        self.claims: list[Claim] = []
 
     def values(self, regime: str, method: str, saliency: str, threshold: str) -> dict[int, float]:
         return {s: score_of(self.scores[t], threshold)[0] for s in self.seeds
@@ -197,8 +199,8 @@ def saliency_markdown(rows: Sequence[dict], claims: Sequence[Claim], regimes: Se
                 values = []
                 for method in methods:
                     point = (regime, error_type, float(rate), method)
-                    values.append(mean_text(stats[(*point, "configured")]))
-                    values.append(mean_text(stats[(*point, "val_chosen")]) + f" ({'/'.join(chosen[point])})")
+                    values.append(mean_text(stats[point + ("configured",)]))
+                    values.append(mean_text(stats[point + ("val_chosen",)]) + f" ({'/'.join(chosen[point])})")
                 values += [mean_text(health[(regime, error_type, float(rate), m)], 2)
                            + f" [{warned.get((regime, error_type, float(rate), m), 0)}/{len(seeds)}]" for m in ird]
                 lines.append(f"| {rate:g} | " + " | ".join(values) + " |")
@@ -368,8 +370,7 @@ def study_labeled_fraction(ctx: Context, regimes: Sequence[str], fractions: Sequ
                 pseudo = masks["eps" if setting.endswith("_eps") else "eps++"]
                 keys.append((regime, setting, seed, fraction))
                 jobs.append((f"{regime} {folder.parent.name} seed {seed}", folder / "score.json",
-                             lambda g=regime, st=setting, s=seed, f=fraction, p=pseudo:
-                             segmentation(ctx, g, st, s, f, p)))
+                             functools.partial(segmentation, ctx, regime, setting, seed, fraction, pseudo)))
     from epspp.study.runner import run_all
 
     done = run_all(jobs, parallel)

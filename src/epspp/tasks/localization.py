@@ -11,6 +11,8 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities.parsing import AttributeDict
+from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
 from epspp.callbacks.ird_monitor import IRDMonitor
@@ -92,6 +94,8 @@ class LocalizationModule(pl.LightningModule):
         image_mean: the data's normalization mean (``data.mean``), to recover the picture for ``pil_bicubic``.
         image_std: the data's normalization std (``data.std``).
     """
+
+    hparams: AttributeDict  # the property's type, narrowed: save_hyperparameters() stores an AttributeDict
 
     #: arguments that ``epspp predict --ckpt_path`` takes from the config, not from the checkpoint
     inference_options = ("scales", "flip", "bg_threshold", "refine", "map_kind", "pamr_iter", "pamr_dilations",
@@ -316,7 +320,7 @@ class LocalizationModule(pl.LightningModule):
         if self.hparams.map_kind == "auto" and trained_loss is not None:
             self.map_kind = "relu" if trained_loss == "none" else "softmax"
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         hp = self.hparams
         optimizer = build_optimizer(self.net.backbone, self.net.head, hp.optimizer, hp.lr, hp.head_lr_mult,
                                     hp.weight_decay, hp.momentum, hp.bias_lr_mult, hp.bias_decay)

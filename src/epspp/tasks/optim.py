@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pytorch_lightning.utilities.types import LRSchedulerConfigType
 from torch import nn
 
 OptimizerName = Literal["sgd", "adam", "adamw"]
@@ -48,14 +49,16 @@ def build_optimizer(
 
 def _split_biases(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """Trainable parameters of ``module``: (those not named ``bias``, the biases)."""
-    weights, biases = [], []
+    weights: list[nn.Parameter] = []
+    biases: list[nn.Parameter] = []
+
     for name, parameter in module.named_parameters():
         if parameter.requires_grad:
             (biases if name.rsplit(".", 1)[-1] == "bias" else weights).append(parameter)
     return weights, biases
 
 
-def poly_schedule(optimizer: torch.optim.Optimizer, max_steps: int, power: float = 0.9) -> dict:
+def poly_schedule(optimizer: torch.optim.Optimizer, max_steps: float, power: float = 0.9) -> LRSchedulerConfigType:
     """Lightning scheduler config: lr * (1 - step / max_steps) ** power, stepped every batch."""
     max_steps = max(1, int(max_steps))
 

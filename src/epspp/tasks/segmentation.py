@@ -7,11 +7,13 @@ max), the max over the same scales at test time, and a dense CRF on the test pre
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities.parsing import AttributeDict
+from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 
 from epspp.constants import IGNORE_INDEX
 from epspp.losses import segmentation_loss
@@ -55,6 +57,8 @@ class SegmentationModule(pl.LightningModule):
             validation, test and prediction.
         crf_workers: processes that run the CRF over the images of a batch (0: this process).
     """
+
+    hparams: AttributeDict  # the property's type, narrowed: save_hyperparameters() stores an AttributeDict
 
     #: arguments that ``epspp validate|test|predict --ckpt_path`` take from the config, not the checkpoint
     inference_options = ("tta_scales", "tta_flip", "crf", "crf_workers")
@@ -116,7 +120,7 @@ class SegmentationModule(pl.LightningModule):
     def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
         """Softmax scores averaged over ``tta_scales`` (and flips), at the input resolution."""
         hp, size = self.hparams, images.shape[-2:]
-        total = 0
+        total: Any = 0  # then the sum of the scales' tensors
         for scale in hp.tta_scales:
             scaled = images if scale == 1.0 else F.interpolate(images, scale_factor=scale, mode="bilinear")
             batch = torch.cat([scaled, scaled.flip(-1)]) if hp.tta_flip else scaled
@@ -145,8 +149,8 @@ class SegmentationModule(pl.LightningModule):
         hp, mask = self.hparams, batch["mask"]
         outputs = self.msc_logits(batch["image"]) if hp.msc_scales else [self(batch["image"])]
         targets = [_resize_mask(mask, o.shape[-2:]) for o in outputs]
-        loss = sum(segmentation_loss(o.float(), t, batch["is_labeled"], hp.pseudo_weight)
-                   for o, t in zip(outputs, targets, strict=True))
+        loss = cast(torch.Tensor, sum(segmentation_loss(o.float(), t, batch["is_labeled"], hp.pseudo_weight)
+                   for o, t in zip(outputs, targets, strict=True)))
         logs = {"train/loss": loss, "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         labeled = batch["is_labeled"].bool()
         for name, selected in (("gt", labeled), ("pseudo", ~labeled)):  # plain cross-entropy of each kind
@@ -184,7 +188,7 @@ class SegmentationModule(pl.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Segmentation masks in the MaskWriter's format: per image, cropped to its own size (batches are
         padded to their largest image)."""
-        scores = self.predict_probs(batch)
+        scores: torch.Tensor | list[torch.Tensor] = self.predict_probs(batch)
         sizes = batch["size"].tolist()
         scores = [s[:, :h, :w] for s, (h, w) in zip(scores, sizes, strict=True)]
         label = batch.get("label", torch.ones(len(scores), self.num_classes))  # unlabelled split: every class
@@ -197,7 +201,7 @@ class SegmentationModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         check_classes(checkpoint, self.num_classes, self.hparams.class_names)
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         hp = self.hparams
         optimizer = build_optimizer(self.net.encoder, self.net.head, hp.optimizer, hp.lr, hp.head_lr_mult,
                                     hp.weight_decay, hp.momentum, hp.bias_lr_mult, hp.bias_decay)
