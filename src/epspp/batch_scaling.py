@@ -38,6 +38,7 @@ class ScaledRecipe:
 
     @property
     def total_batch(self) -> int:
+        """The total batch: per-process batch x processes x accumulated batches."""
         return self.batch_size * self.processes * self.accumulate
 
     def args(self) -> list[str]:

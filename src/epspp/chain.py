@@ -204,6 +204,7 @@ class Processes:
 
     @property
     def count(self) -> int:
+        """The number of processes: devices x nodes."""
         return self.devices * self.num_nodes
 
     def trainer_args(self, fit: bool) -> list[str]:
@@ -358,7 +359,6 @@ class Runner:
         for index, stage in enumerate(stages):
             to_come = [s.step_budget() for s, runs in zip(stages[index + 1:], todo[index + 1:], strict=True) if runs]
             records[stage.name] = self.run_stage(stage, functools.partial(self._eta, eta, stage, to_come))
-
         return records
 
     def plan(self, stages: Sequence[Stage]) -> list[bool]:

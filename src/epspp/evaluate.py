@@ -162,8 +162,6 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         report |= choice
         sweep = cast(dict, sweep)  # set with choice
         print(f"\nbackground threshold sweep of {Path(args.pred_dir) / 'scores'} ({sweep['evaluated']} images, "
-
-
               f"split {args.split}):")
         chosen_key = f"{choice['chosen_bg_threshold']:g}"
         mark = (f"  <- ORACLE: chosen on the scored split {args.split} itself (an upper bound; choose on another "

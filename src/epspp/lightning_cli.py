@@ -50,6 +50,7 @@ class EPSCLI(LightningCLI):
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
+        """Link the data's classes to the model, and add the mask writer's and epspp's own options."""
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
         parser.add_lightning_class_args(MaskWriter, "pseudo_masks")
@@ -220,6 +221,7 @@ class RunConfigDump(SaveConfigCallback):
     """
 
     def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        """Save the run's config in its log folder (rank 0, once)."""
         if self.already_saved:
             return
         log_dir = Path(cast(str, trainer.log_dir))  # broadcasts the folder
@@ -315,7 +317,6 @@ def warn_oversubscription(accelerator: Any, devices: Any) -> None:
 
 
 def _user_error(error: BaseException | None) -> EPSError | None:
-
     """The first EPSError among ``error`` and the exceptions it was raised from."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:

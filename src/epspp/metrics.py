@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities.data import _bincount
@@ -27,7 +29,8 @@ class SegmentationMetrics(Metric):
     full_state_update = False
     confusion: torch.Tensor  # the state add_state registers
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, **kwargs) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, **kwargs: Any) -> None:
+
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
@@ -36,7 +39,6 @@ class SegmentationMetrics(Metric):
         )
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-
         """Add predictions and targets of equal shape (class ids; target 255 = ignore)."""
         if preds.shape != target.shape:
             raise ValueError(f"prediction shape {tuple(preds.shape)} differs from target {tuple(target.shape)}")
@@ -51,6 +53,7 @@ class SegmentationMetrics(Metric):
         self.confusion += _bincount(target * (k + 1) + preds, minlength=k * (k + 1)).reshape(k, k + 1)
 
     def compute(self) -> dict[str, torch.Tensor]:
+        """IoU per class, mIoU, pixel accuracy and pixels scored (``scores_from_confusion``)."""
         return scores_from_confusion(self.confusion)
 
 

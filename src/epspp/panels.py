@@ -91,7 +91,6 @@ def legend_of(masks: Iterable[np.ndarray], names: Sequence[str]) -> dict[str, Co
             int(v) for v in palette[c])) for c in sorted(present - {0})}
 
 
-
 def legend_band(legend: dict[str, Colour], width: int, pen: Pen) -> np.ndarray:
     """A white band with one swatch (the class colour, black outline) and name per entry, wrapped into lines
     of at most ``width`` pixels (wider when one entry alone needs more).  (h, w, 3) uint8."""

@@ -62,7 +62,6 @@ def render(pred_dir: str | Path, root: str | Path | None = None, out: str | Path
         raise DatasetError("give the images: --root ROOT (a dataset) or --images DIR (a folder of images)")
     root = Path(root) if root is not None else None
     image_dir = Path(images) if images is not None else cast(Path, root) / "JPEGImages"  # one of them is given
-
     if not image_dir.is_dir():
         raise DatasetError(f"--images {image_dir} is not a folder" if images is not None
                            else f"{image_dir} not found: is --root {root} a dataset root?")

@@ -72,7 +72,6 @@ def collect(root: Path, out: Path, stages: dict[str, dict], regime: str = "pretr
             sweeps = [sweep_bg_threshold(folder, root, split, list(SWEEP_THRESHOLDS), class_names=names)["metrics"]
                       for folder, split in ((val_masks, "val"), (masks, manifest["split"]))]
             report["pseudo_masks"][method] |= threshold_choice(list(SWEEP_THRESHOLDS), sweeps[0], sweeps[1], "val",
-
                                                                manifest["split"], names)
     for variant in SEGMENTATION_NAMES:
         report["segmentation"][variant] = {

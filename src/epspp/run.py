@@ -161,7 +161,6 @@ def forget_changed_inputs(options: RunOptions, stages: Sequence[Stage]) -> None:
     fingerprints; it is written only when one changed."""
     first = stages[0].name  # saliency when made here, else the dataset
     reads: dict[str, tuple[Path | None, ...]] = {first: (options.images, options.labels, options.saliency)}
-
     if options.predict is not None:
         reads["predictions"] = (options.predict,)
     # keyed by the paths too: other paths change the stage's command, and the chain reruns it itself
@@ -226,6 +225,8 @@ def run_own_data(images: str | Path, labels: str | Path, out: str | Path, *, sal
         out: run folder (new, empty, or an earlier ``epspp run``'s; never inside an input folder).
         saliency: folder of ``<id>.png`` saliency maps; None: made by ``epspp saliency`` (``saliency_model``,
             ``saliency_model_path``).
+        saliency_model: the detector that makes the saliency maps (``epspp saliency --model``; None: its default).
+        saliency_model_path: a local ONNX file of that detector (``--model-path``; None: rembg's cached file).
         preset: the configs (``configs/<preset>``, or a folder).
         method: stage 1's loss: ``cam``, ``eps`` or ``eps++``.
         predict: a folder of new photos to write masks of.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,7 +145,7 @@ def markdown(options: RunOptions, stages: Sequence[Stage], records: Mapping[str,
     return "\n".join(lines) + "\n"
 
 
-def _replace(path: Path, write) -> None:
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
     """Write ``path`` through a temporary name in its folder, then rename it."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     write(tmp)

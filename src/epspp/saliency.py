@@ -109,7 +109,6 @@ def write_saliency_maps(images: str | Path, out: str | Path, model: str = DEFAUL
     provenance: dict[str, Any] = {"command": COMMAND, "model": model, "model_file": str(file.resolve()),
                                   "sha256": _sha256(file), "rembg": _version("rembg"),
                                   "onnxruntime": _version("onnxruntime"), "images": str(images.resolve()), "count": 0}
-
     _check_earlier(out, provenance)
     targets = {image_id: out / f"{image_id}.png" for image_id in found}
     record.claim([*targets.values(), out / PROVENANCE])
@@ -163,8 +162,7 @@ def _session_class(model: str) -> Any:
     return sessions[model]
 
 
-def _model_file(session_class: Any, model
-: str, model_path: str | Path | None) -> Path:
+def _model_file(session_class: Any, model: str, model_path: str | Path | None) -> Path:
     """The ONNX file to load: ``model_path``, or rembg's cached file of ``model`` (fetched by rembg if absent)."""
     if model_path is None and model.endswith("_custom"):
         raise SaliencyError(f"--model {model} runs a model file of your own: give it with --model-path FILE")

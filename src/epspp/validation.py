@@ -143,9 +143,9 @@ def check_config(config: Any) -> None:
 
 
 #: saliency loss -> (its warm-up option, what a fit that ends within the warm-up never trains)
-WARMUPS: dict[str | None, tuple[str | None, str | None]] = {"ird":
- ("ird_warmup_steps", "IRD never drops a pixel (EPS++ without its inconsistent-region drop)"),
-           "eps": ("eps_warmup_steps", "EPS's overlap test never runs")}
+WARMUPS: dict[str | None, tuple[str | None, str | None]] = {
+    "ird": ("ird_warmup_steps", "IRD never drops a pixel (EPS++ without its inconsistent-region drop)"),
+    "eps": ("eps_warmup_steps", "EPS's overlap test never runs")}
 
 
 def warmup_note(config: Any) -> str | None:
@@ -153,7 +153,6 @@ def warmup_note(config: Any) -> str | None:
     args = getattr(config.get("model"), "init_args", None) or {}
     max_steps = config.trainer.get("max_steps")
     option, what = WARMUPS.get(args.get("saliency_loss"), (None, None))
-
     if option is None or max_steps is None or max_steps <= 0 or (args.get(option) or 0) < max_steps:
         return None
     return (f"--model.init_args.{option} {args.get(option)} >= --trainer.max_steps {max_steps}: {what} in this "

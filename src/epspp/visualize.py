@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -9,7 +11,8 @@ from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
 from epspp.data.classes import voc_palette
 
 
-def denormalize(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+def denormalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+                ) -> np.ndarray:
     """(3, H, W) normalized tensor -> (H, W, 3) uint8."""
     array = image.detach().float().cpu().numpy().transpose(1, 2, 0) * np.array(std) + np.array(mean)
     return (np.clip(array, 0, 1) * 255).astype(np.uint8)

@@ -34,16 +34,17 @@ class BackboneExport(pl.Callback):
         return Path(trainer.default_root_dir) / self.filename
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Refuse a run whose module has no localization backbone to export."""
         if not hasattr(getattr(getattr(pl_module, "net", None), "backbone", None), "body"):
             raise ConfigError(f"BackboneExport writes the backbone of a LocalizationModule; this run trains a "
                               f"{type(pl_module).__name__}: remove the callback from the config")
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Write the trained backbone's weights (rank 0)."""
         if not trainer.is_global_zero:
             return
         body = cast(Any, pl_module).net.backbone.body  # a LocalizationModule's (checked in setup)
         state = {key: value.detach().cpu().clone() for key, value in body.state_dict().items()}
-
         target = self.path(trainer)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

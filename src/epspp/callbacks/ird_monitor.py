@@ -70,9 +70,11 @@ class CollapseMonitor:
                 "\"How we read IRD's B()\").")
 
     def state_dict(self) -> dict:
+        """The window of values and the step the warning fired at, for the checkpoint."""
         return {"values": list(self.values), "fired_at": self.fired_at}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the window and the firing step from a checkpoint."""
         self.values = deque(state.get("values", []), maxlen=self.window)
         self.fired_at = state.get("fired_at")
 
@@ -115,6 +117,7 @@ class TelemetryRecord:
         return {key: [row[key] for row in self.rows] for key in columns}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the rows from a checkpoint's columns."""
         columns = list(state)
         count = len(state[columns[0]]) if columns else 0
         self.rows = [{key: state[key][i] for key in columns} for i in range(count)]
@@ -170,21 +173,26 @@ class IRDMonitor(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        """Record the IRD values the module reported for this step."""
         reported = getattr(pl_module, "ird_values", None)
         if reported is not None:
             cast(Any, pl_module).ird_values = None  # a LocalizationModule's attribute
             self.record(trainer, *reported)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Write the telemetry at the end of every epoch."""
         self.write(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Write the telemetry when the fit ends."""
         self.write(trainer)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        """Keep the collapse window and the telemetry in the checkpoint (a resumed fit continues both)."""
         checkpoint["ird_collapse"] = self.collapse.state_dict()
         checkpoint["ird_telemetry"] = self.telemetry.state_dict()
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        """Restore the collapse window and the telemetry of a resumed fit."""
         self.collapse.load_state_dict(checkpoint.get("ird_collapse", {}))
         self.telemetry.load_state_dict(checkpoint.get("ird_telemetry", {}))

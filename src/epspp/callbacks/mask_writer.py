@@ -82,6 +82,7 @@ class MaskWriter(BasePredictionWriter):
 
     # ------------------------------------------------------------------ set-up
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Check the output folder before predicting: refusals, resume and the folder's provenance."""
         if stage != "predict":
             return
         if self.output_dir is None:
@@ -126,6 +127,7 @@ class MaskWriter(BasePredictionWriter):
     # ----------------------------------------------------------------- writing
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: dict,
                            batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Write the masks (and scores, overlays) of one batch, each file atomically."""
         for index, image_id in enumerate(prediction["id"]):
             path = self.mask_dir / f"{image_id}.png"
             if self._is_done(image_id) and image_id not in self._existing:
@@ -189,6 +191,7 @@ class MaskWriter(BasePredictionWriter):
 
     # ---------------------------------------------------------------- manifest
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Wait for every process, then write the manifest and the scores."""
         trainer.strategy.barrier()
         self._finish(trainer, pl_module, distributed=True)
 

@@ -110,6 +110,7 @@ class StepProgressBar(RichProgressBar):
                   "trainable)", flush=True)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Start the fit's clock and its progress line."""
         super().on_train_start(trainer, pl_module)
         now = self.time()
         self.stage, self.clock = "fit", StageClock(fit_total_steps(trainer), now, offset=int(trainer.global_step))
@@ -142,6 +143,7 @@ class StepProgressBar(RichProgressBar):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        """Advance the fit's progress (and write progress.json)."""
         if self.is_enabled and step_limited(trainer):
             if self.train_progress_bar_id is None:  # resumed mid-epoch
                 self._fit_task(trainer)
@@ -165,6 +167,7 @@ class StepProgressBar(RichProgressBar):
 
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Advance the validation's progress; inside a fit, a line when the fit has been quiet."""
         super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
         if trainer.sanity_checking or not self._speaks(trainer):
             return
@@ -176,6 +179,7 @@ class StepProgressBar(RichProgressBar):
         self._batch_done()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Print the fit's last line and write its final progress."""
         super().on_train_end(trainer, pl_module)
         clock = self.clock
         if clock is None or not trainer.is_global_zero:
@@ -233,37 +237,45 @@ class StepProgressBar(RichProgressBar):
         return int(total) if math.isfinite(total) else -1
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Start the validation's progress line."""
         super().on_validation_start(trainer, pl_module)
         self._start_batches(trainer, "validate", trainer.num_val_batches)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """End the validation's progress line."""
         super().on_validation_end(trainer, pl_module)
         self._end_batches(trainer)
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Start the test's progress line."""
         super().on_test_start(trainer, pl_module)
         self._start_batches(trainer, "test", trainer.num_test_batches)
 
     def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Advance the test's progress."""
         super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
         if self._speaks(trainer):
             self._batch_done()
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """End the test's progress line."""
         super().on_test_end(trainer, pl_module)
         self._end_batches(trainer)
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Start the prediction's progress line."""
         super().on_predict_start(trainer, pl_module)
         self._start_batches(trainer, "predict", trainer.num_predict_batches)
 
     def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                              batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Advance the prediction's progress."""
         super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
         if self._speaks(trainer):
             self._batch_done()
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """End the prediction's progress line."""
         super().on_predict_end(trainer, pl_module)
         self._end_batches(trainer)

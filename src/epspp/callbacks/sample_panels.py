@@ -35,8 +35,9 @@ class SamplePanelLogger(pl.Callback):
     def _wandb(trainer: pl.Trainer) -> WandbLogger | None:
         return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch: dict,
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: dict,
                            batch_idx: int) -> None:
+        """Log the panels of the first samples of a batch every ``every_n_steps`` steps."""
         logger = self._wandb(trainer)
         step = trainer.global_step
         if logger is None or not trainer.is_global_zero or (step - 1) % self.every_n_steps:
@@ -50,6 +51,7 @@ class SamplePanelLogger(pl.Callback):
 
     @staticmethod
     def caption(pl_module: pl.LightningModule) -> str:
+        """The caption of the panels' columns."""
         if hasattr(pl_module, "explain"):
             return "image | saliency | localization | inconsistent (IRD) | pseudo-mask | ground truth"
         return "image | prediction | target"
@@ -82,12 +84,12 @@ class SamplePanelLogger(pl.Callback):
         return rows, masks
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Log the per-class IoU of the validation as a W&B table."""
         logger = self._wandb(trainer)
         iou = getattr(pl_module, "last_iou", None)
         if logger is None or iou is None or not trainer.is_global_zero or trainer.sanity_checking:
             return
         names, values = cast(Any, pl_module).class_names, iou.tolist()
-
         data = [[name, None if v != v else round(100 * v, 2)] for name, v in zip(names, values, strict=True)]
         logger.log_table("val/per_class_iou", columns=["class", "IoU"], data=data, step=trainer.global_step)
 

@@ -209,6 +209,7 @@ class EPSDataModule(pl.LightningDataModule):
         return dataset
 
     def setup(self, stage: str) -> None:
+        """Build the datasets of ``stage`` (fit, validate, test or predict)."""
         hp = self.hparams
         if stage == "fit":
             self.datasets["train"] = (
@@ -254,6 +255,7 @@ class EPSDataModule(pl.LightningDataModule):
         return CPU_WORKER_NICE if device.type == "cpu" else 0
 
     def train_dataloader(self) -> DataLoader:
+        """The training loader (semi-supervised: mixed batches of labelled and pseudo-labelled images)."""
         hp, dataset = self.hparams, cast(VOCLayoutDataset, self.datasets["train"])
         if hp.task == "segmentation" and dataset.labeled_ids and dataset.pseudo_mask_dir is not None:
             labeled = [i for i, image_id in enumerate(dataset.ids) if image_id in dataset.labeled_ids]
@@ -280,11 +282,13 @@ class EPSDataModule(pl.LightningDataModule):
         return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     def val_dataloader(self) -> DataLoader | list:
+        """The validation loader ([] without a validation split)."""
         if "val" not in self.datasets:
             return []  # val_split: null -> no validation
         return self._eval_loader(self.datasets["val"])
 
     def test_dataloader(self) -> DataLoader:
+        """The test loader."""
         if "test" not in self.datasets:
             raise ConfigError("no test split: set --data.test_split")
         return self._eval_loader(self.datasets["test"])

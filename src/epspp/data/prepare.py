@@ -294,7 +294,6 @@ def prepare_coco(image_dirs: list[str | Path], mask_dir: str | Path, out: str | 
     splits = [(name, split) for name, split in (("train", train), ("val", val),
                                                 (COCO_VAL_SUBSET, coco_val_subset(val))) if split]
     inputs: dict[str | Path | None, str] = {folder: "the image folder" for folder in image_dirs}
-
     record = _output_record(out, inputs | {mask_dir: "the mask folder", saliency_dir: "the saliency folder"},
                             "coco", COCO_CLASSES)
     record.claim([*(out / sub / f"{i}{suffix}" for sub, suffix, files in links for i in ids if i in files),

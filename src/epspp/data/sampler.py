@@ -36,6 +36,7 @@ class MixedBatchSampler(Sampler[int]):
         self.batch_size, self.labeled_per_batch, self.seed, self.epoch = batch_size, labeled_per_batch, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that seeds the shuffle."""
         self.epoch = epoch
 
     @staticmethod

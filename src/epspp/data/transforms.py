@@ -207,6 +207,8 @@ def eval_transform(
         eval_size: when set, images whose long side exceeds it are shrunk to it, and all are padded
             (bottom/right; image 0 = the mean colour, mask 255) to ``eval_size`` squares so that they batch.
             ``None`` keeps every image at its original resolution (batches are padded by ``pad_collate``).
+        mean: per-channel mean of the normalization (RGB, 0..1).
+        std: per-channel standard deviation of the normalization.
         scale: every image (bilinear), saliency map (bilinear) and mask (nearest) is first resized by this
             factor, before ``eval_size`` applies: the scale a network was trained at (the demo's 2x regime).
     """

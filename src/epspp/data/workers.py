@@ -32,6 +32,7 @@ class WorkerInit:
         self.rank = int(rank)
 
     def __call__(self, worker_id: int) -> None:
+        """Seed the worker (as Lightning's) and lower its priority by ``nice``."""
         if int(os.environ.get("PL_SEED_WORKERS", 0)):
             pl_worker_init_function(worker_id, rank=self.rank)
         if self.nice > 0:

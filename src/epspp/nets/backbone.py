@@ -119,6 +119,7 @@ class FeatureBackbone(nn.Module):
         self.is_timm = name != "resnet38d"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images -> the last feature map."""
         return self.body(images)[-1] if self.is_timm else self.body(images)
 
 

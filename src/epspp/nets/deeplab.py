@@ -44,6 +44,7 @@ class ASPPv3(nn.Module):
         self.project = _conv_bn_relu(width * (len(rates) + 2), width)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Features -> the projected concatenation of the branches and the image pooling."""
         pooled = self.pool(features).expand(-1, -1, *features.shape[-2:])
         return self.project(torch.cat([b(features) for b in self.branches] + [pooled], dim=1))
 
@@ -114,7 +115,6 @@ class DeepLab(nn.Module):
         self.low_level = next((i for i in range(len(channels) - 1) if reductions[i] >= 4), 0)
         if architecture == "deeplabv2":
             self.head = ASPP(channels[-1], num_outputs)
-
         else:
             rates = (12, 24, 36) if output_stride == 8 else (6, 12, 18)
             self.head = nn.ModuleDict({

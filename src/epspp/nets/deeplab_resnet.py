@@ -75,6 +75,7 @@ class Bottleneck(nn.Module):
         self.shortcut = ConvBN(in_ch, out_ch, 1, stride, relu=False) if project else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottleneck block on ``x``."""
         return F.relu(self.increase(self.conv3x3(self.reduce(x))) + self.shortcut(x))
 
 
@@ -108,10 +109,10 @@ class ASPP(nn.Module):
             conv = nn.Conv2d(in_channels, num_outputs, 3, padding=rate, dilation=rate)
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(cast(torch.Tensor, conv.bias))  # a Conv2d with bias=True
-
             self.add_module(f"c{i}", conv)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Features -> the sum of the dilated branches' logits."""
         return sum(branch(features) for branch in self.children())
 
 

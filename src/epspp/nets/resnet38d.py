@@ -41,6 +41,7 @@ class ResBlock(nn.Module):
             self.conv_branch1 = nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual block on ``x``."""
         activated = F.relu(self.bn_branch2a(x))
         shortcut = x if self.same_shape else self.conv_branch1(activated)
         branch = self.conv_branch2b1(F.relu(self.bn_branch2b1(self.conv_branch2a(activated))))
@@ -64,6 +65,7 @@ class BottleneckBlock(nn.Module):
         self.conv_branch1 = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottleneck residual block on ``x``."""
         activated = F.relu(self.bn_branch2a(x))
         branch = self.conv_branch2a(activated)
         branch = self.conv_branch2b1(self.dropout_2b1(F.relu(self.bn_branch2b1(branch))))
@@ -110,6 +112,7 @@ class ResNet38d(nn.Module):
         return [getattr(self, name) for name in self.stem_names]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images -> the last feature map, after the final BatchNorm and ReLU."""
         x = self.conv1a(images)
         for name in self.blocks:
             x = getattr(self, name)(x)

@@ -22,14 +22,15 @@ class TimmSyncBatchNorm(TorchSyncBatchNorm):
     """Lightning layer-sync plugin: every BatchNorm, timm's ``BatchNormAct2d`` included, becomes synchronized."""
 
     def apply(self, model: nn.Module) -> nn.Module:
+        """Convert every BatchNorm of ``model`` (timm's fused ones included) to its synchronized form."""
         return convert_sync_batchnorm(model)
 
     def revert(self, model: nn.Module) -> nn.Module:
+        """Convert the synchronized layers of ``model`` back (timm's to ``BatchNormAct2d``)."""
         if not isinstance(model, SyncBatchNormAct):
             return super().revert(model)  # recurses into the children through this method
         # momentum None (a cumulative average) is valid, as in BatchNorm2d; timm annotates it float
         converted = BatchNormAct2d(model.num_features, model.eps, model.momentum, model.affine,  # type: ignore[arg-type]
-
                                    model.track_running_stats)
         if model.affine:
             with torch.no_grad():
@@ -40,5 +41,4 @@ class TimmSyncBatchNorm(TorchSyncBatchNorm):
         converted.num_batches_tracked = model.num_batches_tracked
         converted.training = model.training
         converted.act, converted.drop = cast(nn.Module, model.act), cast(nn.Module, model.drop)
-
         return converted

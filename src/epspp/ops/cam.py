@@ -33,6 +33,7 @@ def normalize_maps(maps: torch.Tensor, labels: torch.Tensor, eps: float = 1e-5) 
     Args:
         maps: (B, C, H, W) non-negative maps.
         labels: (B, C) multi-hot image labels.
+        eps: added to each maximum (a map of zeros stays zero).
     """
     maps = maps * labels[:, :, None, None].to(maps.dtype)
     peak = maps.flatten(2).amax(dim=2)[:, :, None, None]

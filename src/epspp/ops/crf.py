@@ -48,8 +48,11 @@ def dense_crf(
         probs: (C, H, W) float class probabilities (or non-negative scores: only ``-log p`` per pixel
             matters, up to a per-pixel constant).
         iterations: mean-field steps.
-        pos_w, pos_xy_std: weight and spatial std (pixels) of the Gaussian (smoothness) kernel.
-        bi_w, bi_xy_std, bi_rgb_std: weight, spatial and colour std of the bilateral (appearance) kernel.
+        pos_w: weight of the Gaussian (smoothness) kernel.
+        pos_xy_std: spatial std (pixels) of the Gaussian kernel.
+        bi_w: weight of the bilateral (appearance) kernel.
+        bi_xy_std: spatial std (pixels) of the bilateral kernel.
+        bi_rgb_std: colour std of the bilateral kernel.
 
     Returns:
         (C, H, W) float32 refined probabilities (they sum to 1 over C).

@@ -76,6 +76,7 @@ class PAMR(nn.Module):
         self.dilations = tuple(int(d) for d in dilations)
 
     def extra_repr(self) -> str:
+        """The iterations and dilations, in the module's repr."""
         return f"num_iter={self.num_iter}, dilations={self.dilations}"
 
     def affinity(self, image: torch.Tensor) -> torch.Tensor:

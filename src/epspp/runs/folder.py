@@ -220,7 +220,6 @@ def monitor_what_exists(config: Any) -> None:
     """
     data: Any = config.get("data") or {}
     split, root = data.get("val_split"), data.get("root")
-
     if not split or not root or has_ground_truth(Path(root), split, data.get("mask_dir")) is not False:
         return
     task = data.get("task", "localization")

@@ -128,7 +128,6 @@ def write_provenance(output_dir: Path, record: dict) -> None:
 def _flat(record: dict, prefix: str = "") -> dict:
     flat: dict = {}
     for key, value in record.items():
-
         if isinstance(value, dict):
             flat |= _flat(value, f"{prefix}{key}.")
         else:

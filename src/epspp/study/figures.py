@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,7 @@ REGIME_STYLE = {"pretrained": "-", "scratch": "--"}
 COLLAPSE_NOTE = "X: IRD collapsed (its warning fired) on a seed"
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,7 +24,7 @@ def _pyplot():
     return plt
 
 
-def _save(figure, path: Path, description: str) -> None:
+def _save(figure: Any, path: Path, description: str) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.png")
     figure.savefig(tmp, dpi=110, metadata={"Description": description})
     _pyplot().close(figure)

@@ -37,7 +37,6 @@ FULL_GRID: dict[str, Any] = {"rates": [0.0, 0.25, 0.5, 0.75], "seeds": [0, 1, 2,
                                          "readings": BOTH_REGIMES}}
 
 
-
 @dataclass(frozen=True)
 class Training:
     """One stage-1 training and its pseudo-masks: ``saliency`` names the saliency folder it learns from."""
@@ -67,6 +66,7 @@ class Cell:
 
     @property
     def training(self) -> Training:
+        """The training that serves this cell (CAM: one per seed, whatever the saliency)."""
         if self.method == "cam":  # CAM ignores saliency: one training per seed serves every point
             return Training(self.regime, "cam", "clean", self.seed)
         return Training(self.regime, self.method, saliency_name(self.error_type, self.rate), self.seed)

@@ -70,6 +70,7 @@ class Context:
         return self.out.resolve() in self.root.resolve().parents
 
     def stage_configs(self, regime: str) -> Path:
+        """The stage configs of ``regime`` (scratch: their ``scratch/`` subfolder)."""
         return self.configs if regime == "pretrained" else self.configs / "scratch"
 
     def init(self, regime: str, seed: int) -> list[str]:
@@ -79,6 +80,7 @@ class Context:
 
 
 def pretrain_folder(out: Path, seed: int) -> Path:
+    """The folder of the stage-0 run of ``seed``."""
     return out / "pretrain" / f"seed{seed}"
 
 

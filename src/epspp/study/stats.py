@@ -35,14 +35,17 @@ class Estimate:
 
     @property
     def n(self) -> int:
+        """The number of values."""
         return len(self.values)
 
     @property
     def mean(self) -> float:
+        """The mean of the values."""
         return math.fsum(self.values) / self.n
 
     @property
     def half(self) -> float:
+        """Half the width of the confidence interval (NaN with fewer than two values)."""
         if self.n < 2:
             return math.nan
         return float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, self.n - 1)) * statistics.stdev(self.values) / math.sqrt(
@@ -50,10 +53,12 @@ class Estimate:
 
     @property
     def low(self) -> float:
+        """The low end of the confidence interval."""
         return self.mean - self.half
 
     @property
     def high(self) -> float:
+        """The high end of the confidence interval."""
         return self.mean + self.half
 
 
@@ -94,9 +99,11 @@ class Claim:
 
     @property
     def verdict(self) -> str:
+        """The claim's verdict on its paired difference."""
         return verdict(self.difference, self.direction, self.testable)
 
     def row(self) -> dict:
+        """The claim as a row of the claims table."""
         d = self.difference
         return {"claim": self.name, "regime": self.regime, "threshold": self.threshold, "n": d.n,
                 "mean": round(d.mean, 3), "low": None if d.n < 2 else round(d.low, 3),
@@ -116,6 +123,7 @@ def paired(values_a: dict[int, float], values_b: dict[int, float]) -> tuple[tupl
 
 
 def signed(value: float, digits: int = 1) -> str:
+    """``value`` with its sign (a typographic minus), ``digits`` decimals."""
     return f"{value:+.{digits}f}".replace("-", "−")
 
 

@@ -41,6 +41,7 @@ ARMS = {"eps++/no-pamr": "ablation, not the paper: IRD with M_r = M, no PAMR",
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> None:
+    """Write ``rows`` as CSV with ``columns`` (through a temporary file)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns))
@@ -50,6 +51,7 @@ def write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (through a temporary file)."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -63,6 +65,7 @@ def score_of(result: dict, threshold: str) -> tuple[float, float]:
 
 
 def collapsed(result: dict) -> bool:
+    """Whether the training's IRD collapsed (its scores record a collapse step)."""
     return result.get("collapse_step") is not None
 
 
@@ -79,10 +82,12 @@ class ClaimBuilder:
         self.claims: list[Claim] = []
 
     def values(self, regime: str, method: str, saliency: str, threshold: str) -> dict[int, float]:
+        """The score of each seed's training at ``threshold`` (CAM: its clean-saliency training)."""
         return {s: score_of(self.scores[t], threshold)[0] for s in self.seeds
                 if (t := Training(regime, method, "clean" if method == "cam" else saliency, s)) in self.scores}
 
     def collapsed_anywhere(self, regime: str, method: str, saliency: str) -> bool:
+        """Whether any seed's training of this point collapsed."""
         return any(collapsed(self.scores[t]) for s in self.seeds
                    if (t := Training(regime, method, saliency, s)) in self.scores)
 
@@ -148,6 +153,7 @@ def saliency_rows(cells: Sequence[Cell], scores: dict[Training, dict]) -> list[d
 
 def saliency_claims(scores: dict[Training, dict], regimes: Sequence[str], error_types: Sequence[str],
                     rates: Sequence[float], methods: Sequence[str], seeds: Sequence[int]) -> list[Claim]:
+    """The claims of the saliency-errors study, per regime, threshold and error type."""
     build = ClaimBuilder(scores, seeds)
     for regime in regimes:
         for threshold in THRESHOLD_KINDS:

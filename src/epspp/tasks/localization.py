@@ -201,6 +201,7 @@ class LocalizationModule(pl.LightningModule):
         return self.pamr(small, maps)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """Classification loss plus the weighted saliency loss of one batch."""
         cam = self(batch["image"])
         logits = self.class_logits(cam)
         loss_cls = classification_loss(logits, batch["label"])
@@ -235,6 +236,7 @@ class LocalizationModule(pl.LightningModule):
 
     # --------------------------------------------------------------- validation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Accumulate the classification loss, mAP and F1 and, with ground truth, the CAM mIoU."""
         cam = self(batch["image"])
         logits = self.class_logits(cam)
         labels = batch["label"]
@@ -246,6 +248,7 @@ class LocalizationModule(pl.LightningModule):
         self.val_cam.update(masks, batch["mask"])
 
     def on_validation_epoch_end(self) -> None:
+        """Log the validation's mAP, F1 and (with ground truth) mIoU."""
         scores = self.val_cam.compute()
         self.log_dict({"val/mAP": self.val_ap.compute(), "val/F1": self.val_f1.compute()})
         scored = int(scores["pixels"]) > 0  # without ground truth there is no mIoU (not 0): nothing is logged
@@ -315,12 +318,14 @@ class LocalizationModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- optimizer
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse a checkpoint of other classes; ``map_kind: auto`` follows the trained saliency loss."""
         check_classes(checkpoint, self.num_classes, self.hparams.class_names)
         trained_loss = checkpoint.get("hyper_parameters", {}).get("saliency_loss")
         if self.hparams.map_kind == "auto" and trained_loss is not None:
             self.map_kind = "relu" if trained_loss == "none" else "softmax"
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        """SGD (or the configured optimizer) with the poly schedule, stepped every batch."""
         hp = self.hparams
         optimizer = build_optimizer(self.net.backbone, self.net.head, hp.optimizer, hp.lr, hp.head_lr_mult,
                                     hp.weight_decay, hp.momentum, hp.bias_lr_mult, hp.bias_decay)

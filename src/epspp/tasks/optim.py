@@ -51,7 +51,6 @@ def _split_biases(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parame
     """Trainable parameters of ``module``: (those not named ``bias``, the biases)."""
     weights: list[nn.Parameter] = []
     biases: list[nn.Parameter] = []
-
     for name, parameter in module.named_parameters():
         if parameter.requires_grad:
             (biases if name.rsplit(".", 1)[-1] == "bias" else weights).append(parameter)

@@ -162,15 +162,19 @@ class SegmentationModule(pl.LightningModule):
 
     # --------------------------------------------------------------- evaluation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Accumulate the validation's confusion matrix."""
         self.val_metrics.update(self.predict_probs(batch).argmax(dim=1), batch["mask"])
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
+        """Accumulate the test's confusion matrix."""
         self.test_metrics.update(self.predict_probs(batch).argmax(dim=1), batch["mask"])
 
     def on_validation_epoch_end(self) -> None:
+        """Log the validation's mIoU."""
         self._report(self.val_metrics, "val")
 
     def on_test_epoch_end(self) -> None:
+        """Log the test's mIoU."""
         self._report(self.test_metrics, "test")
 
     def _report(self, metric: SegmentationMetrics, stage: str) -> None:
@@ -195,13 +199,16 @@ class SegmentationModule(pl.LightningModule):
         return {"id": batch["id"], "mask": [s.argmax(dim=0) for s in scores], "scores": scores, "label": label}
 
     def teardown(self, stage: str) -> None:
+        """Stop the CRF's worker processes."""
         if self.crf is not None:
             self.crf.close()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse a checkpoint of other classes."""
         check_classes(checkpoint, self.num_classes, self.hparams.class_names)
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        """SGD (or the configured optimizer) with the poly schedule, stepped every batch."""
         hp = self.hparams
         optimizer = build_optimizer(self.net.encoder, self.net.head, hp.optimizer, hp.lr, hp.head_lr_mult,
                                     hp.weight_decay, hp.momentum, hp.bias_lr_mult, hp.bias_decay)
