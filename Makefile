@@ -51,8 +51,12 @@ test: $(STAMP) ## run the test suite (TEST_WORKERS processes, default 2; tests o
 test-quick: $(STAMP) ## the test suite without the slow multi-process launches
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope -m 'not slow'
 
-lint: $(STAMP) ## ruff check
-	$(BIN)/ruff check src tests benchmarks
+LINT_PATHS := src tests benchmarks scripts
+
+lint: $(STAMP) ## ruff check, ruff format --check and mypy (the checks of .pre-commit-config.yaml)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
 
 docs: $(STAMP) ## build the documentation site (mkdocs, strict) into site/
 	$(BIN)/mkdocs build --strict -d site
