@@ -29,9 +29,13 @@ class TimmSyncBatchNorm(TorchSyncBatchNorm):
         """Convert the synchronized layers of ``model`` back (timm's to ``BatchNormAct2d``)."""
         if not isinstance(model, SyncBatchNormAct):
             return super().revert(model)  # recurses into the children through this method
-        # momentum None (a cumulative average) is valid, as in BatchNorm2d; timm annotates it float
-        converted = BatchNormAct2d(model.num_features, model.eps, model.momentum, model.affine,  # type: ignore[arg-type]
-                                   model.track_running_stats)
+        converted = BatchNormAct2d(
+            model.num_features,
+            model.eps,
+            model.momentum,  # type: ignore[arg-type]  # None (a cumulative average) is valid; timm annotates float
+            model.affine,
+            model.track_running_stats,
+        )
         if model.affine:
             with torch.no_grad():
                 converted.weight = model.weight
