@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from epspp.chain import Runner, Stage, fit_stage, last_checkpoint, predict_stage
+from epspp.config_files import PACKAGED, config_folder
 from epspp.data.io import DatasetError
 from epspp.errors import EPSError
 from epspp.outputs import claim_folder, holds_stage_marker
@@ -26,13 +27,15 @@ SEGMENTATION = ("wsss", "ssss", "labeled_only")
 
 
 def demo_configs(configs: str | None) -> Path:
-    """The demo's config folder: ``--configs``, else ``configs/demo`` here or in the repository epspp runs from."""
+    """The demo's config folder: ``--configs`` (a folder, or a packaged one's name), else ``configs/demo`` here or
+    the packaged ``demo`` configs."""
     if configs:
-        return Path(configs)
-    for candidate in (Path("configs/demo"), Path(__file__).resolve().parents[2] / "configs" / "demo"):
+        return config_folder(configs)
+    for candidate in (Path("configs/demo"), PACKAGED / "demo"):
         if (candidate / "pseudo_masks.yaml").is_file():
             return candidate
-    raise DatasetError("cannot find the demo's configs (configs/demo of the epspp repository): pass --configs DIR")
+    raise DatasetError(f"cannot find the demo's configs ({PACKAGED / 'demo'} of the installed epspp): pass "
+                       "--configs DIR")
 
 
 def pretrain_stage(configs: Path, corpus: Path, folder: Path, *, init: list[str] | tuple[str, ...] = (),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from epspp.argtypes import open_unit_interval
+from epspp.cli.argtypes import open_unit_interval
 from epspp.data.classes import read_classes
 from epspp.data.io import DatasetError, read_mask, read_split
 from epspp.data.labels import image_labels

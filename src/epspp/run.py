@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from epspp.chain import MARKER, RunLayout, Runner, Stage, fit_stage, last_checkpoint, move_aside, predict_stage
+from epspp.config_files import PACKAGED
 from epspp.errors import ConfigError, DatasetError, EPSError
 from epspp.outputs import claim_folder
 
@@ -57,9 +58,9 @@ class RunOptions:
 
 
 def preset_folder(preset: str) -> Path:
-    """The configs of ``preset``: ``configs/<preset>`` here, else in the repository epspp runs from, else a folder
-    given by path (holding ``localization_<method>.yaml``, ``pseudo_masks.yaml`` and ``segmentation.yaml``)."""
-    candidates = [Path("configs") / preset, Path(__file__).resolve().parents[2] / "configs" / preset, Path(preset)]
+    """The configs of ``preset``: ``configs/<preset>`` here, else the packaged ones, else a folder given by path
+    (holding ``localization_<method>.yaml``, ``pseudo_masks.yaml`` and ``segmentation.yaml``)."""
+    candidates = [Path("configs") / preset, PACKAGED / preset, Path(preset)]
     for candidate in candidates if preset in PRESETS else candidates[2:]:
         if (candidate / "segmentation.yaml").is_file() and (candidate / "pseudo_masks.yaml").is_file():
             return candidate

@@ -11,7 +11,7 @@ from cli import CONFIGS, run_epspp
 from PIL import Image
 
 import epspp.chain as chain
-import epspp.pipeline as pipeline
+import epspp.demo as pipeline
 from epspp.data.pretrain_corpus import generate_pretrain_corpus
 
 TINY_DEMO = ["--", "--trainer.max_steps=2", "--trainer.limit_train_batches=2", "--trainer.check_val_every_n_epoch=1",

@@ -17,14 +17,14 @@ from pytorch_lightning.plugins.layer_sync import LayerSync
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from epspp.callbacks.pseudo_masks import PseudoMaskWriter
+from epspp.cli.quiet import is_verbose, quiet_wandb_settings
+from epspp.config_checks import check_config, warmup_note
 from epspp.data.classes import CLASSES_FILE, read_classes
 from epspp.data.io import read_split
 from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPSError
 from epspp.models.checkpoint import AtomicCheckpointIO, check_classes
 from epspp.models.sync_bn import TimmSyncBatchNorm
-from epspp.quiet import is_verbose, quiet_wandb_settings
 from epspp.run_folder import check_run_folder, config_dump_path, dump_mark, first_process, note_new_folder
-from epspp.validation import check_config, warmup_note
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar", "StepProgressBar")
 CKPT_KEYWORDS = ("last", "best", "hpc")  # --ckpt_path values that Lightning resolves itself
@@ -148,7 +148,7 @@ class EPSCLI(LightningCLI):
         ``--trainer.enable_progress_bar false`` the configs' progress-bar callback is dropped
         (cluster logs stay clean) instead of Lightning refusing the combination.  A ``predict`` run
         writes in its ``--pseudo_masks.output_dir`` (Lightning's ``config.yaml``: how the masks were made).  The
-        run folder follows the write rule (``run_folder.check_run_folder``).  Quiet by default (``epspp.quiet``):
+        run folder follows the write rule (``run_folder.check_run_folder``).  Quiet by default (``epspp.cli.quiet``):
         no model summary table unless asked for (``--trainer.enable_model_summary true`` or ``--verbose``), and a
         ``predict`` starts no W&B run.
         """

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
+from epspp.config_checks import check_localization_options
 from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from epspp.errors import ConfigError
 from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss, ird_telemetry, ird_threshold_map
@@ -33,7 +34,6 @@ from epspp.ops import (
     with_background,
 )
 from epspp.ops.crf import crf_refine_scores, require_solver
-from epspp.validation import check_localization_options
 
 
 class Classifier(nn.Module):

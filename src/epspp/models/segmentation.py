@@ -13,13 +13,13 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from epspp.config_checks import check_segmentation_options
 from epspp.losses import segmentation_loss
 from epspp.metrics import IGNORE_INDEX, SegmentationMetrics, iou_table
 from epspp.models.checkpoint import check_classes
 from epspp.models.deeplab import DeepLab
 from epspp.models.optim import OptimizerName, build_optimizer, poly_schedule
 from epspp.ops.crf import DenseCRF, to_uint8_rgb
-from epspp.validation import check_segmentation_options
 
 
 class SegmentationModule(pl.LightningModule):
