@@ -12,11 +12,13 @@ A command that fails leaves no empty folder behind (``note_new_folder`` / ``disc
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from epspp.errors import ConfigError
+from epspp.data.io import read_split
+from epspp.errors import ConfigError, DatasetError
 from epspp.outputs import holds_no_file, refuse_inside
 from epspp.run_progress import PROGRESS_FILE
 
@@ -183,3 +185,137 @@ def discard_empty_new_folders() -> None:
             for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
                 path.rmdir()
             folder.rmdir()
+
+
+# What a stage's configuration becomes from what is on disk (the CLI and Python users call these).
+
+
+def prepare_run(config: Any, subcommand: str, start_over: bool = False) -> None:
+    """Rewrite a stage's parsed ``config`` (a jsonargparse Namespace of ``epspp <subcommand>``) from what is on
+    disk, as ``epspp fit|validate|test|predict`` does before building anything; callable from Python.
+
+    A ``fit`` without ground truth in its validation split selects checkpoints on what exists
+    (``monitor_what_exists``); a ``predict`` writes in its ``pseudo_masks.output_dir`` and starts no W&B run;
+    relative checkpoint and logger folders go inside ``trainer.default_root_dir`` (``resolve_run_paths``); the run
+    folder follows the write rule (``check_run_folder``; ``start_over``: an earlier fit's files are set aside).
+    """
+    if subcommand == "fit":
+        monitor_what_exists(config)
+    output_dir = (config.get("pseudo_masks") or {}).get("output_dir")
+    if subcommand == "predict" and output_dir:
+        predict_in_output_dir(config, str(output_dir))
+    if subcommand == "predict":
+        drop_wandb(config)
+    root = config.trainer.get("default_root_dir")
+    note_new_folder(root or os.getcwd())  # removed again if the command fails before writing a file
+    if root:
+        resolve_run_paths(config, root)
+    check_run_folder(config, subcommand, start_over)
+
+
+def monitor_what_exists(config: Any) -> None:
+    """Without ground truth in the validation split, select checkpoints on what exists.
+
+    Localization: ``val/mAP`` (image labels exist) instead of ``val/mIoU``.  Segmentation: nothing to
+    validate on, so no validation and ``train/loss`` (lowest).  The checkpoint's ModelCheckpoint state
+    names the monitor; the run says so.
+    """
+    data = config.get("data") or {}
+    split, root = data.get("val_split"), data.get("root")
+    if not split or not root or has_ground_truth(Path(root), split, data.get("mask_dir")) is not False:
+        return
+    task = data.get("task", "localization")
+    monitor, mode = ("val/mAP", "max") if task == "localization" else ("train/loss", "min")
+    if task != "localization":
+        data.val_split = None
+    for callback in config.trainer.get("callbacks") or []:
+        if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor") == "val/mIoU":
+            callback.init_args.monitor, callback.init_args.mode = monitor, mode
+            if task != "localization":  # no validation loop to save after: save at each training-epoch end
+                callback.init_args.save_on_train_epoch_end = True
+    what = "validation on the image labels only" if task == "localization" else "no validation"
+    if first_process():
+        print(f"[epspp] split '{split}' has no ground-truth mask: {what}; best.ckpt is selected on {monitor} "
+              f"({mode})", file=sys.stderr)
+
+
+def has_ground_truth(root: Path, split: str, mask_dir: str | None) -> bool | None:
+    """Whether an id of ``split`` has a ground-truth mask (None: unreadable split; the data module says why)."""
+    try:
+        ids = read_split(root, split)
+    except DatasetError:
+        return None
+    masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
+    return any((masks / f"{i}.png").is_file() for i in ids)
+
+
+def predict_in_output_dir(config: Any, output_dir: str) -> None:
+    """A predict run writes its configuration and logs in ``--pseudo_masks.output_dir``, never in the training
+    run's folder that a training config names (its config.yaml is the record of how the checkpoint was made)."""
+    given = config.trainer.get("default_root_dir")
+    if given and os.path.normpath(given) != os.path.normpath(output_dir) and first_process():
+        print(f"[epspp] predict writes its configuration and logs in --pseudo_masks.output_dir {output_dir}, not in "
+              f"--trainer.default_root_dir {given}", file=sys.stderr)
+    config.trainer.default_root_dir = output_dir
+
+
+def drop_wandb(config: Any) -> None:
+    """No W&B run for a prediction: the configs' WandbLogger is removed (other loggers are kept)."""
+    loggers = config.trainer.get("logger")
+    if isinstance(loggers, list):
+        kept = [logger for logger in loggers if not getattr(logger, "class_path", "").endswith("WandbLogger")]
+        config.trainer.logger = kept or False
+    elif getattr(loggers, "class_path", "").endswith("WandbLogger"):
+        config.trainer.logger = False
+
+
+def resolve_run_paths(config: Any, root: str) -> None:
+    """Relative ModelCheckpoint and logger folders inside ``root`` (``--trainer.default_root_dir DIR`` moves a whole
+    run; absolute paths are kept); a WandbLogger without a name is named after the run folder."""
+    for callback in config.trainer.get("callbacks") or []:
+        if callback.class_path.endswith("ModelCheckpoint"):
+            callback.init_args.dirpath = inside(root, callback.init_args.get("dirpath") or "checkpoints")
+    loggers = config.trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
+            logger.init_args.save_dir = inside(root, logger.init_args.save_dir or ".")
+        if getattr(logger, "class_path", "").endswith("WandbLogger"):
+            if not logger.init_args.get("name"):
+                logger.init_args.name = run_name(root)
+            # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise
+            os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
+
+
+def checkpoint_folders(config: Any) -> list[Path]:
+    """The folders the config's ModelCheckpoint callbacks write in (relative ones inside ``default_root_dir``)."""
+    root = config.trainer.get("default_root_dir") or "."
+    folders = [Path(inside(root, callback.init_args.get("dirpath") or "checkpoints"))
+               for callback in config.trainer.get("callbacks") or [] if callback.class_path.endswith("ModelCheckpoint")]
+    return list(dict.fromkeys(folders)) or [Path(root, "checkpoints")]
+
+
+def keyword_checkpoint(config: Any, keyword: str) -> Path | None:
+    """The file ``--ckpt_path last`` (the newest ``last*.ckpt``, as Lightning picks it) or ``best`` (the monitored
+    ModelCheckpoint's ``<filename>.ckpt``) stands for in the config's checkpoint folders; None when there is none."""
+    if keyword == "last":
+        found = [path for folder in checkpoint_folders(config) if folder.is_dir() for path in folder.iterdir()
+                 if re.fullmatch(r"last(-\d+)?\.ckpt", path.name) and path.is_file()]
+        return max(found, key=lambda path: path.stat().st_mtime) if found else None
+    for callback in config.trainer.get("callbacks") or []:
+        if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor"):
+            root = config.trainer.get("default_root_dir") or "."
+            path = Path(inside(root, callback.init_args.get("dirpath") or "checkpoints"),
+                        f"{callback.init_args.get('filename') or 'best'}.ckpt")
+            return path if path.is_file() else None
+    return None
+
+
+def run_name(root: str) -> str:
+    """W&B run name from the run folder: ``runs/demo/eps++/localization`` -> ``demo/eps++/localization``."""
+    parts = os.path.normpath(root).split(os.sep)
+    return "/".join(parts[parts.index("runs") + 1:] if "runs" in parts else parts[-3:])
+
+
+def inside(root: str, path: str) -> str:
+    """``path`` inside ``root`` when it is relative (absolute paths are kept)."""
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))

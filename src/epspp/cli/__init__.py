@@ -54,8 +54,7 @@ tools:
   batch-args   per-GPU batch size and learning rate of a config's recipe on N GPUs
   convert-weights  ResNet-38d's MXNet ImageNet .params -> a PyTorch .pth (no mxnet needed)
   study        controlled studies on synthetic data: epspp study saliency-errors|labeled-fraction
-  configs      the configs shipped with epspp: epspp configs list | epspp configs copy NAME|all DEST
-               (a --config NAME that is not a file is the packaged config of that name: voc/localization_eps++.yaml)
+  configs      the packaged configs (a --config NAME that is not a file is one): epspp configs list|copy NAME DEST
 
 stage options of epspp (besides Lightning's):
 --verbose      (or EPSPP_VERBOSE=1) show the libraries' tips, W&B banner, warnings and the model summary table

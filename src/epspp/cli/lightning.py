@@ -20,11 +20,17 @@ from epspp.callbacks.pseudo_masks import PseudoMaskWriter
 from epspp.cli.quiet import is_verbose, quiet_wandb_settings
 from epspp.config_checks import check_config, warmup_note
 from epspp.data.classes import CLASSES_FILE, read_classes
-from epspp.data.io import read_split
-from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPSError
+from epspp.errors import CheckpointMismatchError, ConfigError, EPSError
 from epspp.models.checkpoint import AtomicCheckpointIO, check_classes
 from epspp.models.sync_bn import TimmSyncBatchNorm
-from epspp.run_folder import check_run_folder, config_dump_path, dump_mark, first_process, note_new_folder
+from epspp.run_folder import (
+    checkpoint_folders,
+    config_dump_path,
+    dump_mark,
+    first_process,
+    keyword_checkpoint,
+    prepare_run,
+)
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar", "StepProgressBar")
 CKPT_KEYWORDS = ("last", "best", "hpc")  # --ckpt_path values that Lightning resolves itself
@@ -158,63 +164,16 @@ class EPSCLI(LightningCLI):
                               "true for the masks of an untrained network)")
         check_config(config)
         warn_oversubscription(config.trainer.get("accelerator"), config.trainer.get("devices"))
-        if self.subcommand == "fit":
-            monitor_what_exists(config)
-            note = warmup_note(config)
-            if note and first_process():
-                print(f"[epspp] {note}", file=sys.stderr)
-        output_dir = (config.get("pseudo_masks") or {}).get("output_dir")
-        if self.subcommand == "predict" and output_dir:
-            predict_in_output_dir(config, str(output_dir))
         if config.trainer.get("enable_model_summary") is None and not is_verbose():
             config.trainer.enable_model_summary = False  # the progress callback prints the parameter count
-        if self.subcommand == "predict":
-            drop_wandb(config)
         if config.trainer.get("enable_progress_bar") is False and config.trainer.get("callbacks"):
             config.trainer.callbacks = [callback for callback in config.trainer.callbacks
                                         if not callback.class_path.endswith(PROGRESS_BARS)]
-        root = config.trainer.get("default_root_dir")
-        note_new_folder(root or os.getcwd())  # removed again if the command fails before writing a file
-        if root:
-            resolve_run_paths(config, root)
-        check_run_folder(config, self.subcommand, self.start_over)
-
-
-def drop_wandb(config: Any) -> None:
-    """No W&B run for a prediction: the configs' WandbLogger is removed (other loggers are kept)."""
-    loggers = config.trainer.get("logger")
-    if isinstance(loggers, list):
-        kept = [logger for logger in loggers if not getattr(logger, "class_path", "").endswith("WandbLogger")]
-        config.trainer.logger = kept or False
-    elif getattr(loggers, "class_path", "").endswith("WandbLogger"):
-        config.trainer.logger = False
-
-
-def predict_in_output_dir(config: Any, output_dir: str) -> None:
-    """A predict run writes its configuration and logs in ``--pseudo_masks.output_dir``, never in the training
-    run's folder that a training config names (its config.yaml is the record of how the checkpoint was made)."""
-    given = config.trainer.get("default_root_dir")
-    if given and os.path.normpath(given) != os.path.normpath(output_dir) and first_process():
-        print(f"[epspp] predict writes its configuration and logs in --pseudo_masks.output_dir {output_dir}, not in "
-              f"--trainer.default_root_dir {given}", file=sys.stderr)
-    config.trainer.default_root_dir = output_dir
-
-
-def resolve_run_paths(config: Any, root: str) -> None:
-    """Relative ModelCheckpoint and logger folders inside ``root``; a WandbLogger without a name named after it."""
-    for callback in config.trainer.get("callbacks") or []:
-        if callback.class_path.endswith("ModelCheckpoint"):
-            callback.init_args.dirpath = _inside(root, callback.init_args.get("dirpath") or "checkpoints")
-    loggers = config.trainer.get("logger")
-    for logger in loggers if isinstance(loggers, list) else [loggers]:
-        if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
-            logger.init_args.save_dir = _inside(root, logger.init_args.save_dir or ".")
-        if getattr(logger, "class_path", "").endswith("WandbLogger"):
+        prepare_run(config, self.subcommand, self.start_over)  # the run folder policy (epspp.run_folder)
+        if self.subcommand == "fit" and (note := warmup_note(config)) and first_process():
+            print(f"[epspp] {note}", file=sys.stderr)
+        if any(getattr(logger, "class_path", "").endswith("WandbLogger") for logger in _loggers(config)):
             quiet_wandb_settings()
-            if not logger.init_args.get("name"):
-                logger.init_args.name = run_name(root)
-            # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise
-            os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
 
 
 class RunConfigDump(SaveConfigCallback):
@@ -243,66 +202,6 @@ class RunConfigDump(SaveConfigCallback):
                                   "choose a writable --trainer.default_root_dir") from None
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
-
-
-def monitor_what_exists(config: Any) -> None:
-    """Without ground truth in the validation split, select checkpoints on what exists.
-
-    Localization: ``val/mAP`` (image labels exist) instead of ``val/mIoU``.  Segmentation: nothing to
-    validate on, so no validation and ``train/loss`` (lowest).  The checkpoint's ModelCheckpoint state
-    names the monitor; the run says so.
-    """
-    data = config.get("data") or {}
-    split, root = data.get("val_split"), data.get("root")
-    if not split or not root or has_ground_truth(Path(root), split, data.get("mask_dir")) is not False:
-        return
-    task = data.get("task", "localization")
-    monitor, mode = ("val/mAP", "max") if task == "localization" else ("train/loss", "min")
-    if task != "localization":
-        data.val_split = None
-    for callback in config.trainer.get("callbacks") or []:
-        if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor") == "val/mIoU":
-            callback.init_args.monitor, callback.init_args.mode = monitor, mode
-            if task != "localization":  # no validation loop to save after: save at each training-epoch end
-                callback.init_args.save_on_train_epoch_end = True
-    what = "validation on the image labels only" if task == "localization" else "no validation"
-    if first_process():
-        print(f"[epspp] split '{split}' has no ground-truth mask: {what}; best.ckpt is selected on {monitor} "
-              f"({mode})", file=sys.stderr)
-
-
-def has_ground_truth(root: Path, split: str, mask_dir: str | None) -> bool | None:
-    """Whether an id of ``split`` has a ground-truth mask (None: unreadable split; the data module says why)."""
-    try:
-        ids = read_split(root, split)
-    except DatasetError:
-        return None
-    masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
-    return any((masks / f"{i}.png").is_file() for i in ids)
-
-
-def checkpoint_folders(config: Any) -> list[Path]:
-    """The folders the config's ModelCheckpoint callbacks write in (relative ones inside ``default_root_dir``)."""
-    root = config.trainer.get("default_root_dir") or "."
-    folders = [Path(_inside(root, callback.init_args.get("dirpath") or "checkpoints"))
-               for callback in config.trainer.get("callbacks") or [] if callback.class_path.endswith("ModelCheckpoint")]
-    return list(dict.fromkeys(folders)) or [Path(root, "checkpoints")]
-
-
-def keyword_checkpoint(config: Any, keyword: str) -> Path | None:
-    """The file ``--ckpt_path last`` (the newest ``last*.ckpt``, as Lightning picks it) or ``best`` (the monitored
-    ModelCheckpoint's ``<filename>.ckpt``) stands for in the config's checkpoint folders; None when there is none."""
-    if keyword == "last":
-        found = [path for folder in checkpoint_folders(config) if folder.is_dir() for path in folder.iterdir()
-                 if re.fullmatch(r"last(-\d+)?\.ckpt", path.name) and path.is_file()]
-        return max(found, key=lambda path: path.stat().st_mtime) if found else None
-    for callback in config.trainer.get("callbacks") or []:
-        if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor"):
-            root = config.trainer.get("default_root_dir") or "."
-            path = Path(_inside(root, callback.init_args.get("dirpath") or "checkpoints"),
-                        f"{callback.init_args.get('filename') or 'best'}.ckpt")
-            return path if path.is_file() else None
-    return None
 
 
 def check_checkpoint(config: Any, model: Any, path: str | Path | None = None) -> None:
@@ -367,11 +266,6 @@ def _user_error(error: BaseException) -> EPSError | None:
     return None
 
 
-def run_name(root: str) -> str:
-    """W&B run name from the run folder: ``runs/demo/eps++/localization`` -> ``demo/eps++/localization``."""
-    parts = os.path.normpath(root).split(os.sep)
-    return "/".join(parts[parts.index("runs") + 1:] if "runs" in parts else parts[-3:])
-
-
-def _inside(root: str, path: str) -> str:
-    return path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))
+def _loggers(config: Any) -> list[Any]:
+    loggers = config.trainer.get("logger")
+    return loggers if isinstance(loggers, list) else [loggers]
