@@ -53,14 +53,6 @@ class EPSCLI(LightningCLI):
         parser.add_argument("--allow_random_weights", type=bool, default=False,
                             help="predict: allow running without --ckpt_path (masks of an untrained network)")
 
-    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
-        """``--weights_only`` of fit/validate/test/predict defaults to true: checkpoints are read without
-        unpickling code (Lightning's default, None, leaves it to torch)."""
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
-        if "weights_only" in self._subcommand_method_arguments.get(subcommand, {}):
-            parser.set_defaults({"weights_only": True})
-        return parser
-
     def instantiate_classes(self) -> None:
         """Bad input found while building the model (a weight file, say) reaches the user as its own one-line
         error: jsonargparse wraps it in "Does not validate against any of the Union subtypes"."""
@@ -72,40 +64,50 @@ class EPSCLI(LightningCLI):
                 raise
             raise cause from None
 
-    def _parse_ckpt_path(self) -> None:
-        """Take the network from ``--ckpt_path``'s hyper-parameters, but inference options from the config.
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """After parsing (and before Lightning reads ``--ckpt_path``'s hyper-parameters into the model's arguments):
 
-        Lightning replaces the model's arguments by the checkpoint's; the options a module lists in
-        ``inference_options`` (scales, flips, thresholds, refinement) keep the values of the config
-        and the command line, so ``pseudo_masks.yaml`` and ``--model.init_args.bg_threshold`` apply.  Outside
-        ``fit`` the backbone's initial weights are not loaded (``pretrained`` false, ``pretrained_path`` null): the
-        checkpoint's replace them, so a predict needs no download and no stage-0 file.
+        ``--weights_only`` of fit/validate/test/predict defaults to true (checkpoints are read without unpickling
+        code; Lightning's default, None, leaves it to torch); ``--ckpt_path last|best`` outside ``fit`` becomes the
+        file it stands for (the network is read from it, as for an explicit path); the checkpoint is checked; and
+        the model's ``inference_options`` (scales, flips, thresholds, refinement) are kept aside, so that the
+        config's and the command line's values replace the checkpoint's (``before_instantiate_classes``).
         """
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        model = self.config[subcommand].get("model") if subcommand else None
-        if subcommand:
-            config = self.config[subcommand]
-            keyword = str(config.get("ckpt_path")) if str(config.get("ckpt_path")) in ("last", "best") else None
-            path = keyword_checkpoint(config, keyword) if keyword else None
-            if keyword and subcommand != "fit":  # the network is read from the file, as for an explicit path
-                if path is None:
-                    folders = ", ".join(map(str, checkpoint_folders(config)))
-                    raise ConfigError(f"--ckpt_path {keyword}: no {keyword} checkpoint in {folders} (the config's "
-                                      "ModelCheckpoint folders): pass the checkpoint file, e.g. --ckpt_path "
-                                      "RUN/checkpoints/last.ckpt")
-                config.ckpt_path = str(path)
-            check_checkpoint(config, model, path)
-        keep: dict = {}
+        self.inference_options: dict = {}
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if "weights_only" in config and config.get("weights_only") is None:
+            config.weights_only = True
+        model = config.get("model")
+        keyword = str(config.get("ckpt_path")) if str(config.get("ckpt_path")) in ("last", "best") else None
+        path = keyword_checkpoint(config, keyword) if keyword else None
+        if keyword and subcommand != "fit":
+            if path is None:
+                folders = ", ".join(map(str, checkpoint_folders(config)))
+                raise ConfigError(f"--ckpt_path {keyword}: no {keyword} checkpoint in {folders} (the config's "
+                                  "ModelCheckpoint folders): pass the checkpoint file, e.g. --ckpt_path "
+                                  "RUN/checkpoints/last.ckpt")
+            config.ckpt_path = str(path)
+        check_checkpoint(config, model, path)
         if model is not None and getattr(model, "class_path", None):
             module_name, _, class_name = model.class_path.rpartition(".")
             options = getattr(getattr(importlib.import_module(module_name), class_name), "inference_options", ())
-            keep = {key: model.init_args[key] for key in options if key in model.init_args}
-        super()._parse_ckpt_path()
-        for key, value in keep.items():
-            self.config[subcommand].model.init_args[key] = value
-        init_args = getattr(self.config[subcommand].get("model"), "init_args", None) if subcommand else None
-        if subcommand != "fit" and self.config[subcommand].get("ckpt_path") and init_args is not None:
-            # the checkpoint's weights replace the backbone's initial ones: neither download them nor read their file
+            self.inference_options = {key: model.init_args[key] for key in options if key in model.init_args}
+
+    def keep_inference_options(self, config: Any) -> None:
+        """The network from ``--ckpt_path``'s hyper-parameters (read by Lightning), the inference options from the
+        config and command line; outside ``fit`` the backbone's initial weights are not loaded (``pretrained``
+        false, ``pretrained_path`` null): the checkpoint's replace them, so a predict needs no download and no
+        stage-0 file."""
+        init_args = getattr(config.get("model"), "init_args", None)
+        if init_args is None:
+            return
+        for key, value in self.inference_options.items():
+            init_args[key] = value
+        if self.subcommand != "fit" and config.get("ckpt_path"):
             for key, value in (("pretrained", False), ("pretrained_path", None)):
                 if key in init_args:
                     init_args[key] = value
@@ -145,20 +147,15 @@ class EPSCLI(LightningCLI):
                 callback.checkpoint_path = str(config.ckpt_path)
 
     def before_instantiate_classes(self) -> None:
-        """Resolve relative run paths against ``trainer.default_root_dir``.
-
-        A ModelCheckpoint ``dirpath`` (default ``checkpoints``) and a logger ``save_dir`` that are
-        relative are taken inside ``default_root_dir``, so ``--trainer.default_root_dir DIR`` moves a
-        whole run.  Absolute paths are kept.  A WandbLogger without a ``name`` is named after the
-        run folder (stage and method, e.g. ``demo/eps++/localization``).  With
-        ``--trainer.enable_progress_bar false`` the configs' progress-bar callback is dropped
-        (cluster logs stay clean) instead of Lightning refusing the combination.  A ``predict`` run
-        writes in its ``--pseudo_masks.output_dir`` (Lightning's ``config.yaml``: how the masks were made).  The
-        run folder follows the write rule (``run_folder.check_run_folder``).  Quiet by default (``epspp.cli.quiet``):
-        no model summary table unless asked for (``--trainer.enable_model_summary true`` or ``--verbose``), and a
-        ``predict`` starts no W&B run.
+        """The checked, rewritten configuration of the run: the inference options of the config
+        (``keep_inference_options``); the option checks (``epspp.config_checks``); with ``--trainer.enable_progress_bar
+        false`` the configs' progress-bar callback is dropped (cluster logs stay clean) instead of Lightning refusing
+        the combination; no model summary table unless asked for (``--trainer.enable_model_summary true`` or
+        ``--verbose``); and the run folder policy, ``epspp.run_folder.prepare_run`` (what exists on disk, the run
+        folder's paths, the write rule).
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
+        self.keep_inference_options(config)
         if self.subcommand == "predict" and not config.get("ckpt_path") and not config.get("allow_random_weights"):
             raise ConfigError("predict needs the trained network: pass --ckpt_path CKPT (or --allow_random_weights "
                               "true for the masks of an untrained network)")
