@@ -17,19 +17,19 @@ import warnings
 from epspp import __version__
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-# the commands outside LightningCLI: name -> (module, entry function taking the remaining arguments)
+# the commands outside LightningCLI: name -> (module of epspp.cli, its entry function taking the remaining arguments)
 TOOLS = {
-    "prepare": ("epspp.data.prepare", "prepare_main"),
-    "evaluate": ("epspp.evaluate", "evaluate_main"),
-    "check": ("epspp.data.check", "check_main"),
-    "render": ("epspp.render", "render_main"),
-    "demo": ("epspp.demo", "demo_main"),
-    "run": ("epspp.run", "run_main"),
-    "batch-args": ("epspp.batch_scaling", "batch_args_main"),
+    "prepare": ("epspp.cli.prepare", "prepare_main"),
+    "evaluate": ("epspp.cli.evaluate", "evaluate_main"),
+    "check": ("epspp.cli.check", "check_main"),
+    "render": ("epspp.cli.render", "render_main"),
+    "demo": ("epspp.cli.demo", "demo_main"),
+    "run": ("epspp.cli.run", "run_main"),
+    "batch-args": ("epspp.cli.batch_args", "batch_args_main"),
     "chain": ("epspp.cli.chain", "chain_main"),
-    "convert-weights": ("epspp.convert", "convert_main"),
+    "convert-weights": ("epspp.cli.convert", "convert_main"),
     "study": ("epspp.cli.study", "study_main"),
-    "saliency": ("epspp.saliency", "saliency_main"),
+    "saliency": ("epspp.cli.saliency", "saliency_main"),
     "configs": ("epspp.cli.configs", "configs_main"),
 }
 OVERVIEW = """usage: epspp COMMAND [ARGS]   (epspp COMMAND --help for the options of one command)
