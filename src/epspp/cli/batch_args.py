@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from epspp.batch_scaling import config_recipe
+from epspp.config_files import resolve_config
 from epspp.errors import ConfigError
 
 
@@ -17,7 +18,8 @@ def batch_args_main(argv: list[str]) -> int:
         description="Print the --data.batch_size / --model.init_args.lr (and --data.labeled_per_batch) "
                     "overrides that keep a config's total batch over devices x nodes processes, with the "
                     "learning rate scaled linearly where the total has to change.")
-    parser.add_argument("--config", type=Path, required=True, help="the stage's YAML config (its batch is the total)")
+    parser.add_argument("--config", type=lambda value: Path(resolve_config(value)), required=True,
+                        help="the stage's YAML config, or a packaged one's name (its batch is the total)")
     parser.add_argument("--devices", type=int, default=1, help="processes (GPUs) per node")
     parser.add_argument("--num-nodes", type=int, default=1, help="nodes")
     args = parser.parse_args(argv)
