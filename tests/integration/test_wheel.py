@@ -39,6 +39,12 @@ def test_the_installed_wheel_runs_the_packaged_configs_from_any_folder(tmp_path)
     assert "voc/localization_eps++.yaml" in epspp("configs", "list").splitlines()
     printed = epspp("fit", "--config", "voc/localization_eps++.yaml", "--print_config")
     assert "class_path: epspp." in printed and "trainer:" in printed
+    chain = epspp("chain", "--dataset", "voc", "--segmentation", "wsss", "--root", "data", "--out", "runs", "--print")
+    assert f"--config {target / 'epspp/configs/voc/localization_eps++.yaml'}" in chain
+    folders = subprocess.run([sys.executable, "-c", "from epspp.demo import demo_configs; from epspp.run import "
+                              "preset_folder; print(demo_configs(None)); print(preset_folder('photos'))"],
+                             cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert folders == [str(target / "epspp/configs/demo"), str(target / "epspp/configs/photos")]
     epspp("configs", "copy", "demo", "mine")
     assert (elsewhere / "mine/demo/pseudo_masks.yaml").is_file()
     assert list(elsewhere.iterdir()) == [elsewhere / "mine"]  # nothing else written in the user's folder

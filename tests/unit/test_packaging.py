@@ -4,6 +4,7 @@ third-party import declared, ``--config NAME`` and ``epspp configs list|copy``."
 from __future__ import annotations
 
 import ast
+import importlib
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -15,7 +16,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 import epspp
-from epspp.cli import main, packaged_configs
+from epspp.cli import TOOLS, main, packaged_configs
 from epspp.config_files import PACKAGED, config_folder, copy_configs, list_configs, resolve_config
 from epspp.errors import ConfigError
 
@@ -89,3 +90,9 @@ def test_configs_list_and_copy_never_overwrite(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["configs", "copy", "nope.yaml", str(tmp_path)])
     assert exit_.value.code == 2 and "no packaged config 'nope.yaml'" in capsys.readouterr().err
+
+
+def test_every_tool_is_an_argparse_module_of_epspp_cli():
+    for name, (module, function) in TOOLS.items():
+        assert module.startswith("epspp.cli."), name
+        assert callable(getattr(importlib.import_module(module), function)), name
