@@ -101,7 +101,8 @@ def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: 
     out, corpus = tmp_path / "runs" / "demo", tmp_path / "pretrain"
     generate_pretrain_corpus(corpus, num_images=12, num_val=2, image_size=32)
     demo = ["demo", "--root", synthetic_root, "--out", out, "--pretrain-root", corpus, *TINY_DEMO]
-    result = run_epspp([*demo[:-len(TINY_DEMO)], "--configs", CONFIGS / "demo", *TINY_DEMO], cwd=tmp_path,
+    # the packaged configs' own path (configs/ of the repository links to them): the default of the rerun below
+    result = run_epspp([*demo[:-len(TINY_DEMO)], "--configs", CONFIGS.resolve() / "demo", *TINY_DEMO], cwd=tmp_path,
                        timeout=900)
     report = json.loads((out / "report.json").read_text())
     backbone = out / "pretrain" / "backbone.pth"
