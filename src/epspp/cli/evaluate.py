@@ -20,7 +20,7 @@ from epspp.evaluate import (
     written_by_evaluate,
 )
 from epspp.metrics import iou_table
-from epspp.outputs import check_output_file, refuse_inside
+from epspp.runs.ownership import check_output_file, refuse_inside
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
