@@ -18,7 +18,7 @@ from cli import CONFIGS, TINY_FIT
 from helpers import snapshot, split_ids
 from test_pseudo_masks import clean_error, in_process, ok, predict_args
 
-from epspp.lightning_cli import warn_oversubscription
+from epspp.cli.lightning import warn_oversubscription
 
 DEMO = CONFIGS / "demo" / "scratch"
 

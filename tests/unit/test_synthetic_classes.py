@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from helpers import gt_mask, snapshot, split_ids
 
+from epspp.cli.prepare import prepare_main
 from epspp.data.classes import SYNTHETIC_CLASSES
 from epspp.data.generated import MANIFEST
-from epspp.data.prepare import prepare_main
 from epspp.data.synthetic import SyntheticConfig, generate_synthetic, render_sample
 
 # sha256 over image, mask, saliency and context of train 0..23 and val 0..5 at the default parameters,

@@ -15,13 +15,13 @@ from helpers import snapshot, split_ids, write_png
 from PIL import Image
 from test_prepare import coco_tree, voc_tree  # noqa: F401 (fixtures)
 
-from epspp.convert import convert_main
-from epspp.data.check import check_main
+from epspp.cli.check import check_main
+from epspp.cli.convert import convert_main
+from epspp.cli.evaluate import evaluate_main
+from epspp.cli.prepare import prepare_main
+from epspp.cli.render import render_main
 from epspp.data.dataset import ImageFolderDataset
-from epspp.data.prepare import prepare_main
 from epspp.errors import DatasetError
-from epspp.evaluate import evaluate_main
-from epspp.render import render_main
 from epspp.runs.ownership import RECORD
 
 SPLITS = Path("ImageSets") / "Segmentation"
