@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 SYNTHETIC = {"num_train": 20, "num_val": 6, "image_size": 48, "seed": 0}
 #: the longest module (about 5 minutes of `epspp study` runs) is collected first, so that under `make test`'s
 #: xdist loadscope it starts at once on one worker and overlaps the rest instead of ending the run alone
-FIRST_MODULES = ("tests/integration/test_study.py",)
+FIRST_MODULES = ("tests/integration/study/test_study.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,9 +39,9 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def localization_checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``last.ckpt`` of a 2-step EPS++ fit (tiny ResNet, ``cli.TINY_FIT``) of ``synthetic_root``, trained once
+    """``last.ckpt`` of a 2-step EPS++ fit (tiny ResNet, ``fixtures.cli.TINY_FIT``) of ``synthetic_root``, trained once
     per session by ``epspp fit`` in a subprocess, as a user runs it; do not modify it (copy it first)."""
-    from cli import SCRATCH_EPSPP, TINY_FIT, run_epspp  # tests/integration/cli.py
+    from fixtures.cli import SCRATCH_EPSPP, TINY_FIT, run_epspp
 
     run = tmp_path_factory.mktemp("localization")
     run_epspp(["fit", "--config", SCRATCH_EPSPP, "--data.root", synthetic_root,
@@ -50,6 +50,22 @@ def localization_checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempP
     checkpoint = run / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file(), sorted(map(str, run.rglob("*")))
     return checkpoint
+
+
+@pytest.fixture
+def voc_tree(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny VOC2012 + SBD download (``fixtures.trees``): (VOC2012 folder, SBD dataset folder)."""
+    from fixtures.trees import write_voc_sbd_tree
+
+    return write_voc_sbd_tree(tmp_path)
+
+
+@pytest.fixture
+def coco_tree(tmp_path: Path) -> Path:
+    """A tiny COCO download in EPS's layout (``fixtures.trees``)."""
+    from fixtures.trees import write_coco_tree
+
+    return write_coco_tree(tmp_path / "coco")
 
 
 @pytest.fixture

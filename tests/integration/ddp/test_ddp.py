@@ -33,9 +33,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli import CONFIGS, REPO, TINY_FIT
-from ddp_probe import Proc, probe, process_env, read_probe, run_all
-from helpers import split_ids
+from fixtures.cli import CONFIGS, REPO, TINY_FIT
+from fixtures.ddp_probe import Proc, probe, process_env, read_probe, run_all
+from fixtures.helpers import split_ids
 
 from epspp.data.classes import read_classes
 from epspp.evaluate import evaluate_folder, scores_to_json

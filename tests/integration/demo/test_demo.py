@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli import CONFIGS, run_epspp
+from fixtures.cli import CONFIGS, run_epspp
 from PIL import Image
 
 import epspp.chain as chain

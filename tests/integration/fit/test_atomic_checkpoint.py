@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli import CONFIGS, TINY_FIT
+from fixtures.cli import CONFIGS, TINY_FIT
 
 from epspp.errors import OutputError
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli import CONFIGS, SCRATCH_EPSPP, TINY_FIT, Started, in_process, start_epspp
+from fixtures.cli import CONFIGS, SCRATCH_EPSPP, TINY_FIT, Started, in_process, start_epspp
 
 METHODS = {"none": "localization_cam.yaml", "eps": "localization_eps.yaml", "ird": "localization_eps++.yaml"}
 

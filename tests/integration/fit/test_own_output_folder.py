@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli import CONFIGS, SCRATCH_EPSPP, TINY_FIT
-from helpers import snapshot
-from test_pseudo_masks import QUIET, clean_error, in_process, ok, predict_args
+from fixtures.cli import CONFIGS, QUIET, SCRATCH_EPSPP, TINY_FIT, clean_error, in_process, ok, predict_args
+from fixtures.helpers import snapshot
 
 from epspp.run_folder import dump_mark
 

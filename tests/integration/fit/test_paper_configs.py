@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from cli import CONFIGS, in_process, run_epspp
-from helpers import miou_of_folder, psa_to_mxnet, write_mxnet_params, write_voc_tree
+from fixtures.cli import CONFIGS, in_process, run_epspp
+from fixtures.helpers import miou_of_folder, psa_to_mxnet, write_mxnet_params, write_voc_tree
 
 VOC = CONFIGS / "voc"
 SIZES = {"a": (70, 50), "b": (64, 90), "c": (50, 70), "d": (90, 64), "e": (56, 56), "f": (72, 40)}

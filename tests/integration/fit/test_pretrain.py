@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli import CONFIGS, call_main
+from fixtures.cli import CONFIGS, call_main
 
 from epspp.data.pretrain_corpus import generate_pretrain_corpus
 from epspp.models import LocalizationModule, SegmentationModule

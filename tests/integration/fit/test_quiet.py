@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli import SCRATCH_EPSPP, TINY_FIT, in_process
+from fixtures.cli import SCRATCH_EPSPP, TINY_FIT, in_process
 
 from epspp.run_progress import PROGRESS_FILE
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli import SCRATCH_EPSPP, TINY_FIT, in_process
-from helpers import snapshot
+from fixtures.cli import SCRATCH_EPSPP, TINY_FIT, in_process
+from fixtures.helpers import snapshot
 
 from epspp.outputs import claim_folder
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli import CONFIGS, TINY_FIT
-from ddp_probe import Proc, kill_at, probe, read_probe, run_all
-from helpers import split_ids
+from fixtures.cli import CONFIGS, TINY_FIT
+from fixtures.ddp_probe import Proc, kill_at, probe, read_probe, run_all
+from fixtures.helpers import split_ids
 from PIL import Image
 
 from epspp.data.classes import voc_palette

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from cli import SCRATCH_EPSPP, TINY_FIT, start_epspp
+from fixtures.cli import SCRATCH_EPSPP, TINY_FIT, start_epspp
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from cli import call_main
+from fixtures.cli import call_main
 from PIL import Image
 
 from epspp.data.datamodule import EPSDataModule
@@ -32,7 +32,7 @@ from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.io import write_mask_png
 from epspp.models.segmentation import SegmentationModule
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 WSSS = REPO / "configs" / "demo" / "scratch" / "segmentation_wsss.yaml"
 SSSS = REPO / "configs" / "demo" / "scratch" / "segmentation_ssss.yaml"
 VOC_TEST = REPO / "configs" / "voc" / "segmentation_test.yaml"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
-from cli import REPO, SCRATCH_EPSPP, TINY_FIT, run_epspp
+from fixtures.cli import REPO, SCRATCH_EPSPP, TINY_FIT, run_epspp
 from nbclient import NotebookClient
 from PIL import Image
 

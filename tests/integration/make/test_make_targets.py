@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli import REPO
+from fixtures.cli import REPO
 
 TINY = ("--trainer.max_steps 2 --trainer.precision 32-true --trainer.accelerator cpu --data.num_workers 0 "
         "--data.batch_size 4 --data.labeled_per_batch 2 --data.crop_size 48 --data.eval_size 48 "

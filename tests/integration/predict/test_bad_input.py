@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli import CONFIGS, TINY_FIT
-from helpers import snapshot, split_ids
-from test_pseudo_masks import clean_error, in_process, ok, predict_args
+from fixtures.cli import CONFIGS, TINY_FIT, clean_error, in_process, ok, predict_args
+from fixtures.helpers import snapshot, split_ids
 
 from epspp.lightning_cli import warn_oversubscription
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli import CONFIGS, in_process, run_epspp
+from fixtures.cli import CONFIGS, clean_error, in_process, ok, predict_args, run_epspp
 from PIL import Image
 
 from epspp.data.classes import read_classes, voc_palette, write_classes
@@ -24,33 +24,9 @@ from epspp.evaluate import evaluate_folder, scores_to_json
 
 DEMO = CONFIGS / "demo" / "scratch"
 SPLITS = Path("ImageSets") / "Segmentation"
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-
-
 def epspp(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
     """``python -m epspp ARGS`` in a subprocess, as a user runs it (the result is checked by the caller)."""
     return run_epspp(list(args), cwd=cwd, check=False)
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    return result
-
-
-def clean_error(result: subprocess.CompletedProcess, *needles: str) -> str:
-    """Exit 2 with ``epspp...: error: ...`` naming every needle, and no traceback."""
-    message = result.stderr
-    assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout[-2000:]}\n{message[-4000:]}"
-    assert "Traceback" not in message, message
-    assert "error:" in message
-    for needle in needles:
-        assert needle in message, f"{needle!r} not in {message!r}"
-    return message
-
-
-def predict_args(root: Path, ckpt: Path, out: Path, *extra: str) -> list[str | Path]:
-    return ["predict", "--config", DEMO / "pseudo_masks.yaml", "--data.root", root, "--ckpt_path", ckpt,
-            "--pseudo_masks.output_dir", out, "--data.num_workers", "0", "--trainer.callbacks", "[]", *QUIET, *extra]
 
 
 def predict(root: Path, ckpt: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -11,9 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli import CONFIGS, TINY_FIT, run_epspp
-from helpers import snapshot, split_ids
-from test_pseudo_masks import clean_error, in_process, ok, predict_args
+from fixtures.cli import CONFIGS, TINY_FIT, clean_error, in_process, ok, predict_args, run_epspp
+from fixtures.helpers import snapshot, split_ids
 
 from epspp.run_folder import dump_mark
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli import CONFIGS, TINY_FIT, in_process, run_epspp
-from helpers import gt_mask, split_ids
+from fixtures.cli import CONFIGS, TINY_FIT, in_process, run_epspp
+from fixtures.helpers import gt_mask, split_ids
 from PIL import Image
 
 from epspp.data.io import read_split

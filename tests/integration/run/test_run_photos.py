@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli import REPO, in_process, run_epspp
-from helpers import read_png, split_ids, write_photo_set
+from fixtures.cli import REPO, in_process, run_epspp
+from fixtures.helpers import read_png, split_ids, write_photo_set
 from PIL import Image
 
 COUNT, LONG_SIDE, NEW = 8, 72, 2  # 6 photos + 2 side-by-side composites, 72 px long (144 the composites)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli import in_process, run_epspp
+from fixtures.cli import in_process, run_epspp
 from PIL import Image
 
 if importlib.util.find_spec("rembg") is None:  # not imported here: epspp.saliency imports it without numba's
@@ -17,7 +17,7 @@ if importlib.util.find_spec("rembg") is None:  # not imported here: epspp.salien
 pytest.importorskip("onnx")
 pytest.importorskip("skimage")
 
-from saliency_model import expected_u2net_map, write_photos, write_u2net_like_onnx  # noqa: E402
+from fixtures.saliency_model import expected_u2net_map, write_photos, write_u2net_like_onnx  # noqa: E402
 
 
 def test_saliency_maps_of_photos_feed_prepare_folder(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:

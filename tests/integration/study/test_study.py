@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from cli import CONFIGS, in_process, run_epspp
+from fixtures.cli import CONFIGS, in_process, run_epspp
 from PIL import Image
 
 TINY = ["--num-train", "12", "--num-val", "4", "--image-size", "32", "--seeds", "0", "--no-wandb"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import split_ids, write_png
+from fixtures.helpers import split_ids, write_png
 
 from epspp.data.check import CACHE, check_main, check_samples, preflight
 from epspp.data.datamodule import EPSDataModule

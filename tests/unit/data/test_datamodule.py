@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import gt_mask, labels_from_masks, split_ids
+from fixtures.helpers import gt_mask, labels_from_masks, split_ids
 
 import epspp.data.synthetic as synthetic
 from epspp.data.classes import SYNTHETIC_CLASSES

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from helpers import gt_mask, labels_from_masks, read_png, snapshot, split_ids, write_png
+from fixtures.helpers import gt_mask, labels_from_masks, read_png, snapshot, split_ids, write_png
 
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.io import DatasetError, write_mask_png

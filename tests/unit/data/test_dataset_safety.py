@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import labels_from_masks, split_ids, write_png
+from fixtures.helpers import labels_from_masks, split_ids, write_png
 from PIL import Image
 
 from epspp.data.classes import read_classes

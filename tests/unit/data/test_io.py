@@ -217,7 +217,7 @@ def test_prepare_coco_writes_the_split_the_coco_configs_validate_on(tmp_path: Pa
         Image.fromarray(np.zeros((6, 8), np.uint8)).save(tmp_path / "masks" / f"{image_id}.png")
     prepare_coco([tmp_path / "train2014", tmp_path / "val2014"], tmp_path / "masks", tmp_path / "out")
     assert read_split(tmp_path / "out", COCO_VAL_SUBSET) == coco_val_subset(ids[2:]) == ids[2:]
-    configs = Path(__file__).parents[2] / "configs" / "coco"
+    configs = Path(__file__).parents[3] / "configs" / "coco"
     for name in ("cam", "eps", "eps++"):
         config = yaml.safe_load((configs / f"localization_{name}.yaml").read_text())
         assert config["data"]["val_split"] == COCO_VAL_SUBSET, name

@@ -10,66 +10,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from fixtures.trees import (
+    COCO_TRAIN,
+    COCO_VAL,
+    SBD_TRAIN,
+    TRAIN_AUG,
+    VOC_TRAIN,
+    VOC_VAL,
+    H,
+    W,
+    mat,
+    png,
+    sbd_mask,
+    voc_mask,
+)
 from PIL import Image
 
-from epspp.data.classes import COCO_CLASSES, VOC_CLASSES, voc_palette
+from epspp.data.classes import COCO_CLASSES, VOC_CLASSES
 from epspp.data.io import DatasetError
 from epspp.data.prepare import prepare_coco, prepare_main, prepare_voc, read_sbd_mat
-
-VOC_TRAIN = ["2007_000001", "2007_000002"]
-VOC_VAL = ["2007_000003", "2008_000004"]
-SBD_TRAIN = ["2007_000002", "2008_000004", "2008_000010"]  # 2008_000004 is VOC val: not in train_aug
-SBD_VAL = ["2007_000003", "2008_000011"]
-TRAIN_AUG = ["2007_000001", "2007_000002", "2008_000010", "2008_000011"]
-H, W = 12, 16
-
-
-def _jpeg(path: Path, height: int = H, width: int = W) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(path)
-
-
-def _png(path: Path, mask: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(mask.astype(np.uint8), mode="P")
-    image.putpalette(voc_palette().ravel().tolist())
-    image.save(path)
-
-
-def _mat(path: Path, mask: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(path, {"GTcls": {"Segmentation": mask.astype(np.uint8), "Boundaries": np.zeros(20),
-                                      "CategoriesPresent": np.unique(mask[mask > 0]).astype(np.uint8)}})
-
-
-def _voc_mask(value: int) -> np.ndarray:
-    mask = np.zeros((H, W), np.uint8)
-    mask[3:9, 4:12] = value
-    mask[2, 4:12] = 255  # VOC object boundary
-    return mask
-
-
-def _sbd_mask(value: int) -> np.ndarray:
-    mask = np.zeros((H, W), np.uint8)
-    mask[4:10, 2:8] = value
-    return mask
-
-
-@pytest.fixture
-def voc_tree(tmp_path: Path) -> tuple[Path, Path]:
-    voc, sbd = tmp_path / "VOCdevkit" / "VOC2012", tmp_path / "benchmark_RELEASE" / "dataset"
-    for image_id in sorted(set(VOC_TRAIN + VOC_VAL + SBD_TRAIN + SBD_VAL)):
-        _jpeg(voc / "JPEGImages" / f"{image_id}.jpg")
-    for image_id in VOC_TRAIN + VOC_VAL:
-        _png(voc / "SegmentationClass" / f"{image_id}.png", _voc_mask(7))
-    for image_id in SBD_TRAIN + SBD_VAL:
-        _mat(sbd / "cls" / f"{image_id}.mat", _sbd_mask(3))
-    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
-    (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("\n".join(VOC_TRAIN) + "\n")
-    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(VOC_VAL) + "\n")
-    (sbd / "train.txt").write_text("\n".join(SBD_TRAIN) + "\n")
-    (sbd / "val.txt").write_text("\n".join(SBD_VAL) + "\n")
-    return voc, sbd
 
 
 def _split(root: Path, name: str) -> list[str]:
@@ -83,8 +42,8 @@ def _mask(root: Path, image_id: str) -> np.ndarray:
 
 
 def test_sbd_reader(tmp_path: Path) -> None:
-    mask = _sbd_mask(15)
-    _mat(tmp_path / "x.mat", mask)
+    mask = sbd_mask(15)
+    mat(tmp_path / "x.mat", mask)
     np.testing.assert_array_equal(read_sbd_mat(tmp_path / "x.mat"), mask)
     scipy.io.savemat(tmp_path / "bad.mat", {"other": np.zeros(3)})
     with pytest.raises(DatasetError, match="GTcls"):
@@ -98,8 +57,8 @@ def test_prepare_voc(voc_tree: tuple[Path, Path], tmp_path: Path, capsys: pytest
     assert _split(out, "train_aug") == TRAIN_AUG
     assert _split(out, "train") == VOC_TRAIN and _split(out, "val") == VOC_VAL
     assert counts["train_aug"] == 4 and counts["masks_from_voc"] == 4 and counts["masks_from_sbd"] == 2
-    np.testing.assert_array_equal(_mask(out, "2007_000002"), _voc_mask(7))  # VOC PNG wins over SBD
-    np.testing.assert_array_equal(_mask(out, "2008_000010"), _sbd_mask(3))
+    np.testing.assert_array_equal(_mask(out, "2007_000002"), voc_mask(7))  # VOC PNG wins over SBD
+    np.testing.assert_array_equal(_mask(out, "2008_000010"), sbd_mask(3))
     assert 255 in _mask(out, "2007_000001")
     assert (out / "JPEGImages").is_symlink() and (out / "JPEGImages" / "2008_000011.jpg").is_file()
     assert json.loads((out / "classes.json").read_text())["names"] == list(VOC_CLASSES)
@@ -122,7 +81,7 @@ def test_prepare_voc_errors(voc_tree: tuple[Path, Path], tmp_path: Path) -> None
     with pytest.raises(FileNotFoundError, match="saliency folder"):
         prepare_voc(voc, sbd, tmp_path / "out", saliency_dir=tmp_path / "no_saliency")
     assert not (tmp_path / "out").exists()  # refused before any mask, split or link was written
-    _mat(sbd / "cls" / "2008_000010.mat", _sbd_mask(30))
+    mat(sbd / "cls" / "2008_000010.mat", sbd_mask(30))
     with pytest.raises(DatasetError, match=r"2008_000010.mat has values \[30\]"):
         prepare_voc(voc, sbd, tmp_path / "out")
     (sbd / "cls" / "2008_000010.mat").unlink()
@@ -130,24 +89,7 @@ def test_prepare_voc_errors(voc_tree: tuple[Path, Path], tmp_path: Path) -> None
         prepare_voc(voc, sbd, tmp_path / "out")
 
 
-COCO_TRAIN = [f"COCO_train2014_{i:012d}" for i in (9, 25, 30)]
-COCO_VAL = [f"COCO_val2014_{i:012d}" for i in (42, 73)]
 
-
-@pytest.fixture
-def coco_tree(tmp_path: Path) -> Path:
-    """EPS's layout: train2014/, val2014/, SegmentationClass/{train2014,val2014}/, flat saliency/."""
-    base = tmp_path / "coco"
-    for image_id in COCO_TRAIN + COCO_VAL:
-        split = "train2014" if "train2014" in image_id else "val2014"
-        _jpeg(base / split / f"{image_id}.jpg")
-        if image_id != COCO_TRAIN[2]:  # one image without a mask
-            mask = np.zeros((H, W), np.uint8)
-            mask[2:6, 3:9], mask[0, :] = 80, 255
-            _png(base / "SegmentationClass" / split / f"{image_id}.png", mask)
-        if image_id != COCO_VAL[1]:  # one image without a saliency map
-            _png(base / "saliency" / f"{image_id}.png", np.zeros((H, W), np.uint8))
-    return base
 
 
 def test_prepare_coco(coco_tree: Path, tmp_path: Path) -> None:
@@ -166,11 +108,11 @@ def test_prepare_coco(coco_tree: Path, tmp_path: Path) -> None:
 
 def test_prepare_coco_errors(coco_tree: Path, tmp_path: Path) -> None:
     dirs = [coco_tree / "train2014", coco_tree / "val2014"]
-    _png(coco_tree / "SegmentationClass" / "val2014" / f"{COCO_VAL[0]}.png", np.full((H, W), 90, np.uint8))
+    png(coco_tree / "SegmentationClass" / "val2014" / f"{COCO_VAL[0]}.png", np.full((H, W), 90, np.uint8))
     with pytest.raises(DatasetError, match=r"values \[90\] outside 0..80"):
         prepare_coco(dirs, coco_tree / "SegmentationClass", tmp_path / "out")
     prepare_coco(dirs, coco_tree / "SegmentationClass", tmp_path / "out", check=2)  # not checked: accepted
-    _png(coco_tree / "SegmentationClass" / "val2014" / f"{COCO_VAL[0]}.png", np.zeros((5, 5), np.uint8))
+    png(coco_tree / "SegmentationClass" / "val2014" / f"{COCO_VAL[0]}.png", np.zeros((5, 5), np.uint8))
     with pytest.raises(DatasetError, match="5x5"):
         prepare_coco(dirs, coco_tree / "SegmentationClass", tmp_path / "out2")
     with pytest.raises(FileNotFoundError, match="mask folder"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import snapshot, split_ids
+from fixtures.helpers import snapshot, split_ids
 from PIL import Image
 
 from epspp.data.datamodule import EPSDataModule

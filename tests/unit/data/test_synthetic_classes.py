@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import gt_mask, snapshot, split_ids
+from fixtures.helpers import gt_mask, snapshot, split_ids
 
 from epspp.data.classes import SYNTHETIC_CLASSES
 from epspp.data.generated import MANIFEST

@@ -9,7 +9,7 @@ import safetensors.torch
 import timm
 import torch
 import torch.nn.functional as F
-from helpers import TINY, TINY_KWARGS
+from fixtures.helpers import TINY, TINY_KWARGS
 from torch import nn
 
 from epspp.models.deeplab import DeepLab

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import psa_to_mxnet, write_mxnet_params
+from fixtures.helpers import psa_to_mxnet, write_mxnet_params
 
 from epspp.errors import ConfigError
 from epspp.models.backbone import FeatureBackbone

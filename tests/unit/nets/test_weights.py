@@ -3,7 +3,7 @@
 The byte fixture is written here with ``struct.pack``, field by field from apache/mxnet
 ``src/ndarray/ndarray.cc`` (``NDArray::Save`` / ``NDArray::Load`` / ``LegacyLoad``, list format
 ``kMXAPINDArrayListMagic``) and ``include/mxnet/tuple.h`` (``Tuple::Save``: int32 ndim, then the dims),
-independently of the reader and of ``tests/helpers.write_mxnet_params``.  Type flags from mshadow's
+independently of the reader and of ``fixtures.helpers.write_mxnet_params``.  Type flags from mshadow's
 ``base.h``: kFloat32 0, kFloat64 1, kFloat16 2, kUint8 3, kInt32 4, kInt8 5, kInt64 6.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import write_mxnet_params
+from fixtures.helpers import write_mxnet_params
 
 from epspp.models.weights import WeightsError, read_mxnet_params
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import split_ids
+from fixtures.helpers import split_ids
 
 from epspp.data.check import check_main, check_sample
 from epspp.data.io import write_mask_png

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import snapshot, split_ids, write_png
+from fixtures.helpers import snapshot, split_ids, write_png
 from PIL import Image
-from test_prepare import coco_tree, voc_tree  # noqa: F401 (fixtures)
 
 from epspp.convert import convert_main
 from epspp.data.check import check_main
@@ -64,8 +63,8 @@ def prepare_args(kind: str, voc: tuple[Path, Path], coco: Path, tmp_path: Path, 
 
 # ------------------------------------------------------------------ prepare voc | coco | folder
 @pytest.mark.parametrize("kind", ["voc", "coco", "folder"])
-def test_prepare_refuses_to_write_over_another_dataset(kind: str, voc_tree: tuple[Path, Path],  # noqa: F811
-                                                       coco_tree: Path, dataset: Path, tmp_path: Path,  # noqa: F811
+def test_prepare_refuses_to_write_over_another_dataset(kind: str, voc_tree: tuple[Path, Path],
+                                                       coco_tree: Path, dataset: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     before = snapshot(dataset)
     assert prepare_main(prepare_args(kind, voc_tree, coco_tree, tmp_path, dataset)) == 2
@@ -75,8 +74,8 @@ def test_prepare_refuses_to_write_over_another_dataset(kind: str, voc_tree: tupl
 
 
 @pytest.mark.parametrize("kind", ["voc", "coco", "folder"])
-def test_prepare_refuses_an_out_inside_its_inputs(kind: str, voc_tree: tuple[Path, Path],  # noqa: F811
-                                                  coco_tree: Path, tmp_path: Path,  # noqa: F811
+def test_prepare_refuses_an_out_inside_its_inputs(kind: str, voc_tree: tuple[Path, Path],
+                                                  coco_tree: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture) -> None:
     inputs = {"voc": voc_tree[0] / "JPEGImages", "coco": coco_tree / "train2014", "folder": tmp_path / "photos"}[kind]
     args = prepare_args(kind, voc_tree, coco_tree, tmp_path, inputs)
@@ -88,7 +87,7 @@ def test_prepare_refuses_an_out_inside_its_inputs(kind: str, voc_tree: tuple[Pat
 
 @pytest.mark.parametrize("kind", ["voc", "coco", "folder"])
 def test_prepare_reruns_into_its_own_root_but_never_replaces_a_users_file(
-    kind: str, voc_tree: tuple[Path, Path], coco_tree: Path, tmp_path: Path,  # noqa: F811
+    kind: str, voc_tree: tuple[Path, Path], coco_tree: Path, tmp_path: Path,
     capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "out"
@@ -110,7 +109,7 @@ def test_prepare_reruns_into_its_own_root_but_never_replaces_a_users_file(
     one_line_error(capsys, f"was written by `epspp prepare {kind}`")
 
 
-def test_prepare_completes_a_root_of_an_older_epspp(voc_tree: tuple[Path, Path], coco_tree: Path,  # noqa: F811
+def test_prepare_completes_a_root_of_an_older_epspp(voc_tree: tuple[Path, Path], coco_tree: Path,
                                                     tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = prepare_args("coco", voc_tree, coco_tree, tmp_path, out)

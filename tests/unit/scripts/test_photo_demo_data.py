@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import border_contrast_saliency, read_png, write_photo_set
+from fixtures.helpers import border_contrast_saliency, read_png, write_photo_set
 from PIL import Image
 
 pytest.importorskip("skimage")
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_border_contrast_saliency_of_a_square_on_a_plain_ground() -> None:

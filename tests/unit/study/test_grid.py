@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import read_png
+from fixtures.helpers import read_png
 
 from epspp.data.synthetic import generate_synthetic, write_saliency_variant
 from epspp.study.figures import plot_lines

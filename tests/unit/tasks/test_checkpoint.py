@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import TINY, TINY_KWARGS
+from fixtures.helpers import TINY, TINY_KWARGS
 
 from epspp.errors import CheckpointMismatchError
 from epspp.models.checkpoint import check_classes

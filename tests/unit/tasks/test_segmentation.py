@@ -12,7 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from helpers import TINY, TINY_KWARGS
+from fixtures.helpers import TINY, TINY_KWARGS
 
 from epspp.data.datamodule import EPSDataModule
 from epspp.models.segmentation import SegmentationModule

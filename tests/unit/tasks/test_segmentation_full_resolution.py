@@ -9,7 +9,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from helpers import TINY, TINY_KWARGS, gt_mask, write_voc_tree
+from fixtures.helpers import TINY, TINY_KWARGS, gt_mask, write_voc_tree
 
 from epspp.data.datamodule import EPSDataModule
 from epspp.data.io import read_image

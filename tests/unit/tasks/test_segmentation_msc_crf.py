@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import TINY, TINY_KWARGS
+from fixtures.helpers import TINY, TINY_KWARGS
 from PIL import Image
 
 from epspp.losses import segmentation_loss
