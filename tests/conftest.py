@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,29 @@ FIRST_MODULES = ("tests/integration/study/test_study.py",)
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.nodeid.split("::")[0] not in FIRST_MODULES)  # stable: the rest keep order
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temp_folder_left_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's temporary files go to a private folder (``$TMPDIR`` of this process and of the commands it
+    starts, ``tempfile.tempdir``) that must be empty at the end: a test or a command that leaves a temporary entry
+    behind (such as ``in_process``'s ``epspp-cli-*`` working directory) fails the session, naming the entries.
+    pytest's own ``tmp_path`` folders stay where pytest keeps them."""
+    tmp_path_factory.getbasetemp()  # pytest's folders in the system temp folder, before $TMPDIR is redirected
+    private = Path(tempfile.mkdtemp(prefix="epspp-tests-"))
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(private), str(private)
+    yield private
+    if saved[0] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[0]
+    tempfile.tempdir = saved[1]
+    left = sorted(entry.name for entry in private.iterdir())
+    shutil.rmtree(private, ignore_errors=True)
+    if left:
+        pytest.fail(f"the tests left {len(left)} entries in the temporary folder: {', '.join(left[:20])}; remove "
+                    "them where they are made (tempfile.TemporaryDirectory, or tmp_path)", pytrace=False)
 
 
 @pytest.fixture(scope="session")
