@@ -27,7 +27,7 @@ from fixtures.trees import (
 from PIL import Image
 
 from epspp.data.classes import COCO_CLASSES, VOC_CLASSES
-from epspp.data.io import DatasetError
+from epspp.data.io import DatasetError, read_split
 from epspp.data.prepare import prepare_coco, prepare_main, prepare_voc, read_sbd_mat
 
 
@@ -166,3 +166,35 @@ def test_prepare_voc_refuses_split_ids_that_are_paths(voc_tree: tuple[Path, Path
     with pytest.raises(DatasetError, match=r"train.txt line 2: id '../../escaped' is not a plain file name"):
         prepare_voc(voc, sbd, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not list(tmp_path.rglob("escaped*"))
+
+
+# ------------------------------------------------------------------ item 15: COCO stage 1 validates on a fixed sample
+def test_coco_val_subset_is_a_fixed_sample_of_val() -> None:
+    from epspp.data.prepare import coco_val_subset
+
+    val = [f"COCO_val2014_{i:012d}" for i in range(0, 120_000, 3)]  # 40,000 ids
+    subset = coco_val_subset(val)
+    assert len(subset) == len(set(subset)) == 1000 and set(subset) <= set(val) and subset == sorted(subset)
+    assert coco_val_subset(list(reversed(val))) == subset  # the order of the folder listing does not matter
+    assert coco_val_subset(val[:7]) == sorted(val[:7])
+
+
+def test_prepare_coco_writes_the_split_the_coco_configs_validate_on(tmp_path: Path) -> None:
+    import yaml
+
+    from epspp.data.prepare import COCO_VAL_SUBSET, coco_val_subset, prepare_coco
+
+    ids = [f"COCO_train2014_{i:012d}" for i in (1, 2)] + [f"COCO_val2014_{i:012d}" for i in (3, 4, 5)]
+    for image_id in ids:
+        split = image_id.split("_")[1]
+        (tmp_path / split).mkdir(exist_ok=True)
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / split / f"{image_id}.jpg")
+        Image.fromarray(np.zeros((6, 8), np.uint8)).save(tmp_path / "masks" / f"{image_id}.png")
+    prepare_coco([tmp_path / "train2014", tmp_path / "val2014"], tmp_path / "masks", tmp_path / "out")
+    assert read_split(tmp_path / "out", COCO_VAL_SUBSET) == coco_val_subset(ids[2:]) == ids[2:]
+    configs = Path(__file__).parents[3] / "configs" / "coco"
+    for name in ("cam", "eps", "eps++"):
+        config = yaml.safe_load((configs / f"localization_{name}.yaml").read_text())
+        assert config["data"]["val_split"] == COCO_VAL_SUBSET, name
+        assert config["trainer"]["max_steps"] // config["trainer"]["val_check_interval"] == 128

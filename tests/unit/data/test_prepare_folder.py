@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from epspp.data.io import read_split
+from epspp.data.io import read_image, read_split
 from epspp.data.labels import image_labels
 from epspp.data.prepare import prepare_main
 from epspp.data.prepare_folder import prepare_folder, read_label_file
@@ -121,3 +121,62 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert prepare_main([*args[:-1], str(tmp_path / "other"), "--val-fraction", "1.5"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--val-fraction must be within (0, 1)" in err
+
+
+# ------------------------------------------------------------------ item 8: label files of `prepare folder`
+def _folder_inputs(tmp_path: Path, count: int) -> tuple[Path, Path]:
+    images, saliency = tmp_path / "images", tmp_path / "saliency"
+    images.mkdir(exist_ok=True)
+    saliency.mkdir(exist_ok=True)
+    for index in range(count):
+        Image.fromarray(np.full((8, 8, 3), index, np.uint8)).save(images / f"im{index:02d}.png")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(saliency / f"im{index:02d}.png")
+    return images, saliency
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("im00,cat\nim01,Cat\n", r"labels\.csv: class 'cat' is listed as 'Cat' and 'cat', names that differ only in case"),
+    ("id,classes,split\nim00,cat,train\nim01,dog,val\n", r"labels\.csv line 1: columns \['split'\] are not read"),
+    ("im00,cat\nim01,dog\nim00.png,dog\n", r"labels\.csv: image 'im00' is labelled twice, as 'im00' and 'im00\.png'"),
+])
+def test_label_file_ambiguities_are_refused(tmp_path: Path, text: str, error: str) -> None:
+    images, saliency = _folder_inputs(tmp_path, 2)
+    (tmp_path / "labels.csv").write_text(text)
+    with pytest.raises(DatasetError, match=error):
+        prepare_folder(images, tmp_path / "labels.csv", tmp_path / "root", saliency, val_fraction=0.5)
+    assert not (tmp_path / "root").exists()
+
+
+# ------------------------------------------------------------------ item 9: a rerun of `prepare folder` keeps splits
+def test_prepare_folder_rerun_keeps_every_earlier_split(tmp_path: Path) -> None:
+    images, saliency = _folder_inputs(tmp_path, 10)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("".join(f"im{i:02d},{'cat' if i % 2 else 'dog'}\n" for i in range(30)))
+    out = tmp_path / "root"
+    (tmp_path / "first.csv").write_text("".join(f"im{i:02d},cat\n" for i in range(10)))
+    prepare_folder(images, tmp_path / "first.csv", out, saliency, val_fraction=0.3)
+    before = {name: read_split(out, name) for name in ("train", "val")}
+    _folder_inputs(tmp_path, 30)  # 20 more images
+    counts = prepare_folder(images, labels, out, saliency, val_fraction=0.3)
+    after = {name: read_split(out, name) for name in ("train", "val")}
+    for name in ("train", "val"):
+        assert set(before[name]) <= set(after[name]), f"an image left {name}"
+    assert sorted(after["train"] + after["val"]) == [f"im{i:02d}" for i in range(30)]
+    assert counts["val"] == len(after["val"]) == 9  # 30% of 30, the 3 earlier val images among them
+    # a second identical rerun changes nothing
+    prepare_folder(images, labels, out, saliency, val_fraction=0.3)
+    assert {name: read_split(out, name) for name in ("train", "val")} == after
+
+
+# ------------------------------------------------------------------ item 10: EXIF orientation
+def test_prepare_folder_refuses_an_image_with_an_exif_rotation(tmp_path: Path) -> None:
+    images, saliency = _folder_inputs(tmp_path, 2)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    Image.fromarray(np.zeros((8, 12, 3), np.uint8)).save(images / "im01.jpg", exif=exif)
+    (images / "im01.png").unlink()
+    (tmp_path / "labels.csv").write_text("im00,cat\nim01,dog\n")
+    with pytest.raises(DatasetError, match=r"image .*im01\.jpg has an EXIF orientation tag \(6\)"):
+        prepare_folder(images, tmp_path / "labels.csv", tmp_path / "root", saliency, val_fraction=0.5)
+    # the readers take the stored pixels of every file alike (as EPS does, and as VOC/COCO were annotated)
+    assert read_image(images / "im01.jpg").shape == (8, 12, 3)

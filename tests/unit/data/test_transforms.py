@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy import ndimage
 
 from epspp.data.transforms import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
@@ -291,3 +293,27 @@ def test_eval_transform_scale_enlarges_image_saliency_and_mask_before_eval_size(
     assert padded.shape == (32, 32) and np.all(padded[16:] == IGNORE_INDEX) and IGNORE_INDEX not in padded[:16]
     with pytest.raises(ValueError, match="eval scale must be > 0"):
         eval_transform(None, scale=0.0)
+
+
+# ------------------------------------------------------------------ item 18: stage-3 scaling resizes masks as PIL does
+def _block_mask() -> np.ndarray:
+    mask = np.zeros((36, 52), np.uint8)
+    mask[3:20, 5:17], mask[11:33, 23:41], mask[25:36, 44:52], mask[0:7, 30:49] = 1, 2, 3, 255
+    return mask
+
+
+@pytest.mark.parametrize("scale", [0.75, 1.25])
+def test_scale_augmentation_resizes_the_mask_with_pils_nearest(scale: float) -> None:
+    from epspp.data.transforms import train_transform
+
+    mask = _block_mask()
+    height, width = int(36 * scale), int(52 * scale)  # deeplab-pytorch: int(h * scale)
+    expected = np.asarray(Image.fromarray(mask).resize((width, height), resample=Image.NEAREST))
+    cv2_nearest = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    assert (cv2_nearest != expected).mean() > 0.03  # the two filters differ on this mask
+    transform = train_transform(80, scales=[scale], color_jitter=0.0)
+    image = np.zeros((36, 52, 3), np.uint8)
+    for _ in range(4):  # flipped or not
+        got = transform(image, mask, None)["mask"].numpy()
+        assert got.shape == (80, 80) and (got[height:] == 255).all() and (got[:, width:] == 255).all()
+        assert np.array_equal(got[:height, :width], expected) or np.array_equal(got[:height, :width], expected[:, ::-1])
