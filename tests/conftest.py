@@ -9,6 +9,7 @@ delete or corrupt files use ``synthetic_copy``, a private copy without that cach
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -31,6 +32,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.nodeid.split("::")[0] not in FIRST_MODULES)  # stable: the rest keep order
 
 
+#: what libraries keep in the temporary folder for a whole process (removed at its exit, or a per-user cache):
+#: wandb's media and artifact folders, torch's compile cache, onnxruntime's session file
+LIBRARY_TEMP = re.compile(r"tmp\w{8}wandb-(media|artifacts)|torchinductor_\w+|\.ses")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def temp_folder_left_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The session's temporary files go to a private folder (``$TMPDIR`` of this process and of the commands it
@@ -47,7 +53,7 @@ def temp_folder_left_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     else:
         os.environ["TMPDIR"] = saved[0]
     tempfile.tempdir = saved[1]
-    left = sorted(entry.name for entry in private.iterdir())
+    left = sorted(entry.name for entry in private.iterdir() if not LIBRARY_TEMP.fullmatch(entry.name))
     shutil.rmtree(private, ignore_errors=True)
     if left:
         pytest.fail(f"the tests left {len(left)} entries in the temporary folder: {', '.join(left[:20])}; remove "
