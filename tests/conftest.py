@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,8 @@ def temp_folder_left_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     saved = os.environ.get("TMPDIR"), tempfile.tempdir
     os.environ["TMPDIR"], tempfile.tempdir = str(private), str(private)
     yield private
+    if "wandb" in sys.modules:  # an in-process W&B run's service keeps its folder until it ends
+        sys.modules["wandb"].teardown()
     if saved[0] is None:
         os.environ.pop("TMPDIR", None)
     else:

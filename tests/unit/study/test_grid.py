@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,8 @@ def test_the_tables_go_to_wandb_with_the_empty_telemetry_of_cam_and_eps(tmp_path
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # W&B's table artifact keeps a folder there
     from PIL import Image
 
     from epspp.study.figures import log_to_wandb
