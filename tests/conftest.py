@@ -34,8 +34,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 #: what libraries keep in the temporary folder for a whole process (removed at its exit, or a per-user cache):
-#: wandb's media and artifact folders, torch's compile cache, onnxruntime's session file
-LIBRARY_TEMP = re.compile(r"tmp\w{8}wandb-(media|artifacts)|torchinductor_\w+|\.ses")
+#: wandb's media and artifact folders, multiprocessing's folder (DataLoader workers), torch's compile cache,
+#: onnxruntime's session file
+LIBRARY_TEMP = re.compile(r"tmp\w{8}wandb-(media|artifacts)|pymp-\w{8}|torchinductor_\w+|\.ses")
 
 
 @pytest.fixture(scope="session", autouse=True)
