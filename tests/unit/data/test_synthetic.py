@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.helpers import read_png
 from PIL import Image
 
 import epspp.data.synthetic as synthetic
 from epspp import __version__
 from epspp.data.classes import SYNTHETIC_CLASSES
-from epspp.data.synthetic import BOAT, TRAIN, SyntheticConfig, generate_synthetic, render_sample
+from epspp.data.synthetic import BOAT, TRAIN, SyntheticConfig, generate_synthetic, render_sample, write_saliency_variant
 
 NUM_TRAIN, NUM_VAL = 200, 20
 
@@ -208,3 +209,43 @@ def test_bad_parameters(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="image_size"):
         generate_synthetic(tmp_path / "x", image_size=16)
     assert not (tmp_path / "x").exists()
+
+
+def test_saliency_variant_keeps_images_and_masks_and_injects_only_its_error(tmp_path: Path) -> None:
+    root = generate_synthetic(tmp_path / "data", num_train=24, num_val=4, image_size=32, missing_class_rate=0.0,
+                              missing_part_rate=0.0, false_coverage_rate=0.0)
+    clean = write_saliency_variant(root, tmp_path / "clean")
+    half = write_saliency_variant(root, tmp_path / "half", missing_class_rate=0.5)
+    full = write_saliency_variant(root, tmp_path / "full", missing_class_rate=1.0)
+    assert clean["splits"]["train"] == {"images": 24, "missing_class": 0, "missing_part": 0, "false_coverage": 0}
+    assert 0 < half["splits"]["train"]["missing_class"] < 24 and half["splits"]["train"]["false_coverage"] == 0
+    assert full["splits"]["train"]["missing_class"] == 24  # every image has a class to lose
+    ids = [f"train_{i:06d}" for i in range(24)] + [f"val_{i:06d}" for i in range(4)]
+    changed = 0
+    for image_id in ids:
+        base = read_png(root / "saliency" / f"{image_id}.png")
+        assert np.array_equal(read_png(tmp_path / "clean" / f"{image_id}.png"), base)  # rate 0 = the dataset's
+        half_map, full_map = (read_png(tmp_path / v / f"{image_id}.png") for v in ("half", "full"))
+        # an image that lost a class at rate 0.5 lost the same one at rate 1 (the draws are nested)
+        if not np.array_equal(half_map, base):
+            changed += 1
+            assert np.array_equal(half_map, full_map)
+        assert half_map.sum() <= base.sum() and full_map.sum() <= base.sum()  # a missing class only removes
+    assert changed == half["splits"]["train"]["missing_class"] + half["splits"]["val"]["missing_class"]
+    assert json.loads((tmp_path / "half" / "saliency.json").read_text())["rates"]["missing_class_rate"] == 0.5
+
+
+def test_regenerating_a_saliency_variant_keeps_the_users_files_and_refuses_other_folders(tmp_path: Path) -> None:
+    root = generate_synthetic(tmp_path / "data", num_train=3, num_val=1, image_size=32, missing_class_rate=0.0,
+                              missing_part_rate=0.0, false_coverage_rate=0.0)
+    write_saliency_variant(root, tmp_path / "variant", missing_class_rate=1.0)
+    (tmp_path / "variant" / "my_notes.txt").write_text("mine")
+    write_saliency_variant(root, tmp_path / "variant")  # the study reruns with another rate
+    assert (tmp_path / "variant" / "my_notes.txt").read_text() == "mine"
+    assert np.array_equal(read_png(tmp_path / "variant" / "train_000000.png"),
+                          read_png(root / "saliency" / "train_000000.png"))
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"not ours")
+    with pytest.raises(FileExistsError, match="not a saliency variant"):
+        write_saliency_variant(root, tmp_path / "photos")
+    assert (tmp_path / "photos" / "holiday.jpg").read_bytes() == b"not ours"
