@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -87,23 +86,6 @@ def test_eps_cls_labels_npy_is_still_read(synthetic_copy: Path) -> None:
     assert set(loaded) == set(ids)
     for image_id in ids:
         np.testing.assert_array_equal(loaded[image_id], table[image_id])
-
-
-def test_labels_of_the_wrong_length_are_one_error(synthetic_copy: Path) -> None:
-    ids = split_ids(synthetic_copy, "train")
-    np.save(synthetic_copy / "cls_labels.npy", {i: np.ones(C + 1, np.float32) for i in ids})
-    with pytest.raises(DatasetError, match=r"has shape \(6,\), but the dataset has 5 object classes"):
-        VOCLayoutDataset(synthetic_copy, "train", C)
-
-
-def test_cls_labels_json_with_class_names(synthetic_copy: Path) -> None:
-    ids = split_ids(synthetic_copy, "train")
-    (synthetic_copy / "cls_labels.json").write_text(json.dumps({i: ["square", "boat"] for i in ids}))
-    dataset = VOCLayoutDataset(synthetic_copy, "train", C)
-    assert dataset.labels[ids[0]].tolist() == [0, 1.0, 0, 0, 1.0]
-    (synthetic_copy / "cls_labels.json").write_text(json.dumps({i: ["dragon"] for i in ids}))
-    with pytest.raises(DatasetError, match=r"classes \['dragon'\] that classes.json does not list"):
-        VOCLayoutDataset(synthetic_copy, "train", C)
 
 
 def test_missing_or_broken_classes_json_is_a_dataset_error(synthetic_copy: Path) -> None:
