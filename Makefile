@@ -23,7 +23,7 @@ PRINT ?=
 REGIME ?= pretrained
 STUDY_ARGS ?=
 
-.PHONY: help install test test-quick lint demo study bench clean voc-wsss voc-ssss coco-wsss
+.PHONY: help install test test-quick lint docs demo study bench clean voc-wsss voc-ssss coco-wsss
 
 help: ## list targets and variables
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,10 +40,10 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch torchvision
-	$(BIN)/pip install -q -e '.[dev,crf,saliency]'
+	$(BIN)/pip install -q -e '.[dev,crf,saliency,docs]'
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv/ and install epspp with the dev and crf extras (no-op when up to date)
+install: $(STAMP) ## create .venv/ and install epspp with the dev, crf, saliency and docs extras (no-op when up to date)
 
 test: $(STAMP) ## run the test suite (TEST_WORKERS processes, default 2; tests of one module stay in one)
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope
@@ -53,6 +53,9 @@ test-quick: $(STAMP) ## the test suite without the slow multi-process launches
 
 lint: $(STAMP) ## ruff check
 	$(BIN)/ruff check src tests benchmarks
+
+docs: $(STAMP) ## build the documentation site (mkdocs, strict) into site/
+	$(BIN)/mkdocs build --strict -d site
 
 demo: $(STAMP) ## whole pipeline on the synthetic dataset, CPU (REGIME=pretrained: stage 0 first); runs/demo/report.md
 	$(EPSPP) demo --regime $(REGIME) --root data/synthetic --configs configs/demo
@@ -93,4 +96,4 @@ coco-wsss: $(STAMP) ## COCO 2014: METHOD localization (default EPS++) -> pseudo-
 	$(call chain,coco,wsss)
 
 clean: ## remove caches (keeps .venv, data and runs)
-	rm -rf .pytest_cache .ruff_cache build src/*.egg-info
+	rm -rf .pytest_cache .ruff_cache build site src/*.egg-info

@@ -6,7 +6,7 @@ Runs a few operations the pipeline uses (convolution forward and backward, matmu
 bilinear resizing) on fixed inputs in a fresh process per setting, one thread each, and prints a digest of each
 result: a setting whose digests equal the native run's does not change the numbers here. The settings force the
 kernels another CPU would pick: ``ATEN_CPU_CAPABILITY`` (PyTorch's own vectorized kernels: default, avx2, avx512),
-``ONEDNN_MAX_CPU_ISA`` (oneDNN's convolutions) and ``MKL_ENABLE_INSTRUCTIONS`` (MKL). README "Results" uses the
+``ONEDNN_MAX_CPU_ISA`` (oneDNN's convolutions) and ``MKL_ENABLE_INSTRUCTIONS`` (MKL). docs/reproducibility.md uses the
 settings that take effect to measure how far the demo's numbers move on another machine.
 """
 

@@ -1,4 +1,5 @@
-"""Copy what a study folder measured into the repository's docs, so that every number of the README can be recomputed.
+"""Copy what a study folder measured into the repository's docs, so that every number of the results page
+(docs/results.md) can be recomputed.
 
     python scripts/publish_study.py runs/study docs/study          # after make study
     python scripts/publish_study.py runs/readings docs/study/readings   # after epspp study readings

@@ -39,7 +39,7 @@ from typing import TextIO
 import yaml
 
 from epspp.errors import EPSError
-from epspp.run_progress import format_duration, read_progress
+from epspp.runs.progress import format_duration, read_progress
 
 MARKER = "stage.json"
 #: the subcommands that run a Lightning Trainer: they take the process layout and the launcher

@@ -99,7 +99,7 @@ def main(args: list[str] | None = None) -> None:
     if not os.environ.get("WANDB_MODE"):  # unset or empty: never ask for a login unless the user opts in
         os.environ["WANDB_MODE"] = "offline"
     from epspp.quiet import quiet_libraries, take_verbose_flag
-    from epspp.run_folder import START_OVER_FLAG, discard_empty_new_folders
+    from epspp.runs.folder import START_OVER_FLAG, discard_empty_new_folders
 
     stripped = take_verbose_flag(argv)
     start_over = command == "fit" and any(arg in (START_OVER_FLAG, "--start-over") for arg in stripped)

@@ -20,8 +20,8 @@ def convert_weights(source: str | Path, target: str | Path, overwrite: bool = Fa
 
     Returns the number of tensors written.
     """
-    from epspp.models.resnet38d import ResNet38d, resnet38d_state_dict
-    from epspp.models.weights import load_checked
+    from epspp.nets.resnet38d import ResNet38d, resnet38d_state_dict
+    from epspp.nets.weights import load_checked
 
     target = Path(target)
     if target.resolve() == Path(source).resolve():

@@ -17,55 +17,11 @@ from epspp.data.classes import read_classes
 from epspp.data.io import DatasetError, read_mask, read_split
 from epspp.data.labels import image_labels
 from epspp.errors import EPSError
-from epspp.mask_files import refuse_overview
 from epspp.metrics import SegmentationMetrics, iou_table
-from epspp.outputs import check_output_file, refuse_inside
+from epspp.runs.ownership import check_output_file, refuse_inside
+from epspp.scoring import evaluate_folder, scores_to_json  # re-exported: their old path
 
 EVALUATE = "epspp evaluate"
-
-
-def evaluate_folder(
-    pred_dir: str | Path,
-    root: str | Path,
-    split: str,
-    mask_dir: str | Path | None = None,
-    metric: SegmentationMetrics | None = None,
-    rank: int = 0,
-    world_size: int = 1,
-) -> dict:
-    """Compare ``PRED_DIR/<id>.png`` with the ground truth of every id of a split that has one.
-
-    Under DDP each rank reads ``ids[rank::world_size]``; ``metric.compute()`` then syncs the
-    confusion matrices.  Ids without ground truth are skipped and counted.
-
-    Returns:
-        ``metric`` (updated), ``evaluated`` and ``no_ground_truth`` counts for this rank.
-    """
-    pred_dir, root = Path(pred_dir), Path(root)
-    names = read_classes(root)
-    masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
-    ids = read_split(root, split)
-    metric = metric or SegmentationMetrics(len(names))
-    evaluated = skipped = 0
-    for image_id in ids[rank::world_size]:
-        target_path = masks / f"{image_id}.png"
-        if not target_path.is_file():
-            skipped += 1
-            continue
-        pred_path = pred_dir / f"{image_id}.png"
-        if not pred_path.is_file():
-            raise DatasetError(f"prediction {pred_path} is missing (id {image_id} of split '{split}')")
-        refuse_overview(pred_path, image_id)  # the one id whose mask could be render's picture
-        target = read_mask(target_path, len(names))
-        pred = read_mask(pred_path, len(names))
-        if pred.shape != target.shape:
-            raise DatasetError(
-                f"prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} but the ground truth {target_path} is "
-                f"{target.shape[1]}x{target.shape[0]} (WxH): predictions must have the image's size"
-            )
-        metric.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(target.astype(np.int64)))
-        evaluated += 1
-    return {"metric": metric, "evaluated": evaluated, "no_ground_truth": skipped, "class_names": names}
 
 
 def sweep_bg_threshold(
@@ -74,7 +30,7 @@ def sweep_bg_threshold(
 ) -> dict:
     """mIoU of the masks that ``PRED_DIR/scores/<id>.npy`` give at each background threshold.
 
-    The score files are those of ``PseudoMaskWriter(save_scores=True)``: the background score, then
+    The score files are those of ``MaskWriter(save_scores=True)``: the background score, then
     the maps of the image's labelled classes in label order.  The background channel is replaced by
     each threshold and the argmax taken, as ``bg_threshold`` does at prediction time, so the sweep
     needs scores written without refinement (PAMR refines the background channel too). ``class_names``: the
@@ -228,12 +184,3 @@ def written_by_evaluate(path: Path) -> bool:
         return json.loads(path.read_text(encoding="utf-8")).get("written_by") == EVALUATE
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def scores_to_json(scores: dict, class_names: list[str]) -> dict:
-    """mIoU and per-class IoU in percent (None for classes absent from both)."""
-    per_class = {
-        n: (None if v != v else round(100 * v, 3)) for n, v in zip(class_names, scores["iou"].tolist(), strict=True)
-    }
-    return {"miou": round(100 * float(scores["miou"]), 3),
-            "pixel_accuracy": round(100 * float(scores["pixel_accuracy"]), 3), "per_class_iou": per_class}

@@ -16,14 +16,23 @@ from pytorch_lightning.plugins import CheckpointIO
 from pytorch_lightning.plugins.layer_sync import LayerSync
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from epspp.callbacks.pseudo_masks import PseudoMaskWriter
+from epspp.callbacks.mask_writer import MaskWriter
 from epspp.data.classes import CLASSES_FILE, read_classes
-from epspp.data.io import read_split
-from epspp.errors import CheckpointMismatchError, ConfigError, DatasetError, EPSError
-from epspp.models.checkpoint import AtomicCheckpointIO, check_classes
-from epspp.models.sync_bn import TimmSyncBatchNorm
+from epspp.errors import CheckpointMismatchError, ConfigError, EPSError
+from epspp.nets.sync_bn import TimmSyncBatchNorm
 from epspp.quiet import is_verbose, quiet_wandb_settings
-from epspp.run_folder import check_run_folder, config_dump_path, dump_mark, first_process, note_new_folder
+from epspp.runs.folder import (
+    check_run_folder,
+    config_dump_path,
+    dump_mark,
+    first_process,
+    inside,
+    monitor_what_exists,
+    note_new_folder,
+    resolve_run_paths,
+    wandb_loggers,
+)
+from epspp.tasks.checkpoint import AtomicCheckpointIO, check_classes
 from epspp.validation import check_config, warmup_note
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar", "StepProgressBar")
@@ -43,7 +52,7 @@ class EPSCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (jsonargparse parser)
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
-        parser.add_lightning_class_args(PseudoMaskWriter, "pseudo_masks")
+        parser.add_lightning_class_args(MaskWriter, "pseudo_masks")
         parser.add_argument("--allow_random_weights", type=bool, default=False,
                             help="predict: allow running without --ckpt_path (masks of an untrained network)")
 
@@ -135,7 +144,7 @@ class EPSCLI(LightningCLI):
         super().after_instantiate_classes()
         config = self.config[self.subcommand] if self.subcommand else self.config
         for callback in self.trainer.callbacks:
-            if isinstance(callback, PseudoMaskWriter) and config.get("ckpt_path"):
+            if isinstance(callback, MaskWriter) and config.get("ckpt_path"):
                 callback.checkpoint_path = str(config.ckpt_path)
 
     def before_instantiate_classes(self) -> None:
@@ -148,7 +157,7 @@ class EPSCLI(LightningCLI):
         ``--trainer.enable_progress_bar false`` the configs' progress-bar callback is dropped
         (cluster logs stay clean) instead of Lightning refusing the combination.  A ``predict`` run
         writes in its ``--pseudo_masks.output_dir`` (Lightning's ``config.yaml``: how the masks were made).  The
-        run folder follows the write rule (``run_folder.check_run_folder``).  Quiet by default (``epspp.quiet``):
+        run folder follows the write rule (``runs.folder.check_run_folder``).  Quiet by default (``epspp.quiet``):
         no model summary table unless asked for (``--trainer.enable_model_summary true`` or ``--verbose``), and a
         ``predict`` starts no W&B run.
         """
@@ -177,6 +186,8 @@ class EPSCLI(LightningCLI):
         note_new_folder(root or os.getcwd())  # removed again if the command fails before writing a file
         if root:
             resolve_run_paths(config, root)
+            if wandb_loggers(config):
+                quiet_wandb_settings()
         check_run_folder(config, self.subcommand, self.start_over)
 
 
@@ -200,29 +211,12 @@ def predict_in_output_dir(config: Any, output_dir: str) -> None:
     config.trainer.default_root_dir = output_dir
 
 
-def resolve_run_paths(config: Any, root: str) -> None:
-    """Relative ModelCheckpoint and logger folders inside ``root``; a WandbLogger without a name named after it."""
-    for callback in config.trainer.get("callbacks") or []:
-        if callback.class_path.endswith("ModelCheckpoint"):
-            callback.init_args.dirpath = _inside(root, callback.init_args.get("dirpath") or "checkpoints")
-    loggers = config.trainer.get("logger")
-    for logger in loggers if isinstance(loggers, list) else [loggers]:
-        if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
-            logger.init_args.save_dir = _inside(root, logger.init_args.save_dir or ".")
-        if getattr(logger, "class_path", "").endswith("WandbLogger"):
-            quiet_wandb_settings()
-            if not logger.init_args.get("name"):
-                logger.init_args.name = run_name(root)
-            # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise
-            os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
-
-
 class RunConfigDump(SaveConfigCallback):
     """Lightning's ``config.yaml`` of a run, that never replaces a file epspp did not write, nor another subcommand's.
 
-    The dump starts with ``run_folder.dump_mark(subcommand)``; a ``config.yaml`` without it (a user's own config kept
+    The dump starts with ``runs.folder.dump_mark(subcommand)``; a ``config.yaml`` without it (a user's own config kept
     in the run folder, or the dump of the fit whose run folder a ``validate`` uses) is left as it is and the dump goes
-    to ``config.<subcommand>.yaml`` (``run_folder.config_dump_path``).  Written atomically, by rank 0.
+    to ``config.<subcommand>.yaml`` (``runs.folder.config_dump_path``).  Written atomically, by rank 0.
     """
 
     def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
@@ -245,46 +239,10 @@ class RunConfigDump(SaveConfigCallback):
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
 
-def monitor_what_exists(config: Any) -> None:
-    """Without ground truth in the validation split, select checkpoints on what exists.
-
-    Localization: ``val/mAP`` (image labels exist) instead of ``val/mIoU``.  Segmentation: nothing to
-    validate on, so no validation and ``train/loss`` (lowest).  The checkpoint's ModelCheckpoint state
-    names the monitor; the run says so.
-    """
-    data = config.get("data") or {}
-    split, root = data.get("val_split"), data.get("root")
-    if not split or not root or has_ground_truth(Path(root), split, data.get("mask_dir")) is not False:
-        return
-    task = data.get("task", "localization")
-    monitor, mode = ("val/mAP", "max") if task == "localization" else ("train/loss", "min")
-    if task != "localization":
-        data.val_split = None
-    for callback in config.trainer.get("callbacks") or []:
-        if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor") == "val/mIoU":
-            callback.init_args.monitor, callback.init_args.mode = monitor, mode
-            if task != "localization":  # no validation loop to save after: save at each training-epoch end
-                callback.init_args.save_on_train_epoch_end = True
-    what = "validation on the image labels only" if task == "localization" else "no validation"
-    if first_process():
-        print(f"[epspp] split '{split}' has no ground-truth mask: {what}; best.ckpt is selected on {monitor} "
-              f"({mode})", file=sys.stderr)
-
-
-def has_ground_truth(root: Path, split: str, mask_dir: str | None) -> bool | None:
-    """Whether an id of ``split`` has a ground-truth mask (None: unreadable split; the data module says why)."""
-    try:
-        ids = read_split(root, split)
-    except DatasetError:
-        return None
-    masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
-    return any((masks / f"{i}.png").is_file() for i in ids)
-
-
 def checkpoint_folders(config: Any) -> list[Path]:
     """The folders the config's ModelCheckpoint callbacks write in (relative ones inside ``default_root_dir``)."""
     root = config.trainer.get("default_root_dir") or "."
-    folders = [Path(_inside(root, callback.init_args.get("dirpath") or "checkpoints"))
+    folders = [Path(inside(root, callback.init_args.get("dirpath") or "checkpoints"))
                for callback in config.trainer.get("callbacks") or [] if callback.class_path.endswith("ModelCheckpoint")]
     return list(dict.fromkeys(folders)) or [Path(root, "checkpoints")]
 
@@ -299,7 +257,7 @@ def keyword_checkpoint(config: Any, keyword: str) -> Path | None:
     for callback in config.trainer.get("callbacks") or []:
         if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor"):
             root = config.trainer.get("default_root_dir") or "."
-            path = Path(_inside(root, callback.init_args.get("dirpath") or "checkpoints"),
+            path = Path(inside(root, callback.init_args.get("dirpath") or "checkpoints"),
                         f"{callback.init_args.get('filename') or 'best'}.ckpt")
             return path if path.is_file() else None
     return None
@@ -328,7 +286,7 @@ def check_checkpoint(config: Any, model: Any, path: str | Path | None = None) ->
         check_classes(checkpoint, len(names) - 1, names)
     trained = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
     wanted = getattr(model, "class_path", None) if model is not None else None
-    if trained and wanted and trained != wanted:
+    if trained and wanted and trained.rpartition(".")[2] != wanted.rpartition(".")[2]:  # epspp.models.X = .tasks.X
         raise CheckpointMismatchError(f"{path} is a checkpoint of {trained.rpartition('.')[2]}, but this config "
                                       f"runs {wanted.rpartition('.')[2]}: give a checkpoint of that stage (stage 1: "
                                       "localization, stage 3: segmentation)")
@@ -365,13 +323,3 @@ def _user_error(error: BaseException) -> EPSError | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
-
-
-def run_name(root: str) -> str:
-    """W&B run name from the run folder: ``runs/demo/eps++/localization`` -> ``demo/eps++/localization``."""
-    parts = os.path.normpath(root).split(os.sep)
-    return "/".join(parts[parts.index("runs") + 1:] if "runs" in parts else parts[-3:])
-
-
-def _inside(root: str, path: str) -> str:
-    return path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from epspp.metrics import IGNORE_INDEX
+from epspp.constants import IGNORE_INDEX
 
 __all__ = ["IRD_THRESHOLD_MAPS", "classification_loss", "eps_saliency_loss", "ird_saliency_loss", "ird_telemetry",
            "ird_threshold_map", "segmentation_loss"]

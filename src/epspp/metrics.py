@@ -6,7 +6,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities.data import _bincount
 
-IGNORE_INDEX = 255
+from epspp.constants import IGNORE_INDEX
 
 
 class SegmentationMetrics(Metric):

@@ -16,7 +16,7 @@ from pathlib import Path
 from epspp.chain import Runner, Stage, fit_stage, last_checkpoint, predict_stage
 from epspp.data.io import DatasetError
 from epspp.errors import EPSError
-from epspp.outputs import claim_folder, holds_stage_marker
+from epspp.runs.ownership import claim_folder, holds_stage_marker
 
 METHODS = {"cam": "localization_cam.yaml", "eps": "localization_eps.yaml", "eps++": "localization_eps++.yaml"}
 #: the demo's regimes: the papers' (a stage-0 backbone fine-tuned, configs/demo) and from scratch (configs/demo/scratch)

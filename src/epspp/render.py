@@ -22,9 +22,9 @@ from epspp.data.classes import read_classes
 from epspp.data.io import image_files, read_image, read_mask, read_saliency
 from epspp.data.labels import JSON_LABELS, NPY_LABELS, load_json_labels, load_npy_labels
 from epspp.errors import DatasetError, EPSError
-from epspp.mask_files import OVERVIEW, OVERVIEW_SOFTWARE, is_overview, mask_files
-from epspp.outputs import check_output_file, refuse_inside
 from epspp.panels import Row, blend, caption_for, legend_of, overview_picture
+from epspp.runs.mask_files import OVERVIEW, OVERVIEW_SOFTWARE, is_overview, mask_files
+from epspp.runs.ownership import check_output_file, refuse_inside
 from epspp.visualize import heatmap
 
 RENDER = OVERVIEW_SOFTWARE

@@ -12,7 +12,7 @@ from PIL import Image
 from epspp.data.classes import read_classes, voc_palette
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.transforms import eval_transform
-from epspp.run_logs import ird_summary, last_logged
+from epspp.runs.logs import ird_summary, last_logged
 from epspp.visualize import annotate, colorize, denormalize, grid, heatmap, overlay
 
 METHOD_NAMES = ("cam", "eps", "eps++")
@@ -168,7 +168,7 @@ def stage_figure(root: Path, out: Path, path: Path, names: list[str], split: str
     """Save image | saliency | maps of each method | IRD's inconsistent region (B() on the ``reading`` maps) |
     pseudo-mask | GT, the images enlarged by ``scale`` (the scale stage 1 trained at) before the networks see them;
     ``names``: the root's classes, background first."""
-    from epspp.models.localization import LocalizationModule
+    from epspp.tasks.localization import LocalizationModule
 
     num_classes = len(names) - 1
     dataset = VOCLayoutDataset(root, split, num_classes, "localization", eval_transform(None, scale=scale))

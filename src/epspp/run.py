@@ -24,7 +24,7 @@ import yaml
 
 from epspp.chain import MARKER, RunLayout, Runner, Stage, fit_stage, last_checkpoint, move_aside, predict_stage
 from epspp.errors import ConfigError, DatasetError, EPSError
-from epspp.outputs import claim_folder
+from epspp.runs.ownership import claim_folder
 
 METHODS = ("cam", "eps", "eps++")
 #: a preset: its folder under configs/ and the share of the photos in the val split (stage 1's val/mAP)
@@ -221,7 +221,7 @@ def run_own_data(images: str | Path, labels: str | Path, out: str | Path, *, sal
 
     Args:
         images: folder of photos (any of .jpg .png ...; the file name without extension is the id).
-        labels: CSV (``id,classes``) or JSON label file (README, "Your own data").
+        labels: CSV (``id,classes``) or JSON label file (docs/data.md, "Your own data").
         out: run folder (new, empty, or an earlier ``epspp run``'s; never inside an input folder).
         saliency: folder of ``<id>.png`` saliency maps; None: made by ``epspp saliency`` (``saliency_model``,
             ``saliency_model_path``).

@@ -23,7 +23,7 @@ from epspp.data.classes import read_classes
 from epspp.data.io import image_files, read_image, read_mask, read_saliency, read_split
 from epspp.data.labels import JSON_LABELS
 from epspp.panels import Row, blend, caption_for, legend_of, overview_picture
-from epspp.run_progress import format_duration
+from epspp.runs.progress import format_duration
 from epspp.visualize import heatmap
 
 if TYPE_CHECKING:

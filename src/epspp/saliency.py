@@ -20,7 +20,7 @@ No alpha matting, no thresholding, no morphology (``rembg.remove``'s post-proces
 whose map is constant over an image has no min-max normalization (0 / 0): that image's map is all zeros and
 its id is named on stderr and in the provenance file.
 
-``--out`` follows the write rule (``epspp.outputs``): not inside ``--images``, new or made by this command;
+``--out`` follows the write rule (``epspp.runs.ownership``): not inside ``--images``, new or made by this command;
 ``OUT/saliency.json`` names the model, its file's path and SHA-256, rembg's and onnxruntime's versions and
 the count. A rerun skips every map that exists and decodes at its image's size, and refuses a folder made by
 another model, another model file or another image folder.
@@ -44,8 +44,8 @@ from PIL import Image
 
 from epspp.data.io import IMAGE_EXTENSIONS, check_id, image_files, read_image
 from epspp.errors import EPSError
-from epspp.outputs import OutputRecord, refuse_inside
-from epspp.run_progress import format_duration
+from epspp.runs.ownership import OutputRecord, refuse_inside
+from epspp.runs.progress import format_duration
 
 COMMAND = "epspp saliency"
 PROVENANCE = "saliency.json"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
 from epspp.data.classes import voc_palette
-from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 def denormalize(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:

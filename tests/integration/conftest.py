@@ -14,7 +14,7 @@ def training_run(localization_checkpoint: Path, tmp_path: Path) -> Path:
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     shutil.copy(localization_checkpoint, run / "checkpoints" / "last.ckpt")
-    from epspp.run_folder import dump_mark
+    from epspp.runs.folder import dump_mark
 
     (run / "config.yaml").write_text(dump_mark("fit") + "# how the checkpoint was trained\n")
     return run

@@ -1,6 +1,7 @@
-"""Every number the README quotes can be recomputed from committed files (issue 26): the studies' tables from
-each run's scores.json, each claim's per-seed differences from the tables, its 95% t interval and verdict by an
-independent formula, and the README's claim rows and demo numbers from those files."""
+"""Every number the results page (docs/results.md) and the README quote can be recomputed from committed files
+(issue 26): the studies' tables from each run's scores.json, each claim's per-seed differences from the tables, its
+95% t interval and verdict by an independent formula, and the results page's claim rows and demo numbers from those
+files; the README's results table is the results page's."""
 
 from __future__ import annotations
 
@@ -161,38 +162,54 @@ def test_labelled_fraction_claims_per_seed_differences_come_from_the_table() -> 
     assert checked
 
 
-def readme_section(title: str) -> str:
-    text = (REPO / "README.md").read_text()
-    start = text.index(f"## {title}")
-    return text[start:text.index("\n## ", start + 3)]
+RESULTS_PAGE = REPO / "docs" / "results.md"
 
 
-def test_the_readmes_claim_rows_are_the_committed_claims() -> None:
+def results_section(title: str) -> str:
+    """The H2 section ``title`` of the results page, up to the next H2 (or the page's end)."""
+    text = RESULTS_PAGE.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 3)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def test_the_results_pages_claim_rows_are_the_committed_claims() -> None:
     from epspp.study.stats import Estimate, interval_text
 
     quoted = 0
     for title, studies in (("Results", ["readings"]),
                            ("Studies: saliency errors and labelled fractions", ["study", "labeled_fraction"])):
-        committed = {}  # the same claim can be in two studies: each README section quotes its own
+        committed = {}  # the same claim can be in two studies: each section of the page quotes its own
         for study in studies:
             for claim in rows(STUDIES[study][1]):
                 values = tuple(per_seed(claim).values())
                 committed[(claim["claim"], claim["regime"], claim["threshold"])] = (
                     interval_text(Estimate(values)), claim["verdict"], len(values))
-        for line in readme_section(title).splitlines():
+        for line in results_section(title).splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if len(cells) == 7 and (cells[0], cells[1], cells[2]) in committed:
                 interval, verdict, n = committed[(cells[0], cells[1], cells[2])]
                 assert cells[3] == str(n) and cells[4] == interval and cells[6].startswith(f"**{verdict}**"), line
                 quoted += 1
-    assert quoted >= 10, "the README quotes the claims tables"
+    assert quoted >= 10, "the results page quotes the claims tables"
 
 
 @pytest.mark.parametrize("regime", list(DEMOS))
-def test_the_readmes_demo_numbers_are_the_committed_report(regime: str) -> None:
+def test_the_results_pages_demo_numbers_are_the_committed_report(regime: str) -> None:
     report = json.loads(DEMOS[regime].read_text())
-    text = readme_section("Results")
+    text = results_section("Results")
     assert report["regime"]["name"] == regime and report["regime"]["ird_threshold_maps"] == "normalized"
     for method, masks in report["pseudo_masks"].items():
         quoted = f"{masks['miou']:.1f} / {masks['chosen_bg_threshold_miou']:.1f} ({masks['chosen_bg_threshold']:g})"
         assert quoted in text, (regime, method, quoted)
+
+
+def test_the_readmes_results_table_is_the_results_pages() -> None:
+    """The README quotes one table of the results page: every row of it, word for word."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("\n## Results\n")
+    rows_quoted = [line for line in readme[start:readme.index("\n## ", start + 3)].splitlines() if line.startswith("|")]
+    assert len(rows_quoted) >= 5, "the README quotes a results table"
+    page = results_section("Results").splitlines()
+    for line in rows_quoted:
+        assert line in page, line

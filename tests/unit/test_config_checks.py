@@ -9,8 +9,8 @@ import pytest
 from epspp.cli import main
 from epspp.data.datamodule import EPSDataModule
 from epspp.errors import ConfigError
-from epspp.models.localization import LocalizationModule
-from epspp.models.segmentation import SegmentationModule
+from epspp.tasks.localization import LocalizationModule
+from epspp.tasks.segmentation import SegmentationModule
 
 NO_SUCH_NETWORK = "no-such-backbone"  # building it would fail: a ConfigError proves the check came first
 

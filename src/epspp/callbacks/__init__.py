@@ -1,8 +1,8 @@
-"""Lightning callbacks: the pseudo-mask writer, sample visualisation, stage 0's backbone export, the progress bar."""
+"""Lightning callbacks: the mask writer, sample visualisation, stage 0's backbone export, the progress bar."""
 
 from epspp.callbacks.backbone_export import BackboneExport
+from epspp.callbacks.mask_writer import MaskWriter, PseudoMaskWriter
 from epspp.callbacks.progress import StepProgressBar
-from epspp.callbacks.pseudo_masks import PseudoMaskWriter
 from epspp.callbacks.sample_panels import SamplePanelLogger
 
-__all__ = ["BackboneExport", "PseudoMaskWriter", "SamplePanelLogger", "StepProgressBar"]
+__all__ = ["BackboneExport", "MaskWriter", "PseudoMaskWriter", "SamplePanelLogger", "StepProgressBar"]

@@ -7,7 +7,7 @@ pipe (nohup, SLURM) gets a plain line every ``every_n_steps`` steps and at least
     [fit] step 120/500 (24%)  loss 0.512  1.9 it/s  ETA 3 min 20 s
 
 ``validate``, ``test`` and ``predict`` print the same lines per batch. A fit also writes
-``<trainer.default_root_dir>/progress.json`` (``epspp.run_progress``) at every plain line, every
+``<trainer.default_root_dir>/progress.json`` (``epspp.runs.progress``) at every plain line, every
 ``PROGRESS_WRITE_S`` seconds and at the end. Rank zero only.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
 
-from epspp.run_progress import StageClock, format_duration, format_rate, progress_line, progress_record, write_progress
+from epspp.runs.progress import StageClock, format_duration, format_rate, progress_line, progress_record, write_progress
 
 #: seconds between two writes of progress.json when no plain line is printed
 PROGRESS_WRITE_S = 10.0

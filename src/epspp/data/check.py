@@ -20,7 +20,7 @@ from typing import Any
 
 from epspp.data.io import DEFAULT_MAX_PIXELS, read_image, read_mask, read_saliency, read_split
 from epspp.errors import DatasetError
-from epspp.mask_files import refuse_overview
+from epspp.runs.mask_files import refuse_overview
 
 CACHE = Path(".cache") / "preflight.json"
 POOL_FROM = 64  # fewer samples are checked one after the other (a pool costs more than it saves)

@@ -13,12 +13,13 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
+from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
 from epspp.data.check import preflight
 from epspp.data.classes import read_classes
 from epspp.data.dataset import ImageFolderDataset, VOCLayoutDataset
 from epspp.data.io import read_split
 from epspp.data.sampler import MixedBatchSampler
-from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, pad_collate, train_transform
+from epspp.data.transforms import eval_transform, pad_collate, train_transform
 from epspp.data.workers import CPU_WORKER_NICE, WorkerInit
 from epspp.errors import ConfigError, DatasetError
 from epspp.validation import check_data_options

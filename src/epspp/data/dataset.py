@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from epspp.constants import IGNORE_INDEX
 from epspp.data.io import (
     IMAGE_EXTENSIONS,
     DatasetError,
@@ -28,7 +29,7 @@ from epspp.data.io import (
     read_split,
 )
 from epspp.data.labels import image_labels
-from epspp.data.transforms import IGNORE_INDEX, JointTransform, eval_transform
+from epspp.data.transforms import JointTransform, eval_transform
 
 Mode = Literal["localization", "segmentation", "predict"]
 

@@ -30,7 +30,7 @@ from epspp.data.io import DatasetError, check_id, write_mask_png
 from epspp.data.prepare_folder import prepare_folder
 from epspp.data.pretrain_corpus import CorpusConfig, generate_pretrain_corpus
 from epspp.data.synthetic import MAX_CLASSES, NUM_FAMILIES, generate_synthetic
-from epspp.outputs import OutputRecord, refuse_inside
+from epspp.runs.ownership import OutputRecord, refuse_inside
 
 SPLITS = Path("ImageSets") / "Segmentation"
 IGNORE = 255

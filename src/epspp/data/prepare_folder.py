@@ -9,7 +9,7 @@ Output (``--out``): ``JPEGImages/`` and ``saliency/`` holding links to the input
 ``classes.json`` (background first, then the classes, given or sorted), ``cls_labels.json``
 (``{id: [names]}``, the safe label format) and the splits ``train`` / ``val`` (a seeded random
 ``--val-fraction``; a rerun keeps the split of every image already there) and ``all``.  No ground truth:
-stages 1-3 run without it (see README, "Your own data").
+stages 1-3 run without it (see docs/data.md, "Your own data").
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from epspp.data.classes import CLASSES_FILE, check_class_names, write_classes
 from epspp.data.io import IMAGE_EXTENSIONS, check_id, exif_orientation, image_files, read_split
 from epspp.data.labels import JSON_LABELS
 from epspp.errors import DatasetError
-from epspp.outputs import OutputRecord, refuse_inside
+from epspp.runs.ownership import OutputRecord, refuse_inside
 
 SPLITS = Path("ImageSets") / "Segmentation"
 HEADER_NAMES = ("id", "image", "filename", "file", "name")

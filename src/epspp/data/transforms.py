@@ -34,9 +34,7 @@ import torch.distributed as dist
 from PIL import Image
 from torch.utils.data import default_collate, get_worker_info
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-IGNORE_INDEX = 255
+from epspp.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 (re-exported: their old path)
 
 
 def augmentation_seed() -> int:

@@ -1,6 +1,9 @@
-"""Networks and LightningModules of the three stages."""
+"""The old import path of the LightningModules (configs name ``epspp.models.LocalizationModule``).
 
-from epspp.models.localization import LocalizationModule
-from epspp.models.segmentation import SegmentationModule
+Kept so that users' configs and checkpoints that name it keep working; new code imports ``epspp.tasks``
+(the LightningModules) and ``epspp.nets`` (the networks).
+"""
+
+from epspp.tasks import LocalizationModule, SegmentationModule
 
 __all__ = ["LocalizationModule", "SegmentationModule"]

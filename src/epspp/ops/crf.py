@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
 from epspp.errors import ConfigError
 
 

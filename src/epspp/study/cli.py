@@ -10,8 +10,8 @@ from pathlib import Path
 
 from epspp.argtypes import unit_interval
 from epspp.errors import EPSError
-from epspp.outputs import claim_folder, holds_stage_marker
 from epspp.pipeline import REGIMES, demo_configs
+from epspp.runs.ownership import claim_folder, holds_stage_marker
 from epspp.study.grid import DEFAULT_GRID, DEFAULT_METHODS, ERROR_TYPES, FULL_GRID, READING_METHODS, STUDY_METHODS
 from epspp.study.runner import Context, StudyError, prepare
 from epspp.study.studies import study_labeled_fraction, study_readings, study_saliency_errors

@@ -104,7 +104,7 @@ def localization(ctx: Context, training: Training) -> dict:
     per-class IoU, and IRD's telemetry (``ird``: None for a method without IRD)."""
     from epspp.data.classes import read_classes
     from epspp.evaluate import sweep_bg_threshold, threshold_choice
-    from epspp.run_logs import ird_summary
+    from epspp.runs.logs import ird_summary
 
     folder = training.folder(ctx.runs)
     scores_path = folder / "scores.json"
@@ -248,7 +248,7 @@ def segmentation(ctx: Context, regime: str, setting: str, seed: int, fraction: f
                  pseudo: Path | None) -> dict:
     """One stage-3 fit (``setting``: labeled_only, ssss* or wsss*, on the pseudo-masks ``pseudo``) and the val mIoU
     of its last checkpoint (cached in ``score.json``)."""
-    from epspp.run_logs import last_logged
+    from epspp.runs.logs import last_logged
 
     folder = segmentation_folder(ctx, regime, setting, seed, fraction)
     name = f"{regime} {folder.parent.name} seed {seed}"

@@ -226,7 +226,7 @@ def test_sync_batchnorm_switch_gives_the_ddp_strategy_the_timm_aware_plugin(
 
     from epspp.data.datamodule import EPSDataModule
     from epspp.lightning_cli import EPSCLI
-    from epspp.models.sync_bn import TimmSyncBatchNorm
+    from epspp.nets.sync_bn import TimmSyncBatchNorm
 
     monkeypatch.setattr(sys, "argv", ["epspp"])  # the arguments are given below
     cli = EPSCLI(LightningModule, EPSDataModule, subclass_mode_model=True, run=False, args=[

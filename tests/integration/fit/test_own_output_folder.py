@@ -14,7 +14,7 @@ import torch
 from fixtures.cli import QUIET, SCRATCH_EPSPP, TINY_FIT, clean_error, in_process, ok
 from fixtures.helpers import snapshot
 
-from epspp.run_folder import dump_mark
+from epspp.runs.folder import dump_mark
 
 
 def fit_args(root: Path, run: Path, *extra: str | Path) -> list[str | Path]:

@@ -33,7 +33,7 @@ def voc_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def mxnet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random ResNet-38d weights in the MXNet legacy .params layout, with the ImageNet classifier."""
-    from epspp.models.resnet38d import ResNet38d
+    from epspp.nets.resnet38d import ResNet38d
 
     torch.manual_seed(0)
     arrays = {psa_to_mxnet(k): v.numpy() for k, v in ResNet38d().state_dict().items() if psa_to_mxnet(k)}
@@ -78,7 +78,7 @@ def test_voc_eps_plus_plus_from_the_mxnet_file_fits_predicts_and_reports_train(
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     frozen = [name for name in state["state_dict"] if "bn_branch2a.running_mean" in name]
     assert frozen  # BatchNorm statistics are saved ...
-    from epspp.models.resnet38d import ResNet38d, resnet38d_state_dict
+    from epspp.nets.resnet38d import ResNet38d, resnet38d_state_dict
 
     loaded = resnet38d_state_dict(mxnet_file)
     # ... and unchanged by training (frozen), like the frozen stem's weights
@@ -123,7 +123,7 @@ def test_missing_weight_file_is_one_line(voc_root: Path, capfd: pytest.CaptureFi
 
 def test_convert_weights_writes_a_pth_that_loads_the_same(mxnet_file: Path, tmp_path: Path,
                                                           capfd: pytest.CaptureFixture) -> None:
-    from epspp.models.resnet38d import resnet38d_state_dict
+    from epspp.nets.resnet38d import resnet38d_state_dict
 
     target = tmp_path / "resnet38d.pth"
     result = in_process(capfd, "convert-weights", mxnet_file, target, check=True)

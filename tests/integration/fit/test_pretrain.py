@@ -10,8 +10,8 @@ import torch
 from fixtures.cli import CONFIGS, call_main
 
 from epspp.data.pretrain_corpus import generate_pretrain_corpus
-from epspp.models import LocalizationModule, SegmentationModule
-from epspp.models.weights import WeightsError
+from epspp.nets.weights import WeightsError
+from epspp.tasks import LocalizationModule, SegmentationModule
 
 BACKBONE = ["--model.init_args.backbone", "resnet10t",
             "--model.init_args.backbone_kwargs", "{channels: [8, 16, 32, 64], stem_width: 8}"]

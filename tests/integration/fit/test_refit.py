@@ -10,7 +10,7 @@ import pytest
 from fixtures.cli import SCRATCH_EPSPP, TINY_FIT, in_process
 from fixtures.helpers import snapshot
 
-from epspp.outputs import claim_folder
+from epspp.runs.ownership import claim_folder
 
 
 def fit_args(root: Path, run: Path, *extra: str | Path) -> list[str | Path]:

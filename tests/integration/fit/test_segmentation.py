@@ -30,7 +30,7 @@ from PIL import Image
 from epspp.data.datamodule import EPSDataModule
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.io import write_mask_png
-from epspp.models.segmentation import SegmentationModule
+from epspp.tasks.segmentation import SegmentationModule
 
 REPO = Path(__file__).resolve().parents[3]
 WSSS = REPO / "configs" / "demo" / "scratch" / "segmentation_wsss.yaml"

@@ -9,7 +9,7 @@ import pytest
 from fixtures.cli import QUIET, SCRATCH_EPSPP, clean_error, in_process, ok, predict_args
 from fixtures.helpers import snapshot
 
-from epspp.run_folder import dump_mark
+from epspp.runs.folder import dump_mark
 
 SMALL = ("--data.predict_split", "labeled_10pct")  # 2 images
 CSV_ONLY = "{class_path: pytorch_lightning.loggers.CSVLogger, init_args: {save_dir: '.', name: csv}}"

@@ -14,7 +14,7 @@ import pytest
 from fixtures.cli import CONFIGS, TINY_FIT, clean_error, in_process, ok, predict_args, run_epspp
 from fixtures.helpers import snapshot, split_ids
 
-from epspp.run_folder import dump_mark
+from epspp.runs.folder import dump_mark
 
 DEMO = CONFIGS / "demo" / "scratch"
 SMALL = ("--data.predict_split", "labeled_10pct")  # 2 images
@@ -173,7 +173,7 @@ def test_a_full_disk_while_writing_masks_is_one_line_and_keeps_earlier_masks(
     synthetic_root: Path, checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import epspp.callbacks.pseudo_masks as writer
+    import epspp.callbacks.mask_writer as writer
 
     out = tmp_path / "out"
     ok(in_process(capfd, *predict_args(synthetic_root, checkpoint, out, *SMALL)))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from epspp.callbacks.ird_monitor import TELEMETRY_FILE, WARNINGS_FILE, CollapseMonitor, TelemetryRecord, record_warning
 from epspp.losses import ird_saliency_loss, ird_telemetry
-from epspp.models.ird_health import TELEMETRY_FILE, WARNINGS_FILE, CollapseMonitor, TelemetryRecord, record_warning
 
 
 def test_telemetry_of_a_hand_built_batch() -> None:
@@ -114,7 +114,7 @@ def test_telemetry_record_keeps_every_step_replaces_a_resumed_tail_and_writes_a_
 def test_watch_ird_records_every_step_but_feeds_the_monitor_only_after_the_warm_up(monkeypatch, tmp_path) -> None:
     from types import SimpleNamespace
 
-    from epspp.models import LocalizationModule
+    from epspp.tasks import LocalizationModule
 
     torch.manual_seed(0)
     module = LocalizationModule(num_classes=3, backbone="resnet10t", output_stride=8, pamr_iter=2,
@@ -126,18 +126,20 @@ def test_watch_ird_records_every_step_but_feeds_the_monitor_only_after_the_warm_
     monkeypatch.setattr(module, "log_dict", lambda *args, **kwargs: None)
     batch = {"image": torch.randn(2, 3, 32, 32), "saliency": torch.ones(2, 1, 32, 32),
              "label": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])}
+    [monitor] = module.configure_callbacks()  # the task adds IRDMonitor itself when it trains with IRD
     fed: list[int] = []
-    update = module.collapse.update
-    monkeypatch.setattr(module.collapse, "update", lambda step, share: fed.append(step) or update(step, share))
+    update = monitor.collapse.update
+    monkeypatch.setattr(monitor.collapse, "update", lambda step, share: fed.append(step) or update(step, share))
     for step in range(6):
         monkeypatch.setattr(type(module), "global_step", property(lambda self, s=step: s))
         with torch.no_grad():
             cam = module(batch["image"])
             _, ird = module.saliency_term(batch, cam)
             module.watch_ird(cam, batch, ird)
+        monitor.on_train_batch_end(trainer, module, None, batch, 0)
     assert fed == [3, 4, 5]  # steps 0-2 are the warm-up
-    assert [row["step"] for row in module.telemetry.rows] == list(range(6))  # recorded from the first step
-    assert set(module.telemetry.rows[0]) == {"step", "inconsistent", "inconsistent_salient", "inconsistent_background",
+    assert [row["step"] for row in monitor.telemetry.rows] == list(range(6))  # recorded from the first step
+    assert set(monitor.telemetry.rows[0]) == {"step", "inconsistent", "inconsistent_salient", "inconsistent_background",
                                              "fg_salient", "threshold_map_salient", "threshold_map_background"}
-    module.write_telemetry()
+    monitor.on_train_epoch_end(trainer, module)
     assert len((tmp_path / TELEMETRY_FILE).read_text().splitlines()) == 7

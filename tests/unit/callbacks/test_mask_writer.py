@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from epspp.callbacks.pseudo_masks import PseudoMaskWriter
+from epspp.callbacks.mask_writer import PseudoMaskWriter
 from epspp.data.classes import voc_palette
 from epspp.data.dataset import ImageFolderDataset
 from epspp.data.io import DatasetError, write_mask_png

@@ -13,7 +13,7 @@ import torch
 
 from epspp.callbacks import StepProgressBar
 from epspp.callbacks import progress as progress_module
-from epspp.run_progress import PROGRESS_FILE, read_progress
+from epspp.runs.progress import PROGRESS_FILE, read_progress
 
 
 # ------------------------------------------------------------------ the callback on a scripted fit

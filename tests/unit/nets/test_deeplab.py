@@ -1,4 +1,4 @@
-"""DeepLab-v2 / -v3+ heads over timm encoders (epspp.models.deeplab) on tiny timm test models."""
+"""DeepLab-v2 / -v3+ heads over timm encoders (epspp.nets.deeplab) on tiny timm test models."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from fixtures.helpers import TINY, TINY_KWARGS
 from torch import nn
 
-from epspp.models.deeplab import DeepLab
-from epspp.models.deeplab_resnet import ASPP
-from epspp.models.weights import WeightsError
+from epspp.nets.deeplab import DeepLab
+from epspp.nets.deeplab_resnet import ASPP
+from epspp.nets.weights import WeightsError
 
 NUM_OUTPUTS = 6  # C + 1 with C = 5 object classes
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from epspp.models.segmentation import SegmentationModule
-from epspp.models.weights import WeightsError
+from epspp.nets.weights import WeightsError
+from epspp.tasks.segmentation import SegmentationModule
 
 C = 4  # object classes: the network predicts 5
 LAYERS = (("layer2", 3, 64, 256, 1, 1), ("layer3", 4, 256, 512, 2, 1),

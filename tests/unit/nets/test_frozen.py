@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from epspp.models.frozen import freeze_batchnorm, freeze_parameters
+from epspp.nets.frozen import freeze_batchnorm, freeze_parameters
 
 
 def _net() -> nn.Sequential:

@@ -10,9 +10,9 @@ import torch
 from fixtures.helpers import psa_to_mxnet, write_mxnet_params
 
 from epspp.errors import ConfigError
-from epspp.models.backbone import FeatureBackbone
-from epspp.models.resnet38d import ResNet38d, mxnet_to_psa
-from epspp.models.weights import WeightsError, read_mxnet_params
+from epspp.nets.backbone import FeatureBackbone
+from epspp.nets.resnet38d import ResNet38d, mxnet_to_psa
+from epspp.nets.weights import WeightsError, read_mxnet_params
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ def test_sync_batchnorm_converts_every_norm_and_keeps_checkpoints_and_inference(
     from pytorch_lightning.plugins import TorchSyncBatchNorm
     from timm.layers.norm_act import BatchNormAct2d
 
-    from epspp.models import LocalizationModule, SegmentationModule
-    from epspp.models.sync_bn import TimmSyncBatchNorm
+    from epspp.nets.sync_bn import TimmSyncBatchNorm
+    from epspp.tasks import LocalizationModule, SegmentationModule
 
     def build() -> torch.nn.Module:
         torch.manual_seed(0)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from fixtures.helpers import write_mxnet_params
 
-from epspp.models.weights import WeightsError, read_mxnet_params
+from epspp.nets.weights import WeightsError, read_mxnet_params
 
 LIST_MAGIC = 0x112  # kMXAPINDArrayListMagic, uint64
 V1_MAGIC, V2_MAGIC = 0xF993FAC8, 0xF993FAC9  # NDARRAY_V1_MAGIC, NDARRAY_V2_MAGIC, uint32

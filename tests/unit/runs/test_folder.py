@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from epspp import run_folder
-from epspp.run_folder import discard_empty_new_folders, note_new_folder, previous_name
+from epspp.runs import folder as run_folder
+from epspp.runs.folder import discard_empty_new_folders, note_new_folder, previous_name
 
 
 def test_previous_names_are_free_and_keep_the_suffix(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from epspp.models.ird_health import TelemetryRecord, record_warning
+from epspp.callbacks.ird_monitor import TelemetryRecord, record_warning
 from epspp.report import ird_markdown
-from epspp.run_logs import collapse_step, ird_summary, last_logged, mean_over_last_steps, window_means
+from epspp.runs.logs import collapse_step, ird_summary, last_logged, mean_over_last_steps, window_means
 
 
 def write_metrics(run: Path, rows: list[dict[str, object]]) -> None:

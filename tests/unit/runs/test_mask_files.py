@@ -13,8 +13,8 @@ from fixtures.helpers import split_ids
 from epspp.data.check import check_main, check_sample
 from epspp.data.io import write_mask_png
 from epspp.evaluate import evaluate_main
-from epspp.mask_files import is_overview, mask_files
 from epspp.render import render
+from epspp.runs.mask_files import is_overview, mask_files
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from epspp.data.dataset import ImageFolderDataset
 from epspp.data.prepare import prepare_main
 from epspp.errors import DatasetError
 from epspp.evaluate import evaluate_main
-from epspp.outputs import RECORD
 from epspp.render import render_main
+from epspp.runs.ownership import RECORD
 
 SPLITS = Path("ImageSets") / "Segmentation"
 

@@ -1,9 +1,9 @@
-"""A stage's progress arithmetic and formats (``epspp.run_progress``): rate and ETA from the first step's end, the
+"""A stage's progress arithmetic and formats (``epspp.runs.progress``): rate and ETA from the first step's end, the
 plain progress line and ``progress.json``'s record, each against values worked out by hand."""
 
 from __future__ import annotations
 
-from epspp.run_progress import StageClock, format_duration, format_rate, progress_line, progress_record
+from epspp.runs.progress import StageClock, format_duration, format_rate, progress_line, progress_record
 
 
 def test_rate_and_eta_are_measured_from_the_first_steps_end() -> None:

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from epspp.callbacks.provenance import (
+from epspp.errors import DatasetError, OutputError
+from epspp.runs.provenance import (
     PROVENANCE,
     check_resume,
     dataset_identity,
@@ -20,7 +21,6 @@ from epspp.callbacks.provenance import (
     sha256,
     write_provenance,
 )
-from epspp.errors import DatasetError, OutputError
 
 RECORD = {"dataset": {"root": "/data", "ids_sha256": "ab"}, "checkpoint_sha256": "c1", "model": "m.Net",
           "inference": {"scales": [1.0, 0.5], "refine": "none"}, "normalization": {"mean": None, "std": None}}

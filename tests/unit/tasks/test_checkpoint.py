@@ -7,9 +7,9 @@ import torch
 from fixtures.helpers import TINY, TINY_KWARGS
 
 from epspp.errors import CheckpointMismatchError
-from epspp.models.checkpoint import check_classes
-from epspp.models.localization import LocalizationModule
-from epspp.models.segmentation import SegmentationModule
+from epspp.tasks.checkpoint import check_classes
+from epspp.tasks.localization import LocalizationModule
+from epspp.tasks.segmentation import SegmentationModule
 
 NAMES = ["background", "cat", "dog"]
 

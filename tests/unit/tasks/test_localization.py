@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from epspp.errors import ConfigError
-from epspp.models import LocalizationModule
-from epspp.models.checkpoint import CheckpointMismatchError
+from epspp.tasks import LocalizationModule
+from epspp.tasks.checkpoint import CheckpointMismatchError
 
 
 # ------------------------------------------------------------------ predict_step

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from epspp.models.optim import build_optimizer, poly_schedule
+from epspp.tasks.optim import build_optimizer, poly_schedule
 
 
 def _net() -> tuple[nn.Module, nn.Module]:

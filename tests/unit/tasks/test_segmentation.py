@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from fixtures.helpers import TINY, TINY_KWARGS
 
 from epspp.data.datamodule import EPSDataModule
-from epspp.models.segmentation import SegmentationModule
+from epspp.tasks.segmentation import SegmentationModule
 
 C = 5  # object classes of the synthetic dataset
 

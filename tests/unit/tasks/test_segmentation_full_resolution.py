@@ -14,8 +14,8 @@ from fixtures.helpers import TINY, TINY_KWARGS, gt_mask, write_voc_tree
 from epspp.data.datamodule import EPSDataModule
 from epspp.data.io import read_image
 from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from epspp.models import LocalizationModule
 from epspp.ops import maps_to_mask, normalize_maps, object_maps
+from epspp.tasks import LocalizationModule
 
 SIZES = {"wide": (70, 50), "tall": (64, 90), "square": (48, 48)}
 

@@ -13,7 +13,7 @@ from fixtures.helpers import TINY, TINY_KWARGS
 from PIL import Image
 
 from epspp.losses import segmentation_loss
-from epspp.models.segmentation import SegmentationModule
+from epspp.tasks.segmentation import SegmentationModule
 
 C = 3
 SCALES = (1.0, 0.75, 0.5)

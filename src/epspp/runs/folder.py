@@ -7,6 +7,8 @@ does not resume writes its checkpoints, backbone and IRD records only into a fol
 fit's (it holds a fit's dump); and a fit never replaces an earlier fit's ``last.ckpt`` silently: without
 ``--ckpt_path`` it refuses, with ``--start_over`` the earlier fit's files are first renamed to ``*.previous``.
 A command that fails leaves no empty folder behind (``note_new_folder`` / ``discard_empty_new_folders``).
+Its paths: checkpoint and logger folders inside it (``resolve_run_paths``); what best.ckpt is selected on when
+the validation split has no ground truth (``monitor_what_exists``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from epspp.errors import ConfigError
-from epspp.outputs import holds_no_file, refuse_inside
-from epspp.run_progress import PROGRESS_FILE
+from epspp.data.io import read_split
+from epspp.errors import ConfigError, DatasetError
+from epspp.runs.ownership import holds_no_file, refuse_inside
+from epspp.runs.progress import PROGRESS_FILE
 
 #: the epspp flag of ``epspp fit`` that moves an earlier fit's files aside and starts over
 START_OVER_FLAG = "--start_over"
@@ -142,7 +145,7 @@ def is_fit_folder(root: Path) -> bool:
 def fit_outputs(config: Any, root: Path) -> list[Path]:
     """The files a fit replaces in its run folder: the checkpoints of fixed names, stage 0's backbone, IRD's record,
     the progress file."""
-    from epspp.models.ird_health import TELEMETRY_FILE, WARNINGS_FILE
+    from epspp.callbacks.ird_monitor import TELEMETRY_FILE, WARNINGS_FILE
 
     paths = [root / TELEMETRY_FILE, root / WARNINGS_FILE, root / PROGRESS_FILE]
     for callback in config.trainer.get("callbacks") or []:
@@ -183,3 +186,73 @@ def discard_empty_new_folders() -> None:
             for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
                 path.rmdir()
             folder.rmdir()
+
+
+def resolve_run_paths(config: Any, root: str) -> None:
+    """Relative ModelCheckpoint and logger folders inside ``root``; a WandbLogger without a name named after it."""
+    for callback in config.trainer.get("callbacks") or []:
+        if callback.class_path.endswith("ModelCheckpoint"):
+            callback.init_args.dirpath = inside(root, callback.init_args.get("dirpath") or "checkpoints")
+    loggers = config.trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
+            logger.init_args.save_dir = inside(root, logger.init_args.save_dir or ".")
+        if getattr(logger, "class_path", "").endswith("WandbLogger"):
+            if not logger.init_args.get("name"):
+                logger.init_args.name = run_name(root)
+            # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise
+            os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
+
+
+def wandb_loggers(config: Any) -> list[Any]:
+    """The WandbLoggers among the config's ``trainer.logger``."""
+    loggers = config.trainer.get("logger")
+    return [logger for logger in (loggers if isinstance(loggers, list) else [loggers])
+            if getattr(logger, "class_path", "").endswith("WandbLogger")]
+
+
+def monitor_what_exists(config: Any) -> None:
+    """Without ground truth in the validation split, select checkpoints on what exists.
+
+    Localization: ``val/mAP`` (image labels exist) instead of ``val/mIoU``.  Segmentation: nothing to
+    validate on, so no validation and ``train/loss`` (lowest).  The checkpoint's ModelCheckpoint state
+    names the monitor; the run says so.
+    """
+    data = config.get("data") or {}
+    split, root = data.get("val_split"), data.get("root")
+    if not split or not root or has_ground_truth(Path(root), split, data.get("mask_dir")) is not False:
+        return
+    task = data.get("task", "localization")
+    monitor, mode = ("val/mAP", "max") if task == "localization" else ("train/loss", "min")
+    if task != "localization":
+        data.val_split = None
+    for callback in config.trainer.get("callbacks") or []:
+        if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor") == "val/mIoU":
+            callback.init_args.monitor, callback.init_args.mode = monitor, mode
+            if task != "localization":  # no validation loop to save after: save at each training-epoch end
+                callback.init_args.save_on_train_epoch_end = True
+    what = "validation on the image labels only" if task == "localization" else "no validation"
+    if first_process():
+        print(f"[epspp] split '{split}' has no ground-truth mask: {what}; best.ckpt is selected on {monitor} "
+              f"({mode})", file=sys.stderr)
+
+
+def has_ground_truth(root: Path, split: str, mask_dir: str | None) -> bool | None:
+    """Whether an id of ``split`` has a ground-truth mask (None: unreadable split; the data module says why)."""
+    try:
+        ids = read_split(root, split)
+    except DatasetError:
+        return None
+    masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
+    return any((masks / f"{i}.png").is_file() for i in ids)
+
+
+def run_name(root: str) -> str:
+    """W&B run name from the run folder: ``runs/demo/eps++/localization`` -> ``demo/eps++/localization``."""
+    parts = os.path.normpath(root).split(os.sep)
+    return "/".join(parts[parts.index("runs") + 1:] if "runs" in parts else parts[-3:])
+
+
+def inside(root: str, path: str) -> str:
+    """``path`` taken inside ``root`` when relative; an absolute path as it is."""
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))

@@ -2,7 +2,7 @@
 
 DeepLab-v2 (Chen et al., TPAMI 2018) as used by EPS and EPS++: four dilated 3x3 convolutions
 (rates 6, 12, 18, 24) on the last feature map, summed; ``backbone="deeplab_resnet101"`` is the
-network and the checkpoints of kazuto1011/deeplab-pytorch (``epspp.models.deeplab_resnet``).
+network and the checkpoints of kazuto1011/deeplab-pytorch (``epspp.nets.deeplab_resnet``).
 DeepLab-v3+ (Chen et al., ECCV 2018): ASPP with image pooling, then a decoder that fuses the
 stride-4 features.
 """
@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from epspp.errors import ConfigError
-from epspp.models.backbone import create_backbone
-from epspp.models.deeplab_resnet import ASPP, deeplab_resnet101, load_deeplab_weights
-from epspp.models.frozen import freeze_batchnorm
+from epspp.nets.backbone import create_backbone
+from epspp.nets.deeplab_resnet import ASPP, deeplab_resnet101, load_deeplab_weights
+from epspp.nets.frozen import freeze_batchnorm
 
 DEEPLAB_RESNET = "deeplab_resnet101"
 

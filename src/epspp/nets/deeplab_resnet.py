@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from epspp.models.weights import load_checked, read_state_dict
+from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
+from epspp.nets.weights import load_checked, read_state_dict
 
 #: deeplab-pytorch's ``configs/voc12.yaml`` IMAGE.MEAN, in B, G, R order (0..255)
 CAFFE_MEAN_BGR = (104.008, 116.669, 122.675)

@@ -13,12 +13,13 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from epspp.constants import IGNORE_INDEX
 from epspp.losses import segmentation_loss
-from epspp.metrics import IGNORE_INDEX, SegmentationMetrics, iou_table
-from epspp.models.checkpoint import check_classes
-from epspp.models.deeplab import DeepLab
-from epspp.models.optim import OptimizerName, build_optimizer, poly_schedule
+from epspp.metrics import SegmentationMetrics, iou_table
+from epspp.nets.deeplab import DeepLab
 from epspp.ops.crf import DenseCRF, to_uint8_rgb
+from epspp.tasks.checkpoint import check_classes
+from epspp.tasks.optim import OptimizerName, build_optimizer, poly_schedule
 from epspp.validation import check_segmentation_options
 
 
@@ -181,7 +182,7 @@ class SegmentationModule(pl.LightningModule):
                        + iou_table(scores["iou"], self.class_names))
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """Segmentation masks in the PseudoMaskWriter's format: per image, cropped to its own size (batches are
+        """Segmentation masks in the MaskWriter's format: per image, cropped to its own size (batches are
         padded to their largest image)."""
         scores = self.predict_probs(batch)
         sizes = batch["size"].tolist()

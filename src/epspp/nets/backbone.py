@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from epspp.errors import ConfigError
-from epspp.models.frozen import freeze_batchnorm, freeze_parameters
-from epspp.models.resnet38d import MXNET_FILE, ResNet38d
-from epspp.models.weights import WeightsError, load_checked, read_state_dict
+from epspp.nets.frozen import freeze_batchnorm, freeze_parameters
+from epspp.nets.resnet38d import MXNET_FILE, ResNet38d
+from epspp.nets.weights import WeightsError, load_checked, read_state_dict
 
 
 def create_backbone(

@@ -7,7 +7,10 @@ import csv
 import re
 from pathlib import Path
 
-from epspp.models.ird_health import TELEMETRY_FILE, WARNINGS_FILE
+#: the run folder's file where IRDMonitor records the collapse warning (read by the demo report)
+WARNINGS_FILE = "warnings.txt"
+#: the run folder's file with IRD's telemetry of every training step (read by the demo report and the studies)
+TELEMETRY_FILE = "ird_telemetry.csv"
 
 
 def logged_rows(folder: Path) -> list[dict[str, str]]:
@@ -69,7 +72,7 @@ def ird_summary(folder: Path, steps: int = 50) -> dict | None:
     ``window`` (= ``steps``), the mean of every key over the last ``steps`` steps, the means of consecutive windows of
     ``steps`` steps of the salient share and of M_fg on salient pixels (0-49, 50-99, ...), and the step at which the
     collapse warning fired (None if it did not)."""
-    from epspp.models.ird_health import TELEMETRY_KEYS
+    from epspp.callbacks.ird_monitor import TELEMETRY_KEYS
 
     if mean_over_last_steps(folder, "inconsistent_salient") is None:
         return None

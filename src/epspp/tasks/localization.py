@@ -11,17 +11,15 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
-from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from epspp.callbacks.ird_monitor import IRDMonitor
+from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
 from epspp.errors import ConfigError
 from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss, ird_telemetry, ird_threshold_map
 from epspp.metrics import SegmentationMetrics, iou_table
-from epspp.models.backbone import FeatureBackbone
-from epspp.models.checkpoint import check_classes
-from epspp.models.ird_health import CollapseMonitor, TelemetryRecord, record_warning
-from epspp.models.optim import OptimizerName, build_optimizer, poly_schedule
+from epspp.nets.backbone import FeatureBackbone
+from epspp.nets.classifier import Classifier
 from epspp.ops import (
     PAMR,
     bilinear_resize,
@@ -33,21 +31,9 @@ from epspp.ops import (
     with_background,
 )
 from epspp.ops.crf import crf_refine_scores, require_solver
+from epspp.tasks.checkpoint import check_classes
+from epspp.tasks.optim import OptimizerName, build_optimizer, poly_schedule
 from epspp.validation import check_localization_options
-
-
-class Classifier(nn.Module):
-    """Backbone + 1x1 convolution to C+1 logit maps; GAP of the object maps gives class logits."""
-
-    def __init__(self, backbone: FeatureBackbone, num_classes: int) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Conv2d(backbone.out_channels, num_classes + 1, kernel_size=1, bias=False)
-        nn.init.xavier_uniform_(self.head.weight)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> logit maps (B, C+1, h, w)."""
-        return self.head(self.backbone(images))
 
 
 class LocalizationModule(pl.LightningModule):
@@ -168,8 +154,8 @@ class LocalizationModule(pl.LightningModule):
         self.val_f1 = MultilabelF1Score(num_labels=num_classes, average="macro")
         self.val_cam = SegmentationMetrics(num_classes + 1)
         self.last_iou: torch.Tensor | None = None
-        self.collapse = CollapseMonitor(reading=ird_threshold_maps)
-        self.telemetry = TelemetryRecord()
+        #: this step's rank-averaged IRD telemetry, ``(step, {name: value})``, for ``IRDMonitor`` to record
+        self.ird_values: tuple[int, dict[str, float]] | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalized images -> logit maps (B, C+1, h, w)."""
@@ -227,30 +213,21 @@ class LocalizationModule(pl.LightningModule):
 
     def watch_ird(self, cam: torch.Tensor, batch: dict, ird: dict[str, torch.Tensor]) -> None:
         """IRD's telemetry of this step (``train/inconsistent*``, ``train/fg_salient``, ``train/threshold_map_*``),
-        warm-up included: averaged over the ranks, logged, and recorded for every step (``ird_telemetry.csv`` in
-        the run folder); after the warm-up the collapse monitor sees it and warns once (rank 0, ``warnings.txt``)."""
+        warm-up included: averaged over the ranks, logged, and left in ``ird_values`` for ``IRDMonitor``, which
+        records it (``ird_telemetry.csv``) and warns of a collapse (``warnings.txt``)."""
         telemetry = ird_telemetry(cam, batch["saliency"], batch["label"], ird["inconsistent"], ird["threshold_map"])
         reduced = self.trainer.strategy.reduce(torch.stack(list(telemetry.values())), reduce_op="mean")
         values = dict(zip(telemetry, reduced.tolist(), strict=True))
         self.log_dict({f"train/{key}": value for key, value in values.items()}, prog_bar=False,
                       batch_size=len(cam))
-        self.telemetry.update(self.global_step, values)
-        if self.global_step < self.hparams.ird_warmup_steps:
-            return
-        message = self.collapse.update(self.global_step, values["inconsistent_salient"])
-        if message is not None and self.trainer.is_global_zero:
-            record_warning(self.trainer.default_root_dir, message)
+        self.ird_values = (self.global_step, values)
 
-    def write_telemetry(self) -> None:
-        """Save the per-step record in the run folder (rank 0)."""
-        if self.trainer.is_global_zero:
-            self.telemetry.write(self.trainer.default_root_dir)
-
-    def on_train_epoch_end(self) -> None:
-        self.write_telemetry()
-
-    def on_train_end(self) -> None:
-        self.write_telemetry()
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """``IRDMonitor`` when training with IRD, in every config (it replaces one the trainer's callbacks name)."""
+        hp = self.hparams
+        if hp.saliency_loss != "ird":
+            return []
+        return [IRDMonitor(reading=hp.ird_threshold_maps, warmup_steps=hp.ird_warmup_steps)]
 
     # --------------------------------------------------------------- validation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -333,14 +310,8 @@ class LocalizationModule(pl.LightningModule):
                 "target": batch["mask"], "has_mask": batch["has_mask"]}
 
     # ---------------------------------------------------------------- optimizer
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["ird_collapse"] = self.collapse.state_dict()
-        checkpoint["ird_telemetry"] = self.telemetry.state_dict()
-
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         check_classes(checkpoint, self.num_classes, self.hparams.class_names)
-        self.collapse.load_state_dict(checkpoint.get("ird_collapse", {}))
-        self.telemetry.load_state_dict(checkpoint.get("ird_telemetry", {}))
         trained_loss = checkpoint.get("hyper_parameters", {}).get("saliency_loss")
         if self.hparams.map_kind == "auto" and trained_loss is not None:
             self.map_kind = "relu" if trained_loss == "none" else "softmax"

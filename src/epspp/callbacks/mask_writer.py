@@ -1,4 +1,4 @@
-"""PseudoMaskWriter: writes one palette PNG per image of the predicted split (stage 2, and stage-3
+"""MaskWriter: writes one palette PNG per image of the predicted split (stage 2, and stage-3
 predictions), resumable and DDP-safe, and a manifest with the masks' mIoU where ground truth exists."""
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ import torch
 from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from epspp.callbacks.provenance import (
+from epspp.data.classes import voc_palette
+from epspp.data.dataset import ImageFolderDataset
+from epspp.data.io import DatasetError, read_image, read_split, write_mask_png
+from epspp.errors import EPSError, OutputError
+from epspp.metrics import SegmentationMetrics, iou_table
+from epspp.panels import overlay_with_legend
+from epspp.runs.mask_files import OVERVIEW, is_overview, mask_files
+from epspp.runs.provenance import (
     check_resume,
     check_writable,
     dataset_identity,
@@ -24,21 +31,14 @@ from epspp.callbacks.provenance import (
     refuse_escaping_folders,
     write_provenance,
 )
-from epspp.callbacks.provenance import sha256 as _sha256
-from epspp.data.classes import voc_palette
-from epspp.data.dataset import ImageFolderDataset
-from epspp.data.io import DatasetError, read_image, read_split, write_mask_png
-from epspp.errors import EPSError, OutputError
-from epspp.evaluate import evaluate_folder, scores_to_json
-from epspp.mask_files import OVERVIEW, is_overview, mask_files
-from epspp.metrics import SegmentationMetrics, iou_table
-from epspp.panels import overlay_with_legend
+from epspp.runs.provenance import sha256 as _sha256
+from epspp.scoring import evaluate_folder, scores_to_json
 
 #: rows of the writer's ``overview.png`` (masks evenly spread over the sorted ids)
 OVERVIEW_ROWS = 12
 
 
-class PseudoMaskWriter(BasePredictionWriter):
+class MaskWriter(BasePredictionWriter):
     """Writes ``OUT/<id>.png`` (palette PNG, 0..C, 255 ignore) for every predicted image.
 
     Each file is written under a temporary name and renamed, so an interrupted run leaves no
@@ -354,3 +354,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+PseudoMaskWriter = MaskWriter  # the old name, kept: configs and users name epspp.callbacks.PseudoMaskWriter

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from epspp.models.weights import WeightsError, load_checked, read_state_dict
+from epspp.nets.weights import WeightsError, load_checked, read_state_dict
 
 #: the ImageNet file the PSA/EPS READMEs point to
 MXNET_FILE = "ilsvrc-cls_rna-a1_cls1000_ep-0001.params"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from epspp.errors import DatasetError
-from epspp.outputs import refuse_inside
+from epspp.runs.ownership import refuse_inside
 
 PROVENANCE = "provenance.json"
 

@@ -1,4 +1,8 @@
-"""Watching IRD while it trains: the collapse warning of EPS++'s Inconsistent Region Drop.
+"""Watching IRD while it trains: ``IRDMonitor``, the callback that records IRD's telemetry and warns of a collapse.
+
+``LocalizationModule`` computes and logs IRD's per-step values (``train/inconsistent*``, ``train/fg_salient``,
+``train/threshold_map_*``) and adds this callback itself when it trains with ``saliency_loss: ird``
+(``configure_callbacks``), so every config keeps the telemetry file and the warning.
 
 IRD drops from the saliency loss every pixel where the PAMR-refined foreground and the saliency map
 disagree.  When the localization maps are not confidently above 0.5 on the objects (a backbone that is
@@ -19,11 +23,12 @@ import os
 import sys
 from collections import deque
 from pathlib import Path
+from typing import Any
 
-#: the run folder's file where the warning is recorded (read by the demo report)
-WARNINGS_FILE = "warnings.txt"
-#: the run folder's file with IRD's telemetry of every training step (read by the demo report and the studies)
-TELEMETRY_FILE = "ird_telemetry.csv"
+import pytorch_lightning as pl
+
+from epspp.runs.logs import TELEMETRY_FILE, WARNINGS_FILE  # the run folder's files (runs/logs.py reads them)
+
 #: the columns of the telemetry record besides ``step`` (``epspp.losses.ird_telemetry``)
 TELEMETRY_KEYS = ("inconsistent_salient", "inconsistent_background", "inconsistent", "fg_salient",
                   "threshold_map_salient", "threshold_map_background")
@@ -125,3 +130,61 @@ def record_warning(run_dir: str | Path, message: str) -> Path:
     tmp.write_text(earlier + message + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+class IRDMonitor(pl.Callback):
+    """Records IRD's telemetry of every training step in ``ird_telemetry.csv`` and warns once of a collapse.
+
+    Each step the task leaves its rank-averaged values in ``pl_module.ird_values`` (``(step, {name: value})``);
+    this callback records them (warm-up included), feeds the share of salient pixels in the dropped region to
+    ``CollapseMonitor`` after the warm-up, and on rank 0 writes the record at each epoch's end and the warning
+    to ``warnings.txt``, both in the run folder (``trainer.default_root_dir``). Its state rides in the
+    checkpoint under ``ird_collapse`` and ``ird_telemetry`` (the keys of checkpoints written before it existed).
+
+    Args:
+        reading: the run's ``ird_threshold_maps``, named in the warning.
+        warmup_steps: the run's ``ird_warmup_steps``: steps before them are recorded but not watched.
+        window: steps averaged by the collapse monitor.
+        threshold: the collapse threshold of the mean share.
+    """
+
+    def __init__(self, reading: str = "normalized", warmup_steps: int = 0, window: int = 50,
+                 threshold: float = 0.95) -> None:
+        self.warmup_steps = int(warmup_steps)
+        self.collapse = CollapseMonitor(window, threshold, reading)
+        self.telemetry = TelemetryRecord()
+
+    def record(self, trainer: pl.Trainer, step: int, values: dict[str, float]) -> None:
+        """Record one step's telemetry; after the warm-up, watch it and warn once (rank 0)."""
+        self.telemetry.update(step, values)
+        if step < self.warmup_steps:
+            return
+        message = self.collapse.update(step, values["inconsistent_salient"])
+        if message is not None and trainer.is_global_zero:
+            record_warning(trainer.default_root_dir, message)
+
+    def write(self, trainer: pl.Trainer) -> None:
+        """Save the per-step record in the run folder (rank 0)."""
+        if trainer.is_global_zero:
+            self.telemetry.write(trainer.default_root_dir)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        reported = getattr(pl_module, "ird_values", None)
+        if reported is not None:
+            pl_module.ird_values = None
+            self.record(trainer, *reported)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.write(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.write(trainer)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint["ird_collapse"] = self.collapse.state_dict()
+        checkpoint["ird_telemetry"] = self.telemetry.state_dict()
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        self.collapse.load_state_dict(checkpoint.get("ird_collapse", {}))
+        self.telemetry.load_state_dict(checkpoint.get("ird_telemetry", {}))

@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` networks (ResNet-38d, DeepLab, the timm backbone, the classifier head) and weight reading."""
