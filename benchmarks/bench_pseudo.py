@@ -54,9 +54,9 @@ from common import (
 )
 from datasets import DEFAULT_ROOT, ensure_synthetic, ensure_voc_like
 
-import epspp.callbacks.pseudo_masks as writer_mod
-import epspp.models.localization as loc_mod
+import epspp.callbacks.mask_writer as writer_mod
 import epspp.ops.cam as cam_mod
+import epspp.tasks.localization as loc_mod
 from epspp.callbacks import PseudoMaskWriter
 from epspp.data.datamodule import EPSDataModule
 from epspp.models import LocalizationModule

@@ -1,3 +1,8 @@
 """EPS++ as a PyTorch Lightning pipeline."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("epspp")  # the one version source: pyproject.toml's [project] version
+except PackageNotFoundError:  # a source tree on PYTHONPATH that was never installed
+    __version__ = "0+unknown"

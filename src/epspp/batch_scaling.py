@@ -14,9 +14,7 @@ reproduction targets and the SLURM scripts both take their overrides from here.
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,27 +91,6 @@ def read_recipe(config: Path) -> tuple[int, float, int | None, int]:
                           "recipe written there")
     accumulate = int((tree.get("trainer") or {}).get("accumulate_grad_batches") or 1)
     return int(data["batch_size"]), float(model_args["lr"]), data.get("labeled_per_batch"), accumulate
-
-
-def batch_args_main(argv: list[str]) -> int:
-    """``epspp batch-args``: print the per-process overrides of a config's recipe for a DDP run."""
-    parser = argparse.ArgumentParser(
-        prog="epspp batch-args",
-        description="Print the --data.batch_size / --model.init_args.lr (and --data.labeled_per_batch) "
-                    "overrides that keep a config's total batch over devices x nodes processes, with the "
-                    "learning rate scaled linearly where the total has to change.")
-    parser.add_argument("--config", type=Path, required=True, help="the stage's YAML config (its batch is the total)")
-    parser.add_argument("--devices", type=int, default=1, help="processes (GPUs) per node")
-    parser.add_argument("--num-nodes", type=int, default=1, help="nodes")
-    args = parser.parse_args(argv)
-    try:
-        scaled, message = config_recipe(args.config, args.devices * args.num_nodes)
-    except ConfigError as error:
-        print(f"epspp batch-args: error: {error}", file=sys.stderr)
-        return 2
-    print(message, file=sys.stderr)
-    print(" ".join(scaled.args()))
-    return 0
 
 
 def config_recipe(config: Path, processes: int) -> tuple[ScaledRecipe, str]:

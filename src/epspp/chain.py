@@ -1,8 +1,8 @@
 """The stage chain: which ``epspp`` commands a pipeline runs, in which folders, and running them.
 
 Every entry point that chains stages builds its stages here and runs them with ``Runner``: ``epspp demo``
-(``epspp.pipeline``), ``epspp run``, the study runner (``epspp.study.runner``) and ``epspp chain`` (the
-Makefile's ``voc-wsss|voc-ssss|coco-wsss`` and ``scripts/slurm/``, see ``epspp.chain_cli``).  A stage runs as
+(``epspp.demo``), ``epspp run``, the study runner (``epspp.study.runner``) and ``epspp chain`` (the
+Makefile's ``voc-wsss|voc-ssss|coco-wsss`` and ``scripts/slurm/``, see ``epspp.cli.chain``).  A stage runs as
 the user would run it (``epspp fit|predict|prepare|saliency ...`` in a subprocess), so the files on disk are
 the hand-over between stages.
 

@@ -5,9 +5,7 @@ Clusters without the MXNet file can then share the ``.pth`` (``pretrained_path``
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -36,22 +34,3 @@ def convert_weights(source: str | Path, target: str | Path, overwrite: bool = Fa
     torch.save(state, tmp)
     os.replace(tmp, target)
     return len(state)
-
-
-def convert_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``epspp convert-weights``."""
-    parser = argparse.ArgumentParser(
-        prog="epspp convert-weights",
-        description="Convert ResNet-38d ImageNet weights (the MXNet ilsvrc-cls_rna-a1_cls1000_ep-0001.params, "
-                    "read without mxnet, or a PSA-named .pth) to a PyTorch state dict for pretrained_path.")
-    parser.add_argument("source", help="the .params (or .pth) file")
-    parser.add_argument("target", help="the .pth to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing target")
-    args = parser.parse_args(argv)
-    try:
-        count = convert_weights(args.source, args.target, args.overwrite)
-    except EPSError as error:
-        print(f"epspp convert-weights: error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {count} tensors to {args.target} (load it with --model.init_args.pretrained_path {args.target})")
-    return 0

@@ -7,10 +7,8 @@ image captioned with its id and its image labels, column titles, and a legend of
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from PIL.PngImagePlugin import PngInfo
 from epspp.data.classes import read_classes
 from epspp.data.io import image_files, read_image, read_mask, read_saliency
 from epspp.data.labels import JSON_LABELS, NPY_LABELS, load_json_labels, load_npy_labels
-from epspp.errors import DatasetError, EPSError
+from epspp.errors import DatasetError
 from epspp.panels import Row, blend, caption_for, legend_of, overview_picture
 from epspp.runs.mask_files import OVERVIEW, OVERVIEW_SOFTWARE, is_overview, mask_files
 from epspp.runs.ownership import check_output_file, refuse_inside
@@ -147,30 +145,3 @@ def _write_png(target: Path, picture: np.ndarray, text: dict[str, str]) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def render_main(argv: list[str] | None = None) -> int:
-    """``epspp render --pred-dir OUT (--root ROOT | --images DIR) [--num 32] [--panel 256] [--out FILE]``."""
-    parser = argparse.ArgumentParser(prog="epspp render", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pred-dir", required=True, help="folder of <id>.png masks")
-    parser.add_argument("--root", default=None, help="dataset root (images, saliency, classes.json, image labels)")
-    parser.add_argument("--images", default=None,
-                        help="folder of the images the masks were predicted from (--data.predict_image_dir); with "
-                             "--root too, the class names and labels come from the root")
-    parser.add_argument("--num", type=int, default=32, help="images (rows) at most (32)")
-    parser.add_argument("--panel", type=int, default=256, help="width of each panel in pixels (256)")
-    parser.add_argument("--out", default=None, help="PNG to write (default PRED_DIR/overview.png; never in the "
-                                                    "dataset; a file that epspp render did not write is replaced "
-                                                    "only with --overwrite)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an --out file that epspp render did not "
-                                                                 "write")
-    args = parser.parse_args(argv)
-    if args.root is None and args.images is None:
-        parser.error("give the images: --root ROOT (a dataset) or --images DIR (a folder of images)")
-    try:
-        path = render(args.pred_dir, args.root, args.out, args.num, args.panel, args.overwrite, args.images)
-    except EPSError as error:
-        print(f"epspp render: error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0

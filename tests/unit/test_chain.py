@@ -232,7 +232,7 @@ def test_the_whole_run_eta_is_printed_from_the_running_fits_progress(fake: Path,
 
 
 def test_epspp_chain_prints_the_papers_chain(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    from epspp.chain_cli import chain_main
+    from epspp.cli.chain import chain_main
 
     monkeypatch.chdir(Path(__file__).resolve().parents[2])  # configs/ of the repository
     assert chain_main(["--dataset", "coco", "--method", "cam", "--root", "d", "--out", "r", "--devices", "1",

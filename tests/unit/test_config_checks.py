@@ -62,7 +62,7 @@ def test_data_options_refused_before_the_root_is_read(tmp_path: Path, options: d
 
 
 def test_good_defaults_pass() -> None:
-    from epspp.validation import check_data_options, check_devices
+    from epspp.config_checks import check_data_options, check_devices
 
     check_data_options({"resize_long": (256, 256), "train_scales": None, "color_jitter": 0.0, "jitter_hue": 0.0,
                         "jitter_p": 0.0, "std": (1.0, 1.0, 1.0)})

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from epspp.convert import convert_main, convert_weights
+from epspp.cli.convert import convert_main
+from epspp.convert import convert_weights
 from epspp.errors import EPSError
 
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from epspp.cli import main
-from epspp.data.check import check_main
+from epspp.cli.check import check_main
 from epspp.data.io import DatasetError, read_image
 
 

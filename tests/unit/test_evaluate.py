@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from epspp.cli.evaluate import evaluate_main
 from epspp.data.classes import write_classes
 from epspp.data.io import DatasetError, write_mask_png
-from epspp.evaluate import evaluate_main, sweep_bg_threshold, sweep_to_json, threshold_choice
+from epspp.evaluate import sweep_bg_threshold, sweep_to_json, threshold_choice
 
 # one 2x2 image, classes background / a / b; ground truth [[bg, a], [a, bg]] -> image label {a}
 TARGET = np.array([[0, 1], [1, 0]], np.uint8)

@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 LAYERS: list[tuple[str, ...]] = [
     # the bottom: what imports nothing of epspp but errors; the write rule and the mask-file names of runs/ are
     # here since data/'s prepare and check apply them
-    ("epspp.errors", "epspp.constants", "epspp.validation", "epspp.config_checks", "epspp.runs.ownership",
+    ("epspp.errors", "epspp.constants", "epspp.config_checks", "epspp.config_files", "epspp.runs.ownership",
      "epspp.runs.mask_files"),
     ("epspp.ops", "epspp.losses", "epspp.metrics"),
     ("epspp.nets",),
@@ -24,15 +24,14 @@ LAYERS: list[tuple[str, ...]] = [
 
 COMMANDS = len(LAYERS)
 CLI = COMMANDS + 1
-#: ``epspp.study`` (its ``__init__``) re-exports ``study_main`` of the study CLI
-CLI_MODULES = ("epspp.cli", "epspp.lightning_cli", "epspp.chain_cli", "epspp.study.cli", "epspp.__main__")
+CLI_MODULES = ("epspp.cli", "epspp.__main__")
 
 
 def layer(module: str) -> int:
     """The layer of a dotted module name of epspp (0 = the bottom)."""
     if module == "epspp":  # the package's root holds only its version
         return 0
-    if module == "epspp.study" or any(module == m or module.startswith(m + ".") for m in CLI_MODULES):
+    if any(module == m or module.startswith(m + ".") for m in CLI_MODULES):
         return CLI
     for index, prefixes in enumerate(LAYERS):
         if any(module == p or module.startswith(p + ".") for p in prefixes):

@@ -12,9 +12,10 @@ import pytest
 from fixtures.helpers import split_ids
 from PIL import Image
 
+from epspp.cli.render import render_main
 from epspp.data.classes import voc_palette
 from epspp.data.io import write_mask_png
-from epspp.render import render, render_main
+from epspp.render import render
 
 # panels 64 px wide: text 13 px (the floor), a line of 13 + 6 = 19 px (titles, each row's caption); 4-px gaps;
 # a one-line legend 19 + 2 x 19 // 4 = 27 px

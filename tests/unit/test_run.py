@@ -8,9 +8,10 @@ import pytest
 import yaml
 from jsonargparse import Namespace
 
+from epspp.cli.run import run_main
+from epspp.config_checks import warmup_note
 from epspp.errors import EPSError
-from epspp.run import RunOptions, preset_folder, run_main, run_stages, step_overrides
-from epspp.validation import warmup_note
+from epspp.run import RunOptions, preset_folder, run_stages, step_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTOS = REPO / "configs" / "photos"

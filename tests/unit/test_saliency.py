@@ -25,7 +25,8 @@ pytest.importorskip("skimage")
 
 from fixtures.saliency_model import FAMILIES, expected_u2net_map, write_photos, write_u2net_like_onnx  # noqa: E402
 
-from epspp.saliency import SaliencyError, saliency_main, write_saliency_maps  # noqa: E402
+from epspp.cli.saliency import saliency_main
+from epspp.saliency import SaliencyError, write_saliency_maps  # noqa: E402
 
 
 @pytest.fixture

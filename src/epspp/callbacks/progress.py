@@ -135,6 +135,8 @@ class StepProgressBar(RichProgressBar):
         else:
             self.progress.update(self.train_progress_bar_id, description=description, visible=True)
 
+    # a private method of RichProgressBar overridden: Lightning has no public hook for the bar's description (its
+    # callers, on_train_epoch_start and the validation bars, are public but would have to be copied whole)
     def _get_train_description(self, current_epoch: int) -> str:
         if step_limited(self.trainer):
             return f"{f'Epoch {current_epoch}':{len(self.validation_description)}}"

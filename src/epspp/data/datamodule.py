@@ -13,6 +13,7 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
+from epspp.config_checks import check_data_options
 from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
 from epspp.data.check import preflight
 from epspp.data.classes import read_classes
@@ -22,7 +23,6 @@ from epspp.data.sampler import MixedBatchSampler
 from epspp.data.transforms import eval_transform, pad_collate, train_transform
 from epspp.data.workers import CPU_WORKER_NICE, WorkerInit
 from epspp.errors import ConfigError, DatasetError
-from epspp.validation import check_data_options
 
 
 class EPSDataModule(pl.LightningDataModule):

@@ -14,6 +14,7 @@ the validation split has no ground truth (``monitor_what_exists``).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -188,27 +189,30 @@ def discard_empty_new_folders() -> None:
             folder.rmdir()
 
 
-def resolve_run_paths(config: Any, root: str) -> None:
-    """Relative ModelCheckpoint and logger folders inside ``root``; a WandbLogger without a name named after it."""
-    for callback in config.trainer.get("callbacks") or []:
-        if callback.class_path.endswith("ModelCheckpoint"):
-            callback.init_args.dirpath = inside(root, callback.init_args.get("dirpath") or "checkpoints")
-    loggers = config.trainer.get("logger")
-    for logger in loggers if isinstance(loggers, list) else [loggers]:
-        if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
-            logger.init_args.save_dir = inside(root, logger.init_args.save_dir or ".")
-        if getattr(logger, "class_path", "").endswith("WandbLogger"):
-            if not logger.init_args.get("name"):
-                logger.init_args.name = run_name(root)
-            # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise
-            os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
+# What a stage's configuration becomes from what is on disk (the CLI and Python users call these).
 
 
-def wandb_loggers(config: Any) -> list[Any]:
-    """The WandbLoggers among the config's ``trainer.logger``."""
-    loggers = config.trainer.get("logger")
-    return [logger for logger in (loggers if isinstance(loggers, list) else [loggers])
-            if getattr(logger, "class_path", "").endswith("WandbLogger")]
+def prepare_run(config: Any, subcommand: str, start_over: bool = False) -> None:
+    """Rewrite a stage's parsed ``config`` (a jsonargparse Namespace of ``epspp <subcommand>``) from what is on
+    disk, as ``epspp fit|validate|test|predict`` does before building anything; callable from Python.
+
+    A ``fit`` without ground truth in its validation split selects checkpoints on what exists
+    (``monitor_what_exists``); a ``predict`` writes in its ``pseudo_masks.output_dir`` and starts no W&B run;
+    relative checkpoint and logger folders go inside ``trainer.default_root_dir`` (``resolve_run_paths``); the run
+    folder follows the write rule (``check_run_folder``; ``start_over``: an earlier fit's files are set aside).
+    """
+    if subcommand == "fit":
+        monitor_what_exists(config)
+    output_dir = (config.get("pseudo_masks") or {}).get("output_dir")
+    if subcommand == "predict" and output_dir:
+        predict_in_output_dir(config, str(output_dir))
+    if subcommand == "predict":
+        drop_wandb(config)
+    root = config.trainer.get("default_root_dir")
+    note_new_folder(root or os.getcwd())  # removed again if the command fails before writing a file
+    if root:
+        resolve_run_paths(config, root)
+    check_run_folder(config, subcommand, start_over)
 
 
 def monitor_what_exists(config: Any) -> None:
@@ -247,6 +251,67 @@ def has_ground_truth(root: Path, split: str, mask_dir: str | None) -> bool | Non
     return any((masks / f"{i}.png").is_file() for i in ids)
 
 
+def predict_in_output_dir(config: Any, output_dir: str) -> None:
+    """A predict run writes its configuration and logs in ``--pseudo_masks.output_dir``, never in the training
+    run's folder that a training config names (its config.yaml is the record of how the checkpoint was made)."""
+    given = config.trainer.get("default_root_dir")
+    if given and os.path.normpath(given) != os.path.normpath(output_dir) and first_process():
+        print(f"[epspp] predict writes its configuration and logs in --pseudo_masks.output_dir {output_dir}, not in "
+              f"--trainer.default_root_dir {given}", file=sys.stderr)
+    config.trainer.default_root_dir = output_dir
+
+
+def drop_wandb(config: Any) -> None:
+    """No W&B run for a prediction: the configs' WandbLogger is removed (other loggers are kept)."""
+    loggers = config.trainer.get("logger")
+    if isinstance(loggers, list):
+        kept = [logger for logger in loggers if not getattr(logger, "class_path", "").endswith("WandbLogger")]
+        config.trainer.logger = kept or False
+    elif getattr(loggers, "class_path", "").endswith("WandbLogger"):
+        config.trainer.logger = False
+
+
+def resolve_run_paths(config: Any, root: str) -> None:
+    """Relative ModelCheckpoint and logger folders inside ``root`` (``--trainer.default_root_dir DIR`` moves a whole
+    run; absolute paths are kept); a WandbLogger without a name is named after the run folder."""
+    for callback in config.trainer.get("callbacks") or []:
+        if callback.class_path.endswith("ModelCheckpoint"):
+            callback.init_args.dirpath = inside(root, callback.init_args.get("dirpath") or "checkpoints")
+    loggers = config.trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
+            logger.init_args.save_dir = inside(root, logger.init_args.save_dir or ".")
+        if getattr(logger, "class_path", "").endswith("WandbLogger"):
+            if not logger.init_args.get("name"):
+                logger.init_args.name = run_name(root)
+            # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise
+            os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
+
+
+def checkpoint_folders(config: Any) -> list[Path]:
+    """The folders the config's ModelCheckpoint callbacks write in (relative ones inside ``default_root_dir``)."""
+    root = config.trainer.get("default_root_dir") or "."
+    folders = [Path(inside(root, callback.init_args.get("dirpath") or "checkpoints"))
+               for callback in config.trainer.get("callbacks") or [] if callback.class_path.endswith("ModelCheckpoint")]
+    return list(dict.fromkeys(folders)) or [Path(root, "checkpoints")]
+
+
+def keyword_checkpoint(config: Any, keyword: str) -> Path | None:
+    """The file ``--ckpt_path last`` (the newest ``last*.ckpt``, as Lightning picks it) or ``best`` (the monitored
+    ModelCheckpoint's ``<filename>.ckpt``) stands for in the config's checkpoint folders; None when there is none."""
+    if keyword == "last":
+        found = [path for folder in checkpoint_folders(config) if folder.is_dir() for path in folder.iterdir()
+                 if re.fullmatch(r"last(-\d+)?\.ckpt", path.name) and path.is_file()]
+        return max(found, key=lambda path: path.stat().st_mtime) if found else None
+    for callback in config.trainer.get("callbacks") or []:
+        if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor"):
+            root = config.trainer.get("default_root_dir") or "."
+            path = Path(inside(root, callback.init_args.get("dirpath") or "checkpoints"),
+                        f"{callback.init_args.get('filename') or 'best'}.ckpt")
+            return path if path.is_file() else None
+    return None
+
+
 def run_name(root: str) -> str:
     """W&B run name from the run folder: ``runs/demo/eps++/localization`` -> ``demo/eps++/localization``."""
     parts = os.path.normpath(root).split(os.sep)
@@ -254,5 +319,5 @@ def run_name(root: str) -> str:
 
 
 def inside(root: str, path: str) -> str:
-    """``path`` taken inside ``root`` when relative; an absolute path as it is."""
+    """``path`` inside ``root`` when it is relative (absolute paths are kept)."""
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))

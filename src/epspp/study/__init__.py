@@ -11,9 +11,5 @@ from it; ``scratch``), every fit and predict as an ``epspp`` subprocess (``runne
 pseudo-masks at the configured background threshold and at the one chosen on val, never on train, and each claim as
 a paired per-seed difference with its 95% t interval and a verdict (``stats``). Modules: ``grid`` (what to train),
 ``runner`` (running and scoring), ``stats`` (intervals and verdicts), ``studies`` (rows, tables, claims),
-``figures``, ``cli``.
+``figures``; its command line is ``epspp.cli.study``.
 """
-
-from epspp.study.cli import study_main
-
-__all__ = ["study_main"]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from epspp.pipeline import METHODS
+from epspp.demo import METHODS
 
 #: error type of the study -> the synthetic generator's rate argument
 ERROR_TYPES = {"missing_class": "missing_class_rate", "missing_object": "missing_part_rate",

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from epspp.chain import Runner, Stage, fit_stage, last_checkpoint, predict_stage
+from epspp.demo import pretrain_stage
 from epspp.errors import EPSError
-from epspp.pipeline import pretrain_stage
 from epspp.study.grid import STUDY_METHODS, THRESHOLDS, Training
 
 #: steps over which the telemetry is averaged at the end of a fit (the collapse monitor's window)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
 from epspp.callbacks.ird_monitor import IRDMonitor
+from epspp.config_checks import check_localization_options
 from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
 from epspp.errors import ConfigError
 from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss, ird_telemetry, ird_threshold_map
@@ -33,7 +34,6 @@ from epspp.ops import (
 from epspp.ops.crf import crf_refine_scores, require_solver
 from epspp.tasks.checkpoint import check_classes
 from epspp.tasks.optim import OptimizerName, build_optimizer, poly_schedule
-from epspp.validation import check_localization_options
 
 
 class LocalizationModule(pl.LightningModule):

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from epspp.config_checks import check_segmentation_options
 from epspp.constants import IGNORE_INDEX
 from epspp.losses import segmentation_loss
 from epspp.metrics import SegmentationMetrics, iou_table
@@ -20,7 +21,6 @@ from epspp.nets.deeplab import DeepLab
 from epspp.ops.crf import DenseCRF, to_uint8_rgb
 from epspp.tasks.checkpoint import check_classes
 from epspp.tasks.optim import OptimizerName, build_optimizer, poly_schedule
-from epspp.validation import check_segmentation_options
 
 
 class SegmentationModule(pl.LightningModule):

@@ -224,8 +224,8 @@ def test_sync_batchnorm_switch_gives_the_ddp_strategy_the_timm_aware_plugin(
 ) -> None:
     from pytorch_lightning import LightningModule
 
+    from epspp.cli.lightning import EPSCLI
     from epspp.data.datamodule import EPSDataModule
-    from epspp.lightning_cli import EPSCLI
     from epspp.nets.sync_bn import TimmSyncBatchNorm
 
     monkeypatch.setattr(sys, "argv", ["epspp"])  # the arguments are given below

@@ -11,7 +11,8 @@ from fixtures.cli import CONFIGS, run_epspp
 from PIL import Image
 
 import epspp.chain as chain
-import epspp.pipeline as pipeline
+import epspp.demo as pipeline
+from epspp.cli.demo import demo_main
 from epspp.data.pretrain_corpus import generate_pretrain_corpus
 
 TINY_DEMO = ["--", "--trainer.max_steps=2", "--trainer.limit_train_batches=2", "--trainer.check_val_every_n_epoch=1",
@@ -76,7 +77,7 @@ def test_the_scratch_regime_runs_the_scratch_configs_from_random_weights(monkeyp
                                                                          synthetic_root: Path, tmp_path: Path) -> None:
     calls = fake_stage_runs(monkeypatch)
     monkeypatch.chdir(tmp_path)  # the default --out is relative
-    assert pipeline.demo_main(["--regime", "scratch", "--root", str(synthetic_root), "--pretrain-root",
+    assert demo_main(["--regime", "scratch", "--root", str(synthetic_root), "--pretrain-root",
                                str(tmp_path / "never"), "--configs", str(CONFIGS / "demo")]) == 0
     assert [name for _, name in _config_names(calls)][:2] == ["localization_cam.yaml", "pseudo_masks.yaml"]
     assert len(calls) == 12 and not (tmp_path / "never").exists()  # no stage 0
@@ -91,7 +92,7 @@ def test_the_scratch_regime_runs_the_scratch_configs_from_random_weights(monkeyp
 def test_failed_stage_is_not_marked_finished(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path,
                                              tmp_path: Path) -> None:
     monkeypatch.setattr(chain, "run_command", lambda *args: 1)  # every stage exits 1
-    assert pipeline.demo_main(["--root", str(synthetic_root), "--out", str(tmp_path / "runs"), "--pretrain-root",
+    assert demo_main(["--root", str(synthetic_root), "--out", str(tmp_path / "runs"), "--pretrain-root",
                                str(tmp_path / "corpus")]) == 2
     assert not list((tmp_path / "runs").rglob("stage.json"))
 
@@ -100,7 +101,8 @@ def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: 
     out, corpus = tmp_path / "runs" / "demo", tmp_path / "pretrain"
     generate_pretrain_corpus(corpus, num_images=12, num_val=2, image_size=32)
     demo = ["demo", "--root", synthetic_root, "--out", out, "--pretrain-root", corpus, *TINY_DEMO]
-    result = run_epspp([*demo[:-len(TINY_DEMO)], "--configs", CONFIGS / "demo", *TINY_DEMO], cwd=tmp_path,
+    # the packaged configs' own path (configs/ of the repository links to them): the default of the rerun below
+    result = run_epspp([*demo[:-len(TINY_DEMO)], "--configs", CONFIGS.resolve() / "demo", *TINY_DEMO], cwd=tmp_path,
                        timeout=900)
     report = json.loads((out / "report.json").read_text())
     backbone = out / "pretrain" / "backbone.pth"
@@ -165,7 +167,7 @@ def test_changed_root_or_overrides_rerun_the_stage_and_those_after_it(
 def test_demo_out_that_is_a_file_and_configs_found_from_anywhere(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "report.txt").write_text("not a folder")
-    assert pipeline.demo_main(["--out", str(tmp_path / "report.txt"), "--root", str(tmp_path)]) == 2
+    assert demo_main(["--out", str(tmp_path / "report.txt"), "--root", str(tmp_path)]) == 2
     assert "--out" in capsys.readouterr().err and (tmp_path / "report.txt").read_text() == "not a folder"
     monkeypatch.chdir(tmp_path)  # not the repository root
     assert pipeline.demo_configs(None).resolve() == (CONFIGS / "demo").resolve()

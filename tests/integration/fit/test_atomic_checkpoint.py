@@ -30,8 +30,8 @@ def cli_checkpoint_io(synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.
     """The checkpoint IO of a trainer built by ``epspp fit``, its run folder on another filesystem than $TMPDIR."""
     from pytorch_lightning import LightningModule
 
+    from epspp.cli.lightning import EPSCLI
     from epspp.data.datamodule import EPSDataModule
-    from epspp.lightning_cli import EPSCLI
 
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()

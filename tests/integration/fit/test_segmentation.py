@@ -351,7 +351,7 @@ def test_predict_writes_masks_of_the_image_size_and_a_manifest(runs: dict[str, R
 def test_submission_layout_after_crf_with_the_miou_of_epspp_evaluate(runs: dict[str, Run], odd_root: Path,
                                                                       tmp_path: Path) -> None:
     pytest.importorskip("pydensecrf.densecrf")
-    from epspp.evaluate import evaluate_main
+    from epspp.cli.evaluate import evaluate_main
     from epspp.ops.crf import dense_crf, to_uint8_rgb
 
     run = _get(runs, "submission")

@@ -17,7 +17,7 @@ import torch
 from fixtures.cli import CONFIGS, TINY_FIT, clean_error, in_process, ok, predict_args
 from fixtures.helpers import snapshot, split_ids
 
-from epspp.lightning_cli import warn_oversubscription
+from epspp.cli.lightning import warn_oversubscription
 
 DEMO = CONFIGS / "demo" / "scratch"
 

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from epspp.argtypes import open_unit_interval, range_type, unit_interval
+from epspp.cli.argtypes import open_unit_interval, range_type, unit_interval
 
 
 def test_closed_interval_keeps_its_bounds() -> None:

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from epspp.quiet import VERBOSE_ENV, QuietLines, is_verbose, take_verbose_flag
+from epspp.cli.quiet import VERBOSE_ENV, QuietLines, is_verbose, take_verbose_flag
 
 
 def test_verbose_flag_is_stripped_and_set_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from fixtures.helpers import split_ids, write_png
 
-from epspp.data.check import CACHE, check_main, check_samples, preflight
+from epspp.cli.check import check_main
+from epspp.data.check import CACHE, check_samples, preflight
 from epspp.data.datamodule import EPSDataModule
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.errors import DatasetError

@@ -11,11 +11,11 @@ import torch
 from fixtures.helpers import gt_mask, labels_from_masks, split_ids
 
 import epspp.data.synthetic as synthetic
+from epspp.config_checks import check_data_options
 from epspp.data.classes import SYNTHETIC_CLASSES
 from epspp.data.datamodule import EPSDataModule
 from epspp.data.io import DatasetError, write_mask_png
 from epspp.errors import ConfigError
-from epspp.validation import check_data_options
 
 C = 5
 SIZE = 48

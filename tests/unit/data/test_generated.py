@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fixtures.helpers import snapshot, split_ids
 
+from epspp.cli.prepare import prepare_main
 from epspp.data.generated import MANIFEST
-from epspp.data.prepare import prepare_main
 from epspp.data.synthetic import generate_synthetic
 
 

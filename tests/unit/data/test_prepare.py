@@ -26,9 +26,10 @@ from fixtures.trees import (
 )
 from PIL import Image
 
+from epspp.cli.prepare import prepare_main
 from epspp.data.classes import COCO_CLASSES, VOC_CLASSES
 from epspp.data.io import DatasetError, read_split
-from epspp.data.prepare import prepare_coco, prepare_main, prepare_voc, read_sbd_mat
+from epspp.data.prepare import prepare_coco, prepare_voc, read_sbd_mat
 
 
 def _split(root: Path, name: str) -> list[str]:
@@ -147,7 +148,7 @@ def test_cli_voc_and_coco(voc_tree: tuple[Path, Path], coco_tree: Path, tmp_path
 
 
 def _subprocess(args: list[str]) -> subprocess.CompletedProcess:
-    code = f"from epspp.data.prepare import prepare_main; raise SystemExit(prepare_main({args!r}))"
+    code = f"from epspp.cli.prepare import prepare_main; raise SystemExit(prepare_main({args!r}))"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 

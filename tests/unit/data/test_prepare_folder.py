@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from epspp.cli.prepare import prepare_main
 from epspp.data.io import read_image, read_split
 from epspp.data.labels import image_labels
-from epspp.data.prepare import prepare_main
 from epspp.data.prepare_folder import prepare_folder, read_label_file
 from epspp.errors import DatasetError, OutputError
 

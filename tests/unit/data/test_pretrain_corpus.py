@@ -12,9 +12,9 @@ import pytest
 from fixtures.helpers import snapshot, split_ids
 from PIL import Image
 
+from epspp.cli.prepare import _parser, prepare_main
 from epspp.data.datamodule import EPSDataModule
 from epspp.data.generated import MANIFEST
-from epspp.data.prepare import _parser, prepare_main
 from epspp.data.synthetic import CLASS_NAMES, MAX_CLASSES, generate_synthetic, render_corpus_image
 from epspp.errors import DatasetError
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from fixtures.helpers import gt_mask, split_ids
 
+from epspp.cli.prepare import prepare_main
 from epspp.data.classes import SYNTHETIC_CLASSES
-from epspp.data.prepare import prepare_main
 from epspp.data.synthetic import SyntheticConfig, generate_synthetic, render_sample
 
 # sha256 over image, mask, saliency and context of train 0..23 and val 0..5 at the default parameters,

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from fixtures.helpers import split_ids
 
-from epspp.data.check import check_main, check_sample
+from epspp.cli.check import check_main
+from epspp.cli.evaluate import evaluate_main
+from epspp.data.check import check_sample
 from epspp.data.io import write_mask_png
-from epspp.evaluate import evaluate_main
 from epspp.render import render
 from epspp.runs.mask_files import is_overview, mask_files
 

@@ -14,13 +14,13 @@ import pytest
 from fixtures.helpers import snapshot, split_ids, write_png
 from PIL import Image
 
-from epspp.convert import convert_main
-from epspp.data.check import check_main
+from epspp.cli.check import check_main
+from epspp.cli.convert import convert_main
+from epspp.cli.evaluate import evaluate_main
+from epspp.cli.prepare import prepare_main
+from epspp.cli.render import render_main
 from epspp.data.dataset import ImageFolderDataset
-from epspp.data.prepare import prepare_main
 from epspp.errors import DatasetError
-from epspp.evaluate import evaluate_main
-from epspp.render import render_main
 from epspp.runs.ownership import RECORD
 
 SPLITS = Path("ImageSets") / "Segmentation"

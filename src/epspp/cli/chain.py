@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from epspp.chain import Processes, RunLayout, Runner, Stage, fit_stage, last_checkpoint, predict_stage
+from epspp.config_files import config_folder
 from epspp.errors import EPSError
 
 DATASETS = ("voc", "coco")
@@ -32,7 +33,7 @@ def reproduction_stages(dataset: str, segmentation: str, method: str, root: Path
     """The chain of ``make <dataset>-<segmentation>``: the configs of ``configs/<dataset>/``, the run folders of
     ``RunLayout(out)``; ``fit_args`` go to both fits, ``predict_args`` to the pseudo-masks, ``test_args`` to
     the test split's prediction."""
-    folder, run = configs / dataset, RunLayout(out)
+    folder, run = config_folder(configs / dataset), RunLayout(out)
     stages = [
         fit_stage("localization", run.localization, [folder / f"localization_{method}.yaml"], root,
                   overrides=fit_args),
@@ -64,7 +65,8 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--method", choices=METHODS, default="eps++", help="stage 1's method (default eps++)")
     parse.add_argument("--root", type=Path, required=True, help="the dataset root (VOC layout)")
     parse.add_argument("--out", type=Path, required=True, help="the run folder (one per method)")
-    parse.add_argument("--configs", type=Path, default=Path("configs"), help="the config folder (default configs)")
+    parse.add_argument("--configs", type=Path, default=Path("configs"),
+                       help="the config folder (default: configs here, else the packaged ones)")
     parse.add_argument("--devices", type=int, default=None,
                        help="processes (GPUs) per node; with it, every Trainer stage gets --trainer.devices/num_nodes/"
                             "strategy and each fit its batch recipe split over the processes (epspp batch-args)")

@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from epspp.argtypes import unit_interval
+from epspp.cli.argtypes import unit_interval
+from epspp.demo import REGIMES, demo_configs
 from epspp.errors import EPSError
-from epspp.pipeline import REGIMES, demo_configs
 from epspp.runs.ownership import claim_folder, holds_stage_marker
 from epspp.study.grid import DEFAULT_GRID, DEFAULT_METHODS, ERROR_TYPES, FULL_GRID, READING_METHODS, STUDY_METHODS
 from epspp.study.runner import Context, StudyError, prepare

@@ -9,13 +9,11 @@ whose command changed or whose input stage ran again runs again (its old outputs
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from epspp.chain import Runner, Stage, fit_stage, last_checkpoint, predict_stage
+from epspp.config_files import PACKAGED, config_folder
 from epspp.data.io import DatasetError
-from epspp.errors import EPSError
 from epspp.runs.ownership import claim_folder, holds_stage_marker
 
 METHODS = {"cam": "localization_cam.yaml", "eps": "localization_eps.yaml", "eps++": "localization_eps++.yaml"}
@@ -26,13 +24,15 @@ SEGMENTATION = ("wsss", "ssss", "labeled_only")
 
 
 def demo_configs(configs: str | None) -> Path:
-    """The demo's config folder: ``--configs``, else ``configs/demo`` here or in the repository epspp runs from."""
+    """The demo's config folder: ``--configs`` (a folder, or a packaged one's name), else ``configs/demo`` here or
+    the packaged ``demo`` configs."""
     if configs:
-        return Path(configs)
-    for candidate in (Path("configs/demo"), Path(__file__).resolve().parents[2] / "configs" / "demo"):
+        return config_folder(configs)
+    for candidate in (Path("configs/demo"), PACKAGED / "demo"):
         if (candidate / "pseudo_masks.yaml").is_file():
             return candidate
-    raise DatasetError("cannot find the demo's configs (configs/demo of the epspp repository): pass --configs DIR")
+    raise DatasetError(f"cannot find the demo's configs ({PACKAGED / 'demo'} of the installed epspp): pass "
+                       "--configs DIR")
 
 
 def pretrain_stage(configs: Path, corpus: Path, folder: Path, *, init: list[str] | tuple[str, ...] = (),
@@ -109,33 +109,3 @@ def run_demo(root: Path, out: Path, configs: Path, overrides: list[str], regime:
     measured = {key: records[stage.name] for key, stage in stages.items()
                 if key not in ("dataset", "pretrain_corpus")}
     return write_report(root, out, measured, regime)
-
-
-def demo_main(argv: list[str] | None = None) -> int:
-    """``epspp demo [--regime pretrained|scratch] [--root data/synthetic] [--out DIR] [--configs configs/demo]
-    [--pretrain-root data/pretrain] [-- OVERRIDES]``."""
-    parser = argparse.ArgumentParser(prog="epspp demo", description="Run the whole EPS++ pipeline on synthetic data.")
-    parser.add_argument("--regime", choices=REGIMES, default="pretrained",
-                        help="pretrained (default, the papers' regime): stage 0 pretrains the backbone on the "
-                             "pretraining corpus, stages 1 and 3 fine-tune it (configs/demo); scratch: stages 1 "
-                             "and 3 from random weights (configs/demo/scratch)")
-    parser.add_argument("--root", default="data/synthetic", help="synthetic dataset root (generated if absent)")
-    parser.add_argument("--out", default=None,
-                        help="run folder of the demo (default: runs/demo, or runs/demo_scratch with --regime scratch)")
-    parser.add_argument("--configs", default=None,
-                        help="folder of the demo's stage configs (default: configs/demo of the repository; the "
-                             "scratch regime reads its scratch/ subfolder)")
-    parser.add_argument("--pretrain-root", default="data/pretrain",
-                        help="stage 0's pretraining corpus (generated if absent; pretrained regime only)")
-    parser.add_argument("overrides", nargs="*", 
-                        help="extra `epspp fit` overrides of every fit, stage 0 included (after --), e.g. "
-                             "--trainer.max_steps=5")
-    args = parser.parse_args(argv)
-    try:
-        report = run_demo(Path(args.root), Path(args.out or DEFAULT_OUT[args.regime]), demo_configs(args.configs),
-                          args.overrides, args.regime, Path(args.pretrain_root))
-    except EPSError as error:
-        print(f"epspp demo: error: {error}", file=sys.stderr)
-        return 2
-    print(report["table"])
-    return 0

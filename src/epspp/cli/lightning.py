@@ -17,23 +17,20 @@ from pytorch_lightning.plugins.layer_sync import LayerSync
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from epspp.callbacks.mask_writer import MaskWriter
+from epspp.cli.quiet import is_verbose, quiet_wandb_settings
+from epspp.config_checks import check_config, warmup_note
 from epspp.data.classes import CLASSES_FILE, read_classes
 from epspp.errors import CheckpointMismatchError, ConfigError, EPSError
 from epspp.nets.sync_bn import TimmSyncBatchNorm
-from epspp.quiet import is_verbose, quiet_wandb_settings
 from epspp.runs.folder import (
-    check_run_folder,
+    checkpoint_folders,
     config_dump_path,
     dump_mark,
     first_process,
-    inside,
-    monitor_what_exists,
-    note_new_folder,
-    resolve_run_paths,
-    wandb_loggers,
+    keyword_checkpoint,
+    prepare_run,
 )
 from epspp.tasks.checkpoint import AtomicCheckpointIO, check_classes
-from epspp.validation import check_config, warmup_note
 
 PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar", "StepProgressBar")
 CKPT_KEYWORDS = ("last", "best", "hpc")  # --ckpt_path values that Lightning resolves itself
@@ -56,14 +53,6 @@ class EPSCLI(LightningCLI):
         parser.add_argument("--allow_random_weights", type=bool, default=False,
                             help="predict: allow running without --ckpt_path (masks of an untrained network)")
 
-    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
-        """``--weights_only`` of fit/validate/test/predict defaults to true: checkpoints are read without
-        unpickling code (Lightning's default, None, leaves it to torch)."""
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
-        if "weights_only" in self._subcommand_method_arguments.get(subcommand, {}):
-            parser.set_defaults({"weights_only": True})
-        return parser
-
     def instantiate_classes(self) -> None:
         """Bad input found while building the model (a weight file, say) reaches the user as its own one-line
         error: jsonargparse wraps it in "Does not validate against any of the Union subtypes"."""
@@ -75,40 +64,50 @@ class EPSCLI(LightningCLI):
                 raise
             raise cause from None
 
-    def _parse_ckpt_path(self) -> None:
-        """Take the network from ``--ckpt_path``'s hyper-parameters, but inference options from the config.
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """After parsing (and before Lightning reads ``--ckpt_path``'s hyper-parameters into the model's arguments):
 
-        Lightning replaces the model's arguments by the checkpoint's; the options a module lists in
-        ``inference_options`` (scales, flips, thresholds, refinement) keep the values of the config
-        and the command line, so ``pseudo_masks.yaml`` and ``--model.init_args.bg_threshold`` apply.  Outside
-        ``fit`` the backbone's initial weights are not loaded (``pretrained`` false, ``pretrained_path`` null): the
-        checkpoint's replace them, so a predict needs no download and no stage-0 file.
+        ``--weights_only`` of fit/validate/test/predict defaults to true (checkpoints are read without unpickling
+        code; Lightning's default, None, leaves it to torch); ``--ckpt_path last|best`` outside ``fit`` becomes the
+        file it stands for (the network is read from it, as for an explicit path); the checkpoint is checked; and
+        the model's ``inference_options`` (scales, flips, thresholds, refinement) are kept aside, so that the
+        config's and the command line's values replace the checkpoint's (``before_instantiate_classes``).
         """
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        model = self.config[subcommand].get("model") if subcommand else None
-        if subcommand:
-            config = self.config[subcommand]
-            keyword = str(config.get("ckpt_path")) if str(config.get("ckpt_path")) in ("last", "best") else None
-            path = keyword_checkpoint(config, keyword) if keyword else None
-            if keyword and subcommand != "fit":  # the network is read from the file, as for an explicit path
-                if path is None:
-                    folders = ", ".join(map(str, checkpoint_folders(config)))
-                    raise ConfigError(f"--ckpt_path {keyword}: no {keyword} checkpoint in {folders} (the config's "
-                                      "ModelCheckpoint folders): pass the checkpoint file, e.g. --ckpt_path "
-                                      "RUN/checkpoints/last.ckpt")
-                config.ckpt_path = str(path)
-            check_checkpoint(config, model, path)
-        keep: dict = {}
+        self.inference_options: dict = {}
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if "weights_only" in config and config.get("weights_only") is None:
+            config.weights_only = True
+        model = config.get("model")
+        keyword = str(config.get("ckpt_path")) if str(config.get("ckpt_path")) in ("last", "best") else None
+        path = keyword_checkpoint(config, keyword) if keyword else None
+        if keyword and subcommand != "fit":
+            if path is None:
+                folders = ", ".join(map(str, checkpoint_folders(config)))
+                raise ConfigError(f"--ckpt_path {keyword}: no {keyword} checkpoint in {folders} (the config's "
+                                  "ModelCheckpoint folders): pass the checkpoint file, e.g. --ckpt_path "
+                                  "RUN/checkpoints/last.ckpt")
+            config.ckpt_path = str(path)
+        check_checkpoint(config, model, path)
         if model is not None and getattr(model, "class_path", None):
             module_name, _, class_name = model.class_path.rpartition(".")
             options = getattr(getattr(importlib.import_module(module_name), class_name), "inference_options", ())
-            keep = {key: model.init_args[key] for key in options if key in model.init_args}
-        super()._parse_ckpt_path()
-        for key, value in keep.items():
-            self.config[subcommand].model.init_args[key] = value
-        init_args = getattr(self.config[subcommand].get("model"), "init_args", None) if subcommand else None
-        if subcommand != "fit" and self.config[subcommand].get("ckpt_path") and init_args is not None:
-            # the checkpoint's weights replace the backbone's initial ones: neither download them nor read their file
+            self.inference_options = {key: model.init_args[key] for key in options if key in model.init_args}
+
+    def keep_inference_options(self, config: Any) -> None:
+        """The network from ``--ckpt_path``'s hyper-parameters (read by Lightning), the inference options from the
+        config and command line; outside ``fit`` the backbone's initial weights are not loaded (``pretrained``
+        false, ``pretrained_path`` null): the checkpoint's replace them, so a predict needs no download and no
+        stage-0 file."""
+        init_args = getattr(config.get("model"), "init_args", None)
+        if init_args is None:
+            return
+        for key, value in self.inference_options.items():
+            init_args[key] = value
+        if self.subcommand != "fit" and config.get("ckpt_path"):
             for key, value in (("pretrained", False), ("pretrained_path", None)):
                 if key in init_args:
                     init_args[key] = value
@@ -148,67 +147,30 @@ class EPSCLI(LightningCLI):
                 callback.checkpoint_path = str(config.ckpt_path)
 
     def before_instantiate_classes(self) -> None:
-        """Resolve relative run paths against ``trainer.default_root_dir``.
-
-        A ModelCheckpoint ``dirpath`` (default ``checkpoints``) and a logger ``save_dir`` that are
-        relative are taken inside ``default_root_dir``, so ``--trainer.default_root_dir DIR`` moves a
-        whole run.  Absolute paths are kept.  A WandbLogger without a ``name`` is named after the
-        run folder (stage and method, e.g. ``demo/eps++/localization``).  With
-        ``--trainer.enable_progress_bar false`` the configs' progress-bar callback is dropped
-        (cluster logs stay clean) instead of Lightning refusing the combination.  A ``predict`` run
-        writes in its ``--pseudo_masks.output_dir`` (Lightning's ``config.yaml``: how the masks were made).  The
-        run folder follows the write rule (``runs.folder.check_run_folder``).  Quiet by default (``epspp.quiet``):
-        no model summary table unless asked for (``--trainer.enable_model_summary true`` or ``--verbose``), and a
-        ``predict`` starts no W&B run.
+        """The checked, rewritten configuration of the run: the inference options of the config
+        (``keep_inference_options``); the option checks (``epspp.config_checks``); with ``--trainer.enable_progress_bar
+        false`` the configs' progress-bar callback is dropped (cluster logs stay clean) instead of Lightning refusing
+        the combination; no model summary table unless asked for (``--trainer.enable_model_summary true`` or
+        ``--verbose``); and the run folder policy, ``epspp.runs.folder.prepare_run`` (what exists on disk, the run
+        folder's paths, the write rule).
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
+        self.keep_inference_options(config)
         if self.subcommand == "predict" and not config.get("ckpt_path") and not config.get("allow_random_weights"):
             raise ConfigError("predict needs the trained network: pass --ckpt_path CKPT (or --allow_random_weights "
                               "true for the masks of an untrained network)")
         check_config(config)
         warn_oversubscription(config.trainer.get("accelerator"), config.trainer.get("devices"))
-        if self.subcommand == "fit":
-            monitor_what_exists(config)
-            note = warmup_note(config)
-            if note and first_process():
-                print(f"[epspp] {note}", file=sys.stderr)
-        output_dir = (config.get("pseudo_masks") or {}).get("output_dir")
-        if self.subcommand == "predict" and output_dir:
-            predict_in_output_dir(config, str(output_dir))
         if config.trainer.get("enable_model_summary") is None and not is_verbose():
             config.trainer.enable_model_summary = False  # the progress callback prints the parameter count
-        if self.subcommand == "predict":
-            drop_wandb(config)
         if config.trainer.get("enable_progress_bar") is False and config.trainer.get("callbacks"):
             config.trainer.callbacks = [callback for callback in config.trainer.callbacks
                                         if not callback.class_path.endswith(PROGRESS_BARS)]
-        root = config.trainer.get("default_root_dir")
-        note_new_folder(root or os.getcwd())  # removed again if the command fails before writing a file
-        if root:
-            resolve_run_paths(config, root)
-            if wandb_loggers(config):
-                quiet_wandb_settings()
-        check_run_folder(config, self.subcommand, self.start_over)
-
-
-def drop_wandb(config: Any) -> None:
-    """No W&B run for a prediction: the configs' WandbLogger is removed (other loggers are kept)."""
-    loggers = config.trainer.get("logger")
-    if isinstance(loggers, list):
-        kept = [logger for logger in loggers if not getattr(logger, "class_path", "").endswith("WandbLogger")]
-        config.trainer.logger = kept or False
-    elif getattr(loggers, "class_path", "").endswith("WandbLogger"):
-        config.trainer.logger = False
-
-
-def predict_in_output_dir(config: Any, output_dir: str) -> None:
-    """A predict run writes its configuration and logs in ``--pseudo_masks.output_dir``, never in the training
-    run's folder that a training config names (its config.yaml is the record of how the checkpoint was made)."""
-    given = config.trainer.get("default_root_dir")
-    if given and os.path.normpath(given) != os.path.normpath(output_dir) and first_process():
-        print(f"[epspp] predict writes its configuration and logs in --pseudo_masks.output_dir {output_dir}, not in "
-              f"--trainer.default_root_dir {given}", file=sys.stderr)
-    config.trainer.default_root_dir = output_dir
+        prepare_run(config, self.subcommand, self.start_over)  # the run folder policy (epspp.runs.folder)
+        if self.subcommand == "fit" and (note := warmup_note(config)) and first_process():
+            print(f"[epspp] {note}", file=sys.stderr)
+        if any(getattr(logger, "class_path", "").endswith("WandbLogger") for logger in _loggers(config)):
+            quiet_wandb_settings()
 
 
 class RunConfigDump(SaveConfigCallback):
@@ -237,30 +199,6 @@ class RunConfigDump(SaveConfigCallback):
                                   "choose a writable --trainer.default_root_dir") from None
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
-
-
-def checkpoint_folders(config: Any) -> list[Path]:
-    """The folders the config's ModelCheckpoint callbacks write in (relative ones inside ``default_root_dir``)."""
-    root = config.trainer.get("default_root_dir") or "."
-    folders = [Path(inside(root, callback.init_args.get("dirpath") or "checkpoints"))
-               for callback in config.trainer.get("callbacks") or [] if callback.class_path.endswith("ModelCheckpoint")]
-    return list(dict.fromkeys(folders)) or [Path(root, "checkpoints")]
-
-
-def keyword_checkpoint(config: Any, keyword: str) -> Path | None:
-    """The file ``--ckpt_path last`` (the newest ``last*.ckpt``, as Lightning picks it) or ``best`` (the monitored
-    ModelCheckpoint's ``<filename>.ckpt``) stands for in the config's checkpoint folders; None when there is none."""
-    if keyword == "last":
-        found = [path for folder in checkpoint_folders(config) if folder.is_dir() for path in folder.iterdir()
-                 if re.fullmatch(r"last(-\d+)?\.ckpt", path.name) and path.is_file()]
-        return max(found, key=lambda path: path.stat().st_mtime) if found else None
-    for callback in config.trainer.get("callbacks") or []:
-        if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor"):
-            root = config.trainer.get("default_root_dir") or "."
-            path = Path(inside(root, callback.init_args.get("dirpath") or "checkpoints"),
-                        f"{callback.init_args.get('filename') or 'best'}.ckpt")
-            return path if path.is_file() else None
-    return None
 
 
 def check_checkpoint(config: Any, model: Any, path: str | Path | None = None) -> None:
@@ -323,3 +261,8 @@ def _user_error(error: BaseException) -> EPSError | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def _loggers(config: Any) -> list[Any]:
+    loggers = config.trainer.get("logger")
+    return loggers if isinstance(loggers, list) else [loggers]

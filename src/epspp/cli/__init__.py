@@ -17,19 +17,20 @@ import warnings
 from epspp import __version__
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-# the commands outside LightningCLI: name -> (module, entry function taking the remaining arguments)
+# the commands outside LightningCLI: name -> (module of epspp.cli, its entry function taking the remaining arguments)
 TOOLS = {
-    "prepare": ("epspp.data.prepare", "prepare_main"),
-    "evaluate": ("epspp.evaluate", "evaluate_main"),
-    "check": ("epspp.data.check", "check_main"),
-    "render": ("epspp.render", "render_main"),
-    "demo": ("epspp.pipeline", "demo_main"),
-    "run": ("epspp.run", "run_main"),
-    "batch-args": ("epspp.batch_scaling", "batch_args_main"),
-    "chain": ("epspp.chain_cli", "chain_main"),
-    "convert-weights": ("epspp.convert", "convert_main"),
-    "study": ("epspp.study", "study_main"),
-    "saliency": ("epspp.saliency", "saliency_main"),
+    "prepare": ("epspp.cli.prepare", "prepare_main"),
+    "evaluate": ("epspp.cli.evaluate", "evaluate_main"),
+    "check": ("epspp.cli.check", "check_main"),
+    "render": ("epspp.cli.render", "render_main"),
+    "demo": ("epspp.cli.demo", "demo_main"),
+    "run": ("epspp.cli.run", "run_main"),
+    "batch-args": ("epspp.cli.batch_args", "batch_args_main"),
+    "chain": ("epspp.cli.chain", "chain_main"),
+    "convert-weights": ("epspp.cli.convert", "convert_main"),
+    "study": ("epspp.cli.study", "study_main"),
+    "saliency": ("epspp.cli.saliency", "saliency_main"),
+    "configs": ("epspp.cli.configs", "configs_main"),
 }
 OVERVIEW = """usage: epspp COMMAND [ARGS]   (epspp COMMAND --help for the options of one command)
 
@@ -53,6 +54,7 @@ tools:
   batch-args   per-GPU batch size and learning rate of a config's recipe on N GPUs
   convert-weights  ResNet-38d's MXNet ImageNet .params -> a PyTorch .pth (no mxnet needed)
   study        controlled studies on synthetic data: epspp study saliency-errors|labeled-fraction
+  configs      the packaged configs (a --config NAME that is not a file is one): epspp configs list|copy NAME DEST
 
 stage options of epspp (besides Lightning's):
 --verbose      (or EPSPP_VERBOSE=1) show the libraries' tips, W&B banner, warnings and the model summary table
@@ -98,10 +100,10 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(getattr(importlib.import_module(module), function)(argv[1:]))
     if not os.environ.get("WANDB_MODE"):  # unset or empty: never ask for a login unless the user opts in
         os.environ["WANDB_MODE"] = "offline"
-    from epspp.quiet import quiet_libraries, take_verbose_flag
+    from epspp.cli.quiet import quiet_libraries, take_verbose_flag
     from epspp.runs.folder import START_OVER_FLAG, discard_empty_new_folders
 
-    stripped = take_verbose_flag(argv)
+    stripped = packaged_configs(take_verbose_flag(argv))
     start_over = command == "fit" and any(arg in (START_OVER_FLAG, "--start-over") for arg in stripped)
     stripped = [arg for arg in stripped if arg not in (START_OVER_FLAG, "--start-over")] if start_over else stripped
     if stripped != argv and args is None:  # the console script: LightningCLI reads sys.argv (DDP children too)
@@ -124,9 +126,9 @@ def run_lightning_cli(args: list[str] | None, options: list[str], start_over: bo
     """Run ``EPSCLI`` on ``args`` (None: ``sys.argv``); its errors in one line (exit status 2)."""
     from pytorch_lightning import LightningModule
 
+    from epspp.cli.lightning import EPSCLI, RunConfigDump
     from epspp.data.datamodule import EPSDataModule
     from epspp.errors import EPSError
-    from epspp.lightning_cli import EPSCLI, RunConfigDump
 
     try:
         check_config_files(options)
@@ -149,6 +151,19 @@ def run_lightning_cli(args: list[str] | None, options: list[str], start_over: bo
               "--trainer.val_check_interval counts batches within one epoch: give both, e.g. "
               "--trainer.val_check_interval 1.0 to validate at epoch ends)", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def packaged_configs(args: list[str]) -> list[str]:
+    """``args`` with each ``--config``/``-c`` value that is not a file replaced by the packaged config of that name."""
+    from epspp.config_files import resolve_config
+
+    resolved = list(args)
+    for index, arg in enumerate(resolved):
+        if arg.startswith("--config="):
+            resolved[index] = "--config=" + resolve_config(arg.split("=", 1)[1])
+        elif index and resolved[index - 1] in ("--config", "-c") and not arg.startswith("-"):
+            resolved[index] = resolve_config(arg)
+    return resolved
 
 
 def check_config_files(args: list[str]) -> None:
@@ -190,7 +205,7 @@ def one_line(error: Exception) -> str:
 def quiet_unactionable_warnings(subcommand: str) -> None:
     """Hide the library warnings of ``UNACTIONABLE_WARNINGS`` that apply to this subcommand (all of them shown
     with ``--verbose`` or ``EPSPP_VERBOSE=1``)."""
-    from epspp.quiet import is_verbose
+    from epspp.cli.quiet import is_verbose
 
     if is_verbose():
         return
