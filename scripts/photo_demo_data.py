@@ -6,7 +6,7 @@
 
 The photos are scikit-image's bundled ones (cameraman, cat, coffee cup, rocket, astronaut, motorcycle; offline,
 ``pip install scikit-image``): each full, mirrored and cropped, and two side-by-side composites with both labels.
-The saliency maps are each pixel's colour contrast to the image border (``tests/helpers.py``,
+The saliency maps are each pixel's colour contrast to the image border (``tests/fixtures/helpers.py``,
 ``border_contrast_saliency``): crude on purpose, like a cheap detector's. ``new_photos/`` holds 4 other crops of
 the photos, to try ``--predict`` on.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from helpers import write_photo_set  # noqa: E402 - tests/helpers.py holds the builder the tests use too
+from fixtures.helpers import write_photo_set  # noqa: E402 - the builder the tests use too
 
 
 def main(argv: list[str] | None = None) -> int:

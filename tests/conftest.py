@@ -9,7 +9,11 @@ delete or corrupt files use ``synthetic_copy``, a private copy without that cach
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,11 +26,42 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 SYNTHETIC = {"num_train": 20, "num_val": 6, "image_size": 48, "seed": 0}
 #: the longest module (about 5 minutes of `epspp study` runs) is collected first, so that under `make test`'s
 #: xdist loadscope it starts at once on one worker and overlaps the rest instead of ending the run alone
-FIRST_MODULES = ("tests/integration/test_study.py",)
+FIRST_MODULES = ("tests/integration/study/test_study.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.nodeid.split("::")[0] not in FIRST_MODULES)  # stable: the rest keep order
+
+
+#: what libraries keep in the temporary folder for a whole process (removed at its exit, or a per-user cache):
+#: wandb's media and artifact folders, multiprocessing's folder (DataLoader workers), torch's compile cache,
+#: onnxruntime's session file
+LIBRARY_TEMP = re.compile(r"tmp\w{8}wandb-(media|artifacts)|pymp-\w{8}|torchinductor_\w+|\.ses")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temp_folder_left_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's temporary files go to a private folder (``$TMPDIR`` of this process and of the commands it
+    starts, ``tempfile.tempdir``) that must be empty at the end: a test or a command that leaves a temporary entry
+    behind (such as ``in_process``'s ``epspp-cli-*`` working directory) fails the session, naming the entries.
+    pytest's own ``tmp_path`` folders stay where pytest keeps them."""
+    tmp_path_factory.getbasetemp()  # pytest's folders in the system temp folder, before $TMPDIR is redirected
+    private = Path(tempfile.mkdtemp(prefix="epspp-tests-"))
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(private), str(private)
+    yield private
+    if "wandb" in sys.modules:  # an in-process W&B run's service keeps its folder until it ends
+        sys.modules["wandb"].teardown()
+    if saved[0] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[0]
+    tempfile.tempdir = saved[1]
+    left = sorted(entry.name for entry in private.iterdir() if not LIBRARY_TEMP.fullmatch(entry.name))
+    shutil.rmtree(private, ignore_errors=True)
+    if left:
+        pytest.fail(f"the tests left {len(left)} entries in the temporary folder: {', '.join(left[:20])}; remove "
+                    "them where they are made (tempfile.TemporaryDirectory, or tmp_path)", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -39,9 +74,9 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def localization_checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``last.ckpt`` of a 2-step EPS++ fit (tiny ResNet, ``cli.TINY_FIT``) of ``synthetic_root``, trained once
+    """``last.ckpt`` of a 2-step EPS++ fit (tiny ResNet, ``fixtures.cli.TINY_FIT``) of ``synthetic_root``, trained once
     per session by ``epspp fit`` in a subprocess, as a user runs it; do not modify it (copy it first)."""
-    from cli import SCRATCH_EPSPP, TINY_FIT, run_epspp  # tests/integration/cli.py
+    from fixtures.cli import SCRATCH_EPSPP, TINY_FIT, run_epspp
 
     run = tmp_path_factory.mktemp("localization")
     run_epspp(["fit", "--config", SCRATCH_EPSPP, "--data.root", synthetic_root,
@@ -50,6 +85,22 @@ def localization_checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempP
     checkpoint = run / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file(), sorted(map(str, run.rglob("*")))
     return checkpoint
+
+
+@pytest.fixture
+def voc_tree(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny VOC2012 + SBD download (``fixtures.trees``): (VOC2012 folder, SBD dataset folder)."""
+    from fixtures.trees import write_voc_sbd_tree
+
+    return write_voc_sbd_tree(tmp_path)
+
+
+@pytest.fixture
+def coco_tree(tmp_path: Path) -> Path:
+    """A tiny COCO download in EPS's layout (``fixtures.trees``)."""
+    from fixtures.trees import write_coco_tree
+
+    return write_coco_tree(tmp_path / "coco")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import split_ids
+from fixtures.helpers import split_ids
 from PIL import Image
 
 from epspp.cli.render import render_main

@@ -23,7 +23,7 @@ if importlib.util.find_spec("rembg") is None:  # not imported here: epspp.salien
 pytest.importorskip("onnx")
 pytest.importorskip("skimage")
 
-from saliency_model import FAMILIES, expected_u2net_map, write_photos, write_u2net_like_onnx  # noqa: E402
+from fixtures.saliency_model import FAMILIES, expected_u2net_map, write_photos, write_u2net_like_onnx  # noqa: E402
 
 from epspp.cli.saliency import saliency_main
 from epspp.saliency import SaliencyError, write_saliency_maps  # noqa: E402

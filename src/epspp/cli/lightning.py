@@ -140,9 +140,12 @@ class EPSCLI(LightningCLI):
             raise ConfigError(lightning_error(error, trainer)) from None
 
     def after_instantiate_classes(self) -> None:
-        """Tell the mask writer which checkpoint the masks come from (it checks the folder's provenance)."""
+        """Tell the mask writer which checkpoint the masks come from (it checks the folder's provenance); a fit
+        shorter than its warm-up says so once the trainer is built (a refused setting stays a one-line error)."""
         super().after_instantiate_classes()
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand == "fit" and (note := warmup_note(config)) and first_process():
+            print(f"[epspp] {note}", file=sys.stderr)
         for callback in cast(Any, self.trainer).callbacks:  # Lightning sets it without declaring it on the class
             if isinstance(callback, MaskWriter) and config.get("ckpt_path"):
                 callback.checkpoint_path = str(config.ckpt_path)
@@ -168,8 +171,6 @@ class EPSCLI(LightningCLI):
             config.trainer.callbacks = [callback for callback in config.trainer.callbacks
                                         if not callback.class_path.endswith(PROGRESS_BARS)]
         prepare_run(config, cast(str, self.subcommand), self.start_over)  # the run folder policy (runs.folder)
-        if self.subcommand == "fit" and (note := warmup_note(config)) and first_process():
-            print(f"[epspp] {note}", file=sys.stderr)
         if any(getattr(logger, "class_path", "").endswith("WandbLogger") for logger in _loggers(config)):
             quiet_wandb_settings()
 

@@ -1,0 +1,296 @@
+"""EPSDataModule on the synthetic dataset: batches of every stage, pseudo-masks, semi-supervision."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fixtures.helpers import gt_mask, labels_from_masks, split_ids
+
+import epspp.data.synthetic as synthetic
+from epspp.config_checks import check_data_options
+from epspp.data.classes import SYNTHETIC_CLASSES
+from epspp.data.datamodule import EPSDataModule
+from epspp.data.io import DatasetError, write_mask_png
+from epspp.errors import ConfigError
+
+C = 5
+SIZE = 48
+PSEUDO_CLASS = 4  # every pseudo-mask is this class everywhere: tells pseudo-masks from ground truth
+
+
+def _module(root, **kwargs) -> EPSDataModule:
+    options = {"num_workers": 0, "batch_size": 4, "crop_size": 32, "resize_long": (40, 56), "eval_size": 64}
+    return EPSDataModule(root=str(root), **{**options, **kwargs})
+
+
+def _write_pseudo_masks(folder, ids) -> None:
+    folder.mkdir(exist_ok=True)
+    for image_id in ids:
+        write_mask_png(folder / f"{image_id}.png", np.full((SIZE, SIZE), PSEUDO_CLASS, np.uint8))
+
+
+@pytest.fixture
+def pseudo_dir(synthetic_root, tmp_path):
+    folder = tmp_path / "pseudo_masks"
+    _write_pseudo_masks(folder, split_ids(synthetic_root, "train"))
+    return folder
+
+
+def test_classes_come_from_the_dataset(synthetic_root):
+    module = _module(synthetic_root)
+    assert module.class_names == list(SYNTHETIC_CLASSES)
+    assert module.num_classes == C == len(SYNTHETIC_CLASSES) - 1
+
+
+def test_localization_train_batch(synthetic_root):
+    module = _module(synthetic_root, task="localization")
+    module.setup("fit")
+    loader = module.train_dataloader()
+    assert len(loader) == 5  # 20 images, batches of 4
+    batch = next(iter(loader))
+    assert set(batch) == {"id", "image", "mask", "saliency", "size", "label"}
+    assert batch["image"].shape == (4, 3, 32, 32) and batch["image"].dtype == torch.float32
+    assert batch["saliency"].shape == (4, 1, 32, 32) and batch["saliency"].dtype == torch.float32
+    assert 0.0 <= batch["saliency"].min() and batch["saliency"].max() <= 1.0
+    assert batch["mask"].shape == (4, 32, 32) and batch["mask"].dtype == torch.int64
+    assert set(batch["mask"].unique().tolist()) <= set(range(C + 1)) | {255}
+    assert batch["label"].shape == (4, C) and batch["label"].dtype == torch.float32
+    assert batch["size"].tolist() == [[SIZE, SIZE]] * 4
+    assert len(batch["id"]) == 4 and set(batch["id"]) <= set(split_ids(synthetic_root, "train"))
+    expected = labels_from_masks(synthetic_root, batch["id"], C)
+    for row, image_id in enumerate(batch["id"]):
+        np.testing.assert_array_equal(batch["label"][row].numpy(), expected[image_id])
+    assert batch["image"].std() > 0.1  # a normalized image, not a constant
+
+
+def test_localization_val_batch(synthetic_root):
+    module = _module(synthetic_root, task="localization", val_batch_size=3)
+    module.setup("validate")
+    assert "train" not in module.datasets
+    batches = list(module.val_dataloader())
+    assert [len(b["id"]) for b in batches] == [3, 3]
+    batch = batches[0]
+    assert set(batch) == {"id", "image", "mask", "saliency", "size", "label"}
+    assert batch["image"].shape == (3, 3, 64, 64)
+    assert batch["saliency"].shape == (3, 1, 64, 64)
+    # eval_size 64 pads the 48x48 images bottom/right: mask 255, saliency 0
+    mask = batch["mask"]
+    assert mask.shape == (3, 64, 64)
+    assert bool((mask[:, SIZE:, :] == 255).all()) and bool((mask[:, :, SIZE:] == 255).all())
+    assert float(batch["saliency"][:, :, SIZE:, :].abs().sum()) == 0.0
+    for row, image_id in enumerate(batch["id"]):
+        np.testing.assert_array_equal(mask[row, :SIZE, :SIZE].numpy(), gt_mask(synthetic_root, image_id))
+    assert batch["id"] == split_ids(synthetic_root, "val")[:3]  # no shuffling
+
+
+def test_eval_scale_enlarges_val_images_and_masks_but_not_predict(synthetic_root):
+    module = _module(synthetic_root, task="localization", val_batch_size=2, eval_size=None, eval_scale=2.0,
+                     predict_split="val")
+    module.setup("validate")
+    batch = next(iter(module.val_dataloader()))
+    assert batch["image"].shape == (2, 3, 2 * SIZE, 2 * SIZE) and batch["mask"].shape == (2, 2 * SIZE, 2 * SIZE)
+    truth = gt_mask(synthetic_root, batch["id"][0])
+    np.testing.assert_array_equal(batch["mask"][0].numpy(), truth.repeat(2, axis=0).repeat(2, axis=1))
+    module.setup("predict")  # pseudo-masks are written at the images' own size: the model's scales enlarge there
+    assert next(iter(module.predict_dataloader()))["image"].shape == (1, 3, SIZE, SIZE)
+    with pytest.raises(ConfigError, match="eval_scale must be > 0"):
+        check_data_options({**module.hparams, "eval_scale": 0})
+
+
+def test_predict_batch(synthetic_root):
+    module = _module(synthetic_root, predict_split="val")
+    module.setup("predict")
+    loader = module.predict_dataloader()
+    assert len(loader) == 6
+    batch = next(iter(loader))
+    assert set(batch) == {"id", "image", "mask", "size", "label", "has_mask"}
+    assert batch["image"].shape == (1, 3, SIZE, SIZE)  # full resolution, not padded to eval_size
+    assert batch["size"].tolist() == [[SIZE, SIZE]]
+    assert batch["has_mask"].tolist() == [True]
+    image_id = split_ids(synthetic_root, "val")[0]
+    assert batch["id"] == [image_id]
+    np.testing.assert_array_equal(batch["label"][0].numpy(), labels_from_masks(synthetic_root, [image_id], C)[image_id])
+
+
+def test_segmentation_ground_truth_only(synthetic_root):
+    module = _module(synthetic_root, task="segmentation")
+    module.setup("fit")
+    batch = next(iter(module.train_dataloader()))
+    assert set(batch) == {"id", "image", "mask", "size", "is_labeled"}
+    assert batch["image"].shape == (4, 3, 32, 32) and batch["mask"].shape == (4, 32, 32)
+    assert batch["is_labeled"].tolist() == [1.0] * 4
+    val = next(iter(module.val_dataloader()))
+    assert set(val) == {"id", "image", "mask", "size", "is_labeled"}
+    assert val["mask"].shape == (4, 64, 64)
+
+
+def test_segmentation_ground_truth_of_labeled_split_only(synthetic_root):
+    module = _module(synthetic_root, task="segmentation", labeled_split="labeled_10pct", batch_size=2)
+    module.setup("fit")
+    assert module.datasets["train"].ids == split_ids(synthetic_root, "labeled_10pct")
+
+
+def test_segmentation_with_pseudo_masks(synthetic_root, pseudo_dir):
+    module = _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(pseudo_dir))
+    module.setup("fit")
+    batches = list(module.train_dataloader())
+    assert len(batches) == 5
+    assert sorted(i for b in batches for i in b["id"]) == split_ids(synthetic_root, "train")
+    for batch in batches:
+        assert batch["is_labeled"].tolist() == [0.0] * 4
+        # pseudo-masks (all PSEUDO_CLASS) where the crop holds the image, 255 where it is padded
+        assert set(batch["mask"].unique().tolist()) <= {PSEUDO_CLASS, 255}
+
+
+def test_semi_supervised_batches_mix_labeled_and_pseudo_labeled(synthetic_root, pseudo_dir):
+    labeled = set(split_ids(synthetic_root, "labeled_10pct"))
+    assert len(labeled) == 2
+    # pseudo_dir has pseudo-masks for the labelled ids too: their ground truth must win.
+    # crop = image size and no rescaling: only flips are random, so masks can be compared exactly
+    module = _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(pseudo_dir),
+                     labeled_split="labeled_10pct", crop_size=SIZE, resize_long=(SIZE, SIZE))
+    module.setup("fit")
+    batches = list(module.train_dataloader())
+    assert len(batches) == 9  # 18 pseudo-labelled ids, 2 per batch of 4 (labeled_per_batch = 4 // 2)
+    pseudo_seen = []
+    for batch in batches:
+        flags = batch["is_labeled"]
+        assert flags.sum().item() == 2 and len(flags) == 4
+        for row, image_id in enumerate(batch["id"]):
+            mask = batch["mask"][row].numpy()
+            if flags[row] == 1.0:
+                assert image_id in labeled
+                truth = gt_mask(synthetic_root, image_id)
+                assert np.array_equal(mask, truth) or np.array_equal(mask, truth[:, ::-1])
+            else:
+                assert image_id not in labeled
+                assert bool((mask == PSEUDO_CLASS).all())
+                pseudo_seen.append(image_id)
+    assert sorted(pseudo_seen) == sorted(set(split_ids(synthetic_root, "train")) - labeled)  # each once
+
+
+def test_semi_supervised_labeled_ids_outside_the_train_split_train_on_their_ground_truth(synthetic_copy, tmp_path):
+    """A labelled split need not lie inside train_split: its other images join the training set with their ground
+    truth (they have no pseudo-mask), none vanishes."""
+    train, val = split_ids(synthetic_copy, "train"), split_ids(synthetic_copy, "val")
+    (synthetic_copy / "ImageSets" / "Segmentation" / "labeled_mixed.txt").write_text(f"{train[0]}\n{val[0]}\n")
+    pseudo = tmp_path / "pseudo"
+    _write_pseudo_masks(pseudo, train)
+    module = _module(synthetic_copy, task="segmentation", pseudo_mask_dir=str(pseudo), labeled_split="labeled_mixed",
+                     crop_size=SIZE, resize_long=(SIZE, SIZE))
+    module.setup("fit")
+    assert module.datasets["train"].ids == [*train, val[0]]
+    seen = {}
+    for batch in module.train_dataloader():
+        for row, image_id in enumerate(batch["id"]):
+            seen[image_id] = (batch["is_labeled"][row].item(), batch["mask"][row].numpy())
+    flag, mask = seen[val[0]]
+    truth = gt_mask(synthetic_copy, val[0])
+    assert flag == 1.0 and (np.array_equal(mask, truth) or np.array_equal(mask, truth[:, ::-1]))
+
+
+def test_semi_supervised_labeled_per_batch(synthetic_root, pseudo_dir):
+    module = _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(pseudo_dir),
+                     labeled_split="labeled_10pct", batch_size=4, labeled_per_batch=1)
+    module.setup("fit")
+    batches = list(module.train_dataloader())
+    assert len(batches) == 6  # 18 // 3
+    assert [b["is_labeled"].sum().item() for b in batches] == [1.0] * 6
+
+
+def test_missing_pseudo_masks_are_an_error(synthetic_root, tmp_path):
+    ids = split_ids(synthetic_root, "train")
+    folder = tmp_path / "partial"
+    _write_pseudo_masks(folder, ids[3:])
+    module = _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(folder))
+    with pytest.raises(DatasetError) as error:
+        module.setup("fit")
+    message = str(error.value)
+    assert "3 of 20 ids" in message and str(folder) in message and "allow_missing" in message
+    assert str(ids[:3]) in message
+
+
+def test_missing_pseudo_masks_of_labeled_ids_are_fine(synthetic_root, tmp_path):
+    ids = split_ids(synthetic_root, "train")
+    labeled = split_ids(synthetic_root, "labeled_10pct")
+    folder = tmp_path / "unlabeled_only"
+    _write_pseudo_masks(folder, [i for i in ids if i not in labeled])
+    module = _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(folder), labeled_split="labeled_10pct")
+    module.setup("fit")
+    assert len(module.datasets["train"]) == 20
+
+
+def test_allow_missing_skips_ids_without_pseudo_mask(synthetic_root, tmp_path, capsys):
+    ids = split_ids(synthetic_root, "train")
+    folder = tmp_path / "partial"
+    _write_pseudo_masks(folder, ids[3:])
+    module = _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(folder), allow_missing=True)
+    module.setup("fit")
+    assert module.datasets["train"].ids == ids[3:]
+    assert "skipping 3 ids" in capsys.readouterr().err
+    seen = [i for b in module.train_dataloader() for i in b["id"]]
+    assert len(seen) == 16 and not set(seen) & set(ids[:3])  # 17 ids, batches of 4, last one dropped
+
+
+def test_pseudo_mask_folder_missing(synthetic_root, tmp_path):
+    module = _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(tmp_path / "none"))
+    with pytest.raises(DatasetError, match="pseudo-mask folder .*none does not exist"):
+        module.setup("fit")
+
+
+def test_nonexistent_root_tells_how_to_prepare_it(tmp_path):
+    root = tmp_path / "no_dataset"
+    with pytest.raises(DatasetError) as error:
+        _module(root)
+    assert f"epspp prepare synthetic --root {root}" in str(error.value)
+    assert not root.exists()
+
+
+def test_prepare_synthetic_generates_the_dataset(tmp_path, monkeypatch):
+    # the default (1000 + 200 images) takes several seconds: shrink the defaults
+    calls = []
+    original = synthetic.generate_synthetic
+
+    def small(root, **kwargs):
+        calls.append((root, kwargs))
+        return functools.partial(original, num_train=8, num_val=3, image_size=32)(root, **kwargs)
+
+    monkeypatch.setattr(synthetic, "generate_synthetic", small)
+    root = tmp_path / "nested" / "synthetic"
+    module = _module(root, prepare_synthetic=True, batch_size=2)
+    assert len(calls) == 1 and Path(calls[0][0]) == root
+    assert len(split_ids(root, "train")) == 8 and len(split_ids(root, "val")) == 3
+    assert module.num_classes == C
+    module.setup("fit")
+    batch = next(iter(module.train_dataloader()))
+    assert batch["image"].shape == (2, 3, 32, 32)
+    # an existing root is used as is
+    _module(root, prepare_synthetic=True)
+    assert len(calls) == 1
+
+
+def test_training_batches_follow_the_seed_with_loader_workers(synthetic_root: Path) -> None:
+    """Augmentation (albumentations' own generators included) and order follow ``seed_everything``."""
+    from pytorch_lightning import seed_everything
+
+    def first_batches(seed: int) -> list[torch.Tensor]:
+        seed_everything(seed, workers=True)
+        data = EPSDataModule(str(synthetic_root), batch_size=4, num_workers=2, crop_size=32, resize_long=(30, 60),
+                             val_split=None, preflight=False)
+        data.setup("fit")
+        loader = data.train_dataloader()
+        batches = []
+        for _ in range(2):  # two epochs of the persistent workers
+            for index, batch in enumerate(loader):
+                if index == 0:
+                    batches += [batch["image"], batch["saliency"]]
+        return batches
+
+    same, again, other = first_batches(3), first_batches(3), first_batches(4)
+    assert all(torch.equal(a, b) for a, b in zip(same, again, strict=True))
+    assert not torch.equal(same[0], other[0])
+    assert not torch.equal(same[0], same[2])  # the next epoch draws anew

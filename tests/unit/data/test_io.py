@@ -1,0 +1,97 @@
+"""The data readers: split lists (duplicates, byte-order marks, extensions), image bit depths and alpha channels,
+and the one-way imports of the readers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import epspp
+from epspp.data.io import DatasetError, read_image, read_saliency, read_split
+
+
+def _split(root: Path, name: str, raw: bytes) -> None:
+    folder = root / "ImageSets" / "Segmentation"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.txt").write_bytes(raw)
+
+
+# ------------------------------------------------------------------ item 7: split lists
+@pytest.mark.parametrize("lines", [["a", "b", "a"], ["a", "b", "a.jpg"], ["a.PNG", "b", "a"]])
+def test_split_id_listed_twice_is_refused_naming_both_lines(tmp_path: Path, lines: list[str]) -> None:
+    _split(tmp_path, "dup", "\n".join(lines).encode())
+    with pytest.raises(DatasetError, match=r"dup\.txt line 3: id 'a' is listed twice \(first on line 1\)"):
+        read_split(tmp_path, "dup")
+
+
+def test_split_bom_and_extensions_are_dropped_with_a_note(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _split(tmp_path, "bom", "\ufeffa\nb.jpg\nc\n".encode())
+    assert read_split(tmp_path, "bom") == ["a", "b", "c"]
+    err = capsys.readouterr().err
+    assert "bom.txt: ignored a UTF-8 byte-order mark and the image extension of 1 id(s)" in err
+    _split(tmp_path, "plain", b"a\nb\n")
+    assert read_split(tmp_path, "plain") == ["a", "b"]
+    assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------ item 20: imports of the data readers flow one way
+def _epspp_imports(path: Path) -> set[str]:
+    """Every ``epspp.*`` module a file imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("epspp"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("epspp"))
+    return found
+
+
+def test_data_reader_imports_have_no_circle() -> None:
+    package = Path(epspp.__file__).parent
+    graph = {f"epspp.data.{p.stem}": _epspp_imports(p) for p in (package / "data").glob("*.py")}
+    graph |= {f"epspp.{p.stem}": _epspp_imports(p) for p in package.glob("*.py")}
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for module in graph.get(start, ()):
+            if module == target or (module not in seen and reaches(module, target, seen | {module})):
+                return True
+        return False
+
+    for module in ("epspp.data.classes", "epspp.data.io", "epspp.data.labels", "epspp.data.npy_labels"):
+        assert not reaches(module, module, {module}), f"{module} imports itself through others"
+
+
+# ------------------------------------------------------------------ item 10: bit depths and alpha channels
+def test_16_bit_grey_image_is_scaled_not_clipped(tmp_path: Path) -> None:
+    values = np.array([[0, 257, 32768, 65535]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    image = read_image(tmp_path / "deep.png")
+    assert image.shape == (1, 4, 3) and image.dtype == np.uint8
+    assert image[0, :, 0].tolist() == [0, 1, 128, 255] and (image == image[..., :1]).all()
+
+
+def test_float_image_is_refused(tmp_path: Path) -> None:
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(DatasetError, match=r"image .*float\.tif holds floating-point values \(mode F\)"):
+        read_image(tmp_path / "float.tif")
+
+
+def test_saliency_with_transparency_is_refused_and_opaque_alpha_is_dropped(tmp_path: Path) -> None:
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[:2, :, :3] = 255
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "opaque.png")
+    assert read_saliency(tmp_path / "opaque.png").tolist() == [[1.0] * 4] * 2 + [[0.0] * 4] * 2
+    rgba[2:, :, 3] = 0  # a cutout: the saliency is in the alpha channel
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "cutout.png")
+    with pytest.raises(DatasetError, match=r"saliency map .*cutout\.png \(RGBA\) has a transparent alpha channel"):
+        read_saliency(tmp_path / "cutout.png")
+    grey_alpha = np.stack([np.full((4, 4), 200, np.uint8), np.full((4, 4), 10, np.uint8)], axis=2)
+    Image.fromarray(grey_alpha, mode="LA").save(tmp_path / "la.png")
+    with pytest.raises(DatasetError, match=r"\(LA\) has a transparent alpha channel"):
+        read_saliency(tmp_path / "la.png")

@@ -1,0 +1,95 @@
+"""A mask folder's provenance: what makes its masks what they are, and the refusals to mix two runs in one folder
+or to write into the dataset (``provenance.json``, by hand)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from epspp.errors import DatasetError, OutputError
+from epspp.runs.provenance import (
+    PROVENANCE,
+    check_resume,
+    dataset_identity,
+    provenance,
+    refuse_dataset_folder,
+    refuse_escaping_folders,
+    sha256,
+    write_provenance,
+)
+
+RECORD = {"dataset": {"root": "/data", "ids_sha256": "ab"}, "checkpoint_sha256": "c1", "model": "m.Net",
+          "inference": {"scales": [1.0, 0.5], "refine": "none"}, "normalization": {"mean": None, "std": None}}
+
+
+def test_sha256_of_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"abc")
+    assert sha256(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_dataset_identity_of_a_split_and_of_a_plain_folder(tmp_path: Path) -> None:
+    split = dataset_identity(SimpleNamespace(root=tmp_path / "." / "data", ids=["a", "b"]))
+    assert split == {"root": str((tmp_path / "data").resolve()), "ids_sha256": hashlib.sha256(b"a\nb").hexdigest()}
+    folder = dataset_identity(SimpleNamespace(root=None, image_dir=tmp_path / "photos"))
+    assert folder == {"root": str((tmp_path / "photos").resolve()), "ids_sha256": None}
+
+
+def test_provenance_names_the_class_its_inference_options_and_the_normalization(tmp_path: Path) -> None:
+    class Net:
+        inference_options = ("scales", "refine")
+
+        def __init__(self) -> None:
+            self.hparams = {"scales": (1.0, 0.5), "refine": Path("pamr"), "lr": 0.1}
+
+    (tmp_path / "ckpt").write_bytes(b"abc")
+    record = provenance(Net(), {"mean": (0.5, 0.5, 0.5), "std": None}, str(tmp_path / "ckpt"), {"root": "/data"})
+    assert record == {"dataset": {"root": "/data"}, "checkpoint_sha256": sha256(tmp_path / "ckpt"),
+                      "model": f"{__name__}.test_provenance_names_the_class_its_inference_options_and_the_"
+                               "normalization.<locals>.Net",
+                      "inference": {"scales": [1.0, 0.5], "refine": "pamr"},  # plain values only (not lr)
+                      "normalization": {"mean": [0.5, 0.5, 0.5], "std": None}}
+    assert provenance(Net(), {}, None, {})["checkpoint_sha256"] is None
+
+
+def test_resume_only_into_a_folder_made_the_same_way(tmp_path: Path) -> None:
+    write_provenance(tmp_path, RECORD)
+    assert json.loads((tmp_path / PROVENANCE).read_text()) == RECORD and [p.name for p in tmp_path.iterdir()] == [
+        PROVENANCE]
+    check_resume(tmp_path, RECORD, done=3, overwrite=False)
+    changed = json.loads(json.dumps(RECORD))
+    changed["inference"]["refine"] = "pamr"
+    with pytest.raises(DatasetError, match=r"the 3 masks in .* were made differently \(inference\.refine: 'none' -> "
+                                           r"'pamr'\): resuming would mix two runs"):
+        check_resume(tmp_path, changed, done=3, overwrite=False)
+    check_resume(tmp_path, changed, done=0, overwrite=False)  # no mask yet: nothing to mix
+    check_resume(tmp_path, changed, done=3, overwrite=True)
+
+
+def test_a_folder_without_a_record_is_completed_only_when_it_holds_nothing_of_a_writer(tmp_path: Path) -> None:
+    check_resume(tmp_path, RECORD, done=0, overwrite=False)
+    with pytest.raises(DatasetError, match=r"already holds 2 masks of unknown provenance \(no provenance\.json\)"):
+        check_resume(tmp_path, RECORD, done=2, overwrite=False)
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(DatasetError, match=r"manifest\.json was not written by the mask writer"):
+        check_resume(tmp_path, RECORD, done=0, overwrite=False)
+    (tmp_path / PROVENANCE).write_text('{"mine": 1}')
+    with pytest.raises(DatasetError, match=r"provenance\.json is not the mask writer's record of its folder"):
+        check_resume(tmp_path, RECORD, done=0, overwrite=False)
+    (tmp_path / PROVENANCE).write_text("{not json")
+    with pytest.raises(DatasetError, match=r"cannot read .*provenance\.json"):
+        check_resume(tmp_path, RECORD, done=0, overwrite=False)
+
+
+def test_derived_folders_stay_inside_the_output_and_out_of_the_dataset(tmp_path: Path) -> None:
+    out, images = tmp_path / "out", tmp_path / "data" / "JPEGImages"
+    folders = {"images": images}
+    refuse_escaping_folders(out, {"--pseudo_masks.mask_subdir": out / "masks"}, folders)
+    with pytest.raises(DatasetError, match=r"--pseudo_masks.mask_subdir makes the writer write in .*, outside "
+                                           r"--pseudo_masks.output_dir"):
+        refuse_escaping_folders(out, {"--pseudo_masks.mask_subdir": out / ".." / "elsewhere"}, folders)
+    with pytest.raises(OutputError, match=r"--pseudo_masks.output_dir .*masks is inside the dataset's images folder"):
+        refuse_dataset_folder(images / "masks", folders)

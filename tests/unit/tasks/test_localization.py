@@ -1,0 +1,140 @@
+"""LocalizationModule (stage 1): the map kind of each method, predict_step's full-resolution masks, the saliency
+warm-ups and a checkpoint of another class count."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from epspp.errors import ConfigError
+from epspp.tasks import LocalizationModule
+from epspp.tasks.checkpoint import CheckpointMismatchError
+
+
+# ------------------------------------------------------------------ predict_step
+def _module(**kwargs) -> LocalizationModule:
+    torch.manual_seed(0)
+    args = dict(num_classes=3, backbone="resnet10t", backbone_kwargs={"channels": [8, 8, 16, 16], "stem_width": 8},
+                output_stride=8, pamr_iter=2, pamr_dilations=(1, 2), scales=(0.5, 1.0))
+    return LocalizationModule(**(args | kwargs)).eval()
+
+
+def _batch(label: list[float], height: int = 37, width: int = 53) -> dict:
+    return {"id": ["x"], "image": torch.randn(1, 3, height, width), "label": torch.tensor([label]),
+            "mask": torch.zeros(1, height, width, dtype=torch.long), "has_mask": torch.tensor([True])}
+
+
+@pytest.mark.parametrize("saliency_loss, kind", [("none", "relu"), ("ird", "softmax"), ("eps", "softmax")])
+def test_map_kind_follows_the_method(saliency_loss: str, kind: str) -> None:
+    assert _module(saliency_loss=saliency_loss).map_kind == kind
+    module = _module(saliency_loss="ird")
+    module.on_load_checkpoint({"hyper_parameters": {"num_classes": 3, "saliency_loss": saliency_loss}})
+    assert module.map_kind == kind
+
+
+def test_checkpoint_of_another_class_count_is_refused() -> None:
+    with pytest.raises(CheckpointMismatchError, match="5 object classes.*has 3"):
+        _module().on_load_checkpoint({"hyper_parameters": {"num_classes": 5}})
+
+
+@pytest.mark.parametrize("refine", ["none", "pamr"])
+def test_predict_step_full_resolution_mask_of_labelled_classes(refine: str, monkeypatch) -> None:
+    module = _module(refine=refine, bg_threshold=0.2)
+    calls = []
+    original = module.pamr.forward
+    monkeypatch.setattr(module.pamr, "forward", lambda *a: calls.append(a) or original(*a))
+    with torch.no_grad():
+        out = module.predict_step(_batch([0.0, 1.0, 0.0]), 0)
+    assert calls if refine == "pamr" else not calls
+    assert out["id"] == ["x"]
+    assert out["mask"].shape == (1, 37, 53)
+    assert out["scores"].shape == (1, 4, 37, 53)
+    assert set(out["mask"].unique().tolist()) <= {0, 2}  # background or the labelled class 2
+    assert torch.equal(out["mask"], out["scores"].argmax(1))
+    if refine == "none":
+        assert torch.equal(out["scores"][:, 0], torch.full((1, 37, 53), 0.2))
+        assert torch.equal(out["scores"][:, [1, 3]], torch.zeros(1, 2, 37, 53))
+        assert float(out["scores"][:, 2].max()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_predict_step_absent_classes_never_win(monkeypatch) -> None:
+    module = _module(saliency_loss="none", bg_threshold=0.5)
+
+    def fake_forward(images: torch.Tensor) -> torch.Tensor:  # class 3 dominates, class 1 = image channel 0
+        n, _, h, w = images.shape
+        logits = torch.zeros(n, 4, h, w)
+        logits[:, 2] = 10.0
+        logits[:, 0] = images[:, 0]
+        return logits
+
+    monkeypatch.setattr(module, "forward", fake_forward)
+    batch = _batch([1.0, 0.0, 0.0], 20, 30)
+    batch["image"][:, 0] = torch.linspace(0.0, 1.0, 30)  # a left-to-right ramp
+    mask = module.predict_step(batch, 0)["mask"][0]
+    # class 3 (channel 2) is not labelled; class 1's normalized ramp beats 0.5 on the right side only
+    assert set(mask.unique().tolist()) == {0, 1}
+    assert (mask[:, :10] == 0).all() and (mask[:, -10:] == 1).all()
+    # no label at all: an all-background mask
+    batch["label"] = torch.zeros(1, 3)
+    assert (module.predict_step(batch, 0)["mask"] == 0).all()
+
+
+def test_predict_step_refuses_batches_of_several_images() -> None:
+    batch = _batch([1.0, 0.0, 0.0])
+    batch["image"] = batch["image"].expand(2, -1, -1, -1)
+    with pytest.raises(ValueError, match="one image per batch"):
+        _module().predict_step(batch, 0)
+
+
+# ------------------------------------------------------------------ saliency warm-ups
+@pytest.mark.parametrize("kind", ["eps", "ird"])
+def test_saliency_warmup_ends_at_its_step(monkeypatch, kind):
+    """Before ``*_warmup_steps`` L_sal is the warm-up form (eps: no overlap test; ird: no drop), from then on
+    the paper's; values checked against the loss functions called directly."""
+    from epspp.losses import eps_saliency_loss, ird_saliency_loss
+
+    module = _module(saliency_loss=kind, eps_warmup_steps=3, ird_warmup_steps=3, tau=0.99)
+    gen = torch.Generator().manual_seed(1)
+    batch = {"image": torch.randn(2, 3, 32, 32, generator=gen), "saliency": torch.rand(2, 1, 32, 32, generator=gen),
+             "label": torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])}
+    with torch.no_grad():
+        cam = module(batch["image"])
+        refined = module.refine_maps(batch["image"], cam)
+
+    def expected(warm: bool) -> torch.Tensor:
+        if kind == "eps":
+            return eps_saliency_loss(cam, batch["saliency"], batch["label"], 0.99, 0.5, overlap_test=not warm)
+        return ird_saliency_loss(cam, batch["saliency"], batch["label"], refined, drop=not warm)
+
+    assert not torch.allclose(expected(True), expected(False))  # the two forms differ on this batch
+    for step, warm in [(0, True), (2, True), (3, False), (10, False)]:
+        monkeypatch.setattr(type(module), "global_step", property(lambda self, s=step: s))
+        with torch.no_grad():
+            loss, _ = module.saliency_term(batch, cam)
+        torch.testing.assert_close(loss, expected(warm))
+
+
+def test_ird_refine_none_compares_the_unrefined_maps_with_the_saliency():
+    """The ablation ``ird_refine: none``: N = B(M_fg) XOR B(M_s) on the softmax maps themselves (written out
+    here from the formula); the paper's ``pamr`` refines them first."""
+    gen = torch.Generator().manual_seed(3)
+    images, saliency = torch.randn(2, 3, 32, 32, generator=gen), torch.rand(2, 1, 32, 32, generator=gen)
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    plain, paper = _module(ird_refine="none"), _module(pamr_iter=10)
+    cam = plain(images).detach()
+    assert torch.equal(cam, paper(images).detach())  # same seed, same weights: only M_r differs
+    # the default reading of B(): each labelled class's softmax map over its maximum, max over the labelled
+    maps = cam.softmax(dim=1)[:, :3]
+    normalized = maps / maps.amax(dim=(2, 3), keepdim=True)
+    reference = torch.stack([normalized[i, labels[i].bool()].amax(dim=0) for i in range(2)])[:, None]
+    small = torch.nn.functional.interpolate(saliency, cam.shape[-2:], mode="nearest")
+    expected = (reference > 0.5) ^ (small > 0.5)
+    assert expected.any() and not expected.all()
+    batch = {"image": images, "saliency": saliency, "label": labels}
+    _, ird = plain.saliency_term(batch, cam)
+    assert torch.equal(ird["inconsistent"], expected)
+    torch.testing.assert_close(ird["threshold_map"], reference)
+    assert torch.equal(plain.refine_maps(images, cam), cam.softmax(dim=1))  # M_r = M
+    assert not torch.allclose(paper.refine_maps(images, cam), cam.softmax(dim=1), atol=1e-3)  # PAMR moves them
+    with pytest.raises(ConfigError, match="ird_refine must be pamr"):
+        _module(ird_refine="crf")
