@@ -69,21 +69,35 @@ def main() -> None:
     best = throughput[max(throughput)]
     configured = min(CONFIGURED_WORKERS, cores)
     assumed = CONFIGURED_WORKERS / per_image  # one free core per worker
-    markdown = "\n".join([
-        "## 6. Dense CRF (stage 3 test predictions)", "",
-        __doc__.split("\n\n")[1].replace("\n", " "), "",
-        goals_table([goal("CRF per 500x375 image, 21 classes", "measured", f"{per_image:.2f} s", None)]), "",
-        md_table(["", "value"], [
-            [f"one image, this process (median of {repeats})", f"{per_image:.2f} s"],
-            ["VOC val (1,449 images), 1 process", f"{VOC_VAL * per_image / 60:.0f} min"],
-            [f"VOC val, {CONFIGURED_WORKERS} workers on {CONFIGURED_WORKERS} free cores (extrapolated)",
-             f"{VOC_VAL / assumed / 60:.1f} min"],
-            [f"VOC val, {configured} workers on this machine's {cores} cores (measured throughput)",
-             f"{VOC_VAL / best / 60:.0f} min"],
-        ]), "",
-        md_table(["workers", "images", "seconds", "images/s"], rows), "",
-        f"Load before / after: {format_load(load_before)} / {format_load(load_after)}.",
-    ])
+    markdown = "\n".join(
+        [
+            "## 6. Dense CRF (stage 3 test predictions)",
+            "",
+            __doc__.split("\n\n")[1].replace("\n", " "),
+            "",
+            goals_table([goal("CRF per 500x375 image, 21 classes", "measured", f"{per_image:.2f} s", None)]),
+            "",
+            md_table(
+                ["", "value"],
+                [
+                    [f"one image, this process (median of {repeats})", f"{per_image:.2f} s"],
+                    ["VOC val (1,449 images), 1 process", f"{VOC_VAL * per_image / 60:.0f} min"],
+                    [
+                        f"VOC val, {CONFIGURED_WORKERS} workers on {CONFIGURED_WORKERS} free cores (extrapolated)",
+                        f"{VOC_VAL / assumed / 60:.1f} min",
+                    ],
+                    [
+                        f"VOC val, {configured} workers on this machine's {cores} cores (measured throughput)",
+                        f"{VOC_VAL / best / 60:.0f} min",
+                    ],
+                ],
+            ),
+            "",
+            md_table(["workers", "images", "seconds", "images/s"], rows),
+            "",
+            f"Load before / after: {format_load(load_before)} / {format_load(load_after)}.",
+        ]
+    )
     emit(args, markdown, {"goals": [], "per_image_s": per_image, "throughput": throughput, "cores": cores})
 
 

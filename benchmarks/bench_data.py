@@ -56,8 +56,15 @@ from torch.utils.data import DataLoader
 from epspp.data.datamodule import EPSDataModule
 from epspp.models import LocalizationModule, SegmentationModule
 
-DEMO_NET = dict(backbone="resnet10t", backbone_kwargs={"channels": [32, 64, 128, 256], "stem_width": 16},
-                output_stride=8, optimizer="adam", lr=0.002, head_lr_mult=1.0, weight_decay=0.0)
+DEMO_NET = dict(
+    backbone="resnet10t",
+    backbone_kwargs={"channels": [32, 64, 128, 256], "stem_width": 16},
+    output_stride=8,
+    optimizer="adam",
+    lr=0.002,
+    head_lr_mult=1.0,
+    weight_decay=0.0,
+)
 DEMO_DATA = dict(batch_size=16, num_workers=2, crop_size=64, resize_long=(56, 80), eval_size=64)
 
 
@@ -66,13 +73,21 @@ def pipelines(data_root: Path) -> dict[str, dict]:
     gt = lambda root: str(root / "SegmentationClassAug")  # noqa: E731 - ground truth as stand-in pseudo-masks
     return {
         "demo stage 1": dict(root=str(synthetic), task="localization", **DEMO_DATA),
-        "demo stage 3 (wsss)": dict(root=str(synthetic), task="segmentation", pseudo_mask_dir=gt(synthetic),
-                                    **DEMO_DATA),
-        "VOC-like stage 1 (crop 448, batch 8)": dict(root=str(voclike), task="localization", batch_size=8,
-                                                     num_workers=2, crop_size=448, resize_long=(256, 512)),
-        "VOC-like stage 3 (crop 321, batch 10)": dict(root=str(voclike), task="segmentation", batch_size=10,
-                                                      num_workers=2, crop_size=321, resize_long=(256, 512),
-                                                      pseudo_mask_dir=gt(voclike)),
+        "demo stage 3 (wsss)": dict(
+            root=str(synthetic), task="segmentation", pseudo_mask_dir=gt(synthetic), **DEMO_DATA
+        ),
+        "VOC-like stage 1 (crop 448, batch 8)": dict(
+            root=str(voclike), task="localization", batch_size=8, num_workers=2, crop_size=448, resize_long=(256, 512)
+        ),
+        "VOC-like stage 3 (crop 321, batch 10)": dict(
+            root=str(voclike),
+            task="segmentation",
+            batch_size=10,
+            num_workers=2,
+            crop_size=321,
+            resize_long=(256, 512),
+            pseudo_mask_dir=gt(voclike),
+        ),
     }
 
 
@@ -119,8 +134,9 @@ def demo_modules(num_classes: int) -> dict[str, pl.LightningModule]:
     torch.manual_seed(0)
     return {
         "stage 1 none": LocalizationModule(num_classes=num_classes, saliency_loss="none", **DEMO_NET),
-        "stage 1 ird": LocalizationModule(num_classes=num_classes, saliency_loss="ird", pamr_dilations=(1, 2),
-                                          ird_warmup_steps=0, **DEMO_NET),
+        "stage 1 ird": LocalizationModule(
+            num_classes=num_classes, saliency_loss="ird", pamr_dilations=(1, 2), ird_warmup_steps=0, **DEMO_NET
+        ),
         "stage 3 wsss": SegmentationModule(num_classes=num_classes, architecture="deeplabv2", **DEMO_NET),
     }
 
@@ -144,15 +160,25 @@ class InMemory(pl.LightningDataModule):
         return DataLoader(self.batches * 100, batch_size=None, shuffle=False)
 
 
-def fit_gaps(module: pl.LightningModule, datamodule: pl.LightningDataModule, steps: int, skip: int,
-             device: torch.device) -> list[float]:
+def fit_gaps(
+    module: pl.LightningModule, datamodule: pl.LightningDataModule, steps: int, skip: int, device: torch.device
+) -> list[float]:
     """Times between consecutive training steps of a real ``Trainer.fit`` (the first ``skip`` dropped)."""
     clock = StepClock()
-    trainer = pl.Trainer(accelerator=device.type, devices=1, max_steps=steps, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=0, num_sanity_val_steps=0, callbacks=[clock])
+    trainer = pl.Trainer(
+        accelerator=device.type,
+        devices=1,
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[clock],
+    )
     trainer.fit(module, datamodule=datamodule)
-    return [b - a for a, b in zip(clock.stamps[skip:], clock.stamps[skip + 1:], strict=False)]
+    return [b - a for a, b in zip(clock.stamps[skip:], clock.stamps[skip + 1 :], strict=False)]
 
 
 def main() -> None:
@@ -190,7 +216,7 @@ def main() -> None:
         module.to(device)
         step = stub(module)
         data = batches["stage 1" if name.startswith("stage 1") else "stage 3"]
-        steps[name] = (lambda s=step, d=data: s(d))
+        steps[name] = lambda s=step, d=data: s(d)
     meter = CpuMeter()
     step_times = side_by_side(steps, 6 if quick else 20, device, warmup=2)
     others["steps"] = meter.other()
@@ -216,19 +242,29 @@ def main() -> None:
         snaps.append(wait_for_quiet(args.wait_quiet))
         meter = CpuMeter()
         for r in range(fit_rounds):
-            for label, overrides in (variants if r % 2 == 0 else variants[::-1]):
+            for label, overrides in variants if r % 2 == 0 else variants[::-1]:
                 module = demo_modules(num_classes)[name]
-                data = (InMemory(cpu_batches) if overrides is None
-                        else EPSDataModule(**{**config, "val_split": None, **overrides}))
+                data = (
+                    InMemory(cpu_batches)
+                    if overrides is None
+                    else EPSDataModule(**{**config, "val_split": None, **overrides})
+                )
                 gaps[label] += fit_gaps(module, data, fit_steps, skip, device)
         others[f"end to end {name}"] = meter.other()
         ideal = batch_size / median(gaps["in-memory batches"])
         for label, _ in variants:
             rate = batch_size / median(gaps[label])
             e2e[(name, label)] = rate
-            e2e_rows.append([name if label.startswith("in-memory") else "", label,
-                             f"{1e3 * median(gaps[label]):.1f}", len(gaps[label]), f"{rate:.0f}",
-                             "-" if label.startswith("in-memory") else f"{100 * (ideal / rate - 1):+.0f}%"])
+            e2e_rows.append(
+                [
+                    name if label.startswith("in-memory") else "",
+                    label,
+                    f"{1e3 * median(gaps[label]):.1f}",
+                    len(gaps[label]),
+                    f"{rate:.0f}",
+                    "-" if label.startswith("in-memory") else f"{100 * (ideal / rate - 1):+.0f}%",
+                ]
+            )
     load_end = load_snapshot()
     snaps.append(load_end)
 
@@ -237,14 +273,23 @@ def main() -> None:
     # to the step's time per sample, added serially or perfectly spread over the cores
     goals, cmp_rows, bounds = [], [], {}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    for name, key in (("stage 1 none", "demo stage 1"), ("stage 1 ird", "demo stage 1"),
-                      ("stage 3 wsss", "demo stage 3 (wsss)")):
+    for name, key in (
+        ("stage 1 none", "demo stage 1"),
+        ("stage 1 ird", "demo stage 1"),
+        ("stage 3 wsss", "demo stage 3 (wsss)"),
+    ):
         workers = configs[key]["num_workers"]
         ratio = rates[(key, workers)] / step_rates[name]
         cmp_rows.append([name, f"{step_rates[name]:.0f}", f"{rates[(key, workers)]:.0f}", f"{ratio:.1f}x"])
         if name != "stage 1 none":
-            goals.append(goal(f"loader throughput vs step (demo {name}, {workers} workers)",
-                              "loader samples/s > step samples/s", f"{ratio:.1f}x", ratio > 1))
+            goals.append(
+                goal(
+                    f"loader throughput vs step (demo {name}, {workers} workers)",
+                    "loader samples/s > step samples/s",
+                    f"{ratio:.1f}x",
+                    ratio > 1,
+                )
+            )
     for name in ("stage 1 ird", "stage 3 wsss"):
         key = "demo stage 1" if name.startswith("stage 1") else "demo stage 3 (wsss)"
         workers = configs[key]["num_workers"]
@@ -254,10 +299,15 @@ def main() -> None:
         serial = ideal / rates[(key, 0)]  # loading time per sample / step time per sample
         bound = serial / cores
         bounds[name] = {"serial": serial, "overlapped": bound}
-        goals.append(goal(f"end to end (demo {name}, {workers} workers): real loader vs in-memory batches",
-                          "<= +10%", f"{100 * slowdown:+.1f}% (loading added serially: +{100 * serial:.0f}%, perfectly "
-                          f"overlapped: +{100 * bound:.0f}%)",
-                          slowdown <= 0.10))
+        goals.append(
+            goal(
+                f"end to end (demo {name}, {workers} workers): real loader vs in-memory batches",
+                "<= +10%",
+                f"{100 * slowdown:+.1f}% (loading added serially: +{100 * serial:.0f}%, perfectly "
+                f"overlapped: +{100 * bound:.0f}%)",
+                slowdown <= 0.10,
+            )
+        )
     if args.step_json and args.step_json.is_file():
         step_json = json.loads(args.step_json.read_text())
         for res in step_json.get("results", []):
@@ -288,15 +338,23 @@ def main() -> None:
         "",
         md_table(["run", "data", "ms / step", "steps timed", "samples/s", "slower than in-memory"], e2e_rows),
         "",
-        "CPU share used by other processes during: " + "; ".join(f"{k}: {format_other(v)}" for k, v in others.items())
+        "CPU share used by other processes during: "
+        + "; ".join(f"{k}: {format_other(v)}" for k, v in others.items())
         + f". Load: {format_load(load_start)} -> {format_load(load_end)}",
         "",
         goals_table(goals),
         "",
     ]
-    payload = {"goals": goals, "bounds": bounds, "cores": cores, "busy": max_busy(*snaps), "other": others,
-               "loader": {f"{k[0]} / {k[1]} workers": v for k, v in rates.items()},
-               "step_samples_per_s": step_rates, "end_to_end": {f"{k[0]} / {k[1]}": v for k, v in e2e.items()}}
+    payload = {
+        "goals": goals,
+        "bounds": bounds,
+        "cores": cores,
+        "busy": max_busy(*snaps),
+        "other": others,
+        "loader": {f"{k[0]} / {k[1]} workers": v for k, v in rates.items()},
+        "step_samples_per_s": step_rates,
+        "end_to_end": {f"{k[0]} / {k[1]}": v for k, v in e2e.items()},
+    }
     emit(args, "\n".join(lines), payload)
 
 

@@ -50,12 +50,25 @@ from epspp.ops import PAMR
 
 FULL = (1, 2, 4, 8, 12, 24)
 CASES = {
-    "a": dict(batch=8, classes=21, crop=(448, 448), size=(56, 56), dilations=FULL,
-              label="a: training maps, B=8, C=21, 56x56 (448 crop, image resized to 56x56)"),
-    "b": dict(batch=1, classes=21, crop=None, size=(375, 500), dilations=FULL,
-              label="b: full resolution, B=1, C=21, 500x375"),
-    "demo": dict(batch=16, classes=6, crop=(64, 64), size=(8, 8), dilations=(1, 2),
-                 label="demo: training maps, B=16, C=6, 8x8 (64 crop), dilations (1, 2)"),
+    "a": dict(
+        batch=8,
+        classes=21,
+        crop=(448, 448),
+        size=(56, 56),
+        dilations=FULL,
+        label="a: training maps, B=8, C=21, 56x56 (448 crop, image resized to 56x56)",
+    ),
+    "b": dict(
+        batch=1, classes=21, crop=None, size=(375, 500), dilations=FULL, label="b: full resolution, B=1, C=21, 500x375"
+    ),
+    "demo": dict(
+        batch=16,
+        classes=6,
+        crop=(64, 64),
+        size=(8, 8),
+        dilations=(1, 2),
+        label="demo: training maps, B=16, C=6, 8x8 (64 crop), dilations (1, 2)",
+    ),
 }
 # timed calls per implementation (full run, --quick)
 ROUNDS = {
@@ -120,9 +133,17 @@ def run_case(name: str, device: torch.device, quick: bool, wait: float) -> dict:
     other = meter.other()
     load_after = load_snapshot()
     diffs = {k: (outputs[k].float() - outputs["reference"].float()).abs().max().item() for k in impls}
-    return {"case": name, "label": cfg["label"], "times": times, "peaks": peaks, "diffs": diffs,
-            "load": [format_load(load_before), format_load(load_after)],
-            "busy": max_busy(load_before, load_after), "other": other, "threads": torch.get_num_threads()}
+    return {
+        "case": name,
+        "label": cfg["label"],
+        "times": times,
+        "peaks": peaks,
+        "diffs": diffs,
+        "load": [format_load(load_before), format_load(load_after)],
+        "busy": max_busy(load_before, load_after),
+        "other": other,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -142,17 +163,19 @@ def main() -> None:
             t = median(res["times"][impl])
             m = res["peaks"][impl]
             is_ref = impl == "reference"
-            rows.append([
-                res["label"] if impl == next(iter(res["times"])) else "",
-                impl,
-                f"{t * 1e3:.1f}",
-                spread(res["times"][impl]),
-                len(res["times"][impl]),
-                "1.0x" if is_ref else f"{t_ref / t:.1f}x",
-                f"{m / 2**20:.1f}",
-                "1.0x" if is_ref else f"{m_ref / max(m, 1):.1f}x",
-                "-" if is_ref else f"{res['diffs'][impl]:.1e}",
-            ])
+            rows.append(
+                [
+                    res["label"] if impl == next(iter(res["times"])) else "",
+                    impl,
+                    f"{t * 1e3:.1f}",
+                    spread(res["times"][impl]),
+                    len(res["times"][impl]),
+                    "1.0x" if is_ref else f"{t_ref / t:.1f}x",
+                    f"{m / 2**20:.1f}",
+                    "1.0x" if is_ref else f"{m_ref / max(m, 1):.1f}x",
+                    "-" if is_ref else f"{res['diffs'][impl]:.1e}",
+                ]
+            )
         if res["case"] == "b":
             speed = t_ref / median(res["times"]["ours"])
             memory = m_ref / max(res["peaks"]["ours"], 1)
@@ -172,14 +195,24 @@ def main() -> None:
         "ratio are reference / implementation.",
         "",
         md_table(
-            ["case", "implementation", "median (ms)", "range (ms)", "n", "speed-up", "peak (MiB)",
-             "memory ratio", "max abs diff"],
+            [
+                "case",
+                "implementation",
+                "median (ms)",
+                "range (ms)",
+                "n",
+                "speed-up",
+                "peak (MiB)",
+                "memory ratio",
+                "max abs diff",
+            ],
             rows,
         ),
         "",
         "CPU share used by other processes during each case: "
         + "; ".join(f"{r['case']}: {format_other(r['other'])}" for r in results)
-        + ". Load: " + "; ".join(f"{r['case']}: {r['load'][0]} -> {r['load'][1]}" for r in results),
+        + ". Load: "
+        + "; ".join(f"{r['case']}: {r['load'][0]} -> {r['load'][1]}" for r in results),
         "",
     ]
     if goals:

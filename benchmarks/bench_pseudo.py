@@ -119,8 +119,13 @@ class LoopTimer(pl.Callback):
 
 def instrument(module: LocalizationModule, writer: PseudoMaskWriter, timers: Timers):
     """Patch timers around the pieces of predict_step and of the writer; returns the function that undoes it."""
-    saved = [(loc_mod, "multiscale_maps"), (loc_mod, "normalize_maps"), (cam_mod, "F"), (cam_mod, "object_maps"),
-             (writer_mod, "write_mask_png")]
+    saved = [
+        (loc_mod, "multiscale_maps"),
+        (loc_mod, "normalize_maps"),
+        (cam_mod, "F"),
+        (cam_mod, "object_maps"),
+        (writer_mod, "write_mask_png"),
+    ]
     saved = [(owner, name, getattr(owner, name)) for owner, name in saved]
     orig_multiscale = loc_mod.multiscale_maps
 
@@ -130,8 +135,11 @@ def instrument(module: LocalizationModule, writer: PseudoMaskWriter, timers: Tim
     loc_mod.multiscale_maps = timers.wrap("multiscale_maps (total)", multiscale)
 
     class TimedF:
-        interpolate = staticmethod(timers.wrap(
-            lambda x, *a, **k: "resize image (scales)" if x.shape[1] == 3 else "upsample maps", F.interpolate))
+        interpolate = staticmethod(
+            timers.wrap(
+                lambda x, *a, **k: "resize image (scales)" if x.shape[1] == 3 else "upsample maps", F.interpolate
+            )
+        )
 
         def __getattr__(self, name):
             return getattr(F, name)
@@ -168,29 +176,63 @@ def build_setting(name: str, data_root: Path, quick: bool) -> dict:
         else:
             torch.manual_seed(0)
             module = LocalizationModule(
-                num_classes=5, backbone="resnet10t", backbone_kwargs={"channels": [32, 64, 128, 256], "stem_width": 16},
-                output_stride=8, saliency_loss="ird", pamr_dilations=(1, 2), **options)
+                num_classes=5,
+                backbone="resnet10t",
+                backbone_kwargs={"channels": [32, 64, 128, 256], "stem_width": 16},
+                output_stride=8,
+                saliency_loss="ird",
+                pamr_dilations=(1, 2),
+                **options,
+            )
             weights = "random (no demo checkpoint found)"
         split, count = "bench300", 300
-        return dict(label="demo: resnet10t OS8, 64x64, scales (1, 1.5) + flip, refine none", module=module,
-                    root=root, split=split, workers=2, weights=weights, count=count)
+        return dict(
+            label="demo: resnet10t OS8, 64x64, scales (1, 1.5) + flip, refine none",
+            module=module,
+            root=root,
+            split=split,
+            workers=2,
+            weights=weights,
+            count=count,
+        )
     root = ensure_voc_like(data_root)
     count = 2 if quick else 8
     ids = (root / "ImageSets/Segmentation/train.txt").read_text().split()[:count]
     (root / f"ImageSets/Segmentation/bench{count}.txt").write_text("\n".join(ids) + "\n")
     torch.manual_seed(0)
-    module = LocalizationModule(num_classes=20, backbone="resnet50", output_stride=16, saliency_loss="ird",
-                                scales=(0.5, 1.0, 1.5, 2.0), flip=True, refine="pamr")
-    return dict(label="voc: resnet50 OS16, 500x375, scales (0.5-2) + flip, refine pamr", module=module, root=root,
-                split=f"bench{count}", workers=min(8, os.cpu_count() or 1), weights="random", count=count)
+    module = LocalizationModule(
+        num_classes=20,
+        backbone="resnet50",
+        output_stride=16,
+        saliency_loss="ird",
+        scales=(0.5, 1.0, 1.5, 2.0),
+        flip=True,
+        refine="pamr",
+    )
+    return dict(
+        label="voc: resnet50 OS16, 500x375, scales (0.5-2) + flip, refine pamr",
+        module=module,
+        root=root,
+        split=f"bench{count}",
+        workers=min(8, os.cpu_count() or 1),
+        weights="random",
+        count=count,
+    )
 
 
 def predict(setting: dict, device: torch.device, split: str, out: Path, callbacks: list) -> tuple[float, int]:
     datamodule = EPSDataModule(root=str(setting["root"]), predict_split=split, num_workers=setting["workers"])
     writer = next(c for c in callbacks if isinstance(c, PseudoMaskWriter))
     writer.output_dir = out
-    trainer = pl.Trainer(accelerator=device.type, devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False, callbacks=callbacks)
+    trainer = pl.Trainer(
+        accelerator=device.type,
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        callbacks=callbacks,
+    )
     start = time.perf_counter()
     trainer.predict(setting["module"], datamodule=datamodule)
     return time.perf_counter() - start, len(list(out.glob("*.png")))
@@ -217,10 +259,19 @@ def run_setting(name: str, device: torch.device, data_root: Path, quick: bool, w
     finally:
         undo()
     t = dict(timers.total)
-    return {"setting": name, "label": setting["label"], "weights": setting["weights"], "wall": wall,
-            "images": written, "workers": setting["workers"], "timers": t, "first_wait": loop.first_wait,
-            "load": [format_load(load_before), format_load(load_after)], "busy": max_busy(load_before, load_after),
-            "other": other}
+    return {
+        "setting": name,
+        "label": setting["label"],
+        "weights": setting["weights"],
+        "wall": wall,
+        "images": written,
+        "workers": setting["workers"],
+        "timers": t,
+        "first_wait": loop.first_wait,
+        "load": [format_load(load_before), format_load(load_after)],
+        "busy": max_busy(load_before, load_after),
+        "other": other,
+    }
 
 
 def breakdown_rows(res: dict) -> tuple[list[list], float, float]:
@@ -232,12 +283,19 @@ def breakdown_rows(res: dict) -> tuple[list[list], float, float]:
         ("resize image (scales)", t.get("resize image (scales)", 0.0)),
         ("upsample maps", t.get("upsample maps", 0.0)),
         ("softmax maps", t.get("softmax maps", 0.0)),
-        ("multiscale_maps: flip, sum", t.get("multiscale_maps (total)", 0.0) - forward
-         - sum(t.get(p, 0.0) for p in ms_parts)),
+        (
+            "multiscale_maps: flip, sum",
+            t.get("multiscale_maps (total)", 0.0) - forward - sum(t.get(p, 0.0) for p in ms_parts),
+        ),
         ("normalize_maps", t.get("normalize_maps", 0.0)),
         ("PAMR", t.get("PAMR", 0.0)),
-        ("predict_step: background score, argmax", t.get("predict_step (total)", 0.0)
-         - t.get("multiscale_maps (total)", 0.0) - t.get("normalize_maps", 0.0) - t.get("PAMR", 0.0)),
+        (
+            "predict_step: background score, argmax",
+            t.get("predict_step (total)", 0.0)
+            - t.get("multiscale_maps (total)", 0.0)
+            - t.get("normalize_maps", 0.0)
+            - t.get("PAMR", 0.0),
+        ),
         ("PNG writing", t.get("PNG writing", 0.0)),
         ("writer: mask to numpy, bookkeeping", t.get("writer (total)", 0.0) - t.get("PNG writing", 0.0)),
         ("wait for the next batch (loading)", t.get("wait for the next batch (loading)", 0.0)),
@@ -246,8 +304,10 @@ def breakdown_rows(res: dict) -> tuple[list[list], float, float]:
     accounted = sum(v for _, v in pieces)
     pieces.append(("other (Lightning loop, start/stop)", wall - accounted))
     n = max(res["images"], 1)
-    rows = [[res["label"] if i == 0 else "", piece, f"{1e3 * v / n:.2f}", f"{100 * v / wall:.1f}%"]
-            for i, (piece, v) in enumerate(pieces)]
+    rows = [
+        [res["label"] if i == 0 else "", piece, f"{1e3 * v / n:.2f}", f"{100 * v / wall:.1f}%"]
+        for i, (piece, v) in enumerate(pieces)
+    ]
     outside = 1 - forward / wall
     outside_no_pamr = 1 - forward / (wall - t.get("PAMR", 0.0))
     return rows, outside, outside_no_pamr
@@ -266,14 +326,35 @@ def main() -> None:
         piece_rows, outside, outside_no_pamr = breakdown_rows(res)
         rows += piece_rows
         has_pamr = res["timers"].get("PAMR", 0.0) > 0
-        summary.append([res["label"], res["weights"], res["images"], res["workers"], f"{res['wall']:.1f}",
-                        f"{res['images'] / res['wall']:.2f}", f"{100 * outside:.1f}%",
-                        f"{100 * outside_no_pamr:.1f}%" if has_pamr else "-"])
-        goals.append(goal(f"pseudo-masks ({res['setting']}): work outside the network", "< 20% of the stage",
-                          f"{100 * outside:.1f}%", outside < GOAL))
+        summary.append(
+            [
+                res["label"],
+                res["weights"],
+                res["images"],
+                res["workers"],
+                f"{res['wall']:.1f}",
+                f"{res['images'] / res['wall']:.2f}",
+                f"{100 * outside:.1f}%",
+                f"{100 * outside_no_pamr:.1f}%" if has_pamr else "-",
+            ]
+        )
+        goals.append(
+            goal(
+                f"pseudo-masks ({res['setting']}): work outside the network",
+                "< 20% of the stage",
+                f"{100 * outside:.1f}%",
+                outside < GOAL,
+            )
+        )
         if has_pamr:
-            goals.append(goal(f"pseudo-masks ({res['setting']}) without PAMR: work outside the network",
-                              "< 20% of the stage", f"{100 * outside_no_pamr:.1f}%", outside_no_pamr < GOAL))
+            goals.append(
+                goal(
+                    f"pseudo-masks ({res['setting']}) without PAMR: work outside the network",
+                    "< 20% of the stage",
+                    f"{100 * outside_no_pamr:.1f}%",
+                    outside_no_pamr < GOAL,
+                )
+            )
     lines = [
         "## 3. Pseudo-mask throughput and where the time goes",
         "",
@@ -281,14 +362,26 @@ def main() -> None:
         f"pass), device {device}; timers around the pieces of `predict_step` and of the writer. Shares are of "
         "the stage's wall time (the `trainer.predict` call); per-image figures are totals / images.",
         "",
-        md_table(["setting", "weights", "images", "workers", "wall (s)", "images/s", "outside the network",
-                  "outside, without PAMR"], summary),
+        md_table(
+            [
+                "setting",
+                "weights",
+                "images",
+                "workers",
+                "wall (s)",
+                "images/s",
+                "outside the network",
+                "outside, without PAMR",
+            ],
+            summary,
+        ),
         "",
         md_table(["setting", "piece", "ms / image", "share of wall"], rows),
         "",
         "CPU share used by other processes during each run: "
         + "; ".join(f"{r['setting']}: {format_other(r['other'])}" for r in results)
-        + ". Load: " + "; ".join(f"{r['setting']}: " + " -> ".join(r["load"]) for r in results),
+        + ". Load: "
+        + "; ".join(f"{r['setting']}: " + " -> ".join(r["load"]) for r in results),
         "",
         goals_table(goals),
         "",

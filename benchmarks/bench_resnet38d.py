@@ -35,8 +35,20 @@ from common import (
 
 RECIPE_BATCH = 8
 OFFICIAL_S_PER_IT = 0.66  # 20,000 iterations in ~3 h 40 min on two GPUs
-MODEL = dict(backbone="resnet38d", output_stride=8, freeze_bn=True, freeze_stem=True, optimizer="sgd", lr=0.01,
-             head_lr_mult=10.0, bias_lr_mult=2.0, bias_decay=False, weight_decay=5e-4, momentum=5e-4, tau=0.4)
+MODEL = dict(
+    backbone="resnet38d",
+    output_stride=8,
+    freeze_bn=True,
+    freeze_stem=True,
+    optimizer="sgd",
+    lr=0.01,
+    head_lr_mult=10.0,
+    bias_lr_mult=2.0,
+    bias_decay=False,
+    weight_decay=5e-4,
+    momentum=5e-4,
+    tau=0.4,
+)
 
 
 def measure(batch_size: int, device: torch.device, amp: bool, channels_last: bool, rounds: int) -> dict:
@@ -76,8 +88,16 @@ def main() -> None:
     load = wait_for_quiet(args.wait_quiet)
     rounds = 2 if args.quick else 4
     results = [measure(b, device, args.amp, args.channels_last, rounds) for b in args.batches]
-    rows = [[r["batch"], f"{median(r['times']):.2f}", spread(r["times"]) + " ms",
-             f"{r['peak'] / 2**30:.2f}", format_other(r["other"])] for r in results]
+    rows = [
+        [
+            r["batch"],
+            f"{median(r['times']):.2f}",
+            spread(r["times"]) + " ms",
+            f"{r['peak'] / 2**30:.2f}",
+            format_other(r["other"]),
+        ]
+        for r in results
+    ]
     by_batch = {r["batch"]: r for r in results}
     if RECIPE_BATCH in by_batch:
         time8, peak8 = median(by_batch[RECIPE_BATCH]["times"]), by_batch[RECIPE_BATCH]["peak"]
@@ -88,21 +108,34 @@ def main() -> None:
         how = f"extrapolated linearly from batches {', '.join(str(r['batch']) for r in results)}"
     variant = f"{device.type}{', bf16 autocast' if args.amp else ''}{', channels_last' if args.channels_last else ''}"
     iterations_h = 20000 * time8 / 3600
-    goals = [goal(f"ResNet-38d VOC step, batch 8 ({variant})", f"official ~{OFFICIAL_S_PER_IT} s/it on 2 GPUs",
-                  f"{time8:.1f} s/it ({how}); 20k it = {iterations_h:.0f} h", None)]
+    goals = [
+        goal(
+            f"ResNet-38d VOC step, batch 8 ({variant})",
+            f"official ~{OFFICIAL_S_PER_IT} s/it on 2 GPUs",
+            f"{time8:.1f} s/it ({how}); 20k it = {iterations_h:.0f} h",
+            None,
+        )
+    ]
     lines = [
-        f"## ResNet-38d stage-1 step at the VOC recipe ({variant})", "",
+        f"## ResNet-38d stage-1 step at the VOC recipe ({variant})",
+        "",
         f"`benchmarks/bench_resnet38d.py`: EPS loss, crop 448, frozen BatchNorm and conv1a/b2 "
         f"({results[0]['trainable'] / 1e6:.1f}M of 105.1M parameters trained), SGD with EPS's four groups. "
-        f"Started at {format_load(load)}; {rounds} timed steps per batch after one warm-up.", "",
-        md_table(["batch", "median s/step", "range", "peak tensor memory (GiB)", "other processes"], rows), "",
-        goals_table(goals), "",
+        f"Started at {format_load(load)}; {rounds} timed steps per batch after one warm-up.",
+        "",
+        md_table(["batch", "median s/step", "range", "peak tensor memory (GiB)", "other processes"], rows),
+        "",
+        goals_table(goals),
+        "",
         f"- Batch 8 ({how}): {time8:.1f} s per iteration and {peak8 / 2**30:.1f} GiB; the recipe's 20,000 "
         f"iterations would take {iterations_h:.0f} h here, vs about 3 h 40 min (~{OFFICIAL_S_PER_IT} s/it) for "
         "the official run on two GPUs. This machine is for tests and the demo; the VOC recipe needs a GPU.",
     ]
-    emit(args, "\n".join(lines), {"goals": goals, "results": results, "batch8": {"time": time8, "peak": peak8},
-                                  "variant": variant})
+    emit(
+        args,
+        "\n".join(lines),
+        {"goals": goals, "results": results, "batch8": {"time": time8, "peak": peak8}, "variant": variant},
+    )
 
 
 if __name__ == "__main__":

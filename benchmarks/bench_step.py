@@ -56,20 +56,36 @@ from epspp.models import LocalizationModule
 SETTINGS = {
     "demo": dict(
         label="demo: resnet10t (32-256), OS8, crop 64, batch 16, C=5",
-        model=dict(backbone="resnet10t", backbone_kwargs={"channels": [32, 64, 128, 256], "stem_width": 16},
-                   output_stride=8, optimizer="adam", lr=0.002, head_lr_mult=1.0, weight_decay=0.0,
-                   pamr_dilations=(1, 2)),
-        classes=5, crop=64, batch=16, rounds=(30, 5),
+        model=dict(
+            backbone="resnet10t",
+            backbone_kwargs={"channels": [32, 64, 128, 256], "stem_width": 16},
+            output_stride=8,
+            optimizer="adam",
+            lr=0.002,
+            head_lr_mult=1.0,
+            weight_decay=0.0,
+            pamr_dilations=(1, 2),
+        ),
+        classes=5,
+        crop=64,
+        batch=16,
+        rounds=(30, 5),
     ),
     "r50": dict(
         label="resnet50, OS16, crop 320, batch 4, C=20",
         model=dict(backbone="resnet50", output_stride=16, optimizer="sgd", lr=0.01),
-        classes=20, crop=320, batch=4, rounds=(5, 2),
+        classes=20,
+        crop=320,
+        batch=4,
+        rounds=(5, 2),
     ),
     "r18os8": dict(
         label="resnet18, OS8, crop 256, batch 8, C=20",
         model=dict(backbone="resnet18", output_stride=8, optimizer="sgd", lr=0.01),
-        classes=20, crop=256, batch=8, rounds=(5, 2),
+        classes=20,
+        crop=256,
+        batch=8,
+        rounds=(5, 2),
     ),
 }
 METHODS = ("none", "eps", "ird")
@@ -103,12 +119,15 @@ def build(setting: dict, method: str, device: torch.device, channels_last: bool)
     config = module.configure_optimizers()
     stub.optimizers = [config["optimizer"]]
     module.train()
-    return module, config["optimizer"], config["lr_scheduler"]["scheduler"] if isinstance(
-        config["lr_scheduler"], dict) else config["lr_scheduler"]
+    return (
+        module,
+        config["optimizer"],
+        config["lr_scheduler"]["scheduler"] if isinstance(config["lr_scheduler"], dict) else config["lr_scheduler"],
+    )
 
 
 def step_fn(module, optimizer, scheduler, batch, amp: bool, device: torch.device):
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext())
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -151,8 +170,9 @@ def breakdown(module: LocalizationModule, batch: dict, rounds: int, device: torc
     return side_by_side(pieces, rounds, device, warmup=2)
 
 
-def run_setting(name: str, device: torch.device, quick: bool, amp: bool, channels_last: bool,
-                compile_: bool, wait: float) -> dict:
+def run_setting(
+    name: str, device: torch.device, quick: bool, amp: bool, channels_last: bool, compile_: bool, wait: float
+) -> dict:
     setting = SETTINGS[name]
     batch = make_batch(setting, device)
     if channels_last:
@@ -176,11 +196,19 @@ def run_setting(name: str, device: torch.device, quick: bool, amp: bool, channel
     other_pieces = meter.other()
     load_after = load_snapshot()
     maps = tuple(modules["ird"](batch["image"][:1]).shape[-2:])
-    return {"setting": name, "label": setting["label"], "maps": maps, "times": times, "pieces": pieces,
-            "load": [format_load(load_before), format_load(load_mid), format_load(load_after)],
-            "busy": max_busy(load_before, load_mid, load_after), "threads": torch.get_num_threads(),
-            "other": other, "other_pieces": other_pieces,
-            "dilations": modules["ird"].pamr.dilations}
+    return {
+        "setting": name,
+        "label": setting["label"],
+        "maps": maps,
+        "times": times,
+        "pieces": pieces,
+        "load": [format_load(load_before), format_load(load_mid), format_load(load_after)],
+        "busy": max_busy(load_before, load_mid, load_after),
+        "threads": torch.get_num_threads(),
+        "other": other,
+        "other_pieces": other_pieces,
+        "dilations": modules["ird"].pamr.dilations,
+    }
 
 
 def main() -> None:
@@ -191,29 +219,60 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     args = parser.parse_args()
     device = setup_run(args)
-    results = [run_setting(s, device, args.quick, args.amp, args.channels_last, args.compile, args.wait_quiet)
-               for s in args.settings]
+    results = [
+        run_setting(s, device, args.quick, args.amp, args.channels_last, args.compile, args.wait_quiet)
+        for s in args.settings
+    ]
 
     rows, piece_rows, goals = [], [], []
     for res in results:
         base = median(res["times"]["none"])
         for method in METHODS:
             t = median(res["times"][method])
-            rows.append([res["label"] if method == "none" else "", method, f"{t * 1e3:.1f}",
-                         spread(res["times"][method]), len(res["times"][method]),
-                         f"{res['maps'][0]}x{res['maps'][1]}" if method == "none" else "",
-                         "-" if method == "none" else f"{100 * (t / base - 1):+.1f}%"])
+            rows.append(
+                [
+                    res["label"] if method == "none" else "",
+                    method,
+                    f"{t * 1e3:.1f}",
+                    spread(res["times"][method]),
+                    len(res["times"][method]),
+                    f"{res['maps'][0]}x{res['maps'][1]}" if method == "none" else "",
+                    "-" if method == "none" else f"{100 * (t / base - 1):+.1f}%",
+                ]
+            )
         overhead = median(res["times"]["ird"]) / base - 1
         paired = median([a / b - 1 for a, b in zip(res["times"]["ird"], res["times"]["none"], strict=True)])
         res["paired_overhead"] = paired
-        goals.append(goal(f"step ird vs none ({res['setting']})", "<= +10%",
-                          f"{100 * overhead:+.1f}% (paired rounds: {100 * paired:+.1f}%)", overhead <= GOAL))
+        goals.append(
+            goal(
+                f"step ird vs none ({res['setting']})",
+                "<= +10%",
+                f"{100 * overhead:+.1f}% (paired rounds: {100 * paired:+.1f}%)",
+                overhead <= GOAL,
+            )
+        )
         for piece, values in res["pieces"].items():
-            piece_rows.append([res["label"] if piece == next(iter(res["pieces"])) else "", piece,
-                               f"{median(values) * 1e3:.2f}", f"{100 * median(values) / base:.1f}%"])
+            piece_rows.append(
+                [
+                    res["label"] if piece == next(iter(res["pieces"])) else "",
+                    piece,
+                    f"{median(values) * 1e3:.2f}",
+                    f"{100 * median(values) / base:.1f}%",
+                ]
+            )
 
-    variant = ", ".join(v for v, on in (("bf16 autocast", args.amp), ("channels_last", args.channels_last),
-                                        ("torch.compile", args.compile)) if on) or "fp32, eager"
+    variant = (
+        ", ".join(
+            v
+            for v, on in (
+                ("bf16 autocast", args.amp),
+                ("channels_last", args.channels_last),
+                ("torch.compile", args.compile),
+            )
+            if on
+        )
+        or "fp32, eager"
+    )
     lines = [
         "## 2. Stage-1 step cost: none vs eps vs ird",
         "",
@@ -230,7 +289,8 @@ def main() -> None:
         "",
         "CPU share used by other processes during the steps / the breakdown: "
         + "; ".join(f"{r['setting']}: {format_other(r['other'])} / {format_other(r['other_pieces'])}" for r in results)
-        + ". Load: " + "; ".join(f"{r['setting']}: " + " -> ".join(r["load"]) for r in results),
+        + ". Load: "
+        + "; ".join(f"{r['setting']}: " + " -> ".join(r["load"]) for r in results),
         "",
         goals_table(goals),
         "",

@@ -173,7 +173,7 @@ def side_by_side(
     times: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for r in range(max(counts.values(), default=0)):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             if len(times[name]) >= counts[name]:
                 continue
@@ -245,8 +245,10 @@ def goal(name: str, target: str, measured: str, met: bool | None, note: str = ""
 
 def goals_table(goals: Sequence[dict]) -> str:
     """The goal / target / measured / verdict table of a benchmark section."""
-    return md_table(["goal", "target", "measured", "verdict"],
-                    [[g["name"], g["target"], g["measured"], verdict(g["met"])] for g in goals])
+    return md_table(
+        ["goal", "target", "measured", "verdict"],
+        [[g["name"], g["target"], g["measured"], verdict(g["met"])] for g in goals],
+    )
 
 
 def verdict(met: bool | None) -> str:
@@ -261,8 +263,12 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--md-out", type=Path, default=None, help="write the markdown section here")
     parser.add_argument("--json-out", type=Path, default=None, help="write the goals and figures here (JSON)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0,
-                        help="before each case, wait up to this many seconds for the CPUs to be < 25%% busy")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        help="before each case, wait up to this many seconds for the CPUs to be < 25%% busy",
+    )
     return parser
 
 

@@ -44,8 +44,19 @@ PYTHON = sys.executable
 
 def run(name: str, script: str, extra: list[str], args: argparse.Namespace, tmp: Path, log: list[str]) -> dict:
     md, js = tmp / f"{name}.md", tmp / f"{name}.json"
-    cmd = [PYTHON, str(HERE / script), "--device", args.device, "--md-out", str(md), "--json-out", str(js),
-           "--wait-quiet", str(min(10.0, args.wait_quiet)), *extra]
+    cmd = [
+        PYTHON,
+        str(HERE / script),
+        "--device",
+        args.device,
+        "--md-out",
+        str(md),
+        "--json-out",
+        str(js),
+        "--wait-quiet",
+        str(min(10.0, args.wait_quiet)),
+        *extra,
+    ]
     if args.quick:
         cmd.append("--quick")
     snap = wait_for_quiet(args.wait_quiet)
@@ -56,16 +67,23 @@ def run(name: str, script: str, extra: list[str], args: argparse.Namespace, tmp:
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=args.timeout)
     other = meter.other()
     elapsed = time.perf_counter() - start
-    log.append(f"- `{name}`: {elapsed:.0f} s; other processes used {format_other(other)} of the CPUs meanwhile; "
-               f"started at {format_load(snap)}")
+    log.append(
+        f"- `{name}`: {elapsed:.0f} s; other processes used {format_other(other)} of the CPUs meanwhile; "
+        f"started at {format_load(snap)}"
+    )
     if res.returncode != 0 or not md.is_file():
         tail = (res.stderr or res.stdout)[-3000:]
         print(tail, file=sys.stderr)
         text = f"**{name} failed** (exit {res.returncode}):\n\n```\n{tail}\n```\n"
         return {"name": name, "ok": False, "markdown": text, "json": {}, "seconds": elapsed}
     print(f"[bench] {name}: done in {elapsed:.0f} s", file=sys.stderr, flush=True)
-    return {"name": name, "ok": True, "markdown": md.read_text(), "json": json.loads(js.read_text()),
-            "seconds": elapsed}
+    return {
+        "name": name,
+        "ok": True,
+        "markdown": md.read_text(),
+        "json": json.loads(js.read_text()),
+        "seconds": elapsed,
+    }
 
 
 # ------------------------------------------------------------------------------------- analysis
@@ -76,9 +94,11 @@ def contention(share: float | None) -> str:
     """A warning when other processes used a noticeable share of the CPUs during a measurement."""
     if share is None or share < CONTENDED:
         return ""
-    return (f" **Measured while other processes used {100 * share:.0f}% of the CPUs**: with two OpenMP threads "
-            "on two shared cores such figures can be several times the quiet-machine ones (see benchmark 1's "
-            "1-thread column); compare the ratios, not the absolute times.")
+    return (
+        f" **Measured while other processes used {100 * share:.0f}% of the CPUs**: with two OpenMP threads "
+        "on two shared cores such figures can be several times the quiet-machine ones (see benchmark 1's "
+        "1-thread column); compare the ratios, not the absolute times."
+    )
 
 
 def pamr_notes(payload: dict) -> list[str]:
@@ -95,19 +115,22 @@ def pamr_notes(payload: dict) -> list[str]:
                 "accumulates the 48 weighted neighbours in place from slices of one replicate-padded copy of the "
                 "masks (two buffers used in turn); the reference gathers the neighbours with a dilated one-hot "
                 "convolution per dilation, materializing (B, C, 48, H, W) (~720 MiB here) and its product with "
-                "the affinities at every iteration." + contention(res.get("other")))
+                "the affinities at every iteration." + contention(res.get("other"))
+            )
         if res["case"] == "a":
             notes.append(
                 f"- (a) training maps: ours {t['ours'] * 1e3:.0f} ms vs reference {t['reference'] * 1e3:.0f} ms, "
                 f"{peaks['ours'] / 2**20:.0f} vs {peaks['reference'] / 2**20:.0f} MiB. This case now refines "
                 "56x56 maps with the image resized to 56x56, as `LocalizationModule.refine_maps` does; the "
                 "previous version of this benchmark refined them at a 448x448 image, which training never does "
-                "(and for which the reference needs ~19 GiB)." + contention(res.get("other")))
+                "(and for which the reference needs ~19 GiB)." + contention(res.get("other"))
+            )
         if res["case"] == "demo":
             notes.append(
                 f"- demo (8x8 maps, dilations 1-2): ours {t['ours'] * 1e3:.1f} ms, reference "
                 f"{t['reference'] * 1e3:.1f} ms; at this size both are kernel-launch overhead."
-                + contention(res.get("other")))
+                + contention(res.get("other"))
+            )
         if "ours (1 thread)" in t and t["ours"] > 1.2 * t["ours (1 thread)"]:
             slower = t["ours"] / t["ours (1 thread)"]
             notes.append(
@@ -116,7 +139,8 @@ def pamr_notes(payload: dict) -> list[str]:
                 "parallel region waits for all its OpenMP threads, and a thread that loses its core to another "
                 "process stalls the region for a scheduler time slice. This happens whenever the cores are shared "
                 "(other jobs, or the data-loader workers of the same run, see benchmark 4); other processes used "
-                f"{format_other(res.get('other'))} of the CPUs during this case.")
+                f"{format_other(res.get('other'))} of the CPUs during this case."
+            )
     return notes
 
 
@@ -129,23 +153,28 @@ def step_notes(payload: dict) -> list[str]:
         paired = res.get("paired_overhead")
         pieces = {k: median(v) for k, v in res["pieces"].items()}
         extra = (pieces["refine_maps (all three)"] + pieces["IRD loss fwd+bwd"]) / base
-        text = (f"- {res['label']} (maps {res['maps'][0]}x{res['maps'][1]}): ird {100 * ird:+.1f}% "
-                f"(paired rounds {100 * (paired or 0):+.1f}%), eps {100 * eps:+.1f}% over none. Pieces: PAMR "
-                f"{pieces['PAMR'] * 1e3:.1f} ms ({100 * pieces['PAMR'] / base:.1f}% of the none step), image resize "
-                f"{pieces['image resize'] * 1e3:.2f} ms, extra softmax {pieces['softmax of detached maps'] * 1e3:.2f} "
-                f"ms, IRD loss forward + backward {pieces['IRD loss fwd+bwd'] * 1e3:.2f} ms (EPS loss "
-                f"{pieces['EPS loss fwd+bwd'] * 1e3:.2f} ms): refine_maps + IRD loss = {100 * extra:.1f}% of the "
-                "none step, what ird should add.")
+        text = (
+            f"- {res['label']} (maps {res['maps'][0]}x{res['maps'][1]}): ird {100 * ird:+.1f}% "
+            f"(paired rounds {100 * (paired or 0):+.1f}%), eps {100 * eps:+.1f}% over none. Pieces: PAMR "
+            f"{pieces['PAMR'] * 1e3:.1f} ms ({100 * pieces['PAMR'] / base:.1f}% of the none step), image resize "
+            f"{pieces['image resize'] * 1e3:.2f} ms, extra softmax {pieces['softmax of detached maps'] * 1e3:.2f} "
+            f"ms, IRD loss forward + backward {pieces['IRD loss fwd+bwd'] * 1e3:.2f} ms (EPS loss "
+            f"{pieces['EPS loss fwd+bwd'] * 1e3:.2f} ms): refine_maps + IRD loss = {100 * extra:.1f}% of the "
+            "none step, what ird should add."
+        )
         if res["setting"] == "demo":
             text += (
                 " At 8x8 maps PAMR costs kernel-launch overhead, not arithmetic: ~380 kernels (the affinities of 16 "
                 "neighbours, then 10 iterations of 16 accumulations and a border refresh) on tensors of a few "
                 "thousand elements, a few ms whatever the map size. A variant that stacks the neighbours to launch "
                 "fewer kernels was tried while writing this benchmark (2.1 vs 3.4 ms at this size, ~2% of the "
-                "step, but 2-4x slower at 20x20 and 32x32 maps) and not adopted.")
+                "step, but 2-4x slower at 20x20 and 32x32 maps) and not adopted."
+            )
             if ird > 0.10:
-                text += (f" The goal is missed by {100 * (ird - 0.10):.1f} points: with a step this short, PAMR's "
-                         "fixed cost is the whole margin; a quiet-machine run measures about +7%.")
+                text += (
+                    f" The goal is missed by {100 * (ird - 0.10):.1f} points: with a step this short, PAMR's "
+                    "fixed cost is the whole margin; a quiet-machine run measures about +7%."
+                )
         text += contention(max(res.get("other") or 0.0, res.get("other_pieces") or 0.0))
         notes.append(text)
     return notes
@@ -160,25 +189,34 @@ def pseudo_notes(payload: dict) -> list[str]:
         pieces = {k: v for k, v in t.items() if not k.endswith("(total)") and k != "network forward"}
         top = sorted(pieces.items(), key=lambda kv: -kv[1])[:3]
         top_text = ", ".join(f"{k} {1e3 * v / n:.2f} ms/image" for k, v in top)
-        text = (f"- {res['label']}: {res['images'] / wall:.1f} images/s, network {1e3 * forward / n:.1f} ms/image, "
-                f"{100 * outside:.0f}% of the stage outside the network; largest pieces outside: {top_text}.")
+        text = (
+            f"- {res['label']}: {res['images'] / wall:.1f} images/s, network {1e3 * forward / n:.1f} ms/image, "
+            f"{100 * outside:.0f}% of the stage outside the network; largest pieces outside: {top_text}."
+        )
         if res["setting"] == "demo" and outside >= 0.20:
             rates = {r["setting"]: r["images"] / r["wall"] for r in payload.get("results", [])}
             text += (
                 f" The demo network costs only {1e3 * forward / n:.1f} ms per image, so fixed per-image costs decide "
                 "the share: a one-image batch through the worker processes (~1.5 ms of pickling and shared-memory "
                 "file descriptors for its 5 tensors, measured alone), Lightning's per-batch loop, the PNG "
-                "(~0.5 ms), the argmax and the small ops of `predict_step`.")
+                "(~0.5 ms), the argmax and the small ops of `predict_step`."
+            )
             if "demo0" in rates:
-                text += (f" Loading in the main process (`demo0`, `--data.num_workers 0`) gives {rates['demo0']:.0f} "
-                         f"instead of {rates['demo']:.0f} images/s: worth setting in `configs/demo/pseudo_masks.yaml`.")
-            text += (" Under 20% would need several images per `predict_step` (the demo's images all have the same "
-                     "size): a change of the one-image-per-batch prediction contract, beyond a small fix.")
+                text += (
+                    f" Loading in the main process (`demo0`, `--data.num_workers 0`) gives {rates['demo0']:.0f} "
+                    f"instead of {rates['demo']:.0f} images/s: worth setting in `configs/demo/pseudo_masks.yaml`."
+                )
+            text += (
+                " Under 20% would need several images per `predict_step` (the demo's images all have the same "
+                "size): a change of the one-image-per-batch prediction contract, beyond a small fix."
+            )
         if res["setting"] == "voc":
             pamr = t.get("PAMR", 0.0)
-            text += (f" PAMR at full resolution is {1e3 * pamr / n:.0f} ms/image ({100 * pamr / wall:.0f}% of the "
-                     "stage); without it (the VOC config's `refine: none`) the work outside the network is "
-                     f"{100 * (1 - forward / (wall - pamr)):.0f}%.")
+            text += (
+                f" PAMR at full resolution is {1e3 * pamr / n:.0f} ms/image ({100 * pamr / wall:.0f}% of the "
+                "stage); without it (the VOC config's `refine: none`) the work outside the network is "
+                f"{100 * (1 - forward / (wall - pamr)):.0f}%."
+            )
         text += contention(res.get("other"))
         notes.append(text)
     return notes
@@ -202,7 +240,8 @@ def data_notes(payload: dict) -> list[str]:
             f"Loading one sample costs {100 * bound.get('serial', 0):.0f}% of a step's time per sample: that is "
             f"what serial loading adds, and perfectly overlapped on the {payload.get('cores', 2)} cores it would "
             f"still add {100 * bound.get('overlapped', 0):.0f}%."
-            + contention((payload.get("other") or {}).get(f"end to end {name}")))
+            + contention((payload.get("other") or {}).get(f"end to end {name}"))
+        )
     missed = any(g["met"] is False for g in payload.get("goals", []) if g["name"].startswith("end to end"))
     notes.append(
         f"- Why {'the goal is missed' if missed else 'this needed attention'}: the loader alone is several times "
@@ -214,7 +253,8 @@ def data_notes(payload: dict) -> list[str]:
         "which then wait for the descheduled thread (the effect seen in benchmark 1); niceness 19 removes that "
         "penalty. Going further needs a cheaper per-sample pipeline (e.g. the 64-px dataset decoded once into "
         "memory), more cores, or the step on a GPU; with a ResNet step (benchmark 2) the loader is tens of times "
-        "ahead.")
+        "ahead."
+    )
     return notes
 
 
@@ -253,8 +293,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
     parser.add_argument("--only", nargs="+", default=None, choices=["pamr", "step", "pseudo", "data", "resnet38d"])
-    parser.add_argument("--wait-quiet", type=float, default=20.0,
-                        help="seconds to wait, before each benchmark, for the CPUs to be < 25%% busy with other work")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=20.0,
+        help="seconds to wait, before each benchmark, for the CPUs to be < 25%% busy with other work",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="per-benchmark time limit (s)")
     parser.add_argument("--json-dir", type=Path, default=None, help="also keep every benchmark's raw JSON here")
     args = parser.parse_args()
@@ -309,14 +353,20 @@ def main() -> None:
         ["cores (logical / usable)", f"{info['logical_cpus']} / {info['usable_cpus']}"],
         ["memory", f"{info['memory_gib']:.1f} GiB" if info["memory_gib"] else "?"],
         ["Python / torch", f"{info['python']} / {info['torch']}"],
-        ["torch threads (intra / inter-op)", f"{info['torch_threads']} / {info['torch_interop_threads']} "
-                                             f"({info['parallel_backend']}, OMP_NUM_THREADS="
-                                             f"{info['omp_num_threads_env'] or 'unset'})"],
+        [
+            "torch threads (intra / inter-op)",
+            f"{info['torch_threads']} / {info['torch_interop_threads']} "
+            f"({info['parallel_backend']}, OMP_NUM_THREADS="
+            f"{info['omp_num_threads_env'] or 'unset'})",
+        ],
         ["device", info["device"] + (f" ({info['gpu']})" if info.get("gpu") else "")],
         ["load at start / end", f"{format_load(start_load)} / {format_load(end_load)}"],
     ]
     notes = {
-        "pamr": pamr_notes, "step": step_notes, "pseudo": pseudo_notes, "data": data_notes,
+        "pamr": pamr_notes,
+        "step": step_notes,
+        "pseudo": pseudo_notes,
+        "data": data_notes,
     }
     parts = [
         "# Benchmarks",

@@ -17,9 +17,15 @@ import os
 import subprocess
 import sys
 
-SETTINGS = ({}, {"ATEN_CPU_CAPABILITY": "avx2"}, {"ATEN_CPU_CAPABILITY": "default"},
-            {"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"ONEDNN_MAX_CPU_ISA": "SSE41"}, {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
-            {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"})
+SETTINGS = (
+    {},
+    {"ATEN_CPU_CAPABILITY": "avx2"},
+    {"ATEN_CPU_CAPABILITY": "default"},
+    {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+    {"ONEDNN_MAX_CPU_ISA": "SSE41"},
+    {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+)
 
 
 def digests() -> str:
@@ -33,9 +39,15 @@ def digests() -> str:
     y = conv(x)
     y.square().sum().backward()
     with torch.no_grad():
-        results = {"conv": y, "conv_grad": conv.weight.grad, "matmul": a @ b, "softmax": torch.softmax(x, 1),
-                   "exp": x.exp(), "sum": x.sum((2, 3)),
-                   "bilinear": torch.nn.functional.interpolate(x, scale_factor=1.7, mode="bilinear")}
+        results = {
+            "conv": y,
+            "conv_grad": conv.weight.grad,
+            "matmul": a @ b,
+            "softmax": torch.softmax(x, 1),
+            "exp": x.exp(),
+            "sum": x.sum((2, 3)),
+            "bilinear": torch.nn.functional.interpolate(x, scale_factor=1.7, mode="bilinear"),
+        }
     text = " ".join(f"{k}:{hashlib.sha1(v.detach().numpy().tobytes()).hexdigest()[:6]}" for k, v in results.items())
     return f"{torch.backends.cpu.get_cpu_capability()} {text}"
 
@@ -47,8 +59,9 @@ def main() -> None:
     native = None
     for setting in SETTINGS:
         env = dict(os.environ, OMP_NUM_THREADS="1", **setting)
-        line = subprocess.run([sys.executable, __file__, "--child"], env=env, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        line = subprocess.run(
+            [sys.executable, __file__, "--child"], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
         native = native or line.split(" ", 1)[1]
         changed = "same as native" if line.split(" ", 1)[1] == native else "CHANGES the numbers"
         name = " ".join(f"{k}={v}" for k, v in setting.items()) or "native"

@@ -30,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-side", type=int, default=400, help="each photo's longer side in px (400)")
     args = parser.parse_args(argv)
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
-        print(f"photo_demo_data: error: --out {args.out} exists and is not an empty folder: choose a new one",
-              file=sys.stderr)
+        print(
+            f"photo_demo_data: error: --out {args.out} exists and is not an empty folder: choose a new one",
+            file=sys.stderr,
+        )
         return 2
     if args.count < 2 or args.long_side < 16:
         print("photo_demo_data: error: --count must be >= 2 and --long-side >= 16", file=sys.stderr)

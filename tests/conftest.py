@@ -60,8 +60,11 @@ def temp_folder_left_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     left = sorted(entry.name for entry in private.iterdir() if not LIBRARY_TEMP.fullmatch(entry.name))
     shutil.rmtree(private, ignore_errors=True)
     if left:
-        pytest.fail(f"the tests left {len(left)} entries in the temporary folder: {', '.join(left[:20])}; remove "
-                    "them where they are made (tempfile.TemporaryDirectory, or tmp_path)", pytrace=False)
+        pytest.fail(
+            f"the tests left {len(left)} entries in the temporary folder: {', '.join(left[:20])}; remove "
+            "them where they are made (tempfile.TemporaryDirectory, or tmp_path)",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -79,9 +82,23 @@ def localization_checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempP
     from fixtures.cli import SCRATCH_EPSPP, TINY_FIT, run_epspp
 
     run = tmp_path_factory.mktemp("localization")
-    run_epspp(["fit", "--config", SCRATCH_EPSPP, "--data.root", synthetic_root,
-               "--trainer.default_root_dir", run, "--trainer.logger", "false", "--trainer.num_sanity_val_steps", "0",
-               *TINY_FIT], cwd=run)
+    run_epspp(
+        [
+            "fit",
+            "--config",
+            SCRATCH_EPSPP,
+            "--data.root",
+            synthetic_root,
+            "--trainer.default_root_dir",
+            run,
+            "--trainer.logger",
+            "false",
+            "--trainer.num_sanity_val_steps",
+            "0",
+            *TINY_FIT,
+        ],
+        cwd=run,
+    )
     checkpoint = run / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file(), sorted(map(str, run.rglob("*")))
     return checkpoint

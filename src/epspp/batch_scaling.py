@@ -49,8 +49,9 @@ class ScaledRecipe:
         return args + ["--model.init_args.lr", f"{self.lr:.6g}"]
 
 
-def scale_recipe(batch_size: int, lr: float, processes: int, labeled_per_batch: int | None = None,
-                 accumulate: int = 1) -> ScaledRecipe:
+def scale_recipe(
+    batch_size: int, lr: float, processes: int, labeled_per_batch: int | None = None, accumulate: int = 1
+) -> ScaledRecipe:
     """Split a recipe's total ``batch_size x accumulate`` over ``processes`` and scale ``lr`` with the new total.
 
     The accumulation becomes ``max(1, accumulate // processes)``. Semi-supervised recipes
@@ -70,8 +71,9 @@ def scale_recipe(batch_size: int, lr: float, processes: int, labeled_per_batch: 
     if labeled_per_batch is not None:
         per_process = max(per_process, 2)
         labeled = min(max(per_process * labeled_per_batch // batch_size, 1), per_process - 1)
-    return ScaledRecipe(per_process, lr * per_process * processes * steps / total, labeled, processes, steps,
-                        accumulate > 1)
+    return ScaledRecipe(
+        per_process, lr * per_process * processes * steps / total, labeled, processes, steps, accumulate > 1
+    )
 
 
 def read_recipe(config: Path) -> tuple[int, float, int | None, int]:
@@ -85,11 +87,15 @@ def read_recipe(config: Path) -> tuple[int, float, int | None, int]:
         raise ConfigError(f"config {config} is not valid YAML: {error}") from None
     data = tree.get("data") or {}
     model_args = (tree.get("model") or {}).get("init_args") or {}
-    missing = [key for key, value in (("data.batch_size", data.get("batch_size")),
-                                      ("model.init_args.lr", model_args.get("lr"))) if value is None]
+    missing = [
+        key
+        for key, value in (("data.batch_size", data.get("batch_size")), ("model.init_args.lr", model_args.get("lr")))
+        if value is None
+    ]
     if missing:
-        raise ConfigError(f"config {config} sets no {' and no '.join(missing)}: add them, the rule scales the "
-                          "recipe written there")
+        raise ConfigError(
+            f"config {config} sets no {' and no '.join(missing)}: add them, the rule scales the recipe written there"
+        )
     accumulate = int((tree.get("trainer") or {}).get("accumulate_grad_batches") or 1)
     return int(data["batch_size"]), float(model_args["lr"]), data.get("labeled_per_batch"), accumulate
 
@@ -102,5 +108,7 @@ def config_recipe(config: Path, processes: int) -> tuple[ScaledRecipe, str]:
     share = "" if scaled.labeled_per_batch is None else f" ({scaled.labeled_per_batch} labelled)"
     steps = f" x {scaled.accumulate} accumulated" if scaled.recipe_accumulates else ""
     recipe = f"{batch_size} x {accumulate}" if accumulate > 1 else f"{batch_size}"
-    return scaled, (f"[epspp] {config.name} on {scaled.processes} process(es): batch {scaled.batch_size}/GPU{share}"
-                    f"{steps}, total {scaled.total_batch} (recipe {recipe}), lr {scaled.lr:.6g} (recipe {lr:.6g})")
+    return scaled, (
+        f"[epspp] {config.name} on {scaled.processes} process(es): batch {scaled.batch_size}/GPU{share}"
+        f"{steps}, total {scaled.total_batch} (recipe {recipe}), lr {scaled.lr:.6g} (recipe {lr:.6g})"
+    )

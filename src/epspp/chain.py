@@ -166,19 +166,45 @@ class Stage:
         return budget if budget is not None and budget > 0 else None
 
 
-def fit_stage(name: str, folder: Path, configs: Sequence[Path], root: Path, *, extra: Sequence[str] = (),
-              init: Sequence[str] = (), overrides: Sequence[str] = (), inputs: Sequence[Path] = (),
-              max_steps: int | None = None) -> Stage:
+def fit_stage(
+    name: str,
+    folder: Path,
+    configs: Sequence[Path],
+    root: Path,
+    *,
+    extra: Sequence[str] = (),
+    init: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    inputs: Sequence[Path] = (),
+    max_steps: int | None = None,
+) -> Stage:
     """``epspp fit --config C.. --data.root ROOT EXTRA --trainer.default_root_dir FOLDER INIT`` + ``OVERRIDES``;
     it resumes from the folder's newest checkpoint when it was interrupted."""
-    args = ["fit", *_configs(configs), "--data.root", str(root), *extra, "--trainer.default_root_dir", str(folder),
-            *init]
+    args = [
+        "fit",
+        *_configs(configs),
+        "--data.root",
+        str(root),
+        *extra,
+        "--trainer.default_root_dir",
+        str(folder),
+        *init,
+    ]
     return Stage(name, folder, tuple(args), tuple(overrides), tuple(inputs), resume=True, max_steps=max_steps)
 
 
-def predict_stage(name: str, folder: Path, configs: Sequence[Path], root: Path, checkpoint: Path, *,
-                  extra: Sequence[str] = (), overrides: Sequence[str] = (), inputs: Sequence[Path] = (),
-                  root_dir: bool = False) -> Stage:
+def predict_stage(
+    name: str,
+    folder: Path,
+    configs: Sequence[Path],
+    root: Path,
+    checkpoint: Path,
+    *,
+    extra: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    inputs: Sequence[Path] = (),
+    root_dir: bool = False,
+) -> Stage:
     """``epspp predict --config C.. --data.root ROOT EXTRA --ckpt_path CKPT [--trainer.default_root_dir FOLDER]
     --pseudo_masks.output_dir FOLDER`` + ``OVERRIDES``: the masks (and ``manifest.json``) go to ``folder``."""
     args = ["predict", *_configs(configs), "--data.root", str(root), *extra, "--ckpt_path", str(checkpoint)]
@@ -210,8 +236,14 @@ class Processes:
     def trainer_args(self, fit: bool) -> list[str]:
         """The Trainer flags of the layout."""
         strategy = self.strategy or ("auto" if self.count == 1 else "ddp")
-        args = ["--trainer.devices", str(self.devices), "--trainer.num_nodes", str(self.num_nodes),
-                "--trainer.strategy", strategy]
+        args = [
+            "--trainer.devices",
+            str(self.devices),
+            "--trainer.num_nodes",
+            str(self.num_nodes),
+            "--trainer.strategy",
+            strategy,
+        ]
         if fit and self.sync_batchnorm is not None:
             args += ["--trainer.sync_batchnorm", str(self.sync_batchnorm).lower()]
         return args
@@ -260,14 +292,19 @@ def move_aside(folder: Path) -> Path:
     return target
 
 
-def run_command(argv: Sequence[str], log: Path | None, env: Mapping[str, str] | None,
-                poll: Callable[[], None], poll_s: float) -> int:
+def run_command(
+    argv: Sequence[str], log: Path | None, env: Mapping[str, str] | None, poll: Callable[[], None], poll_s: float
+) -> int:
     """Run ``argv`` to its end, its output appended to ``log`` (or to this process's output when None), calling
     ``poll`` every ``poll_s`` seconds meanwhile; its exit code."""
     handle: TextIO | None = open(log, "a") if log is not None else None  # noqa: SIM115 (closed below)
     try:
-        process = subprocess.Popen(list(argv), stdout=handle, stderr=subprocess.STDOUT if handle else None,
-                                   env=dict(env) if env is not None else None)
+        process = subprocess.Popen(
+            list(argv),
+            stdout=handle,
+            stderr=subprocess.STDOUT if handle else None,
+            env=dict(env) if env is not None else None,
+        )
         while True:
             try:
                 return process.wait(timeout=poll_s)
@@ -347,17 +384,20 @@ class Runner:
         names = [stage.name for stage in stages]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
-            raise StageError(f"stage names must differ, got {', '.join(twice)} more than once: name each stage after "
-                             "its folder")
+            raise StageError(
+                f"stage names must differ, got {', '.join(twice)} more than once: name each stage after its folder"
+            )
         for stage in stages:  # every config is read (and every recipe said) before anything runs
             self._recipe(stage)
         todo = self.plan(stages)
-        self._say(f"{len(stages)} stages, {sum(todo)} to run" + (f", {len(stages) - sum(todo)} done before"
-                                                               if sum(todo) < len(stages) else ""))
+        self._say(
+            f"{len(stages)} stages, {sum(todo)} to run"
+            + (f", {len(stages) - sum(todo)} done before" if sum(todo) < len(stages) else "")
+        )
         records: dict[str, dict] = {}
         eta = _Eta()
         for index, stage in enumerate(stages):
-            to_come = [s.step_budget() for s, runs in zip(stages[index + 1:], todo[index + 1:], strict=True) if runs]
+            to_come = [s.step_budget() for s, runs in zip(stages[index + 1 :], todo[index + 1 :], strict=True) if runs]
             records[stage.name] = self.run_stage(stage, functools.partial(self._eta, eta, stage, to_come))
         return records
 
@@ -415,9 +455,14 @@ class Runner:
             where = f"its log is {log}" if log else f"command: {shlex.join(argv)}"
             tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:]) if log else ""
             raise StageError(f"{stage.name} failed (exit {code}); {where}" + (f": {tail}" if tail else ""))
-        record = {"stage": stage.name, "command": stage.command, "argv": argv,
-                  "wall_time_s": round(seconds, 1), "id": uuid.uuid4().hex,
-                  "inputs": {str(folder): (_read_marker(folder) or {}).get("id") for folder in stage.inputs}}
+        record = {
+            "stage": stage.name,
+            "command": stage.command,
+            "argv": argv,
+            "wall_time_s": round(seconds, 1),
+            "id": uuid.uuid4().hex,
+            "inputs": {str(folder): (_read_marker(folder) or {}).get("id") for folder in stage.inputs},
+        }
         _write_json(marker_path, record)
         with self._lock:
             self._ran.add(stage.folder)
@@ -438,7 +483,7 @@ class Runner:
             return
         eta.said.add(stage)
         fits = sum(budget is not None for budget in to_come)
-        basis = (f"{fits} fit(s) to come at {eta.first}'s {eta.rate:.2f} steps/s" if fits else "this fit's own rate")
+        basis = f"{fits} fit(s) to come at {eta.first}'s {eta.rate:.2f} steps/s" if fits else "this fit's own rate"
         uncounted = f"; {unknown} stage(s) without a step budget not counted" if unknown else ""
         self._say(f"whole run: about {format_duration(seconds)} left (an estimate: {basis}{uncounted})")
 

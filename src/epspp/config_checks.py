@@ -74,8 +74,10 @@ def check_localization_options(hp: Mapping[str, Any]) -> None:
     if hp.get("ird_refine", "pamr") not in ("pamr", "none"):
         raise ConfigError(f"{prefix}ird_refine must be pamr (the paper) or none, got {hp['ird_refine']!r}")
     if hp.get("ird_threshold_maps", "normalized") not in ("normalized", "softmax"):
-        raise ConfigError(f"{prefix}ird_threshold_maps must be normalized or softmax (docs/architecture.md, \"How we "
-                          f"read IRD's B()\"), got {hp['ird_threshold_maps']!r}")
+        raise ConfigError(
+            f'{prefix}ird_threshold_maps must be normalized or softmax (docs/architecture.md, "How we '
+            f"read IRD's B()\"), got {hp['ird_threshold_maps']!r}"
+        )
     dilations = list(hp["pamr_dilations"] or [])
     if not dilations or any(d < 1 for d in dilations):
         raise ConfigError(f"{prefix}pamr_dilations must be a non-empty list of integers >= 1, got {dilations}")
@@ -111,8 +113,10 @@ def check_devices(devices: Any) -> None:
     """``--trainer.devices``: a positive count, -1 (all), ``auto`` or device ids; never none at all."""
     count = int(devices) if isinstance(devices, str) and devices.strip().lstrip("-").isdigit() else devices
     if (isinstance(count, int) and not isinstance(count, bool) and (count == 0 or count < -1)) or count == []:
-        raise ConfigError(f"--trainer.devices must be a positive count, -1 (all), 'auto' or a list of device ids "
-                          f"such as [0, 1], got {devices}")
+        raise ConfigError(
+            f"--trainer.devices must be a positive count, -1 (all), 'auto' or a list of device ids "
+            f"such as [0, 1], got {devices}"
+        )
 
 
 def check_trainer_options(trainer: Mapping[str, Any]) -> None:
@@ -145,7 +149,8 @@ def check_config(config: Any) -> None:
 #: saliency loss -> (its warm-up option, what a fit that ends within the warm-up never trains)
 WARMUPS: dict[str | None, tuple[str | None, str | None]] = {
     "ird": ("ird_warmup_steps", "IRD never drops a pixel (EPS++ without its inconsistent-region drop)"),
-    "eps": ("eps_warmup_steps", "EPS's overlap test never runs")}
+    "eps": ("eps_warmup_steps", "EPS's overlap test never runs"),
+}
 
 
 def warmup_note(config: Any) -> str | None:
@@ -155,5 +160,7 @@ def warmup_note(config: Any) -> str | None:
     option, what = WARMUPS.get(args.get("saliency_loss"), (None, None))
     if option is None or max_steps is None or max_steps <= 0 or (args.get(option) or 0) < max_steps:
         return None
-    return (f"--model.init_args.{option} {args.get(option)} >= --trainer.max_steps {max_steps}: {what} in this "
-            f"run; lower --model.init_args.{option} (e.g. {max_steps // 5}) to train the full loss")
+    return (
+        f"--model.init_args.{option} {args.get(option)} >= --trainer.max_steps {max_steps}: {what} in this "
+        f"run; lower --model.init_args.{option} (e.g. {max_steps // 5}) to train the full loss"
+    )

@@ -61,8 +61,10 @@ def copy_configs(name: str, dest: Path) -> list[Path]:
     pairs = [(source, dest / source.relative_to(PACKAGED)) for source in sources]
     existing = [str(target) for _, target in pairs if target.exists()]
     if existing:
-        raise ConfigError(f"{existing[0]} exists (and {len(existing) - 1} more): epspp never overwrites a file; "
-                          "remove it or copy into another folder")
+        raise ConfigError(
+            f"{existing[0]} exists (and {len(existing) - 1} more): epspp never overwrites a file; "
+            "remove it or copy into another folder"
+        )
     for source, target in pairs:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)

@@ -23,8 +23,10 @@ def convert_weights(source: str | Path, target: str | Path, overwrite: bool = Fa
 
     target = Path(target)
     if target.resolve() == Path(source).resolve():
-        raise EPSError(f"the target {target} is the source file: converting would replace the weights it reads "
-                       "(also with --overwrite); choose another name")
+        raise EPSError(
+            f"the target {target} is the source file: converting would replace the weights it reads "
+            "(also with --overwrite); choose another name"
+        )
     if target.exists() and not overwrite:
         raise EPSError(f"{target} exists: choose another name or pass --overwrite")
     state = resnet38d_state_dict(source)

@@ -19,7 +19,11 @@ EVALUATE = "epspp evaluate"
 
 
 def sweep_bg_threshold(
-    pred_dir: str | Path, root: str | Path, split: str, thresholds: list[float], mask_dir: str | Path | None = None,
+    pred_dir: str | Path,
+    root: str | Path,
+    split: str,
+    thresholds: list[float],
+    mask_dir: str | Path | None = None,
     class_names: list[str] | None = None,
 ) -> dict:
     """mIoU of the masks that ``PRED_DIR/scores/<id>.npy`` give at each background threshold.
@@ -36,14 +40,18 @@ def sweep_bg_threshold(
     pred_dir, root = Path(pred_dir), Path(root)
     scores_dir = pred_dir / "scores"
     if not scores_dir.is_dir():
-        raise DatasetError(f"{scores_dir} does not exist: predict with --pseudo_masks.save_scores true to sweep "
-                           "the background threshold")
+        raise DatasetError(
+            f"{scores_dir} does not exist: predict with --pseudo_masks.save_scores true to sweep "
+            "the background threshold"
+        )
     manifest = pred_dir / "manifest.json"
     if manifest.is_file():
         refine = json.loads(manifest.read_text()).get("config", {}).get("model", {}).get("refine")
         if refine not in (None, "none"):
-            raise DatasetError(f"the scores in {scores_dir} were refined with {refine} (see {manifest}), which also "
-                               "changes the background channel: predict with --model.init_args.refine none to sweep")
+            raise DatasetError(
+                f"the scores in {scores_dir} were refined with {refine} (see {manifest}), which also "
+                "changes the background channel: predict with --model.init_args.refine none to sweep"
+            )
     names = class_names if class_names is not None else read_classes(root)
     masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
     ids = [i for i in read_split(root, split) if (masks / f"{i}.png").is_file()]
@@ -57,9 +65,11 @@ def sweep_bg_threshold(
         classes = torch.tensor([0] + [c + 1 for c in np.flatnonzero(labels[image_id]).tolist()])
         target = torch.from_numpy(read_mask(masks / f"{image_id}.png", len(names)).astype(np.int64))
         if scores.shape[0] != len(classes) or scores.shape[1:] != target.shape:
-            raise DatasetError(f"score map {path} has shape {tuple(scores.shape)}, expected "
-                               f"({len(classes)}, {target.shape[0]}, {target.shape[1]}): background + the "
-                               f"{len(classes) - 1} labelled classes of {image_id} at the image's size")
+            raise DatasetError(
+                f"score map {path} has shape {tuple(scores.shape)}, expected "
+                f"({len(classes)}, {target.shape[0]}, {target.shape[1]}): background + the "
+                f"{len(classes) - 1} labelled classes of {image_id} at the image's size"
+            )
         # argmax with the background channel set to t: an object wins only where its score exceeds t
         # (ties go to the background, the first channel), so the objects' argmax is taken once
         if len(classes) > 1:
@@ -77,8 +87,14 @@ def sweep_to_json(thresholds: list[float], metrics: list[SegmentationMetrics]) -
     return {f"{t:g}": round(100 * float(m.compute()["miou"]), 3) for t, m in zip(thresholds, metrics, strict=True)}
 
 
-def threshold_choice(thresholds: list[float], chooser: list[SegmentationMetrics], scored: list[SegmentationMetrics],
-                     chosen_on: str, scored_split: str, class_names: list[str]) -> dict:
+def threshold_choice(
+    thresholds: list[float],
+    chooser: list[SegmentationMetrics],
+    scored: list[SegmentationMetrics],
+    chosen_on: str,
+    scored_split: str,
+    class_names: list[str],
+) -> dict:
     """The background threshold that maximizes the mIoU of ``chooser`` (a sweep of one split; the lowest
     threshold on a tie), and the ``scored`` sweep's mIoU and per-class IoU at it.
 
@@ -93,9 +109,15 @@ def threshold_choice(thresholds: list[float], chooser: list[SegmentationMetrics]
     best = max(choice_sweep, key=choice_sweep.__getitem__)  # the first (lowest) threshold among equals
     index = list(choice_sweep).index(best)
     per_class = scores_to_json(scored[index].compute(), class_names)["per_class_iou"]
-    return {"bg_threshold_sweep": scored_sweep, "choice_sweep": choice_sweep, "chosen_on": chosen_on,
-            "chosen_bg_threshold": float(best), "chosen_bg_threshold_miou": scored_sweep[best],
-            "chosen_per_class_iou": per_class, "oracle": chosen_on == scored_split}
+    return {
+        "bg_threshold_sweep": scored_sweep,
+        "choice_sweep": choice_sweep,
+        "chosen_on": chosen_on,
+        "chosen_bg_threshold": float(best),
+        "chosen_bg_threshold_miou": scored_sweep[best],
+        "chosen_per_class_iou": per_class,
+        "oracle": chosen_on == scored_split,
+    }
 
 
 def written_by_evaluate(path: Path) -> bool:

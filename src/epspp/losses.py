@@ -22,8 +22,15 @@ import torch.nn.functional as F
 
 from epspp.constants import IGNORE_INDEX
 
-__all__ = ["IRD_THRESHOLD_MAPS", "classification_loss", "eps_saliency_loss", "ird_saliency_loss", "ird_telemetry",
-           "ird_threshold_map", "segmentation_loss"]
+__all__ = [
+    "IRD_THRESHOLD_MAPS",
+    "classification_loss",
+    "eps_saliency_loss",
+    "ird_saliency_loss",
+    "ird_telemetry",
+    "ird_threshold_map",
+    "segmentation_loss",
+]
 
 #: the readings of the map that B() thresholds in IRD's ``N = B(M_r) XOR B(M_s)`` (docs/architecture.md,
 #: "How we read IRD's B()"): ``normalized`` (the default) and ``softmax``
@@ -128,9 +135,7 @@ def eps_saliency_loss(
     return F.mse_loss(estimate, sal)
 
 
-def ird_threshold_map(
-    refined: torch.Tensor, labels: torch.Tensor, threshold_maps: str = "normalized"
-) -> torch.Tensor:
+def ird_threshold_map(refined: torch.Tensor, labels: torch.Tensor, threshold_maps: str = "normalized") -> torch.Tensor:
     """The map that B() thresholds on the refined side of IRD's ``N = B(M_r) XOR B(M_s)``, (B, 1, h, w).
 
     - ``normalized`` (the default): each labelled class's refined map ``M_r_i`` divided by its per-image
@@ -221,7 +226,10 @@ def ird_saliency_loss(
 
 
 def ird_telemetry(
-    cam_logits: torch.Tensor, saliency: torch.Tensor, labels: torch.Tensor, inconsistent: torch.Tensor,
+    cam_logits: torch.Tensor,
+    saliency: torch.Tensor,
+    labels: torch.Tensor,
+    inconsistent: torch.Tensor,
     threshold_map: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """How IRD treats the salient pixels of a batch, at the map resolution where its loss is computed.
@@ -241,8 +249,10 @@ def ird_telemetry(
     c = _check(cam_logits, saliency, labels)
     h, w = cam_logits.shape[-2:]
     if inconsistent.shape != (cam_logits.shape[0], 1, h, w):
-        raise ValueError(f"inconsistent must be (B, 1, h, w) for cam_logits {tuple(cam_logits.shape)}, "
-                         f"got {tuple(inconsistent.shape)}")
+        raise ValueError(
+            f"inconsistent must be (B, 1, h, w) for cam_logits {tuple(cam_logits.shape)}, "
+            f"got {tuple(inconsistent.shape)}"
+        )
     dtype = _compute_dtype(cam_logits, saliency)
     salient = _resize_saliency(saliency, (h, w), dtype) > 0.5
     dropped = inconsistent.bool()
@@ -252,15 +262,22 @@ def ird_telemetry(
     def share(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
         return (values.to(dtype) * where).sum() / where.sum().clamp_min(1)
 
-    values = {"inconsistent": dropped.to(dtype).mean(), "inconsistent_salient": share(dropped, salient),
-              "inconsistent_background": share(dropped, ~salient), "fg_salient": share(fg, salient)}
+    values = {
+        "inconsistent": dropped.to(dtype).mean(),
+        "inconsistent_salient": share(dropped, salient),
+        "inconsistent_background": share(dropped, ~salient),
+        "fg_salient": share(fg, salient),
+    }
     if threshold_map is not None:
         if threshold_map.shape != inconsistent.shape:
-            raise ValueError(f"threshold_map must be (B, 1, h, w) = {tuple(inconsistent.shape)}, got "
-                             f"{tuple(threshold_map.shape)}")
+            raise ValueError(
+                f"threshold_map must be (B, 1, h, w) = {tuple(inconsistent.shape)}, got {tuple(threshold_map.shape)}"
+            )
         reference = threshold_map.detach().to(dtype)
-        values |= {"threshold_map_salient": share(reference, salient),
-                   "threshold_map_background": share(reference, ~salient)}
+        values |= {
+            "threshold_map_salient": share(reference, salient),
+            "threshold_map_background": share(reference, ~salient),
+        }
     return values
 
 

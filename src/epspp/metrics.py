@@ -34,9 +34,7 @@ class SegmentationMetrics(Metric):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.add_state(
-            "confusion", torch.zeros(num_classes, num_classes + 1, dtype=torch.long), dist_reduce_fx="sum"
-        )
+        self.add_state("confusion", torch.zeros(num_classes, num_classes + 1, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Add predictions and targets of equal shape (class ids; target 255 = ignore)."""

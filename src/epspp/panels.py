@@ -87,8 +87,12 @@ def legend_of(masks: Iterable[np.ndarray], names: Sequence[str]) -> dict[str, Co
     for mask in masks:
         present.update(int(v) for v in np.unique(mask))
     palette = voc_palette()
-    return {(names[c] if c < len(names) else "ignore" if c == IGNORE else f"class {c}"): cast(Colour, tuple(
-            int(v) for v in palette[c])) for c in sorted(present - {0})}
+    return {
+        (names[c] if c < len(names) else "ignore" if c == IGNORE else f"class {c}"): cast(
+            Colour, tuple(int(v) for v in palette[c])
+        )
+        for c in sorted(present - {0})
+    }
 
 
 def legend_band(legend: dict[str, Colour], width: int, pen: Pen) -> np.ndarray:
@@ -140,7 +144,7 @@ def stack(pictures: Sequence[np.ndarray]) -> np.ndarray:
     canvas = np.full((sum(p.shape[0] for p in pictures), width, 3), 255, np.uint8)
     top = 0
     for picture in pictures:
-        canvas[top: top + picture.shape[0], : picture.shape[1]] = picture
+        canvas[top : top + picture.shape[0], : picture.shape[1]] = picture
         top += picture.shape[0]
     return canvas
 
@@ -191,14 +195,15 @@ def labelled_row(row: Row, panel: int = 256, gap: int = 4) -> np.ndarray:
     canvas = np.full((pen.line + max(p.shape[0] for p in fitted), width, 3), 255, np.uint8)
     for index, picture in enumerate(fitted):
         left = index * (panel + gap)
-        canvas[pen.line: pen.line + picture.shape[0], left: left + panel] = picture
+        canvas[pen.line : pen.line + picture.shape[0], left : left + panel] = picture
     image = Image.fromarray(canvas)
     pen.write(image, 2, 0, pen.fit(f"{row.image_id}  ·  {row.caption}", width - 4))
     return np.asarray(image)
 
 
-def overview_picture(rows: Sequence[Row], titles: Sequence[str], legend: dict[str, Colour], panel: int = 256,
-                     gap: int = 4) -> np.ndarray:
+def overview_picture(
+    rows: Sequence[Row], titles: Sequence[str], legend: dict[str, Colour], panel: int = 256, gap: int = 4
+) -> np.ndarray:
     """Column titles (on a grey band), then ``labelled_row`` of every row in order (``gap`` px of white after each),
     then a legend band.  Width ``n * panel + (n - 1) * gap`` (n columns; wider only for a legend entry that needs
     it)."""

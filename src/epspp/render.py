@@ -31,10 +31,18 @@ ROWS_KEY = "epspp:rows"  # PNG text of an overview: its rows' ids, in order (JSO
 rendered = is_overview  # the write rule's test of an --out file (kept under its old name)
 
 
-def render(pred_dir: str | Path, root: str | Path | None = None, out: str | Path | None = None, num: int = 32,
-           panel: int = 256, overwrite: bool = False, images: str | Path | None = None,
-           saliency_dir: str | Path | None = None, mask_dir: str | Path | None = None,
-           class_names: list[str] | None = None) -> Path:
+def render(
+    pred_dir: str | Path,
+    root: str | Path | None = None,
+    out: str | Path | None = None,
+    num: int = 32,
+    panel: int = 256,
+    overwrite: bool = False,
+    images: str | Path | None = None,
+    saliency_dir: str | Path | None = None,
+    mask_dir: str | Path | None = None,
+    class_names: list[str] | None = None,
+) -> Path:
     """Write the overview of ``num`` masks of ``PRED_DIR`` (evenly spread over the sorted ids); return its path.
 
     Args:
@@ -61,8 +69,11 @@ def render(pred_dir: str | Path, root: str | Path | None = None, out: str | Path
     root = Path(root) if root is not None else None
     image_dir = Path(images) if images is not None else cast(Path, root) / "JPEGImages"  # one of them is given
     if not image_dir.is_dir():
-        raise DatasetError(f"--images {image_dir} is not a folder" if images is not None
-                           else f"{image_dir} not found: is --root {root} a dataset root?")
+        raise DatasetError(
+            f"--images {image_dir} is not a folder"
+            if images is not None
+            else f"{image_dir} not found: is --root {root} a dataset root?"
+        )
     target = Path(out) if out else pred_dir / OVERVIEW
     option = "--out" if out else f"--out (default PRED_DIR/{OVERVIEW})"
     refuse_inside(target, {root: "the dataset root", image_dir: "the image folder"}, option)
@@ -81,14 +92,19 @@ def render(pred_dir: str | Path, root: str | Path | None = None, out: str | Path
     rows, shown = [], []
     for image_id in chosen:
         if image_id not in found:
-            hint = "--images the folder these masks were predicted from" if images else ("--root the dataset these "
-                                                                                         "masks were made from")
+            hint = (
+                "--images the folder these masks were predicted from"
+                if images
+                else ("--root the dataset these masks were made from")
+            )
             raise DatasetError(f"mask {masks[image_id]} has no image {image_dir}/{image_id}.*: is {hint}?")
         image = read_image(found[image_id])
         mask = read_mask(masks[image_id], len(names) if len(names) > 1 else 255)
         if mask.shape != image.shape[:2]:
-            raise DatasetError(f"mask {masks[image_id]} is {mask.shape[1]}x{mask.shape[0]}, its image "
-                               f"{found[image_id]} {image.shape[1]}x{image.shape[0]}: masks have their image's size")
+            raise DatasetError(
+                f"mask {masks[image_id]} is {mask.shape[1]}x{mask.shape[0]}, its image "
+                f"{found[image_id]} {image.shape[1]}x{image.shape[0]}: masks have their image's size"
+            )
         panels = [image, blend(image, mask)]
         if saliency is not None:
             path = saliency / f"{image_id}.png"

@@ -63,8 +63,10 @@ def preset_folder(preset: str) -> Path:
         if (candidate / "segmentation.yaml").is_file() and (candidate / "pseudo_masks.yaml").is_file():
             return candidate
     known = ", ".join(PRESETS)
-    raise ConfigError(f"--preset {preset}: no such preset (known: {known}; or a folder with localization_<method>"
-                      ".yaml, pseudo_masks.yaml and segmentation.yaml)")
+    raise ConfigError(
+        f"--preset {preset}: no such preset (known: {known}; or a folder with localization_<method>"
+        ".yaml, pseudo_masks.yaml and segmentation.yaml)"
+    )
 
 
 def step_overrides(config: Path, max_steps: int | None) -> list[str]:
@@ -108,34 +110,98 @@ def run_stages(options: RunOptions) -> list[Stage]:
         saliency = layout.saliency / "maps"
         model = ["--model", options.saliency_model] if options.saliency_model else []
         model += ["--model-path", str(options.saliency_model_path)] if options.saliency_model_path else []
-        stages.append(Stage("saliency", layout.saliency, ("saliency", "--images", str(options.images), "--out",
-                                                          str(saliency), *model)))
-    stages.append(Stage("dataset", layout.dataset, (
-        "prepare", "folder", "--images", str(options.images), "--labels", str(options.labels), "--saliency",
-        str(saliency), "--out", str(root), "--val-fraction", str(PRESETS.get(options.preset, 0.2))),
-        inputs=(layout.saliency,) if options.saliency is None else ()))
-    weights = [] if options.pretrained else ["--model.init_args.pretrained", "false", "--model.init_args.freeze_bn",
-                                             "false"]
+        stages.append(
+            Stage(
+                "saliency",
+                layout.saliency,
+                ("saliency", "--images", str(options.images), "--out", str(saliency), *model),
+            )
+        )
+    stages.append(
+        Stage(
+            "dataset",
+            layout.dataset,
+            (
+                "prepare",
+                "folder",
+                "--images",
+                str(options.images),
+                "--labels",
+                str(options.labels),
+                "--saliency",
+                str(saliency),
+                "--out",
+                str(root),
+                "--val-fraction",
+                str(PRESETS.get(options.preset, 0.2)),
+            ),
+            inputs=(layout.saliency,) if options.saliency is None else (),
+        )
+    )
+    weights = (
+        [] if options.pretrained else ["--model.init_args.pretrained", "false", "--model.init_args.freeze_bn", "false"]
+    )
     localization = configs / f"localization_{options.method}.yaml"
-    stages.append(fit_stage("stage 1", layout.localization, [localization], root, inputs=[layout.dataset],
-                            overrides=[*step_overrides(localization, options.max_steps), *weights,
-                                       *options.overrides]))
-    stages.append(predict_stage("pseudo-masks", layout.pseudo_masks, [configs / "pseudo_masks.yaml"], root,
-                                last_checkpoint(layout.localization), inputs=[layout.localization]))
+    stages.append(
+        fit_stage(
+            "stage 1",
+            layout.localization,
+            [localization],
+            root,
+            inputs=[layout.dataset],
+            overrides=[*step_overrides(localization, options.max_steps), *weights, *options.overrides],
+        )
+    )
+    stages.append(
+        predict_stage(
+            "pseudo-masks",
+            layout.pseudo_masks,
+            [configs / "pseudo_masks.yaml"],
+            root,
+            last_checkpoint(layout.localization),
+            inputs=[layout.localization],
+        )
+    )
     segmentation, seg_folder = configs / "segmentation.yaml", layout.segmentation("wsss")
-    stages.append(fit_stage("stage 3", seg_folder, [segmentation], root,
-                            extra=["--data.pseudo_mask_dir", str(layout.pseudo_masks)], inputs=[layout.pseudo_masks],
-                            overrides=[*step_overrides(segmentation, options.max_steps), *weights,
-                                       *options.overrides]))
+    stages.append(
+        fit_stage(
+            "stage 3",
+            seg_folder,
+            [segmentation],
+            root,
+            extra=["--data.pseudo_mask_dir", str(layout.pseudo_masks)],
+            inputs=[layout.pseudo_masks],
+            overrides=[*step_overrides(segmentation, options.max_steps), *weights, *options.overrides],
+        )
+    )
     quiet = ["--trainer.logger", "false", "--pseudo_masks.save_overlays", "true"]
-    stages.append(predict_stage("masks", masks_folder(layout), [segmentation], root, last_checkpoint(seg_folder),
-                                extra=["--data.predict_split", "all"], overrides=quiet, inputs=[seg_folder],
-                                root_dir=True))
+    stages.append(
+        predict_stage(
+            "masks",
+            masks_folder(layout),
+            [segmentation],
+            root,
+            last_checkpoint(seg_folder),
+            extra=["--data.predict_split", "all"],
+            overrides=quiet,
+            inputs=[seg_folder],
+            root_dir=True,
+        )
+    )
     if options.predict is not None:
-        stages.append(predict_stage("predictions", layout.predictions, [segmentation], root,
-                                    last_checkpoint(seg_folder), extra=["--data.predict_image_dir",
-                                                                        str(options.predict)],
-                                    overrides=quiet, inputs=[seg_folder], root_dir=True))
+        stages.append(
+            predict_stage(
+                "predictions",
+                layout.predictions,
+                [segmentation],
+                root,
+                last_checkpoint(seg_folder),
+                extra=["--data.predict_image_dir", str(options.predict)],
+                overrides=quiet,
+                inputs=[seg_folder],
+                root_dir=True,
+            )
+        )
     return stages
 
 
@@ -163,8 +229,9 @@ def forget_changed_inputs(options: RunOptions, stages: Sequence[Stage]) -> None:
     if options.predict is not None:
         reads["predictions"] = (options.predict,)
     # keyed by the paths too: other paths change the stage's command, and the chain reruns it itself
-    current = {name: {"paths": [str(p) for p in paths if p], "files": fingerprint(*paths)}
-               for name, paths in reads.items()}
+    current = {
+        name: {"paths": [str(p) for p in paths if p], "files": fingerprint(*paths)} for name, paths in reads.items()
+    }
     path = options.out / INPUTS
     try:
         recorded = json.loads(path.read_text(encoding="utf-8"))
@@ -183,8 +250,9 @@ def forget_changed_inputs(options: RunOptions, stages: Sequence[Stage]) -> None:
             else:
                 where = ""
                 (stage.folder / MARKER).unlink()
-            print(f"[run] {stage.name}: its input files changed since the last run; running it again{where}",
-                  flush=True)
+            print(
+                f"[run] {stage.name}: its input files changed since the last run; running it again{where}", flush=True
+            )
     options.out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{INPUTS}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(current, indent=1), encoding="utf-8")
@@ -195,8 +263,10 @@ def check_options(options: RunOptions) -> None:
     """Refuse, in one line naming the flag, what cannot work, before anything runs or is written."""
     for path, flag in ((options.images, "--images"), (options.saliency, "--saliency"), (options.predict, "--predict")):
         if path is not None and not path.is_dir():
-            raise DatasetError(f"{flag} {path} is not a folder: give the folder of your "
-                               f"{'saliency maps' if flag == '--saliency' else 'photos'}")
+            raise DatasetError(
+                f"{flag} {path} is not a folder: give the folder of your "
+                f"{'saliency maps' if flag == '--saliency' else 'photos'}"
+            )
     if not options.labels.is_file():
         raise DatasetError(f"--labels {options.labels} is not a file: give your label file (CSV id,classes or JSON)")
     if options.method not in METHODS:
@@ -204,18 +274,32 @@ def check_options(options: RunOptions) -> None:
     if options.max_steps is not None and options.max_steps < 1:
         raise ConfigError(f"--max-steps must be >= 1, got {options.max_steps}")
     if options.saliency_model_path is not None and not options.saliency_model_path.is_file():
-        raise DatasetError(f"--saliency-model-path {options.saliency_model_path} is not a file: give the detector's "
-                           ".onnx file")
+        raise DatasetError(
+            f"--saliency-model-path {options.saliency_model_path} is not a file: give the detector's .onnx file"
+        )
     if options.saliency is not None and (options.saliency_model or options.saliency_model_path):
-        raise ConfigError("--saliency-model and --saliency-model-path make saliency maps: leave them out with "
-                          "--saliency (your own maps)")
+        raise ConfigError(
+            "--saliency-model and --saliency-model-path make saliency maps: leave them out with "
+            "--saliency (your own maps)"
+        )
 
 
-def run_own_data(images: str | Path, labels: str | Path, out: str | Path, *, saliency: str | Path | None = None,
-                 preset: str = "photos", method: str = "eps++", predict: str | Path | None = None,
-                 max_steps: int | None = None, pretrained: bool = True, saliency_model: str | None = None,
-                 saliency_model_path: str | Path | None = None, overrides: Sequence[str] = (),
-                 runner: Runner | None = None) -> dict:
+def run_own_data(
+    images: str | Path,
+    labels: str | Path,
+    out: str | Path,
+    *,
+    saliency: str | Path | None = None,
+    preset: str = "photos",
+    method: str = "eps++",
+    predict: str | Path | None = None,
+    max_steps: int | None = None,
+    pretrained: bool = True,
+    saliency_model: str | None = None,
+    saliency_model_path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    runner: Runner | None = None,
+) -> dict:
     """Run (or resume) every stage of ``epspp run`` and write the report; the report's summary.
 
     Args:
@@ -236,13 +320,32 @@ def run_own_data(images: str | Path, labels: str | Path, out: str | Path, *, sal
     """
     from epspp.run_report import val_note, write_run_report
 
-    options = RunOptions(Path(images), Path(labels), Path(out), Path(saliency) if saliency else None, preset, method,
-                         Path(predict) if predict else None, max_steps, pretrained, saliency_model,
-                         Path(saliency_model_path) if saliency_model_path else None, tuple(overrides))
+    options = RunOptions(
+        Path(images),
+        Path(labels),
+        Path(out),
+        Path(saliency) if saliency else None,
+        preset,
+        method,
+        Path(predict) if predict else None,
+        max_steps,
+        pretrained,
+        saliency_model,
+        Path(saliency_model_path) if saliency_model_path else None,
+        tuple(overrides),
+    )
     check_options(options)
     stages = run_stages(options)
-    claim_folder(options.out, COMMAND, "--out", {options.images: "the image folder", options.saliency:
-                                                 "the saliency folder", options.predict: "the --predict folder"})
+    claim_folder(
+        options.out,
+        COMMAND,
+        "--out",
+        {
+            options.images: "the image folder",
+            options.saliency: "the saliency folder",
+            options.predict: "the --predict folder",
+        },
+    )
     forget_changed_inputs(options, stages)
     records = (runner or Runner(tag="run")).run(stages)
     note = val_note(dataset_root(RunLayout(options.out)), SMALL_VAL)

@@ -43,8 +43,10 @@ def val_note(root: Path, small: int) -> str | None:
         return None
     if val >= small:
         return None
-    return (f"the val split holds {val} of {total} photos: stage 1's val/mAP on so few is a rough signal, not a "
-            "score (more photos give a better one)")
+    return (
+        f"the val split holds {val} of {total} photos: stage 1's val/mAP on so few is a rough signal, not a "
+        "score (more photos give a better one)"
+    )
 
 
 def _rows(layout: RunLayout, root: Path, predict: Path | None) -> tuple[list[Row], list[np.ndarray]]:
@@ -61,18 +63,29 @@ def _rows(layout: RunLayout, root: Path, predict: Path | None) -> tuple[list[Row
     for image_id in chosen:
         image = read_image(images[image_id])
         saliency = heatmap(read_saliency(root / "saliency" / f"{image_id}.png"))
-        masks = [read_mask(folder / f"{image_id}.png", len(names)) for folder in (layout.pseudo_masks,
-                                                                                   masks_folder(layout))]
-        rows.append(Row(image_id, caption_for(labels.get(image_id, []), masks[0], names),
-                        [image, saliency, *(blend(image, mask) for mask in masks)]))
+        masks = [
+            read_mask(folder / f"{image_id}.png", len(names)) for folder in (layout.pseudo_masks, masks_folder(layout))
+        ]
+        rows.append(
+            Row(
+                image_id,
+                caption_for(labels.get(image_id, []), masks[0], names),
+                [image, saliency, *(blend(image, mask) for mask in masks)],
+            )
+        )
         drawn += masks
     new = image_files(predict) if predict is not None else {}
     for image_id in sorted(new)[:PREDICT_ROWS]:
         image = read_image(new[image_id])
         mask = read_mask(layout.predictions / f"{image_id}.png", len(names))
         empty = np.full_like(image, 235)
-        rows.append(Row(image_id, "new photo (--predict), " + caption_for(None, mask, names),
-                        [image, empty, empty, blend(image, mask)]))
+        rows.append(
+            Row(
+                image_id,
+                "new photo (--predict), " + caption_for(None, mask, names),
+                [image, empty, empty, blend(image, mask)],
+            )
+        )
         drawn.append(mask)
     return rows, drawn
 
@@ -103,8 +116,9 @@ def class_shares(root: Path, pseudo_masks: Path) -> list[tuple[str, int, float]]
     return [(name, len(values), float(np.mean(values)) if values else 0.0) for name, values in shares.items()]
 
 
-def markdown(options: RunOptions, stages: Sequence[Stage], records: Mapping[str, dict], note: str | None,
-             picture: str) -> str:
+def markdown(
+    options: RunOptions, stages: Sequence[Stage], records: Mapping[str, dict], note: str | None, picture: str
+) -> str:
     """The text of ``report.md``."""
     from epspp.run import dataset_root, masks_folder
 
@@ -114,29 +128,46 @@ def markdown(options: RunOptions, stages: Sequence[Stage], records: Mapping[str,
     names = read_classes(root)[1:]
     weights = "ImageNet-pretrained" if options.pretrained else "random weights (--no-pretrained)"
     steps = f"{options.max_steps} steps per fit (--max-steps)" if options.max_steps else "the preset's step budgets"
-    lines = [f"# epspp run: {options.out}", "",
-             f"{len(train) + len(val)} photos of `{options.images}` (train {len(train)}, val {len(val)}), classes "
-             f"{', '.join(names)}; preset `{options.preset}`, method `{options.method}`, backbones {weights}, "
-             f"{steps}; saliency maps "
-             + (f"of `{options.saliency}`" if options.saliency else f"by `epspp saliency` ({layout.saliency})") + ".",
-             "", f"![photo, saliency, pseudo-mask, mask]({picture})", "",
-             "| stage | time | files | this run |", "|---|---|---|---|"]
+    lines = [
+        f"# epspp run: {options.out}",
+        "",
+        f"{len(train) + len(val)} photos of `{options.images}` (train {len(train)}, val {len(val)}), classes "
+        f"{', '.join(names)}; preset `{options.preset}`, method `{options.method}`, backbones {weights}, "
+        f"{steps}; saliency maps "
+        + (f"of `{options.saliency}`" if options.saliency else f"by `epspp saliency` ({layout.saliency})")
+        + ".",
+        "",
+        f"![photo, saliency, pseudo-mask, mask]({picture})",
+        "",
+        "| stage | time | files | this run |",
+        "|---|---|---|---|",
+    ]
     for stage in stages:
         record = records.get(stage.name, {})
         seconds = record.get("wall_time_s")
-        lines.append(f"| {stage.name} | {format_duration(seconds) if seconds is not None else '-'} | "
-                     f"`{stage.folder}` | {'ran' if record.get('ran') else 'done before'} |")
+        lines.append(
+            f"| {stage.name} | {format_duration(seconds) if seconds is not None else '-'} | "
+            f"`{stage.folder}` | {'ran' if record.get('ran') else 'done before'} |"
+        )
     score = stage1_map(layout.localization)
     lines += ["", "## What came out", ""]
     if score is not None:
         lines.append(f"- stage 1's last val/mAP on the {len(val)} val photos: {100 * score:.1f}")
-    lines += ["- pseudo-masks, share of a labelled photo's pixels: " + ", ".join(
-        f"{name} {100 * share:.0f}% ({count} photo{'s' if count != 1 else ''})"
-        for name, count, share in class_shares(root, layout.pseudo_masks))]
-    lines += ["", "## Files", "",
-              f"- pseudo-masks (`<id>.png`, class ids, palette PNG; `overlays/`): `{layout.pseudo_masks}`",
-              f"- segmentation network: `{last_checkpoint(layout.segmentation('wsss'))}`",
-              f"- its masks of every photo (`overlays/`): `{masks_folder(layout)}`"]
+    lines += [
+        "- pseudo-masks, share of a labelled photo's pixels: "
+        + ", ".join(
+            f"{name} {100 * share:.0f}% ({count} photo{'s' if count != 1 else ''})"
+            for name, count, share in class_shares(root, layout.pseudo_masks)
+        )
+    ]
+    lines += [
+        "",
+        "## Files",
+        "",
+        f"- pseudo-masks (`<id>.png`, class ids, palette PNG; `overlays/`): `{layout.pseudo_masks}`",
+        f"- segmentation network: `{last_checkpoint(layout.segmentation('wsss'))}`",
+        f"- its masks of every photo (`overlays/`): `{masks_folder(layout)}`",
+    ]
     if options.predict is not None:
         lines.append(f"- its masks of `{options.predict}` (`overlays/`): `{layout.predictions}`")
     lines.append(f"- the dataset (links to your files, `classes.json`, splits): `{root}`")
@@ -152,8 +183,9 @@ def _replace(path: Path, write: Callable[[Path], object]) -> None:
     os.replace(tmp, path)
 
 
-def write_run_report(options: RunOptions, stages: Sequence[Stage], records: Mapping[str, dict],
-                     note: str | None) -> dict:
+def write_run_report(
+    options: RunOptions, stages: Sequence[Stage], records: Mapping[str, dict], note: str | None
+) -> dict:
     """``OUT/report.md`` and ``OUT/report.png`` (unless no stage ran and both exist); their paths and whether they
     were written now."""
     from epspp.run import dataset_root

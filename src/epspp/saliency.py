@@ -77,9 +77,14 @@ class SaliencyError(EPSError):
     """The detector cannot be loaded or run, or ``--out`` holds maps of another model; the message says why."""
 
 
-def write_saliency_maps(images: str | Path, out: str | Path, model: str = DEFAULT_MODEL,
-                        model_path: str | Path | None = None, progress_every: int = PROGRESS_EVERY,
-                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def write_saliency_maps(
+    images: str | Path,
+    out: str | Path,
+    model: str = DEFAULT_MODEL,
+    model_path: str | Path | None = None,
+    progress_every: int = PROGRESS_EVERY,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Write ``out/<id>.png``, the saliency map of each image of ``images``, and ``out/saliency.json``.
 
     Args:
@@ -105,9 +110,16 @@ def write_saliency_maps(images: str | Path, out: str | Path, model: str = DEFAUL
     record = OutputRecord.open(out, COMMAND, "--out")
     session_class = _session_class(model)
     file = _model_file(session_class, model, model_path)
-    provenance: dict[str, Any] = {"command": COMMAND, "model": model, "model_file": str(file.resolve()),
-                                  "sha256": _sha256(file), "rembg": _version("rembg"),
-                                  "onnxruntime": _version("onnxruntime"), "images": str(images.resolve()), "count": 0}
+    provenance: dict[str, Any] = {
+        "command": COMMAND,
+        "model": model,
+        "model_file": str(file.resolve()),
+        "sha256": _sha256(file),
+        "rembg": _version("rembg"),
+        "onnxruntime": _version("onnxruntime"),
+        "images": str(images.resolve()),
+        "count": 0,
+    }
     _check_earlier(out, provenance)
     targets = {image_id: out / f"{image_id}.png" for image_id in found}
     record.claim([*targets.values(), out / PROVENANCE])
@@ -116,8 +128,10 @@ def write_saliency_maps(images: str | Path, out: str | Path, model: str = DEFAUL
     provenance.update(count=len(found) - len(todo), constant=sorted(constant))
     _write_json(out / PROVENANCE, provenance)
     if todo:
-        log(f"[{COMMAND}] {len(todo)} of {len(found)} images to do ({len(found) - len(todo)} already there), model "
-            f"{model} ({file})")
+        log(
+            f"[{COMMAND}] {len(todo)} of {len(found)} images to do ({len(found) - len(todo)} already there), model "
+            f"{model} ({file})"
+        )
         session = _session(session_class, model, file)
         clock = _Progress(len(todo), len(found) - len(todo), progress_every, log)
         for image_id in todo:
@@ -126,8 +140,10 @@ def write_saliency_maps(images: str | Path, out: str | Path, model: str = DEFAUL
             clock.step()
     provenance.update(count=len(found), constant=sorted(constant))
     _write_json(out / PROVENANCE, provenance)
-    log(f"[{COMMAND}] {len(found)} saliency maps in {out} ({len(todo)} written, {len(found) - len(todo)} already "
-        f"there); model {model}, provenance {out / PROVENANCE}")
+    log(
+        f"[{COMMAND}] {len(found)} saliency maps in {out} ({len(todo)} written, {len(found) - len(todo)} already "
+        f"there); model {model}, provenance {out / PROVENANCE}"
+    )
     return {**provenance, "written": len(todo), "skipped": len(found) - len(todo)}
 
 
@@ -152,12 +168,15 @@ def _session_class(model: str) -> Any:
     try:
         from rembg.sessions import sessions_class
     except ImportError as error:
-        raise SaliencyError(f"epspp saliency needs rembg and onnxruntime ({error}): pip install 'epspp[saliency]'") \
-            from None
+        raise SaliencyError(
+            f"epspp saliency needs rembg and onnxruntime ({error}): pip install 'epspp[saliency]'"
+        ) from None
     sessions = {session.name(): session for session in sessions_class}  # as rembg.new_session looks them up
     if model not in sessions:
-        raise SaliencyError(f"--model {model}: rembg {_version('rembg')} has no such session; upgrade rembg "
-                            "(pip install -U rembg) or choose another --model")
+        raise SaliencyError(
+            f"--model {model}: rembg {_version('rembg')} has no such session; upgrade rembg "
+            "(pip install -U rembg) or choose another --model"
+        )
     return sessions[model]
 
 
@@ -175,8 +194,10 @@ def _model_file(session_class: Any, model: str, model_path: str | Path | None) -
     except Exception as error:  # pooch / requests raise many types offline (ConnectionError, HTTPError, ...)
         where = session_class.model_dir() if hasattr(session_class, "model_dir") else session_class.u2net_home()
         detail = " ".join(f"{type(error).__name__}: {error}".split())[:200]
-        raise SaliencyError(f"cannot fetch the model file of --model {model} into {where} ({detail}): offline, "
-                            f"give the ONNX file with --model-path FILE (or put it in {where})") from None
+        raise SaliencyError(
+            f"cannot fetch the model file of --model {model} into {where} ({detail}): offline, "
+            f"give the ONNX file with --model-path FILE (or put it in {where})"
+        ) from None
 
 
 def _session(session_class: Any, model: str, file: Path) -> Any:
@@ -188,8 +209,11 @@ def _session(session_class: Any, model: str, file: Path) -> Any:
     """
     import onnxruntime as ort
 
-    local = type(f"Local{session_class.__name__}", (session_class,),
-                 {"download_models": classmethod(lambda cls, *args, **kwargs: str(file))})
+    local = type(
+        f"Local{session_class.__name__}",
+        (session_class,),
+        {"download_models": classmethod(lambda cls, *args, **kwargs: str(file))},
+    )
     options = ort.SessionOptions()
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # as rembg.new_session does
         options.inter_op_num_threads = options.intra_op_num_threads = int(os.environ["OMP_NUM_THREADS"])
@@ -197,8 +221,10 @@ def _session(session_class: Any, model: str, file: Path) -> Any:
         return local(model, options, model_path=str(file))  # the *_custom sessions ask for it
     except Exception as error:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) are not one type
         detail = " ".join(str(error).split())[:200]
-        raise SaliencyError(f"onnxruntime cannot load the model file {file} ({detail}): give an ONNX file of a "
-                            f"{model} model (--model-path)") from None
+        raise SaliencyError(
+            f"onnxruntime cannot load the model file {file} ({detail}): give an ONNX file of a "
+            f"{model} model (--model-path)"
+        ) from None
 
 
 def _predict_into(session: Any, image_path: Path, target: Path, model: str) -> bool:
@@ -212,15 +238,22 @@ def _predict_into(session: Any, image_path: Path, target: Path, model: str) -> b
     except FloatingPointError:
         constant = True
         mask = Image.new("L", image.size, 0)
-        print(f"[{COMMAND}] note: the {model} map of {image_path} is constant (no min-max normalization): "
-              "written as all zeros", file=sys.stderr)
+        print(
+            f"[{COMMAND}] note: the {model} map of {image_path} is constant (no min-max normalization): "
+            "written as all zeros",
+            file=sys.stderr,
+        )
     except Exception as error:  # a model of another signature fails inside onnxruntime
         detail = " ".join(str(error).split())[:200]
-        raise SaliencyError(f"the {model} model failed on image {image_path} ({type(error).__name__}: {detail}): "
-                            f"is the model file a {model} model?") from None
+        raise SaliencyError(
+            f"the {model} model failed on image {image_path} ({type(error).__name__}: {detail}): "
+            f"is the model file a {model} model?"
+        ) from None
     if mask.mode != "L" or mask.size != image.size:
-        raise SaliencyError(f"the {model} session returned a {mask.mode} map of {mask.size} for image {image_path} "
-                            f"of {image.size}: not a grey map at the image's size")
+        raise SaliencyError(
+            f"the {model} session returned a {mask.mode} map of {mask.size} for image {image_path} "
+            f"of {image.size}: not a grey map at the image's size"
+        )
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
     mask.save(tmp)
     os.replace(tmp, target)
@@ -253,8 +286,10 @@ def _check_earlier(out: Path, provenance: dict[str, Any]) -> None:
         raise SaliencyError(f"cannot read {path} ({error}): choose another --out") from None
     if changed:
         detail = ", ".join(f"{key} {earlier[key]} -> {provenance[key]}" for key in changed)
-        raise SaliencyError(f"--out {out} holds saliency maps made otherwise ({detail}): resuming would mix two "
-                            "detectors' maps; choose another --out")
+        raise SaliencyError(
+            f"--out {out} holds saliency maps made otherwise ({detail}): resuming would mix two "
+            "detectors' maps; choose another --out"
+        )
 
 
 def _earlier_constant(out: Path) -> list[str]:
@@ -280,8 +315,10 @@ class _Progress:
         self.last = now
         rate = self.done / max(now - self.start, 1e-9)
         eta = (self.total - self.done) / rate
-        self.log(f"[{COMMAND}] {self.before + self.done}/{self.before + self.total} images, {rate:.2f} images/s, "
-                 f"ETA {format_duration(eta)}")
+        self.log(
+            f"[{COMMAND}] {self.before + self.done}/{self.before + self.total} images, {rate:.2f} images/s, "
+            f"ETA {format_duration(eta)}"
+        )
 
 
 def _sha256(path: Path) -> str:

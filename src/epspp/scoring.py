@@ -62,5 +62,8 @@ def scores_to_json(scores: dict, class_names: list[str]) -> dict:
     per_class = {
         n: (None if v != v else round(100 * v, 3)) for n, v in zip(class_names, scores["iou"].tolist(), strict=True)
     }
-    return {"miou": round(100 * float(scores["miou"]), 3),
-            "pixel_accuracy": round(100 * float(scores["pixel_accuracy"]), 3), "per_class_iou": per_class}
+    return {
+        "miou": round(100 * float(scores["miou"]), 3),
+        "pixel_accuracy": round(100 * float(scores["pixel_accuracy"]), 3),
+        "per_class_iou": per_class,
+    }

@@ -11,8 +11,9 @@ from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
 from epspp.data.classes import voc_palette
 
 
-def denormalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
-                ) -> np.ndarray:
+def denormalize(
+    image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> np.ndarray:
     """(3, H, W) normalized tensor -> (H, W, 3) uint8."""
     array = image.detach().float().cpu().numpy().transpose(1, 2, 0) * np.array(std) + np.array(mean)
     return (np.clip(array, 0, 1) * 255).astype(np.uint8)
@@ -45,7 +46,7 @@ def grid(rows: list[list[np.ndarray]], scale: int = 1, gap: int = 2) -> np.ndarr
     for i, row in enumerate(rows):
         for j, panel in enumerate(row):
             top, left = i * (height + gap), j * (width + gap)
-            canvas[top: top + height, left: left + width] = panel
+            canvas[top : top + height, left : left + width] = panel
     return canvas.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else canvas
 
 
@@ -61,8 +62,9 @@ def fit_panel(picture: np.ndarray, size: int) -> np.ndarray:
     return canvas
 
 
-def annotate(picture: np.ndarray, titles: list[str], column_width: int, legend: dict[str, tuple[int, int, int]],
-             gap: int = 2) -> np.ndarray:
+def annotate(
+    picture: np.ndarray, titles: list[str], column_width: int, legend: dict[str, tuple[int, int, int]], gap: int = 2
+) -> np.ndarray:
     """Add column titles above a grid and a class-colour legend below it (white margins)."""
     from PIL import Image, ImageDraw, ImageFont
 

@@ -18,8 +18,12 @@ def test_the_installed_wheel_runs_the_packaged_configs_from_any_folder(tmp_path)
     elsewhere.mkdir()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     env = {**os.environ, "PYTHONPATH": "", "WANDB_MODE": "offline"}
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)], check=True,
-                   env=env, cwd=tmp_path)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+    )
     (wheel,) = wheels.glob("epspp-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "epspp/py.typed" in names and "epspp/configs/voc/localization_eps++.yaml" in names
@@ -28,22 +32,39 @@ def test_the_installed_wheel_runs_the_packaged_configs_from_any_folder(tmp_path)
     env["PYTHONPATH"] = os.pathsep.join([str(target), *site.getsitepackages()])
 
     def epspp(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "epspp", *args], cwd=elsewhere, env=env, capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "epspp", *args], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
 
-    where = subprocess.run([sys.executable, "-c", "import epspp; print(epspp.__file__)"], cwd=elsewhere, env=env,
-                           capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [sys.executable, "-c", "import epspp; print(epspp.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.startswith(str(target))
     assert "voc/localization_eps++.yaml" in epspp("configs", "list").splitlines()
     printed = epspp("fit", "--config", "voc/localization_eps++.yaml", "--print_config")
     assert "class_path: epspp." in printed and "trainer:" in printed
     chain = epspp("chain", "--dataset", "voc", "--segmentation", "wsss", "--root", "data", "--out", "runs", "--print")
     assert f"--config {target / 'epspp/configs/voc/localization_eps++.yaml'}" in chain
-    folders = subprocess.run([sys.executable, "-c", "from epspp.demo import demo_configs; from epspp.run import "
-                              "preset_folder; print(demo_configs(None)); print(preset_folder('photos'))"],
-                             cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout.split()
+    folders = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from epspp.demo import demo_configs; from epspp.run import "
+            "preset_folder; print(demo_configs(None)); print(preset_folder('photos'))",
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert folders == [str(target / "epspp/configs/demo"), str(target / "epspp/configs/photos")]
     epspp("configs", "copy", "demo", "mine")
     assert (elsewhere / "mine/demo/pseudo_masks.yaml").is_file()

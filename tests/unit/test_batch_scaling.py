@@ -12,14 +12,17 @@ from epspp.errors import ConfigError
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize(("processes", "batch", "lr"), [
-    (1, 8, 0.01),     # the recipe itself
-    (2, 4, 0.01),     # divides the total: recipe kept exactly
-    (4, 2, 0.01),
-    (8, 1, 0.01),
-    (3, 3, 0.01125),  # ceil(8 / 3) = 3, total 9: lr 0.01 x 9 / 8
-    (16, 1, 0.02),    # total 16: lr doubled
-])
+@pytest.mark.parametrize(
+    ("processes", "batch", "lr"),
+    [
+        (1, 8, 0.01),  # the recipe itself
+        (2, 4, 0.01),  # divides the total: recipe kept exactly
+        (4, 2, 0.01),
+        (8, 1, 0.01),
+        (3, 3, 0.01125),  # ceil(8 / 3) = 3, total 9: lr 0.01 x 9 / 8
+        (16, 1, 0.02),  # total 16: lr doubled
+    ],
+)
 def test_localization_recipe(processes: int, batch: int, lr: float) -> None:
     scaled = scale_recipe(8, 0.01, processes)
     assert (scaled.batch_size, scaled.labeled_per_batch) == (batch, None)
@@ -28,15 +31,19 @@ def test_localization_recipe(processes: int, batch: int, lr: float) -> None:
     assert scaled.args() == ["--data.batch_size", str(batch), "--model.init_args.lr", f"{lr:.6g}"]
 
 
-@pytest.mark.parametrize(("processes", "batch", "labeled", "lr"), [
-    (1, 10, 5, 2.5e-4),
-    (2, 5, 2, 2.5e-4),   # 5 x 5 / 10 = 2.5, rounded down
-    (4, 3, 1, 3e-4),     # ceil(10 / 4) = 3, total 12
-    (5, 2, 1, 2.5e-4),
-    (10, 2, 1, 5e-4),    # at least 2 per process (1 labelled + 1 pseudo-labelled): total 20
-])
-def test_semi_supervised_recipe_keeps_both_kinds_in_every_batch(processes: int, batch: int, labeled: int,
-                                                                lr: float) -> None:
+@pytest.mark.parametrize(
+    ("processes", "batch", "labeled", "lr"),
+    [
+        (1, 10, 5, 2.5e-4),
+        (2, 5, 2, 2.5e-4),  # 5 x 5 / 10 = 2.5, rounded down
+        (4, 3, 1, 3e-4),  # ceil(10 / 4) = 3, total 12
+        (5, 2, 1, 2.5e-4),
+        (10, 2, 1, 5e-4),  # at least 2 per process (1 labelled + 1 pseudo-labelled): total 20
+    ],
+)
+def test_semi_supervised_recipe_keeps_both_kinds_in_every_batch(
+    processes: int, batch: int, labeled: int, lr: float
+) -> None:
     scaled = scale_recipe(10, 2.5e-4, processes, labeled_per_batch=5)
     assert (scaled.batch_size, scaled.labeled_per_batch) == (batch, labeled)
     assert scaled.lr == pytest.approx(lr)
@@ -56,19 +63,22 @@ def test_reads_the_shipped_configs() -> None:
     assert read_recipe(REPO / "configs/coco/segmentation_wsss.yaml") == (5, 0.00025, None, 2)
 
 
-@pytest.mark.parametrize(("processes", "batch", "accumulate", "lr"), [
-    (1, 5, 2, 2.5e-4),   # deeplab-pytorch's 5 x 2 on one GPU
-    (2, 5, 1, 2.5e-4),   # two GPUs replace the accumulation: 5 + 5
-    (4, 3, 1, 3e-4),     # 12 of 10
-    (8, 2, 1, 4e-4),     # 16 of 10
-])
-def test_accumulated_recipe_counts_its_steps_in_the_total(processes: int, batch: int, accumulate: int,
-                                                          lr: float) -> None:
+@pytest.mark.parametrize(
+    ("processes", "batch", "accumulate", "lr"),
+    [
+        (1, 5, 2, 2.5e-4),  # deeplab-pytorch's 5 x 2 on one GPU
+        (2, 5, 1, 2.5e-4),  # two GPUs replace the accumulation: 5 + 5
+        (4, 3, 1, 3e-4),  # 12 of 10
+        (8, 2, 1, 4e-4),  # 16 of 10
+    ],
+)
+def test_accumulated_recipe_counts_its_steps_in_the_total(
+    processes: int, batch: int, accumulate: int, lr: float
+) -> None:
     scaled = scale_recipe(5, 2.5e-4, processes, accumulate=2)
     assert (scaled.batch_size, scaled.accumulate) == (batch, accumulate)
     assert scaled.lr == pytest.approx(lr)
-    assert scaled.args()[:4] == ["--data.batch_size", str(batch), "--trainer.accumulate_grad_batches",
-                                 str(accumulate)]
+    assert scaled.args()[:4] == ["--data.batch_size", str(batch), "--trainer.accumulate_grad_batches", str(accumulate)]
 
 
 def test_config_errors_name_the_file(tmp_path: Path) -> None:

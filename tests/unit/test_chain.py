@@ -71,17 +71,35 @@ def runner(fake: Path, **options: object) -> tuple[Runner, io.StringIO]:
 def two_stages(tmp_path: Path, first: tuple[str, ...] = (), second: tuple[str, ...] = ()) -> list[Stage]:
     """A prepare stage, then a fit that reads its folder."""
     a, b = tmp_path / "run" / "a", tmp_path / "run" / "b"
-    return [Stage("first", a, ("prepare", "x", "--out", str(a)), first),
-            Stage("second", b, ("fit", "--trainer.default_root_dir", str(b)), second, inputs=(a,))]
+    return [
+        Stage("first", a, ("prepare", "x", "--out", str(a)), first),
+        Stage("second", b, ("fit", "--trainer.default_root_dir", str(b)), second, inputs=(a,)),
+    ]
 
 
 def test_the_layout_names_every_folder() -> None:
     run = RunLayout(Path("runs/x"))
-    assert [run.dataset, run.saliency, run.localization, run.pseudo_masks, run.val_masks, run.segmentation("ssss"),
-            run.test("wsss"), run.predictions, run.report] == [
-        Path("runs/x/dataset"), Path("runs/x/saliency"), Path("runs/x/localization"), Path("runs/x/pseudo_masks"),
-        Path("runs/x/val_masks"), Path("runs/x/segmentation_ssss"), Path("runs/x/segmentation_wsss/test"),
-        Path("runs/x/predictions"), Path("runs/x/report")]
+    assert [
+        run.dataset,
+        run.saliency,
+        run.localization,
+        run.pseudo_masks,
+        run.val_masks,
+        run.segmentation("ssss"),
+        run.test("wsss"),
+        run.predictions,
+        run.report,
+    ] == [
+        Path("runs/x/dataset"),
+        Path("runs/x/saliency"),
+        Path("runs/x/localization"),
+        Path("runs/x/pseudo_masks"),
+        Path("runs/x/val_masks"),
+        Path("runs/x/segmentation_ssss"),
+        Path("runs/x/segmentation_wsss/test"),
+        Path("runs/x/predictions"),
+        Path("runs/x/report"),
+    ]
     assert last_checkpoint(run.localization) == Path("runs/x/localization/checkpoints/last.ckpt")
 
 
@@ -155,8 +173,11 @@ def test_two_stages_of_one_name_are_refused_before_anything_runs(fake: Path, tmp
 def test_a_failed_stage_is_not_marked_and_names_its_log(fake: Path, tmp_path: Path) -> None:
     folder = tmp_path / "run" / "bad"
     stage = Stage("bad", folder, ("fit", "--fail"))
-    with pytest.raises(StageError, match=r"^bad failed \(exit 3\); its log is .*log.txt: fake epspp fit --fail \| "
-                                         r"the last words$"):
+    with pytest.raises(
+        StageError,
+        match=r"^bad failed \(exit 3\); its log is .*log.txt: fake epspp fit --fail \| "
+        r"the last words$",
+    ):
         runner(fake, log_name="log.txt")[0].run([stage])
     assert not (folder / "stage.json").exists() and "the last words" in (folder / "log.txt").read_text()
     (folder / "log.txt").unlink()
@@ -170,13 +191,22 @@ def test_print_mode_writes_the_exact_commands(tmp_path: Path) -> None:
     config = tmp_path / "loc.yaml"
     config.write_text("data: {batch_size: 8}\nmodel: {init_args: {lr: 0.01}}\ntrainer: {max_steps: 100}\n")
     run = RunLayout(tmp_path / "r")
-    stages = [fit_stage("stage 1", run.localization, [config], Path("data"), overrides=["--trainer.max_steps", "7"]),
-              predict_stage("masks", run.pseudo_masks, [Path("pm.yaml")], Path("data"),
-                            last_checkpoint(run.localization), inputs=[run.localization]),
-              Stage("tool", run.dataset, ("prepare", "synthetic", "--root", "d"))]
+    stages = [
+        fit_stage("stage 1", run.localization, [config], Path("data"), overrides=["--trainer.max_steps", "7"]),
+        predict_stage(
+            "masks",
+            run.pseudo_masks,
+            [Path("pm.yaml")],
+            Path("data"),
+            last_checkpoint(run.localization),
+            inputs=[run.localization],
+        ),
+        Stage("tool", run.dataset, ("prepare", "synthetic", "--root", "d")),
+    ]
     out = io.StringIO()
-    Runner(executable=("epspp",), launcher=("srun", "--label"), processes=Processes(2, 1, sync_batchnorm=True)) \
-        .print_commands(stages, out)
+    Runner(
+        executable=("epspp",), launcher=("srun", "--label"), processes=Processes(2, 1, sync_batchnorm=True)
+    ).print_commands(stages, out)
     r = tmp_path / "r"
     assert out.getvalue().splitlines() == [
         f"srun --label epspp fit --config {config} --data.root data --trainer.default_root_dir {r}/localization "
@@ -220,14 +250,18 @@ def test_whole_run_eta_by_hand() -> None:
 
 def test_the_whole_run_eta_is_printed_from_the_running_fits_progress(fake: Path, tmp_path: Path) -> None:
     layout = RunLayout(tmp_path / "r")
-    stages = [fit_stage("stage 1", layout.localization, [], Path("d"), overrides=["--progress"], max_steps=100),
-              predict_stage("masks", layout.pseudo_masks, [], Path("d"), last_checkpoint(layout.localization)),
-              fit_stage("stage 3", layout.segmentation("wsss"), [], Path("d"), max_steps=200)]
+    stages = [
+        fit_stage("stage 1", layout.localization, [], Path("d"), overrides=["--progress"], max_steps=100),
+        predict_stage("masks", layout.pseudo_masks, [], Path("d"), last_checkpoint(layout.localization)),
+        fit_stage("stage 3", layout.segmentation("wsss"), [], Path("d"), max_steps=200),
+    ]
     run, out = runner(fake)
     run.run(stages)
     # 35 s left in stage 1 (its eta_s) + stage 3's 200 steps at stage 1's 2 steps/s = 135 s
-    assert ("[test] whole run: about 2 min 15 s left (an estimate: 1 fit(s) to come at stage 1's 2.00 steps/s; 1 "
-            "stage(s) without a step budget not counted)") in out.getvalue().splitlines()
+    assert (
+        "[test] whole run: about 2 min 15 s left (an estimate: 1 fit(s) to come at stage 1's 2.00 steps/s; 1 "
+        "stage(s) without a step budget not counted)"
+    ) in out.getvalue().splitlines()
     assert out.getvalue().count("whole run:") == 1  # stage 3 wrote no progress.json: no ETA, no error
 
 
@@ -235,9 +269,28 @@ def test_epspp_chain_prints_the_papers_chain(capsys: pytest.CaptureFixture, monk
     from epspp.cli.chain import chain_main
 
     monkeypatch.chdir(Path(__file__).resolve().parents[2])  # configs/ of the repository
-    assert chain_main(["--dataset", "coco", "--method", "cam", "--root", "d", "--out", "r", "--devices", "1",
-                       "--epspp", "epspp", "--fit-args=--data.resize_long '[40, 56]'", "--test-args=--x 1",
-                       "--print"]) == 0
+    assert (
+        chain_main(
+            [
+                "--dataset",
+                "coco",
+                "--method",
+                "cam",
+                "--root",
+                "d",
+                "--out",
+                "r",
+                "--devices",
+                "1",
+                "--epspp",
+                "epspp",
+                "--fit-args=--data.resize_long '[40, 56]'",
+                "--test-args=--x 1",
+                "--print",
+            ]
+        )
+        == 0
+    )
     trainer = "--trainer.devices 1 --trainer.num_nodes 1 --trainer.strategy auto"
     assert capsys.readouterr().out.splitlines() == [
         "epspp fit --config configs/coco/localization_cam.yaml --data.root d --trainer.default_root_dir "
@@ -253,5 +306,7 @@ def test_epspp_chain_prints_the_papers_chain(capsys: pytest.CaptureFixture, monk
         f"r/segmentation_wsss/test --pseudo_masks.output_dir r/segmentation_wsss/test {trainer} --x 1",
     ]
     assert chain_main(["--dataset", "voc", "--root", "d", "--out", "r", "--fit-args=--a 'open", "--print"]) == 2
-    assert capsys.readouterr().err == "epspp chain: error: --fit-args \"--a 'open\": No closing quotation (close the " \
-                                      "quote)\n"
+    assert (
+        capsys.readouterr().err == 'epspp chain: error: --fit-args "--a \'open": No closing quotation (close the '
+        "quote)\n"
+    )

@@ -18,12 +18,19 @@ from scipy import stats
 REPO = Path(__file__).resolve().parents[2]
 STUDY = REPO / "docs" / "study"
 #: table, claims, where the runs are, the column that names a run's saliency folder (None: from error type and rate)
-STUDIES = {"study": (STUDY / "study.csv", STUDY / "study_claims.csv", STUDY / "runs"),
-           "readings": (STUDY / "readings" / "readings.csv", STUDY / "readings" / "readings_claims.csv",
-                        STUDY / "readings" / "runs"),
-           "labeled_fraction": (STUDY / "labeled_fraction.csv", STUDY / "labeled_fraction_claims.csv", STUDY / "runs")}
-DEMOS = {"pretrained": REPO / "docs" / "demo" / "report.json",
-         "scratch": REPO / "docs" / "demo_scratch" / "report.json"}
+STUDIES = {
+    "study": (STUDY / "study.csv", STUDY / "study_claims.csv", STUDY / "runs"),
+    "readings": (
+        STUDY / "readings" / "readings.csv",
+        STUDY / "readings" / "readings_claims.csv",
+        STUDY / "readings" / "runs",
+    ),
+    "labeled_fraction": (STUDY / "labeled_fraction.csv", STUDY / "labeled_fraction_claims.csv", STUDY / "runs"),
+}
+DEMOS = {
+    "pretrained": REPO / "docs" / "demo" / "report.json",
+    "scratch": REPO / "docs" / "demo_scratch" / "report.json",
+}
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -55,8 +62,11 @@ def test_every_table_row_is_its_runs_scores_json(study: str) -> None:
     table, _, runs = STUDIES[study]
     for row in rows(table):
         scores = json.loads((run_folder(runs, row) / "scores.json").read_text())
-        key, threshold = ("configured", "bg_threshold") if row["threshold"] == "configured" else (
-            "val_chosen", "val_chosen_threshold")
+        key, threshold = (
+            ("configured", "bg_threshold")
+            if row["threshold"] == "configured"
+            else ("val_chosen", "val_chosen_threshold")
+        )
         assert float(row["miou"]) == pytest.approx(scores[key], abs=1e-3), row
         assert float(row["bg_threshold"]) == pytest.approx(scores[threshold]), row
         if row["threshold"] == "val_chosen":  # the val sweep's best, lowest on a tie: nothing chosen on train
@@ -93,7 +103,8 @@ def test_each_claims_interval_and_verdict_by_an_independent_formula(study: str) 
         half = float(stats.t.ppf(0.975, len(values) - 1)) * float(values.std(ddof=1)) / math.sqrt(len(values))
         low, high = mean - half, mean + half
         assert float(claim["low"]) == pytest.approx(low, abs=2e-3) and float(claim["high"]) == pytest.approx(
-            high, abs=2e-3), claim
+            high, abs=2e-3
+        ), claim
         sign = {"+": 1, "-": -1, "": None}[claim["direction"]]
         if "collapsed" in claim["note"]:
             expected = "not testable"
@@ -106,10 +117,14 @@ def test_each_claims_interval_and_verdict_by_an_independent_formula(study: str) 
         assert claim["verdict"] == expected, claim
 
 
-METHOD_CLAIMS = {"saliency fixes co-occurrence: EPS > CAM": ("eps", "cam"), "EPS++ > CAM": ("eps++", "cam"),
-                 "EPS++ > EPS": ("eps++", "eps"), "EPS++ (softmax reading) > EPS": ("eps++/softmax", "eps"),
-                 "PAMR helps IRD: EPS++ > EPS++ without PAMR": ("eps++", "eps++/no-pamr"),
-                 "normalized - softmax reading of B()": ("eps++", "eps++/softmax")}
+METHOD_CLAIMS = {
+    "saliency fixes co-occurrence: EPS > CAM": ("eps", "cam"),
+    "EPS++ > CAM": ("eps++", "cam"),
+    "EPS++ > EPS": ("eps++", "eps"),
+    "EPS++ (softmax reading) > EPS": ("eps++/softmax", "eps"),
+    "PAMR helps IRD: EPS++ > EPS++ without PAMR": ("eps++", "eps++/no-pamr"),
+    "normalized - softmax reading of B()": ("eps++", "eps++/softmax"),
+}
 THRESHOLD_OF = {"bg 0.2": "configured", "threshold chosen on val": "val_chosen"}
 
 
@@ -142,10 +157,12 @@ def test_each_claims_per_seed_differences_come_from_the_table(study: str) -> Non
     assert checked
 
 
-FRACTION_CLAIMS = {"SSSS (EPS++ masks) > labelled-only": ("ssss", "labeled_only"),
-                   "SSSS (EPS masks) > labelled-only": ("ssss_eps", "labeled_only"),
-                   "SSSS (EPS++ masks) > WSSS (EPS++ masks)": ("ssss", "wsss"),
-                   "SSSS (EPS masks) > WSSS (EPS masks)": ("ssss_eps", "wsss_eps")}
+FRACTION_CLAIMS = {
+    "SSSS (EPS++ masks) > labelled-only": ("ssss", "labeled_only"),
+    "SSSS (EPS masks) > labelled-only": ("ssss_eps", "labeled_only"),
+    "SSSS (EPS++ masks) > WSSS (EPS++ masks)": ("ssss", "wsss"),
+    "SSSS (EPS masks) > WSSS (EPS masks)": ("ssss_eps", "wsss_eps"),
+}
 
 
 def test_labelled_fraction_claims_per_seed_differences_come_from_the_table() -> None:
@@ -177,14 +194,19 @@ def test_the_results_pages_claim_rows_are_the_committed_claims() -> None:
     from epspp.study.stats import Estimate, interval_text
 
     quoted = 0
-    for title, studies in (("Results", ["readings"]),
-                           ("Studies: saliency errors and labelled fractions", ["study", "labeled_fraction"])):
+    for title, studies in (
+        ("Results", ["readings"]),
+        ("Studies: saliency errors and labelled fractions", ["study", "labeled_fraction"]),
+    ):
         committed = {}  # the same claim can be in two studies: each section of the page quotes its own
         for study in studies:
             for claim in rows(STUDIES[study][1]):
                 values = tuple(per_seed(claim).values())
                 committed[(claim["claim"], claim["regime"], claim["threshold"])] = (
-                    interval_text(Estimate(values)), claim["verdict"], len(values))
+                    interval_text(Estimate(values)),
+                    claim["verdict"],
+                    len(values),
+                )
         for line in results_section(title).splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if len(cells) == 7 and (cells[0], cells[1], cells[2]) in committed:
@@ -208,7 +230,9 @@ def test_the_readmes_results_table_is_the_results_pages() -> None:
     """The README quotes one table of the results page: every row of it, word for word."""
     readme = (REPO / "README.md").read_text()
     start = readme.index("\n## Results\n")
-    rows_quoted = [line for line in readme[start:readme.index("\n## ", start + 3)].splitlines() if line.startswith("|")]
+    rows_quoted = [
+        line for line in readme[start : readme.index("\n## ", start + 3)].splitlines() if line.startswith("|")
+    ]
     assert len(rows_quoted) >= 5, "the README quotes a results table"
     page = results_section("Results").splitlines()
     for line in rows_quoted:

@@ -18,12 +18,14 @@ from epspp.data.io import DatasetError, read_image
 
 def _png_header(path: Path, width: int, height: int) -> None:
     """A PNG whose header announces ``width`` x ``height`` RGB pixels (a few bytes of data: a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_an_image_beyond_the_pixel_limit_is_refused_before_decoding(tmp_path: Path) -> None:
@@ -45,8 +47,9 @@ def test_the_pixel_limit_is_an_option(tmp_path: Path, monkeypatch: pytest.Monkey
         read_image(tmp_path / "small.png")
 
 
-def test_epspp_check_applies_max_pixels(synthetic_copy: Path, capsys: pytest.CaptureFixture,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_epspp_check_applies_max_pixels(
+    synthetic_copy: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("EPSPP_MAX_PIXELS", raising=False)
     assert check_main(["--data.root", str(synthetic_copy), "--splits", "val"]) == 0
     assert check_main(["--data.root", str(synthetic_copy), "--splits", "val", "--max-pixels", "100"]) == 2
@@ -54,10 +57,12 @@ def test_epspp_check_applies_max_pixels(synthetic_copy: Path, capsys: pytest.Cap
     os.environ.pop("EPSPP_MAX_PIXELS", None)  # check_main set it for this process
 
 
-@pytest.mark.parametrize(("text", "what"), [("", "is empty"), ("# only a comment\n", "is empty"),
-                                            ("- trainer\n- model\n", "holds a list")])
-def test_a_config_that_is_not_a_mapping_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                    text: str, what: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "what"), [("", "is empty"), ("# only a comment\n", "is empty"), ("- trainer\n- model\n", "holds a list")]
+)
+def test_a_config_that_is_not_a_mapping_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, text: str, what: str
+) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(text)
     with pytest.raises(SystemExit) as exit_:

@@ -15,9 +15,13 @@ from epspp.evaluate import sweep_bg_threshold, sweep_to_json, threshold_choice
 
 # one 2x2 image, classes background / a / b; ground truth [[bg, a], [a, bg]] -> image label {a}
 TARGET = np.array([[0, 1], [1, 0]], np.uint8)
-SCORES = np.array([[[0.2, 0.2], [0.2, 0.2]],     # background channel as written (bg_threshold 0.2)
-                   [[0.1, 0.5], [0.3, 0.9]]],    # class a
-                  np.float16)
+SCORES = np.array(
+    [
+        [[0.2, 0.2], [0.2, 0.2]],  # background channel as written (bg_threshold 0.2)
+        [[0.1, 0.5], [0.3, 0.9]],
+    ],  # class a
+    np.float16,
+)
 # threshold -> predicted mask -> IoU by hand:
 #   0.05: all a               bg 0/2, a 2/4              -> mIoU 1/4
 #   0.2 : [[bg, a], [a, a]]   bg 1/2, a 2/3              -> mIoU 7/12
@@ -65,8 +69,9 @@ def add_val(root: Path, tmp_path: Path) -> Path:
     return val
 
 
-def test_the_threshold_is_chosen_on_another_split_and_reported_on_the_scored_one(tree: tuple[Path, Path],
-                                                                                tmp_path: Path) -> None:
+def test_the_threshold_is_chosen_on_another_split_and_reported_on_the_scored_one(
+    tree: tuple[Path, Path], tmp_path: Path
+) -> None:
     root, out = tree
     val = add_val(root, tmp_path)
     thresholds = [0.05, 0.2, 0.4, 0.95]
@@ -81,18 +86,41 @@ def test_the_threshold_is_chosen_on_another_split_and_reported_on_the_scored_one
     oracle = threshold_choice(thresholds, train["metrics"], train["metrics"], "train", "train", names)
     assert oracle["oracle"] and oracle["chosen_bg_threshold"] == 0.2
     # a tie goes to the lowest threshold: 0.05 and 0.95 both give 1/4 on train; on a sweep of those two, 0.05
-    tie = threshold_choice([0.05, 0.95], sweep_bg_threshold(out, root, "train", [0.05, 0.95])["metrics"],
-                           sweep_bg_threshold(out, root, "train", [0.05, 0.95])["metrics"], "train", "train",
-                           ["background", "a", "b"])
+    tie = threshold_choice(
+        [0.05, 0.95],
+        sweep_bg_threshold(out, root, "train", [0.05, 0.95])["metrics"],
+        sweep_bg_threshold(out, root, "train", [0.05, 0.95])["metrics"],
+        "train",
+        "train",
+        ["background", "a", "b"],
+    )
     assert tie["chosen_bg_threshold"] == 0.05
 
 
-def test_evaluate_cli_marks_a_choice_on_the_scored_split_as_an_oracle(tree: tuple[Path, Path], tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_cli_marks_a_choice_on_the_scored_split_as_an_oracle(
+    tree: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     root, out = tree
     scores = tmp_path / "scores.json"
-    assert evaluate_main(["--pred-dir", str(out), "--root", str(root), "--split", "train",
-                          "--bg-thresholds", "0.05", "0.2", "0.4", "--json", str(scores)]) == 0
+    assert (
+        evaluate_main(
+            [
+                "--pred-dir",
+                str(out),
+                "--root",
+                str(root),
+                "--split",
+                "train",
+                "--bg-thresholds",
+                "0.05",
+                "0.2",
+                "0.4",
+                "--json",
+                str(scores),
+            ]
+        )
+        == 0
+    )
     saved = json.loads(scores.read_text())
     assert saved["miou"] == saved["bg_threshold_sweep"]["0.2"] == round(100 * 7 / 12, 3)  # the PNGs are the 0.2 masks
     assert saved["oracle"] is True and saved["chosen_bg_threshold"] == 0.2
@@ -100,9 +128,29 @@ def test_evaluate_cli_marks_a_choice_on_the_scored_split_as_an_oracle(tree: tupl
     assert "0.2             58.33  <- ORACLE: chosen on the scored split train itself" in printed
     # chosen on val, reported on train
     val = add_val(root, tmp_path)
-    assert evaluate_main(["--pred-dir", str(out), "--root", str(root), "--split", "train", "--bg-thresholds", "0.05",
-                          "0.2", "0.4", "--select-pred-dir", str(val), "--select-split", "val", "--json",
-                          str(scores)]) == 0
+    assert (
+        evaluate_main(
+            [
+                "--pred-dir",
+                str(out),
+                "--root",
+                str(root),
+                "--split",
+                "train",
+                "--bg-thresholds",
+                "0.05",
+                "0.2",
+                "0.4",
+                "--select-pred-dir",
+                str(val),
+                "--select-split",
+                "val",
+                "--json",
+                str(scores),
+            ]
+        )
+        == 0
+    )
     saved = json.loads(scores.read_text())
     assert saved["oracle"] is False and saved["chosen_on"] == "val" and saved["chosen_bg_threshold"] == 0.4
     assert "0.4             33.33  <- chosen on val (100.00 there)" in capsys.readouterr().out

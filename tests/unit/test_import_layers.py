@@ -13,13 +13,27 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 LAYERS: list[tuple[str, ...]] = [
     # the bottom: what imports nothing of epspp but errors; the write rule and the mask-file names of runs/ are
     # here since data/'s prepare and check apply them
-    ("epspp.errors", "epspp.constants", "epspp.config_checks", "epspp.config_files", "epspp.runs.ownership",
-     "epspp.runs.mask_files"),
+    (
+        "epspp.errors",
+        "epspp.constants",
+        "epspp.config_checks",
+        "epspp.config_files",
+        "epspp.runs.ownership",
+        "epspp.runs.mask_files",
+    ),
     ("epspp.ops", "epspp.losses", "epspp.metrics"),
     ("epspp.nets",),
     ("epspp.data",),
-    ("epspp.tasks", "epspp.models", "epspp.callbacks", "epspp.runs", "epspp.scoring", "epspp.visualize",
-     "epspp.panels", "epspp.render"),
+    (
+        "epspp.tasks",
+        "epspp.models",
+        "epspp.callbacks",
+        "epspp.runs",
+        "epspp.scoring",
+        "epspp.visualize",
+        "epspp.panels",
+        "epspp.render",
+    ),
 ]
 
 COMMANDS = len(LAYERS)

@@ -64,13 +64,11 @@ def reference_eps_loss(cam, sal, labels, tau, lam):
 # ------------------------------------------------------------------------------------ classification
 def test_classification_loss_hand_value():
     # sigmoid(0) = 0.5 for every class: -log(0.5) per class, whatever the label
-    assert classification_loss(
-        torch.zeros(2, 3), torch.tensor([[1.0, 0, 1], [0, 0, 0]])
-    ).item() == pytest.approx(math.log(2))
-    logits, labels = torch.randn(4, 20), (torch.rand(4, 20) > 0.7).float()
-    torch.testing.assert_close(
-        classification_loss(logits, labels), F.multilabel_soft_margin_loss(logits, labels)
+    assert classification_loss(torch.zeros(2, 3), torch.tensor([[1.0, 0, 1], [0, 0, 0]])).item() == pytest.approx(
+        math.log(2)
     )
+    logits, labels = torch.randn(4, 20), (torch.rand(4, 20) > 0.7).float()
+    torch.testing.assert_close(classification_loss(logits, labels), F.multilabel_soft_margin_loss(logits, labels))
 
 
 # ----------------------------------------------------------------------------------------------- EPS
@@ -114,9 +112,7 @@ def test_eps_unlabelled_classes_are_neither_foreground_nor_background():
     # M_fg = .7 .6 .1 .2 ; M_bg = .1 .3 .1 .6 ; est = (M_fg + 1 - M_bg) / 2 = .8 .65 .5 .3
     # loss = (.1^2 + .45^2 + .3^2 + .2^2) / 4 = .3425 / 4   (with class 1 in M_bg it would differ)
     labels = torch.tensor([[1.0, 0.0]])
-    assert eps_saliency_loss(cam_logits(), saliency(), labels, tau=0.4).item() == pytest.approx(
-        0.3425 / 4, abs=1e-6
-    )
+    assert eps_saliency_loss(cam_logits(), saliency(), labels, tau=0.4).item() == pytest.approx(0.3425 / 4, abs=1e-6)
     # lam = 1: est = M_fg = .7 .6 .1 .2 ; loss = (.2^2 + .4^2 + .7^2 + .1^2) / 4 = .7 / 4
     assert eps_saliency_loss(cam_logits(), saliency(), labels, tau=0.4, lam=1.0).item() == pytest.approx(
         0.7 / 4, abs=1e-6
@@ -161,7 +157,11 @@ def test_ird_hand_value_and_inconsistent_region(reading):
     #             max = 1 .5 / .75 1 (.5 is not above .5)                   -> B(M_r) = 1 0 1 1
     # B(M_s) = 1 0 1 0 -> N = 0 0 0 1; loss = ((.9-.9)^2 + (.2-.7)^2 + (.8-.9)^2) / 3 = .26 / 3
     loss, inconsistent = ird_saliency_loss(
-        cam_logits(), saliency(), torch.tensor([[1.0, 1.0]]), refined_maps(), return_inconsistent=True,
+        cam_logits(),
+        saliency(),
+        torch.tensor([[1.0, 1.0]]),
+        refined_maps(),
+        return_inconsistent=True,
         threshold_maps=reading,
     )
     assert loss.item() == pytest.approx(0.26 / 3, abs=1e-6)
@@ -244,8 +244,9 @@ def test_ird_threshold_is_strictly_above_half():
     assert not inconsistent.any()
     # normalized: .2 .1 / .1 .05 over its max .2 = 1 .5 / .5 .25 -> B = 1 0 0 0 (.5 is not above); B(M_s) = 0
     refined[0, 0] = torch.tensor([[0.2, 0.1], [0.1, 0.05]])
-    _, inconsistent = ird_saliency_loss(cam_logits(), sal, torch.tensor([[1.0, 0.0]]), refined,
-                                        return_inconsistent=True, threshold_maps="normalized")
+    _, inconsistent = ird_saliency_loss(
+        cam_logits(), sal, torch.tensor([[1.0, 0.0]]), refined, return_inconsistent=True, threshold_maps="normalized"
+    )
     assert inconsistent.flatten().tolist() == [True, False, False, False]
 
 
@@ -298,8 +299,7 @@ def _segmentation_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     image 1 (pseudo-mask):   p0 (ln 3, 0) label 0 -> ln 4/3;   p1 (0, 0) label 1 -> ln 2;  p2 ignored
     """
     ln3 = math.log(3)
-    logits = torch.tensor([[[0.0, 0.0, ln3], [0.0, 5.0, 0.0]],
-                           [[ln3, 0.0, 7.0], [0.0, 0.0, 1.0]]]).reshape(2, 2, 1, 3)
+    logits = torch.tensor([[[0.0, 0.0, ln3], [0.0, 5.0, 0.0]], [[ln3, 0.0, 7.0], [0.0, 0.0, 1.0]]]).reshape(2, 2, 1, 3)
     mask = torch.tensor([[0, 255, 1], [0, 1, 255]]).reshape(2, 1, 3)
     return logits, mask, torch.tensor([1.0, 0.0])
 

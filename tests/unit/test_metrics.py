@@ -10,10 +10,8 @@ import torch
 from epspp.metrics import SegmentationMetrics, iou_table, scores_from_confusion
 
 # 4 classes (0..3); class 3 occurs neither in the ground truth nor in the prediction.
-TARGET = torch.tensor([[0, 0, 1, 1],
-                       [2, 2, 255, 0]])
-PRED = torch.tensor([[0, 1, 1, 1],
-                     [2, 0, 2, 0]])
+TARGET = torch.tensor([[0, 0, 1, 1], [2, 2, 255, 0]])
+PRED = torch.tensor([[0, 1, 1, 1], [2, 0, 2, 0]])
 # Counted pixels: the 7 whose target is not 255 (the prediction 2 under the 255 is not scored).
 #   class 0: target at (0,0) (0,1) (1,3) -> 3; predicted at (0,0) (1,1) (1,3) -> 3; hits (0,0) (1,3) -> 2
 #            IoU = 2 / (3 + 3 - 2) = 1/2
@@ -56,10 +54,7 @@ def test_metric_accumulates_over_updates_and_resets() -> None:
 
 def test_scores_from_hand_written_confusion() -> None:
     # rows = ground truth, columns = prediction, the confusion of TARGET / PRED above
-    confusion = torch.tensor([[2, 1, 0, 0],
-                              [0, 2, 0, 0],
-                              [1, 0, 1, 0],
-                              [0, 0, 0, 0]])
+    confusion = torch.tensor([[2, 1, 0, 0], [0, 2, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]])
     _check(scores_from_confusion(confusion), EXPECTED_IOU, EXPECTED_MIOU, EXPECTED_ACCURACY)
     metric = SegmentationMetrics(4)
     metric.update(PRED, TARGET)
@@ -76,9 +71,7 @@ def test_prediction_outside_the_classes_counts_as_a_miss() -> None:
     # class 1: 2 target pixels, 1 predicted, 1 hit -> 1/2; classes 0 and 2 perfect
     _check(metric.compute(), [1.0, 1 / 2, 1.0], (1 + 1 / 2 + 1) / 3, 3 / 4)
     # the same with the extra column of scores_from_confusion written out
-    confusion = torch.tensor([[1, 0, 0, 0],
-                              [0, 1, 0, 1],
-                              [0, 0, 1, 0]])
+    confusion = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0]])
     _check(scores_from_confusion(confusion), [1.0, 1 / 2, 1.0], (1 + 1 / 2 + 1) / 3, 3 / 4)
 
 

@@ -23,15 +23,20 @@ from epspp.errors import ConfigError
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 #: import name -> distribution name, where they differ
-DISTRIBUTIONS = {"PIL": "pillow", "cv2": "opencv-python-headless", "yaml": "pyyaml", "pydensecrf": "pydensecrf2",
-                 "lightning_fabric": "pytorch-lightning"}
+DISTRIBUTIONS = {
+    "PIL": "pillow",
+    "cv2": "opencv-python-headless",
+    "yaml": "pyyaml",
+    "pydensecrf": "pydensecrf2",
+    "lightning_fabric": "pytorch-lightning",
+}
 
 
 def requirement(name: str) -> Requirement:
-    declared = PYPROJECT["dependencies"] + [dep for extra in PYPROJECT["optional-dependencies"].values()
-                                             for dep in extra]
-    return next(req for req in map(Requirement, declared) 
-                if canonicalize_name(req.name) == canonicalize_name(name))
+    declared = PYPROJECT["dependencies"] + [
+        dep for extra in PYPROJECT["optional-dependencies"].values() for dep in extra
+    ]
+    return next(req for req in map(Requirement, declared) if canonicalize_name(req.name) == canonicalize_name(name))
 
 
 def test_installed_lightning_is_in_the_declared_range():
@@ -68,7 +73,11 @@ def test_config_names_resolve_to_the_packaged_configs(tmp_path, monkeypatch):
     (tmp_path / "voc/localization_eps++.yaml").write_text("trainer: {}\n")
     assert resolve_config("voc/localization_eps++.yaml") == "voc/localization_eps++.yaml"  # a file here wins
     assert packaged_configs(["fit", "-c", "demo/pretrain.yaml", "--config=coco/pseudo_masks.yaml"]) == [
-        "fit", "-c", str(PACKAGED / "demo/pretrain.yaml"), f"--config={PACKAGED / 'coco/pseudo_masks.yaml'}"]
+        "fit",
+        "-c",
+        str(PACKAGED / "demo/pretrain.yaml"),
+        f"--config={PACKAGED / 'coco/pseudo_masks.yaml'}",
+    ]
     assert config_folder("configs/demo") == PACKAGED / "demo"
     assert config_folder(Path("configs") / "voc") == PACKAGED / "voc"
 

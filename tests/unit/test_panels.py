@@ -86,7 +86,7 @@ def test_overview_picture_stacks_titles_rows_and_legend() -> None:
     assert picture.shape == (19 + 3 * (19 + 64 + 4) + 27, 2 * 64 + 4, 3)
     for i in range(3):  # each row's panels sit below its caption, in order
         top = 19 + i * (19 + 64 + 4) + 19
-        assert (picture[top: top + 64, :64] == 10 * (i + 1)).all()
+        assert (picture[top : top + 64, :64] == 10 * (i + 1)).all()
     assert _count(picture[-27:], np.array([128, 128, 0])) == 11 * 11  # a 13-px swatch
 
 

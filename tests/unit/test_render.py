@@ -53,9 +53,9 @@ def test_overview_of_a_dataset_rows_in_order_with_ids(synthetic_root: Path, tmp_
     for index, image_id in enumerate(_rows(path)):
         top = LINE + index * row_height + LINE
         image = np.array(Image.open(synthetic_root / "JPEGImages" / f"{image_id}.jpg").convert("RGB"))
-        np.testing.assert_array_equal(picture[top: top + 64, :64], _grown(image, 64, 64))
-        assert not np.array_equal(picture[top: top + 64, 68:132], picture[top: top + 64, :64])  # saliency
-        caption = picture[top - LINE: top]
+        np.testing.assert_array_equal(picture[top : top + 64, :64], _grown(image, 64, 64))
+        assert not np.array_equal(picture[top : top + 64, 68:132], picture[top : top + 64, :64])  # saliency
+        caption = picture[top - LINE : top]
         assert (caption.min(axis=-1) < 128).sum() > 30, f"no caption above row {index}"
     # the legend shows the colours of the object classes in the masks, and no other class colour
     legend = picture[legend_top:]
@@ -70,8 +70,10 @@ def _photos(folder: Path, pred: Path) -> dict[str, np.ndarray]:
     folder.mkdir()
     pred.mkdir()
     rng = np.random.default_rng(0)
-    photos = {"a wide": rng.integers(0, 255, (32, 48, 3), dtype=np.uint8),
-              "b tall": rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)}
+    photos = {
+        "a wide": rng.integers(0, 255, (32, 48, 3), dtype=np.uint8),
+        "b tall": rng.integers(0, 255, (40, 30, 3), dtype=np.uint8),
+    }
     for name, photo in photos.items():
         Image.fromarray(photo).save(folder / f"{name}.png")
         mask = np.zeros(photo.shape[:2], np.uint8)
@@ -83,8 +85,9 @@ def _photos(folder: Path, pred: Path) -> dict[str, np.ndarray]:
 
 def test_render_images_of_a_folder_outside_the_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     photos = _photos(tmp_path / "photos", tmp_path / "pred")
-    assert render_main(["--pred-dir", str(tmp_path / "pred"), "--images", str(tmp_path / "photos"),
-                        "--panel", "64"]) == 0
+    assert (
+        render_main(["--pred-dir", str(tmp_path / "pred"), "--images", str(tmp_path / "photos"), "--panel", "64"]) == 0
+    )
     path = tmp_path / "pred" / "overview.png"
     assert capsys.readouterr().out == f"wrote {path}\n"
     assert _rows(path) == ["a wide", "b tall"]
@@ -93,8 +96,8 @@ def test_render_images_of_a_folder_outside_the_dataset(tmp_path: Path, capsys: p
     # min(64/30, 96/40) = 2.133 -> 64 x 85 (85.33). Titles 19 + (19 + 43 + 4) + (19 + 85 + 4) + legend 27 = 220
     assert picture.shape == (LINE + (LINE + 43 + GAP) + (LINE + 85 + GAP) + LEGEND, 2 * 64 + GAP, 3) == (220, 132, 3)
     top_a, top_b = LINE + LINE, LINE + (LINE + 43 + GAP) + LINE
-    np.testing.assert_array_equal(picture[top_a: top_a + 43, :64], _grown(photos["a wide"], 64, 43))
-    np.testing.assert_array_equal(picture[top_b: top_b + 85, :64], _grown(photos["b tall"], 64, 85))
+    np.testing.assert_array_equal(picture[top_a : top_a + 43, :64], _grown(photos["a wide"], 64, 43))
+    np.testing.assert_array_equal(picture[top_b : top_b + 85, :64], _grown(photos["b tall"], 64, 85))
     # the overlay column: the masked square (rows 5..19 of 32 -> 7..26 of 43) blends bird's colour in
     blended = picture[top_a + 10, 64 + GAP + 10].astype(int)
     photo = _grown(photos["a wide"], 64, 43)[10, 10].astype(int)
@@ -134,9 +137,21 @@ def test_render_errors(synthetic_root: Path, tmp_path: Path, capsys: pytest.Capt
     assert render_main(["--pred-dir", str(tmp_path / "pred"), "--root", str(synthetic_root)]) == 2
     assert "stranger.png has no image" in capsys.readouterr().err
     (tmp_path / "pred" / "stranger.png").unlink()
-    assert render_main(["--pred-dir", str(tmp_path / "pred"), "--root", str(synthetic_root),
-                        "--out", str(tmp_path)]) == 2
+    assert (
+        render_main(["--pred-dir", str(tmp_path / "pred"), "--root", str(synthetic_root), "--out", str(tmp_path)]) == 2
+    )
     assert "is a folder" in capsys.readouterr().err
-    assert render_main(["--pred-dir", str(tmp_path / "pred"), "--root", str(synthetic_root),
-                        "--out", str(tmp_path / "figs" / "o.png")]) == 0
+    assert (
+        render_main(
+            [
+                "--pred-dir",
+                str(tmp_path / "pred"),
+                "--root",
+                str(synthetic_root),
+                "--out",
+                str(tmp_path / "figs" / "o.png"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "figs" / "o.png").is_file()

@@ -21,20 +21,35 @@ def _options(tmp_path: Path, **changes: object) -> RunOptions:
     for folder in ("photos", "saliency", "new"):
         (tmp_path / folder).mkdir(exist_ok=True)
     (tmp_path / "labels.csv").write_text("id,classes\na,cat\n")
-    return RunOptions(tmp_path / "photos", tmp_path / "labels.csv", tmp_path / "out", **({"saliency": tmp_path /
-                                                                                           "saliency"} | changes))
+    return RunOptions(
+        tmp_path / "photos",
+        tmp_path / "labels.csv",
+        tmp_path / "out",
+        **({"saliency": tmp_path / "saliency"} | changes),
+    )
 
 
 def test_step_overrides_scale_the_preset_budget(tmp_path: Path) -> None:
     # configs/photos/localization_eps++.yaml: 100 steps, IRD warm-up 10, validation every 25, logs every 2
     assert step_overrides(PHOTOS / "localization_eps++.yaml", 40) == [
-        "--trainer.max_steps", "40", "--model.init_args.ird_warmup_steps", "4", "--trainer.val_check_interval", "10",
-        "--trainer.log_every_n_steps", "1"]
+        "--trainer.max_steps",
+        "40",
+        "--model.init_args.ird_warmup_steps",
+        "4",
+        "--trainer.val_check_interval",
+        "10",
+        "--trainer.log_every_n_steps",
+        "1",
+    ]
     assert step_overrides(PHOTOS / "localization_eps++.yaml", 1000)[-2:] == ["--trainer.log_every_n_steps", "20"]
     assert step_overrides(PHOTOS / "localization_eps.yaml", 300)[2:4] == ["--model.init_args.eps_warmup_steps", "30"]
     # segmentation.yaml: 100 steps, no warm-up, no step-counted validation; intervals never below 1
-    assert step_overrides(PHOTOS / "segmentation.yaml", 3) == ["--trainer.max_steps", "3",
-                                                               "--trainer.log_every_n_steps", "1"]
+    assert step_overrides(PHOTOS / "segmentation.yaml", 3) == [
+        "--trainer.max_steps",
+        "3",
+        "--trainer.log_every_n_steps",
+        "1",
+    ]
     assert step_overrides(PHOTOS / "segmentation.yaml", None) == []
     config = tmp_path / "unlimited.yaml"
     config.write_text("trainer: {max_steps: -1, log_every_n_steps: 50}\n")
@@ -60,10 +75,22 @@ def test_stages_in_order_with_their_inputs(tmp_path: Path) -> None:
     stages = run_stages(options)
     assert [s.name for s in stages] == ["dataset", "stage 1", "pseudo-masks", "stage 3", "masks", "predictions"]
     out = tmp_path / "out"
-    assert [s.folder for s in stages] == [out / "dataset", out / "localization", out / "pseudo_masks",
-                                          out / "segmentation_wsss", out / "masks", out / "predictions"]
-    assert [s.inputs for s in stages] == [(), (out / "dataset",), (out / "localization",), (out / "pseudo_masks",),
-                                          (out / "segmentation_wsss",), (out / "segmentation_wsss",)]
+    assert [s.folder for s in stages] == [
+        out / "dataset",
+        out / "localization",
+        out / "pseudo_masks",
+        out / "segmentation_wsss",
+        out / "masks",
+        out / "predictions",
+    ]
+    assert [s.inputs for s in stages] == [
+        (),
+        (out / "dataset",),
+        (out / "localization",),
+        (out / "pseudo_masks",),
+        (out / "segmentation_wsss",),
+        (out / "segmentation_wsss",),
+    ]
     dataset = stages[0].args
     assert dataset[dataset.index("--saliency") + 1] == str(tmp_path / "saliency")
     assert dataset[dataset.index("--val-fraction") + 1] == "0.2"
@@ -77,12 +104,15 @@ def test_stages_in_order_with_their_inputs(tmp_path: Path) -> None:
     assert made[2].configs[0].name == "localization_cam.yaml" and len(made) == 6  # no predictions stage
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"method": "sam"}, "--method sam: expected one of cam, eps, eps++"),
-    ({"max_steps": 0}, "--max-steps must be >= 1, got 0"),
-    ({"predict": Path("/no/such/folder")}, "--predict /no/such/folder is not a folder"),
-    ({"saliency_model": "u2net"}, "--saliency-model and --saliency-model-path make saliency maps: leave them out"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"method": "sam"}, "--method sam: expected one of cam, eps, eps++"),
+        ({"max_steps": 0}, "--max-steps must be >= 1, got 0"),
+        ({"predict": Path("/no/such/folder")}, "--predict /no/such/folder is not a folder"),
+        ({"saliency_model": "u2net"}, "--saliency-model and --saliency-model-path make saliency maps: leave them out"),
+    ],
+)
 def test_bad_options_refused_in_one_line(tmp_path: Path, changes: dict, message: str) -> None:
     from epspp.run import check_options
 
@@ -92,12 +122,20 @@ def test_bad_options_refused_in_one_line(tmp_path: Path, changes: dict, message:
 
 def test_run_main_errors_are_one_line_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     _options(tmp_path)
-    args = ["--images", str(tmp_path / "photos"), "--labels", str(tmp_path / "labels.csv"), "--saliency",
-            str(tmp_path / "saliency")]
+    args = [
+        "--images",
+        str(tmp_path / "photos"),
+        "--labels",
+        str(tmp_path / "labels.csv"),
+        "--saliency",
+        str(tmp_path / "saliency"),
+    ]
     assert run_main([*args, "--out", str(tmp_path / "photos" / "run")]) == 2
-    assert capsys.readouterr().err == (f"epspp run: error: --out {tmp_path / 'photos' / 'run'} is inside the image "
-                                       f"folder {tmp_path / 'photos'}: writing there would add to or replace files "
-                                       "that are not this command's; choose a folder of its own\n")
+    assert capsys.readouterr().err == (
+        f"epspp run: error: --out {tmp_path / 'photos' / 'run'} is inside the image "
+        f"folder {tmp_path / 'photos'}: writing there would add to or replace files "
+        "that are not this command's; choose a folder of its own\n"
+    )
     assert run_main([*args, "--out", str(tmp_path / "out"), "--preset", "nope"]) == 2
     assert capsys.readouterr().err.startswith("epspp run: error: --preset nope: no such preset (known: photos;")
     (tmp_path / "taken").mkdir()
@@ -110,22 +148,27 @@ def test_run_main_errors_are_one_line_and_write_nothing(tmp_path: Path, capsys: 
 def test_warmup_note_when_a_fit_ends_within_its_warmup() -> None:
     def config(loss: str, warmup: int, max_steps: int) -> Namespace:
         key = "ird_warmup_steps" if loss == "ird" else "eps_warmup_steps"
-        return Namespace(trainer=Namespace(max_steps=max_steps),
-                         model=Namespace(init_args=Namespace(saliency_loss=loss, **{key: warmup})))
+        return Namespace(
+            trainer=Namespace(max_steps=max_steps),
+            model=Namespace(init_args=Namespace(saliency_loss=loss, **{key: warmup})),
+        )
 
     assert warmup_note(config("ird", 150, 30)) == (
         "--model.init_args.ird_warmup_steps 150 >= --trainer.max_steps 30: IRD never drops a pixel (EPS++ without "
         "its inconsistent-region drop) in this run; lower --model.init_args.ird_warmup_steps (e.g. 6) to train the "
-        "full loss")
-    assert warmup_note(config("eps", 30, 30)).startswith("--model.init_args.eps_warmup_steps 30 >= --trainer.max_"
-                                                         "steps 30: EPS's overlap test never runs")
+        "full loss"
+    )
+    assert warmup_note(config("eps", 30, 30)).startswith(
+        "--model.init_args.eps_warmup_steps 30 >= --trainer.max_steps 30: EPS's overlap test never runs"
+    )
     assert warmup_note(config("ird", 29, 30)) is None
     assert warmup_note(config("ird", 150, -1)) is None  # no step budget
     assert warmup_note(config("none", 0, 5)) is None
 
 
-def test_changed_input_files_rerun_their_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_changed_input_files_rerun_their_stages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """Photos added or labels edited (the same command): the dataset runs again in place and everything after it;
     new photos in --predict: only the predictions, their old folder kept. The stages are faked."""
     from epspp import chain, run, run_report
@@ -139,8 +182,9 @@ def test_changed_input_files_rerun_their_stages(tmp_path: Path, monkeypatch: pyt
 
     def again() -> list[str]:
         ran.clear()
-        run.run_own_data(options.images, options.labels, options.out, saliency=options.saliency,
-                         predict=tmp_path / "new")
+        run.run_own_data(
+            options.images, options.labels, options.out, saliency=options.saliency, predict=tmp_path / "new"
+        )
         return list(ran)
 
     assert again() == ["prepare", "fit", "predict", "fit", "predict", "predict"]
@@ -150,8 +194,10 @@ def test_changed_input_files_rerun_their_stages(tmp_path: Path, monkeypatch: pyt
     (tmp_path / "new" / "c.jpg").write_bytes(b"3")
     capsys.readouterr()
     assert again() == ["predict"]
-    assert "[run] predictions: its input files changed since the last run; running it again (the old outputs are in "\
-           f"{options.out / 'predictions.previous'})" in capsys.readouterr().out
+    assert (
+        "[run] predictions: its input files changed since the last run; running it again (the old outputs are in "
+        f"{options.out / 'predictions.previous'})" in capsys.readouterr().out
+    )
     (tmp_path / "other").mkdir()  # another --predict folder: a changed command, the chain's own rerun
     ran.clear()
     run.run_own_data(options.images, options.labels, options.out, saliency=options.saliency, predict=tmp_path / "other")

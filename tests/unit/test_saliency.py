@@ -61,8 +61,13 @@ def test_each_map_is_the_models_first_output_at_the_images_size(photos: Path, mo
         with Image.open(out / f"{image_id}.png") as written, Image.open(path) as image:
             assert written.mode == "L" and written.size == image.size  # (45, 30), (36, 24), (28, 40)
         np.testing.assert_array_equal(maps[image_id], expected_u2net_map(path, channel=1))
-    assert sorted(p.name for p in out.iterdir()) == ["cameraman.png", "cat.png", "coffee cup.png", "epspp_files.json",
-                                                     "saliency.json"]  # no temporary file left
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cameraman.png",
+        "cat.png",
+        "coffee cup.png",
+        "epspp_files.json",
+        "saliency.json",
+    ]  # no temporary file left
 
 
 @pytest.mark.parametrize("family", ["u2net_custom", "isnet-general-use", "birefnet-general"])
@@ -71,8 +76,10 @@ def test_model_path_gets_the_preprocessing_of_its_family(family: str, photos: Pa
     model = write_u2net_like_onnx(tmp_path / f"{family}.onnx", channel=2, size=FAMILIES[family][0])
     write_saliency_maps(photos, tmp_path / "saliency", model=family, model_path=model, log=lambda line: None)
     for path in (p for p in photos.iterdir() if p.suffix != ".txt"):
-        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "saliency" / f"{path.stem}.png")),
-                                      expected_u2net_map(path, channel=2, family=family))
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(tmp_path / "saliency" / f"{path.stem}.png")),
+            expected_u2net_map(path, channel=2, family=family),
+        )
 
 
 def test_rerun_rewrites_nothing_and_redoes_a_missing_or_broken_map(photos: Path, model: Path, tmp_path: Path) -> None:
@@ -81,8 +88,9 @@ def test_rerun_rewrites_nothing_and_redoes_a_missing_or_broken_map(photos: Path,
     before, maps = _mtimes(out), _maps(out)
     again = write_saliency_maps(photos, out, model_path=model, log=lambda line: None)
     assert (again["written"], again["skipped"], again["count"]) == (0, 3, 3)
-    assert {k: v for k, v in _mtimes(out).items() if k.endswith(".png")} == \
-        {k: v for k, v in before.items() if k.endswith(".png")}
+    assert {k: v for k, v in _mtimes(out).items() if k.endswith(".png")} == {
+        k: v for k, v in before.items() if k.endswith(".png")
+    }
     (out / "cat.png").unlink()
     (out / "cameraman.png").write_bytes((out / "cameraman.png").read_bytes()[:40])  # truncated: does not decode
     third = write_saliency_maps(photos, out, model_path=model, log=lambda line: None)
@@ -96,10 +104,17 @@ def test_provenance_names_the_model_and_its_file(photos: Path, model: Path, tmp_
     out = tmp_path / "saliency"
     write_saliency_maps(photos, out, model_path=model, log=lambda line: None)
     record = json.loads((out / "saliency.json").read_text())
-    assert record == {"command": "epspp saliency", "model": "u2net", "model_file": str(model.resolve()),
-                      "sha256": hashlib.sha256(model.read_bytes()).hexdigest(), "rembg": metadata.version("rembg"),
-                      "onnxruntime": metadata.version("onnxruntime"), "images": str(photos.resolve()), "count": 3,
-                      "constant": []}
+    assert record == {
+        "command": "epspp saliency",
+        "model": "u2net",
+        "model_file": str(model.resolve()),
+        "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "rembg": metadata.version("rembg"),
+        "onnxruntime": metadata.version("onnxruntime"),
+        "images": str(photos.resolve()),
+        "count": 3,
+        "constant": [],
+    }
     before = _mtimes(out)
     other = write_u2net_like_onnx(tmp_path / "other.onnx", channel=0)  # another file: another hash
     new_hash = hashlib.sha256(other.read_bytes()).hexdigest()
@@ -114,11 +129,13 @@ def test_provenance_names_the_model_and_its_file(photos: Path, model: Path, tmp_
     assert _mtimes(out) == before  # refused before writing anything
     moved = model.rename(tmp_path / "moved.onnx")  # the same file elsewhere: resumes, and records the new path
     assert write_saliency_maps(photos, out, model_path=moved, log=lambda line: None)["model_file"] == str(
-        moved.resolve())
+        moved.resolve()
+    )
 
 
-def test_cached_model_file_is_used_without_fetching(photos: Path, model: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_model_file_is_used_without_fetching(
+    photos: Path, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import pooch
 
     home = tmp_path / "rembg_home"
@@ -138,14 +155,16 @@ def _one_line_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
     return lines[0]
 
 
-def test_offline_without_model_path_names_the_flag(photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture) -> None:
+def test_offline_without_model_path_names_the_flag(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     import pooch
     import requests
 
     def offline(*args: object, **kwargs: object) -> None:
-        raise requests.exceptions.ConnectionError("HTTPSConnectionPool(host='github.com', port=443): Max retries\n"
-                                                  "exceeded (Failed to resolve 'github.com')")
+        raise requests.exceptions.ConnectionError(
+            "HTTPSConnectionPool(host='github.com', port=443): Max retries\nexceeded (Failed to resolve 'github.com')"
+        )
 
     monkeypatch.setenv("U2NET_HOME", str(tmp_path / "empty_home"))  # no cached file
     monkeypatch.setattr(pooch, "retrieve", offline)
@@ -155,18 +174,23 @@ def test_offline_without_model_path_names_the_flag(photos: Path, tmp_path: Path,
     assert "ConnectionError" in line and not out.exists()
 
 
-def test_one_line_errors(photos: Path, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
-                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_line_errors(
+    photos: Path, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "saliency"
-    assert "--out" in _one_line_error(capsys, ["--images", photos, "--out", photos / "maps", "--model-path", model]) \
+    assert (
+        "--out" in _one_line_error(capsys, ["--images", photos, "--out", photos / "maps", "--model-path", model])
         and not (photos / "maps").exists()
-    assert "no such file" in _one_line_error(capsys, ["--images", photos, "--out", out, "--model-path",
-                                                      tmp_path / "missing.onnx"])
+    )
+    assert "no such file" in _one_line_error(
+        capsys, ["--images", photos, "--out", out, "--model-path", tmp_path / "missing.onnx"]
+    )
     assert "--model-path" in _one_line_error(capsys, ["--images", photos, "--out", out, "--model", "u2net_custom"])
     text = tmp_path / "not_a_model.onnx"
     text.write_text("not onnx")
-    assert f"cannot load the model file {text}" in _one_line_error(capsys, ["--images", photos, "--out", out,
-                                                                            "--model-path", text])
+    assert f"cannot load the model file {text}" in _one_line_error(
+        capsys, ["--images", photos, "--out", out, "--model-path", text]
+    )
     monkeypatch.setitem(sys.modules, "rembg.sessions", None)  # as without the saliency extra
     assert "pip install 'epspp[saliency]'" in _one_line_error(capsys, ["--images", photos, "--out", out])
     monkeypatch.undo()
@@ -177,8 +201,9 @@ def test_one_line_errors(photos: Path, model: Path, tmp_path: Path, capsys: pyte
     assert (foreign / "mine.png").read_bytes() == b"a file of the user's"
 
 
-def test_an_image_that_does_not_decode_is_named(photos: Path, model: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_an_image_that_does_not_decode_is_named(
+    photos: Path, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     (photos / "broken.jpg").write_text("a text file named like an image")
     line = _one_line_error(capsys, ["--images", photos, "--out", tmp_path / "saliency", "--model-path", model])
     assert f"cannot read image {photos / 'broken.jpg'}" in line
@@ -188,17 +213,23 @@ def test_a_model_of_another_signature_is_named(photos: Path, tmp_path: Path, cap
     from onnx import TensorProto, helper
 
     node = helper.make_node("Identity", ["x"], ["y"])
-    graph = helper.make_graph([node], "wrong", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])])
+    graph = helper.make_graph(
+        [node],
+        "wrong",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])],
+    )
     model = tmp_path / "wrong.onnx"
-    model.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-                      .SerializeToString())
+    model.write_bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8).SerializeToString()
+    )
     line = _one_line_error(capsys, ["--images", photos, "--out", tmp_path / "saliency", "--model-path", model])
     assert "the u2net model failed on image" in line and "is the model file a u2net model?" in line
 
 
-def test_a_constant_map_is_written_as_zeros_and_named(model: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture) -> None:
+def test_a_constant_map_is_written_as_zeros_and_named(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     images = tmp_path / "flat"
     images.mkdir()
     Image.new("RGB", (20, 12), (90, 120, 30)).save(images / "flat.png")
@@ -228,12 +259,15 @@ def test_progress_lines_and_the_final_line(photos: Path, model: Path, tmp_path: 
     assert lines[1].startswith("[epspp saliency] 3/3 images") and "(1 written, 2 already there)" in lines[-1]
     lines.clear()
     write_saliency_maps(photos, out, model_path=model, progress_every=2, log=lines.append)
-    assert lines == [f"[epspp saliency] 3 saliency maps in {out} (0 written, 3 already there); model u2net, "
-                     f"provenance {out / 'saliency.json'}"]  # nothing to do: no model is loaded
+    assert lines == [
+        f"[epspp saliency] 3 saliency maps in {out} (0 written, 3 already there); model u2net, "
+        f"provenance {out / 'saliency.json'}"
+    ]  # nothing to do: no model is loaded
 
 
-def test_a_progress_line_comes_at_least_every_30_seconds(photos: Path, model: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_progress_line_comes_at_least_every_30_seconds(
+    photos: Path, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import epspp.saliency
 
     monkeypatch.setattr(epspp.saliency, "PROGRESS_SECONDS", 0.0)  # every image takes longer than this

@@ -36,8 +36,10 @@ class BackboneExport(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Refuse a run whose module has no localization backbone to export."""
         if not hasattr(getattr(getattr(pl_module, "net", None), "backbone", None), "body"):
-            raise ConfigError(f"BackboneExport writes the backbone of a LocalizationModule; this run trains a "
-                              f"{type(pl_module).__name__}: remove the callback from the config")
+            raise ConfigError(
+                f"BackboneExport writes the backbone of a LocalizationModule; this run trains a "
+                f"{type(pl_module).__name__}: remove the callback from the config"
+            )
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Write the trained backbone's weights (rank 0)."""
@@ -56,5 +58,7 @@ class BackboneExport(pl.Callback):
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
-        print(f"[epspp] wrote the backbone {target} ({len(state)} tensors): use it as "
-              f"--model.init_args.pretrained_path {target}")
+        print(
+            f"[epspp] wrote the backbone {target} ({len(state)} tensors): use it as "
+            f"--model.init_args.pretrained_path {target}"
+        )

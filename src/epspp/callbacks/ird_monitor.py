@@ -30,8 +30,14 @@ import pytorch_lightning as pl
 from epspp.runs.logs import TELEMETRY_FILE, WARNINGS_FILE  # the run folder's files (runs/logs.py reads them)
 
 #: the columns of the telemetry record besides ``step`` (``epspp.losses.ird_telemetry``)
-TELEMETRY_KEYS = ("inconsistent_salient", "inconsistent_background", "inconsistent", "fg_salient",
-                  "threshold_map_salient", "threshold_map_background")
+TELEMETRY_KEYS = (
+    "inconsistent_salient",
+    "inconsistent_background",
+    "inconsistent",
+    "fg_salient",
+    "threshold_map_salient",
+    "threshold_map_background",
+)
 #: the other reading of B() for each, named by the collapse warning
 OTHER_READING = {"normalized": "softmax", "softmax": "normalized"}
 
@@ -60,14 +66,16 @@ class CollapseMonitor:
         if mean < self.threshold:
             return None
         self.fired_at = int(step)
-        return (f"IRD collapse at step {step}: on average {mean:.1%} of the salient pixels (saliency > 0.5) were in "
-                f"the dropped inconsistent region over the last {self.window} steps, so the saliency loss no longer "
-                "sees the objects and the background channel takes them. Check: a backbone that is not pretrained "
-                "(pretrained / pretrained_path), the warm-up length (ird_warmup_steps), the map resolution (crop "
-                "size, output_stride, PAMR dilations), the saliency maps, and the reading of B(): this run thresholds "
-                f"the {self.reading} maps (ird_threshold_maps: {self.reading}; the other reading is "
-                f"ird_threshold_maps: {OTHER_READING.get(self.reading, 'normalized')}, docs/architecture.md "
-                "\"How we read IRD's B()\").")
+        return (
+            f"IRD collapse at step {step}: on average {mean:.1%} of the salient pixels (saliency > 0.5) were in "
+            f"the dropped inconsistent region over the last {self.window} steps, so the saliency loss no longer "
+            "sees the objects and the background channel takes them. Check: a backbone that is not pretrained "
+            "(pretrained / pretrained_path), the warm-up length (ird_warmup_steps), the map resolution (crop "
+            "size, output_stride, PAMR dilations), the saliency maps, and the reading of B(): this run thresholds "
+            f"the {self.reading} maps (ird_threshold_maps: {self.reading}; the other reading is "
+            f"ird_threshold_maps: {OTHER_READING.get(self.reading, 'normalized')}, docs/architecture.md "
+            '"How we read IRD\'s B()").'
+        )
 
     def state_dict(self) -> dict:
         """The window of values and the step the warning fired at, for the checkpoint."""
@@ -151,8 +159,9 @@ class IRDMonitor(pl.Callback):
         threshold: the collapse threshold of the mean share.
     """
 
-    def __init__(self, reading: str = "normalized", warmup_steps: int = 0, window: int = 50,
-                 threshold: float = 0.95) -> None:
+    def __init__(
+        self, reading: str = "normalized", warmup_steps: int = 0, window: int = 50, threshold: float = 0.95
+    ) -> None:
         self.warmup_steps = int(warmup_steps)
         self.collapse = CollapseMonitor(window, threshold, reading)
         self.telemetry = TelemetryRecord()
@@ -171,8 +180,9 @@ class IRDMonitor(pl.Callback):
         if trainer.is_global_zero:
             self.telemetry.write(trainer.default_root_dir)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         """Record the IRD values the module reported for this step."""
         reported = getattr(pl_module, "ird_values", None)
         if reported is not None:

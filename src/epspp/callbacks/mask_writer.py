@@ -63,8 +63,15 @@ class MaskWriter(BasePredictionWriter):
             VOC server's ``results/VOC2012/Segmentation/comp6_test_cls`` (configs/voc/segmentation_test.yaml).
     """
 
-    def __init__(self, output_dir: str | None = None, save_scores: bool = False, overwrite: bool = False,
-                 save_overlays: bool = False, report_split: str | None = None, mask_subdir: str = "") -> None:
+    def __init__(
+        self,
+        output_dir: str | None = None,
+        save_scores: bool = False,
+        overwrite: bool = False,
+        save_overlays: bool = False,
+        report_split: str | None = None,
+        mask_subdir: str = "",
+    ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir) if output_dir else None
         self.mask_subdir = mask_subdir
@@ -97,8 +104,12 @@ class MaskWriter(BasePredictionWriter):
         for wanted, sub in ((self.save_scores, "scores"), (self.save_overlays, "overlays")):
             if wanted:
                 (self.output_dir / sub).mkdir(exist_ok=True)
-        record = provenance(pl_module, dict(_datamodule(trainer).hparams), self.checkpoint_path or trainer.ckpt_path,
-                            dataset_identity(dataset))
+        record = provenance(
+            pl_module,
+            dict(_datamodule(trainer).hparams),
+            self.checkpoint_path or trainer.ckpt_path,
+            dataset_identity(dataset),
+        )
         done = len(mask_files(self.mask_dir))  # not overview.png, overlays/ or scores/
         check_resume(self.output_dir, record, done, self.overwrite)
         if trainer.is_global_zero:
@@ -110,23 +121,35 @@ class MaskWriter(BasePredictionWriter):
         if self.report_split:
             outside = sorted(set(read_split(_datamodule(trainer).hparams.root, self.report_split)) - set(dataset.ids))
             if outside:
-                raise DatasetError(f"{len(outside)} ids of report_split '{self.report_split}' are not in predict_split "
-                                   f"'{_datamodule(trainer).hparams.predict_split}', e.g. {outside[:3]}: set "
-                                   "--pseudo_masks.report_split null or a subset")
+                raise DatasetError(
+                    f"{len(outside)} ids of report_split '{self.report_split}' are not in predict_split "
+                    f"'{_datamodule(trainer).hparams.predict_split}', e.g. {outside[:3]}: set "
+                    "--pseudo_masks.report_split null or a subset"
+                )
         self._existing = {i for i in dataset.ids if self._is_done(i)}
         if self._existing and not self.overwrite:
             todo = [i for i in dataset.ids if i not in self._existing]
             if trainer.is_global_zero:
-                print(f"[epspp] {len(self._existing)} masks already in {self.output_dir}: "
-                      f"predicting the {len(todo)} missing (overwrite: true to redo all)")
+                print(
+                    f"[epspp] {len(self._existing)} masks already in {self.output_dir}: "
+                    f"predicting the {len(todo)} missing (overwrite: true to redo all)"
+                )
             dataset.ids = todo
         self._written = 0
         self._finished = False
         self._start = time.perf_counter()
 
     # ----------------------------------------------------------------- writing
-    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: dict,
-                           batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: dict,
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         """Write the masks (and scores, overlays) of one batch, each file atomically."""
         for index, image_id in enumerate(prediction["id"]):
             path = self.mask_dir / f"{image_id}.png"
@@ -144,9 +167,11 @@ class MaskWriter(BasePredictionWriter):
                 for tmp in self._out.rglob(f".{image_id}.{os.getpid()}.tmp.*"):
                     tmp.unlink(missing_ok=True)
                 if isinstance(error, OSError):  # a full disk, a folder made read-only during the run
-                    raise OutputError(f"cannot write the mask of {image_id} in {self.output_dir}: "
-                                      f"{error.strerror or error}: free space or fix the folder, then rerun (it "
-                                      "resumes; the masks written so far are kept)") from None
+                    raise OutputError(
+                        f"cannot write the mask of {image_id} in {self.output_dir}: "
+                        f"{error.strerror or error}: free space or fix the folder, then rerun (it "
+                        "resumes; the masks written so far are kept)"
+                    ) from None
                 raise
             self._written += 1
 
@@ -171,7 +196,8 @@ class MaskWriter(BasePredictionWriter):
     def _is_done(self, image_id: str) -> bool:
         """The mask exists, and its score map too when ``save_scores`` asks for it (it is written first)."""
         return (self.mask_dir / f"{image_id}.png").is_file() and (
-            not self.save_scores or (self._out / "scores" / f"{image_id}.npy").is_file())
+            not self.save_scores or (self._out / "scores" / f"{image_id}.npy").is_file()
+        )
 
     def _write_overlay(self, image_id: str, mask: np.ndarray, datamodule: Any) -> None:
         image = read_image(datamodule.datasets["predict"].image_path(image_id))
@@ -220,43 +246,54 @@ class MaskWriter(BasePredictionWriter):
         manifest = self._manifest(trainer, pl_module, split, evaluated)
         manifest["written_this_run"] = written
         manifest["images_per_s_rank0"] = round(self._written / max(elapsed, 1e-6), 2)
-        print(f"[epspp] wrote {written} masks to {self.mask_dir} "
-              f"({manifest['images_per_s_rank0']} images/s on rank 0)")
+        print(f"[epspp] wrote {written} masks to {self.mask_dir} ({manifest['images_per_s_rank0']} images/s on rank 0)")
         if manifest["no_label_all_background"]:
-            print(f"[epspp] {manifest['no_label_all_background']} images of '{split}' have no labelled class: "
-                  "their masks are all background")
+            print(
+                f"[epspp] {manifest['no_label_all_background']} images of '{split}' have no labelled class: "
+                "their masks are all background"
+            )
         if scores is not None:
             manifest |= scores_to_json(scores, names)
-            print(f"\npseudo-masks of '{split}' vs ground truth ({evaluated} images):\n"
-                  + iou_table(scores["iou"], names))
+            print(
+                f"\npseudo-masks of '{split}' vs ground truth ({evaluated} images):\n" + iou_table(scores["iou"], names)
+            )
             for logger in trainer.loggers:
                 logger.log_metrics({"pseudo_masks/mIoU": 100 * float(scores["miou"])})
         if report is not None:
             manifest["report"] = {"split": self.report_split, "evaluated": report[0]}
             if report[1] is not None:
                 manifest["report"] |= scores_to_json(report[1], names)
-                print(f"\npseudo-masks of '{self.report_split}' (the report split) vs ground truth ({report[0]} "
-                      "images):\n" + iou_table(report[1]["iou"], names))
+                print(
+                    f"\npseudo-masks of '{self.report_split}' (the report split) vs ground truth ({report[0]} "
+                    "images):\n" + iou_table(report[1]["iou"], names)
+                )
         path = self._out / "manifest.json"
         tmp = path.with_name(".manifest.json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2))
         os.replace(tmp, path)
         self._write_overview(trainer)
 
-    def _finish_folder(self, trainer: pl.Trainer, dataset: ImageFolderDataset, distributed: bool,
-                       device: torch.device) -> None:
+    def _finish_folder(
+        self, trainer: pl.Trainer, dataset: ImageFolderDataset, distributed: bool, device: torch.device
+    ) -> None:
         """The manifest of a plain image folder's predictions (no split, no ground truth)."""
         written = int(self._reduce(trainer, distributed, float(self._written), device))
         if not trainer.is_global_zero:
             return
         checkpoint = self.checkpoint_path or trainer.ckpt_path
-        manifest = {"images": str(dataset.image_dir), "count": sum(self._is_done(i) for i in dataset.all_ids),
-                    "folder_size": len(dataset.all_ids), "written_this_run": written,
-                    "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
-                    "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
-                    "class_names": list(_datamodule(trainer).class_names)}
-        print(f"[epspp] wrote {written} masks of {dataset.image_dir} to {self.output_dir}"
-              + (f" (overlays in {self._out / 'overlays'})" if self.save_overlays else ""))
+        manifest = {
+            "images": str(dataset.image_dir),
+            "count": sum(self._is_done(i) for i in dataset.all_ids),
+            "folder_size": len(dataset.all_ids),
+            "written_this_run": written,
+            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+            "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
+            "class_names": list(_datamodule(trainer).class_names),
+        }
+        print(
+            f"[epspp] wrote {written} masks of {dataset.image_dir} to {self.output_dir}"
+            + (f" (overlays in {self._out / 'overlays'})" if self.save_overlays else "")
+        )
         path = self._out / "manifest.json"
         tmp = path.with_name(".manifest.json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2))
@@ -277,13 +314,22 @@ class MaskWriter(BasePredictionWriter):
         target = self._out / OVERVIEW
         folder = isinstance(dataset, ImageFolderDataset)
         if os.path.lexists(target) and not is_overview(target):
-            print(f"[epspp] note: {target} is not an overview drawn by epspp (the mask of an image named 'overview', "
-                  f"or a file of yours): kept; draw one with epspp render --pred-dir {self.mask_dir} --out FILE")
+            print(
+                f"[epspp] note: {target} is not an overview drawn by epspp (the mask of an image named 'overview', "
+                f"or a file of yours): kept; draw one with epspp render --pred-dir {self.mask_dir} --out FILE"
+            )
             return
         try:
-            render(self.mask_dir, None if folder else dataset.root, target, OVERVIEW_ROWS,
-                   images=dataset.image_dir, saliency_dir=None if folder else dataset.saliency_dir,
-                   mask_dir=None if folder else dataset.mask_dir, class_names=list(_datamodule(trainer).class_names))
+            render(
+                self.mask_dir,
+                None if folder else dataset.root,
+                target,
+                OVERVIEW_ROWS,
+                images=dataset.image_dir,
+                saliency_dir=None if folder else dataset.saliency_dir,
+                mask_dir=None if folder else dataset.mask_dir,
+                class_names=list(_datamodule(trainer).class_names),
+            )
         except (EPSError, OSError) as error:  # e.g. a full disk: the masks are written, the picture is extra
             print(f"[epspp] note: {target} not drawn: {error}")
             return
@@ -296,8 +342,9 @@ class MaskWriter(BasePredictionWriter):
             return value
         return float(trainer.strategy.reduce(torch.tensor([value], device=device), reduce_op="sum")[0])
 
-    def _score(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str,
-               distributed: bool) -> tuple[int, dict | None]:
+    def _score(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str, distributed: bool
+    ) -> tuple[int, dict | None]:
         """(images with ground truth, scores or None) of the masks of ``split``'s ids, shared by the ranks."""
         datamodule = _datamodule(trainer)
         device = pl_module.device if distributed else torch.device("cpu")
@@ -305,8 +352,9 @@ class MaskWriter(BasePredictionWriter):
         rank, world_size = (trainer.global_rank, trainer.world_size) if distributed else (0, 1)
         error = None
         try:
-            evaluated = evaluate_folder(self.mask_dir, datamodule.hparams.root, split, datamodule.hparams.mask_dir,
-                                        metric, rank, world_size)["evaluated"]
+            evaluated = evaluate_folder(
+                self.mask_dir, datamodule.hparams.root, split, datamodule.hparams.mask_dir, metric, rank, world_size
+            )["evaluated"]
         except DatasetError as caught:  # e.g. a mis-sized mask left by an earlier run: every rank must stop
             error, evaluated = caught, 0
         failures = self._reduce(trainer, distributed, float(error is not None), device)
@@ -330,10 +378,17 @@ class MaskWriter(BasePredictionWriter):
             "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
             "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
             "class_names": list(datamodule.class_names),
-            "config": {"model": _plain(dict(pl_module.hparams)), "data": _plain(dict(datamodule.hparams)),
-                       "writer": {"output_dir": str(self.output_dir), "mask_subdir": self.mask_subdir,
-                                  "save_scores": self.save_scores,
-                                  "overwrite": self.overwrite, "report_split": self.report_split}},
+            "config": {
+                "model": _plain(dict(pl_module.hparams)),
+                "data": _plain(dict(datamodule.hparams)),
+                "writer": {
+                    "output_dir": str(self.output_dir),
+                    "mask_subdir": self.mask_subdir,
+                    "save_scores": self.save_scores,
+                    "overwrite": self.overwrite,
+                    "report_split": self.report_split,
+                },
+            },
         }
 
 

@@ -73,8 +73,14 @@ class StepProgressBar(RichProgressBar):
         leave: keep the rich bar of each finished epoch.
     """
 
-    def __init__(self, every_n_steps: int = 100, every_s: float = 30.0, plain: bool | None = None,
-                 refresh_rate: int = 100, leave: bool = False) -> None:
+    def __init__(
+        self,
+        every_n_steps: int = 100,
+        every_s: float = 30.0,
+        plain: bool | None = None,
+        refresh_rate: int = 100,
+        leave: bool = False,
+    ) -> None:
         super().__init__(refresh_rate=refresh_rate, leave=leave)
         self.every_n_steps, self.every_s, self.plain_setting = max(1, int(every_n_steps)), float(every_s), plain
         self.plain = bool(plain)
@@ -106,8 +112,10 @@ class StepProgressBar(RichProgressBar):
         if trainer.is_global_zero:
             total = sum(p.numel() for p in pl_module.parameters())
             trainable = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
-            print(f"[fit] {type(pl_module).__name__}: {total / 1e6:.2f} M parameters ({trainable / 1e6:.2f} M "
-                  "trainable)", flush=True)
+            print(
+                f"[fit] {type(pl_module).__name__}: {total / 1e6:.2f} M parameters ({trainable / 1e6:.2f} M trainable)",
+                flush=True,
+            )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Start the fit's clock and its progress line."""
@@ -131,8 +139,9 @@ class StepProgressBar(RichProgressBar):
             return
         description = self._get_train_description(trainer.current_epoch)
         if self.train_progress_bar_id is None:
-            self.train_progress_bar_id = self.progress.add_task(description, total=trainer.max_steps,
-                                                                completed=trainer.global_step)
+            self.train_progress_bar_id = self.progress.add_task(
+                description, total=trainer.max_steps, completed=trainer.global_step
+            )
         else:
             self.progress.update(self.train_progress_bar_id, description=description, visible=True)
 
@@ -143,8 +152,9 @@ class StepProgressBar(RichProgressBar):
             return f"{f'Epoch {current_epoch}':{len(self.validation_description)}}"
         return super()._get_train_description(current_epoch)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         """Advance the fit's progress (and write progress.json)."""
         if self.is_enabled and step_limited(trainer):
             if self.train_progress_bar_id is None:  # resumed mid-epoch
@@ -167,16 +177,25 @@ class StepProgressBar(RichProgressBar):
         if printed or now - self.last_write >= PROGRESS_WRITE_S:
             self._write(trainer, done=False)
 
-    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                                batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         """Advance the validation's progress; inside a fit, a line when the fit has been quiet."""
         super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
         if trainer.sanity_checking or not self._speaks(trainer):
             return
         if trainer.state.fn == "fit":  # validation inside a fit: a line when the fit has been quiet for every_s
             if self.time() - self.last_print >= self.every_s and self.clock is not None:
-                self._say(f"[fit] validating: batch {batch_idx + 1}/{self._total(trainer.num_val_batches)} "
-                          f"(step {self.clock.done}/{self.clock.total})")
+                self._say(
+                    f"[fit] validating: batch {batch_idx + 1}/{self._total(trainer.num_val_batches)} "
+                    f"(step {self.clock.done}/{self.clock.total})"
+                )
             return
         self._batch_done()
 
@@ -190,8 +209,9 @@ class StepProgressBar(RichProgressBar):
             clock.update(int(trainer.global_step), self.time())
         if self.plain:
             rate = f" ({format_rate(clock.rate)})" if clock.rate else ""
-            self._say(f"[fit] done: step {clock.done}/{clock.total} in {format_duration(clock.elapsed(self.time()))}"
-                      f"{rate}")
+            self._say(
+                f"[fit] done: step {clock.done}/{clock.total} in {format_duration(clock.elapsed(self.time()))}{rate}"
+            )
         self._write(trainer, done=True)
 
     def _write(self, trainer: pl.Trainer, done: bool) -> None:
@@ -201,8 +221,10 @@ class StepProgressBar(RichProgressBar):
         try:
             write_progress(trainer.default_root_dir, progress_record(self.clock, now, done))
         except OSError as error:  # a full disk must not stop the fit; the next write tries again
-            print(f"[epspp] warning: cannot write {trainer.default_root_dir}/progress.json: {error.strerror}",
-                  file=sys.stderr)
+            print(
+                f"[epspp] warning: cannot write {trainer.default_root_dir}/progress.json: {error.strerror}",
+                file=sys.stderr,
+            )
         self.last_write = now
 
     # ------------------------------------------------------------------ validate / test / predict
@@ -253,8 +275,15 @@ class StepProgressBar(RichProgressBar):
         super().on_test_start(trainer, pl_module)
         self._start_batches(trainer, "test", trainer.num_test_batches)
 
-    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         """Advance the test's progress."""
         super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
         if self._speaks(trainer):
@@ -270,8 +299,15 @@ class StepProgressBar(RichProgressBar):
         super().on_predict_start(trainer, pl_module)
         self._start_batches(trainer, "predict", trainer.num_predict_batches)
 
-    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                             batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_predict_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         """Advance the prediction's progress."""
         super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
         if self._speaks(trainer):

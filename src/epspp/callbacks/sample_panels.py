@@ -35,8 +35,9 @@ class SamplePanelLogger(pl.Callback):
     def _wandb(trainer: pl.Trainer) -> WandbLogger | None:
         return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: dict,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: dict, batch_idx: int
+    ) -> None:
         """Log the panels of the first samples of a batch every ``every_n_steps`` steps."""
         logger = self._wandb(trainer)
         step = trainer.global_step
@@ -70,10 +71,16 @@ class SamplePanelLogger(pl.Callback):
             views = cast(Any, pl_module).explain(batch["image"], batch["saliency"], batch["label"])
             for i in range(len(batch["image"])):
                 image = denormalize(batch["image"][i])
-                rows.append([image, heatmap(batch["saliency"][i, 0]),
-                             overlay(image, heatmap(views["localization"][i]), 0.6),
-                             overlay(image, heatmap(views["inconsistent"][i].float()), 0.6),
-                             colorize(views["pseudo_mask"][i]), colorize(batch["mask"][i])])
+                rows.append(
+                    [
+                        image,
+                        heatmap(batch["saliency"][i, 0]),
+                        overlay(image, heatmap(views["localization"][i]), 0.6),
+                        overlay(image, heatmap(views["inconsistent"][i].float()), 0.6),
+                        colorize(views["pseudo_mask"][i]),
+                        colorize(batch["mask"][i]),
+                    ]
+                )
                 masks += [views["pseudo_mask"][i], batch["mask"][i]]
         else:
             predictions = pl_module(batch["image"]).argmax(dim=1)

@@ -148,9 +148,12 @@ def run_lightning_cli(args: list[str] | None, options: list[str], start_over: bo
     except ValueError as error:  # Lightning's check of a validation interval longer than an epoch
         if "val_check_interval" not in str(error):
             raise
-        print(f"epspp: error: {' '.join(str(error).split())} (with --trainer.check_val_every_n_epoch N, an integer "
-              "--trainer.val_check_interval counts batches within one epoch: give both, e.g. "
-              "--trainer.val_check_interval 1.0 to validate at epoch ends)", file=sys.stderr)
+        print(
+            f"epspp: error: {' '.join(str(error).split())} (with --trainer.check_val_every_n_epoch N, an integer "
+            "--trainer.val_check_interval counts batches within one epoch: give both, e.g. "
+            "--trainer.val_check_interval 1.0 to validate at epoch ends)",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
 
 
@@ -190,8 +193,10 @@ def check_config_files(args: list[str]) -> None:
             raise ConfigError(f"config file {value}{where} is not valid YAML: {problem}") from None
         if not isinstance(loaded, dict):
             what = "is empty" if loaded is None else f"holds a {type(loaded).__name__}"
-            raise ConfigError(f"config file {value} {what}: expected a mapping of settings (trainer:, model:, "
-                              "data:, ...), e.g. configs/demo/localization_eps++.yaml")
+            raise ConfigError(
+                f"config file {value} {what}: expected a mapping of settings (trainer:, model:, "
+                "data:, ...), e.g. configs/demo/localization_eps++.yaml"
+            )
 
 
 def one_line(error: Exception) -> str:

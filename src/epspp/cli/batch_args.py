@@ -16,10 +16,15 @@ def batch_args_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="epspp batch-args",
         description="Print the --data.batch_size / --model.init_args.lr (and --data.labeled_per_batch) "
-                    "overrides that keep a config's total batch over devices x nodes processes, with the "
-                    "learning rate scaled linearly where the total has to change.")
-    parser.add_argument("--config", type=lambda value: Path(resolve_config(value)), required=True,
-                        help="the stage's YAML config, or a packaged one's name (its batch is the total)")
+        "overrides that keep a config's total batch over devices x nodes processes, with the "
+        "learning rate scaled linearly where the total has to change.",
+    )
+    parser.add_argument(
+        "--config",
+        type=lambda value: Path(resolve_config(value)),
+        required=True,
+        help="the stage's YAML config, or a packaged one's name (its batch is the total)",
+    )
     parser.add_argument("--devices", type=int, default=1, help="processes (GPUs) per node")
     parser.add_argument("--num-nodes", type=int, default=1, help="nodes")
     args = parser.parse_args(argv)

@@ -24,9 +24,13 @@ def check_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data.mask_dir", dest="mask_dir", help="ground truth (default ROOT/SegmentationClassAug)")
     parser.add_argument("--splits", nargs="+", help="split names (default: every ImageSets/Segmentation/*.txt)")
     parser.add_argument("--workers", type=int, default=None, help="threads (default: the CPU cores, at most 8)")
-    parser.add_argument("--max-pixels", type=int, default=None,
-                        help="refuse images with more pixels (default: EPSPP_MAX_PIXELS or "
-                             f"{DEFAULT_MAX_PIXELS}; the stages read it from EPSPP_MAX_PIXELS)")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse images with more pixels (default: EPSPP_MAX_PIXELS or "
+        f"{DEFAULT_MAX_PIXELS}; the stages read it from EPSPP_MAX_PIXELS)",
+    )
     args = parser.parse_args(argv)
     if args.max_pixels is not None:
         if args.max_pixels < 1:
@@ -46,34 +50,48 @@ def check_main(argv: list[str] | None = None) -> int:
             ids = read_split(root, split)
             missing = [i for i in ids if i not in images]
             if missing:
-                print(f"split '{split}': {len(missing)} ids without an image in {root / 'JPEGImages'}, e.g. "
-                      f"{missing[:3]}")
+                print(
+                    f"split '{split}': {len(missing)} ids without an image in {root / 'JPEGImages'}, e.g. {missing[:3]}"
+                )
                 failing.add(split)
-            samples = [(str(images[i]), if_file(saliency / f"{i}.png"), if_file(masks / f"{i}.png"), classes)
-                       for i in ids if i in images]
+            samples = [
+                (str(images[i]), if_file(saliency / f"{i}.png"), if_file(masks / f"{i}.png"), classes)
+                for i in ids
+                if i in images
+            ]
             results = check_samples(samples, args.workers, f"[epspp] checking split '{split}'")
             bad = [r for r in results if r]
             without = {name: sum(s[k] is None for s in samples) for name, k in (("saliency map", 1), ("mask", 2))}
-            print(f"split '{split}': {len(samples) - len(bad)} of {len(ids)} samples good; "
-                  + ", ".join(f"{n} without a {w}" for w, n in without.items()))
+            print(
+                f"split '{split}': {len(samples) - len(bad)} of {len(ids)} samples good; "
+                + ", ".join(f"{n} without a {w}" for w, n in without.items())
+            )
             for reason in bad:
                 print(f"  {reason}")
             if bad:
                 failing.add(split)
-            blank = check_samples([s for s, r in zip(samples, results, strict=True) if r is None and s[1]],
-                                  args.workers, f"[epspp] reading the saliency maps of '{split}'", blank_saliency)
+            blank = check_samples(
+                [s for s, r in zip(samples, results, strict=True) if r is None and s[1]],
+                args.workers,
+                f"[epspp] reading the saliency maps of '{split}'",
+                blank_saliency,
+            )
             for kind, meaning in (("all 0", "no salient pixel"), ("all 1", "every pixel salient")):
                 found = [path for path, what in blank if what == kind]
                 if found:
-                    print(f"  note: {len(found)} of {len(samples)} saliency maps are {kind} ({meaning}), e.g. "
-                          f"{found[0]}: stage 1's saliency loss learns that as the object; check the saliency "
-                          "detector's output for these images")
+                    print(
+                        f"  note: {len(found)} of {len(samples)} saliency maps are {kind} ({meaning}), e.g. "
+                        f"{found[0]}: stage 1's saliency loss learns that as the object; check the saliency "
+                        "detector's output for these images"
+                    )
             turned = [(i, o) for i in ids if i in images and (o := exif_orientation(images[i])) != 1]
             if turned:  # not an error: COCO holds such images, annotated on their stored pixels
-                print(f"  note: {len(turned)} images carry an EXIF orientation tag, e.g. {images[turned[0][0]]} "
-                      f"({turned[0][1]}): viewers show them turned, epspp reads the stored pixels (as VOC and "
-                      "COCO were annotated). If masks or saliency maps were drawn on the turned view, save the "
-                      "images upright without the tag (PIL: ImageOps.exif_transpose(image).save(...))")
+                print(
+                    f"  note: {len(turned)} images carry an EXIF orientation tag, e.g. {images[turned[0][0]]} "
+                    f"({turned[0][1]}): viewers show them turned, epspp reads the stored pixels (as VOC and "
+                    "COCO were annotated). If masks or saliency maps were drawn on the turned view, save the "
+                    "images upright without the tag (PIL: ImageOps.exif_transpose(image).save(...))"
+                )
             try:  # stages 1 and 2 need every id's image-level labels (bad masks are reported above)
                 if not bad:
                     image_labels(root, ids, classes - 1, masks)
@@ -84,7 +102,10 @@ def check_main(argv: list[str] | None = None) -> int:
         print(f"epspp check: error: {error}", file=sys.stderr)
         return 2
     if failing:
-        print(f"epspp check: error: {len(failing)} split(s) have bad or missing files or labels (listed above): "
-              f"{sorted(failing)}", file=sys.stderr)
+        print(
+            f"epspp check: error: {len(failing)} split(s) have bad or missing files or labels (listed above): "
+            f"{sorted(failing)}",
+            file=sys.stderr,
+        )
         return 2
     return 0

@@ -14,7 +14,8 @@ def convert_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="epspp convert-weights",
         description="Convert ResNet-38d ImageNet weights (the MXNet ilsvrc-cls_rna-a1_cls1000_ep-0001.params, "
-                    "read without mxnet, or a PSA-named .pth) to a PyTorch state dict for pretrained_path.")
+        "read without mxnet, or a PSA-named .pth) to a PyTorch state dict for pretrained_path.",
+    )
     parser.add_argument("source", help="the .params (or .pth) file")
     parser.add_argument("target", help="the .pth to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing target")

@@ -32,20 +32,35 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", required=True, help="dataset root (VOC layout)")
     parser.add_argument("--split", required=True, help="split name, e.g. train or val")
     parser.add_argument("--mask-dir", default=None, help="ground truth (default ROOT/SegmentationClassAug)")
-    parser.add_argument("--json", default=None,
-                        help="also write the scores to this JSON file (never into the dataset; a file that epspp "
-                             "evaluate did not write is replaced only with --overwrite)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a --json file that epspp evaluate did not "
-                                                                 "write")
-    parser.add_argument("--bg-thresholds", type=open_unit_interval, nargs="+", default=None, metavar="T",
-                        help="also score PRED_DIR/scores/*.npy (written with save_scores: true) at each of these "
-                             "background thresholds, in (0, 1), to choose bg_threshold")
-    parser.add_argument("--select-pred-dir", default=None, metavar="DIR",
-                        help="with --bg-thresholds: choose the threshold on these masks' score maps (another split, "
-                             "e.g. val, predicted with save_scores: true) and report PRED_DIR at it; without it the "
-                             "choice is made on the scored split itself and marked as an oracle")
-    parser.add_argument("--select-split", default=None, metavar="NAME",
-                        help="the split of --select-pred-dir (e.g. val)")
+    parser.add_argument(
+        "--json",
+        default=None,
+        help="also write the scores to this JSON file (never into the dataset; a file that epspp "
+        "evaluate did not write is replaced only with --overwrite)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a --json file that epspp evaluate did not write"
+    )
+    parser.add_argument(
+        "--bg-thresholds",
+        type=open_unit_interval,
+        nargs="+",
+        default=None,
+        metavar="T",
+        help="also score PRED_DIR/scores/*.npy (written with save_scores: true) at each of these "
+        "background thresholds, in (0, 1), to choose bg_threshold",
+    )
+    parser.add_argument(
+        "--select-pred-dir",
+        default=None,
+        metavar="DIR",
+        help="with --bg-thresholds: choose the threshold on these masks' score maps (another split, "
+        "e.g. val, predicted with save_scores: true) and report PRED_DIR at it; without it the "
+        "choice is made on the scored split itself and marked as an oracle",
+    )
+    parser.add_argument(
+        "--select-split", default=None, metavar="NAME", help="the split of --select-pred-dir (e.g. val)"
+    )
     args = parser.parse_args(argv)
     thresholds = list(dict.fromkeys(args.bg_thresholds or []))  # each candidate once
     if (args.select_pred_dir is None) != (args.select_split is None):
@@ -60,32 +75,50 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             raise DatasetError(f"--pred-dir {args.pred_dir} is not a folder")
         result = evaluate_folder(args.pred_dir, args.root, args.split, args.mask_dir)
         if not result["evaluated"]:
-            raise DatasetError(f"no id of split '{args.split}' has a ground-truth mask in "
-                               f"{args.mask_dir or Path(args.root) / 'SegmentationClassAug'}: nothing to score")
+            raise DatasetError(
+                f"no id of split '{args.split}' has a ground-truth mask in "
+                f"{args.mask_dir or Path(args.root) / 'SegmentationClassAug'}: nothing to score"
+            )
         sweep = choice = None
         if thresholds:
             sweep = sweep_bg_threshold(args.pred_dir, args.root, args.split, thresholds, args.mask_dir)
-            chooser = sweep if args.select_pred_dir is None else sweep_bg_threshold(
-                args.select_pred_dir, args.root, args.select_split, thresholds, args.mask_dir)
-            choice = threshold_choice(thresholds, chooser["metrics"], sweep["metrics"],
-                                      args.select_split or args.split, args.split, result["class_names"])
+            chooser = (
+                sweep
+                if args.select_pred_dir is None
+                else sweep_bg_threshold(args.select_pred_dir, args.root, args.select_split, thresholds, args.mask_dir)
+            )
+            choice = threshold_choice(
+                thresholds,
+                chooser["metrics"],
+                sweep["metrics"],
+                args.select_split or args.split,
+                args.split,
+                result["class_names"],
+            )
     except (EPSError, FileNotFoundError) as error:
         print(f"epspp evaluate: error: {error}", file=sys.stderr)
         return 2
     scores = result["metric"].compute()
     print(iou_table(scores["iou"], result["class_names"]))
-    print(f"pixel accuracy {100 * float(scores['pixel_accuracy']):.2f}%  "
-          f"({result['evaluated']} masks, {result['no_ground_truth']} ids without ground truth skipped)")
+    print(
+        f"pixel accuracy {100 * float(scores['pixel_accuracy']):.2f}%  "
+        f"({result['evaluated']} masks, {result['no_ground_truth']} ids without ground truth skipped)"
+    )
     report = scores_to_json(scores, result["class_names"]) | {"evaluated": result["evaluated"]}
     if choice is not None:
         report |= choice
         sweep = cast(dict, sweep)  # set with choice
-        print(f"\nbackground threshold sweep of {Path(args.pred_dir) / 'scores'} ({sweep['evaluated']} images, "
-              f"split {args.split}):")
+        print(
+            f"\nbackground threshold sweep of {Path(args.pred_dir) / 'scores'} ({sweep['evaluated']} images, "
+            f"split {args.split}):"
+        )
         chosen_key = f"{choice['chosen_bg_threshold']:g}"
-        mark = (f"  <- ORACLE: chosen on the scored split {args.split} itself (an upper bound; choose on another "
-                "split with --select-pred-dir/--select-split)" if choice["oracle"]
-                else f"  <- chosen on {choice['chosen_on']} ({choice['choice_sweep'][chosen_key]:.2f} there)")
+        mark = (
+            f"  <- ORACLE: chosen on the scored split {args.split} itself (an upper bound; choose on another "
+            "split with --select-pred-dir/--select-split)"
+            if choice["oracle"]
+            else f"  <- chosen on {choice['chosen_on']} ({choice['choice_sweep'][chosen_key]:.2f} there)"
+        )
         print(f"bg_threshold  mIoU(%) on {args.split}")
         for threshold, miou in report["bg_threshold_sweep"].items():
             chosen = mark if float(threshold) == choice["chosen_bg_threshold"] else ""

@@ -51,8 +51,12 @@ class EPSCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
         parser.add_lightning_class_args(MaskWriter, "pseudo_masks")
-        parser.add_argument("--allow_random_weights", type=bool, default=False,
-                            help="predict: allow running without --ckpt_path (masks of an untrained network)")
+        parser.add_argument(
+            "--allow_random_weights",
+            type=bool,
+            default=False,
+            help="predict: allow running without --ckpt_path (masks of an untrained network)",
+        )
 
     def instantiate_classes(self) -> None:
         """Bad input found while building the model (a weight file, say) reaches the user as its own one-line
@@ -88,9 +92,11 @@ class EPSCLI(LightningCLI):
         if keyword and subcommand != "fit":
             if path is None:
                 folders = ", ".join(map(str, checkpoint_folders(config)))
-                raise ConfigError(f"--ckpt_path {keyword}: no {keyword} checkpoint in {folders} (the config's "
-                                  "ModelCheckpoint folders): pass the checkpoint file, e.g. --ckpt_path "
-                                  "RUN/checkpoints/last.ckpt")
+                raise ConfigError(
+                    f"--ckpt_path {keyword}: no {keyword} checkpoint in {folders} (the config's "
+                    "ModelCheckpoint folders): pass the checkpoint file, e.g. --ckpt_path "
+                    "RUN/checkpoints/last.ckpt"
+                )
             config.ckpt_path = str(path)
         check_checkpoint(config, model, path)
         if model is not None and getattr(model, "class_path", None):
@@ -161,15 +167,18 @@ class EPSCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         self.keep_inference_options(config)
         if self.subcommand == "predict" and not config.get("ckpt_path") and not config.get("allow_random_weights"):
-            raise ConfigError("predict needs the trained network: pass --ckpt_path CKPT (or --allow_random_weights "
-                              "true for the masks of an untrained network)")
+            raise ConfigError(
+                "predict needs the trained network: pass --ckpt_path CKPT (or --allow_random_weights "
+                "true for the masks of an untrained network)"
+            )
         check_config(config)
         warn_oversubscription(config.trainer.get("accelerator"), config.trainer.get("devices"))
         if config.trainer.get("enable_model_summary") is None and not is_verbose():
             config.trainer.enable_model_summary = False  # the progress callback prints the parameter count
         if config.trainer.get("enable_progress_bar") is False and config.trainer.get("callbacks"):
-            config.trainer.callbacks = [callback for callback in config.trainer.callbacks
-                                        if not callback.class_path.endswith(PROGRESS_BARS)]
+            config.trainer.callbacks = [
+                callback for callback in config.trainer.callbacks if not callback.class_path.endswith(PROGRESS_BARS)
+            ]
         prepare_run(config, cast(str, self.subcommand), self.start_over)  # the run folder policy (runs.folder)
         if any(getattr(logger, "class_path", "").endswith("WandbLogger") for logger in _loggers(config)):
             quiet_wandb_settings()
@@ -198,8 +207,10 @@ class RunConfigDump(SaveConfigCallback):
                 tmp.write_text(text, encoding="utf-8")
                 os.replace(tmp, path)
             except OSError as error:
-                raise ConfigError(f"cannot write the run's configuration {path}: {error.strerror}: free space or "
-                                  "choose a writable --trainer.default_root_dir") from None
+                raise ConfigError(
+                    f"cannot write the run's configuration {path}: {error.strerror}: free space or "
+                    "choose a writable --trainer.default_root_dir"
+                ) from None
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
@@ -216,11 +227,15 @@ def check_checkpoint(config: Any, model: Any, path: str | Path | None = None) ->
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, foreign pickle, ...: torch raises many types
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointMismatchError(f"cannot read checkpoint {path} ({reason[:200]}): a truncated or foreign "
-                                      "file? Use a checkpoint written by `epspp fit`") from None
+        raise CheckpointMismatchError(
+            f"cannot read checkpoint {path} ({reason[:200]}): a truncated or foreign "
+            "file? Use a checkpoint written by `epspp fit`"
+        ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointMismatchError(f"{path} is not a Lightning checkpoint (no state_dict): use a checkpoint "
-                                      "written by `epspp fit` (checkpoints/last.ckpt or best.ckpt)")
+        raise CheckpointMismatchError(
+            f"{path} is not a Lightning checkpoint (no state_dict): use a checkpoint "
+            "written by `epspp fit` (checkpoints/last.ckpt or best.ckpt)"
+        )
     root = (config.get("data") or {}).get("root")
     if root and Path(root, CLASSES_FILE).is_file():  # before the mask writer looks at its folder
         names = read_classes(root)
@@ -228,9 +243,11 @@ def check_checkpoint(config: Any, model: Any, path: str | Path | None = None) ->
     trained = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
     wanted = getattr(model, "class_path", None) if model is not None else None
     if trained and wanted and trained.rpartition(".")[2] != wanted.rpartition(".")[2]:  # epspp.models.X = .tasks.X
-        raise CheckpointMismatchError(f"{path} is a checkpoint of {trained.rpartition('.')[2]}, but this config "
-                                      f"runs {wanted.rpartition('.')[2]}: give a checkpoint of that stage (stage 1: "
-                                      "localization, stage 3: segmentation)")
+        raise CheckpointMismatchError(
+            f"{path} is a checkpoint of {trained.rpartition('.')[2]}, but this config "
+            f"runs {wanted.rpartition('.')[2]}: give a checkpoint of that stage (stage 1: "
+            "localization, stage 3: segmentation)"
+        )
 
 
 def lightning_error(error: Exception, trainer: Any) -> str:
@@ -239,9 +256,14 @@ def lightning_error(error: Exception, trainer: Any) -> str:
     message = " ".join(str(error).split())
     settings = {key: value for key, value in trainer.items() if value is not None and key != "callbacks"}
     named = [key for key in settings if re.search(rf"\b{re.escape(key)}\b", message)]
-    named = named or [key for key, value in settings.items()
-                      if isinstance(value, str | int | float) and not isinstance(value, bool) and str(value)
-                      and re.search(rf"(?<![\w.-]){re.escape(str(value))}(?!\w|\.\d)", message)]
+    named = named or [
+        key
+        for key, value in settings.items()
+        if isinstance(value, str | int | float)
+        and not isinstance(value, bool)
+        and str(value)
+        and re.search(rf"(?<![\w.-]){re.escape(str(value))}(?!\w|\.\d)", message)
+    ]
     return f"--trainer.{named[0]} {settings[named[0]]}: {message}" if named else f"{message} (a --trainer.* setting)"
 
 
@@ -251,8 +273,11 @@ def warn_oversubscription(accelerator: Any, devices: Any) -> None:
     on_cpu = accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
     devices = int(devices) if isinstance(devices, str) and devices.isdigit() else devices
     if on_cpu and isinstance(devices, int) and devices > cores and first_process():
-        print(f"[epspp] warning: --trainer.devices {devices} starts {devices} processes on {cores} CPU cores: "
-              "they compete for the cores and run slower than fewer would", file=sys.stderr)
+        print(
+            f"[epspp] warning: --trainer.devices {devices} starts {devices} processes on {cores} CPU cores: "
+            "they compete for the cores and run slower than fewer would",
+            file=sys.stderr,
+        )
 
 
 def _user_error(error: BaseException | None) -> EPSError | None:

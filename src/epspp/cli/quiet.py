@@ -15,8 +15,12 @@ VERBOSE_FLAG = "--verbose"
 #: the starts of Lightning's info lines that tell an epspp user nothing they can act on
 QUIET_LINES = ("💡 Tip:", "TPU available", "HPU available")
 #: Lightning's loggers of ``rank_zero_info`` (Lightning and Fabric each point it at their own)
-LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
-                     "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+LIGHTNING_LOGGERS = (
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
 
 
 def is_verbose() -> bool:

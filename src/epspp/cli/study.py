@@ -16,13 +16,21 @@ from epspp.study.grid import DEFAULT_GRID, DEFAULT_METHODS, ERROR_TYPES, FULL_GR
 from epspp.study.runner import Context, StudyError, prepare
 from epspp.study.studies import study_labeled_fraction, study_readings, study_saliency_errors
 
-DESCRIPTION = ("Controlled studies on the synthetic dataset: saliency-errors (CAM / EPS / EPS++ against saliency "
-               "errors), labeled-fraction (labelled-only vs SSSS vs WSSS) and readings (EPS++'s two readings of IRD's "
-               "B() and the no-PAMR ablation against CAM and EPS, on the demo's saliency).")
-OUTPUTS = {"saliency-errors": ("study.csv", "study_claims.csv", "study.md", "study.png"),
-           "labeled-fraction": ("labeled_fraction.csv", "labeled_fraction_claims.csv", "labeled_fraction.md",
-                                "labeled_fraction.png"),
-           "readings": ("readings.csv", "readings_claims.csv", "readings.md", "readings.png")}
+DESCRIPTION = (
+    "Controlled studies on the synthetic dataset: saliency-errors (CAM / EPS / EPS++ against saliency "
+    "errors), labeled-fraction (labelled-only vs SSSS vs WSSS) and readings (EPS++'s two readings of IRD's "
+    "B() and the no-PAMR ablation against CAM and EPS, on the demo's saliency)."
+)
+OUTPUTS = {
+    "saliency-errors": ("study.csv", "study_claims.csv", "study.md", "study.png"),
+    "labeled-fraction": (
+        "labeled_fraction.csv",
+        "labeled_fraction_claims.csv",
+        "labeled_fraction.md",
+        "labeled_fraction.png",
+    ),
+    "readings": ("readings.csv", "readings_claims.csv", "readings.md", "readings.png"),
+}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,50 +39,97 @@ def parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="study", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", type=Path, default=Path("runs/study"), help="study folder (default runs/study)")
-    common.add_argument("--root", type=Path, default=None,
-                        help="synthetic dataset (default OUT/data_<K>classes, generated)")
-    common.add_argument("--regimes", nargs="+", choices=REGIMES, default=None,
-                        help="scratch: stages 1 and 3 from random weights; pretrained (the papers'): from the "
-                             "seed's stage-0 backbone (default: both; labeled-fraction: pretrained, both with "
-                             "--full-grid)")
-    common.add_argument("--configs", type=Path, default=None,
-                        help="the demo's stage configs (default configs/demo of the repository; the scratch regime "
-                             "reads its scratch/ subfolder)")
-    common.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help=f"default {' '.join(map(str, DEFAULT_GRID['seeds']))} (--full-grid: "
-                             f"{' '.join(map(str, FULL_GRID['seeds']))}); each seed has its own stage 0")
-    common.add_argument("--full-grid", action="store_true",
-                        help="the full grid (more rates, fractions and seeds; many hours on 2 cores) instead of the "
-                             "default one that make study runs within 120 minutes")
+    common.add_argument(
+        "--root", type=Path, default=None, help="synthetic dataset (default OUT/data_<K>classes, generated)"
+    )
+    common.add_argument(
+        "--regimes",
+        nargs="+",
+        choices=REGIMES,
+        default=None,
+        help="scratch: stages 1 and 3 from random weights; pretrained (the papers'): from the "
+        "seed's stage-0 backbone (default: both; labeled-fraction: pretrained, both with "
+        "--full-grid)",
+    )
+    common.add_argument(
+        "--configs",
+        type=Path,
+        default=None,
+        help="the demo's stage configs (default configs/demo of the repository; the scratch regime "
+        "reads its scratch/ subfolder)",
+    )
+    common.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"default {' '.join(map(str, DEFAULT_GRID['seeds']))} (--full-grid: "
+        f"{' '.join(map(str, FULL_GRID['seeds']))}); each seed has its own stage 0",
+    )
+    common.add_argument(
+        "--full-grid",
+        action="store_true",
+        help="the full grid (more rates, fractions and seeds; many hours on 2 cores) instead of the "
+        "default one that make study runs within 120 minutes",
+    )
     common.add_argument("--jobs", type=int, default=2, help="runs in parallel, one CPU thread each (default 2)")
     common.add_argument("--num-train", type=int, default=None, help="train images of a generated dataset (1000)")
     common.add_argument("--num-val", type=int, default=None, help="val images of a generated dataset (200)")
     common.add_argument("--image-size", type=int, default=None, help="image side of a generated dataset (64)")
     common.add_argument("--no-wandb", action="store_true", help="do not log the tables and figures to W&B")
-    common.add_argument("overrides", nargs="*", help="extra `epspp fit` overrides of every fit, stage 0 included "
-                                                     "(after --), e.g. --trainer.max_steps=300")
+    common.add_argument(
+        "overrides",
+        nargs="*",
+        help="extra `epspp fit` overrides of every fit, stage 0 included (after --), e.g. --trainer.max_steps=300",
+    )
     errors = sub.add_parser("saliency-errors", parents=[common], help="CAM / EPS / EPS++ against saliency errors")
     errors.add_argument("--num-classes", type=int, default=5, help="object classes of the dataset (default 5)")
     errors.add_argument("--error-types", nargs="+", default=list(ERROR_TYPES), choices=list(ERROR_TYPES))
-    errors.add_argument("--rates", type=unit_interval, nargs="+", default=None,
-                        help=f"in [0, 1], 0 included; default {' '.join(f'{r:g}' for r in DEFAULT_GRID['rates'])} "
-                             f"(--full-grid: {' '.join(f'{r:g}' for r in FULL_GRID['rates'])})")
-    errors.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(STUDY_METHODS),
-                        help="default cam eps eps++; eps++/no-pamr is an ablation, not the paper (IRD with M_r = M, "
-                             "no PAMR); eps++/softmax is EPS++ under the other reading of B()")
+    errors.add_argument(
+        "--rates",
+        type=unit_interval,
+        nargs="+",
+        default=None,
+        help=f"in [0, 1], 0 included; default {' '.join(f'{r:g}' for r in DEFAULT_GRID['rates'])} "
+        f"(--full-grid: {' '.join(f'{r:g}' for r in FULL_GRID['rates'])})",
+    )
+    errors.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(DEFAULT_METHODS),
+        choices=list(STUDY_METHODS),
+        help="default cam eps eps++; eps++/no-pamr is an ablation, not the paper (IRD with M_r = M, "
+        "no PAMR); eps++/softmax is EPS++ under the other reading of B()",
+    )
     fraction = sub.add_parser("labeled-fraction", parents=[common], help="labelled-only vs SSSS vs WSSS")
-    fraction.add_argument("--num-classes", type=int, default=20,
-                          help="object classes of the dataset (default 20, VOC's count: with 5 classes 2%% of the "
-                               "images already saturate labelled-only)")
-    fraction.add_argument("--fractions", type=unit_interval, nargs="+", default=None,
-                          help=f"in (0, 1]; default {' '.join(f'{f:g}' for f in DEFAULT_GRID['fractions'])} "
-                               f"(--full-grid: {' '.join(f'{f:g}' for f in FULL_GRID['fractions'])})")
-    readings = sub.add_parser("readings", parents=[common],
-                              help="EPS++ under both readings of B() and without PAMR, against CAM and EPS, on the "
-                                   "demo's saliency")
+    fraction.add_argument(
+        "--num-classes",
+        type=int,
+        default=20,
+        help="object classes of the dataset (default 20, VOC's count: with 5 classes 2%% of the "
+        "images already saturate labelled-only)",
+    )
+    fraction.add_argument(
+        "--fractions",
+        type=unit_interval,
+        nargs="+",
+        default=None,
+        help=f"in (0, 1]; default {' '.join(f'{f:g}' for f in DEFAULT_GRID['fractions'])} "
+        f"(--full-grid: {' '.join(f'{f:g}' for f in FULL_GRID['fractions'])})",
+    )
+    readings = sub.add_parser(
+        "readings",
+        parents=[common],
+        help="EPS++ under both readings of B() and without PAMR, against CAM and EPS, on the demo's saliency",
+    )
     readings.add_argument("--num-classes", type=int, default=5, help="object classes of the dataset (default 5)")
-    readings.add_argument("--methods", nargs="+", default=list(READING_METHODS), choices=list(STUDY_METHODS),
-                          help="default: " + " ".join(READING_METHODS))
+    readings.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(READING_METHODS),
+        choices=list(STUDY_METHODS),
+        help="default: " + " ".join(READING_METHODS),
+    )
     return parser
 
 
@@ -97,11 +152,23 @@ def study_main(argv: list[str] | None = None) -> int:
             cli.error("--fractions must be above 0: labelled-only and SSSS need at least one labelled image")
     out = args.out
     root = args.root or out / f"data_{args.num_classes}classes"
-    env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE=os.environ.get("WANDB_MODE", "offline"),
-               WANDB_SILENT="true", PYTHONWARNINGS="ignore")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        WANDB_MODE=os.environ.get("WANDB_MODE", "offline"),
+        WANDB_SILENT="true",
+        PYTHONWARNINGS="ignore",
+    )
     # the fits skip validation: the study scores the pseudo-masks, or the last checkpoint with `epspp validate`
-    overrides = ["--trainer.limit_val_batches", "0", *args.overrides, "--trainer.enable_progress_bar", "false",
-                 "--data.num_workers", "0"]
+    overrides = [
+        "--trainer.limit_val_batches",
+        "0",
+        *args.overrides,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.num_workers",
+        "0",
+    ]
     import torch
 
     torch.set_num_threads(1)  # the scoring here runs beside the subprocesses, which take the cores
@@ -111,11 +178,13 @@ def study_main(argv: list[str] | None = None) -> int:
         ctx = Context(out, root, configs, overrides, env)
         check_configs(configs, regimes)
         claim_folder(out, "epspp study", "--out", {args.root: "the dataset root"}, legacy=holds_stage_marker)
-        prepare(ctx, args.num_classes, {"num_train": args.num_train, "num_val": args.num_val,
-                                        "image_size": args.image_size})
+        prepare(
+            ctx, args.num_classes, {"num_train": args.num_train, "num_val": args.num_val, "image_size": args.image_size}
+        )
         if args.study == "saliency-errors":
-            study_saliency_errors(ctx, regimes, args.error_types, rates, args.methods, seeds, args.jobs,
-                                  not args.no_wandb)
+            study_saliency_errors(
+                ctx, regimes, args.error_types, rates, args.methods, seeds, args.jobs, not args.no_wandb
+            )
         elif args.study == "readings":
             study_readings(ctx, regimes, list(dict.fromkeys(args.methods)), seeds, args.jobs, not args.no_wandb)
         else:
@@ -135,8 +204,12 @@ def check_configs(configs: Path, regimes: list[str]) -> None:
     for regime in regimes:
         needed = (configs if regime == "pretrained" else configs / "scratch") / "pseudo_masks.yaml"
         if not needed.is_file():
-            raise StudyError(f"config folder {configs} has no {needed.relative_to(configs)} (the {regime} regime's "
-                             "configs): pass the demo's configs/demo with --configs")
+            raise StudyError(
+                f"config folder {configs} has no {needed.relative_to(configs)} (the {regime} regime's "
+                "configs): pass the demo's configs/demo with --configs"
+            )
     if "pretrained" in regimes and not (configs / "pretrain.yaml").is_file():
-        raise StudyError(f"config folder {configs} has no pretrain.yaml (stage 0 of the pretrained regime): pass "
-                         "configs/demo with --configs, or --regimes scratch")
+        raise StudyError(
+            f"config folder {configs} has no pretrain.yaml (stage 0 of the pretrained regime): pass "
+            "configs/demo with --configs, or --regimes scratch"
+        )

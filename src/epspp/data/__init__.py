@@ -6,8 +6,15 @@
 from epspp.data.classes import COCO_CLASSES, SYNTHETIC_CLASSES, VOC_CLASSES, read_classes, voc_palette
 from epspp.data.io import DatasetError
 
-__all__ = ["COCO_CLASSES", "SYNTHETIC_CLASSES", "VOC_CLASSES", "DatasetError", "EPSDataModule", "read_classes",
-           "voc_palette"]
+__all__ = [
+    "COCO_CLASSES",
+    "SYNTHETIC_CLASSES",
+    "VOC_CLASSES",
+    "DatasetError",
+    "EPSDataModule",
+    "read_classes",
+    "voc_palette",
+]
 
 
 def __getattr__(name: str):  # noqa: ANN202 (module attribute hook)

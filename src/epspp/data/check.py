@@ -38,8 +38,10 @@ def check_sample(sample: Sample) -> str | None:
             refuse_overview(Path(path), Path(image_path).stem)  # an image named overview: render's picture
             array = read(Path(path))
             if array.shape[:2] != (height, width):
-                return (f"{path} is {array.shape[1]}x{array.shape[0]} (WxH) but image {image_path} is "
-                        f"{width}x{height}: maps must have the size of their image")
+                return (
+                    f"{path} is {array.shape[1]}x{array.shape[0]} (WxH) but image {image_path} is "
+                    f"{width}x{height}: maps must have the size of their image"
+                )
     except DatasetError as error:
         return str(error)
     except Exception as error:  # PIL raises several types for corrupt files
@@ -104,8 +106,9 @@ def blank_saliency(sample: Sample) -> tuple[str, str | None]:
     return saliency, "all 0" if values.max() == 0 else "all 1" if values.min() == 1 else None
 
 
-def check_samples(samples: list[Sample], workers: int | None, desc: str,
-                  check: Callable[[Sample], Any] = check_sample) -> list[Any]:
+def check_samples(
+    samples: list[Sample], workers: int | None, desc: str, check: Callable[[Sample], Any] = check_sample
+) -> list[Any]:
     """``check`` (``check_sample``) of every sample, with a progress bar.
 
     From ``POOL_FROM`` samples on, in a pool of threads: Pillow and numpy release the GIL while they
@@ -115,8 +118,14 @@ def check_samples(samples: list[Sample], workers: int | None, desc: str,
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     workers = workers or min(8, cores)
-    bar = {"total": len(samples), "desc": desc, "unit": "img", "file": sys.stderr, "leave": False,
-           "disable": len(samples) < POOL_FROM or None}
+    bar = {
+        "total": len(samples),
+        "desc": desc,
+        "unit": "img",
+        "file": sys.stderr,
+        "leave": False,
+        "disable": len(samples) < POOL_FROM or None,
+    }
     if len(samples) < POOL_FROM or workers == 1:
         return list(tqdm(map(check, samples), **bar))
     with ThreadPoolExecutor(workers) as pool:

@@ -123,21 +123,31 @@ class EPSDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         check_data_options(self.hparams)
-        for name, value, low in (("batch_size", batch_size, 1), ("val_batch_size", val_batch_size, 1),
-                                 ("num_workers", num_workers, 0), ("crop_size", crop_size, 1),
-                                 ("eval_size", eval_size, 1)):
+        for name, value, low in (
+            ("batch_size", batch_size, 1),
+            ("val_batch_size", val_batch_size, 1),
+            ("num_workers", num_workers, 0),
+            ("crop_size", crop_size, 1),
+            ("eval_size", eval_size, 1),
+        ):
             if value is not None and value < low:
                 raise ConfigError(f"--data.{name} must be >= {low}, got {value}")
         if labeled_split and pseudo_mask_dir and batch_size < 2:
-            raise ConfigError(f"semi-supervised batches mix labelled and pseudo-labelled images: batch_size must be "
-                              f">= 2, got {batch_size}")
+            raise ConfigError(
+                f"semi-supervised batches mix labelled and pseudo-labelled images: batch_size must be "
+                f">= 2, got {batch_size}"
+            )
         if labeled_per_batch is not None and not 0 < labeled_per_batch < batch_size:
-            raise ConfigError(f"labeled_per_batch must be in 1..batch_size-1 = 1..{batch_size - 1}, got "
-                              f"{labeled_per_batch} (set --data.labeled_per_batch)")
+            raise ConfigError(
+                f"labeled_per_batch must be in 1..batch_size-1 = 1..{batch_size - 1}, got "
+                f"{labeled_per_batch} (set --data.labeled_per_batch)"
+            )
         if not Path(root).exists():
             if not prepare_synthetic and not with_saliency:  # a classification corpus: stage 0's
-                raise DatasetError(f"dataset root {root} does not exist. Create stage 0's corpus with "
-                                   f"`epspp prepare pretrain-corpus --root {root}`.")
+                raise DatasetError(
+                    f"dataset root {root} does not exist. Create stage 0's corpus with "
+                    f"`epspp prepare pretrain-corpus --root {root}`."
+                )
             if not prepare_synthetic:
                 raise DatasetError(
                     f"dataset root {root} does not exist. Create the synthetic dataset with "
@@ -155,18 +165,42 @@ class EPSDataModule(pl.LightningDataModule):
         self.datasets: dict[str, VOCLayoutDataset | ImageFolderDataset] = {}
 
     # ---------------------------------------------------------------- datasets
-    def _dataset(self, split: str, mode: Literal["localization", "segmentation", "predict"], training: bool = False,
-                 **kwargs: Any) -> VOCLayoutDataset:
+    def _dataset(
+        self,
+        split: str,
+        mode: Literal["localization", "segmentation", "predict"],
+        training: bool = False,
+        **kwargs: Any,
+    ) -> VOCLayoutDataset:
         hp = self.hparams
         if training:
-            transform = train_transform(hp.crop_size, hp.resize_long, hp.mean, hp.std, hp.color_jitter,
-                                        hp.jitter_hue, hp.jitter_p, hp.train_interpolation, hp.train_scales)
+            transform = train_transform(
+                hp.crop_size,
+                hp.resize_long,
+                hp.mean,
+                hp.std,
+                hp.color_jitter,
+                hp.jitter_hue,
+                hp.jitter_p,
+                hp.train_interpolation,
+                hp.train_scales,
+            )
         else:
-            transform = (eval_transform(None, hp.mean, hp.std) if mode == "predict"
-                         else eval_transform(hp.eval_size, hp.mean, hp.std, hp.eval_scale))
+            transform = (
+                eval_transform(None, hp.mean, hp.std)
+                if mode == "predict"
+                else eval_transform(hp.eval_size, hp.mean, hp.std, hp.eval_scale)
+            )
         return VOCLayoutDataset(
-            hp.root, split, self.num_classes, mode=mode, transform=transform,
-            saliency_dir=hp.saliency_dir, mask_dir=hp.mask_dir, with_saliency=hp.with_saliency, **kwargs,
+            hp.root,
+            split,
+            self.num_classes,
+            mode=mode,
+            transform=transform,
+            saliency_dir=hp.saliency_dir,
+            mask_dir=hp.mask_dir,
+            with_saliency=hp.with_saliency,
+            **kwargs,
         )
 
     def _segmentation_train_set(self) -> VOCLayoutDataset:
@@ -193,8 +227,12 @@ class EPSDataModule(pl.LightningDataModule):
             print(f"[epspp] skipping {len(missing)} ids without a pseudo-mask in {pseudo_dir}", file=sys.stderr)
             ids = [i for i in ids if i not in set(missing)]
         return self._dataset(
-            hp.train_split, "segmentation", training=True, ids=ids,
-            pseudo_mask_dir=pseudo_dir, labeled_ids=labeled or None,
+            hp.train_split,
+            "segmentation",
+            training=True,
+            ids=ids,
+            pseudo_mask_dir=pseudo_dir,
+            labeled_ids=labeled or None,
         )
 
     def _evaluation_set(self, split: str) -> VOCLayoutDataset:
@@ -203,9 +241,11 @@ class EPSDataModule(pl.LightningDataModule):
             return self._dataset(split, "localization")
         dataset = self._dataset(split, "segmentation", require_masks=False)
         if not any(dataset.target_path(i).is_file() for i in dataset.ids):
-            raise DatasetError(f"split '{split}' ({dataset.split_file}) has no ground-truth mask in "
-                               f"{dataset.mask_dir}: nothing to score; give a split with masks (--data.val_split / "
-                               "--data.test_split)")
+            raise DatasetError(
+                f"split '{split}' ({dataset.split_file}) has no ground-truth mask in "
+                f"{dataset.mask_dir}: nothing to score; give a split with masks (--data.val_split / "
+                "--data.test_split)"
+            )
         return dataset
 
     def setup(self, stage: str) -> None:
@@ -223,10 +263,13 @@ class EPSDataModule(pl.LightningDataModule):
             self.datasets["test"] = self._evaluation_set(hp.test_split)
         if stage == "predict" and hp.predict_image_dir:
             if hp.task != "segmentation":
-                raise ConfigError("--data.predict_image_dir predicts a folder with a segmentation network; stage 2 "
-                                  "needs the image-level labels of a dataset split (--data.predict_split)")
+                raise ConfigError(
+                    "--data.predict_image_dir predicts a folder with a segmentation network; stage 2 "
+                    "needs the image-level labels of a dataset split (--data.predict_split)"
+                )
             self.datasets["predict"] = ImageFolderDataset(
-                hp.predict_image_dir, self.num_classes, eval_transform(None, hp.mean, hp.std))
+                hp.predict_image_dir, self.num_classes, eval_transform(None, hp.mean, hp.std)
+            )
         elif stage == "predict":
             self.datasets["predict"] = self._dataset(hp.predict_split, "predict", with_labels=hp.task == "localization")
         if hp.preflight:
@@ -240,8 +283,12 @@ class EPSDataModule(pl.LightningDataModule):
         if nice > 0 and kwargs.get("worker_init_fn") is None:
             kwargs["worker_init_fn"] = WorkerInit(nice, getattr(getattr(self, "trainer", None), "global_rank", 0))
         return DataLoader(
-            dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
-            pin_memory=False, **kwargs,
+            dataset,
+            batch_size=batch_size,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=False,
+            **kwargs,
         )
 
     def _worker_nice(self) -> int:
@@ -315,8 +362,10 @@ class EPSDataModule(pl.LightningDataModule):
         if world_size == 1:
             return self._loader(dataset, batch_size, **collate)
         if len(dataset) < world_size:
-            rank_zero_warn(f"the evaluation split has {len(dataset)} images for {world_size} processes: Lightning "
-                           "pads it with duplicates, which are scored twice")
+            rank_zero_warn(
+                f"the evaluation split has {len(dataset)} images for {world_size} processes: Lightning "
+                "pads it with duplicates, which are scored twice"
+            )
             return self._loader(dataset, batch_size, **collate)
         sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
         return self._loader(dataset, batch_size, sampler=sampler, **collate)

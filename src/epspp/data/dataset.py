@@ -92,8 +92,7 @@ class VOCLayoutDataset(Dataset):
         self.labeled_ids = labeled_ids
         self.require_masks = require_masks
         self.reads_saliency = mode == "localization" and with_saliency
-        self.ids = ([check_id(i, "ids argument") for i in ids] if ids is not None
-                    else read_split(self.root, split))
+        self.ids = [check_id(i, "ids argument") for i in ids] if ids is not None else read_split(self.root, split)
         self.image_dir = self.root / "JPEGImages"
         self._images = image_files(self.image_dir)
         self._check_files()
@@ -117,8 +116,9 @@ class VOCLayoutDataset(Dataset):
         for image_id in self.ids:
             saliency = str(self.saliency_dir / f"{image_id}.png") if self.reads_saliency else None
             mask = self.target_path(image_id)
-            files.append((str(self.image_path(image_id)), saliency, str(mask) if mask.is_file() else None,
-                          self.num_classes + 1))
+            files.append(
+                (str(self.image_path(image_id)), saliency, str(mask) if mask.is_file() else None, self.num_classes + 1)
+            )
         return files
 
     def _check_files(self) -> None:
@@ -216,8 +216,12 @@ class ImageFolderDataset(Dataset):
         image = read_image(self.image_path(image_id), self.split_file)
         size = image.shape[:2]
         sample: dict[str, Any] = self.transform(image, np.full(size, IGNORE_INDEX, np.uint8), None)
-        sample |= {"id": image_id, "size": torch.tensor(size), "has_mask": torch.tensor(False),
-                   "label": torch.zeros(self.num_classes)}
+        sample |= {
+            "id": image_id,
+            "size": torch.tensor(size),
+            "has_mask": torch.tensor(False),
+            "label": torch.zeros(self.num_classes),
+        }
         return sample
 
 
@@ -228,6 +232,7 @@ def note_unread_entries(folder: Path, images: dict[str, Path]) -> None:
     folders = sorted(entry.name for entry in entries if entry.is_dir())
     files = sorted(entry.name for entry in entries if not entry.is_dir())
     skipped = ([f"{len(folders)} subfolder(s), e.g. {folders[0]}/ (their images are not read)"] if folders else []) + (
-        [f"{len(files)} file(s) that are not images ({' '.join(IMAGE_EXTENSIONS)}), e.g. {files[0]}"] if files else [])
+        [f"{len(files)} file(s) that are not images ({' '.join(IMAGE_EXTENSIONS)}), e.g. {files[0]}"] if files else []
+    )
     if skipped:
         print(f"[epspp] note: {folder} (--data.predict_image_dir): skipped {'; '.join(skipped)}", file=sys.stderr)

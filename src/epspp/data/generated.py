@@ -33,8 +33,10 @@ def read_manifest(root: Path) -> set[str]:
     for name in names:
         pure = PurePosixPath(name)
         if pure.is_absolute() or ".." in pure.parts:
-            raise FileExistsError(f"{path} lists {name!r}, a path outside {root}: the file was not written by "
-                                  "epspp; delete the folder yourself or choose another root")
+            raise FileExistsError(
+                f"{path} lists {name!r}, a path outside {root}: the file was not written by "
+                "epspp; delete the folder yourself or choose another root"
+            )
     return names
 
 
@@ -60,8 +62,10 @@ def _replace(root: Path, new: Path, pid: int) -> None:
     user = _user_entries(root, generated)
     clash = [rel for rel in user if os.path.lexists(new / rel)]
     if clash:
-        raise FileExistsError(f"{root / clash[0]} was not written by the generator, but the new dataset writes "
-                              "that path: move it out of the root and rerun")
+        raise FileExistsError(
+            f"{root / clash[0]} was not written by the generator, but the new dataset writes "
+            "that path: move it out of the root and rerun"
+        )
     old = root.parent / f".{root.name}.old-{pid}"
     os.rename(root, old)
     try:
@@ -74,8 +78,9 @@ def _replace(root: Path, new: Path, pid: int) -> None:
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             os.rename(old / rel, root / rel)
     except BaseException:
-        print(f"[epspp] interrupted while moving your files into the new {root}: the rest are in {old}",
-              file=sys.stderr)
+        print(
+            f"[epspp] interrupted while moving your files into the new {root}: the rest are in {old}", file=sys.stderr
+        )
         raise
     for rel in generated:
         (old / rel).unlink(missing_ok=True)
@@ -88,8 +93,9 @@ def _replace(root: Path, new: Path, pid: int) -> None:
             return
 
 
-def write_generated_root(root: str | Path, marker: str, what: str, write: Callable[[Path], None],
-                         overwrite: bool = False) -> Path:
+def write_generated_root(
+    root: str | Path, marker: str, what: str, write: Callable[[Path], None], overwrite: bool = False
+) -> Path:
     """Write a generated dataset at ``root``: ``write(folder)`` fills a temporary sibling, renamed into place.
 
     Args:
@@ -109,14 +115,20 @@ def write_generated_root(root: str | Path, marker: str, what: str, write: Callab
     root = Path(root)
     if _non_empty(root):
         if not (root / marker).is_file():
-            raise FileExistsError(f"{root} exists and is not a {what} (no {marker}): choose an empty or new folder "
-                                  "(epspp never replaces other data)")
+            raise FileExistsError(
+                f"{root} exists and is not a {what} (no {marker}): choose an empty or new folder "
+                "(epspp never replaces other data)"
+            )
         if not overwrite:
-            raise FileExistsError(f"{root} exists and holds a {what}: choose another root, or pass overwrite=True "
-                                  "(--overwrite) to regenerate it")
+            raise FileExistsError(
+                f"{root} exists and holds a {what}: choose another root, or pass overwrite=True "
+                "(--overwrite) to regenerate it"
+            )
         if not root.is_symlink() and not (root / MANIFEST).is_file():
-            raise FileExistsError(f"{root} holds a {what} of an older epspp that did not record its files "
-                                  f"({MANIFEST}): delete it yourself or choose another root")
+            raise FileExistsError(
+                f"{root} holds a {what} of an older epspp that did not record its files "
+                f"({MANIFEST}): delete it yourself or choose another root"
+            )
     root.parent.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
     tmp = root.parent / f".{root.name}.partial-{pid}"

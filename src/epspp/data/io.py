@@ -14,8 +14,20 @@ from PIL import Image
 from epspp.data.classes import voc_palette
 from epspp.errors import DatasetError
 
-__all__ = ["IMAGE_EXTENSIONS", "DatasetError", "check_id", "exif_orientation", "image_files", "read_image",
-           "read_mask", "read_saliency", "read_split", "write_grey_png", "write_jpeg", "write_mask_png"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DatasetError",
+    "check_id",
+    "exif_orientation",
+    "image_files",
+    "read_image",
+    "read_mask",
+    "read_saliency",
+    "read_split",
+    "write_grey_png",
+    "write_jpeg",
+    "write_mask_png",
+]
 
 #: image file types the dataset reads as they are (``JPEGImages/<id><ext>``)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -32,15 +44,25 @@ def check_id(image_id: str, where: str) -> str:
     Ids are joined to folders (``JPEGImages/<id>.jpg``, ``OUT/<id>.png``): a separator, ``..``, an
     absolute path or a control character would read or write outside them.
     """
-    bad = ("/" in image_id or "\\" in image_id or image_id in (".", "..") or os.path.isabs(image_id)
-           or any(ord(c) < 32 for c in image_id) or image_id != image_id.strip())
+    bad = (
+        "/" in image_id
+        or "\\" in image_id
+        or image_id in (".", "..")
+        or os.path.isabs(image_id)
+        or any(ord(c) < 32 for c in image_id)
+        or image_id != image_id.strip()
+    )
     if bad:
-        raise DatasetError(f"{where}: id {image_id!r} is not a plain file name: ids are names, not paths "
-                           "(no '/', '\\', '.' or '..', no control characters or spaces at either end)")
+        raise DatasetError(
+            f"{where}: id {image_id!r} is not a plain file name: ids are names, not paths "
+            "(no '/', '\\', '.' or '..', no control characters or spaces at either end)"
+        )
     if len(image_id.encode("utf-8")) > MAX_ID_BYTES:
-        raise DatasetError(f"{where}: id {image_id[:40]!r}... is {len(image_id.encode('utf-8'))} bytes long: its "
-                           f"files' temporary names would pass the filesystem's 255-byte limit; rename it to at most "
-                           f"{MAX_ID_BYTES} bytes")
+        raise DatasetError(
+            f"{where}: id {image_id[:40]!r}... is {len(image_id.encode('utf-8'))} bytes long: its "
+            f"files' temporary names would pass the filesystem's 255-byte limit; rename it to at most "
+            f"{MAX_ID_BYTES} bytes"
+        )
     return image_id
 
 
@@ -71,8 +93,10 @@ def read_split(root: str | Path, split: str) -> list[str]:
         image_id = check_id(stem if ext.lower() in IMAGE_EXTENSIONS and stem else given, f"{path} line {number}")
         stripped += image_id != given
         if image_id in first_line:
-            raise DatasetError(f"{path} line {number}: id {image_id!r} is listed twice (first on line "
-                               f"{first_line[image_id]}): list each image once")
+            raise DatasetError(
+                f"{path} line {number}: id {image_id!r} is listed twice (first on line "
+                f"{first_line[image_id]}): list each image once"
+            )
         first_line[image_id] = number
     if not first_line:
         raise DatasetError(f"split file {path} is empty: list one image id per line")
@@ -101,8 +125,10 @@ def image_files(folder: Path) -> dict[str, Path]:
         stem, ext = os.path.splitext(entry.name)
         if ext.lower() in IMAGE_EXTENSIONS and not entry.name.startswith("."):
             if stem in found:
-                raise DatasetError(f"image id {stem!r} has two files in {folder}: {found[stem].name} and "
-                                   f"{entry.name}: keep one (an id is the file name without its extension)")
+                raise DatasetError(
+                    f"image id {stem!r} has two files in {folder}: {found[stem].name} and "
+                    f"{entry.name}: keep one (an id is the file name without its extension)"
+                )
             found[stem] = Path(entry.path)
     return found
 
@@ -126,8 +152,10 @@ def _open(path: Path, what: str, split_file: str | None) -> Image.Image:
         where = f" (listed in {split_file})" if split_file else ""
         raise DatasetError(f"{what} {path} not found{where}")
     limit = max_pixels()
-    too_large = (f"{what} {path} has more than {limit} pixels (EPSPP_MAX_PIXELS): resize it, or raise "
-                 "EPSPP_MAX_PIXELS (epspp check --max-pixels) if it is real")
+    too_large = (
+        f"{what} {path} has more than {limit} pixels (EPSPP_MAX_PIXELS): resize it, or raise "
+        "EPSPP_MAX_PIXELS (epspp check --max-pixels) if it is real"
+    )
     pil_limit = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = limit  # PIL's decompression-bomb check (it fails at twice this) follows ours
@@ -156,13 +184,16 @@ def read_image(path: Path, split_file: str | None = None) -> np.ndarray:
     if image.mode.startswith("I"):  # 16-bit grey (I;16, or I with older Pillow): convert("RGB") would clip at 255
         values = np.asarray(image, dtype=np.float64)
         if values.max(initial=0) > 65535 or values.min(initial=0) < 0:
-            raise DatasetError(f"image {path} ({image.mode}) has values outside 0..65535: save it as an 8- or "
-                               "16-bit image")
+            raise DatasetError(
+                f"image {path} ({image.mode}) has values outside 0..65535: save it as an 8- or 16-bit image"
+            )
         grey = np.round(values * (255 / 65535)).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
     if image.mode == "F":
-        raise DatasetError(f"image {path} holds floating-point values (mode F), whose range epspp cannot know: "
-                           "save it as an 8- or 16-bit image")
+        raise DatasetError(
+            f"image {path} holds floating-point values (mode F), whose range epspp cannot know: "
+            "save it as an 8- or 16-bit image"
+        )
     return np.asarray(image.convert("RGB"))
 
 
@@ -181,16 +212,21 @@ def read_saliency(path: Path, split_file: str | None = None) -> np.ndarray:
     if image.mode.startswith("I"):  # 16-bit grey PNGs open as I;16 (or I with older Pillow)
         values = np.asarray(image, dtype=np.float32)
         if values.max(initial=0) > 65535 or values.min(initial=0) < 0:
-            raise DatasetError(f"saliency map {path} ({image.mode}) has values outside 0..65535: expected an "
-                               "8- or 16-bit grey PNG")
+            raise DatasetError(
+                f"saliency map {path} ({image.mode}) has values outside 0..65535: expected an 8- or 16-bit grey PNG"
+            )
         return values / 65535.0
     if image.mode == "F":
-        raise DatasetError(f"saliency map {path} holds floating-point values (mode F): save it as an 8- or 16-bit "
-                           "grey PNG (0 = background, max = salient)")
+        raise DatasetError(
+            f"saliency map {path} holds floating-point values (mode F): save it as an 8- or 16-bit "
+            "grey PNG (0 = background, max = salient)"
+        )
     # a one-band image's extrema are (min, max); Pillow's stubs also allow the per-band tuple of a multi-band one
     if "A" in image.getbands() and cast("tuple[int, int]", image.getchannel("A").getextrema())[0] < 255:
-        raise DatasetError(f"saliency map {path} ({image.mode}) has a transparent alpha channel, which grey "
-                           "conversion drops: save the map as a grey PNG (for a cutout, its alpha channel)")
+        raise DatasetError(
+            f"saliency map {path} ({image.mode}) has a transparent alpha channel, which grey "
+            "conversion drops: save the map as a grey PNG (for a cutout, its alpha channel)"
+        )
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
@@ -209,9 +245,7 @@ def read_mask(path: Path, num_classes: int, split_file: str | None = None) -> np
     values = np.unique(mask)
     bad = values[(values >= num_classes) & (values != 255)]
     if bad.size:
-        raise DatasetError(
-            f"mask {path} has values {bad.tolist()} outside 0..{num_classes - 1} (255 = ignore)"
-        )
+        raise DatasetError(f"mask {path} has values {bad.tolist()} outside 0..{num_classes - 1} (255 = ignore)")
     return mask
 
 

@@ -25,6 +25,7 @@ __all__ = ["JSON_LABELS", "LABEL_CACHE", "NPY_LABELS", "image_labels", "load_jso
 JSON_LABELS = "cls_labels.json"
 LABEL_CACHE = Path(".cache") / "cls_labels_from_masks.json"
 
+
 def load_json_labels(path: Path, class_names: list[str]) -> dict[str, np.ndarray]:
     """Read ``cls_labels.json`` (``{id: [class name, ...]}``) as multi-hot arrays over ``class_names[1:]``."""
     try:
@@ -40,8 +41,10 @@ def load_json_labels(path: Path, class_names: list[str]) -> dict[str, np.ndarray
             raise DatasetError(f"{path}: the labels of {image_id!r} must be a list of class names, got {names!r}")
         unknown = [n for n in names if n not in index]
         if unknown:
-            raise DatasetError(f"{path}: id {image_id!r} has classes {unknown} that classes.json does not list "
-                               f"(known: {class_names[1:]})")
+            raise DatasetError(
+                f"{path}: id {image_id!r} has classes {unknown} that classes.json does not list "
+                f"(known: {class_names[1:]})"
+            )
         label = np.zeros(len(index), np.float32)
         label[[index[n] for n in names]] = 1.0
         labels[image_id] = label
@@ -67,9 +70,11 @@ def image_labels(
                 raise DatasetError(f"{given} has no label for {len(missing)} ids, e.g. {missing[:5]}")
             wrong = [i for i in ids if np.asarray(table[i]).shape != (num_classes,)]
             if wrong:
-                raise DatasetError(f"{given}: the label of {wrong[0]!r} has shape {np.asarray(table[wrong[0]]).shape}"
-                                   f", but the dataset has {num_classes} object classes (classes.json): "
-                                   "one 0/1 entry per object class")
+                raise DatasetError(
+                    f"{given}: the label of {wrong[0]!r} has shape {np.asarray(table[wrong[0]]).shape}"
+                    f", but the dataset has {num_classes} object classes (classes.json): "
+                    "one 0/1 entry per object class"
+                )
             return {i: np.asarray(table[i], np.float32) for i in ids}
     return _labels_from_masks(root, ids, num_classes, Path(mask_dir) if mask_dir else root / "SegmentationClassAug")
 

@@ -17,9 +17,12 @@ NPY_LABELS = "cls_labels.npy"
 
 # what a pickled dict of numeric arrays needs (numpy 1.x and 2.x names); nothing else is imported
 _ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
 }
 
 
@@ -35,8 +38,9 @@ def load_npy_labels(path: Path) -> dict[str, np.ndarray]:
     try:
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read_header(handle)
             if dtype.hasobject:
                 table = _ArrayUnpickler(handle, encoding="latin1").load()
@@ -49,6 +53,8 @@ def load_npy_labels(path: Path) -> dict[str, np.ndarray]:
     if not isinstance(table, dict) or not all(
         isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype.kind in "biuf" for k, v in table.items()
     ):
-        raise DatasetError(f"{path} is not a dict of id -> numeric multi-hot array (shape {shape}): write "
-                           "cls_labels.json instead ({id: [class names]})")
+        raise DatasetError(
+            f"{path} is not a dict of id -> numeric multi-hot array (shape {shape}): write "
+            "cls_labels.json instead ({id: [class names]})"
+        )
     return table

@@ -39,8 +39,11 @@ def _require(path: Path, what: str, is_dir: bool = True) -> Path:
 
 def _read_ids(path: Path, what: str) -> list[str]:
     _require(path, what, is_dir=False)
-    return [check_id(line.split()[0], f"{path} line {number}")
-            for number, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    return [
+        check_id(line.split()[0], f"{path} line {number}")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if line.strip()
+    ]
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -72,13 +75,15 @@ def _link(target: Path, link: Path) -> bool:
     return True
 
 
-def _output_record(out: Path, inputs: dict[str | Path | None, str], dataset: str,
-                   classes: tuple[str, ...]) -> OutputRecord:
+def _output_record(
+    out: Path, inputs: dict[str | Path | None, str], dataset: str, classes: tuple[str, ...]
+) -> OutputRecord:
     """The record of ``epspp prepare <dataset>`` in ``out``: never one of the inputs, never another command's folder
     (a root of an older epspp, whose ``classes.json`` lists ``classes`` and no record, is completed)."""
     refuse_inside(out, inputs, "--out")
-    return OutputRecord.open(out, f"epspp prepare {dataset}", "--out",
-                             legacy=lambda folder: lists_classes(folder, classes))
+    return OutputRecord.open(
+        out, f"epspp prepare {dataset}", "--out", legacy=lambda folder: lists_classes(folder, classes)
+    )
 
 
 def _check_values(mask: np.ndarray, num_classes: int, path: Path) -> None:
@@ -124,8 +129,9 @@ def _index(folder: Path, suffix: str, what: str) -> dict[str, Path]:
 
 
 # ---------------------------------------------------------------- PASCAL VOC 2012 + SBD
-def prepare_voc(voc_root: str | Path, sbd_root: str | Path, out: str | Path,
-                saliency_dir: str | Path | None = None) -> dict:
+def prepare_voc(
+    voc_root: str | Path, sbd_root: str | Path, out: str | Path, saliency_dir: str | Path | None = None
+) -> dict:
     """Build PASCAL VOC 2012 + SBD in the VOC layout at ``out``.
 
     Writes ``OUT/SegmentationClassAug/<id>.png`` (palette PNGs: the VOC ``SegmentationClass`` PNG
@@ -164,14 +170,26 @@ def prepare_voc(voc_root: str | Path, sbd_root: str | Path, out: str | Path,
 
     inputs = {voc_root: "the VOC root", sbd_root: "the SBD root", saliency_dir: "the saliency folder"}
     record = _output_record(out, inputs, "voc", VOC_CLASSES)
-    record.claim([out / "JPEGImages", *(out / "SegmentationClassAug" / f"{i}.png" for i in wanted),
-                  *(out / SPLITS / f"{name}.txt" for name in ("train_aug", "train", "val")), out / CLASSES_FILE,
-                  *([out / "saliency"] if saliency_dir else [])])
+    record.claim(
+        [
+            out / "JPEGImages",
+            *(out / "SegmentationClassAug" / f"{i}.png" for i in wanted),
+            *(out / SPLITS / f"{name}.txt" for name in ("train_aug", "train", "val")),
+            out / CLASSES_FILE,
+            *([out / "saliency"] if saliency_dir else []),
+        ]
+    )
     for sub in ("SegmentationClassAug", SPLITS):
         (out / sub).mkdir(parents=True, exist_ok=True)
     _link(images, out / "JPEGImages")
-    counts: dict[str, Any] = {"train_aug": len(train_aug), "train": len(voc_train), "val": len(voc_val),
-              "masks_from_voc": 0, "masks_from_sbd": 0, "masks_skipped": 0}
+    counts: dict[str, Any] = {
+        "train_aug": len(train_aug),
+        "train": len(voc_train),
+        "val": len(voc_val),
+        "masks_from_voc": 0,
+        "masks_from_sbd": 0,
+        "masks_skipped": 0,
+    }
     palette = voc_palette()
     for image_id in wanted:
         target = out / "SegmentationClassAug" / f"{image_id}.png"
@@ -190,8 +208,9 @@ def prepare_voc(voc_root: str | Path, sbd_root: str | Path, out: str | Path,
         _check_values(mask, len(VOC_CLASSES), source)
         with Image.open(images / f"{image_id}.jpg") as image:
             if image.size != (mask.shape[1], mask.shape[0]):
-                raise DatasetError(f"mask {source} is {mask.shape[1]}x{mask.shape[0]}, image is "
-                                   f"{image.size[0]}x{image.size[1]}")
+                raise DatasetError(
+                    f"mask {source} is {mask.shape[1]}x{mask.shape[0]}, image is {image.size[0]}x{image.size[1]}"
+                )
         write_mask_png(target, mask, palette)
 
     _write_split(out, "train_aug", train_aug)
@@ -206,8 +225,10 @@ def _saliency_link(saliency_dir: Path | None, out: Path) -> str | None:
     """Link an existing saliency folder as ``OUT/saliency``; without one, say where the maps go."""
     if saliency_dir is None:
         if not (out / "saliency").exists():
-            print(f"note: no saliency maps given; put 8-bit grey maps as {out / 'saliency'}/<id>.png "
-                  f"(EPS uses PFAN maps trained on DUTS) or rerun with --saliency-dir DIR")
+            print(
+                f"note: no saliency maps given; put 8-bit grey maps as {out / 'saliency'}/<id>.png "
+                f"(EPS uses PFAN maps trained on DUTS) or rerun with --saliency-dir DIR"
+            )
         return None
     _link(saliency_dir, out / "saliency")
     return str(saliency_dir.resolve())
@@ -226,8 +247,13 @@ def coco_val_subset(val: list[str], size: int = 1000, seed: int = 0) -> list[str
     return sorted(ids[i] for i in chosen)
 
 
-def prepare_coco(image_dirs: list[str | Path], mask_dir: str | Path, out: str | Path,
-                 saliency_dir: str | Path | None = None, check: int = 50) -> dict:
+def prepare_coco(
+    image_dirs: list[str | Path],
+    mask_dir: str | Path,
+    out: str | Path,
+    saliency_dir: str | Path | None = None,
+    check: int = 50,
+) -> dict:
     """Build MS COCO 2014 (as EPS distributes it for WSSS) in the VOC layout at ``out``.
 
     Expected input, as released with EPS (github.com/halbielee/EPS, README "MS-COCO 2014"):
@@ -273,24 +299,37 @@ def prepare_coco(image_dirs: list[str | Path], mask_dir: str | Path, out: str | 
         _check_values(mask, len(COCO_CLASSES), masks[image_id])
         with Image.open(images[image_id]) as image:
             if image.size != (mask.shape[1], mask.shape[0]):
-                raise DatasetError(f"mask {masks[image_id]} is {mask.shape[1]}x{mask.shape[0]}, image "
-                                   f"{images[image_id]} is {image.size[0]}x{image.size[1]}")
+                raise DatasetError(
+                    f"mask {masks[image_id]} is {mask.shape[1]}x{mask.shape[0]}, image "
+                    f"{images[image_id]} is {image.size[0]}x{image.size[1]}"
+                )
     train = [i for i in with_mask if "train2014" in i]
     val = [i for i in with_mask if "val2014" in i]
     if not train and not val:
-        raise DatasetError("no image id holds 'train2014' or 'val2014': expected COCO 2014 file names "
-                           "such as COCO_train2014_000000000009.jpg")
+        raise DatasetError(
+            "no image id holds 'train2014' or 'val2014': expected COCO 2014 file names "
+            "such as COCO_train2014_000000000009.jpg"
+        )
 
     links = [("JPEGImages", ".jpg", images), ("SegmentationClassAug", ".png", masks)]
     if saliency_dir:
         links.append(("saliency", ".png", saliency))
-    splits = [(name, split) for name, split in (("train", train), ("val", val),
-                                                (COCO_VAL_SUBSET, coco_val_subset(val))) if split]
+    splits = [
+        (name, split)
+        for name, split in (("train", train), ("val", val), (COCO_VAL_SUBSET, coco_val_subset(val)))
+        if split
+    ]
     inputs: dict[str | Path | None, str] = {folder: "the image folder" for folder in image_dirs}
-    record = _output_record(out, inputs | {mask_dir: "the mask folder", saliency_dir: "the saliency folder"},
-                            "coco", COCO_CLASSES)
-    record.claim([*(out / sub / f"{i}{suffix}" for sub, suffix, files in links for i in ids if i in files),
-                  *(out / SPLITS / f"{name}.txt" for name, _ in splits), out / CLASSES_FILE])
+    record = _output_record(
+        out, inputs | {mask_dir: "the mask folder", saliency_dir: "the saliency folder"}, "coco", COCO_CLASSES
+    )
+    record.claim(
+        [
+            *(out / sub / f"{i}{suffix}" for sub, suffix, files in links for i in ids if i in files),
+            *(out / SPLITS / f"{name}.txt" for name, _ in splits),
+            out / CLASSES_FILE,
+        ]
+    )
     for sub, suffix, files in links:
         (out / sub).mkdir(parents=True, exist_ok=True)
         for image_id in ids:
@@ -303,7 +342,12 @@ def prepare_coco(image_dirs: list[str | Path], mask_dir: str | Path, out: str | 
     write_classes(out, COCO_CLASSES)
     if not saliency_dir:
         _saliency_link(None, out)
-    return {"images": len(ids), "train": len(train), "val": len(val),
-            "unassigned": len(with_mask) - len(train) - len(val), "checked": min(max(check, 0), len(with_mask)),
-            "missing_mask": [i for i in ids if i not in masks],
-            "missing_saliency": [i for i in ids if i not in saliency] if saliency_dir else []}
+    return {
+        "images": len(ids),
+        "train": len(train),
+        "val": len(val),
+        "unassigned": len(with_mask) - len(train) - len(val),
+        "checked": min(max(check, 0), len(with_mask)),
+        "missing_mask": [i for i in ids if i not in masks],
+        "missing_saliency": [i for i in ids if i not in saliency] if saliency_dir else [],
+    }

@@ -51,8 +51,10 @@ def read_label_file(path: Path) -> dict[str, list[str]]:
         if number == 1 and row[0].strip().lower() in HEADER_NAMES:
             extra = [column.strip() for column in row[2:] if column.strip()]
             if extra:
-                raise DatasetError(f"{path} line 1: columns {extra} are not read: a label file has two columns, id "
-                                   "and classes (names separated by ';' or spaces); remove the others")
+                raise DatasetError(
+                    f"{path} line 1: columns {extra} are not read: a label file has two columns, id "
+                    "and classes (names separated by ';' or spaces); remove the others"
+                )
             continue  # a header
         image_id = row[0].strip()
         if image_id in labels:
@@ -98,9 +100,16 @@ def _link_or_copy(source: Path, target: Path, copy: bool) -> None:
     os.replace(tmp, target)
 
 
-def prepare_folder(images: str | Path, labels: str | Path, out: str | Path, saliency: str | Path | None = None,
-                   val_fraction: float = 0.1, classes: list[str] | None = None, seed: int = 0,
-                   copy: bool = False) -> dict:
+def prepare_folder(
+    images: str | Path,
+    labels: str | Path,
+    out: str | Path,
+    saliency: str | Path | None = None,
+    val_fraction: float = 0.1,
+    classes: list[str] | None = None,
+    seed: int = 0,
+    copy: bool = False,
+) -> dict:
     """Build a VOC-layout root at ``out`` from a folder of images, a label file and saliency maps.
 
     Args:
@@ -126,9 +135,11 @@ def prepare_folder(images: str | Path, labels: str | Path, out: str | Path, sali
         check_id(image_id, f"image {found[image_id]}")
         orientation = exif_orientation(found[image_id])
         if orientation != 1:
-            raise DatasetError(f"image {found[image_id]} has an EXIF orientation tag ({orientation}): viewers show "
-                               "it turned, epspp reads the stored pixels, so its saliency map may not match; save "
-                               "it upright without the tag (PIL: ImageOps.exif_transpose(image).save(...))")
+            raise DatasetError(
+                f"image {found[image_id]} has an EXIF orientation tag ({orientation}): viewers show "
+                "it turned, epspp reads the stored pixels, so its saliency map may not match; save "
+                "it upright without the tag (PIL: ImageOps.exif_transpose(image).save(...))"
+            )
     table = _by_id(read_label_file(Path(labels)), found, Path(labels))
     names = _class_names(table, classes, Path(labels))
     ids = sorted(found)
@@ -138,11 +149,18 @@ def prepare_folder(images: str | Path, labels: str | Path, out: str | Path, sali
     if len(ids) < 2:
         raise DatasetError(f"{len(ids)} image(s): need at least 2 (one for train, one for val)")
     refuse_inside(out, {images: "the image folder", saliency: "the saliency folder"}, "--out")
-    record = OutputRecord.open(out, "epspp prepare folder", "--out",
-                               legacy=lambda folder: (folder / JSON_LABELS).is_file())  # an older epspp's root
-    record.claim([*(out / "JPEGImages" / found[i].name for i in ids),
-                  *(out / "saliency" / f"{i}.png" for i in ids if saliency), out / CLASSES_FILE, out / JSON_LABELS,
-                  *(out / SPLITS / f"{split}.txt" for split in ("train", "val", "all"))])
+    record = OutputRecord.open(
+        out, "epspp prepare folder", "--out", legacy=lambda folder: (folder / JSON_LABELS).is_file()
+    )  # an older epspp's root
+    record.claim(
+        [
+            *(out / "JPEGImages" / found[i].name for i in ids),
+            *(out / "saliency" / f"{i}.png" for i in ids if saliency),
+            out / CLASSES_FILE,
+            out / JSON_LABELS,
+            *(out / SPLITS / f"{split}.txt" for split in ("train", "val", "all")),
+        ]
+    )
     train, val = _splits(out, ids, val_fraction, seed)
     for sub in ("JPEGImages", "saliency" if saliency else None, str(SPLITS)):
         if sub:
@@ -161,14 +179,19 @@ def prepare_folder(images: str | Path, labels: str | Path, out: str | Path, sali
 def _splits(out: Path, ids: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Train and val ids: those of an earlier run at ``out`` keep their split; the others are drawn (seeded)
     so that val holds ``val_fraction`` of all images, at least one image each in train and val."""
-    earlier = {name: set(read_split(out, name)) if (out / SPLITS / f"{name}.txt").is_file() else set()
-               for name in ("train", "val")}
+    earlier = {
+        name: set(read_split(out, name)) if (out / SPLITS / f"{name}.txt").is_file() else set()
+        for name in ("train", "val")
+    }
     kept_train, kept_val = earlier["train"] & set(ids), earlier["val"] & set(ids)
     new = [i for i in ids if i not in kept_train | kept_val]
     gone = len(earlier["train"] | earlier["val"]) - len(kept_train | kept_val)
     if gone:
-        print(f"[epspp] {gone} image(s) of the earlier splits of {out} are no longer in the image folder: "
-              "left out of the new splits", file=sys.stderr)
+        print(
+            f"[epspp] {gone} image(s) of the earlier splits of {out} are no longer in the image folder: "
+            "left out of the new splits",
+            file=sys.stderr,
+        )
     target = min(max(1, round(val_fraction * len(ids))), len(ids) - 1)
     num_val = min(max(target - len(kept_val), 0), len(new))
     if not kept_val:
@@ -179,8 +202,10 @@ def _splits(out: Path, ids: list[str], val_fraction: float, seed: int) -> tuple[
     val = kept_val | {new[i] for i in order[:num_val]}
     train = sorted(set(ids) - val)
     if not train or not val:
-        raise DatasetError(f"the earlier splits of {out} and the new images leave {'train' if val else 'val'} "
-                           "empty: add images, or build the dataset anew in an empty --out")
+        raise DatasetError(
+            f"the earlier splits of {out} and the new images leave {'train' if val else 'val'} "
+            "empty: add images, or build the dataset anew in an empty --out"
+        )
     return train, sorted(val)
 
 
@@ -192,16 +217,20 @@ def _by_id(labels: dict[str, list[str]], found: dict[str, Path], path: Path) -> 
         stem, ext = os.path.splitext(given)
         image_id = stem if ext.lower() in IMAGE_EXTENSIONS and stem in found else given
         if image_id in table:
-            raise DatasetError(f"{path}: image {image_id!r} is labelled twice, as {spelling[image_id]!r} and "
-                               f"{given!r}: keep one line per image")
+            raise DatasetError(
+                f"{path}: image {image_id!r} is labelled twice, as {spelling[image_id]!r} and "
+                f"{given!r}: keep one line per image"
+            )
         table[image_id], spelling[image_id] = names, given
     unknown = sorted(set(table) - set(found))
     if unknown:
         raise DatasetError(f"{path} labels {len(unknown)} ids with no image in the image folder, e.g. {unknown[:3]}")
     unlabelled = sorted(set(found) - set(table))
     if unlabelled:
-        raise DatasetError(f"{len(unlabelled)} images have no line in {path}, e.g. {unlabelled[:3]}: add them "
-                           "(an empty class list for an image without any object)")
+        raise DatasetError(
+            f"{len(unlabelled)} images have no line in {path}, e.g. {unlabelled[:3]}: add them "
+            "(an empty class list for an image without any object)"
+        )
     return table
 
 
@@ -227,8 +256,7 @@ def _saliency(folder: Path, ids: list[str]) -> dict[str, Path]:
     if missing:
         others = [p.name for p in folder.iterdir() if p.stem in missing[:50] and p.suffix.lower() != ".png"]
         hint = f" ({others[0]} is not a PNG: save saliency maps as grey PNGs)" if others else ""
-        raise DatasetError(f"{len(missing)} images have no saliency map <id>.png in {folder}, e.g. "
-                           f"{missing[:3]}{hint}")
+        raise DatasetError(f"{len(missing)} images have no saliency map <id>.png in {folder}, e.g. {missing[:3]}{hint}")
     return files
 
 

@@ -44,9 +44,11 @@ class CorpusConfig:
         if self.num_images < 1 or self.num_val < 1:
             raise ValueError(f"num_images and num_val must be >= 1, got {self.num_images}, {self.num_val}")
         if not 1 <= self.num_classes <= NUM_FAMILIES:
-            raise ValueError(f"num_classes must be within 1..{NUM_FAMILIES}, got {self.num_classes} (the WSSS "
-                             f"dataset has up to {MAX_CLASSES}; the corpus adds {NUM_FAMILIES - MAX_CLASSES} "
-                             "distractor families)")
+            raise ValueError(
+                f"num_classes must be within 1..{NUM_FAMILIES}, got {self.num_classes} (the WSSS "
+                f"dataset has up to {MAX_CLASSES}; the corpus adds {NUM_FAMILIES - MAX_CLASSES} "
+                "distractor families)"
+            )
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32, got {self.image_size}")
 
@@ -63,7 +65,8 @@ def _write_corpus(out: Path, cfg: CorpusConfig) -> None:
         class_images = dict.fromkeys(names[1:], 0)
         for i, image_id in enumerate(ids):
             image, classes = render_corpus_image(
-                np.random.default_rng([STREAM, cfg.seed, split_index, i]), cfg.image_size, cfg.num_classes)
+                np.random.default_rng([STREAM, cfg.seed, split_index, i]), cfg.image_size, cfg.num_classes
+            )
             write_jpeg(images / f"{image_id}.jpg", image, quality=95)
             labels[image_id] = [names[c] for c in classes]
             for c in classes:
@@ -72,14 +75,25 @@ def _write_corpus(out: Path, cfg: CorpusConfig) -> None:
         stats[split] = {"images": count, "class_images": class_images}
     write_classes(out, names)
     (out / "cls_labels.json").write_text(json.dumps(labels, indent=0) + "\n")
-    meta = {"generator": "epspp.data.pretrain_corpus", "version": __version__, "params": asdict(cfg),
-            "classes": list(names), "splits": stats}
+    meta = {
+        "generator": "epspp.data.pretrain_corpus",
+        "version": __version__,
+        "params": asdict(cfg),
+        "classes": list(names),
+        "splits": stats,
+    }
     (out / MARKER).write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def generate_pretrain_corpus(root: str | Path, num_images: int = 4000, num_val: int = 200,
-                             num_classes: int = NUM_FAMILIES, image_size: int = 64, seed: int = 0,
-                             overwrite: bool = False) -> Path:
+def generate_pretrain_corpus(
+    root: str | Path,
+    num_images: int = 4000,
+    num_val: int = 200,
+    num_classes: int = NUM_FAMILIES,
+    image_size: int = 64,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
     """Write the pretraining corpus at ``root`` (deterministic for a seed; built aside, renamed into place).
 
     Args:

@@ -201,8 +201,7 @@ def _neutral(rng: np.random.Generator, low: float = 60.0, high: float = 200.0) -
 
 # ---------------------------------------------------------------- shapes and textures of FAMILIES
 # each shape: (g, cy, cx, d, angle) -> mask of an object about d pixels across, rotated by angle
-def _local(cy: float, cx: float, angle: float, points: list[tuple[float, float]]
-           ) -> list[tuple[float, float]]:
+def _local(cy: float, cx: float, angle: float, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """(y, x) image points of (u, v) points in the object's frame (u along ``angle``; see ``_rotated``)."""
     c, s = np.cos(angle), np.sin(angle)
     return [(cy + u * s + v * c, cx + u * c - v * s) for u, v in points]
@@ -210,14 +209,16 @@ def _local(cy: float, cx: float, angle: float, points: list[tuple[float, float]]
 
 def _regular(g: _Grid, cy: float, cx: float, radius: float, sides: int, angle: float) -> np.ndarray:
     step = 2 * np.pi / sides
-    return _polygon(g, [(cy + radius * np.sin(angle + k * step), cx + radius * np.cos(angle + k * step))
-                        for k in range(sides)])
+    return _polygon(
+        g, [(cy + radius * np.sin(angle + k * step), cx + radius * np.cos(angle + k * step)) for k in range(sides)]
+    )
 
 
-def _offset_rectangle(g: _Grid, cy: float, cx: float, angle: float, u: float, v: float, length: float,
-                      width: float) -> np.ndarray:
+def _offset_rectangle(
+    g: _Grid, cy: float, cx: float, angle: float, u: float, v: float, length: float, width: float
+) -> np.ndarray:
     """A rectangle ``length`` along u by ``width`` along v, centred at (u, v) of the object's frame."""
-    (y, x), = _local(cy, cx, angle, [(u, v)])
+    ((y, x),) = _local(cy, cx, angle, [(u, v)])
     return _rectangle(g, y, x, width, length, angle)
 
 
@@ -231,31 +232,43 @@ SHAPES = {
     "triangle": lambda g, cy, cx, d, a: _regular(g, cy, cx, 0.58 * d, 3, a),
     "ring": lambda g, cy, cx, d, a: _ellipse(g, cy, cx, d / 2, d / 2) & ~_ellipse(g, cy, cx, 0.26 * d, 0.26 * d),
     "cross": lambda g, cy, cx, d, a: _rectangle(g, cy, cx, 0.32 * d, d, a) | _rectangle(g, cy, cx, d, 0.32 * d, a),
-    "star": lambda g, cy, cx, d, a: _regular(g, cy, cx, 0.58 * d, 3, a)
-    | _regular(g, cy, cx, 0.58 * d, 3, a + np.pi / 3),
+    "star": lambda g, cy, cx, d, a: (
+        _regular(g, cy, cx, 0.58 * d, 3, a) | _regular(g, cy, cx, 0.58 * d, 3, a + np.pi / 3)
+    ),
     "hexagon": lambda g, cy, cx, d, a: _regular(g, cy, cx, 0.5 * d, 6, a),
     "pentagon": lambda g, cy, cx, d, a: _regular(g, cy, cx, 0.52 * d, 5, a),
     "octagon": lambda g, cy, cx, d, a: _regular(g, cy, cx, 0.5 * d, 8, a),
-    "diamond": lambda g, cy, cx, d, a: _local_polygon(g, cy, cx, a, [(0.6 * d, 0), (0, 0.32 * d), (-0.6 * d, 0),
-                                                                      (0, -0.32 * d)]),
-    "kite": lambda g, cy, cx, d, a: _local_polygon(g, cy, cx, a, [(0.62 * d, 0), (0, 0.34 * d), (-0.36 * d, 0),
-                                                                   (0, -0.34 * d)]),
-    "crescent": lambda g, cy, cx, d, a: _ellipse(g, cy, cx, d / 2, d / 2) & ~_ellipse(
-        g, cy + 0.3 * d * np.sin(a), cx + 0.3 * d * np.cos(a), 0.42 * d, 0.42 * d),
+    "diamond": lambda g, cy, cx, d, a: _local_polygon(
+        g, cy, cx, a, [(0.6 * d, 0), (0, 0.32 * d), (-0.6 * d, 0), (0, -0.32 * d)]
+    ),
+    "kite": lambda g, cy, cx, d, a: _local_polygon(
+        g, cy, cx, a, [(0.62 * d, 0), (0, 0.34 * d), (-0.36 * d, 0), (0, -0.34 * d)]
+    ),
+    "crescent": lambda g, cy, cx, d, a: (
+        _ellipse(g, cy, cx, d / 2, d / 2)
+        & ~_ellipse(g, cy + 0.3 * d * np.sin(a), cx + 0.3 * d * np.cos(a), 0.42 * d, 0.42 * d)
+    ),
     "half_disc": lambda g, cy, cx, d, a: _ellipse(g, cy, cx, 0.55 * d, 0.55 * d) & (_rotated(g, cy, cx, a)[1] >= 0),
     "bar": lambda g, cy, cx, d, a: _rectangle(g, cy, cx, 0.24 * d, 1.15 * d, a),
-    "chevron": lambda g, cy, cx, d, a: _local_polygon(g, cy, cx, a, [(0.5 * d, 0), (-0.5 * d, 0.5 * d),
-                                                                      (-0.5 * d, -0.5 * d)])
-    & ~_local_polygon(g, cy, cx, a, [(0.1 * d, 0), (-0.9 * d, 0.5 * d), (-0.9 * d, -0.5 * d)]),
-    "arrow": lambda g, cy, cx, d, a: _offset_rectangle(g, cy, cx, a, -0.2 * d, 0, 0.65 * d, 0.22 * d)
-    | _local_polygon(g, cy, cx, a, [(0.55 * d, 0), (0.1 * d, 0.36 * d), (0.1 * d, -0.36 * d)]),
-    "hourglass": lambda g, cy, cx, d, a: _local_polygon(g, cy, cx, a, [(0, 0), (0.5 * d, -0.42 * d),
-                                                                        (0.5 * d, 0.42 * d)])
-    | _local_polygon(g, cy, cx, a, [(0, 0), (-0.5 * d, -0.42 * d), (-0.5 * d, 0.42 * d)]),
-    "frame": lambda g, cy, cx, d, a: _rectangle(g, cy, cx, 0.9 * d, 0.9 * d, a) & ~_rectangle(g, cy, cx, 0.46 * d,
-                                                                                               0.46 * d, a),
-    "tee": lambda g, cy, cx, d, a: _offset_rectangle(g, cy, cx, a, 0, -0.34 * d, 0.95 * d, 0.26 * d)
-    | _offset_rectangle(g, cy, cx, a, 0, 0.12 * d, 0.26 * d, 0.7 * d),
+    "chevron": lambda g, cy, cx, d, a: (
+        _local_polygon(g, cy, cx, a, [(0.5 * d, 0), (-0.5 * d, 0.5 * d), (-0.5 * d, -0.5 * d)])
+        & ~_local_polygon(g, cy, cx, a, [(0.1 * d, 0), (-0.9 * d, 0.5 * d), (-0.9 * d, -0.5 * d)])
+    ),
+    "arrow": lambda g, cy, cx, d, a: (
+        _offset_rectangle(g, cy, cx, a, -0.2 * d, 0, 0.65 * d, 0.22 * d)
+        | _local_polygon(g, cy, cx, a, [(0.55 * d, 0), (0.1 * d, 0.36 * d), (0.1 * d, -0.36 * d)])
+    ),
+    "hourglass": lambda g, cy, cx, d, a: (
+        _local_polygon(g, cy, cx, a, [(0, 0), (0.5 * d, -0.42 * d), (0.5 * d, 0.42 * d)])
+        | _local_polygon(g, cy, cx, a, [(0, 0), (-0.5 * d, -0.42 * d), (-0.5 * d, 0.42 * d)])
+    ),
+    "frame": lambda g, cy, cx, d, a: (
+        _rectangle(g, cy, cx, 0.9 * d, 0.9 * d, a) & ~_rectangle(g, cy, cx, 0.46 * d, 0.46 * d, a)
+    ),
+    "tee": lambda g, cy, cx, d, a: (
+        _offset_rectangle(g, cy, cx, a, 0, -0.34 * d, 0.95 * d, 0.26 * d)
+        | _offset_rectangle(g, cy, cx, a, 0, 0.12 * d, 0.26 * d, 0.7 * d)
+    ),
 }
 
 
@@ -329,8 +342,15 @@ def _train(rng: np.random.Generator, g: _Grid, rail_y: float) -> tuple[np.ndarra
     cab_x = x0 if rng.random() < 0.5 else x0 + 0.75 * length
     cab = (g.xx >= cab_x) & (g.xx < cab_x + 0.25 * length) & (g.yy >= top - 0.35 * height) & (g.yy < bottom)
     phase = np.mod(g.xx - x0, 0.12 * s) / (0.12 * s)
-    windows = (body & (g.yy >= top + 0.2 * height) & (g.yy < top + 0.55 * height) & (phase >= 0.35)
-               & (phase < 0.8) & (g.xx > x0 + 0.04 * s) & (g.xx < x0 + length - 0.04 * s))
+    windows = (
+        body
+        & (g.yy >= top + 0.2 * height)
+        & (g.yy < top + 0.55 * height)
+        & (phase >= 0.35)
+        & (phase < 0.8)
+        & (g.xx > x0 + 0.04 * s)
+        & (g.xx < x0 + length - 0.04 * s)
+    )
     count = max(3, round(length / (0.13 * s)))
     wheels = np.zeros_like(body)
     for k in range(count):
@@ -346,8 +366,9 @@ def _boat(rng: np.random.Generator, g: _Grid, water_y: float) -> tuple[np.ndarra
     width, hull_h = rng.uniform(0.34, 0.5) * s, rng.uniform(0.1, 0.14) * s
     cx = rng.uniform(width / 2 + 1, s - width / 2 - 1)
     deck, keel = water_y - 0.5 * hull_h, water_y + 0.5 * hull_h
-    hull = _polygon(g, [(deck, cx - width / 2), (deck, cx + width / 2), (keel, cx + 0.32 * width),
-                        (keel, cx - 0.32 * width)])
+    hull = _polygon(
+        g, [(deck, cx - width / 2), (deck, cx + width / 2), (keel, cx + 0.32 * width), (keel, cx - 0.32 * width)]
+    )
     mast_h, mast_x = rng.uniform(0.22, 0.32) * s, cx + rng.uniform(-0.1, 0.1) * width
     mast = _rectangle(g, deck - mast_h / 2, mast_x, mast_h, max(1.2, 0.03 * s))
     sail_x = mast_x + rng.choice([-1.0, 1.0]) * 0.4 * width
@@ -382,8 +403,9 @@ def _rails(rng: np.random.Generator, g: _Grid, rail_y: float) -> tuple[np.ndarra
     band = (g.yy >= rail_y - 0.03 * s) & (g.yy < rail_y + 0.1 * s)
     layer = _textured(_jitter(rng, (125, 110, 95), 15), _noise(rng, g), 0.3)
     period = 0.09 * s
-    sleepers = (np.mod(g.xx + rng.uniform(0, period), period) < 0.45 * period) & (g.yy >= rail_y) & (
-        g.yy < rail_y + 0.085 * s)
+    sleepers = (
+        (np.mod(g.xx + rng.uniform(0, period), period) < 0.45 * period) & (g.yy >= rail_y) & (g.yy < rail_y + 0.085 * s)
+    )
     rails = (np.abs(g.yy - rail_y - 0.5) < 0.6) | (np.abs(g.yy - rail_y - 0.065 * s) < 0.6)
     layer = np.where(sleepers[..., None], np.array([95, 65, 40], np.float32), layer)
     return band, np.where(rails[..., None], _jitter(rng, (180, 180, 190), 10), layer)
@@ -409,9 +431,15 @@ def _fits(mask: np.ndarray, instances: np.ndarray, count: int) -> bool:
     return bool(np.all(covered <= MAX_COVER * visible))
 
 
-def _saliency(rng: np.random.Generator, cfg: SyntheticConfig, g: _Grid, instances: np.ndarray,
-              classes: list[int], context: dict[int, np.ndarray], distractors: list[np.ndarray]
-              ) -> tuple[np.ndarray, dict]:
+def _saliency(
+    rng: np.random.Generator,
+    cfg: SyntheticConfig,
+    g: _Grid,
+    instances: np.ndarray,
+    classes: list[int],
+    context: dict[int, np.ndarray],
+    distractors: list[np.ndarray],
+) -> tuple[np.ndarray, dict]:
     """Blurred union of the objects, with missing class, missing part and false coverage errors."""
     salient = np.zeros(instances.shape, np.float32)
     for index in range(len(classes)):
@@ -432,8 +460,10 @@ def _saliency(rng: np.random.Generator, cfg: SyntheticConfig, g: _Grid, instance
             projection = g.yy * np.sin(angle) + g.xx * np.cos(angle)
             cut = visible & (projection <= np.quantile(projection[visible], fraction))
             salient[cut] = 0
-            errors["missing_part"] = {"class": CLASS_NAMES[classes[index] - 1],
-                                      "fraction": round(float(cut.sum() / visible.sum()), 3)}
+            errors["missing_part"] = {
+                "class": CLASS_NAMES[classes[index] - 1],
+                "fraction": round(float(cut.sum() / visible.sum()), 3),
+            }
     if rng.random() < cfg.false_coverage_rate:
         background = instances < 0
         if context:
@@ -473,16 +503,21 @@ Painter = Callable[[np.random.Generator, _Grid], tuple[np.ndarray, np.ndarray]]
 
 def _painters(rail_y: float, water_y: float | None) -> dict[int, Painter]:
     """The painter of every class id; the train stands on ``rail_y``, the boat floats on ``water_y``."""
-    painters: dict[int, Painter] = {DISC: _disc, SQUARE: _square, TRIANGLE: _triangle,
-                                    TRAIN: lambda r, grid: _train(r, grid, rail_y),
-                                    BOAT: lambda r, grid: _boat(r, grid, cast(float, water_y))}  # set with a boat
+    painters: dict[int, Painter] = {
+        DISC: _disc,
+        SQUARE: _square,
+        TRIANGLE: _triangle,
+        TRAIN: lambda r, grid: _train(r, grid, rail_y),
+        BOAT: lambda r, grid: _boat(r, grid, cast(float, water_y)),
+    }  # set with a boat
     for cls, family in enumerate(FAMILIES, start=len(SYNTHETIC_CLASSES)):
         painters[cls] = functools.partial(_free_object, family=family)
     return painters
 
 
-def _place(rng: np.random.Generator, g: _Grid, objects: list[int], painters: dict[int, Painter]
-           ) -> tuple[np.ndarray, list[int], list[tuple[np.ndarray, np.ndarray]]]:
+def _place(
+    rng: np.random.Generator, g: _Grid, objects: list[int], painters: dict[int, Painter]
+) -> tuple[np.ndarray, list[int], list[tuple[np.ndarray, np.ndarray]]]:
     """Draw each object until it fits (30 tries): the instance map, the placed classes, their layers."""
     instances = np.full((g.size, g.size), -1, np.int16)
     classes: list[int] = []
@@ -535,8 +570,7 @@ def render_sample(cfg: SyntheticConfig, rng: np.random.Generator) -> Sample:
     return Sample(image, gt, saliency, union, errors)
 
 
-def render_corpus_image(rng: np.random.Generator, image_size: int, num_classes: int
-                        ) -> tuple[np.ndarray, list[int]]:
+def render_corpus_image(rng: np.random.Generator, image_size: int, num_classes: int) -> tuple[np.ndarray, list[int]]:
     """An image of the pretraining corpus: (S, S, 3) uint8 with 1-3 of the classes 1..num_classes (of all
     NUM_FAMILIES), and the classes it shows (sorted ids). A train is on rails and a boat on water in
     CONTEXT_WITH_CLASS of their images; rails and water also appear without them; no saliency."""
@@ -547,8 +581,9 @@ def render_corpus_image(rng: np.random.Generator, image_size: int, num_classes: 
     objects = sorted((int(c) for c in chosen), key=lambda c: (c not in CONTEXT_CLASSES, -c))
     water_y = rng.uniform(0.6, 0.72) * s
     rail_y = rng.uniform(0.36 * s, water_y - 0.14 * s)
-    show = {cls: rng.random() < (CONTEXT_WITH_CLASS if cls in objects else CONTEXT_WITHOUT_CLASS)
-            for cls in CONTEXT_CLASSES}
+    show = {
+        cls: rng.random() < (CONTEXT_WITH_CLASS if cls in objects else CONTEXT_WITHOUT_CLASS) for cls in CONTEXT_CLASSES
+    }
     _, classes, layers = _place(rng, g, objects, _painters(rail_y, water_y))
     image = _background(rng, g)
     for _ in range(int(rng.integers(1, 4))):
@@ -573,8 +608,13 @@ def _write_dataset(out: Path, cfg: SyntheticConfig) -> None:
     records: dict = {}
     for split_index, (split, count) in enumerate((("train", cfg.num_train), ("val", cfg.num_val))):
         ids = [f"{split}_{i:06d}" for i in range(count)]
-        counts: dict[str, Any] = {"images": count, **dict.fromkeys(names, 0), "false_coverage_context": 0,
-                  "multi_class": 0, "class_images": dict.fromkeys(classes[1:], 0)}
+        counts: dict[str, Any] = {
+            "images": count,
+            **dict.fromkeys(names, 0),
+            "false_coverage_context": 0,
+            "multi_class": 0,
+            "class_images": dict.fromkeys(classes[1:], 0),
+        }
         for i, image_id in enumerate(ids):
             sample = render_sample(cfg, np.random.default_rng([cfg.seed, split_index, i]))
             write_jpeg(out / "JPEGImages" / f"{image_id}.jpg", sample.image, quality=95)
@@ -595,19 +635,33 @@ def _write_dataset(out: Path, cfg: SyntheticConfig) -> None:
     if labeled:
         chosen = np.sort(np.random.default_rng([cfg.seed, 2]).choice(cfg.num_train, labeled, replace=False))
         name = f"labeled_{int(round(100 * cfg.labeled_fraction))}pct"
-        (out / "ImageSets/Segmentation" / f"{name}.txt").write_text(
-            "".join(f"train_{i:06d}\n" for i in chosen))
+        (out / "ImageSets/Segmentation" / f"{name}.txt").write_text("".join(f"train_{i:06d}\n" for i in chosen))
         stats[name] = {"images": labeled}
     write_classes(out, classes)
-    meta = {"generator": "epspp.data.synthetic", "version": __version__, "params": asdict(cfg),
-            "classes": list(classes), "splits": stats, "errors": records}
+    meta = {
+        "generator": "epspp.data.synthetic",
+        "version": __version__,
+        "params": asdict(cfg),
+        "classes": list(classes),
+        "splits": stats,
+        "errors": records,
+    }
     (out / "synthetic.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def generate_synthetic(root: str | Path, num_train: int = 1000, num_val: int = 200, image_size: int = 64,
-                       seed: int = 0, missing_class_rate: float = 0.1, missing_part_rate: float = 0.2,
-                       false_coverage_rate: float = 0.2, labeled_fraction: float = 0.1, num_classes: int = 5,
-                       overwrite: bool = False) -> Path:
+def generate_synthetic(
+    root: str | Path,
+    num_train: int = 1000,
+    num_val: int = 200,
+    image_size: int = 64,
+    seed: int = 0,
+    missing_class_rate: float = 0.1,
+    missing_part_rate: float = 0.2,
+    false_coverage_rate: float = 0.2,
+    labeled_fraction: float = 0.1,
+    num_classes: int = 5,
+    overwrite: bool = False,
+) -> Path:
     """Write the synthetic dataset at ``root`` in the VOC layout (deterministic for a seed).
 
     The dataset is built in a temporary sibling directory and renamed into place at the end, so an
@@ -636,14 +690,29 @@ def generate_synthetic(root: str | Path, num_train: int = 1000, num_val: int = 2
     Raises:
         FileExistsError: ``root`` exists and is not empty, and is not a synthetic dataset or ``overwrite`` is False.
     """
-    cfg = SyntheticConfig(num_train, num_val, image_size, seed, missing_class_rate, missing_part_rate,
-                          false_coverage_rate, labeled_fraction, num_classes)
-    return write_generated_root(root, "synthetic.json", "synthetic dataset", lambda out: _write_dataset(out, cfg),
-                                overwrite)
+    cfg = SyntheticConfig(
+        num_train,
+        num_val,
+        image_size,
+        seed,
+        missing_class_rate,
+        missing_part_rate,
+        false_coverage_rate,
+        labeled_fraction,
+        num_classes,
+    )
+    return write_generated_root(
+        root, "synthetic.json", "synthetic dataset", lambda out: _write_dataset(out, cfg), overwrite
+    )
 
 
-def write_saliency_variant(root: str | Path, out_dir: str | Path, missing_class_rate: float = 0.0,
-                           missing_part_rate: float = 0.0, false_coverage_rate: float = 0.0) -> dict:
+def write_saliency_variant(
+    root: str | Path,
+    out_dir: str | Path,
+    missing_class_rate: float = 0.0,
+    missing_part_rate: float = 0.0,
+    false_coverage_rate: float = 0.0,
+) -> dict:
     """Saliency maps of the synthetic dataset at ``root`` with other error rates, written to ``out_dir``.
 
     The images and masks stay those of ``root``: a sample's picture is drawn from its random stream before
@@ -663,8 +732,11 @@ def write_saliency_variant(root: str | Path, out_dir: str | Path, missing_class_
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} does not exist: {root} is not a synthetic dataset of epspp")
     params = dict(json.loads(meta_path.read_text())["params"])
-    params.update(missing_class_rate=missing_class_rate, missing_part_rate=missing_part_rate,
-                  false_coverage_rate=false_coverage_rate)
+    params.update(
+        missing_class_rate=missing_class_rate,
+        missing_part_rate=missing_part_rate,
+        false_coverage_rate=false_coverage_rate,
+    )
     cfg = SyntheticConfig(**params)
     names = ("missing_class", "missing_part", "false_coverage")
     record: dict = {"rates": {f"{name}_rate": getattr(cfg, f"{name}_rate") for name in names}, "splits": {}}

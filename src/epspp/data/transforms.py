@@ -93,7 +93,6 @@ class JointTransform:
             result["saliency"] = torch.from_numpy(np.ascontiguousarray(sal_out))[None].float()
         return result
 
-
     def reseed(self, seed: int) -> None:
         """Make the next call's random draws a function of ``seed`` (one stream shared by the pipelines)."""
         generator, py_random = np.random.default_rng(seed), random.Random(seed)
@@ -133,8 +132,12 @@ def _pad_and_crop(crop_size: int, position: str = "random") -> A.Compose:
     return A.Compose(
         [
             A.PadIfNeeded(
-                min_height=crop_size, min_width=crop_size, position=position,
-                border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX,
+                min_height=crop_size,
+                min_width=crop_size,
+                position=position,
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                fill_mask=IGNORE_INDEX,
             ),
             A.RandomCrop(height=crop_size, width=crop_size),
         ],
@@ -181,14 +184,22 @@ def train_transform(
     if scales and min(scales) <= 0:
         raise ValueError(f"scales must be positive factors, got {list(scales)}")
     flag = INTERPOLATIONS[interpolation]
-    resize = (A.OneOf([_ScaleMaskLikePIL(scale_limit=(s - 1, s - 1), interpolation=flag, p=1.0) for s in scales], p=1.0)
-              if scales else A.LongestMaxSize(max_size=_scale_choices(resize_long), interpolation=flag))
+    resize = (
+        A.OneOf([_ScaleMaskLikePIL(scale_limit=(s - 1, s - 1), interpolation=flag, p=1.0) for s in scales], p=1.0)
+        if scales
+        else A.LongestMaxSize(max_size=_scale_choices(resize_long), interpolation=flag)
+    )
     spatial = A.Compose([resize, A.HorizontalFlip(p=0.5)], additional_targets={"saliency": "image"})
     jitter = color_jitter
     photometric = A.Compose(
         [
-            A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=jitter_hue,
-                          p=jitter_p if jitter or jitter_hue else 0.0),
+            A.ColorJitter(
+                brightness=jitter,
+                contrast=jitter,
+                saturation=jitter,
+                hue=jitter_hue,
+                p=jitter_p if jitter or jitter_hue else 0.0,
+            ),
             A.Normalize(mean=tuple(mean), std=tuple(std)),
         ]
     )
@@ -215,8 +226,16 @@ def eval_transform(
     placement = None
     if eval_size is not None:
         placement = A.Compose(
-            [A.PadIfNeeded(min_height=eval_size, min_width=eval_size, position="top_left",
-                           border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX)],
+            [
+                A.PadIfNeeded(
+                    min_height=eval_size,
+                    min_width=eval_size,
+                    position="top_left",
+                    border_mode=cv2.BORDER_CONSTANT,
+                    fill=0,
+                    fill_mask=IGNORE_INDEX,
+                )
+            ],
             additional_targets={"saliency": "image"},
         )
     spatial = A.Compose([], additional_targets={"saliency": "image"})

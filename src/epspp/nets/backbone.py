@@ -41,8 +41,12 @@ def create_backbone(
     kwargs: dict[str, Any] = dict(backbone_kwargs or {})
     try:
         model: Any = timm.create_model(  # a features_only model: feature_info is not on nn.Module
-            name, pretrained=pretrained and not pretrained_path, features_only=True,
-            output_stride=output_stride, out_indices=out_indices, **kwargs,
+            name,
+            pretrained=pretrained and not pretrained_path,
+            features_only=True,
+            output_stride=output_stride,
+            out_indices=out_indices,
+            **kwargs,
         )
     except RuntimeError as error:
         if "Unknown model" in str(error):
@@ -61,8 +65,10 @@ def load_feature_weights(model: nn.Module, path: Path, name: str) -> None:
     other layers after the last feature level, which the extractor does not have, are left out.
     """
     if not path.is_file():
-        raise WeightsError(f"pretrained_path {path} does not exist (stage 0's backbone.pth: run `epspp fit --config "
-                           "configs/demo/pretrain.yaml`; other files: README, 'Files you need')")
+        raise WeightsError(
+            f"pretrained_path {path} does not exist (stage 0's backbone.pth: run `epspp fit --config "
+            "configs/demo/pretrain.yaml`; other files: README, 'Files you need')"
+        )
     if path.suffix == ".safetensors":
         try:
             state = safetensors.torch.load_file(str(path))
@@ -95,16 +101,25 @@ class FeatureBackbone(nn.Module):
             models the modules up to their first stride-4 feature level (ResNets: conv1 and layer1).
     """
 
-    def __init__(self, name: str, pretrained: bool = False, pretrained_path: str | None = None,
-                 output_stride: int = 16, backbone_kwargs: dict[str, Any] | None = None,
-                 freeze_bn: bool = False, freeze_stem: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        pretrained: bool = False,
+        pretrained_path: str | None = None,
+        output_stride: int = 16,
+        backbone_kwargs: dict[str, Any] | None = None,
+        freeze_bn: bool = False,
+        freeze_stem: bool = False,
+    ) -> None:
         super().__init__()
         if name == "resnet38d":
             if output_stride != 8:
                 raise ConfigError(f"resnet38d has output stride 8 (dilated b5-b7), got output_stride {output_stride}")
             if pretrained and not pretrained_path:
-                raise ConfigError(f"ResNet-38d's ImageNet weights are not downloadable by epspp: set pretrained_path "
-                                  f"to {MXNET_FILE} (see README, 'Files you need') or a converted .pth")
+                raise ConfigError(
+                    f"ResNet-38d's ImageNet weights are not downloadable by epspp: set pretrained_path "
+                    f"to {MXNET_FILE} (see README, 'Files you need') or a converted .pth"
+                )
             self.body: nn.Module = ResNet38d(pretrained_path)
             self.out_channels = ResNet38d.out_channels
             stem = self.body.stem()

@@ -85,26 +85,40 @@ class DeepLab(nn.Module):
         if not self.is_timm:
             self._build_deeplab_resnet(num_outputs, architecture, output_stride, pretrained, pretrained_path)
         else:
-            self._build_timm(num_outputs, architecture, backbone, output_stride, pretrained, pretrained_path,
-                             backbone_kwargs)
+            self._build_timm(
+                num_outputs, architecture, backbone, output_stride, pretrained, pretrained_path, backbone_kwargs
+            )
         if freeze_bn:
             self.encoder = freeze_batchnorm(self.encoder)
 
-    def _build_deeplab_resnet(self, num_outputs: int, architecture: str, output_stride: int, pretrained: bool,
-                              pretrained_path: str | None) -> None:
+    def _build_deeplab_resnet(
+        self, num_outputs: int, architecture: str, output_stride: int, pretrained: bool, pretrained_path: str | None
+    ) -> None:
         if architecture != "deeplabv2" or output_stride != 8:
-            raise ConfigError(f"backbone {DEEPLAB_RESNET} is DeepLab-v2 at output stride 8; got architecture "
-                              f"{architecture}, output_stride {output_stride}")
+            raise ConfigError(
+                f"backbone {DEEPLAB_RESNET} is DeepLab-v2 at output stride 8; got architecture "
+                f"{architecture}, output_stride {output_stride}"
+            )
         if pretrained and not pretrained_path:
-            raise ConfigError(f"{DEEPLAB_RESNET}'s weights are not downloadable by epspp: set pretrained_path to "
-                              "deeplabv1_resnet101-coco.pth (see README, 'Files you need')")
+            raise ConfigError(
+                f"{DEEPLAB_RESNET}'s weights are not downloadable by epspp: set pretrained_path to "
+                "deeplabv1_resnet101-coco.pth (see README, 'Files you need')"
+            )
         self.encoder = deeplab_resnet101()
         self.head = ASPP(2048, num_outputs)
         if pretrained_path:
             load_deeplab_weights(self.encoder, self.head, pretrained_path)
 
-    def _build_timm(self, num_outputs: int, architecture: str, backbone: str, output_stride: int, pretrained: bool,
-                    pretrained_path: str | None, backbone_kwargs: dict[str, Any] | None) -> None:
+    def _build_timm(
+        self,
+        num_outputs: int,
+        architecture: str,
+        backbone: str,
+        output_stride: int,
+        pretrained: bool,
+        pretrained_path: str | None,
+        backbone_kwargs: dict[str, Any] | None,
+    ) -> None:
         # v3+: the decoder needs stride-4 features, level 1 of most timm encoders (ResNet, EfficientNet)
         # but level 0 of others (ConvNeXt): request both and keep the right one (no extra compute).
         out_indices = (-1,) if architecture == "deeplabv2" else (0, 1, -1)
@@ -117,12 +131,14 @@ class DeepLab(nn.Module):
             self.head = ASPP(channels[-1], num_outputs)
         else:
             rates = (12, 24, 36) if output_stride == 8 else (6, 12, 18)
-            self.head = nn.ModuleDict({
-                "aspp": ASPPv3(channels[-1], rates),
-                "low": _conv_bn_relu(channels[self.low_level], 48),
-                "fuse": nn.Sequential(_conv_bn_relu(256 + 48, 256, 3), _conv_bn_relu(256, 256, 3)),
-                "classifier": nn.Conv2d(256, num_outputs, 1),
-            })
+            self.head = nn.ModuleDict(
+                {
+                    "aspp": ASPPv3(channels[-1], rates),
+                    "low": _conv_bn_relu(channels[self.low_level], 48),
+                    "fuse": nn.Sequential(_conv_bn_relu(256 + 48, 256, 3), _conv_bn_relu(256, 256, 3)),
+                    "classifier": nn.Conv2d(256, num_outputs, 1),
+                }
+            )
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> logits (B, num_outputs, h, w) at the network's resolution (stride 8 or 4)."""

@@ -53,8 +53,9 @@ class CaffeInput(nn.Module):
 class ConvBN(nn.Sequential):
     """Conv (no bias) -> BN (eps 1e-5) [-> ReLU], named ``conv``, ``bn``, ``relu``."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, dilation: int = 1,
-                 relu: bool = True) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, dilation: int = 1, relu: bool = True
+    ) -> None:
         super().__init__()
         padding = dilation * (kernel // 2)
         self.add_module("conv", nn.Conv2d(in_ch, out_ch, kernel, stride, padding, dilation, bias=False))
@@ -81,23 +82,30 @@ class Bottleneck(nn.Module):
 
 def res_layer(blocks: int, in_ch: int, out_ch: int, stride: int, dilation: int) -> nn.Sequential:
     """``block1`` .. ``blockN``; only the first strides and projects."""
-    return nn.Sequential(OrderedDict(
-        (f"block{i + 1}", Bottleneck(in_ch if i == 0 else out_ch, out_ch, stride if i == 0 else 1, dilation, i == 0))
-        for i in range(blocks)
-    ))
+    return nn.Sequential(
+        OrderedDict(
+            (
+                f"block{i + 1}",
+                Bottleneck(in_ch if i == 0 else out_ch, out_ch, stride if i == 0 else 1, dilation, i == 0),
+            )
+            for i in range(blocks)
+        )
+    )
 
 
 def deeplab_resnet101() -> nn.Sequential:
     """The dilated MSRA ResNet-101 (output stride 8, 2048 channels), ``CaffeInput`` first."""
     stem = nn.Sequential(OrderedDict(conv1=ConvBN(3, 64, 7, 2), pool=nn.MaxPool2d(3, 2, 1, ceil_mode=True)))
-    return nn.Sequential(OrderedDict(
-        input=CaffeInput(),
-        layer1=stem,
-        layer2=res_layer(BLOCKS[0], 64, 256, 1, 1),
-        layer3=res_layer(BLOCKS[1], 256, 512, 2, 1),
-        layer4=res_layer(BLOCKS[2], 512, 1024, 1, 2),
-        layer5=res_layer(BLOCKS[3], 1024, 2048, 1, 4),
-    ))
+    return nn.Sequential(
+        OrderedDict(
+            input=CaffeInput(),
+            layer1=stem,
+            layer2=res_layer(BLOCKS[0], 64, 256, 1, 1),
+            layer3=res_layer(BLOCKS[1], 256, 512, 2, 1),
+            layer4=res_layer(BLOCKS[2], 512, 1024, 1, 2),
+            layer5=res_layer(BLOCKS[3], 1024, 2048, 1, 4),
+        )
+    )
 
 
 class ASPP(nn.Module):

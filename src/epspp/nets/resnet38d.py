@@ -27,14 +27,22 @@ _BN_NAMES = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "
 class ResBlock(nn.Module):
     """Two 3x3 convolutions, pre-activated; a 1x1 projection of the activated input when the shape changes."""
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, stride: int = 1,
-                 first_dilation: int | None = None, dilation: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        mid_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        first_dilation: int | None = None,
+        dilation: int = 1,
+    ) -> None:
         super().__init__()
         first_dilation = dilation if first_dilation is None else first_dilation
         self.same_shape = in_channels == out_channels and stride == 1
         self.bn_branch2a = nn.BatchNorm2d(in_channels)
-        self.conv_branch2a = nn.Conv2d(in_channels, mid_channels, 3, stride, padding=first_dilation,
-                                       dilation=first_dilation, bias=False)
+        self.conv_branch2a = nn.Conv2d(
+            in_channels, mid_channels, 3, stride, padding=first_dilation, dilation=first_dilation, bias=False
+        )
         self.bn_branch2b1 = nn.BatchNorm2d(mid_channels)
         self.conv_branch2b1 = nn.Conv2d(mid_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=False)
         if not self.same_shape:
@@ -57,8 +65,9 @@ class BottleneckBlock(nn.Module):
         self.conv_branch2a = nn.Conv2d(in_channels, out_channels // 4, 1, bias=False)
         self.bn_branch2b1 = nn.BatchNorm2d(out_channels // 4)
         self.dropout_2b1 = nn.Dropout2d(dropout)
-        self.conv_branch2b1 = nn.Conv2d(out_channels // 4, out_channels // 2, 3, padding=dilation,
-                                        dilation=dilation, bias=False)
+        self.conv_branch2b1 = nn.Conv2d(
+            out_channels // 4, out_channels // 2, 3, padding=dilation, dilation=dilation, bias=False
+        )
         self.bn_branch2b2 = nn.BatchNorm2d(out_channels // 2)
         self.dropout_2b2 = nn.Dropout2d(dropout)
         self.conv_branch2b2 = nn.Conv2d(out_channels // 2, out_channels, 1, bias=False)
@@ -133,8 +142,10 @@ def mxnet_to_psa(key: str) -> str | None:
         return f"bn7.{_BN_NAMES[name[4:]]}"
     match = _MXNET_KEY.match(name)
     if match is None:
-        raise WeightsError(f"unknown key '{key}' in a ResNet-38d MXNet file (expected names like "
-                           "arg:res2a_branch1_weight or aux:bn2b1_branch2a_moving_mean)")
+        raise WeightsError(
+            f"unknown key '{key}' in a ResNet-38d MXNet file (expected names like "
+            "arg:res2a_branch1_weight or aux:bn2b1_branch2a_moving_mean)"
+        )
     kind, stage, _, index, branch, leaf = match.groups()
     block = f"b{stage}" if index is None else f"b{stage}_{index}"
     if kind == "res":

@@ -51,7 +51,7 @@ class _Reader:
     def take(self, size: int) -> bytes:
         if size > self.left:
             raise self.fail(f"read past its {len(self.data)} bytes")
-        chunk = self.data[self.pos:self.pos + size]
+        chunk = self.data[self.pos : self.pos + size]
         self.pos += size
         return chunk
 
@@ -88,8 +88,9 @@ def _read_array(reader: _Reader) -> np.ndarray:
     if magic == V2_MAGIC:
         (storage,) = reader.unpack("i")
         if storage != 0:
-            raise WeightsError(f"{reader.path} holds a sparse array (storage type {storage}); only dense arrays "
-                               "are supported")
+            raise WeightsError(
+                f"{reader.path} holds a sparse array (storage type {storage}); only dense arrays are supported"
+            )
     shape = _read_shape(reader, magic)
     if not shape:
         return np.zeros((0,), np.float32)
@@ -141,8 +142,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        raise WeightsError(f"cannot read {path} as PyTorch weights ({str(error).splitlines()[0]}); "
-                           "is it truncated, or not a state dict?") from error
+        raise WeightsError(
+            f"cannot read {path} as PyTorch weights ({str(error).splitlines()[0]}); "
+            "is it truncated, or not a state dict?"
+        ) from error
     for key in ("state_dict", "model"):
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]
@@ -156,8 +159,12 @@ def _listing(keys: Iterable[str], limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def load_checked(module: nn.Module, state: dict[str, torch.Tensor], source: str | Path,
-                 optional: Iterable[str] = ("num_batches_tracked",)) -> None:
+def load_checked(
+    module: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str | Path,
+    optional: Iterable[str] = ("num_batches_tracked",),
+) -> None:
     """``module.load_state_dict(state)`` that fails with one line naming the keys that do not fit.
 
     Args:
@@ -169,8 +176,11 @@ def load_checked(module: nn.Module, state: dict[str, torch.Tensor], source: str 
     expected = module.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith(tuple(optional))]
     unexpected = [k for k in state if k not in expected and not k.endswith(tuple(optional))]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-             for k in state if k in expected and state[k].shape != expected[k].shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in state
+        if k in expected and state[k].shape != expected[k].shape
+    ]
     problems = []
     if missing:
         problems.append(f"missing {len(missing)} keys: {_listing(missing)}")
@@ -179,7 +189,10 @@ def load_checked(module: nn.Module, state: dict[str, torch.Tensor], source: str 
     if wrong:
         problems.append(f"wrong shapes: {_listing(wrong, 4)}")
     if problems:
-        raise WeightsError(f"{source} does not fit the {type(module).__name__} network: " + "; ".join(problems)
-                           + ". Check that the file is the one the config names")
+        raise WeightsError(
+            f"{source} does not fit the {type(module).__name__} network: "
+            + "; ".join(problems)
+            + ". Check that the file is the one the config names"
+        )
     kept = {k: v for k, v in state.items() if k in expected}
     module.load_state_dict({**{k: v for k, v in expected.items() if k not in kept}, **kept}, strict=True)

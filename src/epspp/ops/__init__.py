@@ -12,6 +12,12 @@ from epspp.ops.cam import (
 from epspp.ops.pamr import PAMR
 
 __all__ = [
-    "PAMR", "bilinear_resize", "maps_to_mask", "multiscale_maps", "normalize_maps", "object_maps",
-    "pil_bicubic_resize", "with_background",
+    "PAMR",
+    "bilinear_resize",
+    "maps_to_mask",
+    "multiscale_maps",
+    "normalize_maps",
+    "object_maps",
+    "pil_bicubic_resize",
+    "with_background",
 ]

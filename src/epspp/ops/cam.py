@@ -55,8 +55,9 @@ def bilinear_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size, mode="bilinear", align_corners=False)
 
 
-def pil_bicubic_resize(image: torch.Tensor, size: tuple[int, int], mean: Sequence[float],
-                       std: Sequence[float]) -> torch.Tensor:
+def pil_bicubic_resize(
+    image: torch.Tensor, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
     """Resize as EPS's ``infer.py``: the uint8 RGB picture with PIL's bicubic filter, normalized again.
 
     The uint8 picture is recovered exactly from the normalized (N, 3, H, W) image (``mean``/``std`` of the

@@ -26,8 +26,10 @@ def require_solver() -> Any:
     try:
         import pydensecrf.densecrf as dcrf
     except ImportError as error:
-        raise ConfigError("dense CRF needs pydensecrf2: pip install 'epspp[crf]' (or `make install`), "
-                          "or set crf: false / refine: none") from error
+        raise ConfigError(
+            "dense CRF needs pydensecrf2: pip install 'epspp[crf]' (or `make install`), "
+            "or set crf: false / refine: none"
+        ) from error
     return dcrf
 
 
@@ -79,9 +81,7 @@ def to_uint8_rgb(images: torch.Tensor, mean: tuple = IMAGENET_MEAN, std: tuple =
     return pixels.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def crf_refine_scores(
-    images: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, **params: Any
-) -> torch.Tensor:
+def crf_refine_scores(images: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, **params: Any) -> torch.Tensor:
     """Dense CRF on pseudo-mask scores, over the background and each image's labelled classes only.
 
     Args:
@@ -111,8 +111,7 @@ class DenseCRF:
     """
 
     workers: int = 0
-    params: dict[str, Any] = field(
-default_factory=dict)  # ``dense_crf``'s keyword arguments; {} = its defaults
+    params: dict[str, Any] = field(default_factory=dict)  # ``dense_crf``'s keyword arguments; {} = its defaults
     _pool: Executor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -120,9 +120,7 @@ class PAMR(nn.Module):
             input is float64).
         """
         if image.dim() != 4 or masks.dim() != 4 or image.shape[0] != masks.shape[0]:
-            raise ValueError(
-                f"expected image (B, K, H, W) and masks (B, C, h, w), got {image.shape}, {masks.shape}"
-            )
+            raise ValueError(f"expected image (B, K, H, W) and masks (B, C, h, w), got {image.shape}, {masks.shape}")
         out_dtype = masks.dtype
         dtype = torch.float64 if torch.float64 in (image.dtype, masks.dtype) else torch.float32
         image = image.to(dtype)

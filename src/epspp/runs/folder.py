@@ -35,8 +35,10 @@ DUMP_PATTERNS = ("config*.yaml", "*/config*.yaml", "*/*/config*.yaml")
 
 def dump_mark(subcommand: str) -> str:
     """The first line of ``epspp <subcommand>``'s configuration dump."""
-    return (f"# epspp {subcommand}: this run's configuration as Lightning dumps it (each {subcommand} in this "
-            "folder rewrites it)\n")
+    return (
+        f"# epspp {subcommand}: this run's configuration as Lightning dumps it (each {subcommand} in this "
+        "folder rewrites it)\n"
+    )
 
 
 def dump_subcommand(path: Path) -> str | None:
@@ -60,21 +62,28 @@ def config_dump_path(folder: Path, subcommand: str, name: str = "config.yaml") -
         path = folder / candidate
         if not path.exists() or dump_subcommand(path) == subcommand:
             if candidate != name and dump_subcommand(folder / name) is None and first_process():
-                print(f"[epspp] {folder / name} is not a configuration dump of epspp (a file of yours?): kept; this "
-                      f"run's configuration goes to {path}", file=sys.stderr)
+                print(
+                    f"[epspp] {folder / name} is not a configuration dump of epspp (a file of yours?): kept; this "
+                    f"run's configuration goes to {path}",
+                    file=sys.stderr,
+                )
             return path
-    raise ConfigError(f"{folder} holds a {name} and a {path.name} that epspp {subcommand} did not write: move them, or "
-                      "choose another --trainer.default_root_dir")
+    raise ConfigError(
+        f"{folder} holds a {name} and a {path.name} that epspp {subcommand} did not write: move them, or "
+        "choose another --trainer.default_root_dir"
+    )
 
 
 def run_inputs(config: Any) -> dict[str | Path | None, str]:
     """The folders a stage reads (folder -> what it is), which its run folder must stay out of."""
     data = config.get("data") or {}
-    return {data.get("mask_dir"): "the dataset's mask folder",
-            data.get("saliency_dir"): "the dataset's saliency folder",
-            data.get("pseudo_mask_dir"): "the pseudo-mask folder",
-            data.get("predict_image_dir"): "the image folder",
-            data.get("root"): "the dataset's root folder"}
+    return {
+        data.get("mask_dir"): "the dataset's mask folder",
+        data.get("saliency_dir"): "the dataset's saliency folder",
+        data.get("pseudo_mask_dir"): "the pseudo-mask folder",
+        data.get("predict_image_dir"): "the image folder",
+        data.get("root"): "the dataset's root folder",
+    }
 
 
 def check_run_folder(config: Any, subcommand: str, start_over: bool = False) -> None:
@@ -85,29 +94,38 @@ def check_run_folder(config: Any, subcommand: str, start_over: bool = False) -> 
     option = "--pseudo_masks.output_dir" if subcommand == "predict" else "--trainer.default_root_dir"
     refuse_inside(root, run_inputs(config), option)
     if subcommand == "fit" and start_over and config.get("ckpt_path"):
-        raise ConfigError(f"--ckpt_path {config.get('ckpt_path')} continues a fit and {START_OVER_FLAG} starts one "
-                          "over: give one of them")
+        raise ConfigError(
+            f"--ckpt_path {config.get('ckpt_path')} continues a fit and {START_OVER_FLAG} starts one "
+            "over: give one of them"
+        )
     if subcommand != "fit" or config.get("ckpt_path") or not root.is_dir():
         return
     if not is_fit_folder(root):
         for path in fit_outputs(config, root):
             if path.exists():
-                raise ConfigError(f"--trainer.default_root_dir {root} holds {path}, which no `epspp fit` wrote there "
-                                  "(the folder holds no configuration dump of a fit): choose another "
-                                  "--trainer.default_root_dir, or move the file (to continue a fit from it: "
-                                  "--ckpt_path)")
+                raise ConfigError(
+                    f"--trainer.default_root_dir {root} holds {path}, which no `epspp fit` wrote there "
+                    "(the folder holds no configuration dump of a fit): choose another "
+                    "--trainer.default_root_dir, or move the file (to continue a fit from it: "
+                    "--ckpt_path)"
+                )
         return
     earlier = [path for path in fit_outputs(config, root) if path.name == "last.ckpt" and path.is_file()]
     if not earlier:
         return
     if not start_over:
-        raise ConfigError(f"--trainer.default_root_dir {root} holds an earlier fit ({earlier[0]}): continue it with "
-                          f"--ckpt_path last, or start over with {START_OVER_FLAG} (its files are kept as *.previous)")
+        raise ConfigError(
+            f"--trainer.default_root_dir {root} holds an earlier fit ({earlier[0]}): continue it with "
+            f"--ckpt_path last, or start over with {START_OVER_FLAG} (its files are kept as *.previous)"
+        )
     if not first_process():  # torchrun's other ranks: the first process moves the files
         return
     moved = set_aside_earlier_fit(config, root)
-    print(f"[epspp] {START_OVER_FLAG}: the earlier fit's files are kept as "
-          f"{', '.join(os.path.relpath(new, root) for _, new in moved)} in {root}", file=sys.stderr)
+    print(
+        f"[epspp] {START_OVER_FLAG}: the earlier fit's files are kept as "
+        f"{', '.join(os.path.relpath(new, root) for _, new in moved)} in {root}",
+        file=sys.stderr,
+    )
 
 
 def set_aside_earlier_fit(config: Any, root: Path) -> list[tuple[Path, Path]]:
@@ -237,8 +255,10 @@ def monitor_what_exists(config: Any) -> None:
                 callback.init_args.save_on_train_epoch_end = True
     what = "validation on the image labels only" if task == "localization" else "no validation"
     if first_process():
-        print(f"[epspp] split '{split}' has no ground-truth mask: {what}; best.ckpt is selected on {monitor} "
-              f"({mode})", file=sys.stderr)
+        print(
+            f"[epspp] split '{split}' has no ground-truth mask: {what}; best.ckpt is selected on {monitor} ({mode})",
+            file=sys.stderr,
+        )
 
 
 def has_ground_truth(root: Path, split: str, mask_dir: str | None) -> bool | None:
@@ -256,8 +276,11 @@ def predict_in_output_dir(config: Any, output_dir: str) -> None:
     run's folder that a training config names (its config.yaml is the record of how the checkpoint was made)."""
     given = config.trainer.get("default_root_dir")
     if given and os.path.normpath(given) != os.path.normpath(output_dir) and first_process():
-        print(f"[epspp] predict writes its configuration and logs in --pseudo_masks.output_dir {output_dir}, not in "
-              f"--trainer.default_root_dir {given}", file=sys.stderr)
+        print(
+            f"[epspp] predict writes its configuration and logs in --pseudo_masks.output_dir {output_dir}, not in "
+            f"--trainer.default_root_dir {given}",
+            file=sys.stderr,
+        )
     config.trainer.default_root_dir = output_dir
 
 
@@ -291,8 +314,11 @@ def resolve_run_paths(config: Any, root: str) -> None:
 def checkpoint_folders(config: Any) -> list[Path]:
     """The folders the config's ModelCheckpoint callbacks write in (relative ones inside ``default_root_dir``)."""
     root = config.trainer.get("default_root_dir") or "."
-    folders = [Path(inside(root, callback.init_args.get("dirpath") or "checkpoints"))
-               for callback in config.trainer.get("callbacks") or [] if callback.class_path.endswith("ModelCheckpoint")]
+    folders = [
+        Path(inside(root, callback.init_args.get("dirpath") or "checkpoints"))
+        for callback in config.trainer.get("callbacks") or []
+        if callback.class_path.endswith("ModelCheckpoint")
+    ]
     return list(dict.fromkeys(folders)) or [Path(root, "checkpoints")]
 
 
@@ -300,14 +326,21 @@ def keyword_checkpoint(config: Any, keyword: str) -> Path | None:
     """The file ``--ckpt_path last`` (the newest ``last*.ckpt``, as Lightning picks it) or ``best`` (the monitored
     ModelCheckpoint's ``<filename>.ckpt``) stands for in the config's checkpoint folders; None when there is none."""
     if keyword == "last":
-        found = [path for folder in checkpoint_folders(config) if folder.is_dir() for path in folder.iterdir()
-                 if re.fullmatch(r"last(-\d+)?\.ckpt", path.name) and path.is_file()]
+        found = [
+            path
+            for folder in checkpoint_folders(config)
+            if folder.is_dir()
+            for path in folder.iterdir()
+            if re.fullmatch(r"last(-\d+)?\.ckpt", path.name) and path.is_file()
+        ]
         return max(found, key=lambda path: path.stat().st_mtime) if found else None
     for callback in config.trainer.get("callbacks") or []:
         if callback.class_path.endswith("ModelCheckpoint") and callback.init_args.get("monitor"):
             root = config.trainer.get("default_root_dir") or "."
-            path = Path(inside(root, callback.init_args.get("dirpath") or "checkpoints"),
-                        f"{callback.init_args.get('filename') or 'best'}.ckpt")
+            path = Path(
+                inside(root, callback.init_args.get("dirpath") or "checkpoints"),
+                f"{callback.init_args.get('filename') or 'best'}.ckpt",
+            )
             return path if path.is_file() else None
     return None
 
@@ -315,7 +348,7 @@ def keyword_checkpoint(config: Any, keyword: str) -> Path | None:
 def run_name(root: str) -> str:
     """W&B run name from the run folder: ``runs/demo/eps++/localization`` -> ``demo/eps++/localization``."""
     parts = os.path.normpath(root).split(os.sep)
-    return "/".join(parts[parts.index("runs") + 1:] if "runs" in parts else parts[-3:])
+    return "/".join(parts[parts.index("runs") + 1 :] if "runs" in parts else parts[-3:])
 
 
 def inside(root: str, path: str) -> str:

@@ -49,7 +49,7 @@ def window_means(folder: Path, key: str, steps: int = 50) -> list[float]:
     """Means of IRD's ``key`` over consecutive windows of ``steps`` training steps (0-49, 50-99, ...; a last
     partial window included)."""
     values = telemetry_values(folder, key)
-    return [sum(part) / len(part) for part in (values[i:i + steps] for i in range(0, len(values), steps))]
+    return [sum(part) / len(part) for part in (values[i : i + steps] for i in range(0, len(values), steps))]
 
 
 def recorded_warnings(folder: Path) -> list[str]:
@@ -80,8 +80,14 @@ def ird_summary(folder: Path, steps: int = 50) -> dict | None:
     def rounded(value: float | None) -> float | None:
         return None if value is None else round(value, 4)
 
-    return {"recorded_steps": len(telemetry_values(folder, "inconsistent_salient")), "window": steps,
-            "last_steps": {key: rounded(mean_over_last_steps(folder, key, steps)) for key in TELEMETRY_KEYS},
-            "windows": {key: [rounded(v) for v in window_means(folder, key, steps)]
-                        for key in ("inconsistent_salient", "fg_salient")},
-            "collapse_step": collapse_step(folder), "warnings": recorded_warnings(folder)}
+    return {
+        "recorded_steps": len(telemetry_values(folder, "inconsistent_salient")),
+        "window": steps,
+        "last_steps": {key: rounded(mean_over_last_steps(folder, key, steps)) for key in TELEMETRY_KEYS},
+        "windows": {
+            key: [rounded(v) for v in window_means(folder, key, steps)]
+            for key in ("inconsistent_salient", "fg_salient")
+        },
+        "collapse_step": collapse_step(folder),
+        "warnings": recorded_warnings(folder),
+    }

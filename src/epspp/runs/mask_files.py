@@ -44,5 +44,7 @@ def mask_files(folder: str | Path) -> dict[str, Path]:
 def refuse_overview(path: Path, image_id: str) -> None:
     """Fail when the mask ``path`` of ``image_id`` is in fact an overview picture (an image named ``overview``)."""
     if path.name == OVERVIEW and is_overview(path):
-        raise DatasetError(f"{path} is the overview picture drawn by `epspp render`, not the mask of image id "
-                           f"{image_id!r}: move it (epspp render --out FILE) and predict the masks again")
+        raise DatasetError(
+            f"{path} is the overview picture drawn by `epspp render`, not the mask of image id "
+            f"{image_id!r}: move it (epspp render --out FILE) and predict the masks again"
+        )

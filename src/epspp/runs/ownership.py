@@ -34,8 +34,10 @@ def refuse_inside(output: str | Path, inputs: Mapping[str | Path | None, str], o
             continue
         resolved = Path(folder).resolve()
         if out == resolved or resolved in out.parents:
-            raise OutputError(f"{option} {output} is inside {what} {folder}: writing there would add to or replace "
-                              "files that are not this command's; choose a folder of its own")
+            raise OutputError(
+                f"{option} {output} is inside {what} {folder}: writing there would add to or replace "
+                "files that are not this command's; choose a folder of its own"
+            )
 
 
 class OutputRecord:
@@ -53,8 +55,14 @@ class OutputRecord:
         self.files, self.adopted = files, adopted
 
     @classmethod
-    def open(cls, folder: str | Path, command: str, option: str, legacy: Callable[[Path], bool] | None = None,
-             per_file: bool = True) -> OutputRecord:
+    def open(
+        cls,
+        folder: str | Path,
+        command: str,
+        option: str,
+        legacy: Callable[[Path], bool] | None = None,
+        per_file: bool = True,
+    ) -> OutputRecord:
         """The record of ``folder`` for ``command`` (``epspp prepare coco``), given as ``option`` (``--out``).
 
         Raises:
@@ -70,18 +78,22 @@ class OutputRecord:
                 record = json.loads(path.read_text(encoding="utf-8"))
                 owner, listed = record["command"], record.get("files")
             except (OSError, ValueError, KeyError, TypeError) as error:
-                raise OutputError(f"cannot read {path} ({error}): it is not a record of epspp; choose another "
-                                  f"{option}") from None
+                raise OutputError(
+                    f"cannot read {path} ({error}): it is not a record of epspp; choose another {option}"
+                ) from None
             if owner != command:
-                raise OutputError(f"{option} {folder} was written by `{owner}` ({path}), not `{command}`: "
-                                  f"choose another {option}")
+                raise OutputError(
+                    f"{option} {folder} was written by `{owner}` ({path}), not `{command}`: choose another {option}"
+                )
             return cls(folder, command, option, set(listed) if per_file and listed is not None else None, False)
         entries = sorted(folder.iterdir(), key=lambda p: (p.name.startswith("."), p.name)) if folder.is_dir() else []
         if entries and holds_no_file(folder):  # empty folders (left by an older epspp's failed run) hold nothing
             entries = []
         if entries and not (legacy and legacy(folder)):
-            raise OutputError(f"{option} {folder} holds files that `{command}` did not write (e.g. {entries[0]}): "
-                              f"choose an empty or new {option} (epspp never replaces other files)")
+            raise OutputError(
+                f"{option} {folder} holds files that `{command}` did not write (e.g. {entries[0]}): "
+                f"choose an empty or new {option} (epspp never replaces other files)"
+            )
         return cls(folder, command, option, set() if per_file else None, bool(entries))
 
     def claim(self, paths: Iterable[str | Path] = ()) -> None:
@@ -95,8 +107,10 @@ class OutputRecord:
         if self.files is not None and not self.adopted:
             for name in names:
                 if name not in self.files and os.path.lexists(self.folder / name):
-                    raise OutputError(f"{self.folder / name} was not written by `{self.command}` (it is not in "
-                                      f"{self.folder / RECORD}): move it, or choose another {self.option}")
+                    raise OutputError(
+                        f"{self.folder / name} was not written by `{self.command}` (it is not in "
+                        f"{self.folder / RECORD}): move it, or choose another {self.option}"
+                    )
         if self.files is not None:
             self.files.update(names)
         self.save()
@@ -119,8 +133,13 @@ class OutputRecord:
         os.replace(tmp, path)
 
 
-def claim_folder(folder: str | Path, command: str, option: str, inputs: Mapping[str | Path | None, str] | None = None,
-                 legacy: Callable[[Path], bool] | None = None) -> None:
+def claim_folder(
+    folder: str | Path,
+    command: str,
+    option: str,
+    inputs: Mapping[str | Path | None, str] | None = None,
+    legacy: Callable[[Path], bool] | None = None,
+) -> None:
     """Make ``folder`` (new, empty, or already the command's, and outside ``inputs``) the output folder of
     ``command`` as a whole (``epspp demo``, ``epspp study``)."""
     refuse_inside(folder, inputs or {}, option)
@@ -143,14 +162,16 @@ def holds_stage_marker(folder: Path) -> bool:
     return False
 
 
-def check_output_file(path: str | Path, command: str, option: str, ours: Callable[[Path], bool],
-                      overwrite: bool = False) -> None:
+def check_output_file(
+    path: str | Path, command: str, option: str, ours: Callable[[Path], bool], overwrite: bool = False
+) -> None:
     """Fail when the file ``path`` exists and ``ours(path)`` says ``command`` did not write it (unless
     ``overwrite``), or when ``path`` is a folder."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{option} {path} is a folder: give a file name")
     if os.path.lexists(path) and not overwrite and not ours(path):
-        raise OutputError(f"{option} {path} exists and was not written by `{command}`: choose another {option}, or "
-                          "pass --overwrite to replace it")
-
+        raise OutputError(
+            f"{option} {path} exists and was not written by `{command}`: choose another {option}, or "
+            "pass --overwrite to replace it"
+        )

@@ -108,9 +108,15 @@ def progress_line(stage: str, unit: str, clock: StageClock, loss: float | None =
 def progress_record(clock: StageClock, now: float, done: bool, stage: str = "fit") -> dict:
     """The fields of ``progress.json`` (the format ``epspp run`` and ``epspp demo`` read: keep it)."""
     eta = 0.0 if done else clock.eta
-    return {"stage": stage, "step": int(clock.done), "max_steps": int(clock.total),
-            "elapsed_s": round(clock.elapsed(now), 3), "steps_per_s": round(clock.rate or 0.0, 4),
-            "eta_s": None if eta is None else round(eta, 3), "done": bool(done)}
+    return {
+        "stage": stage,
+        "step": int(clock.done),
+        "max_steps": int(clock.total),
+        "elapsed_s": round(clock.elapsed(now), 3),
+        "steps_per_s": round(clock.rate or 0.0, 4),
+        "eta_s": None if eta is None else round(eta, 3),
+        "done": bool(done),
+    }
 
 
 def write_progress(folder: str | Path, record: dict) -> Path:

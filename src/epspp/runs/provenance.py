@@ -19,8 +19,9 @@ from epspp.runs.ownership import refuse_inside
 PROVENANCE = "provenance.json"
 
 
-def refuse_dataset_folder(output_dir: Path, folders: dict[str, Path],
-                          option: str = "--pseudo_masks.output_dir") -> None:
+def refuse_dataset_folder(
+    output_dir: Path, folders: dict[str, Path], option: str = "--pseudo_masks.output_dir"
+) -> None:
     """Fail when ``output_dir`` is, or is inside, one of the dataset's ``folders`` (name -> folder).
 
     Writing masks there would replace ground truth, images or saliency maps.
@@ -35,8 +36,10 @@ def refuse_escaping_folders(output_dir: Path, derived: dict[str, Path], folders:
     for option, path in derived.items():
         resolved = path.resolve()
         if resolved != out and out not in resolved.parents:
-            raise DatasetError(f"{option} makes the writer write in {resolved}, outside --pseudo_masks.output_dir "
-                               f"{out} (through '..', an absolute path or a symlink): give a plain sub-folder name")
+            raise DatasetError(
+                f"{option} makes the writer write in {resolved}, outside --pseudo_masks.output_dir "
+                f"{out} (through '..', an absolute path or a symlink): give a plain sub-folder name"
+            )
         refuse_dataset_folder(path, folders, option)
 
 
@@ -47,8 +50,9 @@ def check_writable(output_dir: Path) -> None:
     except OSError as error:
         raise DatasetError(f"cannot create --pseudo_masks.output_dir {output_dir}: {error.strerror}") from None
     if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise DatasetError(f"--pseudo_masks.output_dir {output_dir} is not writable: choose another folder "
-                           "or fix its permissions")
+        raise DatasetError(
+            f"--pseudo_masks.output_dir {output_dir} is not writable: choose another folder or fix its permissions"
+        )
 
 
 def sha256(path: str | Path) -> str:
@@ -65,8 +69,10 @@ def dataset_identity(dataset: Any) -> dict:
     order; for a plain image folder the folder alone (images added to it are predicted on a rerun)."""
     if getattr(dataset, "root", None) is None:
         return {"root": str(Path(dataset.image_dir).resolve()), "ids_sha256": None}
-    return {"root": str(Path(dataset.root).resolve()),
-            "ids_sha256": hashlib.sha256("\n".join(dataset.ids).encode("utf-8")).hexdigest()}
+    return {
+        "root": str(Path(dataset.root).resolve()),
+        "ids_sha256": hashlib.sha256("\n".join(dataset.ids).encode("utf-8")).hexdigest(),
+    }
 
 
 def provenance(module: Any, data_hparams: dict, checkpoint: str | Path | None, dataset: dict) -> dict:
@@ -91,30 +97,42 @@ def check_resume(output_dir: Path, record: dict, done: int, overwrite: bool) -> 
     path = output_dir / PROVENANCE
     if not path.is_file():
         if done:
-            raise DatasetError(f"{output_dir} already holds {done} masks of unknown provenance (no {PROVENANCE}): "
-                               "choose an empty folder, or set --pseudo_masks.overwrite true to rewrite them")
-        others = [output_dir / "manifest.json"] + sorted(output_dir.glob("scores/[!.]*.npy"))[:1] + sorted(
-            output_dir.glob("overlays/[!.]*.png"))[:1]
+            raise DatasetError(
+                f"{output_dir} already holds {done} masks of unknown provenance (no {PROVENANCE}): "
+                "choose an empty folder, or set --pseudo_masks.overwrite true to rewrite them"
+            )
+        others = (
+            [output_dir / "manifest.json"]
+            + sorted(output_dir.glob("scores/[!.]*.npy"))[:1]
+            + sorted(output_dir.glob("overlays/[!.]*.png"))[:1]
+        )
         for other in others:
             if other.is_file():
-                raise DatasetError(f"{other} was not written by the mask writer (no {PROVENANCE} in {output_dir}): "
-                                   "choose an empty folder, or set --pseudo_masks.overwrite true to replace it")
+                raise DatasetError(
+                    f"{other} was not written by the mask writer (no {PROVENANCE} in {output_dir}): "
+                    "choose an empty folder, or set --pseudo_masks.overwrite true to replace it"
+                )
         return
     try:
         earlier = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise DatasetError(f"cannot read {path} ({error}): set --pseudo_masks.overwrite true to rewrite the "
-                           "folder") from None
+        raise DatasetError(
+            f"cannot read {path} ({error}): set --pseudo_masks.overwrite true to rewrite the folder"
+        ) from None
     if not isinstance(earlier, dict) or not {"checkpoint_sha256", "model", "inference"} <= set(earlier):
-        raise DatasetError(f"{path} is not the mask writer's record of its folder: choose another "
-                           "--pseudo_masks.output_dir, or set --pseudo_masks.overwrite true to replace it")
+        raise DatasetError(
+            f"{path} is not the mask writer's record of its folder: choose another "
+            "--pseudo_masks.output_dir, or set --pseudo_masks.overwrite true to replace it"
+        )
     if not done:
         return
     changed = [key for key in _flat(record) if _flat(record)[key] != _flat(earlier).get(key)]
     if changed:
         detail = ", ".join(f"{key}: {_flat(earlier).get(key)!r} -> {_flat(record)[key]!r}" for key in changed[:4])
-        raise DatasetError(f"the {done} masks in {output_dir} were made differently ({detail}): resuming would mix "
-                           "two runs; use another --pseudo_masks.output_dir, or --pseudo_masks.overwrite true")
+        raise DatasetError(
+            f"the {done} masks in {output_dir} were made differently ({detail}): resuming would mix "
+            "two runs; use another --pseudo_masks.output_dir, or --pseudo_masks.overwrite true"
+        )
 
 
 def write_provenance(output_dir: Path, record: dict) -> None:

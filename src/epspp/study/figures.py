@@ -31,8 +31,14 @@ def _save(figure: Any, path: Path, description: str) -> None:
     os.replace(tmp, path)
 
 
-def plot_lines(path: Path, panels: Sequence[str], xs: Sequence[float], lines_of: Callable[[str], dict],
-               xlabel: str, title_of: Callable[[str], str]) -> None:
+def plot_lines(
+    path: Path,
+    panels: Sequence[str],
+    xs: Sequence[float],
+    lines_of: Callable[[str], dict],
+    xlabel: str,
+    title_of: Callable[[str], str],
+) -> None:
     """One panel per entry of ``panels``: a line per series (mean) with its 95% interval shaded; PNG at ``path``.
 
     ``lines_of(panel)`` maps ``(name, regime)`` to ``(means, half-widths, collapsed)``: a colour per name, a line
@@ -55,8 +61,9 @@ def plot_lines(path: Path, panels: Sequence[str], xs: Sequence[float], lines_of:
             marked = [i for i, flag in enumerate(collapsed) if flag]
             if marked:
                 any_collapsed = True
-                axis.scatter([xs[i] for i in marked], means[marked], marker="X", s=90, color=colour,
-                             edgecolors="black", zorder=3)
+                axis.scatter(
+                    [xs[i] for i in marked], means[marked], marker="X", s=90, color=colour, edgecolors="black", zorder=3
+                )
         axis.set_title(title_of(panel))
         axis.set_xticks(list(xs))
         axis.set_xlabel(xlabel)
@@ -70,14 +77,20 @@ def plot_lines(path: Path, panels: Sequence[str], xs: Sequence[float], lines_of:
     _save(figure, path, "panels: " + "; ".join(title_of(p) for p in panels))
 
 
-def plot_points(path: Path, panels: Sequence[str], categories: Sequence[str],
-                points_of: Callable[[str, str], list[tuple[float, bool]]], ylabel: str,
-                title_of: Callable[[str], str]) -> None:
+def plot_points(
+    path: Path,
+    panels: Sequence[str],
+    categories: Sequence[str],
+    points_of: Callable[[str, str], list[tuple[float, bool]]],
+    ylabel: str,
+    title_of: Callable[[str], str],
+) -> None:
     """One panel per entry of ``panels``, a column per category: every seed's value as a dot (an X where
     ``points_of(panel, category)`` flags it collapsed) and the mean as a bar."""
     plt = _pyplot()
-    figure, axes = plt.subplots(1, len(panels), figsize=(0.9 * len(categories) * len(panels) + 1.5, 3.8),
-                                squeeze=False, sharey=True)
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(0.9 * len(categories) * len(panels) + 1.5, 3.8), squeeze=False, sharey=True
+    )
     any_collapsed = False
     for axis, panel in zip(axes[0], panels, strict=True):
         for i, category in enumerate(categories):
@@ -89,8 +102,15 @@ def plot_points(path: Path, panels: Sequence[str], categories: Sequence[str],
             offsets = np.linspace(-0.15, 0.15, len(points)) if len(points) > 1 else [0.0]
             for offset, (value, collapsed) in zip(offsets, points, strict=True):
                 any_collapsed |= collapsed
-                axis.scatter(i + offset, value, marker="X" if collapsed else "o", s=60 if collapsed else 22,
-                             color=f"C{i}", edgecolors="black", zorder=3)
+                axis.scatter(
+                    i + offset,
+                    value,
+                    marker="X" if collapsed else "o",
+                    s=60 if collapsed else 22,
+                    color=f"C{i}",
+                    edgecolors="black",
+                    zorder=3,
+                )
         axis.set_xticks(range(len(categories)), categories, rotation=30, ha="right", fontsize=8)
         axis.set_title(title_of(panel))
         axis.grid(alpha=0.3, axis="y")
@@ -109,6 +129,7 @@ def log_to_wandb(out: Path, name: str, columns: Sequence[str], rows: Sequence[di
 
     run = wandb.init(project="epspp", name=name, dir=str(out), job_type="study", reinit=True)
     data = [[None if r[c] in ("", None) else r[c] for c in columns] for r in rows]  # a W&B column holds one type
-    run.log({f"{name}/table": wandb.Table(columns=list(columns), data=data),
-             f"{name}/figure": wandb.Image(str(figure))})
+    run.log(
+        {f"{name}/table": wandb.Table(columns=list(columns), data=data), f"{name}/figure": wandb.Image(str(figure))}
+    )
     run.finish()

@@ -10,15 +10,20 @@ from typing import Any
 from epspp.demo import METHODS
 
 #: error type of the study -> the synthetic generator's rate argument
-ERROR_TYPES = {"missing_class": "missing_class_rate", "missing_object": "missing_part_rate",
-               "false_coverage": "false_coverage_rate"}
+ERROR_TYPES = {
+    "missing_class": "missing_class_rate",
+    "missing_object": "missing_part_rate",
+    "false_coverage": "false_coverage_rate",
+}
 #: background thresholds scored from the saved score maps (one is chosen on val, train is reported at it)
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 #: method of the study -> (its stage-1 config, overrides). ``eps++/no-pamr`` is an ablation, not the paper (IRD with
 #: M_r = M, no PAMR); ``eps++/softmax`` is EPS++ under the other reading of B() (the summed softmax maps)
-STUDY_METHODS = {**{name: (config, []) for name, config in METHODS.items()},
-                 "eps++/no-pamr": (METHODS["eps++"], ["--model.init_args.ird_refine", "none"]),
-                 "eps++/softmax": (METHODS["eps++"], ["--model.init_args.ird_threshold_maps", "softmax"])}
+STUDY_METHODS = {
+    **{name: (config, []) for name, config in METHODS.items()},
+    "eps++/no-pamr": (METHODS["eps++"], ["--model.init_args.ird_refine", "none"]),
+    "eps++/softmax": (METHODS["eps++"], ["--model.init_args.ird_threshold_maps", "softmax"]),
+}
 DEFAULT_METHODS = tuple(METHODS)
 #: the arms of ``epspp study readings``: CAM, EPS, EPS++ under both readings of B(), and the ablation
 READING_METHODS = ("cam", "eps", "eps++", "eps++/softmax", "eps++/no-pamr")
@@ -28,13 +33,18 @@ SETTINGS = ("labeled_only", "ssss", "ssss_eps", "wsss", "wsss_eps")
 BOTH_REGIMES = ["scratch", "pretrained"]
 #: the default grids (sized so that ``make study`` runs saliency-errors and labeled-fraction within 120 min on 2 cores,
 #: BENCHMARKS.md; the labelled-fraction study in the papers' regime only) and the full grids of ``--full-grid``
-DEFAULT_GRID: dict[str, Any] = {"rates": [0.0, 0.5], "seeds": [0, 1, 2], "fractions": [0.02],
-                                "regimes": {"saliency-errors": BOTH_REGIMES, "labeled-fraction": ["pretrained"],
-                                            "readings": BOTH_REGIMES}}
-FULL_GRID: dict[str, Any] = {"rates": [0.0, 0.25, 0.5, 0.75], "seeds": [0, 1, 2, 3, 4],
-                             "fractions": [0.01, 0.02, 0.05, 0.1, 0.2],
-                             "regimes": {"saliency-errors": BOTH_REGIMES, "labeled-fraction": BOTH_REGIMES,
-                                         "readings": BOTH_REGIMES}}
+DEFAULT_GRID: dict[str, Any] = {
+    "rates": [0.0, 0.5],
+    "seeds": [0, 1, 2],
+    "fractions": [0.02],
+    "regimes": {"saliency-errors": BOTH_REGIMES, "labeled-fraction": ["pretrained"], "readings": BOTH_REGIMES},
+}
+FULL_GRID: dict[str, Any] = {
+    "rates": [0.0, 0.25, 0.5, 0.75],
+    "seeds": [0, 1, 2, 3, 4],
+    "fractions": [0.01, 0.02, 0.05, 0.1, 0.2],
+    "regimes": {"saliency-errors": BOTH_REGIMES, "labeled-fraction": BOTH_REGIMES, "readings": BOTH_REGIMES},
+}
 
 
 @dataclass(frozen=True)
@@ -77,11 +87,17 @@ def saliency_name(error_type: str, rate: float) -> str:
     return "clean" if rate == 0 else f"{error_type}_{rate:g}"
 
 
-def saliency_grid(regimes: Sequence[str], error_types: Sequence[str], rates: Sequence[float],
-                  methods: Sequence[str], seeds: Sequence[int]) -> list[Cell]:
+def saliency_grid(
+    regimes: Sequence[str],
+    error_types: Sequence[str],
+    rates: Sequence[float],
+    methods: Sequence[str],
+    seeds: Sequence[int],
+) -> list[Cell]:
     """Every (regime, error type, rate, method, seed) point."""
-    return [Cell(g, e, float(r), m, s) for g in regimes for s in seeds for m in methods for e in error_types
-            for r in rates]
+    return [
+        Cell(g, e, float(r), m, s) for g in regimes for s in seeds for m in methods for e in error_types for r in rates
+    ]
 
 
 def unique_trainings(cells: Sequence[Cell]) -> list[Training]:

@@ -75,8 +75,11 @@ class Context:
 
     def init(self, regime: str, seed: int) -> list[str]:
         """The overrides that start a fit of ``regime`` and ``seed``: the seed's stage-0 backbone, if pretrained."""
-        return ["--model.init_args.pretrained_path", str(pretrain_folder(self.out, seed) / "backbone.pth")] \
-            if regime == "pretrained" else []
+        return (
+            ["--model.init_args.pretrained_path", str(pretrain_folder(self.out, seed) / "backbone.pth")]
+            if regime == "pretrained"
+            else []
+        )
 
 
 def pretrain_folder(out: Path, seed: int) -> Path:
@@ -87,8 +90,16 @@ def pretrain_folder(out: Path, seed: int) -> Path:
 def pretrain(ctx: Context, corpus: Path, seed: int) -> dict:
     """Stage 0 of one seed on the corpus ``corpus``: ``OUT/pretrain/seed<S>/backbone.pth``; its marker."""
     folder = pretrain_folder(ctx.out, seed)
-    return ctx.runner.run_stage(pretrain_stage(ctx.configs, corpus, folder, init=["--seed_everything", str(seed)],
-                                               overrides=ctx.overrides, name=f"stage 0 seed {seed}"))
+    return ctx.runner.run_stage(
+        pretrain_stage(
+            ctx.configs,
+            corpus,
+            folder,
+            init=["--seed_everything", str(seed)],
+            overrides=ctx.overrides,
+            name=f"stage 0 seed {seed}",
+        )
+    )
 
 
 def pretrain_all(ctx: Context, regimes: Sequence[str], seeds: Sequence[int], parallel: int) -> None:
@@ -98,8 +109,17 @@ def pretrain_all(ctx: Context, regimes: Sequence[str], seeds: Sequence[int], par
     folder = ctx.out / "pretrain_corpus"
     corpus = folder / "data"
     ctx.runner.run_stage(Stage("pretraining corpus", folder, ("prepare", "pretrain-corpus", "--root", str(corpus))))
-    run_all([(f"stage 0 seed {seed}", pretrain_folder(ctx.out, seed) / "stage.json",
-              functools.partial(pretrain, ctx, corpus, seed)) for seed in seeds], parallel)
+    run_all(
+        [
+            (
+                f"stage 0 seed {seed}",
+                pretrain_folder(ctx.out, seed) / "stage.json",
+                functools.partial(pretrain, ctx, corpus, seed),
+            )
+            for seed in seeds
+        ],
+        parallel,
+    )
 
 
 def localization(ctx: Context, training: Training) -> dict:
@@ -119,29 +139,56 @@ def localization(ctx: Context, training: Training) -> dict:
     saliency = ["--data.saliency_dir", str(ctx.saliency / training.saliency)]
     logs = folder / "localization"
     start = ctx.init(training.regime, training.seed)
-    stages = [fit_stage(f"fit {training}", logs, [configs / config], ctx.root, extra=[*saliency, *method_overrides],
-                        init=["--seed_everything", str(training.seed), *start], overrides=ctx.overrides,
-                        inputs=[Path(start[1]).parent] if start else [])]
+    stages = [
+        fit_stage(
+            f"fit {training}",
+            logs,
+            [configs / config],
+            ctx.root,
+            extra=[*saliency, *method_overrides],
+            init=["--seed_everything", str(training.seed), *start],
+            overrides=ctx.overrides,
+            inputs=[Path(start[1]).parent] if start else [],
+        )
+    ]
     masks = {split: folder / name for split, name in (("train", "pseudo_masks"), ("val", "val_masks"))}
-    stages += [predict_stage(f"predict {split} {training}", masks[split], [configs / "pseudo_masks.yaml"], ctx.root,
-                             last_checkpoint(logs), extra=[*saliency, "--data.predict_split", split],
-                             overrides=["--pseudo_masks.save_scores", "true", "--trainer.enable_progress_bar", "false"],
-                             inputs=[logs]) for split in masks]
+    stages += [
+        predict_stage(
+            f"predict {split} {training}",
+            masks[split],
+            [configs / "pseudo_masks.yaml"],
+            ctx.root,
+            last_checkpoint(logs),
+            extra=[*saliency, "--data.predict_split", split],
+            overrides=["--pseudo_masks.save_scores", "true", "--trainer.enable_progress_bar", "false"],
+            inputs=[logs],
+        )
+        for split in masks
+    ]
     ctx.runner.run(stages)
     manifest = json.loads((masks["train"] / "manifest.json").read_text())
     names = read_classes(ctx.root)
-    sweeps = {split: sweep_bg_threshold(masks[split], ctx.root, split, list(THRESHOLDS), class_names=names)["metrics"]
-              for split in masks}
+    sweeps = {
+        split: sweep_bg_threshold(masks[split], ctx.root, split, list(THRESHOLDS), class_names=names)["metrics"]
+        for split in masks
+    }
     choice = threshold_choice(list(THRESHOLDS), sweeps["val"], sweeps["train"], "val", "train", names)
     ird = ird_summary(logs, TELEMETRY_STEPS)
     last = (ird or {}).get("last_steps", {})
-    scores = {"configured": manifest["miou"], "bg_threshold": manifest["config"]["model"]["bg_threshold"],
-              "val_chosen": choice["chosen_bg_threshold_miou"], "val_chosen_threshold": choice["chosen_bg_threshold"],
-              "train_sweep": choice["bg_threshold_sweep"], "val_sweep": choice["choice_sweep"],
-              "per_class_iou": manifest.get("per_class_iou"),
-              "per_class_iou_val_chosen": choice["chosen_per_class_iou"],
-              "inconsistent_salient": last.get("inconsistent_salient"), "fg_salient": last.get("fg_salient"),
-              "collapse_step": (ird or {}).get("collapse_step"), "ird": ird}
+    scores = {
+        "configured": manifest["miou"],
+        "bg_threshold": manifest["config"]["model"]["bg_threshold"],
+        "val_chosen": choice["chosen_bg_threshold_miou"],
+        "val_chosen_threshold": choice["chosen_bg_threshold"],
+        "train_sweep": choice["bg_threshold_sweep"],
+        "val_sweep": choice["choice_sweep"],
+        "per_class_iou": manifest.get("per_class_iou"),
+        "per_class_iou_val_chosen": choice["chosen_per_class_iou"],
+        "inconsistent_salient": last.get("inconsistent_salient"),
+        "fg_salient": last.get("fg_salient"),
+        "collapse_step": (ird or {}).get("collapse_step"),
+        "ird": ird,
+    }
     write_json(scores_path, scores)
     return scores
 
@@ -166,8 +213,11 @@ def run_all(jobs: Sequence[tuple[str, Path, Callable[[], dict]]], parallel: int)
             left = len(jobs) - len(results)
             eta = statistics.mean(timed) * left / parallel if timed else 0.0
             took = "done before" if before else f"{elapsed:.0f} s"
-            print(f"[study] {len(results)}/{len(jobs)} {name}: {took}; {time.perf_counter() - start:.0f} s so far, "
-                  f"about {eta / 60:.0f} min left", flush=True)
+            print(
+                f"[study] {len(results)}/{len(jobs)} {name}: {took}; {time.perf_counter() - start:.0f} s so far, "
+                f"about {eta / 60:.0f} min left",
+                flush=True,
+            )
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         futures = [pool.submit(one, *job) for job in jobs]
@@ -194,19 +244,29 @@ def prepare(ctx: Context, num_classes: int, sizes: dict[str, int | None]) -> Non
     if not meta.is_file():
         print(f"[study] generating the synthetic dataset ({num_classes} classes) in {ctx.root}", flush=True)
         dataset_sizes: dict[str, Any] = {k: v if v is not None else defaults[k] for k, v in sizes.items()}
-        generate_synthetic(ctx.root, **dataset_sizes,
-                           missing_class_rate=0.0, missing_part_rate=0.0, false_coverage_rate=0.0,
-                           num_classes=num_classes)
+        generate_synthetic(
+            ctx.root,
+            **dataset_sizes,
+            missing_class_rate=0.0,
+            missing_part_rate=0.0,
+            false_coverage_rate=0.0,
+            num_classes=num_classes,
+        )
         return
     params = json.loads(meta.read_text())["params"]
     found = int(params.get("num_classes", 5))
     if found != num_classes:
-        raise StudyError(f"{ctx.root} holds a synthetic dataset of {found} classes, not --num-classes {num_classes}: "
-                         f"pass --num-classes {found}, or another --root")
+        raise StudyError(
+            f"{ctx.root} holds a synthetic dataset of {found} classes, not --num-classes {num_classes}: "
+            f"pass --num-classes {found}, or another --root"
+        )
     for key, value in sizes.items():
         if value is not None and params.get(key) != value:
-            print(f"[study] note: --{key.replace('_', '-')} {value} is not used: {ctx.root} exists with "
-                  f"{key} {params.get(key)} and is not regenerated (pass another --root or --out)", flush=True)
+            print(
+                f"[study] note: --{key.replace('_', '-')} {value} is not used: {ctx.root} exists with "
+                f"{key} {params.get(key)} and is not regenerated (pass another --root or --out)",
+                flush=True,
+            )
 
 
 def saliency_variants(ctx: Context, names: dict[str, dict[str, float]]) -> None:
@@ -235,8 +295,11 @@ def labeled_split(root: Path, fraction: float, own_root: bool = True) -> str:
     path = root / "ImageSets" / "Segmentation" / f"{name}.txt"
     if not path.is_file():
         if not own_root:
-            print(f"[study] note: adding the labelled split {path} to the dataset --root {root} (the stages read "
-                  "splits from the root)", flush=True)
+            print(
+                f"[study] note: adding the labelled split {path} to the dataset --root {root} (the stages read "
+                "splits from the root)",
+                flush=True,
+            )
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text("".join(f"{ids[i]}\n" for i in sorted(order[:count])))
         os.replace(tmp, path)
@@ -249,8 +312,9 @@ def segmentation_folder(ctx: Context, regime: str, setting: str, seed: int, frac
     return ctx.runs / regime / "segmentation" / name / f"seed{seed}"
 
 
-def segmentation(ctx: Context, regime: str, setting: str, seed: int, fraction: float | None,
-                 pseudo: Path | None) -> dict:
+def segmentation(
+    ctx: Context, regime: str, setting: str, seed: int, fraction: float | None, pseudo: Path | None
+) -> dict:
     """One stage-3 fit (``setting``: labeled_only, ssss* or wsss*, on the pseudo-masks ``pseudo``) and the val mIoU
     of its last checkpoint (cached in ``score.json``)."""
     from epspp.runs.logs import last_logged
@@ -263,23 +327,58 @@ def segmentation(ctx: Context, regime: str, setting: str, seed: int, fraction: f
     config = "segmentation_ssss.yaml" if setting.startswith("ssss") else "segmentation_wsss.yaml"
     args = ["--config", str(ctx.stage_configs(regime) / config)]
     if setting == "labeled_only":
-        args += ["--data.pseudo_mask_dir", "null", "--data.train_split",
-                 labeled_split(ctx.root, cast(float, fraction), ctx.owns_root)]  # set for these settings
+        args += [
+            "--data.pseudo_mask_dir",
+            "null",
+            "--data.train_split",
+            labeled_split(ctx.root, cast(float, fraction), ctx.owns_root),
+        ]  # set for these settings
     elif setting.startswith("ssss"):
-        args += ["--data.pseudo_mask_dir", str(pseudo), "--data.labeled_split",
-                 labeled_split(ctx.root, cast(float, fraction), ctx.owns_root)]
+        args += [
+            "--data.pseudo_mask_dir",
+            str(pseudo),
+            "--data.labeled_split",
+            labeled_split(ctx.root, cast(float, fraction), ctx.owns_root),
+        ]
     else:
         args += ["--data.pseudo_mask_dir", str(pseudo)]
     start = ctx.init(regime, seed)
-    fit = Stage(f"segmentation {name}", folder,
-                ("fit", *args, "--data.root", str(ctx.root), "--trainer.default_root_dir", str(folder),
-                 "--seed_everything", str(seed), *start), tuple(ctx.overrides),
-                inputs=(*([Path(start[1]).parent] if start else []), *([pseudo] if pseudo else [])), resume=True)
+    fit = Stage(
+        f"segmentation {name}",
+        folder,
+        (
+            "fit",
+            *args,
+            "--data.root",
+            str(ctx.root),
+            "--trainer.default_root_dir",
+            str(folder),
+            "--seed_everything",
+            str(seed),
+            *start,
+        ),
+        tuple(ctx.overrides),
+        inputs=(*([Path(start[1]).parent] if start else []), *([pseudo] if pseudo else [])),
+        resume=True,
+    )
     # the number of the last checkpoint, whatever the fit's validation schedule
-    validate = Stage(f"validate {name}", folder / "validate",
-                     ("validate", *args, "--data.root", str(ctx.root), "--trainer.default_root_dir",
-                      str(folder / "validate"), "--ckpt_path", str(last_checkpoint(folder)),
-                      "--trainer.enable_progress_bar", "false"), inputs=(folder,))
+    validate = Stage(
+        f"validate {name}",
+        folder / "validate",
+        (
+            "validate",
+            *args,
+            "--data.root",
+            str(ctx.root),
+            "--trainer.default_root_dir",
+            str(folder / "validate"),
+            "--ckpt_path",
+            str(last_checkpoint(folder)),
+            "--trainer.enable_progress_bar",
+            "false",
+        ),
+        inputs=(folder,),
+    )
     ctx.runner.run([fit, validate])
     miou = last_logged(folder / "validate", "val/mIoU")
     if miou is None:

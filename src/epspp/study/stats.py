@@ -48,8 +48,11 @@ class Estimate:
         """Half the width of the confidence interval (NaN with fewer than two values)."""
         if self.n < 2:
             return math.nan
-        return float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, self.n - 1)) * statistics.stdev(self.values) / math.sqrt(
-            self.n)
+        return (
+            float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, self.n - 1))
+            * statistics.stdev(self.values)
+            / math.sqrt(self.n)
+        )
 
     @property
     def low(self) -> float:
@@ -105,15 +108,22 @@ class Claim:
     def row(self) -> dict:
         """The claim as a row of the claims table."""
         d = self.difference
-        return {"claim": self.name, "regime": self.regime, "threshold": self.threshold, "n": d.n,
-                "mean": round(d.mean, 3), "low": None if d.n < 2 else round(d.low, 3),
-                "high": None if d.n < 2 else round(d.high, 3),
-                "per_seed": ";".join(f"{s}:{v:+.3f}" for s, v in zip(self.seeds, d.values, strict=True)),
-                "direction": {1: "+", -1: "-", None: ""}[self.direction], "verdict": self.verdict, "note": self.note}
+        return {
+            "claim": self.name,
+            "regime": self.regime,
+            "threshold": self.threshold,
+            "n": d.n,
+            "mean": round(d.mean, 3),
+            "low": None if d.n < 2 else round(d.low, 3),
+            "high": None if d.n < 2 else round(d.high, 3),
+            "per_seed": ";".join(f"{s}:{v:+.3f}" for s, v in zip(self.seeds, d.values, strict=True)),
+            "direction": {1: "+", -1: "-", None: ""}[self.direction],
+            "verdict": self.verdict,
+            "note": self.note,
+        }
 
 
-CLAIM_COLUMNS = ("claim", "regime", "threshold", "n", "mean", "low", "high", "per_seed", "direction", "verdict",
-                 "note")
+CLAIM_COLUMNS = ("claim", "regime", "threshold", "n", "mean", "low", "high", "per_seed", "direction", "verdict", "note")
 
 
 def paired(values_a: dict[int, float], values_b: dict[int, float]) -> tuple[tuple[int, ...], Estimate]:
@@ -143,11 +153,15 @@ def mean_text(estimate: Estimate, digits: int = 1) -> str:
 
 def claims_markdown(claims: Sequence[Claim]) -> list[str]:
     """The claims as a Markdown table: the paired difference, its interval, n, the per-seed values, the verdict."""
-    lines = ["| claim | regime | threshold | n | paired difference, mean [95% t interval] | per seed | verdict |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| claim | regime | threshold | n | paired difference, mean [95% t interval] | per seed | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for claim in claims:
         per_seed = ", ".join(signed(v) for v in claim.difference.values)
         note = f" ({claim.note})" if claim.note else ""
-        lines.append(f"| {claim.name} | {claim.regime} | {claim.threshold} | {claim.difference.n} | "
-                     f"{interval_text(claim.difference)} | {per_seed} | **{claim.verdict}**{note} |")
+        lines.append(
+            f"| {claim.name} | {claim.regime} | {claim.threshold} | {claim.difference.n} | "
+            f"{interval_text(claim.difference)} | {per_seed} | **{claim.verdict}**{note} |"
+        )
     return lines

@@ -53,8 +53,10 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     except BaseException as error:
         Path(handle.name).unlink(missing_ok=True)
         if isinstance(error, OSError):
-            raise OutputError(f"cannot save checkpoint {path}: {error.strerror or error}: free space or choose "
-                              "another folder (the previous checkpoint is kept)") from None
+            raise OutputError(
+                f"cannot save checkpoint {path}: {error.strerror or error}: free space or choose "
+                "another folder (the previous checkpoint is kept)"
+            ) from None
         raise
     try:  # the rename itself survives a power cut once the folder is synced
         folder = os.open(path.parent, os.O_RDONLY)

@@ -98,8 +98,16 @@ class LocalizationModule(pl.LightningModule):
     hparams: AttributeDict  # the property's type, narrowed: save_hyperparameters() stores an AttributeDict
 
     #: arguments that ``epspp predict --ckpt_path`` takes from the config, not from the checkpoint
-    inference_options = ("scales", "flip", "bg_threshold", "refine", "map_kind", "pamr_iter", "pamr_dilations",
-                         "inference_resize")
+    inference_options = (
+        "scales",
+        "flip",
+        "bg_threshold",
+        "refine",
+        "map_kind",
+        "pamr_iter",
+        "pamr_dilations",
+        "inference_resize",
+    )
 
     def __init__(
         self,
@@ -146,8 +154,9 @@ class LocalizationModule(pl.LightningModule):
         self.class_names = class_names or ["background"] + [f"class_{i}" for i in range(1, num_classes + 1)]
         if len(self.class_names) != num_classes + 1:
             raise ValueError(f"class_names has {len(self.class_names)} entries, expected {num_classes + 1}")
-        body = FeatureBackbone(backbone, pretrained, pretrained_path, output_stride, backbone_kwargs, freeze_bn,
-                               freeze_stem)
+        body = FeatureBackbone(
+            backbone, pretrained, pretrained_path, output_stride, backbone_kwargs, freeze_bn, freeze_stem
+        )
         self.net = Classifier(body, num_classes)
         self.pamr = PAMR(pamr_iter, tuple(pamr_dilations))
         if refine == "crf":
@@ -175,17 +184,25 @@ class LocalizationModule(pl.LightningModule):
         (B, 1, h, w) bool, and ``threshold_map``, the refined map that B() thresholds (``ird_threshold_map``)."""
         hp = self.hparams
         if hp.saliency_loss != "none" and "saliency" not in batch:
-            raise ConfigError(f"saliency_loss {hp.saliency_loss} needs saliency maps, but the data serves none "
-                              "(--data.with_saliency false): set saliency_loss none or --data.with_saliency true")
+            raise ConfigError(
+                f"saliency_loss {hp.saliency_loss} needs saliency maps, but the data serves none "
+                "(--data.with_saliency false): set saliency_loss none or --data.with_saliency true"
+            )
         if hp.saliency_loss == "eps":
             overlap_test = self.global_step >= hp.eps_warmup_steps
             return eps_saliency_loss(cam, batch["saliency"], batch["label"], hp.tau, hp.lam, overlap_test), None
         if hp.saliency_loss == "ird":
             refined = self.refine_maps(batch["image"], cam)
             drop = self.global_step >= hp.ird_warmup_steps
-            loss, inconsistent = ird_saliency_loss(cam, batch["saliency"], batch["label"], refined,
-                                                   return_inconsistent=True, drop=drop,
-                                                   threshold_maps=hp.ird_threshold_maps)
+            loss, inconsistent = ird_saliency_loss(
+                cam,
+                batch["saliency"],
+                batch["label"],
+                refined,
+                return_inconsistent=True,
+                drop=drop,
+                threshold_maps=hp.ird_threshold_maps,
+            )
             threshold_map = ird_threshold_map(refined, batch["label"], hp.ird_threshold_maps)
             return loss, {"inconsistent": inconsistent, "threshold_map": threshold_map}
         return cam.new_zeros(()), None
@@ -208,8 +225,12 @@ class LocalizationModule(pl.LightningModule):
         loss_sal, ird = self.saliency_term(batch, cam)
         loss = loss_cls + self.hparams.saliency_weight * loss_sal
         self.train_ap.update(logits.detach(), batch["label"].long())
-        logs = {"train/loss": loss, "train/loss_cls": loss_cls, "train/loss_sal": loss_sal,
-                "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
+        logs = {
+            "train/loss": loss,
+            "train/loss_cls": loss_cls,
+            "train/loss_sal": loss_sal,
+            "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"],
+        }
         self.log_dict(logs, prog_bar=True, sync_dist=True, batch_size=len(logits))
         if ird is not None:
             self.watch_ird(cam, batch, ird)
@@ -223,8 +244,7 @@ class LocalizationModule(pl.LightningModule):
         telemetry = ird_telemetry(cam, batch["saliency"], batch["label"], ird["inconsistent"], ird["threshold_map"])
         reduced = self.trainer.strategy.reduce(torch.stack(list(telemetry.values())), reduce_op="mean")
         values = dict(zip(telemetry, reduced.tolist(), strict=True))
-        self.log_dict({f"train/{key}": value for key, value in values.items()}, prog_bar=False,
-                      batch_size=len(cam))
+        self.log_dict({f"train/{key}": value for key, value in values.items()}, prog_bar=False, batch_size=len(cam))
         self.ird_values = (self.global_step, values)
 
     def configure_callbacks(self) -> list[pl.Callback]:
@@ -259,8 +279,10 @@ class LocalizationModule(pl.LightningModule):
         self.val_f1.reset()
         self.val_cam.reset()
         if scored and self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            self.print(f"\nval CAM pseudo-mask IoU (single scale, step {self.global_step}):\n"
-                       + iou_table(scores["iou"], self.class_names))
+            self.print(
+                f"\nval CAM pseudo-mask IoU (single scale, step {self.global_step}):\n"
+                + iou_table(scores["iou"], self.class_names)
+            )
 
     @torch.no_grad()
     def explain(self, images: torch.Tensor, saliency: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -273,8 +295,9 @@ class LocalizationModule(pl.LightningModule):
         cam = self(images)
         size = images.shape[-2:]
         refined = self.refine_maps(images, cam)
-        _, inconsistent = ird_saliency_loss(cam, saliency, labels, refined, return_inconsistent=True,
-                                            threshold_maps=self.hparams.ird_threshold_maps)
+        _, inconsistent = ird_saliency_loss(
+            cam, saliency, labels, refined, return_inconsistent=True, threshold_maps=self.hparams.ird_threshold_maps
+        )
         maps = normalize_maps(F.interpolate(object_maps(cam, self.map_kind), size, mode="bilinear"), labels)
         return {
             "localization": maps.amax(dim=1),
@@ -297,8 +320,10 @@ class LocalizationModule(pl.LightningModule):
         for key, mine in (("mean", self.hparams.image_mean), ("std", self.hparams.image_std)):
             theirs = data.get(key)
             if theirs is not None and not torch.allclose(torch.tensor(theirs).double(), torch.tensor(mine).double()):
-                raise ConfigError(f"data.{key} {list(theirs)} differs from model image_{key} {list(mine)}: "
-                                  f"set --model.init_args.image_{key} to the data's values for pil_bicubic inference")
+                raise ConfigError(
+                    f"data.{key} {list(theirs)} differs from model image_{key} {list(mine)}: "
+                    f"set --model.init_args.image_{key} to the data's values for pil_bicubic inference"
+                )
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Pseudo-masks of one image per batch: multi-scale maps -> normalize -> (PAMR) -> argmax."""
@@ -313,8 +338,14 @@ class LocalizationModule(pl.LightningModule):
         elif hp.refine == "crf":
             scores = crf_refine_scores(image, scores, labels)
         mask = scores.argmax(dim=1)
-        return {"id": batch["id"], "mask": mask, "scores": scores, "label": labels,
-                "target": batch["mask"], "has_mask": batch["has_mask"]}
+        return {
+            "id": batch["id"],
+            "mask": mask,
+            "scores": scores,
+            "label": labels,
+            "target": batch["mask"],
+            "has_mask": batch["has_mask"],
+        }
 
     # ---------------------------------------------------------------- optimizer
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -327,7 +358,16 @@ class LocalizationModule(pl.LightningModule):
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """SGD (or the configured optimizer) with the poly schedule, stepped every batch."""
         hp = self.hparams
-        optimizer = build_optimizer(self.net.backbone, self.net.head, hp.optimizer, hp.lr, hp.head_lr_mult,
-                                    hp.weight_decay, hp.momentum, hp.bias_lr_mult, hp.bias_decay)
+        optimizer = build_optimizer(
+            self.net.backbone,
+            self.net.head,
+            hp.optimizer,
+            hp.lr,
+            hp.head_lr_mult,
+            hp.weight_decay,
+            hp.momentum,
+            hp.bias_lr_mult,
+            hp.bias_decay,
+        )
         schedule = poly_schedule(optimizer, self.trainer.estimated_stepping_batches, hp.poly_power)
         return {"optimizer": optimizer, "lr_scheduler": schedule}

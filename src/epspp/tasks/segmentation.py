@@ -94,8 +94,16 @@ class SegmentationModule(pl.LightningModule):
         check_segmentation_options(self.hparams)
         self.num_classes = num_classes
         self.class_names = class_names or ["background"] + [f"class_{i}" for i in range(1, num_classes + 1)]
-        self.net = DeepLab(num_classes + 1, architecture, backbone, output_stride, pretrained, pretrained_path,
-                           backbone_kwargs, freeze_bn)
+        self.net = DeepLab(
+            num_classes + 1,
+            architecture,
+            backbone,
+            output_stride,
+            pretrained,
+            pretrained_path,
+            backbone_kwargs,
+            freeze_bn,
+        )
         self.crf = DenseCRF(crf_workers) if crf else None
         self.val_metrics = SegmentationMetrics(num_classes + 1)
         self.test_metrics = SegmentationMetrics(num_classes + 1)
@@ -110,9 +118,14 @@ class SegmentationModule(pl.LightningModule):
     def msc_logits(self, images: torch.Tensor) -> list[torch.Tensor]:
         """deeplab-pytorch's ``MSC``: logits of the image at each of ``msc_scales`` (the network's resolution),
         then their pixel-wise max at the first scale's resolution (the others bilinearly resized to it)."""
-        outputs = [self.net.logits(images if scale == 1.0 else
-                                   F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False))
-                   for scale in self.hparams.msc_scales]
+        outputs = [
+            self.net.logits(
+                images
+                if scale == 1.0
+                else F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
+            )
+            for scale in self.hparams.msc_scales
+        ]
         size = outputs[0].shape[-2:]
         resized = [F.interpolate(o, size, mode="bilinear", align_corners=False) for o in outputs[1:]]
         return outputs + [torch.stack([outputs[0], *resized]).amax(dim=0)]
@@ -125,7 +138,7 @@ class SegmentationModule(pl.LightningModule):
             scaled = images if scale == 1.0 else F.interpolate(images, scale_factor=scale, mode="bilinear")
             batch = torch.cat([scaled, scaled.flip(-1)]) if hp.tta_flip else scaled
             probs = F.interpolate(self(batch).float(), size, mode="bilinear", align_corners=False).softmax(dim=1)
-            total = total + (probs[: len(images)] + probs[len(images):].flip(-1) if hp.tta_flip else probs)
+            total = total + (probs[: len(images)] + probs[len(images) :].flip(-1) if hp.tta_flip else probs)
         return total / (len(hp.tta_scales) * (2 if hp.tta_flip else 1))
 
     def predict_probs(self, batch: dict) -> torch.Tensor:
@@ -136,8 +149,10 @@ class SegmentationModule(pl.LightningModule):
         height, width = probs.shape[-2:]
         sizes = [(min(h, height), min(w, width)) for h, w in batch["size"].tolist()]
         images = to_uint8_rgb(batch["image"])
-        refined = self.crf([images[i, :h, :w] for i, (h, w) in enumerate(sizes)],
-                           [probs[i, :, :h, :w].cpu().numpy() for i, (h, w) in enumerate(sizes)])
+        refined = self.crf(
+            [images[i, :h, :w] for i, (h, w) in enumerate(sizes)],
+            [probs[i, :, :h, :w].cpu().numpy() for i, (h, w) in enumerate(sizes)],
+        )
         probs = probs.clone()
         for i, ((h, w), result) in enumerate(zip(sizes, refined, strict=True)):
             probs[i, :, :h, :w] = torch.from_numpy(result).to(probs)
@@ -149,14 +164,20 @@ class SegmentationModule(pl.LightningModule):
         hp, mask = self.hparams, batch["mask"]
         outputs = self.msc_logits(batch["image"]) if hp.msc_scales else [self(batch["image"])]
         targets = [_resize_mask(mask, o.shape[-2:]) for o in outputs]
-        loss = cast(torch.Tensor, sum(segmentation_loss(o.float(), t, batch["is_labeled"], hp.pseudo_weight)
-                   for o, t in zip(outputs, targets, strict=True)))
+        loss = cast(
+            torch.Tensor,
+            sum(
+                segmentation_loss(o.float(), t, batch["is_labeled"], hp.pseudo_weight)
+                for o, t in zip(outputs, targets, strict=True)
+            ),
+        )
         logs = {"train/loss": loss, "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         labeled = batch["is_labeled"].bool()
         for name, selected in (("gt", labeled), ("pseudo", ~labeled)):  # plain cross-entropy of each kind
             if selected.any():
-                logs[f"train/loss_{name}"] = F.cross_entropy(outputs[-1][selected].detach().float(),
-                                                             targets[-1][selected], ignore_index=IGNORE_INDEX)
+                logs[f"train/loss_{name}"] = F.cross_entropy(
+                    outputs[-1][selected].detach().float(), targets[-1][selected], ignore_index=IGNORE_INDEX
+                )
         self.log_dict(logs, prog_bar=True, sync_dist=True, batch_size=len(mask))
         return loss
 
@@ -183,11 +204,17 @@ class SegmentationModule(pl.LightningModule):
         self.last_iou = scores["iou"]
         self.log_dict({f"{stage}/mIoU": scores["miou"], f"{stage}/pixel_accuracy": scores["pixel_accuracy"]})
         # the per-class table, logged too (classes absent from ground truth and predictions have no IoU)
-        self.log_dict({f"{stage}/IoU/{name}": value
-                       for name, value in zip(self.class_names, scores["iou"], strict=True) if not torch.isnan(value)})
+        self.log_dict(
+            {
+                f"{stage}/IoU/{name}": value
+                for name, value in zip(self.class_names, scores["iou"], strict=True)
+                if not torch.isnan(value)
+            }
+        )
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            self.print(f"\n{stage} segmentation IoU (step {self.global_step}):\n"
-                       + iou_table(scores["iou"], self.class_names))
+            self.print(
+                f"\n{stage} segmentation IoU (step {self.global_step}):\n" + iou_table(scores["iou"], self.class_names)
+            )
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Segmentation masks in the MaskWriter's format: per image, cropped to its own size (batches are
@@ -210,10 +237,21 @@ class SegmentationModule(pl.LightningModule):
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """SGD (or the configured optimizer) with the poly schedule, stepped every batch."""
         hp = self.hparams
-        optimizer = build_optimizer(self.net.encoder, self.net.head, hp.optimizer, hp.lr, hp.head_lr_mult,
-                                    hp.weight_decay, hp.momentum, hp.bias_lr_mult, hp.bias_decay)
-        return {"optimizer": optimizer,
-                "lr_scheduler": poly_schedule(optimizer, self.trainer.estimated_stepping_batches, hp.poly_power)}
+        optimizer = build_optimizer(
+            self.net.encoder,
+            self.net.head,
+            hp.optimizer,
+            hp.lr,
+            hp.head_lr_mult,
+            hp.weight_decay,
+            hp.momentum,
+            hp.bias_lr_mult,
+            hp.bias_decay,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": poly_schedule(optimizer, self.trainer.estimated_stepping_batches, hp.poly_power),
+        }
 
 
 def _resize_mask(mask: torch.Tensor, size: torch.Size) -> torch.Tensor:

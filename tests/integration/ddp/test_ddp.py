@@ -59,8 +59,11 @@ def hidden(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def root(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the synthetic dataset with splits of odd size: ``odd7`` (7 train ids), ``val5`` (5 val ids)."""
-    root = Path(shutil.copytree(synthetic_root, tmp_path_factory.mktemp("ddp") / "data",
-                                ignore=shutil.ignore_patterns(".cache")))
+    root = Path(
+        shutil.copytree(
+            synthetic_root, tmp_path_factory.mktemp("ddp") / "data", ignore=shutil.ignore_patterns(".cache")
+        )
+    )
     (root / SPLITS / "odd7.txt").write_text("\n".join(split_ids(root, "train")[:7]) + "\n")
     (root / SPLITS / "val5.txt").write_text("\n".join(split_ids(root, "val")[:5]) + "\n")
     return root
@@ -69,8 +72,18 @@ def root(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 # ------------------------------------------------------------------ the fits
 def ssss_data(root: Path) -> list[str]:
     """Stage-3 data: the ground truth as pseudo-masks, 1 labelled image a batch, validation on ``val5``."""
-    return ["--data.root", str(root), "--data.pseudo_mask_dir", str(root / "SegmentationClassAug"),
-            "--data.labeled_per_batch", "1", "--data.val_split", "val5", "--data.val_batch_size", "1"]
+    return [
+        "--data.root",
+        str(root),
+        "--data.pseudo_mask_dir",
+        str(root / "SegmentationClassAug"),
+        "--data.labeled_per_batch",
+        "1",
+        "--data.val_split",
+        "val5",
+        "--data.val_batch_size",
+        "1",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -83,17 +96,55 @@ def fits(root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tupl
     loc, seg = tmp_path_factory.mktemp("localization"), tmp_path_factory.mktemp("ssss")
     common = [*TINY_FIT, *DDP, "--trainer.num_sanity_val_steps", "0", "--trainer.check_val_every_n_epoch", "1"]
     procs = {
-        "localization": (Proc("fit", [
-            "fit", "--config", DEMO / "localization_eps++.yaml", "--data.root", root, "--data.val_split", "val5",
-            *common, "--trainer.max_steps", "4", "--trainer.default_root_dir", loc, "--trainer.log_every_n_steps", "1",
-            "--trainer.callbacks+=" + probe(loc / "probe"),
-        ], cwd=loc, log_dir=loc / "logs"), loc),
-        "segmentation": (Proc("fit", [
-            "fit", "--config", DEMO / "segmentation_ssss.yaml", *ssss_data(root), *common,
-            "--trainer.max_steps", "3", "--trainer.val_check_interval", "1.0",  # (the config validates every 125 steps)
-            "--trainer.default_root_dir", seg, "--trainer.logger", "false",
-            "--trainer.callbacks+=" + probe(seg / "probe"),
-        ], cwd=seg, log_dir=seg / "logs"), seg),
+        "localization": (
+            Proc(
+                "fit",
+                [
+                    "fit",
+                    "--config",
+                    DEMO / "localization_eps++.yaml",
+                    "--data.root",
+                    root,
+                    "--data.val_split",
+                    "val5",
+                    *common,
+                    "--trainer.max_steps",
+                    "4",
+                    "--trainer.default_root_dir",
+                    loc,
+                    "--trainer.log_every_n_steps",
+                    "1",
+                    "--trainer.callbacks+=" + probe(loc / "probe"),
+                ],
+                cwd=loc,
+                log_dir=loc / "logs",
+            ),
+            loc,
+        ),
+        "segmentation": (
+            Proc(
+                "fit",
+                [
+                    "fit",
+                    "--config",
+                    DEMO / "segmentation_ssss.yaml",
+                    *ssss_data(root),
+                    *common,
+                    "--trainer.max_steps",
+                    "3",
+                    "--trainer.val_check_interval",
+                    "1.0",  # (the config validates every 125 steps)
+                    "--trainer.default_root_dir",
+                    seg,
+                    "--trainer.logger",
+                    "false",
+                    "--trainer.callbacks+=" + probe(seg / "probe"),
+                ],
+                cwd=seg,
+                log_dir=seg / "logs",
+            ),
+            seg,
+        ),
     }
     for proc, _ in procs.values():
         proc.start()
@@ -150,11 +201,31 @@ def test_stage2_predict_with_two_processes_equals_one(root: Path, localization: 
     out = {n: tmp_path / f"masks{n}" for n in (1, 2)}
 
     def predict(n: int) -> Proc:
-        return Proc(f"predict{n}", [
-            "predict", "--config", DEMO / "pseudo_masks.yaml", "--data.root", root, "--ckpt_path", ckpt,
-            "--data.predict_split", "odd7", "--pseudo_masks.output_dir", out[n], "--data.num_workers", "0",
-            "--trainer.callbacks", "[]", "--trainer.enable_progress_bar", "false", *(DDP if n == 2 else ONE),
-        ], cwd=tmp_path, log_dir=tmp_path / "logs")
+        return Proc(
+            f"predict{n}",
+            [
+                "predict",
+                "--config",
+                DEMO / "pseudo_masks.yaml",
+                "--data.root",
+                root,
+                "--ckpt_path",
+                ckpt,
+                "--data.predict_split",
+                "odd7",
+                "--pseudo_masks.output_dir",
+                out[n],
+                "--data.num_workers",
+                "0",
+                "--trainer.callbacks",
+                "[]",
+                "--trainer.enable_progress_bar",
+                "false",
+                *(DDP if n == 2 else ONE),
+            ],
+            cwd=tmp_path,
+            log_dir=tmp_path / "logs",
+        )
 
     run_all(predict(1), predict(2))
     one, two = pngs(out[1]), pngs(out[2])
@@ -167,8 +238,12 @@ def test_stage2_predict_with_two_processes_equals_one(root: Path, localization: 
         assert hidden(out[n]) == []  # no temporary file, no second manifest
         # beside the masks: the manifest, Lightning's config.yaml, how the masks were made (provenance.json) and
         # the score maps (the demo config saves them)
-        assert sorted(p.name for p in out[n].iterdir() if p.suffix != ".png") == ["config.yaml", "manifest.json",
-                                                                                  "provenance.json", "scores"]
+        assert sorted(p.name for p in out[n].iterdir() if p.suffix != ".png") == [
+            "config.yaml",
+            "manifest.json",
+            "provenance.json",
+            "scores",
+        ]
         assert sorted(p.stem for p in (out[n] / "scores").iterdir()) == sorted(ids)
     for image_id in ids:
         score_maps = [(out[n] / "scores" / f"{image_id}.npy").read_bytes() for n in (1, 2)]
@@ -199,12 +274,29 @@ def test_stage3_fit_and_validate_with_two_processes(root: Path, fits: dict, tmp_
     assert torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] == 3
 
     def validate(n: int) -> Proc:
-        return Proc(f"validate{n}", [
-            "validate", "--config", DEMO / "segmentation_ssss.yaml", *data, "--ckpt_path", ckpt,
-            "--data.num_workers", "0", "--data.eval_size", "48", "--trainer.logger", "false",
-            "--trainer.callbacks", "[]", "--trainer.callbacks+=" + probe(tmp_path / f"validate{n}"),
-            *(DDP if n == 2 else ONE),
-        ], cwd=tmp_path, log_dir=tmp_path / "logs")
+        return Proc(
+            f"validate{n}",
+            [
+                "validate",
+                "--config",
+                DEMO / "segmentation_ssss.yaml",
+                *data,
+                "--ckpt_path",
+                ckpt,
+                "--data.num_workers",
+                "0",
+                "--data.eval_size",
+                "48",
+                "--trainer.logger",
+                "false",
+                "--trainer.callbacks",
+                "[]",
+                "--trainer.callbacks+=" + probe(tmp_path / f"validate{n}"),
+                *(DDP if n == 2 else ONE),
+            ],
+            cwd=tmp_path,
+            log_dir=tmp_path / "logs",
+        )
 
     run_all(validate(1), validate(2))
     one, two = read_probe(tmp_path / "validate1"), read_probe(tmp_path / "validate2")
@@ -229,10 +321,26 @@ def test_sync_batchnorm_switch_gives_the_ddp_strategy_the_timm_aware_plugin(
     from epspp.nets.sync_bn import TimmSyncBatchNorm
 
     monkeypatch.setattr(sys, "argv", ["epspp"])  # the arguments are given below
-    cli = EPSCLI(LightningModule, EPSDataModule, subclass_mode_model=True, run=False, args=[
-        "--config", str(DEMO / "localization_eps.yaml"), "--data.root", str(root), *map(str, TINY_FIT), *DDP,
-        "--trainer.sync_batchnorm", "true", "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
-    ])
+    cli = EPSCLI(
+        LightningModule,
+        EPSDataModule,
+        subclass_mode_model=True,
+        run=False,
+        args=[
+            "--config",
+            str(DEMO / "localization_eps.yaml"),
+            "--data.root",
+            str(root),
+            *map(str, TINY_FIT),
+            *DDP,
+            "--trainer.sync_batchnorm",
+            "true",
+            "--trainer.logger",
+            "false",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ],
+    )
     assert isinstance(cli.trainer.strategy._layer_sync, TimmSyncBatchNorm)
 
 
@@ -242,16 +350,34 @@ def test_sbatch_scripts_are_valid_bash_with_the_srun_layout(target: str, tmp_pat
     script = SLURM / f"{target}.sbatch"
     text = script.read_text()
     subprocess.run(["bash", "-n", str(script)], check=True)
-    for needle in ("#SBATCH --nodes", "#SBATCH --ntasks-per-node", "#SBATCH --gpus-per-node", '"$EPSPP" chain',
-                   "--launcher srun"):
+    for needle in (
+        "#SBATCH --nodes",
+        "#SBATCH --ntasks-per-node",
+        "#SBATCH --gpus-per-node",
+        '"$EPSPP" chain',
+        "--launcher srun",
+    ):
         assert needle in text, needle
     dataset, segmentation = target.split("-")
     for method in ("cam", "eps", "eps++"):  # METHOD picks stage 1's config; PRINT=1 prints the stages' commands
-        result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=True, env=dict(
-            os.environ, METHOD=method, PRINT="1", SLURM_SUBMIT_DIR=str(REPO), SLURM_NNODES="2",
-            SLURM_NTASKS_PER_NODE="4(x2)", PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-            RUN_DIR=str(tmp_path / "run"),
-            DATA_ROOT=str(tmp_path / "data"), FIT_ARGS="--trainer.max_steps 7"))
+        result = subprocess.run(
+            ["bash", str(script)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(
+                os.environ,
+                METHOD=method,
+                PRINT="1",
+                SLURM_SUBMIT_DIR=str(REPO),
+                SLURM_NNODES="2",
+                SLURM_NTASKS_PER_NODE="4(x2)",
+                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+                RUN_DIR=str(tmp_path / "run"),
+                DATA_ROOT=str(tmp_path / "data"),
+                FIT_ARGS="--trainer.max_steps 7",
+            ),
+        )
         lines = [line for line in result.stdout.splitlines() if line.startswith("srun ")]
         configs = [f"localization_{method}.yaml", "pseudo_masks.yaml", f"segmentation_{segmentation}.yaml"]
         assert len(lines) == 3 and not (tmp_path / "run").exists()  # (printed, nothing ran)
@@ -286,10 +412,12 @@ for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
 exit $status
 """
 
-TINY_ARGS = ("--trainer.max_steps 2 --trainer.precision 32-true --trainer.accelerator cpu --data.num_workers 0 "
-             "--data.crop_size 48 --data.eval_size 48 --data.resize_long '[40, 56]' --model.init_args.pretrained false "
-             "--model.init_args.pretrained_path null --model.init_args.backbone resnet10t --trainer.logger false "
-             "--model.init_args.backbone_kwargs '{channels: [8, 16, 32, 64], stem_width: 8}'")
+TINY_ARGS = (
+    "--trainer.max_steps 2 --trainer.precision 32-true --trainer.accelerator cpu --data.num_workers 0 "
+    "--data.crop_size 48 --data.eval_size 48 --data.resize_long '[40, 56]' --model.init_args.pretrained false "
+    "--model.init_args.pretrained_path null --model.init_args.backbone resnet10t --trainer.logger false "
+    "--model.init_args.backbone_kwargs '{channels: [8, 16, 32, 64], stem_width: 8}'"
+)
 
 
 @pytest.mark.slow
@@ -305,15 +433,30 @@ def test_voc_sbatch_chain_under_a_two_task_srun(root: Path, tmp_path: Path) -> N
     run_dir = tmp_path / "runs"
     env = process_env(
         PATH=os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]),
-        SLURM_SUBMIT_DIR=str(REPO), SLURM_JOB_ID="4242", SLURM_JOB_NAME="epspp-test", SLURM_NNODES="1",
-        SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="2", SLURM_NODELIST="127.0.0.1", MASTER_PORT=str(_free_port()),
-        DATA_ROOT=str(voc), RUN_DIR=str(run_dir), FIT_ARGS=TINY_ARGS, SYNC_BN="false",  # (CPU: no SyncBN)
+        SLURM_SUBMIT_DIR=str(REPO),
+        SLURM_JOB_ID="4242",
+        SLURM_JOB_NAME="epspp-test",
+        SLURM_NNODES="1",
+        SLURM_NTASKS="2",
+        SLURM_NTASKS_PER_NODE="2",
+        SLURM_NODELIST="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        DATA_ROOT=str(voc),
+        RUN_DIR=str(run_dir),
+        FIT_ARGS=TINY_ARGS,
+        SYNC_BN="false",  # (CPU: no SyncBN)
         PREDICT_ARGS="--data.num_workers 0 --trainer.accelerator cpu --model.init_args.scales '[1.0]'",
     )
     stamps = {}
     for target in ("voc-wsss", "voc-ssss"):
-        Proc(target, [], cwd=tmp_path, log_dir=tmp_path / "logs", env=env,
-             command=["bash", str(SLURM / f"{target}.sbatch")]).start().wait(timeout=600)
+        Proc(
+            target,
+            [],
+            cwd=tmp_path,
+            log_dir=tmp_path / "logs",
+            env=env,
+            command=["bash", str(SLURM / f"{target}.sbatch")],
+        ).start().wait(timeout=600)
         manifest = json.loads((run_dir / "pseudo_masks" / "manifest.json").read_text())
         assert manifest["count"] == 20 and manifest["written_this_run"] == 20
         stamps[target] = (run_dir / "pseudo_masks" / "manifest.json").stat().st_mtime_ns
@@ -324,8 +467,10 @@ def test_voc_sbatch_chain_under_a_two_task_srun(root: Path, tmp_path: Path) -> N
     logs = (tmp_path / "logs" / "voc-ssss.out").read_text() + (tmp_path / "logs" / "voc-ssss.err").read_text()
     assert "[chain] localization: done before, skipping" in logs and "[chain] pseudo-masks: done before" in logs
     assert "localization_eps++.yaml on 2 process(es): batch 4/GPU, total 8 (recipe 8), lr 0.01" in logs
-    assert ("segmentation_ssss.yaml on 2 process(es): batch 5/GPU (2 labelled) x 1 accumulated, total 10 (recipe "
-            "5 x 2), lr 0.00025") in logs
+    assert (
+        "segmentation_ssss.yaml on 2 process(es): batch 5/GPU (2 labelled) x 1 accumulated, total 10 (recipe "
+        "5 x 2), lr 0.00025"
+    ) in logs
     assert "MEMBER: 2/2" in logs  # Lightning took the ranks from SLURM's variables
 
 
@@ -333,12 +478,37 @@ def test_voc_sbatch_chain_under_a_two_task_srun(root: Path, tmp_path: Path) -> N
 def test_stage1_under_torchrun(root: Path, tmp_path: Path) -> None:
     """``torchrun --nproc-per-node 2 -m epspp fit ...`` (docs/multi_gpu.md): Lightning takes torchrun's ranks."""
     run = tmp_path / "run"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                str(_free_port()), "-m", "epspp"]
-    Proc("torchrun", [
-        "fit", "--config", DEMO / "localization_eps.yaml", "--data.root", root, *TINY_FIT, *DDP,
-        "--trainer.default_root_dir", run, "--trainer.logger", "false", "--trainer.callbacks+=" + probe(run / "probe"),
-    ], cwd=run, log_dir=tmp_path / "logs", command=torchrun).start().wait()
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "epspp",
+    ]
+    Proc(
+        "torchrun",
+        [
+            "fit",
+            "--config",
+            DEMO / "localization_eps.yaml",
+            "--data.root",
+            root,
+            *TINY_FIT,
+            *DDP,
+            "--trainer.default_root_dir",
+            run,
+            "--trainer.logger",
+            "false",
+            "--trainer.callbacks+=" + probe(run / "probe"),
+        ],
+        cwd=run,
+        log_dir=tmp_path / "logs",
+        command=torchrun,
+    ).start().wait()
     ranks = read_probe(run / "probe")
     assert sorted(ranks) == [0, 1] and ranks[0]["world_size"] == 2
     assert ranks[0]["train"][-1]["train/loss"] == ranks[1]["train"][-1]["train/loss"]

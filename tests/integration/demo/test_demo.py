@@ -15,12 +15,20 @@ import epspp.demo as pipeline
 from epspp.cli.demo import demo_main
 from epspp.data.pretrain_corpus import generate_pretrain_corpus
 
-TINY_DEMO = ["--", "--trainer.max_steps=2", "--trainer.limit_train_batches=2", "--trainer.check_val_every_n_epoch=1",
-             "--trainer.val_check_interval=1.0",  # (stage 3 of the demo validates every 125 steps)
-             "--trainer.log_every_n_steps=1",
-             "--data.num_workers=0", "--data.batch_size=4", "--data.labeled_per_batch=2", "--data.crop_size=48",
-             "--data.resize_long=[40, 56]",
-             "--model.init_args.backbone_kwargs={channels: [8, 16, 32, 64], stem_width: 8}"]
+TINY_DEMO = [
+    "--",
+    "--trainer.max_steps=2",
+    "--trainer.limit_train_batches=2",
+    "--trainer.check_val_every_n_epoch=1",
+    "--trainer.val_check_interval=1.0",  # (stage 3 of the demo validates every 125 steps)
+    "--trainer.log_every_n_steps=1",
+    "--data.num_workers=0",
+    "--data.batch_size=4",
+    "--data.labeled_per_batch=2",
+    "--data.crop_size=48",
+    "--data.resize_long=[40, 56]",
+    "--model.init_args.backbone_kwargs={channels: [8, 16, 32, 64], stem_width: 8}",
+]
 STAGES = [f"localization {m}" for m in ("cam", "eps", "eps++")]
 
 
@@ -36,18 +44,28 @@ def _config_names(calls: list[list[str]]) -> list[tuple[str, str]]:
     return [(c[0], Path(c[c.index("--config") + 1]).name if "--config" in c else c[1]) for c in calls]
 
 
-def test_stages_run_in_order_and_finished_ones_are_skipped(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path,
-                                                          tmp_path: Path) -> None:
+def test_stages_run_in_order_and_finished_ones_are_skipped(
+    monkeypatch: pytest.MonkeyPatch, synthetic_root: Path, tmp_path: Path
+) -> None:
     calls = fake_stage_runs(monkeypatch)
     out, corpus = tmp_path / "runs", tmp_path / "pretrain"
     pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
     assert _config_names(calls) == [
-        ("prepare", "pretrain-corpus"), ("fit", "pretrain.yaml"),  # stage 0: the corpus (absent), the backbone
+        ("prepare", "pretrain-corpus"),
+        ("fit", "pretrain.yaml"),  # stage 0: the corpus (absent), the backbone
         # each method's train pseudo-masks, then its val ones (where the report chooses the threshold)
-        ("fit", "localization_cam.yaml"), ("predict", "pseudo_masks.yaml"), ("predict", "pseudo_masks.yaml"),
-        ("fit", "localization_eps.yaml"), ("predict", "pseudo_masks.yaml"), ("predict", "pseudo_masks.yaml"),
-        ("fit", "localization_eps++.yaml"), ("predict", "pseudo_masks.yaml"), ("predict", "pseudo_masks.yaml"),
-        ("fit", "segmentation_wsss.yaml"), ("fit", "segmentation_ssss.yaml"), ("fit", "segmentation_wsss.yaml"),
+        ("fit", "localization_cam.yaml"),
+        ("predict", "pseudo_masks.yaml"),
+        ("predict", "pseudo_masks.yaml"),
+        ("fit", "localization_eps.yaml"),
+        ("predict", "pseudo_masks.yaml"),
+        ("predict", "pseudo_masks.yaml"),
+        ("fit", "localization_eps++.yaml"),
+        ("predict", "pseudo_masks.yaml"),
+        ("predict", "pseudo_masks.yaml"),
+        ("fit", "segmentation_wsss.yaml"),
+        ("fit", "segmentation_ssss.yaml"),
+        ("fit", "segmentation_wsss.yaml"),
     ]
     assert calls[0][-1] == str(corpus) and str(corpus) in calls[1]
     backbone = str(out / "pretrain" / "backbone.pth")
@@ -73,12 +91,26 @@ def test_stages_run_in_order_and_finished_ones_are_skipped(monkeypatch: pytest.M
     assert len(calls) == 13 and _config_names(calls)[0] == ("fit", "pretrain.yaml")
 
 
-def test_the_scratch_regime_runs_the_scratch_configs_from_random_weights(monkeypatch: pytest.MonkeyPatch,
-                                                                         synthetic_root: Path, tmp_path: Path) -> None:
+def test_the_scratch_regime_runs_the_scratch_configs_from_random_weights(
+    monkeypatch: pytest.MonkeyPatch, synthetic_root: Path, tmp_path: Path
+) -> None:
     calls = fake_stage_runs(monkeypatch)
     monkeypatch.chdir(tmp_path)  # the default --out is relative
-    assert demo_main(["--regime", "scratch", "--root", str(synthetic_root), "--pretrain-root",
-                               str(tmp_path / "never"), "--configs", str(CONFIGS / "demo")]) == 0
+    assert (
+        demo_main(
+            [
+                "--regime",
+                "scratch",
+                "--root",
+                str(synthetic_root),
+                "--pretrain-root",
+                str(tmp_path / "never"),
+                "--configs",
+                str(CONFIGS / "demo"),
+            ]
+        )
+        == 0
+    )
     assert [name for _, name in _config_names(calls)][:2] == ["localization_cam.yaml", "pseudo_masks.yaml"]
     assert len(calls) == 12 and not (tmp_path / "never").exists()  # no stage 0
     for command in calls:
@@ -89,11 +121,23 @@ def test_the_scratch_regime_runs_the_scratch_configs_from_random_weights(monkeyp
     assert pipeline.DEFAULT_OUT["pretrained"] == "runs/demo"
 
 
-def test_failed_stage_is_not_marked_finished(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path,
-                                             tmp_path: Path) -> None:
+def test_failed_stage_is_not_marked_finished(
+    monkeypatch: pytest.MonkeyPatch, synthetic_root: Path, tmp_path: Path
+) -> None:
     monkeypatch.setattr(chain, "run_command", lambda *args: 1)  # every stage exits 1
-    assert demo_main(["--root", str(synthetic_root), "--out", str(tmp_path / "runs"), "--pretrain-root",
-                               str(tmp_path / "corpus")]) == 2
+    assert (
+        demo_main(
+            [
+                "--root",
+                str(synthetic_root),
+                "--out",
+                str(tmp_path / "runs"),
+                "--pretrain-root",
+                str(tmp_path / "corpus"),
+            ]
+        )
+        == 2
+    )
     assert not list((tmp_path / "runs").rglob("stage.json"))
 
 
@@ -102,14 +146,21 @@ def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: 
     generate_pretrain_corpus(corpus, num_images=12, num_val=2, image_size=32)
     demo = ["demo", "--root", synthetic_root, "--out", out, "--pretrain-root", corpus, *TINY_DEMO]
     # the packaged configs' own path (configs/ of the repository links to them): the default of the rerun below
-    result = run_epspp([*demo[:-len(TINY_DEMO)], "--configs", CONFIGS.resolve() / "demo", *TINY_DEMO], cwd=tmp_path,
-                       timeout=900)
+    result = run_epspp(
+        [*demo[: -len(TINY_DEMO)], "--configs", CONFIGS.resolve() / "demo", *TINY_DEMO], cwd=tmp_path, timeout=900
+    )
     report = json.loads((out / "report.json").read_text())
     backbone = out / "pretrain" / "backbone.pth"
     assert backbone.is_file() and report["regime"] == {
-        "name": "pretrained", "pretrained_path": str(backbone), "output_stride": 8, "crop_size": 48,
-        "eval_scale": 2.0, "map_size": 6, "ird_threshold_maps": "normalized",
-        "pretrain_val_map": report["regime"]["pretrain_val_map"]}
+        "name": "pretrained",
+        "pretrained_path": str(backbone),
+        "output_stride": 8,
+        "crop_size": 48,
+        "eval_scale": 2.0,
+        "map_size": 6,
+        "ird_threshold_maps": "normalized",
+        "pretrain_val_map": report["regime"]["pretrain_val_map"],
+    }
     assert 0 <= report["regime"]["pretrain_val_map"] <= 100
     text = (out / "report.md").read_text()
     assert "stages 1 and 3 start from the stage-0 backbone" in text
@@ -132,8 +183,10 @@ def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: 
         assert 0 <= report["segmentation"][variant]["miou"] <= 100
     assert len(report["wall_time_s"]) == 13  # stage 0 and the twelve of stages 1-3 (the corpus was there)
     ird = report["localization"]["eps++"]["ird"]  # EPS++'s telemetry; CAM and EPS have no IRD
-    assert all(0 <= ird["last_steps"][key] <= 1 for key in ("inconsistent_salient", "inconsistent_background",
-                                                             "fg_salient", "threshold_map_salient"))
+    assert all(
+        0 <= ird["last_steps"][key] <= 1
+        for key in ("inconsistent_salient", "inconsistent_background", "fg_salient", "threshold_map_salient")
+    )
     assert ird["warnings"] == [] and ird["collapse_step"] is None and "ird" not in report["localization"]["eps"]
     assert "## IRD health" in (out / "report.md").read_text()
     assert "| eps++ |" in (out / "report.md").read_text() and "| eps++ |" in result.stdout
@@ -164,8 +217,9 @@ def test_changed_root_or_overrides_rerun_the_stage_and_those_after_it(
     assert len(calls) == 12 and all(str(other) in c for c in calls)
 
 
-def test_demo_out_that_is_a_file_and_configs_found_from_anywhere(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_out_that_is_a_file_and_configs_found_from_anywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "report.txt").write_text("not a folder")
     assert demo_main(["--out", str(tmp_path / "report.txt"), "--root", str(tmp_path)]) == 2
     assert "--out" in capsys.readouterr().err and (tmp_path / "report.txt").read_text() == "not a folder"
@@ -173,8 +227,9 @@ def test_demo_out_that_is_a_file_and_configs_found_from_anywhere(tmp_path: Path,
     assert pipeline.demo_configs(None).resolve() == (CONFIGS / "demo").resolve()
 
 
-def test_a_run_folder_of_an_older_epspp_stays_finished(monkeypatch: pytest.MonkeyPatch, synthetic_root: Path,
-                                                       tmp_path: Path) -> None:
+def test_a_run_folder_of_an_older_epspp_stays_finished(
+    monkeypatch: pytest.MonkeyPatch, synthetic_root: Path, tmp_path: Path
+) -> None:
     calls = fake_stage_runs(monkeypatch)
     out, corpus = tmp_path / "runs", tmp_path / "pretrain"
     corpus.mkdir()
@@ -184,10 +239,27 @@ def test_a_run_folder_of_an_older_epspp_stays_finished(monkeypatch: pytest.Monke
         marker.write_text(json.dumps({"stage": record["stage"], "command": record["command"], "wall_time_s": 1.0}))
     ssss = out / "segmentation" / "ssss"
     # as the older epspp wrote it: the pseudo-masks before the root, no --ckpt_path
-    (ssss / "stage.json").write_text(json.dumps({"stage": "segmentation ssss", "command": [
-        "epspp", "fit", "--config", str(CONFIGS / "demo" / "segmentation_ssss.yaml"), "--data.pseudo_mask_dir",
-        str(out / "eps++" / "pseudo_masks"), "--data.root", str(synthetic_root), "--trainer.default_root_dir",
-        str(ssss), "--model.init_args.pretrained_path", str(out / "pretrain" / "backbone.pth")]}))
+    (ssss / "stage.json").write_text(
+        json.dumps(
+            {
+                "stage": "segmentation ssss",
+                "command": [
+                    "epspp",
+                    "fit",
+                    "--config",
+                    str(CONFIGS / "demo" / "segmentation_ssss.yaml"),
+                    "--data.pseudo_mask_dir",
+                    str(out / "eps++" / "pseudo_masks"),
+                    "--data.root",
+                    str(synthetic_root),
+                    "--trainer.default_root_dir",
+                    str(ssss),
+                    "--model.init_args.pretrained_path",
+                    str(out / "pretrain" / "backbone.pth"),
+                ],
+            }
+        )
+    )
     calls.clear()
     pipeline.run_demo(synthetic_root, out, CONFIGS / "demo", [], "pretrained", corpus)
     assert calls == []

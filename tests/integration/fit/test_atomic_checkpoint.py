@@ -40,17 +40,30 @@ def cli_checkpoint_io(synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("TMPDIR", str(tmpdir))
     monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
     monkeypatch.setattr(sys, "argv", ["epspp"])
-    cli = EPSCLI(LightningModule, EPSDataModule, subclass_mode_model=True, run=False, args=[
-        "--config", str(CONFIGS / "demo" / "scratch" / "localization_eps++.yaml"), "--data.root", str(synthetic_root),
-        *map(str, TINY_FIT), "--trainer.logger", "false", "--trainer.default_root_dir", str(run)])
+    cli = EPSCLI(
+        LightningModule,
+        EPSDataModule,
+        subclass_mode_model=True,
+        run=False,
+        args=[
+            "--config",
+            str(CONFIGS / "demo" / "scratch" / "localization_eps++.yaml"),
+            "--data.root",
+            str(synthetic_root),
+            *map(str, TINY_FIT),
+            "--trainer.logger",
+            "false",
+            "--trainer.default_root_dir",
+            str(run),
+        ],
+    )
     yield cli.trainer.strategy.checkpoint_io, run / "checkpoints" / "last.ckpt"
     for path in sorted(run.rglob("*"), reverse=True):
         path.rmdir() if path.is_dir() else path.unlink()
     run.rmdir()
 
 
-def test_a_save_killed_midway_keeps_the_previous_checkpoint(cli_checkpoint_io, monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
+def test_a_save_killed_midway_keeps_the_previous_checkpoint(cli_checkpoint_io, monkeypatch: pytest.MonkeyPatch) -> None:
     checkpoint_io, last = cli_checkpoint_io
     real_save = torch.save
     targets: list = []

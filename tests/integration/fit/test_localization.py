@@ -27,19 +27,57 @@ def fits(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     for saliency_loss in sorted(METHODS):
         tmp_path = tmp_path_factory.mktemp(f"fit_{saliency_loss}")
         run_dir = tmp_path / "run"
-        started[saliency_loss] = (start_epspp([
-            "fit", "--config", CONFIGS / "demo" / "scratch" / METHODS[saliency_loss], "--data.root", synthetic_root,
-            "--trainer.default_root_dir", run_dir, "--trainer.max_steps", "3",
-            "--trainer.val_check_interval", "3", "--trainer.check_val_every_n_epoch", "1",
-            "--trainer.log_every_n_steps", "1", *TINY_FIT[2:],
-            *(["--model.init_args.ird_warmup_steps", "1"] if saliency_loss == "ird" else [])], cwd=tmp_path), run_dir)
+        started[saliency_loss] = (
+            start_epspp(
+                [
+                    "fit",
+                    "--config",
+                    CONFIGS / "demo" / "scratch" / METHODS[saliency_loss],
+                    "--data.root",
+                    synthetic_root,
+                    "--trainer.default_root_dir",
+                    run_dir,
+                    "--trainer.max_steps",
+                    "3",
+                    "--trainer.val_check_interval",
+                    "3",
+                    "--trainer.check_val_every_n_epoch",
+                    "1",
+                    "--trainer.log_every_n_steps",
+                    "1",
+                    *TINY_FIT[2:],
+                    *(["--model.init_args.ird_warmup_steps", "1"] if saliency_loss == "ird" else []),
+                ],
+                cwd=tmp_path,
+            ),
+            run_dir,
+        )
     tmp_path = tmp_path_factory.mktemp("fit_bf16")
     run_dir = tmp_path / "run"
-    started["bf16"] = (start_epspp([
-        "fit", "--config", SCRATCH_EPSPP, "--data.root", synthetic_root,
-        "--trainer.default_root_dir", run_dir, "--trainer.precision", "bf16-mixed", "--trainer.logger", "false",
-        "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false", *TINY_FIT], cwd=tmp_path),
-        run_dir)
+    started["bf16"] = (
+        start_epspp(
+            [
+                "fit",
+                "--config",
+                SCRATCH_EPSPP,
+                "--data.root",
+                synthetic_root,
+                "--trainer.default_root_dir",
+                run_dir,
+                "--trainer.precision",
+                "bf16-mixed",
+                "--trainer.logger",
+                "false",
+                "--trainer.limit_val_batches",
+                "1",
+                "--trainer.enable_progress_bar",
+                "false",
+                *TINY_FIT,
+            ],
+            cwd=tmp_path,
+        ),
+        run_dir,
+    )
     yield started
     for run, _ in started.values():
         if run.process.poll() is None:
@@ -60,8 +98,12 @@ def test_fit_each_method_writes_checkpoints_and_metrics(saliency_loss: str, fits
     rows = logged(run_dir)
     columns = set(rows[0])
     assert {"train/loss", "train/loss_cls", "train/loss_sal", "val/mIoU", "val/mAP", "val/F1"} <= columns
-    telemetry = ("train/inconsistent", "train/inconsistent_salient", "train/inconsistent_background",
-                 "train/fg_salient")
+    telemetry = (
+        "train/inconsistent",
+        "train/inconsistent_salient",
+        "train/inconsistent_background",
+        "train/fg_salient",
+    )
     assert all((key in columns) == (saliency_loss == "ird") for key in telemetry)
     if saliency_loss == "ird":  # IRD's telemetry at every step, in the warm-up (step 0) and after it (1, 2)
         steps = [r for r in rows if r.get("train/loss")]
@@ -70,9 +112,11 @@ def test_fit_each_method_writes_checkpoints_and_metrics(saliency_loss: str, fits
         # and every step, whatever log_every_n_steps, in the run folder's record (with B()'s map on both sides)
         record = list(csv.DictReader((run_dir / "ird_telemetry.csv").open()))
         assert [int(r["step"]) for r in record] == [0, 1, 2]
-        assert all(0.0 <= float(r[key]) <= 1.0 for r in record for key in ("inconsistent_salient",
-                                                                         "threshold_map_salient",
-                                                                         "threshold_map_background"))
+        assert all(
+            0.0 <= float(r[key]) <= 1.0
+            for r in record
+            for key in ("inconsistent_salient", "threshold_map_salient", "threshold_map_background")
+        )
     else:
         assert not (run_dir / "ird_telemetry.csv").exists()
     losses = [(float(r["train/loss_cls"]), float(r["train/loss_sal"])) for r in rows if r.get("train/loss_sal")]
@@ -95,7 +139,15 @@ def test_fit_bf16_mixed_on_cpu_without_progress_bar(fits: dict) -> None:
 
 
 def test_missing_dataset_tells_the_prepare_command(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
-    result = in_process(capfd, "fit", "--config", SCRATCH_EPSPP, "--data.root",
-                        tmp_path / "nowhere", "--data.prepare_synthetic", "false")
+    result = in_process(
+        capfd,
+        "fit",
+        "--config",
+        SCRATCH_EPSPP,
+        "--data.root",
+        tmp_path / "nowhere",
+        "--data.prepare_synthetic",
+        "false",
+    )
     assert result.returncode == 2
     assert "epspp prepare synthetic --root" in result.stderr and "Traceback" not in result.stderr

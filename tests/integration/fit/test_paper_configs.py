@@ -20,9 +20,26 @@ from fixtures.helpers import miou_of_folder, psa_to_mxnet, write_mxnet_params, w
 VOC = CONFIGS / "voc"
 SIZES = {"a": (70, 50), "b": (64, 90), "c": (50, 70), "d": (90, 64), "e": (56, 56), "f": (72, 40)}
 SPLITS = {"train_aug": list(SIZES), "train": ["a", "b", "e"], "val": ["a", "b"]}
-SMALL = ["--trainer.max_steps", "2", "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
-         "--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false", "--data.num_workers",
-         "0", "--data.batch_size", "2", "--data.crop_size", "32", "--data.resize_long", "[32, 48]"]
+SMALL = [
+    "--trainer.max_steps",
+    "2",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.precision",
+    "32-true",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--data.num_workers",
+    "0",
+    "--data.batch_size",
+    "2",
+    "--data.crop_size",
+    "32",
+    "--data.resize_long",
+    "[32, 48]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -55,25 +72,52 @@ def test_print_config_shows_the_eps_recipe(capfd: pytest.CaptureFixture) -> None
     assert (model["weight_decay"], model["momentum"], model["poly_power"]) == (0.0005, 0.0005, 0.9)
     assert model["saliency_loss"] == "ird"
     assert (data["batch_size"], data["crop_size"], data["resize_long"]) == (8, 448, [256, 512])
-    assert (data["color_jitter"], data["jitter_hue"], data["jitter_p"], data["train_interpolation"]) == \
-        (0.3, 0.1, 1.0, "bicubic")
+    assert (data["color_jitter"], data["jitter_hue"], data["jitter_p"], data["train_interpolation"]) == (
+        0.3,
+        0.1,
+        1.0,
+        "bicubic",
+    )
     assert data["eval_size"] is None and data["train_split"] == "train_aug"
     assert config["trainer"]["max_steps"] == 20000
-    eps = yaml.safe_load(in_process(capfd, "fit", "--config", VOC / "localization_eps.yaml", "--print_config",
-                                    check=True).stdout)["model"]["init_args"]
+    eps = yaml.safe_load(
+        in_process(capfd, "fit", "--config", VOC / "localization_eps.yaml", "--print_config", check=True).stdout
+    )["model"]["init_args"]
     assert (eps["saliency_loss"], eps["tau"], eps["lam"]) == ("eps", 0.4, 0.5)
-    coco = yaml.safe_load(in_process(capfd, "fit", "--config", CONFIGS / "coco" / "localization_eps.yaml",
-                                     "--print_config", check=True).stdout)
-    assert (coco["model"]["init_args"]["lam"], coco["data"]["batch_size"], coco["data"]["crop_size"],
-            coco["data"]["resize_long"], coco["trainer"]["max_steps"]) == (0.9, 16, 321, [256, 448], 256500)
+    coco = yaml.safe_load(
+        in_process(
+            capfd, "fit", "--config", CONFIGS / "coco" / "localization_eps.yaml", "--print_config", check=True
+        ).stdout
+    )
+    assert (
+        coco["model"]["init_args"]["lam"],
+        coco["data"]["batch_size"],
+        coco["data"]["crop_size"],
+        coco["data"]["resize_long"],
+        coco["trainer"]["max_steps"],
+    ) == (0.9, 16, 321, [256, 448], 256500)
 
 
 def test_voc_eps_plus_plus_from_the_mxnet_file_fits_predicts_and_reports_train(
-        voc_root: Path, mxnet_file: Path, tmp_path: Path) -> None:
+    voc_root: Path, mxnet_file: Path, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
-    run_epspp(["fit", "--config", VOC / "localization_eps++.yaml", "--data.root", voc_root,
-               "--model.init_args.pretrained_path", mxnet_file, "--trainer.default_root_dir", run / "localization",
-               *SMALL], cwd=tmp_path, timeout=600)
+    run_epspp(
+        [
+            "fit",
+            "--config",
+            VOC / "localization_eps++.yaml",
+            "--data.root",
+            voc_root,
+            "--model.init_args.pretrained_path",
+            mxnet_file,
+            "--trainer.default_root_dir",
+            run / "localization",
+            *SMALL,
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
     checkpoint = run / "localization" / "checkpoints" / "last.ckpt"
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     frozen = [name for name in state["state_dict"] if "bn_branch2a.running_mean" in name]
@@ -82,18 +126,42 @@ def test_voc_eps_plus_plus_from_the_mxnet_file_fits_predicts_and_reports_train(
 
     loaded = resnet38d_state_dict(mxnet_file)
     # ... and unchanged by training (frozen), like the frozen stem's weights
-    for name in ("b3.bn_branch2a.running_mean", "b7.bn_branch2b2.running_var", "conv1a.weight",
-                 "b2_2.conv_branch2a.weight"):
+    for name in (
+        "b3.bn_branch2a.running_mean",
+        "b7.bn_branch2b2.running_var",
+        "conv1a.weight",
+        "b2_2.conv_branch2a.weight",
+    ):
         assert torch.equal(state["state_dict"][f"net.backbone.body.{name}"], loaded[name]), name
-    assert not torch.equal(state["state_dict"]["net.backbone.body.b3.conv_branch2a.weight"],
-                           loaded["b3.conv_branch2a.weight"])  # trained
+    assert not torch.equal(
+        state["state_dict"]["net.backbone.body.b3.conv_branch2a.weight"], loaded["b3.conv_branch2a.weight"]
+    )  # trained
     del loaded, ResNet38d
 
     masks = run / "pseudo_masks"
-    run_epspp(["predict", "--config", VOC / "pseudo_masks.yaml", "--data.root", voc_root, "--ckpt_path", checkpoint,
-               "--pseudo_masks.output_dir", masks, "--trainer.accelerator", "cpu", "--data.num_workers", "0",
-               "--model.init_args.scales", "[0.5, 1.0]", "--trainer.enable_progress_bar", "false"], cwd=tmp_path,
-              timeout=600)
+    run_epspp(
+        [
+            "predict",
+            "--config",
+            VOC / "pseudo_masks.yaml",
+            "--data.root",
+            voc_root,
+            "--ckpt_path",
+            checkpoint,
+            "--pseudo_masks.output_dir",
+            masks,
+            "--trainer.accelerator",
+            "cpu",
+            "--data.num_workers",
+            "0",
+            "--model.init_args.scales",
+            "[0.5, 1.0]",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
     manifest = json.loads((masks / "manifest.json").read_text())
     assert manifest["split"] == "train_aug" and manifest["evaluated"] == len(SIZES)
     assert manifest["config"]["model"]["inference_resize"] == "pil_bicubic"
@@ -109,8 +177,22 @@ def test_voc_eps_plus_plus_from_the_mxnet_file_fits_predicts_and_reports_train(
 
 @pytest.mark.parametrize("config", ["localization_cam.yaml", "localization_eps.yaml"])
 def test_voc_cam_and_eps_configs_fit_two_steps(voc_root: Path, mxnet_file: Path, tmp_path: Path, config: str) -> None:
-    result = run_epspp(["fit", "--config", VOC / config, "--data.root", voc_root, "--model.init_args.pretrained_path",
-                        mxnet_file, "--trainer.default_root_dir", tmp_path / "run", *SMALL], cwd=tmp_path, timeout=600)
+    result = run_epspp(
+        [
+            "fit",
+            "--config",
+            VOC / config,
+            "--data.root",
+            voc_root,
+            "--model.init_args.pretrained_path",
+            mxnet_file,
+            "--trainer.default_root_dir",
+            tmp_path / "run",
+            *SMALL,
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file(), result.stderr[-2000:]
 
 
@@ -121,8 +203,9 @@ def test_missing_weight_file_is_one_line(voc_root: Path, capfd: pytest.CaptureFi
     assert "Traceback" not in result.stderr
 
 
-def test_convert_weights_writes_a_pth_that_loads_the_same(mxnet_file: Path, tmp_path: Path,
-                                                          capfd: pytest.CaptureFixture) -> None:
+def test_convert_weights_writes_a_pth_that_loads_the_same(
+    mxnet_file: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     from epspp.nets.resnet38d import resnet38d_state_dict
 
     target = tmp_path / "resnet38d.pth"

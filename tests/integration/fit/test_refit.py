@@ -14,8 +14,21 @@ from epspp.runs.ownership import claim_folder
 
 
 def fit_args(root: Path, run: Path, *extra: str | Path) -> list[str | Path]:
-    return ["fit", "--config", SCRATCH_EPSPP, "--data.root", root, "--trainer.default_root_dir", run,
-            "--trainer.logger", "false", "--trainer.num_sanity_val_steps", "0", *TINY_FIT, *extra]
+    return [
+        "fit",
+        "--config",
+        SCRATCH_EPSPP,
+        "--data.root",
+        root,
+        "--trainer.default_root_dir",
+        run,
+        "--trainer.logger",
+        "false",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        *TINY_FIT,
+        *extra,
+    ]
 
 
 def one_error_line(stderr: str) -> str:
@@ -24,8 +37,9 @@ def one_error_line(stderr: str) -> str:
     return errors[0]
 
 
-def test_a_second_fit_refuses_then_continues_or_starts_over(synthetic_root: Path, tmp_path: Path,
-                                                             capfd: pytest.CaptureFixture) -> None:
+def test_a_second_fit_refuses_then_continues_or_starts_over(
+    synthetic_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     run = tmp_path / "run"
     in_process(capfd, *fit_args(synthetic_root, run), check=True)
     first = snapshot(run)
@@ -34,9 +48,11 @@ def test_a_second_fit_refuses_then_continues_or_starts_over(synthetic_root: Path
     refused = in_process(capfd, *fit_args(synthetic_root, run))
     assert refused.returncode == 2
     line = one_error_line(refused.stderr)
-    assert line == (f"epspp: error: --trainer.default_root_dir {run} holds an earlier fit "
-                    f"({run}/checkpoints/last.ckpt): continue it with --ckpt_path last, or start over with "
-                    "--start_over (its files are kept as *.previous)")
+    assert line == (
+        f"epspp: error: --trainer.default_root_dir {run} holds an earlier fit "
+        f"({run}/checkpoints/last.ckpt): continue it with --ckpt_path last, or start over with "
+        "--start_over (its files are kept as *.previous)"
+    )
     assert snapshot(run) == first  # byte for byte, nothing added
 
     both = in_process(capfd, *fit_args(synthetic_root, run, "--ckpt_path", "last", "--start_over"))
@@ -63,8 +79,7 @@ def test_a_second_fit_refuses_then_continues_or_starts_over(synthetic_root: Path
     assert third["checkpoints.previous-2/last.ckpt"] == after["checkpoints/last.ckpt"]
 
 
-def test_a_failed_fit_leaves_no_empty_folder_that_blocks_the_demo(tmp_path: Path,
-                                                                  capfd: pytest.CaptureFixture) -> None:
+def test_a_failed_fit_leaves_no_empty_folder_that_blocks_the_demo(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     run = tmp_path / "runs" / "demo" / "pretrain"
     result = in_process(capfd, *fit_args(tmp_path / "no-corpus", run))
     assert result.returncode == 2 and "does not exist" in one_error_line(result.stderr)

@@ -40,15 +40,22 @@ def schedule_state(ckpt: dict) -> dict:
     """What decides the learning rate of the next step: scheduler state and the optimizer's group lrs."""
     (scheduler,) = ckpt["lr_schedulers"]
     (optimizer,) = ckpt["optimizer_states"]
-    return {"last_epoch": scheduler["last_epoch"], "_step_count": scheduler["_step_count"],
-            "base_lrs": scheduler["base_lrs"], "_last_lr": scheduler["_last_lr"],
-            "lr": [group["lr"] for group in optimizer["param_groups"]]}
+    return {
+        "last_epoch": scheduler["last_epoch"],
+        "_step_count": scheduler["_step_count"],
+        "base_lrs": scheduler["base_lrs"],
+        "_last_lr": scheduler["_last_lr"],
+        "lr": [group["lr"] for group in optimizer["param_groups"]],
+    }
 
 
-@pytest.mark.parametrize("devices, steps, kill_after, epoch_end", [
-    pytest.param(1, 10, 7, 5, id="1-process"),  # 20 images, batches of 4: 5 steps an epoch
-    pytest.param(2, 6, 5, 4, id="ddp-2-processes", marks=pytest.mark.slow),  # 10 images a rank: 2 steps an epoch
-])
+@pytest.mark.parametrize(
+    "devices, steps, kill_after, epoch_end",
+    [
+        pytest.param(1, 10, 7, 5, id="1-process"),  # 20 images, batches of 4: 5 steps an epoch
+        pytest.param(2, 6, 5, 4, id="ddp-2-processes", marks=pytest.mark.slow),  # 10 images a rank: 2 steps an epoch
+    ],
+)
 def test_fit_resumes_steps_and_lr_schedule_after_sigkill(
     devices: int, steps: int, kill_after: int, epoch_end: int, synthetic_root: Path, tmp_path: Path
 ) -> None:
@@ -56,16 +63,37 @@ def test_fit_resumes_steps_and_lr_schedule_after_sigkill(
 
     def fit(name: str, *extra: str) -> Proc:
         run = tmp_path / name
-        return Proc(name, [
-            "fit", "--config", DEMO / "localization_eps.yaml", "--data.root", synthetic_root, *TINY_FIT, *ddp,
-            "--trainer.max_steps", steps, "--trainer.default_root_dir", run, "--trainer.logger", "false",
-            "--trainer.num_sanity_val_steps", "0", "--trainer.check_val_every_n_epoch", "1",
-            "--trainer.callbacks+=" + probe(tmp_path / "probe" / name), *extra,
-        ], cwd=run, log_dir=tmp_path / "logs")
+        return Proc(
+            name,
+            [
+                "fit",
+                "--config",
+                DEMO / "localization_eps.yaml",
+                "--data.root",
+                synthetic_root,
+                *TINY_FIT,
+                *ddp,
+                "--trainer.max_steps",
+                steps,
+                "--trainer.default_root_dir",
+                run,
+                "--trainer.logger",
+                "false",
+                "--trainer.num_sanity_val_steps",
+                "0",
+                "--trainer.check_val_every_n_epoch",
+                "1",
+                "--trainer.callbacks+=" + probe(tmp_path / "probe" / name),
+                *extra,
+            ],
+            cwd=run,
+            log_dir=tmp_path / "logs",
+        )
 
     # the same configuration twice: one runs to the end, one is killed (every rank) after kill_after steps
     uninterrupted, interrupted = run_all(
-        fit("uninterrupted"), fit("interrupted", "--trainer.callbacks+=" + kill_at(step=kill_after)), expect=None)
+        fit("uninterrupted"), fit("interrupted", "--trainer.callbacks+=" + kill_at(step=kill_after)), expect=None
+    )
     assert uninterrupted.returncode == 0, uninterrupted.logs()
     assert interrupted.returncode == KILLED, interrupted.logs()
     full = load(tmp_path / "uninterrupted" / "checkpoints" / "last.ckpt")
@@ -96,24 +124,61 @@ def test_fit_resumes_steps_and_lr_schedule_after_sigkill(
 def test_predict_resumes_after_sigkill(synthetic_root: Path, tmp_path: Path) -> None:
     """A killed ``epspp predict`` keeps what it wrote; the rerun writes the rest and a complete manifest."""
     ckpt_run = tmp_path / "localization"
-    Proc("fit", [
-        "fit", "--config", DEMO / "localization_eps++.yaml", "--data.root", synthetic_root, *TINY_FIT,
-        "--trainer.default_root_dir", ckpt_run, "--trainer.logger", "false", "--trainer.num_sanity_val_steps", "0",
-    ], cwd=ckpt_run, log_dir=tmp_path / "logs").start().wait()
+    Proc(
+        "fit",
+        [
+            "fit",
+            "--config",
+            DEMO / "localization_eps++.yaml",
+            "--data.root",
+            synthetic_root,
+            *TINY_FIT,
+            "--trainer.default_root_dir",
+            ckpt_run,
+            "--trainer.logger",
+            "false",
+            "--trainer.num_sanity_val_steps",
+            "0",
+        ],
+        cwd=ckpt_run,
+        log_dir=tmp_path / "logs",
+    ).start().wait()
     out = tmp_path / "masks"
     ids = split_ids(synthetic_root, "train")
 
     def predict(name: str, *extra: str) -> Proc:
-        return Proc(name, [
-            "predict", "--config", DEMO / "pseudo_masks.yaml", "--data.root", synthetic_root,
-            "--ckpt_path", ckpt_run / "checkpoints" / "last.ckpt", "--pseudo_masks.output_dir", out,
-            "--data.num_workers", "0", "--trainer.accelerator", "cpu", "--trainer.callbacks", "[]",
-            "--trainer.enable_progress_bar", "false", *extra,
-        ], cwd=tmp_path, log_dir=tmp_path / "logs")
+        return Proc(
+            name,
+            [
+                "predict",
+                "--config",
+                DEMO / "pseudo_masks.yaml",
+                "--data.root",
+                synthetic_root,
+                "--ckpt_path",
+                ckpt_run / "checkpoints" / "last.ckpt",
+                "--pseudo_masks.output_dir",
+                out,
+                "--data.num_workers",
+                "0",
+                "--trainer.accelerator",
+                "cpu",
+                "--trainer.callbacks",
+                "[]",
+                "--trainer.enable_progress_bar",
+                "false",
+                *extra,
+            ],
+            cwd=tmp_path,
+            log_dir=tmp_path / "logs",
+        )
 
     fresh = tmp_path / "fresh"  # an uninterrupted run beside the one that is killed, to compare with
-    killed, uninterrupted = run_all(predict("killed", "--trainer.callbacks+=" + kill_at(predict_batch=8)),
-                                    predict("fresh", "--pseudo_masks.output_dir", fresh), expect=None)
+    killed, uninterrupted = run_all(
+        predict("killed", "--trainer.callbacks+=" + kill_at(predict_batch=8)),
+        predict("fresh", "--pseudo_masks.output_dir", fresh),
+        expect=None,
+    )
     assert killed.returncode == KILLED, killed.logs()
     assert uninterrupted.returncode == 0, uninterrupted.logs()
     before = {p.stem: p.stat() for p in out.glob("*.png")}
@@ -136,7 +201,8 @@ def test_predict_resumes_after_sigkill(synthetic_root: Path, tmp_path: Path) -> 
                 assert image.size == source.size
             assert np.array(image).max() <= 5
     assert not stale.exists() and sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{i}.png" for i in ids] + ["manifest.json", "config.yaml", "provenance.json", "scores"])
+        [f"{i}.png" for i in ids] + ["manifest.json", "config.yaml", "provenance.json", "scores"]
+    )
     assert sorted(p.name for p in (out / "scores").iterdir()) == sorted(f"{i}.npy" for i in ids)  # none partial
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["count"] == manifest["split_size"] == manifest["evaluated"] == len(ids)

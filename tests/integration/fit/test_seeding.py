@@ -20,15 +20,40 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
 
 def test_same_seed_same_weights_with_workers(synthetic_root: Path, tmp_path: Path) -> None:
     # EPS++ (random crops, flips, jitter, PAMR) with 2 loader workers and deterministic kernels
-    fit = [*TINY_FIT[:4], *TINY_FIT[6:], "--data.num_workers", "2", "--trainer.max_steps", "3",
-           "--trainer.deterministic", "true", "--trainer.logger", "false", "--trainer.limit_val_batches", "0",
-           "--data.root", synthetic_root]
-    started = [start_epspp(["fit", "--config", SCRATCH_EPSPP, "--seed_everything", seed,
-                            "--trainer.default_root_dir", tmp_path / name, *fit], cwd=tmp_path)
-               for name, seed in (("a", 5), ("b", 5), ("c", 6))]  # at once: they share the cores
+    fit = [
+        *TINY_FIT[:4],
+        *TINY_FIT[6:],
+        "--data.num_workers",
+        "2",
+        "--trainer.max_steps",
+        "3",
+        "--trainer.deterministic",
+        "true",
+        "--trainer.logger",
+        "false",
+        "--trainer.limit_val_batches",
+        "0",
+        "--data.root",
+        synthetic_root,
+    ]
+    started = [
+        start_epspp(
+            [
+                "fit",
+                "--config",
+                SCRATCH_EPSPP,
+                "--seed_everything",
+                seed,
+                "--trainer.default_root_dir",
+                tmp_path / name,
+                *fit,
+            ],
+            cwd=tmp_path,
+        )
+        for name, seed in (("a", 5), ("b", 5), ("c", 6))
+    ]  # at once: they share the cores
     for run in started:
         run.wait()
     same, other = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert max_difference(same, other) == 0.0
     assert max_difference(same, weights(tmp_path / "c")) > 1e-4
-

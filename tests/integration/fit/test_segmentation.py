@@ -65,13 +65,21 @@ class Run:
     _files: list = field(default_factory=list)
 
     def start(self) -> Run:
-        env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore",
-                   OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="120")
+        env = dict(
+            os.environ,
+            WANDB_MODE="offline",
+            WANDB_SILENT="true",
+            PYTHONWARNINGS="ignore",
+            OMP_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+            COLUMNS="120",
+        )
         self.root_dir.mkdir(parents=True, exist_ok=True)
         out, err = (open(self.root_dir / name, "w+") for name in ("stdout.txt", "stderr.txt"))
         self._files = [out, err]
-        self.process = subprocess.Popen([*_command(), *self.args], cwd=self.cwd, env=env, stdout=out, stderr=err,
-                                        text=True)
+        self.process = subprocess.Popen(
+            [*_command(), *self.args], cwd=self.cwd, env=env, stdout=out, stderr=err, text=True
+        )
         return self
 
     def wait(self, check: bool = True) -> Run:
@@ -82,8 +90,10 @@ class Run:
                 self.stop()
             self.stdout, self.stderr = ((self.root_dir / f"{n}.txt").read_text() for n in ("stdout", "stderr"))
         if check and self.returncode != 0:
-            raise AssertionError(f"epspp {' '.join(self.args)} exited {self.returncode}\n"
-                                 f"--- stdout\n{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}")
+            raise AssertionError(
+                f"epspp {' '.join(self.args)} exited {self.returncode}\n"
+                f"--- stdout\n{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}"
+            )
         return self
 
     def run_in_process(self) -> Run:
@@ -111,19 +121,63 @@ class Run:
 def fit_args(config: Path, root: Path, run_dir: Path, *extra: str) -> list[str]:
     """A 2-step fit on the tiny dataset; one 2-batch epoch, so that validation runs at its end."""
     logger = f"{{class_path: pytorch_lightning.loggers.CSVLogger, init_args: {{save_dir: '{run_dir}', name: csv}}}}"
-    return ["fit", "--config", str(config), "--data.root", str(root), "--trainer.default_root_dir", str(run_dir),
-            "--trainer.max_steps", "2", "--trainer.limit_train_batches", "2",
-            "--trainer.check_val_every_n_epoch", "1", "--trainer.val_check_interval", "1.0",
-            "--trainer.log_every_n_steps", "1", "--trainer.logger", logger, "--data.num_workers", "0",
-            "--data.batch_size", "4",
-            "--data.crop_size", "48", "--data.resize_long", "[40, 56]", "--data.eval_size", "48", *BACKBONE,
-            *extra]
+    return [
+        "fit",
+        "--config",
+        str(config),
+        "--data.root",
+        str(root),
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--trainer.max_steps",
+        "2",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        "--trainer.val_check_interval",
+        "1.0",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.logger",
+        logger,
+        "--data.num_workers",
+        "0",
+        "--data.batch_size",
+        "4",
+        "--data.crop_size",
+        "48",
+        "--data.resize_long",
+        "[40, 56]",
+        "--data.eval_size",
+        "48",
+        *BACKBONE,
+        *extra,
+    ]
 
 
 def eval_args(subcommand: str, root: Path, run_dir: Path, checkpoint: Path, *extra: str) -> list[str]:
-    return [subcommand, "--config", str(WSSS), "--data.root", str(root), "--trainer.default_root_dir", str(run_dir),
-            "--ckpt_path", str(checkpoint), "--trainer.logger", "false", "--data.num_workers", "0",
-            "--data.batch_size", "4", "--data.eval_size", "48", *BACKBONE, *extra]
+    return [
+        subcommand,
+        "--config",
+        str(WSSS),
+        "--data.root",
+        str(root),
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--ckpt_path",
+        str(checkpoint),
+        "--trainer.logger",
+        "false",
+        "--data.num_workers",
+        "0",
+        "--data.batch_size",
+        "4",
+        "--data.eval_size",
+        "48",
+        *BACKBONE,
+        *extra,
+    ]
 
 
 # ----------------------------------------------------------------------------- data
@@ -152,11 +206,17 @@ def pseudo_dirs(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def odd_root(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the dataset whose first validation image is 56x40 (WxH) instead of 48x48."""
-    root = Path(shutil.copytree(synthetic_root, tmp_path_factory.mktemp("odd") / "data",
-                                ignore=shutil.ignore_patterns(".cache")))
+    root = Path(
+        shutil.copytree(
+            synthetic_root, tmp_path_factory.mktemp("odd") / "data", ignore=shutil.ignore_patterns(".cache")
+        )
+    )
     image_id = "val_000000"
-    for folder, suffix, resample in (("JPEGImages", "jpg", Image.BILINEAR), ("saliency", "png", Image.BILINEAR),
-                                     ("SegmentationClassAug", "png", Image.NEAREST)):
+    for folder, suffix, resample in (
+        ("JPEGImages", "jpg", Image.BILINEAR),
+        ("saliency", "png", Image.BILINEAR),
+        ("SegmentationClassAug", "png", Image.NEAREST),
+    ):
         path = root / folder / f"{image_id}.{suffix}"
         with Image.open(path) as image:
             image.load()
@@ -169,8 +229,9 @@ def odd_root(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 # ------------------------------------------------------------------------------ runs
 @pytest.fixture(scope="module")
-def runs(synthetic_root: Path, odd_root: Path, pseudo_dirs: tuple[Path, Path],
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
+def runs(
+    synthetic_root: Path, odd_root: Path, pseudo_dirs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Run]]:
     full, partial = pseudo_dirs
     base = tmp_path_factory.mktemp("runs")
     root = synthetic_root
@@ -180,16 +241,48 @@ def runs(synthetic_root: Path, odd_root: Path, pseudo_dirs: tuple[Path, Path],
 
     fits = {
         "wsss": make("wsss", fit_args(WSSS, root, base / "wsss", "--data.pseudo_mask_dir", str(full))),
-        "ssss": make("ssss", fit_args(SSSS, root, base / "ssss", "--data.pseudo_mask_dir", str(full),
-                                      "--data.labeled_per_batch", "2", "--trainer.deterministic", "true")),
-        "labeled_only": make("labeled_only", fit_args(WSSS, root, base / "labeled_only",
-                                                      "--data.pseudo_mask_dir", "null",
-                                                      "--data.train_split", "labeled_10pct")),
+        "ssss": make(
+            "ssss",
+            fit_args(
+                SSSS,
+                root,
+                base / "ssss",
+                "--data.pseudo_mask_dir",
+                str(full),
+                "--data.labeled_per_batch",
+                "2",
+                "--trainer.deterministic",
+                "true",
+            ),
+        ),
+        "labeled_only": make(
+            "labeled_only",
+            fit_args(
+                WSSS,
+                root,
+                base / "labeled_only",
+                "--data.pseudo_mask_dir",
+                "null",
+                "--data.train_split",
+                "labeled_10pct",
+            ),
+        ),
         "missing": make("missing", fit_args(WSSS, root, base / "missing", "--data.pseudo_mask_dir", str(partial))),
         # one process for two checks (each process costs seconds of imports): v3+, and allow_missing
-        "v3plus_allow_missing": make("v3plus_allow_missing", fit_args(
-            WSSS, root, base / "v3plus_allow_missing", "--data.pseudo_mask_dir", str(partial),
-            "--data.allow_missing", "true", "--model.init_args.architecture", "deeplabv3plus")),
+        "v3plus_allow_missing": make(
+            "v3plus_allow_missing",
+            fit_args(
+                WSSS,
+                root,
+                base / "v3plus_allow_missing",
+                "--data.pseudo_mask_dir",
+                str(partial),
+                "--data.allow_missing",
+                "true",
+                "--model.init_args.architecture",
+                "deeplabv3plus",
+            ),
+        ),
     }
     for run in fits.values():
         run.start()
@@ -201,14 +294,40 @@ def runs(synthetic_root: Path, odd_root: Path, pseudo_dirs: tuple[Path, Path],
             all_runs |= {
                 "validate": make("validate", eval_args("validate", root, base / "validate", checkpoint)),
                 "test": make("test", eval_args("test", root, base / "test", checkpoint)),
-                "predict": make("predict", eval_args("predict", odd_root, base / "predict", checkpoint,
-                                                     "--data.predict_split", "val", *PREDICT_TTA,
-                                                     "--pseudo_masks.output_dir", str(base / "predictions"))),
+                "predict": make(
+                    "predict",
+                    eval_args(
+                        "predict",
+                        odd_root,
+                        base / "predict",
+                        checkpoint,
+                        "--data.predict_split",
+                        "val",
+                        *PREDICT_TTA,
+                        "--pseudo_masks.output_dir",
+                        str(base / "predictions"),
+                    ),
+                ),
                 # the VOC server layout, after a dense CRF, 2 images of different sizes per batch
-                "submission": make("submission", eval_args(
-                    "predict", odd_root, base / "submission", checkpoint, "--config", str(VOC_TEST),
-                    "--data.predict_split", "val", "--data.val_batch_size", "2", "--model.init_args.crf_workers", "0",
-                    "--pseudo_masks.output_dir", str(base / "submission_out"))),
+                "submission": make(
+                    "submission",
+                    eval_args(
+                        "predict",
+                        odd_root,
+                        base / "submission",
+                        checkpoint,
+                        "--config",
+                        str(VOC_TEST),
+                        "--data.predict_split",
+                        "val",
+                        "--data.val_batch_size",
+                        "2",
+                        "--model.init_args.crf_workers",
+                        "0",
+                        "--pseudo_masks.output_dir",
+                        str(base / "submission_out"),
+                    ),
+                ),
             }
             for name in ("validate", "test", "predict", "submission"):
                 all_runs[name].run_in_process()
@@ -244,7 +363,7 @@ def _assert_trained(run: Run, *loss_terms: str) -> list[dict[str, str]]:
         column = [r[f"train/loss_{term}"] for r in rows if r.get(f"train/loss_{term}")]
         assert bool(column) == (term in loss_terms), f"train/loss_{term} logged: {bool(column)}"
         assert all(math.isfinite(float(v)) for v in column)
-    table = run.stdout[run.stdout.index("val segmentation IoU"):]
+    table = run.stdout[run.stdout.index("val segmentation IoU") :]
     for name in CLASS_NAMES + ["mIoU"]:
         assert any(line.split()[:1] == [name] for line in table.splitlines()), f"{name} row missing"
     # the printed mIoU is the logged one
@@ -265,8 +384,9 @@ def test_fit_ssss_mixes_ground_truth_and_pseudo_masks(runs: dict[str, Run]) -> N
     run = _get(runs, "ssss")
     rows = _assert_trained(run, "gt", "pseudo")
     steps = [r for r in rows if r.get("train/loss")]
-    assert len(steps) == 2 and all(r.get("train/loss_gt") and r.get("train/loss_pseudo") for r in steps), \
+    assert len(steps) == 2 and all(r.get("train/loss_gt") and r.get("train/loss_pseudo") for r in steps), (
         "every batch holds labelled and pseudo-labelled samples"
+    )
 
 
 def test_fit_labeled_only_uses_ground_truth(runs: dict[str, Run]) -> None:
@@ -301,7 +421,7 @@ def test_allow_missing_skips_and_says_how_many(runs: dict[str, Run]) -> None:
 @pytest.mark.parametrize("subcommand, prefix", [("validate", "val"), ("test", "test")])
 def test_validate_and_test_print_the_iou_table(runs: dict[str, Run], subcommand: str, prefix: str) -> None:
     run = _get(runs, subcommand)
-    table = run.stdout[run.stdout.index(f"{prefix} segmentation IoU"):]
+    table = run.stdout[run.stdout.index(f"{prefix} segmentation IoU") :]
     rows = {line.split()[0]: line.split()[-1] for line in table.splitlines()[2:] if line.split()}
     assert set(CLASS_NAMES + ["mIoU"]) <= set(rows)
     values = [float(rows[name]) for name in CLASS_NAMES if rows[name] != "n/a"]
@@ -332,8 +452,12 @@ def test_predict_writes_masks_of_the_image_size_and_a_manifest(runs: dict[str, R
 
     # the masks are the checkpoint's predictions at full resolution (with the TTA the run used)
     used = manifest["config"]["model"]
-    module = SegmentationModule.load_from_checkpoint(run.args[run.args.index("--ckpt_path") + 1], map_location="cpu",
-                                                     tta_scales=tuple(used["tta_scales"]), tta_flip=used["tta_flip"])
+    module = SegmentationModule.load_from_checkpoint(
+        run.args[run.args.index("--ckpt_path") + 1],
+        map_location="cpu",
+        tta_scales=tuple(used["tta_scales"]),
+        tta_flip=used["tta_flip"],
+    )
     module.eval()
     dataset = VOCLayoutDataset(odd_root, "val", C, mode="predict")
     threads = torch.get_num_threads()
@@ -348,8 +472,9 @@ def test_predict_writes_masks_of_the_image_size_and_a_manifest(runs: dict[str, R
         torch.set_num_threads(threads)
 
 
-def test_submission_layout_after_crf_with_the_miou_of_epspp_evaluate(runs: dict[str, Run], odd_root: Path,
-                                                                      tmp_path: Path) -> None:
+def test_submission_layout_after_crf_with_the_miou_of_epspp_evaluate(
+    runs: dict[str, Run], odd_root: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("pydensecrf.densecrf")
     from epspp.cli.evaluate import evaluate_main
     from epspp.ops.crf import dense_crf, to_uint8_rgb
@@ -368,8 +493,9 @@ def test_submission_layout_after_crf_with_the_miou_of_epspp_evaluate(runs: dict[
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["model"]["crf"] is True and manifest["evaluated"] == len(ids)
     report = tmp_path / "scores.json"
-    assert evaluate_main(["--pred-dir", str(masks), "--root", str(odd_root), "--split", "val",
-                          "--json", str(report)]) == 0
+    assert (
+        evaluate_main(["--pred-dir", str(masks), "--root", str(odd_root), "--split", "val", "--json", str(report)]) == 0
+    )
     assert manifest["miou"] == json.loads(report.read_text())["miou"]
 
     # a mask is the argmax of the dense CRF on the checkpoint's full-resolution probabilities of its image alone
@@ -388,15 +514,17 @@ def test_command_line_tta_applies_to_a_checkpoint(runs: dict[str, Run]) -> None:
     assert manifest["config"]["model"]["tta_scales"] == [0.75, 1.0]
 
 
-def test_ssss_batches_of_the_demo_config_mix_labelled_and_pseudo(synthetic_root: Path,
-                                                                 pseudo_dirs: tuple[Path, Path]) -> None:
+def test_ssss_batches_of_the_demo_config_mix_labelled_and_pseudo(
+    synthetic_root: Path, pseudo_dirs: tuple[Path, Path]
+) -> None:
     """The datamodule exactly as configs/demo/scratch/segmentation_ssss.yaml sets it up (its batch size)."""
     data = yaml.safe_load(SSSS.read_text())["data"]
     data |= {"root": str(synthetic_root), "pseudo_mask_dir": str(pseudo_dirs[0]), "num_workers": 0}
     datamodule = EPSDataModule(**data)
     datamodule.setup("fit")
-    labeled_ids = set((synthetic_root / "ImageSets" / "Segmentation" / f"{data['labeled_split']}.txt").read_text()
-                      .split())
+    labeled_ids = set(
+        (synthetic_root / "ImageSets" / "Segmentation" / f"{data['labeled_split']}.txt").read_text().split()
+    )
     batches = list(datamodule.train_dataloader())
     assert batches
     for batch in batches:

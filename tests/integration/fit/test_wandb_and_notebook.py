@@ -15,9 +15,23 @@ from PIL import Image
 
 def test_offline_wandb_run_contains_sample_panels_and_iou_table(synthetic_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    run_epspp(["fit", "--config", SCRATCH_EPSPP, "--data.root", synthetic_root,
-               "--trainer.default_root_dir", run_dir, "--trainer.val_check_interval", "2",
-               "--trainer.check_val_every_n_epoch", "1", *TINY_FIT], cwd=tmp_path)
+    run_epspp(
+        [
+            "fit",
+            "--config",
+            SCRATCH_EPSPP,
+            "--data.root",
+            synthetic_root,
+            "--trainer.default_root_dir",
+            run_dir,
+            "--trainer.val_check_interval",
+            "2",
+            "--trainer.check_val_every_n_epoch",
+            "1",
+            *TINY_FIT,
+        ],
+        cwd=tmp_path,
+    )
     (run,) = (run_dir / "wandb").glob("offline-run-*")
     images = sorted((run / "files" / "media" / "images").rglob("*.png"))
     assert images, "the sample panels were logged"

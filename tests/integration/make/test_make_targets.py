@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 from fixtures.cli import REPO
 
-TINY = ("--trainer.max_steps 2 --trainer.precision 32-true --trainer.accelerator cpu --data.num_workers 0 "
-        "--data.batch_size 4 --data.labeled_per_batch 2 --data.crop_size 48 --data.eval_size 48 "
-        "--data.resize_long '[40, 56]' --model.init_args.pretrained false --model.init_args.pretrained_path null "
-        "--model.init_args.backbone resnet10t "
-        "--model.init_args.backbone_kwargs '{channels: [8, 16, 32, 64], stem_width: 8}'")
+TINY = (
+    "--trainer.max_steps 2 --trainer.precision 32-true --trainer.accelerator cpu --data.num_workers 0 "
+    "--data.batch_size 4 --data.labeled_per_batch 2 --data.crop_size 48 --data.eval_size 48 "
+    "--data.resize_long '[40, 56]' --model.init_args.pretrained false --model.init_args.pretrained_path null "
+    "--model.init_args.backbone resnet10t "
+    "--model.init_args.backbone_kwargs '{channels: [8, 16, 32, 64], stem_width: 8}'"
+)
 PREDICT = "--data.num_workers 0 --trainer.accelerator cpu --model.init_args.scales '[1.0]'"
 TEST = "--data.num_workers 0 --trainer.accelerator cpu --trainer.precision 32-true --model.init_args.crf_workers 0"
 
@@ -28,9 +30,22 @@ TEST = "--data.num_workers 0 --trainer.accelerator cpu --trainer.precision 32-tr
 def make(target: str, root: Path, run_dir: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
     result = subprocess.run(
-        ["make", "-C", str(REPO), target, f"DATA_ROOT={root}", f"RUN_DIR={run_dir}", "GPUS=1",
-         f"FIT_ARGS={TINY}", f"PREDICT_ARGS={PREDICT}", f"TEST_ARGS={TEST}"],
-        env=env, text=True, capture_output=True, timeout=900,
+        [
+            "make",
+            "-C",
+            str(REPO),
+            target,
+            f"DATA_ROOT={root}",
+            f"RUN_DIR={run_dir}",
+            "GPUS=1",
+            f"FIT_ARGS={TINY}",
+            f"PREDICT_ARGS={PREDICT}",
+            f"TEST_ARGS={TEST}",
+        ],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -89,19 +104,40 @@ echo "$*" >> "{log}"
 
 def printed(stdout: str, epspp: Path) -> list[str]:
     """The stage commands of ``make ... PRINT=1`` (``epspp chain --print``), without the executable."""
-    return [line.removeprefix(f"{epspp} ") for line in stdout.splitlines()
-            if line.split(" ")[:2] in ([str(epspp), "fit"], [str(epspp), "predict"])]
+    return [
+        line.removeprefix(f"{epspp} ")
+        for line in stdout.splitlines()
+        if line.split(" ")[:2] in ([str(epspp), "fit"], [str(epspp), "predict"])
+    ]
 
 
-@pytest.mark.parametrize(("target", "gpus", "nodes", "localization", "segmentation"), [
-    ("voc-wsss", 1, 1, "--data.batch_size 8 --model.init_args.lr 0.01",
-     "--data.batch_size 5 --trainer.accumulate_grad_batches 2 --model.init_args.lr 0.00025"),  # 5 x 2
-    ("voc-ssss", 2, 1, "--data.batch_size 4 --model.init_args.lr 0.01",
-     "--data.batch_size 5 --trainer.accumulate_grad_batches 1 --data.labeled_per_batch 2 "
-     "--model.init_args.lr 0.00025"),  # 2 GPUs replace the accumulation
-    ("coco-wsss", 4, 2, "--data.batch_size 2 --model.init_args.lr 0.01",  # EPS COCO: batch 16
-     "--data.batch_size 2 --trainer.accumulate_grad_batches 1 --model.init_args.lr 0.0004"),  # 16 of 10
-])
+@pytest.mark.parametrize(
+    ("target", "gpus", "nodes", "localization", "segmentation"),
+    [
+        (
+            "voc-wsss",
+            1,
+            1,
+            "--data.batch_size 8 --model.init_args.lr 0.01",
+            "--data.batch_size 5 --trainer.accumulate_grad_batches 2 --model.init_args.lr 0.00025",
+        ),  # 5 x 2
+        (
+            "voc-ssss",
+            2,
+            1,
+            "--data.batch_size 4 --model.init_args.lr 0.01",
+            "--data.batch_size 5 --trainer.accumulate_grad_batches 1 --data.labeled_per_batch 2 "
+            "--model.init_args.lr 0.00025",
+        ),  # 2 GPUs replace the accumulation
+        (
+            "coco-wsss",
+            4,
+            2,
+            "--data.batch_size 2 --model.init_args.lr 0.01",  # EPS COCO: batch 16
+            "--data.batch_size 2 --trainer.accumulate_grad_batches 1 --model.init_args.lr 0.0004",
+        ),  # 16 of 10
+    ],
+)
 def test_targets_split_the_papers_total_batch_over_the_processes(
     target: str, gpus: int, nodes: int, localization: str, segmentation: str, tmp_path: Path
 ) -> None:
@@ -110,9 +146,21 @@ def test_targets_split_the_papers_total_batch_over_the_processes(
     fake.write_text(RECORDING_EPSPP.format(real=REPO / ".venv" / "bin" / "epspp", log=log))
     fake.chmod(0o755)
     result = subprocess.run(
-        ["make", "-C", str(REPO), target, f"EPSPP={fake}", f"GPUS={gpus}", f"NODES={nodes}",
-         f"DATA_ROOT={tmp_path}", f"RUN_DIR={tmp_path / 'run'}", "FIT_ARGS=--trainer.max_steps 7"],
-        text=True, capture_output=True, timeout=120,
+        [
+            "make",
+            "-C",
+            str(REPO),
+            target,
+            f"EPSPP={fake}",
+            f"GPUS={gpus}",
+            f"NODES={nodes}",
+            f"DATA_ROOT={tmp_path}",
+            f"RUN_DIR={tmp_path / 'run'}",
+            "FIT_ARGS=--trainer.max_steps 7",
+        ],
+        text=True,
+        capture_output=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     fit_localization, predict, fit_segmentation, predict_test = log.read_text().splitlines()
@@ -125,19 +173,39 @@ def test_targets_split_the_papers_total_batch_over_the_processes(
     assert f"on {gpus * nodes} process(es)" in result.stderr  # batch-args says what it chose
 
 
-@pytest.mark.parametrize(("method", "config"), [(None, "localization_eps++.yaml"), ("cam", "localization_cam.yaml"),
-                                                ("eps", "localization_eps.yaml"), ("eps++", "localization_eps++.yaml")])
+@pytest.mark.parametrize(
+    ("method", "config"),
+    [
+        (None, "localization_eps++.yaml"),
+        ("cam", "localization_cam.yaml"),
+        ("eps", "localization_eps.yaml"),
+        ("eps++", "localization_eps++.yaml"),
+    ],
+)
 @pytest.mark.parametrize("target", ["voc-wsss", "coco-wsss"])
-def test_method_picks_the_localization_config_and_run_folder(target: str, method: str | None, config: str,
-                                                            tmp_path: Path) -> None:
+def test_method_picks_the_localization_config_and_run_folder(
+    target: str, method: str | None, config: str, tmp_path: Path
+) -> None:
     log = tmp_path / "commands.log"
     fake = tmp_path / "epspp"
     fake.write_text(RECORDING_EPSPP.format(real=REPO / ".venv" / "bin" / "epspp", log=log))
     fake.chmod(0o755)
     chosen = [f"METHOD={method}"] if method else []
-    result = subprocess.run(["make", "-C", str(REPO), target, f"EPSPP={fake}", f"DATA_ROOT={tmp_path}", *chosen,
-                             "PRINT=1"],  # (the default RUN_DIR is in the repository: print, write nothing)
-                            text=True, capture_output=True, timeout=120)
+    result = subprocess.run(
+        [
+            "make",
+            "-C",
+            str(REPO),
+            target,
+            f"EPSPP={fake}",
+            f"DATA_ROOT={tmp_path}",
+            *chosen,
+            "PRINT=1",
+        ],  # (the default RUN_DIR is in the repository: print, write nothing)
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert not log.exists()  # nothing ran
     fit_localization, predict, fit_segmentation, _ = printed(result.stdout, fake)
@@ -155,8 +223,12 @@ def test_unknown_method_is_an_error_naming_the_choices(method: str, tmp_path: Pa
     fake = tmp_path / "epspp"
     fake.write_text(RECORDING_EPSPP.format(real=REPO / ".venv" / "bin" / "epspp", log=log))
     fake.chmod(0o755)
-    result = subprocess.run(["make", "-C", str(REPO), "voc-ssss", f"EPSPP={fake}", f"DATA_ROOT={tmp_path}",
-                             f"METHOD={method}"], text=True, capture_output=True, timeout=120)
+    result = subprocess.run(
+        ["make", "-C", str(REPO), "voc-ssss", f"EPSPP={fake}", f"DATA_ROOT={tmp_path}", f"METHOD={method}"],
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert f"METHOD={method} is not one of: cam eps eps++" in result.stderr
     assert not log.exists()  # no stage ran

@@ -41,8 +41,9 @@ def base(synthetic_root: Path, tmp_path: Path) -> Path:
 
 # ------------------------------------------------------------------ defect 1
 @pytest.mark.parametrize("folder", ["SegmentationClassAug", "saliency", "JPEGImages", "SegmentationClassAug/sub"])
-def test_stage2_refuses_to_write_into_the_dataset(base: Path, checkpoint: Path, folder: str,
-                                                  capfd: pytest.CaptureFixture) -> None:
+def test_stage2_refuses_to_write_into_the_dataset(
+    base: Path, checkpoint: Path, folder: str, capfd: pytest.CaptureFixture
+) -> None:
     before = dataset_files(base)
     result = in_process(capfd, *predict_args(base, checkpoint, base / folder, "--pseudo_masks.save_scores", "true"))
     clean_error(result, "epspp: error:", "inside the dataset's", "choose a folder of its own")
@@ -58,19 +59,24 @@ def test_split_ids_that_escape_are_refused_and_nothing_outside_is_touched(
     (victim / "x.png").write_bytes(b"precious")
     (base / "ImageSets" / "Segmentation" / "evil.txt").write_text("train_000000\n../../victim/x\n")
     out = tmp_path / "out"
-    result = in_process(capfd, *predict_args(base, checkpoint, out, "--data.predict_split", "evil",
-                                             "--pseudo_masks.overwrite", "true"))
+    result = in_process(
+        capfd, *predict_args(base, checkpoint, out, "--data.predict_split", "evil", "--pseudo_masks.overwrite", "true")
+    )
     clean_error(result, "evil.txt line 2", "'../../victim/x'", "not a plain file name")
     assert (victim / "x.png").read_bytes() == b"precious" and sorted(victim.iterdir()) == [victim / "x.png"]
     assert not out.exists() or not list(out.glob("*.png"))
 
 
 # ------------------------------------------------------------------ defect 5
-def test_predict_without_a_checkpoint_is_refused(base: Path, checkpoint: Path, tmp_path: Path,
-                                                 capfd: pytest.CaptureFixture) -> None:
+def test_predict_without_a_checkpoint_is_refused(
+    base: Path, checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "out"
-    args = [a for a in predict_args(base, Path("unused"), out, "--data.predict_split", "labeled_10pct")
-            if str(a) not in ("--ckpt_path", "unused")]
+    args = [
+        a
+        for a in predict_args(base, Path("unused"), out, "--data.predict_split", "labeled_10pct")
+        if str(a) not in ("--ckpt_path", "unused")
+    ]
     clean_error(in_process(capfd, *args), "--ckpt_path", "--allow_random_weights")
     assert not list(out.glob("*.png"))
     # asked for explicitly, an untrained network's masks are written, and recorded as such
@@ -93,8 +99,15 @@ def test_resume_into_a_folder_made_differently_is_refused(
     first = snapshot(out)
     (out / f"{split_ids(synthetic_root, 'labeled_10pct')[0]}.png").unlink()  # a half-written folder
     half = snapshot(out)
-    other = predict_args(synthetic_root, checkpoint, out, "--data.predict_split", "labeled_10pct",
-                         "--model.init_args.bg_threshold", "0.4")
+    other = predict_args(
+        synthetic_root,
+        checkpoint,
+        out,
+        "--data.predict_split",
+        "labeled_10pct",
+        "--model.init_args.bg_threshold",
+        "0.4",
+    )
     clean_error(in_process(capfd, *other), "made differently", "bg_threshold: 0.2 -> 0.4", "overwrite true")
     assert snapshot(out) == half
     # another checkpoint: refused too
@@ -102,8 +115,10 @@ def test_resume_into_a_folder_made_differently_is_refused(
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     state["global_step"] = 12345
     torch.save(state, changed)
-    args = [changed if a == checkpoint else a for a in predict_args(synthetic_root, checkpoint, out,
-                                                                     "--data.predict_split", "labeled_10pct")]
+    args = [
+        changed if a == checkpoint else a
+        for a in predict_args(synthetic_root, checkpoint, out, "--data.predict_split", "labeled_10pct")
+    ]
     clean_error(in_process(capfd, *args), "made differently", "checkpoint_sha256")
     # the same settings resume; overwrite rewrites with the new ones and records them
     ok(in_process(capfd, *predict_args(synthetic_root, checkpoint, out, "--data.predict_split", "labeled_10pct")))
@@ -124,8 +139,18 @@ def test_masks_of_unknown_provenance_are_not_completed(
 # ------------------------------------------------------------------ defect 10
 def test_mistyped_root_is_an_error_not_a_new_dataset(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     typo = tmp_path / "data" / "synthtic"
-    result = in_process(capfd, "fit", "--config", DEMO / "localization_eps++.yaml", "--data.root", typo,
-                        "--trainer.default_root_dir", tmp_path / "run", "--trainer.logger", "false")
+    result = in_process(
+        capfd,
+        "fit",
+        "--config",
+        DEMO / "localization_eps++.yaml",
+        "--data.root",
+        typo,
+        "--trainer.default_root_dir",
+        tmp_path / "run",
+        "--trainer.logger",
+        "false",
+    )
     clean_error(result, f"dataset root {typo} does not exist", "epspp prepare synthetic")
     assert not (tmp_path / "data").exists()
 
@@ -170,19 +195,37 @@ def test_bad_checkpoints_are_one_line(
         state["hyper_parameters"]["extra"] = payload
         torch.save(state, bad)
     args = [bad if a == checkpoint else a for a in predict_args(synthetic_root, checkpoint, tmp_path / "out")]
-    needle = {"truncated": "cannot read checkpoint", "garbage": "cannot read checkpoint", "missing": "does not exist",
-              "plain_dict": "not a Lightning checkpoint", "other_stage": "checkpoint of SegmentationModule",
-              "pickled_code": "cannot read checkpoint"}[case]
+    needle = {
+        "truncated": "cannot read checkpoint",
+        "garbage": "cannot read checkpoint",
+        "missing": "does not exist",
+        "plain_dict": "not a Lightning checkpoint",
+        "other_stage": "checkpoint of SegmentationModule",
+        "pickled_code": "cannot read checkpoint",
+    }[case]
     message = clean_error(in_process(capfd, *args), "epspp: error:", str(bad), needle)
     assert len([line for line in message.splitlines() if "error" in line]) == 1
     assert not (tmp_path / "code_ran").exists()
 
 
 @pytest.mark.parametrize(("flag", "value"), [("batch_size", "0"), ("num_workers", "-1"), ("crop_size", "0")])
-def test_bad_data_sizes_are_one_line(synthetic_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture,
-                                     flag: str, value: str) -> None:
-    result = in_process(capfd, "fit", "--config", DEMO / "localization_eps++.yaml", "--data.root", synthetic_root,
-                        f"--data.{flag}", value, "--trainer.default_root_dir", tmp_path, "--trainer.logger", "false")
+def test_bad_data_sizes_are_one_line(
+    synthetic_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture, flag: str, value: str
+) -> None:
+    result = in_process(
+        capfd,
+        "fit",
+        "--config",
+        DEMO / "localization_eps++.yaml",
+        "--data.root",
+        synthetic_root,
+        f"--data.{flag}",
+        value,
+        "--trainer.default_root_dir",
+        tmp_path,
+        "--trainer.logger",
+        "false",
+    )
     clean_error(result, f"--data.{flag} must be >=", value)
 
 
@@ -192,20 +235,47 @@ def test_yaml_errors_name_the_file(tmp_path: Path, capfd: pytest.CaptureFixture)
     clean_error(in_process(capfd, "fit", "--config", config), f"config file {config} line", "not valid YAML")
 
 
-def test_a_dataset_error_in_a_loader_worker_is_one_line(base: Path, tmp_path: Path,
-                                                        capfd: pytest.CaptureFixture) -> None:
+def test_a_dataset_error_in_a_loader_worker_is_one_line(
+    base: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     (base / "JPEGImages" / "val_000002.jpg").write_bytes(b"\xff\xd8 broken")  # found only when the worker reads it
-    result = in_process(capfd, "validate", "--config", DEMO / "localization_eps++.yaml", "--data.root", base,
-                        "--trainer.default_root_dir", tmp_path, "--trainer.logger", "false", *TINY_FIT,
-                        "--data.num_workers", "1", "--data.preflight", "false")
+    result = in_process(
+        capfd,
+        "validate",
+        "--config",
+        DEMO / "localization_eps++.yaml",
+        "--data.root",
+        base,
+        "--trainer.default_root_dir",
+        tmp_path,
+        "--trainer.logger",
+        "false",
+        *TINY_FIT,
+        "--data.num_workers",
+        "1",
+        "--data.preflight",
+        "false",
+    )
     message = clean_error(result, "epspp: error: cannot read image", "val_000002.jpg")
     assert "Original Traceback" not in message and "DataLoader worker" not in message
 
 
-def test_the_preflight_finds_it_before_the_stage_starts(base: Path, tmp_path: Path,
-                                                        capfd: pytest.CaptureFixture) -> None:
+def test_the_preflight_finds_it_before_the_stage_starts(
+    base: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     (base / "JPEGImages" / "val_000002.jpg").write_bytes(b"\xff\xd8 broken")
-    result = in_process(capfd, "fit", "--config", DEMO / "localization_eps++.yaml", "--data.root", base,
-                        "--trainer.default_root_dir", tmp_path, "--trainer.logger", "false", *TINY_FIT)
+    result = in_process(
+        capfd,
+        "fit",
+        "--config",
+        DEMO / "localization_eps++.yaml",
+        "--data.root",
+        base,
+        "--trainer.default_root_dir",
+        tmp_path,
+        "--trainer.logger",
+        "false",
+        *TINY_FIT,
+    )
     clean_error(result, "split 'val'", "1 of 6 samples are bad", "val_000002.jpg")
     assert not (tmp_path / "checkpoints").exists()  # not a single training step

@@ -21,10 +21,30 @@ def test_predict_writes_its_configuration_and_logs_in_the_output_folder_not_the_
     before = snapshot(training_run)
     out = tmp_path / "masks"
     # the training config (loggers, checkpoints, its own run folder) pointed at the training run
-    result = ok(in_process(capfd, "predict", "--config", SCRATCH_EPSPP, "--data.root", synthetic_root, "--ckpt_path",
-                           training_run / "checkpoints" / "last.ckpt", "--pseudo_masks.output_dir", out,
-                           "--trainer.default_root_dir", training_run, "--trainer.logger", CSV_ONLY,
-                           "--trainer.callbacks", "[]", "--data.num_workers", "0", *SMALL, *QUIET))
+    result = ok(
+        in_process(
+            capfd,
+            "predict",
+            "--config",
+            SCRATCH_EPSPP,
+            "--data.root",
+            synthetic_root,
+            "--ckpt_path",
+            training_run / "checkpoints" / "last.ckpt",
+            "--pseudo_masks.output_dir",
+            out,
+            "--trainer.default_root_dir",
+            training_run,
+            "--trainer.logger",
+            CSV_ONLY,
+            "--trainer.callbacks",
+            "[]",
+            "--data.num_workers",
+            "0",
+            *SMALL,
+            *QUIET,
+        )
+    )
     assert f"predict writes its configuration and logs in --pseudo_masks.output_dir {out}" in result.stderr
     assert snapshot(training_run) == before  # the fit's config.yaml is its record: kept, and nothing added
     dumps = list(out.rglob("config.yaml"))  # in the CSV logger's version folder
@@ -39,17 +59,20 @@ def test_predict_never_replaces_a_users_file_in_its_output_folder(
     out = tmp_path / "out"
     (out / users).parent.mkdir(parents=True)
     (out / users).write_text('{"mine": true}')
-    result = in_process(capfd, *predict_args(synthetic_root, localization_checkpoint, out, *SMALL,
-                                             "--pseudo_masks.save_scores", "true"))
+    result = in_process(
+        capfd, *predict_args(synthetic_root, localization_checkpoint, out, *SMALL, "--pseudo_masks.save_scores", "true")
+    )
     clean_error(result, "epspp: error:", str(out / users), "--pseudo_masks.overwrite true")
     assert (out / users).read_text() == '{"mine": true}' and not list(out.glob("*.png"))
 
 
-def test_predict_never_writes_into_the_dataset_root(synthetic_copy: Path, localization_checkpoint: Path,
-                                                   capfd: pytest.CaptureFixture) -> None:
+def test_predict_never_writes_into_the_dataset_root(
+    synthetic_copy: Path, localization_checkpoint: Path, capfd: pytest.CaptureFixture
+) -> None:
     before = snapshot(synthetic_copy)
     for out in (synthetic_copy, synthetic_copy / "pseudo_masks"):
         result = in_process(capfd, *predict_args(synthetic_copy, localization_checkpoint, out, *SMALL))
-        clean_error(result, f"--pseudo_masks.output_dir {out} is inside the dataset's root folder",
-                    "choose a folder of its own")
+        clean_error(
+            result, f"--pseudo_masks.output_dir {out} is inside the dataset's root folder", "choose a folder of its own"
+        )
     assert snapshot(synthetic_copy) == before

@@ -24,6 +24,8 @@ from epspp.evaluate import evaluate_folder, scores_to_json
 
 DEMO = CONFIGS / "demo" / "scratch"
 SPLITS = Path("ImageSets") / "Segmentation"
+
+
 def epspp(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
     """``python -m epspp ARGS`` in a subprocess, as a user runs it (the result is checked by the caller)."""
     return run_epspp(list(args), cwd=cwd, check=False)
@@ -124,12 +126,28 @@ def test_manifest_records_checkpoint_counts_and_miou(synthetic_root: Path, check
 
 
 # ------------------------------------------------------------ epspp evaluate
-def test_evaluate_cli_prints_the_same_table(synthetic_root: Path, predicted: tuple, tmp_path: Path,
-                                            capfd: pytest.CaptureFixture) -> None:
+def test_evaluate_cli_prints_the_same_table(
+    synthetic_root: Path, predicted: tuple, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     out, _ = predicted
     scores = tmp_path / "scores.json"
-    result = ok(in_process(capfd, "evaluate", "--pred-dir", out, "--root", synthetic_root, "--split", "train",
-                           "--json", scores, "--bg-thresholds", "0.2", "0.5"))
+    result = ok(
+        in_process(
+            capfd,
+            "evaluate",
+            "--pred-dir",
+            out,
+            "--root",
+            synthetic_root,
+            "--split",
+            "train",
+            "--json",
+            scores,
+            "--bg-thresholds",
+            "0.2",
+            "0.5",
+        )
+    )
     info = manifest(out)
     saved = json.loads(scores.read_text())
     assert saved["miou"] == info["miou"]
@@ -203,8 +221,20 @@ def test_resume_writes_only_the_missing_masks_and_overwrite_rewrites(
 
     # overwrite: true rewrites every mask of the predicted split (here the 2 ids of labeled_10pct)
     labeled = split_ids(synthetic_root, "labeled_10pct")
-    ok(in_process(capfd, *predict_args(synthetic_root, checkpoint, out, "--data.predict_split", "labeled_10pct",
-                                       "--pseudo_masks.overwrite", "true")))
+    ok(
+        in_process(
+            capfd,
+            *predict_args(
+                synthetic_root,
+                checkpoint,
+                out,
+                "--data.predict_split",
+                "labeled_10pct",
+                "--pseudo_masks.overwrite",
+                "true",
+            ),
+        )
+    )
     for image_id in ids:
         changed = (out / f"{image_id}.png").stat().st_mtime_ns != stats[image_id]
         assert changed == (image_id in labeled), image_id
@@ -256,8 +286,9 @@ def test_resume_with_save_scores_predicts_the_ids_without_a_score_map(
     assert manifest(out)["written_this_run"] == 2
 
 
-def test_sizes_missing_ground_truth_and_unlabelled_image(synthetic_root: Path, checkpoint: Path,
-                                                         tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+def test_sizes_missing_ground_truth_and_unlabelled_image(
+    synthetic_root: Path, checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     root, ids = _mixed_tree(synthetic_root, tmp_path / "mixed")
     out = tmp_path / "out"
     result = ok(in_process(capfd, *predict_args(root, checkpoint, out)))
@@ -275,9 +306,23 @@ def test_sizes_missing_ground_truth_and_unlabelled_image(synthetic_root: Path, c
 @pytest.fixture(scope="module")
 def refined(synthetic_root: Path, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pamr") / "masks"
-    ok(predict(synthetic_root, checkpoint, out, "--data.predict_split", "labeled_10pct",
-               "--model.init_args.refine", "pamr", "--model.init_args.scales", "[1.0]",
-               "--model.init_args.bg_threshold", "0.3", "--pseudo_masks.save_scores", "true"))
+    ok(
+        predict(
+            synthetic_root,
+            checkpoint,
+            out,
+            "--data.predict_split",
+            "labeled_10pct",
+            "--model.init_args.refine",
+            "pamr",
+            "--model.init_args.scales",
+            "[1.0]",
+            "--model.init_args.bg_threshold",
+            "0.3",
+            "--pseudo_masks.save_scores",
+            "true",
+        )
+    )
     return out
 
 
@@ -296,8 +341,19 @@ def test_pamr_refinement_and_float16_scores(synthetic_root: Path, refined: Path,
         assert np.isfinite(scores).all() and scores.min() >= 0 and scores.max() <= 1.001
     assert manifest(refined)["count"] == len(ids)
     # PAMR refined the background channel too: a threshold sweep over these scores is refused
-    swept = in_process(capfd, "evaluate", "--pred-dir", refined, "--root", synthetic_root, "--split", "labeled_10pct",
-                       "--bg-thresholds", "0.2", "0.4")
+    swept = in_process(
+        capfd,
+        "evaluate",
+        "--pred-dir",
+        refined,
+        "--root",
+        synthetic_root,
+        "--split",
+        "labeled_10pct",
+        "--bg-thresholds",
+        "0.2",
+        "0.4",
+    )
     clean_error(swept, "refined with pamr", "refine none")
 
 
@@ -315,8 +371,9 @@ def _existing_mask(out: Path) -> bytes:
     return (out / "train_000000.png").read_bytes()
 
 
-def test_checkpoint_of_another_class_count(synthetic_root: Path, checkpoint: Path, tmp_path: Path,
-                                          capfd: pytest.CaptureFixture) -> None:
+def test_checkpoint_of_another_class_count(
+    synthetic_root: Path, checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     root = copy_root(synthetic_root, tmp_path / "four")
     write_classes(root, read_classes(root)[:-1])  # drop the last class: 4 object classes
     for path in (root / "SegmentationClassAug").glob("*.png"):
@@ -335,8 +392,9 @@ def test_output_dir_that_is_a_file(
 ) -> None:
     out = tmp_path / "out.png"
     out.write_bytes(b"precious")
-    clean_error(in_process(capfd, *predict_args(synthetic_root, checkpoint, out)), "epspp: error:", str(out),
-                "is a file")
+    clean_error(
+        in_process(capfd, *predict_args(synthetic_root, checkpoint, out)), "epspp: error:", str(out), "is a file"
+    )
     assert out.read_bytes() == b"precious"
 
 
@@ -359,8 +417,21 @@ def test_ddp_two_ranks_write_each_mask_once(synthetic_root: Path, checkpoint: Pa
     ids = split_ids(root, "val")[:5]  # odd: the ranks get 3 and 2
     (root / SPLITS / "five.txt").write_text("\n".join(ids) + "\n")
     out = tmp_path / "out"
-    ok(predict(root, checkpoint, out, "--data.predict_split", "five", "--trainer.accelerator", "cpu",
-               "--trainer.devices", "2", "--trainer.strategy", "ddp"))
+    ok(
+        predict(
+            root,
+            checkpoint,
+            out,
+            "--data.predict_split",
+            "five",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+        )
+    )
     assert pngs(out) == set(ids)
     info = manifest(out)
     assert info["count"] == info["evaluated"] == 5

@@ -24,9 +24,26 @@ SMALL = ("--data.predict_split", "labeled_10pct")  # 2 images
 def run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fit run folder: RUN/checkpoints/last.ckpt of a 2-step tiny localization network (no best.ckpt)."""
     folder = tmp_path_factory.mktemp("localization")
-    ok(run_epspp(["fit", "--config", DEMO / "localization_eps++.yaml", "--data.root", synthetic_root,
-                  "--trainer.default_root_dir", folder, "--trainer.logger", "false",
-                  "--trainer.num_sanity_val_steps", "0", *TINY_FIT], cwd=folder, check=False))
+    ok(
+        run_epspp(
+            [
+                "fit",
+                "--config",
+                DEMO / "localization_eps++.yaml",
+                "--data.root",
+                synthetic_root,
+                "--trainer.default_root_dir",
+                folder,
+                "--trainer.logger",
+                "false",
+                "--trainer.num_sanity_val_steps",
+                "0",
+                *TINY_FIT,
+            ],
+            cwd=folder,
+            check=False,
+        )
+    )
     assert (folder / "checkpoints" / "last.ckpt").is_file()
     return folder
 
@@ -71,8 +88,9 @@ def test_derived_folders_that_leave_the_output_or_enter_the_dataset_are_refused(
     assert not list(out.glob("*.png"))
 
 
-def test_a_plain_mask_subdir_still_writes_there(base: Path, checkpoint: Path, tmp_path: Path,
-                                                capfd: pytest.CaptureFixture) -> None:
+def test_a_plain_mask_subdir_still_writes_there(
+    base: Path, checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "out"
     ok(in_process(capfd, *predict_args(base, checkpoint, out, *SMALL, "--pseudo_masks.mask_subdir", "a/b")))
     assert {p.stem for p in (out / "a" / "b").glob("*.png")} == set(split_ids(base, "labeled_10pct"))
@@ -109,8 +127,9 @@ def test_checkpoint_of_the_same_classes_in_another_order_is_refused(
     names[1], names[2] = names[2], names[1]
     (base / "classes.json").write_text(json.dumps(classes))
     out = tmp_path / "out"
-    message = clean_error(in_process(capfd, *predict_args(base, checkpoint, out, *SMALL)), "epspp: error:",
-                          str(trained), str(names))
+    message = clean_error(
+        in_process(capfd, *predict_args(base, checkpoint, out, *SMALL)), "epspp: error:", str(trained), str(names)
+    )
     assert len([line for line in message.splitlines() if "error" in line]) == 1
     assert not list(out.glob("*.png")) if out.exists() else True
 
@@ -143,15 +162,47 @@ def test_ckpt_path_last_finds_the_runs_checkpoint_and_its_network(
     synthetic_root: Path, run: Path, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
     """Without the tiny network's options on the command line: the network comes from the checkpoint."""
-    result = in_process(capfd, "validate", "--config", DEMO / "localization_eps++.yaml", "--data.root",
-                        synthetic_root, "--ckpt_path", "last", "--trainer.default_root_dir", run,
-                        "--trainer.logger", "false", "--data.num_workers", "0", "--trainer.accelerator", "cpu",
-                        "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false")
+    result = in_process(
+        capfd,
+        "validate",
+        "--config",
+        DEMO / "localization_eps++.yaml",
+        "--data.root",
+        synthetic_root,
+        "--ckpt_path",
+        "last",
+        "--trainer.default_root_dir",
+        run,
+        "--trainer.logger",
+        "false",
+        "--data.num_workers",
+        "0",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+    )
     ok(result)
     assert "val/mIoU" in result.stdout
-    clean_error(in_process(capfd, "validate", "--config", DEMO / "localization_eps++.yaml", "--data.root",
-                           synthetic_root, "--ckpt_path", "best", "--trainer.default_root_dir", run,
-                           "--trainer.logger", "false"), "--ckpt_path best: no best checkpoint")
+    clean_error(
+        in_process(
+            capfd,
+            "validate",
+            "--config",
+            DEMO / "localization_eps++.yaml",
+            "--data.root",
+            synthetic_root,
+            "--ckpt_path",
+            "best",
+            "--trainer.default_root_dir",
+            run,
+            "--trainer.logger",
+            "false",
+        ),
+        "--ckpt_path best: no best checkpoint",
+    )
 
 
 @pytest.mark.parametrize("subcommand", ["fit", "validate"])
@@ -161,17 +212,32 @@ def test_truncated_checkpoint_reached_through_last_is_one_line(
     (tmp_path / "checkpoints").mkdir()
     cut = tmp_path / "checkpoints" / "last.ckpt"
     cut.write_bytes(checkpoint.read_bytes()[:5000])
-    result = in_process(capfd, subcommand, "--config", DEMO / "localization_eps++.yaml", "--data.root",
-                        synthetic_root, "--ckpt_path", "last", "--trainer.default_root_dir", tmp_path,
-                        "--trainer.logger", "false", *TINY_FIT)
+    result = in_process(
+        capfd,
+        subcommand,
+        "--config",
+        DEMO / "localization_eps++.yaml",
+        "--data.root",
+        synthetic_root,
+        "--ckpt_path",
+        "last",
+        "--trainer.default_root_dir",
+        tmp_path,
+        "--trainer.logger",
+        "false",
+        *TINY_FIT,
+    )
     clean_error(result, f"cannot read checkpoint {cut}")
     assert cut.stat().st_size == 5000
 
 
 # ------------------------------------------------------------------ item 13
 def test_a_full_disk_while_writing_masks_is_one_line_and_keeps_earlier_masks(
-    synthetic_root: Path, checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture,
-    monkeypatch: pytest.MonkeyPatch
+    synthetic_root: Path,
+    checkpoint: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import epspp.callbacks.mask_writer as writer
 
@@ -186,18 +252,35 @@ def test_a_full_disk_while_writing_masks_is_one_line_and_keeps_earlier_masks(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(writer, "write_mask_png", full_disk)
-    clean_error(in_process(capfd, *predict_args(synthetic_root, checkpoint, out, *SMALL)),
-                f"cannot write the mask of {second} in {out}: No space left on device")
+    clean_error(
+        in_process(capfd, *predict_args(synthetic_root, checkpoint, out, *SMALL)),
+        f"cannot write the mask of {second} in {out}: No space left on device",
+    )
     assert (out / f"{first}.png").read_bytes() == kept
     assert not list(out.glob(".*.tmp.*"))
 
 
-def test_a_validation_interval_longer_than_an_epoch_is_one_line(synthetic_root: Path, tmp_path: Path,
-                                                                capfd: pytest.CaptureFixture) -> None:
+def test_a_validation_interval_longer_than_an_epoch_is_one_line(
+    synthetic_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     # the demo's stage-3 configs validate every 125 steps across epochs; per-epoch validation on top of that is
     # Lightning's ValueError (20 train images / 4 = 5 batches an epoch): one line, and how to ask for it
-    args = ["fit", "--config", CONFIGS / "demo" / "segmentation_wsss.yaml", "--data.root", synthetic_root,
-            "--data.pseudo_mask_dir", "null", "--model.init_args.pretrained_path", "null",
-            "--trainer.default_root_dir", tmp_path / "run", "--trainer.logger", "false",
-            "--trainer.check_val_every_n_epoch", "1", *TINY_FIT]
+    args = [
+        "fit",
+        "--config",
+        CONFIGS / "demo" / "segmentation_wsss.yaml",
+        "--data.root",
+        synthetic_root,
+        "--data.pseudo_mask_dir",
+        "null",
+        "--model.init_args.pretrained_path",
+        "null",
+        "--trainer.default_root_dir",
+        tmp_path / "run",
+        "--trainer.logger",
+        "false",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        *TINY_FIT,
+    ]
     clean_error(in_process(capfd, *args), "val_check_interval", "--trainer.val_check_interval 1.0")

@@ -44,12 +44,28 @@ def _monitor(checkpoint: Path) -> str:
     return best[0]["monitor"]
 
 
-def test_maskless_folder_through_every_stage(synthetic_root: Path, tmp_path: Path,
-                                             capfd: pytest.CaptureFixture) -> None:
+def test_maskless_folder_through_every_stage(
+    synthetic_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     photos, saliency, labels = _own_folder(synthetic_root, tmp_path / "mine")
     root, runs = tmp_path / "root", tmp_path / "runs"
-    prepared = run_epspp(["prepare", "folder", "--images", photos, "--labels", labels, "--saliency", saliency,
-                          "--out", root, "--val-fraction", "0.25"], cwd=tmp_path)
+    prepared = run_epspp(
+        [
+            "prepare",
+            "folder",
+            "--images",
+            photos,
+            "--labels",
+            labels,
+            "--saliency",
+            saliency,
+            "--out",
+            root,
+            "--val-fraction",
+            "0.25",
+        ],
+        cwd=tmp_path,
+    )
     assert "12 images (train 9, val 3, all)" in prepared.stdout
     assert json.loads((root / "classes.json").read_text())["names"][0] == "background"
     assert (root / "JPEGImages" / "photo 0.png").resolve() == (photos / "photo 0.png").resolve()  # as it is
@@ -58,9 +74,24 @@ def test_maskless_folder_through_every_stage(synthetic_root: Path, tmp_path: Pat
     # stage 1 without ground truth: validation on the labels, best.ckpt selected on val/mAP
     localization = runs / "localization"
     csv_logger = "{class_path: pytorch_lightning.loggers.CSVLogger, init_args: {save_dir: ., name: csv}}"
-    fit = run_epspp(["fit", "--config", DEMO / "localization_eps++.yaml", "--data.root", root, *TINY_FIT, *QUIET,
-                     "--trainer.logger", csv_logger, "--trainer.check_val_every_n_epoch", "1",
-                     "--trainer.default_root_dir", localization], cwd=tmp_path)
+    fit = run_epspp(
+        [
+            "fit",
+            "--config",
+            DEMO / "localization_eps++.yaml",
+            "--data.root",
+            root,
+            *TINY_FIT,
+            *QUIET,
+            "--trainer.logger",
+            csv_logger,
+            "--trainer.check_val_every_n_epoch",
+            "1",
+            "--trainer.default_root_dir",
+            localization,
+        ],
+        cwd=tmp_path,
+    )
     assert "best.ckpt is selected on val/mAP" in fit.stderr
     best = localization / "checkpoints" / "best.ckpt"
     assert _monitor(best) == "val/mAP"
@@ -69,8 +100,22 @@ def test_maskless_folder_through_every_stage(synthetic_root: Path, tmp_path: Pat
 
     # stage 2: pseudo-masks of train, no fake mIoU
     pseudo = runs / "pseudo_masks"
-    in_process(capfd, "predict", "--config", DEMO / "pseudo_masks.yaml", "--data.root", root, "--ckpt_path", best,
-               "--pseudo_masks.output_dir", pseudo, "--data.num_workers", "0", *QUIET, check=True)
+    in_process(
+        capfd,
+        "predict",
+        "--config",
+        DEMO / "pseudo_masks.yaml",
+        "--data.root",
+        root,
+        "--ckpt_path",
+        best,
+        "--pseudo_masks.output_dir",
+        pseudo,
+        "--data.num_workers",
+        "0",
+        *QUIET,
+        check=True,
+    )
     train = read_split(root, "train")  # ids with spaces: one per line
     assert {p.stem for p in pseudo.glob("*.png")} == set(train)
     manifest = json.loads((pseudo / "manifest.json").read_text())
@@ -85,19 +130,51 @@ def test_maskless_folder_through_every_stage(synthetic_root: Path, tmp_path: Pat
 
     # stage 3 on the pseudo-masks, without a val mask folder: no validation, best.ckpt on train/loss
     segmentation = runs / "segmentation"
-    fit = run_epspp(["fit", "--config", DEMO / "segmentation_wsss.yaml", "--data.root", root,
-                     "--data.pseudo_mask_dir", pseudo, *TINY_FIT, *QUIET, "--trainer.default_root_dir", segmentation],
-                    cwd=tmp_path)
+    fit = run_epspp(
+        [
+            "fit",
+            "--config",
+            DEMO / "segmentation_wsss.yaml",
+            "--data.root",
+            root,
+            "--data.pseudo_mask_dir",
+            pseudo,
+            *TINY_FIT,
+            *QUIET,
+            "--trainer.default_root_dir",
+            segmentation,
+        ],
+        cwd=tmp_path,
+    )
     assert "no validation; best.ckpt is selected on train/loss" in fit.stderr
     seg_best = segmentation / "checkpoints" / "best.ckpt"
     assert _monitor(seg_best) == "train/loss"
 
     # predict the plain folder of images with the segmentation network: masks and overlays
     predictions = runs / "predictions"
-    in_process(capfd, "predict", "--config", DEMO / "segmentation_wsss.yaml", "--data.root", root, "--ckpt_path",
-               seg_best, "--data.predict_image_dir", photos, "--pseudo_masks.output_dir", predictions,
-               "--pseudo_masks.save_overlays", "true", "--data.num_workers", "0", "--trainer.callbacks", "[]",
-               *QUIET, *TINY_FIT[:2], check=True)
+    in_process(
+        capfd,
+        "predict",
+        "--config",
+        DEMO / "segmentation_wsss.yaml",
+        "--data.root",
+        root,
+        "--ckpt_path",
+        seg_best,
+        "--data.predict_image_dir",
+        photos,
+        "--pseudo_masks.output_dir",
+        predictions,
+        "--pseudo_masks.save_overlays",
+        "true",
+        "--data.num_workers",
+        "0",
+        "--trainer.callbacks",
+        "[]",
+        *QUIET,
+        *TINY_FIT[:2],
+        check=True,
+    )
     ids = {p.stem for p in photos.iterdir()}
     assert {p.stem for p in predictions.glob("*.png")} == ids | {"overview"}  # the masks and their overview
     assert {p.stem for p in (predictions / "overlays").glob("*.png")} == ids

@@ -19,25 +19,65 @@ from PIL import Image
 
 COUNT, LONG_SIDE, NEW = 8, 72, 2  # 6 photos + 2 side-by-side composites, 72 px long (144 the composites)
 # a narrow ResNet-10 instead of the preset's ResNet-50, on 64-px crops (the photos are 72 px)
-TINY = ["--model.init_args.backbone", "resnet10t",
-        "--model.init_args.backbone_kwargs", "{channels: [8, 16, 32, 64], stem_width: 8}",
-        "--data.crop_size", "64", "--data.resize_long", "[56, 80]", "--data.eval_size", "144",
-        "--data.num_workers", "0", "--data.batch_size", "4"]
+TINY = [
+    "--model.init_args.backbone",
+    "resnet10t",
+    "--model.init_args.backbone_kwargs",
+    "{channels: [8, 16, 32, 64], stem_width: 8}",
+    "--data.crop_size",
+    "64",
+    "--data.resize_long",
+    "[56, 80]",
+    "--data.eval_size",
+    "144",
+    "--data.num_workers",
+    "0",
+    "--data.batch_size",
+    "4",
+]
 STAGES = ("dataset", "stage 1", "pseudo-masks", "stage 3", "masks", "predictions")
-FOLDERS = {"dataset": "dataset", "stage 1": "localization", "pseudo-masks": "pseudo_masks",
-           "stage 3": "segmentation_wsss", "masks": "masks", "predictions": "predictions"}
+FOLDERS = {
+    "dataset": "dataset",
+    "stage 1": "localization",
+    "pseudo-masks": "pseudo_masks",
+    "stage 3": "segmentation_wsss",
+    "masks": "masks",
+    "predictions": "predictions",
+}
 
 
 def _run(base: Path, paths: dict[str, Path], predict: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return run_epspp(["run", "--images", paths["images"], "--labels", paths["labels"], "--saliency",
-                      paths["saliency"], "--predict", predict, "--out", base / "run", "--max-steps", "2",
-                      "--no-pretrained", "--", *TINY], cwd=base, check=check)
+    return run_epspp(
+        [
+            "run",
+            "--images",
+            paths["images"],
+            "--labels",
+            paths["labels"],
+            "--saliency",
+            paths["saliency"],
+            "--predict",
+            predict,
+            "--out",
+            base / "run",
+            "--max-steps",
+            "2",
+            "--no-pretrained",
+            "--",
+            *TINY,
+        ],
+        cwd=base,
+        check=check,
+    )
 
 
 def _state(folder: Path) -> dict[str, tuple[int, int]]:
     """Relative path -> (size, mtime in ns) of every file under ``folder``."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +88,9 @@ def photo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     return base, paths, _run(base, paths, paths["new_photos"])
 
 
-def test_run_writes_every_stage_and_a_report(photo_run: tuple[Path, dict[str, Path], subprocess.CompletedProcess]
-                                             ) -> None:
+def test_run_writes_every_stage_and_a_report(
+    photo_run: tuple[Path, dict[str, Path], subprocess.CompletedProcess],
+) -> None:
     base, paths, result = photo_run
     out = base / "run"
     for name in STAGES:  # each stage said with its time and its folder
@@ -65,9 +106,17 @@ def test_run_writes_every_stage_and_a_report(photo_run: tuple[Path, dict[str, Pa
 
     # stage 1's budget and warm-ups scaled to 2 steps: ird 10 * 2/100 -> 0, validation 25 * 2/100 -> 1, logs 1
     command = json.loads((out / "localization" / "stage.json").read_text())["command"]
-    scaled = command[command.index("--trainer.max_steps"):]
-    assert scaled[:8] == ["--trainer.max_steps", "2", "--model.init_args.ird_warmup_steps", "0",
-                          "--trainer.val_check_interval", "1", "--trainer.log_every_n_steps", "1"]
+    scaled = command[command.index("--trainer.max_steps") :]
+    assert scaled[:8] == [
+        "--trainer.max_steps",
+        "2",
+        "--model.init_args.ird_warmup_steps",
+        "0",
+        "--trainer.val_check_interval",
+        "1",
+        "--trainer.log_every_n_steps",
+        "1",
+    ]
     assert ["--model.init_args.pretrained", "false"] == scaled[8:10]
     for fit in ("localization", "segmentation_wsss"):
         checkpoint = torch.load(out / fit / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -105,7 +154,8 @@ def test_run_writes_every_stage_and_a_report(photo_run: tuple[Path, dict[str, Pa
 
 
 def test_rerun_skips_everything_and_a_changed_option_reruns_what_depends_on_it(
-        photo_run: tuple[Path, dict[str, Path], subprocess.CompletedProcess]) -> None:
+    photo_run: tuple[Path, dict[str, Path], subprocess.CompletedProcess],
+) -> None:
     base, paths, _ = photo_run
     out = base / "run"
     before = _state(out)
@@ -128,24 +178,41 @@ def test_rerun_skips_everything_and_a_changed_option_reruns_what_depends_on_it(
     assert after["report.png"] != before["report.png"]
 
 
-def test_predict_loads_no_initial_backbone_weights(photo_run: tuple[Path, dict[str, Path], subprocess.CompletedProcess],
-                                                   tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+def test_predict_loads_no_initial_backbone_weights(
+    photo_run: tuple[Path, dict[str, Path], subprocess.CompletedProcess], tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     """A stage-1 checkpoint trained from `pretrained: true` (timm's download) and a `pretrained_path` gone since:
     its prediction reads neither (offline here: a download would fail)."""
     base, _, _ = photo_run
-    checkpoint = torch.load(base / "run" / "localization" / "checkpoints" / "last.ckpt", map_location="cpu",
-                            weights_only=False)
+    checkpoint = torch.load(
+        base / "run" / "localization" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
     checkpoint["hyper_parameters"] |= {"pretrained": True, "pretrained_path": str(tmp_path / "gone.pth")}
     torch.save(checkpoint, tmp_path / "pretrained.ckpt")
-    in_process(capfd, "predict", "--config", REPO / "configs" / "photos" / "pseudo_masks.yaml", "--data.root",
-               base / "run" / "dataset" / "root", "--data.predict_split", "val", "--data.num_workers", "0",
-               "--ckpt_path", tmp_path / "pretrained.ckpt", "--pseudo_masks.output_dir", tmp_path / "masks", check=True)
+    in_process(
+        capfd,
+        "predict",
+        "--config",
+        REPO / "configs" / "photos" / "pseudo_masks.yaml",
+        "--data.root",
+        base / "run" / "dataset" / "root",
+        "--data.predict_split",
+        "val",
+        "--data.num_workers",
+        "0",
+        "--ckpt_path",
+        tmp_path / "pretrained.ckpt",
+        "--pseudo_masks.output_dir",
+        tmp_path / "masks",
+        check=True,
+    )
     written = sorted(p.stem for p in (tmp_path / "masks").glob("*.png") if p.name != "overview.png")
     assert written == sorted(split_ids(base / "run" / "dataset" / "root", "val")) and len(written) == 2
 
 
-def test_without_saliency_maps_the_saliency_stage_makes_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              capfd: pytest.CaptureFixture) -> None:
+def test_without_saliency_maps_the_saliency_stage_makes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
     """No --saliency: `epspp saliency` (a tiny ONNX model of U²-Net's signature, offline) makes the maps that `epspp
     prepare folder` links; both run for real, the Trainer stages are faked (their commands recorded)."""
     if importlib.util.find_spec("rembg") is None:
@@ -168,11 +235,14 @@ def test_without_saliency_maps_the_saliency_stage_makes_them(tmp_path: Path, mon
 
     monkeypatch.setattr(chain, "run_command", run_command)
     monkeypatch.setattr(run_report, "write_run_report", lambda *args: {"report": None, "picture": None})
-    run.run_own_data(paths["images"], paths["labels"], tmp_path / "run", saliency_model_path=model, max_steps=2,
-                     pretrained=False)
+    run.run_own_data(
+        paths["images"], paths["labels"], tmp_path / "run", saliency_model_path=model, max_steps=2, pretrained=False
+    )
     printed = capfd.readouterr().out
-    assert f"[run] saliency: epspp saliency --images {paths['images']} --out {tmp_path / 'run' / 'saliency' / 'maps'}"\
-           f" --model-path {model}" in printed
+    assert (
+        f"[run] saliency: epspp saliency --images {paths['images']} --out {tmp_path / 'run' / 'saliency' / 'maps'}"
+        f" --model-path {model}" in printed
+    )
     root = tmp_path / "run" / "dataset" / "root"
     for photo in sorted(paths["images"].iterdir()):
         linked = root / "saliency" / f"{photo.stem}.png"

@@ -25,18 +25,34 @@ def test_saliency_maps_of_photos_feed_prepare_folder(tmp_path: Path, capfd: pyte
     model = write_u2net_like_onnx(tmp_path / "u2net.onnx")
     args = ["saliency", "--images", tmp_path / "photos", "--out", tmp_path / "saliency", "--model-path", model]
     first = run_epspp(args, cwd=tmp_path)
-    assert first.stdout.splitlines()[-1].startswith(f"[epspp saliency] 3 saliency maps in {tmp_path / 'saliency'} "
-                                                    "(3 written, 0 already there)")
+    assert first.stdout.splitlines()[-1].startswith(
+        f"[epspp saliency] 3 saliency maps in {tmp_path / 'saliency'} (3 written, 0 already there)"
+    )
     for image_id, path in photos.items():
-        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "saliency" / f"{image_id}.png")),
-                                      expected_u2net_map(path))
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(tmp_path / "saliency" / f"{image_id}.png")), expected_u2net_map(path)
+        )
     again = in_process(capfd, *args, check=True)
     assert "(0 written, 3 already there)" in again.stdout
     labels = tmp_path / "labels.csv"
     labels.write_text("id,classes\ncat.jpg,cat\ncoffee cup,cup\ncameraman,person\n")
     root = tmp_path / "data"
-    in_process(capfd, "prepare", "folder", "--images", tmp_path / "photos", "--labels", labels, "--saliency",
-               tmp_path / "saliency", "--out", root, "--val-fraction", "0.34", check=True)
+    in_process(
+        capfd,
+        "prepare",
+        "folder",
+        "--images",
+        tmp_path / "photos",
+        "--labels",
+        labels,
+        "--saliency",
+        tmp_path / "saliency",
+        "--out",
+        root,
+        "--val-fraction",
+        "0.34",
+        check=True,
+    )
     assert sorted(p.name for p in (root / "saliency").iterdir()) == ["cameraman.png", "cat.png", "coffee cup.png"]
     in_process(capfd, "check", "--data.root", root, check=True)
     assert json.loads((tmp_path / "saliency" / "saliency.json").read_text())["count"] == 3

@@ -14,8 +14,15 @@ from PIL import Image
 
 TINY = ["--num-train", "12", "--num-val", "4", "--image-size", "32", "--seeds", "0", "--no-wandb"]
 # every fit, stage 0 included: 2 steps of 4 images
-FIT = ["--", "--trainer.max_steps=2", "--data.crop_size=32", "--data.resize_long=[28,40]", "--data.eval_size=32",
-       "--data.batch_size=4", "--trainer.log_every_n_steps=1"]
+FIT = [
+    "--",
+    "--trainer.max_steps=2",
+    "--data.crop_size=32",
+    "--data.resize_long=[28,40]",
+    "--data.eval_size=32",
+    "--data.batch_size=4",
+    "--trainer.log_every_n_steps=1",
+]
 # one error type, CAM and EPS++, in both regimes (the default): 2 x (1 + 2) trainings
 ERRORS = ["saliency-errors", "--rates", "0", "0.5", "--methods", "cam", "eps++", "--error-types", "missing_class"]
 DATA = "data_5classes"
@@ -41,8 +48,19 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_writes_both_regimes_with_the_threshold_chosen_on_val(study: Path) -> None:
     rows = list(csv.DictReader((study / "study.csv").open()))
-    assert list(rows[0]) == ["regime", "error_type", "rate", "method", "seed", "threshold", "miou",
-                             "inconsistent_salient", "bg_threshold", "fg_salient", "collapse_step"]
+    assert list(rows[0]) == [
+        "regime",
+        "error_type",
+        "rate",
+        "method",
+        "seed",
+        "threshold",
+        "miou",
+        "inconsistent_salient",
+        "bg_threshold",
+        "fg_salient",
+        "collapse_step",
+    ]
     # 2 regimes x 2 rates x 2 methods x 1 seed x 2 thresholds
     assert len(rows) == 16
     assert {r["regime"] for r in rows} == {"scratch", "pretrained"}
@@ -56,20 +74,36 @@ def test_writes_both_regimes_with_the_threshold_chosen_on_val(study: Path) -> No
     for regime in ("scratch", "pretrained"):
         cell = runs / regime / "eps++" / "missing_class_0.5" / "seed0"
         scores = json.loads((cell / "scores.json").read_text())
-        chosen = next(r for r in rows if r["regime"] == regime and r["method"] == "eps++" and r["rate"] == "0.5"
-                      and r["threshold"] == "val_chosen")
+        chosen = next(
+            r
+            for r in rows
+            if r["regime"] == regime
+            and r["method"] == "eps++"
+            and r["rate"] == "0.5"
+            and r["threshold"] == "val_chosen"
+        )
         # the threshold is the val sweep's best (lowest on a tie), train is scored at it: nothing chosen on train
         val = {float(t): m for t, m in scores["val_sweep"].items()}
-        assert float(chosen["bg_threshold"]) == scores["val_chosen_threshold"] == min(
-            t for t, m in val.items() if m == max(val.values()))
-        assert float(chosen["miou"]) == pytest.approx(scores["train_sweep"][f"{scores['val_chosen_threshold']:g}"],
-                                                      abs=1e-3)
+        assert (
+            float(chosen["bg_threshold"])
+            == scores["val_chosen_threshold"]
+            == min(t for t, m in val.items() if m == max(val.values()))
+        )
+        assert float(chosen["miou"]) == pytest.approx(
+            scores["train_sweep"][f"{scores['val_chosen_threshold']:g}"], abs=1e-3
+        )
         assert set(scores["train_sweep"]) == {"0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8"}
         assert float(chosen["inconsistent_salient"]) == pytest.approx(scores["inconsistent_salient"], abs=1e-4)
         assert scores["ird"]["recorded_steps"] == 2 and scores["ird"]["window"] == 50
         assert set(scores["per_class_iou"]) == set(scores["per_class_iou_val_chosen"])
-        configured = next(r for r in rows if r["regime"] == regime and r["method"] == "eps++" and r["rate"] == "0.5"
-                          and r["threshold"] == "configured")
+        configured = next(
+            r
+            for r in rows
+            if r["regime"] == regime
+            and r["method"] == "eps++"
+            and r["rate"] == "0.5"
+            and r["threshold"] == "configured"
+        )
         assert float(configured["bg_threshold"]) == 0.2
         assert (cell / "val_masks" / "manifest.json").is_file()
     # the pretrained regime started from its seed's stage-0 backbone, the scratch regime from random weights
@@ -113,9 +147,28 @@ def test_a_killed_study_redoes_only_what_did_not_finish(study: Path) -> None:
 
 def test_readings_trains_both_readings_and_the_ablation(study: Path) -> None:
     out = study.parent / "readings"
-    run_epspp(["study", "readings", "--methods", "eps++", "eps++/softmax", "eps++/no-pamr", "--regimes", "scratch",
-               "--out", out, "--root", study / DATA, "--configs", CONFIGS / "demo", *TINY, *FIT],
-              cwd=study.parent, timeout=600)
+    run_epspp(
+        [
+            "study",
+            "readings",
+            "--methods",
+            "eps++",
+            "eps++/softmax",
+            "eps++/no-pamr",
+            "--regimes",
+            "scratch",
+            "--out",
+            out,
+            "--root",
+            study / DATA,
+            "--configs",
+            CONFIGS / "demo",
+            *TINY,
+            *FIT,
+        ],
+        cwd=study.parent,
+        timeout=600,
+    )
     rows = list(csv.DictReader((out / "readings.csv").open()))
     assert {r["method"] for r in rows} == {"eps++", "eps++/softmax", "eps++/no-pamr"} and len(rows) == 6
     assert all(r["threshold_map_salient"] != "" and r["threshold_map_background"] != "" for r in rows)
@@ -139,9 +192,27 @@ def test_readings_trains_both_readings_and_the_ablation(study: Path) -> None:
 
 def test_labeled_fraction_has_ssss_on_eps_and_eps_plus_plus_masks(study: Path) -> None:
     # the saliency study's dataset (--num-classes 5): its EPS++ training at clean saliency is reused
-    result = run_epspp(["study", "labeled-fraction", "--fractions", "0.25", "--num-classes", "5", "--regimes",
-                        "pretrained", "--out", study, "--configs", CONFIGS / "demo", *TINY, *FIT,
-                        "--data.labeled_per_batch=2"], cwd=study.parent, timeout=900)
+    result = run_epspp(
+        [
+            "study",
+            "labeled-fraction",
+            "--fractions",
+            "0.25",
+            "--num-classes",
+            "5",
+            "--regimes",
+            "pretrained",
+            "--out",
+            study,
+            "--configs",
+            CONFIGS / "demo",
+            *TINY,
+            *FIT,
+            "--data.labeled_per_batch=2",
+        ],
+        cwd=study.parent,
+        timeout=900,
+    )
     assert sorted(progress(result.stdout, 2))[1] == "pretrained eps++ clean seed 0: done before"
     rows = list(csv.DictReader((study / "labeled_fraction.csv").open()))
     assert list(rows[0]) == ["regime", "num_classes", "fraction", "setting", "seed", "miou"] and len(rows) == 5
@@ -151,8 +222,9 @@ def test_labeled_fraction_has_ssss_on_eps_and_eps_plus_plus_masks(study: Path) -
     from epspp.study.runner import labeled_split
 
     labeled_split(study / DATA, 0.5)  # nested: the half contains the quarter
-    assert set(labeled) <= set((study / DATA / "ImageSets" / "Segmentation" / "labeled_study_0.5.txt")
-                               .read_text().split())
+    assert set(labeled) <= set(
+        (study / DATA / "ImageSets" / "Segmentation" / "labeled_study_0.5.txt").read_text().split()
+    )
     text = (study / "labeled_fraction.md").read_text()
     assert "## pretrained: " in text and "| 0.25 |" in text and "round(f x 12) of the 12 training images" in text
     claims = {c["claim"] for c in csv.DictReader((study / "labeled_fraction_claims.csv").open())}
@@ -171,25 +243,49 @@ def test_labeled_fraction_has_ssss_on_eps_and_eps_plus_plus_masks(study: Path) -
 
 
 def test_bad_arguments_are_one_line(study: Path, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
-    result = in_process(capfd, "study", "saliency-errors", "--rates", "0.5", "--out", tmp_path / "o", "--configs",
-                        CONFIGS / "demo", *TINY)
+    result = in_process(
+        capfd,
+        "study",
+        "saliency-errors",
+        "--rates",
+        "0.5",
+        "--out",
+        tmp_path / "o",
+        "--configs",
+        CONFIGS / "demo",
+        *TINY,
+    )
     assert result.returncode == 2 and "epspp study: error: --rates must include 0" in result.stderr
-    for flag, values, message in (("--rates", ["0", "1.5"], "1.5 is not in [0, 1]"),
-                                  ("--rates", ["0", "nan"], "nan is not in [0, 1]"),
-                                  ("--fractions", ["0.5", "-0.2"], "-0.2 is not in [0, 1]"),
-                                  ("--fractions", ["0"], "--fractions must be above 0")):
+    for flag, values, message in (
+        ("--rates", ["0", "1.5"], "1.5 is not in [0, 1]"),
+        ("--rates", ["0", "nan"], "nan is not in [0, 1]"),
+        ("--fractions", ["0.5", "-0.2"], "-0.2 is not in [0, 1]"),
+        ("--fractions", ["0"], "--fractions must be above 0"),
+    ):
         study_name = "saliency-errors" if flag == "--rates" else "labeled-fraction"
-        result = in_process(capfd, "study", study_name, flag, *values, "--out", tmp_path / "o", "--configs",
-                            CONFIGS / "demo", *TINY)
+        result = in_process(
+            capfd, "study", study_name, flag, *values, "--out", tmp_path / "o", "--configs", CONFIGS / "demo", *TINY
+        )
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
     result = in_process(capfd, "study", "saliency-errors", "--out", tmp_path / "o", "--configs", tmp_path / "none")
     assert result.returncode == 2 and "config folder" in result.stderr and "does not exist" in result.stderr
-    result = in_process(capfd, "study", "saliency-errors", "--out", tmp_path / "o", "--configs",
-                        CONFIGS / "demo" / "scratch")
+    result = in_process(
+        capfd, "study", "saliency-errors", "--out", tmp_path / "o", "--configs", CONFIGS / "demo" / "scratch"
+    )
     assert result.returncode == 2 and "has no scratch/pseudo_masks.yaml" in result.stderr
     # the labelled-fraction study defaults to 20 classes: a 5-class dataset is refused, nothing is trained
-    result = in_process(capfd, "study", "labeled-fraction", "--out", tmp_path / "o", "--root", study / DATA,
-                        "--configs", CONFIGS / "demo", *TINY)
+    result = in_process(
+        capfd,
+        "study",
+        "labeled-fraction",
+        "--out",
+        tmp_path / "o",
+        "--root",
+        study / DATA,
+        "--configs",
+        CONFIGS / "demo",
+        *TINY,
+    )
     assert result.returncode == 2 and "holds a synthetic dataset of 5 classes, not --num-classes 20" in result.stderr
     assert not (tmp_path / "o" / "runs").exists()

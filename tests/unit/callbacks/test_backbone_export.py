@@ -23,8 +23,7 @@ def _module() -> nn.Module:
     return module
 
 
-def test_the_backbone_body_is_written_relative_to_the_run_folder(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture) -> None:
+def test_the_backbone_body_is_written_relative_to_the_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     module, trainer = _module(), SimpleNamespace(default_root_dir=str(tmp_path / "run"), is_global_zero=True)
     export = BackboneExport("stage0/backbone.pth")
     export.on_fit_start(trainer, module)
@@ -33,8 +32,9 @@ def test_the_backbone_body_is_written_relative_to_the_run_folder(tmp_path: Path,
     state = torch.load(target, weights_only=True)
     assert sorted(state) == ["bias", "weight"] and torch.equal(state["weight"], module.net.backbone.body.weight)
     assert [p.name for p in target.parent.iterdir()] == ["backbone.pth"]  # no temporary file left
-    assert capsys.readouterr().out == (f"[epspp] wrote the backbone {target} (2 tensors): use it as "
-                                       f"--model.init_args.pretrained_path {target}\n")
+    assert capsys.readouterr().out == (
+        f"[epspp] wrote the backbone {target} (2 tensors): use it as --model.init_args.pretrained_path {target}\n"
+    )
 
 
 def test_other_ranks_write_nothing(tmp_path: Path) -> None:
@@ -43,6 +43,9 @@ def test_other_ranks_write_nothing(tmp_path: Path) -> None:
 
 
 def test_a_module_without_a_backbone_is_refused_at_the_fit_start(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"BackboneExport writes the backbone of a LocalizationModule; this run "
-                                          r"trains a Linear: remove the callback from the config"):
+    with pytest.raises(
+        ConfigError,
+        match=r"BackboneExport writes the backbone of a LocalizationModule; this run "
+        r"trains a Linear: remove the callback from the config",
+    ):
         BackboneExport().on_fit_start(SimpleNamespace(default_root_dir=str(tmp_path)), nn.Linear(1, 1))

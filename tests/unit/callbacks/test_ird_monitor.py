@@ -14,8 +14,9 @@ from epspp.losses import ird_saliency_loss, ird_telemetry
 
 def test_telemetry_of_a_hand_built_batch() -> None:
     # one image, C = 2 (label: class 0 only), 2x2 maps; saliency 4x4 -> nearest 2x2 = [[1, 0], [1, 0.2]]
-    saliency = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0],
-                             [0.9, 0.9, 0.2, 0.2], [0.9, 0.9, 0.2, 0.2]])[None, None]
+    saliency = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.9, 0.9, 0.2, 0.2], [0.9, 0.9, 0.2, 0.2]])[
+        None, None
+    ]
     labels = torch.tensor([[1.0, 0.0]])
     # logits (class 0, class 1, background) per pixel; softmax class 0 = 1/(1+e^-x+...) chosen by hand
     cam = torch.zeros(1, 3, 2, 2)
@@ -117,15 +118,27 @@ def test_watch_ird_records_every_step_but_feeds_the_monitor_only_after_the_warm_
     from epspp.tasks import LocalizationModule
 
     torch.manual_seed(0)
-    module = LocalizationModule(num_classes=3, backbone="resnet10t", output_stride=8, pamr_iter=2,
-                                pamr_dilations=(1, 2), backbone_kwargs={"channels": [8, 8, 16, 16], "stem_width": 8},
-                                ird_warmup_steps=3)
-    trainer = SimpleNamespace(strategy=SimpleNamespace(reduce=lambda value, reduce_op: value), is_global_zero=True,
-                              default_root_dir=str(tmp_path))
+    module = LocalizationModule(
+        num_classes=3,
+        backbone="resnet10t",
+        output_stride=8,
+        pamr_iter=2,
+        pamr_dilations=(1, 2),
+        backbone_kwargs={"channels": [8, 8, 16, 16], "stem_width": 8},
+        ird_warmup_steps=3,
+    )
+    trainer = SimpleNamespace(
+        strategy=SimpleNamespace(reduce=lambda value, reduce_op: value),
+        is_global_zero=True,
+        default_root_dir=str(tmp_path),
+    )
     monkeypatch.setattr(type(module), "trainer", property(lambda self: trainer))
     monkeypatch.setattr(module, "log_dict", lambda *args, **kwargs: None)
-    batch = {"image": torch.randn(2, 3, 32, 32), "saliency": torch.ones(2, 1, 32, 32),
-             "label": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])}
+    batch = {
+        "image": torch.randn(2, 3, 32, 32),
+        "saliency": torch.ones(2, 1, 32, 32),
+        "label": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]),
+    }
     [monitor] = module.configure_callbacks()  # the task adds IRDMonitor itself when it trains with IRD
     fed: list[int] = []
     update = monitor.collapse.update
@@ -139,7 +152,14 @@ def test_watch_ird_records_every_step_but_feeds_the_monitor_only_after_the_warm_
         monitor.on_train_batch_end(trainer, module, None, batch, 0)
     assert fed == [3, 4, 5]  # steps 0-2 are the warm-up
     assert [row["step"] for row in monitor.telemetry.rows] == list(range(6))  # recorded from the first step
-    assert set(monitor.telemetry.rows[0]) == {"step", "inconsistent", "inconsistent_salient", "inconsistent_background",
-                                             "fg_salient", "threshold_map_salient", "threshold_map_background"}
+    assert set(monitor.telemetry.rows[0]) == {
+        "step",
+        "inconsistent",
+        "inconsistent_salient",
+        "inconsistent_background",
+        "fg_salient",
+        "threshold_map_salient",
+        "threshold_map_background",
+    }
     monitor.on_train_epoch_end(trainer, module)
     assert len((tmp_path / TELEMETRY_FILE).read_text().splitlines()) == 7

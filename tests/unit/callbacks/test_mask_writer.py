@@ -32,8 +32,12 @@ def _prediction(ids: list[str], masks: list[np.ndarray], num_classes: int = 3) -
 
 
 def _fake_trainer(ids: list[str], root: Path = Path("/nonexistent/dataset")) -> SimpleNamespace:
-    dataset = SimpleNamespace(ids=list(ids), image_dir=root / "JPEGImages", mask_dir=root / "SegmentationClassAug",
-                              saliency_dir=root / "saliency")
+    dataset = SimpleNamespace(
+        ids=list(ids),
+        image_dir=root / "JPEGImages",
+        mask_dir=root / "SegmentationClassAug",
+        saliency_dir=root / "saliency",
+    )
     return SimpleNamespace(
         datamodule=SimpleNamespace(datasets={"predict": dataset}, hparams={}),
         is_global_zero=True,
@@ -194,8 +198,12 @@ NAMES = ["background", "aeroplane", "bicycle", "bird"]
 def _folder_trainer(photos: Path) -> SimpleNamespace:
     """A trainer predicting the plain folder ``photos`` (``--data.predict_image_dir``) with VOC's first classes."""
     dataset = ImageFolderDataset(photos, len(NAMES) - 1)
-    return SimpleNamespace(datamodule=SimpleNamespace(datasets={"predict": dataset}, hparams={}, class_names=NAMES),
-                           is_global_zero=True, ckpt_path=None, predict_loop=SimpleNamespace(return_predictions=True))
+    return SimpleNamespace(
+        datamodule=SimpleNamespace(datasets={"predict": dataset}, hparams={}, class_names=NAMES),
+        is_global_zero=True,
+        ckpt_path=None,
+        predict_loop=SimpleNamespace(return_predictions=True),
+    )
 
 
 def _predict_folder(photos: Path, out: Path, masks: dict[str, np.ndarray], **options: object) -> PseudoMaskWriter:
@@ -204,8 +212,9 @@ def _predict_folder(photos: Path, out: Path, masks: dict[str, np.ndarray], **opt
     writer = PseudoMaskWriter(output_dir=str(out), save_overlays=True, **options)
     writer.setup(trainer, None, "predict")
     for image_id in trainer.datamodule.datasets["predict"].ids:
-        writer.write_on_batch_end(trainer, None, {"id": [image_id], "mask": torch.from_numpy(masks[image_id])[None]},
-                                  None, None, 0)
+        writer.write_on_batch_end(
+            trainer, None, {"id": [image_id], "mask": torch.from_numpy(masks[image_id])[None]}, None, None, 0
+        )
     writer._finish_folder(trainer, trainer.datamodule.datasets["predict"], False, torch.device("cpu"))
     return writer
 
@@ -221,14 +230,14 @@ def _photo_folder(folder: Path) -> dict[str, np.ndarray]:
     return masks
 
 
-def test_folder_predictions_get_overlays_with_a_legend_and_an_overview(tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture) -> None:
+def test_folder_predictions_get_overlays_with_a_legend_and_an_overview(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     masks = _photo_folder(tmp_path / "photos")
     out = tmp_path / "out"
     _predict_folder(tmp_path / "photos", out, masks)
     assert f"[epspp] overview of the masks: {out / 'overview.png'}" in capsys.readouterr().out
-    assert _visible(out) == ["manifest.json", "overlays", "overview.png", "p wide.png", "provenance.json",
-                             "q tall.png"]
+    assert _visible(out) == ["manifest.json", "overlays", "overview.png", "p wide.png", "provenance.json", "q tall.png"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["count"] == manifest["folder_size"] == 2 and manifest["class_names"] == NAMES
     for name, cls, absent in (("p wide", 3, 1), ("q tall", 1, 3)):
@@ -240,7 +249,9 @@ def test_folder_predictions_get_overlays_with_a_legend_and_an_overview(tmp_path:
         assert (band == voc_palette()[absent]).all(axis=-1).sum() == 0  # the other photo's class: no swatch
     with Image.open(out / "overview.png") as overview:
         assert overview.text["Software"] == "epspp render" and json.loads(overview.text["epspp:rows"]) == [
-            "p wide", "q tall"]
+            "p wide",
+            "q tall",
+        ]
         assert overview.width == 2 * 256 + 4  # image | mask overlay, 256 px each
 
 
@@ -272,7 +283,9 @@ def test_an_image_named_overview_keeps_its_mask(tmp_path: Path, capsys: pytest.C
     masks["overview"] = masks.pop("p wide")
     out = tmp_path / "out"
     _predict_folder(tmp_path / "photos", out, masks)
-    assert f"[epspp] note: {out / 'overview.png'} is not an overview drawn by epspp (the mask of an image named " \
-           "'overview', or a file of yours): kept" in capsys.readouterr().out
+    assert (
+        f"[epspp] note: {out / 'overview.png'} is not an overview drawn by epspp (the mask of an image named "
+        "'overview', or a file of yours): kept" in capsys.readouterr().out
+    )
     assert np.array_equal(np.array(Image.open(out / "overview.png")), masks["overview"])  # the mask, untouched
     assert json.loads((out / "manifest.json").read_text())["count"] == 2

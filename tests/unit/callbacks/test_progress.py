@@ -22,9 +22,19 @@ class FakeTrainer(SimpleNamespace):
 
 
 def fake_trainer(root: Path, max_steps: int = 10, rank_zero: bool = True, fn: str = "fit") -> FakeTrainer:
-    return FakeTrainer(max_steps=max_steps, max_epochs=-1, global_step=0, current_epoch=0, is_global_zero=rank_zero,
-                       default_root_dir=str(root), sanity_checking=False, state=SimpleNamespace(fn=fn),
-                       num_val_batches=[3], num_predict_batches=[4], num_test_batches=[2])
+    return FakeTrainer(
+        max_steps=max_steps,
+        max_epochs=-1,
+        global_step=0,
+        current_epoch=0,
+        is_global_zero=rank_zero,
+        default_root_dir=str(root),
+        sanity_checking=False,
+        state=SimpleNamespace(fn=fn),
+        num_val_batches=[3],
+        num_predict_batches=[4],
+        num_test_batches=[2],
+    )
 
 
 def plain_bar(now: list[float], every_n_steps: int = 5) -> StepProgressBar:
@@ -34,8 +44,9 @@ def plain_bar(now: list[float], every_n_steps: int = 5) -> StepProgressBar:
     return bar
 
 
-def run_steps(bar: StepProgressBar, trainer: FakeTrainer, times: dict[int, float], now: list[float],
-              root: Path | None = None) -> dict[int, dict]:
+def run_steps(
+    bar: StepProgressBar, trainer: FakeTrainer, times: dict[int, float], now: list[float], root: Path | None = None
+) -> dict[int, dict]:
     """Steps 1..N ending at ``times[step]``; progress.json after each step (when ``root``)."""
     seen = {}
     for step, t in times.items():
@@ -93,18 +104,38 @@ def test_progress_json_during_and_after_the_fit(tmp_path: Path, capsys: pytest.C
     bar, trainer = plain_bar(now), fake_trainer(tmp_path)
     bar.setup(trainer, None, "fit")
     bar.on_train_start(trainer, None)
-    assert read_progress(tmp_path) == {"stage": "fit", "step": 0, "max_steps": 10, "elapsed_s": 0.0,
-                                       "steps_per_s": 0.0, "eta_s": None, "done": False}
+    assert read_progress(tmp_path) == {
+        "stage": "fit",
+        "step": 0,
+        "max_steps": 10,
+        "elapsed_s": 0.0,
+        "steps_per_s": 0.0,
+        "eta_s": None,
+        "done": False,
+    }
     # steps every 3 s from t=103: a printed line (steps 1, 5, 10) or 10 s since the last write updates the file
     seen = run_steps(bar, trainer, {step: 100.0 + 3 * step for step in range(1, 11)}, now, tmp_path)
     assert seen[1]["step"] == 1 and seen[2]["step"] == 1 and seen[4]["step"] == 1  # 9 s since step 1's write
-    assert seen[5] == {"stage": "fit", "step": 5, "max_steps": 10, "elapsed_s": 15.0, "steps_per_s": 0.3333,
-                       "eta_s": 15.0, "done": False}  # 4 steps in 12 s; 5 steps left at 1/3 it/s
+    assert seen[5] == {
+        "stage": "fit",
+        "step": 5,
+        "max_steps": 10,
+        "elapsed_s": 15.0,
+        "steps_per_s": 0.3333,
+        "eta_s": 15.0,
+        "done": False,
+    }  # 4 steps in 12 s; 5 steps left at 1/3 it/s
     now[0] = 131.0
     bar.on_train_end(trainer, None)
     assert json.loads((tmp_path / PROGRESS_FILE).read_text()) == {
-        "stage": "fit", "step": 10, "max_steps": 10, "elapsed_s": 31.0, "steps_per_s": 0.3333, "eta_s": 0.0,
-        "done": True}
+        "stage": "fit",
+        "step": 10,
+        "max_steps": 10,
+        "elapsed_s": 31.0,
+        "steps_per_s": 0.3333,
+        "eta_s": 0.0,
+        "done": True,
+    }
     assert not list(tmp_path.glob(".*.tmp"))  # written under a temporary name, then renamed
 
 
@@ -138,8 +169,11 @@ def test_prediction_lines_per_batch(tmp_path: Path, capsys: pytest.CaptureFixtur
     now[0] = 6.0
     bar.on_predict_end(trainer, None)
     assert capsys.readouterr().out.splitlines() == [
-        "[predict] batch 1/4 (25%)", "[predict] batch 2/4 (50%)  1.0 it/s  ETA 2 s",
-        "[predict] batch 4/4 (100%)  1.0 it/s", "[predict] done: 4 batches in 6 s (1.0 it/s)"]
+        "[predict] batch 1/4 (25%)",
+        "[predict] batch 2/4 (50%)  1.0 it/s  ETA 2 s",
+        "[predict] batch 4/4 (100%)  1.0 it/s",
+        "[predict] done: 4 batches in 6 s (1.0 it/s)",
+    ]
     assert not (tmp_path / PROGRESS_FILE).exists()  # only a fit writes progress.json
 
 

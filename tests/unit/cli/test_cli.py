@@ -33,8 +33,11 @@ def test_missing_or_unknown_command_shows_the_overview(args: tuple[str, ...], pr
 def test_version() -> None:
     assert epspp("--version").stdout.strip() == f"epspp {__version__}"
 
-CKPT_CALLBACKS = ("Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be "
-                  "provided during `Trainer` instantiation. Please add the following callbacks: [...]")
+
+CKPT_CALLBACKS = (
+    "Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be "
+    "provided during `Trainer` instantiation. Please add the following callbacks: [...]"
+)
 EMPTY_LOADER = "Total length of `DataLoader` across ranks is zero. Please make sure this was your intention."
 
 

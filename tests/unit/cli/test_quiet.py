@@ -17,8 +17,7 @@ def test_verbose_flag_is_stripped_and_set_in_the_environment(monkeypatch: pytest
     assert is_verbose()
 
 
-@pytest.mark.parametrize(("value", "verbose"), [("1", True), ("true", True), ("YES", True), ("0", False),
-                                                ("", False)])
+@pytest.mark.parametrize(("value", "verbose"), [("1", True), ("true", True), ("YES", True), ("0", False), ("", False)])
 def test_epspp_verbose_values(monkeypatch: pytest.MonkeyPatch, value: str, verbose: bool) -> None:
     monkeypatch.setenv(VERBOSE_ENV, value)
     assert is_verbose() is verbose
@@ -26,8 +25,9 @@ def test_epspp_verbose_values(monkeypatch: pytest.MonkeyPatch, value: str, verbo
 
 def test_tips_are_dropped_unless_verbose(monkeypatch: pytest.MonkeyPatch) -> None:
     def record(message: str) -> logging.LogRecord:
-        return logging.LogRecord("pytorch_lightning.utilities.rank_zero", logging.INFO, __file__, 1, message, None,
-                                 None)
+        return logging.LogRecord(
+            "pytorch_lightning.utilities.rank_zero", logging.INFO, __file__, 1, message, None, None
+        )
 
     quiet = QuietLines()
     monkeypatch.delenv(VERBOSE_ENV, raising=False)

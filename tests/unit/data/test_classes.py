@@ -31,8 +31,14 @@ def test_voc_palette_entries_of_the_voc_colour_map() -> None:
     palette = voc_palette()
     assert palette.shape == (256, 3) and palette.dtype == np.uint8
     # VOC's colours: background black, aeroplane dark red, bicycle dark green, bird olive, boat navy, person
-    assert palette[[0, 1, 2, 3, 4, 15]].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0],
-                                                     [0, 0, 128], [192, 128, 128]]
+    assert palette[[0, 1, 2, 3, 4, 15]].tolist() == [
+        [0, 0, 0],
+        [128, 0, 0],
+        [0, 128, 0],
+        [128, 128, 0],
+        [0, 0, 128],
+        [192, 128, 128],
+    ]
     assert palette[255].tolist() == [224, 224, 192]  # the ignore index: bits 1,1,1 | 1,1,1 | 1,1,0
     assert voc_palette(3).tolist() == palette[:3].tolist()
 
@@ -63,8 +69,10 @@ def test_check_class_names_refuses_twins_and_keeps_the_order() -> None:
         check_class_names(["background", "cat", "cat"], "here")
 
 
-@pytest.mark.parametrize("record", [{"names": ["background"]}, {"names": "background,cat"}, {"names": ["bg", 3]},
-                                    {"classes": ["background", "cat"]}])
+@pytest.mark.parametrize(
+    "record",
+    [{"names": ["background"]}, {"names": "background,cat"}, {"names": ["bg", 3]}, {"classes": ["background", "cat"]}],
+)
 def test_read_classes_refuses_a_record_without_two_names(tmp_path: Path, record: dict) -> None:
     (tmp_path / CLASSES_FILE).write_text(json.dumps(record))
     with pytest.raises(DatasetError, match=r"classes\.json"):

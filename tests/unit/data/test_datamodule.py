@@ -88,8 +88,9 @@ def test_localization_val_batch(synthetic_root):
 
 
 def test_eval_scale_enlarges_val_images_and_masks_but_not_predict(synthetic_root):
-    module = _module(synthetic_root, task="localization", val_batch_size=2, eval_size=None, eval_scale=2.0,
-                     predict_split="val")
+    module = _module(
+        synthetic_root, task="localization", val_batch_size=2, eval_size=None, eval_scale=2.0, predict_split="val"
+    )
     module.setup("validate")
     batch = next(iter(module.val_dataloader()))
     assert batch["image"].shape == (2, 3, 2 * SIZE, 2 * SIZE) and batch["mask"].shape == (2, 2 * SIZE, 2 * SIZE)
@@ -151,8 +152,14 @@ def test_semi_supervised_batches_mix_labeled_and_pseudo_labeled(synthetic_root, 
     assert len(labeled) == 2
     # pseudo_dir has pseudo-masks for the labelled ids too: their ground truth must win.
     # crop = image size and no rescaling: only flips are random, so masks can be compared exactly
-    module = _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(pseudo_dir),
-                     labeled_split="labeled_10pct", crop_size=SIZE, resize_long=(SIZE, SIZE))
+    module = _module(
+        synthetic_root,
+        task="segmentation",
+        pseudo_mask_dir=str(pseudo_dir),
+        labeled_split="labeled_10pct",
+        crop_size=SIZE,
+        resize_long=(SIZE, SIZE),
+    )
     module.setup("fit")
     batches = list(module.train_dataloader())
     assert len(batches) == 9  # 18 pseudo-labelled ids, 2 per batch of 4 (labeled_per_batch = 4 // 2)
@@ -180,8 +187,14 @@ def test_semi_supervised_labeled_ids_outside_the_train_split_train_on_their_grou
     (synthetic_copy / "ImageSets" / "Segmentation" / "labeled_mixed.txt").write_text(f"{train[0]}\n{val[0]}\n")
     pseudo = tmp_path / "pseudo"
     _write_pseudo_masks(pseudo, train)
-    module = _module(synthetic_copy, task="segmentation", pseudo_mask_dir=str(pseudo), labeled_split="labeled_mixed",
-                     crop_size=SIZE, resize_long=(SIZE, SIZE))
+    module = _module(
+        synthetic_copy,
+        task="segmentation",
+        pseudo_mask_dir=str(pseudo),
+        labeled_split="labeled_mixed",
+        crop_size=SIZE,
+        resize_long=(SIZE, SIZE),
+    )
     module.setup("fit")
     assert module.datasets["train"].ids == [*train, val[0]]
     seen = {}
@@ -194,8 +207,14 @@ def test_semi_supervised_labeled_ids_outside_the_train_split_train_on_their_grou
 
 
 def test_semi_supervised_labeled_per_batch(synthetic_root, pseudo_dir):
-    module = _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(pseudo_dir),
-                     labeled_split="labeled_10pct", batch_size=4, labeled_per_batch=1)
+    module = _module(
+        synthetic_root,
+        task="segmentation",
+        pseudo_mask_dir=str(pseudo_dir),
+        labeled_split="labeled_10pct",
+        batch_size=4,
+        labeled_per_batch=1,
+    )
     module.setup("fit")
     batches = list(module.train_dataloader())
     assert len(batches) == 6  # 18 // 3
@@ -279,8 +298,15 @@ def test_training_batches_follow_the_seed_with_loader_workers(synthetic_root: Pa
 
     def first_batches(seed: int) -> list[torch.Tensor]:
         seed_everything(seed, workers=True)
-        data = EPSDataModule(str(synthetic_root), batch_size=4, num_workers=2, crop_size=32, resize_long=(30, 60),
-                             val_split=None, preflight=False)
+        data = EPSDataModule(
+            str(synthetic_root),
+            batch_size=4,
+            num_workers=2,
+            crop_size=32,
+            resize_long=(30, 60),
+            val_split=None,
+            preflight=False,
+        )
         data.setup("fit")
         loader = data.train_dataloader()
         batches = []

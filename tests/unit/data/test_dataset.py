@@ -83,8 +83,9 @@ def test_predict_without_ground_truth_serves_ignore_mask(synthetic_copy):
     ids = split_ids(synthetic_copy, "val")
     names = json.loads((synthetic_copy / "classes.json").read_text())["names"]
     labels = labels_from_masks(synthetic_copy, ids, C)  # the labels given in the safe format
-    (synthetic_copy / "cls_labels.json").write_text(json.dumps(
-        {i: [names[c] for c in _classes(labels[i])] for i in ids}))
+    (synthetic_copy / "cls_labels.json").write_text(
+        json.dumps({i: [names[c] for c in _classes(labels[i])] for i in ids})
+    )
     (synthetic_copy / "SegmentationClassAug" / f"{ids[1]}.png").unlink()
     dataset = VOCLayoutDataset(synthetic_copy, "val", C, mode="predict")
     sample = dataset[1]
@@ -328,11 +329,14 @@ def test_mask_value_out_of_range(synthetic_copy, mode):
     assert str(path) in message and "[7, 200]" in message and f"0..{C}" in message
 
 
-@pytest.mark.parametrize("folder, suffix, mode, what", [
-    ("JPEGImages", "jpg", "predict", "image"),
-    ("saliency", "png", "localization", "saliency map"),
-    ("SegmentationClassAug", "png", "segmentation", "mask"),
-])
+@pytest.mark.parametrize(
+    "folder, suffix, mode, what",
+    [
+        ("JPEGImages", "jpg", "predict", "image"),
+        ("saliency", "png", "localization", "saliency map"),
+        ("SegmentationClassAug", "png", "segmentation", "mask"),
+    ],
+)
 def test_corrupt_file(synthetic_copy, folder, suffix, mode, what):
     image_id = split_ids(synthetic_copy, "val")[1]
     VOCLayoutDataset(synthetic_copy, "val", C, mode="predict")  # cache the labels while masks are sound

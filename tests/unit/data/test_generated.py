@@ -23,8 +23,12 @@ def test_overwrite_keeps_the_users_files_and_folders(tmp_path: Path) -> None:
     (root / "checkpoints").mkdir()
     (root / "checkpoints" / "last.ckpt").write_bytes(b"weights")
     (root / "JPEGImages" / "mine.jpg").write_bytes(b"my photo")
-    assert prepare_main(args[:3] + ["--num-train", "3", "--num-val", "1", "--image-size", "32", "--seed", "1",
-                                    "--overwrite"]) == 0
+    assert (
+        prepare_main(
+            args[:3] + ["--num-train", "3", "--num-val", "1", "--image-size", "32", "--seed", "1", "--overwrite"]
+        )
+        == 0
+    )
     assert (root / "notes.txt").read_text() == "my notes"
     assert (root / "checkpoints" / "last.ckpt").read_bytes() == b"weights"
     assert (root / "JPEGImages" / "mine.jpg").read_bytes() == b"my photo"

@@ -32,13 +32,22 @@ def test_a_file_that_would_run_code_is_refused(tmp_path: Path) -> None:
         load_npy_labels(tmp_path / "cls_labels.npy")
 
 
-@pytest.mark.parametrize("content", [np.zeros((2, 3)), {"a": "cat"}, {1: np.ones(2)}, ["a", np.ones(2)]],
-                         ids=["plain-array", "string-label", "int-id", "list"])
+@pytest.mark.parametrize(
+    "content",
+    [np.zeros((2, 3)), {"a": "cat"}, {1: np.ones(2)}, ["a", np.ones(2)]],
+    ids=["plain-array", "string-label", "int-id", "list"],
+)
 def test_anything_but_a_dict_of_id_to_numbers_is_refused_naming_the_json_file(tmp_path: Path, content) -> None:
-    np.save(tmp_path / "cls_labels.npy", np.array(content, dtype=object) if not isinstance(content, np.ndarray)
-            else content, allow_pickle=True)
-    with pytest.raises(DatasetError, match=r"cls_labels\.npy is not a dict of id -> numeric multi-hot array .*"
-                                           r"write cls_labels\.json instead"):
+    np.save(
+        tmp_path / "cls_labels.npy",
+        np.array(content, dtype=object) if not isinstance(content, np.ndarray) else content,
+        allow_pickle=True,
+    )
+    with pytest.raises(
+        DatasetError,
+        match=r"cls_labels\.npy is not a dict of id -> numeric multi-hot array .*"
+        r"write cls_labels\.json instead",
+    ):
         load_npy_labels(tmp_path / "cls_labels.npy")
 
 

@@ -90,13 +90,14 @@ def test_prepare_voc_errors(voc_tree: tuple[Path, Path], tmp_path: Path) -> None
         prepare_voc(voc, sbd, tmp_path / "out")
 
 
-
-
-
 def test_prepare_coco(coco_tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = prepare_coco([coco_tree / "train2014", coco_tree / "val2014"], coco_tree / "SegmentationClass",
-                          out, saliency_dir=coco_tree / "saliency")
+    result = prepare_coco(
+        [coco_tree / "train2014", coco_tree / "val2014"],
+        coco_tree / "SegmentationClass",
+        out,
+        saliency_dir=coco_tree / "saliency",
+    )
     assert _split(out, "train") == COCO_TRAIN[:2] and _split(out, "val") == COCO_VAL
     assert result["images"] == 5 and result["checked"] == 4
     assert result["missing_mask"] == [COCO_TRAIN[2]] and result["missing_saliency"] == [COCO_VAL[1]]
@@ -122,8 +123,19 @@ def test_prepare_coco_errors(coco_tree: Path, tmp_path: Path) -> None:
 
 def test_cli_synthetic(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = tmp_path / "synth"
-    args = ["synthetic", "--root", str(root), "--num-train", "12", "--num-val", "3", "--seed", "5",
-            "--labeled-fraction", "0.25"]
+    args = [
+        "synthetic",
+        "--root",
+        str(root),
+        "--num-train",
+        "12",
+        "--num-val",
+        "3",
+        "--seed",
+        "5",
+        "--labeled-fraction",
+        "0.25",
+    ]
     assert prepare_main(args) == 0
     out = capsys.readouterr().out
     assert "train 12" in out and "labeled_25pct 3" in out
@@ -134,15 +146,29 @@ def test_cli_synthetic(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert prepare_main(args + ["--overwrite"]) == 0
 
 
-def test_cli_voc_and_coco(voc_tree: tuple[Path, Path], coco_tree: Path, tmp_path: Path,
-                          capsys: pytest.CaptureFixture) -> None:
+def test_cli_voc_and_coco(
+    voc_tree: tuple[Path, Path], coco_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     voc, sbd = voc_tree
     assert prepare_main(["voc", "--voc-root", str(voc), "--sbd-root", str(sbd), "--out", str(tmp_path / "v")]) == 0
     assert "train_aug 4" in capsys.readouterr().out
     code = prepare_main(["voc", "--voc-root", str(tmp_path / "x"), "--sbd-root", str(sbd), "--out", str(tmp_path)])
     assert code == 2 and "VOC 2012 root" in capsys.readouterr().err
-    assert prepare_main(["coco", "--image-dir", str(coco_tree / "train2014"), str(coco_tree / "val2014"),
-                         "--mask-dir", str(coco_tree / "SegmentationClass"), "--out", str(tmp_path / "c")]) == 0
+    assert (
+        prepare_main(
+            [
+                "coco",
+                "--image-dir",
+                str(coco_tree / "train2014"),
+                str(coco_tree / "val2014"),
+                "--mask-dir",
+                str(coco_tree / "SegmentationClass"),
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
     assert "5 images" in capsys.readouterr().out
     assert prepare_main([]) == 2 and prepare_main(["--help"]) == 0
 

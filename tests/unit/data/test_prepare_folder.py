@@ -26,12 +26,15 @@ def _inputs(tmp_path: Path, names: list[str]) -> tuple[Path, Path]:
     return images, saliency
 
 
-@pytest.mark.parametrize(("text", "suffix"), [
-    ("id,classes\na.jpg,cat;dog\nb.png,dog\nc.bmp,\n", ".csv"),
-    ("a, cat dog\nb,dog\nc\n", ".csv"),
-    ("a,cat,dog\nb,dog\nc,\n", ".csv"),
-    ('{"a": ["cat", "dog"], "b": "dog", "c": []}', ".json"),
-])
+@pytest.mark.parametrize(
+    ("text", "suffix"),
+    [
+        ("id,classes\na.jpg,cat;dog\nb.png,dog\nc.bmp,\n", ".csv"),
+        ("a, cat dog\nb,dog\nc\n", ".csv"),
+        ("a,cat,dog\nb,dog\nc,\n", ".csv"),
+        ('{"a": ["cat", "dog"], "b": "dog", "c": []}', ".json"),
+    ],
+)
 def test_label_files(tmp_path: Path, text: str, suffix: str) -> None:
     path = tmp_path / f"labels{suffix}"
     path.write_text(text)
@@ -76,12 +79,15 @@ def test_classes_given_in_order(tmp_path: Path) -> None:
         prepare_folder(images, labels, tmp_path / "other", classes=["dog"])
 
 
-@pytest.mark.parametrize(("labels", "message"), [
-    ("a,cat\n", r"1 images have no line in .*labels.csv, e.g. \['b'\]"),
-    ("a,cat\nb,cat\nzz,cat\n", r"labels 1 ids with no image .* \['zz'\]"),
-    ("a,cat\na,dog\nb,cat\n", "line 2: id 'a' is listed twice"),
-    ("a,background\nb,cat\n", "'background' is class 0"),
-])
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ("a,cat\n", r"1 images have no line in .*labels.csv, e.g. \['b'\]"),
+        ("a,cat\nb,cat\nzz,cat\n", r"labels 1 ids with no image .* \['zz'\]"),
+        ("a,cat\na,dog\nb,cat\n", "line 2: id 'a' is listed twice"),
+        ("a,background\nb,cat\n", "'background' is class 0"),
+    ],
+)
 def test_label_errors(tmp_path: Path, labels: str, message: str) -> None:
     images, saliency = _inputs(tmp_path, ["a.jpg", "b.jpg"])
     (tmp_path / "labels.csv").write_text(labels)
@@ -114,8 +120,17 @@ def test_saliency_that_is_not_png_and_a_non_empty_out(tmp_path: Path) -> None:
 def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     images, saliency = _inputs(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
     (tmp_path / "labels.csv").write_text("a,cat\nb,dog\nc,cat dog\n")
-    args = ["folder", "--images", str(images), "--labels", str(tmp_path / "labels.csv"), "--saliency", str(saliency),
-            "--out", str(tmp_path / "root")]
+    args = [
+        "folder",
+        "--images",
+        str(images),
+        "--labels",
+        str(tmp_path / "labels.csv"),
+        "--saliency",
+        str(saliency),
+        "--out",
+        str(tmp_path / "root"),
+    ]
     assert prepare_main(args) == 0
     assert "3 images (train 2, val 1, all), 2 classes ['cat', 'dog']" in capsys.readouterr().out
     assert prepare_main([*args[:-1], str(tmp_path / "other"), "--val-fraction", "1.5"]) == 2
@@ -134,11 +149,20 @@ def _folder_inputs(tmp_path: Path, count: int) -> tuple[Path, Path]:
     return images, saliency
 
 
-@pytest.mark.parametrize(("text", "error"), [
-    ("im00,cat\nim01,Cat\n", r"labels\.csv: class 'cat' is listed as 'Cat' and 'cat', names that differ only in case"),
-    ("id,classes,split\nim00,cat,train\nim01,dog,val\n", r"labels\.csv line 1: columns \['split'\] are not read"),
-    ("im00,cat\nim01,dog\nim00.png,dog\n", r"labels\.csv: image 'im00' is labelled twice, as 'im00' and 'im00\.png'"),
-])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "im00,cat\nim01,Cat\n",
+            r"labels\.csv: class 'cat' is listed as 'Cat' and 'cat', names that differ only in case",
+        ),
+        ("id,classes,split\nim00,cat,train\nim01,dog,val\n", r"labels\.csv line 1: columns \['split'\] are not read"),
+        (
+            "im00,cat\nim01,dog\nim00.png,dog\n",
+            r"labels\.csv: image 'im00' is labelled twice, as 'im00' and 'im00\.png'",
+        ),
+    ],
+)
 def test_label_file_ambiguities_are_refused(tmp_path: Path, text: str, error: str) -> None:
     images, saliency = _folder_inputs(tmp_path, 2)
     (tmp_path / "labels.csv").write_text(text)

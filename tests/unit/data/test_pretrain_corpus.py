@@ -24,15 +24,30 @@ NUM_TRAIN, NUM_VAL = 60, 6
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("corpus") / "pretrain"
-    assert prepare_main(["pretrain-corpus", "--root", str(root), "--num-images", str(NUM_TRAIN), "--num-val",
-                         str(NUM_VAL), "--image-size", "48"]) == 0
+    assert (
+        prepare_main(
+            [
+                "pretrain-corpus",
+                "--root",
+                str(root),
+                "--num-images",
+                str(NUM_TRAIN),
+                "--num-val",
+                str(NUM_VAL),
+                "--image-size",
+                "48",
+            ]
+        )
+        == 0
+    )
     return root
 
 
 def _digests(folder: Path) -> set[str]:
     """sha256 of every decoded image: equal pictures have equal digests whatever their file names."""
-    return {hashlib.sha256(np.asarray(Image.open(p).convert("RGB")).tobytes()).hexdigest()
-            for p in sorted(folder.iterdir())}
+    return {
+        hashlib.sha256(np.asarray(Image.open(p).convert("RGB")).tobytes()).hexdigest() for p in sorted(folder.iterdir())
+    }
 
 
 def test_layout_labels_and_no_masks(corpus: Path) -> None:
@@ -52,8 +67,9 @@ def test_layout_labels_and_no_masks(corpus: Path) -> None:
 
 
 def test_the_data_module_serves_it_without_saliency(corpus: Path) -> None:
-    data = EPSDataModule(str(corpus), with_saliency=False, batch_size=4, num_workers=0, crop_size=48,
-                         resize_long=(40, 56), eval_size=48)
+    data = EPSDataModule(
+        str(corpus), with_saliency=False, batch_size=4, num_workers=0, crop_size=48, resize_long=(40, 56), eval_size=48
+    )
     data.setup("fit")
     sample = data.datasets["train"][0]
     labels = json.loads((corpus / "cls_labels.json").read_text())
@@ -67,8 +83,9 @@ def test_the_data_module_serves_it_without_saliency(corpus: Path) -> None:
 
 
 def test_no_image_is_one_of_the_wsss_datasets(corpus: Path, tmp_path: Path) -> None:
-    wsss = generate_synthetic(tmp_path / "wsss", num_train=NUM_TRAIN, num_val=NUM_VAL, image_size=48,
-                              num_classes=MAX_CLASSES)  # the same seed (0) and size as the corpus
+    wsss = generate_synthetic(
+        tmp_path / "wsss", num_train=NUM_TRAIN, num_val=NUM_VAL, image_size=48, num_classes=MAX_CLASSES
+    )  # the same seed (0) and size as the corpus
     corpus_images, wsss_images = _digests(corpus / "JPEGImages"), _digests(wsss / "JPEGImages")
     assert len(corpus_images) == NUM_TRAIN + NUM_VAL and len(wsss_images) == NUM_TRAIN + NUM_VAL
     assert not corpus_images & wsss_images

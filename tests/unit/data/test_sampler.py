@@ -71,12 +71,15 @@ def test_deterministic_per_seed_and_epoch():
     assert list(sampler) == first
 
 
-@pytest.mark.parametrize("labeled, unlabeled, batch_size, per_batch, match", [
-    (LABELED, UNLABELED, 4, 0, "labeled_per_batch must be in 1..3"),
-    (LABELED, UNLABELED, 4, 4, "labeled_per_batch must be in 1..3"),
-    ([], UNLABELED, 4, 2, "got 0 and 20"),
-    (LABELED, [], 4, 2, "got 3 and 0"),
-])
+@pytest.mark.parametrize(
+    "labeled, unlabeled, batch_size, per_batch, match",
+    [
+        (LABELED, UNLABELED, 4, 0, "labeled_per_batch must be in 1..3"),
+        (LABELED, UNLABELED, 4, 4, "labeled_per_batch must be in 1..3"),
+        ([], UNLABELED, 4, 2, "got 0 and 20"),
+        (LABELED, [], 4, 2, "got 3 and 0"),
+    ],
+)
 def test_invalid_arguments(labeled, unlabeled, batch_size, per_batch, match):
     with pytest.raises(ValueError, match=match):
         MixedBatchSampler(labeled, unlabeled, batch_size, per_batch)

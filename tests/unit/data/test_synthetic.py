@@ -51,9 +51,17 @@ def test_layout_and_counts(dataset: tuple[Path, float]) -> None:
     assert not (root / "cls_labels.npy").exists()
     meta = json.loads((root / "synthetic.json").read_text())
     assert meta["version"] == __version__
-    assert meta["params"] == {"num_train": NUM_TRAIN, "num_val": NUM_VAL, "image_size": 64, "seed": 3,
-                              "missing_class_rate": 0.1, "missing_part_rate": 0.2,
-                              "false_coverage_rate": 0.2, "labeled_fraction": 0.1, "num_classes": 5}
+    assert meta["params"] == {
+        "num_train": NUM_TRAIN,
+        "num_val": NUM_VAL,
+        "image_size": 64,
+        "seed": 3,
+        "missing_class_rate": 0.1,
+        "missing_part_rate": 0.2,
+        "false_coverage_rate": 0.2,
+        "labeled_fraction": 0.1,
+        "num_classes": 5,
+    }
     assert meta["splits"]["train"]["images"] == NUM_TRAIN and meta["splits"]["val"]["images"] == NUM_VAL
     assert not [p for p in root.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
@@ -142,8 +150,15 @@ def test_saliency_errors_in_pixels(dataset: tuple[Path, float]) -> None:
 
 
 def test_no_errors_at_zero_rates(tmp_path: Path) -> None:
-    root = generate_synthetic(tmp_path / "d", num_train=30, num_val=2, missing_class_rate=0.0,
-                              missing_part_rate=0.0, false_coverage_rate=0.0, labeled_fraction=0.2)
+    root = generate_synthetic(
+        tmp_path / "d",
+        num_train=30,
+        num_val=2,
+        missing_class_rate=0.0,
+        missing_part_rate=0.0,
+        false_coverage_rate=0.0,
+        labeled_fraction=0.2,
+    )
     meta = json.loads((root / "synthetic.json").read_text())
     assert meta["errors"] == {} and (root / "ImageSets/Segmentation/labeled_20pct.txt").is_file()
     for image_id in _ids(root, "train"):
@@ -212,8 +227,15 @@ def test_bad_parameters(tmp_path: Path) -> None:
 
 
 def test_saliency_variant_keeps_images_and_masks_and_injects_only_its_error(tmp_path: Path) -> None:
-    root = generate_synthetic(tmp_path / "data", num_train=24, num_val=4, image_size=32, missing_class_rate=0.0,
-                              missing_part_rate=0.0, false_coverage_rate=0.0)
+    root = generate_synthetic(
+        tmp_path / "data",
+        num_train=24,
+        num_val=4,
+        image_size=32,
+        missing_class_rate=0.0,
+        missing_part_rate=0.0,
+        false_coverage_rate=0.0,
+    )
     clean = write_saliency_variant(root, tmp_path / "clean")
     half = write_saliency_variant(root, tmp_path / "half", missing_class_rate=0.5)
     full = write_saliency_variant(root, tmp_path / "full", missing_class_rate=1.0)
@@ -236,14 +258,22 @@ def test_saliency_variant_keeps_images_and_masks_and_injects_only_its_error(tmp_
 
 
 def test_regenerating_a_saliency_variant_keeps_the_users_files_and_refuses_other_folders(tmp_path: Path) -> None:
-    root = generate_synthetic(tmp_path / "data", num_train=3, num_val=1, image_size=32, missing_class_rate=0.0,
-                              missing_part_rate=0.0, false_coverage_rate=0.0)
+    root = generate_synthetic(
+        tmp_path / "data",
+        num_train=3,
+        num_val=1,
+        image_size=32,
+        missing_class_rate=0.0,
+        missing_part_rate=0.0,
+        false_coverage_rate=0.0,
+    )
     write_saliency_variant(root, tmp_path / "variant", missing_class_rate=1.0)
     (tmp_path / "variant" / "my_notes.txt").write_text("mine")
     write_saliency_variant(root, tmp_path / "variant")  # the study reruns with another rate
     assert (tmp_path / "variant" / "my_notes.txt").read_text() == "mine"
-    assert np.array_equal(read_png(tmp_path / "variant" / "train_000000.png"),
-                          read_png(root / "saliency" / "train_000000.png"))
+    assert np.array_equal(
+        read_png(tmp_path / "variant" / "train_000000.png"), read_png(root / "saliency" / "train_000000.png")
+    )
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.jpg").write_bytes(b"not ours")
     with pytest.raises(FileExistsError, match="not a saliency variant"):

@@ -33,8 +33,24 @@ def test_default_dataset_is_the_one_before_num_classes() -> None:
 @pytest.fixture(scope="module")
 def twenty(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("twenty") / "data"
-    assert prepare_main(["synthetic", "--root", str(root), "--num-classes", "20", "--num-train", "150",
-                         "--num-val", "4", "--image-size", "40"]) == 0
+    assert (
+        prepare_main(
+            [
+                "synthetic",
+                "--root",
+                str(root),
+                "--num-classes",
+                "20",
+                "--num-train",
+                "150",
+                "--num-val",
+                "4",
+                "--image-size",
+                "40",
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -72,5 +88,3 @@ def test_num_classes_out_of_range_is_refused(tmp_path: Path, bad: int) -> None:
 
 
 # ---------------------------------------------------------------- --overwrite keeps what the user added
-
-

@@ -92,8 +92,11 @@ def test_train_transform_pads_mask_with_ignore_and_saliency_with_zero():
         content_mask, content_sal = m[block], s[block]
         content_image = np.rint(pixels[block]).astype(np.uint8)
         if not np.array_equal(content_mask, mask):  # horizontally flipped
-            content_mask, content_sal, content_image = content_mask[:, ::-1], content_sal[:, ::-1], \
-                content_image[:, ::-1]
+            content_mask, content_sal, content_image = (
+                content_mask[:, ::-1],
+                content_sal[:, ::-1],
+                content_image[:, ::-1],
+            )
         np.testing.assert_array_equal(content_mask, mask)
         np.testing.assert_allclose(content_sal, saliency, atol=1e-6)
         np.testing.assert_array_equal(content_image, image)
@@ -154,7 +157,7 @@ def test_eval_transform_full_resolution_is_normalization_only():
     np.testing.assert_array_equal(out["mask"].numpy(), mask)
     np.testing.assert_allclose(out["saliency"][0].numpy(), saliency, atol=1e-7)
     # exact values at two pixels, written out
-    for (y, x) in ((0, 0), (36, 52)):
+    for y, x in ((0, 0), (36, 52)):
         for c in range(3):
             expected = (image[y, x, c] / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
             assert float(out["image"][c, y, x]) == pytest.approx(expected, abs=1e-5)

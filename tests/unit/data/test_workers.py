@@ -12,8 +12,9 @@ from epspp.data.workers import CPU_WORKER_NICE, WorkerInit
 
 def _record(monkeypatch: pytest.MonkeyPatch) -> list:
     calls: list = []
-    monkeypatch.setattr(workers, "pl_worker_init_function", lambda worker_id, rank: calls.append(("seed", worker_id,
-                                                                                                    rank)))
+    monkeypatch.setattr(
+        workers, "pl_worker_init_function", lambda worker_id, rank: calls.append(("seed", worker_id, rank))
+    )
     monkeypatch.setattr(os, "nice", lambda increment: calls.append(("nice", increment)))
     return calls
 

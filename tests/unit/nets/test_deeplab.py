@@ -76,8 +76,10 @@ def test_aspp_v2_is_a_sum_of_four_dilated_convs() -> None:
             conv.bias.normal_()
         images = torch.randn(2, 3, 50, 38)
         features = net.encoder(images)[-1]
-        expected = sum(F.conv2d(features, c.weight, c.bias, padding=r, dilation=r)
-                       for c, r in zip(convs, (6, 12, 18, 24), strict=True))
+        expected = sum(
+            F.conv2d(features, c.weight, c.bias, padding=r, dilation=r)
+            for c, r in zip(convs, (6, 12, 18, 24), strict=True)
+        )
         torch.testing.assert_close(head(features), expected)
         upsampled = F.interpolate(expected, (50, 38), mode="bilinear", align_corners=False)
         torch.testing.assert_close(net(images), upsampled)

@@ -17,8 +17,12 @@ from epspp.nets.weights import WeightsError
 from epspp.tasks.segmentation import SegmentationModule
 
 C = 4  # object classes: the network predicts 5
-LAYERS = (("layer2", 3, 64, 256, 1, 1), ("layer3", 4, 256, 512, 2, 1),
-          ("layer4", 23, 512, 1024, 1, 2), ("layer5", 3, 1024, 2048, 1, 4))
+LAYERS = (
+    ("layer2", 3, 64, 256, 1, 1),
+    ("layer3", 4, 256, 512, 2, 1),
+    ("layer4", 23, 512, 1024, 1, 2),
+    ("layer5", 3, 1024, 2048, 1, 4),
+)
 RATES = (6, 12, 18, 24)
 MEAN_BGR = (104.008, 116.669, 122.675)
 IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
@@ -26,10 +30,12 @@ IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _conv_bn(state: dict, prefix: str, cin: int, cout: int, k: int, generator: torch.Generator,
-             residual_end: bool = False) -> None:
+def _conv_bn(
+    state: dict, prefix: str, cin: int, cout: int, k: int, generator: torch.Generator, residual_end: bool = False
+) -> None:
     state[f"{prefix}.conv.weight"] = torch.randn(cout, cin, k, k, generator=generator, dtype=torch.float64) * math.sqrt(
-        2.0 / (cin * k * k))
+        2.0 / (cin * k * k)
+    )
     scale = 0.2 if residual_end else 1.0  # small residual branches keep 33 random blocks finite
     state[f"{prefix}.bn.weight"] = scale * (0.5 + torch.rand(cout, generator=generator, dtype=torch.float64))
     state[f"{prefix}.bn.bias"] = 0.1 * torch.randn(cout, generator=generator, dtype=torch.float64)
@@ -62,11 +68,19 @@ def reference_logits(state: dict[str, torch.Tensor], bgr: torch.Tensor) -> torch
     """MSRA ResNet-101 + ASPP written out with torch.nn.functional from the state dict (float64)."""
     s = {k: v.double() for k, v in state.items() if v.is_floating_point()}
 
-    def cbr(x: torch.Tensor, prefix: str, stride: int = 1, padding: int = 0, dilation: int = 1,
-            relu: bool = True) -> torch.Tensor:
+    def cbr(
+        x: torch.Tensor, prefix: str, stride: int = 1, padding: int = 0, dilation: int = 1, relu: bool = True
+    ) -> torch.Tensor:
         x = F.conv2d(x, s[f"{prefix}.conv.weight"], None, stride, padding, dilation)
-        x = F.batch_norm(x, s[f"{prefix}.bn.running_mean"], s[f"{prefix}.bn.running_var"], s[f"{prefix}.bn.weight"],
-                         s[f"{prefix}.bn.bias"], training=False, eps=1e-5)
+        x = F.batch_norm(
+            x,
+            s[f"{prefix}.bn.running_mean"],
+            s[f"{prefix}.bn.running_var"],
+            s[f"{prefix}.bn.weight"],
+            s[f"{prefix}.bn.bias"],
+            training=False,
+            eps=1e-5,
+        )
         return F.relu(x) if relu else x
 
     x = F.max_pool2d(cbr(bgr, "layer1.conv1", 2, 3), 3, 2, 1, ceil_mode=True)
@@ -77,8 +91,9 @@ def reference_logits(state: dict[str, torch.Tensor], bgr: torch.Tensor) -> torch
             h = cbr(h, f"{p}.conv3x3", 1, dilation, dilation)
             h = cbr(h, f"{p}.increase", relu=False)
             x = F.relu(h + (cbr(x, f"{p}.shortcut", st, relu=False) if b == 1 else x))
-    return sum(F.conv2d(x, s[f"aspp.c{i}.weight"], s[f"aspp.c{i}.bias"], padding=r, dilation=r)
-               for i, r in enumerate(RATES))
+    return sum(
+        F.conv2d(x, s[f"aspp.c{i}.weight"], s[f"aspp.c{i}.bias"], padding=r, dilation=r) for i, r in enumerate(RATES)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +116,26 @@ def trained_checkpoint(tmp_path_factory) -> tuple[str, dict]:
 
 @pytest.fixture(scope="module")
 def loaded(trained_checkpoint) -> SegmentationModule:
-    return SegmentationModule(num_classes=C, backbone="deeplab_resnet101", pretrained_path=trained_checkpoint[0],
-                              freeze_bn=True, head_lr_mult=10.0, bias_lr_mult=2.0, bias_decay=False).eval()
+    return SegmentationModule(
+        num_classes=C,
+        backbone="deeplab_resnet101",
+        pretrained_path=trained_checkpoint[0],
+        freeze_bn=True,
+        head_lr_mult=10.0,
+        bias_lr_mult=2.0,
+        bias_decay=False,
+    ).eval()
 
 
 def test_names_are_deeplab_pytorchs(loaded) -> None:
     names = set(loaded.net.encoder.state_dict()) | {f"aspp.{k}" for k in loaded.net.head.state_dict()}
-    for key in ("layer1.conv1.conv.weight", "layer2.block1.reduce.bn.running_mean",
-                "layer5.block3.increase.conv.weight", "aspp.c0.weight", "aspp.c3.bias"):
+    for key in (
+        "layer1.conv1.conv.weight",
+        "layer2.block1.reduce.bn.running_mean",
+        "layer5.block3.increase.conv.weight",
+        "aspp.c0.weight",
+        "aspp.c3.bias",
+    ):
         assert key in names
 
 
@@ -117,8 +144,9 @@ def test_trained_checkpoint_logits_equal_the_functional_network(loaded, trained_
     net = loaded.double()
     with torch.no_grad():
         logits = net(ours)
-        expected = F.interpolate(reference_logits(trained_checkpoint[1], caffe), ours.shape[-2:], mode="bilinear",
-                                 align_corners=False)
+        expected = F.interpolate(
+            reference_logits(trained_checkpoint[1], caffe), ours.shape[-2:], mode="bilinear", align_corners=False
+        )
         native = net.net.logits(ours)
     loaded.float()
     assert native.shape[-2:] == (6, 8)  # output stride 8: ceil-mode pool, 41x57 -> 21x29 -> 11x15 -> 6x8

@@ -33,8 +33,15 @@ def random_net() -> ResNet38d:
 def test_structure_matches_the_reference(random_net: ResNet38d) -> None:
     assert sum(p.numel() for p in random_net.parameters()) == 105_070_912  # PSA/EPS resnet38d.Net
     names = set(random_net.state_dict())
-    assert {"conv1a.weight", "b2.conv_branch1.weight", "b2_1.bn_branch2a.running_mean", "b4_5.conv_branch2b1.weight",
-            "b6.conv_branch2b2.weight", "b7.bn_branch2b2.running_var", "bn7.bias"} <= names
+    assert {
+        "conv1a.weight",
+        "b2.conv_branch1.weight",
+        "b2_1.bn_branch2a.running_mean",
+        "b4_5.conv_branch2b1.weight",
+        "b6.conv_branch2b2.weight",
+        "b7.bn_branch2b2.running_var",
+        "bn7.bias",
+    } <= names
     assert "b2_1.conv_branch1.weight" not in names  # same-shape blocks have no projection
     with torch.no_grad():
         features = random_net(torch.randn(1, 3, 64, 48))
@@ -58,8 +65,11 @@ def test_mxnet_legacy_v2_and_psa_pth_load_to_identical_networks(random_net: ResN
 
 
 def test_every_layout_of_the_ndarray_format_reads_back(tmp_path: Path) -> None:
-    arrays = {"arg:a": np.arange(6, dtype=np.float32).reshape(2, 3), "aux:b": np.array([1.5, -2.0], np.float16),
-              "arg:c": np.arange(4, dtype=np.int64).reshape(1, 2, 2)}
+    arrays = {
+        "arg:a": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "aux:b": np.array([1.5, -2.0], np.float16),
+        "arg:c": np.arange(4, dtype=np.int64).reshape(1, 2, 2),
+    }
     for layout in ("legacy", "v1", "v2"):
         write_mxnet_params(tmp_path / f"{layout}.params", arrays, layout)
         read = read_mxnet_params(tmp_path / f"{layout}.params")
@@ -101,8 +111,9 @@ def test_bad_weight_files_fail_with_the_keys_at_fault(random_net: ResNet38d, tmp
 
 def test_frozen_batchnorm_and_stem_stay_frozen_under_train(random_net: ResNet38d, tmp_path: Path) -> None:
     torch.save(random_net.state_dict(), tmp_path / "w.pth")
-    backbone = FeatureBackbone("resnet38d", pretrained_path=str(tmp_path / "w.pth"), output_stride=8,
-                               freeze_bn=True, freeze_stem=True)
+    backbone = FeatureBackbone(
+        "resnet38d", pretrained_path=str(tmp_path / "w.pth"), output_stride=8, freeze_bn=True, freeze_stem=True
+    )
     backbone.train()  # what Lightning does before every training epoch
     before = {k: v.clone() for k, v in backbone.state_dict().items() if "running" in k}
     out = backbone(torch.randn(2, 3, 32, 32))

@@ -14,10 +14,15 @@ def _norms(model: torch.nn.Module, kind: type) -> int:
     return sum(isinstance(m, kind) for m in model.modules())
 
 
-@pytest.mark.parametrize("module, backbone", [
-    ("localization", TINY_RESNET), ("deeplabv2", TINY_RESNET), ("deeplabv3plus", TINY_RESNET),
-    ("localization", {"backbone": "regnetx_002"}),  # timm's fused BatchNormAct2d layers
-])
+@pytest.mark.parametrize(
+    "module, backbone",
+    [
+        ("localization", TINY_RESNET),
+        ("deeplabv2", TINY_RESNET),
+        ("deeplabv3plus", TINY_RESNET),
+        ("localization", {"backbone": "regnetx_002"}),  # timm's fused BatchNormAct2d layers
+    ],
+)
 def test_sync_batchnorm_converts_every_norm_and_keeps_checkpoints_and_inference(module: str, backbone: dict) -> None:
     """What ``--trainer.sync_batchnorm true`` does to our networks (the CLI's TimmSyncBatchNorm plugin)."""
     from pytorch_lightning.plugins import TorchSyncBatchNorm

@@ -37,25 +37,45 @@ def names_block(names: list[bytes]) -> bytes:
 
 def legacy_float64() -> bytes:
     """LegacyLoad: the first uint32 is ndim itself, then ndim uint32 dims; context; int32 type flag; data."""
-    return (struct.pack("<I", 2) + struct.pack("<II", 2, 2) + CPU + struct.pack("<i", 1)  # kFloat64
-            + struct.pack("<4d", 0.5, -1.25, 3.0, 1e10))
+    return (
+        struct.pack("<I", 2)
+        + struct.pack("<II", 2, 2)
+        + CPU
+        + struct.pack("<i", 1)  # kFloat64
+        + struct.pack("<4d", 0.5, -1.25, 3.0, 1e10)
+    )
 
 
 def v1_uint8() -> bytes:
     """V1: uint32 magic, TShape (int32 ndim, int64 dims), context, int32 type flag, data."""
-    return (struct.pack("<I", V1_MAGIC) + struct.pack("<iq", 1, 3) + CPU + struct.pack("<i", 3)  # kUint8
-            + bytes([0, 7, 255]))
+    return (
+        struct.pack("<I", V1_MAGIC)
+        + struct.pack("<iq", 1, 3)
+        + CPU
+        + struct.pack("<i", 3)  # kUint8
+        + bytes([0, 7, 255])
+    )
 
 
 def v2_int32() -> bytes:
     """V2: uint32 magic, int32 storage type (0 = kDefaultStorage), TShape, context, type flag, data."""
-    return (struct.pack("<Ii", V2_MAGIC, 0) + struct.pack("<iqq", 2, 1, 2) + CPU + struct.pack("<i", 4)  # kInt32
-            + struct.pack("<2i", -7, 2**31 - 1))
+    return (
+        struct.pack("<Ii", V2_MAGIC, 0)
+        + struct.pack("<iqq", 2, 1, 2)
+        + CPU
+        + struct.pack("<i", 4)  # kInt32
+        + struct.pack("<2i", -7, 2**31 - 1)
+    )
 
 
 def v2_int8() -> bytes:
-    return (struct.pack("<Ii", V2_MAGIC, 0) + struct.pack("<iq", 1, 4) + CPU + struct.pack("<i", 5)  # kInt8
-            + struct.pack("<4b", -128, -1, 0, 127))
+    return (
+        struct.pack("<Ii", V2_MAGIC, 0)
+        + struct.pack("<iq", 1, 4)
+        + CPU
+        + struct.pack("<i", 5)  # kInt8
+        + struct.pack("<4b", -128, -1, 0, 127)
+    )
 
 
 def v2_row_sparse() -> bytes:
@@ -65,14 +85,22 @@ def v2_row_sparse() -> bytes:
 
 def test_hand_assembled_file_of_four_dtypes_reads_as_written(tmp_path: Path) -> None:
     path = tmp_path / "hand.params"
-    path.write_bytes(list_header(4) + legacy_float64() + v1_uint8() + v2_int32() + v2_int8()
-                     + names_block([b"arg:f64", b"arg:u8", b"aux:i32", b"aux:i8"]))
+    path.write_bytes(
+        list_header(4)
+        + legacy_float64()
+        + v1_uint8()
+        + v2_int32()
+        + v2_int8()
+        + names_block([b"arg:f64", b"arg:u8", b"aux:i32", b"aux:i8"])
+    )
     read = read_mxnet_params(path)
     assert list(read) == ["arg:f64", "arg:u8", "aux:i32", "aux:i8"]
-    expected = {"arg:f64": np.array([[0.5, -1.25], [3.0, 1e10]], np.float64),
-                "arg:u8": np.array([0, 7, 255], np.uint8),
-                "aux:i32": np.array([[-7, 2**31 - 1]], np.int32),
-                "aux:i8": np.array([-128, -1, 0, 127], np.int8)}
+    expected = {
+        "arg:f64": np.array([[0.5, -1.25], [3.0, 1e10]], np.float64),
+        "arg:u8": np.array([0, 7, 255], np.uint8),
+        "aux:i32": np.array([[-7, 2**31 - 1]], np.int32),
+        "aux:i8": np.array([-128, -1, 0, 127], np.int8),
+    }
     for name, array in expected.items():
         assert read[name].dtype == array.dtype and read[name].shape == array.shape, name
         assert np.array_equal(read[name], array), name
@@ -145,10 +173,18 @@ def _mutate(data: bytearray, rng: random.Random) -> bytes:
             data[at] ^= 1 << rng.randrange(8)
         elif kind in (1, 2):
             size = 4 if kind == 1 else 8
-            value = rng.choice([0, 1, 2**(8 * size - 1) - 1, 2**(8 * size - 1), 2**(8 * size) - 1,
-                                rng.randrange(2**(8 * size))])
+            value = rng.choice(
+                [
+                    0,
+                    1,
+                    2 ** (8 * size - 1) - 1,
+                    2 ** (8 * size - 1),
+                    2 ** (8 * size) - 1,
+                    rng.randrange(2 ** (8 * size)),
+                ]
+            )
             at = min(at, len(data) - size)
-            data[at:at + size] = value.to_bytes(size, "little")
+            data[at : at + size] = value.to_bytes(size, "little")
         elif kind == 3:
             del data[at:]
             if not data:
@@ -161,8 +197,11 @@ def _mutate(data: bytearray, rng: random.Random) -> bytes:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("layout", ["legacy", "v1", "v2"])
 def test_random_damage_loads_or_raises_weights_error(tmp_path: Path, layout: str) -> None:
-    arrays = {"arg:w": np.arange(6, dtype=np.float32).reshape(2, 3), "aux:m": np.array([1.5, -2.0], np.float16),
-              "arg:i": np.arange(4, dtype=np.int64).reshape(1, 2, 2)}
+    arrays = {
+        "arg:w": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "aux:m": np.array([1.5, -2.0], np.float16),
+        "arg:i": np.arange(4, dtype=np.int64).reshape(1, 2, 2),
+    }
     valid = tmp_path / "valid.params"
     write_mxnet_params(valid, arrays, layout)
     original = bytearray(valid.read_bytes())

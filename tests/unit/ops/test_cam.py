@@ -34,9 +34,13 @@ def test_object_maps_half_precision_input_gives_float32() -> None:
 
 # --------------------------------------------------------------- normalize_maps
 def test_normalize_maps_zeroes_absent_classes_and_peaks_at_one() -> None:
-    maps = torch.tensor([[[0.0, 2.0], [1.0, 4.0]],
-                         [[5.0, 5.0], [5.0, 5.0]],  # absent from the label: must vanish
-                         [[0.1, 0.2], [0.3, 0.4]]])[None]
+    maps = torch.tensor(
+        [
+            [[0.0, 2.0], [1.0, 4.0]],
+            [[5.0, 5.0], [5.0, 5.0]],  # absent from the label: must vanish
+            [[0.1, 0.2], [0.3, 0.4]],
+        ]
+    )[None]
     labels = torch.tensor([[1.0, 0.0, 1.0]])
     out = normalize_maps(maps, labels)
     assert torch.allclose(out[0, 0], torch.tensor([[0.0, 0.5], [0.25, 1.0]]), atol=1e-4)
@@ -55,8 +59,12 @@ def test_normalize_maps_no_label_and_all_zero_maps_stay_zero() -> None:
 
 # ------------------------------------------------------------------ maps_to_mask
 def test_maps_to_mask_background_threshold() -> None:
-    maps = torch.tensor([[[0.1, 0.5, 0.3, 0.9]],     # class 1
-                         [[0.2, 0.6, 0.25, 0.0]]])[None]  # class 2
+    maps = torch.tensor(
+        [
+            [[0.1, 0.5, 0.3, 0.9]],  # class 1
+            [[0.2, 0.6, 0.25, 0.0]],
+        ]
+    )[None]  # class 2
     # pixel 0: max 0.2 < 0.3 -> background; pixel 1: class 2 (0.6); pixel 2: 0.3 ties the threshold ->
     # background (first maximum); pixel 3: class 1
     assert maps_to_mask(maps, 0.3).tolist() == [[[0, 2, 0, 1]]]

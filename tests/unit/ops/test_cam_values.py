@@ -15,6 +15,7 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def bilinear(array: np.ndarray, height: int, width: int) -> np.ndarray:
     """(C, h, w) -> (C, height, width): half-pixel centres (align_corners=False), edges clamped, no antialias."""
+
     def taps(size_out: int, size_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         source = np.maximum((np.arange(size_out) + 0.5) * size_in / size_out - 0.5, 0.0)
         low = np.minimum(np.floor(source).astype(int), size_in - 1)
@@ -48,7 +49,7 @@ def test_multiscale_maps_match_a_numpy_bilinear_pipeline(flip: bool) -> None:
     expected = np.zeros((1, 14, 22))
     for scale in scales:
         h, w = round(14 * scale), round(22 * scale)
-        for mirrored in ((False, True) if flip else (False,)):
+        for mirrored in (False, True) if flip else (False,):
             source = image[:, :, ::-1] if mirrored else image
             scaled = source if (h, w) == (14, 22) else bilinear(source.astype(np.float64), h, w)
             cam = np.maximum(pool2(scaled[:1]) - 0.2, 0.0)

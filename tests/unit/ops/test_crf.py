@@ -31,7 +31,7 @@ def edge_case(height: int = 30, width: int = 48) -> tuple[np.ndarray, np.ndarray
 def test_boundary_moves_onto_the_colour_edge() -> None:
     image, probs = edge_case()
     before = probs.argmax(0)
-    assert (before[:, EDGE:EDGE + OFF] == 0).all()  # the 5 columns right of the edge are wrong before
+    assert (before[:, EDGE : EDGE + OFF] == 0).all()  # the 5 columns right of the edge are wrong before
     refined = dense_crf(image, probs)
     assert refined.shape == probs.shape and refined.dtype == np.float32
     np.testing.assert_allclose(refined.sum(0), 1.0, atol=1e-4)
@@ -78,8 +78,10 @@ def test_pseudo_mask_refinement_runs_on_background_and_labelled_classes() -> Non
     assert (refined.argmax(1)[0, :, EDGE:] == 2).all()
 
 
-@pytest.mark.parametrize("params", [{}, {"iterations": 5, "pos_w": 2.0, "pos_xy_std": 4.0, "bi_w": 6.0,
-                                         "bi_xy_std": 20.0, "bi_rgb_std": 9.0}])
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"iterations": 5, "pos_w": 2.0, "pos_xy_std": 4.0, "bi_w": 6.0, "bi_xy_std": 20.0, "bi_rgb_std": 9.0}],
+)
 def test_each_kernel_gets_its_own_parameters(params: dict) -> None:
     """dense_crf equals pydensecrf called as deeplab-pytorch's libs/utils/crf.py calls it, on a random picture whose
     result depends on every parameter (swapping a Gaussian kernel's sxy and compat moves many argmax pixels)."""
@@ -93,7 +95,8 @@ def test_each_kernel_gets_its_own_parameters(params: dict) -> None:
     crf = dcrf.DenseCRF2D(32, 24, 3)
     crf.setUnaryEnergy(np.ascontiguousarray(-np.log(np.clip(probs, 1e-5, 1.0)).reshape(3, -1)))
     crf.addPairwiseGaussian(sxy=p["pos_xy_std"], compat=p["pos_w"])
-    crf.addPairwiseBilateral(sxy=p["bi_xy_std"], srgb=p["bi_rgb_std"], rgbim=np.ascontiguousarray(image),
-                             compat=p["bi_w"])
+    crf.addPairwiseBilateral(
+        sxy=p["bi_xy_std"], srgb=p["bi_rgb_std"], rgbim=np.ascontiguousarray(image), compat=p["bi_w"]
+    )
     expected = np.asarray(crf.inference(p["iterations"]), np.float32).reshape(3, 24, 32)
     np.testing.assert_allclose(dense_crf(image, probs, **params), expected, atol=1e-6)

@@ -11,9 +11,7 @@ import epspp.ops.pamr as pamr_module
 from epspp.ops import PAMR
 
 
-def naive_pamr(
-    image: torch.Tensor, masks: torch.Tensor, num_iter: int, dilations: tuple[int, ...]
-) -> torch.Tensor:
+def naive_pamr(image: torch.Tensor, masks: torch.Tensor, num_iter: int, dilations: tuple[int, ...]) -> torch.Tensor:
     """Straight from the paper's formulation: unfold every 3x3 dilated neighbourhood (replicate padding)."""
     b, k, h, w = image.shape
     masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=True)

@@ -26,16 +26,25 @@ def test_means_over_the_last_steps_and_the_recorded_collapse(tmp_path: Path) -> 
     # IRD's record of every step 0..199 (not the logged steps only)
     record = TelemetryRecord()
     for step in range(200):
-        record.update(step, {"inconsistent_salient": step / 200, "fg_salient": 0.5, "inconsistent": 0.1,
-                             "inconsistent_background": 0.0, "threshold_map_salient": 0.75,
-                             "threshold_map_background": 0.25})
+        record.update(
+            step,
+            {
+                "inconsistent_salient": step / 200,
+                "fg_salient": 0.5,
+                "inconsistent": 0.1,
+                "inconsistent_background": 0.0,
+                "threshold_map_salient": 0.75,
+                "threshold_map_background": 0.25,
+            },
+        )
     record.write(run)
     expected = sum(s / 200 for s in range(150, 200)) / 50  # steps 150-199
     assert mean_over_last_steps(run, "inconsistent_salient", 50) == pytest.approx(expected)
     assert mean_over_last_steps(run, "missing", 50) is None
     assert mean_over_last_steps(tmp_path / "no-run", "inconsistent_salient") is None
     assert window_means(run, "inconsistent_salient", 50) == pytest.approx(
-        [sum(s / 200 for s in range(a, a + 50)) / 50 for a in (0, 50, 100, 150)])
+        [sum(s / 200 for s in range(a, a + 50)) / 50 for a in (0, 50, 100, 150)]
+    )
     assert window_means(run, "fg_salient", 150) == pytest.approx([0.5, 0.5])  # 0-149, then 150-199
 
     healthy = ird_summary(run, 50)

@@ -42,8 +42,9 @@ def test_mask_files_lists_masks_only(synthetic_root: Path, pictured: Path) -> No
     assert mask_files(pictured / "missing") == {}
 
 
-def test_evaluate_ignores_overview_and_overlays(synthetic_root: Path, pictured: Path,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_ignores_overview_and_overlays(
+    synthetic_root: Path, pictured: Path, capsys: pytest.CaptureFixture
+) -> None:
     args = ["--root", str(synthetic_root), "--split", "train"]
     assert evaluate_main(["--pred-dir", str(pictured), *args]) == 0
     # the ground truth against itself: every class present scores 100, over the split's 20 masks
@@ -52,7 +53,8 @@ def test_evaluate_ignores_overview_and_overlays(synthetic_root: Path, pictured: 
 
 
 def test_evaluate_refuses_an_overview_as_the_mask_of_an_image_named_overview(
-        synthetic_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    synthetic_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     split = synthetic_copy / "ImageSets" / "Segmentation" / "one.txt"
     split.write_text("overview\n")
     write_mask_png(synthetic_copy / "SegmentationClassAug" / "overview.png", np.zeros((48, 48), np.uint8))
@@ -67,11 +69,12 @@ def test_evaluate_refuses_an_overview_as_the_mask_of_an_image_named_overview(
     assert err.count("\n") == 1 and f"{pred / 'overview.png'} is the overview picture drawn by `epspp render`" in err
 
 
-def test_check_of_a_mask_folder_ignores_overview_and_overlays(synthetic_root: Path, pictured: Path,
-                                                              capsys: pytest.CaptureFixture) -> None:
-    assert check_main(["--data.root", str(synthetic_root), "--data.mask_dir", str(pictured), "--splits",
-                       "train"]) == 0
+def test_check_of_a_mask_folder_ignores_overview_and_overlays(
+    synthetic_root: Path, pictured: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert check_main(["--data.root", str(synthetic_root), "--data.mask_dir", str(pictured), "--splits", "train"]) == 0
     assert "split 'train': 20 of 20 samples good; 0 without a saliency map, 0 without a mask" in capsys.readouterr().out
-    reason = check_sample((str(synthetic_root / "JPEGImages" / "train_000000.jpg"), None,
-                           str(pictured / "overview.png"), 6))
+    reason = check_sample(
+        (str(synthetic_root / "JPEGImages" / "train_000000.jpg"), None, str(pictured / "overview.png"), 6)
+    )
     assert reason is not None and "is the overview picture drawn by `epspp render`" in reason

@@ -55,28 +55,44 @@ def prepare_args(kind: str, voc: tuple[Path, Path], coco: Path, tmp_path: Path, 
     if kind == "voc":
         return ["voc", "--voc-root", str(voc[0]), "--sbd-root", str(voc[1]), "--out", str(out)]
     if kind == "coco":
-        return ["coco", "--image-dir", str(coco / "train2014"), str(coco / "val2014"), "--mask-dir",
-                str(coco / "SegmentationClass"), "--out", str(out)]
+        return [
+            "coco",
+            "--image-dir",
+            str(coco / "train2014"),
+            str(coco / "val2014"),
+            "--mask-dir",
+            str(coco / "SegmentationClass"),
+            "--out",
+            str(out),
+        ]
     images, labels = folder_inputs(tmp_path)
     return ["folder", "--images", str(images), "--labels", str(labels), "--out", str(out)]
 
 
 # ------------------------------------------------------------------ prepare voc | coco | folder
 @pytest.mark.parametrize("kind", ["voc", "coco", "folder"])
-def test_prepare_refuses_to_write_over_another_dataset(kind: str, voc_tree: tuple[Path, Path],
-                                                       coco_tree: Path, dataset: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture) -> None:
+def test_prepare_refuses_to_write_over_another_dataset(
+    kind: str,
+    voc_tree: tuple[Path, Path],
+    coco_tree: Path,
+    dataset: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
     before = snapshot(dataset)
     assert prepare_main(prepare_args(kind, voc_tree, coco_tree, tmp_path, dataset)) == 2
-    one_line_error(capsys, f"epspp prepare {kind}: error: --out {dataset} holds files that `epspp prepare {kind}` "
-                           "did not write", "choose an empty or new --out")
+    one_line_error(
+        capsys,
+        f"epspp prepare {kind}: error: --out {dataset} holds files that `epspp prepare {kind}` did not write",
+        "choose an empty or new --out",
+    )
     assert snapshot(dataset) == before
 
 
 @pytest.mark.parametrize("kind", ["voc", "coco", "folder"])
-def test_prepare_refuses_an_out_inside_its_inputs(kind: str, voc_tree: tuple[Path, Path],
-                                                  coco_tree: Path, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture) -> None:
+def test_prepare_refuses_an_out_inside_its_inputs(
+    kind: str, voc_tree: tuple[Path, Path], coco_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     inputs = {"voc": voc_tree[0] / "JPEGImages", "coco": coco_tree / "train2014", "folder": tmp_path / "photos"}[kind]
     args = prepare_args(kind, voc_tree, coco_tree, tmp_path, inputs)
     before = snapshot(inputs.parent)
@@ -87,8 +103,7 @@ def test_prepare_refuses_an_out_inside_its_inputs(kind: str, voc_tree: tuple[Pat
 
 @pytest.mark.parametrize("kind", ["voc", "coco", "folder"])
 def test_prepare_reruns_into_its_own_root_but_never_replaces_a_users_file(
-    kind: str, voc_tree: tuple[Path, Path], coco_tree: Path, tmp_path: Path,
-    capsys: pytest.CaptureFixture
+    kind: str, voc_tree: tuple[Path, Path], coco_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "out"
     args = prepare_args(kind, voc_tree, coco_tree, tmp_path, out)
@@ -109,8 +124,9 @@ def test_prepare_reruns_into_its_own_root_but_never_replaces_a_users_file(
     one_line_error(capsys, f"was written by `epspp prepare {kind}`")
 
 
-def test_prepare_completes_a_root_of_an_older_epspp(voc_tree: tuple[Path, Path], coco_tree: Path,
-                                                    tmp_path: Path) -> None:
+def test_prepare_completes_a_root_of_an_older_epspp(
+    voc_tree: tuple[Path, Path], coco_tree: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     args = prepare_args("coco", voc_tree, coco_tree, tmp_path, out)
     assert prepare_main(args) == 0
@@ -121,8 +137,7 @@ def test_prepare_completes_a_root_of_an_older_epspp(voc_tree: tuple[Path, Path],
 
 
 @pytest.mark.parametrize("kind", ["synthetic", "pretrain-corpus"])
-def test_generated_roots_refuse_a_folder_of_the_users(kind: str, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture) -> None:
+def test_generated_roots_refuse_a_folder_of_the_users(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = tmp_path / "root"
     root.mkdir()
     (root / "notes.txt").write_text("mine")
@@ -135,22 +150,27 @@ def test_generated_roots_refuse_a_folder_of_the_users(kind: str, tmp_path: Path,
 def test_prepare_folder_refuses_an_id_with_two_image_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     images, labels = folder_inputs(tmp_path)
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / "a.png")
-    assert prepare_main(["folder", "--images", str(images), "--labels", str(labels), "--out",
-                         str(tmp_path / "out")]) == 2
+    assert (
+        prepare_main(["folder", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "out")]) == 2
+    )
     one_line_error(capsys, "image id 'a' has two files", "a.jpg and a.png", "keep one")
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("command", "flag", "value", "message"), [
-    ("folder", "--val-fraction", "1.5", "--val-fraction must be within (0, 1), got 1.5"),
-    ("folder", "--val-fraction", "nan", "--val-fraction must be within (0, 1), got nan"),
-    ("synthetic", "--missing-part-rate", "nan", "error: --missing-part-rate must be within [0, 1], got nan"),
-    ("synthetic", "--labeled-fraction", "-0.1", "error: --labeled-fraction must be within [0, 1], got -0.1"),
-    ("synthetic", "--num-train", "0", "error: --num-train and --num-val must be >= 1, got 0, 200"),
-    ("pretrain-corpus", "--image-size", "8", "error: --image-size must be >= 32, got 8"),
-])
-def test_prepare_checks_rates_and_fractions_before_writing(command: str, flag: str, value: str, message: str,
-                                                           tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("command", "flag", "value", "message"),
+    [
+        ("folder", "--val-fraction", "1.5", "--val-fraction must be within (0, 1), got 1.5"),
+        ("folder", "--val-fraction", "nan", "--val-fraction must be within (0, 1), got nan"),
+        ("synthetic", "--missing-part-rate", "nan", "error: --missing-part-rate must be within [0, 1], got nan"),
+        ("synthetic", "--labeled-fraction", "-0.1", "error: --labeled-fraction must be within [0, 1], got -0.1"),
+        ("synthetic", "--num-train", "0", "error: --num-train and --num-val must be >= 1, got 0, 200"),
+        ("pretrain-corpus", "--image-size", "8", "error: --image-size must be >= 32, got 8"),
+    ],
+)
+def test_prepare_checks_rates_and_fractions_before_writing(
+    command: str, flag: str, value: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     images, labels = folder_inputs(tmp_path)
     inputs = ["--images", str(images), "--labels", str(labels)] if command == "folder" else []
     assert prepare_main([command, *inputs, "--out" if inputs else "--root", str(tmp_path / "out"), flag, value]) == 2
@@ -169,8 +189,9 @@ def masks(synthetic_root: Path, tmp_path: Path) -> Path:
     return folder
 
 
-def test_render_replaces_only_its_own_overview(synthetic_root: Path, masks: Path, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture) -> None:
+def test_render_replaces_only_its_own_overview(
+    synthetic_root: Path, masks: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     figure = tmp_path / "figure.png"
     write_png(figure, np.zeros((4, 4)))
     args = ["--pred-dir", str(masks), "--root", str(synthetic_root), "--num", "2"]
@@ -178,8 +199,10 @@ def test_render_replaces_only_its_own_overview(synthetic_root: Path, masks: Path
     one_line_error(capsys, f"--out {figure} exists and was not written by `epspp render`", "--overwrite")
     assert np.array(Image.open(figure)).shape == (4, 4)
     assert render_main(args) == 0 and render_main(args) == 0  # PRED_DIR/overview.png, then its rerun
-    assert render_main([*args, "--out", str(figure), "--overwrite"]) == 0 and render_main([*args, "--out",
-                                                                                          str(figure)]) == 0
+    assert (
+        render_main([*args, "--out", str(figure), "--overwrite"]) == 0
+        and render_main([*args, "--out", str(figure)]) == 0
+    )
     capsys.readouterr()
     inside = synthetic_root / "overview.png"
     assert render_main([*args, "--out", str(inside)]) == 2
@@ -187,10 +210,10 @@ def test_render_replaces_only_its_own_overview(synthetic_root: Path, masks: Path
     assert not inside.exists()
 
 
-def test_render_of_a_dataset_mask_folder_does_not_write_into_it(synthetic_root: Path,
-                                                                capsys: pytest.CaptureFixture) -> None:
-    assert render_main(["--pred-dir", str(synthetic_root / "SegmentationClassAug"), "--root",
-                        str(synthetic_root)]) == 2
+def test_render_of_a_dataset_mask_folder_does_not_write_into_it(
+    synthetic_root: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert render_main(["--pred-dir", str(synthetic_root / "SegmentationClassAug"), "--root", str(synthetic_root)]) == 2
     one_line_error(capsys, "--out (default PRED_DIR/overview.png)", "is inside the dataset root")
     assert not (synthetic_root / "SegmentationClassAug" / "overview.png").exists()
 
@@ -218,11 +241,23 @@ def test_evaluate_json_replaces_only_its_own_report_and_never_writes_into_the_da
 
 
 @pytest.mark.parametrize("bad", ["1.5", "-0.1", "nan", "0", "1", "inf"])
-def test_evaluate_refuses_thresholds_outside_0_1_before_reading(bad: str, tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_refuses_thresholds_outside_0_1_before_reading(
+    bad: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     with pytest.raises(SystemExit) as exit_:
-        evaluate_main(["--pred-dir", str(tmp_path / "none"), "--root", str(tmp_path / "none"), "--split", "train",
-                       "--bg-thresholds", "0.2", bad])
+        evaluate_main(
+            [
+                "--pred-dir",
+                str(tmp_path / "none"),
+                "--root",
+                str(tmp_path / "none"),
+                "--split",
+                "train",
+                "--bg-thresholds",
+                "0.2",
+                bad,
+            ]
+        )
     assert exit_.value.code == 2
     assert f"argument --bg-thresholds: {bad} is not in (0, 1)" in capsys.readouterr().err
 
@@ -241,8 +276,9 @@ def test_convert_weights_never_replaces_its_source(tmp_path: Path, capsys: pytes
 
 
 # ------------------------------------------------------------------ no silent choice
-def test_an_image_folder_names_what_it_does_not_read(synthetic_root: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture) -> None:
+def test_an_image_folder_names_what_it_does_not_read(
+    synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     folder = tmp_path / "new"
     (folder / "more").mkdir(parents=True)
     image = Image.open(synthetic_root / "JPEGImages" / "val_000000.jpg").convert("RGB")

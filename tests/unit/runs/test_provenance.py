@@ -22,8 +22,13 @@ from epspp.runs.provenance import (
     write_provenance,
 )
 
-RECORD = {"dataset": {"root": "/data", "ids_sha256": "ab"}, "checkpoint_sha256": "c1", "model": "m.Net",
-          "inference": {"scales": [1.0, 0.5], "refine": "none"}, "normalization": {"mean": None, "std": None}}
+RECORD = {
+    "dataset": {"root": "/data", "ids_sha256": "ab"},
+    "checkpoint_sha256": "c1",
+    "model": "m.Net",
+    "inference": {"scales": [1.0, 0.5], "refine": "none"},
+    "normalization": {"mean": None, "std": None},
+}
 
 
 def test_sha256_of_a_file(tmp_path: Path) -> None:
@@ -47,23 +52,29 @@ def test_provenance_names_the_class_its_inference_options_and_the_normalization(
 
     (tmp_path / "ckpt").write_bytes(b"abc")
     record = provenance(Net(), {"mean": (0.5, 0.5, 0.5), "std": None}, str(tmp_path / "ckpt"), {"root": "/data"})
-    assert record == {"dataset": {"root": "/data"}, "checkpoint_sha256": sha256(tmp_path / "ckpt"),
-                      "model": f"{__name__}.test_provenance_names_the_class_its_inference_options_and_the_"
-                               "normalization.<locals>.Net",
-                      "inference": {"scales": [1.0, 0.5], "refine": "pamr"},  # plain values only (not lr)
-                      "normalization": {"mean": [0.5, 0.5, 0.5], "std": None}}
+    assert record == {
+        "dataset": {"root": "/data"},
+        "checkpoint_sha256": sha256(tmp_path / "ckpt"),
+        "model": f"{__name__}.test_provenance_names_the_class_its_inference_options_and_the_normalization.<locals>.Net",
+        "inference": {"scales": [1.0, 0.5], "refine": "pamr"},  # plain values only (not lr)
+        "normalization": {"mean": [0.5, 0.5, 0.5], "std": None},
+    }
     assert provenance(Net(), {}, None, {})["checkpoint_sha256"] is None
 
 
 def test_resume_only_into_a_folder_made_the_same_way(tmp_path: Path) -> None:
     write_provenance(tmp_path, RECORD)
     assert json.loads((tmp_path / PROVENANCE).read_text()) == RECORD and [p.name for p in tmp_path.iterdir()] == [
-        PROVENANCE]
+        PROVENANCE
+    ]
     check_resume(tmp_path, RECORD, done=3, overwrite=False)
     changed = json.loads(json.dumps(RECORD))
     changed["inference"]["refine"] = "pamr"
-    with pytest.raises(DatasetError, match=r"the 3 masks in .* were made differently \(inference\.refine: 'none' -> "
-                                           r"'pamr'\): resuming would mix two runs"):
+    with pytest.raises(
+        DatasetError,
+        match=r"the 3 masks in .* were made differently \(inference\.refine: 'none' -> "
+        r"'pamr'\): resuming would mix two runs",
+    ):
         check_resume(tmp_path, changed, done=3, overwrite=False)
     check_resume(tmp_path, changed, done=0, overwrite=False)  # no mask yet: nothing to mix
     check_resume(tmp_path, changed, done=3, overwrite=True)
@@ -88,8 +99,11 @@ def test_derived_folders_stay_inside_the_output_and_out_of_the_dataset(tmp_path:
     out, images = tmp_path / "out", tmp_path / "data" / "JPEGImages"
     folders = {"images": images}
     refuse_escaping_folders(out, {"--pseudo_masks.mask_subdir": out / "masks"}, folders)
-    with pytest.raises(DatasetError, match=r"--pseudo_masks.mask_subdir makes the writer write in .*, outside "
-                                           r"--pseudo_masks.output_dir"):
+    with pytest.raises(
+        DatasetError,
+        match=r"--pseudo_masks.mask_subdir makes the writer write in .*, outside "
+        r"--pseudo_masks.output_dir",
+    ):
         refuse_escaping_folders(out, {"--pseudo_masks.mask_subdir": out / ".." / "elsewhere"}, folders)
     with pytest.raises(OutputError, match=r"--pseudo_masks.output_dir .*masks is inside the dataset's images folder"):
         refuse_dataset_folder(images / "masks", folders)

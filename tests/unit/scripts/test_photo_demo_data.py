@@ -39,8 +39,12 @@ def test_twenty_photos_with_labels_composites_and_new_photos(tmp_path: Path) -> 
             size = image.size
         assert max(size) == (64 if "+" in photo.stem else 32)  # composites: two photos side by side
         assert read_png(paths["saliency"] / f"{photo.stem}.png").shape == (size[1], size[0])
-    assert sorted(p.stem for p in paths["new_photos"].iterdir()) == ["new cameraman", "new cat", "new cup",
-                                                                     "new rocket"]
+    assert sorted(p.stem for p in paths["new_photos"].iterdir()) == [
+        "new cameraman",
+        "new cat",
+        "new cup",
+        "new rocket",
+    ]
 
 
 def test_script_refuses_a_folder_with_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -50,7 +54,8 @@ def test_script_refuses_a_folder_with_files(tmp_path: Path, capsys: pytest.Captu
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "a.txt").write_text("mine")
     assert script.main(["--out", str(tmp_path / "taken")]) == 2
-    assert capsys.readouterr().err == (f"photo_demo_data: error: --out {tmp_path / 'taken'} exists and is not an "
-                                       "empty folder: choose a new one\n")
+    assert capsys.readouterr().err == (
+        f"photo_demo_data: error: --out {tmp_path / 'taken'} exists and is not an empty folder: choose a new one\n"
+    )
     assert script.main(["--out", str(tmp_path / "new"), "--count", "3", "--long-side", "24"]) == 0
     assert len(list((tmp_path / "new" / "photos").iterdir())) == 3

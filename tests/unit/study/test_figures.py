@@ -15,8 +15,9 @@ from epspp.study.grid import (
 from epspp.study.studies import saliency_rows
 
 
-def test_the_figure_has_a_colour_per_series_and_a_line_style_per_regime(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_figure_has_a_colour_per_series_and_a_line_style_per_regime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import matplotlib.axes
 
     drawn = []
@@ -27,18 +28,26 @@ def test_the_figure_has_a_colour_per_series_and_a_line_style_per_regime(tmp_path
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
-    lines = {(name, regime): ([1.0, 2.0], [0.1, 0.1], [False, name == "b"]) for regime in ("scratch", "pretrained")
-             for name in ("a", "b")}
+    lines = {
+        (name, regime): ([1.0, 2.0], [0.1, 0.1], [False, name == "b"])
+        for regime in ("scratch", "pretrained")
+        for name in ("a", "b")
+    }
     plot_lines(tmp_path / "f.png", ["p"], [0.0, 1.0], lambda _: lines, "x", lambda p: f"panel {p}")
-    assert drawn == [("a (scratch)", "C0", "--"), ("b (scratch)", "C1", "--"), ("a (pretrained)", "C0", "-"),
-                     ("b (pretrained)", "C1", "-")]
+    assert drawn == [
+        ("a (scratch)", "C0", "--"),
+        ("b (scratch)", "C1", "--"),
+        ("a (pretrained)", "C0", "-"),
+        ("b (pretrained)", "C1", "-"),
+    ]
     from PIL import Image
 
     assert Image.open(tmp_path / "f.png").info["Description"] == "panels: panel p"
 
 
-def test_the_tables_go_to_wandb_with_the_empty_telemetry_of_cam_and_eps(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_tables_go_to_wandb_with_the_empty_telemetry_of_cam_and_eps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     (tmp_path / "tmp").mkdir()
@@ -49,10 +58,21 @@ def test_the_tables_go_to_wandb_with_the_empty_telemetry_of_cam_and_eps(tmp_path
     from epspp.study.studies import STUDY_COLUMNS
 
     cells = saliency_grid(["scratch"], ["missing_class"], [0.0], ["eps", "eps++"], [0])
-    scores = {Training("scratch", "eps", "clean", 0): {"configured": 40.0, "bg_threshold": 0.2, "val_chosen": 50.0,
-                                                       "val_chosen_threshold": 0.3},
-              Training("scratch", "eps++", "clean", 0): {"configured": 41.0, "bg_threshold": 0.2, "val_chosen": 51.0,
-                                                         "val_chosen_threshold": 0.3, "inconsistent_salient": 0.5}}
+    scores = {
+        Training("scratch", "eps", "clean", 0): {
+            "configured": 40.0,
+            "bg_threshold": 0.2,
+            "val_chosen": 50.0,
+            "val_chosen_threshold": 0.3,
+        },
+        Training("scratch", "eps++", "clean", 0): {
+            "configured": 41.0,
+            "bg_threshold": 0.2,
+            "val_chosen": 51.0,
+            "val_chosen_threshold": 0.3,
+            "inconsistent_salient": 0.5,
+        },
+    }
     rows = saliency_rows(cells, scores)  # None for EPS, a number for EPS++: one column of two types in the CSV
     Image.new("RGB", (8, 8)).save(tmp_path / "f.png")
     log_to_wandb(tmp_path, "study/test", STUDY_COLUMNS, rows, tmp_path / "f.png")

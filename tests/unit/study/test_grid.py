@@ -16,26 +16,36 @@ from epspp.study.grid import (
 
 
 def test_default_grid_shares_cam_and_the_clean_point() -> None:
-    cells = saliency_grid(["scratch", "pretrained"], ["missing_class", "missing_object", "false_coverage"],
-                          [0, 0.25, 0.5, 0.75], ["cam", "eps", "eps++"], [0, 1])
+    cells = saliency_grid(
+        ["scratch", "pretrained"],
+        ["missing_class", "missing_object", "false_coverage"],
+        [0, 0.25, 0.5, 0.75],
+        ["cam", "eps", "eps++"],
+        [0, 1],
+    )
     assert len(cells) == 2 * 3 * 4 * 3 * 2
     trainings = unique_trainings(cells)
     # per regime: CAM once per seed; EPS and EPS++: the clean point + 3 error types x 3 rates, per seed
     assert len(trainings) == 2 * (2 + 2 * 2 * (1 + 9)) == 84
-    assert Cell("scratch", "false_coverage", 0.0, "eps", 1).training \
-        == Cell("scratch", "missing_class", 0.0, "eps", 1).training == Training("scratch", "eps", "clean", 1)
+    assert (
+        Cell("scratch", "false_coverage", 0.0, "eps", 1).training
+        == Cell("scratch", "missing_class", 0.0, "eps", 1).training
+        == Training("scratch", "eps", "clean", 1)
+    )
     assert Cell("pretrained", "missing_object", 0.5, "cam", 0).training == Training("pretrained", "cam", "clean", 0)
-    assert Cell("pretrained", "missing_object", 0.5, "eps++", 0).training \
-        != Cell("scratch", "missing_object", 0.5, "eps++", 0).training  # the regimes share no training
+    assert (
+        Cell("pretrained", "missing_object", 0.5, "eps++", 0).training
+        != Cell("scratch", "missing_object", 0.5, "eps++", 0).training
+    )  # the regimes share no training
     ablation = Training("pretrained", "eps++/no-pamr", "missing_object_0.5", 0)
     assert ablation.folder(Path("runs")) == Path("runs/pretrained/eps++_no-pamr/missing_object_0.5/seed0")
 
 
 def test_the_arms_are_the_eps_plus_plus_config_with_one_override() -> None:
     assert STUDY_METHODS["eps++/no-pamr"] == (STUDY_METHODS["eps++"][0], ["--model.init_args.ird_refine", "none"])
-    assert STUDY_METHODS["eps++/softmax"] == (STUDY_METHODS["eps++"][0],
-                                              ["--model.init_args.ird_threshold_maps", "softmax"])
+    assert STUDY_METHODS["eps++/softmax"] == (
+        STUDY_METHODS["eps++"][0],
+        ["--model.init_args.ird_threshold_maps", "softmax"],
+    )
     assert STUDY_METHODS["eps++"][1] == [] and "eps++/no-pamr" not in DEFAULT_METHODS
     assert len(DEFAULT_GRID["seeds"]) >= 3
-
-

@@ -15,21 +15,45 @@ def test_rows_claims_and_tables_over_three_seeds() -> None:
     cells = saliency_grid(["scratch"], ["missing_class"], [0.0, 0.5], ["cam", "eps", "eps++"], [0, 1, 2])
     scores = {}
     for s in range(3):
-        scores[Training("scratch", "cam", "clean", s)] = {"configured": 30.0 + s, "bg_threshold": 0.2,
-                                                          "val_chosen": 50.0, "val_chosen_threshold": 0.5}
-        scores[Training("scratch", "eps", "clean", s)] = {"configured": 40.0 + 2 * s, "bg_threshold": 0.2,
-                                                          "val_chosen": 51.0 + s, "val_chosen_threshold": 0.3}
-        scores[Training("scratch", "eps", "missing_class_0.5", s)] = {"configured": 38.0 + 2 * s, "bg_threshold": 0.2,
-                                                                      "val_chosen": 50.0 + s,
-                                                                      "val_chosen_threshold": 0.3}
+        scores[Training("scratch", "cam", "clean", s)] = {
+            "configured": 30.0 + s,
+            "bg_threshold": 0.2,
+            "val_chosen": 50.0,
+            "val_chosen_threshold": 0.5,
+        }
+        scores[Training("scratch", "eps", "clean", s)] = {
+            "configured": 40.0 + 2 * s,
+            "bg_threshold": 0.2,
+            "val_chosen": 51.0 + s,
+            "val_chosen_threshold": 0.3,
+        }
+        scores[Training("scratch", "eps", "missing_class_0.5", s)] = {
+            "configured": 38.0 + 2 * s,
+            "bg_threshold": 0.2,
+            "val_chosen": 50.0 + s,
+            "val_chosen_threshold": 0.3,
+        }
         for saliency, base in (("clean", 45.0), ("missing_class_0.5", 44.0 - s)):
             scores[Training("scratch", "eps++", saliency, s)] = {
-                "configured": base + s, "bg_threshold": 0.2, "val_chosen": base + s + 1, "val_chosen_threshold": 0.4,
-                "inconsistent_salient": 0.5 + 0.1 * s, "fg_salient": 0.4, "collapse_step": 120 if s == 2 and
-                saliency != "clean" else None}
+                "configured": base + s,
+                "bg_threshold": 0.2,
+                "val_chosen": base + s + 1,
+                "val_chosen_threshold": 0.4,
+                "inconsistent_salient": 0.5 + 0.1 * s,
+                "fg_salient": 0.4,
+                "collapse_step": 120 if s == 2 and saliency != "clean" else None,
+            }
     rows = saliency_rows(cells, scores)
-    assert len(rows) == 3 * 2 * 3 * 2 and list(rows[0])[:8] == ["regime", "error_type", "rate", "method", "seed",
-                                                                 "threshold", "miou", "inconsistent_salient"]
+    assert len(rows) == 3 * 2 * 3 * 2 and list(rows[0])[:8] == [
+        "regime",
+        "error_type",
+        "rate",
+        "method",
+        "seed",
+        "threshold",
+        "miou",
+        "inconsistent_salient",
+    ]
     assert {r["threshold"] for r in rows} == {"configured", "val_chosen"}
     assert {r["inconsistent_salient"] for r in rows if r["method"] == "eps"} == {None}  # no IRD, no telemetry
     chosen = [r for r in rows if r["method"] == "eps" and r["threshold"] == "val_chosen"]
@@ -38,8 +62,10 @@ def test_rows_claims_and_tables_over_three_seeds() -> None:
     assert stats[("missing_class", 0.0, "eps", "configured")].mean == pytest.approx(42.0)
     assert stats[("missing_class", 0.0, "eps", "configured")].half == pytest.approx(2 * 2.484138, abs=1e-5)
 
-    claims = {(c.name, c.threshold): c for c in saliency_claims(scores, ["scratch"], ["missing_class"], [0.0, 0.5],
-                                                                 ["cam", "eps", "eps++"], [0, 1, 2])}
+    claims = {
+        (c.name, c.threshold): c
+        for c in saliency_claims(scores, ["scratch"], ["missing_class"], [0.0, 0.5], ["cam", "eps", "eps++"], [0, 1, 2])
+    }
     # EPS - CAM at bg 0.2: 10, 11, 12 -> mean 11, sd 1: holds
     co = claims[("saliency fixes co-occurrence: EPS > CAM", "bg 0.2")]
     assert co.difference.values == (10.0, 11.0, 12.0) and co.verdict == "holds"
@@ -52,24 +78,37 @@ def test_rows_claims_and_tables_over_three_seeds() -> None:
     # the val-chosen claims are there too
     assert claims[("EPS++ > EPS", "threshold chosen on val")].difference.values == (-5.0, -5.0, -5.0)
     assert claims[("EPS++ > EPS", "threshold chosen on val")].verdict == "contradicted"
-    text = saliency_markdown(rows, list(claims.values()), ["scratch"], ["missing_class"], [0.0, 0.5],
-                             ["cam", "eps", "eps++"], [0, 1, 2])
-    assert "| rate | cam (bg 0.2) | cam (val) | eps (bg 0.2) | eps (val) | eps++ (bg 0.2) | eps++ (val) | eps++ N∩S |" \
+    text = saliency_markdown(
+        rows, list(claims.values()), ["scratch"], ["missing_class"], [0.0, 0.5], ["cam", "eps", "eps++"], [0, 1, 2]
+    )
+    assert (
+        "| rate | cam (bg 0.2) | cam (val) | eps (bg 0.2) | eps (val) | eps++ (bg 0.2) | eps++ (val) | eps++ N∩S |"
         in text
+    )
     assert "| 0 | 31.0 ± 2.5 | 50.0 ± 0.0 (0.5/0.5/0.5) | 42.0 ± 5.0 | 52.0 ± 2.5 (0.3/0.3/0.3) |" in text
     assert "0.60 ± 0.25 [1/3]" in text  # the rate-0.5 EPS++ point: seed 2's warning fired
-    assert "| saliency fixes co-occurrence: EPS > CAM | scratch | bg 0.2 | 3 | +11.0 [+8.5, +13.5] | +10.0, +11.0, " \
-           "+12.0 | **holds** |" in text
+    assert (
+        "| saliency fixes co-occurrence: EPS > CAM | scratch | bg 0.2 | 3 | +11.0 [+8.5, +13.5] | +10.0, +11.0, "
+        "+12.0 | **holds** |" in text
+    )
 
 
 def test_a_collapse_at_clean_saliency_makes_the_eps_plus_plus_claims_not_testable() -> None:
     scores = {}
     for s in range(3):
-        scores[Training("pretrained", "eps", "clean", s)] = {"configured": 50.0 + s, "bg_threshold": 0.2,
-                                                             "val_chosen": 55.0, "val_chosen_threshold": 0.3}
-        scores[Training("pretrained", "eps++", "clean", s)] = {"configured": 20.0, "bg_threshold": 0.2,
-                                                               "val_chosen": 21.0, "val_chosen_threshold": 0.2,
-                                                               "collapse_step": 80 if s == 1 else None}
+        scores[Training("pretrained", "eps", "clean", s)] = {
+            "configured": 50.0 + s,
+            "bg_threshold": 0.2,
+            "val_chosen": 55.0,
+            "val_chosen_threshold": 0.3,
+        }
+        scores[Training("pretrained", "eps++", "clean", s)] = {
+            "configured": 20.0,
+            "bg_threshold": 0.2,
+            "val_chosen": 21.0,
+            "val_chosen_threshold": 0.2,
+            "collapse_step": 80 if s == 1 else None,
+        }
     claims = saliency_claims(scores, ["pretrained"], ["missing_class"], [0.0], ["eps", "eps++"], [0, 1, 2])
     assert {c.verdict for c in claims} == {"not testable"}
     assert "eps++ collapsed at clean saliency" in claims[0].note

@@ -14,14 +14,26 @@ from epspp.tasks.checkpoint import CheckpointMismatchError
 # ------------------------------------------------------------------ predict_step
 def _module(**kwargs) -> LocalizationModule:
     torch.manual_seed(0)
-    args = dict(num_classes=3, backbone="resnet10t", backbone_kwargs={"channels": [8, 8, 16, 16], "stem_width": 8},
-                output_stride=8, pamr_iter=2, pamr_dilations=(1, 2), scales=(0.5, 1.0))
+    args = dict(
+        num_classes=3,
+        backbone="resnet10t",
+        backbone_kwargs={"channels": [8, 8, 16, 16], "stem_width": 8},
+        output_stride=8,
+        pamr_iter=2,
+        pamr_dilations=(1, 2),
+        scales=(0.5, 1.0),
+    )
     return LocalizationModule(**(args | kwargs)).eval()
 
 
 def _batch(label: list[float], height: int = 37, width: int = 53) -> dict:
-    return {"id": ["x"], "image": torch.randn(1, 3, height, width), "label": torch.tensor([label]),
-            "mask": torch.zeros(1, height, width, dtype=torch.long), "has_mask": torch.tensor([True])}
+    return {
+        "id": ["x"],
+        "image": torch.randn(1, 3, height, width),
+        "label": torch.tensor([label]),
+        "mask": torch.zeros(1, height, width, dtype=torch.long),
+        "has_mask": torch.tensor([True]),
+    }
 
 
 @pytest.mark.parametrize("saliency_loss, kind", [("none", "relu"), ("ird", "softmax"), ("eps", "softmax")])
@@ -95,8 +107,11 @@ def test_saliency_warmup_ends_at_its_step(monkeypatch, kind):
 
     module = _module(saliency_loss=kind, eps_warmup_steps=3, ird_warmup_steps=3, tau=0.99)
     gen = torch.Generator().manual_seed(1)
-    batch = {"image": torch.randn(2, 3, 32, 32, generator=gen), "saliency": torch.rand(2, 1, 32, 32, generator=gen),
-             "label": torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])}
+    batch = {
+        "image": torch.randn(2, 3, 32, 32, generator=gen),
+        "saliency": torch.rand(2, 1, 32, 32, generator=gen),
+        "label": torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]),
+    }
     with torch.no_grad():
         cam = module(batch["image"])
         refined = module.refine_maps(batch["image"], cam)

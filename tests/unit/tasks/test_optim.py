@@ -17,12 +17,25 @@ def _net() -> tuple[nn.Module, nn.Module]:
 
 def test_eps_groups_1x_2x_10x_20x_with_decay_on_weights_only() -> None:
     backbone, head = _net()
-    optimizer = build_optimizer(backbone, head, "sgd", lr=0.01, head_lr_mult=10, weight_decay=5e-4,
-                                momentum=5e-4, bias_lr_mult=2, bias_decay=False)
+    optimizer = build_optimizer(
+        backbone,
+        head,
+        "sgd",
+        lr=0.01,
+        head_lr_mult=10,
+        weight_decay=5e-4,
+        momentum=5e-4,
+        bias_lr_mult=2,
+        bias_decay=False,
+    )
     groups = [(len(g["params"]), g["lr"], g["weight_decay"]) for g in optimizer.param_groups]
     # backbone: conv weight + BN weight; conv bias + BN bias; head weight; head bias
-    assert groups == [(2, 0.01, 5e-4), (2, pytest.approx(0.02), 0.0), (1, pytest.approx(0.1), 5e-4),
-                      (1, pytest.approx(0.2), 0.0)]
+    assert groups == [
+        (2, 0.01, 5e-4),
+        (2, pytest.approx(0.02), 0.0),
+        (1, pytest.approx(0.1), 5e-4),
+        (1, pytest.approx(0.2), 0.0),
+    ]
     assert all(g["momentum"] == 5e-4 for g in optimizer.param_groups)  # the official runs' momentum
     assert all(p is not backbone[2].weight for g in optimizer.param_groups for p in g["params"])
 
@@ -31,7 +44,9 @@ def test_default_groups_keep_one_rate_and_decay_per_part() -> None:
     backbone, head = _net()
     optimizer = build_optimizer(backbone, head, lr=0.1)
     assert [(len(g["params"]), g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == [
-        (4, 0.1, 5e-4), (2, pytest.approx(1.0), 5e-4)]
+        (4, 0.1, 5e-4),
+        (2, pytest.approx(1.0), 5e-4),
+    ]
 
 
 def test_poly_decay_matches_eps_polyoptimizer() -> None:

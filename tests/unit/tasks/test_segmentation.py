@@ -92,8 +92,11 @@ def _batch(is_labeled: list[float], size: tuple[int, int] = (36, 28), seed: int 
     # a different share of ignored pixels per image, so that per-image and pooled means differ
     for i in range(n):
         mask[i, : 3 * (i + 1)] = 255
-    return {"image": torch.randn(n, 3, *size, generator=generator), "mask": mask,
-            "is_labeled": torch.tensor(is_labeled)}
+    return {
+        "image": torch.randn(n, 3, *size, generator=generator),
+        "mask": mask,
+        "is_labeled": torch.tensor(is_labeled),
+    }
 
 
 @pytest.mark.parametrize("is_labeled", [[1.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0]])
@@ -130,13 +133,27 @@ def test_loss_is_one_weighted_mean_over_valid_pixels(monkeypatch, is_labeled: li
 def test_training_step_under_a_trainer_logs_and_learns(synthetic_root: Path, tmp_path: Path) -> None:
     """One real optimisation step (Lightning logging path, no monkeypatching) changes the weights."""
     module = make_module(optimizer="adam", lr=1e-3)
-    datamodule = EPSDataModule(str(synthetic_root), task="segmentation", pseudo_mask_dir=None,
-                               train_split="labeled_10pct", batch_size=2, num_workers=0,
-                               crop_size=32, resize_long=(32, 48))
+    datamodule = EPSDataModule(
+        str(synthetic_root),
+        task="segmentation",
+        pseudo_mask_dir=None,
+        train_split="labeled_10pct",
+        batch_size=2,
+        num_workers=0,
+        crop_size=32,
+        resize_long=(32, 48),
+    )
     before = [p.detach().clone() for p in module.net.head.parameters()]
-    trainer = pl.Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_steps=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, datamodule=datamodule)
     assert {"train/loss", "train/loss_gt"} <= set(trainer.callback_metrics)
     assert "train/loss_pseudo" not in trainer.callback_metrics
@@ -204,10 +221,23 @@ def test_epoch_miou_matches_a_manual_confusion_matrix(synthetic_root: Path, tmp_
     module = make_module(tta_flip=True)
     with torch.no_grad():  # a head bias that spreads the random network's predictions over classes
         module.net.head.c0.bias.copy_(torch.linspace(-0.5, 0.5, C + 1))
-    datamodule = EPSDataModule(str(synthetic_root), task="segmentation", val_split="val", test_split="val",
-                               batch_size=4, num_workers=0, eval_size=48)
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path)
+    datamodule = EPSDataModule(
+        str(synthetic_root),
+        task="segmentation",
+        val_split="val",
+        test_split="val",
+        batch_size=4,
+        num_workers=0,
+        eval_size=48,
+    )
+    trainer = pl.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+    )
     results = getattr(trainer, stage)(module, datamodule=datamodule, verbose=False)[0]
     prefix = "val" if stage == "validate" else "test"
 

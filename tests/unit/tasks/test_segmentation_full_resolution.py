@@ -22,14 +22,20 @@ SIZES = {"wide": (70, 50), "tall": (64, 90), "square": (48, 48)}
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_voc_tree(tmp_path_factory.mktemp("fullres") / "data", SIZES,
-                          {"train": list(SIZES), "val": ["wide", "tall"]})
+    return write_voc_tree(
+        tmp_path_factory.mktemp("fullres") / "data", SIZES, {"train": list(SIZES), "val": ["wide", "tall"]}
+    )
 
 
 def _validate(root: Path, model: LocalizationModule, batch_size: int) -> LocalizationModule:
     data = EPSDataModule(str(root), val_split="val", val_batch_size=batch_size, num_workers=0)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     trainer.validate(model, datamodule=data, verbose=False)
     return model
 
@@ -54,8 +60,9 @@ def _reference_confusion(root: Path, model: LocalizationModule) -> np.ndarray:
 
 def test_validation_matches_each_image_scored_alone_at_full_resolution(root: Path, one_thread) -> None:
     torch.manual_seed(0)
-    model = LocalizationModule(num_classes=20, backbone=TINY, backbone_kwargs=TINY_KWARGS, output_stride=8,
-                               saliency_loss="eps").eval()
+    model = LocalizationModule(
+        num_classes=20, backbone=TINY, backbone_kwargs=TINY_KWARGS, output_stride=8, saliency_loss="eps"
+    ).eval()
     _validate(root, model, batch_size=1)
     reference = _reference_confusion(root, model)
     assert int(reference.sum()) == sum((gt_mask(root, i) != 255).sum() for i in ("wide", "tall"))

@@ -28,8 +28,14 @@ def make_module(**kwargs) -> SegmentationModule:
 
 def pil_nearest(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """deeplab-pytorch's main.py resize_labels: PIL NEAREST on each label map."""
-    return torch.stack([torch.from_numpy(np.array(Image.fromarray(m.numpy().astype(np.float32)).resize(
-        size[::-1], resample=Image.NEAREST))).long() for m in mask])
+    return torch.stack(
+        [
+            torch.from_numpy(
+                np.array(Image.fromarray(m.numpy().astype(np.float32)).resize(size[::-1], resample=Image.NEAREST))
+            ).long()
+            for m in mask
+        ]
+    )
 
 
 def test_msc_outputs_are_each_scale_and_their_max() -> None:
@@ -37,8 +43,12 @@ def test_msc_outputs_are_each_scale_and_their_max() -> None:
     images = torch.randn(2, 3, 65, 49)
     with torch.no_grad():
         outputs = module.msc_logits(images)
-        each = [module.net.logits(F.interpolate(images, scale_factor=s, mode="bilinear", align_corners=False)
-                                  if s != 1.0 else images) for s in SCALES]
+        each = [
+            module.net.logits(
+                F.interpolate(images, scale_factor=s, mode="bilinear", align_corners=False) if s != 1.0 else images
+            )
+            for s in SCALES
+        ]
         logits = module(images)
     # 65x49 -> 48x36 (0.75) and 32x24 (0.5), each at stride 8 (timm pads: ceil)
     assert [o.shape[-2:] for o in outputs] == [(9, 7), (6, 5), (4, 3), (9, 7)]
@@ -58,13 +68,17 @@ def test_msc_loss_sums_the_loss_of_every_output_with_nearest_labels(monkeypatch)
     generator = torch.Generator().manual_seed(0)
     mask = torch.randint(0, C + 1, (2, 65, 49), generator=generator)
     mask[0, :10] = 255
-    batch = {"image": torch.randn(2, 3, 65, 49, generator=generator), "mask": mask,
-             "is_labeled": torch.tensor([1.0, 0.0])}
+    batch = {
+        "image": torch.randn(2, 3, 65, 49, generator=generator),
+        "mask": mask,
+        "is_labeled": torch.tensor([1.0, 0.0]),
+    }
     loss = module.training_step(batch, 0)
     with torch.no_grad():
         outputs = module.msc_logits(batch["image"])
-    expected = sum(segmentation_loss(o, pil_nearest(mask, tuple(o.shape[-2:])), batch["is_labeled"], 0.3)
-                   for o in outputs)
+    expected = sum(
+        segmentation_loss(o, pil_nearest(mask, tuple(o.shape[-2:])), batch["is_labeled"], 0.3) for o in outputs
+    )
     torch.testing.assert_close(loss.detach(), expected)
     assert len(outputs) == 4 and loss.requires_grad
 
@@ -81,7 +95,8 @@ def test_crf_refines_each_image_at_its_own_size(monkeypatch) -> None:
         refined = module.predict_probs(batch)
     rgb = to_uint8_rgb(images)
     torch.testing.assert_close(refined[0], torch.from_numpy(dense_crf(rgb[0], plain[0].numpy())))
-    torch.testing.assert_close(refined[1, :, :31, :25],
-                               torch.from_numpy(dense_crf(rgb[1, :31, :25], plain[1, :, :31, :25].numpy())))
+    torch.testing.assert_close(
+        refined[1, :, :31, :25], torch.from_numpy(dense_crf(rgb[1, :31, :25], plain[1, :, :31, :25].numpy()))
+    )
     torch.testing.assert_close(refined[1, :, 31:], plain[1, :, 31:])  # the padding is left as it was
     assert not torch.allclose(refined, plain)
