@@ -34,9 +34,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 #: what libraries keep in the temporary folder for a whole process (removed at its exit, or a per-user cache):
-#: wandb's media and artifact folders, multiprocessing's folder (DataLoader workers), torch's compile cache,
+#: wandb's media and artifact folders, multiprocessing's folder (DataLoader workers), torch's compile cache and
+#: its elastic launcher's folder (DDP launches),
 #: onnxruntime's session file
-LIBRARY_TEMP = re.compile(r"tmp\w{8}wandb-(media|artifacts)|pymp-\w{8}|torchinductor_\w+|\.ses")
+LIBRARY_TEMP = re.compile(r"tmp\w{8}wandb-(media|artifacts)|pymp-\w{8}|torchinductor_\w+|torchelastic_\w+|\.ses")
 
 
 @pytest.fixture(scope="session", autouse=True)

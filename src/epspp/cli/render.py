@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from epspp import render as library
 from epspp.errors import EPSError
 from epspp.render import render
 
 
 def render_main(argv: list[str] | None = None) -> int:
     """``epspp render --pred-dir OUT (--root ROOT | --images DIR) [--num 32] [--panel 256] [--out FILE]``."""
-    parser = argparse.ArgumentParser(prog="epspp render", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="epspp render", description=(library.__doc__ or "").split("\n\n")[0])
     parser.add_argument("--pred-dir", required=True, help="folder of <id>.png masks")
     parser.add_argument("--root", default=None, help="dataset root (images, saliency, classes.json, image labels)")
     parser.add_argument(

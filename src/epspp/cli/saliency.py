@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from epspp import saliency as library
 from epspp.errors import EPSError
 from epspp.saliency import COMMAND, DEFAULT_MODEL, MODELS, PROGRESS_EVERY, write_saliency_maps
 
@@ -13,7 +14,7 @@ def saliency_main(argv: list[str] | None = None) -> int:
     """``epspp saliency --images DIR --out DIR [--model NAME] [--model-path FILE]``."""
     parser = argparse.ArgumentParser(
         prog=COMMAND,
-        description=__doc__.split("\n\n")[0],
+        description=(library.__doc__ or "").split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="models (rembg):\n" + "\n".join(f"  {k:22} {v}" for k, v in MODELS.items()),
     )

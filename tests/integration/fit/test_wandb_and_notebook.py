@@ -53,7 +53,9 @@ def test_walkthrough_notebook_runs(tmp_path: Path) -> None:
         if cell.cell_type == "code":
             cell.outputs = []
     sizes = {"EPSPP_NB_STEPS": "2", "EPSPP_NB_PRETRAIN_STEPS": "2", "EPSPP_NB_TRAIN": "24"}
-    os.environ.update(sizes)
+    saved_tmpdir = os.environ.get("TMPDIR")
+    # the kernel's temporary folder (the notebook's working folder, mkdtemp) inside tmp_path, removed with it
+    os.environ.update(sizes, TMPDIR=str(tmp_path))
     try:
         resources = {"metadata": {"path": tmp_path}}
         client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources=resources)
@@ -61,6 +63,10 @@ def test_walkthrough_notebook_runs(tmp_path: Path) -> None:
     finally:
         for key in sizes:
             del os.environ[key]
+        if saved_tmpdir is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = saved_tmpdir
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 3  # dataset, IRD telemetry, stages

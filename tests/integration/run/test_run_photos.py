@@ -218,7 +218,7 @@ def test_without_saliency_maps_the_saliency_stage_makes_them(
     if importlib.util.find_spec("rembg") is None:
         pytest.skip("needs the saliency extra (rembg)")
     pytest.importorskip("onnx")
-    from saliency_model import expected_u2net_map, write_u2net_like_onnx
+    from fixtures.saliency_model import expected_u2net_map, write_u2net_like_onnx
 
     from epspp import chain, run, run_report
 

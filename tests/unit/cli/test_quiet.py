@@ -11,7 +11,9 @@ from epspp.cli.quiet import VERBOSE_ENV, QuietLines, is_verbose, take_verbose_fl
 
 
 def test_verbose_flag_is_stripped_and_set_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    # setenv, not delenv: monkeypatch restores (removes) a variable it set, but records nothing when delenv finds
+    # none, and the flag below would then leave EPSPP_VERBOSE=1 for every later test of this process
+    monkeypatch.setenv(VERBOSE_ENV, "")
     assert take_verbose_flag(["fit", "--config", "c.yaml"]) == ["fit", "--config", "c.yaml"] and not is_verbose()
     assert take_verbose_flag(["fit", "--verbose", "--config", "c.yaml"]) == ["fit", "--config", "c.yaml"]
     assert is_verbose()
