@@ -6,13 +6,14 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
-from fixtures.cli import CONFIGS, in_process, run_epspp
+from fixtures.cli import CONFIGS, call_main, in_process, stages_in_this_process
 from PIL import Image
 
-TINY = ["--num-train", "12", "--num-val", "4", "--image-size", "32", "--seeds", "0", "--no-wandb"]
+TINY = ["--num-train", "12", "--num-val", "4", "--image-size", "32", "--seeds", "0", "--no-wandb", "--jobs", "1"]
 # every fit, stage 0 included: 2 steps of 4 images
 FIT = [
     "--",
@@ -35,6 +36,14 @@ def progress(stdout: str, jobs: int) -> list[str]:
     return [prefix.sub("", line).split(";")[0] for line in stdout.splitlines() if prefix.match(line)]
 
 
+def run_study(args: list, cwd: Path) -> subprocess.CompletedProcess:
+    """``epspp ARGS`` and its stages in this process (one job at a time); fails with the output unless it exits 0."""
+    with stages_in_this_process():
+        code, out, err = call_main([str(a) for a in args], cwd)
+    assert code == 0, f"exit {code}\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-4000:]}"
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
 def study_command(out: Path, *extra: str) -> list:
     return ["study", *ERRORS, "--out", out, "--configs", CONFIGS / "demo", *TINY, *extra, *FIT]
 
@@ -42,7 +51,7 @@ def study_command(out: Path, *extra: str) -> list:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("study") / "out"
-    run_epspp(study_command(out), cwd=out.parent, timeout=900)
+    run_study(study_command(out), cwd=out.parent)
     return out
 
 
@@ -135,7 +144,7 @@ def test_a_killed_study_redoes_only_what_did_not_finish(study: Path) -> None:
     (cell / "scores.json").unlink()  # killed during stage 2: its masks and marker are incomplete
     (cell / "val_masks" / "stage.json").unlink()
     (cell / "val_masks" / "manifest.json").unlink()
-    result = run_epspp(study_command(study), cwd=study.parent, timeout=600)
+    result = run_study(study_command(study), cwd=study.parent)
     assert checkpoint.stat().st_mtime_ns == stamp  # stage 1 was not redone
     assert (cell / "scores.json").is_file()
     lines = progress(result.stdout, 6)
@@ -147,7 +156,7 @@ def test_a_killed_study_redoes_only_what_did_not_finish(study: Path) -> None:
 
 def test_readings_trains_both_readings_and_the_ablation(study: Path) -> None:
     out = study.parent / "readings"
-    run_epspp(
+    run_study(
         [
             "study",
             "readings",
@@ -167,7 +176,6 @@ def test_readings_trains_both_readings_and_the_ablation(study: Path) -> None:
             *FIT,
         ],
         cwd=study.parent,
-        timeout=600,
     )
     rows = list(csv.DictReader((out / "readings.csv").open()))
     assert {r["method"] for r in rows} == {"eps++", "eps++/softmax", "eps++/no-pamr"} and len(rows) == 6
@@ -192,7 +200,7 @@ def test_readings_trains_both_readings_and_the_ablation(study: Path) -> None:
 
 def test_labeled_fraction_has_ssss_on_eps_and_eps_plus_plus_masks(study: Path) -> None:
     # the saliency study's dataset (--num-classes 5): its EPS++ training at clean saliency is reused
-    result = run_epspp(
+    result = run_study(
         [
             "study",
             "labeled-fraction",
@@ -211,7 +219,6 @@ def test_labeled_fraction_has_ssss_on_eps_and_eps_plus_plus_masks(study: Path) -
             "--data.labeled_per_batch=2",
         ],
         cwd=study.parent,
-        timeout=900,
     )
     assert sorted(progress(result.stdout, 2))[1] == "pretrained eps++ clean seed 0: done before"
     rows = list(csv.DictReader((study / "labeled_fraction.csv").open()))

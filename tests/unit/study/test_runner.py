@@ -21,3 +21,25 @@ def test_a_labelled_split_added_to_a_users_root_is_named(tmp_path: Path, capsys:
     assert "note: adding the labelled split" in capsys.readouterr().out
     labeled_split(root, 0.2, own_root=False)  # there already: no second note
     assert capsys.readouterr().out == ""
+
+
+def test_run_all_runs_jobs_side_by_side_and_reports_each_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import threading
+
+    from epspp.study.runner import run_all
+
+    def job(name: str, both_started: threading.Barrier) -> dict:
+        both_started.wait()  # two jobs must run at once, or the barrier breaks
+        return {"name": name}
+
+    together = threading.Barrier(2, timeout=10)
+
+    (tmp_path / "b.json").write_text("{}")  # b's result file exists: reported as done before
+    jobs = [(n, tmp_path / f"{n}.json", lambda n=n: job(n, together)) for n in "ab"]
+    assert run_all(jobs, parallel=2) == {"a": {"name": "a"}, "b": {"name": "b"}}
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and {line.split(":")[0].split(" ", 2)[2] for line in lines} == {"a", "b"}
+    assert any(line.startswith("[study] ") and " b: done before;" in line for line in lines)
+    with pytest.raises(threading.BrokenBarrierError):  # one at a time: the barrier never fills
+        alone = threading.Barrier(2, timeout=0.5)
+        run_all([(n, tmp_path / f"{n}.x", lambda n=n: job(n, alone)) for n in "cd"], parallel=1)
