@@ -24,13 +24,23 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SYNTHETIC = {"num_train": 20, "num_val": 6, "image_size": 48, "seed": 0}
-#: the longest module (about 5 minutes of `epspp study` runs) is collected first, so that under `make test`'s
-#: xdist loadscope it starts at once on one worker and overlaps the rest instead of ending the run alone
-FIRST_MODULES = ("tests/integration/study/test_study.py",)
+#: the longest modules (multi-process launches and real stage processes: 2-4 minutes each on one core) are
+#: collected first, longest first, so that under `make test`'s xdist loadscope they start at once and overlap the
+#: rest instead of ending the run alone
+FIRST_MODULES = (
+    "tests/integration/ddp/test_ddp.py",
+    "tests/integration/make/test_make_targets.py",
+    "tests/integration/fit/test_resume.py",
+    "tests/integration/run/test_run_photos.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in FIRST_MODULES)  # stable: the rest keep order
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.split("::")[0]
+        return FIRST_MODULES.index(module) if module in FIRST_MODULES else len(FIRST_MODULES)
+
+    items.sort(key=rank)  # stable: the rest keep their order
 
 
 #: what libraries keep in the temporary folder for a whole process (removed at its exit, or a per-user cache):
