@@ -1,12 +1,18 @@
-"""Segmentation metrics (mIoU, per-class IoU, pixel accuracy) over torchmetrics, DDP-synced."""
+"""Segmentation metrics (mIoU, per-class IoU, pixel accuracy) over torchmetrics, DDP-synced.
+
+The confusion matrix comes from one ``torch.bincount`` over a combined (target, prediction) index, on the
+device of the metric: an unweighted integer count does not depend on the order of the additions, so it is
+deterministic on the CPU and on CUDA, and torch allows it under ``torch.use_deterministic_algorithms(True)``
+(torchmetrics' deterministic fallback would build a pixels x K(K+1) matrix instead).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torchmetrics import Metric
-from torchmetrics.utilities.data import _bincount
 
 from epspp.constants import IGNORE_INDEX
 
@@ -41,18 +47,36 @@ class SegmentationMetrics(Metric):
         if preds.shape != target.shape:
             raise ValueError(f"prediction shape {tuple(preds.shape)} differs from target {tuple(target.shape)}")
         k = self.num_classes
-        preds = preds.to(self.confusion.device).long().flatten()
-        target = target.to(self.confusion.device).long().flatten()
-        keep = target != self.ignore_index
-        preds, target = preds[keep], target[keep]
-        if bool(((target < 0) | (target >= k)).any()):
+        target = target.to(self.confusion.device).flatten().long()
+        preds = preds.to(self.confusion.device).flatten().long()
+        ignored = target == self.ignore_index
+        if bool((~ignored & ((target < 0) | (target >= k))).any()):
             raise ValueError(f"target has values outside 0..{k - 1} other than the ignore index {self.ignore_index}")
-        preds = torch.where((preds >= 0) & (preds < k), preds, torch.full_like(preds, k))
-        self.confusion += _bincount(target * (k + 1) + preds, minlength=k * (k + 1)).reshape(k, k + 1)
+        # predictions outside 0..K-1 go to column K; ignored pixels to one extra bin past the (K, K+1) block
+        column = torch.where((preds >= 0) & (preds < k), preds, k)
+        index = torch.where(ignored, k * (k + 1), target * (k + 1) + column)
+        counts = torch.bincount(index, minlength=k * (k + 1) + 1)
+        self.confusion += counts[: k * (k + 1)].reshape(k, k + 1)
+
+    def add_confusion(self, confusion: torch.Tensor) -> None:
+        """Add a (K, K+1) count matrix laid out as the state (e.g. ``confusion_from_joint``'s)."""
+        self.confusion += confusion.to(self.confusion.device, torch.long)
 
     def compute(self) -> dict[str, torch.Tensor]:
         """IoU per class, mIoU, pixel accuracy and pixels scored (``scores_from_confusion``)."""
         return scores_from_confusion(self.confusion)
+
+
+def confusion_from_joint(joint: torch.Tensor | np.ndarray, num_classes: int) -> torch.Tensor:
+    """The (K, K+1) state of ``SegmentationMetrics`` from a (256, 256) count of (target, prediction) byte pairs.
+
+    Target rows K..255 (255 = ignore) are dropped: the caller has refused other target values there.
+    Prediction values outside 0..K-1 are summed into column K, as ``SegmentationMetrics.update`` counts them.
+    """
+    joint = torch.as_tensor(joint, dtype=torch.long)
+    k = num_classes
+    rows = joint[:k]
+    return torch.cat([rows[:, :k], rows[:, k:].sum(1, keepdim=True)], dim=1)
 
 
 def scores_from_confusion(confusion: torch.Tensor) -> dict[str, torch.Tensor]:

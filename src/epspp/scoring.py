@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from epspp.data.classes import read_classes
-from epspp.data.io import DatasetError, read_mask, read_split
-from epspp.metrics import SegmentationMetrics
+from epspp.data.io import DatasetError, check_mask_values, read_mask_pixels, read_split
+from epspp.metrics import SegmentationMetrics, confusion_from_joint
 from epspp.runs.mask_files import refuse_overview
 
 
@@ -25,7 +24,9 @@ def evaluate_folder(
     """Compare ``PRED_DIR/<id>.png`` with the ground truth of every id of a split that has one.
 
     Under DDP each rank reads ``ids[rank::world_size]``; ``metric.compute()`` then syncs the
-    confusion matrices.  Ids without ground truth are skipped and counted.
+    confusion matrices.  Ids without ground truth are skipped and counted.  Each pair of masks is
+    counted by one ``np.bincount`` of its (target, prediction) byte pairs, whose margins also give
+    the value checks of both files; the sum of the pair counts goes into ``metric`` at the end.
 
     Returns:
         ``metric`` (updated), ``evaluated`` and ``no_ground_truth`` counts for this rank.
@@ -36,6 +37,7 @@ def evaluate_folder(
     ids = read_split(root, split)
     metric = metric or SegmentationMetrics(len(names))
     evaluated = skipped = 0
+    joint = np.zeros((256, 256), np.int64)  # pixels per (target, prediction) value pair
     for image_id in ids[rank::world_size]:
         target_path = masks / f"{image_id}.png"
         if not target_path.is_file():
@@ -45,15 +47,18 @@ def evaluate_folder(
         if not pred_path.is_file():
             raise DatasetError(f"prediction {pred_path} is missing (id {image_id} of split '{split}')")
         refuse_overview(pred_path, image_id)  # the one id whose mask could be render's picture
-        target = read_mask(target_path, len(names))
-        pred = read_mask(pred_path, len(names))
+        target, pred = read_mask_pixels(target_path), read_mask_pixels(pred_path)
         if pred.shape != target.shape:
             raise DatasetError(
                 f"prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} but the ground truth {target_path} is "
                 f"{target.shape[1]}x{target.shape[0]} (WxH): predictions must have the image's size"
             )
-        metric.update(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(target.astype(np.int64)))
+        pairs = np.bincount((target.astype(np.uint16) << 8 | pred).ravel(), minlength=256 * 256).reshape(256, 256)
+        check_mask_values(target_path, pairs.sum(1), len(names))
+        check_mask_values(pred_path, pairs.sum(0), len(names))
+        joint += pairs
         evaluated += 1
+    metric.add_confusion(confusion_from_joint(joint, len(names)))
     return {"metric": metric, "evaluated": evaluated, "no_ground_truth": skipped, "class_names": names}
 
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from epspp.cli.evaluate import evaluate_main
 from epspp.data.classes import write_classes
 from epspp.data.io import DatasetError, write_mask_png
-from epspp.evaluate import sweep_bg_threshold, sweep_to_json, threshold_choice
+from epspp.evaluate import evaluate_folder, sweep_bg_threshold, sweep_to_json, threshold_choice
 
 # one 2x2 image, classes background / a / b; ground truth [[bg, a], [a, bg]] -> image label {a}
 TARGET = np.array([[0, 1], [1, 0]], np.uint8)
@@ -174,3 +175,48 @@ def test_refined_or_missing_scores_are_refused(tree: tuple[Path, Path]) -> None:
     (out / "scores").rmdir()
     with pytest.raises(DatasetError, match="save_scores true"):
         sweep_bg_threshold(out, root, "train", [0.2])
+
+
+def _scored_tree(tmp_path: Path, target: np.ndarray, pred: np.ndarray) -> tuple[Path, Path]:
+    root, out = tmp_path / "data", tmp_path / "masks"
+    for folder in (root / "ImageSets" / "Segmentation", root / "SegmentationClassAug", out):
+        folder.mkdir(parents=True)
+    write_classes(root, ["background", "a", "b"])
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("img0\nimg1\n")
+    for image_id, t, p in (("img0", target, pred), ("img1", target.T.copy(), pred.T.copy())):
+        write_mask_png(root / "SegmentationClassAug" / f"{image_id}.png", t)
+        write_mask_png(out / f"{image_id}.png", p)
+    return root, out
+
+
+def test_folder_confusion_by_hand_on_non_square_masks(tmp_path: Path) -> None:
+    # 2x3 masks (and their 3x2 transposes as a second id): 255 in the target is not scored, 255 in the
+    # prediction is a miss of the target's class (column K)
+    target = np.array([[0, 1, 255], [2, 1, 0]], np.uint8)
+    pred = np.array([[0, 255, 1], [2, 1, 1]], np.uint8)
+    root, out = _scored_tree(tmp_path, target, pred)
+    result = evaluate_folder(out, root, "train")
+    assert result["evaluated"] == 2
+    # per id: row 0 = t0: p0, p1; row 1 = t1: p255 (column 3), p1; row 2 = t2: p2
+    expected = 2 * torch.tensor([[1, 1, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0]])
+    assert torch.equal(result["metric"].confusion, expected)
+
+
+@pytest.mark.parametrize(
+    ("target", "pred", "message"),
+    [
+        (
+            np.array([[0, 3, 1]], np.uint8),
+            np.array([[0, 1, 1]], np.uint8),
+            r"SegmentationClassAug/img0.png has values \[3\]",
+        ),
+        (np.array([[0, 1, 1]], np.uint8), np.array([[0, 9, 254]], np.uint8), r"masks/img0.png has values \[9, 254\]"),
+        (np.array([[0, 1, 1]], np.uint8), np.array([[0, 1]], np.uint8), r"masks/img0.png is 2x1 but the ground truth"),
+    ],
+)
+def test_folder_refuses_bad_values_and_sizes_naming_the_file(
+    tmp_path: Path, target: np.ndarray, pred: np.ndarray, message: str
+) -> None:
+    root, out = _scored_tree(tmp_path, target, pred)
+    with pytest.raises(DatasetError, match=message):
+        evaluate_folder(out, root, "train")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from epspp.metrics import SegmentationMetrics, iou_table, scores_from_confusion
 
@@ -99,3 +101,69 @@ def test_iou_table_lists_classes_na_and_mean() -> None:
     assert lines[2].split() == ["cat", "66.67"]
     assert lines[4].split() == ["cow", "n/a"]
     assert lines[5].split() == ["mIoU", f"{100 * EXPECTED_MIOU:.2f}"]
+
+
+def _old_confusion(preds: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    """The (K, K+1) counts as the metric counted them before (masking, then a count per pixel)."""
+    confusion = torch.zeros(k, k + 1, dtype=torch.long)
+    for p, t in zip(preds.flatten().tolist(), target.flatten().tolist(), strict=True):
+        if t != 255:
+            confusion[t, p if 0 <= p < k else k] += 1
+    return confusion
+
+
+def test_confusion_of_a_non_square_mask_by_hand() -> None:
+    # K = 3; 255 in the target (ignored, whatever the prediction), 7 and 255 in the prediction (column K)
+    target = torch.tensor([[0, 1, 255], [2, 1, 0]])
+    pred = torch.tensor([[0, 7, 1], [2, 255, 1]])
+    metric = SegmentationMetrics(3)
+    metric.update(pred, target)
+    expected = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 2], [0, 0, 1, 0]])
+    assert torch.equal(metric.confusion, expected)
+
+
+@pytest.mark.parametrize("k", [5, 81])
+def test_confusion_matches_the_old_formulation(k: int) -> None:
+    generator = torch.Generator().manual_seed(k)
+    target = torch.randint(0, k, (37, 53), generator=generator)
+    target[torch.rand(37, 53, generator=generator) < 0.1] = 255
+    pred = torch.randint(-2, k + 3, (37, 53), generator=generator)
+    pred[torch.rand(37, 53, generator=generator) < 0.1] = 255
+    metric = SegmentationMetrics(k)
+    metric.update(pred.clamp_min(0).to(torch.uint8), target)  # masks as read from PNGs (uint8)
+    metric.update(pred, target.to(torch.uint8))  # negative predictions too
+    expected = _old_confusion(pred.clamp_min(0), target, k) + _old_confusion(pred, target, k)
+    assert torch.equal(metric.confusion, expected)
+
+
+def _cpu_peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak bytes of CPU tensor memory ``fn`` allocates (the profiler's allocation events in time order)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]" and str(e.device_type()).endswith("CPU")
+    )
+    current = peak = 0
+    for _, nbytes in events:
+        current += nbytes
+        peak = max(peak, current)
+    return peak
+
+
+def test_deterministic_mode_counts_with_memory_bounded_by_the_pixels() -> None:
+    """Under ``torch.use_deterministic_algorithms(True)`` (``--trainer.deterministic true``) the update neither
+    raises nor builds a pixels x K(K+1) matrix (torchmetrics' fallback: 6,000 px x 81 x 82 x 8 B = 319 MB)."""
+    k, shape = 81, (60, 100)
+    generator = torch.Generator().manual_seed(0)
+    target, pred = torch.randint(0, k, shape, generator=generator), torch.randint(0, k, shape, generator=generator)
+    metric = SegmentationMetrics(k)
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        peak = _cpu_peak_bytes(lambda: metric.update(pred, target))
+    finally:
+        torch.use_deterministic_algorithms(was)
+    assert peak <= 64 * target.numel() + 16 * k * (k + 1)
+    assert torch.equal(metric.confusion, _old_confusion(pred, target, k))

@@ -238,15 +238,26 @@ def read_mask(path: Path, num_classes: int, split_file: str | None = None) -> np
         num_classes: number of classes including background.
         split_file: the split file that listed the id, for error messages.
     """
+    mask = read_mask_pixels(path, split_file)
+    check_mask_values(path, np.bincount(mask.ravel(), minlength=256), num_classes)
+    return mask
+
+
+def read_mask_pixels(path: Path, split_file: str | None = None) -> np.ndarray:
+    """A palette or grey PNG as (H, W) uint8, its values not checked (``check_mask_values`` does)."""
     image = _open(path, "mask", split_file)
     if image.mode not in ("P", "L"):
         raise DatasetError(f"mask {path} has mode {image.mode}: expected a palette or grey PNG of class ids")
-    mask = np.asarray(image, dtype=np.uint8)
-    values = np.unique(mask)
-    bad = values[(values >= num_classes) & (values != 255)]
+    return np.asarray(image, dtype=np.uint8)
+
+
+def check_mask_values(path: Path, counts: np.ndarray, num_classes: int) -> None:
+    """Refuse a mask whose 256 value counts (``counts[v]`` pixels of value v) hold a value outside
+    0..num_classes-1 other than 255."""
+    bad = np.flatnonzero(counts)
+    bad = bad[(bad >= num_classes) & (bad != 255)]
     if bad.size:
         raise DatasetError(f"mask {path} has values {bad.tolist()} outside 0..{num_classes - 1} (255 = ignore)")
-    return mask
 
 
 def write_mask_png(path: str | Path, mask: np.ndarray, palette: np.ndarray | None = None) -> None:
