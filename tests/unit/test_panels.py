@@ -132,3 +132,30 @@ def test_caption_names_labels_or_the_mask_classes() -> None:
     assert caption_for([], mask, NAMES) == "labels: none"
     assert caption_for(None, mask, NAMES) == "in the mask: aeroplane, bird, class 7"
     assert caption_for(None, np.zeros((2, 2), np.uint8), NAMES) == "in the mask: background only"
+
+
+def test_localization_panels_draw_the_ground_truth_only_when_the_batch_has_it() -> None:
+    """Stage-1 training batches carry no mask: their rows end at the pseudo-mask; validation rows keep it."""
+    import pytorch_lightning as pl
+    import torch
+
+    from epspp.callbacks.sample_panels import SamplePanelLogger
+
+    class Explaining(pl.LightningModule):
+        def explain(self, images: torch.Tensor, saliency: torch.Tensor, labels: torch.Tensor) -> dict:
+            shape = (len(images), *images.shape[-2:])
+            return {
+                "localization": torch.rand(shape),
+                "inconsistent": torch.zeros(shape, dtype=torch.bool),
+                "pseudo_mask": torch.full(shape, 2),
+            }
+
+    batch = {"image": torch.zeros(2, 3, 6, 10), "saliency": torch.rand(2, 1, 6, 10), "label": torch.ones(2, 5)}
+    module = Explaining()
+    rows, masks = SamplePanelLogger.panels_and_masks(module, batch)
+    assert [len(row) for row in rows] == [5, 5] and len(masks) == 2
+    assert SamplePanelLogger.caption(module, with_mask=False).endswith("pseudo-mask")
+    rows, masks = SamplePanelLogger.panels_and_masks(module, {**batch, "mask": torch.full((2, 6, 10), 4)})
+    assert [len(row) for row in rows] == [6, 6] and [int(m[0, 0]) for m in masks] == [2, 4, 2, 4]
+    assert rows[0][5].shape == (6, 10, 3) and (rows[0][5] == voc_palette()[4]).all()
+    assert SamplePanelLogger.caption(module).endswith("ground truth")

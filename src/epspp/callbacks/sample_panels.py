@@ -17,8 +17,9 @@ class SamplePanelLogger(pl.Callback):
     """Every ``every_n_steps`` training steps, log panels of the first ``num_samples`` images of the batch.
 
     Localization: image | saliency | localization map | IRD's inconsistent region | pseudo-mask |
-    ground truth.  Segmentation: image | prediction overlay | target.  Below the panels, a legend of the classes in
-    their masks.  At the end of every
+    ground truth, the last only for batches that carry a ``mask`` (stage-1 training batches carry none:
+    the augmented crop's ground truth is not read; validation batches do).  Segmentation: image |
+    prediction overlay | target.  Below the panels, a legend of the classes in their masks.  At the end of every
     validation the per-class IoU of the module (``last_iou``) is logged as a table.
 
     Args:
@@ -48,13 +49,15 @@ class SamplePanelLogger(pl.Callback):
         rows, masks = self.panels_and_masks(pl_module, {k: v[: self.num_samples] for k, v in batch.items()})
         pl_module.train(was_training)
         picture = with_legend(rows, masks, cast(Any, pl_module).class_names)
-        logger.log_image("samples/train", [picture], step=step, caption=[self.caption(pl_module)])
+        caption = self.caption(pl_module, "mask" in batch)
+        logger.log_image("samples/train", [picture], step=step, caption=[caption])
 
     @staticmethod
-    def caption(pl_module: pl.LightningModule) -> str:
-        """The caption of the panels' columns."""
+    def caption(pl_module: pl.LightningModule, with_mask: bool = True) -> str:
+        """The caption of the panels' columns (``with_mask``: the batch carries the ground truth)."""
         if hasattr(pl_module, "explain"):
-            return "image | saliency | localization | inconsistent (IRD) | pseudo-mask | ground truth"
+            columns = "image | saliency | localization | inconsistent (IRD) | pseudo-mask"
+            return f"{columns} | ground truth" if with_mask else columns
         return "image | prediction | target"
 
     @staticmethod
@@ -71,17 +74,18 @@ class SamplePanelLogger(pl.Callback):
             views = cast(Any, pl_module).explain(batch["image"], batch["saliency"], batch["label"])
             for i in range(len(batch["image"])):
                 image = denormalize(batch["image"][i])
-                rows.append(
-                    [
-                        image,
-                        heatmap(batch["saliency"][i, 0]),
-                        overlay(image, heatmap(views["localization"][i]), 0.6),
-                        overlay(image, heatmap(views["inconsistent"][i].float()), 0.6),
-                        colorize(views["pseudo_mask"][i]),
-                        colorize(batch["mask"][i]),
-                    ]
-                )
-                masks += [views["pseudo_mask"][i], batch["mask"][i]]
+                row = [
+                    image,
+                    heatmap(batch["saliency"][i, 0]),
+                    overlay(image, heatmap(views["localization"][i]), 0.6),
+                    overlay(image, heatmap(views["inconsistent"][i].float()), 0.6),
+                    colorize(views["pseudo_mask"][i]),
+                ]
+                masks.append(views["pseudo_mask"][i])
+                if "mask" in batch:
+                    row.append(colorize(batch["mask"][i]))
+                    masks.append(batch["mask"][i])
+                rows.append(row)
         else:
             predictions = pl_module(batch["image"]).argmax(dim=1)
             for i in range(len(batch["image"])):

@@ -253,7 +253,7 @@ class EPSDataModule(pl.LightningDataModule):
         hp = self.hparams
         if stage == "fit":
             self.datasets["train"] = (
-                self._dataset(hp.train_split, "localization", training=True)
+                self._dataset(hp.train_split, "localization", training=True, with_masks=False)
                 if hp.task == "localization"
                 else self._segmentation_train_set()
             )
@@ -287,19 +287,22 @@ class EPSDataModule(pl.LightningDataModule):
             batch_size=batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,
-            pin_memory=False,
+            pin_memory=self._device_type() == "cuda",  # page-locked batches: faster, asynchronous copies to the GPU
             **kwargs,
         )
+
+    def _device_type(self) -> str | None:
+        """The device type of the attached trainer (``cpu``, ``cuda``, ...), None when none is attached."""
+        try:
+            return cast(pl.Trainer, self.trainer).strategy.root_device.type  # None: AttributeError, as intended
+        except (AttributeError, RuntimeError):  # no trainer attached (loaders built by hand)
+            return None
 
     def _worker_nice(self) -> int:
         """The configured ``worker_nice``, or CPU_WORKER_NICE when the attached trainer runs on the CPU."""
         if self.hparams.worker_nice is not None:
             return max(0, int(self.hparams.worker_nice))
-        try:
-            device = cast(pl.Trainer, self.trainer).strategy.root_device  # None: AttributeError, as intended
-        except (AttributeError, RuntimeError):  # no trainer attached (loaders built by hand)
-            return 0
-        return CPU_WORKER_NICE if device.type == "cpu" else 0
+        return CPU_WORKER_NICE if self._device_type() == "cpu" else 0
 
     def train_dataloader(self) -> DataLoader:
         """The training loader (semi-supervised: mixed batches of labelled and pseudo-labelled images)."""

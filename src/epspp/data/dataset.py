@@ -39,7 +39,7 @@ class VOCLayoutDataset(Dataset):
     """One split of a dataset in the VOC layout.
 
     Every sample is a dict with ``id`` (str), ``image`` (3, H, W) normalized float, ``mask`` (H, W)
-    int64 (255 where unknown), ``size`` (2,) original (H, W); plus, by mode:
+    int64 (255 where unknown; none with ``with_masks=False``), ``size`` (2,) original (H, W); plus, by mode:
 
     - ``localization``: ``saliency`` (1, H, W) in [0, 1] and ``label`` (C,) multi-hot;
     - ``segmentation``: ``is_labeled`` (float 1 for ground truth, 0 for a pseudo-mask);
@@ -62,6 +62,8 @@ class VOCLayoutDataset(Dataset):
             predictions of an unlabelled split such as VOC test do not).
         with_saliency: localization mode: read the saliency maps (False: a classification corpus without
             them, such as stage 0's; the samples then hold no ``saliency``).
+        with_masks: read the ground-truth masks (False: stage-1 training, whose loss never sees them; the
+            samples then hold no ``mask``, and the pre-flight skips the mask files).
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class VOCLayoutDataset(Dataset):
         require_masks: bool = True,
         with_labels: bool = True,
         with_saliency: bool = True,
+        with_masks: bool = True,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -92,6 +95,7 @@ class VOCLayoutDataset(Dataset):
         self.labeled_ids = labeled_ids
         self.require_masks = require_masks
         self.reads_saliency = mode == "localization" and with_saliency
+        self.with_masks = with_masks
         self.ids = [check_id(i, "ids argument") for i in ids] if ids is not None else read_split(self.root, split)
         self.image_dir = self.root / "JPEGImages"
         self._images = image_files(self.image_dir)
@@ -115,9 +119,14 @@ class VOCLayoutDataset(Dataset):
         files = []
         for image_id in self.ids:
             saliency = str(self.saliency_dir / f"{image_id}.png") if self.reads_saliency else None
-            mask = self.target_path(image_id)
+            mask = self.target_path(image_id) if self.with_masks else None
             files.append(
-                (str(self.image_path(image_id)), saliency, str(mask) if mask.is_file() else None, self.num_classes + 1)
+                (
+                    str(self.image_path(image_id)),
+                    saliency,
+                    str(mask) if mask is not None and mask.is_file() else None,
+                    self.num_classes + 1,
+                )
             )
         return files
 
@@ -143,11 +152,12 @@ class VOCLayoutDataset(Dataset):
         image = read_image(self.image_path(image_id), self.split_file)
         size = image.shape[:2]
         mask_path = self.target_path(image_id)
-        has_mask = mask_path.is_file()
+        has_mask = self.with_masks and mask_path.is_file()
+        mask: np.ndarray | None = None
         if has_mask:
             mask = read_mask(mask_path, self.num_classes + 1, self.split_file)
             self._check_size(mask.shape, size, mask_path, image_id)
-        else:
+        elif self.with_masks:
             mask = np.full(size, IGNORE_INDEX, np.uint8)
         saliency = None
         if self.reads_saliency:

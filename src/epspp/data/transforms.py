@@ -61,33 +61,34 @@ class JointTransform:
     scale: float = 1.0
 
     def __call__(
-        self, image: np.ndarray, mask: np.ndarray, saliency: np.ndarray | None = None
+        self, image: np.ndarray, mask: np.ndarray | None, saliency: np.ndarray | None = None
     ) -> dict[str, torch.Tensor]:
         """Transform numpy arrays into tensors.
 
         Args:
             image: (H, W, 3) uint8.
-            mask: (H, W) uint8 class ids (255 = ignore).
+            mask: (H, W) uint8 class ids (255 = ignore), or None (stage-1 training reads none).
             saliency: (H, W) float32 in [0, 1], or None.
 
         Returns:
-            ``image`` (3, h, w) float32, ``mask`` (h, w) int64 and, when given, ``saliency``
-            (1, h, w) float32 in [0, 1].
+            ``image`` (3, h, w) float32, ``mask`` (h, w) int64 when given and, when given, ``saliency``
+            (1, h, w) float32 in [0, 1].  The random draws do not depend on whether a mask is given.
         """
         self.reseed(augmentation_seed())
-        sal = np.zeros(mask.shape, np.float32) if saliency is None else saliency
+        sal = np.zeros(image.shape[:2], np.float32) if saliency is None else saliency
+        masks = {} if mask is None else {"mask": mask}
         if self.scale != 1.0:
-            image, mask, sal = _resize_long(image, mask, sal, max(1, round(max(mask.shape) * self.scale)))
-        if self.shrink_to is not None and max(mask.shape) > self.shrink_to:
-            image, mask, sal = _resize_long(image, mask, sal, self.shrink_to)
-        out = self.spatial(image=image, mask=mask, saliency=sal[..., None])
+            image, masks, sal = _resize_long(image, masks, sal, max(1, round(max(image.shape[:2]) * self.scale)))
+        if self.shrink_to is not None and max(image.shape[:2]) > self.shrink_to:
+            image, masks, sal = _resize_long(image, masks, sal, self.shrink_to)
+        out = self.spatial(image=image, saliency=sal[..., None], **masks)
         out["image"] = self.photometric(image=out["image"])["image"]
         if self.placement is not None:
-            out = self.placement(image=out["image"], mask=out["mask"], saliency=out["saliency"])
-        result = {
-            "image": torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1))).float(),
-            "mask": torch.from_numpy(np.array(out["mask"], dtype=np.int64)),
-        }
+            masks = {"mask": out["mask"]} if "mask" in masks else {}
+            out = self.placement(image=out["image"], saliency=out["saliency"], **masks)
+        result = {"image": torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1))).float()}
+        if mask is not None:
+            result["mask"] = torch.from_numpy(np.array(out["mask"], dtype=np.int64))
         if saliency is not None:
             sal_out = np.clip(out["saliency"][..., 0], 0.0, 1.0)
             result["saliency"] = torch.from_numpy(np.ascontiguousarray(sal_out))[None].float()
@@ -102,15 +103,15 @@ class JointTransform:
 
 
 def _resize_long(
-    image: np.ndarray, mask: np.ndarray, saliency: np.ndarray, long_side: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Resize so that the long side equals ``long_side`` (bilinear; nearest for the mask)."""
-    height, width = mask.shape
+    image: np.ndarray, masks: dict[str, np.ndarray], saliency: np.ndarray, long_side: int
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Resize so that the long side equals ``long_side`` (bilinear; nearest for the masks)."""
+    height, width = image.shape[:2]
     scale = long_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return (
         cv2.resize(image, size, interpolation=cv2.INTER_LINEAR),
-        cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST),
+        {name: cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST) for name, mask in masks.items()},
         cv2.resize(saliency, size, interpolation=cv2.INTER_LINEAR),
     )
 

@@ -52,12 +52,10 @@ def test_localization_train_batch(synthetic_root):
     loader = module.train_dataloader()
     assert len(loader) == 5  # 20 images, batches of 4
     batch = next(iter(loader))
-    assert set(batch) == {"id", "image", "mask", "saliency", "size", "label"}
+    assert set(batch) == {"id", "image", "saliency", "size", "label"}  # no ground truth: the loss never sees it
     assert batch["image"].shape == (4, 3, 32, 32) and batch["image"].dtype == torch.float32
     assert batch["saliency"].shape == (4, 1, 32, 32) and batch["saliency"].dtype == torch.float32
     assert 0.0 <= batch["saliency"].min() and batch["saliency"].max() <= 1.0
-    assert batch["mask"].shape == (4, 32, 32) and batch["mask"].dtype == torch.int64
-    assert set(batch["mask"].unique().tolist()) <= set(range(C + 1)) | {255}
     assert batch["label"].shape == (4, C) and batch["label"].dtype == torch.float32
     assert batch["size"].tolist() == [[SIZE, SIZE]] * 4
     assert len(batch["id"]) == 4 and set(batch["id"]) <= set(split_ids(synthetic_root, "train"))
@@ -320,3 +318,35 @@ def test_training_batches_follow_the_seed_with_loader_workers(synthetic_root: Pa
     assert all(torch.equal(a, b) for a, b in zip(same, again, strict=True))
     assert not torch.equal(same[0], other[0])
     assert not torch.equal(same[0], same[2])  # the next epoch draws anew
+
+
+def test_training_crops_without_the_mask_are_those_with_it(synthetic_root: Path) -> None:
+    """Skipping the mask changes no random draw: the same seed gives the same image and saliency crops."""
+    module = _module(synthetic_root, task="localization")
+    module.setup("fit")
+    without = module.datasets["train"]
+    with_mask = module._dataset(module.hparams.train_split, "localization", training=True)
+    torch.manual_seed(3)
+    a = without[1]
+    torch.manual_seed(3)
+    b = with_mask[1]
+    assert "mask" not in a and b["mask"].shape == (32, 32)
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["saliency"], b["saliency"])
+    assert all(mask is None for _, _, mask, _ in without.files())  # the pre-flight skips the masks too
+
+
+class _FakeTrainer:
+    """A trainer whose strategy's root device is ``device`` (nothing runs on it)."""
+
+    def __init__(self, device: str) -> None:
+        self.strategy = type("Strategy", (), {"root_device": torch.device(device)})()
+        self.global_rank = 0
+
+
+@pytest.mark.parametrize(("device", "pinned"), [(None, False), ("cpu", False), ("cuda:0", True)])
+def test_pin_memory_follows_the_accelerator(synthetic_root: Path, device: str | None, pinned: bool) -> None:
+    module = _module(synthetic_root, task="localization", worker_nice=0)
+    module.setup("fit")
+    if device is not None:
+        module.trainer = _FakeTrainer(device)  # type: ignore[assignment]
+    assert module.train_dataloader().pin_memory is pinned
