@@ -146,11 +146,13 @@ def record_warning(run_dir: str | Path, message: str) -> Path:
 class IRDMonitor(pl.Callback):
     """Records IRD's telemetry of every training step in ``ird_telemetry.csv`` and warns once of a collapse.
 
-    Each step the task leaves its rank-averaged values in ``pl_module.ird_values`` (``(step, {name: value})``);
-    this callback records them (warm-up included), feeds the share of salient pixels in the dropped region to
-    ``CollapseMonitor`` after the warm-up, and on rank 0 writes the record at each epoch's end and the warning
-    to ``warnings.txt``, both in the run folder (``trainer.default_root_dir``). Its state rides in the
-    checkpoint under ``ird_collapse`` and ``ird_telemetry`` (the keys of checkpoints written before it existed).
+    The task keeps each step's values on the device and, at logging steps (or when this callback asks, at the
+    end of an epoch, of the fit and at a checkpoint), moves them rank-averaged to ``pl_module.ird_values``
+    (``(step, {name: value})`` per step); this callback records them (warm-up included), feeds the share of
+    salient pixels in the dropped region to ``CollapseMonitor`` after the warm-up, and on rank 0 writes the
+    record at each epoch's end and the warning to ``warnings.txt``, both in the run folder
+    (``trainer.default_root_dir``). Its state rides in the checkpoint under ``ird_collapse`` and
+    ``ird_telemetry`` (the keys of checkpoints written before it existed).
 
     Args:
         reading: the run's ``ird_threshold_maps``, named in the warning.
@@ -180,25 +182,35 @@ class IRDMonitor(pl.Callback):
         if trainer.is_global_zero:
             self.telemetry.write(trainer.default_root_dir)
 
+    def collect(self, trainer: pl.Trainer, pl_module: pl.LightningModule, flush: bool) -> None:
+        """Record the steps whose telemetry the module moved to the host (``flush``: ask it to move the
+        steps it still keeps on the device first; every rank calls this at the same points)."""
+        module = cast(Any, pl_module)  # a LocalizationModule
+        if flush and hasattr(module, "flush_ird"):
+            module.flush_ird()
+        reported, module.ird_values = getattr(module, "ird_values", []), []
+        for step, values in reported:
+            self.record(trainer, step, values)
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        """Record the IRD values the module reported for this step."""
-        reported = getattr(pl_module, "ird_values", None)
-        if reported is not None:
-            cast(Any, pl_module).ird_values = None  # a LocalizationModule's attribute
-            self.record(trainer, *reported)
+        """Record the steps the module moved to the host at this (logging) step; no transfer of its own."""
+        self.collect(trainer, pl_module, flush=False)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Write the telemetry at the end of every epoch."""
+        """Record the epoch's last steps and write the telemetry at the end of every epoch."""
+        self.collect(trainer, pl_module, flush=True)
         self.write(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Write the telemetry when the fit ends."""
+        """Record the last steps and write the telemetry when the fit ends."""
+        self.collect(trainer, pl_module, flush=True)
         self.write(trainer)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        """Keep the collapse window and the telemetry in the checkpoint (a resumed fit continues both)."""
+        """Keep the collapse window and the telemetry (every step up to this one) in the checkpoint."""
+        self.collect(trainer, pl_module, flush=True)
         checkpoint["ird_collapse"] = self.collapse.state_dict()
         checkpoint["ird_telemetry"] = self.telemetry.state_dict()
 

@@ -167,8 +167,10 @@ class LocalizationModule(pl.LightningModule):
         self.val_f1 = MultilabelF1Score(num_labels=num_classes, average="macro")
         self.val_cam = SegmentationMetrics(num_classes + 1)
         self.last_iou: torch.Tensor | None = None
-        #: this step's rank-averaged IRD telemetry, ``(step, {name: value})``, for ``IRDMonitor`` to record
-        self.ird_values: tuple[int, dict[str, float]] | None = None
+        #: IRD's telemetry of the steps not yet moved to the host: ``(step, names, values on the device)``
+        self.ird_pending: list[tuple[int, tuple[str, ...], torch.Tensor]] = []
+        #: rank-averaged IRD telemetry on the host, ``(step, {name: value})`` per step, for ``IRDMonitor`` to record
+        self.ird_values: list[tuple[int, dict[str, float]]] = []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalized images -> logit maps (B, C+1, h, w)."""
@@ -239,13 +241,28 @@ class LocalizationModule(pl.LightningModule):
 
     def watch_ird(self, cam: torch.Tensor, batch: dict, ird: dict[str, torch.Tensor]) -> None:
         """IRD's telemetry of this step (``train/inconsistent*``, ``train/fg_salient``, ``train/threshold_map_*``),
-        warm-up included: averaged over the ranks, logged, and left in ``ird_values`` for ``IRDMonitor``, which
-        records it (``ird_telemetry.csv``) and warns of a collapse (``warnings.txt``)."""
+        warm-up included, kept on the device; at the trainer's logging steps ``flush_ird`` moves the steps kept
+        to the host (one transfer, no host sync in between) and the last one is logged.  ``IRDMonitor`` records
+        every step (``ird_telemetry.csv``) and warns of a collapse (``warnings.txt``)."""
         telemetry = ird_telemetry(cam, batch["saliency"], batch["label"], ird["inconsistent"], ird["threshold_map"])
-        reduced = self.trainer.strategy.reduce(torch.stack(list(telemetry.values())), reduce_op="mean")
-        values = dict(zip(telemetry, reduced.tolist(), strict=True))
-        self.log_dict({f"train/{key}": value for key, value in values.items()}, prog_bar=False, batch_size=len(cam))
-        self.ird_values = (self.global_step, values)
+        self.ird_pending.append((self.global_step, tuple(telemetry), torch.stack(list(telemetry.values())).detach()))
+        if self.trainer._logger_connector.should_update_logs:  # the steps Lightning sends to the loggers
+            self.flush_ird()
+            _, values = self.ird_values[-1]
+            self.log_dict({f"train/{key}": value for key, value in values.items()}, batch_size=len(cam))
+
+    def flush_ird(self) -> None:
+        """Average the kept steps' telemetry over the ranks (one collective for all of them; every rank calls
+        this at the same steps), move it to the host and append it to ``ird_values``."""
+        if not self.ird_pending:
+            return
+        steps, names, values = zip(*self.ird_pending, strict=True)
+        self.ird_pending = []
+        reduced = self.trainer.strategy.reduce(torch.stack(values), reduce_op="mean")
+        self.ird_values += [
+            (step, dict(zip(keys, row, strict=True)))
+            for step, keys, row in zip(steps, names, reduced.tolist(), strict=True)
+        ]
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """``IRDMonitor`` when training with IRD, in every config (it replaces one the trainer's callbacks name)."""

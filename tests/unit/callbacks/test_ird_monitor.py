@@ -113,6 +113,8 @@ def test_telemetry_record_keeps_every_step_replaces_a_resumed_tail_and_writes_a_
 
 
 def test_watch_ird_records_every_step_but_feeds_the_monitor_only_after_the_warm_up(monkeypatch, tmp_path) -> None:
+    """Every step is recorded with the numbers of a per-step transfer (the old way: reduce, then ``tolist``), but
+    the values move to the host only at the logging steps (every 4th here) and at the epoch's end."""
     from types import SimpleNamespace
 
     from epspp.tasks import LocalizationModule
@@ -127,13 +129,17 @@ def test_watch_ird_records_every_step_but_feeds_the_monitor_only_after_the_warm_
         backbone_kwargs={"channels": [8, 8, 16, 16], "stem_width": 8},
         ird_warmup_steps=3,
     )
+    transfers: list[int] = []
+    connector = SimpleNamespace(should_update_logs=False)
     trainer = SimpleNamespace(
-        strategy=SimpleNamespace(reduce=lambda value, reduce_op: value),
+        strategy=SimpleNamespace(reduce=lambda value, reduce_op: transfers.append(len(value)) or value),
         is_global_zero=True,
         default_root_dir=str(tmp_path),
+        _logger_connector=connector,
     )
     monkeypatch.setattr(type(module), "trainer", property(lambda self: trainer))
-    monkeypatch.setattr(module, "log_dict", lambda *args, **kwargs: None)
+    logged: list[dict] = []
+    monkeypatch.setattr(module, "log_dict", lambda values, **kwargs: logged.append(values))
     batch = {
         "image": torch.randn(2, 3, 32, 32),
         "saliency": torch.ones(2, 1, 32, 32),
@@ -143,15 +149,25 @@ def test_watch_ird_records_every_step_but_feeds_the_monitor_only_after_the_warm_
     fed: list[int] = []
     update = monitor.collapse.update
     monkeypatch.setattr(monitor.collapse, "update", lambda step, share: fed.append(step) or update(step, share))
+    expected = []
     for step in range(6):
         monkeypatch.setattr(type(module), "global_step", property(lambda self, s=step: s))
+        connector.should_update_logs = step % 4 == 3
         with torch.no_grad():
             cam = module(batch["image"])
             _, ird = module.saliency_term(batch, cam)
             module.watch_ird(cam, batch, ird)
+            telemetry = ird_telemetry(cam, batch["saliency"], batch["label"], ird["inconsistent"], ird["threshold_map"])
+        values = torch.stack(list(telemetry.values())).tolist()
+        expected.append({"step": step, **dict(zip(telemetry, values, strict=True))})
         monitor.on_train_batch_end(trainer, module, None, batch, 0)
+        assert len(monitor.telemetry.rows) == (4 if step >= 3 else 0)  # on the host from the logging step on
+    assert transfers == [4] and len(logged) == 1  # steps 0-3 in one transfer; only step 3 logged
+    assert logged[0] == {f"train/{k}": v for k, v in expected[3].items() if k != "step"}
+    monitor.on_train_epoch_end(trainer, module)
+    assert transfers == [4, 2] and module.ird_pending == [] and module.ird_values == []
     assert fed == [3, 4, 5]  # steps 0-2 are the warm-up
-    assert [row["step"] for row in monitor.telemetry.rows] == list(range(6))  # recorded from the first step
+    assert monitor.telemetry.rows == expected  # every step, the numbers of a per-step transfer
     assert set(monitor.telemetry.rows[0]) == {
         "step",
         "inconsistent",
@@ -161,5 +177,4 @@ def test_watch_ird_records_every_step_but_feeds_the_monitor_only_after_the_warm_
         "threshold_map_salient",
         "threshold_map_background",
     }
-    monitor.on_train_epoch_end(trainer, module)
     assert len((tmp_path / TELEMETRY_FILE).read_text().splitlines()) == 7
