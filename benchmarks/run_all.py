@@ -328,6 +328,7 @@ def main() -> None:
             ("data", "bench_data.py", ["--step-json", str(tmp / "step.json")]),
             ("resnet38d", "bench_resnet38d.py", []),
             ("crf", "bench_crf.py", []),
+            ("evaluate", "bench_evaluate.py", []),
         ]
         if cuda:
             plan.insert(2, ("step-bf16", "bench_step.py", ["--amp", "--channels-last"]))
