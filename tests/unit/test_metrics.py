@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from epspp.metrics import SegmentationMetrics, iou_table, scores_from_confusion
 
@@ -137,19 +138,13 @@ def test_confusion_matches_the_old_formulation(k: int) -> None:
 
 
 def _cpu_peak_bytes(fn: Callable[[], object]) -> int:
-    """Peak bytes of CPU tensor memory ``fn`` allocates (the profiler's allocation events in time order)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]" and str(e.device_type()).endswith("CPU")
-    )
-    current = peak = 0
-    for _, nbytes in events:
-        current += nbytes
-        peak = max(peak, current)
-    return peak
+    """Peak bytes of CPU tensor memory ``fn`` allocates: ``cpu_tensor_peak`` of benchmarks/common.py."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "common.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_common", path)
+    assert spec is not None and spec.loader is not None
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    return common.cpu_tensor_peak(fn)[1]
 
 
 def test_deterministic_mode_counts_with_memory_bounded_by_the_pixels() -> None:
