@@ -65,7 +65,8 @@ class Sizes:
     stage_steps: int  # steps of each stage's fit
     stage_overrides: tuple[str, ...]  # extra overrides of the stages' fits and predictions
     photo_size: tuple[int, int]  # (width, height) of the timing images
-    photos: int  # timing images per split (train, val)
+    photos: int  # images of the timed pseudo-mask inference (the timing set's val split; its train split holds
+    # (warmup + timed) x batch images, so that a timed fit is one epoch: no worker restarts between epochs)
     bench_overrides: tuple[str, ...]  # extra overrides of the timed fits (empty: configs/voc's ResNet-38d)
     crop: int
     batch: int
@@ -469,8 +470,8 @@ def check(
     photo_source = work / "photo_source"
     prepare_photos = runner.epspp(
         "prepare_photos",
-        ["prepare", "synthetic", "--root", str(photo_source), "--num-train", str(sizes.photos), "--num-val",
-         str(sizes.photos), "--image-size", "128"],
+        ["prepare", "synthetic", "--root", str(photo_source), "--num-train",
+         str((sizes.warmup + sizes.timed) * sizes.batch), "--num-val", str(sizes.photos), "--image-size", "128"],
         sizes.stage_timeout,
     )  # fmt: skip
     if prepare_photos.exit == 0:

@@ -13,8 +13,10 @@ if ! compgen -G "wheels/*.whl" >/dev/null; then
 fi
 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" wheels/*.whl
 # epspp itself, without its dependencies (setuptools of the machine's Python builds it); else from src/
-if ! "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --upgrade --target "$SITE" .; then
-  echo "check.sh: installing epspp from the tree failed: importing it from src/ (the JSON's versions.epspp_path)" >&2
+if ! "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --upgrade --target "$SITE" . \
+  >/tmp/epspp-install.log 2>&1; then
+  echo "check.sh: installing epspp from the tree failed (/tmp/epspp-install.log: $(grep -E "Error" /tmp/epspp-install.log | tail -n 1));" \
+    "importing it from src/ (the JSON's versions.epspp_path)" >&2
   SITE="$SITE:$PWD/src"
 fi
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" WANDB_MODE=disabled PYTHONUNBUFFERED=1

@@ -49,6 +49,9 @@ def test_dry_run_runs_every_stage_without_wandb_and_writes_one_json(
             or stage["argv"][stage["argv"].index("--trainer.logger") + 1] == "false"
         )
     assert json.loads((tmp_path / "work" / "stages" / "val_miou.json").read_text())  # evaluate's scores
+    # the timed fit is one epoch of the timing set's train split
+    train_ids = (tmp_path / "work" / "photos" / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    assert len(train_ids) == (check.DRY.warmup + check.DRY.timed) * check.DRY.batch
 
     timings = report["timings"]
     assert list(timings) == ["fp32", "pseudo_masks_32-true"]
