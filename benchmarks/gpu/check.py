@@ -3,6 +3,8 @@
     python benchmarks/gpu/check.py --device cuda --out $OUT/gpu_check.json     (benchmarks/gpu/check.sh runs it)
     python benchmarks/gpu/check.py --dry-run --in-process --out FILE            (CPU, tiny sizes: the test's mode)
 
+Nothing names a device but ``--device`` (the stages' ``--trainer.accelerator``).
+
 1. Stages, on tiny synthetic data (``epspp prepare synthetic``) with the from-scratch demo configs: stage 1 fit
    (EPS++), pseudo-masks (predict), stage 3 fit (WSSS), its predictions of the val split, and ``epspp evaluate``
    of those predictions (its mIoU: ``epspp test`` would compute the same again).
@@ -34,7 +36,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +144,7 @@ class Result:
     seconds: float | None = None
     skipped: str | None = None
     log_tail: str | None = None
-    timing: dict[str, Any] | None = field(default=None)
+    timing: dict[str, Any] | None = None
 
 
 class Runner:
@@ -509,7 +511,7 @@ def check(
 def main(argv: list[str] | None = None) -> int:
     """Command line: run the check, print a one-line summary per part; exit 1 when a stage failed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda", help="the Lightning accelerator of every part (default cuda)")
+    parser.add_argument("--device", help="the Lightning accelerator of every part (default cuda; with --dry-run cpu)")
     parser.add_argument("--out", type=Path, help="the JSON report (default $OUT/gpu_check.json)")
     parser.add_argument("--work", type=Path, help="folder for the data and runs (default: a temporary folder)")
     parser.add_argument("--budget-s", type=float, default=450.0, help="whole run's budget in seconds (default 450)")
@@ -533,15 +535,14 @@ def main(argv: list[str] | None = None) -> int:
     if out is None:
         parser.error("--out FILE is needed where $OUT is not set")
     sizes = DRY if args.dry_run else GPU
+    device = args.device or ("cpu" if args.dry_run else "cuda")
     with contextlib.ExitStack() as stack:
         import tempfile
 
         if args.dry_run:  # one thread: the dry run shares the test machine's cores
             stack.enter_context(one_thread())
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="epspp-gpu-check-")))
-        report = check(
-            out, work, args.device, sizes, args.budget_s, args.in_process, args.variants, args.predict_precisions
-        )
+        report = check(out, work, device, sizes, args.budget_s, args.in_process, args.variants, args.predict_precisions)
     for group in ("stages", "timings"):
         for name, result in report[group].items():
             per = (result["timing"] or {}).get("seconds_per_batch")

@@ -30,7 +30,7 @@ def test_dry_run_runs_every_stage_without_wandb_and_writes_one_json(
     check = _driver(monkeypatch)
     monkeypatch.setitem(sys.modules, "wandb", None)  # as on the GPU machine: `import wandb` fails
     out = tmp_path / "out" / "gpu_check.json"
-    argv = ["--dry-run", "--in-process", "--device", "cpu", "--out", str(out), "--work", str(tmp_path / "work")]
+    argv = ["--dry-run", "--in-process", "--out", str(out), "--work", str(tmp_path / "work")]
     assert check.main([*argv, "--variants", "fp32", "--predict-precisions", "32-true"]) == 0
 
     report = json.loads(out.read_text())
