@@ -425,6 +425,16 @@ def run_timings(
     return results
 
 
+def summary(timings: dict[str, Result], batch: int) -> dict[str, dict[str, float | None]]:
+    """Per timed part: seconds per step (or per image, batch 1 for the predictions) and images per second."""
+    table = {}
+    for name, result in timings.items():
+        seconds = (result.timing or {}).get("seconds_per_batch")
+        images = 1 if name.startswith("pseudo_masks") else batch
+        table[name] = {"seconds": seconds, "images_per_second": images / seconds if seconds else None}
+    return table
+
+
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
     """torch on one thread (and the subprocesses through ``OMP_NUM_THREADS``), restored afterwards."""
@@ -498,6 +508,7 @@ def check(
         "prepare": {"synthetic": asdict(prepare), "photos": asdict(prepare_photos)},
         "stages": {name: asdict(result) for name, result in stages.items()},
         "timings": {name: asdict(result) for name, result in timings.items()},
+        "summary": summary(timings, sizes.batch),
         "all_stages_ok": prepare.exit == 0 and all(result.exit == 0 for result in stages.values()),
         "seconds": round(time.perf_counter() - started, 1),
     }
