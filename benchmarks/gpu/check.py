@@ -16,8 +16,9 @@ Nothing names a device but ``--device`` (the stages' ``--trainer.accelerator``).
 
 Every part has a step count and a time limit, and the whole run a budget (``--budget-s``): a part that would
 not fit is skipped and says so. Every fit runs with ``--trainer.logger false``: no W&B (wandb is not installed
-on the GPU machine). A model option (channels_last, compile) that the installed epspp lacks is skipped and says
-so. The JSON names the device, the versions, every stage's command, exit status and seconds, and every timing.
+on the GPU machine). A model option that the installed epspp lacks (``MODEL_OPTIONS``: the ``channels_last``
+and ``torch_compile`` arguments of LocalizationModule) is skipped and says so. The JSON names the device, the
+versions, every stage's command, exit status and seconds, and every timing.
 """
 
 from __future__ import annotations
@@ -45,14 +46,14 @@ REPO = HERE.parents[1]
 CONFIGS = REPO / "src" / "epspp" / "configs"
 SCRATCH = CONFIGS / "demo" / "scratch"
 #: the model options of issue 35 item 4 that a timing variant turns on (their constructor argument names)
-MODEL_OPTIONS = ("channels_last", "compile")
+MODEL_OPTIONS = ("channels_last", "torch_compile")
 #: the timed stage-1 variants: name -> (precision, model options turned on)
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "fp32": ("32-true", ()),
     "16-mixed": ("16-mixed", ()),
     "bf16-mixed": ("bf16-mixed", ()),
     "bf16-mixed+channels_last": ("bf16-mixed", ("channels_last",)),
-    "bf16-mixed+compile": ("bf16-mixed", ("compile",)),
+    "bf16-mixed+compile": ("bf16-mixed", ("torch_compile",)),
 }
 #: the precisions of the timed pseudo-mask inference
 PREDICT_PRECISIONS = ("32-true", "bf16-mixed")
@@ -416,7 +417,7 @@ def run_timings(
         if missing:
             results[name] = Result(argv=["epspp", *argv], skipped="; ".join(missing))
             continue
-        timeout = sizes.compile_timeout if "compile" in options else sizes.bench_timeout
+        timeout = sizes.compile_timeout if "torch_compile" in options else sizes.bench_timeout
         results[name] = runner.epspp(f"step_{name}", argv, timeout)
         results[name].timing = read_timing(timing)
         _free_device_memory()
