@@ -149,7 +149,9 @@ class Result:
 
 
 class Runner:
-    """Runs ``epspp`` commands in a subprocess each (or in this process), within one budget of seconds."""
+    """Runs ``epspp`` commands in a subprocess each (or in this process), within one budget of seconds: a part
+    starts only when its time limit fits in what is left; a subprocess is killed at its limit (exit 124), an
+    in-process part (the dry run's) is not."""
 
     def __init__(self, work: Path, budget_s: float, in_process: bool) -> None:
         self.work = work
