@@ -23,7 +23,7 @@ PRINT ?=
 REGIME ?= pretrained
 STUDY_ARGS ?=
 
-.PHONY: help install test test-quick lint docs demo study bench clean voc-wsss voc-ssss coco-wsss
+.PHONY: help install test test-quick lint docs demo study bench gpu-wheels clean voc-wsss voc-ssss coco-wsss
 
 help: ## list targets and variables
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -70,6 +70,17 @@ study: $(STAMP) ## both studies, their default grids, on synthetic data (CPU, <=
 
 bench: $(STAMP) ## run benchmarks/ and write BENCHMARKS.md
 	$(BIN)/python benchmarks/run_all.py --out BENCHMARKS.md
+
+# wheels/: what benchmarks/gpu/check.sh installs on the lent GPU machine (no package index there), for its Python
+GPU_PYTHON ?= 3.12
+GPU_PLATFORMS := $(foreach n,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux1,--platform $(n)_x86_64)
+
+gpu-wheels: ## download benchmarks/gpu/wheels.txt into wheels/ (GPU_PYTHON, default 3.12; --no-deps, x86_64)
+	rm -rf wheels.partial && mkdir wheels.partial
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
+	  $(GPU_PLATFORMS) -d wheels.partial -r benchmarks/gpu/wheels.txt
+	rm -rf wheels && mv wheels.partial wheels
+	@du -sh wheels
 
 # stage chains (`epspp chain`, epspp/chain.py: the stages, their commands and run folders in one place):
 # $(1) dataset (configs/$(1)/), $(2) segmentation (wsss or ssss). Stage 1 (configs/$(1)/localization_$(METHOD).yaml)
