@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from fixtures.helpers import write_counting_split
 from PIL import Image
 
 from epspp.callbacks.mask_writer import PseudoMaskWriter
@@ -289,3 +290,15 @@ def test_an_image_named_overview_keeps_its_mask(tmp_path: Path, capsys: pytest.C
     )
     assert np.array_equal(np.array(Image.open(out / "overview.png")), masks["overview"])  # the mask, untouched
     assert json.loads((out / "manifest.json").read_text())["count"] == 2
+
+
+def test_the_writer_of_rank_1_scores_its_own_share_of_the_split(tmp_path: Path) -> None:
+    # a fake trainer of rank 1 of 2: the writer's scoring reads img1 and img3 only (K*K = 1 + 9 pixels marked a)
+    root, out = write_counting_split(tmp_path)
+    datamodule = SimpleNamespace(num_classes=1, hparams=SimpleNamespace(root=str(root), mask_dir=None))
+    strategy = SimpleNamespace(reduce=lambda tensor, reduce_op: tensor)  # one process stands for the sum
+    trainer = SimpleNamespace(global_rank=1, world_size=2, strategy=strategy, datamodule=datamodule)
+    writer = PseudoMaskWriter(output_dir=str(out), mask_subdir="")
+    evaluated, scores = writer._score(trainer, SimpleNamespace(device=torch.device("cpu")), "val", distributed=True)
+    assert evaluated == 2
+    assert float(scores["iou"][0]) == pytest.approx((2 * 28 - 10) / (2 * 28))  # rank 0's: (84 - 20) / 84
