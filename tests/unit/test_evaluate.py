@@ -174,3 +174,11 @@ def test_refined_or_missing_scores_are_refused(tree: tuple[Path, Path]) -> None:
     (out / "scores").rmdir()
     with pytest.raises(DatasetError, match="save_scores true"):
         sweep_bg_threshold(out, root, "train", [0.2])
+
+
+def test_a_score_equal_to_the_threshold_goes_to_the_background(tree: tuple[Path, Path]) -> None:
+    # at 0.5 the class-a score 0.5 of pixel (0, 1) ties with the background: [[bg, bg], [bg, a]]
+    #   bg: 1 right of 3 predicted + 2 true -> 1/4; a: 0/3 -> mIoU 1/8 (a tie to a would give 1/3)
+    root, out = tree
+    metric = sweep_bg_threshold(out, root, "train", [0.5])["metrics"][0]
+    assert float(metric.compute()["miou"]) == pytest.approx(1 / 8)
