@@ -11,6 +11,7 @@ import pytest
 import torch
 from fixtures.helpers import write_counting_split
 from PIL import Image
+from pytorch_lightning.utilities.parsing import AttributeDict
 
 from epspp.callbacks.mask_writer import PseudoMaskWriter
 from epspp.data.classes import voc_palette
@@ -302,3 +303,16 @@ def test_the_writer_of_rank_1_scores_its_own_share_of_the_split(tmp_path: Path) 
     evaluated, scores = writer._score(trainer, SimpleNamespace(device=torch.device("cpu")), "val", distributed=True)
     assert evaluated == 2
     assert float(scores["iou"][0]) == pytest.approx((2 * 28 - 10) / (2 * 28))  # rank 0's: (84 - 20) / 84
+
+
+def test_the_manifest_counts_the_masks_on_disk_not_the_split(tmp_path: Path) -> None:
+    root, out = write_counting_split(tmp_path)
+    (out / "img2.png").unlink()  # two ids of the split of 5 have no mask (a run stopped early, or skipped them)
+    (out / "img4.png").unlink()
+    datamodule = SimpleNamespace(
+        datasets={"predict": SimpleNamespace(labels={})}, hparams=AttributeDict(root=str(root)), class_names=["bg", "a"]
+    )
+    trainer = SimpleNamespace(datamodule=datamodule, ckpt_path=None)
+    writer = PseudoMaskWriter(output_dir=str(out))
+    manifest = writer._manifest(trainer, SimpleNamespace(hparams={}), "val", evaluated=3)
+    assert (manifest["count"], manifest["split_size"], manifest["evaluated"]) == (3, 5, 3)
