@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fixtures.helpers import write_counting_split
 
+from epspp.data.io import DatasetError, write_mask_png
 from epspp.metrics import SegmentationMetrics
 from epspp.scoring import evaluate_folder
 
@@ -34,3 +36,10 @@ def test_the_ranks_shares_add_up_to_the_whole_split(tmp_path: Path) -> None:
     counts = [evaluate_folder(out, root, "val", metric=shared, rank=r, world_size=2)["evaluated"] for r in (0, 1)]
     assert counts == [3, 2]
     assert shared.confusion.tolist() == whole.tolist()
+
+
+def test_a_transposed_prediction_of_the_same_pixel_count_is_refused(tmp_path: Path) -> None:
+    root, out = write_counting_split(tmp_path)
+    write_mask_png(out / "img3.png", np.zeros((7, 4), np.uint8))  # 7 high, 4 wide: the ground truth is 4 x 7
+    with pytest.raises(DatasetError, match=r"img3.png is 4x7 but the ground truth .* is 7x4 \(WxH\)"):
+        evaluate_folder(out, root, "val")
