@@ -60,3 +60,13 @@ def test_rank_1_trains_on_every_other_index_of_the_mixed_batch_sequence(syntheti
     whole = list(MixedBatchSampler(labeled, unlabeled, 4, 2, seed=7))  # no process group here: a world of 1
     mine = list(sampler)
     assert len(mine) == len(whole) // 2 and mine == whole[1::2]  # strided, not shuffled by Lightning
+
+
+@pytest.mark.parametrize(("batch_size", "drop_last"), [(7, True), (8, False)])
+def test_the_last_partial_batch_is_dropped_only_when_each_process_has_a_whole_one(
+    synthetic_root: Path, batch_size: int, drop_last: bool
+) -> None:
+    # 20 train images over 3 processes: Lightning's DistributedSampler gives each ceil(20 / 3) = 7 of them
+    module = _module(synthetic_root, 0, 3, task="localization", batch_size=batch_size)
+    module.setup("fit")
+    assert module.train_dataloader().drop_last is drop_last
