@@ -220,3 +220,11 @@ def test_folder_refuses_bad_values_and_sizes_naming_the_file(
     root, out = _scored_tree(tmp_path, target, pred)
     with pytest.raises(DatasetError, match=message):
         evaluate_folder(out, root, "train")
+
+
+def test_a_score_equal_to_the_threshold_goes_to_the_background(tree: tuple[Path, Path]) -> None:
+    # at 0.5 the class-a score 0.5 of pixel (0, 1) ties with the background: [[bg, bg], [bg, a]]
+    #   bg: 1 right of 3 predicted + 2 true -> 1/4; a: 0/3 -> mIoU 1/8 (a tie to a would give 1/3)
+    root, out = tree
+    metric = sweep_bg_threshold(out, root, "train", [0.5])["metrics"][0]
+    assert float(metric.compute()["miou"]) == pytest.approx(1 / 8)

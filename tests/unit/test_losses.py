@@ -81,6 +81,15 @@ def test_eps_overlap_below_tau_sends_class_to_background():
     assert loss.item() == pytest.approx(0.51 / 4, abs=1e-6)
 
 
+def test_eps_overlap_exactly_at_tau_sends_class_to_background():
+    # class 0's ratio 1 / (2 + 4e-4), computed in float32 as the loss does, taken as tau: a tie is not "> tau",
+    # so class 0 joins the background as in the case below tau (.51 / 4), not the foreground (.35 / 4)
+    area = (torch.tensor([1.0, 1.0, 0.0, 0.0]) + 1e-4).sum()
+    tau = float(torch.tensor(1.0) / area)
+    loss = eps_saliency_loss(cam_logits(), saliency(), torch.tensor([[1.0, 1.0]]), tau=tau)
+    assert loss.item() == pytest.approx(0.51 / 4, abs=1e-6)
+
+
 def test_eps_overlap_above_tau_is_foreground():
     # tau 0.4: both classes foreground; M_fg = .9 .7 .9 .4, M_bg = .1 .3 .1 .6, est = .9 .7 .9 .4
     # loss = (0 + .5^2 + .1^2 + .3^2) / 4 = .35 / 4

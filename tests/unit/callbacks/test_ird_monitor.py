@@ -30,6 +30,16 @@ def test_telemetry_of_a_hand_built_batch() -> None:
     assert values["fg_salient"].item() == pytest.approx((0.6 + 1 / 3) / 2)
 
 
+def test_telemetry_counts_a_saliency_of_exactly_half_as_background() -> None:
+    # a 1x3 map (not square) with saliency 0.5, 0.75, 0.5: only the middle pixel is salient (S = M_s > 0.5);
+    # the region drops the first pixel, so 0 of the 1 salient and 1 of the 2 others are dropped
+    saliency = torch.tensor([[[[0.5, 0.75, 0.5]]]])
+    inconsistent = torch.tensor([[[[True, False, False]]]])
+    values = ird_telemetry(torch.zeros(1, 3, 1, 3), saliency, torch.tensor([[1.0, 0.0]]), inconsistent)
+    assert values["inconsistent_salient"].item() == 0.0
+    assert values["inconsistent_background"].item() == pytest.approx(0.5)
+
+
 def test_telemetry_uses_the_losses_inconsistent_region_and_is_zero_without_salient_pixels() -> None:
     torch.manual_seed(0)
     cam, labels = torch.randn(2, 4, 6, 6), torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])

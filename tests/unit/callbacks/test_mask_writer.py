@@ -9,7 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from fixtures.helpers import write_counting_split
 from PIL import Image
+from pytorch_lightning.utilities.parsing import AttributeDict
 
 from epspp.callbacks.mask_writer import PseudoMaskWriter
 from epspp.data.classes import voc_palette
@@ -289,3 +291,28 @@ def test_an_image_named_overview_keeps_its_mask(tmp_path: Path, capsys: pytest.C
     )
     assert np.array_equal(np.array(Image.open(out / "overview.png")), masks["overview"])  # the mask, untouched
     assert json.loads((out / "manifest.json").read_text())["count"] == 2
+
+
+def test_the_writer_of_rank_1_scores_its_own_share_of_the_split(tmp_path: Path) -> None:
+    # a fake trainer of rank 1 of 2: the writer's scoring reads img1 and img3 only (K*K = 1 + 9 pixels marked a)
+    root, out = write_counting_split(tmp_path)
+    datamodule = SimpleNamespace(num_classes=1, hparams=SimpleNamespace(root=str(root), mask_dir=None))
+    strategy = SimpleNamespace(reduce=lambda tensor, reduce_op: tensor)  # one process stands for the sum
+    trainer = SimpleNamespace(global_rank=1, world_size=2, strategy=strategy, datamodule=datamodule)
+    writer = PseudoMaskWriter(output_dir=str(out), mask_subdir="")
+    evaluated, scores = writer._score(trainer, SimpleNamespace(device=torch.device("cpu")), "val", distributed=True)
+    assert evaluated == 2
+    assert float(scores["iou"][0]) == pytest.approx((2 * 28 - 10) / (2 * 28))  # rank 0's: (84 - 20) / 84
+
+
+def test_the_manifest_counts_the_masks_on_disk_not_the_split(tmp_path: Path) -> None:
+    root, out = write_counting_split(tmp_path)
+    (out / "img2.png").unlink()  # two ids of the split of 5 have no mask (a run stopped early, or skipped them)
+    (out / "img4.png").unlink()
+    datamodule = SimpleNamespace(
+        datasets={"predict": SimpleNamespace(labels={})}, hparams=AttributeDict(root=str(root)), class_names=["bg", "a"]
+    )
+    trainer = SimpleNamespace(datamodule=datamodule, ckpt_path=None)
+    writer = PseudoMaskWriter(output_dir=str(out))
+    manifest = writer._manifest(trainer, SimpleNamespace(hparams={}), "val", evaluated=3)
+    assert (manifest["count"], manifest["split_size"], manifest["evaluated"]) == (3, 5, 3)

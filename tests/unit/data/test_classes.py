@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from epspp.data.classes import CLASSES_FILE, check_class_names, lists_classes, read_classes, voc_palette, write_classes
+from epspp.data.classes import (
+    CLASSES_FILE,
+    COCO_CLASSES,
+    VOC_CLASSES,
+    check_class_names,
+    lists_classes,
+    read_classes,
+    voc_palette,
+    write_classes,
+)
 from epspp.data.prepare_folder import prepare_folder
 from epspp.errors import DatasetError
 
@@ -82,3 +91,29 @@ def test_read_classes_refuses_a_record_without_two_names(tmp_path: Path, record:
 def test_read_classes_without_a_record_names_the_file_and_how_to_write_it(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"classes\.json not found: .*\"names\": \[\"background\", \"cat\""):
         read_classes(tmp_path)
+
+
+# the published class lists, written out: PASCAL VOC 2012's 20 classes (devkit order) and COCO's 80 thing
+# classes in the order of their category ids 1..90 (gaps skipped), each after background
+PUBLISHED_VOC = (
+    "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person pottedplant "
+    "sheep sofa train tvmonitor"
+).split()
+PUBLISHED_COCO = [
+    *"person bicycle car motorcycle airplane bus train truck boat".split(),
+    *["traffic light", "fire hydrant", "stop sign", "parking meter"],
+    *"bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase".split(),
+    *["frisbee", "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard"],
+    *["surfboard", "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana"],
+    *["apple", "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch"],
+    *["potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone"],
+    *["microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear"],
+    *["hair drier", "toothbrush"],
+]
+
+
+def test_class_lists_are_the_published_ones_with_background_first() -> None:
+    assert list(VOC_CLASSES) == ["background", *PUBLISHED_VOC] and len(VOC_CLASSES) == 21
+    assert list(COCO_CLASSES) == ["background", *PUBLISHED_COCO] and len(COCO_CLASSES) == 81
+    # mask value = index: VOC 15 is person, COCO 1 is person and 80 the toothbrush
+    assert (VOC_CLASSES[15], COCO_CLASSES[1], COCO_CLASSES[80]) == ("person", "person", "toothbrush")

@@ -39,6 +39,9 @@ def test_sha256_of_a_file(tmp_path: Path) -> None:
 def test_dataset_identity_of_a_split_and_of_a_plain_folder(tmp_path: Path) -> None:
     split = dataset_identity(SimpleNamespace(root=tmp_path / "." / "data", ids=["a", "b"]))
     assert split == {"root": str((tmp_path / "data").resolve()), "ids_sha256": hashlib.sha256(b"a\nb").hexdigest()}
+    # the ids in the split's order: the same ids listed otherwise are another split of the dataset
+    reordered = dataset_identity(SimpleNamespace(root=tmp_path / "data", ids=["b", "a"]))
+    assert reordered["ids_sha256"] == hashlib.sha256(b"b\na").hexdigest() != split["ids_sha256"]
     folder = dataset_identity(SimpleNamespace(root=None, image_dir=tmp_path / "photos"))
     assert folder == {"root": str((tmp_path / "photos").resolve()), "ids_sha256": None}
 

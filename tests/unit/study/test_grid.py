@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from epspp.data.synthetic import generate_synthetic, write_saliency_variant
 from epspp.study.grid import (
     DEFAULT_GRID,
     DEFAULT_METHODS,
+    ERROR_TYPES,
     STUDY_METHODS,
     Cell,
     Training,
@@ -49,3 +53,16 @@ def test_the_arms_are_the_eps_plus_plus_config_with_one_override() -> None:
     )
     assert STUDY_METHODS["eps++"][1] == [] and "eps++/no-pamr" not in DEFAULT_METHODS
     assert len(DEFAULT_GRID["seeds"]) >= 3
+
+
+# the error each study type must make, in the generator's own record of what it did to each image
+ERROR_MADE = {"missing_class": "missing_class", "missing_object": "missing_part", "false_coverage": "false_coverage"}
+
+
+@pytest.mark.parametrize("error_type", sorted(ERROR_MADE))
+def test_each_error_type_drives_the_generator_rate_that_makes_that_error(tmp_path: Path, error_type: str) -> None:
+    root = tmp_path / "root"
+    generate_synthetic(root, num_train=6, num_val=1, image_size=32, seed=5)
+    record = write_saliency_variant(root, tmp_path / "variant", **{ERROR_TYPES[error_type]: 1.0})
+    made = {name: count for name, count in record["splits"]["train"].items() if name != "images" and count}
+    assert set(made) == {ERROR_MADE[error_type]}

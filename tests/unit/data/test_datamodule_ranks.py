@@ -1,0 +1,72 @@
+"""What EPSDataModule's loaders hand the process of rank 1 of 2, with a fake trainer instead of DDP processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from fixtures.helpers import split_ids
+
+from epspp.data.datamodule import EPSDataModule
+from epspp.data.io import write_mask_png
+from epspp.data.sampler import MixedBatchSampler
+
+
+def _fake_trainer(rank: int, world_size: int) -> SimpleNamespace:
+    """What ``_distributed`` and ``_loader`` read of a Lightning trainer under DDP."""
+    return SimpleNamespace(
+        global_rank=rank,
+        distributed_sampler_kwargs={"rank": rank, "num_replicas": world_size},
+        _accelerator_connector=SimpleNamespace(use_distributed_sampler=True),
+    )
+
+
+def _module(root: Path, rank: int, world_size: int, **kwargs: object) -> EPSDataModule:
+    options = {"num_workers": 0, "batch_size": 2, "crop_size": 32, "resize_long": (40, 56), "eval_size": 64}
+    module = EPSDataModule(root=str(root), **{**options, **kwargs})
+    module.trainer = _fake_trainer(rank, world_size)  # type: ignore[assignment]
+    return module
+
+
+@pytest.mark.parametrize(("rank", "world_size"), [(0, 1), (0, 2), (1, 2), (2, 4)])
+def test_each_rank_scores_the_val_ids_of_its_stride_once(synthetic_root: Path, rank: int, world_size: int) -> None:
+    module = _module(synthetic_root, rank, world_size, task="localization")
+    module.setup("validate")
+    ids = [image_id for batch in module.val_dataloader() for image_id in batch["id"]]
+    assert ids == split_ids(synthetic_root, "val")[rank::world_size]  # 6 val ids: no padding duplicate
+
+
+def test_a_loader_worker_of_rank_1_is_seeded_as_rank_1(synthetic_root: Path) -> None:
+    module = _module(synthetic_root, 1, 2, task="localization", num_workers=1, worker_nice=3)
+    module.setup("validate")
+    init = module.val_dataloader().worker_init_fn
+    assert (init.rank, init.nice) == (1, 3)
+
+
+def test_rank_1_trains_on_every_other_index_of_the_mixed_batch_sequence(synthetic_root: Path, tmp_path: Path) -> None:
+    pseudo = tmp_path / "pseudo"
+    pseudo.mkdir()
+    for image_id in split_ids(synthetic_root, "train"):
+        write_mask_png(pseudo / f"{image_id}.png", np.zeros((48, 48), np.uint8))
+    kwargs = {"task": "segmentation", "pseudo_mask_dir": str(pseudo), "labeled_split": "labeled_10pct", "seed": 7}
+    module = _module(synthetic_root, 1, 2, batch_size=4, **kwargs)
+    module.setup("fit")
+    sampler = module.train_dataloader().sampler
+    ids = module.datasets["train"].ids
+    labeled = [i for i, image_id in enumerate(ids) if image_id in set(split_ids(synthetic_root, "labeled_10pct"))]
+    unlabeled = [i for i in range(len(ids)) if i not in labeled]
+    whole = list(MixedBatchSampler(labeled, unlabeled, 4, 2, seed=7))  # no process group here: a world of 1
+    mine = list(sampler)
+    assert len(mine) == len(whole) // 2 and mine == whole[1::2]  # strided, not shuffled by Lightning
+
+
+@pytest.mark.parametrize(("batch_size", "drop_last"), [(7, True), (8, False)])
+def test_the_last_partial_batch_is_dropped_only_when_each_process_has_a_whole_one(
+    synthetic_root: Path, batch_size: int, drop_last: bool
+) -> None:
+    # 20 train images over 3 processes: Lightning's DistributedSampler gives each ceil(20 / 3) = 7 of them
+    module = _module(synthetic_root, 0, 3, task="localization", batch_size=batch_size)
+    module.setup("fit")
+    assert module.train_dataloader().drop_last is drop_last

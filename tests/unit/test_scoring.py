@@ -1,0 +1,45 @@
+"""``evaluate_folder``'s share of a split under DDP (``ids[rank::world_size]``), exercised without processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.helpers import write_counting_split
+
+from epspp.data.io import DatasetError, write_mask_png
+from epspp.metrics import SegmentationMetrics
+from epspp.scoring import evaluate_folder
+
+PIXELS = 4 * 7  # not square: a (w, h) mix-up in reading the files would show
+
+
+@pytest.mark.parametrize(
+    ("rank", "world_size", "ks"),
+    [(0, 1, [0, 1, 2, 3, 4]), (0, 2, [0, 2, 4]), (1, 2, [1, 3]), (1, 3, [1, 4]), (2, 3, [2])],
+)
+def test_each_rank_scores_its_stride_of_the_split(tmp_path: Path, rank: int, world_size: int, ks: list[int]) -> None:
+    root, out = write_counting_split(tmp_path)
+    result = evaluate_folder(out, root, "val", rank=rank, world_size=world_size)
+    assert result["evaluated"] == len(ks) and result["no_ground_truth"] == 0
+    confusion = result["metric"].confusion
+    # background pixels predicted as a: K*K of each of this rank's images imgK; the rest stay background
+    assert int(confusion[0, 1]) == sum(k * k for k in ks)
+    assert int(confusion[0, 0]) == len(ks) * PIXELS - sum(k * k for k in ks)
+
+
+def test_the_ranks_shares_add_up_to_the_whole_split(tmp_path: Path) -> None:
+    root, out = write_counting_split(tmp_path)
+    whole = evaluate_folder(out, root, "val")["metric"].confusion
+    shared = SegmentationMetrics(2)
+    counts = [evaluate_folder(out, root, "val", metric=shared, rank=r, world_size=2)["evaluated"] for r in (0, 1)]
+    assert counts == [3, 2]
+    assert shared.confusion.tolist() == whole.tolist()
+
+
+def test_a_transposed_prediction_of_the_same_pixel_count_is_refused(tmp_path: Path) -> None:
+    root, out = write_counting_split(tmp_path)
+    write_mask_png(out / "img3.png", np.zeros((7, 4), np.uint8))  # 7 high, 4 wide: the ground truth is 4 x 7
+    with pytest.raises(DatasetError, match=r"img3.png is 4x7 but the ground truth .* is 7x4 \(WxH\)"):
+        evaluate_folder(out, root, "val")
