@@ -1,8 +1,8 @@
 """Shared fixtures: a tiny synthetic dataset in the VOC layout, generated once per session.
 
 ``synthetic_root`` is shared by every test of the session: treat it as read-only (no command writes into a
-dataset: its caches go to ``$XDG_CACHE_HOME/epspp``, which ``user_cache_in_tmp`` points into pytest's folders).  Tests that
-delete or corrupt files use ``synthetic_copy``, a private copy without that cache.
+dataset: its caches go to ``$XDG_CACHE_HOME/epspp``, which ``user_cache_in_tmp`` points into pytest's folders).
+Tests that delete or corrupt files use ``synthetic_copy``, a private copy.
 ``localization_checkpoint`` (a tiny stage-1 checkpoint of it) is shared the same way: read-only.
 """
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from fixtures.helpers import gt_mask, labels_from_masks, read_png, snapshot, split_ids, write_png
 
+from epspp.data.cache import dataset_cache
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.io import DatasetError, write_mask_png
-from epspp.data.cache import dataset_cache
 from epspp.data.labels import LABEL_CACHE
 from epspp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
