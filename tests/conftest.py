@@ -92,6 +92,16 @@ def user_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
         os.environ["XDG_CACHE_HOME"] = saved
 
 
+@pytest.fixture(autouse=True)
+def run_folders_released() -> Iterator[None]:
+    """The run folders a test's direct calls (``claim_folder``, ``run_demo``) hold in this process are released after
+    it (``epspp.runs.lock``; a command's own end releases them in a real process)."""
+    from epspp.runs.lock import release_folders
+
+    yield
+    release_folders()
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic dataset (20 train, 6 val, 48x48 px, 5 classes, labeled_10pct = 2 ids); do not modify it."""

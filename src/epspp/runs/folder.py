@@ -21,6 +21,7 @@ from typing import Any
 
 from epspp.data.io import read_split
 from epspp.errors import ConfigError, DatasetError
+from epspp.runs.lock import hold_folder
 from epspp.runs.ownership import holds_no_file, refuse_inside
 from epspp.runs.progress import PROGRESS_FILE
 
@@ -74,6 +75,12 @@ def config_dump_path(folder: Path, subcommand: str, name: str = "config.yaml") -
     )
 
 
+def run_folder_option(subcommand: str) -> str:
+    """The option that names a stage's run folder: ``--pseudo_masks.output_dir`` (predict), else
+    ``--trainer.default_root_dir``."""
+    return "--pseudo_masks.output_dir" if subcommand == "predict" else "--trainer.default_root_dir"
+
+
 def run_inputs(config: Any) -> dict[str | Path | None, str]:
     """The folders a stage reads (folder -> what it is), which its run folder must stay out of."""
     data = config.get("data") or {}
@@ -93,7 +100,7 @@ def check_run_folder(config: Any, subcommand: str, start_over: bool = False) -> 
     one into an earlier fit's folder (its ``last.ckpt``) unless ``start_over``: then the earlier fit's files are
     renamed aside first (``set_aside_earlier_fit``)."""
     root = Path(config.trainer.get("default_root_dir") or os.getcwd())
-    option = "--pseudo_masks.output_dir" if subcommand == "predict" else "--trainer.default_root_dir"
+    option = run_folder_option(subcommand)
     refuse_inside(root, run_inputs(config), option)
     for folder, key in written_folders(config).items():
         refuse_inside(folder, run_inputs(config), key)
@@ -270,6 +277,11 @@ def prepare_run(config: Any, subcommand: str, start_over: bool = False) -> None:
     note_new_folder(root or os.getcwd())  # removed again if the command fails before writing a file
     if root:
         resolve_run_paths(config, root)
+    if first_process():  # DDP's other ranks are the same run
+        refuse_inside(root or os.getcwd(), run_inputs(config), run_folder_option(subcommand))  # before it is made
+        hold_folder(
+            root or os.getcwd(), run_folder_option(subcommand)
+        )  # one run at a time: another run's files never mix with this one's
     check_run_folder(config, subcommand, start_over)
     for logger in config_loggers(config):  # after the checks: W&B inspects its folder (for git) at start-up and warns
         if getattr(logger, "class_path", "").endswith("WandbLogger"):  # "git root ... does not exist" otherwise

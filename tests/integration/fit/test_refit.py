@@ -4,6 +4,8 @@ fit's files aside (``*.previous``) and starts anew; a failed command leaves no e
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,22 @@ def test_folders_from_a_config_are_under_the_write_rule(
         k: v for k, v in before.items() if k != "paths.yaml"
     }
     assert not run.exists()
+
+
+def test_a_fit_into_a_folder_another_run_holds_is_refused(
+    synthetic_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    """Issue 34 item 2: two fits into one run folder at once; the first holds the folder's lock (here: this test),
+    the second stops in one line naming the folder and the holder, before it writes anything."""
+    run = tmp_path / "run"
+    run.mkdir()
+    held = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        refused = in_process(capfd, *fit_args(synthetic_root, run))
+    finally:
+        os.close(held)
+    assert refused.returncode == 2 and one_error_line(refused.stderr).startswith(
+        f"epspp: error: --trainer.default_root_dir {run} is in use by another run (pid {os.getpid()}: "
+    )
+    assert sorted(run.iterdir()) == []

@@ -1,0 +1,85 @@
+"""One run at a time in a run folder (epspp.runs.lock): a second holder is refused in one line naming the folder and
+the holder's pid and command; a killed holder leaves nothing stuck; DDP's other ranks take no lock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from jsonargparse import Namespace
+
+from epspp.errors import OutputError
+from epspp.runs.folder import prepare_run
+from epspp.runs.lock import hold_folder, release_folders
+
+HOLDER = (
+    "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
+    "print('held', flush=True); time.sleep(60)"
+)
+
+
+def test_a_held_folder_is_refused_until_its_holder_is_killed(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(OutputError) as error:
+            hold_folder(folder, "--trainer.default_root_dir")
+        command = f"{sys.executable} -c {HOLDER} {folder}"[:200]  # (a long command is cut at 200 characters)
+        assert str(error.value) == (
+            f"--trainer.default_root_dir {folder} is in use by another run (pid {holder.pid}: {command}): wait for "
+            "it to end, or choose another --trainer.default_root_dir"
+        )
+    finally:
+        holder.kill()  # SIGKILL: the kernel releases its lock
+        holder.wait()
+        holder.stdout.close()  # type: ignore[union-attr]
+    hold_folder(folder, "--trainer.default_root_dir")
+    hold_folder(folder, "--trainer.default_root_dir")  # re-entrant in one process
+    other = os.open(folder, os.O_RDONLY)
+    try:
+        with pytest.raises(BlockingIOError):  # held: another open description of the folder cannot take it
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        release_folders()
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
+    finally:
+        os.close(other)
+    assert sorted(folder.iterdir()) == []  # no lock file left in the run folder
+
+
+def test_a_file_in_place_of_the_folder_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "run").write_text("mine")
+    with pytest.raises(OutputError, match=f"^--out {tmp_path / 'run'} is a file: give a folder$"):
+        hold_folder(tmp_path / "run", "--out")
+
+
+def config(run: Path, data: Path) -> Namespace:
+    return Namespace(
+        trainer=Namespace(default_root_dir=str(run), callbacks=[], logger=False), data=Namespace(root=str(data))
+    )
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_only_the_first_ddp_process_takes_the_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rank: str
+) -> None:
+    """Rank 1 of the same run (LOCAL_RANK 1) passes a folder that is held (by rank 0, here by this test); rank 0 is
+    refused while another holds it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setenv("LOCAL_RANK", rank)
+    held = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if rank == "1":
+            prepare_run(config(run, tmp_path / "data"), "validate")
+        else:
+            with pytest.raises(OutputError, match=f"--trainer.default_root_dir {run} is in use by another run"):
+                prepare_run(config(run, tmp_path / "data"), "validate")
+    finally:
+        os.close(held)
