@@ -156,7 +156,7 @@ def written_folders(config: Any) -> dict[Path, str]:
     for index, callback in enumerate(config.trainer.get("callbacks") or []):
         args = callback.get("init_args") or {}
         if callback.class_path.endswith("ModelCheckpoint") and args.get("dirpath"):
-            found.setdefault(Path(args.dirpath), f"trainer.callbacks[{index}].init_args.dirpath")
+            found.setdefault(Path(args["dirpath"]), f"trainer.callbacks[{index}].init_args.dirpath")
     loggers = config.trainer.get("logger")
     single = not isinstance(loggers, list)
     for index, logger in enumerate([loggers] if single else loggers):

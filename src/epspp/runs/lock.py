@@ -6,17 +6,26 @@ it ends, so a killed run never leaves a folder stuck.  A second command into a h
 naming the folder and the holder's pid and command (read from ``/proc/locks``).  In a DDP run only the first
 process takes it (``first_process``): the other ranks are part of the same run.  Locks are re-entrant within a
 process (a demo's stages run in it in the tests) and released by ``release_folders`` when a command ends.
+
+A run that takes a folder removes the temporaries a killed run left there (``remove_stale_temporaries``): the
+names epspp writes before a rename (``.NAME.PID.tmp``, ``.NAME.PID.THREAD.tmp``, and a checkpoint's
+``.NAME.ckpt.XXXXXXXX.tmp``) of a process that no longer runs; any other file is the user's and stays.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
+import sys
 from pathlib import Path
 
 from epspp.errors import OutputError
 
 _held: dict[Path, int] = {}
+#: a temporary name of epspp's atomic writes: ``.NAME.PID.tmp``, ``.NAME.PID.THREAD.tmp`` (the pid in group 1), or
+#: AtomicCheckpointIO's ``.NAME.ckpt.XXXXXXXX.tmp`` (tempfile's 8 random characters; no pid)
+TEMPORARY = re.compile(r"\..+?\.(\d+)(?:\.\d+)?\.tmp|\..+\.ckpt\.[a-z0-9_]{8}\.tmp")
 
 
 def hold_folder(folder: str | Path, option: str) -> None:
@@ -45,6 +54,36 @@ def hold_folder(folder: str | Path, option: str) -> None:
             f"another {option}"
         ) from None
     _held[key] = descriptor
+    removed = remove_stale_temporaries(folder)
+    if removed:
+        print(
+            f"[epspp] removed {len(removed)} temporary file(s) that a killed run left in {folder}, e.g. {removed[0]}",
+            file=sys.stderr,
+        )
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporaries of epspp's atomic writes (``TEMPORARY``) under ``folder`` whose process no longer runs
+    (a checkpoint's: always; only a run that holds the folder writes them); the paths removed."""
+    removed = []
+    for path in sorted(folder.rglob(".*.tmp")):
+        match = TEMPORARY.fullmatch(path.name)
+        if match is None or not path.is_file() or path.is_symlink() or (match[1] and running(int(match[1]))):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists (this one included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def held_folders() -> set[Path]:

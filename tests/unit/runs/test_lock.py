@@ -83,3 +83,34 @@ def test_only_the_first_ddp_process_takes_the_run_folder(
                 prepare_run(config(run, tmp_path / "data"), "validate")
     finally:
         os.close(held)
+
+
+def test_the_temporaries_of_a_killed_run_are_removed_and_nothing_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A run that takes a folder removes the temporary files of epspp's atomic writes that a killed process left;
+    a running process's temporaries and every other file (the user's) stay."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = int(dead.stdout)
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    stale = [
+        folder / f".config.yaml.{gone}.tmp",  # RunConfigDump, OutputRecord
+        folder / f".stage.json.{gone}.140213.tmp",  # the chain's marker (pid, thread)
+        folder / "checkpoints" / ".last.ckpt.k2_9xq0a.tmp",  # AtomicCheckpointIO (tempfile's random name)
+    ]
+    kept = [
+        folder / f".stage.json.{os.getpid()}.{gone}.tmp",  # a running process's (its pid first, the thread after)
+        folder / "notes.tmp",
+        folder / ".notes.tmp",
+        folder / f"config.yaml.{gone}.tmp",  # not hidden: not epspp's
+        folder / "checkpoints" / ".last.ckpt.K2_9XQ0A.tmp",  # not tempfile's alphabet
+        folder / "checkpoints" / ".last.ckpt.k2_9xq0.tmp",  # 7 characters
+    ]
+    for path in stale + kept:
+        path.write_text("x")
+    hold_folder(folder, "--out")
+    assert sorted(p for p in folder.rglob("*") if p.is_file()) == sorted(kept)
+    assert capsys.readouterr().err == (
+        f"[epspp] removed 3 temporary file(s) that a killed run left in {folder}, e.g. {sorted(stale)[0]}\n"
+    )
