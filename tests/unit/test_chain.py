@@ -362,13 +362,20 @@ def test_an_interrupted_runner_ends_its_stage_and_waits_for_it(tmp_path: Path, h
                 raise KeyboardInterrupt
             os.kill(os.getpid(), signal.SIGTERM)
 
+    def unhandled(number: int, _frame: object) -> None:  # (instead of SIGTERM ending pytest)
+        raise RuntimeError("SIGTERM reached the handler outside ending_on_signals")
+
     argv = [sys.executable, str(tmp_path / "stage.py"), str(tmp_path)]
-    with pytest.raises(KeyboardInterrupt if how == "SIGINT" else SystemExit) as error, ending_on_signals():
-        run_command(argv, None, None, interrupt, 0.05)
+    saved = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        with pytest.raises(KeyboardInterrupt if how == "SIGINT" else SystemExit) as error, ending_on_signals():
+            run_command(argv, None, None, interrupt, 0.05)
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # the runner's handler is gone with it
+    finally:
+        signal.signal(signal.SIGTERM, saved)
     assert how == "SIGINT" or error.value.code == 128 + signal.SIGTERM  # type: ignore[union-attr]
     assert (tmp_path / "ended").read_text() == str(int(signal.SIGTERM))
     assert not alive(int((tmp_path / "pid").read_text()))
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the runner's handler is gone with it
 
 
 def test_a_stage_does_not_outlive_a_killed_runner(tmp_path: Path) -> None:
