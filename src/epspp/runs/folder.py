@@ -277,11 +277,9 @@ def prepare_run(config: Any, subcommand: str, start_over: bool = False) -> None:
     note_new_folder(root or os.getcwd())  # removed again if the command fails before writing a file
     if root:
         resolve_run_paths(config, root)
-    if first_process():  # DDP's other ranks are the same run
-        refuse_inside(root or os.getcwd(), run_inputs(config), run_folder_option(subcommand))  # before it is made
-        hold_folder(
-            root or os.getcwd(), run_folder_option(subcommand)
-        )  # one run at a time: another run's files never mix with this one's
+    if first_process():  # one run at a time in a folder (DDP's other ranks are the same run); checked before made
+        refuse_inside(root or os.getcwd(), run_inputs(config), run_folder_option(subcommand))
+        hold_folder(root or os.getcwd(), run_folder_option(subcommand))
     check_run_folder(config, subcommand, start_over)
     for logger in config_loggers(config):  # after the checks: W&B inspects its folder (for git) at start-up and warns
         if getattr(logger, "class_path", "").endswith("WandbLogger"):  # "git root ... does not exist" otherwise
