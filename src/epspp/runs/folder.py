@@ -230,6 +230,17 @@ def first_process() -> bool:
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
+def first_of_all_processes() -> bool:
+    """The first process of the whole run, on every node: ``first_process``, and global rank 0 where a launcher sets
+    one (torchrun's ``RANK``, srun's ``SLURM_PROCID``; a node's first process of a multi-node run is not)."""
+    if not first_process():
+        return False
+    for name in ("RANK", "SLURM_PROCID"):
+        if name in os.environ:
+            return os.environ[name] == "0"
+    return True
+
+
 _new_folders: list[Path] = []
 
 
@@ -277,7 +288,7 @@ def prepare_run(config: Any, subcommand: str, start_over: bool = False) -> None:
     note_new_folder(root or os.getcwd())  # removed again if the command fails before writing a file
     if root:
         resolve_run_paths(config, root)
-    if first_process():  # one run at a time in a folder (DDP's other ranks are the same run); checked before made
+    if first_of_all_processes():  # one run at a time in a folder (the other ranks are the same run); checked first
         refuse_inside(root or os.getcwd(), run_inputs(config), run_folder_option(subcommand))
         hold_folder(root or os.getcwd(), run_folder_option(subcommand))
     check_run_folder(config, subcommand, start_over)

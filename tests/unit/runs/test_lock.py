@@ -64,19 +64,32 @@ def config(run: Path, data: Path) -> Namespace:
     )
 
 
-@pytest.mark.parametrize("rank", ["0", "1"])
-def test_only_the_first_ddp_process_takes_the_run_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rank: str
+@pytest.mark.parametrize(
+    "rank",
+    [
+        {},
+        {"LOCAL_RANK": "0", "RANK": "0"},
+        {"LOCAL_RANK": "1"},
+        {"LOCAL_RANK": "0", "RANK": "4"},
+        {"SLURM_PROCID": "2"},
+    ],
+)
+def test_only_the_first_process_of_the_run_takes_the_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rank: dict[str, str]
 ) -> None:
-    """Rank 1 of the same run (LOCAL_RANK 1) passes a folder that is held (by rank 0, here by this test); rank 0 is
-    refused while another holds it."""
+    """The other processes of the same run (DDP's local rank 1; a second node's first process, global rank 4 of
+    torchrun or srun) pass a folder that is held (by rank 0, here by this test); rank 0 is refused while another
+    holds it."""
     run = tmp_path / "run"
     run.mkdir()
-    monkeypatch.setenv("LOCAL_RANK", rank)
+    for name in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in rank.items():
+        monkeypatch.setenv(name, value)
     held = os.open(run, os.O_RDONLY)
     try:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if rank == "1":
+        if set(rank.values()) - {"0"}:
             prepare_run(config(run, tmp_path / "data"), "validate")
         else:
             with pytest.raises(OutputError, match=f"--trainer.default_root_dir {run} is in use by another run"):
