@@ -21,7 +21,7 @@ from typing import Any
 
 from epspp.data.io import read_split
 from epspp.errors import ConfigError, DatasetError
-from epspp.runs.lock import hold_folder
+from epspp.runs.lock import hold_folder, remove_stale_temporaries_said
 from epspp.runs.ownership import holds_no_file, refuse_inside
 from epspp.runs.progress import PROGRESS_FILE
 
@@ -292,6 +292,8 @@ def prepare_run(config: Any, subcommand: str, start_over: bool = False) -> None:
         refuse_inside(root or os.getcwd(), run_inputs(config), run_folder_option(subcommand))
         hold_folder(root or os.getcwd(), run_folder_option(subcommand))
     check_run_folder(config, subcommand, start_over)
+    if first_of_all_processes():  # the folder is this run's: what a killed run left half-written goes
+        remove_stale_temporaries_said(Path(root or os.getcwd()))
     for logger in config_loggers(config):  # after the checks: W&B inspects its folder (for git) at start-up and warns
         if getattr(logger, "class_path", "").endswith("WandbLogger"):  # "git root ... does not exist" otherwise
             os.makedirs(logger.init_args.get("save_dir") or root or os.getcwd(), exist_ok=True)

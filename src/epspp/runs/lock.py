@@ -7,7 +7,8 @@ naming the folder and the holder's pid and command (read from ``/proc/locks``). 
 process takes it (``first_process``): the other ranks are part of the same run.  Locks are re-entrant within a
 process (a demo's stages run in it in the tests) and released by ``release_folders`` when a command ends.
 
-A run that takes a folder removes the temporaries a killed run left there (``remove_stale_temporaries``): the
+A run that holds a folder (and the write rule gave it) removes the temporaries a killed run left there
+(``remove_stale_temporaries``): the
 names epspp writes before a rename (``.NAME.PID.tmp``, ``.NAME.PID.THREAD.tmp``, and a checkpoint's
 ``.NAME.ckpt.XXXXXXXX.tmp``) of a process that no longer runs; any other file is the user's and stays.
 """
@@ -54,6 +55,10 @@ def hold_folder(folder: str | Path, option: str) -> None:
             f"another {option}"
         ) from None
     _held[key] = descriptor
+
+
+def remove_stale_temporaries_said(folder: Path) -> None:
+    """``remove_stale_temporaries`` in a folder this process holds (and the write rule gave it), said in a line."""
     removed = remove_stale_temporaries(folder)
     if removed:
         print(

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from epspp.errors import OutputError
-from epspp.runs.lock import hold_folder
+from epspp.runs.lock import hold_folder, remove_stale_temporaries_said
 
 RECORD = "epspp_files.json"
 
@@ -145,8 +145,10 @@ def claim_folder(
     ``command`` as a whole (``epspp demo``, ``epspp study``, ``epspp run``), held by this command alone while it runs
     (``epspp.runs.lock``)."""
     refuse_inside(folder, inputs or {}, option)
+    record = OutputRecord.open(folder, command, option, legacy, per_file=False)  # (only reads)
     hold_folder(folder, option)
-    OutputRecord.open(folder, command, option, legacy, per_file=False).claim()
+    record.claim()
+    remove_stale_temporaries_said(Path(folder))
 
 
 def holds_no_file(folder: Path) -> bool:

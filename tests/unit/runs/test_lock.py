@@ -15,6 +15,7 @@ from jsonargparse import Namespace
 from epspp.errors import OutputError
 from epspp.runs.folder import prepare_run
 from epspp.runs.lock import hold_folder, release_folders
+from epspp.runs.ownership import claim_folder
 
 HOLDER = (
     "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
@@ -101,8 +102,9 @@ def test_only_the_first_process_of_the_run_takes_the_run_folder(
 def test_the_temporaries_of_a_killed_run_are_removed_and_nothing_else(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """A run that takes a folder removes the temporary files of epspp's atomic writes that a killed process left;
-    a running process's temporaries and every other file (the user's) stay."""
+    """A run that holds a folder the write rule gave it removes the temporary files of epspp's atomic writes that a
+    killed process left; a running process's temporaries and every other file (the user's) stay; a folder that is
+    not the command's is refused with nothing removed."""
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     gone = int(dead.stdout)
     folder = tmp_path / "run"
@@ -122,7 +124,12 @@ def test_the_temporaries_of_a_killed_run_are_removed_and_nothing_else(
     ]
     for path in stale + kept:
         path.write_text("x")
-    hold_folder(folder, "--out")
+    with pytest.raises(OutputError, match="holds files that `epspp demo` did not write"):
+        claim_folder(folder, "epspp demo", "--out")  # not the command's folder: nothing removed
+    assert sorted(p for p in folder.rglob("*") if p.is_file()) == sorted(stale + kept)
+    (folder / "epspp_files.json").write_text('{"command": "epspp demo"}')
+    kept.append(folder / "epspp_files.json")
+    claim_folder(folder, "epspp demo", "--out")
     assert sorted(p for p in folder.rglob("*") if p.is_file()) == sorted(kept)
     assert capsys.readouterr().err == (
         f"[epspp] removed 3 temporary file(s) that a killed run left in {folder}, e.g. {sorted(stale)[0]}\n"
