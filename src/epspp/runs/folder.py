@@ -151,12 +151,16 @@ def check_run_folder(config: Any, subcommand: str, start_over: bool = False) -> 
 
 def written_folders(config: Any) -> dict[Path, str]:
     """The folders the config's callbacks and loggers write in (folder -> its config key, as the message names it:
-    ``trainer.callbacks[1].init_args.dirpath``, ``trainer.logger[0].init_args.save_dir``); None values skipped."""
+    ``trainer.callbacks[1].init_args.dirpath``, a BackboneExport's ``filename``'s folder,
+    ``trainer.logger[0].init_args.save_dir``); None values skipped."""
     found: dict[Path, str] = {}
     for index, callback in enumerate(config.trainer.get("callbacks") or []):
         args = callback.get("init_args") or {}
         if callback.class_path.endswith("ModelCheckpoint") and args.get("dirpath"):
             found.setdefault(Path(args["dirpath"]), f"trainer.callbacks[{index}].init_args.dirpath")
+        elif callback.class_path.endswith("BackboneExport") and args.get("filename"):  # in the run folder, or not
+            root = config.trainer.get("default_root_dir") or os.getcwd()
+            found.setdefault(Path(root, args["filename"]).parent, f"trainer.callbacks[{index}].init_args.filename")
     loggers = config.trainer.get("logger")
     single = not isinstance(loggers, list)
     for index, logger in enumerate([loggers] if single else loggers):
