@@ -1,8 +1,8 @@
 """Shared fixtures: a tiny synthetic dataset in the VOC layout, generated once per session.
 
-``synthetic_root`` is shared by every test of the session: treat it as read-only (building a
-``VOCLayoutDataset`` may add the derived label cache ``ROOT/.cache``, nothing else).  Tests that
-delete or corrupt files use ``synthetic_copy``, a private copy without that cache.
+``synthetic_root`` is shared by every test of the session: treat it as read-only (no command writes into a
+dataset: its caches go to ``$XDG_CACHE_HOME/epspp``, which ``user_cache_in_tmp`` points into pytest's folders).
+Tests that delete or corrupt files use ``synthetic_copy``, a private copy.
 ``localization_checkpoint`` (a tiny stage-1 checkpoint of it) is shared the same way: read-only.
 """
 
@@ -76,6 +76,30 @@ def temp_folder_left_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "them where they are made (tempfile.TemporaryDirectory, or tmp_path)",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The user's cache folder of this process and of the commands it starts (``$XDG_CACHE_HOME``, where epspp keeps
+    its dataset caches, ``epspp.data.cache``) inside pytest's folders: the suite writes nothing in the home folder."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    folder = tmp_path_factory.mktemp("xdg_cache")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
+@pytest.fixture(autouse=True)
+def run_folders_released() -> Iterator[None]:
+    """The run folders a test's direct calls (``claim_folder``, ``run_demo``) hold in this process are released after
+    it (``epspp.runs.lock``; a command's own end releases them in a real process)."""
+    from epspp.runs.lock import release_folders
+
+    yield
+    release_folders()
 
 
 @pytest.fixture(scope="session")

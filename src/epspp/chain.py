@@ -23,6 +23,7 @@ The runner's rules:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -32,7 +33,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -292,27 +293,94 @@ def move_aside(folder: Path) -> Path:
     return target
 
 
+#: set by ``run_command`` in a stage's environment: the runner's pid, so that the stage ends with it
+PARENT_PID_ENV = "EPSPP_CHAIN_PARENT_PID"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+#: how long an interrupted runner waits for its stage to end after SIGTERM, before SIGKILL
+END_WAIT_S = 30.0
+
+
 def run_command(
     argv: Sequence[str], log: Path | None, env: Mapping[str, str] | None, poll: Callable[[], None], poll_s: float
 ) -> int:
     """Run ``argv`` to its end, its output appended to ``log`` (or to this process's output when None), calling
-    ``poll`` every ``poll_s`` seconds meanwhile; its exit code."""
+    ``poll`` every ``poll_s`` seconds meanwhile; its exit code.
+
+    The stage never outlives the runner: interrupted (KeyboardInterrupt, or SIGTERM under ``ending_on_signals``),
+    the runner terminates the stage, waits for it (``END_WAIT_S``, then SIGKILL) and raises again; killed
+    (SIGKILL), its stage gets SIGTERM from the kernel (``end_with_parent``, which an epspp stage calls at start-up
+    from ``PARENT_PID_ENV``).
+    """
     handle: TextIO | None = open(log, "a") if log is not None else None  # noqa: SIM115 (closed below)
+    environment = dict(os.environ if env is None else env) | {PARENT_PID_ENV: str(os.getpid())}
     try:
         process = subprocess.Popen(
-            list(argv),
-            stdout=handle,
-            stderr=subprocess.STDOUT if handle else None,
-            env=dict(env) if env is not None else None,
+            list(argv), stdout=handle, stderr=subprocess.STDOUT if handle else None, env=environment
         )
-        while True:
-            try:
-                return process.wait(timeout=poll_s)
-            except subprocess.TimeoutExpired:
-                poll()
+        try:
+            while True:
+                try:
+                    return process.wait(timeout=poll_s)
+                except subprocess.TimeoutExpired:
+                    poll()
+        except BaseException:
+            end_process(process)
+            raise
     finally:
         if handle is not None:
             handle.close()
+
+
+def end_process(process: subprocess.Popen) -> None:
+    """SIGTERM to ``process``, then wait for it (SIGKILL after ``END_WAIT_S``)."""
+    process.terminate()
+    try:
+        process.wait(timeout=END_WAIT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def end_with_parent() -> None:
+    """In a stage that a runner started (``PARENT_PID_ENV`` names it): ask the kernel for SIGTERM when the runner
+    dies (Linux ``PR_SET_PDEATHSIG``), so a ``kill -9`` of ``epspp demo`` leaves no orphan stage writing; if the
+    runner is gone already, end now.  The variable is removed, so the stage's own children are not concerned; a
+    stage under a launcher (its parent is ``srun``, not the runner) is left to the launcher."""
+    expected = os.environ.pop(PARENT_PID_ENV, None)
+    if expected is None or not sys.platform.startswith("linux"):
+        return
+    if os.getppid() != int(expected):
+        if os.getppid() == 1:  # the runner died before this line: orphaned already
+            raise SystemExit(143)
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != int(expected):  # it died between the check and the request
+        raise SystemExit(143)
+
+
+@contextlib.contextmanager
+def ending_on_signals() -> Iterator[None]:
+    """SIGTERM (and SIGHUP) raise ``SystemExit(128 + signal)`` in the main thread while the chain runs, so that
+    ``run_command`` ends the running stage and waits for it (SIGINT raises KeyboardInterrupt already); elsewhere
+    (another thread) nothing changes."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(number: int, _frame: object) -> None:
+        raise SystemExit(128 + number)
+
+    saved = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
 
 
 @dataclass
@@ -396,9 +464,12 @@ class Runner:
         )
         records: dict[str, dict] = {}
         eta = _Eta()
-        for index, stage in enumerate(stages):
-            to_come = [s.step_budget() for s, runs in zip(stages[index + 1 :], todo[index + 1 :], strict=True) if runs]
-            records[stage.name] = self.run_stage(stage, functools.partial(self._eta, eta, stage, to_come))
+        with ending_on_signals():  # a killed chain ends its running stage first
+            for index, stage in enumerate(stages):
+                to_come = [
+                    s.step_budget() for s, run in zip(stages[index + 1 :], todo[index + 1 :], strict=True) if run
+                ]
+                records[stage.name] = self.run_stage(stage, functools.partial(self._eta, eta, stage, to_come))
         return records
 
     def plan(self, stages: Sequence[Stage]) -> list[bool]:

@@ -6,7 +6,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,10 +21,12 @@ from epspp.chain import (
     Runner,
     Stage,
     StageError,
+    ending_on_signals,
     fit_stage,
     last_checkpoint,
     predict_stage,
     resume_checkpoint,
+    run_command,
     whole_run_eta,
 )
 
@@ -310,3 +316,81 @@ def test_epspp_chain_prints_the_papers_chain(capsys: pytest.CaptureFixture, monk
         capsys.readouterr().err == 'epspp chain: error: --fit-args "--a \'open": No closing quotation (close the '
         "quote)\n"
     )
+
+
+# ------------------------------------------------------------ the stage's process ends with the runner
+STAGE = """
+import os, signal, sys, time
+from pathlib import Path
+from epspp.chain import end_with_parent
+end_with_parent()
+folder = Path(sys.argv[1])
+def ended(number, frame):
+    (folder / "ended").write_text(str(number))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, ended)
+(folder / "pid").write_text(str(os.getpid()))
+time.sleep(60)
+"""
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, ended but not yet reaped by its new parent, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    end = time.monotonic() + seconds
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_runner_ends_its_stage_and_waits_for_it(tmp_path: Path, how: str) -> None:
+    """Ctrl-C (KeyboardInterrupt) or SIGTERM of the runner: the stage gets SIGTERM and has ended when the runner
+    goes on (its handler ran), none left running."""
+    (tmp_path / "stage.py").write_text(STAGE)
+
+    def interrupt() -> None:
+        if (tmp_path / "pid").is_file():
+            if how == "SIGINT":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def unhandled(number: int, _frame: object) -> None:  # (instead of SIGTERM ending pytest)
+        raise RuntimeError("SIGTERM reached the handler outside ending_on_signals")
+
+    argv = [sys.executable, str(tmp_path / "stage.py"), str(tmp_path)]
+    saved = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        with pytest.raises(KeyboardInterrupt if how == "SIGINT" else SystemExit) as error, ending_on_signals():
+            run_command(argv, None, None, interrupt, 0.05)
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # the runner's handler is gone with it
+    finally:
+        signal.signal(signal.SIGTERM, saved)
+    assert how == "SIGINT" or error.value.code == 128 + signal.SIGTERM  # type: ignore[union-attr]
+    assert (tmp_path / "ended").read_text() == str(int(signal.SIGTERM))
+    assert not alive(int((tmp_path / "pid").read_text()))
+
+
+def test_a_stage_does_not_outlive_a_killed_runner(tmp_path: Path) -> None:
+    """``kill -9`` of the runner (``epspp demo``): the kernel sends its stage SIGTERM (PR_SET_PDEATHSIG), so no
+    orphan stage keeps writing while a rerun starts."""
+    (tmp_path / "stage.py").write_text(STAGE)
+    argv = [sys.executable, str(tmp_path / "stage.py"), str(tmp_path)]
+    code = f"from epspp.chain import run_command; run_command({argv!r}, None, None, lambda: None, 1.0)"
+    runner_process = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        assert wait_for((tmp_path / "pid").is_file)
+        stage = int((tmp_path / "pid").read_text())
+        assert alive(stage)
+    finally:
+        runner_process.kill()
+        runner_process.wait()
+    assert wait_for(lambda: not alive(stage)), f"stage {stage} outlived its runner"
+    assert (tmp_path / "ended").read_text() == str(int(signal.SIGTERM))

@@ -83,7 +83,23 @@ UNACTIONABLE_WARNINGS = [
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``epspp`` console script (``args`` lets tests call it in-process)."""
+    """Entry point of the ``epspp`` console script (``args`` lets tests call it in-process); the run folders the
+    command held are released when it ends (``epspp.runs.lock``)."""
+    from epspp.runs.lock import held_folders, release_folders
+
+    if args is None and "EPSPP_CHAIN_PARENT_PID" in os.environ:  # a stage of a chain: it ends with its runner
+        from epspp.chain import end_with_parent
+
+        end_with_parent()
+    kept = held_folders()  # (a command that runs this one in its process keeps its own)
+    try:
+        run_command_line(args)
+    finally:
+        release_folders(kept)
+
+
+def run_command_line(args: list[str] | None) -> None:
+    """Run the command of ``args`` (None: ``sys.argv``); ends with SystemExit."""
     argv = list(sys.argv[1:] if args is None else args)
     command = argv[0] if argv else ""
     if command in ("-h", "--help"):

@@ -25,6 +25,7 @@ from epspp.nets.sync_bn import TimmSyncBatchNorm
 from epspp.runs.folder import (
     checkpoint_folders,
     config_dump_path,
+    config_loggers,
     dump_mark,
     first_process,
     keyword_checkpoint,
@@ -180,7 +181,7 @@ class EPSCLI(LightningCLI):
                 callback for callback in config.trainer.callbacks if not callback.class_path.endswith(PROGRESS_BARS)
             ]
         prepare_run(config, cast(str, self.subcommand), self.start_over)  # the run folder policy (runs.folder)
-        if any(getattr(logger, "class_path", "").endswith("WandbLogger") for logger in _loggers(config)):
+        if any(getattr(logger, "class_path", "").endswith("WandbLogger") for logger in config_loggers(config)):
             quiet_wandb_settings()
 
 
@@ -289,8 +290,3 @@ def _user_error(error: BaseException | None) -> EPSError | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
-
-
-def _loggers(config: Any) -> list[Any]:
-    loggers = config.trainer.get("logger")
-    return loggers if isinstance(loggers, list) else [loggers]

@@ -2,8 +2,9 @@
 
 Run when a stage starts (``EPSDataModule.setup``), so a bad file in the validation split is found in
 seconds, not after a training epoch; and alone by ``epspp check``.  Samples are checked in a pool of
-threads with a progress bar; those found good are remembered in ``ROOT/.cache/preflight.json`` (a hash of
-their paths, files' sizes and mtimes), so a rerun only reads what changed.
+threads with a progress bar; those found good are remembered in the dataset's cache folder outside the dataset
+(``epspp.data.cache``: ``preflight.json``, a hash of their paths, files' sizes and mtimes), so a rerun only
+reads what changed.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
+from epspp.data.cache import dataset_cache
 from epspp.data.io import read_image, read_mask, read_saliency
 from epspp.errors import DatasetError
 from epspp.runs.mask_files import refuse_overview
 
-CACHE = Path(".cache") / "preflight.json"
+CACHE = "preflight.json"  # in the dataset's cache folder (epspp.data.cache)
 POOL_FROM = 64  # fewer samples are checked one after the other (a pool costs more than it saves)
 
 Sample = tuple[str, str | None, str | None, int]  # image, saliency or None, mask or None, classes incl. background
@@ -60,12 +62,13 @@ def preflight(root: str | Path, samples: list[Sample], what: str, workers: int |
     """Check ``samples``; raise one DatasetError naming the first bad files.  Returns how many were read.
 
     Args:
-        root: dataset root (holds the cache of good samples).
+        root: dataset root (its cache folder, ``dataset_cache(root)``, holds the good samples; the root is
+            only read).
         samples: (image, saliency, mask, number of classes with background) per id.
         what: what is checked, for messages (e.g. ``split 'val' (ROOT/ImageSets/Segmentation/val.txt)``).
         workers: pool size (default: the CPU cores, at most 8; 1 = this process).
     """
-    cache_path = Path(root) / CACHE
+    cache_path = dataset_cache(root) / CACHE
     good = _read_cache(cache_path)
     digests = [_digest(s) for s in samples]
     todo = [s for s, d in zip(samples, digests, strict=True) if d not in good]
@@ -90,12 +93,12 @@ def _read_cache(path: Path) -> set[str]:
 
 def _write_cache(path: Path, good: set[str]) -> None:
     try:
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"version": 1, "good": sorted(good)}))
         os.replace(tmp, path)
     except OSError:
-        pass  # a read-only root: checked again next time
+        pass  # a read-only cache folder: checked again next time
 
 
 # ---------------------------------------------------------------- epspp check

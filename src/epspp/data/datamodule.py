@@ -77,7 +77,8 @@ class EPSDataModule(pl.LightningDataModule):
         prepare_synthetic: when ``root`` does not exist, generate the default synthetic dataset there (off in
             every shipped config: a mistyped root is an error, not a new dataset).
         preflight: when a stage starts, check every file of its splits (decodes, sizes, mask values; cached by
-            size and mtime in ``ROOT/.cache``), so a bad file fails the run at once, not after an epoch.
+            size and mtime in the dataset's cache folder, ``epspp.data.cache``), so a bad file fails the run at
+            once, not after an epoch.
         seed: seed of the semi-supervised sampler; ``None`` (default) = the run's ``seed_everything``
             (every other random draw of the data, augmentation included, follows that seed through PyTorch's
             generators, see ``epspp.data.transforms``).

@@ -2,8 +2,8 @@
 
 ``cls_labels.npy`` (the EPS download) is read by ``epspp.data.npy_labels``, which runs no code.
 ``cls_labels.json`` (written by ``epspp prepare folder``) is the safe format: ``{id: [class name, ...]}``
-with the names of ``classes.json``.  Labels derived from masks are cached in ``ROOT/.cache/`` (JSON), keyed
-on each mask's size and mtime.
+with the names of ``classes.json``.  Labels derived from masks are cached in the dataset's cache folder outside
+the dataset (``epspp.data.cache``; JSON), keyed on each mask's size and mtime.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from epspp.data.cache import dataset_cache
 from epspp.data.classes import read_classes
 from epspp.data.io import read_mask
 from epspp.data.npy_labels import NPY_LABELS, load_npy_labels
@@ -23,7 +24,7 @@ from epspp.errors import DatasetError
 __all__ = ["JSON_LABELS", "LABEL_CACHE", "NPY_LABELS", "image_labels", "load_json_labels", "load_npy_labels"]
 
 JSON_LABELS = "cls_labels.json"
-LABEL_CACHE = Path(".cache") / "cls_labels_from_masks.json"
+LABEL_CACHE = "cls_labels_from_masks.json"  # in the dataset's cache folder (epspp.data.cache)
 
 
 def load_json_labels(path: Path, class_names: list[str]) -> dict[str, np.ndarray]:
@@ -57,8 +58,8 @@ def image_labels(
     """Image-level multi-hot labels (C object classes, float32) for ``ids``.
 
     Read from ``ROOT/cls_labels.json`` or ``ROOT/cls_labels.npy`` when one exists; otherwise derived
-    from the ground-truth masks (classes 1..C present; 0 and 255 are not labels) and cached in
-    ``ROOT/.cache/`` when the root is writable (one cache file per mask folder).
+    from the ground-truth masks (classes 1..C present; 0 and 255 are not labels) and cached in the dataset's
+    cache folder, ``dataset_cache(root)``, outside the root (one cache file per mask folder).
     """
     root = Path(root)
     for name in (JSON_LABELS, NPY_LABELS):
@@ -80,7 +81,7 @@ def image_labels(
 
 
 def _labels_from_masks(root: Path, ids: list[str], num_classes: int, masks: Path) -> dict[str, np.ndarray]:
-    cache = root / LABEL_CACHE
+    cache = dataset_cache(root) / LABEL_CACHE
     if masks.resolve() != (root / "SegmentationClassAug").resolve():  # one cache per mask folder
         digest = hashlib.sha1(str(masks.resolve()).encode()).hexdigest()[:12]
         cache = cache.with_name(f"{cache.stem}_{digest}{cache.suffix}")
@@ -123,9 +124,9 @@ def _read_cache(path: Path) -> dict:
 
 def _save_cache(path: Path, entries: dict) -> None:
     try:
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"version": 1, "entries": entries}))
         os.replace(tmp, path)
     except OSError:
-        pass  # a read-only dataset root: labels are recomputed next time
+        pass  # a read-only cache folder: labels are recomputed next time

@@ -21,6 +21,7 @@ from typing import Any
 
 from epspp.data.io import read_split
 from epspp.errors import ConfigError, DatasetError
+from epspp.runs.lock import hold_folder, remove_stale_temporaries_said
 from epspp.runs.ownership import holds_no_file, refuse_inside
 from epspp.runs.progress import PROGRESS_FILE
 
@@ -74,6 +75,12 @@ def config_dump_path(folder: Path, subcommand: str, name: str = "config.yaml") -
     )
 
 
+def run_folder_option(subcommand: str) -> str:
+    """The option that names a stage's run folder: ``--pseudo_masks.output_dir`` (predict), else
+    ``--trainer.default_root_dir``."""
+    return "--pseudo_masks.output_dir" if subcommand == "predict" else "--trainer.default_root_dir"
+
+
 def run_inputs(config: Any) -> dict[str | Path | None, str]:
     """The folders a stage reads (folder -> what it is), which its run folder must stay out of."""
     data = config.get("data") or {}
@@ -87,21 +94,35 @@ def run_inputs(config: Any) -> dict[str | Path | None, str]:
 
 
 def check_run_folder(config: Any, subcommand: str, start_over: bool = False) -> None:
-    """Refuse a run folder inside the run's inputs, a fit (not resumed) into a folder where it would replace
-    files that no fit wrote, and one into an earlier fit's folder (its ``last.ckpt``) unless ``start_over``:
-    then the earlier fit's files are renamed aside first (``set_aside_earlier_fit``)."""
+    """Refuse a run folder, or a folder a config names for the run to write in (``written_folders``: checkpoint and
+    logger folders), inside the run's inputs; a fit (not resumed) into a folder where it would replace files that
+    no fit wrote (a checkpoint folder outside the run folder: any existing checkpoint of the names it writes); and
+    one into an earlier fit's folder (its ``last.ckpt``) unless ``start_over``: then the earlier fit's files are
+    renamed aside first (``set_aside_earlier_fit``)."""
     root = Path(config.trainer.get("default_root_dir") or os.getcwd())
-    option = "--pseudo_masks.output_dir" if subcommand == "predict" else "--trainer.default_root_dir"
+    option = run_folder_option(subcommand)
     refuse_inside(root, run_inputs(config), option)
+    for folder, key in written_folders(config).items():
+        refuse_inside(folder, run_inputs(config), key)
     if subcommand == "fit" and start_over and config.get("ckpt_path"):
         raise ConfigError(
             f"--ckpt_path {config.get('ckpt_path')} continues a fit and {START_OVER_FLAG} starts one "
             "over: give one of them"
         )
-    if subcommand != "fit" or config.get("ckpt_path") or not root.is_dir():
+    if subcommand != "fit" or config.get("ckpt_path"):
+        return
+    outputs = fit_outputs_by_key(config, root)
+    for path, key in outputs.items():
+        if key and not path.resolve().is_relative_to(root.resolve()) and path.exists():
+            raise ConfigError(
+                f"{key} {path.parent} holds {path}, which this fit would replace (the folder is outside "
+                f"--trainer.default_root_dir {root}): choose another folder, or move the file (to continue a fit "
+                "from it: --ckpt_path)"
+            )
+    if not root.is_dir():
         return
     if not is_fit_folder(root):
-        for path in fit_outputs(config, root):
+        for path in outputs:
             if path.exists():
                 raise ConfigError(
                     f"--trainer.default_root_dir {root} holds {path}, which no `epspp fit` wrote there "
@@ -110,7 +131,7 @@ def check_run_folder(config: Any, subcommand: str, start_over: bool = False) -> 
                     "--ckpt_path)"
                 )
         return
-    earlier = [path for path in fit_outputs(config, root) if path.name == "last.ckpt" and path.is_file()]
+    earlier = [path for path in outputs if path.name == "last.ckpt" and path.is_file()]
     if not earlier:
         return
     if not start_over:
@@ -126,6 +147,29 @@ def check_run_folder(config: Any, subcommand: str, start_over: bool = False) -> 
         f"{', '.join(os.path.relpath(new, root) for _, new in moved)} in {root}",
         file=sys.stderr,
     )
+
+
+def written_folders(config: Any) -> dict[Path, str]:
+    """The folders the config's callbacks and loggers write in (folder -> its config key, as the message names it:
+    ``trainer.callbacks[1].init_args.dirpath``, a BackboneExport's ``filename``'s folder,
+    ``trainer.logger[0].init_args.save_dir``); None values skipped."""
+    found: dict[Path, str] = {}
+    for index, callback in enumerate(config.trainer.get("callbacks") or []):
+        args = callback.get("init_args") or {}
+        if callback.class_path.endswith("ModelCheckpoint") and args.get("dirpath"):
+            found.setdefault(Path(args["dirpath"]), f"trainer.callbacks[{index}].init_args.dirpath")
+        elif callback.class_path.endswith("BackboneExport") and args.get("filename"):  # in the run folder, or not
+            root = config.trainer.get("default_root_dir") or os.getcwd()
+            found.setdefault(Path(root, args["filename"]).parent, f"trainer.callbacks[{index}].init_args.filename")
+    loggers = config.trainer.get("logger")
+    single = not isinstance(loggers, list)
+    for index, logger in enumerate([loggers] if single else loggers):
+        args = getattr(logger, "init_args", None) or {}
+        for name in ("save_dir", "log_dir", "dir"):
+            if args.get(name):
+                where = "trainer.logger" if single else f"trainer.logger[{index}]"
+                found.setdefault(Path(args[name]), f"{where}.init_args.{name}")
+    return found
 
 
 def set_aside_earlier_fit(config: Any, root: Path) -> list[tuple[Path, Path]]:
@@ -164,23 +208,41 @@ def is_fit_folder(root: Path) -> bool:
 def fit_outputs(config: Any, root: Path) -> list[Path]:
     """The files a fit replaces in its run folder: the checkpoints of fixed names, stage 0's backbone, IRD's record,
     the progress file."""
+    return list(fit_outputs_by_key(config, root))
+
+
+def fit_outputs_by_key(config: Any, root: Path) -> dict[Path, str]:
+    """``fit_outputs`` with the config key that places each (a ModelCheckpoint's ``dirpath``; "" for the files
+    of the run folder itself)."""
     from epspp.callbacks.ird_monitor import TELEMETRY_FILE, WARNINGS_FILE
 
-    paths = [root / TELEMETRY_FILE, root / WARNINGS_FILE, root / PROGRESS_FILE]
-    for callback in config.trainer.get("callbacks") or []:
+    paths = dict.fromkeys([root / TELEMETRY_FILE, root / WARNINGS_FILE, root / PROGRESS_FILE], "")
+    for index, callback in enumerate(config.trainer.get("callbacks") or []):
         args = callback.get("init_args") or {}
         if callback.class_path.endswith("ModelCheckpoint"):
             folder = Path(args.get("dirpath") or root / "checkpoints")
             names = ["last", args.get("filename") or ""] if args.get("save_last") else [args.get("filename") or ""]
-            paths += [folder / f"{name}.ckpt" for name in names if name and "{" not in name]
+            key = f"trainer.callbacks[{index}].init_args.dirpath" if args.get("dirpath") else ""
+            paths.update({folder / f"{name}.ckpt": key for name in names if name and "{" not in name})
         elif callback.class_path.endswith("BackboneExport"):
-            paths.append(root / (args.get("filename") or "backbone.pth"))
+            paths[root / (args.get("filename") or "backbone.pth")] = ""
     return paths
 
 
 def first_process() -> bool:
     """Not a DDP child process (those parse the same command line again: say things once)."""
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def first_of_all_processes() -> bool:
+    """The first process of the whole run, on every node: ``first_process``, and global rank 0 where a launcher sets
+    one (torchrun's ``RANK``, srun's ``SLURM_PROCID``; a node's first process of a multi-node run is not)."""
+    if not first_process():
+        return False
+    for name in ("RANK", "SLURM_PROCID"):
+        if name in os.environ:
+            return os.environ[name] == "0"
+    return True
 
 
 _new_folders: list[Path] = []
@@ -230,7 +292,15 @@ def prepare_run(config: Any, subcommand: str, start_over: bool = False) -> None:
     note_new_folder(root or os.getcwd())  # removed again if the command fails before writing a file
     if root:
         resolve_run_paths(config, root)
+    if first_of_all_processes():  # one run at a time in a folder (the other ranks are the same run); checked first
+        refuse_inside(root or os.getcwd(), run_inputs(config), run_folder_option(subcommand))
+        hold_folder(root or os.getcwd(), run_folder_option(subcommand))
     check_run_folder(config, subcommand, start_over)
+    if first_of_all_processes():  # the folder is this run's: what a killed run left half-written goes
+        remove_stale_temporaries_said(Path(root or os.getcwd()))
+    for logger in config_loggers(config):  # after the checks: W&B inspects its folder (for git) at start-up and warns
+        if getattr(logger, "class_path", "").endswith("WandbLogger"):  # "git root ... does not exist" otherwise
+            os.makedirs(logger.init_args.get("save_dir") or root or os.getcwd(), exist_ok=True)
 
 
 def monitor_what_exists(config: Any) -> None:
@@ -300,15 +370,12 @@ def resolve_run_paths(config: Any, root: str) -> None:
     for callback in config.trainer.get("callbacks") or []:
         if callback.class_path.endswith("ModelCheckpoint"):
             callback.init_args.dirpath = inside(root, callback.init_args.get("dirpath") or "checkpoints")
-    loggers = config.trainer.get("logger")
-    for logger in loggers if isinstance(loggers, list) else [loggers]:
+    for logger in config_loggers(config):
         if hasattr(logger, "init_args") and "save_dir" in logger.init_args:
             logger.init_args.save_dir = inside(root, logger.init_args.save_dir or ".")
         if getattr(logger, "class_path", "").endswith("WandbLogger"):
             if not logger.init_args.get("name"):
                 logger.init_args.name = run_name(root)
-            # W&B inspects its folder (for git) at start-up and warns "git root ... does not exist" otherwise
-            os.makedirs(logger.init_args.get("save_dir") or root, exist_ok=True)
 
 
 def checkpoint_folders(config: Any) -> list[Path]:
@@ -354,3 +421,9 @@ def run_name(root: str) -> str:
 def inside(root: str, path: str) -> str:
     """``path`` inside ``root`` when it is relative (absolute paths are kept)."""
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))
+
+
+def config_loggers(config: Any) -> list[Any]:
+    """The config's ``trainer.logger`` as a list (one logger, a list of them, or a bool)."""
+    loggers = config.trainer.get("logger")
+    return loggers if isinstance(loggers, list) else [loggers]

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from epspp.errors import OutputError
+from epspp.runs.lock import hold_folder, remove_stale_temporaries_said
 
 RECORD = "epspp_files.json"
 
@@ -141,9 +142,13 @@ def claim_folder(
     legacy: Callable[[Path], bool] | None = None,
 ) -> None:
     """Make ``folder`` (new, empty, or already the command's, and outside ``inputs``) the output folder of
-    ``command`` as a whole (``epspp demo``, ``epspp study``)."""
+    ``command`` as a whole (``epspp demo``, ``epspp study``, ``epspp run``), held by this command alone while it runs
+    (``epspp.runs.lock``)."""
     refuse_inside(folder, inputs or {}, option)
-    OutputRecord.open(folder, command, option, legacy, per_file=False).claim()
+    record = OutputRecord.open(folder, command, option, legacy, per_file=False)  # (only reads)
+    hold_folder(folder, option)
+    record.claim()
+    remove_stale_temporaries_said(Path(folder))
 
 
 def holds_no_file(folder: Path) -> bool:

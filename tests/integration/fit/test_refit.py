@@ -4,6 +4,8 @@ fit's files aside (``*.previous``) and starts anew; a failed command leaves no e
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,54 @@ def test_a_failed_fit_leaves_no_empty_folder_that_blocks_the_demo(tmp_path: Path
     run.mkdir(parents=True)
     claim_folder(tmp_path / "runs" / "demo", "epspp demo", "--out")
     assert (tmp_path / "runs" / "demo" / "epspp_files.json").is_file()
+
+
+def test_folders_from_a_config_are_under_the_write_rule(
+    synthetic_copy: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    """Issue 34 item 1: an absolute checkpoint folder that holds a user's last.ckpt, and a logger folder inside the
+    dataset, are refused before anything is written, in one line naming the path and the config key."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "last.ckpt").write_bytes(b"the user's own checkpoint")
+    config = tmp_path / "paths.yaml"
+    checkpoint = "{class_path: pytorch_lightning.callbacks.ModelCheckpoint, init_args: {dirpath: %s, filename: last}}"
+    config.write_text(f"trainer:\n  callbacks:\n    - {checkpoint % mine}\n")
+    run = tmp_path / "run"
+    before = snapshot(tmp_path)
+    refused = in_process(capfd, *fit_args(synthetic_copy, run, "--config", config))
+    assert refused.returncode == 2 and one_error_line(refused.stderr) == (
+        f"epspp: error: trainer.callbacks[0].init_args.dirpath {mine} holds {mine}/last.ckpt, which this fit would "
+        f"replace (the folder is outside --trainer.default_root_dir {run}): choose another folder, or move the "
+        "file (to continue a fit from it: --ckpt_path)"
+    )
+    logger = "{class_path: pytorch_lightning.loggers.CSVLogger, init_args: {save_dir: %s}}"
+    config.write_text(f"trainer:\n  logger:\n    - {logger % (synthetic_copy / 'logs')}\n")
+    refused = in_process(capfd, *fit_args(synthetic_copy, run, "--config", config))
+    assert refused.returncode == 2 and one_error_line(refused.stderr).startswith(
+        f"epspp: error: trainer.logger[0].init_args.save_dir {synthetic_copy / 'logs'} is inside the dataset's root "
+        f"folder {synthetic_copy}: "
+    )
+    assert {k: v for k, v in snapshot(tmp_path).items() if k != "paths.yaml"} == {
+        k: v for k, v in before.items() if k != "paths.yaml"
+    }
+    assert not run.exists()
+
+
+def test_a_fit_into_a_folder_another_run_holds_is_refused(
+    synthetic_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    """Issue 34 item 2: two fits into one run folder at once; the first holds the folder's lock (here: this test),
+    the second stops in one line naming the folder and the holder, before it writes anything."""
+    run = tmp_path / "run"
+    run.mkdir()
+    held = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        refused = in_process(capfd, *fit_args(synthetic_root, run))
+    finally:
+        os.close(held)
+    assert refused.returncode == 2 and one_error_line(refused.stderr).startswith(
+        f"epspp: error: --trainer.default_root_dir {run} is in use by another run (pid {os.getpid()}: "
+    )
+    assert sorted(run.iterdir()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 from fixtures.helpers import split_ids, write_png
 
 from epspp.cli.check import check_main
-from epspp.data.check import CACHE, check_samples, preflight
+from epspp.data.cache import dataset_cache
+from epspp.data.check import CACHE, _digest, check_samples, preflight
 from epspp.data.datamodule import EPSDataModule
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.errors import DatasetError
@@ -48,7 +50,7 @@ def test_truncated_image_and_mis_sized_saliency_are_found(synthetic_copy: Path) 
 def test_good_samples_are_cached_by_size_and_mtime(synthetic_copy: Path) -> None:
     dataset = VOCLayoutDataset(synthetic_copy, "train", 5)
     assert preflight(synthetic_copy, dataset.files(), "train") == 20
-    assert (synthetic_copy / CACHE).is_file()
+    assert (dataset_cache(synthetic_copy) / CACHE).is_file() and not (synthetic_copy / ".cache").exists()
     assert preflight(synthetic_copy, dataset.files(), "train") == 0  # nothing read again
     path = _break_mask(synthetic_copy, dataset.ids[7])
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
@@ -108,3 +110,26 @@ def test_check_notes_images_with_an_exif_orientation(synthetic_copy: Path, capsy
     with Image.open(path) as image:
         as_stored, as_shown = np.asarray(image.convert("RGB")), np.asarray(ImageOps.exif_transpose(image))
     assert np.array_equal(read_image(path), as_stored) and not np.array_equal(as_stored, as_shown)
+
+
+def test_check_writes_nothing_into_a_read_only_dataset(synthetic_copy: Path) -> None:
+    """The caches go to the user's cache folder (``$XDG_CACHE_HOME/epspp``): no write into the dataset is attempted
+    (tests run as root, where chmod -w stops nothing: the tree's files and mtimes are compared instead), and an older
+    epspp's ``ROOT/.cache`` is neither trusted nor touched."""
+    dataset = VOCLayoutDataset(synthetic_copy, "val", 5)
+    broken = _break_mask(synthetic_copy, dataset.ids[1])
+    old = synthetic_copy / ".cache" / "preflight.json"  # an older epspp's cache that calls every sample good
+    old.parent.mkdir()
+    old.write_text(json.dumps({"version": 1, "good": [_digest(sample) for sample in dataset.files()]}))
+    before = {path: path.stat().st_mtime_ns for path in synthetic_copy.rglob("*")}
+    for path in before:
+        path.chmod(path.stat().st_mode & ~0o222)
+    try:
+        assert check_main(["--data.root", str(synthetic_copy), "--splits", "val", "--workers", "1"]) == 2
+        with pytest.raises(DatasetError, match="1 of 6 samples are bad"):  # the stages' pre-flight
+            preflight(synthetic_copy, dataset.files(), "val", workers=1)
+    finally:
+        for path in before:
+            path.chmod(path.stat().st_mode | 0o200)
+    assert {path: path.stat().st_mtime_ns for path in synthetic_copy.rglob("*")} == before, broken
+    assert (dataset_cache(synthetic_copy) / CACHE).is_file()

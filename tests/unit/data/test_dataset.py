@@ -11,6 +11,7 @@ import pytest
 import torch
 from fixtures.helpers import gt_mask, labels_from_masks, read_png, snapshot, split_ids, write_png
 
+from epspp.data.cache import dataset_cache
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.io import DatasetError, write_mask_png
 from epspp.data.labels import LABEL_CACHE
@@ -167,7 +168,7 @@ def test_cls_labels_npy_is_preferred_to_masks(synthetic_copy):
         np.testing.assert_array_equal(dataset.labels[image_id], given[image_id])
     np.testing.assert_array_equal(dataset[3]["label"].numpy(), given[dataset.ids[3]])
     assert dataset[3]["label"].dtype == torch.float32
-    assert not (synthetic_copy / LABEL_CACHE).exists()
+    assert not (dataset_cache(synthetic_copy) / LABEL_CACHE).exists()
 
 
 def test_cls_labels_npy_missing_ids_is_an_error(synthetic_copy):
@@ -188,8 +189,8 @@ def _classes(label: np.ndarray) -> list[int]:
 
 def test_label_cache_is_written_and_reused(synthetic_copy):
     ids = split_ids(synthetic_copy, "train")
-    cache = synthetic_copy / LABEL_CACHE
-    assert cache == synthetic_copy / ".cache" / "cls_labels_from_masks.json" and not cache.exists()
+    cache = dataset_cache(synthetic_copy) / LABEL_CACHE
+    assert cache.is_relative_to(os.environ["XDG_CACHE_HOME"]) and not cache.exists()  # outside the dataset
     VOCLayoutDataset(synthetic_copy, "train", C)
     expected = labels_from_masks(synthetic_copy, ids, C)
     assert _cache_labels(cache) == {i: _classes(expected[i]) for i in ids}
@@ -210,11 +211,11 @@ def test_label_cache_follows_edited_masks(synthetic_copy):
     write_mask_png(path, mask)
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # a later mtime, whatever the clock
     assert VOCLayoutDataset(synthetic_copy, "train", C).labels[ids[0]].tolist() == [0, 0, 0, 1.0, 0]
-    assert _cache_labels(synthetic_copy / LABEL_CACHE)[ids[0]] == [4]
+    assert _cache_labels(dataset_cache(synthetic_copy) / LABEL_CACHE)[ids[0]] == [4]
 
 
 def test_label_cache_is_extended_for_new_splits(synthetic_copy):
-    cache = synthetic_copy / LABEL_CACHE
+    cache = dataset_cache(synthetic_copy) / LABEL_CACHE
     VOCLayoutDataset(synthetic_copy, "train", C)
     VOCLayoutDataset(synthetic_copy, "val", C)
     assert set(_cache_labels(cache)) == set(split_ids(synthetic_copy, "train")) | set(split_ids(synthetic_copy, "val"))
@@ -366,7 +367,7 @@ def test_root_does_not_exist(tmp_path):
 
 def test_errors_leave_files_intact(synthetic_copy):
     VOCLayoutDataset(synthetic_copy, "train", C)  # writes the label cache for train
-    cache = synthetic_copy / LABEL_CACHE
+    cache = dataset_cache(synthetic_copy) / LABEL_CACHE
     cached = cache.read_bytes()
     val_id = split_ids(synthetic_copy, "val")[2]
     write_mask_png(synthetic_copy / "SegmentationClassAug" / f"{val_id}.png", np.full((SIZE, SIZE), 9, np.uint8))
@@ -384,8 +385,8 @@ def test_errors_leave_files_intact(synthetic_copy):
 
 
 def test_corrupt_label_cache_is_reported_not_replaced(synthetic_copy):
-    cache = synthetic_copy / LABEL_CACHE
-    cache.parent.mkdir()
+    cache = dataset_cache(synthetic_copy) / LABEL_CACHE
+    cache.parent.mkdir(parents=True)
     cache.write_bytes(b"not a json file")
     with pytest.raises(DatasetError) as error:
         VOCLayoutDataset(synthetic_copy, "train", C)
@@ -408,4 +409,4 @@ def test_label_cache_is_specific_to_the_mask_folder(synthetic_copy, tmp_path):
         np.testing.assert_array_equal(default.labels[image_id], expected[image_id])
     again = VOCLayoutDataset(synthetic_copy, "val", C, mode="predict", mask_dir=other)
     assert all(again.labels[i].tolist() == [1.0, 0, 0, 0, 0] for i in ids)
-    assert len(list((synthetic_copy / ".cache").glob("*.json"))) == 2
+    assert len(list(dataset_cache(synthetic_copy).glob("*.json"))) == 2

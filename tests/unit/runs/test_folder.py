@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from epspp.runs import folder as run_folder
 from epspp.runs.folder import discard_empty_new_folders, note_new_folder, previous_name
 
@@ -33,3 +35,45 @@ def test_only_new_folders_without_files_are_removed(tmp_path: Path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "other"]
     assert not (tmp_path / "kept" / "a").exists()  # "kept" existed before: only "a" (new, empty) went
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_every_folder_a_config_writes_in_is_named_by_its_key(tmp_path: Path) -> None:
+    """written_folders: checkpoint folders, a backbone export's folder (relative to the run folder, or absolute), a
+    single logger and a list of loggers, each under the key a message names; a folder inside the dataset is refused
+    by check_run_folder in one line naming that key."""
+    from jsonargparse import Namespace
+
+    from epspp.errors import OutputError
+    from epspp.runs.folder import check_run_folder, written_folders
+
+    data, run = tmp_path / "data", tmp_path / "run"
+
+    def callback(name: str, **args: str) -> Namespace:
+        return Namespace(class_path=f"some.module.{name}", init_args=Namespace(**args))
+
+    callbacks = [
+        callback("ModelCheckpoint"),  # no dirpath: the run folder's checkpoints/, nothing to name
+        callback("ModelCheckpoint", dirpath=str(tmp_path / "ckpts")),
+        callback("BackboneExport", filename="export/backbone.pth"),
+        callback("BackboneExport", filename=str(data / "b.pth")),
+    ]
+    loggers = [callback("CSVLogger", save_dir=str(tmp_path / "logs")), callback("WandbLogger", dir=str(data))]
+    config = Namespace(
+        trainer=Namespace(default_root_dir=str(run), callbacks=callbacks, logger=loggers),
+        data=Namespace(root=str(data)),
+    )
+    assert written_folders(config) == {
+        tmp_path / "ckpts": "trainer.callbacks[1].init_args.dirpath",
+        run / "export": "trainer.callbacks[2].init_args.filename",
+        data: "trainer.callbacks[3].init_args.filename",
+        tmp_path / "logs": "trainer.logger[0].init_args.save_dir",
+    }
+    with pytest.raises(
+        OutputError, match=rf"^trainer\.callbacks\[3\]\.init_args\.filename {data} is inside the dataset"
+    ):
+        check_run_folder(config, "fit")
+    config.trainer.logger = callback("TensorBoardLogger", save_dir=str(data / "tb"))
+    config.trainer.callbacks = callbacks[:3]
+    assert written_folders(config)[data / "tb"] == "trainer.logger.init_args.save_dir"
+    with pytest.raises(OutputError, match=rf"^trainer\.logger\.init_args\.save_dir {data / 'tb'} is inside the data"):
+        check_run_folder(config, "fit")
