@@ -15,6 +15,7 @@ LAYERS: list[tuple[str, ...]] = [
     # here since data/'s prepare and check apply them
     (
         "epspp.errors",
+        "epspp.files",
         "epspp.constants",
         "epspp.config_checks",
         "epspp.config_files",

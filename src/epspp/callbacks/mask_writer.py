@@ -3,7 +3,6 @@ predictions), resumable and DDP-safe, and a manifest with the masks' mIoU where 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from epspp.data.classes import voc_palette
 from epspp.data.dataset import ImageFolderDataset
 from epspp.data.io import DatasetError, read_image, read_split, write_mask_png
 from epspp.errors import EPSError, OutputError
+from epspp.files import write_atomic, write_json
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.panels import overlay_with_legend
 from epspp.runs.mask_files import OVERVIEW, is_overview, mask_files
@@ -203,17 +203,13 @@ class MaskWriter(BasePredictionWriter):
         image = read_image(datamodule.datasets["predict"].image_path(image_id))
         picture = overlay_with_legend(image, mask, datamodule.class_names)
         path = self._out / "overlays" / f"{image_id}.png"
-        tmp = path.with_name(f".{image_id}.{os.getpid()}.tmp.png")
-        Image.fromarray(picture).save(tmp)
-        os.replace(tmp, path)
+        write_atomic(path, Image.fromarray(picture).save)
 
     def _write_scores(self, image_id: str, scores: torch.Tensor, label: torch.Tensor) -> None:
         keep = [0] + [c + 1 for c in torch.nonzero(label).flatten().tolist()]
         array = scores[keep].to(torch.float16).cpu().numpy()
         path = self._out / "scores" / f"{image_id}.npy"
-        tmp = path.with_name(f".{image_id}.{os.getpid()}.tmp.npy")
-        np.save(tmp, array)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: np.save(tmp, array))
 
     # ---------------------------------------------------------------- manifest
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -268,9 +264,7 @@ class MaskWriter(BasePredictionWriter):
                     "images):\n" + iou_table(report[1]["iou"], names)
                 )
         path = self._out / "manifest.json"
-        tmp = path.with_name(".manifest.json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, path)
+        write_json(path, manifest)
         self._write_overview(trainer)
 
     def _finish_folder(
@@ -295,9 +289,7 @@ class MaskWriter(BasePredictionWriter):
             + (f" (overlays in {self._out / 'overlays'})" if self.save_overlays else "")
         )
         path = self._out / "manifest.json"
-        tmp = path.with_name(".manifest.json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, path)
+        write_json(path, manifest)
         self._write_overview(trainer)
 
     def _write_overview(self, trainer: pl.Trainer) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 from typing import cast
@@ -20,6 +18,7 @@ from epspp.evaluate import (
     threshold_choice,
     written_by_evaluate,
 )
+from epspp.files import write_json
 from epspp.metrics import iou_table
 from epspp.runs.ownership import check_output_file, refuse_inside
 
@@ -124,9 +123,5 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             chosen = mark if float(threshold) == choice["chosen_bg_threshold"] else ""
             print(f"{threshold:<12}  {miou:7.2f}{chosen}")
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"written_by": EVALUATE} | report, indent=2))
-        os.replace(tmp, path)
+        write_json(args.json, {"written_by": EVALUATE} | report, "write --json")
     return 0

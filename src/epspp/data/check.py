@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from epspp.data.io import read_image, read_mask, read_saliency
-from epspp.errors import DatasetError
+from epspp.errors import DatasetError, OutputError
+from epspp.files import write_json
 from epspp.runs.mask_files import refuse_overview
 
 CACHE = Path(".cache") / "preflight.json"
@@ -90,11 +91,8 @@ def _read_cache(path: Path) -> set[str]:
 
 def _write_cache(path: Path, good: set[str]) -> None:
     try:
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": 1, "good": sorted(good)}))
-        os.replace(tmp, path)
-    except OSError:
+        write_json(path, {"version": 1, "good": sorted(good)}, indent=None)
+    except OutputError:
         pass  # a read-only root: checked again next time
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from epspp.errors import DatasetError
+from epspp.files import write_json
 from epspp.runs.ownership import refuse_inside
 
 PROVENANCE = "provenance.json"
@@ -137,10 +138,7 @@ def check_resume(output_dir: Path, record: dict, done: int, overwrite: bool) -> 
 
 def write_provenance(output_dir: Path, record: dict) -> None:
     """Write ``OUT/provenance.json`` atomically."""
-    path = output_dir / PROVENANCE
-    tmp = path.with_name(f".{PROVENANCE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    write_json(output_dir / PROVENANCE, record)
 
 
 def _flat(record: dict, prefix: str = "") -> dict:
