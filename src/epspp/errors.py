@@ -26,7 +26,15 @@ class CheckpointMismatchError(EPSError):
 
 
 class OutputError(EPSError):
-    """An output file cannot be written (full disk, read-only folder, a name too long); earlier outputs are kept."""
+    """An output file cannot be written (full disk, read-only folder, a name too long); earlier outputs are kept.
+
+    ``reason``: the system's words for it (``No space left on device``), for a caller that names the file its own
+    way.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 #: what decoding a damaged file raises: truncated or unreadable (OSError, EOFError), not what it claims to be

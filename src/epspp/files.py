@@ -57,7 +57,7 @@ def write_atomic(
         if reason is None:
             raise
         hint = advice or "free space or choose another folder (an earlier file there is kept)"
-        raise OutputError(f"cannot {action} {path}: {reason}: {hint}") from None
+        raise OutputError(f"cannot {action} {path}: {reason}: {hint}", reason) from None
     if sync:
         _fsync_folder(path.parent)
     return path

@@ -162,17 +162,11 @@ class MaskWriter(BasePredictionWriter):
                 if self.save_overlays:
                     self._write_overlay(image_id, mask, _datamodule(trainer))
                 write_mask_png(path, mask, voc_palette())
-            except BaseException as error:
-                # write_mask_png/np.save leave their temporary file behind when interrupted
-                for tmp in self._out.rglob(f".{image_id}.{os.getpid()}.tmp.*"):
-                    tmp.unlink(missing_ok=True)
-                if isinstance(error, OSError):  # a full disk, a folder made read-only during the run
-                    raise OutputError(
-                        f"cannot write the mask of {image_id} in {self.output_dir}: "
-                        f"{error.strerror or error}: free space or fix the folder, then rerun (it "
-                        "resumes; the masks written so far are kept)"
-                    ) from None
-                raise
+            except OutputError as error:  # a full disk, a folder made read-only during the run (no temporary left)
+                raise OutputError(
+                    f"cannot write the mask of {image_id} in {self.output_dir}: {error.reason}: free space or fix "
+                    "the folder, then rerun (it resumes; the masks written so far are kept)"
+                ) from None
             self._written += 1
 
     @property

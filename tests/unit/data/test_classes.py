@@ -82,3 +82,12 @@ def test_read_classes_refuses_a_record_without_two_names(tmp_path: Path, record:
 def test_read_classes_without_a_record_names_the_file_and_how_to_write_it(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"classes\.json not found: .*\"names\": \[\"background\", \"cat\""):
         read_classes(tmp_path)
+
+
+def test_classes_json_holds_at_most_the_254_classes_of_8_bit_masks(tmp_path: Path) -> None:
+    names = ["background"] + [f"c{i}" for i in range(1, 255)]  # ids 1..254; 255 is the ignore label
+    write_classes(tmp_path, names)
+    assert read_classes(tmp_path) == names
+    write_classes(tmp_path, [*names, "c255"])
+    with pytest.raises(DatasetError, match=r"classes\.json lists 255 classes besides the background; .* at most 254"):
+        read_classes(tmp_path)
