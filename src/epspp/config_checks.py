@@ -140,7 +140,8 @@ def check_data_options(hp: Mapping[str, Any]) -> None:
         check_range("--data.seed", hp["seed"], 0, MAX_SEED)
     if hp["train_scales"] is not None:
         _scales("--data.train_scales", hp["train_scales"], empty_ok=False)
-    _scales("--data.eval_scale", [hp.get("eval_scale", 1.0)], empty_ok=False)
+    _positive("--data.eval_scale", hp.get("eval_scale", 1.0))
+    _closed_interval("--data.eval_scale", hp.get("eval_scale", 1.0), 0, MAX_SCALE)
     _at_least("--data.color_jitter", hp["color_jitter"], 0)
     _closed_interval("--data.jitter_hue", hp["jitter_hue"], 0, 0.5)
     _closed_interval("--data.jitter_p", hp["jitter_p"], 0, 1)

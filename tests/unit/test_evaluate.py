@@ -213,9 +213,9 @@ def test_a_damaged_score_map_or_manifest_is_one_line_naming_it(
     with pytest.raises(SystemExit) as exit_:
         main(evaluate_sweep(root, out))
     assert exit_.value.code == 2
-    error = capsys.readouterr().err
+    note, error = capsys.readouterr().err.splitlines()  # the folder has no provenance.json: a note, then the error
+    assert note.startswith(f"[epspp] note: --pred-dir {out} has no provenance.json")
     assert error.startswith("epspp evaluate: error: ") and str(out / name) in error and reason in error
-    assert error.count("\n") == 1 and "Traceback" not in error
 
 
 def test_a_full_disk_while_writing_json_is_one_line_and_leaves_no_temporary(
@@ -236,9 +236,28 @@ def test_a_full_disk_while_writing_json_is_one_line_and_leaves_no_temporary(
     with pytest.raises(SystemExit) as exit_:
         main(evaluate_sweep(root, out, "--json", str(report)))
     assert exit_.value.code == 2
-    error = capsys.readouterr().err
+    error = capsys.readouterr().err.splitlines()[-1]
     assert error == (
         f"epspp evaluate: error: cannot write --json {report}: No space left on device: free space or "
-        "choose another folder (an earlier file there is kept)\n"
+        "choose another folder (an earlier file there is kept)"
     )
     assert list(report.parent.iterdir()) == []  # neither the report nor its temporary file
+
+
+def test_evaluate_refuses_a_mask_folder_of_another_dataset(
+    tree: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root, out = tree
+    other = tmp_path / "other"
+    record = {"dataset": {"root": str(other), "ids_sha256": None}, "checkpoint_sha256": None}
+    (out / "provenance.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit) as exit_:
+        main(evaluate_sweep(root, out))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        f"epspp evaluate: error: --pred-dir {out} holds masks of the dataset {other} (see {out / 'provenance.json'}), "
+        f"not of --root {root.resolve()}: predict the masks of {root.resolve()}, or give the folder of its masks\n"
+    )
+    record["dataset"]["root"] = str(root.resolve())  # type: ignore[index]
+    (out / "provenance.json").write_text(json.dumps(record))
+    assert evaluate_main(evaluate_sweep(root, out)[1:]) == 0

@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
         "epspp.config_files",
         "epspp.runs.ownership",
         "epspp.runs.mask_files",
+        "epspp.runs.provenance",
     ),
     ("epspp.ops", "epspp.losses", "epspp.metrics"),
     ("epspp.nets",),

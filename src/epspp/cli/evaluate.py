@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import cast
 
 from epspp.cli.argtypes import open_unit_interval
+from epspp.data.classes import read_classes
 from epspp.data.io import DatasetError
 from epspp.errors import EPSError
 from epspp.evaluate import (
@@ -21,6 +22,7 @@ from epspp.evaluate import (
 from epspp.files import write_json
 from epspp.metrics import iou_table
 from epspp.runs.ownership import check_output_file, refuse_inside
+from epspp.runs.provenance import check_source
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
@@ -72,6 +74,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             check_output_file(args.json, EVALUATE, "--json", written_by_evaluate, args.overwrite)
         if not Path(args.pred_dir).is_dir():
             raise DatasetError(f"--pred-dir {args.pred_dir} is not a folder")
+        names = read_classes(args.root)
+        for folder, option in ((args.pred_dir, "--pred-dir"), (args.select_pred_dir, "--select-pred-dir")):
+            if folder is not None:
+                check_source(folder, args.root, names, option, "--root")
         result = evaluate_folder(args.pred_dir, args.root, args.split, args.mask_dir)
         if not result["evaluated"]:
             raise DatasetError(

@@ -24,6 +24,7 @@ from epspp.data.sampler import MixedBatchSampler
 from epspp.data.transforms import eval_transform, pad_collate, train_transform
 from epspp.data.workers import CPU_WORKER_NICE, WorkerInit
 from epspp.errors import ConfigError, DatasetError
+from epspp.runs.provenance import check_source
 
 
 class EPSDataModule(pl.LightningDataModule):
@@ -217,6 +218,7 @@ class EPSDataModule(pl.LightningDataModule):
                 f"pseudo-mask folder {pseudo_dir} does not exist: run stage 2 (`epspp predict --config "
                 f"configs/<dataset>/pseudo_masks.yaml ...`) or set --data.pseudo_mask_dir"
             )
+        check_source(pseudo_dir, hp.root, self.class_names, "--data.pseudo_mask_dir")
         missing = [i for i in ids if i not in labeled and not (pseudo_dir / f"{i}.png").is_file()]
         if missing and not hp.allow_missing:
             raise DatasetError(
