@@ -99,3 +99,14 @@ def test_iou_table_lists_classes_na_and_mean() -> None:
     assert lines[2].split() == ["cat", "66.67"]
     assert lines[4].split() == ["cow", "n/a"]
     assert lines[5].split() == ["mIoU", f"{100 * EXPECTED_MIOU:.2f}"]
+
+
+def test_iou_table_prints_the_miou_that_json_records_when_no_class_is_present() -> None:
+    empty = scores_from_confusion(SegmentationMetrics(3).confusion)  # every pixel ignored: no class anywhere
+    assert float(empty["miou"]) == 0.0
+    assert iou_table(empty["iou"], ["background", "a", "b"]).splitlines()[1:] == [
+        "background    n/a",
+        "a             n/a",
+        "b             n/a",
+        "mIoU          0.00",
+    ]
