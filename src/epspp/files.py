@@ -52,7 +52,7 @@ def write_atomic(
             _fsync(tmp)
         os.replace(tmp, path)
     except BaseException as error:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         reason = write_failure(error)
         if reason is None:
             raise
@@ -86,6 +86,14 @@ def write_failure(error: BaseException) -> str | None:
     if isinstance(error, RuntimeError) and any(text in str(error) for text in _TORCH_WRITE_FAILURES):
         return "the write failed (is the disk full?)"
     return None
+
+
+def _remove(tmp: Path) -> None:
+    """Remove a temporary file if it is there (on a read-only disk it never was: unlink fails too)."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _fsync(path: Path) -> None:

@@ -94,3 +94,10 @@ def test_any_failure_removes_the_temporary_and_only_filesystem_errors_become_one
     assert write_failure(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"))
     assert write_failure(RuntimeError("CUDA out of memory")) is None
     assert write_failure(ValueError("bad value")) is None
+
+
+def test_a_read_only_disk_is_one_line_too(small_disk: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    report = small_disk / "report.json"
+    with pytest.raises(OutputError, match=rf"^cannot write --json {report}: Read-only file system: "):
+        write_json(report, {"miou": 0.0}, "write --json")  # its temporary cannot be removed either: never made
