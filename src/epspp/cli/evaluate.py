@@ -77,7 +77,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         names = read_classes(args.root)
         for folder, option in ((args.pred_dir, "--pred-dir"), (args.select_pred_dir, "--select-pred-dir")):
             if folder is not None:
-                check_source(folder, args.root, names, option, "--root")
+                check_source(folder, args.root, names, option, "--root", note=False)
         result = evaluate_folder(args.pred_dir, args.root, args.split, args.mask_dir)
         if not result["evaluated"]:
             raise DatasetError(

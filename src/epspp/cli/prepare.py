@@ -26,10 +26,8 @@ def _parser() -> argparse.ArgumentParser:
         "train, val and labeled_<pct>pct (docs/architecture.md, 'synthetic dataset').",
     )
     syn.add_argument("--root", required=True, type=Path, help="dataset root to create (new or empty folder)")
-    syn.add_argument(
-        "--num-train", type=count, default=1000, help="training images (split train) (default %(default)s)"
-    )
-    syn.add_argument("--num-val", type=count, default=200, help="validation images (split val) (default %(default)s)")
+    syn.add_argument("--num-train", type=int, default=1000, help="training images (split train) (default %(default)s)")
+    syn.add_argument("--num-val", type=int, default=200, help="validation images (split val) (default %(default)s)")
     syn.add_argument(
         "--image-size", type=int, default=64, help="side of the square images in pixels, 32..4096 (default %(default)s)"
     )
@@ -90,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     corpus.add_argument(
         "--num-val",
-        type=count,
+        type=int,
         default=CorpusConfig.num_val,
         help="validation images (split val) (default %(default)s)",
     )

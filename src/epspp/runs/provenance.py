@@ -150,17 +150,23 @@ _NOTED: set[Path] = set()
 
 
 def check_source(
-    folder: str | Path, root: str | Path, class_names: Sequence[str], option: str, root_option: str = "--data.root"
+    folder: str | Path,
+    root: str | Path,
+    class_names: Sequence[str],
+    option: str,
+    root_option: str = "--data.root",
+    note: bool = True,
 ) -> None:
     """Refuse to read the mask writer's ``folder`` (its masks, or its ``scores/``) for a dataset other than the one
     it was made from: another root (``provenance.json``) or other classes (``manifest.json``), in one line naming
     both. ``folder`` is the writer's ``output_dir`` or its ``mask_subdir``. A folder without ``provenance.json``
-    (an older epspp's, or the user's own masks) is read unchecked, with a note (once per folder and process).
+    (an older epspp's, or the user's own masks) is read unchecked, with a note (once per folder and process; none
+    with ``note`` false: ``epspp evaluate``, whose input is any folder of masks).
     """
     folder = Path(folder)
     home = next((f for f in (folder, folder.parent) if (f / PROVENANCE).is_file()), None)
     if home is None:
-        if folder.resolve() not in _NOTED:
+        if note and folder.resolve() not in _NOTED:
             _NOTED.add(folder.resolve())
             print(
                 f"[epspp] note: {option} {folder} has no {PROVENANCE} (an older epspp's or your own masks): "
