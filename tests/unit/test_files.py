@@ -63,7 +63,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     try:
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], check=True)
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)  # also while a file is open
 
 
 def test_a_real_full_disk_while_saving_a_checkpoint_or_json(small_disk: Path) -> None:

@@ -65,14 +65,32 @@ def test_an_integer_range_keeps_its_exact_bounds() -> None:
 
 
 @pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["saliency-errors", "--seeds", "0", "-3"], "argument --seeds: -3 is not in [0, 4294967295]"),
+        (["readings", "--jobs", "0"], "argument --jobs: 0 is not in [1, 1024]"),
+        (["saliency-errors", "--image-size", "100000"], "argument --image-size: 100000 is not in [1, 4096]"),
+        (["labeled-fraction", "--num-classes", "291"], "argument --num-classes: 291 is not in [1, 254]"),
+    ],
+)
+def test_study_refuses_a_number_out_of_range_naming_flag_value_and_range(
+    capsys: pytest.CaptureFixture, args: list[str], message: str
+) -> None:
+    from epspp.cli.study import parser
+
+    with pytest.raises(SystemExit) as exit_:  # the parser alone: a study that started would train for hours
+        parser().parse_args(args)
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("epspp study") and message in error
+
+
+@pytest.mark.parametrize(
     ("command", "message"),
     [
-        (["study", "saliency-errors", "--seeds", "0", "-3"], "argument --seeds: -3 is not in [0, 4294967295]"),
-        (["study", "readings", "--jobs", "0"], "argument --jobs: 0 is not in [1, 1024]"),
-        (["study", "saliency-errors", "--image-size", "100000"], "argument --image-size: 100000 is not in [1, 4096]"),
-        (["study", "labeled-fraction", "--num-classes", "291"], "argument --num-classes: 291 is not in [1, 254]"),
         (["batch-args", "--config", "demo/localization_eps++.yaml", "--devices", "0"], "--devices: 0 is not in"),
         (["batch-args", "--config", "demo/localization_eps++.yaml", "--num-nodes", "-2"], "--num-nodes: -2 is not in"),
+        (["batch-args", "--config", "demo/localization_eps++.yaml", "--devices", "5000"], "5000 is not in [1, 1024]"),
         (["check", "--data.root", "x", "--workers", "100000"], "argument --workers: 100000 is not in [1, 1024]"),
     ],
 )
