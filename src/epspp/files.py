@@ -21,9 +21,10 @@ _TORCH_WRITE_FAILURES = ("unexpected pos", "file write failed", "failed writing"
 
 
 def temporary_name(path: Path) -> Path:
-    """A hidden name beside ``path`` for this process and thread, keeping its suffix (PIL and numpy choose the
-    format from it)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
+    """``.<stem>.<tid>.tmp<suffix>`` beside ``path``: hidden, keeping the suffix (PIL and numpy choose the format
+    from it), unique to this thread among the machine's live threads (the OS thread id; the main thread's is the
+    process id), and at most 17 bytes longer than the name (``data.io.MAX_ID_BYTES``)."""
+    return path.with_name(f".{path.stem}.{threading.get_native_id()}.tmp{path.suffix}")
 
 
 def write_atomic(

@@ -389,7 +389,14 @@ def dataset_folders(dataset: Any) -> dict[str, Path]:
 
 def _remove_stale_temporaries(folder: Path) -> None:
     """Delete the temporary files of an earlier run that was killed while writing (never valid masks)."""
-    for pattern in (".*.tmp.png", ".*.tmp.npy", "scores/.*.tmp.npy", "overlays/.*.tmp.png", ".manifest.json.tmp"):
+    for pattern in (
+        ".*.tmp.png",
+        ".*.tmp.npy",
+        "scores/.*.tmp.npy",
+        "overlays/.*.tmp.png",
+        ".manifest.*.tmp.json",
+        ".manifest.json.tmp",
+    ):
         for path in folder.glob(pattern):
             path.unlink(missing_ok=True)
 

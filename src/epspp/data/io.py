@@ -35,7 +35,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 = upright, 2-8 = mirrored and/or rotated for display
 
 
-#: the longest id (UTF-8 bytes): ``.<id>.<pid>.tmp.png`` must fit the filesystems' 255-byte NAME_MAX
+#: the longest id (UTF-8 bytes): a mask's temporary ``.<id>.<thread id>.tmp.png`` (``epspp.files``) must fit the
+#: filesystems' 255-byte NAME_MAX
 MAX_ID_BYTES = 255 - 32
 
 
