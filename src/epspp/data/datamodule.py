@@ -127,10 +127,7 @@ class EPSDataModule(pl.LightningDataModule):
         for name, value, low in (
             ("batch_size", batch_size, 1),
             ("val_batch_size", val_batch_size, 1),
-            ("num_workers", num_workers, 0),
-            ("crop_size", crop_size, 1),
-            ("eval_size", eval_size, 1),
-        ):
+        ):  # num_workers, crop_size and eval_size: check_data_options (their ranges)
             if value is not None and value < low:
                 raise ConfigError(f"--data.{name} must be >= {low}, got {value}")
         if labeled_split and pseudo_mask_dir and batch_size < 2:
