@@ -41,6 +41,7 @@ from typing import TextIO
 import yaml
 
 from epspp.errors import EPSError
+from epspp.files import write_json
 from epspp.runs.progress import format_duration, read_progress
 
 MARKER = "stage.json"
@@ -534,7 +535,7 @@ class Runner:
             "id": uuid.uuid4().hex,
             "inputs": {str(folder): (_read_marker(folder) or {}).get("id") for folder in stage.inputs},
         }
-        _write_json(marker_path, record)
+        write_json(marker_path, record)
         with self._lock:
             self._ran.add(stage.folder)
         self._say(f"{stage.name}: finished in {format_duration(seconds)}; its files are in {stage.folder}")
@@ -591,10 +592,3 @@ def _read_marker(folder: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return marker if isinstance(marker, dict) else None
-
-
-def _write_json(path: Path, payload: Mapping) -> None:
-    """``payload`` as JSON at ``path`` (a temporary name, then a rename: a killed run leaves no half file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)

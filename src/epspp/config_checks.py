@@ -12,7 +12,36 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from epspp.constants import IGNORE_INDEX
 from epspp.errors import ConfigError
+
+#: the largest seed that numpy, torch and Lightning all accept (0 is the smallest)
+MAX_SEED = 2**32 - 1
+#: processes or threads one command may start: loader workers, parallel jobs, devices per node, nodes
+MAX_PROCESSES = 1024
+#: the longest image side a stage resizes or crops to (VOC's recipes use 448-512; 4096 x 4096 crops of a batch
+#: of 8 already need tens of GiB of activations)
+MAX_SIDE = 4096
+#: the largest factor an image is scaled by (multi-scale inference, training scales)
+MAX_SCALE = 8.0
+#: object classes an 8-bit PNG mask holds: ids 1..254 (0 is the background, 255 the ignore label)
+MAX_OBJECT_CLASSES = IGNORE_INDEX - 1
+
+
+def check_range(option: str, value: int, low: int, high: int) -> None:
+    """Fail in one line naming ``option``, ``value`` and the range when ``value`` is not an integer in [low, high]
+    (a count of processes, pixels or a seed)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{option} must be an integer in [{low}, {high}], got {value!r}")
+
+
+def check_class_count(option: str, count: int) -> None:
+    """Object classes that 8-bit PNG masks can hold (1..254): class 291 would be written as 35."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_OBJECT_CLASSES:
+        raise ConfigError(
+            f"{option} must be in [1, {MAX_OBJECT_CLASSES}], got {count!r}: masks are 8-bit PNGs holding ids "
+            f"0..{MAX_OBJECT_CLASSES} (0 = background) and {IGNORE_INDEX} = ignore"
+        )
 
 
 def _finite(option: str, value: float) -> None:
@@ -44,8 +73,9 @@ def _closed_interval(option: str, value: float, low: float, high: float) -> None
 
 def _scales(option: str, values: Sequence[float] | None, empty_ok: bool) -> None:
     values = list(values or [])
-    if (not values and not empty_ok) or any(not 0 < v < math.inf for v in values):
+    if (not values and not empty_ok) or any(not 0 < v <= MAX_SCALE for v in values):
         what = "a list of positive numbers" if empty_ok else "a non-empty list of positive numbers"
+        what += f" <= {MAX_SCALE:g}"
         raise ConfigError(f"{option} must be {what}, got {values}")
 
 
@@ -62,7 +92,7 @@ def _optimizer(prefix: str, hp: Mapping[str, Any]) -> None:
 def check_localization_options(hp: Mapping[str, Any]) -> None:
     """The options of ``LocalizationModule`` (its saved hyper-parameters)."""
     prefix = "--model.init_args."
-    _at_least(f"{prefix}num_classes", hp["num_classes"], 1)
+    check_class_count(f"{prefix}num_classes", hp["num_classes"])
     _optimizer(prefix, hp)
     _scales(f"{prefix}scales", hp["scales"], empty_ok=False)
     _open_interval(f"{prefix}bg_threshold", hp["bg_threshold"], 0, 1)
@@ -86,7 +116,7 @@ def check_localization_options(hp: Mapping[str, Any]) -> None:
 def check_segmentation_options(hp: Mapping[str, Any]) -> None:
     """The options of ``SegmentationModule`` (its saved hyper-parameters)."""
     prefix = "--model.init_args."
-    _at_least(f"{prefix}num_classes", hp["num_classes"], 1)
+    check_class_count(f"{prefix}num_classes", hp["num_classes"])
     _optimizer(prefix, hp)
     _scales(f"{prefix}msc_scales", hp["msc_scales"], empty_ok=True)
     _scales(f"{prefix}tta_scales", hp["tta_scales"], empty_ok=False)
@@ -97,11 +127,21 @@ def check_segmentation_options(hp: Mapping[str, Any]) -> None:
 def check_data_options(hp: Mapping[str, Any]) -> None:
     """The options of ``EPSDataModule`` (its saved hyper-parameters) not checked in its ``__init__``."""
     low, high = hp["resize_long"]
-    if not 0 < low <= high:
-        raise ConfigError(f"--data.resize_long must be [low, high] with 0 < low <= high, got [{low}, {high}]")
+    if not 0 < low <= high <= MAX_SIDE:
+        raise ConfigError(
+            f"--data.resize_long must be [low, high] with 0 < low <= high <= {MAX_SIDE}, got [{low}, {high}]"
+        )
+    for name in ("crop_size", "eval_size"):
+        if hp.get(name) is not None:
+            check_range(f"--data.{name}", hp[name], 1, MAX_SIDE)
+    if hp.get("num_workers") is not None:
+        check_range("--data.num_workers", hp["num_workers"], 0, MAX_PROCESSES)
+    if hp.get("seed") is not None:
+        check_range("--data.seed", hp["seed"], 0, MAX_SEED)
     if hp["train_scales"] is not None:
         _scales("--data.train_scales", hp["train_scales"], empty_ok=False)
     _positive("--data.eval_scale", hp.get("eval_scale", 1.0))
+    _closed_interval("--data.eval_scale", hp.get("eval_scale", 1.0), 0, MAX_SCALE)
     _at_least("--data.color_jitter", hp["color_jitter"], 0)
     _closed_interval("--data.jitter_hue", hp["jitter_hue"], 0, 0.5)
     _closed_interval("--data.jitter_p", hp["jitter_p"], 0, 1)
@@ -112,10 +152,12 @@ def check_data_options(hp: Mapping[str, Any]) -> None:
 def check_devices(devices: Any) -> None:
     """``--trainer.devices``: a positive count, -1 (all), ``auto`` or device ids; never none at all."""
     count = int(devices) if isinstance(devices, str) and devices.strip().lstrip("-").isdigit() else devices
-    if (isinstance(count, int) and not isinstance(count, bool) and (count == 0 or count < -1)) or count == []:
+    if (
+        isinstance(count, int) and not isinstance(count, bool) and (count == 0 or count < -1 or count > MAX_PROCESSES)
+    ) or count == []:
         raise ConfigError(
             f"--trainer.devices must be a positive count, -1 (all), 'auto' or a list of device ids "
-            f"such as [0, 1], got {devices}"
+            f"such as [0, 1], got {devices} (a count is at most {MAX_PROCESSES})"
         )
 
 
@@ -125,6 +167,8 @@ def check_trainer_options(trainer: Mapping[str, Any]) -> None:
         value = trainer.get(name)
         if value is not None and not (isinstance(value, int) and value >= 1):
             raise ConfigError(f"--trainer.{name} must be an integer >= 1, got {value}")
+    if trainer.get("num_nodes") is not None:
+        check_range("--trainer.num_nodes", trainer["num_nodes"], 1, MAX_PROCESSES)
 
 
 MODEL_CHECKS = {"LocalizationModule": check_localization_options, "SegmentationModule": check_segmentation_options}
@@ -137,6 +181,9 @@ def check_config(config: Any) -> None:
     options are checked here too, so a bad value is refused before any data are touched.
     """
     check_devices(config.trainer.get("devices"))
+    seed = config.get("seed_everything")
+    if not isinstance(seed, bool) and seed is not None:  # true: Lightning draws a seed
+        check_range("--seed_everything", seed, 0, MAX_SEED)
     check_trainer_options(config.trainer)
     model = config.get("model")
     check = MODEL_CHECKS.get(str(getattr(model, "class_path", "")).rpartition(".")[2])

@@ -5,12 +5,10 @@ Clusters without the MXNet file can then share the ``.pth`` (``pretrained_path``
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import torch
-
 from epspp.errors import EPSError
+from epspp.tasks.checkpoint import atomic_torch_save
 
 
 def convert_weights(source: str | Path, target: str | Path, overwrite: bool = False) -> int:
@@ -31,8 +29,5 @@ def convert_weights(source: str | Path, target: str | Path, overwrite: bool = Fa
         raise EPSError(f"{target} exists: choose another name or pass --overwrite")
     state = resnet38d_state_dict(source)
     load_checked(ResNet38d(), state, source)  # refuses files that do not fill the network
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, target)
+    atomic_torch_save(state, target, "write")
     return len(state)

@@ -12,6 +12,7 @@ import torch
 from epspp.data.classes import read_classes
 from epspp.data.io import DatasetError, read_mask, read_split
 from epspp.data.labels import image_labels
+from epspp.errors import reading
 from epspp.metrics import SegmentationMetrics
 from epspp.scoring import evaluate_folder, scores_to_json  # noqa: F401 (re-exported: their old path)
 
@@ -46,7 +47,13 @@ def sweep_bg_threshold(
         )
     manifest = pred_dir / "manifest.json"
     if manifest.is_file():
-        refine = json.loads(manifest.read_text()).get("config", {}).get("model", {}).get("refine")
+        advice = "predict again into an empty --pseudo_masks.output_dir, or remove the file"
+        with reading(manifest, "manifest", advice):
+            record = json.loads(manifest.read_text(encoding="utf-8"))
+        model = record.get("config", {}).get("model", {}) if isinstance(record, dict) else None
+        if not isinstance(model, dict):
+            raise DatasetError(f"{manifest} is not a manifest of the mask writer (no config.model): {advice}")
+        refine = model.get("refine")
         if refine not in (None, "none"):
             raise DatasetError(
                 f"the scores in {scores_dir} were refined with {refine} (see {manifest}), which also "
@@ -61,10 +68,11 @@ def sweep_bg_threshold(
         path = scores_dir / f"{image_id}.npy"
         if not path.is_file():
             raise DatasetError(f"score map {path} is missing (id {image_id} of split '{split}')")
-        scores = torch.from_numpy(np.load(path).astype(np.float32))
+        with reading(path, "score map", "predict again with --pseudo_masks.save_scores true"):
+            scores = torch.from_numpy(np.load(path).astype(np.float32))
         classes = torch.tensor([0] + [c + 1 for c in np.flatnonzero(labels[image_id]).tolist()])
         target = torch.from_numpy(read_mask(masks / f"{image_id}.png", len(names)).astype(np.int64))
-        if scores.shape[0] != len(classes) or scores.shape[1:] != target.shape:
+        if scores.ndim != 3 or scores.shape[0] != len(classes) or scores.shape[1:] != target.shape:
             raise DatasetError(
                 f"score map {path} has shape {tuple(scores.shape)}, expected "
                 f"({len(classes)}, {target.shape[0]}, {target.shape[1]}): background + the "

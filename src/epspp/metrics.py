@@ -107,5 +107,6 @@ def iou_table(iou: torch.Tensor, class_names: list[str] | None = None) -> str:
     lines = [f"{'class':<{width}}  IoU(%)"]
     for name, value in zip(names, iou.tolist(), strict=True):
         lines.append(f"{name:<{width}}  {'  n/a' if value != value else f'{100 * value:6.2f}'}")
-    lines.append(f"{'mIoU':<{width}}  {100 * float(iou.nanmean()):6.2f}")
+    mean = 0.0 if bool(iou.isnan().all()) else float(iou.nanmean())  # as scores_from_confusion's (and --json's)
+    lines.append(f"{'mIoU':<{width}}  {100 * mean:6.2f}")
     return "\n".join(lines)

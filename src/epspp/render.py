@@ -8,7 +8,6 @@ image captioned with its id and its image labels, column titles, and a legend of
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -21,6 +20,7 @@ from epspp.data.classes import read_classes
 from epspp.data.io import image_files, read_image, read_mask, read_saliency
 from epspp.data.labels import JSON_LABELS, NPY_LABELS, load_json_labels, load_npy_labels
 from epspp.errors import DatasetError
+from epspp.files import write_atomic
 from epspp.panels import Row, blend, caption_for, legend_of, overview_picture
 from epspp.runs.mask_files import OVERVIEW, OVERVIEW_SOFTWARE, is_overview, mask_files
 from epspp.runs.ownership import check_output_file, refuse_inside
@@ -152,13 +152,7 @@ def _labels_reader(root: Path | None, mask_dir: Path | None, names: list[str]) -
 
 def _write_png(target: Path, picture: np.ndarray, text: dict[str, str]) -> None:
     """Write ``picture`` with PNG text entries, under a temporary name then renamed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
     tag = PngInfo()
     for key, value in text.items():
         tag.add_text(key, value)
-    try:
-        Image.fromarray(picture).save(tmp, pnginfo=tag)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(target, lambda tmp: Image.fromarray(picture).save(tmp, pnginfo=tag))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from PIL import Image
 from epspp.data.classes import read_classes, voc_palette
 from epspp.data.dataset import VOCLayoutDataset
 from epspp.data.transforms import eval_transform
+from epspp.files import write_atomic, write_text
 from epspp.runs.logs import ird_summary, last_logged
 from epspp.visualize import annotate, colorize, denormalize, grid, heatmap, overlay
 
@@ -273,9 +273,7 @@ def stage_figure(
         "ground truth",
     ]
     picture = annotate(grid(rows, scale=zoom), titles, rows[0][0].shape[1] * zoom, legend, gap=2 * zoom)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    Image.fromarray(picture).save(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, Image.fromarray(picture).save)
 
 
 def write_report(root: Path, out: Path, stages: dict[str, dict], regime: str = "pretrained") -> dict:
@@ -288,7 +286,5 @@ def write_report(root: Path, out: Path, stages: dict[str, dict], regime: str = "
     )
     text = markdown(report, figure.name)
     for name, content in (("report.json", json.dumps(report, indent=2)), ("report.md", text)):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(content)
-        os.replace(tmp, out / name)
+        write_text(out / name, content)
     return report | {"table": text}

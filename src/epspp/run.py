@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 from epspp.chain import MARKER, RunLayout, Runner, Stage, fit_stage, last_checkpoint, move_aside, predict_stage
 from epspp.config_files import PACKAGED
 from epspp.errors import ConfigError, DatasetError
+from epspp.files import write_json
 from epspp.runs.ownership import claim_folder
 
 METHODS = ("cam", "eps", "eps++")
@@ -254,9 +254,7 @@ def forget_changed_inputs(options: RunOptions, stages: Sequence[Stage]) -> None:
                 f"[run] {stage.name}: its input files changed since the last run; running it again{where}", flush=True
             )
     options.out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{INPUTS}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(current, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, current, indent=1)
 
 
 def check_options(options: RunOptions) -> None:

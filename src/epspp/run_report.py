@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from epspp.chain import RunLayout, Stage, last_checkpoint
 from epspp.data.classes import read_classes
 from epspp.data.io import image_files, read_image, read_mask, read_saliency, read_split
 from epspp.data.labels import JSON_LABELS
+from epspp.files import write_atomic
 from epspp.panels import Row, blend, caption_for, legend_of, overview_picture
 from epspp.runs.progress import format_duration
 from epspp.visualize import heatmap
@@ -176,13 +176,6 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def _replace(path: Path, write: Callable[[Path], object]) -> None:
-    """Write ``path`` through a temporary name in its folder, then rename it."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_run_report(
     options: RunOptions, stages: Sequence[Stage], records: Mapping[str, dict], note: str | None
 ) -> dict:
@@ -199,7 +192,7 @@ def write_run_report(
         image = overview_picture(rows, TITLES, legend_of(drawn, read_classes(root)), PANEL)
         tag = PngInfo()
         tag.add_text("Software", "epspp run")
-        _replace(picture, lambda tmp: Image.fromarray(image).save(tmp, pnginfo=tag))
+        write_atomic(picture, lambda tmp: Image.fromarray(image).save(tmp, pnginfo=tag))
         text = markdown(options, stages, records, note, picture.name)
-        _replace(report, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_atomic(report, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return {"report": report, "picture": picture, "written": fresh}

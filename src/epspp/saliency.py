@@ -43,6 +43,7 @@ from PIL import Image
 
 from epspp.data.io import IMAGE_EXTENSIONS, check_id, image_files, read_image
 from epspp.errors import EPSError
+from epspp.files import write_atomic, write_json
 from epspp.runs.ownership import OutputRecord, refuse_inside
 from epspp.runs.progress import format_duration
 
@@ -126,7 +127,7 @@ def write_saliency_maps(
     todo = [i for i in found if not _done(targets[i], found[i])]
     constant = [i for i in _earlier_constant(out) if i in found and i not in todo]  # maps kept from earlier runs
     provenance.update(count=len(found) - len(todo), constant=sorted(constant))
-    _write_json(out / PROVENANCE, provenance)
+    write_json(out / PROVENANCE, provenance, indent=1)
     if todo:
         log(
             f"[{COMMAND}] {len(todo)} of {len(found)} images to do ({len(found) - len(todo)} already there), model "
@@ -139,7 +140,7 @@ def write_saliency_maps(
                 constant.append(image_id)
             clock.step()
     provenance.update(count=len(found), constant=sorted(constant))
-    _write_json(out / PROVENANCE, provenance)
+    write_json(out / PROVENANCE, provenance, indent=1)
     log(
         f"[{COMMAND}] {len(found)} saliency maps in {out} ({len(todo)} written, {len(found) - len(todo)} already "
         f"there); model {model}, provenance {out / PROVENANCE}"
@@ -254,9 +255,7 @@ def _predict_into(session: Any, image_path: Path, target: Path, model: str) -> b
             f"the {model} session returned a {mask.mode} map of {mask.size} for image {image_path} "
             f"of {image.size}: not a grey map at the image's size"
         )
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
-    mask.save(tmp)
-    os.replace(tmp, target)
+    write_atomic(target, mask.save)
     return constant
 
 
@@ -334,9 +333,3 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
-
-
-def _write_json(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    os.replace(tmp, path)

@@ -18,7 +18,7 @@ NO_SUCH_NETWORK = "no-such-backbone"  # building it would fail: a ConfigError pr
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"scales": ()}, r"--model\.init_args\.scales must be a non-empty list of positive numbers, got \[\]"),
+        ({"scales": ()}, r"--model\.init_args\.scales must be a non-empty list of positive numbers <= 8, got \[\]"),
         ({"scales": (1.0, 0.0)}, r"--model\.init_args\.scales must be .*, got \[1\.0, 0\.0\]"),
         ({"scales": (-0.5,)}, r"--model\.init_args\.scales must be"),
         ({"bg_threshold": 1.5}, r"--model\.init_args\.bg_threshold must be in \(0, 1\), got 1\.5"),
@@ -32,7 +32,13 @@ NO_SUCH_NETWORK = "no-such-backbone"  # building it would fail: a ConfigError pr
         ({"tau": 2.0}, r"--model\.init_args\.tau must be in \[0, 1\]"),
         ({"pamr_dilations": (1, 0)}, r"--model\.init_args\.pamr_dilations must be"),
         ({"ird_threshold_maps": "max"}, r"--model\.init_args\.ird_threshold_maps must be normalized or softmax"),
-        ({"num_classes": 0, "class_names": ["background"]}, r"--model\.init_args\.num_classes must be >= 1"),
+        (
+            {"num_classes": 0, "class_names": ["background"]},
+            r"--model\.init_args\.num_classes must be in \[1, 254\], got 0",
+        ),
+        # 8-bit masks: ids 1..254 hold object classes, 255 is the ignore label (class 291 would be written as 35)
+        ({"num_classes": 255}, r"--model\.init_args\.num_classes must be in \[1, 254\], got 255: masks are 8-bit"),
+        ({"scales": (1.0, 8.5)}, r"--model\.init_args\.scales must be a non-empty list of positive numbers <= 8"),
     ],
 )
 def test_localization_options_refused_before_the_network_is_built(options: dict, message: str) -> None:
@@ -59,9 +65,17 @@ def test_segmentation_options_refused_before_the_network_is_built(options: dict,
     [
         (
             {"resize_long": (512, 256)},
-            r"--data\.resize_long must be \[low, high\] with 0 < low <= high, got \[512, 256\]",
+            r"--data\.resize_long must be \[low, high\] with 0 < low <= high <= 4096, got \[512, 256\]",
         ),
         ({"resize_long": (0, 256)}, r"--data\.resize_long must be"),
+        ({"resize_long": (256, 4097)}, r"--data\.resize_long must be .* <= 4096, got \[256, 4097\]"),
+        ({"crop_size": 4097}, r"--data\.crop_size must be an integer in \[1, 4096\], got 4097"),
+        ({"eval_size": 100_000}, r"--data\.eval_size must be an integer in \[1, 4096\], got 100000"),
+        ({"num_workers": 1025}, r"--data\.num_workers must be an integer in \[0, 1024\], got 1025"),
+        ({"num_workers": -1}, r"--data\.num_workers must be an integer in \[0, 1024\], got -1"),
+        ({"seed": -1}, r"--data\.seed must be an integer in \[0, 4294967295\], got -1"),
+        ({"seed": 2**32}, r"--data\.seed must be an integer in \[0, 4294967295\], got 4294967296"),
+        ({"eval_scale": 8.5}, r"--data\.eval_scale must be in \[0, 8\], got 8\.5"),
         ({"train_scales": ()}, r"--data\.train_scales must be a non-empty list of positive numbers"),
         ({"train_scales": (0.5, -1.0)}, r"--data\.train_scales must be"),
         ({"jitter_p": 1.5}, r"--data\.jitter_p must be in \[0, 1\]"),
@@ -161,3 +175,49 @@ def test_both_demo_regimes_give_stage_3_the_same_sample_budget(setting: str) -> 
         for c in loaded
     ]
     assert budgets[0] == budgets[1], budgets  # steps, batch, labelled images per batch, validation steps
+
+
+def test_each_range_keeps_its_exact_limits() -> None:
+    from epspp.config_checks import check_class_count, check_data_options, check_devices, check_trainer_options
+
+    limits = {
+        "resize_long": (4096, 4096),
+        "crop_size": 4096,
+        "eval_size": 4096,
+        "num_workers": 1024,
+        "seed": 2**32 - 1,
+        "train_scales": (8.0,),
+        "eval_scale": 8.0,
+        "color_jitter": 0.0,
+        "jitter_hue": 0.0,
+        "jitter_p": 0.0,
+        "std": (1.0, 1.0, 1.0),
+    }
+    check_data_options(limits)
+    check_data_options(limits | {"crop_size": 1, "eval_size": 1, "num_workers": 0, "seed": 0})
+    check_devices(1024)
+    check_trainer_options({"num_nodes": 1024})
+    check_class_count("--model.init_args.num_classes", 254)
+    with pytest.raises(ConfigError, match=r"--trainer\.devices .*, got 1025 \(a count is at most 1024\)"):
+        check_devices(1025)
+    with pytest.raises(ConfigError, match=r"--trainer\.num_nodes must be an integer in \[1, 1024\], got 0"):
+        check_trainer_options({"num_nodes": 0})
+    with pytest.raises(ConfigError, match=r"--data\.num_workers must be an integer in \[0, 1024\], got 2\.5"):
+        check_data_options(limits | {"num_workers": 2.5})  # not an integer
+
+
+@pytest.mark.parametrize(
+    ("seed", "refused"), [(True, False), (0, False), (2**32 - 1, False), (-1, True), (2**32, True)]
+)
+def test_seed_everything_is_a_seed_numpy_accepts(seed: object, refused: bool) -> None:
+    from types import SimpleNamespace
+
+    from epspp.config_checks import check_config
+
+    config = SimpleNamespace(trainer={"devices": 1}, get={"seed_everything": seed}.get)
+    if refused:
+        message = rf"--seed_everything must be an integer in \[0, 4294967295\], got {seed}"
+        with pytest.raises(ConfigError, match=message):
+            check_config(config)
+    else:
+        check_config(config)

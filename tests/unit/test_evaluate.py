@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from epspp.cli import main
 from epspp.cli.evaluate import evaluate_main
 from epspp.data.classes import write_classes
 from epspp.data.io import DatasetError, write_mask_png
@@ -228,3 +231,87 @@ def test_a_score_equal_to_the_threshold_goes_to_the_background(tree: tuple[Path,
     root, out = tree
     metric = sweep_bg_threshold(out, root, "train", [0.5])["metrics"][0]
     assert float(metric.compute()["miou"]) == pytest.approx(1 / 8)
+
+
+def evaluate_sweep(root: Path, out: Path, *extra: str) -> list[str]:
+    """``epspp evaluate --bg-thresholds 0.2`` of ``out`` as the console script runs it."""
+    return [
+        "evaluate",
+        "--pred-dir",
+        str(out),
+        "--root",
+        str(root),
+        "--split",
+        "train",
+        "--bg-thresholds",
+        "0.2",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("scores/img0.npy", b"", "No data left in file"),  # empty (a killed writer of an older epspp)
+        ("scores/img0.npy", b"\x93NUMPY\x01\x00", "npy"),  # truncated header
+        ("scores/img0.npy", b'{"not": "numpy"}', "pickled"),  # another format under the name
+        ("manifest.json", b'{"config": {"model": ', "Expecting value"),  # truncated JSON
+        ("manifest.json", b"[1, 2]", "not a manifest of the mask writer"),  # valid JSON, not a manifest
+    ],
+)
+def test_a_damaged_score_map_or_manifest_is_one_line_naming_it(
+    tree: tuple[Path, Path], capsys: pytest.CaptureFixture, name: str, content: bytes, reason: str
+) -> None:
+    root, out = tree
+    (out / name).write_bytes(content)
+    with pytest.raises(SystemExit) as exit_:
+        main(evaluate_sweep(root, out))
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert error.startswith("epspp evaluate: error: ") and str(out / name) in error and reason in error
+
+
+def test_a_full_disk_while_writing_json_is_one_line_and_leaves_no_temporary(
+    tree: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, out = tree
+    report = tmp_path / "reports" / "scores.json"
+    report.parent.mkdir()
+    real_write = Path.write_text
+
+    def full_disk(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        if self.parent == report.parent:  # the device fills up half-way through the file
+            real_write(self, text[: len(text) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real_write(self, text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(SystemExit) as exit_:
+        main(evaluate_sweep(root, out, "--json", str(report)))
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"epspp evaluate: error: cannot write --json {report}: No space left on device: free space or "
+        "choose another folder (an earlier file there is kept)\n"
+    )
+    assert list(report.parent.iterdir()) == []  # neither the report nor its temporary file
+
+
+def test_evaluate_refuses_a_mask_folder_of_another_dataset(
+    tree: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root, out = tree
+    other = tmp_path / "other"
+    record = {"dataset": {"root": str(other), "ids_sha256": None}, "checkpoint_sha256": None}
+    (out / "provenance.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit) as exit_:
+        main(evaluate_sweep(root, out))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        f"epspp evaluate: error: --pred-dir {out} holds masks of the dataset {other} (see {out / 'provenance.json'}), "
+        f"not of --root {root.resolve()}: predict the masks of {root.resolve()}, or give the folder of its masks\n"
+    )
+    record["dataset"]["root"] = str(root.resolve())  # type: ignore[index]
+    (out / "provenance.json").write_text(json.dumps(record))
+    assert evaluate_main(evaluate_sweep(root, out)[1:]) == 0

@@ -15,11 +15,13 @@ LAYERS: list[tuple[str, ...]] = [
     # here since data/'s prepare and check apply them
     (
         "epspp.errors",
+        "epspp.files",
         "epspp.constants",
         "epspp.config_checks",
         "epspp.config_files",
         "epspp.runs.ownership",
         "epspp.runs.mask_files",
+        "epspp.runs.provenance",
     ),
     ("epspp.ops", "epspp.losses", "epspp.metrics"),
     ("epspp.nets",),

@@ -162,3 +162,14 @@ def test_deterministic_mode_counts_with_memory_bounded_by_the_pixels() -> None:
         torch.use_deterministic_algorithms(was)
     assert peak <= 64 * target.numel() + 16 * k * (k + 1)
     assert torch.equal(metric.confusion, _old_confusion(pred, target, k))
+
+
+def test_iou_table_prints_the_miou_that_json_records_when_no_class_is_present() -> None:
+    empty = scores_from_confusion(SegmentationMetrics(3).confusion)  # every pixel ignored: no class anywhere
+    assert float(empty["miou"]) == 0.0
+    assert iou_table(empty["iou"], ["background", "a", "b"]).splitlines()[1:] == [
+        "background    n/a",
+        "a             n/a",
+        "b             n/a",
+        "mIoU          0.00",
+    ]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, cast
 
 import pytorch_lightning as pl
-import torch
 
 from epspp.errors import ConfigError
+from epspp.tasks.checkpoint import atomic_torch_save
 
 
 class BackboneExport(pl.Callback):
@@ -48,16 +47,7 @@ class BackboneExport(pl.Callback):
         body = cast(Any, pl_module).net.backbone.body  # a LocalizationModule's (checked in setup)
         state = {key: value.detach().cpu().clone() for key, value in body.state_dict().items()}
         target = self.path(trainer)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as handle:
-                torch.save(state, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_torch_save(state, target, "write the backbone")
         print(
             f"[epspp] wrote the backbone {target} ({len(state)} tensors): use it as "
             f"--model.init_args.pretrained_path {target}"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import sys
 from collections import deque
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, cast
 
 import pytorch_lightning as pl
 
+from epspp.files import write_text
 from epspp.runs.logs import TELEMETRY_FILE, WARNINGS_FILE  # the run folder's files (runs/logs.py reads them)
 
 #: the columns of the telemetry record besides ``step`` (``epspp.losses.ird_telemetry``)
@@ -113,11 +113,7 @@ class TelemetryRecord:
         writer.writeheader()
         writer.writerows({k: (row[k] if k == "step" else f"{row[k]:.6g}") for k in columns} for row in self.rows)
         path = Path(run_dir) / TELEMETRY_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text.getvalue(), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_text(path, text.getvalue())
 
     def state_dict(self) -> dict:
         """Columns of plain numbers (a checkpoint loads them with ``weights_only=True``)."""
@@ -135,12 +131,8 @@ def record_warning(run_dir: str | Path, message: str) -> Path:
     """Print ``message`` as one line to stderr and append it to ``run_dir/warnings.txt`` (temp file + rename)."""
     print(f"[epspp] warning: {message}", file=sys.stderr, flush=True)
     path = Path(run_dir) / WARNINGS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     earlier = path.read_text(encoding="utf-8") if path.is_file() else ""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(earlier + message + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, earlier + message + "\n")
 
 
 class IRDMonitor(pl.Callback):

@@ -3,7 +3,6 @@ predictions), resumable and DDP-safe, and a manifest with the masks' mIoU where 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from epspp.data.classes import voc_palette
 from epspp.data.dataset import ImageFolderDataset
 from epspp.data.io import DatasetError, read_image, read_split, write_mask_png
 from epspp.errors import EPSError, OutputError
+from epspp.files import write_atomic, write_json
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.panels import overlay_with_legend
 from epspp.runs.mask_files import OVERVIEW, is_overview, mask_files
@@ -162,17 +162,11 @@ class MaskWriter(BasePredictionWriter):
                 if self.save_overlays:
                     self._write_overlay(image_id, mask, _datamodule(trainer))
                 write_mask_png(path, mask, voc_palette())
-            except BaseException as error:
-                # write_mask_png/np.save leave their temporary file behind when interrupted
-                for tmp in self._out.rglob(f".{image_id}.{os.getpid()}.tmp.*"):
-                    tmp.unlink(missing_ok=True)
-                if isinstance(error, OSError):  # a full disk, a folder made read-only during the run
-                    raise OutputError(
-                        f"cannot write the mask of {image_id} in {self.output_dir}: "
-                        f"{error.strerror or error}: free space or fix the folder, then rerun (it "
-                        "resumes; the masks written so far are kept)"
-                    ) from None
-                raise
+            except OutputError as error:  # a full disk, a folder made read-only during the run (no temporary left)
+                raise OutputError(
+                    f"cannot write the mask of {image_id} in {self.output_dir}: {error.reason}: free space or fix "
+                    "the folder, then rerun (it resumes; the masks written so far are kept)"
+                ) from None
             self._written += 1
 
     @property
@@ -203,17 +197,13 @@ class MaskWriter(BasePredictionWriter):
         image = read_image(datamodule.datasets["predict"].image_path(image_id))
         picture = overlay_with_legend(image, mask, datamodule.class_names)
         path = self._out / "overlays" / f"{image_id}.png"
-        tmp = path.with_name(f".{image_id}.{os.getpid()}.tmp.png")
-        Image.fromarray(picture).save(tmp)
-        os.replace(tmp, path)
+        write_atomic(path, Image.fromarray(picture).save)
 
     def _write_scores(self, image_id: str, scores: torch.Tensor, label: torch.Tensor) -> None:
         keep = [0] + [c + 1 for c in torch.nonzero(label).flatten().tolist()]
         array = scores[keep].to(torch.float16).cpu().numpy()
         path = self._out / "scores" / f"{image_id}.npy"
-        tmp = path.with_name(f".{image_id}.{os.getpid()}.tmp.npy")
-        np.save(tmp, array)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: np.save(tmp, array))
 
     # ---------------------------------------------------------------- manifest
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -268,9 +258,7 @@ class MaskWriter(BasePredictionWriter):
                     "images):\n" + iou_table(report[1]["iou"], names)
                 )
         path = self._out / "manifest.json"
-        tmp = path.with_name(".manifest.json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, path)
+        write_json(path, manifest)
         self._write_overview(trainer)
 
     def _finish_folder(
@@ -295,9 +283,7 @@ class MaskWriter(BasePredictionWriter):
             + (f" (overlays in {self._out / 'overlays'})" if self.save_overlays else "")
         )
         path = self._out / "manifest.json"
-        tmp = path.with_name(".manifest.json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, path)
+        write_json(path, manifest)
         self._write_overview(trainer)
 
     def _write_overview(self, trainer: pl.Trainer) -> None:
@@ -403,7 +389,14 @@ def dataset_folders(dataset: Any) -> dict[str, Path]:
 
 def _remove_stale_temporaries(folder: Path) -> None:
     """Delete the temporary files of an earlier run that was killed while writing (never valid masks)."""
-    for pattern in (".*.tmp.png", ".*.tmp.npy", "scores/.*.tmp.npy", "overlays/.*.tmp.png", ".manifest.json.tmp"):
+    for pattern in (
+        ".*.tmp.png",
+        ".*.tmp.npy",
+        "scores/.*.tmp.npy",
+        "overlays/.*.tmp.png",
+        ".manifest.*.tmp.json",
+        ".manifest.json.tmp",
+    ):
         for path in folder.glob(pattern):
             path.unlink(missing_ok=True)
 

@@ -113,8 +113,7 @@ def run_command_line(args: list[str] | None) -> None:
         print(f"{OVERVIEW}\n\nepspp: error: {problem}", file=sys.stderr)
         raise SystemExit(2)
     if command in TOOLS:
-        module, function = TOOLS[command]
-        raise SystemExit(getattr(importlib.import_module(module), function)(argv[1:]))
+        raise SystemExit(run_tool(command, argv[1:]))
     if not os.environ.get("WANDB_MODE"):  # unset or empty: never ask for a login unless the user opts in
         os.environ["WANDB_MODE"] = "offline"
     from epspp.cli.quiet import quiet_libraries, take_verbose_flag
@@ -137,6 +136,19 @@ def run_command_line(args: list[str] | None) -> None:
         except BaseException:
             discard_empty_new_folders()
             raise
+
+
+def run_tool(command: str, args: list[str]) -> int:
+    """Run the tool ``command`` on ``args``; an epspp error that its own handling let through (a full disk while
+    writing its last output, a damaged file) in one line, exit status 2."""
+    from epspp.errors import EPSError
+
+    module, function = TOOLS[command]
+    try:
+        return getattr(importlib.import_module(module), function)(args)
+    except EPSError as error:
+        print(f"epspp {command}: error: {one_line(error)}", file=sys.stderr)
+        return 2
 
 
 def run_lightning_cli(args: list[str] | None, options: list[str], start_over: bool) -> None:

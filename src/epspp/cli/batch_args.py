@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from epspp.batch_scaling import config_recipe
+from epspp.cli.argtypes import processes
 from epspp.config_files import resolve_config
 from epspp.errors import ConfigError
 
@@ -25,8 +26,8 @@ def batch_args_main(argv: list[str]) -> int:
         required=True,
         help="the stage's YAML config, or a packaged one's name (its batch is the total)",
     )
-    parser.add_argument("--devices", type=int, default=1, help="processes (GPUs) per node")
-    parser.add_argument("--num-nodes", type=int, default=1, help="nodes")
+    parser.add_argument("--devices", type=processes, default=1, help="processes (GPUs) per node")
+    parser.add_argument("--num-nodes", type=processes, default=1, help="nodes")
     args = parser.parse_args(argv)
     try:
         scaled, message = config_recipe(args.config, args.devices * args.num_nodes)

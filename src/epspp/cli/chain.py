@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from epspp.chain import Processes, RunLayout, Runner, Stage, fit_stage, last_checkpoint, predict_stage
+from epspp.cli.argtypes import processes
 from epspp.config_files import config_folder
 from epspp.errors import EPSError
 
@@ -107,12 +108,12 @@ def parser() -> argparse.ArgumentParser:
     )
     parse.add_argument(
         "--devices",
-        type=int,
+        type=processes,
         default=None,
         help="processes (GPUs) per node; with it, every Trainer stage gets --trainer.devices/num_nodes/"
         "strategy and each fit its batch recipe split over the processes (epspp batch-args)",
     )
-    parse.add_argument("--num-nodes", type=int, default=1, help="nodes (default 1)")
+    parse.add_argument("--num-nodes", type=processes, default=1, help="nodes (default 1)")
     parse.add_argument("--strategy", default=None, help="Lightning's strategy (default: auto on 1 process, else ddp)")
     parse.add_argument(
         "--sync-batchnorm",

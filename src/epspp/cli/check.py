@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from epspp.cli.argtypes import count, processes
 from epspp.data.check import blank_saliency, check_samples, if_file
 from epspp.data.io import DEFAULT_MAX_PIXELS, read_split
 from epspp.errors import DatasetError
@@ -23,10 +24,10 @@ def check_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data.saliency_dir", dest="saliency_dir", help="saliency maps (default ROOT/saliency)")
     parser.add_argument("--data.mask_dir", dest="mask_dir", help="ground truth (default ROOT/SegmentationClassAug)")
     parser.add_argument("--splits", nargs="+", help="split names (default: every ImageSets/Segmentation/*.txt)")
-    parser.add_argument("--workers", type=int, default=None, help="threads (default: the CPU cores, at most 8)")
+    parser.add_argument("--workers", type=processes, default=None, help="threads (default: the CPU cores, at most 8)")
     parser.add_argument(
         "--max-pixels",
-        type=int,
+        type=count,
         default=None,
         help="refuse images with more pixels (default: EPSPP_MAX_PIXELS or "
         f"{DEFAULT_MAX_PIXELS}; the stages read it from EPSPP_MAX_PIXELS)",

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 from typing import cast
 
 from epspp.cli.argtypes import open_unit_interval
+from epspp.data.classes import read_classes
 from epspp.data.io import DatasetError
 from epspp.errors import EPSError
 from epspp.evaluate import (
@@ -20,8 +19,10 @@ from epspp.evaluate import (
     threshold_choice,
     written_by_evaluate,
 )
+from epspp.files import write_json
 from epspp.metrics import iou_table
 from epspp.runs.ownership import check_output_file, refuse_inside
+from epspp.runs.provenance import check_source
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
@@ -73,6 +74,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             check_output_file(args.json, EVALUATE, "--json", written_by_evaluate, args.overwrite)
         if not Path(args.pred_dir).is_dir():
             raise DatasetError(f"--pred-dir {args.pred_dir} is not a folder")
+        names = read_classes(args.root)
+        for folder, option in ((args.pred_dir, "--pred-dir"), (args.select_pred_dir, "--select-pred-dir")):
+            if folder is not None:
+                check_source(folder, args.root, names, option, "--root", note=False)
         result = evaluate_folder(args.pred_dir, args.root, args.split, args.mask_dir)
         if not result["evaluated"]:
             raise DatasetError(
@@ -124,9 +129,5 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             chosen = mark if float(threshold) == choice["chosen_bg_threshold"] else ""
             print(f"{threshold:<12}  {miou:7.2f}{chosen}")
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"written_by": EVALUATE} | report, indent=2))
-        os.replace(tmp, path)
+        write_json(args.json, {"written_by": EVALUATE} | report, "write --json")
     return 0

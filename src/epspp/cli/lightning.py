@@ -21,6 +21,7 @@ from epspp.cli.quiet import is_verbose, quiet_wandb_settings
 from epspp.config_checks import check_config, warmup_note
 from epspp.data.classes import CLASSES_FILE, read_classes
 from epspp.errors import CheckpointMismatchError, ConfigError, EPSError
+from epspp.files import write_atomic
 from epspp.nets.sync_bn import TimmSyncBatchNorm
 from epspp.runs.folder import (
     checkpoint_folders,
@@ -202,16 +203,12 @@ class RunConfigDump(SaveConfigCallback):
             subcommand = str(getattr(stage, "value", stage))  # Lightning's TrainerFn: "fit", "validate", ...
             path = config_dump_path(log_dir, subcommand, self.config_filename)
             text = dump_mark(subcommand) + self.parser.dump(self.config, skip_none=False)
-            try:
-                log_dir.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                tmp.write_text(text, encoding="utf-8")
-                os.replace(tmp, path)
-            except OSError as error:
-                raise ConfigError(
-                    f"cannot write the run's configuration {path}: {error.strerror}: free space or "
-                    "choose a writable --trainer.default_root_dir"
-                ) from None
+            write_atomic(
+                path,
+                lambda tmp: tmp.write_text(text, encoding="utf-8"),
+                "write the run's configuration",
+                advice="free space or choose a writable --trainer.default_root_dir",
+            )
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
 

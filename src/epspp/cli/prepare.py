@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+from epspp.cli.argtypes import count, seed
 from epspp.data.prepare import prepare_coco, prepare_voc
 from epspp.data.prepare_folder import prepare_folder
 from epspp.data.pretrain_corpus import CorpusConfig, generate_pretrain_corpus
@@ -28,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--num-train", type=int, default=1000, help="training images (split train) (default %(default)s)")
     syn.add_argument("--num-val", type=int, default=200, help="validation images (split val) (default %(default)s)")
     syn.add_argument(
-        "--image-size", type=int, default=64, help="side of the square images in pixels (>= 32) (default %(default)s)"
+        "--image-size", type=int, default=64, help="side of the square images in pixels, 32..4096 (default %(default)s)"
     )
     syn.add_argument(
         "--num-classes",
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         "water), then 15 more shape/texture families (default %(default)s)",
     )
     syn.add_argument(
-        "--seed", type=int, default=0, help="random seed; the same arguments give the same files (default %(default)s)"
+        "--seed", type=seed, default=0, help="random seed; the same arguments give the same files (default %(default)s)"
     )
     syn.add_argument(
         "--missing-class-rate",
@@ -81,12 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     corpus.add_argument("--root", required=True, type=Path, help="corpus root to create (new or empty folder)")
     corpus.add_argument(
         "--num-images",
-        type=int,
+        type=count,
         default=CorpusConfig.num_images,
         help="training images (split train) (default %(default)s)",
     )
     corpus.add_argument(
-        "--num-val", type=int, default=CorpusConfig.num_val, help="validation images (split val) (default %(default)s)"
+        "--num-val",
+        type=int,
+        default=CorpusConfig.num_val,
+        help="validation images (split val) (default %(default)s)",
     )
     corpus.add_argument(
         "--num-classes",
@@ -99,11 +103,11 @@ def _parser() -> argparse.ArgumentParser:
         "--image-size",
         type=int,
         default=CorpusConfig.image_size,
-        help="side of the square images in pixels (>= 32) (default %(default)s)",
+        help="side of the square images in pixels, 32..4096 (default %(default)s)",
     )
     corpus.add_argument(
         "--seed",
-        type=int,
+        type=seed,
         default=CorpusConfig.seed,
         help="random seed (a stream of its own: no image equals a WSSS image for any seeds) (default %(default)s)",
     )
@@ -123,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     coco.add_argument("--mask-dir", required=True, type=Path, help="folder of <id>.png masks")
     coco.add_argument("--out", required=True, type=Path, help="dataset root to create")
     coco.add_argument("--saliency-dir", type=Path, help="folder of <id>.png saliency maps")
-    coco.add_argument("--check", type=int, default=50, help="masks to verify (default 50)")
+    coco.add_argument("--check", type=count, default=50, help="masks to verify (default 50)")
     own = sub.add_parser("folder", help="your own images + a CSV/JSON of class names per image + saliency maps")
     own.add_argument("--images", required=True, type=Path, help="folder of images (.jpg, .png, ...; name = id)")
     own.add_argument(
@@ -141,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
         help="share of images in the val split, in (0, 1) (default %(default)s)",
     )
     own.add_argument("--classes", nargs="+", help="class names in label order (default: those of --labels, sorted)")
-    own.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
+    own.add_argument("--seed", type=seed, default=0, help="seed of the train/val split")
     own.add_argument("--copy", action="store_true", help="copy the files instead of linking them")
     return parser
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from epspp import render as library
+from epspp.cli.argtypes import count, image_side
 from epspp.errors import EPSError
 from epspp.render import render
 
@@ -21,8 +22,8 @@ def render_main(argv: list[str] | None = None) -> int:
         help="folder of the images the masks were predicted from (--data.predict_image_dir); with "
         "--root too, the class names and labels come from the root",
     )
-    parser.add_argument("--num", type=int, default=32, help="images (rows) at most (32)")
-    parser.add_argument("--panel", type=int, default=256, help="width of each panel in pixels (256)")
+    parser.add_argument("--num", type=count, default=32, help="images (rows) at most (32)")
+    parser.add_argument("--panel", type=image_side, default=256, help="width of each panel in pixels (256)")
     parser.add_argument(
         "--out",
         default=None,

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from epspp.cli.argtypes import count
 from epspp.errors import EPSError
 from epspp.run import COMMAND, METHODS, run_own_data
 
@@ -34,7 +35,7 @@ def run_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--predict", type=Path, default=None, help="folder of new photos to write masks of")
     parser.add_argument(
         "--max-steps",
-        type=int,
+        type=count,
         default=None,
         help="every fit's step budget, warm-ups scaled with it (default: the preset's)",
     )

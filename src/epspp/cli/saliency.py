@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from epspp import saliency as library
+from epspp.cli.argtypes import count
 from epspp.errors import EPSError
 from epspp.saliency import COMMAND, DEFAULT_MODEL, MODELS, PROGRESS_EVERY, write_saliency_maps
 
@@ -37,7 +38,7 @@ def saliency_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--progress-every",
-        type=int,
+        type=count,
         default=PROGRESS_EVERY,
         metavar="N",
         help=f"images between progress lines ({PROGRESS_EVERY}; also every 30 s)",

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from epspp.cli.argtypes import unit_interval
+from epspp.cli.argtypes import class_count, count, image_side, processes, seed, unit_interval
 from epspp.demo import REGIMES, demo_configs
 from epspp.errors import EPSError
 from epspp.runs.ownership import claim_folder, holds_stage_marker
@@ -60,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--seeds",
-        type=int,
+        type=seed,
         nargs="+",
         default=None,
         help=f"default {' '.join(map(str, DEFAULT_GRID['seeds']))} (--full-grid: "
@@ -72,10 +72,10 @@ def parser() -> argparse.ArgumentParser:
         help="the full grid (more rates, fractions and seeds; many hours on 2 cores) instead of the "
         "default one that make study runs within 120 minutes",
     )
-    common.add_argument("--jobs", type=int, default=2, help="runs in parallel, one CPU thread each (default 2)")
-    common.add_argument("--num-train", type=int, default=None, help="train images of a generated dataset (1000)")
-    common.add_argument("--num-val", type=int, default=None, help="val images of a generated dataset (200)")
-    common.add_argument("--image-size", type=int, default=None, help="image side of a generated dataset (64)")
+    common.add_argument("--jobs", type=processes, default=2, help="runs in parallel, one CPU thread each (default 2)")
+    common.add_argument("--num-train", type=count, default=None, help="train images of a generated dataset (1000)")
+    common.add_argument("--num-val", type=count, default=None, help="val images of a generated dataset (200)")
+    common.add_argument("--image-size", type=image_side, default=None, help="image side of a generated dataset (64)")
     common.add_argument("--no-wandb", action="store_true", help="do not log the tables and figures to W&B")
     common.add_argument(
         "overrides",
@@ -83,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
         help="extra `epspp fit` overrides of every fit, stage 0 included (after --), e.g. --trainer.max_steps=300",
     )
     errors = sub.add_parser("saliency-errors", parents=[common], help="CAM / EPS / EPS++ against saliency errors")
-    errors.add_argument("--num-classes", type=int, default=5, help="object classes of the dataset (default 5)")
+    errors.add_argument("--num-classes", type=class_count, default=5, help="object classes of the dataset (default 5)")
     errors.add_argument("--error-types", nargs="+", default=list(ERROR_TYPES), choices=list(ERROR_TYPES))
     errors.add_argument(
         "--rates",
@@ -104,7 +104,7 @@ def parser() -> argparse.ArgumentParser:
     fraction = sub.add_parser("labeled-fraction", parents=[common], help="labelled-only vs SSSS vs WSSS")
     fraction.add_argument(
         "--num-classes",
-        type=int,
+        type=class_count,
         default=20,
         help="object classes of the dataset (default 20, VOC's count: with 5 classes 2%% of the "
         "images already saturate labelled-only)",
@@ -122,7 +122,9 @@ def parser() -> argparse.ArgumentParser:
         parents=[common],
         help="EPS++ under both readings of B() and without PAMR, against CAM and EPS, on the demo's saliency",
     )
-    readings.add_argument("--num-classes", type=int, default=5, help="object classes of the dataset (default 5)")
+    readings.add_argument(
+        "--num-classes", type=class_count, default=5, help="object classes of the dataset (default 5)"
+    )
     readings.add_argument(
         "--methods",
         nargs="+",

@@ -20,7 +20,8 @@ from typing import Any, cast
 
 from epspp.data.cache import dataset_cache
 from epspp.data.io import read_image, read_mask, read_saliency
-from epspp.errors import DatasetError
+from epspp.errors import DatasetError, OutputError
+from epspp.files import write_json
 from epspp.runs.mask_files import refuse_overview
 
 CACHE = "preflight.json"  # in the dataset's cache folder (epspp.data.cache)
@@ -94,10 +95,8 @@ def _read_cache(path: Path) -> set[str]:
 def _write_cache(path: Path, good: set[str]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": 1, "good": sorted(good)}))
-        os.replace(tmp, path)
-    except OSError:
+        write_json(path, {"version": 1, "good": sorted(good)}, indent=None)
+    except (OSError, OutputError):
         pass  # a read-only cache folder: checked again next time
 
 

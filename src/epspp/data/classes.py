@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from epspp.config_checks import MAX_OBJECT_CLASSES
 from epspp.data.npy_labels import NPY_LABELS, load_npy_labels
 from epspp.errors import DatasetError
 
@@ -197,6 +198,12 @@ def read_classes(root: str | Path) -> list[str]:
             raise DatasetError(f"cannot read {path}: expected {expected} ({error})") from error
         if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
             raise DatasetError(f"{path}: 'names' must list the background and at least one class, as strings")
+        if len(names) - 1 > MAX_OBJECT_CLASSES:
+            raise DatasetError(
+                f"{path} lists {len(names) - 1} classes besides the background; masks are 8-bit PNGs that hold "
+                f"at most {MAX_OBJECT_CLASSES} (ids 1..{MAX_OBJECT_CLASSES}, 255 = ignore): merge classes or "
+                "split the dataset"
+            )
         return check_class_names(names, str(path))
     labels = root / NPY_LABELS
     if labels.is_file():

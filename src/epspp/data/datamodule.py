@@ -24,6 +24,7 @@ from epspp.data.sampler import MixedBatchSampler
 from epspp.data.transforms import eval_transform, pad_collate, train_transform
 from epspp.data.workers import CPU_WORKER_NICE, WorkerInit
 from epspp.errors import ConfigError, DatasetError
+from epspp.runs.provenance import check_source
 
 
 class EPSDataModule(pl.LightningDataModule):
@@ -127,10 +128,7 @@ class EPSDataModule(pl.LightningDataModule):
         for name, value, low in (
             ("batch_size", batch_size, 1),
             ("val_batch_size", val_batch_size, 1),
-            ("num_workers", num_workers, 0),
-            ("crop_size", crop_size, 1),
-            ("eval_size", eval_size, 1),
-        ):
+        ):  # num_workers, crop_size and eval_size: check_data_options (their ranges)
             if value is not None and value < low:
                 raise ConfigError(f"--data.{name} must be >= {low}, got {value}")
         if labeled_split and pseudo_mask_dir and batch_size < 2:
@@ -218,6 +216,7 @@ class EPSDataModule(pl.LightningDataModule):
                 f"pseudo-mask folder {pseudo_dir} does not exist: run stage 2 (`epspp predict --config "
                 f"configs/<dataset>/pseudo_masks.yaml ...`) or set --data.pseudo_mask_dir"
             )
+        check_source(pseudo_dir, hp.root, self.class_names, "--data.pseudo_mask_dir")
         missing = [i for i in ids if i not in labeled and not (pseudo_dir / f"{i}.png").is_file()]
         if missing and not hp.allow_missing:
             raise DatasetError(

@@ -13,6 +13,7 @@ from PIL import Image
 
 from epspp.data.classes import voc_palette
 from epspp.errors import DatasetError
+from epspp.files import write_atomic
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -34,7 +35,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 = upright, 2-8 = mirrored and/or rotated for display
 
 
-#: the longest id (UTF-8 bytes): ``.<id>.<pid>.tmp.png`` must fit the filesystems' 255-byte NAME_MAX
+#: the longest id (UTF-8 bytes): a mask's temporary ``.<id>.<thread id>.tmp.png`` (``epspp.files``) must fit the
+#: filesystems' 255-byte NAME_MAX
 MAX_ID_BYTES = 255 - 32
 
 
@@ -265,22 +267,15 @@ def write_mask_png(path: str | Path, mask: np.ndarray, palette: np.ndarray | Non
     path = Path(path)
     image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
     image.putpalette((voc_palette() if palette is None else palette).astype(np.uint8).ravel().tolist())
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    image.save(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, image.save)
 
 
 def write_grey_png(path: str | Path, array: np.ndarray) -> None:
     """Write a (H, W) uint8 array as a grey PNG, atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L").save(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L").save)
 
 
 def write_jpeg(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
     """Write a (H, W, 3) uint8 RGB array as JPEG, atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.jpg")
-    Image.fromarray(np.asarray(image, dtype=np.uint8), mode="RGB").save(tmp, quality=quality)
-    os.replace(tmp, path)
+    picture = Image.fromarray(np.asarray(image, dtype=np.uint8), mode="RGB")
+    write_atomic(path, lambda tmp: picture.save(tmp, quality=quality))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,8 @@ from epspp.data.cache import dataset_cache
 from epspp.data.classes import read_classes
 from epspp.data.io import read_mask
 from epspp.data.npy_labels import NPY_LABELS, load_npy_labels
-from epspp.errors import DatasetError
+from epspp.errors import DatasetError, OutputError
+from epspp.files import write_json
 
 __all__ = ["JSON_LABELS", "LABEL_CACHE", "NPY_LABELS", "image_labels", "load_json_labels", "load_npy_labels"]
 
@@ -125,8 +125,6 @@ def _read_cache(path: Path) -> dict:
 def _save_cache(path: Path, entries: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": 1, "entries": entries}))
-        os.replace(tmp, path)
-    except OSError:
+        write_json(path, {"version": 1, "entries": entries}, indent=None)
+    except (OSError, OutputError):
         pass  # a read-only cache folder: labels are recomputed next time

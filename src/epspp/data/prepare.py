@@ -24,6 +24,7 @@ from PIL import Image
 
 from epspp.data.classes import CLASSES_FILE, COCO_CLASSES, VOC_CLASSES, lists_classes, voc_palette, write_classes
 from epspp.data.io import DatasetError, check_id, write_mask_png
+from epspp.files import write_atomic, write_text
 from epspp.runs.ownership import OutputRecord, refuse_inside
 
 SPLITS = Path("ImageSets") / "Segmentation"
@@ -46,14 +47,8 @@ def _read_ids(path: Path, what: str) -> list[str]:
     ]
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_split(out: Path, name: str, ids: list[str]) -> None:
-    _write_text(out / SPLITS / f"{name}.txt", "".join(f"{i}\n" for i in ids))
+    write_text(out / SPLITS / f"{name}.txt", "".join(f"{i}\n" for i in ids))
 
 
 def _link(target: Path, link: Path) -> bool:
@@ -67,11 +62,7 @@ def _link(target: Path, link: Path) -> bool:
         if link.exists() and link.resolve() == target:
             return False
         raise FileExistsError(f"{link} exists and is not a link to {target}: remove it or choose another --out")
-    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    if os.path.lexists(tmp):
-        tmp.unlink()
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
+    write_atomic(link, lambda tmp: os.symlink(target, tmp))
     return True
 
 

@@ -28,6 +28,7 @@ from epspp.data.classes import CLASSES_FILE, check_class_names, write_classes
 from epspp.data.io import IMAGE_EXTENSIONS, check_id, exif_orientation, image_files, read_split
 from epspp.data.labels import JSON_LABELS
 from epspp.errors import DatasetError
+from epspp.files import write_atomic, write_text
 from epspp.runs.ownership import OutputRecord, refuse_inside
 
 SPLITS = Path("ImageSets") / "Segmentation"
@@ -92,12 +93,10 @@ def _link_or_copy(source: Path, target: Path, copy: bool) -> None:
         if target.resolve() == source.resolve() or (copy and target.stat().st_size == source.stat().st_size):
             return
         raise DatasetError(f"{target} exists and is not {source}: choose an empty --out")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     if copy:
-        shutil.copy2(source, tmp)
+        write_atomic(target, lambda tmp: shutil.copy2(source, tmp))
     else:
-        os.symlink(source.resolve(), tmp)
-    os.replace(tmp, target)
+        write_atomic(target, lambda tmp: os.symlink(source.resolve(), tmp))
 
 
 def prepare_folder(
@@ -170,9 +169,9 @@ def prepare_folder(
         if saliency:
             _link_or_copy(saliency_files[image_id], out / "saliency" / f"{image_id}.png", copy)
     write_classes(out, ["background", *names])
-    _write(out / JSON_LABELS, json.dumps({i: table[i] for i in ids}, indent=1))
+    write_text(out / JSON_LABELS, json.dumps({i: table[i] for i in ids}, indent=1))
     for split, members in (("train", train), ("val", val), ("all", ids)):
-        _write(out / SPLITS / f"{split}.txt", "".join(f"{i}\n" for i in members))
+        write_text(out / SPLITS / f"{split}.txt", "".join(f"{i}\n" for i in members))
     return {"images": len(ids), "train": len(train), "val": len(val), "classes": ["background", *names]}
 
 
@@ -258,9 +257,3 @@ def _saliency(folder: Path, ids: list[str]) -> dict[str, Path]:
         hint = f" ({others[0]} is not a PNG: save saliency maps as grey PNGs)" if others else ""
         raise DatasetError(f"{len(missing)} images have no saliency map <id>.png in {folder}, e.g. {missing[:3]}{hint}")
     return files
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from epspp import __version__
+from epspp.config_checks import MAX_SIDE
 from epspp.data.classes import write_classes
 from epspp.data.generated import write_generated_root
 from epspp.data.io import write_jpeg
@@ -49,8 +50,8 @@ class CorpusConfig:
                 f"dataset has up to {MAX_CLASSES}; the corpus adds {NUM_FAMILIES - MAX_CLASSES} "
                 "distractor families)"
             )
-        if self.image_size < 32:
-            raise ValueError(f"image_size must be >= 32, got {self.image_size}")
+        if not 32 <= self.image_size <= MAX_SIDE:
+            raise ValueError(f"image_size must be in [32, {MAX_SIDE}], got {self.image_size}")
 
 
 def _write_corpus(out: Path, cfg: CorpusConfig) -> None:

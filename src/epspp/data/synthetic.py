@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from epspp import __version__
+from epspp.config_checks import MAX_SIDE
 from epspp.data.classes import SYNTHETIC_CLASSES, voc_palette, write_classes
 from epspp.data.generated import write_generated_root
 from epspp.data.io import write_grey_png, write_jpeg, write_mask_png
@@ -105,8 +106,8 @@ class SyntheticConfig:
             raise ValueError(f"num_train and num_val must be >= 1, got {self.num_train}, {self.num_val}")
         if not 1 <= self.num_classes <= MAX_CLASSES:
             raise ValueError(f"num_classes must be within 1..{MAX_CLASSES}, got {self.num_classes}")
-        if self.image_size < 32:
-            raise ValueError(f"image_size must be >= 32, got {self.image_size}")
+        if not 32 <= self.image_size <= MAX_SIDE:
+            raise ValueError(f"image_size must be in [32, {MAX_SIDE}], got {self.image_size}")
         for name in ("missing_class_rate", "missing_part_rate", "false_coverage_rate", "labeled_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")

@@ -1,6 +1,6 @@
 """Which files of a mask folder are masks: ``<id>.png`` beside it, never the overview picture (``overview.png``
 drawn by ``epspp render`` or the mask writer), the overlays or score maps (``overlays/``, ``scores/``) or the
-temporary files of a write in progress (``.<id>.<pid>.tmp.png``).
+temporary files of a write in progress (``.<id>.<thread id>.tmp.png``).
 
 Every listing of a mask folder goes through ``mask_files`` (the writer's resume count, ``epspp render``);
 readers that go by a split's ids use ``refuse_overview`` for the one id that could meet the overview.

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from epspp.files import write_text
 
 #: the file a fit writes in its run folder (the write rule counts it as a fit's output)
 PROGRESS_FILE = "progress.json"
@@ -121,13 +122,7 @@ def progress_record(clock: StageClock, now: float, done: bool, stage: str = "fit
 
 def write_progress(folder: str | Path, record: dict) -> Path:
     """Write ``folder/progress.json`` atomically (a temporary name, then a rename); the folder is created."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / PROGRESS_FILE
-    tmp = folder / f".{PROGRESS_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(Path(folder) / PROGRESS_FILE, json.dumps(record) + "\n")
 
 
 def read_progress(folder: str | Path) -> dict | None:

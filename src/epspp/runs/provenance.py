@@ -1,8 +1,10 @@
-"""Checks of the pseudo-mask writer's output folder: never a dataset folder, never two runs mixed.
+"""Checks of the pseudo-mask writer's output folder: never a dataset folder, never two runs mixed, never read
+for another dataset.
 
 ``OUT/provenance.json`` records how the masks of a folder are made (the dataset's root and split, the
 checkpoint's SHA-256, the model class and its inference options, the normalization); a rerun resumes only
-into a folder made the same way, unless ``overwrite`` is set.
+into a folder made the same way, unless ``overwrite`` is set. A stage that reads the folder (stage 3's
+``--data.pseudo_mask_dir``, ``epspp evaluate --pred-dir``) checks its dataset and classes (``check_source``).
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from epspp.errors import DatasetError
+from epspp.errors import DatasetError, reading
+from epspp.files import write_json
 from epspp.runs.ownership import refuse_inside
 
 PROVENANCE = "provenance.json"
@@ -137,10 +142,60 @@ def check_resume(output_dir: Path, record: dict, done: int, overwrite: bool) -> 
 
 def write_provenance(output_dir: Path, record: dict) -> None:
     """Write ``OUT/provenance.json`` atomically."""
-    path = output_dir / PROVENANCE
-    tmp = path.with_name(f".{PROVENANCE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    write_json(output_dir / PROVENANCE, record)
+
+
+#: folders without provenance already noted in this process (the note is said once per folder)
+_NOTED: set[Path] = set()
+
+
+def check_source(
+    folder: str | Path,
+    root: str | Path,
+    class_names: Sequence[str],
+    option: str,
+    root_option: str = "--data.root",
+    note: bool = True,
+) -> None:
+    """Refuse to read the mask writer's ``folder`` (its masks, or its ``scores/``) for a dataset other than the one
+    it was made from: another root (``provenance.json``) or other classes (``manifest.json``), in one line naming
+    both. ``folder`` is the writer's ``output_dir`` or its ``mask_subdir``. A folder without ``provenance.json``
+    (an older epspp's, or the user's own masks) is read unchecked, with a note (once per folder and process; none
+    with ``note`` false: ``epspp evaluate``, whose input is any folder of masks).
+    """
+    folder = Path(folder)
+    home = next((f for f in (folder, folder.parent) if (f / PROVENANCE).is_file()), None)
+    if home is None:
+        if note and folder.resolve() not in _NOTED:
+            _NOTED.add(folder.resolve())
+            print(
+                f"[epspp] note: {option} {folder} has no {PROVENANCE} (an older epspp's or your own masks): "
+                "which dataset and classes it was made for is not checked",
+                file=sys.stderr,
+            )
+        return
+    path = home / PROVENANCE
+    with reading(path, "the mask folder's record", f"predict the masks again into an empty {option}"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+    dataset = record.get("dataset") if isinstance(record, dict) else None
+    made_from = dataset.get("root") if isinstance(dataset, dict) else None
+    here = str(Path(root).resolve())
+    if made_from is not None and made_from != here:
+        raise DatasetError(
+            f"{option} {folder} holds masks of the dataset {made_from} (see {path}), not of {root_option} {here}: "
+            f"predict the masks of {here}, or give the folder of its masks"
+        )
+    manifest = home / "manifest.json"
+    if not manifest.is_file():
+        return
+    with reading(manifest, "manifest", f"predict the masks again into an empty {option}"):
+        made_for = json.loads(manifest.read_text(encoding="utf-8"))
+    names = made_for.get("class_names") if isinstance(made_for, dict) else None
+    if isinstance(names, list) and names != list(class_names):
+        raise DatasetError(
+            f"{option} {folder} holds masks of the classes {names} (see {manifest}), but {root_option} {here} "
+            f"lists {list(class_names)}: predict the masks again with this dataset's classes"
+        )
 
 
 def _flat(record: dict, prefix: str = "") -> dict:

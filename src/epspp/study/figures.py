@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from epspp.files import write_atomic
+
 #: line style of each regime in the figures
 REGIME_STYLE = {"pretrained": "-", "scratch": "--"}
 COLLAPSE_NOTE = "X: IRD collapsed (its warning fired) on a seed"
@@ -25,10 +27,10 @@ def _pyplot() -> Any:
 
 
 def _save(figure: Any, path: Path, description: str) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(tmp, dpi=110, metadata={"Description": description})
-    _pyplot().close(figure)
-    os.replace(tmp, path)
+    try:
+        write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=110, metadata={"Description": description}))
+    finally:
+        _pyplot().close(figure)
 
 
 def plot_lines(

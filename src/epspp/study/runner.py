@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import statistics
 import threading
 import time
@@ -21,6 +20,7 @@ import numpy as np
 from epspp.chain import Runner, Stage, fit_stage, last_checkpoint, predict_stage
 from epspp.demo import pretrain_stage
 from epspp.errors import EPSError
+from epspp.files import write_json, write_text
 from epspp.study.grid import STUDY_METHODS, THRESHOLDS, Training
 
 #: steps over which the telemetry is averaged at the end of a fit (the collapse monitor's window)
@@ -29,13 +29,6 @@ TELEMETRY_STEPS = 50
 
 class StudyError(EPSError):
     """A run of the study failed, or the study cannot start; the message names the file or option."""
-
-
-def write_json(path: Path, payload: dict) -> None:
-    """``payload`` as JSON at ``path`` (temporary name, then rename: a killed study leaves no half file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -300,9 +293,7 @@ def labeled_split(root: Path, fraction: float, own_root: bool = True) -> str:
                 "splits from the root)",
                 flush=True,
             )
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(f"{ids[i]}\n" for i in sorted(order[:count])))
-        os.replace(tmp, path)
+        write_text(path, "".join(f"{ids[i]}\n" for i in sorted(order[:count])))
     return name
 
 

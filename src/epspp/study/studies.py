@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import functools
-import os
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from epspp.files import write_atomic, write_text
 from epspp.study.figures import log_to_wandb, plot_lines, plot_points
 from epspp.study.grid import ERROR_TYPES, SETTINGS, Cell, Training, saliency_grid, saliency_name, unique_trainings
 from epspp.study.runner import (
@@ -70,19 +71,11 @@ ARMS = {
 
 def write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> None:
     """Write ``rows`` as CSV with ``columns`` (through a temporary file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
-        writer.writeheader()
-        writer.writerows({k: ("" if row.get(k) is None else row[k]) for k in columns} for row in rows)
-    os.replace(tmp, path)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` (through a temporary file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(columns))
+    writer.writeheader()
+    writer.writerows({k: ("" if row.get(k) is None else row[k]) for k in columns} for row in rows)
+    write_atomic(path, lambda tmp: tmp.write_text(text.getvalue(), newline=""))
 
 
 def score_of(result: dict, threshold: str) -> tuple[float, float]:

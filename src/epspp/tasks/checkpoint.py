@@ -3,8 +3,6 @@ saving that is atomic on every filesystem."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,8 @@ from typing import Any
 import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 
-from epspp.errors import CheckpointMismatchError, OutputError
+from epspp.errors import CheckpointMismatchError
+from epspp.files import write_atomic
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -33,39 +32,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_torch_save(checkpoint, Path(path))
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
+def atomic_torch_save(obj: Any, path: Path, action: str = "save checkpoint") -> None:
     """``torch.save(obj, path)`` through a temporary file in ``path``'s folder (flush, fsync, rename).
 
     A failure (full disk, read-only folder) removes the temporary file, leaves ``path`` as it was and raises
-    an ``OutputError`` naming the file.
+    an ``OutputError`` naming the file (``cannot {action} PATH: No space left on device: ...``).
     """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    except OSError as error:
-        raise OutputError(f"cannot save checkpoint {path}: {error.strerror}: choose a writable folder") from None
-    try:
-        with handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException as error:
-        Path(handle.name).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise OutputError(
-                f"cannot save checkpoint {path}: {error.strerror or error}: free space or choose "
-                "another folder (the previous checkpoint is kept)"
-            ) from None
-        raise
-    try:  # the rename itself survives a power cut once the folder is synced
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-    except OSError:
-        pass  # folders that cannot be opened or synced (some network filesystems)
+    write_atomic(
+        path,
+        lambda tmp: _torch_save(obj, tmp),
+        action,
+        sync=True,
+        advice="free space or choose another folder (the previous file is kept)",
+    )
+
+
+def _torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` through a Python file, so that a failed write carries its ``OSError`` (ENOSPC ...)."""
+    with open(path, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def check_classes(checkpoint: dict[str, Any], num_classes: int, class_names: Sequence[str] | None = None) -> None:

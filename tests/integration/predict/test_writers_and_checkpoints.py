@@ -239,7 +239,7 @@ def test_a_full_disk_while_writing_masks_is_one_line_and_keeps_earlier_masks(
     capfd: pytest.CaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import epspp.callbacks.mask_writer as writer
+    from PIL import Image
 
     out = tmp_path / "out"
     ok(in_process(capfd, *predict_args(synthetic_root, checkpoint, out, *SMALL)))
@@ -247,11 +247,11 @@ def test_a_full_disk_while_writing_masks_is_one_line_and_keeps_earlier_masks(
     kept = (out / f"{first}.png").read_bytes()
     (out / f"{second}.png").unlink()
 
-    def full_disk(path, mask, palette=None):
-        Path(path).with_name(f".{Path(path).stem}.{__import__('os').getpid()}.tmp.png").write_bytes(b"part")
+    def full_disk(self, fp, *args, **kwargs):  # the mask's temporary file is half-written, then the disk is full
+        Path(fp).write_bytes(b"\x89PNG part")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(writer, "write_mask_png", full_disk)
+    monkeypatch.setattr(Image.Image, "save", full_disk)
     clean_error(
         in_process(capfd, *predict_args(synthetic_root, checkpoint, out, *SMALL)),
         f"cannot write the mask of {second} in {out}: No space left on device",

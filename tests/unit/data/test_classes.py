@@ -117,3 +117,12 @@ def test_class_lists_are_the_published_ones_with_background_first() -> None:
     assert list(COCO_CLASSES) == ["background", *PUBLISHED_COCO] and len(COCO_CLASSES) == 81
     # mask value = index: VOC 15 is person, COCO 1 is person and 80 the toothbrush
     assert (VOC_CLASSES[15], COCO_CLASSES[1], COCO_CLASSES[80]) == ("person", "person", "toothbrush")
+
+
+def test_classes_json_holds_at_most_the_254_classes_of_8_bit_masks(tmp_path: Path) -> None:
+    names = ["background"] + [f"c{i}" for i in range(1, 255)]  # ids 1..254; 255 is the ignore label
+    write_classes(tmp_path, names)
+    assert read_classes(tmp_path) == names
+    write_classes(tmp_path, [*names, "c255"])
+    with pytest.raises(DatasetError, match=r"classes\.json lists 255 classes besides the background; .* at most 254"):
+        read_classes(tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -350,3 +351,51 @@ def test_pin_memory_follows_the_accelerator(synthetic_root: Path, device: str | 
     if device is not None:
         module.trainer = _FakeTrainer(device)  # type: ignore[assignment]
     assert module.train_dataloader().pin_memory is pinned
+
+
+def _made_from(folder: Path, root: Path, class_names: list[str] | None = None) -> None:
+    """The mask writer's records of ``folder``: made from ``root`` (and its classes, when given)."""
+    record = {"dataset": {"root": str(root.resolve()), "ids_sha256": None}, "checkpoint_sha256": None}
+    (folder / "provenance.json").write_text(json.dumps(record | {"model": "m", "inference": {}}))
+    if class_names is not None:
+        (folder / "manifest.json").write_text(json.dumps({"class_names": class_names}))
+
+
+def test_stage_3_refuses_pseudo_masks_made_from_another_dataset(
+    synthetic_root: Path, synthetic_copy: Path, pseudo_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # the copy has the same ids and image sizes: only the folder's provenance tells the two apart
+    _made_from(pseudo_dir, synthetic_copy)
+    module = _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(pseudo_dir))
+    with pytest.raises(DatasetError) as error:
+        module.setup("fit")
+    assert str(error.value) == (
+        f"--data.pseudo_mask_dir {pseudo_dir} holds masks of the dataset {synthetic_copy.resolve()} (see "
+        f"{pseudo_dir / 'provenance.json'}), not of --data.root {synthetic_root.resolve()}: predict the masks of "
+        f"{synthetic_root.resolve()}, or give the folder of its masks"
+    )
+    # the same root with other classes (the manifest's), or in another order
+    _made_from(pseudo_dir, synthetic_root, list(reversed(SYNTHETIC_CLASSES)))
+    with pytest.raises(DatasetError, match=r"holds masks of the classes \['boat', .* lists \['background', "):
+        module.setup("fit")
+    # made from this dataset (masks in the writer's mask_subdir, the records one folder up): read as before
+    _made_from(pseudo_dir, synthetic_root, list(SYNTHETIC_CLASSES))
+    sub = pseudo_dir / "masks"
+    _write_pseudo_masks(sub, split_ids(synthetic_root, "train"))
+    _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(sub)).setup("fit")
+    _made_from(pseudo_dir, synthetic_copy)
+    with pytest.raises(DatasetError, match="holds masks of the dataset"):
+        _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(sub)).setup("fit")
+    assert "no provenance.json" not in capsys.readouterr().err
+
+
+def test_a_pseudo_mask_folder_without_provenance_is_read_with_one_note(
+    synthetic_root: Path, pseudo_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for _ in range(2):
+        _module(synthetic_root, task="segmentation", pseudo_mask_dir=str(pseudo_dir)).setup("fit")
+    notes = [line for line in capsys.readouterr().err.splitlines() if "no provenance.json" in line]
+    assert notes == [
+        f"[epspp] note: --data.pseudo_mask_dir {pseudo_dir} has no provenance.json (an older epspp's or your own "
+        "masks): which dataset and classes it was made for is not checked"
+    ]

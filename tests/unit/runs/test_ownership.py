@@ -165,7 +165,7 @@ def test_prepare_folder_refuses_an_id_with_two_image_files(tmp_path: Path, capsy
         ("synthetic", "--missing-part-rate", "nan", "error: --missing-part-rate must be within [0, 1], got nan"),
         ("synthetic", "--labeled-fraction", "-0.1", "error: --labeled-fraction must be within [0, 1], got -0.1"),
         ("synthetic", "--num-train", "0", "error: --num-train and --num-val must be >= 1, got 0, 200"),
-        ("pretrain-corpus", "--image-size", "8", "error: --image-size must be >= 32, got 8"),
+        ("pretrain-corpus", "--image-size", "8", "error: --image-size must be in [32, 4096], got 8"),
     ],
 )
 def test_prepare_checks_rates_and_fractions_before_writing(
