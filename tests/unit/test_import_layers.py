@@ -11,8 +11,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 #: the layers, bottom first, by module-name prefix; a module no prefix names is a command module (COMMANDS)
 LAYERS: list[tuple[str, ...]] = [
-    # the bottom: what imports nothing of epspp but errors; the write rule and the mask-file names of runs/ are
-    # here since data/'s prepare and check apply them
+    # the bottom: what imports nothing of epspp but errors; the write rule (with the run folder's lock it takes),
+    # the mask-file names and provenance of runs/ are here since data/'s prepare and check apply them
     (
         "epspp.errors",
         "epspp.files",
@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
         "epspp.config_checks",
         "epspp.config_files",
         "epspp.runs.ownership",
+        "epspp.runs.lock",
         "epspp.runs.mask_files",
         "epspp.runs.provenance",
     ),
