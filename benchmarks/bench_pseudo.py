@@ -17,10 +17,12 @@ Settings:
   flip, ``refine: none``, 2 workers, 300 images of 64x64 (``/tmp/bench_data/synthetic``, split
   ``bench300``);
 - ``demo0``: the same with ``--data.num_workers 0`` (loading in the main process);
-- ``voc``: VOC-like 500x375 images (``/tmp/bench_data/voclike``), resnet50 OS16 random weights, C=20, scales
-  (0.5, 1, 1.5, 2) + flip, ``refine: pamr`` (10 iterations, dilations 1-24), 2 workers (the VOC config
-  says 8; this machine has 2 cores). The share outside the network is given with and without PAMR
-  (``configs/voc/pseudo_masks.yaml`` has ``refine: none``).
+- ``voc``: VOC-like 500x375 images (``/tmp/bench_data/voclike``), resnet50 OS16 random weights, C=20, as
+  ``configs/voc/pseudo_masks.yaml`` sets inference: scales (0.5, 1, 1.5, 2) + flip, ``inference_resize:
+  pil_bicubic``, ``refine: none``; 2 workers (the VOC config says 8; this machine has 2 cores).
+
+"resize image (scales)" times ``LocalizationModule.resize`` whole (PIL's resize and, on a GPU, the round
+trip to the CPU included); "upsample maps" every other ``F.interpolate`` of ``multiscale_maps``.
 
 Usage: ``python benchmarks/bench_pseudo.py [--device cpu|cuda] [--settings demo voc] [--quick]``.
 """
@@ -133,13 +135,23 @@ def instrument(module: LocalizationModule, writer: PseudoMaskWriter, timers: Tim
         return orig_multiscale(timers.wrap("network forward", forward_cam), image, *args, **kwargs)
 
     loc_mod.multiscale_maps = timers.wrap("multiscale_maps (total)", multiscale)
+    resizing = [False]  # inside module.resize: its own F.interpolate (bilinear) is the resize's time
+    original_resize = module.resize
+
+    def resize(image, size):
+        resizing[0] = True
+        try:
+            return original_resize(image, size)
+        finally:
+            resizing[0] = False
+
+    module.resize = timers.wrap("resize image (scales)", resize)
+    upsample = timers.wrap("upsample maps", F.interpolate)
 
     class TimedF:
-        interpolate = staticmethod(
-            timers.wrap(
-                lambda x, *a, **k: "resize image (scales)" if x.shape[1] == 3 else "upsample maps", F.interpolate
-            )
-        )
+        @staticmethod
+        def interpolate(x, *args, **kwargs):
+            return (F.interpolate if resizing[0] else upsample)(x, *args, **kwargs)
 
         def __getattr__(self, name):
             return getattr(F, name)
@@ -207,10 +219,11 @@ def build_setting(name: str, data_root: Path, quick: bool) -> dict:
         saliency_loss="ird",
         scales=(0.5, 1.0, 1.5, 2.0),
         flip=True,
-        refine="pamr",
+        refine="none",
+        inference_resize="pil_bicubic",
     )
     return dict(
-        label="voc: resnet50 OS16, 500x375, scales (0.5-2) + flip, refine pamr",
+        label="voc: resnet50 OS16, 500x375, scales (0.5-2) + flip, pil_bicubic, refine none",
         module=module,
         root=root,
         split=f"bench{count}",

@@ -77,7 +77,8 @@ class EPSCLI(LightningCLI):
         ``--weights_only`` of fit/validate/test/predict defaults to true (checkpoints are read without unpickling
         code; Lightning's default, None, leaves it to torch); ``--ckpt_path last|best`` outside ``fit`` becomes the
         file it stands for (the network is read from it, as for an explicit path); the checkpoint is checked; and
-        the model's ``inference_options`` (scales, flips, thresholds, refinement) are kept aside, so that the
+        the model's ``inference_options`` (scales, flips, thresholds, refinement) and ``speed_options``
+        (channels-last, compile) are kept aside, so that the
         config's and the command line's values replace the checkpoint's (``before_instantiate_classes``).
         """
         super().parse_arguments(parser, args)
@@ -103,7 +104,8 @@ class EPSCLI(LightningCLI):
         check_checkpoint(config, model, path)
         if model is not None and getattr(model, "class_path", None):
             module_name, _, class_name = model.class_path.rpartition(".")
-            options = getattr(getattr(importlib.import_module(module_name), class_name), "inference_options", ())
+            module_class = getattr(importlib.import_module(module_name), class_name)
+            options = (*getattr(module_class, "inference_options", ()), *getattr(module_class, "speed_options", ()))
             self.inference_options = {key: model.init_args[key] for key in options if key in model.init_args}
 
     def keep_inference_options(self, config: Any) -> None:

@@ -1,6 +1,7 @@
 """Operators: PAMR refinement, multi-scale CAM inference and pseudo-mask assembly."""
 
 from epspp.ops.cam import (
+    bicubic_resize,
     bilinear_resize,
     maps_to_mask,
     multiscale_maps,
@@ -13,6 +14,7 @@ from epspp.ops.pamr import PAMR
 
 __all__ = [
     "PAMR",
+    "bicubic_resize",
     "bilinear_resize",
     "maps_to_mask",
     "multiscale_maps",

@@ -55,6 +55,27 @@ def bilinear_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size, mode="bilinear", align_corners=False)
 
 
+def _picture(image: torch.Tensor, mean_t: torch.Tensor, std_t: torch.Tensor) -> torch.Tensor:
+    """The uint8 picture's values (0..255, float32, rounded) behind a normalized (N, 3, H, W) image."""
+    return ((image.float() * std_t + mean_t) * 255.0).round().clamp(0, 255)
+
+
+def bicubic_resize(
+    image: torch.Tensor, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """``pil_bicubic_resize`` on the image's own device: torch's antialiased bicubic (PIL's kernel, a = -0.5,
+    widened when shrinking) of the rounded picture, in PIL's two passes (width, then height), each rounded to
+    uint8 values, then normalized again. On photos it differs from PIL's by at most 2 grey levels, with 97-99%
+    of the pixels equal (float vs PIL's fixed-point weights; BENCHMARKS.md, section 11)."""
+    mean_t = image.new_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std_t = image.new_tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    picture = _picture(image, mean_t, std_t)
+    for step in ((picture.shape[-2], size[1]), size):  # PIL clips its first pass to 0..255: so does this
+        picture = F.interpolate(picture, step, mode="bicubic", align_corners=False, antialias=True)
+        picture = picture.round().clamp(0, 255)
+    return ((picture / 255.0 - mean_t) / std_t).to(image.dtype)
+
+
 def pil_bicubic_resize(
     image: torch.Tensor, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]
 ) -> torch.Tensor:
@@ -63,9 +84,9 @@ def pil_bicubic_resize(
     The uint8 picture is recovered exactly from the normalized (N, 3, H, W) image (``mean``/``std`` of the
     0..1 scale, as the data pipeline used).
     """
-    mean_t = image.new_tensor(mean).view(1, 3, 1, 1)
-    std_t = image.new_tensor(std).view(1, 3, 1, 1)
-    pictures = ((image.float() * std_t + mean_t) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    mean_t = image.new_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std_t = image.new_tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    pictures = _picture(image, mean_t, std_t).to(torch.uint8)
     resized = []
     for picture in pictures.permute(0, 2, 3, 1).cpu().numpy():
         array = np.asarray(Image.fromarray(picture).resize((size[1], size[0]), resample=Image.Resampling.BICUBIC))
@@ -81,6 +102,7 @@ def multiscale_maps(
     flip: bool = True,
     kind: MapKind = "softmax",
     resize: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor] = bilinear_resize,
+    classes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Object maps of one image summed over scales (and flips), at the image's resolution.
 
@@ -92,10 +114,13 @@ def multiscale_maps(
         scales: input scales.
         flip: add horizontally flipped inputs.
         kind: see ``object_maps``.
-        resize: how the image is scaled (``bilinear_resize``, or ``pil_bicubic_resize`` as EPS).
+        resize: how the image is scaled (``bilinear_resize``, ``pil_bicubic_resize`` as EPS, or
+            ``bicubic_resize`` on the device).
+        classes: the object channels to keep (indices into C, e.g. the image's labelled classes): only they
+            are upsampled and summed; ``None`` keeps all C. The softmax still runs over all C+1 channels.
 
     Returns:
-        (1, C, H, W) summed maps (float32).
+        (1, C, H, W) summed maps (float32); (1, len(classes), H, W) with ``classes``.
     """
     height, width = image.shape[-2:]
     total = None
@@ -104,6 +129,7 @@ def multiscale_maps(
         scaled = image if size == (height, width) else resize(image, size)
         batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
         maps = object_maps(forward_cam(batch), kind)
+        maps = maps if classes is None else maps[:, classes]
         maps = F.interpolate(maps, (height, width), mode="bilinear", align_corners=False)
         summed = maps[:1] + maps[1:].flip(-1) if flip else maps
         total = summed if total is None else total + summed

@@ -23,8 +23,10 @@ from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_lo
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.nets.backbone import FeatureBackbone
 from epspp.nets.classifier import Classifier
+from epspp.nets.fast import use_fast_paths
 from epspp.ops import (
     PAMR,
+    bicubic_resize,
     bilinear_resize,
     maps_to_mask,
     multiscale_maps,
@@ -89,10 +91,14 @@ class LocalizationModule(pl.LightningModule):
         refine: ``pamr`` or ``crf`` (dense CRF over background + labelled classes, ``epspp.ops.crf``) refines
             the full-resolution score maps before the argmax.
         map_kind: ``auto`` = softmax maps for eps/ird (EPS inference), ReLU CAMs for the baseline.
-        inference_resize: how inference scales the image: ``bilinear`` on the normalized tensor, or
-            ``pil_bicubic`` on the uint8 picture (EPS's ``infer.py``).
-        image_mean: the data's normalization mean (``data.mean``), to recover the picture for ``pil_bicubic``.
+        inference_resize: how inference scales the image: ``bilinear`` on the normalized tensor,
+            ``pil_bicubic`` on the uint8 picture with PIL (EPS's ``infer.py``; on the CPU), or ``bicubic``: the
+            same picture resized by torch's antialiased bicubic on the image's device (no round trip to the CPU;
+            within a few grey levels of PIL's, see BENCHMARKS.md).
+        image_mean: the data's normalization mean (``data.mean``), to recover the picture for the bicubic resizes.
         image_std: the data's normalization std (``data.std``).
+        channels_last: the network's weights and inputs in channels-last memory format (``epspp.nets.fast``).
+        torch_compile: compile the network's forward with ``torch.compile`` (``epspp.nets.fast``).
     """
 
     hparams: AttributeDict  # the property's type, narrowed: save_hyperparameters() stores an AttributeDict
@@ -108,6 +114,8 @@ class LocalizationModule(pl.LightningModule):
         "pamr_dilations",
         "inference_resize",
     )
+    #: arguments taken from the config too, that do not change the predictions (not in the masks' provenance)
+    speed_options = ("channels_last", "torch_compile")
 
     def __init__(
         self,
@@ -143,9 +151,11 @@ class LocalizationModule(pl.LightningModule):
         bg_threshold: float = 0.2,
         refine: Literal["none", "pamr", "crf"] = "none",
         map_kind: Literal["auto", "softmax", "relu"] = "auto",
-        inference_resize: Literal["bilinear", "pil_bicubic"] = "bilinear",
+        inference_resize: Literal["bilinear", "pil_bicubic", "bicubic"] = "bilinear",
         image_mean: tuple[float, float, float] = IMAGENET_MEAN,
         image_std: tuple[float, float, float] = IMAGENET_STD,
+        channels_last: bool = False,
+        torch_compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -158,6 +168,7 @@ class LocalizationModule(pl.LightningModule):
             backbone, pretrained, pretrained_path, output_stride, backbone_kwargs, freeze_bn, freeze_stem
         )
         self.net = Classifier(body, num_classes)
+        use_fast_paths(self.net, channels_last, torch_compile)
         self.pamr = PAMR(pamr_iter, tuple(pamr_dilations))
         if refine == "crf":
             require_solver()
@@ -325,30 +336,42 @@ class LocalizationModule(pl.LightningModule):
     # --------------------------------------------------------------- prediction
     def resize(self, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Scale a normalized image for multi-scale inference, as ``inference_resize`` says."""
-        if self.hparams.inference_resize == "pil_bicubic":
-            return pil_bicubic_resize(image, size, self.hparams.image_mean, self.hparams.image_std)
+        hp = self.hparams
+        if hp.inference_resize == "pil_bicubic":
+            return pil_bicubic_resize(image, size, hp.image_mean, hp.image_std)
+        if hp.inference_resize == "bicubic":
+            return bicubic_resize(image, size, hp.image_mean, hp.image_std)
         return bilinear_resize(image, size)
 
     def on_predict_start(self) -> None:
-        """``pil_bicubic`` recovers the picture with ``image_mean``/``image_std``: they must be the data's."""
+        """The bicubic resizes recover the picture with ``image_mean``/``image_std``: they must be the data's."""
         data = getattr(getattr(self.trainer, "datamodule", None), "hparams", None)
-        if self.hparams.inference_resize != "pil_bicubic" or data is None:
+        if self.hparams.inference_resize == "bilinear" or data is None:
             return
         for key, mine in (("mean", self.hparams.image_mean), ("std", self.hparams.image_std)):
             theirs = data.get(key)
             if theirs is not None and not torch.allclose(torch.tensor(theirs).double(), torch.tensor(mine).double()):
                 raise ConfigError(
                     f"data.{key} {list(theirs)} differs from model image_{key} {list(mine)}: "
-                    f"set --model.init_args.image_{key} to the data's values for pil_bicubic inference"
+                    f"set --model.init_args.image_{key} to the data's values for "
+                    f"{self.hparams.inference_resize} inference"
                 )
 
+    @torch.autocast("cpu", enabled=False)
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """Pseudo-masks of one image per batch: multi-scale maps -> normalize -> (PAMR) -> argmax."""
+        """Pseudo-masks of one image per batch: multi-scale maps -> normalize -> (PAMR) -> argmax.
+
+        Only the labelled classes' maps are upsampled and summed (the others are zero after
+        ``normalize_maps`` anyway). Mixed precision (``trainer.precision``) applies on the GPU only: on the
+        CPU, where Lightning would turn ``16-mixed`` into ``bf16-mixed`` (slow without bf16 hardware), the step
+        runs in float32.
+        """
         hp = self.hparams
         image, labels = batch["image"], batch["label"]
         if image.shape[0] != 1:
             raise ValueError(f"prediction runs one image per batch (images differ in size), got {image.shape[0]}")
-        maps = normalize_maps(multiscale_maps(self, image, hp.scales, hp.flip, self.map_kind, self.resize), labels)
+        maps = self.labelled_maps(image, labels)
+        maps = normalize_maps(maps, labels)
         scores = with_background(maps, hp.bg_threshold)
         if hp.refine == "pamr":
             scores = self.pamr(image.float(), scores)
@@ -363,6 +386,16 @@ class LocalizationModule(pl.LightningModule):
             "target": batch["mask"],
             "has_mask": batch["has_mask"],
         }
+
+    def labelled_maps(self, image: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``multiscale_maps`` (1, C, H, W) of one image, computed for its labelled classes only, the other
+        channels zero (all zero, without running the network, for an image without labels)."""
+        hp = self.hparams
+        maps = image.new_zeros(1, self.num_classes, *image.shape[-2:], dtype=torch.float32)
+        classes = labels[0].nonzero()[:, 0]
+        if len(classes) > 0:
+            maps[:, classes] = multiscale_maps(self, image, hp.scales, hp.flip, self.map_kind, self.resize, classes)
+        return maps
 
     # ---------------------------------------------------------------- optimizer
     def on_load_checkpoint(self, checkpoint: dict) -> None:

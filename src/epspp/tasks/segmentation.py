@@ -20,6 +20,7 @@ from epspp.constants import IGNORE_INDEX
 from epspp.losses import segmentation_loss
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.nets.deeplab import DeepLab
+from epspp.nets.fast import use_fast_paths
 from epspp.ops.crf import DenseCRF, to_uint8_rgb
 from epspp.tasks.checkpoint import check_classes
 from epspp.tasks.optim import OptimizerName, build_optimizer, poly_schedule
@@ -56,12 +57,16 @@ class SegmentationModule(pl.LightningModule):
         crf: dense CRF (``epspp.ops.dense_crf``, deeplab-pytorch's parameters) on the predictions of
             validation, test and prediction.
         crf_workers: processes that run the CRF over the images of a batch (0: this process).
+        channels_last: the network's weights and inputs in channels-last memory format (``epspp.nets.fast``).
+        torch_compile: compile the network's forward with ``torch.compile`` (``epspp.nets.fast``).
     """
 
     hparams: AttributeDict  # the property's type, narrowed: save_hyperparameters() stores an AttributeDict
 
     #: arguments that ``epspp validate|test|predict --ckpt_path`` take from the config, not the checkpoint
     inference_options = ("tta_scales", "tta_flip", "crf", "crf_workers")
+    #: arguments taken from the config too, that do not change the predictions (not in the masks' provenance)
+    speed_options = ("channels_last", "torch_compile")
 
     def __init__(
         self,
@@ -88,6 +93,8 @@ class SegmentationModule(pl.LightningModule):
         tta_flip: bool = False,
         crf: bool = False,
         crf_workers: int = 0,
+        channels_last: bool = False,
+        torch_compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -104,6 +111,7 @@ class SegmentationModule(pl.LightningModule):
             backbone_kwargs,
             freeze_bn,
         )
+        use_fast_paths(self.net, channels_last, torch_compile)
         self.crf = DenseCRF(crf_workers) if crf else None
         self.val_metrics = SegmentationMetrics(num_classes + 1)
         self.test_metrics = SegmentationMetrics(num_classes + 1)

@@ -153,3 +153,38 @@ def test_ird_refine_none_compares_the_unrefined_maps_with_the_saliency():
     assert not torch.allclose(paper.refine_maps(images, cam), cam.softmax(dim=1), atol=1e-3)  # PAMR moves them
     with pytest.raises(ConfigError, match="ird_refine must be pamr"):
         _module(ird_refine="crf")
+
+
+@pytest.mark.parametrize("dataset", ["voc", "coco"])
+def test_predict_step_matches_the_maps_of_every_class_and_ignores_cpu_autocast(dataset: str) -> None:
+    """Only the labelled classes are upsampled: the scores equal those of the maps of all classes, masked by
+    ``normalize_maps``; under the paper config's precision on a CPU trainer (Lightning turns ``16-mixed`` into
+    ``bf16-mixed`` there) the step still runs in float32."""
+    import warnings
+
+    import pytorch_lightning as pl
+    import yaml
+
+    from epspp.config_files import PACKAGED
+    from epspp.ops import multiscale_maps, normalize_maps, with_background
+
+    precision = yaml.safe_load((PACKAGED / dataset / "pseudo_masks.yaml").read_text())["trainer"]["precision"]
+    assert precision in ("16-mixed", "bf16-mixed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's warning that 16-mixed becomes bf16-mixed on the CPU
+        trainer = pl.Trainer(accelerator="cpu", precision=precision, logger=False)
+
+    module = _module(saliency_loss="eps", bg_threshold=0.2)
+    batch = _batch([1.0, 0.0, 1.0])
+    with torch.no_grad():
+        every = multiscale_maps(module, batch["image"], module.hparams.scales, True, "softmax")
+        expected = with_background(normalize_maps(every, batch["label"]), 0.2)
+        plain = module.predict_step(batch, 0)["scores"]
+        with trainer.precision_plugin.predict_step_context():
+            assert torch.is_autocast_enabled("cpu")
+            mixed = module.predict_step(batch, 0)["scores"]
+        blank = module.predict_step(_batch([0.0, 0.0, 0.0]), 0)["mask"]
+    torch.testing.assert_close(plain, expected)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, plain)
+    assert not blank.any()  # no labels: background everywhere

@@ -1,0 +1,146 @@
+"""Benchmark 11: per-image pseudo-mask inference, epspp's predict path vs EPS's official procedure, on the CPU.
+
+The official procedure (halbielee/EPS ``infer.py``, re-implemented here from /work/notes/official-eps-35.md;
+no official code in the repository): a PIL bicubic pyramid of the uint8 picture at scales 0.5/1/1.5/2
+(every scale resized, 1.0 included), numpy normalization, a flipped copy of each, 8 forwards of batch 1,
+softmax over the C+1 channels, bilinear upsampling of all of them to the image size, then in numpy: the
+object maps times the label vector, flipped back, summed over the 8 inputs, divided by their maximum + 1e-5,
+background 0.2, argmax. epspp: ``LocalizationModule.predict_step`` on the same picture (normalized as the
+data module does), as ``configs/voc/pseudo_masks.yaml`` sets it (``inference_resize: pil_bicubic``, refine
+none), and with ``inference_resize: bicubic``. Same network and weights (random: the speed does not depend
+on them; the masks of the two procedures are compared for agreement), on a 500x375 photo (skimage's
+``coffee``, resized) labelled with 2 classes. The contenders alternate in one process, at 1 and 2 threads;
+reported: the median per-image time of each and the ratio official / epspp.
+
+Usage: ``python benchmarks/bench_official_infer.py [--backbones resnet38d resnet18] [--repeats 3] [--threads 1 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from skimage import data as skdata
+
+from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
+from epspp.tasks import LocalizationModule
+
+SCALES = (0.5, 1.0, 1.5, 2.0)
+THRESHOLD = 0.2
+LABELLED = (4, 14)  # two of VOC's 20 classes
+
+
+def photo() -> np.ndarray:
+    """A 500x375 (width x height) RGB photo, uint8."""
+    return np.asarray(Image.fromarray(skdata.coffee()).resize((500, 375), Image.Resampling.BICUBIC))
+
+
+def normalize(picture: np.ndarray) -> np.ndarray:
+    """EPS's Normalize + HWC_to_CHW: ImageNet mean/std on x/255, float32, (3, H, W)."""
+    mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
+    return np.ascontiguousarray(((picture.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1))
+
+
+@torch.no_grad()
+def official(net: torch.nn.Module, picture: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """EPS ``infer.py`` for one image: the uint8 mask."""
+    height, width = picture.shape[:2]
+    image = Image.fromarray(picture)
+    inputs = []
+    for scale in SCALES:
+        scaled = normalize(
+            np.asarray(image.resize((round(width * scale), round(height * scale)), Image.Resampling.BICUBIC))
+        )
+        inputs += [scaled, np.flip(scaled, -1).copy()]
+    sum_cam = np.zeros((len(label), height, width), np.float32)
+    for index, array in enumerate(inputs):
+        cam = F.softmax(net(torch.from_numpy(array).unsqueeze(0)), dim=1)
+        cam = F.interpolate(cam, (height, width), mode="bilinear", align_corners=False)[0]
+        fg = cam[:-1].numpy() * label.reshape(-1, 1, 1)
+        sum_cam += np.flip(fg, -1) if index % 2 else fg
+    norm_cam = sum_cam / (sum_cam.max(axis=(1, 2), keepdims=True) + 1e-5)
+    classes = np.nonzero(label)[0]
+    scores = np.concatenate([np.full((1, height, width), THRESHOLD, np.float32), norm_cam[classes]])
+    return np.concatenate([[0], classes + 1])[scores.argmax(axis=0)].astype(np.uint8)
+
+
+@torch.no_grad()
+def epspp(module: LocalizationModule, batch: dict) -> np.ndarray:
+    """epspp's ``predict_step`` and the writer's move of the mask to a uint8 array."""
+    return module.predict_step(batch, 0)["mask"][0].to(torch.uint8).numpy()
+
+
+def build(backbone: str) -> LocalizationModule:
+    """A random-weight localization network (C = 20) in eval mode."""
+    torch.manual_seed(0)
+    kwargs = dict(output_stride=8) if backbone == "resnet38d" else dict(output_stride=16)
+    return LocalizationModule(backbone=backbone, saliency_loss="eps", bg_threshold=THRESHOLD, **kwargs).eval()
+
+
+def run(backbone: str, threads: list[int], repeats: int) -> list[list[str]]:
+    """Rows of the table for one backbone."""
+    module = build(backbone)
+    picture = photo()
+    label = np.zeros(20, np.float32)
+    label[list(LABELLED)] = 1
+    batch = {
+        "image": torch.from_numpy(normalize(picture))[None],
+        "label": torch.from_numpy(label)[None],
+        "id": ["coffee"],
+        "mask": torch.zeros(1, 375, 500, dtype=torch.long),
+        "has_mask": torch.tensor([False]),
+    }
+    rows = []
+    for count in threads:
+        torch.set_num_threads(count)
+        times: dict[str, list[float]] = {"official": [], "pil_bicubic": [], "bicubic": []}
+        masks: dict[str, np.ndarray] = {}
+        for repeat in range(repeats + 1):  # the first round warms up
+            for name in times:
+                start = time.perf_counter()
+                if name == "official":
+                    masks[name] = official(module.net, picture, label)
+                else:
+                    module.hparams.inference_resize = name
+                    masks[name] = epspp(module, batch)
+                if repeat:
+                    times[name].append(time.perf_counter() - start)
+        med = {name: statistics.median(values) for name, values in times.items()}
+        for name in ("pil_bicubic", "bicubic"):
+            agree = float((masks[name] == masks["official"]).mean())
+            rows.append(
+                [
+                    backbone,
+                    str(count),
+                    f"{med['official']:.2f}",
+                    f"epspp {name}: {med[name]:.2f}",
+                    f"{med['official'] / med[name]:.2f}",
+                    f"{100 * agree:.3f}%",
+                ]
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbones", nargs="+", default=["resnet38d", "resnet18"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"load before: {os.getloadavg()}")
+    print("| backbone | threads | official (s/img) | epspp (s/img) | official / epspp | mask agreement |")
+    print("|---|---|---|---|---|---|")
+    for backbone in args.backbones:
+        for row in run(backbone, args.threads, args.repeats):
+            print("| " + " | ".join(row) + " |", flush=True)
+    print(f"load after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
