@@ -294,7 +294,7 @@ def test_stage3_fit_and_validate_with_two_processes(root: Path, fits: dict, tmp_
                 "--trainer.callbacks+=" + probe(tmp_path / f"validate{n}"),
                 *(DDP if n == 2 else ONE),
             ],
-            cwd=tmp_path,
+            cwd=tmp_path / f"validate{n}_cwd",  # two runs at once: each its own run folder (one run per folder)
             log_dir=tmp_path / "logs",
         )
 
