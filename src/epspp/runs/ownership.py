@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from epspp.errors import OutputError
+from epspp.files import write_json
 from epspp.runs.lock import hold_folder, remove_stale_temporaries_said
 
 RECORD = "epspp_files.json"
@@ -129,9 +130,7 @@ class OutputRecord:
                 return
         except (OSError, ValueError):
             pass
-        tmp = path.with_name(f".{RECORD}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=0), encoding="utf-8")
-        os.replace(tmp, path)
+        write_json(path, record, indent=0)
 
 
 def claim_folder(
