@@ -79,11 +79,35 @@ def test_voc_wsss_then_ssss_share_stages_one_and_two(voc_tree: Path, tmp_path: P
     assert manifest.stat().st_mtime_ns >= stamp
 
 
+CHAIN_ARGS_EPSPP = """#!/bin/bash
+# stand-in for epspp: records the arguments of `epspp chain` (NUL-separated) and runs nothing
+printf '%s\\0' "$@" > "{log}"
+"""
+
+
 def test_coco_wsss(synthetic_copy: Path, tmp_path: Path) -> None:
+    """`make coco-wsss`'s chain command, its stages run in this process (the stage processes of a make target are
+    tested by the VOC test above; this one proves that COCO's configs chain)."""
+    from fixtures.cli import call_main, stages_in_this_process
+
     run_dir = tmp_path / "coco"
     splits = synthetic_copy / "ImageSets" / "Segmentation"
     shutil.copy(splits / "val.txt", splits / "val_1000.txt")  # stage 1 validates on `prepare coco`'s val sample
-    make("coco-wsss", synthetic_copy, run_dir)
+    log, fake = tmp_path / "chain.args", tmp_path / "epspp"
+    fake.write_text(CHAIN_ARGS_EPSPP.format(log=log))
+    fake.chmod(0o755)
+    subprocess.run(
+        ["make", "-C", str(REPO), "coco-wsss", f"EPSPP={fake}", f"DATA_ROOT={synthetic_copy}", f"RUN_DIR={run_dir}",
+         "GPUS=1", f"FIT_ARGS={TINY}", f"PREDICT_ARGS={PREDICT}", f"TEST_ARGS={TEST}"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    args = log.read_text().split("\0")[:-1]
+    assert args[0] == "chain" and args[args.index("--dataset") + 1] == "coco"
+    at = args.index("--epspp")
+    del args[at : at + 2]  # the stages as `python -m epspp`, which run in this process
+    with stages_in_this_process():
+        code, out, err = call_main(args, REPO)
+    assert code == 0, out[-3000:] + err[-3000:]
     assert (run_dir / "segmentation_wsss" / "checkpoints" / "last.ckpt").is_file()
     assert "miou" in json.loads((run_dir / "segmentation_wsss" / "test" / "manifest.json").read_text())
 
