@@ -57,8 +57,8 @@ HARD_PART_FRACTION = (0.25, 0.45)  # ... this fraction of it, cut from a random 
 HARD_MISSING_CLASS = SQUARE  # this class is missing from the map in HARD_MISSING_RATE of its images
 HARD_MISSING_RATE = 0.4
 HARD_LEVELS = (0.55, 1.0)  # graded maps: the objects' saliency varies smoothly within this range over the image
-HARD_HALO_PEAK = (0.6, 0.9)  # halo: a soft rim around the salient objects, peak x exp(-distance / width) ...
-HARD_HALO_WIDTH = 0.06  # ... width in image sides; its background pixels above 0.5 carry the HALO bit
+HARD_HALO_PEAK = (0.7, 0.95)  # halo: a soft rim around the salient objects, peak x exp(-distance / width) ...
+HARD_HALO_WIDTH = 0.08  # ... width in image sides; its background pixels above 0.5 carry the HALO bit
 
 
 class Family(NamedTuple):
