@@ -60,16 +60,17 @@ def test_the_study_scores_configured_masks_and_val_chosen_masks_from_the_score_m
     pred = tmp_path / "masks"
     (pred / "scores").mkdir(parents=True)
     write_mask_png(pred / "img0.png", np.array([[1, 1, 1], [1, 1, 0]], np.uint8))  # every context pixel as a
-    scores = np.array([np.full((2, 3), 0.2), [[0.9, 0.4, 0.6], [0.8, 0.1, 0.3]]], np.float16)
+    scores = np.array([np.full((2, 3), 0.2), [[0.9, 0.5, 0.75], [0.8, 0.125, 0.25]]], np.float16)
     np.save(pred / "scores" / "img0.npy", scores)
     names = ["background", "a", "b", "c"]
-    # at 0.4 the context pixels (0,1) = 0.4 (a tie: background), (0,2) = 0.6 (a) and (1,1) = 0.1 (background)
-    result = train_context_confusion(root, pred, 0.4, names)
+    # at 0.5 the context pixels (0,1) = 0.5 (a tie: background), (0,2) = 0.75 (a), (1,1) = 0.125 (background);
+    # the values are exact in float16
+    result = train_context_confusion(root, pred, 0.5, names)
     assert result == pytest.approx({"context_confusion": 1.0, "context_confusion_val_chosen": 1 / 3})
     assert train_context_confusion(root, pred, 0.05, names)["context_confusion_val_chosen"] == pytest.approx(1.0)
     (root / "SegmentationContext" / "img0.png").unlink()
     (root / "SegmentationContext").rmdir()  # a dataset of an older epspp
-    assert train_context_confusion(root, pred, 0.4, names) == {
+    assert train_context_confusion(root, pred, 0.5, names) == {
         "context_confusion": None,
         "context_confusion_val_chosen": None,
     }
