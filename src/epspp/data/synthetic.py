@@ -880,6 +880,7 @@ def write_saliency_variant(
     its saliency errors, so only the saliency maps change (use them with ``--data.saliency_dir OUT_DIR``).
     The folder is written under a temporary name and renamed; ``OUT_DIR/saliency.json`` records the rates
     and the per-split counts of each error, ``OUT_DIR/errors/<id>.png`` where they are (:mod:`epspp.data.truth`).
+    A hard dataset's variants are hard: its systematic errors, graded maps and halos stay, the rates add theirs.
     An earlier variant at ``out_dir`` is regenerated: the files it lists in ``generated_files.txt`` are replaced,
     any other file in it is kept.
 

@@ -149,12 +149,20 @@ def test_the_halo_bit_marks_the_background_above_half_only_because_of_the_halo(m
     assert sum((a.error_bits & HALO).any() for a in haloed) >= 10
 
 
-def test_hard_is_recorded_and_keeps_disc_context(tmp_path: Path) -> None:
-    root = generate_synthetic(tmp_path / "hard", num_train=6, num_val=2, image_size=32, difficulty="hard")
+def test_hard_is_recorded_and_its_variants_keep_its_systematic_errors(tmp_path: Path) -> None:
+    zero = {"missing_class_rate": 0.0, "missing_part_rate": 0.0, "false_coverage_rate": 0.0}
+    root = generate_synthetic(tmp_path / "hard", num_train=6, num_val=2, image_size=32, difficulty="hard", **zero)
     meta = json.loads((root / "synthetic.json").read_text())
-    assert meta["params"]["difficulty"] == "hard"
+    assert meta["params"]["difficulty"] == "hard" and meta["errors"]  # systematic errors at zero rates
     owners = {int(v) for i in range(6) for v in np.unique(read_context(root, f"train_{i:06d}"))}
     assert owners <= {0, *HARD_CONTEXT_CLASSES} and DISC in HARD_CONTEXT_CLASSES
+    write_saliency_variant(root, tmp_path / "same")
+    write_saliency_variant(root, tmp_path / "lost", missing_class_rate=1.0)
+    for image_id in [f"train_{i:06d}" for i in range(6)]:
+        own = read_saliency_errors(root / "saliency", image_id)
+        assert np.array_equal(read_saliency_errors(tmp_path / "same", image_id), own)
+        lost = read_saliency_errors(tmp_path / "lost", image_id)
+        assert not (own & (MISSING_PART | FALSE_COVERAGE) & ~lost).any() and (lost & MISSING_CLASS).any()
     with pytest.raises(ValueError, match="difficulty"):
         SyntheticConfig(difficulty="medium")  # type: ignore[arg-type]
 
