@@ -769,6 +769,7 @@ def _write_dataset(out: Path, cfg: SyntheticConfig) -> None:
             "false_coverage_context": 0,
             "multi_class": 0,
             "class_images": dict.fromkeys(classes[1:], 0),
+            **({"systematic": dict.fromkeys(names, 0)} if cfg.difficulty == "hard" else {}),
         }
         for i, image_id in enumerate(ids):
             sample = render_sample(cfg, np.random.default_rng([cfg.seed, split_index, i]))
@@ -784,6 +785,8 @@ def _write_dataset(out: Path, cfg: SyntheticConfig) -> None:
             for name in names:
                 counts[name] += name in sample.errors
             counts["false_coverage_context"] += sample.errors.get("false_coverage") in CONTEXT_NAMES.values()
+            for name in counts.get("systematic", {}):  # images with each kind of the hard difficulty's errors
+                counts["systematic"][name] += name in sample.errors.get("systematic", {})
             if sample.errors:
                 records[image_id] = sample.errors
         (out / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")

@@ -62,7 +62,9 @@ def test_easy_images_masks_and_saliency_are_those_of_the_generator_before_the_re
 
 
 def test_error_bits_are_exactly_the_recorded_errors(easy: Path) -> None:
-    record = json.loads((easy / "synthetic.json").read_text())["errors"]
+    meta = json.loads((easy / "synthetic.json").read_text())
+    record = meta["errors"]
+    assert "systematic" not in meta["splits"]["train"]  # the hard difficulty's counts only
     assert {k for e in record.values() for k in e} == {"missing_class", "missing_part", "false_coverage"}
     for image_id in _ids(easy):
         mask = read_mask_pixels(easy / "SegmentationClassAug" / f"{image_id}.png")
@@ -154,6 +156,9 @@ def test_hard_is_recorded_and_its_variants_keep_its_systematic_errors(tmp_path: 
     root = generate_synthetic(tmp_path / "hard", num_train=6, num_val=2, image_size=32, difficulty="hard", **zero)
     meta = json.loads((root / "synthetic.json").read_text())
     assert meta["params"]["difficulty"] == "hard" and meta["errors"]  # systematic errors at zero rates
+    systematic = [e["systematic"] for i, e in meta["errors"].items() if i.startswith("train_")]
+    counts = {k: sum(k in e for e in systematic) for k in ("missing_class", "missing_part", "false_coverage")}
+    assert meta["splits"]["train"]["systematic"] == counts and sum(counts.values()) > 0
     owners = {int(v) for i in range(6) for v in np.unique(read_context(root, f"train_{i:06d}"))}
     assert owners <= {0, *HARD_CONTEXT_CLASSES} and DISC in HARD_CONTEXT_CLASSES
     write_saliency_variant(root, tmp_path / "same")
