@@ -4,6 +4,7 @@ score maps over a range of background thresholds (``--bg-thresholds``)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +20,21 @@ from epspp.scoring import evaluate_folder, scores_to_json  # noqa: F401 (re-expo
 EVALUATE = "epspp evaluate"
 
 
-def sweep_bg_threshold(
+def object_scores(
     pred_dir: str | Path,
     root: str | Path,
     split: str,
-    thresholds: list[float],
+    class_names: list[str],
     mask_dir: str | Path | None = None,
-    class_names: list[str] | None = None,
-) -> dict:
-    """mIoU of the masks that ``PRED_DIR/scores/<id>.npy`` give at each background threshold.
+) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per image of a split with ground truth, from ``PRED_DIR/scores/<id>.npy``: its id, the best object score
+    at each pixel, that object's class id and the ground truth; ``threshold_mask`` makes a mask of them.
 
     The score files are those of ``MaskWriter(save_scores=True)``: the background score, then
-    the maps of the image's labelled classes in label order.  The background channel is replaced by
-    each threshold and the argmax taken, as ``bg_threshold`` does at prediction time, so the sweep
-    needs scores written without refinement (PAMR refines the background channel too). ``class_names``: the
-    root's classes when the caller has read them already (else read here).
-
-    Returns:
-        ``metrics`` (one ``SegmentationMetrics`` per threshold), ``evaluated`` and ``class_names``.
+    the maps of the image's labelled classes in label order.  Taking the objects' argmax once, a mask at
+    background threshold t is that argmax with the background channel set to t, as ``bg_threshold`` does at
+    prediction time, so the scores must have been written without refinement (PAMR refines the background
+    channel too).
     """
     pred_dir, root = Path(pred_dir), Path(root)
     scores_dir = pred_dir / "scores"
@@ -59,11 +57,9 @@ def sweep_bg_threshold(
                 f"the scores in {scores_dir} were refined with {refine} (see {manifest}), which also "
                 "changes the background channel: predict with --model.init_args.refine none to sweep"
             )
-    names = class_names if class_names is not None else read_classes(root)
     masks = Path(mask_dir) if mask_dir else root / "SegmentationClassAug"
     ids = [i for i in read_split(root, split) if (masks / f"{i}.png").is_file()]
-    labels = image_labels(root, ids, len(names) - 1, masks)
-    metrics = [SegmentationMetrics(len(names)) for _ in thresholds]
+    labels = image_labels(root, ids, len(class_names) - 1, masks)
     for image_id in ids:
         path = scores_dir / f"{image_id}.npy"
         if not path.is_file():
@@ -71,23 +67,49 @@ def sweep_bg_threshold(
         with reading(path, "score map", "predict again with --pseudo_masks.save_scores true"):
             scores = torch.from_numpy(np.load(path).astype(np.float32))
         classes = torch.tensor([0] + [c + 1 for c in np.flatnonzero(labels[image_id]).tolist()])
-        target = torch.from_numpy(read_mask(masks / f"{image_id}.png", len(names)).astype(np.int64))
+        target = torch.from_numpy(read_mask(masks / f"{image_id}.png", len(class_names)).astype(np.int64))
         if scores.ndim != 3 or scores.shape[0] != len(classes) or scores.shape[1:] != target.shape:
             raise DatasetError(
                 f"score map {path} has shape {tuple(scores.shape)}, expected "
                 f"({len(classes)}, {target.shape[0]}, {target.shape[1]}): background + the "
                 f"{len(classes) - 1} labelled classes of {image_id} at the image's size"
             )
-        # argmax with the background channel set to t: an object wins only where its score exceeds t
-        # (ties go to the background, the first channel), so the objects' argmax is taken once
         if len(classes) > 1:
             best, index = scores[1:].max(dim=0)
-            objects = classes[1:][index]
+            yield image_id, best, classes[1:][index], target
         else:
-            best, objects = torch.zeros(target.shape), torch.zeros(target.shape, dtype=torch.int64)
+            yield image_id, torch.zeros(target.shape), torch.zeros(target.shape, dtype=torch.int64), target
+
+
+def threshold_mask(best: torch.Tensor, objects: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The mask at background threshold ``threshold`` of ``object_scores``: an object wins only where its score
+    exceeds it (ties go to the background, the first channel)."""
+    return torch.where(best > threshold, objects, 0)
+
+
+def sweep_bg_threshold(
+    pred_dir: str | Path,
+    root: str | Path,
+    split: str,
+    thresholds: list[float],
+    mask_dir: str | Path | None = None,
+    class_names: list[str] | None = None,
+) -> dict:
+    """mIoU of the masks that ``PRED_DIR/scores/<id>.npy`` give at each background threshold (``object_scores``).
+
+    ``class_names``: the root's classes when the caller has read them already (else read here).
+
+    Returns:
+        ``metrics`` (one ``SegmentationMetrics`` per threshold), ``evaluated`` and ``class_names``.
+    """
+    names = class_names if class_names is not None else read_classes(root)
+    metrics = [SegmentationMetrics(len(names)) for _ in thresholds]
+    evaluated = 0
+    for _, best, objects, target in object_scores(pred_dir, root, split, names, mask_dir):
         for threshold, metric in zip(thresholds, metrics, strict=True):
-            metric.update(torch.where(best > threshold, objects, 0), target)
-    return {"metrics": metrics, "evaluated": len(ids), "class_names": names}
+            metric.update(threshold_mask(best, objects, threshold), target)
+        evaluated += 1
+    return {"metrics": metrics, "evaluated": evaluated, "class_names": names}
 
 
 def sweep_to_json(thresholds: list[float], metrics: list[SegmentationMetrics]) -> dict[str, float]:

@@ -1,15 +1,27 @@
-"""A folder of masks scored against a dataset's ground truth (``epspp evaluate`` and the mask writer share it)."""
+"""A folder of masks scored against a dataset's ground truth (``epspp evaluate`` and the mask writer share it), and
+masks scored against the synthetic dataset's context (``context_confusion``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 from epspp.data.classes import read_classes
 from epspp.data.io import DatasetError, check_mask_values, read_mask_pixels, read_split
+from epspp.data.truth import read_context
 from epspp.metrics import SegmentationMetrics, confusion_from_joint
 from epspp.runs.mask_files import refuse_overview
+
+
+def read_prediction(pred_dir: str | Path, image_id: str, split: str) -> np.ndarray:
+    """``PRED_DIR/<id>.png`` as (H, W) uint8, its values not checked; a missing file or render's picture refused."""
+    pred_path = Path(pred_dir) / f"{image_id}.png"
+    if not pred_path.is_file():
+        raise DatasetError(f"prediction {pred_path} is missing (id {image_id} of split '{split}')")
+    refuse_overview(pred_path, image_id)  # the one id whose mask could be render's picture
+    return read_mask_pixels(pred_path)
 
 
 def evaluate_folder(
@@ -44,10 +56,8 @@ def evaluate_folder(
             skipped += 1
             continue
         pred_path = pred_dir / f"{image_id}.png"
-        if not pred_path.is_file():
-            raise DatasetError(f"prediction {pred_path} is missing (id {image_id} of split '{split}')")
-        refuse_overview(pred_path, image_id)  # the one id whose mask could be render's picture
-        target, pred = read_mask_pixels(target_path), read_mask_pixels(pred_path)
+        pred = read_prediction(pred_dir, image_id, split)
+        target = read_mask_pixels(target_path)
         if pred.shape != target.shape:
             raise DatasetError(
                 f"prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} but the ground truth {target_path} is "
@@ -71,4 +81,43 @@ def scores_to_json(scores: dict, class_names: list[str]) -> dict:
         "miou": round(100 * float(scores["miou"]), 3),
         "pixel_accuracy": round(100 * float(scores["pixel_accuracy"]), 3),
         "per_class_iou": per_class,
+    }
+
+
+def context_confusion(
+    masks_of_id: Callable[[str], np.ndarray], root: str | Path, ids: Iterable[str], class_names: list[str] | None = None
+) -> dict:
+    """The share of context pixels (``ROOT/SegmentationContext``) whose predicted label is their owner class:
+    rails labelled train, water labelled boat.
+
+    Args:
+        masks_of_id: the predicted (H, W) class-id mask of an id (e.g. ``read_prediction`` of a folder).
+        root: the synthetic dataset's root.
+        ids: the images to score; their counts are pooled.
+        class_names: the root's classes when the caller has read them already (else read here).
+
+    Returns:
+        ``context_confusion`` (the pooled share, None without context pixels), ``per_class`` (owner class name ->
+        its share, for each class owning context pixels) and ``context_pixels`` (the pooled count).
+    """
+    names = class_names if class_names is not None else read_classes(root)
+    total, confused = np.zeros(256, np.int64), np.zeros(256, np.int64)
+    for image_id in ids:
+        owner, pred = read_context(root, image_id), np.asarray(masks_of_id(image_id))
+        if pred.shape != owner.shape:
+            raise DatasetError(
+                f"the prediction of {image_id} is {pred.shape[1]}x{pred.shape[0]} but its context map in "
+                f"{Path(root) / 'SegmentationContext'} is {owner.shape[1]}x{owner.shape[0]} (WxH)"
+            )
+        context = owner > 0
+        total += np.bincount(owner[context], minlength=256)
+        confused += np.bincount(owner[context & (pred == owner)], minlength=256)
+    owners = np.flatnonzero(total)
+    if owners.size and owners.max() >= len(names):
+        raise DatasetError(f"the context maps of {root} name class {owners.max()}, but it has {len(names)} classes")
+    pixels = int(total.sum())
+    return {
+        "context_confusion": float(confused.sum() / pixels) if pixels else None,
+        "per_class": {names[c]: float(confused[c] / total[c]) for c in owners},
+        "context_pixels": pixels,
     }

@@ -66,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
         help="share of train listed in labeled_<pct>pct.txt (the semi-supervised stage 3) (default %(default)s)",
     )
     syn.add_argument(
+        "--difficulty",
+        choices=("easy", "hard"),
+        default="easy",
+        help="easy: the three errors drawn independently per image, near-binary maps; hard: also errors "
+        "systematic by class (rails salient in 80%% of train images, every triangle missing a part, the square "
+        "missing in 40%% of its images), graded maps with halos, contexts in 80%% of their class's images "
+        "(and 10%% of the others), a third context (a mat under the disc); the rates above add to it "
+        "(docs/data.md) (default %(default)s)",
+    )
+    syn.add_argument(
         "--overwrite",
         action="store_true",
         help="regenerate a synthetic dataset at --root: replaces the files it lists in "
@@ -180,6 +190,7 @@ def _run(args: argparse.Namespace) -> None:
             args.labeled_fraction,
             args.num_classes,
             overwrite=args.overwrite,
+            difficulty=args.difficulty,
         )
         splits = json.loads((root / "synthetic.json").read_text())["splits"]
         print(f"wrote synthetic dataset {root}: " + ", ".join(f"{k} {v['images']}" for k, v in splits.items()))

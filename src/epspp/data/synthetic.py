@@ -8,7 +8,12 @@ Co-occurring context: a train always stands on rails and a boat always floats on
 context is background (0) in the ground truth, so a plain CAM learns to fire on it. The simulated
 saliency map is the blurred union of the objects with the paper's three error types injected at
 configurable per-image rates: a missing class, a missing part, and false coverage (preferably the
-context). Every image's errors are recorded in ``ROOT/synthetic.json``.
+context). Every image's errors are recorded in ``ROOT/synthetic.json``, and where they are in pixels in
+``ROOT/saliency/errors/<id>.png`` (bit flags, :mod:`epspp.data.truth`); the context pixels and the class they
+belong to in ``ROOT/SegmentationContext/<id>.png``.
+
+``SyntheticConfig.difficulty`` ``"hard"`` makes the saliency more like a real detector's (the ``HARD_*``
+constants): errors systematic by class, graded maps with halos, partial co-occurrence, three context classes.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import numpy as np
 from scipy import ndimage
@@ -28,6 +33,7 @@ from epspp.config_checks import MAX_SIDE
 from epspp.data.classes import SYNTHETIC_CLASSES, voc_palette, write_classes
 from epspp.data.generated import write_generated_root
 from epspp.data.io import write_grey_png, write_jpeg, write_mask_png
+from epspp.data.truth import FALSE_COVERAGE, HALO, MISSING_CLASS, MISSING_PART
 
 DISC, SQUARE, TRIANGLE, TRAIN, BOAT = 1, 2, 3, 4, 5
 CONTEXT_CLASSES = (TRAIN, BOAT)  # anchored to their context: a train on rails, a boat on water
@@ -39,6 +45,20 @@ MAX_COVER = 0.35  # a new object may hide at most this fraction of an earlier ob
 MAX_CLASSES = 20  # object classes of the WSSS dataset (VOC's count)
 CONTEXT_WITH_CLASS = 0.5  # pretraining corpus: a train on rails, a boat on water, in this share of their images
 CONTEXT_WITHOUT_CLASS = 0.15  # pretraining corpus: rails (water) in this share of the images without a train (boat)
+CONTEXT_NAMES = {TRAIN: "rails", BOAT: "water", DISC: "mat"}  # the mat: the hard difficulty's third context
+
+# the hard difficulty (``SyntheticConfig.difficulty: hard``); the three ``*_rate`` errors are added on top of these
+HARD_CONTEXT_CLASSES = (TRAIN, BOAT, DISC)  # classes with a context (background in the ground truth)
+HARD_CONTEXT_SHOWN = 0.8  # a context class's context is in this share of its images (partial co-occurrence)
+HARD_CONTEXT_ALONE = 0.1  # ... and in this share of the images without its class
+HARD_CONTEXT_SALIENT = {TRAIN: 0.8, BOAT: 0.3, DISC: 0.5}  # the context near its object is salient in this share
+HARD_PART_CLASS = TRIANGLE  # every object of this class misses a part of its saliency ...
+HARD_PART_FRACTION = (0.25, 0.45)  # ... this fraction of it, cut from a random side
+HARD_MISSING_CLASS = SQUARE  # this class is missing from the map in HARD_MISSING_RATE of its images
+HARD_MISSING_RATE = 0.4
+HARD_LEVELS = (0.55, 1.0)  # graded maps: the objects' saliency varies smoothly within this range over the image
+HARD_HALO_PEAK = (0.7, 0.95)  # halo: a soft rim around the salient objects, peak x exp(-distance / width) ...
+HARD_HALO_WIDTH = 0.08  # ... width in image sides; its background pixels above 0.5 carry the HALO bit
 
 
 class Family(NamedTuple):
@@ -100,8 +120,11 @@ class SyntheticConfig:
     false_coverage_rate: float = 0.2
     labeled_fraction: float = 0.1
     num_classes: int = 5
+    difficulty: Literal["easy", "hard"] = "easy"
 
     def __post_init__(self) -> None:
+        if self.difficulty not in ("easy", "hard"):
+            raise ValueError(f"difficulty must be 'easy' or 'hard', got {self.difficulty!r}")
         if self.num_train < 1 or self.num_val < 1:
             raise ValueError(f"num_train and num_val must be >= 1, got {self.num_train}, {self.num_val}")
         if not 1 <= self.num_classes <= MAX_CLASSES:
@@ -120,8 +143,10 @@ class Sample:
     image: np.ndarray  # (S, S, 3) uint8
     mask: np.ndarray  # (S, S) uint8 class ids
     saliency: np.ndarray  # (S, S) uint8
-    context: np.ndarray  # (S, S) bool: rails and water pixels (background in ``mask``)
+    context: np.ndarray  # (S, S) bool: the context pixels (rails, water, ...; background in ``mask``)
     errors: dict
+    context_owner: np.ndarray  # (S, S) uint8: at each context pixel the id of its class, else 0
+    error_bits: np.ndarray  # (S, S) uint8: the saliency errors' bits (epspp.data.truth)
 
 
 class _Grid(NamedTuple):
@@ -432,6 +457,70 @@ def _fits(mask: np.ndarray, instances: np.ndarray, count: int) -> bool:
     return bool(np.all(covered <= MAX_COVER * visible))
 
 
+def _context_region(
+    rng: np.random.Generator,
+    g: _Grid,
+    instances: np.ndarray,
+    classes: list[int],
+    context: dict[int, np.ndarray],
+    owner: int,
+) -> np.ndarray:
+    """The background part of ``owner``'s context within a random margin of its object's columns."""
+    cols = g.xx[instances == classes.index(owner)]
+    margin = rng.uniform(0.1, 0.3) * g.size
+    near = (g.xx >= cols.min() - margin) & (g.xx <= cols.max() + margin)
+    return context[owner] & (instances < 0) & near
+
+
+def _cut(rng: np.random.Generator, g: _Grid, visible: np.ndarray, fractions: tuple[float, float]) -> np.ndarray:
+    """The pixels of ``visible`` on one side of a random line, a random fraction in ``fractions`` of them."""
+    angle, fraction = rng.uniform(0, 2 * np.pi), rng.uniform(*fractions)
+    projection = g.yy * np.sin(angle) + g.xx * np.cos(angle)
+    return visible & (projection <= np.quantile(projection[visible], fraction))
+
+
+def _systematic(
+    rng: np.random.Generator,
+    g: _Grid,
+    salient: np.ndarray,
+    bits: np.ndarray,
+    instances: np.ndarray,
+    classes: list[int],
+    context: dict[int, np.ndarray],
+) -> dict:
+    """The hard difficulty's errors by class (``HARD_*``), applied to ``salient`` and marked in ``bits``."""
+    record: dict = {}
+    if HARD_MISSING_CLASS in classes and rng.random() < HARD_MISSING_RATE:
+        gone = np.isin(instances, [i for i, c in enumerate(classes) if c == HARD_MISSING_CLASS])
+        salient[gone] = 0
+        bits[gone] |= MISSING_CLASS
+        record["missing_class"] = CLASS_NAMES[HARD_MISSING_CLASS - 1]
+    for index in (i for i, c in enumerate(classes) if c == HARD_PART_CLASS):
+        visible = instances == index  # never empty: a new object hides at most MAX_COVER of an earlier one
+        cut = _cut(rng, g, visible, HARD_PART_FRACTION)
+        salient[cut] = 0
+        bits[cut] |= MISSING_PART
+        part = {"class": CLASS_NAMES[HARD_PART_CLASS - 1], "fraction": round(float(cut.sum() / visible.sum()), 3)}
+        record.setdefault("missing_part", []).append(part)
+    for owner in sorted(c for c in context if c in classes):
+        if rng.random() < HARD_CONTEXT_SALIENT[owner]:
+            region = _context_region(rng, g, instances, classes, context, owner)
+            salient[region] = np.maximum(salient[region], rng.uniform(0.6, 0.9))
+            bits[region] |= FALSE_COVERAGE
+            record.setdefault("false_coverage", []).append(CONTEXT_NAMES[owner])
+    return record
+
+
+def _halo(rng: np.random.Generator, g: _Grid, salient: np.ndarray, instances: np.ndarray) -> np.ndarray:
+    """The hard difficulty's halo around the still salient objects: peak x exp(-distance / width), 0 inside them."""
+    core = (instances >= 0) & (salient > 0)
+    if not core.any():
+        return np.zeros(salient.shape, np.float32)
+    distance = ndimage.distance_transform_edt(~core)
+    peak = rng.uniform(*HARD_HALO_PEAK)
+    return np.where(core, 0.0, peak * np.exp(-distance / (HARD_HALO_WIDTH * g.size))).astype(np.float32)
+
+
 def _saliency(
     rng: np.random.Generator,
     cfg: SyntheticConfig,
@@ -440,40 +529,49 @@ def _saliency(
     classes: list[int],
     context: dict[int, np.ndarray],
     distractors: list[np.ndarray],
-) -> tuple[np.ndarray, dict]:
-    """Blurred union of the objects, with missing class, missing part and false coverage errors."""
+) -> tuple[np.ndarray, dict, np.ndarray]:
+    """Blurred union of the objects, with missing class, missing part and false coverage errors; the hard
+    difficulty's maps are graded, carry its systematic errors first and a halo last. Returns the map, the record
+    of its errors and their bits (:mod:`epspp.data.truth`)."""
+    hard = cfg.difficulty == "hard"
     salient = np.zeros(instances.shape, np.float32)
-    for index in range(len(classes)):
-        salient[instances == index] = rng.uniform(0.85, 1.0)
+    bits = np.zeros(instances.shape, np.uint8)
     errors: dict = {}
+    if hard:  # one smooth field of levels over the image: each object's saliency varies within it
+        levels = g.upsample @ rng.uniform(*HARD_LEVELS, (5, 5)) @ g.upsample.T
+        salient[instances >= 0] = levels[instances >= 0]
+        if systematic := _systematic(rng, g, salient, bits, instances, classes, context):
+            errors["systematic"] = systematic
+    else:
+        for index in range(len(classes)):
+            salient[instances == index] = rng.uniform(0.85, 1.0)
     present = sorted(set(classes))
     missing = None
     if rng.random() < cfg.missing_class_rate and present:
         missing = int(rng.choice(present))
-        salient[np.isin(instances, [i for i, c in enumerate(classes) if c == missing])] = 0
+        gone = np.isin(instances, [i for i, c in enumerate(classes) if c == missing])
+        salient[gone] = 0
+        bits[gone] |= MISSING_CLASS
         errors["missing_class"] = CLASS_NAMES[missing - 1]
     if rng.random() < cfg.missing_part_rate:
         candidates = [i for i, c in enumerate(classes) if c != missing]
         if candidates:
             index = int(rng.choice(candidates))
             visible = instances == index
-            angle, fraction = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 0.6)
-            projection = g.yy * np.sin(angle) + g.xx * np.cos(angle)
-            cut = visible & (projection <= np.quantile(projection[visible], fraction))
+            cut = _cut(rng, g, visible, (0.3, 0.6))
             salient[cut] = 0
+            bits[cut] |= MISSING_PART
             errors["missing_part"] = {
                 "class": CLASS_NAMES[classes[index] - 1],
                 "fraction": round(float(cut.sum() / visible.sum()), 3),
             }
     if rng.random() < cfg.false_coverage_rate:
         background = instances < 0
-        if context:
-            owner = int(rng.choice(sorted(context)))
-            cols = g.xx[instances == classes.index(owner)]
-            margin = rng.uniform(0.1, 0.3) * g.size
-            near = (g.xx >= cols.min() - margin) & (g.xx <= cols.max() + margin)
-            region = context[owner] & background & near
-            kind = "rails" if owner == TRAIN else "water"
+        owners = sorted(c for c in context if c in classes)  # (easy: every context is with its class)
+        if owners:
+            owner = int(rng.choice(owners))
+            region = _context_region(rng, g, instances, classes, context, owner)
+            kind = CONTEXT_NAMES[owner]
         else:  # a visible distractor blob, else a salient patch of plain background
             regions = [d & background for d in distractors if (d & background).sum() >= 0.015 * d.size]
             d = rng.uniform(0.15, 0.3) * g.size
@@ -483,9 +581,16 @@ def _saliency(
             kind = "distractor"
         if region.any():
             salient[region] = np.maximum(salient[region], rng.uniform(0.6, 0.95))
+            bits[region] |= FALSE_COVERAGE
             errors["false_coverage"] = kind
     blurred = ndimage.gaussian_filter(salient, 0.9 * g.size / 64)
-    return np.clip(np.round(blurred * 255), 0, 255).astype(np.uint8), errors
+    saliency = np.clip(np.round(blurred * 255), 0, 255).astype(np.uint8)
+    if hard:
+        halo = np.clip(np.round(_halo(rng, g, salient, instances) * 255), 0, 255).astype(np.uint8)
+        haloed = np.where(instances < 0, np.maximum(saliency, halo), saliency)
+        bits[(haloed > 127) & (saliency <= 127)] |= HALO  # above 0.5 (as read: value / 255) only by the halo
+        saliency = haloed
+    return saliency, errors, bits
 
 
 def _choose_objects(rng: np.random.Generator, num_classes: int) -> list[int]:
@@ -540,12 +645,58 @@ def _finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
+def _mat(rng: np.random.Generator, g: _Grid, anchor: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The hard difficulty's third context: a grass mat under a disc, centred at (cy, cx), ``d`` across."""
+    cy, cx, d = anchor
+    region = _ellipse(g, cy + 0.15 * d, cx, 0.75 * d, 0.9 * d)
+    return region, _textured(_jitter(rng, (95, 150, 60), 15), _noise(rng, g), 0.35)
+
+
+CONTEXT_PAINTERS: dict[int, Callable[[np.random.Generator, _Grid, Any], tuple[np.ndarray, np.ndarray]]] = {
+    TRAIN: _rails,
+    BOAT: _water,
+    DISC: _mat,
+}
+
+
+def _disc_anchor(rng: np.random.Generator, g: _Grid, instances: np.ndarray, classes: list[int]) -> tuple:
+    """Centre and size of the first disc (the mat's place), or a random one when there is none."""
+    if DISC in classes:
+        ys, xs = np.nonzero(instances == classes.index(DISC))
+        return float(ys.mean()), float(xs.mean()), float(max(np.ptp(ys), np.ptp(xs)) + 1)
+    d = rng.uniform(0.22, 0.38) * g.size
+    return float(rng.uniform(0, g.size)), float(rng.uniform(0, g.size)), float(d)
+
+
+def _contexts(
+    rng: np.random.Generator,
+    cfg: SyntheticConfig,
+    g: _Grid,
+    instances: np.ndarray,
+    classes: list[int],
+    rail_y: float,
+    water_y: float | None,
+) -> list[tuple[int, Any]]:
+    """The contexts to paint, in order: (owner class, anchor of its painter in ``CONTEXT_PAINTERS``). Easy: rails
+    and water, each with its class; hard: rails, water and the mat, each in HARD_CONTEXT_SHOWN of its class's
+    images, HARD_CONTEXT_ALONE of the others."""
+    if cfg.difficulty == "easy":
+        return [(c, anchor) for c, anchor in ((TRAIN, rail_y), (BOAT, water_y)) if c in classes]
+    shown = []
+    for cls in (c for c in HARD_CONTEXT_CLASSES if c <= cfg.num_classes):
+        if rng.random() < (HARD_CONTEXT_SHOWN if cls in classes else HARD_CONTEXT_ALONE):
+            anchor = rail_y if cls == TRAIN else water_y if cls == BOAT else _disc_anchor(rng, g, instances, classes)
+            shown.append((cls, anchor))
+    return shown
+
+
 def render_sample(cfg: SyntheticConfig, rng: np.random.Generator) -> Sample:
-    """Render one image, its ground truth, its saliency map and the record of its saliency errors."""
+    """Render one image, its ground truth, its saliency map, its context and the record of its saliency errors."""
     g = _grid(cfg.image_size)
     s = g.size
     objects = _choose_objects(rng, cfg.num_classes)
-    water_y = rng.uniform(0.6, 0.72) * s if BOAT in objects else None
+    hard = cfg.difficulty == "hard"
+    water_y = rng.uniform(0.6, 0.72) * s if BOAT in objects or hard else None  # hard: water without a boat too
     rail_y = rng.uniform(0.36 * s, water_y - 0.14 * s) if water_y is not None else rng.uniform(0.42, 0.86) * s
     instances, classes, layers = _place(rng, g, objects, _painters(rail_y, water_y))
     image = _background(rng, g)
@@ -554,21 +705,23 @@ def render_sample(cfg: SyntheticConfig, rng: np.random.Generator) -> Sample:
         mask, layer = _distractor(rng, g)
         image[mask] = layer[mask]
         distractors.append(mask)
-    context = {}
-    for cls, (draw, anchor) in ((TRAIN, (_rails, rail_y)), (BOAT, (_water, water_y))):
-        if cls in classes:  # context only with its class
-            context[cls], layer = draw(rng, g, cast(float, anchor))  # water_y is set when the boat is drawn
-            image[context[cls]] = layer[context[cls]]
+    context: dict[int, np.ndarray] = {}
+    owner = np.zeros((s, s), np.uint8)
+    for cls, anchor in _contexts(rng, cfg, g, instances, classes, rail_y, water_y):
+        region, layer = CONTEXT_PAINTERS[cls](rng, g, anchor)
+        for earlier in context.values():  # a later context paints over an earlier one (hard: the mat)
+            earlier &= ~region
+        context[cls] = region
+        image[region] = layer[region]
+        owner[region] = cls
     for mask, layer in layers:
         image[mask] = layer[mask]
     image = _finish(rng, image)
     gt = np.zeros((s, s), np.uint8)
     gt[instances >= 0] = np.asarray(classes, np.uint8)[instances[instances >= 0]]
-    saliency, errors = _saliency(rng, cfg, g, instances, classes, context, distractors)
-    union = np.zeros((s, s), bool)
-    for region in context.values():
-        union |= region & (gt == 0)
-    return Sample(image, gt, saliency, union, errors)
+    saliency, errors, bits = _saliency(rng, cfg, g, instances, classes, context, distractors)
+    owner[gt > 0] = 0
+    return Sample(image, gt, saliency, owner > 0, errors, owner, bits)
 
 
 def render_corpus_image(rng: np.random.Generator, image_size: int, num_classes: int) -> tuple[np.ndarray, list[int]]:
@@ -601,7 +754,8 @@ def render_corpus_image(rng: np.random.Generator, image_size: int, num_classes: 
 
 # ---------------------------------------------------------------- dataset writing
 def _write_dataset(out: Path, cfg: SyntheticConfig) -> None:
-    for sub in ("JPEGImages", "SegmentationClassAug", "saliency", "ImageSets/Segmentation"):
+    subs = ("JPEGImages", "SegmentationClassAug", "saliency/errors", "SegmentationContext", "ImageSets/Segmentation")
+    for sub in subs:
         (out / sub).mkdir(parents=True)
     classes = class_names(cfg.num_classes)
     names = ("missing_class", "missing_part", "false_coverage")
@@ -615,19 +769,24 @@ def _write_dataset(out: Path, cfg: SyntheticConfig) -> None:
             "false_coverage_context": 0,
             "multi_class": 0,
             "class_images": dict.fromkeys(classes[1:], 0),
+            **({"systematic": dict.fromkeys(names, 0)} if cfg.difficulty == "hard" else {}),
         }
         for i, image_id in enumerate(ids):
             sample = render_sample(cfg, np.random.default_rng([cfg.seed, split_index, i]))
             write_jpeg(out / "JPEGImages" / f"{image_id}.jpg", sample.image, quality=95)
             write_mask_png(out / "SegmentationClassAug" / f"{image_id}.png", sample.mask, PALETTE)
             write_grey_png(out / "saliency" / f"{image_id}.png", sample.saliency)
+            write_grey_png(out / "saliency" / "errors" / f"{image_id}.png", sample.error_bits)
+            write_mask_png(out / "SegmentationContext" / f"{image_id}.png", sample.context_owner, PALETTE)
             present = [int(c) for c in np.unique(sample.mask) if c]
             counts["multi_class"] += len(present) > 1
             for c in present:
                 counts["class_images"][classes[c]] += 1
             for name in names:
                 counts[name] += name in sample.errors
-            counts["false_coverage_context"] += sample.errors.get("false_coverage") in ("rails", "water")
+            counts["false_coverage_context"] += sample.errors.get("false_coverage") in CONTEXT_NAMES.values()
+            for name in counts.get("systematic", {}):  # images with each kind of the hard difficulty's errors
+                counts["systematic"][name] += name in sample.errors.get("systematic", {})
             if sample.errors:
                 records[image_id] = sample.errors
         (out / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
@@ -662,6 +821,7 @@ def generate_synthetic(
     labeled_fraction: float = 0.1,
     num_classes: int = 5,
     overwrite: bool = False,
+    difficulty: Literal["easy", "hard"] = "easy",
 ) -> Path:
     """Write the synthetic dataset at ``root`` in the VOC layout (deterministic for a seed).
 
@@ -684,6 +844,8 @@ def generate_synthetic(
             :data:`FAMILIES` (5: the same files as before the option existed).
         overwrite: regenerate a synthetic dataset at ``root`` (one holding ``synthetic.json``): the files it
             lists in ``generated_files.txt`` are replaced, any other file or folder in it is kept.
+        difficulty: ``easy`` (the saliency errors drawn per image at the three rates) or ``hard`` (also the
+            ``HARD_*`` errors systematic by class, graded maps with halos, partial co-occurrence, three contexts).
 
     Returns:
         The dataset root.
@@ -701,6 +863,7 @@ def generate_synthetic(
         false_coverage_rate,
         labeled_fraction,
         num_classes,
+        difficulty,
     )
     return write_generated_root(
         root, "synthetic.json", "synthetic dataset", lambda out: _write_dataset(out, cfg), overwrite
@@ -719,8 +882,10 @@ def write_saliency_variant(
     The images and masks stay those of ``root``: a sample's picture is drawn from its random stream before
     its saliency errors, so only the saliency maps change (use them with ``--data.saliency_dir OUT_DIR``).
     The folder is written under a temporary name and renamed; ``OUT_DIR/saliency.json`` records the rates
-    and the per-split counts of each error. An earlier variant at ``out_dir`` is regenerated: the files it
-    lists in ``generated_files.txt`` are replaced, any other file in it is kept.
+    and the per-split counts of each error, ``OUT_DIR/errors/<id>.png`` where they are (:mod:`epspp.data.truth`).
+    A hard dataset's variants are hard: its systematic errors, graded maps and halos stay, the rates add theirs.
+    An earlier variant at ``out_dir`` is regenerated: the files it lists in ``generated_files.txt`` are replaced,
+    any other file in it is kept.
 
     Returns:
         The record written to ``saliency.json``.
@@ -743,11 +908,13 @@ def write_saliency_variant(
     record: dict = {"rates": {f"{name}_rate": getattr(cfg, f"{name}_rate") for name in names}, "splits": {}}
 
     def write(folder: Path) -> None:
+        (folder / "errors").mkdir()
         for split_index, (split, count) in enumerate((("train", cfg.num_train), ("val", cfg.num_val))):
             counts = dict.fromkeys(names, 0)
             for i in range(count):
                 sample = render_sample(cfg, np.random.default_rng([cfg.seed, split_index, i]))
                 write_grey_png(folder / f"{split}_{i:06d}.png", sample.saliency)
+                write_grey_png(folder / "errors" / f"{split}_{i:06d}.png", sample.error_bits)
                 for name in names:
                     counts[name] += name in sample.errors
             record["splits"][split] = {"images": count, **counts}

@@ -118,7 +118,8 @@ def pretrain_all(ctx: Context, regimes: Sequence[str], seeds: Sequence[int], par
 def localization(ctx: Context, training: Training) -> dict:
     """Stage 1 and the pseudo-masks of train and val of one training; returns (and caches in ``scores.json``)
     its scores: train mIoU at the configured threshold and at the threshold chosen on val, both sweeps,
-    per-class IoU, and IRD's telemetry (``ird``: None for a method without IRD)."""
+    per-class IoU, IRD's telemetry (``ird``: None for a method without IRD), and the train masks' context
+    confusion at both thresholds (None for a dataset without ``SegmentationContext``)."""
     from epspp.data.classes import read_classes
     from epspp.evaluate import sweep_bg_threshold, threshold_choice
     from epspp.runs.logs import ird_summary
@@ -181,9 +182,30 @@ def localization(ctx: Context, training: Training) -> dict:
         "fg_salient": last.get("fg_salient"),
         "collapse_step": (ird or {}).get("collapse_step"),
         "ird": ird,
+        **train_context_confusion(ctx.root, masks["train"], choice["chosen_bg_threshold"], names),
     }
     write_json(scores_path, scores)
     return scores
+
+
+def train_context_confusion(root: Path, pred_dir: Path, threshold: float, names: list[str]) -> dict:
+    """``context_confusion`` of the train masks in ``pred_dir`` and ``context_confusion_val_chosen`` of those its
+    saved score maps give at ``threshold`` (the pooled shares); both None without ``ROOT/SegmentationContext``."""
+    from epspp.data.truth import CONTEXT_DIR
+    from epspp.evaluate import object_scores, threshold_mask
+    from epspp.scoring import context_confusion, read_prediction
+
+    if not (root / CONTEXT_DIR).is_dir():  # a dataset of an older epspp
+        return {"context_confusion": None, "context_confusion_val_chosen": None}
+    chosen = {
+        image_id: threshold_mask(best, objects, threshold).numpy()
+        for image_id, best, objects, _ in object_scores(pred_dir, root, "train", names)
+    }
+    configured = context_confusion(lambda i: read_prediction(pred_dir, i, "train"), root, chosen, names)
+    return {
+        "context_confusion": configured["context_confusion"],
+        "context_confusion_val_chosen": context_confusion(chosen.__getitem__, root, chosen, names)["context_confusion"],
+    }
 
 
 def run_all(jobs: Sequence[tuple[str, Path, Callable[[], dict]]], parallel: int) -> dict[str, dict]:

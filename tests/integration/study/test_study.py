@@ -105,6 +105,8 @@ def test_writes_both_regimes_with_the_threshold_chosen_on_val(study: Path) -> No
         assert float(chosen["inconsistent_salient"]) == pytest.approx(scores["inconsistent_salient"], abs=1e-4)
         assert scores["ird"]["recorded_steps"] == 2 and scores["ird"]["window"] == 50
         assert set(scores["per_class_iou"]) == set(scores["per_class_iou_val_chosen"])
+        for key in ("context_confusion", "context_confusion_val_chosen"):  # the train masks on rails and water
+            assert 0.0 <= scores[key] <= 1.0, key
         configured = next(
             r
             for r in rows

@@ -143,7 +143,9 @@ def test_cli_synthetic(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert prepare_main(args) == 2  # refuses to overwrite
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "overwrite" in err and "Traceback" not in err
-    assert prepare_main(args + ["--overwrite"]) == 0
+    assert prepare_main(args + ["--overwrite", "--difficulty", "hard"]) == 0
+    assert json.loads((root / "synthetic.json").read_text())["params"]["difficulty"] == "hard"
+    assert (root / "SegmentationContext").is_dir() and (root / "saliency" / "errors").is_dir()
 
 
 def test_cli_voc_and_coco(

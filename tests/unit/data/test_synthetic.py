@@ -45,8 +45,11 @@ def test_layout_and_counts(dataset: tuple[Path, float]) -> None:
     assert val == [f"val_{i:06d}" for i in range(NUM_VAL)]
     labeled = _ids(root, "labeled_10pct")
     assert len(labeled) == round(0.1 * NUM_TRAIN) and set(labeled) <= set(train) and labeled == sorted(labeled)
-    for sub, suffix in (("JPEGImages", ".jpg"), ("SegmentationClassAug", ".png"), ("saliency", ".png")):
-        assert sorted(p.name for p in (root / sub).iterdir()) == sorted(f"{i}{suffix}" for i in train + val)
+    subs = ("JPEGImages", "SegmentationClassAug", "saliency", "saliency/errors", "SegmentationContext")
+    for sub, suffix in zip(subs, (".jpg", ".png", ".png", ".png", ".png"), strict=True):
+        files = sorted(p.name for p in (root / sub).iterdir() if p.is_file())
+        assert files == sorted(f"{i}{suffix}" for i in train + val)
+    assert [p.name for p in (root / "saliency").iterdir() if p.is_dir()] == ["errors"]
     assert json.loads((root / "classes.json").read_text())["names"] == list(SYNTHETIC_CLASSES)
     assert not (root / "cls_labels.npy").exists()
     meta = json.loads((root / "synthetic.json").read_text())
@@ -61,6 +64,7 @@ def test_layout_and_counts(dataset: tuple[Path, float]) -> None:
         "false_coverage_rate": 0.2,
         "labeled_fraction": 0.1,
         "num_classes": 5,
+        "difficulty": "easy",
     }
     assert meta["splits"]["train"]["images"] == NUM_TRAIN and meta["splits"]["val"]["images"] == NUM_VAL
     assert not [p for p in root.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
