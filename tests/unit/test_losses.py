@@ -271,6 +271,9 @@ def test_ird_readings_differ_on_a_new_heads_maps():
     _, normalized = ird_saliency_loss(cam, sal, labels, refined, return_inconsistent=True)
     assert softmax.all()  # every salient pixel dropped
     assert (~normalized).float().mean().item() > 0.5  # most salient pixels stay in the loss
+    # floored: maps about 1/6 are below the floor 0.2 nearly everywhere (the few above 0.2 pass): 125 of 128 dropped
+    _, floored = ird_saliency_loss(cam, sal, labels, refined, return_inconsistent=True, threshold_maps="floored")
+    assert floored.float().mean().item() == pytest.approx(125 / 128)
 
 
 def test_ird_all_inconsistent_gives_zero_and_finite_gradient():
