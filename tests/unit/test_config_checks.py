@@ -165,6 +165,13 @@ def test_every_eps_plus_plus_config_names_its_reading_of_b_and_it_is_the_default
     default = inspect.signature(LocalizationModule).parameters["ird_threshold_maps"].default
     assert init["ird_threshold_maps"] == default == "normalized"
     assert "How we read IRD's B()" in text  # the comment points at the argument
+    # and names the floored reading's defaults as the signature has them, with their source
+    floor = {
+        name: inspect.signature(LocalizationModule).parameters[name].default
+        for name in ("ird_floor_fraction", "ird_floor")
+    }
+    assert f"(defaults {floor['ird_floor_fraction']} and {floor['ird_floor']}: 1-stage-wseg's" in text
+    assert "models/stage_net.py line 28" in text
 
 
 @pytest.mark.parametrize("setting", ["wsss", "ssss"])
