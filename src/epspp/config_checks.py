@@ -103,11 +103,14 @@ def check_localization_options(hp: Mapping[str, Any]) -> None:
         _at_least(f"{prefix}{name}", hp[name], 0)
     if hp.get("ird_refine", "pamr") not in ("pamr", "none"):
         raise ConfigError(f"{prefix}ird_refine must be pamr (the paper) or none, got {hp['ird_refine']!r}")
-    if hp.get("ird_threshold_maps", "normalized") not in ("normalized", "softmax"):
+    if hp.get("ird_threshold_maps", "normalized") not in ("normalized", "softmax", "floored"):
         raise ConfigError(
-            f'{prefix}ird_threshold_maps must be normalized or softmax (docs/architecture.md, "How we '
+            f'{prefix}ird_threshold_maps must be normalized, softmax or floored (docs/architecture.md, "How we '
             f"read IRD's B()\"), got {hp['ird_threshold_maps']!r}"
         )
+    _open_interval(f"{prefix}ird_floor_fraction", hp["ird_floor_fraction"], 0, 1)
+    if not 0 <= hp["ird_floor"] < 1:
+        raise ConfigError(f"{prefix}ird_floor must be in [0, 1), got {hp['ird_floor']}")
     dilations = list(hp["pamr_dilations"] or [])
     if not dilations or any(d < 1 for d in dilations):
         raise ConfigError(f"{prefix}pamr_dilations must be a non-empty list of integers >= 1, got {dilations}")
@@ -145,6 +148,11 @@ def check_data_options(hp: Mapping[str, Any]) -> None:
     _at_least("--data.color_jitter", hp["color_jitter"], 0)
     _closed_interval("--data.jitter_hue", hp["jitter_hue"], 0, 0.5)
     _closed_interval("--data.jitter_p", hp["jitter_p"], 0, 1)
+    if hp.get("saliency_errors") and not (hp["task"] == "localization" and hp["with_saliency"]):
+        raise ConfigError(
+            "--data.saliency_errors true reads the saliency's error flags for stage 1: it needs --data.task "
+            f"localization and --data.with_saliency true, got {hp['task']} and {hp['with_saliency']}"
+        )
     if any(not s > 0 for s in hp["std"]):
         raise ConfigError(f"--data.std must be positive in every channel, got {list(hp['std'])}")
 

@@ -23,6 +23,9 @@ import torch.nn.functional as F
 from epspp.constants import IGNORE_INDEX
 
 __all__ = [
+    "INJECTED_ERRORS",
+    "IRD_FLOOR",
+    "IRD_FLOOR_FRACTION",
     "IRD_THRESHOLD_MAPS",
     "classification_loss",
     "eps_saliency_loss",
@@ -33,8 +36,15 @@ __all__ = [
 ]
 
 #: the readings of the map that B() thresholds in IRD's ``N = B(M_r) XOR B(M_s)`` (docs/architecture.md,
-#: "How we read IRD's B()"): ``normalized`` (the default) and ``softmax``
-IRD_THRESHOLD_MAPS = ("normalized", "softmax")
+#: "How we read IRD's B()"): ``normalized`` (the default), ``softmax`` and ``floored``
+IRD_THRESHOLD_MAPS = ("normalized", "softmax", "floored")
+#: the floored reading's defaults, 1-stage-wseg's object-class values (visinf/1-stage-wseg at 131e7de,
+#: models/stage_net.py line 28, ``pseudo_gtmask(mask, cutoff_top=0.6, cutoff_low=0.2)``)
+IRD_FLOOR_FRACTION = 0.6
+IRD_FLOOR = 0.2
+#: the saliency-error flags of the injected-error region E (missing class 1, missing part 2, false coverage 4;
+#: the halo bit 8 is not in E), as the synthetic generator writes them in ``<saliency_dir>/errors/<id>.png``
+INJECTED_ERRORS = 1 | 2 | 4
 
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -135,7 +145,13 @@ def eps_saliency_loss(
     return F.mse_loss(estimate, sal)
 
 
-def ird_threshold_map(refined: torch.Tensor, labels: torch.Tensor, threshold_maps: str = "normalized") -> torch.Tensor:
+def ird_threshold_map(
+    refined: torch.Tensor,
+    labels: torch.Tensor,
+    threshold_maps: str = "normalized",
+    floor_fraction: float = IRD_FLOOR_FRACTION,
+    floor: float = IRD_FLOOR,
+) -> torch.Tensor:
     """The map that B() thresholds on the refined side of IRD's ``N = B(M_r) XOR B(M_s)``, (B, 1, h, w).
 
     - ``normalized`` (the default): each labelled class's refined map ``M_r_i`` divided by its per-image
@@ -144,13 +160,22 @@ def ird_threshold_map(refined: torch.Tensor, labels: torch.Tensor, threshold_map
       peaks at 1, so the strong half of each object is above 0.5 from the first step of a new head.
     - ``softmax``: ``sum_i y_i M_r_i`` of the refined softmax maps themselves; a new head's softmax over C+1
       channels starts below 0.5 on every pixel, so B() is 0 on every object at first.
+    - ``floored``: relative with an absolute floor, as 1-stage-wseg thresholds its PAMR-refined softmax maps into
+      pseudo ground truth (visinf/1-stage-wseg at 131e7de, models/stage_net.py ``pseudo_gtmask``, lines 28-43:
+      each class's per-image maximum times ``cutoff_top`` = 0.6 (line 36), raised to ``cutoff_low`` = 0.2
+      (lines 40-41), then ``mask > mask_max``, strict (line 43)): 1 where some labelled class's refined map
+      exceeds both ``floor_fraction`` x its per-image maximum and ``floor``, else 0. B() reads the objects only,
+      so the background's own factor there (0.7, line 35) and the removal of pixels that pass for two classes
+      (lines 46-47, pseudo ground truth of one class per pixel) have no counterpart here.
 
-    An image without labels gives 0 everywhere under both readings.
+    An image without labels gives 0 everywhere under every reading.
 
     Args:
         refined: refined softmax maps (B, C+1, h, w) or their C object channels (B, C, h, w).
         labels: multi-hot image labels (B, C).
-        threshold_maps: ``normalized`` or ``softmax``.
+        threshold_maps: ``normalized``, ``softmax`` or ``floored``.
+        floor_fraction: ``floored`` only: the fraction of each class's per-image maximum to exceed.
+        floor: ``floored`` only: the absolute floor to exceed.
     """
     if threshold_maps not in IRD_THRESHOLD_MAPS:
         raise ValueError(f"threshold_maps must be one of {', '.join(IRD_THRESHOLD_MAPS)}, got {threshold_maps!r}")
@@ -161,6 +186,10 @@ def ird_threshold_map(refined: torch.Tensor, labels: torch.Tensor, threshold_map
     if threshold_maps == "softmax":
         return (objects * y).sum(1, keepdim=True)
     peak = objects.amax(dim=(2, 3), keepdim=True)
+    if threshold_maps == "floored":
+        cutoff = (peak * floor_fraction).clamp_min(floor)  # 1-stage-wseg: mask_max * cutoff_top, max cutoff_low
+        passes = (objects > cutoff) & (y != 0)
+        return passes.any(1, keepdim=True).to(dtype)
     normalized = torch.where(peak > 0, objects / peak.clamp_min(torch.finfo(dtype).tiny), 0.0)
     return torch.where(y != 0, normalized, 0.0).amax(1, keepdim=True)
 
@@ -173,6 +202,8 @@ def ird_saliency_loss(
     return_inconsistent: bool = False,
     drop: bool = True,
     threshold_maps: str = "normalized",
+    floor_fraction: float = IRD_FLOOR_FRACTION,
+    floor: float = IRD_FLOOR,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """EPS++ saliency loss with Inconsistent Region Drop (TPAMI 2023).
 
@@ -180,7 +211,8 @@ def ird_saliency_loss(
     ``M_fg = sum_i y_i M_i`` over the C object channels. With ``B(x) = x > 0.5`` the inconsistent region is
     ``N = B(M_r) XOR B(M_s)``, where ``M_r`` is the refined map that ``ird_threshold_map`` gives for
     ``threshold_maps`` (``normalized``: the labelled classes' refined maps each divided by its maximum, max
-    over the classes; ``softmax``: their sum), and per image
+    over the classes; ``softmax``: their sum; ``floored``: 1 where one exceeds both ``floor_fraction`` x its
+    maximum and ``floor``), and per image
 
         L = sum_p (1 - N_p) (M_s_p - M_fg_p)^2 / sum_p (1 - N_p)     (0 where every pixel is inconsistent),
 
@@ -196,8 +228,10 @@ def ird_saliency_loss(
         return_inconsistent: also return the inconsistent region N.
         drop: ``False`` keeps every pixel in the loss (N is still computed and returned); used for
             the warm-up of ``LocalizationModule(ird_warmup_steps=...)``.
-        threshold_maps: which map B() thresholds on the refined side: ``normalized`` (default) or ``softmax``
-            (docs/architecture.md, "How we read IRD's B()").
+        threshold_maps: which map B() thresholds on the refined side: ``normalized`` (default), ``softmax`` or
+            ``floored`` (docs/architecture.md, "How we read IRD's B()").
+        floor_fraction: ``floored`` only: the fraction of each class's per-image maximum to exceed.
+        floor: ``floored`` only: the absolute floor to exceed.
 
     Returns:
         Scalar loss, or ``(loss, N)`` with N a bool tensor (B, 1, h, w) when ``return_inconsistent``.
@@ -214,7 +248,8 @@ def ird_saliency_loss(
     maps = F.softmax(cam_logits.to(dtype), dim=1)
 
     fg = (maps[:, :c] * y).sum(1, keepdim=True)
-    inconsistent = (ird_threshold_map(refined.to(dtype), labels, threshold_maps) > 0.5) ^ (sal > 0.5)  # (B, 1, h, w)
+    reference = ird_threshold_map(refined.to(dtype), labels, threshold_maps, floor_fraction, floor)
+    inconsistent = (reference > 0.5) ^ (sal > 0.5)  # (B, 1, h, w)
 
     keep = (~inconsistent).to(dtype) if drop else torch.ones_like(sal)
     num = (keep * (sal - fg).square()).sum((1, 2, 3))
@@ -231,6 +266,7 @@ def ird_telemetry(
     labels: torch.Tensor,
     inconsistent: torch.Tensor,
     threshold_map: torch.Tensor | None = None,
+    saliency_error: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """How IRD treats the salient pixels of a batch, at the map resolution where its loss is computed.
 
@@ -242,9 +278,14 @@ def ird_telemetry(
     - ``inconsistent_background``: share of the pixels outside S that are in N;
     - ``fg_salient``: mean of ``M_fg = sum_i y_i softmax(cam)_i`` over the pixels of S;
     - with ``threshold_map`` (``ird_threshold_map``'s (B, 1, h, w) map that B() thresholds):
-      ``threshold_map_salient`` and ``threshold_map_background``, its mean over S and outside S.
+      ``threshold_map_salient`` and ``threshold_map_background``, its mean over S and outside S;
+    - with ``saliency_error`` ((B, H, W) uint8 flags of the injected saliency errors, the data's
+      ``saliency_error``; E = the pixels with a flag of ``INJECTED_ERRORS``, resized to (h, w) like the saliency):
+      ``error_precision`` = |N & E| / |N|, ``error_recall`` = |N & E| / |E| and ``correct_dropped`` =
+      |N & S & ~E| / |S & ~E|, each pooled over the batch (one ratio of the batch's counts) and NaN when its
+      denominator is 0.
 
-    A share over an empty set of pixels is 0. Every value is a detached scalar in [0, 1].
+    A share over an empty set of pixels is 0 (the error ratios: NaN). Every value is a detached scalar in [0, 1].
     """
     c = _check(cam_logits, saliency, labels)
     h, w = cam_logits.shape[-2:]
@@ -278,7 +319,35 @@ def ird_telemetry(
             "threshold_map_salient": share(reference, salient),
             "threshold_map_background": share(reference, ~salient),
         }
+    if saliency_error is not None:
+        values |= _error_ratios(dropped, salient, saliency_error, (h, w), dtype)
     return values
+
+
+def _error_ratios(
+    dropped: torch.Tensor,
+    salient: torch.Tensor,
+    saliency_error: torch.Tensor,
+    size: tuple[int, int],
+    dtype: torch.dtype,
+) -> dict[str, torch.Tensor]:
+    """``ird_telemetry``'s ``error_precision``, ``error_recall`` and ``correct_dropped`` (NaN over no pixel)."""
+    if saliency_error.dim() != 3 or saliency_error.shape[0] != dropped.shape[0]:
+        raise ValueError(
+            f"saliency_error must be (B, H, W) for B = {dropped.shape[0]}, got {tuple(saliency_error.shape)}"
+        )
+    injected = ((saliency_error.detach().to(torch.int64) & INJECTED_ERRORS) != 0)[:, None]
+    errors = _resize_saliency(injected, size, dtype) > 0.5  # E on the map grid, nearest as the saliency
+
+    def ratio(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
+        count = whole.sum().to(dtype)
+        return torch.where(count > 0, (part & whole).sum().to(dtype) / count.clamp_min(1), torch.nan)
+
+    return {
+        "error_precision": ratio(errors, dropped),
+        "error_recall": ratio(dropped, errors),
+        "correct_dropped": ratio(dropped, salient & ~errors),
+    }
 
 
 def segmentation_loss(

@@ -31,7 +31,12 @@ NO_SUCH_NETWORK = "no-such-backbone"  # building it would fail: a ConfigError pr
         ({"momentum": 1.0}, r"--model\.init_args\.momentum must be in \[0, 1\)"),
         ({"tau": 2.0}, r"--model\.init_args\.tau must be in \[0, 1\]"),
         ({"pamr_dilations": (1, 0)}, r"--model\.init_args\.pamr_dilations must be"),
-        ({"ird_threshold_maps": "max"}, r"--model\.init_args\.ird_threshold_maps must be normalized or softmax"),
+        (
+            {"ird_threshold_maps": "max"},
+            r"--model\.init_args\.ird_threshold_maps must be normalized, softmax or floored",
+        ),
+        ({"ird_floor_fraction": 1.0}, r"--model\.init_args\.ird_floor_fraction must be in \(0, 1\), got 1\.0"),
+        ({"ird_floor": 1.0}, r"--model\.init_args\.ird_floor must be in \[0, 1\), got 1\.0"),
         (
             {"num_classes": 0, "class_names": ["background"]},
             r"--model\.init_args\.num_classes must be in \[1, 254\], got 0",
@@ -80,6 +85,12 @@ def test_segmentation_options_refused_before_the_network_is_built(options: dict,
         ({"train_scales": (0.5, -1.0)}, r"--data\.train_scales must be"),
         ({"jitter_p": 1.5}, r"--data\.jitter_p must be in \[0, 1\]"),
         ({"std": (0.2, 0.0, 0.2)}, r"--data\.std must be positive"),
+        (
+            {"saliency_errors": True, "with_saliency": False},
+            r"--data\.saliency_errors true .* needs --data\.task localization and --data\.with_saliency true, "
+            r"got localization and False",
+        ),
+        ({"saliency_errors": True, "task": "segmentation"}, r"--data\.saliency_errors true .* got segmentation"),
     ],
 )
 def test_data_options_refused_before_the_root_is_read(tmp_path: Path, options: dict, message: str) -> None:
@@ -154,6 +165,13 @@ def test_every_eps_plus_plus_config_names_its_reading_of_b_and_it_is_the_default
     default = inspect.signature(LocalizationModule).parameters["ird_threshold_maps"].default
     assert init["ird_threshold_maps"] == default == "normalized"
     assert "How we read IRD's B()" in text  # the comment points at the argument
+    # and names the floored reading's defaults as the signature has them, with their source
+    floor = {
+        name: inspect.signature(LocalizationModule).parameters[name].default
+        for name in ("ird_floor_fraction", "ird_floor")
+    }
+    assert f"(defaults {floor['ird_floor_fraction']} and {floor['ird_floor']}: 1-stage-wseg's" in text
+    assert "models/stage_net.py line 28" in text
 
 
 @pytest.mark.parametrize("setting", ["wsss", "ssss"])

@@ -216,6 +216,48 @@ def test_ird_threshold_map_of_each_reading_by_hand():
         ird_threshold_map(refined, labels, "max")
 
 
+def floored_example() -> tuple[torch.Tensor, torch.Tensor]:
+    """One image, 3 classes + background, 2x3 (non-square) refined maps, class 2 unlabelled (float64: the ties are
+    exact, 1.0 x 0.6 is the double 0.6)."""
+    refined = torch.tensor(
+        [
+            [[1.0, 0.6, 0.61], [0.59, 0.0, 0.3]],  # class 0, peak 1: cutoff max(0.6 x 1, 0.2) = 0.6
+            [[0.0, 0.2, 0.0], [0.21, 0.25, 0.19]],  # class 1, peak .25: cutoff max(0.15, 0.2) = 0.2 (the floor)
+            [[0.9, 0.9, 0.9], [0.9, 0.9, 0.9]],  # class 2, unlabelled: would pass everywhere
+            [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],  # background
+        ],
+        dtype=torch.float64,
+    )[None]
+    return refined, torch.tensor([[1.0, 1.0, 0.0]])
+
+
+def test_ird_floored_reading_by_hand():
+    """1-stage-wseg's reading: above 0.6 x the class's maximum AND above 0.2, strictly (``mask > mask_max``)."""
+    refined, labels = floored_example()
+    floored = ird_threshold_map(refined, labels, "floored")
+    assert floored.shape == (1, 1, 2, 3)
+    # class 0 passes at 1.0 and .61, not at .6 (exactly the fraction) nor .59 / .3 (below .6 though above .2);
+    # class 1 passes at .21 and .25, not at .2 (exactly the floor, above .6 x .25 = .15) nor .19
+    assert floored[0, 0].tolist() == [[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
+    # the fraction and the floor are arguments: fraction .5 lets class 0's .6 and .59 pass; floor .1 lets class 1's
+    # .19 pass (above max(.5 x .25, .1) = .125) and its .2; class 0's .3 stays below .5
+    assert ird_threshold_map(refined, labels, "floored", 0.5, 0.1)[0, 0].tolist() == [[1, 1, 1], [1, 1, 1]]
+    assert ird_threshold_map(refined, labels, "floored", 0.5, 0.2)[0, 0].tolist() == [[1, 1, 1], [1, 1, 0]]
+    # no label: nothing passes; float32 maps give float32
+    assert not ird_threshold_map(refined, torch.zeros(1, 3), "floored").any()
+    assert ird_threshold_map(refined.float(), labels, "floored").dtype == torch.float32
+    # the loss's N uses it: B(M_r) XOR B(M_s), with the saliency salient on the top row only
+    sal = torch.tensor([[[[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]]], dtype=torch.float64)
+    _, region = ird_saliency_loss(
+        torch.zeros(1, 4, 2, 3), sal, labels, refined, return_inconsistent=True, threshold_maps="floored"
+    )
+    assert region[0, 0].tolist() == [[False, True, False], [True, True, False]]
+    _, region = ird_saliency_loss(
+        torch.zeros(1, 4, 2, 3), sal, labels, refined, True, threshold_maps="floored", floor_fraction=0.5, floor=0.1
+    )
+    assert region[0, 0].tolist() == [[False, False, False], [True, True, True]]  # every pixel passes B(M_r)
+
+
 def test_ird_readings_differ_on_a_new_heads_maps():
     """The step-0 argument of docs/architecture.md: softmax maps of a new head over C+1 channels are below
     0.5 everywhere, so the softmax reading drops every salient pixel; the normalized one keeps every pixel
@@ -229,6 +271,9 @@ def test_ird_readings_differ_on_a_new_heads_maps():
     _, normalized = ird_saliency_loss(cam, sal, labels, refined, return_inconsistent=True)
     assert softmax.all()  # every salient pixel dropped
     assert (~normalized).float().mean().item() > 0.5  # most salient pixels stay in the loss
+    # floored: maps about 1/6 are below the floor 0.2 nearly everywhere (the few above 0.2 pass): 125 of 128 dropped
+    _, floored = ird_saliency_loss(cam, sal, labels, refined, return_inconsistent=True, threshold_maps="floored")
+    assert floored.float().mean().item() == pytest.approx(125 / 128)
 
 
 def test_ird_all_inconsistent_gives_zero_and_finite_gradient():

@@ -29,6 +29,9 @@ import pytorch_lightning as pl
 from epspp.files import write_text
 from epspp.runs.logs import TELEMETRY_FILE, WARNINGS_FILE  # the run folder's files (runs/logs.py reads them)
 
+#: N against the injected saliency errors (``epspp.losses.ird_telemetry``), recorded only when the training batches
+#: carry ``saliency_error`` (``data.saliency_errors: true``); NaN (an empty cell) when a ratio has no pixel
+ERROR_KEYS = ("error_precision", "error_recall", "correct_dropped")
 #: the columns of the telemetry record besides ``step`` (``epspp.losses.ird_telemetry``)
 TELEMETRY_KEYS = (
     "inconsistent_salient",
@@ -37,9 +40,14 @@ TELEMETRY_KEYS = (
     "fg_salient",
     "threshold_map_salient",
     "threshold_map_background",
+    *ERROR_KEYS,
 )
-#: the other reading of B() for each, named by the collapse warning
-OTHER_READING = {"normalized": "softmax", "softmax": "normalized"}
+#: the other readings of B() for each, named by the collapse warning
+OTHER_READING = {
+    "normalized": "softmax or floored",
+    "softmax": "normalized or floored",
+    "floored": "normalized or softmax",
+}
 
 
 class CollapseMonitor:
@@ -72,7 +80,7 @@ class CollapseMonitor:
             "sees the objects and the background channel takes them. Check: a backbone that is not pretrained "
             "(pretrained / pretrained_path), the warm-up length (ird_warmup_steps), the map resolution (crop "
             "size, output_stride, PAMR dilations), the saliency maps, and the reading of B(): this run thresholds "
-            f"the {self.reading} maps (ird_threshold_maps: {self.reading}; the other reading is "
+            f"the {self.reading} maps (ird_threshold_maps: {self.reading}; the other readings: "
             f"ird_threshold_maps: {OTHER_READING.get(self.reading, 'normalized')}, docs/architecture.md "
             '"How we read IRD\'s B()").'
         )
@@ -91,7 +99,8 @@ class TelemetryRecord:
     """IRD's telemetry of every training step (rank-averaged), kept in the checkpoint and written as a CSV.
 
     ``update`` appends one step's values; a step logged again (after a resume from an earlier checkpoint)
-    replaces the rows from that step on. ``write`` saves the CSV (temporary name, then rename).
+    replaces the rows from that step on. ``write`` saves the CSV (temporary name, then rename), with the columns
+    of the first row (the ``ERROR_KEYS`` only when the run recorded them) and an empty cell for a NaN.
     """
 
     def __init__(self) -> None:
@@ -111,7 +120,7 @@ class TelemetryRecord:
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: (row[k] if k == "step" else f"{row[k]:.6g}") for k in columns} for row in self.rows)
+        writer.writerows({k: _cell(row[k]) if k != "step" else row[k] for k in columns} for row in self.rows)
         path = Path(run_dir) / TELEMETRY_FILE
         return write_text(path, text.getvalue())
 
@@ -125,6 +134,11 @@ class TelemetryRecord:
         columns = list(state)
         count = len(state[columns[0]]) if columns else 0
         self.rows = [{key: state[key][i] for key in columns} for i in range(count)]
+
+
+def _cell(value: float) -> str:
+    """One telemetry value as the CSV writes it: 6 significant digits, empty for NaN (a ratio over no pixel)."""
+    return "" if math.isnan(value) else f"{value:.6g}"
 
 
 def record_warning(run_dir: str | Path, message: str) -> Path:

@@ -99,7 +99,8 @@ def parser() -> argparse.ArgumentParser:
         default=list(DEFAULT_METHODS),
         choices=list(STUDY_METHODS),
         help="default cam eps eps++; eps++/no-pamr is an ablation, not the paper (IRD with M_r = M, "
-        "no PAMR); eps++/softmax is EPS++ under the other reading of B()",
+        "no PAMR); eps++/softmax and eps++/floored are EPS++ under the other readings of B(); eps/4x-steps is EPS "
+        "at four times its steps",
     )
     fraction = sub.add_parser("labeled-fraction", parents=[common], help="labelled-only vs SSSS vs WSSS")
     fraction.add_argument(

@@ -49,6 +49,11 @@ class EPSDataModule(pl.LightningDataModule):
         saliency_dir: saliency maps (default ``ROOT/saliency``).
         with_saliency: localization: read the saliency maps; false for a corpus without them (stage 0's
             pretraining, ``configs/demo/pretrain.yaml``), which only a ``saliency_loss: none`` model can train on.
+        saliency_errors: localization: training samples also carry ``saliency_error`` (H, W) uint8, the flags of
+            the errors the synthetic generator injected in the saliency, read from ``<saliency_dir>/errors/<id>.png``
+            and augmented with the saliency (nearest); stage 1 then logs IRD's region N against them
+            (``error_precision``, ``error_recall``, ``correct_dropped``, docs/monitoring_ird.md). Validation and
+            predict samples do not carry them.
         mask_dir: ground-truth masks (default ``ROOT/SegmentationClassAug``).
         pseudo_mask_dir: stage-2 output, the training masks of stage 3.
         labeled_split: semi-supervised: ids of this split train on ground truth.
@@ -98,6 +103,7 @@ class EPSDataModule(pl.LightningDataModule):
         predict_image_dir: str | None = None,
         saliency_dir: str | None = None,
         with_saliency: bool = True,
+        saliency_errors: bool = False,
         mask_dir: str | None = None,
         pseudo_mask_dir: str | None = None,
         labeled_split: str | None = None,
@@ -253,7 +259,13 @@ class EPSDataModule(pl.LightningDataModule):
         hp = self.hparams
         if stage == "fit":
             self.datasets["train"] = (
-                self._dataset(hp.train_split, "localization", training=True, with_masks=False)
+                self._dataset(
+                    hp.train_split,
+                    "localization",
+                    training=True,
+                    with_masks=False,
+                    with_saliency_errors=hp.saliency_errors,
+                )
                 if hp.task == "localization"
                 else self._segmentation_train_set()
             )

@@ -26,6 +26,7 @@ from epspp.data.io import (
     image_files,
     read_image,
     read_mask,
+    read_mask_pixels,
     read_saliency,
     read_split,
 )
@@ -41,7 +42,8 @@ class VOCLayoutDataset(Dataset):
     Every sample is a dict with ``id`` (str), ``image`` (3, H, W) normalized float, ``mask`` (H, W)
     int64 (255 where unknown; none with ``with_masks=False``), ``size`` (2,) original (H, W); plus, by mode:
 
-    - ``localization``: ``saliency`` (1, H, W) in [0, 1] and ``label`` (C,) multi-hot;
+    - ``localization``: ``saliency`` (1, H, W) in [0, 1] and ``label`` (C,) multi-hot (with
+      ``with_saliency_errors`` also ``saliency_error`` (H, W) uint8, the flags of the saliency's injected errors);
     - ``segmentation``: ``is_labeled`` (float 1 for ground truth, 0 for a pseudo-mask);
     - ``predict``: ``label`` (unless ``with_labels`` is False) and ``has_mask`` (bool: ground truth exists).
 
@@ -64,6 +66,8 @@ class VOCLayoutDataset(Dataset):
             them, such as stage 0's; the samples then hold no ``saliency``).
         with_masks: read the ground-truth masks (False: stage-1 training, whose loss never sees them; the
             samples then hold no ``mask``, and the pre-flight skips the mask files).
+        with_saliency_errors: localization mode with saliency: also read ``<saliency_dir>/errors/<id>.png``, the
+            uint8 flags of the errors the synthetic generator injected in the saliency (``data.saliency_errors``).
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class VOCLayoutDataset(Dataset):
         with_labels: bool = True,
         with_saliency: bool = True,
         with_masks: bool = True,
+        with_saliency_errors: bool = False,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -95,6 +100,7 @@ class VOCLayoutDataset(Dataset):
         self.labeled_ids = labeled_ids
         self.require_masks = require_masks
         self.reads_saliency = mode == "localization" and with_saliency
+        self.reads_errors = self.reads_saliency and with_saliency_errors
         self.with_masks = with_masks
         self.ids = [check_id(i, "ids argument") for i in ids] if ids is not None else read_split(self.root, split)
         self.image_dir = self.root / "JPEGImages"
@@ -113,6 +119,10 @@ class VOCLayoutDataset(Dataset):
             if self.labeled_ids is None or image_id not in self.labeled_ids:
                 return self.pseudo_mask_dir / f"{image_id}.png"
         return self.mask_dir / f"{image_id}.png"
+
+    def error_path(self, image_id: str) -> Path:
+        """``<saliency_dir>/errors/<id>.png``: the flags of the errors injected in the image's saliency map."""
+        return self.saliency_dir / "errors" / f"{image_id}.png"
 
     def files(self) -> list[tuple[str, str | None, str | None, int]]:
         """(image, saliency or None, mask or None, classes with background) of every sample, for the pre-flight."""
@@ -143,6 +153,15 @@ class VOCLayoutDataset(Dataset):
                     f"{len(missing)} file(s) listed in {self.split_file} are missing, e.g. "
                     f"{[str(p) for p in missing[:3]]}"
                 )
+        missing = (
+            [self.error_path(i) for i in self.ids if not self.error_path(i).is_file()] if self.reads_errors else []
+        )
+        if missing:
+            raise DatasetError(
+                f"saliency error file {missing[0]} not found ({len(missing)} of {len(self.ids)} ids of "
+                f"{self.split_file}): --data.saliency_errors true reads <saliency_dir>/errors/<id>.png, which the "
+                "synthetic generator writes; regenerate the data or set --data.saliency_errors false"
+            )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -164,7 +183,11 @@ class VOCLayoutDataset(Dataset):
             sal_path = self.saliency_dir / f"{image_id}.png"
             saliency = read_saliency(sal_path, self.split_file)
             self._check_size(saliency.shape, size, sal_path, image_id)
-        sample: dict[str, Any] = self.transform(image, mask, saliency)
+        errors = None
+        if self.reads_errors:
+            errors = read_mask_pixels(self.error_path(image_id), self.split_file)
+            self._check_size(errors.shape, size, self.error_path(image_id), image_id)
+        sample: dict[str, Any] = self.transform(image, mask, saliency, errors)
         sample["id"] = image_id
         sample["size"] = torch.tensor(size)
         if self.labels:

@@ -11,6 +11,8 @@ squares (the default keeps every image at full resolution).
 The spatial ops before the jitter run in one ``A.Compose`` where the saliency map is an extra *image*
 target (so it is resized like the image and padded with 0), the mask a mask target (nearest, padded with
 255); photometric ops then run on the image alone; the padding/crop runs jointly on the normalized image.
+The saliency's error flags (``saliency_error``, when given) are a second mask target: nearest, like the mask,
+but padded with 0 (they travel complemented, ``255 - flags``, so that the masks' padding value 255 reads 0).
 
 Seeding: albumentations draws from generators of its own, which neither ``seed_everything`` nor the
 DataLoader's worker seeding reaches.  ``JointTransform`` therefore re-seeds its pipelines for every sample
@@ -35,6 +37,9 @@ from PIL import Image
 from torch.utils.data import default_collate, get_worker_info
 
 from epspp.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 (re-exported: their old path)
+
+#: the targets besides ``image`` and ``mask`` that every pipeline moves with the image
+TARGETS = {"saliency": "image", "saliency_error": "mask"}
 
 
 def augmentation_seed() -> int:
@@ -61,7 +66,11 @@ class JointTransform:
     scale: float = 1.0
 
     def __call__(
-        self, image: np.ndarray, mask: np.ndarray | None, saliency: np.ndarray | None = None
+        self,
+        image: np.ndarray,
+        mask: np.ndarray | None,
+        saliency: np.ndarray | None = None,
+        saliency_error: np.ndarray | None = None,
     ) -> dict[str, torch.Tensor]:
         """Transform numpy arrays into tensors.
 
@@ -69,14 +78,18 @@ class JointTransform:
             image: (H, W, 3) uint8.
             mask: (H, W) uint8 class ids (255 = ignore), or None (stage-1 training reads none).
             saliency: (H, W) float32 in [0, 1], or None.
+            saliency_error: (H, W) uint8 flags of the saliency's injected errors, or None.
 
         Returns:
             ``image`` (3, h, w) float32, ``mask`` (h, w) int64 when given and, when given, ``saliency``
-            (1, h, w) float32 in [0, 1].  The random draws do not depend on whether a mask is given.
+            (1, h, w) float32 in [0, 1] and ``saliency_error`` (h, w) uint8 (geometry of the saliency, nearest,
+            0 in the padding).  The random draws do not depend on whether a mask or error flags are given.
         """
         self.reseed(augmentation_seed())
         sal = np.zeros(image.shape[:2], np.float32) if saliency is None else saliency
         masks = {} if mask is None else {"mask": mask}
+        if saliency_error is not None:
+            masks["saliency_error"] = 255 - saliency_error  # complemented: the masks' padding 255 is then 0
         if self.scale != 1.0:
             image, masks, sal = _resize_long(image, masks, sal, max(1, round(max(image.shape[:2]) * self.scale)))
         if self.shrink_to is not None and max(image.shape[:2]) > self.shrink_to:
@@ -84,7 +97,7 @@ class JointTransform:
         out = self.spatial(image=image, saliency=sal[..., None], **masks)
         out["image"] = self.photometric(image=out["image"])["image"]
         if self.placement is not None:
-            masks = {"mask": out["mask"]} if "mask" in masks else {}
+            masks = {name: out[name] for name in masks}
             out = self.placement(image=out["image"], saliency=out["saliency"], **masks)
         result = {"image": torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1))).float()}
         if mask is not None:
@@ -92,6 +105,8 @@ class JointTransform:
         if saliency is not None:
             sal_out = np.clip(out["saliency"][..., 0], 0.0, 1.0)
             result["saliency"] = torch.from_numpy(np.ascontiguousarray(sal_out))[None].float()
+        if saliency_error is not None:
+            result["saliency_error"] = torch.from_numpy(255 - np.asarray(out["saliency_error"], dtype=np.uint8))
         return result
 
     def reseed(self, seed: int) -> None:
@@ -142,7 +157,7 @@ def _pad_and_crop(crop_size: int, position: str = "random") -> A.Compose:
             ),
             A.RandomCrop(height=crop_size, width=crop_size),
         ],
-        additional_targets={"saliency": "image"},
+        additional_targets=TARGETS,
     )
 
 
@@ -190,7 +205,7 @@ def train_transform(
         if scales
         else A.LongestMaxSize(max_size=_scale_choices(resize_long), interpolation=flag)
     )
-    spatial = A.Compose([resize, A.HorizontalFlip(p=0.5)], additional_targets={"saliency": "image"})
+    spatial = A.Compose([resize, A.HorizontalFlip(p=0.5)], additional_targets=TARGETS)
     jitter = color_jitter
     photometric = A.Compose(
         [
@@ -237,9 +252,9 @@ def eval_transform(
                     fill_mask=IGNORE_INDEX,
                 )
             ],
-            additional_targets={"saliency": "image"},
+            additional_targets=TARGETS,
         )
-    spatial = A.Compose([], additional_targets={"saliency": "image"})
+    spatial = A.Compose([], additional_targets=TARGETS)
     photometric = A.Compose([A.Normalize(mean=tuple(mean), std=tuple(std))])
     if scale <= 0:
         raise ValueError(f"eval scale must be > 0, got {scale}")

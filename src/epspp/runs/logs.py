@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import re
 from pathlib import Path
 
@@ -30,18 +31,28 @@ def last_logged(folder: Path, key: str) -> float | None:
 
 def telemetry_values(folder: Path, key: str) -> list[float]:
     """IRD's ``key`` (e.g. ``inconsistent_salient``) at every training step, from ``folder/ird_telemetry.csv``
-    (written by an ``ird`` fit, one row per step); empty without the file or the column."""
+    (written by an ``ird`` fit, one row per step; the steps without a value left out); empty without the file or
+    the column."""
+    return [value for value in telemetry_column(folder, key) or [] if not math.isnan(value)]
+
+
+def telemetry_column(folder: Path, key: str) -> list[float] | None:
+    """IRD's ``key`` at every recorded step, NaN where the cell is empty (a ratio over no pixel, such as
+    ``error_precision`` at a step that dropped nothing); None without the file or the column."""
     path = Path(folder) / TELEMETRY_FILE
     if not path.is_file():
-        return []
+        return None
     with path.open(newline="") as handle:
-        return [float(row[key]) for row in csv.DictReader(handle) if row.get(key)]
+        reader = csv.DictReader(handle)
+        if key not in (reader.fieldnames or []):
+            return None
+        return [float(row[key]) if row[key] else math.nan for row in reader]
 
 
 def mean_over_last_steps(folder: Path, key: str, steps: int = 50) -> float | None:
     """Mean of IRD's ``key`` over the last ``steps`` training steps of the run (every step, from
-    ``ird_telemetry.csv``); None when nothing was recorded."""
-    values = telemetry_values(folder, key)[-steps:]
+    ``ird_telemetry.csv``), ignoring the steps without a value (NaN); None when none of them has one."""
+    values = [value for value in (telemetry_column(folder, key) or [])[-steps:] if not math.isnan(value)]
     return sum(values) / len(values) if values else None
 
 
@@ -69,10 +80,11 @@ def collapse_step(folder: Path) -> int | None:
 
 def ird_summary(folder: Path, steps: int = 50) -> dict | None:
     """IRD's telemetry of a fit (None without a per-step record): ``recorded_steps`` (the steps in the record),
-    ``window`` (= ``steps``), the mean of every key over the last ``steps`` steps, the means of consecutive windows of
+    ``window`` (= ``steps``), the mean of every key over the last ``steps`` steps (``ERROR_KEYS``, N against the
+    injected saliency errors, only when the record has them), the means of consecutive windows of
     ``steps`` steps of the salient share and of M_fg on salient pixels (0-49, 50-99, ...), and the step at which the
     collapse warning fired (None if it did not)."""
-    from epspp.callbacks.ird_monitor import TELEMETRY_KEYS
+    from epspp.callbacks.ird_monitor import ERROR_KEYS, TELEMETRY_KEYS
 
     if mean_over_last_steps(folder, "inconsistent_salient") is None:
         return None
@@ -83,7 +95,11 @@ def ird_summary(folder: Path, steps: int = 50) -> dict | None:
     return {
         "recorded_steps": len(telemetry_values(folder, "inconsistent_salient")),
         "window": steps,
-        "last_steps": {key: rounded(mean_over_last_steps(folder, key, steps)) for key in TELEMETRY_KEYS},
+        "last_steps": {
+            key: rounded(mean_over_last_steps(folder, key, steps))
+            for key in TELEMETRY_KEYS
+            if key not in ERROR_KEYS or telemetry_column(folder, key) is not None
+        },
         "windows": {
             key: [rounded(v) for v in window_means(folder, key, steps)]
             for key in ("inconsistent_salient", "fg_salient")

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from epspp.config_files import PACKAGED
 from epspp.demo import METHODS
 
 #: error type of the study -> the synthetic generator's rate argument
@@ -17,12 +20,19 @@ ERROR_TYPES = {
 }
 #: background thresholds scored from the saved score maps (one is chosen on val, train is reported at it)
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+#: the stage-1 steps of the demo's EPS config (``eps/4x-steps`` trains four times as long)
+EPS_STEPS = int(
+    yaml.safe_load((PACKAGED / "demo" / METHODS["eps"]).read_text(encoding="utf-8"))["trainer"]["max_steps"]
+)
 #: method of the study -> (its stage-1 config, overrides). ``eps++/no-pamr`` is an ablation, not the paper (IRD with
-#: M_r = M, no PAMR); ``eps++/softmax`` is EPS++ under the other reading of B() (the summed softmax maps)
+#: M_r = M, no PAMR); ``eps++/softmax`` and ``eps++/floored`` are EPS++ under the other readings of B() (the summed
+#: softmax maps; 1-stage-wseg's relative threshold with a floor); ``eps/4x-steps`` is EPS at four times its steps
 STUDY_METHODS = {
     **{name: (config, []) for name, config in METHODS.items()},
     "eps++/no-pamr": (METHODS["eps++"], ["--model.init_args.ird_refine", "none"]),
     "eps++/softmax": (METHODS["eps++"], ["--model.init_args.ird_threshold_maps", "softmax"]),
+    "eps++/floored": (METHODS["eps++"], ["--model.init_args.ird_threshold_maps", "floored"]),
+    "eps/4x-steps": (METHODS["eps"], ["--trainer.max_steps", str(4 * EPS_STEPS)]),
 }
 DEFAULT_METHODS = tuple(METHODS)
 #: the arms of ``epspp study readings``: CAM, EPS, EPS++ under both readings of B(), and the ablation

@@ -10,7 +10,16 @@ from pathlib import Path
 
 from epspp.files import write_atomic, write_text
 from epspp.study.figures import log_to_wandb, plot_lines, plot_points
-from epspp.study.grid import ERROR_TYPES, SETTINGS, Cell, Training, saliency_grid, saliency_name, unique_trainings
+from epspp.study.grid import (
+    EPS_STEPS,
+    ERROR_TYPES,
+    SETTINGS,
+    Cell,
+    Training,
+    saliency_grid,
+    saliency_name,
+    unique_trainings,
+)
 from epspp.study.runner import (
     TELEMETRY_STEPS,
     Context,
@@ -66,6 +75,8 @@ REGIME_FACTORS = (
 ARMS = {
     "eps++/no-pamr": "ablation, not the paper: IRD with M_r = M, no PAMR",
     "eps++/softmax": "EPS++ under the other reading of B(): the summed softmax maps",
+    "eps++/floored": "EPS++ under 1-stage-wseg's reading of B(): above a fraction of its class's maximum and a floor",
+    "eps/4x-steps": f"EPS at four times its steps (--trainer.max_steps {4 * EPS_STEPS})",
 }
 
 

@@ -19,7 +19,15 @@ from epspp.callbacks.ird_monitor import IRDMonitor
 from epspp.config_checks import check_localization_options
 from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
 from epspp.errors import ConfigError
-from epspp.losses import classification_loss, eps_saliency_loss, ird_saliency_loss, ird_telemetry, ird_threshold_map
+from epspp.losses import (
+    IRD_FLOOR,
+    IRD_FLOOR_FRACTION,
+    classification_loss,
+    eps_saliency_loss,
+    ird_saliency_loss,
+    ird_telemetry,
+    ird_threshold_map,
+)
 from epspp.metrics import SegmentationMetrics, iou_table
 from epspp.nets.backbone import FeatureBackbone
 from epspp.nets.classifier import Classifier
@@ -75,8 +83,13 @@ class LocalizationModule(pl.LightningModule):
             formula does not say): ``normalized`` (default) each labelled class's refined map divided by its
             per-image maximum, max over the labelled classes, as WSSS thresholds a CAM localization map;
             ``softmax`` the sum of the labelled classes' refined softmax maps, which a new head starts below 0.5
-            on every pixel (every salient pixel is then dropped from the first step). docs/architecture.md,
-            "How we read IRD's B()".
+            on every pixel (every salient pixel is then dropped from the first step); ``floored`` 1-stage-wseg's
+            reading, relative with an absolute floor: a pixel passes where a labelled class's refined softmax map
+            exceeds both ``ird_floor_fraction`` x its per-image maximum and ``ird_floor`` (``ird_threshold_map``).
+            docs/architecture.md, "How we read IRD's B()".
+        ird_floor_fraction: ird ``floored`` only: the fraction of a class's per-image maximum to exceed
+            (1-stage-wseg's ``cutoff_top`` 0.6, visinf/1-stage-wseg models/stage_net.py line 28).
+        ird_floor: ird ``floored`` only: the absolute floor to exceed (1-stage-wseg's ``cutoff_low`` 0.2, same line).
         optimizer: ``sgd`` (EPS), ``adam`` or ``adamw``.
         lr: backbone learning rate; the classifier gets ``head_lr_mult`` times it.
         head_lr_mult: learning-rate multiplier of the new classifier.
@@ -137,7 +150,9 @@ class LocalizationModule(pl.LightningModule):
         pamr_iter: int = 10,
         pamr_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24),
         ird_refine: Literal["pamr", "none"] = "pamr",
-        ird_threshold_maps: Literal["normalized", "softmax"] = "normalized",
+        ird_threshold_maps: Literal["normalized", "softmax", "floored"] = "normalized",
+        ird_floor_fraction: float = IRD_FLOOR_FRACTION,
+        ird_floor: float = IRD_FLOOR,
         optimizer: OptimizerName = "sgd",
         lr: float = 0.01,
         head_lr_mult: float = 10.0,
@@ -215,8 +230,12 @@ class LocalizationModule(pl.LightningModule):
                 return_inconsistent=True,
                 drop=drop,
                 threshold_maps=hp.ird_threshold_maps,
+                floor_fraction=hp.ird_floor_fraction,
+                floor=hp.ird_floor,
             )
-            threshold_map = ird_threshold_map(refined, batch["label"], hp.ird_threshold_maps)
+            threshold_map = ird_threshold_map(
+                refined, batch["label"], hp.ird_threshold_maps, hp.ird_floor_fraction, hp.ird_floor
+            )
             return loss, {"inconsistent": inconsistent, "threshold_map": threshold_map}
         return cam.new_zeros(()), None
 
@@ -251,11 +270,20 @@ class LocalizationModule(pl.LightningModule):
         return loss
 
     def watch_ird(self, cam: torch.Tensor, batch: dict, ird: dict[str, torch.Tensor]) -> None:
-        """IRD's telemetry of this step (``train/inconsistent*``, ``train/fg_salient``, ``train/threshold_map_*``),
-        warm-up included, kept on the device; at the trainer's logging steps ``flush_ird`` moves the steps kept
-        to the host (one transfer, no host sync in between) and the last one is logged.  ``IRDMonitor`` records
-        every step (``ird_telemetry.csv``) and warns of a collapse (``warnings.txt``)."""
-        telemetry = ird_telemetry(cam, batch["saliency"], batch["label"], ird["inconsistent"], ird["threshold_map"])
+        """IRD's telemetry of this step (``train/inconsistent*``, ``train/fg_salient``, ``train/threshold_map_*`` and,
+        when the batch carries ``saliency_error`` (``data.saliency_errors``), ``train/error_precision``,
+        ``train/error_recall`` and ``train/correct_dropped``), warm-up included, kept on the device; at the
+        trainer's logging steps ``flush_ird`` moves the steps kept to the host (one transfer, no host sync in
+        between) and the last one is logged.  ``IRDMonitor`` records every step (``ird_telemetry.csv``) and warns
+        of a collapse (``warnings.txt``)."""
+        telemetry = ird_telemetry(
+            cam,
+            batch["saliency"],
+            batch["label"],
+            ird["inconsistent"],
+            ird["threshold_map"],
+            batch.get("saliency_error"),
+        )
         self.ird_pending.append((self.global_step, tuple(telemetry), torch.stack(list(telemetry.values())).detach()))
         if self.trainer._logger_connector.should_update_logs:  # the steps Lightning sends to the loggers
             self.flush_ird()
@@ -323,8 +351,16 @@ class LocalizationModule(pl.LightningModule):
         cam = self(images)
         size = images.shape[-2:]
         refined = self.refine_maps(images, cam)
+        hp = self.hparams
         _, inconsistent = ird_saliency_loss(
-            cam, saliency, labels, refined, return_inconsistent=True, threshold_maps=self.hparams.ird_threshold_maps
+            cam,
+            saliency,
+            labels,
+            refined,
+            return_inconsistent=True,
+            threshold_maps=hp.ird_threshold_maps,
+            floor_fraction=hp.ird_floor_fraction,
+            floor=hp.ird_floor,
         )
         maps = normalize_maps(F.interpolate(object_maps(cam, self.map_kind), size, mode="bilinear"), labels)
         return {

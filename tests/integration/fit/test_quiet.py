@@ -4,6 +4,7 @@ prediction starts no W&B run. Output in a file (not a terminal): the plain progr
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.cli import SCRATCH_EPSPP, TINY_FIT, in_process
+from fixtures.helpers import saliency_with_errors
 
 from epspp.runs.progress import PROGRESS_FILE
 
@@ -34,7 +36,10 @@ def test_a_default_fit_prints_epspps_lines_and_no_library_noise(
     synthetic_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
 ) -> None:
     run = tmp_path / "run"
-    result = in_process(capfd, *fit_args(synthetic_root, run), check=True)
+    # with the saliency's error flags (issue 36): N against them in the telemetry, and no noise either
+    saliency_with_errors(synthetic_root, tmp_path / "saliency")
+    errors = ["--data.saliency_errors", "true", "--data.saliency_dir", tmp_path / "saliency"]
+    result = in_process(capfd, *fit_args(synthetic_root, run), *errors, check=True)
     # under pytest, Lightning's console log lines go to caplog; caplog also holds W&B's internal debug records (its
     # debug.log, never printed), so only Lightning's records count there
     lightning = "\n".join(
@@ -50,6 +55,10 @@ def test_a_default_fit_prints_epspps_lines_and_no_library_noise(
     assert "[fit] step 1/2 (50%)  loss " in result.stdout  # stdout is not a terminal here: plain lines
     assert [line for line in lines if line.startswith("[fit] done: step 2/2 in ")]
     assert list(run.glob("wandb/offline-run-*/run-*.wandb"))  # W&B still records, offline, in the run folder
+    telemetry = list(csv.DictReader((run / "ird_telemetry.csv").open()))
+    assert [row["step"] for row in telemetry] == ["0", "1"]
+    ratios = [row[key] for row in telemetry for key in ("error_precision", "error_recall", "correct_dropped")]
+    assert all(value == "" or 0.0 <= float(value) <= 1.0 for value in ratios) and any(ratios)
     record = json.loads((run / PROGRESS_FILE).read_text())
     assert (record["stage"], record["step"], record["max_steps"], record["done"], record["eta_s"]) == (
         "fit",

@@ -55,6 +55,33 @@ def test_telemetry_uses_the_losses_inconsistent_region_and_is_zero_without_salie
     assert empty["inconsistent_salient"].item() == 0.0 and empty["fg_salient"].item() == 0.0
 
 
+def test_n_against_the_injected_errors_pooled_over_the_batch() -> None:
+    """error_precision |N&E|/|N|, error_recall |N&E|/|E|, correct_dropped |N&S&~E|/|S&~E| on 2x3 maps (the saliency
+    and the flags at 4x6, resized like the saliency), pooled over the batch; the halo bit 8 is not in E."""
+    inconsistent = torch.tensor([[[1, 1, 0], [0, 1, 0]], [[0, 0, 0], [1, 0, 0]]], dtype=torch.bool)[:, None]
+    flags = torch.tensor([[[1, 0, 8], [2, 4, 0]], [[8, 0, 0], [0, 0, 0]]], dtype=torch.uint8)  # E: 3 and 0 pixels
+    salient = torch.tensor([[[1, 1, 1], [0, 0, 0]], [[0, 1, 1], [1, 1, 1]]], dtype=torch.float32)[:, None]
+    saliency = salient.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)  # (2, 1, 4, 6)
+    errors = flags.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)  # (2, 4, 6)
+    cam, labels = torch.zeros(2, 3, 2, 3), torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    values = ird_telemetry(cam, saliency, labels, inconsistent, saliency_error=errors)
+    # image 0: |N| 3, |E| 3, |N&E| 2 ((0,0), (1,1)); S&~E = (0,1), (0,2), of which N holds (0,1)
+    # image 1: |N| 1, |E| 0; S&~E = 5 pixels, of which N holds (1,0).  Pooled, not the mean of the ratios:
+    assert values["error_precision"].item() == pytest.approx(2 / 4)  # (2/3 + 0/1) / 2 would be 1/3
+    assert values["error_recall"].item() == pytest.approx(2 / 3)  # image 1 has no E: nothing to add
+    assert values["correct_dropped"].item() == pytest.approx(2 / 7)  # (1/2 + 1/5) / 2 would be 0.35
+    # image 1 alone: E is empty (its one flag is the halo's): recall is NaN, not 0
+    alone = ird_telemetry(cam[1:], saliency[1:], labels[1:], inconsistent[1:], saliency_error=errors[1:])
+    assert math.isnan(alone["error_recall"].item())
+    assert alone["error_precision"].item() == 0.0 and alone["correct_dropped"].item() == pytest.approx(1 / 5)
+    # nothing dropped: precision is NaN; no salient pixel outside E: correct_dropped is NaN
+    none = ird_telemetry(cam, torch.zeros_like(saliency), labels, torch.zeros_like(inconsistent), None, errors)
+    assert math.isnan(none["error_precision"].item()) and math.isnan(none["correct_dropped"].item())
+    assert none["error_recall"].item() == 0.0
+    # without the flags, no such key (today's telemetry)
+    assert "error_precision" not in ird_telemetry(cam, saliency, labels, inconsistent)
+
+
 def test_collapse_fires_once_after_a_full_window_and_never_on_a_healthy_run() -> None:
     collapsed = CollapseMonitor(window=50, threshold=0.95)
     messages = [collapsed.update(step, 0.97) for step in range(100, 180)]
@@ -97,10 +124,14 @@ def test_collapse_fires_at_a_mean_exactly_at_the_threshold_and_not_just_below() 
     assert all(below.update(step, 0.95 - 1e-9) is None for step in range(200))
 
 
-def test_collapse_warning_names_both_readings_of_b() -> None:
-    for reading, other in (("normalized", "softmax"), ("softmax", "normalized")):
+def test_collapse_warning_names_every_reading_of_b() -> None:
+    for reading, others in (
+        ("normalized", "softmax or floored"),
+        ("softmax", "normalized or floored"),
+        ("floored", "normalized or softmax"),
+    ):
         message = CollapseMonitor(window=1, reading=reading).update(7, 1.0)
-        assert f"ird_threshold_maps: {reading}" in message and f"ird_threshold_maps: {other}" in message
+        assert f"ird_threshold_maps: {reading};" in message and f"ird_threshold_maps: {others}," in message
         assert "How we read IRD's B()" in message and "\n" not in message
 
 
@@ -120,6 +151,17 @@ def test_telemetry_record_keeps_every_step_replaces_a_resumed_tail_and_writes_a_
     assert path == tmp_path / TELEMETRY_FILE
     lines = path.read_text().splitlines()
     assert lines[0] == "step,inconsistent_salient,fg_salient" and lines[2] == "1,0.125,0.5" and len(lines) == 7
+
+
+def test_telemetry_csv_has_the_error_columns_only_when_recorded_and_nan_as_an_empty_cell(tmp_path: Path) -> None:
+    record = TelemetryRecord()
+    record.update(0, {"inconsistent_salient": 0.5, "error_precision": math.nan, "error_recall": 0.25})
+    record.update(1, {"inconsistent_salient": 0.75, "error_precision": 1.0, "error_recall": math.nan})
+    lines = record.write(tmp_path).read_text().splitlines()
+    assert lines == ["step,inconsistent_salient,error_precision,error_recall", "0,0.5,,0.25", "1,0.75,1,"]
+    plain = TelemetryRecord()
+    plain.update(0, {"inconsistent_salient": 0.5})
+    assert plain.write(tmp_path).read_text().splitlines() == ["step,inconsistent_salient", "0,0.5"]
 
 
 def test_watch_ird_records_every_step_but_feeds_the_monitor_only_after_the_warm_up(monkeypatch, tmp_path) -> None:

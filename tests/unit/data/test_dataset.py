@@ -9,7 +9,15 @@ import re
 import numpy as np
 import pytest
 import torch
-from fixtures.helpers import gt_mask, labels_from_masks, read_png, snapshot, split_ids, write_png
+from fixtures.helpers import (
+    gt_mask,
+    labels_from_masks,
+    read_png,
+    saliency_with_errors,
+    snapshot,
+    split_ids,
+    write_png,
+)
 
 from epspp.data.cache import dataset_cache
 from epspp.data.dataset import VOCLayoutDataset
@@ -55,6 +63,32 @@ def test_localization_samples(synthetic_root):
         np.testing.assert_allclose(saliency, grey / 255.0, atol=1e-6)
         # the ground-truth mask is served unchanged
         np.testing.assert_array_equal(sample["mask"].numpy(), gt_mask(synthetic_root, image_id))
+
+
+def test_saliency_errors_are_read_only_when_asked(synthetic_root, tmp_path):
+    folder = tmp_path / "saliency"
+    flags = saliency_with_errors(synthetic_root, folder)
+    off = VOCLayoutDataset(synthetic_root, "train", C, mode="localization", saliency_dir=folder)
+    assert "saliency_error" not in off[3]
+    on = VOCLayoutDataset(
+        synthetic_root, "train", C, mode="localization", saliency_dir=folder, with_saliency_errors=True
+    )
+    sample = on[3]  # the evaluation transform: no geometry, the flags as written
+    assert sample["saliency_error"].dtype == torch.uint8
+    np.testing.assert_array_equal(sample["saliency_error"].numpy(), flags[on.ids[3]])
+    torch.testing.assert_close(sample["saliency"], off[3]["saliency"])
+    predict = VOCLayoutDataset(
+        synthetic_root, "train", C, mode="predict", saliency_dir=folder, with_saliency_errors=True
+    )
+    assert "saliency_error" not in predict[3]
+    (folder / "errors" / f"{on.ids[5]}.png").unlink()
+    with pytest.raises(DatasetError) as error:
+        VOCLayoutDataset(
+            synthetic_root, "train", C, mode="localization", saliency_dir=folder, with_saliency_errors=True
+        )
+    message = str(error.value)
+    assert str(folder / "errors" / f"{on.ids[5]}.png") in message and "--data.saliency_errors" in message
+    assert "\n" not in message
 
 
 def test_labels_equal_classes_in_masks_for_every_id(synthetic_root):

@@ -102,6 +102,35 @@ def test_train_transform_pads_mask_with_ignore_and_saliency_with_zero():
         np.testing.assert_array_equal(content_image, image)
 
 
+@pytest.mark.parametrize("crop", [12, 32])
+def test_saliency_errors_follow_the_saliencys_flip_and_crop_and_are_zero_in_the_padding(crop: int) -> None:
+    """The flags (an asymmetric pattern of every value 0..15) move with the saliency (here flags / 15, the same
+    pattern): cropped (12 < 20x16) or padded (32), flipped or not; 0 in the padding, where the saliency is 0."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (20, 16, 3), dtype=np.uint8)
+    flags = rng.integers(0, 16, (20, 16), dtype=np.uint8)
+    flags[0, 0], flags[-1, 0] = 15, 0  # not symmetric under a flip
+    saliency = flags.astype(np.float32) / 15
+    transform = train_transform(crop_size=crop, resize_long=(20, 20), color_jitter=0.0)  # no resize: exact values
+    torch.manual_seed(0)  # the draws (flips among them) follow PyTorch's generator
+    for _ in range(REPEATS):
+        out = transform(image, None, saliency, flags)
+        errors, sal = out["saliency_error"].numpy(), out["saliency"][0].numpy()
+        assert out["saliency_error"].dtype == torch.uint8 and errors.shape == (crop, crop)
+        np.testing.assert_array_equal(errors, np.rint(sal * 15).astype(np.uint8))  # same place, padding 0 and 0
+        if crop > 20:
+            assert (errors == 0).sum() >= crop * crop - 20 * 16  # the padding (and the pattern's own zeros)
+    # without flags the sample has no such key, and the draws are the same: image and saliency are unchanged
+    torch.manual_seed(3)
+    with_flags = transform(image, None, saliency, flags)
+    torch.manual_seed(3)
+    without = transform(image, None, saliency)
+    assert "saliency_error" not in without
+    assert torch.equal(with_flags["image"], without["image"]) and torch.equal(
+        with_flags["saliency"], without["saliency"]
+    )
+
+
 def test_color_jitter_changes_image_only():
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,7 @@ def test_means_over_the_last_steps_and_the_recorded_collapse(tmp_path: Path) -> 
     assert collapsed["collapse_step"] == 205
     assert collapsed["warnings"] == ["IRD collapse at step 205: on average 95.3% of the salient pixels ..."]
     assert ird_summary(tmp_path / "no-run") is None
+    assert "error_precision" not in collapsed["last_steps"]  # a run without data.saliency_errors: today's keys
 
     report = {"localization": {"cam": {}, "eps": {}, "eps++": {"ird": collapsed}}}
     text = "\n".join(ird_markdown(report))
@@ -64,3 +66,19 @@ def test_means_over_the_last_steps_and_the_recorded_collapse(tmp_path: Path) -> 
     assert "eps++: IRD collapse at step 205" in text
     report["localization"]["eps++"]["ird"] = healthy
     assert "| none |" in "\n".join(ird_markdown(report))
+
+
+def test_error_ratios_average_over_the_last_steps_ignoring_the_steps_without_a_value(tmp_path: Path) -> None:
+    record = TelemetryRecord()
+    for step in range(6):  # precision NaN at steps 3 and 5 (nothing dropped), recall never defined
+        precision = math.nan if step in (3, 5) else step / 10
+        values = {"inconsistent_salient": 0.5, "error_precision": precision, "error_recall": math.nan}
+        record.update(step, values | {"correct_dropped": 0.25})
+    record.write(tmp_path)
+    # the last 3 steps are 3, 4, 5: only step 4 has a value (not the last 3 values 0.1, 0.2, 0.4)
+    assert mean_over_last_steps(tmp_path, "error_precision", 3) == pytest.approx(0.4)
+    assert mean_over_last_steps(tmp_path, "error_precision", 6) == pytest.approx((0.0 + 0.1 + 0.2 + 0.4) / 4)
+    assert mean_over_last_steps(tmp_path, "error_recall", 6) is None
+    last = ird_summary(tmp_path, 3)["last_steps"]
+    assert last["error_precision"] == pytest.approx(0.4) and last["error_recall"] is None
+    assert last["correct_dropped"] == pytest.approx(0.25) and last["inconsistent_salient"] == pytest.approx(0.5)

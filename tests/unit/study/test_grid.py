@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+from fixtures.cli import CONFIGS
 
 from epspp.data.synthetic import generate_synthetic, write_saliency_variant
 from epspp.study.grid import (
@@ -51,8 +53,20 @@ def test_the_arms_are_the_eps_plus_plus_config_with_one_override() -> None:
         STUDY_METHODS["eps++"][0],
         ["--model.init_args.ird_threshold_maps", "softmax"],
     )
+    assert STUDY_METHODS["eps++/floored"] == (
+        STUDY_METHODS["eps++"][0],
+        ["--model.init_args.ird_threshold_maps", "floored"],
+    )
     assert STUDY_METHODS["eps++"][1] == [] and "eps++/no-pamr" not in DEFAULT_METHODS
     assert len(DEFAULT_GRID["seeds"]) >= 3
+
+
+def test_eps_at_four_times_its_steps_in_both_regimes() -> None:
+    config, overrides = STUDY_METHODS["eps/4x-steps"]
+    assert config == STUDY_METHODS["eps"][0] and overrides[0] == "--trainer.max_steps"
+    for folder in (CONFIGS / "demo", CONFIGS / "demo" / "scratch"):  # the arm's one override serves both regimes
+        steps = yaml.safe_load((folder / config).read_text())["trainer"]["max_steps"]
+        assert int(overrides[1]) == 4 * steps == 2000
 
 
 # the error each study type must make, in the generator's own record of what it did to each image
