@@ -157,7 +157,8 @@ def test_the_tables(tmp_path: Path) -> None:
     assert f"Plan `{plan_file}`, commit not in git." in text
     assert "| eps++/softmax | 19.0 ± 0.0 | 20.0 ± 0.0 | 0.250 ± 0.000 | 0.125 ± 0.000 |" in text
     assert "| 0.400 ± 0.000 | 2/6 |" in text
-    assert "| ssss@0.02 | 53.2 ± 2.8 |" in text  # mean 19/6 + 50; sd 2.64, t(0.975, 5) 2.5706 -> half 2.77
+    # mean 50 + 19/6; sd sqrt(30.83 / 5) = 2.483, t(0.975, 5) = 2.5706 -> half 2.5706 x 2.483 / sqrt(6) = 2.61
+    assert "| ssss@0.02 | 53.2 ± 2.6 |" in text
     assert re.fullmatch("[0-9a-f]{40}", plan_commit(EXAMPLE))  # the example plan is committed
 
 
