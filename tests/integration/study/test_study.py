@@ -297,31 +297,3 @@ def test_bad_arguments_are_one_line(study: Path, tmp_path: Path, capfd: pytest.C
     assert result.returncode == 2 and "holds a synthetic dataset of 5 classes, not --num-classes 20" in result.stderr
     assert not (tmp_path / "o" / "runs").exists()
 
-
-def test_confirm_runs_a_plan_of_six_seeds(tmp_path: Path) -> None:
-    """The confirmatory study end to end on a tiny plan: 2 arms x 6 seeds from scratch, 2 steps each, on a fresh
-    draw's own saliency maps; the claims table has n = 6 and the exact p."""
-    plan = tmp_path / "plan.yaml"
-    overrides = ", ".join(f'"{o}"' for o in FIT[1:])
-    plan.write_text(
-        "data: {seed: 3, num_train: 12, num_val: 4, image_size: 32}\n"
-        "regime: scratch\n"
-        "seeds: [0, 1, 2, 3, 4, 5]\n"
-        f"overrides: [{overrides}]\n"
-        "arms: [cam, eps++]\n"
-        "claims:\n"
-        "  primary: [{name: EPS++ > CAM, a: eps++, b: cam, measure: miou, threshold: val_chosen, direction: 1}]\n"
-    )
-    out = tmp_path / "out"
-    run_study(
-        ["study", "confirm", "--plan", plan, "--out", out, "--configs", CONFIGS / "demo", "--jobs", "1"], tmp_path
-    )
-    claims = list(csv.DictReader((out / "confirm_claims.csv").open()))
-    assert [(c["claim"], c["family"], c["n"]) for c in claims] == [("EPS++ > CAM", "primary", "6")]
-    assert float(claims[0]["p"]) * 64 == round(float(claims[0]["p"]) * 64)  # an exact sign-flip p: k / 2^6
-    rows = list(csv.DictReader((out / "confirm.csv").open()))
-    assert len(rows) == 2 * 6 * 2 and {r["arm"] for r in rows} == {"cam", "eps++"}
-    saliency = out / "data" / "saliency"
-    config = out / "runs" / "data" / "scratch" / "eps++" / "dataset" / "seed0" / "localization" / "config.yaml"
-    assert f"saliency_dir: {saliency}" in config.read_text()  # the dataset's own maps, no variant
-    assert "## Primary endpoints" in (out / "confirm.md").read_text() and not (out / "saliency").exists()
