@@ -51,6 +51,7 @@ def test_holm_by_hand() -> None:
 def test_the_verdict_rules() -> None:
     assert verdict(0.05, 1.0, 1) == "holds" and verdict(0.0501, 1.0, 1) == "not significant"
     assert verdict(1.0, 0.05, 1) == "contradicted" and verdict(1.0, 0.05, -1) == "contradicted"
+    assert verdict(1.0, 0.0501, 1) == "not significant"  # contradicted only on the opposite direction's p
     assert verdict(0.04, 0.04, None) == "differs" and verdict(0.06, 0.0, None) == "not significant"
 
 
