@@ -296,4 +296,3 @@ def test_bad_arguments_are_one_line(study: Path, tmp_path: Path, capfd: pytest.C
     )
     assert result.returncode == 2 and "holds a synthetic dataset of 5 classes, not --num-classes 20" in result.stderr
     assert not (tmp_path / "o" / "runs").exists()
-
