@@ -14,7 +14,7 @@ import json
 import math
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +210,7 @@ def load_plan(path: Path) -> Plan:
     ]
     if not claims:
         raise _fail(path, "claims", "no claim: a plan tests at least one")
-    return Plan(**{**plan.__dict__, "claims": tuple(claims)})
+    return replace(plan, claims=tuple(claims))
 
 
 def _claim(path: Path, plan: Plan, family: str, index: int, entry: object) -> PlannedClaim:
