@@ -54,7 +54,7 @@ tools:
   chain        the papers' chain on VOC/COCO, resumable (what make voc-wsss runs): epspp chain --dataset voc ...
   batch-args   per-GPU batch size and learning rate of a config's recipe on N GPUs
   convert-weights  ResNet-38d's MXNet ImageNet .params -> a PyTorch .pth (no mxnet needed)
-  study        controlled studies on synthetic data: epspp study saliency-errors|labeled-fraction
+  study        controlled studies on synthetic data: epspp study saliency-errors|labeled-fraction|readings|confirm
   configs      the packaged configs (a --config NAME that is not a file is one): epspp configs list|copy NAME DEST
 
 stage options of epspp (besides Lightning's):

@@ -1,4 +1,5 @@
-"""``epspp study saliency-errors|labeled-fraction|readings [options] [-- fit overrides]``."""
+"""``epspp study saliency-errors|labeled-fraction|readings [options] [-- fit overrides]`` and ``epspp study confirm
+--plan PLAN.yaml --out DIR``."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from epspp.study.studies import study_labeled_fraction, study_readings, study_sa
 DESCRIPTION = (
     "Controlled studies on the synthetic dataset: saliency-errors (CAM / EPS / EPS++ against saliency "
     "errors), labeled-fraction (labelled-only vs SSSS vs WSSS) and readings (EPS++'s two readings of IRD's "
-    "B() and the no-PAMR ablation against CAM and EPS, on the demo's saliency)."
+    "B() and the no-PAMR ablation against CAM and EPS, on the demo's saliency); confirm runs a committed plan "
+    "file (a confirmatory study: n >= 6 seeds, sign-flip p, Holm's correction)."
 )
 OUTPUTS = {
     "saliency-errors": ("study.csv", "study_claims.csv", "study.md", "study.png"),
@@ -31,6 +33,10 @@ OUTPUTS = {
     ),
     "readings": ("readings.csv", "readings_claims.csv", "readings.md", "readings.png"),
 }
+#: what every study fit and predict gets: the fits skip validation (the study scores the pseudo-masks, or the last
+#: checkpoint with `epspp validate`); the overrides of the command line (or the plan) go between
+QUIET_FIRST = ["--trainer.limit_val_batches", "0"]
+QUIET_LAST = ["--trainer.enable_progress_bar", "false", "--data.num_workers", "0"]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -133,15 +139,67 @@ def parser() -> argparse.ArgumentParser:
         choices=list(STUDY_METHODS),
         help="default: " + " ".join(READING_METHODS),
     )
+    confirm = sub.add_parser(
+        "confirm", help="a confirmatory study: run exactly what a committed plan file lists (docs/study.md)"
+    )
+    confirm.add_argument("--plan", type=Path, required=True, help="the plan file (YAML; commit it before the run)")
+    confirm.add_argument("--out", type=Path, required=True, help="study folder")
+    confirm.add_argument("--jobs", type=processes, default=2, help="runs in parallel, one CPU thread each (default 2)")
+    confirm.add_argument(
+        "--configs", type=Path, default=None, help="the demo's stage configs (default configs/demo of the repository)"
+    )
+    confirm.add_argument(
+        "--dry-run", action="store_true", help="print the runs the plan makes, their count and time, and exit"
+    )
     return parser
 
 
+def study_env() -> dict[str, str]:
+    """The environment of every study subprocess: one CPU thread, W&B offline unless set, quiet."""
+    return dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        WANDB_MODE=os.environ.get("WANDB_MODE", "offline"),
+        WANDB_SILENT="true",
+        PYTHONWARNINGS="ignore",
+    )
+
+
+def confirm_main(args: argparse.Namespace) -> int:
+    """``epspp study confirm``: load the plan, print its runs (``--dry-run``) or run them and write the tables."""
+    from epspp.study.confirm import confirm, dry_run, load_plan
+
+    start = time.perf_counter()
+    try:
+        plan = load_plan(args.plan)
+        if args.dry_run:
+            print(dry_run(plan, args.jobs))
+            return 0
+        configs = args.configs or demo_configs(None)
+        check_configs(configs, [plan.regime])
+        overrides = [*QUIET_FIRST, *plan.overrides, *QUIET_LAST]
+        ctx = Context(args.out, args.out / "data", configs, overrides, study_env(), plan.saliency_errors)
+        claim_folder(args.out, "epspp study", "--out", {}, legacy=holds_stage_marker)
+        import torch
+
+        torch.set_num_threads(1)  # the scoring here runs beside the subprocesses, which take the cores
+        written = confirm(ctx, plan, args.jobs)
+    except (EPSError, FileExistsError, FileNotFoundError) as error:
+        print(f"epspp study: error: {error}", file=sys.stderr)
+        return 2
+    print(f"[study] wrote {', '.join(map(str, written))} in {(time.perf_counter() - start) / 60:.1f} min")
+    return 0
+
+
 def study_main(argv: list[str] | None = None) -> int:
-    """``epspp study saliency-errors|labeled-fraction|readings [options] [-- fit overrides]``."""
+    """``epspp study saliency-errors|labeled-fraction|readings [options] [-- fit overrides]`` and ``epspp study confirm
+    --plan PLAN.yaml --out DIR``."""
     cli = parser()
     args = cli.parse_args(argv)
     if args.jobs < 1:
         cli.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.study == "confirm":
+        return confirm_main(args)
     grid = FULL_GRID if args.full_grid else DEFAULT_GRID
     seeds = list(dict.fromkeys(args.seeds if args.seeds is not None else grid["seeds"]))
     regimes = list(dict.fromkeys(args.regimes if args.regimes is not None else grid["regimes"][args.study]))
@@ -155,30 +213,14 @@ def study_main(argv: list[str] | None = None) -> int:
             cli.error("--fractions must be above 0: labelled-only and SSSS need at least one labelled image")
     out = args.out
     root = args.root or out / f"data_{args.num_classes}classes"
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS="1",
-        WANDB_MODE=os.environ.get("WANDB_MODE", "offline"),
-        WANDB_SILENT="true",
-        PYTHONWARNINGS="ignore",
-    )
-    # the fits skip validation: the study scores the pseudo-masks, or the last checkpoint with `epspp validate`
-    overrides = [
-        "--trainer.limit_val_batches",
-        "0",
-        *args.overrides,
-        "--trainer.enable_progress_bar",
-        "false",
-        "--data.num_workers",
-        "0",
-    ]
+    overrides = [*QUIET_FIRST, *args.overrides, *QUIET_LAST]
     import torch
 
     torch.set_num_threads(1)  # the scoring here runs beside the subprocesses, which take the cores
     start = time.perf_counter()
     try:
         configs = args.configs or demo_configs(None)
-        ctx = Context(out, root, configs, overrides, env)
+        ctx = Context(out, root, configs, overrides, study_env())
         check_configs(configs, regimes)
         claim_folder(out, "epspp study", "--out", {args.root: "the dataset root"}, legacy=holds_stage_marker)
         prepare(

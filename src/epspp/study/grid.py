@@ -92,6 +92,11 @@ class Cell:
         return Training(self.regime, self.method, saliency_name(self.error_type, self.rate), self.seed)
 
 
+def has_ird(method: str) -> bool:
+    """Whether the arm ``method`` trains with IRD (its stage-1 config is EPS++'s)."""
+    return STUDY_METHODS[method][0] == METHODS["eps++"]
+
+
 def saliency_name(error_type: str, rate: float) -> str:
     """Folder name of the saliency maps of one error type at one rate (``clean`` at rate 0, shared)."""
     return "clean" if rate == 0 else f"{error_type}_{rate:g}"

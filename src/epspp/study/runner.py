@@ -21,8 +21,10 @@ from epspp.chain import Runner, Stage, fit_stage, last_checkpoint, predict_stage
 from epspp.demo import pretrain_stage
 from epspp.errors import EPSError
 from epspp.files import write_json, write_text
-from epspp.study.grid import STUDY_METHODS, THRESHOLDS, Training
+from epspp.study.grid import STUDY_METHODS, THRESHOLDS, Training, has_ird
 
+#: the saliency name of a training on the dataset's own saliency maps (``ROOT/saliency``, not a variant)
+DATASET_SALIENCY = "dataset"
 #: steps over which the telemetry is averaged at the end of a fit (the collapse monitor's window)
 TELEMETRY_STEPS = 50
 
@@ -40,6 +42,8 @@ class Context:
     configs: Path  # the papers' regime; its ``scratch/`` subfolder is the from-scratch regime
     overrides: list[str]
     env: dict[str, str]
+    #: the IRD arms' fits read the injected-error flags of their saliency folder (``--data.saliency_errors true``)
+    saliency_errors: bool = False
     #: runs every stage (``epspp.chain``), its output in ``<stage folder>/log.txt``, silently (the study prints its own
     #: progress lines); shared by the study's threads
     runner: Runner = field(init=False, repr=False)
@@ -56,6 +60,11 @@ class Context:
     def saliency(self) -> Path:
         """The saliency variants of this dataset."""
         return self.out / "saliency" / self.root.name
+
+    def saliency_dir(self, name: str) -> Path:
+        """The saliency folder a training names: ``dataset`` is the dataset's own ``ROOT/saliency``, any other
+        name a variant folder."""
+        return self.root / "saliency" if name == DATASET_SALIENCY else self.saliency / name
 
     @property
     def owns_root(self) -> bool:
@@ -130,7 +139,8 @@ def localization(ctx: Context, training: Training) -> dict:
         return json.loads(scores_path.read_text())
     configs = ctx.stage_configs(training.regime)
     config, method_overrides = STUDY_METHODS[training.method]
-    saliency = ["--data.saliency_dir", str(ctx.saliency / training.saliency)]
+    saliency = ["--data.saliency_dir", str(ctx.saliency_dir(training.saliency))]
+    errors = ["--data.saliency_errors", "true"] if ctx.saliency_errors and has_ird(training.method) else []
     logs = folder / "localization"
     start = ctx.init(training.regime, training.seed)
     stages = [
@@ -139,7 +149,7 @@ def localization(ctx: Context, training: Training) -> dict:
             logs,
             [configs / config],
             ctx.root,
-            extra=[*saliency, *method_overrides],
+            extra=[*saliency, *errors, *method_overrides],
             init=["--seed_everything", str(training.seed), *start],
             overrides=ctx.overrides,
             inputs=[Path(start[1]).parent] if start else [],

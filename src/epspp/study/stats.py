@@ -1,17 +1,21 @@
-"""Statistics of the studies: means over seeds with a 95% t interval, paired per-seed differences, and the verdict
-rules of docs/study.md applied to each claim.
+"""Statistics of the studies: means over seeds with a 95% t interval, paired per-seed differences, the exact
+sign-flip permutation test, Holm's correction over a family of claims, and the verdict rules of docs/study.md.
 
 A claim compares two settings trained with the same seeds on the same images, so its evidence is the per-seed
 difference ``d_s = a_s - b_s``: its mean with the two-sided 95% Student-t interval ``mean +- t(0.975, n - 1) *
-sd / sqrt(n)`` over the n seeds (sd with n - 1). Verdicts:
+sd / sqrt(n)`` over the n seeds (sd with n - 1), reported beside the test and never adjusted. The test is the exact
+sign-flip permutation test of the mean difference (all 2^n sign assignments, n <= 16): one-sided in the claim's
+direction, two-sided for a comparison without one. The p-values of a family of claims (a confirmatory plan's
+primary or secondary claims; each exploratory study's claims table) are adjusted by Holm's step-down procedure.
+Verdicts, at ``alpha`` (0.05):
 
-- ``holds``: the interval excludes 0 in the paper's direction;
-- ``contradicted``: it excludes 0 the other way;
-- ``not significant``: otherwise (also with one seed, where no interval exists);
-- ``not testable``: the claim involves EPS++ and IRD collapsed (its warning fired) at the reference point (rate 0,
-  or the readings study's saliency) on any seed: the comparison then measures the collapse, not the claim.
+- ``holds``: the Holm-adjusted one-sided p in the claimed direction is <= alpha;
+- ``contradicted``: the Holm-adjusted one-sided p in the opposite direction is <= alpha;
+- ``not significant``: neither;
+- ``differs``: a comparison without direction whose Holm-adjusted two-sided p is <= alpha (else not significant).
 
-A comparison that is not a claim of the papers (no direction) is ``differs`` or ``not significant``.
+A collapse of IRD under a reading is that reading's result: the claim keeps its verdict, and its note says
+"collapsed on k/n seeds".
 """
 
 from __future__ import annotations
@@ -19,12 +23,17 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 from scipy import stats as scipy_stats
 
 CONFIDENCE = 0.95
-VERDICTS = ("holds", "contradicted", "not significant", "not testable", "differs")
+#: the level of every verdict
+ALPHA = 0.05
+VERDICTS = ("holds", "contradicted", "not significant", "differs")
+#: the most differences whose 2^n sign assignments :func:`sign_flip_p` enumerates (65,536)
+MAX_SIGN_FLIP = 16
 
 
 @dataclass(frozen=True)
@@ -75,21 +84,53 @@ def summarize(rows: Sequence[dict], keys: Sequence[str], value: str = "miou") ->
     return {key: Estimate(tuple(v)) for key, v in groups.items()}
 
 
-def verdict(estimate: Estimate, direction: int | None, testable: bool = True) -> str:
-    """The verdict of a paired difference: ``direction`` +1 / -1 is the paper's sign, None for a comparison the
-    papers do not make."""
-    if not testable:
-        return "not testable"
-    if estimate.n < 2 or math.isnan(estimate.half) or estimate.low <= 0 <= estimate.high:
-        return "not significant"
+def sign_flip_p(differences: Sequence[float], direction: int | None) -> float:
+    """The exact sign-flip permutation p of the mean paired difference: the share of the 2^n sign assignments
+    whose sum is >= the observed sum (``direction`` +1), <= it (-1), or >= it in absolute value (None,
+    two-sided); ties count, within 1e-12 of the sum of the absolute differences. At most 16 differences."""
+    n = len(differences)
+    if n > MAX_SIGN_FLIP:
+        raise ValueError(f"sign_flip_p enumerates 2^n sign assignments: {n} differences, at most {MAX_SIGN_FLIP}")
+    values = np.asarray(differences, dtype=np.float64)
+    signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+    sums = signs @ values
+    observed = math.fsum(values)
+    tolerance = 1e-12 * math.fsum(abs(v) for v in values)
     if direction is None:
-        return "differs"
-    return "holds" if (estimate.low > 0) == (direction > 0) else "contradicted"
+        hits = np.abs(sums) >= abs(observed) - tolerance
+    elif direction > 0:
+        hits = sums >= observed - tolerance
+    else:
+        hits = sums <= observed + tolerance
+    return int(hits.sum()) / 2**n
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order: the i-th smallest p times (m - i + 1), the running
+    maximum of those in ascending order, capped at 1."""
+    m = len(pvalues)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(sorted(range(m), key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (m - rank) * pvalues[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def verdict(p_holm: float, p_holm_opposite: float, direction: int | None, alpha: float = ALPHA) -> str:
+    """The verdict of a claim from its Holm-adjusted p in the claimed direction and in the opposite one
+    (``direction`` +1 / -1; None: a comparison without direction, ``p_holm`` two-sided)."""
+    if direction is None:
+        return "differs" if p_holm <= alpha else "not significant"
+    if p_holm <= alpha:
+        return "holds"
+    return "contradicted" if p_holm_opposite <= alpha else "not significant"
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim tested in one regime at one threshold: the paired difference ``a - b`` per seed."""
+    """One claim tested in one regime at one threshold: the paired difference ``a - b`` per seed, its sign-flip p
+    and the Holm-adjusted p in its ``family`` (None until :func:`correct` adjusts it: a family of one)."""
 
     name: str
     regime: str
@@ -97,19 +138,47 @@ class Claim:
     difference: Estimate
     seeds: tuple[int, ...]
     direction: int | None
-    testable: bool
     note: str = ""
+    family: str = ""
+    p_holm: float | None = None
+    p_holm_opposite: float | None = None
+
+    @property
+    def p(self) -> float:
+        """The sign-flip p, one-sided in the claimed direction (two-sided without direction)."""
+        return sign_flip_p(self.difference.values, self.direction)
+
+    @property
+    def p_opposite(self) -> float:
+        """The sign-flip p one-sided in the opposite direction (two-sided without direction)."""
+        return sign_flip_p(self.difference.values, None if self.direction is None else -self.direction)
+
+    @property
+    def adjusted(self) -> tuple[float, float]:
+        """The Holm-adjusted p in the claimed direction and in the opposite one (unadjusted: a family of one)."""
+        return (
+            self.p if self.p_holm is None else self.p_holm,
+            self.p_opposite if self.p_holm_opposite is None else self.p_holm_opposite,
+        )
 
     @property
     def verdict(self) -> str:
-        """The claim's verdict on its paired difference."""
-        return verdict(self.difference, self.direction, self.testable)
+        """The claim's verdict on its Holm-adjusted p-values."""
+        return verdict(*self.adjusted, self.direction)
+
+    @property
+    def full_note(self) -> str:
+        """The note, with the opposite direction's adjusted p of a contradicted claim."""
+        if self.verdict != "contradicted":
+            return self.note
+        return "; ".join(filter(None, [self.note, f"opposite direction: p_holm {self.adjusted[1]:.4g}"]))
 
     def row(self) -> dict:
         """The claim as a row of the claims table."""
         d = self.difference
         return {
             "claim": self.name,
+            "family": self.family,
             "regime": self.regime,
             "threshold": self.threshold,
             "n": d.n,
@@ -118,12 +187,43 @@ class Claim:
             "high": None if d.n < 2 else round(d.high, 3),
             "per_seed": ";".join(f"{s}:{v:+.3f}" for s, v in zip(self.seeds, d.values, strict=True)),
             "direction": {1: "+", -1: "-", None: ""}[self.direction],
+            "p": round(self.p, 6),
+            "p_holm": round(self.adjusted[0], 6),
             "verdict": self.verdict,
-            "note": self.note,
+            "note": self.full_note,
         }
 
 
-CLAIM_COLUMNS = ("claim", "regime", "threshold", "n", "mean", "low", "high", "per_seed", "direction", "verdict", "note")
+CLAIM_COLUMNS = (
+    "claim",
+    "family",
+    "regime",
+    "threshold",
+    "n",
+    "mean",
+    "low",
+    "high",
+    "per_seed",
+    "direction",
+    "p",
+    "p_holm",
+    "verdict",
+    "note",
+)
+
+
+def correct(claims: Sequence[Claim], family: str | None = None) -> list[Claim]:
+    """The claims with Holm-adjusted p-values, each family (``Claim.family``; ``family`` names every claim's
+    family first, when given) corrected on its own, in both directions."""
+    named = [c if family is None else replace(c, family=family) for c in claims]
+    out = list(named)
+    for name in dict.fromkeys(c.family for c in named):
+        members = [i for i, c in enumerate(named) if c.family == name]
+        adjusted = holm([named[i].p for i in members])
+        opposite = holm([named[i].p_opposite for i in members])
+        for i, p, q in zip(members, adjusted, opposite, strict=True):
+            out[i] = replace(named[i], p_holm=p, p_holm_opposite=q)
+    return out
 
 
 def paired(values_a: dict[int, float], values_b: dict[int, float]) -> tuple[tuple[int, ...], Estimate]:
@@ -151,17 +251,26 @@ def mean_text(estimate: Estimate, digits: int = 1) -> str:
     return f"{estimate.mean:.{digits}f} ± {estimate.half:.{digits}f}"
 
 
+def p_text(p: float) -> str:
+    """A p-value in a table: 3 significant digits."""
+    return f"{p:.3g}"
+
+
 def claims_markdown(claims: Sequence[Claim]) -> list[str]:
-    """The claims as a Markdown table: the paired difference, its interval, n, the per-seed values, the verdict."""
+    """The claims as a Markdown table: the paired difference, its interval, n, the per-seed values, the sign-flip p,
+    the Holm-adjusted p and the verdict."""
     lines = [
-        "| claim | regime | threshold | n | paired difference, mean [95% t interval] | per seed | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "| claim | regime | threshold | n | paired difference, mean [95% t interval] | per seed | p | p (Holm) | "
+        "verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for claim in claims:
+        row = claim.row()
         per_seed = ", ".join(signed(v) for v in claim.difference.values)
-        note = f" ({claim.note})" if claim.note else ""
+        note = f" ({row['note']})" if row["note"] else ""
         lines.append(
             f"| {claim.name} | {claim.regime} | {claim.threshold} | {claim.difference.n} | "
-            f"{interval_text(claim.difference)} | {per_seed} | **{claim.verdict}**{note} |"
+            f"{interval_text(claim.difference)} | {per_seed} | {p_text(claim.p)} | {p_text(claim.adjusted[0])} | "
+            f"**{claim.verdict}**{note} |"
         )
     return lines

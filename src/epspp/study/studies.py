@@ -29,7 +29,7 @@ from epspp.study.runner import (
     segmentation_folder,
     train_all,
 )
-from epspp.study.stats import CLAIM_COLUMNS, Claim, claims_markdown, mean_text, paired, summarize
+from epspp.study.stats import CLAIM_COLUMNS, Claim, claims_markdown, correct, mean_text, paired, summarize
 
 #: the two thresholds of every pseudo-mask score: the config's (0.2, EPS's) and the one chosen on val
 THRESHOLD_KINDS = ("configured", "val_chosen")
@@ -121,11 +121,10 @@ class ClaimBuilder:
             if (t := Training(regime, method, "clean" if method == "cam" else saliency, s)) in self.scores
         }
 
-    def collapsed_anywhere(self, regime: str, method: str, saliency: str) -> bool:
-        """Whether any seed's training of this point collapsed."""
-        return any(
-            collapsed(self.scores[t]) for s in self.seeds if (t := Training(regime, method, saliency, s)) in self.scores
-        )
+    def collapses(self, regime: str, method: str, saliency: str) -> tuple[int, int]:
+        """(the seeds whose training of this point collapsed, the seeds trained there)."""
+        results = [self.scores[t] for s in self.seeds if (t := Training(regime, method, saliency, s)) in self.scores]
+        return sum(collapsed(r) for r in results), len(results)
 
     def add(
         self,
@@ -135,19 +134,20 @@ class ClaimBuilder:
         a: dict[int, float],
         b: dict[int, float],
         direction: int | None,
-        untestable_by: Sequence[str] = (),
+        collapsing: Sequence[str] = (),
         saliency: str = "clean",
         note: str = "",
     ) -> None:
-        """A claim ``a - b`` of the numbers ``measure`` names; not testable when one of the methods
-        ``untestable_by`` collapsed at ``saliency`` on a seed."""
+        """A claim ``a - b`` of the numbers ``measure`` names; its note says on how many seeds each of the methods
+        ``collapsing`` collapsed at ``saliency`` (a collapse is that method's result, the verdict stands)."""
         if not a or not b:
             return
         seeds, difference = paired(a, b)
-        broken = [m for m in untestable_by if self.collapsed_anywhere(regime, m, saliency)]
-        if broken:
-            note = (note + "; " if note else "") + f"{', '.join(broken)} collapsed at {saliency} saliency"
-        self.claims.append(Claim(name, regime, measure, difference, seeds, direction, not broken, note))
+        for method in collapsing:
+            broken, trained = self.collapses(regime, method, saliency)
+            if broken:
+                note = (note + "; " if note else "") + f"{method} collapsed on {broken}/{trained} seeds at {saliency}"
+        self.claims.append(Claim(name, regime, measure, difference, seeds, direction, note))
 
 
 def localization_claims(
@@ -260,7 +260,7 @@ def saliency_claims(
                         1,
                         ["eps++"],
                     )
-    return build.claims
+    return correct(build.claims, "saliency-errors")
 
 
 def saliency_markdown(
@@ -331,7 +331,8 @@ def saliency_markdown(
     lines += [
         "## Claims",
         "",
-        "Paired per-seed differences (same seed, same images), verdicts by the rules of docs/study.md.",
+        "Paired per-seed differences (same seed, same images): exact sign-flip p, Holm-adjusted over this table's "
+        "claims (one family), verdicts by the rules of docs/study.md.",
         "",
         *claims_markdown(claims),
         "",
@@ -471,7 +472,8 @@ def readings_markdown(
     lines += [
         "## Claims",
         "",
-        "Paired per-seed differences (same seed, same images), verdicts by the rules of docs/study.md.",
+        "Paired per-seed differences (same seed, same images): exact sign-flip p, Holm-adjusted over this table's "
+        "claims (one family), verdicts by the rules of docs/study.md.",
         "",
         *claims_markdown(claims),
         "",
@@ -498,8 +500,9 @@ def study_readings(
         for threshold in THRESHOLD_KINDS:
             localization_claims(build, regime, methods, "demo", threshold)
     write_csv(ctx.out / "readings.csv", READING_COLUMNS, rows)
-    write_csv(ctx.out / "readings_claims.csv", CLAIM_COLUMNS, [c.row() for c in build.claims])
-    write_text(ctx.out / "readings.md", readings_markdown(rows, build.claims, regimes, methods, seeds) + "\n")
+    claims = correct(build.claims, "readings")
+    write_csv(ctx.out / "readings_claims.csv", CLAIM_COLUMNS, [c.row() for c in claims])
+    write_text(ctx.out / "readings.md", readings_markdown(rows, claims, regimes, methods, seeds) + "\n")
     plot_points(
         ctx.out / "readings.png",
         list(regimes),
@@ -525,8 +528,8 @@ def fraction_claims(
     fractions: Sequence[float],
     seeds: Sequence[int],
 ) -> list[Claim]:
-    """SSSS against labelled-only and WSSS per regime and fraction; the claims on EPS++'s pseudo-masks are not
-    testable where its stage 1 collapsed on a seed."""
+    """SSSS against labelled-only and WSSS per regime and fraction (one Holm family); the claims on EPS++'s
+    pseudo-masks note the seeds whose stage 1 collapsed."""
     build = ClaimBuilder(scores, seeds)
     value = {(r["regime"], r["fraction"], r["setting"], r["seed"]): float(r["miou"]) for r in rows}
 
@@ -543,7 +546,7 @@ def fraction_claims(
                 ("SSSS (EPS masks) > WSSS (EPS masks)", "ssss_eps", "wsss_eps", []),
             ):
                 build.add(f"{name}, fraction {fraction:g}", regime, "val mIoU, last checkpoint", v(a), v(b), 1, by)
-    return build.claims
+    return correct(build.claims, "labeled-fraction")
 
 
 def study_labeled_fraction(
@@ -644,7 +647,14 @@ def study_labeled_fraction(
             for fraction in fractions
         ]
         lines.append("")
-    lines += ["## Claims", "", *claims_markdown(claims), ""]
+    lines += [
+        "## Claims",
+        "",
+        "Exact sign-flip p, Holm-adjusted over this table's claims (one family); verdicts by docs/study.md.",
+        "",
+        *claims_markdown(claims),
+        "",
+    ]
     write_text(ctx.out / "labeled_fraction.md", "\n".join(lines) + "\n")
     plot_lines(
         ctx.out / "labeled_fraction.png",

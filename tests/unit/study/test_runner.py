@@ -43,3 +43,33 @@ def test_run_all_runs_jobs_side_by_side_and_reports_each_once(tmp_path: Path, ca
     with pytest.raises(threading.BrokenBarrierError):  # one at a time: the barrier never fills
         alone = threading.Barrier(2, timeout=0.5)
         run_all([(n, tmp_path / f"{n}.x", lambda n=n: job(n, alone)) for n in "cd"], parallel=1)
+
+
+class Stop(Exception):
+    """Raised by a stand-in runner: the stages are all the test needs."""
+
+
+def test_a_training_on_the_datasets_own_saliency_and_the_error_flags_of_the_ird_arms(tmp_path: Path) -> None:
+    from epspp.study.grid import Training, has_ird
+    from epspp.study.runner import DATASET_SALIENCY, Context, localization
+
+    ctx = Context(tmp_path / "out", tmp_path / "data", tmp_path, [], {}, saliency_errors=True)
+    assert ctx.saliency_dir(DATASET_SALIENCY) == tmp_path / "data" / "saliency"  # no variant folder
+    assert ctx.saliency_dir("clean") == tmp_path / "out" / "saliency" / "data" / "clean"
+    assert [has_ird(m) for m in ("cam", "eps", "eps++", "eps++/softmax")] == [False, False, True, True]
+    seen = {}
+
+    def run(stages: list) -> None:
+        seen["args"] = [list(stage.args) for stage in stages]
+        raise Stop
+
+    ctx.runner.run = run  # type: ignore[method-assign]
+    for method, flagged in (("eps++/softmax", True), ("eps", False)):
+        with pytest.raises(Stop):
+            localization(ctx, Training("scratch", method, DATASET_SALIENCY, 0))
+        fit, *predicts = seen["args"]
+        assert all(str(tmp_path / "data" / "saliency") in args for args in seen["args"])
+        assert ("--data.saliency_errors" in fit) == flagged
+        if flagged:
+            assert fit[fit.index("--data.saliency_errors") + 1] == "true"
+        assert all("--data.saliency_errors" not in args for args in predicts)  # training batches only

@@ -66,18 +66,20 @@ def test_rows_claims_and_tables_over_three_seeds() -> None:
         (c.name, c.threshold): c
         for c in saliency_claims(scores, ["scratch"], ["missing_class"], [0.0, 0.5], ["cam", "eps", "eps++"], [0, 1, 2])
     }
-    # EPS - CAM at bg 0.2: 10, 11, 12 -> mean 11, sd 1: holds
+    # EPS - CAM at bg 0.2: 10, 11, 12 -> mean 11, sd 1; all 3 positive: p = 1/8, the least 3 seeds allow, and
+    # Holm over the table's 8 claims (each p >= 1/8) makes it 1: not significant
     co = claims[("saliency fixes co-occurrence: EPS > CAM", "bg 0.2")]
-    assert co.difference.values == (10.0, 11.0, 12.0) and co.verdict == "holds"
+    assert co.difference.values == (10.0, 11.0, 12.0) and co.verdict == "not significant"
+    assert co.row()["p"] == 0.125 and co.row()["p_holm"] == 1.0 and co.row()["family"] == "saliency-errors"
     assert co.row()["per_seed"] == "0:+10.000;1:+11.000;2:+12.000" and co.row()["low"] == pytest.approx(8.516, abs=1e-3)
-    # EPS++ - EPS at bg 0.2: 5, 4, 3 -> holds; its degradation under missing class: EPS++ 44-s-45 = -1-s,
+    # EPS++ - EPS at bg 0.2: 5, 4, 3 -> p 1/8; its degradation under missing class: EPS++ 44-s-45 = -1-s,
     # EPS -2 -> (-1+2, -2+2, -3+2) = (1, 0, -1): not significant
-    assert claims[("EPS++ > EPS", "bg 0.2")].verdict == "holds"
+    assert claims[("EPS++ > EPS", "bg 0.2")].p == 0.125
     lost = claims[("EPS++ loses less than EPS under missing class 0.5", "bg 0.2")]
     assert lost.difference.values == (1.0, 0.0, -1.0) and lost.verdict == "not significant"
     # the val-chosen claims are there too
     assert claims[("EPS++ > EPS", "threshold chosen on val")].difference.values == (-5.0, -5.0, -5.0)
-    assert claims[("EPS++ > EPS", "threshold chosen on val")].verdict == "contradicted"
+    assert claims[("EPS++ > EPS", "threshold chosen on val")].p_opposite == 0.125
     text = saliency_markdown(
         rows, list(claims.values()), ["scratch"], ["missing_class"], [0.0, 0.5], ["cam", "eps", "eps++"], [0, 1, 2]
     )
@@ -89,13 +91,13 @@ def test_rows_claims_and_tables_over_three_seeds() -> None:
     assert "0.60 ± 0.25 [1/3]" in text  # the rate-0.5 EPS++ point: seed 2's warning fired
     assert (
         "| saliency fixes co-occurrence: EPS > CAM | scratch | bg 0.2 | 3 | +11.0 [+8.5, +13.5] | +10.0, +11.0, "
-        "+12.0 | **holds** |" in text
+        "+12.0 | 0.125 | 1 | **not significant** |" in text
     )
 
 
-def test_a_collapse_at_clean_saliency_makes_the_eps_plus_plus_claims_not_testable() -> None:
+def test_a_collapse_at_clean_saliency_is_a_note_beside_the_eps_plus_plus_claims_verdict() -> None:
     scores = {}
-    for s in range(3):
+    for s in range(6):
         scores[Training("pretrained", "eps", "clean", s)] = {
             "configured": 50.0 + s,
             "bg_threshold": 0.2,
@@ -107,8 +109,11 @@ def test_a_collapse_at_clean_saliency_makes_the_eps_plus_plus_claims_not_testabl
             "bg_threshold": 0.2,
             "val_chosen": 21.0,
             "val_chosen_threshold": 0.2,
-            "collapse_step": 80 if s == 1 else None,
+            "collapse_step": 80 if s in (1, 4) else None,
         }
-    claims = saliency_claims(scores, ["pretrained"], ["missing_class"], [0.0], ["eps", "eps++"], [0, 1, 2])
-    assert {c.verdict for c in claims} == {"not testable"}
-    assert "eps++ collapsed at clean saliency" in claims[0].note
+    claims = saliency_claims(scores, ["pretrained"], ["missing_class"], [0.0], ["eps", "eps++"], list(range(6)))
+    # EPS++ below EPS on all 6 seeds: the opposite p is 1/64, x 2 claims (Holm) = 1/32 <= 0.05: the collapse is
+    # the reading's result, contradicted, with the collapse in the note
+    assert [c.verdict for c in claims] == ["contradicted", "contradicted"]
+    assert claims[0].note == "eps++ collapsed on 2/6 seeds at clean"
+    assert claims[0].row()["note"] == "eps++ collapsed on 2/6 seeds at clean; opposite direction: p_holm 0.03125"
