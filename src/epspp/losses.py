@@ -20,10 +20,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from epspp.constants import IGNORE_INDEX
+from epspp.constants import IGNORE_INDEX, INJECTED
 
 __all__ = [
-    "INJECTED_ERRORS",
     "IRD_FLOOR",
     "IRD_FLOOR_FRACTION",
     "IRD_THRESHOLD_MAPS",
@@ -42,9 +41,6 @@ IRD_THRESHOLD_MAPS = ("normalized", "softmax", "floored")
 #: models/stage_net.py line 28, ``pseudo_gtmask(mask, cutoff_top=0.6, cutoff_low=0.2)``)
 IRD_FLOOR_FRACTION = 0.6
 IRD_FLOOR = 0.2
-#: the saliency-error flags of the injected-error region E (missing class 1, missing part 2, false coverage 4;
-#: the halo bit 8 is not in E), as the synthetic generator writes them in ``<saliency_dir>/errors/<id>.png``
-INJECTED_ERRORS = 1 | 2 | 4
 
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -280,7 +276,7 @@ def ird_telemetry(
     - with ``threshold_map`` (``ird_threshold_map``'s (B, 1, h, w) map that B() thresholds):
       ``threshold_map_salient`` and ``threshold_map_background``, its mean over S and outside S;
     - with ``saliency_error`` ((B, H, W) uint8 flags of the injected saliency errors, the data's
-      ``saliency_error``; E = the pixels with a flag of ``INJECTED_ERRORS``, resized to (h, w) like the saliency):
+      ``saliency_error``; E = the pixels with a flag of ``INJECTED``, resized to (h, w) like the saliency):
       ``error_precision`` = |N & E| / |N|, ``error_recall`` = |N & E| / |E| and ``correct_dropped`` =
       |N & S & ~E| / |S & ~E|, each pooled over the batch (one ratio of the batch's counts) and NaN when its
       denominator is 0.
@@ -336,7 +332,7 @@ def _error_ratios(
         raise ValueError(
             f"saliency_error must be (B, H, W) for B = {dropped.shape[0]}, got {tuple(saliency_error.shape)}"
         )
-    injected = ((saliency_error.detach().to(torch.int64) & INJECTED_ERRORS) != 0)[:, None]
+    injected = ((saliency_error.detach().to(torch.int64) & INJECTED) != 0)[:, None]
     errors = _resize_saliency(injected, size, dtype) > 0.5  # E on the map grid, nearest as the saliency
 
     def ratio(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from epspp.constants import IGNORE_INDEX
+from epspp.constants import ERRORS_DIR, IGNORE_INDEX
 from epspp.data.io import (
     IMAGE_EXTENSIONS,
     DatasetError,
@@ -122,7 +122,7 @@ class VOCLayoutDataset(Dataset):
 
     def error_path(self, image_id: str) -> Path:
         """``<saliency_dir>/errors/<id>.png``: the flags of the errors injected in the image's saliency map."""
-        return self.saliency_dir / "errors" / f"{image_id}.png"
+        return self.saliency_dir / ERRORS_DIR / f"{image_id}.png"
 
     def files(self) -> list[tuple[str, str | None, str | None, int]]:
         """(image, saliency or None, mask or None, classes with background) of every sample, for the pre-flight."""

@@ -14,12 +14,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from epspp.constants import ERRORS_DIR, FALSE_COVERAGE, HALO, INJECTED, MISSING_CLASS, MISSING_PART
 from epspp.errors import DatasetError, reading
 
-MISSING_CLASS, MISSING_PART, FALSE_COVERAGE, HALO = 1, 2, 4, 8
-INJECTED = MISSING_CLASS | MISSING_PART | FALSE_COVERAGE  # the injected-error region E
 CONTEXT_DIR = "SegmentationContext"
-ERRORS_DIR = "errors"
+__all__ = [
+    "CONTEXT_DIR",
+    "ERRORS_DIR",
+    "FALSE_COVERAGE",
+    "HALO",
+    "INJECTED",
+    "MISSING_CLASS",
+    "MISSING_PART",
+    "read_context",
+    "read_saliency_errors",
+]
 
 
 def _read_png(path: Path, what: str, advice: str) -> np.ndarray:
