@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from epspp.metrics import SegmentationMetrics, iou_table, scores_from_confusion
+from epspp.metrics import SegmentationMetrics, confusion_from_joint, iou_table, scores_from_confusion
 
 # 4 classes (0..3); class 3 occurs neither in the ground truth nor in the prediction.
 TARGET = torch.tensor([[0, 0, 1, 1], [2, 2, 255, 0]])
@@ -135,6 +135,25 @@ def test_confusion_matches_the_old_formulation(k: int) -> None:
     metric.update(pred, target.to(torch.uint8))  # negative predictions too
     expected = _old_confusion(pred.clamp_min(0), target, k) + _old_confusion(pred, target, k)
     assert torch.equal(metric.confusion, expected)
+
+
+@pytest.mark.parametrize("k", [3, 255])
+def test_confusion_from_joint_counts_as_the_metric_does(k: int) -> None:
+    """``epspp score``'s path (a (256, 256) count of byte pairs) against ``update`` on the same pixels: predictions
+    equal to K (the first id past the classes) and 255 are misses in column K; K = 255 (254 object classes, the
+    most 8-bit masks hold) is the case where a prediction of 255 is also the value K."""
+    generator = torch.Generator().manual_seed(k)
+    target = torch.randint(0, k, (29, 41), generator=generator)
+    target[torch.rand(29, 41, generator=generator) < 0.1] = 255
+    pred = torch.randint(0, k, (29, 41), generator=generator)
+    pred[:, :3] = k % 256  # the value K itself (255 when K = 255)
+    pred[:2] = 255
+    joint = torch.bincount((target * 256 + pred).flatten(), minlength=256 * 256).reshape(256, 256)
+    metric = SegmentationMetrics(k)
+    metric.update(pred, target)
+    assert int(metric.confusion[:, k].sum()) > 0
+    assert torch.equal(confusion_from_joint(joint, k), metric.confusion)
+    assert torch.equal(confusion_from_joint(joint.numpy(), k), _old_confusion(pred, target, k))
 
 
 def _cpu_peak_bytes(fn: Callable[[], object]) -> int:
