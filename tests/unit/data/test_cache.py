@@ -20,7 +20,7 @@ def test_one_dataset_has_one_cache_folder_however_its_root_is_named(
     (tmp_path / "link").symlink_to(root)
     monkeypatch.chdir(tmp_path / "work")
     expected = cache_home() / f"voc-{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]}"
-    names = [root, "../voc", Path("../work/../voc"), tmp_path / "link", f"{root}/"]
+    names: list[str | Path] = [root, "../voc", Path("../work/../voc"), tmp_path / "link", f"{root}/"]
     assert [dataset_cache(name) for name in names] == [expected] * len(names)
     other = tmp_path / "work" / "voc"  # another dataset of the same name: another folder
     assert dataset_cache(other) != expected and dataset_cache(other).name.startswith("voc-")
