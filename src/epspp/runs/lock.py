@@ -9,8 +9,9 @@ process (a demo's stages run in it in the tests) and released by ``release_folde
 
 A run that holds a folder (and the write rule gave it) removes the temporaries a killed run left there
 (``remove_stale_temporaries``): the
-names epspp writes before a rename (``.NAME.PID.tmp``, ``.NAME.PID.THREAD.tmp``, and a checkpoint's
-``.NAME.ckpt.XXXXXXXX.tmp``) of a process that no longer runs; any other file is the user's and stays.
+names ``epspp.files.temporary_name`` gives a file before its rename (``.STEM.TID.tmp.SUFFIX``, TID the writing
+thread's id, the process id for its main thread) of a thread that no longer runs; any other file is the user's and
+stays.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from pathlib import Path
 from epspp.errors import OutputError
 
 _held: dict[Path, int] = {}
-#: a temporary name of epspp's atomic writes: ``.NAME.PID.tmp``, ``.NAME.PID.THREAD.tmp`` (the pid in group 1), or
-#: AtomicCheckpointIO's ``.NAME.ckpt.XXXXXXXX.tmp`` (tempfile's 8 random characters; no pid)
-TEMPORARY = re.compile(r"\..+?\.(\d+)(?:\.\d+)?\.tmp|\..+\.ckpt\.[a-z0-9_]{8}\.tmp")
+#: a temporary name of epspp's atomic writes (``epspp.files.temporary_name``): ``.STEM.TID.tmp`` and the file's
+#: suffix, if it has one (the thread id in group 1)
+TEMPORARY = re.compile(r"\..+?\.(\d+)\.tmp(?:\.[^.]+)?")
 
 
 def hold_folder(folder: str | Path, option: str) -> None:
@@ -68,12 +69,12 @@ def remove_stale_temporaries_said(folder: Path) -> None:
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Remove the temporaries of epspp's atomic writes (``TEMPORARY``) under ``folder`` whose process no longer runs
-    (a checkpoint's: always; only a run that holds the folder writes them); the paths removed."""
+    """Remove the temporaries of epspp's atomic writes (``TEMPORARY``) under ``folder`` whose writing thread no
+    longer runs; the paths removed."""
     removed = []
-    for path in sorted(folder.rglob(".*.tmp")):
+    for path in sorted(folder.rglob(".*.tmp*")):
         match = TEMPORARY.fullmatch(path.name)
-        if match is None or not path.is_file() or path.is_symlink() or (match[1] and running(int(match[1]))):
+        if match is None or not path.is_file() or path.is_symlink() or running(int(match[1])):
             continue
         path.unlink(missing_ok=True)
         removed.append(path)
@@ -81,7 +82,7 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 
 def running(pid: int) -> bool:
-    """Whether process ``pid`` exists (this one included)."""
+    """Whether process (or thread) ``pid`` exists (this one included)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -7,12 +7,14 @@ import fcntl
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from jsonargparse import Namespace
 
 from epspp.errors import OutputError
+from epspp.files import temporary_name
 from epspp.runs.folder import prepare_run
 from epspp.runs.lock import hold_folder, release_folders
 from epspp.runs.ownership import claim_folder
@@ -109,18 +111,25 @@ def test_the_temporaries_of_a_killed_run_are_removed_and_nothing_else(
     gone = int(dead.stdout)
     folder = tmp_path / "run"
     (folder / "checkpoints").mkdir(parents=True)
+
+    def written_by(tid: int, name: str) -> str:
+        """The temporary name ``epspp.files`` gives ``name`` in thread ``tid`` (the one writer of temporaries)."""
+        return temporary_name(Path(name)).name.replace(f".{threading.get_native_id()}.", f".{tid}.")
+
     stale = [
-        folder / f".config.yaml.{gone}.tmp",  # RunConfigDump, OutputRecord
-        folder / f".stage.json.{gone}.140213.tmp",  # the chain's marker (pid, thread)
-        folder / "checkpoints" / ".last.ckpt.k2_9xq0a.tmp",  # AtomicCheckpointIO (tempfile's random name)
+        folder / written_by(gone, "config.yaml"),  # RunConfigDump, OutputRecord: .config.PID.tmp.yaml
+        folder / written_by(gone, "stage.json"),
+        folder / written_by(gone, "epspp.files.json"),  # a stem with dots
+        folder / "checkpoints" / written_by(gone, "last.ckpt"),  # AtomicCheckpointIO
+        folder / written_by(gone, "README"),  # no suffix
     ]
     kept = [
-        folder / f".stage.json.{os.getpid()}.{gone}.tmp",  # a running process's (its pid first, the thread after)
+        folder / written_by(os.getpid(), "stage.json"),  # a running process's
         folder / "notes.tmp",
         folder / ".notes.tmp",
-        folder / f"config.yaml.{gone}.tmp",  # not hidden: not epspp's
-        folder / "checkpoints" / ".last.ckpt.K2_9XQ0A.tmp",  # not tempfile's alphabet
-        folder / "checkpoints" / ".last.ckpt.k2_9xq0.tmp",  # 7 characters
+        folder / f"config.{gone}.tmp.yaml",  # not hidden: not epspp's
+        folder / f".config.{gone}.tmp.yaml.bak",  # two suffixes: not a name epspp writes
+        folder / f".config.x{gone}.tmp.yaml",  # not a thread id
     ]
     for path in stale + kept:
         path.write_text("x")
@@ -132,5 +141,5 @@ def test_the_temporaries_of_a_killed_run_are_removed_and_nothing_else(
     claim_folder(folder, "epspp demo", "--out")
     assert sorted(p for p in folder.rglob("*") if p.is_file()) == sorted(kept)
     assert capsys.readouterr().err == (
-        f"[epspp] removed 3 temporary file(s) that a killed run left in {folder}, e.g. {sorted(stale)[0]}\n"
+        f"[epspp] removed 5 temporary file(s) that a killed run left in {folder}, e.g. {sorted(stale)[0]}\n"
     )
