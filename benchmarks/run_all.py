@@ -294,7 +294,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
-    parser.add_argument("--only", nargs="+", default=None, choices=["pamr", "step", "pseudo", "data", "resnet38d"])
+    parser.add_argument(
+        "--only", nargs="+", default=None, choices=["pamr", "step", "pseudo", "data", "resnet38d", "crf", "evaluate"]
+    )
     parser.add_argument(
         "--wait-quiet",
         type=float,
