@@ -68,7 +68,7 @@ study: $(STAMP) ## both studies, their default grids, on synthetic data (CPU, <=
 	$(EPSPP) study saliency-errors --out runs/study --configs configs/demo $(STUDY_ARGS)
 	$(EPSPP) study labeled-fraction --out runs/study --configs configs/demo $(STUDY_ARGS)
 
-bench: $(STAMP) ## run benchmarks/ and write BENCHMARKS.md
+bench: $(STAMP) ## run benchmarks/ and write BENCHMARKS.md (its hand-timed sections kept)
 	$(BIN)/python benchmarks/run_all.py --out BENCHMARKS.md
 
 # wheels/: what benchmarks/gpu/check.sh installs on the lent GPU machine (no package index there), for its Python

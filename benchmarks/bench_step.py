@@ -112,7 +112,12 @@ def build(setting: dict, method: str, device: torch.device, channels_last: bool)
     module.to(device)
     if channels_last:
         module.to(memory_format=torch.channels_last)
-    stub = types.SimpleNamespace(optimizers=[], global_step=10**6, estimated_stepping_batches=10**6)
+    stub = types.SimpleNamespace(
+        optimizers=[],
+        global_step=10**6,
+        estimated_stepping_batches=10**6,
+        _logger_connector=types.SimpleNamespace(should_update_logs=False),  # watch_ird: not a logging step
+    )
     module._trainer = stub  # noqa: SLF001 - drive the LightningModule without a Trainer
     module.log = lambda *a, **k: None
     module.log_dict = lambda *a, **k: None

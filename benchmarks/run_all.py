@@ -2,7 +2,8 @@
 
 Each benchmark runs in a fresh subprocess (its own threads, allocator and imports) and hands back a
 markdown section and a JSON summary; this script adds the machine, the method, a summary of the goals
-and the explanations computed from the figures, and writes the file atomically. Before each benchmark
+and the explanations computed from the figures, and writes the file atomically, keeping the numbered
+sections of the file it replaces that it does not generate (the hand-timed ones; ``sections.py``). Before each benchmark
 it waits (up to ``--wait-quiet`` s) for the other processes to leave the CPUs mostly idle, and it
 records the load next to each figure either way.
 
@@ -38,6 +39,7 @@ from common import (
     verdict,
     wait_for_quiet,
 )
+from sections import merge_sections, section_number
 
 PYTHON = sys.executable
 
@@ -292,7 +294,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
-    parser.add_argument("--only", nargs="+", default=None, choices=["pamr", "step", "pseudo", "data", "resnet38d"])
+    parser.add_argument(
+        "--only", nargs="+", default=None, choices=["pamr", "step", "pseudo", "data", "resnet38d", "crf", "evaluate"]
+    )
     parser.add_argument(
         "--wait-quiet",
         type=float,
@@ -410,19 +414,27 @@ def main() -> None:
         *log,
         "",
     ]
+    generated, failed = {}, []
     for name, res in results.items():
-        parts += [res["markdown"].rstrip(), ""]
+        text = [res["markdown"].rstrip(), ""]
         key = name.split("-")[0]
         if res["ok"] and key in notes and not name.startswith("step-"):
             found = notes[key](res["json"])
             if found:
-                parts += ["Findings:", "", *found, ""]
-    parts += ["## 5. GPU", ""]
-    parts += ["GPU figures are in the sections above (device cuda)." if cuda else GPU_PENDING, ""]
+                text += ["Findings:", "", *found, ""]
+        number = section_number(res["markdown"]) if res["ok"] else None
+        if number is None:
+            failed += text
+        else:  # step-bf16 / step-compile share section 2's number: they follow it
+            generated[number] = generated.get(number, "") + "\n".join(text) + "\n"
+    gpu = "GPU figures are in the sections above (device cuda)." if cuda else GPU_PENDING
+    generated[5] = "\n".join(["## 5. GPU", "", gpu])
+    out = args.out if args.out.is_absolute() else Path.cwd() / args.out
+    previous = out.read_text(encoding="utf-8") if out.is_file() else ""
+    parts += merge_sections(generated, previous) + failed
     parts += ["## Source changes", "", SRC_CHANGES]
     text = "\n".join(parts).rstrip() + "\n"
 
-    out = args.out if args.out.is_absolute() else Path.cwd() / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp_out.write_text(text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from epspp.data.classes import read_classes
@@ -13,6 +14,25 @@ from epspp.data.io import DatasetError, check_mask_values, read_mask_pixels, rea
 from epspp.data.truth import read_context
 from epspp.metrics import SegmentationMetrics, confusion_from_joint
 from epspp.runs.mask_files import refuse_overview
+
+#: pixels per ``cv2.calcHist`` call: its float32 counts are exact integers up to 2**24
+EXACT_COUNTS = 1 << 24
+
+
+def pair_counts(target: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """(256, 256) int64 pixels per (target value, prediction value) of two (H, W) uint8 masks.
+
+    One ``cv2.calcHist`` per block of at most ``EXACT_COUNTS`` pixels (a whole VOC or COCO mask is one),
+    so that every float32 count is exact.
+    """
+    counts = np.zeros((256, 256), np.int64)
+    height, width = target.shape
+    rows, cols = max(1, EXACT_COUNTS // width), min(width, EXACT_COUNTS)
+    for top in range(0, height, rows):
+        for left in range(0, width, cols):
+            blocks = [m[top : top + rows, left : left + cols] for m in (target, pred)]
+            counts += cv2.calcHist(blocks, [0, 1], None, [256, 256], [0, 256, 0, 256]).astype(np.int64)
+    return counts
 
 
 def read_prediction(pred_dir: str | Path, image_id: str, split: str) -> np.ndarray:
@@ -37,7 +57,7 @@ def evaluate_folder(
 
     Under DDP each rank reads ``ids[rank::world_size]``; ``metric.compute()`` then syncs the
     confusion matrices.  Ids without ground truth are skipped and counted.  Each pair of masks is
-    counted by one ``np.bincount`` of its (target, prediction) byte pairs, whose margins also give
+    counted by ``pair_counts`` (its (target, prediction) byte pairs), whose margins also give
     the value checks of both files; the sum of the pair counts goes into ``metric`` at the end.
 
     Returns:
@@ -63,7 +83,7 @@ def evaluate_folder(
                 f"prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} but the ground truth {target_path} is "
                 f"{target.shape[1]}x{target.shape[0]} (WxH): predictions must have the image's size"
             )
-        pairs = np.bincount((target.astype(np.uint16) << 8 | pred).ravel(), minlength=256 * 256).reshape(256, 256)
+        pairs = pair_counts(target, pred)
         check_mask_values(target_path, pairs.sum(1), len(names))
         check_mask_values(pred_path, pairs.sum(0), len(names))
         joint += pairs

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from fixtures.helpers import write_counting_split
 
+from epspp import scoring
 from epspp.data.io import DatasetError, write_mask_png
 from epspp.metrics import SegmentationMetrics
 from epspp.scoring import evaluate_folder
@@ -43,3 +44,21 @@ def test_a_transposed_prediction_of_the_same_pixel_count_is_refused(tmp_path: Pa
     write_mask_png(out / "img3.png", np.zeros((7, 4), np.uint8))  # 7 high, 4 wide: the ground truth is 4 x 7
     with pytest.raises(DatasetError, match=r"img3.png is 4x7 but the ground truth .* is 7x4 \(WxH\)"):
         evaluate_folder(out, root, "val")
+
+
+@pytest.mark.parametrize("exact", [1 << 24, 10, 3])  # one block; blocks of 1 row of 7; blocks of 3 columns
+def test_pair_counts_are_the_bincount_of_the_byte_pairs(monkeypatch: pytest.MonkeyPatch, exact: int) -> None:
+    monkeypatch.setattr(scoring, "EXACT_COUNTS", exact)
+    rng = np.random.default_rng(0)
+    target = rng.choice(np.array([0, 1, 5, 255], np.uint8), (4, 7))
+    pred = rng.integers(0, 256, (4, 7), dtype=np.uint8)
+    pred[0, 0], target[0, 0] = 255, 255
+    expected = np.zeros((256, 256), np.int64)
+    for t, p in zip(target.ravel().tolist(), pred.ravel().tolist(), strict=True):  # written out pixel by pixel
+        expected[t, p] += 1
+    counts = scoring.pair_counts(target, pred[:, :])
+    assert counts.dtype == np.int64 and counts.tolist() == expected.tolist()
+    # a non-contiguous view, as the PNG reader returns, counts the same
+    wide = np.zeros((4, 8), np.uint8)
+    wide[:, 1:] = pred
+    assert scoring.pair_counts(target, wide[:, 1:]).tolist() == expected.tolist()

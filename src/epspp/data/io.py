@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from epspp.data.classes import voc_palette
+from epspp.data.png import decode_unfiltered, plain_index_png
 from epspp.errors import DatasetError
 from epspp.files import write_atomic
 
@@ -149,24 +151,35 @@ def max_pixels() -> int:
     return int(value)
 
 
-def _open(path: Path, what: str, split_file: str | None) -> Image.Image:
-    if not path.is_file():
-        where = f" (listed in {split_file})" if split_file else ""
-        raise DatasetError(f"{what} {path} not found{where}")
-    limit = max_pixels()
-    too_large = (
+def _missing(path: Path, what: str, split_file: str | None) -> DatasetError | None:
+    """The error for a ``what`` file that is not there (None when it is a file)."""
+    if path.is_file():
+        return None
+    where = f" (listed in {split_file})" if split_file else ""
+    return DatasetError(f"{what} {path} not found{where}")
+
+
+def _too_large(path: Path, what: str, limit: int) -> str:
+    return (
         f"{what} {path} has more than {limit} pixels (EPSPP_MAX_PIXELS): resize it, or raise "
         "EPSPP_MAX_PIXELS (epspp check --max-pixels) if it is real"
     )
+
+
+def _open(path: Path, what: str, split_file: str | None, data: bytes | None = None) -> Image.Image:
+    """``path`` opened and loaded by PIL (from ``data``, its bytes, when the caller has read them)."""
+    if data is None and (missing := _missing(path, what, split_file)):
+        raise missing
+    limit = max_pixels()
     pil_limit = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = limit  # PIL's decompression-bomb check (it fails at twice this) follows ours
-        image = Image.open(path)
+        image = Image.open(path if data is None else io.BytesIO(data))
         if image.width * image.height > limit:
-            raise DatasetError(f"{too_large} ({image.width}x{image.height})")
+            raise DatasetError(f"{_too_large(path, what, limit)} ({image.width}x{image.height})")
         image.load()
     except Image.DecompressionBombError:
-        raise DatasetError(too_large) from None
+        raise DatasetError(_too_large(path, what, limit)) from None
     except DatasetError:
         raise
     except Exception as error:  # PIL raises several types for corrupt files
@@ -246,8 +259,27 @@ def read_mask(path: Path, num_classes: int, split_file: str | None = None) -> np
 
 
 def read_mask_pixels(path: Path, split_file: str | None = None) -> np.ndarray:
-    """A palette or grey PNG as (H, W) uint8, its values not checked (``check_mask_values`` does)."""
-    image = _open(path, "mask", split_file)
+    """A palette or grey PNG as (H, W) uint8, its values not checked (``check_mask_values`` does).
+
+    The file is read once; an 8-bit PNG with unfiltered rows (as PIL writes palette masks) is decoded by
+    ``epspp.data.png``, any other by PIL, with the same checks (pixel limit, mode, damaged data) and errors.
+    """
+    if missing := _missing(path, "mask", split_file):
+        raise missing
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DatasetError(f"cannot read mask {path}: {error}") from error
+    if size := plain_index_png(data):
+        if size[0] * size[1] > max_pixels():
+            raise DatasetError(f"{_too_large(path, 'mask', max_pixels())} ({size[0]}x{size[1]})")
+        try:
+            pixels = decode_unfiltered(data, *size)
+        except ValueError as error:
+            raise DatasetError(f"cannot read mask {path}: {error}") from None
+        if pixels is not None:
+            return pixels
+    image = _open(path, "mask", split_file, data)
     if image.mode not in ("P", "L"):
         raise DatasetError(f"mask {path} has mode {image.mode}: expected a palette or grey PNG of class ids")
     return np.asarray(image, dtype=np.uint8)

@@ -3,6 +3,7 @@
 from epspp.ops.cam import (
     bicubic_resize,
     bilinear_resize,
+    labelled_argmax,
     maps_to_mask,
     multiscale_maps,
     normalize_maps,
@@ -16,6 +17,7 @@ __all__ = [
     "PAMR",
     "bicubic_resize",
     "bilinear_resize",
+    "labelled_argmax",
     "maps_to_mask",
     "multiscale_maps",
     "normalize_maps",

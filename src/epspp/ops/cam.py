@@ -50,6 +50,14 @@ def maps_to_mask(maps: torch.Tensor, bg_threshold: float) -> torch.Tensor:
     return with_background(maps, bg_threshold).argmax(dim=1)
 
 
+def labelled_argmax(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(dim=1)`` of one image's (1, C+1, H, W) scores, taken over the background and its labelled
+    classes only: the other channels are 0 (``normalize_maps``, kept 0 by PAMR and the CRF) and the background
+    score is > 0, so they never win; 3 channels instead of 21 for a VOC image with 2 labels."""
+    keep = torch.cat([labels.new_zeros(1, dtype=torch.long), labels[0].nonzero()[:, 0] + 1])
+    return keep[scores[:, keep].argmax(dim=1)]
+
+
 def bilinear_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize of a (N, 3, H, W) normalized image."""
     return F.interpolate(image, size, mode="bilinear", align_corners=False)

@@ -36,6 +36,7 @@ from epspp.ops import (
     PAMR,
     bicubic_resize,
     bilinear_resize,
+    labelled_argmax,
     maps_to_mask,
     multiscale_maps,
     normalize_maps,
@@ -413,7 +414,7 @@ class LocalizationModule(pl.LightningModule):
             scores = self.pamr(image.float(), scores)
         elif hp.refine == "crf":
             scores = crf_refine_scores(image, scores, labels)
-        mask = scores.argmax(dim=1)
+        mask = labelled_argmax(scores, labels)
         return {
             "id": batch["id"],
             "mask": mask,

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from epspp.ops import maps_to_mask, multiscale_maps, normalize_maps, object_maps
+from epspp.ops import labelled_argmax, maps_to_mask, multiscale_maps, normalize_maps, object_maps, with_background
 
 
 # ------------------------------------------------------------------ object_maps
@@ -144,3 +144,18 @@ def test_multiscale_flipped_logits_are_flipped_back() -> None:
     out = multiscale_maps(Recorder(), image, scales=(1.0,), flip=True, kind="relu")
     assert torch.allclose(out[0, 0, :, :7], torch.full((16, 7), 3.0))  # relu(1*2-0.5) * 2 copies
     assert torch.allclose(out[0, 0, :, 9:], torch.zeros(16, 12))
+
+
+@pytest.mark.parametrize("bg_threshold", [0.0, 0.2, 0.999])
+def test_labelled_argmax_is_the_argmax_of_all_channels(bg_threshold: float) -> None:
+    """Ties included: labelled maps equal to the background, equal to each other, and all zero at some pixels."""
+    labels = torch.tensor([[0.0, 1, 0, 0, 1, 1]])  # classes 1, 4, 5 (0-based): score channels 2, 5, 6
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.rand(1, 6, 5, 9, generator=gen).round(decimals=1) * labels[:, :, None, None]  # ties; others 0
+    maps[:, :, 0, :] = 0.0  # pixels where every labelled map is 0
+    maps[:, 4, 1, :] = bg_threshold  # a labelled map equal to the background
+    scores = with_background(maps, bg_threshold)
+    mask = labelled_argmax(scores, labels)
+    assert mask.shape == (1, 5, 9) and mask.tolist() == scores.argmax(dim=1).tolist()
+    assert set(mask.unique().tolist()) <= {0, 2, 5, 6} and mask.max() > 0
+    assert labelled_argmax(scores[:, :1].expand(1, 7, 5, 9), torch.zeros(1, 6)).tolist() == [[[0] * 9] * 5]
