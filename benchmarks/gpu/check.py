@@ -285,8 +285,10 @@ def resized_copy(source: Path, dest: Path, size: tuple[int, int]) -> Path:
         ("JPEGImages", Image.BICUBIC),
         ("SegmentationClassAug", Image.NEAREST),
         ("saliency", Image.BILINEAR),
+        ("saliency/errors", Image.NEAREST),
+        ("SegmentationContext", Image.NEAREST),
     ):
-        for path in sorted((dest / folder).iterdir()):
+        for path in sorted(p for p in (dest / folder).glob("*") if p.is_file()):
             with Image.open(path) as image:
                 resized = image.resize(size, resample)
             resized.save(path, quality=95) if path.suffix == ".jpg" else resized.save(path)
