@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from epspp.constants import IGNORE_INDEX, INJECTED
+from epspp.constants import HALO, IGNORE_INDEX, INJECTED
 
 __all__ = [
     "IRD_FLOOR",
@@ -278,8 +278,9 @@ def ird_telemetry(
     - with ``saliency_error`` ((B, H, W) uint8 flags of the injected saliency errors, the data's
       ``saliency_error``; E = the pixels with a flag of ``INJECTED``, resized to (h, w) like the saliency):
       ``error_precision`` = |N & E| / |N|, ``error_recall`` = |N & E| / |E| and ``correct_dropped`` =
-      |N & S & ~E| / |S & ~E|, each pooled over the batch (one ratio of the batch's counts) and NaN when its
-      denominator is 0.
+      |N & C| / |C| with C = S & ~E & ~H the correct salient pixels (H: the ``HALO`` flag, salient background
+      that is no injected error but no correct supervision either), each pooled over the batch (one ratio of the
+      batch's counts) and NaN when its denominator is 0.
 
     A share over an empty set of pixels is 0 (the error ratios: NaN). Every value is a detached scalar in [0, 1].
     """
@@ -332,8 +333,9 @@ def _error_ratios(
         raise ValueError(
             f"saliency_error must be (B, H, W) for B = {dropped.shape[0]}, got {tuple(saliency_error.shape)}"
         )
-    injected = ((saliency_error.detach().to(torch.int64) & INJECTED) != 0)[:, None]
-    errors = _resize_saliency(injected, size, dtype) > 0.5  # E on the map grid, nearest as the saliency
+    flags = saliency_error.detach().to(torch.int64)[:, None]
+    errors = _resize_saliency((flags & INJECTED) != 0, size, dtype) > 0.5  # E on the map grid, nearest as S
+    halo = _resize_saliency((flags & HALO) != 0, size, dtype) > 0.5
 
     def ratio(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
         count = whole.sum().to(dtype)
@@ -342,7 +344,7 @@ def _error_ratios(
     return {
         "error_precision": ratio(errors, dropped),
         "error_recall": ratio(dropped, errors),
-        "correct_dropped": ratio(dropped, salient & ~errors),
+        "correct_dropped": ratio(dropped, salient & ~errors & ~halo),
     }
 
 

@@ -105,15 +105,22 @@ def scores_to_json(scores: dict, class_names: list[str]) -> dict:
 
 
 def context_confusion(
-    masks_of_id: Callable[[str], np.ndarray], root: str | Path, ids: Iterable[str], class_names: list[str] | None = None
+    masks_of_id: Callable[[str], np.ndarray],
+    root: str | Path,
+    ids: Iterable[str],
+    labels_of_id: Callable[[str], np.ndarray],
+    class_names: list[str] | None = None,
 ) -> dict:
     """The share of context pixels (``ROOT/SegmentationContext``) whose predicted label is their owner class:
-    rails labelled train, water labelled boat.
+    rails labelled train, water labelled boat, counted in the images labelled with the owner class only (a
+    context without its object, e.g. rails without a train, cannot be taken for it by a mask of the image's
+    labelled classes, so it would only dilute the share).
 
     Args:
         masks_of_id: the predicted (H, W) class-id mask of an id (e.g. ``read_prediction`` of a folder).
         root: the synthetic dataset's root.
         ids: the images to score; their counts are pooled.
+        labels_of_id: an image's multi-hot labels of the C object classes (``data.labels.image_labels``).
         class_names: the root's classes when the caller has read them already (else read here).
 
     Returns:
@@ -129,7 +136,9 @@ def context_confusion(
                 f"the prediction of {image_id} is {pred.shape[1]}x{pred.shape[0]} but its context map in "
                 f"{Path(root) / 'SegmentationContext'} is {owner.shape[1]}x{owner.shape[0]} (WxH)"
             )
-        context = owner > 0
+        labelled = np.zeros(256, bool)
+        labelled[1 + np.flatnonzero(np.asarray(labels_of_id(image_id)))] = True
+        context = labelled[owner]  # owner 0 (no context) is never labelled
         total += np.bincount(owner[context], minlength=256)
         confused += np.bincount(owner[context & (pred == owner)], minlength=256)
     owners = np.flatnonzero(total)

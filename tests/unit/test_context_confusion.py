@@ -33,22 +33,45 @@ def _root(tmp_path: Path, owners: dict[str, np.ndarray]) -> Path:
     return root
 
 
+def _labels(*classes: int) -> np.ndarray:
+    """Multi-hot labels of the 3 object classes a, b, c."""
+    labels = np.zeros(3, np.float32)
+    labels[[c - 1 for c in classes]] = 1
+    return labels
+
+
+EVERY = {"img0": _labels(1, 2), "img1": _labels(2)}
+
+
 def test_pooled_and_per_class_shares_by_hand(tmp_path: Path) -> None:
     root = _root(tmp_path, OWNERS)
-    result = context_confusion(PREDICTED.__getitem__, root, ["img0", "img1"])
+    result = context_confusion(PREDICTED.__getitem__, root, ["img0", "img1"], EVERY.__getitem__)
     assert result["context_pixels"] == 4 + 2 + 3
     assert result["context_confusion"] == pytest.approx((2 + 1 + 2) / 9)  # pooled, not the mean of images
     assert result["per_class"] == pytest.approx({"a": 2 / 4, "b": 3 / 5})
-    only_first = context_confusion(PREDICTED.__getitem__, root, ["img0"])
+    only_first = context_confusion(PREDICTED.__getitem__, root, ["img0"], EVERY.__getitem__)
     assert only_first["per_class"] == pytest.approx({"a": 0.5, "b": 0.5})
+
+
+def test_only_the_context_of_a_labelled_class_counts(tmp_path: Path) -> None:
+    """img0 labelled with a only: its b context (2 pixels, 1 taken for b) is a context without its object and is
+    left out; c labels nothing with context."""
+    root = _root(tmp_path, OWNERS)
+    labels = {"img0": _labels(1, 3), "img1": _labels(2)}
+    result = context_confusion(PREDICTED.__getitem__, root, ["img0", "img1"], labels.__getitem__)
+    assert result["context_pixels"] == 4 + 3
+    assert result["context_confusion"] == pytest.approx((2 + 2) / 7)
+    assert result["per_class"] == pytest.approx({"a": 2 / 4, "b": 2 / 3})
+    unlabelled = context_confusion(PREDICTED.__getitem__, root, ["img1"], lambda _: _labels(1))
+    assert unlabelled == {"context_confusion": None, "per_class": {}, "context_pixels": 0}
 
 
 def test_no_context_pixel_gives_none_and_a_wrong_size_is_refused(tmp_path: Path) -> None:
     root = _root(tmp_path, {"blank": np.zeros((2, 3), np.uint8)})
-    result = context_confusion(lambda _: np.ones((2, 3), np.uint8), root, ["blank"])
+    result = context_confusion(lambda _: np.ones((2, 3), np.uint8), root, ["blank"], lambda _: _labels(1, 2, 3))
     assert result == {"context_confusion": None, "per_class": {}, "context_pixels": 0}
     with pytest.raises(DatasetError, match="blank is 2x3 .* is 3x2"):
-        context_confusion(lambda _: np.ones((3, 2), np.uint8), root, ["blank"])
+        context_confusion(lambda _: np.ones((3, 2), np.uint8), root, ["blank"], lambda _: _labels(1))
 
 
 def test_the_study_scores_configured_masks_and_val_chosen_masks_from_the_score_maps(tmp_path: Path) -> None:

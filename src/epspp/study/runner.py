@@ -201,6 +201,7 @@ def localization(ctx: Context, training: Training) -> dict:
 def train_context_confusion(root: Path, pred_dir: Path, threshold: float, names: list[str]) -> dict:
     """``context_confusion`` of the train masks in ``pred_dir`` and ``context_confusion_val_chosen`` of those its
     saved score maps give at ``threshold`` (the pooled shares); both None without ``ROOT/SegmentationContext``."""
+    from epspp.data.labels import image_labels
     from epspp.data.truth import CONTEXT_DIR
     from epspp.evaluate import object_scores, threshold_mask
     from epspp.scoring import context_confusion, read_prediction
@@ -211,10 +212,12 @@ def train_context_confusion(root: Path, pred_dir: Path, threshold: float, names:
         image_id: threshold_mask(best, objects, threshold).numpy()
         for image_id, best, objects, _ in object_scores(pred_dir, root, "train", names)
     }
-    configured = context_confusion(lambda i: read_prediction(pred_dir, i, "train"), root, chosen, names)
+    labels = image_labels(root, list(chosen), len(names) - 1)
+    configured = context_confusion(lambda i: read_prediction(pred_dir, i, "train"), root, chosen, labels.__getitem__)
+    at_threshold = context_confusion(chosen.__getitem__, root, chosen, labels.__getitem__, names)
     return {
         "context_confusion": configured["context_confusion"],
-        "context_confusion_val_chosen": context_confusion(chosen.__getitem__, root, chosen, names)["context_confusion"],
+        "context_confusion_val_chosen": at_threshold["context_confusion"],
     }
 
 

@@ -56,8 +56,9 @@ def test_telemetry_uses_the_losses_inconsistent_region_and_is_zero_without_salie
 
 
 def test_n_against_the_injected_errors_pooled_over_the_batch() -> None:
-    """error_precision |N&E|/|N|, error_recall |N&E|/|E|, correct_dropped |N&S&~E|/|S&~E| on 2x3 maps (the saliency
-    and the flags at 4x6, resized like the saliency), pooled over the batch; the halo bit 8 is not in E."""
+    """error_precision |N&E|/|N|, error_recall |N&E|/|E|, correct_dropped |N&C|/|C| with C = S&~E&~H on 2x3 maps
+    (the saliency and the flags at 4x6, resized like the saliency), pooled over the batch; the halo bit 8 is not
+    in E, and a salient halo pixel is not correct supervision either."""
     inconsistent = torch.tensor([[[1, 1, 0], [0, 1, 0]], [[0, 0, 0], [1, 0, 0]]], dtype=torch.bool)[:, None]
     flags = torch.tensor([[[1, 0, 8], [2, 4, 0]], [[8, 0, 0], [0, 0, 0]]], dtype=torch.uint8)  # E: 3 and 0 pixels
     salient = torch.tensor([[[1, 1, 1], [0, 0, 0]], [[0, 1, 1], [1, 1, 1]]], dtype=torch.float32)[:, None]
@@ -65,11 +66,11 @@ def test_n_against_the_injected_errors_pooled_over_the_batch() -> None:
     errors = flags.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)  # (2, 4, 6)
     cam, labels = torch.zeros(2, 3, 2, 3), torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     values = ird_telemetry(cam, saliency, labels, inconsistent, saliency_error=errors)
-    # image 0: |N| 3, |E| 3, |N&E| 2 ((0,0), (1,1)); S&~E = (0,1), (0,2), of which N holds (0,1)
-    # image 1: |N| 1, |E| 0; S&~E = 5 pixels, of which N holds (1,0).  Pooled, not the mean of the ratios:
+    # image 0: |N| 3, |E| 3, |N&E| 2 ((0,0), (1,1)); S&~E = (0,1), (0,2), but (0,2) is the halo's: C = (0,1), in N
+    # image 1: |N| 1, |E| 0; C = its 5 salient pixels (its halo pixel is not salient), N holds (1,0). Pooled:
     assert values["error_precision"].item() == pytest.approx(2 / 4)  # (2/3 + 0/1) / 2 would be 1/3
     assert values["error_recall"].item() == pytest.approx(2 / 3)  # image 1 has no E: nothing to add
-    assert values["correct_dropped"].item() == pytest.approx(2 / 7)  # (1/2 + 1/5) / 2 would be 0.35
+    assert values["correct_dropped"].item() == pytest.approx(2 / 6)  # (1 + 1/5) / 2 would be 0.6; with H, 2/7
     # image 1 alone: E is empty (its one flag is the halo's): recall is NaN, not 0
     alone = ird_telemetry(cam[1:], saliency[1:], labels[1:], inconsistent[1:], saliency_error=errors[1:])
     assert math.isnan(alone["error_recall"].item())
