@@ -333,9 +333,9 @@ def _error_ratios(
         raise ValueError(
             f"saliency_error must be (B, H, W) for B = {dropped.shape[0]}, got {tuple(saliency_error.shape)}"
         )
-    flags = saliency_error.detach().to(torch.int64)[:, None]
-    errors = _resize_saliency((flags & INJECTED) != 0, size, dtype) > 0.5  # E on the map grid, nearest as S
-    halo = _resize_saliency((flags & HALO) != 0, size, dtype) > 0.5
+    # the flags (0..15, exact in any float dtype) on the map grid once, nearest as the saliency
+    flags = _resize_saliency(saliency_error[:, None], size, dtype).to(torch.int64)
+    errors, halo = (flags & INJECTED) != 0, (flags & HALO) != 0
 
     def ratio(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
         count = whole.sum().to(dtype)
