@@ -198,6 +198,12 @@ def _run(args: argparse.Namespace) -> None:
         print(
             f"saliency errors in train: missing class {t['missing_class']}, missing part {t['missing_part']}, "
             f"false coverage {t['false_coverage']} ({t['false_coverage_context']} on context)"
+            + (
+                f"; the hard difficulty's systematic errors: missing class {s['missing_class']}, missing part "
+                f"{s['missing_part']}, false coverage {s['false_coverage']} images"
+                if (s := t.get("systematic"))
+                else ""
+            )
         )
     elif args.dataset == "folder":
         c = prepare_folder(

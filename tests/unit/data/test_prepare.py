@@ -146,6 +146,10 @@ def test_cli_synthetic(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert prepare_main(args + ["--overwrite", "--difficulty", "hard"]) == 0
     assert json.loads((root / "synthetic.json").read_text())["params"]["difficulty"] == "hard"
     assert (root / "SegmentationContext").is_dir() and (root / "saliency" / "errors").is_dir()
+    systematic = json.loads((root / "synthetic.json").read_text())["splits"]["train"]["systematic"]
+    said = capsys.readouterr().out  # the hard errors are said too, not only the three independent ones
+    assert f"systematic errors: missing class {systematic['missing_class']}, missing part " in said
+    assert "systematic" not in out  # the easy dataset above has none
 
 
 def test_cli_voc_and_coco(
