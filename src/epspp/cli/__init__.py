@@ -73,6 +73,9 @@ UNACTIONABLE_WARNINGS = [
     (INFERENCE, r"The dirpath has changed from"),
     # a resumed pseudo-mask run with every mask already written (the writer says so itself)
     (("predict",), r"Total length of `DataLoader` across ranks is zero"),
+    # a fit without a validation split (``data.val_split: null``, e.g. stage 3 on a val split without masks): the
+    # data module's empty list of validation loaders (an empty training DataLoader still warns)
+    (("fit",), r"Total length of `list` across ranks is zero"),
     # Lightning's advice for a training epoch shorter than log_every_n_steps: epspp's metrics are logged per step
     (("fit",), r"The number of training batches \(\d+\) is smaller than the logging interval"),
     # a resumed fit writes into its own checkpoint folder (a fit that is not resumed is checked by the write rule)

@@ -39,6 +39,7 @@ CKPT_CALLBACKS = (
     "provided during `Trainer` instantiation. Please add the following callbacks: [...]"
 )
 EMPTY_LOADER = "Total length of `DataLoader` across ranks is zero. Please make sure this was your intention."
+NO_VALIDATION = "Total length of `list` across ranks is zero. Please make sure this was your intention."
 
 
 def shown(subcommand: str, message: str) -> bool:
@@ -62,6 +63,11 @@ def test_fit_keeps_its_warnings() -> None:
 def test_only_a_resumed_predict_hides_the_empty_loader_warning() -> None:
     assert not shown("predict", EMPTY_LOADER)
     assert shown("validate", EMPTY_LOADER)
+
+
+def test_a_fit_without_validation_split_says_nothing_of_its_empty_list_of_loaders() -> None:
+    assert not shown("fit", NO_VALIDATION)
+    assert shown("fit", EMPTY_LOADER)
 
 
 def test_other_warnings_are_untouched() -> None:
