@@ -106,25 +106,8 @@ def test_evaluate_cli_marks_a_choice_on_the_scored_split_as_an_oracle(
 ) -> None:
     root, out = tree
     scores = tmp_path / "scores.json"
-    assert (
-        evaluate_main(
-            [
-                "--pred-dir",
-                str(out),
-                "--root",
-                str(root),
-                "--split",
-                "train",
-                "--bg-thresholds",
-                "0.05",
-                "0.2",
-                "0.4",
-                "--json",
-                str(scores),
-            ]
-        )
-        == 0
-    )
+    sweep = ["--pred-dir", str(out), "--root", str(root), "--split", "train", "--bg-thresholds", "0.05", "0.2", "0.4"]
+    assert evaluate_main([*sweep, "--json", str(scores)]) == 0
     saved = json.loads(scores.read_text())
     assert saved["miou"] == saved["bg_threshold_sweep"]["0.2"] == round(100 * 7 / 12, 3)  # the PNGs are the 0.2 masks
     assert saved["oracle"] is True and saved["chosen_bg_threshold"] == 0.2
@@ -132,29 +115,7 @@ def test_evaluate_cli_marks_a_choice_on_the_scored_split_as_an_oracle(
     assert "0.2             58.33  <- ORACLE: chosen on the scored split train itself" in printed
     # chosen on val, reported on train
     val = add_val(root, tmp_path)
-    assert (
-        evaluate_main(
-            [
-                "--pred-dir",
-                str(out),
-                "--root",
-                str(root),
-                "--split",
-                "train",
-                "--bg-thresholds",
-                "0.05",
-                "0.2",
-                "0.4",
-                "--select-pred-dir",
-                str(val),
-                "--select-split",
-                "val",
-                "--json",
-                str(scores),
-            ]
-        )
-        == 0
-    )
+    assert evaluate_main([*sweep, "--select-pred-dir", str(val), "--select-split", "val", "--json", str(scores)]) == 0
     saved = json.loads(scores.read_text())
     assert saved["oracle"] is False and saved["chosen_on"] == "val" and saved["chosen_bg_threshold"] == 0.4
     assert "0.4             33.33  <- chosen on val (100.00 there)" in capsys.readouterr().out
