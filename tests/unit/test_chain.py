@@ -409,3 +409,12 @@ def test_the_last_max_steps_given_is_the_fits_step_budget(tmp_path: Path) -> Non
         "s", folder, [first], Path("d"), extra=["--trainer.max_steps", "5"], overrides=["--trainer.max_steps", "9"]
     )
     assert flags.step_budget() == 9
+    mixed = [
+        fit_stage("s", folder, [], Path("d"), extra=[first_flag], overrides=second_flag)
+        for first_flag, second_flag in (
+            ("--trainer.max_steps=5", ["--trainer.max_steps", "9"]),
+            ("--config=" + str(second), ["--config", str(first)]),
+        )
+    ]
+    assert mixed[0].step_budget() == 9  # the last one given, whichever way each is written
+    assert mixed[1].configs == [second, first] and mixed[1].step_budget() == 100  # the last config sets it
