@@ -141,8 +141,7 @@ class Stage:
     def configs(self) -> list[Path]:
         """The ``--config`` files of the command, in order."""
         words = [*self.args, *self.overrides]
-        found = [value for flag, value in zip(words, words[1:], strict=False) if flag in ("--config", "-c")]
-        return [Path(value) for value in found + [w.split("=", 1)[1] for w in words if w.startswith("--config=")]]
+        return [Path(value) for value in _flag_values(words, ("--config", "-c"), "--config=")]
 
     def step_budget(self) -> int | None:
         """The fit's ``trainer.max_steps``: ``max_steps``, else the last ``--trainer.max_steps`` given, else the
@@ -152,8 +151,7 @@ class Stage:
         if self.max_steps is not None:
             return self.max_steps
         words = [*self.args, *self.overrides]
-        given = [value for flag, value in zip(words, words[1:], strict=False) if flag == "--trainer.max_steps"]
-        given += [w.split("=", 1)[1] for w in words if w.startswith("--trainer.max_steps=")]
+        given = _flag_values(words, ("--trainer.max_steps",), "--trainer.max_steps=")
         if not given:
             for config in self.configs:
                 try:
@@ -213,6 +211,18 @@ def predict_stage(
     args += ["--trainer.default_root_dir", str(folder)] if root_dir else []
     args += ["--pseudo_masks.output_dir", str(folder)]
     return Stage(name, folder, tuple(args), tuple(overrides), tuple(inputs))
+
+
+def _flag_values(words: Sequence[str], flags: tuple[str, ...], joined: str) -> list[str]:
+    """The values of ``FLAG VALUE`` (a flag of ``flags``) and ``JOINED=VALUE`` in ``words``, in the order given (the
+    CLI's last one wins, whichever way each is written)."""
+    values = []
+    for index, word in enumerate(words):
+        if word in flags and index + 1 < len(words):
+            values.append(words[index + 1])
+        elif word.startswith(joined):
+            values.append(word[len(joined) :])
+    return values
 
 
 def _configs(configs: Sequence[Path]) -> list[str]:

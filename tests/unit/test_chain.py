@@ -394,3 +394,27 @@ def test_a_stage_does_not_outlive_a_killed_runner(tmp_path: Path) -> None:
         runner_process.wait()
     assert wait_for(lambda: not alive(stage)), f"stage {stage} outlived its runner"
     assert (tmp_path / "ended").read_text() == str(int(signal.SIGTERM))
+
+
+def test_the_last_max_steps_given_is_the_fits_step_budget(tmp_path: Path) -> None:
+    """As in LightningCLI, the last ``--trainer.max_steps`` wins, and the last config that sets it when none is
+    given (the whole run's ETA counts this budget)."""
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text("trainer: {max_steps: 100}\n")
+    second.write_text("trainer: {max_steps: 300}\n")
+    folder = tmp_path / "fit"
+    assert fit_stage("s", folder, [first, second], Path("d")).step_budget() == 300
+    assert fit_stage("s", folder, [second, first], Path("d")).step_budget() == 100
+    flags = fit_stage(
+        "s", folder, [first], Path("d"), extra=["--trainer.max_steps", "5"], overrides=["--trainer.max_steps", "9"]
+    )
+    assert flags.step_budget() == 9
+    mixed = [
+        fit_stage("s", folder, [], Path("d"), extra=[first_flag], overrides=second_flag)
+        for first_flag, second_flag in (
+            ("--trainer.max_steps=5", ["--trainer.max_steps", "9"]),
+            ("--config=" + str(second), ["--config", str(first)]),
+        )
+    ]
+    assert mixed[0].step_budget() == 9  # the last one given, whichever way each is written
+    assert mixed[1].configs == [second, first] and mixed[1].step_budget() == 100  # the last config sets it

@@ -133,3 +133,20 @@ def test_check_writes_nothing_into_a_read_only_dataset(synthetic_copy: Path) -> 
             path.chmod(path.stat().st_mode | 0o200)
     assert {path: path.stat().st_mtime_ns for path in synthetic_copy.rglob("*")} == before, broken
     assert (dataset_cache(synthetic_copy) / CACHE).is_file()
+
+
+def test_a_sample_found_good_for_more_classes_is_read_again_for_fewer(tmp_path: Path) -> None:
+    """The cache key holds the class count: a 4x7 mask with class 2, good for 3 classes (cached), is read again
+    and refused for 2."""
+    root = tmp_path / "root"
+    for folder in ("JPEGImages", "SegmentationClassAug"):
+        (root / folder).mkdir(parents=True)
+    image, mask = root / "JPEGImages" / "a.png", root / "SegmentationClassAug" / "a.png"
+    write_png(image, np.zeros((4, 7, 3), np.uint8), "RGB")
+    write_png(mask, np.array([[0, 2, 0, 2, 0, 2, 0]] * 4))
+    three, two = (str(image), None, str(mask), 3), (str(image), None, str(mask), 2)
+    assert _digest(three) != _digest(two)
+    assert preflight(root, [three], "split 'x'", workers=1) == 1
+    assert preflight(root, [three], "split 'x'", workers=1) == 0  # found good before: not read
+    with pytest.raises(DatasetError, match=r"split 'x': 1 of 1 samples are bad, first: mask .*a\.png has values \[2\]"):
+        preflight(root, [two], "split 'x'", workers=1)

@@ -399,3 +399,15 @@ def test_a_pseudo_mask_folder_without_provenance_is_read_with_one_note(
         f"[epspp] note: --data.pseudo_mask_dir {pseudo_dir} has no provenance.json (an older epspp's or your own "
         "masks): which dataset and classes it was made for is not checked"
     ]
+
+
+def test_labeled_per_batch_leaves_a_pseudo_labelled_sample_in_every_batch(tmp_path: Path) -> None:
+    """1..batch_size-1, refused at construction (before the root is even looked at) at exactly batch_size."""
+    missing = str(tmp_path / "no_root")
+    semi = {"task": "segmentation", "batch_size": 4, "labeled_split": "labeled", "pseudo_mask_dir": missing}
+    for bad in (4, 0):
+        with pytest.raises(ConfigError, match=rf"labeled_per_batch must be in 1..batch_size-1 = 1..3, got {bad}"):
+            EPSDataModule(missing, labeled_per_batch=bad, **semi)
+    for good in (3, 1):  # the check passes: the missing root is what stops it
+        with pytest.raises(DatasetError, match="does not exist"):
+            EPSDataModule(missing, labeled_per_batch=good, **semi)

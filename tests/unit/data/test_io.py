@@ -95,3 +95,14 @@ def test_saliency_with_transparency_is_refused_and_opaque_alpha_is_dropped(tmp_p
     Image.fromarray(grey_alpha, mode="LA").save(tmp_path / "la.png")
     with pytest.raises(DatasetError, match=r"\(LA\) has a transparent alpha channel"):
         read_saliency(tmp_path / "la.png")
+
+
+def test_the_pixel_limit_admits_an_image_of_exactly_that_many_pixels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Image.fromarray(np.zeros((3, 5, 3), np.uint8)).save(tmp_path / "wide.png")  # 5x3 = 15 pixels
+    monkeypatch.setenv("EPSPP_MAX_PIXELS", "15")
+    assert read_image(tmp_path / "wide.png").shape == (3, 5, 3)
+    monkeypatch.setenv("EPSPP_MAX_PIXELS", "14")
+    with pytest.raises(DatasetError, match=r"wide\.png has more than 14 pixels .*\(5x3\)"):
+        read_image(tmp_path / "wide.png")

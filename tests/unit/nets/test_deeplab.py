@@ -127,3 +127,13 @@ def test_unknown_backbone_and_bad_output_stride_fail_clearly() -> None:
         DeepLab(NUM_OUTPUTS, "deeplabv2", "no_such_net_xyz", 8)
     with pytest.raises(ValueError, match="output_stride"):
         DeepLab(NUM_OUTPUTS, "deeplabv2", TINY, 4, backbone_kwargs=TINY_KWARGS)
+
+
+@pytest.mark.parametrize(("output_stride", "rates"), [(8, (12, 24, 36)), (16, (6, 12, 18))])
+def test_v3plus_aspp_has_the_papers_rates_for_its_output_stride(output_stride: int, rates: tuple) -> None:
+    """DeepLab-v3+ (Chen et al., ECCV 2018): ASPP rates 6, 12, 18 at output stride 16, doubled at 8; a 1x1 branch
+    and the image pooling beside them."""
+    branches = tiny("deeplabv3plus", output_stride).head["aspp"].branches
+    assert [branch[0].kernel_size for branch in branches] == [(1, 1)] + [(3, 3)] * 3
+    assert [branch[0].dilation for branch in branches] == [(1, 1)] + [(r, r) for r in rates]
+    assert [branch[0].padding for branch in branches] == [(0, 0)] + [(r, r) for r in rates]

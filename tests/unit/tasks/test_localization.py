@@ -3,10 +3,13 @@ warm-ups and a checkpoint of another class count."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
 from epspp.errors import ConfigError
+from epspp.runs.provenance import provenance
 from epspp.tasks import LocalizationModule
 from epspp.tasks.checkpoint import CheckpointMismatchError
 
@@ -188,3 +191,15 @@ def test_predict_step_matches_the_maps_of_every_class_and_ignores_cpu_autocast(d
     assert mixed.dtype == torch.float32
     torch.testing.assert_close(mixed, plain)
     assert not blank.any()  # no labels: background everywhere
+
+
+def test_every_inference_option_is_a_hyper_parameter_recorded_in_the_provenance() -> None:
+    """``inference_options`` maps the module to its mask folders' ``provenance.json``: each must name a parameter of
+    the module (a misspelt key would record None for every run, and a change of that option would go unnoticed on
+    resume)."""
+    parameters = set(inspect.signature(LocalizationModule.__init__).parameters)
+    assert set(LocalizationModule.inference_options) <= parameters
+    assert set(LocalizationModule.speed_options) <= parameters
+    recorded = provenance(_module(), {}, None, {})["inference"]
+    assert recorded["pamr_iter"] == 2 and recorded["pamr_dilations"] == [1, 2] and recorded["scales"] == [0.5, 1.0]
+    assert None not in recorded.values()

@@ -262,3 +262,10 @@ def test_epoch_miou_matches_a_manual_confusion_matrix(synthetic_root: Path, tmp_
             assert float(line.split()[-1]) == pytest.approx(100 * value, abs=0.006)
     printed_miou = [float(line.split()[-1]) for line in printed.splitlines() if line.startswith("mIoU")]
     assert printed_miou == [pytest.approx(100 * miou, abs=0.006)]
+
+
+def test_every_inference_option_is_a_hyper_parameter() -> None:
+    """``inference_options`` maps the module to its mask folders' ``provenance.json``: each names a parameter."""
+    parameters = set(inspect.signature(SegmentationModule.__init__).parameters)
+    assert set(SegmentationModule.inference_options) <= parameters
+    assert set(SegmentationModule.speed_options) <= parameters
