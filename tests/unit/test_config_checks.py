@@ -239,3 +239,53 @@ def test_seed_everything_is_a_seed_numpy_accepts(seed: object, refused: bool) ->
             check_config(config)
     else:
         check_config(config)
+
+
+def _model_defaults(module: type) -> dict:
+    import inspect
+
+    return {
+        name: p.default
+        for name, p in inspect.signature(module).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def test_the_closed_ends_of_the_model_ranges_are_accepted_and_one_step_beyond_refused() -> None:
+    """Issue 34 item 6 (exact boundaries): momentum and ird_floor in [0, 1), a class count from 1."""
+    from epspp.config_checks import check_class_count, check_localization_options
+
+    hp = _model_defaults(LocalizationModule)
+    check_localization_options(hp | {"momentum": 0.0})  # plain SGD
+    with pytest.raises(ConfigError, match=r"momentum must be in \[0, 1\), got -0\.01"):
+        check_localization_options(hp | {"momentum": -0.01})
+    check_localization_options(hp | {"ird_threshold_maps": "floored", "ird_floor": 0.0})  # no absolute floor
+    with pytest.raises(ConfigError, match=r"ird_floor must be in \[0, 1\), got -0\.01"):
+        check_localization_options(hp | {"ird_floor": -0.01})
+    check_class_count("--model.init_args.num_classes", 1)  # one object class and the background
+    with pytest.raises(ConfigError, match=r"num_classes must be in \[1, 254\], got 0"):
+        check_class_count("--model.init_args.num_classes", 0)
+
+
+@pytest.mark.parametrize("name", ["accumulate_grad_batches", "check_val_every_n_epoch"])
+def test_trainer_counts_start_at_one(name: str) -> None:
+    from epspp.config_checks import check_trainer_options
+
+    check_trainer_options({name: 1})
+    with pytest.raises(ConfigError, match=rf"--trainer\.{name} must be an integer >= 1, got 0"):
+        check_trainer_options({name: 0})
+
+
+def test_no_warmup_note_without_a_step_budget_of_at_least_one() -> None:
+    from jsonargparse import Namespace
+
+    from epspp.config_checks import warmup_note
+
+    def config(max_steps: int) -> Namespace:
+        return Namespace(
+            trainer=Namespace(max_steps=max_steps),
+            model=Namespace(init_args=Namespace(saliency_loss="ird", ird_warmup_steps=5)),
+        )
+
+    assert warmup_note(config(0)) is None  # max_steps 0: no budget to compare (as -1, Lightning's default)
+    assert warmup_note(config(1)).startswith("--model.init_args.ird_warmup_steps 5 >= --trainer.max_steps 1")
