@@ -237,3 +237,125 @@ def test_the_readmes_results_table_is_the_results_pages() -> None:
     page = results_section("Results").splitlines()
     for line in rows_quoted:
         assert line in page, line
+
+
+# ------------------------------------------------------------------------------------ the confirmatory study
+CONFIRM = STUDY / "confirm"
+
+
+def _confirm_value(row: dict[str, str], measure: str) -> float | None:
+    return None if row[measure] == "" else float(row[measure])
+
+
+def test_confirm_rows_are_their_runs_scores_json() -> None:
+    """confirm.csv (stage 1) and confirm_segmentation.csv (stage 3): each row is its run's committed scores file."""
+    table = rows(CONFIRM / "confirm.csv")
+    assert len(table) == 7 * 8 * 2  # 7 arms, 8 seeds, both thresholds
+    for row in table:
+        scores = json.loads(
+            (CONFIRM / "runs" / row["arm"].replace("/", "_") / f"seed{row['seed']}" / "scores.json").read_text()
+        )
+        val = row["threshold"] == "val_chosen"
+        assert float(row["miou"]) == pytest.approx(scores["val_chosen" if val else "configured"], abs=1e-3), row
+        assert float(row["bg_threshold"]) == scores["val_chosen_threshold" if val else "bg_threshold"], row
+        confusion = scores["context_confusion_val_chosen" if val else "context_confusion"]
+        assert float(row["context_confusion"]) == pytest.approx(confusion, abs=1e-9), row
+        last = (scores.get("ird") or {}).get("last_steps") or {}
+        for measure in ("error_precision", "error_recall", "correct_dropped", "inconsistent_salient"):
+            assert _confirm_value(row, measure) == (None if measure not in last else pytest.approx(last[measure])), row
+        assert (row["collapse_step"] != "") == (scores["collapse_step"] is not None), row
+    segmentation = rows(CONFIRM / "confirm_segmentation.csv")
+    assert len(segmentation) == 5 * 8
+    for row in segmentation:
+        folder = row["setting"].replace("@", "_")
+        score = json.loads(
+            (CONFIRM / "runs" / "segmentation" / folder / f"seed{row['seed']}" / "score.json").read_text()
+        )
+        assert float(row["miou"]) == pytest.approx(score["miou"], abs=1e-3), row
+
+
+def _sign_flip_p(values: np.ndarray, direction: int | None) -> float:
+    """All 2^n sign assignments, counted: the share at least as extreme as the observed mean."""
+    import itertools
+
+    observed = values.sum()
+    sums = np.array([(values * signs).sum() for signs in itertools.product((1, -1), repeat=len(values))])
+    if direction is None:
+        return float(np.mean(np.abs(sums) >= abs(observed) - 1e-12))
+    return float(np.mean(direction * sums >= direction * observed - 1e-12))
+
+
+def _holm(ps: list[float]) -> list[float]:
+    """Holm's step-down adjustment, written out: the k-th smallest p times (m - k), running maximum, capped at 1."""
+    order = sorted(range(len(ps)), key=lambda i: ps[i])
+    adjusted, running = [0.0] * len(ps), 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - k) * ps[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def test_confirm_claims_recomputed_from_the_plan_and_the_tables() -> None:
+    """Each claim of confirm_claims.csv: its per-seed differences from the tables as the committed plan names them,
+    its t interval, exact sign-flip p, Holm within its family and verdict, each by a formula written here."""
+    import yaml
+
+    plan = yaml.safe_load((CONFIRM / "plan.yaml").read_text())
+    value: dict[tuple, float] = {}
+    for row in rows(CONFIRM / "confirm.csv"):
+        for measure in ("miou", "context_confusion"):
+            value[(row["arm"], measure, row["threshold"], int(row["seed"]))] = float(row[measure])
+    for row in rows(CONFIRM / "confirm_segmentation.csv"):
+        value[(row["setting"], "val_miou", None, int(row["seed"]))] = float(row["miou"])
+    committed = {c["claim"]: c for c in rows(CONFIRM / "confirm_claims.csv")}
+    assert len(committed) == sum(len(v) for v in plan["claims"].values()) == 12
+    for family, planned in plan["claims"].items():
+        ps, opposite = [], []
+        for entry in planned:
+            claim = committed[entry["name"]]
+            assert claim["family"] == family
+            a, b, measure, threshold = entry["a"], entry["b"], entry["measure"], entry.get("threshold")
+            differences = np.array(
+                [value[(a, measure, threshold, s)] - value[(b, measure, threshold, s)] for s in plan["seeds"]]
+            )
+            assert list(per_seed(claim)) == plan["seeds"]
+            assert list(per_seed(claim).values()) == pytest.approx(differences, abs=1e-3), claim["claim"]
+            mean = differences.mean()
+            half = float(stats.t.ppf(0.975, len(differences) - 1)) * differences.std(ddof=1) / math.sqrt(8)
+            assert (float(claim["mean"]), float(claim["low"]), float(claim["high"])) == pytest.approx(
+                (mean, mean - half, mean + half), abs=1e-3
+            )
+            direction = entry["direction"]
+            assert claim["direction"] == {1: "+", -1: "-", None: ""}[direction]
+            ps.append(_sign_flip_p(differences, direction))
+            opposite.append(_sign_flip_p(differences, None if direction is None else -direction))
+            assert float(claim["p"]) == pytest.approx(ps[-1], abs=1e-6), claim["claim"]
+        for entry, p, q in zip(planned, _holm(ps), _holm(opposite), strict=True):
+            claim = committed[entry["name"]]
+            assert float(claim["p_holm"]) == pytest.approx(p, abs=1e-6), claim["claim"]
+            if p <= 0.05:
+                expected = "holds" if entry["direction"] is not None else "differs"
+            elif entry["direction"] is not None and q <= 0.05:
+                expected = "contradicted"
+            else:
+                expected = "not significant"
+            assert claim["verdict"] == expected, claim["claim"]
+
+
+def test_the_results_pages_confirm_rows_are_the_committed_claims() -> None:
+    """The confirmatory table of the results page (and so the README's): claim, n, interval, p (Holm), verdict."""
+    from epspp.study.stats import signed
+
+    committed = {c["claim"]: c for c in rows(CONFIRM / "confirm_claims.csv")}
+    quoted = 0
+    for line in results_section("Results").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] in committed and cells[1] in ("primary", "secondary"):  # the exploratory tables have a regime
+            claim = committed[cells[0]]
+            digits = 1 if "miou" in claim["threshold"] else 3
+            mean, low, high = (signed(float(claim[k]), digits) for k in ("mean", "low", "high"))
+            interval = f"{mean} [{low}, {high}]"
+            assert cells[1:5] == [claim["family"], claim["n"], interval, f"{float(claim['p_holm']):.3g}"], line
+            assert cells[5].startswith(f"**{claim['verdict']}**"), line
+            quoted += 1
+    assert quoted == len(committed), "the results page quotes every claim of the confirmatory study"

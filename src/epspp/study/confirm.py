@@ -46,6 +46,7 @@ THRESHOLD_MEASURES = ("miou", "context_confusion")
 IRD_MEASURES = ("error_precision", "error_recall", "correct_dropped", "inconsistent_salient")
 ERROR_MEASURES = IRD_MEASURES[:3]
 MEASURES = (*THRESHOLD_MEASURES, *IRD_MEASURES, "val_miou")
+MIOU_MEASURES = ("miou", "val_miou")  # in % (the others are shares in [0, 1])
 THRESHOLD_KINDS = ("configured", "val_chosen")
 PLAN_KEYS = ("alpha", "data", "regime", "seeds", "overrides", "arms", "fractions", "fraction_arm", "saliency_errors")
 REQUIRED = ("data", "regime", "seeds", "arms", "claims")
@@ -361,7 +362,17 @@ def plan_claims(plan: Plan, scores: dict[Training, dict], stage3: dict[tuple[str
         measure = planned.measure + (f" ({planned.threshold})" if planned.threshold else "")
         note = "; ".join(dict.fromkeys(notes))
         claims.append(
-            Claim(planned.name, plan.regime, measure, difference, seeds, planned.direction, note, planned.family)
+            Claim(
+                planned.name,
+                plan.regime,
+                measure,
+                difference,
+                seeds,
+                planned.direction,
+                note,
+                planned.family,
+                digits=1 if planned.measure in MIOU_MEASURES else 3,
+            )
         )
     return correct(claims)
 

@@ -142,6 +142,7 @@ class Claim:
     family: str = ""
     p_holm: float | None = None
     p_holm_opposite: float | None = None
+    digits: int = 1  # decimals of the difference in tables: 1 for mIoU points, 3 for shares in [0, 1]
 
     @property
     def p(self) -> float:
@@ -266,11 +267,12 @@ def claims_markdown(claims: Sequence[Claim]) -> list[str]:
     ]
     for claim in claims:
         row = claim.row()
-        per_seed = ", ".join(signed(v) for v in claim.difference.values)
+        per_seed = ", ".join(signed(v, claim.digits) for v in claim.difference.values)
         note = f" ({row['note']})" if row["note"] else ""
         lines.append(
             f"| {claim.name} | {claim.regime} | {claim.threshold} | {claim.difference.n} | "
-            f"{interval_text(claim.difference)} | {per_seed} | {p_text(claim.p)} | {p_text(claim.adjusted[0])} | "
+            f"{interval_text(claim.difference, claim.digits)} | {per_seed} | {p_text(claim.p)} | "
+            f"{p_text(claim.adjusted[0])} | "
             f"**{claim.verdict}**{note} |"
         )
     return lines

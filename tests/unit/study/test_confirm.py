@@ -157,6 +157,10 @@ def test_the_tables(tmp_path: Path) -> None:
     assert f"Plan `{plan_file}`, commit not in git." in text
     assert "| eps++/softmax | 19.0 ± 0.0 | 20.0 ± 0.0 | 0.250 ± 0.000 | 0.125 ± 0.000 |" in text
     assert "| 0.400 ± 0.000 | 2/6 |" in text
+    # a difference of mIoU in points with 1 decimal, of a share in [0, 1] with 3: sd 0.01 x sqrt(3.5) = 0.0187,
+    # half 2.5706 x 0.0187 / sqrt(6) = 0.0196 (x 100 for the mIoU, 5..10)
+    assert "| 6 | +7.5 [+5.5, +9.5] | +5.0, +6.0, +7.0, +8.0, +9.0, +10.0 |" in text
+    assert "| 6 | +0.075 [+0.055, +0.095] | +0.100, +0.090, +0.080, +0.070, +0.060, +0.050 |" in text
     # mean 50 + 19/6; sd sqrt(30.83 / 5) = 2.483, t(0.975, 5) = 2.5706 -> half 2.5706 x 2.483 / sqrt(6) = 2.61
     assert "| ssss@0.02 | 53.2 ± 2.6 |" in text
     assert re.fullmatch("[0-9a-f]{40}", plan_commit(EXAMPLE))  # the example plan is committed
