@@ -190,14 +190,14 @@ IRD_COLUMNS = (
 
 
 def ird_markdown(report: dict) -> list[str]:
-    """The IRD-health section: the telemetry at the end of training, its 50-step windows, and whether the collapse
+    """The IRD telemetry section: the telemetry at the end of training, its 50-step windows, and whether the collapse
     warning fired."""
     methods = [m for m in METHOD_NAMES if "ird" in report["localization"][m]]
     if not methods:
         return []
     lines = [
         "",
-        f"## IRD health (EPS++ training, every step, mean over the last {TELEMETRY_STEPS} steps)",
+        f"## IRD telemetry (EPS++ training, every step, mean over the last {TELEMETRY_STEPS} steps)",
         "",
         "Salient = saliency > 0.5 at the map resolution; N = the inconsistent region that IRD drops from the "
         "saliency loss; M_fg = the labelled classes' softmax maps summed; B() map = the refined map that B() "

@@ -273,7 +273,7 @@ def saliency_markdown(
     seeds: Sequence[int],
 ) -> str:
     """Tables of pseudo-mask mIoU per regime, error type, rate and method (mean ± half-width of the 95% t interval
-    over the seeds) at both thresholds, IRD's health per point, and the claims."""
+    over the seeds) at both thresholds, IRD's telemetry per point, and the claims."""
     stats = summarize(rows, ("regime", "error_type", "rate", "method", "threshold"))
     health = summarize(
         [r for r in rows if r["threshold"] == "configured"],
@@ -296,7 +296,7 @@ def saliency_markdown(
         f"seeds {', '.join(map(str, seeds))} (n = {len(seeds)}). `bg 0.2`: the configured background threshold "
         "(EPS's); `val`: the threshold each run chose on the val split's pseudo-masks (of "
         "0.1-0.8), with train scored at it, the chosen thresholds per seed in brackets. No number here is chosen "
-        "on train. IRD health (`N∩S`): the share of salient pixels in IRD's inconsistent region N, mean over the "
+        "on train. IRD telemetry (`N∩S`): the share of salient pixels in IRD's inconsistent region N, mean over the "
         f"last {TELEMETRY_STEPS} training steps (every step; 1 = every salient pixel dropped), and [k/n] the "
         "seeds whose collapse warning fired. " + " ".join(f"`{m}`: {ARMS[m]}." for m in methods if m in ARMS),
         "",
@@ -443,7 +443,7 @@ def readings_markdown(
         f"Pseudo-mask mIoU (%) on the synthetic train split, mean ± the half-width of its 95% t interval over "
         f"seeds {', '.join(map(str, seeds))} (n = {len(seeds)}), each seed with its own stage 0; `val` = the "
         "threshold chosen on val. Saliency with the demo's errors (missing class 0.1, missing part 0.2, false "
-        "coverage 0.2). IRD health: means over the last "
+        "coverage 0.2). IRD telemetry: means over the last "
         f"{TELEMETRY_STEPS} training steps (every step) of the share of salient / other pixels in the dropped "
         "region N, of M_fg on salient pixels, and of the map B() thresholds on salient / other pixels; collapse: "
         "the step each seed's warning fired (- = none). "

@@ -190,7 +190,7 @@ def test_tiny_demo_end_to_end_writes_the_report(synthetic_root: Path, tmp_path: 
         for key in ("inconsistent_salient", "inconsistent_background", "fg_salient", "threshold_map_salient")
     )
     assert ird["warnings"] == [] and ird["collapse_step"] is None and "ird" not in report["localization"]["eps"]
-    assert "## IRD health" in (out / "report.md").read_text()
+    assert "## IRD telemetry" in (out / "report.md").read_text()
     assert "| eps++ |" in (out / "report.md").read_text() and "| eps++ |" in stdout
     figure = Image.open(out / "stages.png")
     assert figure.width > figure.height  # a grid of panels: 4 rows x 8 columns
