@@ -57,6 +57,14 @@ def test_bad_process_count_or_recipe() -> None:
         scale_recipe(0, 0.01, 2)
 
 
+def test_a_recipe_of_one_image_is_split_and_a_learning_rate_of_0_is_refused() -> None:
+    """batch_size >= 1 and lr > 0 (boundary sweep): one image on one process keeps its lr; lr 0 would train nothing."""
+    assert (scale_recipe(1, 0.01, 1).batch_size, scale_recipe(1, 0.01, 1).lr) == (1, 0.01)
+    with pytest.raises(ConfigError, match=r"lr > 0, got batch_size=8, lr=0\.0"):
+        scale_recipe(8, 0.0, 2)
+    assert scale_recipe(8, 1e-9, 2).lr == pytest.approx(1e-9)
+
+
 def test_reads_the_shipped_configs() -> None:
     assert read_recipe(REPO / "configs/voc/localization_eps++.yaml") == (8, 0.01, None, 1)
     assert read_recipe(REPO / "configs/voc/segmentation_ssss.yaml") == (5, 0.00025, 2, 2)  # 5 x 2 accumulated

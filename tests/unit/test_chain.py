@@ -252,6 +252,18 @@ def test_whole_run_eta_by_hand() -> None:
     assert whole_run_eta(progress, 4.0, [200, None]) == (85.0, 1)
     assert whole_run_eta(progress | {"eta_s": 40.0}, None, [200]) == (140.0, 0)  # its own eta_s, its own rate
     assert whole_run_eta({"step": 3, "max_steps": 10, "steps_per_s": 0.0, "eta_s": None}, None, []) == (None, 0)
+    # a rate of exactly 0 (no step measured yet) estimates no fit to come; without one to come, the fit's own eta_s
+    assert whole_run_eta({"eta_s": 40.0, "steps_per_s": 0.0}, None, [200]) == (None, 0)
+    assert whole_run_eta({"eta_s": 40.0, "steps_per_s": 0.0}, None, [None]) == (40.0, 1)
+
+
+def test_a_flag_given_last_without_its_value_has_no_value() -> None:
+    """``FLAG VALUE`` needs the word after the flag (boundary sweep: the flag as the last word)."""
+    from epspp.chain import _flag_values
+
+    flags = ("--config", "-c")
+    assert _flag_values(["-c", "a.yaml", "--config"], flags, "--config=") == ["a.yaml"]
+    assert _flag_values(["-c", "a.yaml", "--config", "b.yaml"], flags, "--config=") == ["a.yaml", "b.yaml"]
 
 
 def test_the_whole_run_eta_is_printed_from_the_running_fits_progress(fake: Path, tmp_path: Path) -> None:

@@ -97,3 +97,15 @@ def test_the_study_scores_configured_masks_and_val_chosen_masks_from_the_score_m
         "context_confusion": None,
         "context_confusion_val_chosen": None,
     }
+
+
+def test_the_last_class_may_own_context_and_one_past_it_is_refused(tmp_path: Path) -> None:
+    """Classes background, a, b, c: c (id 3) is the last that a context map may name; id 4 is refused in one line
+    (labels of a dataset with a fourth class; boundary sweep)."""
+    root = _root(tmp_path, {"img0": np.array([[3, 3, 0], [0, 0, 0]], np.uint8)})
+    labels = np.ones(4, np.float32)
+    result = context_confusion(lambda _: np.full((2, 3), 3, np.uint8), root, ["img0"], lambda _: labels)
+    assert result == {"context_confusion": 1.0, "per_class": {"c": 1.0}, "context_pixels": 2}
+    write_mask_png(root / "SegmentationContext" / "img0.png", np.array([[4, 3, 0], [0, 0, 0]], np.uint8))
+    with pytest.raises(DatasetError, match="name class 4, but it has 4 classes"):
+        context_confusion(lambda _: np.full((2, 3), 3, np.uint8), root, ["img0"], lambda _: labels)

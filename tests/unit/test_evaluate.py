@@ -194,6 +194,19 @@ def test_a_score_equal_to_the_threshold_goes_to_the_background(tree: tuple[Path,
     assert float(metric.compute()["miou"]) == pytest.approx(1 / 8)
 
 
+def test_an_image_without_object_labels_is_all_background_at_every_threshold(tree: tuple[Path, Path]) -> None:
+    """Only the background channel is written for it (one channel, not one per class): no object to score, the
+    best object score 0 everywhere (boundary sweep: one class listed, the background)."""
+    from epspp.evaluate import object_scores
+
+    root, out = tree
+    write_mask_png(root / "SegmentationClassAug" / "img0.png", np.zeros((2, 3), np.uint8))  # 3x2, no object
+    np.save(out / "scores" / "img0.npy", np.full((1, 2, 3), 0.2, np.float16))
+    [(image_id, best, objects, target)] = list(object_scores(out, root, "train", ["background", "a", "b"]))
+    assert image_id == "img0" and best.tolist() == [[0.0] * 3] * 2 and objects.tolist() == [[0] * 3] * 2
+    assert target.tolist() == [[0] * 3] * 2
+
+
 def evaluate_sweep(root: Path, out: Path, *extra: str) -> list[str]:
     """``epspp evaluate --bg-thresholds 0.2`` of ``out`` as the console script runs it."""
     return [

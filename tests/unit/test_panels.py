@@ -59,12 +59,42 @@ def test_legend_of_names_classes_and_ignore_without_background() -> None:
     assert list(legend) == ["aeroplane", "bird", "class 9", "ignore"]
     assert legend["bird"] == (128, 128, 0) and legend["ignore"] == tuple(voc_palette()[255])
     assert legend_of([np.zeros((2, 2), np.uint8)], NAMES) == {}
+    # the last name (5, bottle) and one past the names (6): named and numbered (boundary sweep)
+    assert list(legend_of([np.array([[5, 6]], np.uint8)], NAMES)) == ["bottle", "class 6"]
 
 
 def test_a_mask_without_objects_says_so_in_its_legend() -> None:
     picture = overlay_with_legend(_image(20, 20), np.zeros((20, 20), np.uint8), NAMES)
     assert picture.shape[0] == 20 + 31  # still one legend line ("no object class")
     assert picture.shape[1] > 20  # the entry is wider than the 20-px image: the band widens the picture
+
+
+def _ruler_pen(pixels_per_char: int) -> Pen:
+    """Pen(13) whose text is ``pixels_per_char`` px a character and whose ellipsis is one character."""
+    pen = Pen(13)
+    pen.width = lambda text: pixels_per_char * len(text)  # type: ignore[method-assign]
+    pen.ellipsis = "…"
+    return pen
+
+
+def test_a_text_of_exactly_the_width_fits_whole_and_a_cut_one_with_its_ellipsis() -> None:
+    """``fit``: shortened with an ellipsis to fit ``width`` pixels; exactly ``width`` fits (boundary sweep)."""
+    pen = _ruler_pen(1)
+    assert pen.fit("abcd", 4) == "abcd"
+    assert pen.fit("abcde", 4) == "abc…"  # 'abc…' is exactly 4 px
+    assert pen.fit("abcde", 3) == "ab…"
+
+
+def test_a_legend_line_takes_entries_up_to_exactly_its_width() -> None:
+    """Entries of swatch 13 + gap 13 // 3 + name 20 = 37 px, 13 px apart and from the edges: two fill exactly
+    13 + 37 + 13 + 37 + 13 = 113 px, so a band 113 px wide has one line and 112 px two (boundary sweep)."""
+    from epspp.panels import legend_band
+
+    pen = _ruler_pen(10)
+    legend = {"ab": (128, 0, 0), "cd": (0, 128, 0)}
+    margins = pen.line // 4 * 2
+    assert legend_band(legend, 113, pen).shape == (pen.line + margins, 113, 3)
+    assert legend_band(legend, 112, pen).shape == (2 * pen.line + margins, 112, 3)
 
 
 def test_labelled_row_size_arithmetic() -> None:
@@ -132,6 +162,7 @@ def test_caption_names_labels_or_the_mask_classes() -> None:
     assert caption_for([], mask, NAMES) == "labels: none"
     assert caption_for(None, mask, NAMES) == "in the mask: aeroplane, bird, class 7"
     assert caption_for(None, np.zeros((2, 2), np.uint8), NAMES) == "in the mask: background only"
+    assert caption_for(None, np.array([[5, 6]], np.uint8), NAMES) == "in the mask: bottle, class 6"  # boundary sweep
 
 
 def test_localization_panels_draw_the_ground_truth_only_when_the_batch_has_it() -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from epspp.cli.render import render_main
 from epspp.data.classes import voc_palette
-from epspp.data.io import write_mask_png
+from epspp.data.io import DatasetError, write_mask_png
 from epspp.render import render
 
 # panels 64 px wide: text 13 px (the floor), a line of 13 + 6 = 19 px (titles, each row's caption); 4-px gaps;
@@ -155,3 +155,33 @@ def test_render_errors(synthetic_root: Path, tmp_path: Path, capsys: pytest.Capt
         == 0
     )
     assert (tmp_path / "figs" / "o.png").is_file()
+
+
+def test_one_row_of_16_pixel_panels_and_a_manifest_of_the_background_only(tmp_path: Path) -> None:
+    """--num >= 1 and --panel >= 16 pixels, both ends included; with the background as the only class name every
+    other id of a mask is drawn as 'class <id>', not refused (boundary sweep)."""
+    _photos(tmp_path / "photos", tmp_path / "pred")
+    pred, photos = tmp_path / "pred", tmp_path / "photos"
+    with pytest.raises(DatasetError, match="--num must be >= 1, got 0"):
+        render(pred, images=photos, num=0, panel=16)
+    with pytest.raises(DatasetError, match="--panel must be >= 16 pixels, got 15"):
+        render(pred, images=photos, num=1, panel=15)
+    assert len(_rows(render(pred, images=photos, num=1, panel=16))) == 1
+    (pred / "manifest.json").write_text(json.dumps({"class_names": ["background"]}))  # the masks hold class 3
+    assert _rows(render(pred, images=photos, panel=16, overwrite=True)) == ["a wide", "b tall"]
+
+
+def test_image_labels_name_the_object_classes_and_number_the_others(tmp_path: Path) -> None:
+    """Labels from cls_labels.npy (multi-hot over the object classes) or a ground-truth mask: the background and
+    the ignore value 255 are no label; a class past the names is 'class <id>' (boundary sweep)."""
+    from epspp.render import _labels_reader
+
+    root = tmp_path / "root"
+    root.mkdir()
+    np.save(root / "cls_labels.npy", np.array({"x": np.array([1.0, 1.0, 1.0], np.float32)}, dtype=object))
+    assert _labels_reader(root, None, ["background", "a", "b"])("x") == ["a", "b", "class 3"]
+    (tmp_path / "truth").mkdir()
+    write_mask_png(tmp_path / "truth" / "y.png", np.array([[0, 2, 255], [1, 0, 0]], np.uint8))
+    assert _labels_reader(None, tmp_path / "truth", ["background", "a", "b"])("y") == ["a", "b"]
+    names = ["background", *(f"c{i}" for i in range(1, 255))]  # 255 names: ids 0..254, and 255 is still ignore
+    assert _labels_reader(None, tmp_path / "truth", names)("y") == ["c1", "c2"]

@@ -54,6 +54,8 @@ def test_step_overrides_scale_the_preset_budget(tmp_path: Path) -> None:
     config = tmp_path / "unlimited.yaml"
     config.write_text("trainer: {max_steps: -1, log_every_n_steps: 50}\n")
     assert step_overrides(config, 7) == ["--trainer.max_steps", "7"]  # no budget to scale from
+    config.write_text("trainer: {max_steps: 0, log_every_n_steps: 50}\nmodel: {init_args: {ird_warmup_steps: 10}}\n")
+    assert step_overrides(config, 7) == ["--trainer.max_steps", "7"]  # a budget of 0 steps: none to scale from either
 
 
 def test_photos_preset_budgets_and_warmups_agree() -> None:
@@ -118,6 +120,13 @@ def test_bad_options_refused_in_one_line(tmp_path: Path, changes: dict, message:
 
     with pytest.raises(EPSError, match="^" + message.replace("+", r"\+")):
         check_options(_options(tmp_path, **changes))
+
+
+def test_a_budget_of_one_step_is_accepted(tmp_path: Path) -> None:
+    """--max-steps >= 1: 1 is the least (boundary sweep; 0 is refused above)."""
+    from epspp.run import check_options
+
+    check_options(_options(tmp_path, max_steps=1))
 
 
 def test_run_main_errors_are_one_line_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -411,3 +411,13 @@ def test_labeled_per_batch_leaves_a_pseudo_labelled_sample_in_every_batch(tmp_pa
     for good in (3, 1):  # the check passes: the missing root is what stops it
         with pytest.raises(DatasetError, match="does not exist"):
             EPSDataModule(missing, labeled_per_batch=good, **semi)
+
+
+def test_semi_supervised_batches_need_two_images_and_two_are_enough(tmp_path: Path) -> None:
+    """One labelled and one pseudo-labelled image: batch_size 2 is the least (boundary sweep)."""
+    missing = str(tmp_path / "no_root")
+    semi = {"task": "segmentation", "labeled_split": "labeled", "pseudo_mask_dir": missing}
+    with pytest.raises(ConfigError, match="batch_size must be >= 2, got 1"):
+        EPSDataModule(missing, batch_size=1, **semi)
+    with pytest.raises(DatasetError, match="does not exist"):  # the check passes: the missing root stops it
+        EPSDataModule(missing, batch_size=2, **semi)

@@ -38,6 +38,27 @@ def test_each_rank_scores_the_val_ids_of_its_stride_once(synthetic_root: Path, r
     assert ids == split_ids(synthetic_root, "val")[rank::world_size]  # 6 val ids: no padding duplicate
 
 
+@pytest.mark.parametrize(("world_size", "warned"), [(6, False), (7, True)])
+def test_the_duplicates_warning_starts_past_one_val_image_per_process(
+    synthetic_root: Path, world_size: int, warned: bool, recwarn: pytest.WarningsRecorder
+) -> None:
+    """6 val images over 6 processes: one each, no duplicate (no warning); over 7 Lightning pads (boundary sweep)."""
+    module = _module(synthetic_root, world_size - 1, world_size, task="localization")
+    module.setup("validate")
+    ids = [image_id for batch in module.val_dataloader() for image_id in batch["id"]]
+    notes = [str(w.message) for w in recwarn if "pads it with duplicates" in str(w.message)]
+    assert notes == (
+        [
+            f"the evaluation split has 6 images for {world_size} processes: Lightning pads it with "
+            "duplicates, which are scored twice"
+        ]
+        if warned
+        else []
+    )
+    if not warned:
+        assert ids == split_ids(synthetic_root, "val")[world_size - 1 :: world_size]  # the last rank: the 6th image
+
+
 def test_a_loader_worker_of_rank_1_is_seeded_as_rank_1(synthetic_root: Path) -> None:
     module = _module(synthetic_root, 1, 2, task="localization", num_workers=1, worker_nice=3)
     module.setup("validate")

@@ -11,7 +11,15 @@ import pytest
 from PIL import Image
 
 import epspp
-from epspp.data.io import DatasetError, read_image, read_saliency, read_split
+from epspp.data.io import (
+    DatasetError,
+    max_pixels,
+    read_image,
+    read_mask_pixels,
+    read_saliency,
+    read_split,
+    write_mask_png,
+)
 
 
 def _split(root: Path, name: str, raw: bytes) -> None:
@@ -106,3 +114,24 @@ def test_the_pixel_limit_admits_an_image_of_exactly_that_many_pixels(
     monkeypatch.setenv("EPSPP_MAX_PIXELS", "14")
     with pytest.raises(DatasetError, match=r"wide\.png has more than 14 pixels .*\(5x3\)"):
         read_image(tmp_path / "wide.png")
+
+
+def test_the_pixel_limit_admits_a_mask_of_exactly_that_many_pixels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mask reader's own PNG decoder (palette, unfiltered rows) has the same closed limit (boundary sweep)."""
+    write_mask_png(tmp_path / "wide.png", np.ones((3, 5), np.uint8))  # 5x3 = 15 pixels
+    monkeypatch.setenv("EPSPP_MAX_PIXELS", "15")
+    assert read_mask_pixels(tmp_path / "wide.png").shape == (3, 5)
+    monkeypatch.setenv("EPSPP_MAX_PIXELS", "14")
+    with pytest.raises(DatasetError, match=r"wide\.png has more than 14 pixels .*\(5x3\)"):
+        read_mask_pixels(tmp_path / "wide.png")
+
+
+def test_a_pixel_limit_of_one_is_positive_and_zero_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EPSPP_MAX_PIXELS is 'a positive number of pixels': 1 is the least (boundary sweep)."""
+    monkeypatch.setenv("EPSPP_MAX_PIXELS", "1")
+    assert max_pixels() == 1
+    monkeypatch.setenv("EPSPP_MAX_PIXELS", "0")
+    with pytest.raises(DatasetError, match=r"EPSPP_MAX_PIXELS='0': expected a positive number of pixels"):
+        max_pixels()

@@ -60,3 +60,18 @@ def test_a_truncated_or_oversized_mask_is_one_line(tmp_path: Path, monkeypatch: 
         read_mask_pixels(tmp_path / "m.png")
     with pytest.raises(DatasetError, match=r"mask .*nothere\.png not found"):
         read_mask_pixels(tmp_path / "nothere.png")
+
+
+def test_the_header_is_read_from_its_33rd_byte_and_a_chunk_from_its_8th(tmp_path: Path) -> None:
+    """The signature (8 bytes) and the IHDR chunk (4 + 4 + 13 + 4) end at byte 33: 33 bytes name the size, 32 do
+    not. A chunk's length and type are its first 8 bytes: an IEND cut after them is named (boundary sweep)."""
+    write_mask_png(tmp_path / "m.png", _mask())
+    data = (tmp_path / "m.png").read_bytes()
+    assert data[-12:-4] == b"\x00\x00\x00\x00IEND"  # the last chunk: length 0, type, CRC
+    assert plain_index_png(data[:33]) == (9, 5)
+    assert plain_index_png(data[:32]) is None
+    cut = len(data) - 12
+    with pytest.raises(ValueError, match=rf"chunk b'IEND' at byte {cut} runs past the end of the file"):
+        decode_unfiltered(data[:-4], 9, 5)  # its length and type there, its CRC cut
+    with pytest.raises(ValueError, match="no IEND chunk"):
+        decode_unfiltered(data[:-5], 9, 5)  # 7 bytes of it: not a chunk header

@@ -90,6 +90,15 @@ def test_prepare_voc_errors(voc_tree: tuple[Path, Path], tmp_path: Path) -> None
         prepare_voc(voc, sbd, tmp_path / "out")
 
 
+def test_a_voc_mask_holds_ids_0_to_20_and_255() -> None:
+    """VOC: the background and 20 classes, ids 0..20, 255 = ignore; 21 is the first id refused (boundary sweep)."""
+    from epspp.data.prepare import _check_values
+
+    _check_values(np.array([[0, 20], [255, 1]], np.uint8), 21, Path("m.png"))
+    with pytest.raises(DatasetError, match=r"mask m\.png has values \[21\] outside 0\.\.20 \(255 = ignore\)"):
+        _check_values(np.array([[0, 21], [255, 20]], np.uint8), 21, Path("m.png"))
+
+
 def test_prepare_coco(coco_tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = prepare_coco(

@@ -96,6 +96,16 @@ def test_label_errors(tmp_path: Path, labels: str, message: str) -> None:
     assert not (tmp_path / "root").exists()
 
 
+@pytest.mark.parametrize("fraction", [0.0, 1.0])
+def test_the_val_fraction_is_an_open_interval(tmp_path: Path, fraction: float) -> None:
+    """--val-fraction within (0, 1): 0 leaves no val image, 1 no train image (boundary sweep)."""
+    images, saliency = _inputs(tmp_path, ["a.jpg", "b.jpg"])
+    (tmp_path / "labels.csv").write_text("a,cat\nb,cat\n")
+    with pytest.raises(DatasetError, match=rf"--val-fraction must be within \(0, 1\), got {fraction}"):
+        prepare_folder(images, tmp_path / "labels.csv", tmp_path / "root", saliency, val_fraction=fraction)
+    assert not (tmp_path / "root").exists()
+
+
 def test_image_names_that_cannot_be_ids(tmp_path: Path) -> None:
     images, _ = _inputs(tmp_path, ["a.jpg", " b.jpg"])
     (tmp_path / "labels.csv").write_text("a,cat\n b,cat\n")

@@ -125,3 +125,20 @@ def test_every_flag_has_a_help_text() -> None:
     for name in ("synthetic", "pretrain-corpus"):
         for action in commands[name]._actions:
             assert action.help and len(action.help) > 10, (name, action.option_strings)
+
+
+def test_the_closed_ends_of_the_corpus_ranges_are_accepted_and_one_step_beyond_refused() -> None:
+    """One image and one val image, 1..28 classes (the 20 WSSS classes and 8 distractor families), sides
+    32..4096 (boundary sweep)."""
+    from epspp.data.pretrain_corpus import CorpusConfig
+
+    CorpusConfig(num_images=1, num_val=1, num_classes=1, image_size=32)
+    CorpusConfig(num_classes=28, image_size=4096)
+    with pytest.raises(ValueError, match="num_images and num_val must be >= 1, got 0, 1"):
+        CorpusConfig(num_images=0, num_val=1)
+    with pytest.raises(ValueError, match="num_classes must be within 1..28, got 0"):
+        CorpusConfig(num_classes=0)
+    with pytest.raises(ValueError, match="num_classes must be within 1..28, got 29"):
+        CorpusConfig(num_classes=29)
+    with pytest.raises(ValueError, match=r"image_size must be in \[32, 4096\], got 4097"):
+        CorpusConfig(image_size=4097)

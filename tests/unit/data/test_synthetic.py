@@ -230,6 +230,20 @@ def test_bad_parameters(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
+def test_the_closed_ends_of_the_dataset_ranges_are_accepted_and_one_step_beyond_refused() -> None:
+    """One train and one val image, 1..20 object classes (VOC's count), sides 32..4096 (boundary sweep)."""
+    SyntheticConfig(num_train=1, num_val=1, num_classes=1, image_size=32)
+    SyntheticConfig(num_classes=20, image_size=4096)
+    with pytest.raises(ValueError, match="num_train and num_val must be >= 1, got 0, 1"):
+        SyntheticConfig(num_train=0, num_val=1)
+    with pytest.raises(ValueError, match="num_classes must be within 1..20, got 0"):
+        SyntheticConfig(num_classes=0)
+    with pytest.raises(ValueError, match="num_classes must be within 1..20, got 21"):
+        SyntheticConfig(num_classes=21)
+    with pytest.raises(ValueError, match=r"image_size must be in \[32, 4096\], got 4097"):
+        SyntheticConfig(image_size=4097)
+
+
 def test_saliency_variant_keeps_images_and_masks_and_injects_only_its_error(tmp_path: Path) -> None:
     root = generate_synthetic(
         tmp_path / "data",

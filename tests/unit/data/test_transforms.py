@@ -271,6 +271,20 @@ def test_deeplab_scales_resize_the_whole_image_and_pad_with_the_mean():
     assert seen == {0.5, 1.5}
 
 
+def test_the_least_long_side_is_1_and_a_scale_factor_must_be_positive() -> None:
+    """resize_long (low, high) with 1 <= low <= high, every side drawn (EPS: random.randint(low, high), both ends
+    included); deeplab's scales are positive factors, so 0 is refused (boundary sweep)."""
+    from epspp.data.transforms import _scale_choices
+
+    assert _scale_choices((1, 3)) == [1, 2, 3]
+    assert _scale_choices((5, 5)) == [5]
+    with pytest.raises(ValueError, match=r"1 <= low <= high, got \(0, 3\)"):
+        _scale_choices((0, 3))
+    with pytest.raises(ValueError, match=r"scales must be positive factors, got \[0\.0, 1\.0\]"):
+        train_transform(crop_size=8, scales=(0.0, 1.0))
+    train_transform(crop_size=8, scales=(0.01, 1.0))
+
+
 def test_pad_collate_batches_full_resolution_images_of_different_sizes():
     from epspp.data.transforms import pad_collate
 

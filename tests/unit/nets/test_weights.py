@@ -106,6 +106,23 @@ def test_hand_assembled_file_of_four_dtypes_reads_as_written(tmp_path: Path) -> 
         assert np.array_equal(read[name], array), name
 
 
+def test_a_none_array_a_zero_length_dimension_and_32_legacy_dimensions_are_read(tmp_path: Path) -> None:
+    """NDArray::Save of a none array writes its shape of ndim 0 only; a dimension of 0 is not negative; a legacy
+    header is ndim itself, up to 32 (numpy 1's NPY_MAXDIMS), 33 is no header (boundary sweep)."""
+    none = struct.pack("<I", V1_MAGIC) + struct.pack("<i", 0)
+    empty = struct.pack("<Ii", V2_MAGIC, 0) + struct.pack("<iqq", 2, 0, 3) + CPU + struct.pack("<i", 0)  # no data
+    deep = struct.pack("<I", 32) + struct.pack("<32I", *[1] * 32) + CPU + struct.pack("<i", 1) + struct.pack("<d", 2.5)
+    path = tmp_path / "edges.params"
+    path.write_bytes(list_header(3) + none + empty + deep + names_block([b"arg:none", b"arg:empty", b"arg:deep"]))
+    read = read_mxnet_params(path)
+    none, empty, deep = read["arg:none"], read["arg:empty"], read["arg:deep"]
+    assert none.shape == (0,) and empty.shape == (0, 3) and empty.dtype == np.float32
+    assert deep.shape == (1,) * 32 and deep.dtype == np.float64 and deep.item() == 2.5
+    path.write_bytes(list_header(1) + struct.pack("<I", 33) + bytes(33 * 4) + CPU + names_block([b"arg:x"]))
+    with pytest.raises(WeightsError, match="unknown array header 0x21"):
+        read_mxnet_params(path)
+
+
 def test_sparse_storage_is_refused_in_one_line(tmp_path: Path) -> None:
     path = tmp_path / "sparse.params"
     path.write_bytes(list_header(1) + v2_row_sparse() + names_block([b"arg:s"]))

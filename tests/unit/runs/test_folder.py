@@ -77,3 +77,18 @@ def test_every_folder_a_config_writes_in_is_named_by_its_key(tmp_path: Path) -> 
     assert written_folders(config)[data / "tb"] == "trainer.logger.init_args.save_dir"
     with pytest.raises(OutputError, match=rf"^trainer\.logger\.init_args\.save_dir {data / 'tb'} is inside the data"):
         check_run_folder(config, "fit")
+
+
+@pytest.mark.parametrize(
+    ("first_line", "subcommand"),
+    [
+        ("# epspp\n", None),  # two words: not a dump of epspp's (the subcommand is the third word)
+        ("# epspp fit\n", None),  # three words, not the whole mark
+        (run_folder.dump_mark("predict"), "predict"),
+        (run_folder.LEGACY_DUMP_MARK, "fit"),
+    ],
+)
+def test_a_dump_is_known_by_its_whole_first_line(tmp_path: Path, first_line: str, subcommand: str | None) -> None:
+    """None when epspp did not write it, whatever its first line holds (boundary sweep: a line of two words)."""
+    (tmp_path / "config.yaml").write_text(first_line + "trainer: {}\n")
+    assert run_folder.dump_subcommand(tmp_path / "config.yaml") == subcommand

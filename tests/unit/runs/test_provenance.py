@@ -98,6 +98,17 @@ def test_a_folder_without_a_record_is_completed_only_when_it_holds_nothing_of_a_
         check_resume(tmp_path, RECORD, done=0, overwrite=False)
 
 
+def test_a_record_of_exactly_the_three_writer_keys_is_the_writers_and_two_of_them_are_not(tmp_path: Path) -> None:
+    """checkpoint_sha256, model and inference make a record the writer's, with no other key needed (boundary
+    sweep: the key set equal to the three, not a strict superset)."""
+    three = {key: RECORD[key] for key in ("checkpoint_sha256", "model", "inference")}
+    write_provenance(tmp_path, three)
+    check_resume(tmp_path, RECORD, done=0, overwrite=False)  # nothing made yet: completed
+    write_provenance(tmp_path, {key: RECORD[key] for key in ("checkpoint_sha256", "model")})
+    with pytest.raises(DatasetError, match=r"provenance\.json is not the mask writer's record of its folder"):
+        check_resume(tmp_path, RECORD, done=0, overwrite=False)
+
+
 def test_derived_folders_stay_inside_the_output_and_out_of_the_dataset(tmp_path: Path) -> None:
     out, images = tmp_path / "out", tmp_path / "data" / "JPEGImages"
     folders = {"images": images}

@@ -85,6 +85,17 @@ def test_each_refusal_names_the_file_and_the_key(tmp_path: Path, change: dict, m
     assert "\n" not in str(error.value)
 
 
+def test_the_plan_ranges_at_their_ends(tmp_path: Path) -> None:
+    """alpha in the open (0, 1); 6 to 16 seeds, both ends included (boundary sweep)."""
+    for alpha in (0, 1):
+        with pytest.raises(PlanError, match=rf"`alpha`: {alpha} is not a number in \(0, 1\)"):
+            load_plan(edited(tmp_path, {"alpha": alpha}))
+    assert load_plan(edited(tmp_path, {"alpha": 0.999})).alpha == 0.999
+    assert load_plan(edited(tmp_path, {"seeds": list(range(16))})).seeds == tuple(range(16))
+    with pytest.raises(PlanError, match="`seeds`: 17 seeds: a confirmatory plan needs 6 to 16"):
+        load_plan(edited(tmp_path, {"seeds": list(range(17))}))
+
+
 def hand_made() -> tuple[dict[Training, dict], dict[tuple[str, int], dict]]:
     """Scores of the example plan's runs for seeds 0-5, with the keys of the other engineers (context confusion,
     N against the injected errors)."""

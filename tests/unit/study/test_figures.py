@@ -77,3 +77,25 @@ def test_the_tables_go_to_wandb_with_the_empty_telemetry_of_cam_and_eps(
     Image.new("RGB", (8, 8)).save(tmp_path / "f.png")
     log_to_wandb(tmp_path, "study/test", STUDY_COLUMNS, rows, tmp_path / "f.png")
     assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_one_seed_is_drawn_on_its_column_and_two_spread_about_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each seed's dot in its category's column: one dot at the column itself, several spread over -0.15..0.15
+    (boundary sweep: a single point)."""
+    import matplotlib.axes
+
+    from epspp.study.figures import plot_points
+
+    xs = []
+    original = matplotlib.axes.Axes.scatter
+
+    def scatter(self, x, *args, **kwargs):
+        xs.append(round(float(x), 6))
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "scatter", scatter)
+    points = {"one": [(0.5, False)], "two": [(0.4, False), (0.6, True)]}
+    plot_points(tmp_path / "f.png", ["p"], ["one", "two"], lambda _, c: points[c], "y", lambda p: p)
+    assert xs == [0.0, 1 - 0.15, 1 + 0.15]

@@ -29,12 +29,14 @@ def test_the_sign_flip_p_by_hand() -> None:
     # zeros: a zero's sign changes no sum, each assignment counted twice: 1, 2, 0 -> sums 3 (x2) of 8: 2/8
     assert sign_flip_p([1.0, 2.0, 0.0], 1) == 2 / 8
     assert sign_flip_p([0.0, 0.0, 0.0], 1) == 1.0 == sign_flip_p([0.0, 0.0, 0.0], None)
+    assert sign_flip_p([0.0, 0.0, 0.0], -1) == 1.0  # every sum ties the observed 0 (a tolerance of 0): all count
     # direction -1: the mirror of +1
     assert sign_flip_p([-1.0, -2.0, -3.0, -4.0, -5.0, -6.0], -1) == 1 / 64
     # 6 values, one negative: -1, 2, 3, 4, 5, 6 (sum 19): assignments with sum >= 19 flip at most the 1 (sum 21,
     # 19 observed): 2 of 64; two-sided: 4 of 64
     values = [-1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert sign_flip_p(values, 1) == 2 / 64 and sign_flip_p(values, None) == 4 / 64
+    assert sign_flip_p([1.0] * 16, 1) == 1 / 2**16  # 16 differences: the most enumerated
     with pytest.raises(ValueError, match="17 differences, at most 16"):
         sign_flip_p([1.0] * 17, 1)
 
@@ -53,6 +55,21 @@ def test_the_verdict_rules() -> None:
     assert verdict(1.0, 0.05, 1) == "contradicted" and verdict(1.0, 0.05, -1) == "contradicted"
     assert verdict(1.0, 0.0501, 1) == "not significant"  # contradicted only on the opposite direction's p
     assert verdict(0.04, 0.04, None) == "differs" and verdict(0.06, 0.0, None) == "not significant"
+    assert verdict(0.05, 1.0, None) == "differs" and verdict(0.0501, 0.0, None) == "not significant"  # p <= alpha
+
+
+def test_two_seeds_have_an_interval_and_one_has_none() -> None:
+    """The 95% t interval from n = 2 on: 2 +- t(0.975, 1) * stdev / sqrt(2) = 2 +- 12.706 * 1.4142 / 1.4142
+    (boundary sweep: n exactly 2)."""
+    from epspp.study.stats import interval_text, mean_text
+
+    two, one = Estimate((1.0, 3.0)), Estimate((2.0,))
+    row = Claim("c", "pretrained", "val", two, (0, 1), 1).row()
+    assert (row["low"], row["high"]) == (pytest.approx(-10.706, abs=1e-3), pytest.approx(14.706, abs=1e-3))
+    row = Claim("c", "pretrained", "val", one, (0,), 1).row()
+    assert (row["low"], row["high"]) == (None, None)
+    assert interval_text(two) == "+2.0 [\u221210.7, +14.7]" and interval_text(one) == "+2.0 (n = 1)"
+    assert mean_text(two) == "2.0 \u00b1 12.7" and mean_text(one) == "2.0"
 
 
 def claim(values: tuple[float, ...], direction: int | None, name: str = "c") -> Claim:

@@ -203,3 +203,26 @@ def test_every_inference_option_is_a_hyper_parameter_recorded_in_the_provenance(
     recorded = provenance(_module(), {}, None, {})["inference"]
     assert recorded["pamr_iter"] == 2 and recorded["pamr_dilations"] == [1, 2] and recorded["scales"] == [0.5, 1.0]
     assert None not in recorded.values()
+
+
+@pytest.mark.parametrize("scored_pixels", [0, 1])
+def test_val_miou_is_logged_only_with_a_ground_truth_pixel(scored_pixels: int) -> None:
+    """Without ground truth there is no mIoU (not 0): nothing logged, ``last_iou`` None; one pixel of ground truth is
+    enough to score (boundary sweep)."""
+    from types import SimpleNamespace
+
+    module = _module()
+    logged: dict = {}
+    module.log = lambda name, value, **_: logged.__setitem__(name, value)  # type: ignore[method-assign]
+    module.log_dict = lambda values, **_: logged.update(values)  # type: ignore[method-assign]
+    module._trainer = SimpleNamespace(is_global_zero=False, sanity_checking=False)  # type: ignore[assignment]
+    logits, labels = torch.tensor([[2.0, -2.0, 0.5], [-1.0, 1.0, -3.0]]), torch.tensor([[1, 0, 1], [0, 1, 0]])
+    module.val_ap.update(logits, labels)
+    module.val_f1.update(logits, labels)
+    target = torch.full((1, 3, 5), 255)  # every pixel ignored ...
+    target[0, 0, :scored_pixels] = 1  # ... but this many of class 1
+    module.val_cam.update(torch.ones(1, 3, 5, dtype=torch.long), target)
+    module.on_validation_epoch_end()
+    assert ("val/mIoU" in logged) is bool(scored_pixels) and (module.last_iou is not None) is bool(scored_pixels)
+    if scored_pixels:
+        assert float(logged["val/mIoU"]) == pytest.approx(1.0)  # the one pixel right; absent classes not counted
