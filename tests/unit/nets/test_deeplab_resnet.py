@@ -155,6 +155,21 @@ def test_trained_checkpoint_logits_equal_the_functional_network(loaded, trained_
     torch.testing.assert_close(logits, expected, rtol=1e-6, atol=1e-6)
 
 
+def test_the_stems_pool_rounds_up_where_the_first_conv_gives_an_even_side(loaded, trained_checkpoint) -> None:
+    """deeplab-pytorch's stem pools with ``ceil_mode=True``: a 40x56 picture -> conv1 20x28 (even sides, where
+    ceil and floor differ) -> pool 11x15 (floor: 10x14) -> layer3 6x8 (floor: 5x7)."""
+    rgb = np.random.default_rng(1).integers(0, 256, (40, 56, 3)).astype(np.float64)
+    ours = torch.from_numpy(((rgb / 255 - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1))[None]
+    caffe = torch.from_numpy((rgb[..., ::-1] - np.array(MEAN_BGR)).transpose(2, 0, 1).copy())[None]
+    net = loaded.double()
+    with torch.no_grad():
+        native = net.net.logits(ours)
+        expected = reference_logits(trained_checkpoint[1], caffe)
+    loaded.float()
+    assert native.shape[-2:] == expected.shape[-2:] == (6, 8)
+    torch.testing.assert_close(native, expected, rtol=1e-6, atol=1e-6)
+
+
 def test_coco_init_checkpoint_loads_the_backbone_and_skips_its_classifier(tmp_path, capsys) -> None:
     """``deeplabv1_resnet101-coco.pth``: backbone keys unprefixed plus DeepLab-v1's ``fc`` of 91 classes."""
     state = deeplab_pytorch_state(None, seed=1)

@@ -39,6 +39,19 @@ def _batch(label: list[float], height: int = 37, width: int = 53) -> dict:
     }
 
 
+def test_class_logits_pool_the_object_maps_and_leave_the_background_last_out() -> None:
+    """The head's C+1 maps put the background LAST (EPS's layout, docs/architecture.md "Channels"): the image-level
+    logits are the spatial means of the first C maps. A 2x3 map per channel, non-square, by hand."""
+    cam = torch.zeros(2, 4, 2, 3)
+    cam[:, 0] = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])  # mean 3.5
+    cam[:, 1] = -1.0
+    cam[:, 2, 0] = 6.0  # mean 3
+    cam[:, 3] = 100.0  # the background
+    cam[1] *= 2
+    expected = torch.tensor([[3.5, -1.0, 3.0], [7.0, -2.0, 6.0]])
+    torch.testing.assert_close(_module().class_logits(cam), expected)
+
+
 @pytest.mark.parametrize("saliency_loss, kind", [("none", "relu"), ("ird", "softmax"), ("eps", "softmax")])
 def test_map_kind_follows_the_method(saliency_loss: str, kind: str) -> None:
     assert _module(saliency_loss=saliency_loss).map_kind == kind

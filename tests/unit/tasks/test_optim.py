@@ -49,6 +49,23 @@ def test_default_groups_keep_one_rate_and_decay_per_part() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("bias_lr_mult", "bias_decay", "bias_groups"),
+    [
+        (2.0, True, [(2, pytest.approx(0.02), 5e-4), (1, pytest.approx(0.2), 5e-4)]),  # a faster rate only
+        (1.0, False, [(2, 0.01, 0.0), (1, pytest.approx(0.1), 0.0)]),  # no decay only
+    ],
+)
+def test_biases_get_their_own_groups_when_either_their_rate_or_their_decay_differs(
+    bias_lr_mult: float, bias_decay: bool, bias_groups: list
+) -> None:
+    """Each of the two bias options alone sets the biases apart (the weights' groups unchanged)."""
+    backbone, head = _net()
+    optimizer = build_optimizer(backbone, head, lr=0.01, bias_lr_mult=bias_lr_mult, bias_decay=bias_decay)
+    groups = [(len(g["params"]), g["lr"], g["weight_decay"]) for g in optimizer.param_groups]
+    assert groups == [(2, 0.01, 5e-4), bias_groups[0], (1, pytest.approx(0.1), 5e-4), bias_groups[1]]
+
+
 def test_poly_decay_matches_eps_polyoptimizer() -> None:
     backbone, head = _net()
     optimizer = build_optimizer(backbone, head, lr=0.01)
