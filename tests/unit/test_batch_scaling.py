@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from epspp.batch_scaling import read_recipe, scale_recipe
+from epspp.cli.batch_args import batch_args_main
 from epspp.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,3 +101,14 @@ def test_config_errors_name_the_file(tmp_path: Path) -> None:
     broken.write_text("data: [unclosed\n")
     with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
         read_recipe(broken)
+
+
+def test_batch_args_splits_the_recipe_over_devices_times_nodes(capsys: pytest.CaptureFixture) -> None:
+    """docs/multi_gpu.md: total / (devices x nodes). Localization's 8 on 2 GPUs x 2 nodes: 2 per GPU, lr kept;
+    on 1 GPU x 8 nodes: 1 per GPU."""
+    config = str(REPO / "configs/voc/localization_eps++.yaml")
+    for devices, nodes, batch in (("2", "2", 2), ("1", "8", 1), ("2", "1", 4)):
+        assert batch_args_main(["--config", config, "--devices", devices, "--num-nodes", nodes]) == 0
+        out, err = capsys.readouterr()
+        assert out.split() == ["--data.batch_size", str(batch), "--model.init_args.lr", "0.01"], (devices, nodes)
+        assert f"on {int(devices) * int(nodes)} process(es): batch {batch}/GPU" in err

@@ -430,3 +430,13 @@ def test_the_last_max_steps_given_is_the_fits_step_budget(tmp_path: Path) -> Non
     ]
     assert mixed[0].step_budget() == 9  # the last one given, whichever way each is written
     assert mixed[1].configs == [second, first] and mixed[1].step_budget() == 100  # the last config sets it
+
+
+def test_one_device_on_each_of_two_nodes_is_two_processes_under_ddp() -> None:
+    """The strategy follows the process count, devices x nodes (1 x 2 = 2: ddp), not the devices per node."""
+    assert Processes(1, 2).count == 2
+    expected = ["--trainer.devices", "1", "--trainer.num_nodes", "2", "--trainer.strategy", "ddp"]
+    assert Processes(1, 2).trainer_args(fit=False) == expected
+    assert Processes(1, 1).trainer_args(fit=False)[-2:] == ["--trainer.strategy", "auto"]
+    assert Processes(2, 1).trainer_args(fit=False)[-2:] == ["--trainer.strategy", "ddp"]
+    assert Processes(1, 2, strategy="fsdp").trainer_args(fit=False)[-1] == "fsdp"

@@ -40,3 +40,15 @@ def test_stage_3_learns_from_the_train_masks_of_eps_plus_plus(tmp_path: Path) ->
     labelled_only = stages["segmentation/labeled_only"]
     assert _value(labelled_only.args, "--data.pseudo_mask_dir") == "null"
     assert labelled_only.inputs == (out / "pretrain",)
+
+
+def test_stage_3_trains_each_variant_with_its_own_config(tmp_path: Path) -> None:
+    """docs/stages.md: weakly supervised with segmentation_wsss.yaml, semi-supervised (labelled subset +
+    pseudo-masks) with segmentation_ssss.yaml; the labelled-only baseline is the WSSS config on labeled_10pct."""
+    _, stages = _stages(tmp_path)
+    configs = tmp_path / "configs"
+    for variant, config in (("wsss", "wsss"), ("ssss", "ssss"), ("labeled_only", "wsss")):
+        args = stages[f"segmentation/{variant}"].args
+        assert args[0] == "fit" and _value(args, "--config") == str(configs / f"segmentation_{config}.yaml")
+    assert _value(stages["segmentation/labeled_only"].args, "--data.train_split") == "labeled_10pct"
+    assert "--data.train_split" not in stages["segmentation/ssss"].args

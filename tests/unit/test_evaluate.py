@@ -289,3 +289,21 @@ def test_evaluate_refuses_a_mask_folder_of_another_dataset(
     record["dataset"]["root"] = str(root.resolve())  # type: ignore[index]
     (out / "provenance.json").write_text(json.dumps(record))
     assert evaluate_main(evaluate_sweep(root, out)[1:]) == 0
+
+
+def test_the_sweep_reads_ground_truth_holding_the_last_class(tree: tuple[Path, Path]) -> None:
+    """Class b, the last of background / a / b, is a legal ground truth value (3x2 image, labels {a, b}).
+
+    At threshold 0.5 the objects' argmax gives [[bg, b, b], [a, bg, b]] against [[bg, b, b], [a, bg, bg]]:
+    bg 2/3, a 1/1, b 2/3 -> mIoU 7/9."""
+    root, out = tree
+    write_mask_png(root / "SegmentationClassAug" / "img0.png", np.array([[0, 2, 2], [1, 0, 0]], np.uint8))
+    scores = [
+        [[0.2] * 3] * 2,  # background
+        [[0.1, 0.2, 0.1], [0.8, 0.1, 0.1]],  # a
+        [[0.1, 0.6, 0.9], [0.1, 0.1, 0.7]],  # b
+    ]
+    np.save(out / "scores" / "img0.npy", np.array(scores, np.float16))
+    result = sweep_bg_threshold(out, root, "train", [0.5])
+    assert result["evaluated"] == 1
+    assert float(result["metrics"][0].compute()["miou"]) == pytest.approx(7 / 9)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from jsonargparse import Namespace
 from epspp.cli.run import run_main
 from epspp.config_checks import warmup_note
 from epspp.errors import EPSError
-from epspp.run import RunOptions, preset_folder, run_stages, step_overrides
+from epspp.run import RunOptions, fingerprint, preset_folder, run_stages, step_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTOS = REPO / "configs" / "photos"
@@ -217,3 +218,23 @@ def test_changed_input_files_rerun_their_stages(
     assert again() == ["prepare", "fit", "predict", "fit", "predict", "predict"]
     assert not (options.out / "dataset.previous").exists()  # in place: prepare folder keeps the earlier splits
     assert (options.out / "localization.previous").is_dir()
+
+
+def test_an_input_edited_in_place_at_the_same_size_changes_the_fingerprint(tmp_path: Path) -> None:
+    """A relabelled CSV line or a replaced photo of equal size: only the modification time tells it changed."""
+    photos, labels = tmp_path / "photos", tmp_path / "labels.csv"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"12")
+    labels.write_text("id,classes\na,cat\n")
+    for path in (photos / "a.jpg", labels):
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    before = fingerprint(photos, labels)
+    assert fingerprint(photos, None, labels) == before  # unchanged files: the same digest
+    labels.write_text("id,classes\na,dog\n")  # same size
+    os.utime(labels, ns=(2_000_000_000, 2_000_000_000))
+    assert fingerprint(photos, labels) != before
+    labels.write_text("id,classes\na,cat\n")
+    os.utime(labels, ns=(1_000_000_000, 1_000_000_000))
+    assert fingerprint(photos, labels) == before
+    os.utime(photos / "a.jpg", ns=(1_000_000_000, 1_000_000_001))  # a photo rewritten 1 ns later
+    assert fingerprint(photos, labels) != before

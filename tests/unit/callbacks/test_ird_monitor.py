@@ -231,3 +231,29 @@ def test_watch_ird_records_every_step_but_feeds_the_monitor_only_after_the_warm_
         "threshold_map_background",
     }
     assert len((tmp_path / TELEMETRY_FILE).read_text().splitlines()) == 7
+
+
+def test_the_monitor_watches_the_salient_share_of_the_dropped_region_not_of_all_pixels(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A run dropping 99% of its salient pixels (but 10% of all pixels) collapses; one dropping 99% of all pixels
+    (but 10% of the salient ones) does not. Window 2, threshold 0.95, warm-up of 1 step."""
+    from types import SimpleNamespace
+
+    from epspp.callbacks.ird_monitor import IRDMonitor
+
+    runs = {"collapsed": (0.10, 0.99), "healthy": (0.99, 0.10)}  # (inconsistent, inconsistent_salient)
+    for name, (share_all, share_salient) in runs.items():
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(run_dir))
+        monitor = IRDMonitor(warmup_steps=1, window=2, threshold=0.95)
+        for step in range(3):
+            monitor.record(trainer, step, {"inconsistent": share_all, "inconsistent_salient": share_salient})
+        warnings = run_dir / WARNINGS_FILE
+        if name == "collapsed":
+            assert monitor.collapse.fired_at == 2
+            assert warnings.read_text(encoding="utf-8").startswith("IRD collapse at step 2: on average 99.0% ")
+        else:
+            assert monitor.collapse.fired_at is None and not warnings.exists()
+    assert capsys.readouterr().err.count("IRD collapse") == 1

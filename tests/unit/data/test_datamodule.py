@@ -421,3 +421,14 @@ def test_semi_supervised_batches_need_two_images_and_two_are_enough(tmp_path: Pa
         EPSDataModule(missing, batch_size=1, **semi)
     with pytest.raises(DatasetError, match="does not exist"):  # the check passes: the missing root stops it
         EPSDataModule(missing, batch_size=2, **semi)
+
+
+def test_the_sampler_seed_follows_seed_everything_unless_data_seed_is_set(
+    synthetic_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data.seed wins; without it, the run's seed (seed_everything's PL_GLOBAL_SEED); without either, 0."""
+    monkeypatch.setenv("PL_GLOBAL_SEED", "1234")
+    assert _module(synthetic_root).sampler_seed() == 1234
+    assert _module(synthetic_root, seed=7).sampler_seed() == 7
+    monkeypatch.delenv("PL_GLOBAL_SEED")
+    assert _module(synthetic_root).sampler_seed() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,19 @@ def test_error_ratios_average_over_the_last_steps_ignoring_the_steps_without_a_v
     last = ird_summary(tmp_path, 3)["last_steps"]
     assert last["error_precision"] == pytest.approx(0.4) and last["error_recall"] is None
     assert last["correct_dropped"] == pytest.approx(0.25) and last["inconsistent_salient"] == pytest.approx(0.5)
+
+
+def test_a_resumed_fit_reads_its_newest_csv_log(tmp_path: Path) -> None:
+    """Two csv/version_* folders (a fit and its resume): the values come from the newest metrics.csv by
+    modification time, whatever the folders' numbers."""
+    run = tmp_path / "run"
+    for version, miou in ((0, 0.25), (1, 0.5)):
+        folder = run / "csv" / f"version_{version}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(f"step,val/mIoU\n10,{miou}\n")
+    older, newer = run / "csv" / "version_0" / "metrics.csv", run / "csv" / "version_1" / "metrics.csv"
+    os.utime(older, (1_000_000, 1_000_000))
+    os.utime(newer, (2_000_000, 2_000_000))
+    assert last_logged(run, "val/mIoU") == 0.5
+    os.utime(older, (3_000_000, 3_000_000))  # version_0 written last
+    assert last_logged(run, "val/mIoU") == 0.25

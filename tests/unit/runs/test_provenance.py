@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ from epspp.errors import DatasetError, OutputError
 from epspp.runs.provenance import (
     PROVENANCE,
     check_resume,
+    check_source,
     dataset_identity,
     provenance,
     refuse_dataset_folder,
@@ -121,3 +123,21 @@ def test_derived_folders_stay_inside_the_output_and_out_of_the_dataset(tmp_path:
         refuse_escaping_folders(out, {"--pseudo_masks.mask_subdir": out / ".." / "elsewhere"}, folders)
     with pytest.raises(OutputError, match=r"--pseudo_masks.output_dir .*masks is inside the dataset's images folder"):
         refuse_dataset_folder(images / "masks", folders)
+
+
+def test_a_record_without_a_dataset_root_is_read_and_only_its_classes_are_checked(tmp_path: Path) -> None:
+    """An older writer's provenance.json names no dataset root: nothing to compare, the folder is read (its
+    manifest's classes still checked); a record naming another root is refused."""
+    root, masks = tmp_path / "data", tmp_path / "masks"
+    root.mkdir()
+    masks.mkdir()
+    classes = ["background", "a", "b"]
+    (masks / "manifest.json").write_text(json.dumps({"class_names": classes}))
+    for record in ({"model": "m.Net"}, {"dataset": {"ids_sha256": "ab"}}):
+        (masks / PROVENANCE).write_text(json.dumps(record))
+        check_source(masks, root, classes, "--data.pseudo_mask_dir", note=False)  # read: no error
+        with pytest.raises(DatasetError, match=r"classes \['background', 'a', 'b'\] .* lists \['background', 'a'\]"):
+            check_source(masks, root, ["background", "a"], "--data.pseudo_mask_dir", note=False)
+    (masks / PROVENANCE).write_text(json.dumps({"dataset": {"root": str(tmp_path / "other")}}))
+    with pytest.raises(DatasetError, match=re.escape(f"holds masks of the dataset {tmp_path / 'other'} ")):
+        check_source(masks, root, classes, "--data.pseudo_mask_dir", note=False)
