@@ -53,3 +53,12 @@ def test_class_shares_of_the_pseudo_masks_by_hand(tmp_path: Path) -> None:
     write_mask_png(masks / "a.png", np.array([[1, 1, 0], [0, 0, 0]], np.uint8))  # 2x3: non-square
     write_mask_png(masks / "b.png", np.array([[1, 2, 2], [2, 0, 0]], np.uint8))
     assert class_shares(root, masks) == [("cat", 2, 0.25), ("dog", 1, 0.5), ("bird", 0, 0.0)]
+
+
+def test_stage_1s_map_comes_from_the_tenth_version_after_the_ninth(tmp_path: Path) -> None:
+    """Resumed ten times: version_10 is the newest log, though it sorts before version_9 as a string."""
+    for version, value in ((9, "0.5"), (10, "0.875")):
+        folder = tmp_path / "csv" / f"version_{version}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(f"step,val/mAP\n0,{value}\n")
+    assert stage1_map(tmp_path) == 0.875
