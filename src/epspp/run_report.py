@@ -93,7 +93,8 @@ def _rows(layout: RunLayout, root: Path, predict: Path | None) -> tuple[list[Row
 def stage1_map(folder: Path) -> float | None:
     """The last ``val/mAP`` of stage 1's CSV log (None without one)."""
     value = None
-    for path in sorted(folder.glob("csv/version_*/metrics.csv")):
+    paths = folder.glob("csv/version_*/metrics.csv")  # version_10 after version_9: by number, not by name
+    for path in sorted(paths, key=lambda p: (len(p.parent.name), p.parent.name)):
         with open(path, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 if row.get("val/mAP"):

@@ -52,3 +52,57 @@ def test_stage_3_trains_each_variant_with_its_own_config(tmp_path: Path) -> None
         assert args[0] == "fit" and _value(args, "--config") == str(configs / f"segmentation_{config}.yaml")
     assert _value(stages["segmentation/labeled_only"].args, "--data.train_split") == "labeled_10pct"
     assert "--data.train_split" not in stages["segmentation/ssss"].args
+
+
+def test_missing_inputs_are_generated_first_and_scratch_uses_its_own_configs(tmp_path: Path) -> None:
+    root, corpus, out, configs = tmp_path / "data", tmp_path / "corpus", tmp_path / "out", tmp_path / "configs"
+    stages = demo_stages(root, out, configs, ["--seed_everything", "3"], "pretrained", corpus)
+    assert list(stages)[:3] == ["dataset", "pretrain_corpus", "pretrain"]  # generated before any fit
+    assert stages["dataset"].args == ("prepare", "synthetic", "--root", str(root))
+    assert stages["dataset"].folder == out / "dataset"
+    assert stages["pretrain_corpus"].args == ("prepare", "pretrain-corpus", "--root", str(corpus))
+    assert stages["pretrain"].folder == out / "pretrain"
+    eps = stages["localization/eps++"]
+    assert _value(eps.args, "--config") == str(configs / "localization_eps++.yaml")
+    assert _value(eps.args, "--model.init_args.pretrained_path") == str(out / "pretrain" / "backbone.pth")
+    scratch = demo_stages(root, out, configs, [], "scratch", corpus)
+    assert "pretrain" not in scratch and "pretrain_corpus" not in scratch and "dataset" in scratch
+    cam = scratch["localization/cam"]
+    assert _value(cam.args, "--config") == str(configs / "scratch" / "localization_cam.yaml")
+    assert "--model.init_args.pretrained_path" not in cam.args and cam.inputs == ()
+    wsss = scratch["segmentation/wsss"]
+    assert _value(wsss.args, "--config") == str(configs / "scratch" / "segmentation_wsss.yaml")
+    assert _value(scratch["segmentation/labeled_only"].args, "--data.train_split") == "labeled_10pct"
+
+
+def test_the_demos_configs_and_refused_options(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import pytest
+
+    from epspp import demo
+    from epspp.config_files import PACKAGED
+    from epspp.errors import DatasetError
+
+    (tmp_path / "mine").mkdir()
+    assert demo.demo_configs(str(tmp_path / "mine")) == tmp_path / "mine"  # --configs DIR
+    monkeypatch.chdir(tmp_path)
+    assert demo.demo_configs("demo") == PACKAGED / "demo"  # no folder demo here: the packaged configs' name
+    assert demo.demo_configs(None) == PACKAGED / "demo"  # no configs/demo here: the packaged ones
+    (tmp_path / "configs" / "demo").mkdir(parents=True)
+    assert demo.demo_configs(None) == PACKAGED / "demo"  # a folder without pseudo_masks.yaml is not them
+    (tmp_path / "configs" / "demo" / "pseudo_masks.yaml").write_text("{}")
+    assert demo.demo_configs(None) == Path("configs/demo")  # a checkout's configs first
+    (tmp_path / "configs" / "demo" / "pseudo_masks.yaml").unlink()
+    monkeypatch.setattr(demo, "PACKAGED", tmp_path / "nowhere")
+    with pytest.raises(DatasetError) as error:
+        demo.demo_configs(None)
+    assert str(error.value) == (
+        f"cannot find the demo's configs ({tmp_path / 'nowhere' / 'demo'} of the installed epspp): pass --configs DIR"
+    )
+    with pytest.raises(DatasetError) as error:
+        demo.run_demo(tmp_path / "data", tmp_path / "out", tmp_path, [], regime="pretrain")
+    assert str(error.value) == "--regime pretrain: expected one of pretrained, scratch"
+    (tmp_path / "corpus").write_text("a file")
+    with pytest.raises(DatasetError) as error:
+        demo.run_demo(tmp_path / "data", tmp_path / "out", tmp_path, [], pretrain_root=tmp_path / "corpus")
+    assert str(error.value) == f"--pretrain-root {tmp_path / 'corpus'} is a file: give a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["configs", "corpus", "mine"]  # nothing written

@@ -185,3 +185,53 @@ def test_image_labels_name_the_object_classes_and_number_the_others(tmp_path: Pa
     assert _labels_reader(None, tmp_path / "truth", ["background", "a", "b"])("y") == ["a", "b"]
     names = ["background", *(f"c{i}" for i in range(1, 255))]  # 255 names: ids 0..254, and 255 is still ignore
     assert _labels_reader(None, tmp_path / "truth", names)("y") == ["c1", "c2"]
+
+
+def test_render_refuses_its_options_before_reading(tmp_path: Path) -> None:
+    from epspp.errors import DatasetError
+
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "file.png").write_bytes(b"x")
+    cases = [
+        ({"pred_dir": tmp_path / "file.png"}, f"--pred-dir {tmp_path / 'file.png'} is not a folder"),
+        ({"num": 0}, "--num must be >= 1, got 0"),
+        ({"panel": 15}, "--panel must be >= 16 pixels, got 15"),
+        ({"root": None}, "give the images: --root ROOT (a dataset) or --images DIR (a folder of images)"),
+    ]
+    for options, message in cases:
+        with pytest.raises(DatasetError) as error:
+            render(**{"pred_dir": tmp_path / "masks", "root": tmp_path, **options})
+        assert str(error.value) == message
+    with pytest.raises(DatasetError) as error:  # num 1 and panel 16 are allowed: the next check speaks
+        render(tmp_path / "masks", tmp_path, num=1, panel=16)
+    assert str(error.value) == f"{tmp_path / 'JPEGImages'} not found: is --root {tmp_path} a dataset root?"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.png", "masks"]
+
+
+def test_the_class_names_and_image_labels_an_overview_is_captioned_with(tmp_path: Path) -> None:
+    from epspp.render import _class_names, _labels_reader
+
+    assert _class_names(None, tmp_path) == ["background"]  # no manifest
+    (tmp_path / "manifest.json").write_text('{"class_names": ["background", "cat"]}')
+    assert _class_names(None, tmp_path) == ["background", "cat"]
+    for bad in ('{"class_names": ["background", 3]}', '{"class_names": []}', "[1, 2]", "{broken"):
+        (tmp_path / "manifest.json").write_text(bad)
+        assert _class_names(None, tmp_path) == ["background"], bad
+    names = ["background", "cat", "dog"]
+    root = tmp_path / "root"
+    (root / "SegmentationClassAug").mkdir(parents=True)
+    write_mask_png(root / "SegmentationClassAug" / "m.png", np.array([[0, 2, 2], [255, 0, 2]], np.uint8))  # 2x3
+    labels = _labels_reader(root, None, names)
+    assert labels("m") == ["dog"] and labels("none") is None  # from the ground truth; an id with nothing
+    (root / "cls_labels.json").write_text(json.dumps({"a": ["dog", "cat"], "m": []}))
+    labels = _labels_reader(root, None, names)
+    assert labels("a") == ["cat", "dog"] and labels("m") == []  # the label file first
+    (root / "cls_labels.json").unlink()
+    np.save(root / "cls_labels.npy", np.array({"a": np.array([0.0, 1.0, 1.0])}, dtype=object))
+    assert _labels_reader(root, None, names)("a") == ["dog", "class 3"]  # beyond the names: its number
+    assert _labels_reader(None, None, names)("m") is None  # no root: no labels
+    other = tmp_path / "truth"
+    other.mkdir()
+    write_mask_png(other / "m.png", np.array([[1, 0, 0]], np.uint8))
+    assert _labels_reader(None, other, names)("m") == ["cat"]  # --mask-dir
+    assert _labels_reader(root, other, names)("m") == ["cat"]  # --mask-dir, not the root's ground truth

@@ -274,3 +274,38 @@ def test_a_progress_line_comes_at_least_every_30_seconds(
     lines: list[str] = []
     write_saliency_maps(photos, tmp_path / "saliency", model_path=model, progress_every=100, log=lines.append)
     assert [line.split(",")[0] for line in lines[1:-1]] == [f"[epspp saliency] {n}/3 images" for n in (1, 2, 3)]
+
+
+def test_the_image_folder_the_model_and_an_earlier_record_are_refused_in_one_line(tmp_path: Path) -> None:
+    from epspp.saliency import _check_earlier, _done, _list_images, _version
+
+    with pytest.raises(SaliencyError) as error:
+        _list_images(tmp_path / "none")
+    assert str(error.value) == f"--images {tmp_path / 'none'}: no such folder"
+    (tmp_path / "notes.txt").write_text("no image")
+    with pytest.raises(SaliencyError, match=r"^--images .*notes\.txt: no such folder$"):  # a file
+        _list_images(tmp_path / "notes.txt")
+    with pytest.raises(SaliencyError, match=rf"^--images {tmp_path} holds no image \(looked for .*\.png"):
+        _list_images(tmp_path)
+    Image.fromarray(np.zeros((3, 5, 3), np.uint8)).save(tmp_path / "a.png")
+    assert _list_images(tmp_path) == {"a": tmp_path / "a.png"}
+    with pytest.raises(SaliencyError, match=r"^--model 'u2' is not a detector epspp knows: choose one of u2net"):
+        write_saliency_maps(tmp_path, tmp_path.parent / "out_u2", model="u2")
+    assert not (tmp_path.parent / "out_u2").exists()
+    out = tmp_path / "out"
+    out.mkdir()
+    record = {"model": "u2net", "sha256": "ab", "images": "/x"}
+    _check_earlier(out, record)  # no record: a new folder
+    (out / "saliency.json").write_text('{"model": "u2net"}')  # no sha256
+    with pytest.raises(SaliencyError, match=rf"^cannot read {out / 'saliency.json'} \(.*\): choose another --out$"):
+        _check_earlier(out, record)
+    (out / "saliency.json").write_text(json.dumps(record))
+    _check_earlier(out, record)  # the same maker: resumed
+    assert _version("no-such-package-of-epspp") is None
+    assert not _done(out / "a.png", tmp_path / "a.png")  # no map
+    Image.fromarray(np.zeros((3, 5), np.uint8)).save(out / "a.png")
+    assert _done(out / "a.png", tmp_path / "a.png")  # grey, 5x3 like its image
+    Image.fromarray(np.zeros((5, 3), np.uint8)).save(out / "a.png")
+    assert not _done(out / "a.png", tmp_path / "a.png")  # 3x5: transposed
+    (out / "a.png").write_bytes(b"\x89PNG truncated")
+    assert not _done(out / "a.png", tmp_path / "a.png")

@@ -22,6 +22,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
 
+from epspp.errors import OutputError
 from epspp.runs.progress import StageClock, format_duration, format_rate, progress_line, progress_record, write_progress
 
 #: seconds between two writes of progress.json when no plain line is printed
@@ -220,9 +221,10 @@ class StepProgressBar(RichProgressBar):
         now = self.time()
         try:
             write_progress(trainer.default_root_dir, progress_record(self.clock, now, done))
-        except OSError as error:  # a full disk must not stop the fit; the next write tries again
+        except (OSError, OutputError) as error:  # a full disk must not stop the fit; the next write tries again
+            reason = error.reason if isinstance(error, OutputError) else error.strerror  # write_atomic's: OutputError
             print(
-                f"[epspp] warning: cannot write {trainer.default_root_dir}/progress.json: {error.strerror}",
+                f"[epspp] warning: cannot write {trainer.default_root_dir}/progress.json: {reason}",
                 file=sys.stderr,
             )
         self.last_write = now

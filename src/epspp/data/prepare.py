@@ -102,7 +102,7 @@ def read_sbd_mat(path: str | Path) -> np.ndarray:
         return np.asarray(gt.Segmentation, dtype=np.uint8)
     except (KeyError, AttributeError) as error:
         raise DatasetError(f"{path} has no GTcls.Segmentation field: is it an SBD cls/*.mat file?") from error
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, scipy.io.matlab.MatReadError) as error:  # MatReadError: a truncated file
         raise DatasetError(f"cannot read SBD file {path}: {error}") from error
 
 

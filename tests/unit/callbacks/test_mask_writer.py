@@ -316,3 +316,146 @@ def test_the_manifest_counts_the_masks_on_disk_not_the_split(tmp_path: Path) -> 
     writer = PseudoMaskWriter(output_dir=str(out))
     manifest = writer._manifest(trainer, SimpleNamespace(hparams={}), "val", evaluated=3)
     assert (manifest["count"], manifest["split_size"], manifest["evaluated"]) == (3, 5, 3)
+
+
+# ------------------------------------------------- the split's manifest (_finish), scoring failures, report split
+class _Logger:
+    def __init__(self) -> None:
+        self.logged: list[dict] = []
+
+    def log_metrics(self, metrics: dict) -> None:
+        self.logged.append(metrics)
+
+
+def _split_trainer(root: Path, labels: dict, ids: list[str], global_zero: bool = True) -> SimpleNamespace:
+    """A one-process trainer predicting split ``val`` of ``root`` (classes background, a)."""
+    dataset = SimpleNamespace(
+        ids=list(ids),
+        labels=labels,
+        image_dir=root / "JPEGImages",
+        mask_dir=root / "SegmentationClassAug",
+        saliency_dir=None,
+        root=root,
+    )
+    datamodule = SimpleNamespace(
+        datasets={"predict": dataset},
+        hparams=AttributeDict(root=str(root), mask_dir=None, predict_split="val"),
+        class_names=["background", "a"],
+        num_classes=1,
+    )
+    return SimpleNamespace(
+        datamodule=datamodule,
+        is_global_zero=global_zero,
+        ckpt_path=None,
+        loggers=[_Logger()],
+        predict_loop=SimpleNamespace(return_predictions=True),
+    )
+
+
+def test_the_manifest_of_a_split_scores_its_masks_and_the_report_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Split val: 5 masks of 4x7 pixels, all-background ground truth, imgK predicts K*K pixels as a (0+1+4+9+16 = 30
+    of 140): background IoU 110/140 = 78.571%, a's 0/30 = 0, mIoU 39.286%, pixel accuracy 78.571%. The report
+    split (img0, img1): 1 of 56 pixels wrong: background 55/56 = 98.214%, mIoU 49.107%."""
+    root, out = write_counting_split(tmp_path)
+    (root / "ImageSets" / "Segmentation" / "sub.txt").write_text("img0\nimg1\n")
+    labels = {"img0": np.zeros(1), "img1": np.zeros(1), "img2": np.ones(1)}  # img0, img1 have no labelled class
+    trainer = _split_trainer(root, labels, [f"img{k}" for k in range(5)])
+    writer = PseudoMaskWriter(output_dir=str(out), report_split="sub")
+    writer._written = 3
+    cpu = torch.device("cpu")
+    writer.teardown(
+        trainer, SimpleNamespace(hparams={"size": (2, 3), "roots": (tmp_path,), "flag": None}, device=cpu), "predict"
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["split"], manifest["count"], manifest["split_size"], manifest["evaluated"]) == ("val", 5, 5, 5)
+    assert (manifest["written_this_run"], manifest["no_label_all_background"]) == (3, 2)
+    assert (manifest["miou"], manifest["pixel_accuracy"]) == (39.286, 78.571)
+    assert manifest["per_class_iou"] == {"background": 78.571, "a": 0.0}
+    assert manifest["report"] == {
+        "split": "sub",
+        "evaluated": 2,
+        "miou": 49.107,
+        "pixel_accuracy": 98.214,
+        "per_class_iou": {"background": 98.214, "a": 0.0},
+    }
+    assert manifest["config"]["model"] == {"size": [2, 3], "roots": [str(tmp_path)], "flag": None}  # JSON-plain
+    assert manifest["config"]["writer"]["report_split"] == "sub"
+    assert trainer.loggers[0].logged == [{"pseudo_masks/mIoU": pytest.approx(100 * 110 / 280)}]
+    printed = capsys.readouterr().out
+    assert f"[epspp] wrote 3 masks to {out} (" in printed
+    assert "[epspp] 2 images of 'val' have no labelled class: their masks are all background" in printed
+    assert "pseudo-masks of 'val' vs ground truth (5 images):" in printed
+    assert "pseudo-masks of 'sub' (the report split) vs ground truth (2 images):" in printed
+    assert not (out / "overview.png").exists() and "overview" not in printed  # no save_overlays: no overview
+    writer.teardown(trainer, None, "predict")  # finished: the manifest is not redone
+    (out / "manifest.json").unlink()
+    writer = PseudoMaskWriter(output_dir=str(out))
+    writer.teardown(_split_trainer(root, labels, [], global_zero=False), None, "predict")  # not rank 0: no manifest
+    PseudoMaskWriter(output_dir=str(out)).teardown(trainer, None, "fit")  # not a prediction
+    assert not (out / "manifest.json").exists()
+
+
+def test_a_report_split_outside_the_predicted_split_is_refused(tmp_path: Path) -> None:
+    root, out = write_counting_split(tmp_path)
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("img0\nimg9\nimg7\nimg8\nimg6\n")
+    trainer = _split_trainer(root, {}, [f"img{k}" for k in range(5)])
+    with pytest.raises(DatasetError) as error:
+        PseudoMaskWriter(output_dir=str(tmp_path / "new"), report_split="train").setup(trainer, None, "predict")
+    assert str(error.value) == (
+        "4 ids of report_split 'train' are not in predict_split 'val', e.g. ['img6', 'img7', 'img8']: set "
+        "--pseudo_masks.report_split null or a subset"
+    )
+
+
+def test_a_mask_another_rank_wrote_in_this_run_is_not_written_again(tmp_path: Path) -> None:
+    """DDP pads a rank's share with ids of another rank: the first write stands, counted once."""
+    writer = PseudoMaskWriter(output_dir=str(tmp_path))
+    writer.setup(_fake_trainer(["a"]), None, "predict")
+    first, second = np.array([[1, 2, 3]], np.uint8), np.array([[3, 3, 3]], np.uint8)  # 1x3: non-square
+    writer.write_on_batch_end(None, None, {"id": ["a"], "mask": torch.from_numpy(first)[None]}, None, None, 0)
+    writer.write_on_batch_end(None, None, {"id": ["a"], "mask": torch.from_numpy(second)[None]}, None, None, 0)
+    assert np.array_equal(np.array(Image.open(tmp_path / "a.png")), first) and writer._written == 1
+    writer = PseudoMaskWriter(output_dir=str(tmp_path), overwrite=True)  # a mask of an earlier run: redone
+    writer.setup(_fake_trainer(["a"]), None, "predict")
+    writer.write_on_batch_end(None, None, {"id": ["a"], "mask": torch.from_numpy(second)[None]}, None, None, 0)
+    assert np.array_equal(np.array(Image.open(tmp_path / "a.png")), second) and writer._written == 1
+
+
+def test_scoring_stops_every_rank_when_one_fails(tmp_path: Path) -> None:
+    root, out = write_counting_split(tmp_path)
+    write_mask_png(out / "img3.png", np.zeros((7, 4), np.uint8))  # transposed: 7x4, the truth is 4x7
+    trainer = _split_trainer(root, {}, [])
+    writer = PseudoMaskWriter(output_dir=str(out))
+    with pytest.raises(DatasetError, match="img3"):
+        writer._score(trainer, SimpleNamespace(device=torch.device("cpu")), "val", distributed=False)
+    write_mask_png(out / "img3.png", np.zeros((4, 7), np.uint8))
+    calls: list[float] = []
+
+    def reduce(tensor: torch.Tensor, reduce_op: str) -> torch.Tensor:  # another rank failed: the sums say 1
+        calls.append(float(tensor[0]))
+        return tensor + 1 if len(calls) == 1 else tensor
+
+    trainer.strategy = SimpleNamespace(reduce=reduce)
+    trainer.global_rank, trainer.world_size = 0, 2
+    with pytest.raises(DatasetError) as error:
+        writer._score(trainer, SimpleNamespace(device=torch.device("cpu")), "val", distributed=True)
+    assert str(error.value) == f"scoring the masks in {out} failed on another process"
+    assert calls == [0.0, 3.0]  # no failure here; rank 0 of 2 scored img0, img2, img4
+
+
+def test_an_overview_that_cannot_be_drawn_is_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import epspp.render
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(epspp.render, "render", full_disk)
+    masks = _photo_folder(tmp_path / "photos")
+    out = tmp_path / "out"
+    _predict_folder(tmp_path / "photos", out, masks)
+    assert f"[epspp] note: {out / 'overview.png'} not drawn: No space left on device" in capsys.readouterr().out
+    assert (out / "p wide.png").is_file() and not (out / "overview.png").exists()

@@ -217,3 +217,124 @@ def test_an_epoch_limited_fit_keeps_lightnings_description(tmp_path: Path) -> No
     bar = StepProgressBar()
     bar._trainer = SimpleNamespace(max_steps=-1, max_epochs=10, global_step=120)
     assert bar._get_train_description(3).strip() == "Epoch 3/9"
+
+
+# ------------------------------------------------------------------ validate / test, the fit's edges, the helpers
+def test_validate_and_test_lines_per_batch(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    now = [0.0]
+    bar, trainer = plain_bar(now, every_n_steps=2), fake_trainer(tmp_path, fn="validate")
+    trainer.num_val_batches = [2, 1]  # two loaders: 3 batches
+    bar.setup(trainer, None, "validate")
+    bar.on_validation_start(trainer, None)
+    for batch in range(3):
+        now[0] = 1.0 + batch
+        bar.on_validation_batch_end(trainer, None, None, None, batch)
+    now[0] = 5.0
+    bar.on_validation_end(trainer, None)
+    # batch 3: not a multiple of 2, 1 s after the last line: no line
+    assert capsys.readouterr().out.splitlines() == [
+        "[validate] batch 1/3 (33%)",
+        "[validate] batch 2/3 (66%)  1.0 it/s  ETA 1 s",
+        "[validate] done: 3 batches in 5 s (1.0 it/s)",
+    ]
+    trainer.state.fn, trainer.num_test_batches, bar.every_n_steps = "test", [3], 5
+    now[0] = 10.0
+    bar.on_test_start(trainer, None)
+    for batch, t in enumerate([11.0, 40.9, 41.0]):  # batch 2: 29.9 s after the first line; batch 3: 30 s
+        now[0] = t
+        bar.on_test_batch_end(trainer, None, None, None, batch)
+    bar.on_test_end(trainer, None)
+    assert capsys.readouterr().out.splitlines() == [
+        "[test] batch 1/3 (33%)",
+        "[test] batch 3/3 (100%)  15.0 s/it",  # 2 batches in 30 s
+        "[test] done: 3 batches in 31 s (15.0 s/it)",
+    ]
+    trainer.num_test_batches = [float("inf")]  # an iterable of unknown length: no total
+    bar.on_test_start(trainer, None)
+    bar.on_test_batch_end(trainer, None, None, None, 0)
+    trainer.is_global_zero = False  # another rank says nothing
+    bar.on_test_batch_end(trainer, None, None, None, 1)
+    bar.on_test_end(trainer, None)
+    assert capsys.readouterr().out.splitlines() == ["[test] batch 1"]
+
+
+def test_validation_inside_a_fit_speaks_only_when_the_fit_has_been_quiet(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    now = [0.0]
+    bar, trainer = plain_bar(now), fake_trainer(tmp_path)
+    bar.setup(trainer, None, "fit")
+    bar.on_train_start(trainer, None)
+    run_steps(bar, trainer, {1: 1.0, 2: 2.0, 3: 3.0, 4: 4.0}, now)
+    capsys.readouterr()
+    bar.on_validation_start(trainer, None)  # inside the fit: the fit's clock goes on
+    trainer.sanity_checking = True
+    now[0] = 100.0
+    bar.on_validation_batch_end(trainer, None, None, None, 0)  # the sanity check: nothing
+    trainer.sanity_checking = False
+    now[0] = 30.9  # 29.9 s after the fit's line of step 1... the last line: step 1 at t=1
+    bar.on_validation_batch_end(trainer, None, None, None, 0)
+    now[0] = 31.0  # 30 s after it
+    bar.on_validation_batch_end(trainer, None, None, None, 1)
+    now[0] = 32.0
+    bar.on_validation_batch_end(trainer, None, None, None, 2)  # 1 s after the line above
+    bar.on_validation_end(trainer, None)  # no "done" line inside a fit
+    assert capsys.readouterr().out == "[fit] validating: batch 2/3 (step 4/10)\n"
+    trainer.global_step = 10  # the last steps ended without a batch hook (e.g. accumulated)
+    now[0] = 50.0
+    bar.on_train_end(trainer, None)
+    assert capsys.readouterr().out == "[fit] done: step 10/10 in 50 s (5.4 s/it)\n"  # 9 steps in 49 s
+    assert read_progress(tmp_path)["step"] == 10
+
+
+def test_a_progress_file_that_cannot_be_written_is_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk must not stop the fit (write_atomic raises OutputError, whose reason is the system's words)."""
+    import errno
+    import os
+
+    def full(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    now = [0.0]
+    bar, trainer = plain_bar(now), fake_trainer(tmp_path)
+    bar.setup(trainer, None, "fit")
+    bar.on_train_start(trainer, None)
+    assert (
+        capsys.readouterr().err == f"[epspp] warning: cannot write {tmp_path}/progress.json: No space left on device\n"
+    )
+    run_steps(bar, trainer, {1: 1.0}, now)  # the fit goes on
+    assert "[fit] step 1/10" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []  # no temporary left
+
+
+def test_the_fits_total_steps_and_its_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    from epspp.callbacks.progress import fit_total_steps, loss_of, stdout_is_terminal, step_limited
+
+    class Trainer(SimpleNamespace):
+        @property
+        def estimated_stepping_batches(self) -> float:
+            if self.batches is None:
+                raise RuntimeError("no training loader yet")
+            return self.batches
+
+    assert fit_total_steps(Trainer(max_steps=50, batches=7.0)) == 50
+    assert fit_total_steps(Trainer(max_steps=-1, batches=120.0)) == 120
+    assert fit_total_steps(Trainer(max_steps=0, batches=float("inf"))) == -1
+    assert fit_total_steps(Trainer(max_steps=-1, batches=None)) == -1
+    assert step_limited(SimpleNamespace(max_steps=5, max_epochs=None))
+    assert step_limited(SimpleNamespace(max_steps=5, max_epochs=-1))
+    assert not step_limited(SimpleNamespace(max_steps=5, max_epochs=3))
+    assert not step_limited(SimpleNamespace(max_steps=0, max_epochs=-1))
+    assert loss_of({"train/loss": 0.25, "loss": 2}) == 0.25
+    assert loss_of({"train/loss": "n/a", "loss": 2}) == 2.0  # not a number: the next key
+    assert loss_of({"train_loss": 3}) == 3.0
+    assert loss_of({"v_num": 1}) is None
+    monkeypatch.setattr(progress_module.sys, "stdout", object())  # replaced by something without isatty
+    assert stdout_is_terminal() is False
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(progress_module.sys, "stdout", closed)
+    assert stdout_is_terminal() is False

@@ -155,3 +155,241 @@ def test_keep_inference_options() -> None:
     random = _keep("predict", {}, dict(checkpoint_args), None)  # --allow_random_weights: no checkpoint
     assert random == checkpoint_args
     assert _keep("validate", {}, {"lr": 0.1}, "x.ckpt") == {"lr": 0.1}  # keys a model lacks are not added
+
+
+# The CLI's hooks, called on a bare EPSCLI (no parser, no Trainer): what each does to the config and the trainer.
+
+
+def _bare_cli(subcommand: str | None, config: Any = None) -> EPSCLI:
+    instance = object.__new__(EPSCLI)  # the hooks without LightningCLI's __init__ (which would run the command)
+    instance.subcommand = subcommand
+    instance.config = config
+    instance.config_init = config
+    instance.start_over = False
+    return instance
+
+
+def test_a_users_error_inside_jsonargparses_wrapping_is_raised_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytorch_lightning.cli import LightningCLI
+
+    from epspp.cli.lightning import _user_error
+    from epspp.errors import DatasetError
+
+    inner = DatasetError("weights file w.pth is truncated")
+    try:
+        try:
+            raise inner
+        except DatasetError as error:
+            raise KeyError("wrapped") from error
+    except KeyError as error:
+        try:
+            raise ValueError("Does not validate against any of the Union subtypes")  # noqa: TRY301
+        except ValueError as outer:
+            wrapped = outer
+        wrapped.__context__ = error
+    assert _user_error(wrapped) is inner
+    looped = ValueError("a")
+    looped.__context__ = KeyError("b")
+    looped.__context__.__context__ = looped  # a cycle ends the search
+    assert _user_error(looped) is None and _user_error(None) is None
+
+    def instantiate(self: Any) -> None:
+        raise wrapped
+
+    monkeypatch.setattr(LightningCLI, "instantiate_classes", instantiate)
+    with pytest.raises(DatasetError) as raised:
+        _bare_cli("fit").instantiate_classes()
+    assert raised.value is inner and raised.value.__suppress_context__
+    monkeypatch.setattr(LightningCLI, "instantiate_classes", lambda self: (_ for _ in ()).throw(looped))
+    with pytest.raises(ValueError, match="^a$"):  # no error of the user's inside: jsonargparse's own
+        _bare_cli("fit").instantiate_classes()
+
+
+def test_the_trainer_gets_the_sync_batchnorm_and_atomic_checkpoint_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jsonargparse import Namespace
+    from pytorch_lightning.cli import LightningCLI
+    from pytorch_lightning.plugins import TorchCheckpointIO, TorchSyncBatchNorm
+
+    from epspp.nets.sync_bn import TimmSyncBatchNorm
+    from epspp.tasks.checkpoint import AtomicCheckpointIO
+
+    monkeypatch.setattr(LightningCLI, "instantiate_trainer", lambda self, **kwargs: kwargs)
+
+    def plugins(trainer: dict, **kwargs: Any) -> list[type]:
+        config = Namespace(fit=Namespace(trainer=Namespace(**trainer)))
+        return [type(p) for p in _bare_cli("fit", config).instantiate_trainer(**kwargs)["plugins"]]
+
+    assert plugins({}) == [AtomicCheckpointIO]
+    assert plugins({"sync_batchnorm": True}) == [TimmSyncBatchNorm, AtomicCheckpointIO]
+    assert plugins({"sync_batchnorm": True, "plugins": TorchSyncBatchNorm()}) == [
+        TorchSyncBatchNorm,
+        AtomicCheckpointIO,
+    ]
+    assert plugins({"plugins": [TorchCheckpointIO()]}) == [TorchCheckpointIO]
+    assert _bare_cli("fit", Namespace(fit=Namespace(trainer=Namespace()))).instantiate_trainer(plugins=[]) == {
+        "plugins": []
+    }
+
+
+def test_a_refused_trainer_setting_is_one_line_naming_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jsonargparse import Namespace
+    from pytorch_lightning.cli import LightningCLI
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
+    from epspp.errors import DatasetError
+
+    def refuse(self: Any, **kwargs: Any) -> None:
+        raise MisconfigurationException("`max_steps` must be\n   a positive integer")
+
+    monkeypatch.setattr(LightningCLI, "instantiate_trainer", refuse)
+    config = Namespace(fit=Namespace(trainer=Namespace(max_steps=-5, callbacks=[])))
+    with pytest.raises(ConfigError) as error:
+        _bare_cli("fit", config).instantiate_trainer()
+    assert str(error.value) == "--trainer.max_steps -5: `max_steps` must be a positive integer"
+    ours = DatasetError("x")
+    monkeypatch.setattr(LightningCLI, "instantiate_trainer", lambda self, **kwargs: (_ for _ in ()).throw(ours))
+    with pytest.raises(DatasetError) as raised:  # an EPSError (a ValueError) is already the user's one line
+        _bare_cli("fit", config).instantiate_trainer()
+    assert raised.value is ours
+
+
+def _parsed(monkeypatch: pytest.MonkeyPatch, subcommand: str, **config: Any) -> EPSCLI:
+    from jsonargparse import Namespace
+    from pytorch_lightning.cli import LightningCLI
+
+    instance = _bare_cli(subcommand)
+
+    def parse(self: Any, parser: Any, args: Any) -> None:
+        self.config = Namespace(subcommand=subcommand, **{subcommand: Namespace(**config)})
+
+    monkeypatch.setattr(LightningCLI, "parse_arguments", parse)
+    instance.parse_arguments(None, None)
+    return instance
+
+
+def test_ckpt_path_last_and_best_outside_fit_become_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jsonargparse import Namespace
+
+    def ns(**kwargs: Any) -> Namespace:
+        return Namespace(**kwargs)
+
+    callbacks = [ns(class_path="ModelCheckpoint", init_args=ns(dirpath="ck", monitor="val/mIoU", filename="best"))]
+    trainer = ns(default_root_dir=str(tmp_path), callbacks=callbacks)
+    with pytest.raises(ConfigError) as error:
+        _parsed(monkeypatch, "validate", ckpt_path="best", trainer=trainer, weights_only=None)
+    assert str(error.value) == (
+        f"--ckpt_path best: no best checkpoint in {tmp_path / 'ck'} (the config's ModelCheckpoint folders): pass "
+        "the checkpoint file, e.g. --ckpt_path RUN/checkpoints/last.ckpt"
+    )
+    (tmp_path / "ck").mkdir()
+    torch.save({"state_dict": {}}, tmp_path / "ck" / "best.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "ck" / "last.ckpt")
+    parsed = _parsed(monkeypatch, "test", ckpt_path="best", trainer=trainer, weights_only=None)
+    assert parsed.config.test.ckpt_path == str(tmp_path / "ck" / "best.ckpt")
+    assert parsed.config.test.weights_only is True  # None (Lightning's default) becomes true
+    assert parsed.inference_options == {}  # no model
+    fit = _parsed(monkeypatch, "fit", ckpt_path="last", trainer=trainer, weights_only=False)
+    assert (fit.config.fit.ckpt_path, fit.config.fit.weights_only) == ("last", False)  # Lightning resolves it
+    model = ns(
+        class_path="epspp.tasks.segmentation.SegmentationModule",
+        init_args=ns(tta_scales=[1.0, 0.75], crf=True, lr=0.01, channels_last=True),
+    )
+    parsed = _parsed(monkeypatch, "predict", ckpt_path=None, trainer=trainer, model=model)
+    assert parsed.inference_options == {"tta_scales": [1.0, 0.75], "crf": True, "channels_last": True}
+    assert "weights_only" not in parsed.config.predict  # an option the subcommand lacks is not added
+
+
+def test_after_instantiation_the_mask_writer_knows_the_checkpoint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from jsonargparse import Namespace
+    from pytorch_lightning.cli import LightningCLI
+
+    from epspp.callbacks.mask_writer import MaskWriter
+
+    monkeypatch.setattr(LightningCLI, "after_instantiate_classes", lambda self: None)
+    for name in ("LOCAL_RANK", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    writer = MaskWriter(output_dir="out")
+    instance = _bare_cli("predict", Namespace(predict=Namespace(ckpt_path="run/last.ckpt", trainer=Namespace())))
+    instance.trainer = types.SimpleNamespace(callbacks=[object(), writer])
+    instance.after_instantiate_classes()
+    assert writer.checkpoint_path == "run/last.ckpt"
+    model = Namespace(init_args=Namespace(saliency_loss="ird", ird_warmup_steps=100))
+    config = Namespace(fit=Namespace(ckpt_path=None, trainer=Namespace(max_steps=50), model=model))
+    instance = _bare_cli("fit", config)
+    instance.trainer = types.SimpleNamespace(callbacks=[MaskWriter()])
+    instance.after_instantiate_classes()
+    assert instance.trainer.callbacks[0].checkpoint_path is None  # no --ckpt_path: none
+    assert capsys.readouterr().err == (
+        "[epspp] --model.init_args.ird_warmup_steps 100 >= --trainer.max_steps 50: IRD never drops a pixel (EPS++ "
+        "without its inconsistent-region drop) in this run; lower --model.init_args.ird_warmup_steps (e.g. 10) to "
+        "train the full loss\n"
+    )
+    instance = _bare_cli("validate", Namespace(validate=config.fit))  # only a fit trains: no note
+    instance.trainer = types.SimpleNamespace(callbacks=[])
+    instance.after_instantiate_classes()
+    assert capsys.readouterr().err == ""
+
+
+def test_before_instantiation_predict_needs_a_checkpoint_and_progress_bars_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jsonargparse import Namespace
+
+    calls: list[str] = []
+    monkeypatch.setattr(cli, "check_config", lambda config: calls.append("checked"))
+    monkeypatch.setattr(cli, "prepare_run", lambda config, subcommand, start_over: calls.append(subcommand))
+    monkeypatch.setattr(cli, "is_verbose", lambda: False)
+
+    def config(**trainer: Any) -> Namespace:
+        callbacks = [Namespace(class_path=f"x.{name}") for name in ("StepProgressBar", "MaskWriter", "RichProgressBar")]
+        return Namespace(ckpt_path=None, trainer=Namespace(callbacks=callbacks, logger=None, **trainer))
+
+    instance = _bare_cli("predict", Namespace(predict=config()))
+    instance.inference_options = {}
+    with pytest.raises(ConfigError) as error:
+        instance.before_instantiate_classes()
+    assert str(error.value) == (
+        "predict needs the trained network: pass --ckpt_path CKPT (or --allow_random_weights true for the masks of "
+        "an untrained network)"
+    )
+    assert calls == []  # refused before anything
+    run = config(enable_progress_bar=False)
+    instance = _bare_cli("fit", Namespace(fit=run))
+    instance.inference_options = {}
+    instance.before_instantiate_classes()
+    assert [c.class_path for c in run.trainer.callbacks] == ["x.MaskWriter"]
+    assert run.trainer.enable_model_summary is False and calls == ["checked", "fit"]
+    kept = config(enable_progress_bar=None, enable_model_summary=True)
+    instance = _bare_cli("predict", Namespace(predict=kept))
+    instance.inference_options = {}
+    kept.allow_random_weights = True
+    instance.before_instantiate_classes()
+    assert len(kept.trainer.callbacks) == 3 and kept.trainer.enable_model_summary is True
+
+
+def test_the_config_dump_starts_with_its_mark_and_keeps_a_users_file(tmp_path: Path) -> None:
+    from epspp.cli.lightning import RunConfigDump
+
+    def dump(global_zero: bool) -> RunConfigDump:
+        callback = object.__new__(RunConfigDump)
+        callback.parser = types.SimpleNamespace(dump=lambda config, skip_none: "seed: 7\n")
+        callback.config, callback.config_filename, callback.already_saved = None, "config.yaml", False
+        trainer = types.SimpleNamespace(
+            log_dir=str(tmp_path), is_global_zero=global_zero, strategy=types.SimpleNamespace(broadcast=lambda x: True)
+        )
+        callback.setup(trainer, None, "validate")
+        return callback
+
+    mark = (
+        "# epspp validate: this run's configuration as Lightning dumps it (each validate in this folder rewrites it)\n"
+    )
+    dump(global_zero=False)
+    assert list(tmp_path.iterdir()) == []  # rank 0 writes it
+    assert dump(global_zero=True).already_saved is True
+    assert (tmp_path / "config.yaml").read_text() == mark + "seed: 7\n"
+    (tmp_path / "config.yaml").write_text("mine\n")
+    dump(global_zero=True)
+    assert (tmp_path / "config.yaml").read_text() == "mine\n"
+    assert (tmp_path / "config.validate.yaml").read_text() == mark + "seed: 7\n"

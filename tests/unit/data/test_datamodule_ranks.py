@@ -91,3 +91,51 @@ def test_the_last_partial_batch_is_dropped_only_when_each_process_has_a_whole_on
     module = _module(synthetic_root, 0, 3, task="localization", batch_size=batch_size)
     module.setup("fit")
     assert module.train_dataloader().drop_last is drop_last
+
+
+def test_more_processes_than_evaluation_images_is_a_warning_and_every_image_is_scored(synthetic_root: Path) -> None:
+    """6 val ids: 6 processes share them without padding (each one id); 7 cannot: Lightning pads, and says so."""
+    module = _module(synthetic_root, 5, 6, task="localization")
+    module.setup("validate")
+    assert [i for batch in module.val_dataloader() for i in batch["id"]] == [split_ids(synthetic_root, "val")[5]]
+    module = _module(synthetic_root, 1, 7, task="localization")
+    module.setup("validate")
+    with pytest.warns(UserWarning, match="^the evaluation split has 6 images for 7 processes: Lightning pads it"):
+        loader = module.val_dataloader()
+    assert [i for batch in loader for i in batch["id"]] == split_ids(synthetic_root, "val")  # Lightning's sampler
+
+
+def test_options_out_of_range_and_absent_splits_are_refused(synthetic_root: Path, tmp_path: Path) -> None:
+    from epspp.errors import ConfigError
+
+    for name in ("batch_size", "val_batch_size"):
+        with pytest.raises(ConfigError) as error:
+            EPSDataModule(root=str(synthetic_root), **{name: 0})
+        assert str(error.value) == f"--data.{name} must be >= 1, got 0"
+    EPSDataModule(root=str(synthetic_root), batch_size=1, val_batch_size=1)  # the boundary: allowed
+    with pytest.raises(ConfigError) as error:
+        EPSDataModule(
+            root=str(synthetic_root), labeled_split="labeled_10pct", pseudo_mask_dir=str(tmp_path), batch_size=1
+        )
+    assert str(error.value) == (
+        "semi-supervised batches mix labelled and pseudo-labelled images: batch_size must be >= 2, got 1"
+    )
+    module = _module(synthetic_root, 0, 1, task="localization", val_split=None)
+    module.setup("validate")
+    assert module.val_dataloader() == []  # no validation
+    with pytest.raises(ConfigError) as error:
+        module.test_dataloader()
+    assert str(error.value) == "no test split: set --data.test_split"
+
+
+def test_segmentation_predicts_val_batch_size_images_at_once(synthetic_root: Path) -> None:
+    module = _module(synthetic_root, 0, 1, task="segmentation", predict_split="val", val_batch_size=4, batch_size=2)
+    module.setup("predict")
+    sizes = [len(batch["id"]) for batch in module.predict_dataloader()]
+    assert sizes == [4, 2]  # 6 val ids, 4 at a time (the last batch is kept)
+    module = _module(synthetic_root, 0, 1, task="segmentation", predict_split="val", batch_size=5)
+    module.setup("predict")
+    assert [len(batch["id"]) for batch in module.predict_dataloader()] == [5, 1]  # batch_size without val_batch_size
+    module = _module(synthetic_root, 0, 1, task="localization", predict_split="val", val_batch_size=4)
+    module.setup("predict")
+    assert [len(batch["id"]) for batch in module.predict_dataloader()] == [1] * 6  # pseudo-masks: one image each

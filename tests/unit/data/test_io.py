@@ -135,3 +135,54 @@ def test_a_pixel_limit_of_one_is_positive_and_zero_is_refused(monkeypatch: pytes
     monkeypatch.setenv("EPSPP_MAX_PIXELS", "0")
     with pytest.raises(DatasetError, match=r"EPSPP_MAX_PIXELS='0': expected a positive number of pixels"):
         max_pixels()
+
+
+def test_files_that_are_missing_damaged_or_of_the_wrong_kind_are_named_in_one_line(tmp_path: Path) -> None:
+    from epspp.data.io import exif_orientation, image_files, read_mask_pixels
+
+    _split(tmp_path, "latin", b"caf\xe9\n")
+    split = tmp_path / "ImageSets" / "Segmentation" / "latin.txt"
+    with pytest.raises(DatasetError, match=rf"^cannot read split file {split}: "):
+        read_split(tmp_path, "latin")
+    with pytest.raises(DatasetError) as error:
+        read_image(tmp_path / "a.jpg", split_file="val.txt")
+    assert str(error.value) == f"image {tmp_path / 'a.jpg'} not found (listed in val.txt)"
+    with pytest.raises(DatasetError) as error:
+        read_saliency(tmp_path / "a.png")
+    assert str(error.value) == f"saliency map {tmp_path / 'a.png'} not found"
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    with pytest.raises(DatasetError, match=rf"^cannot read image {tmp_path / 'broken.jpg'}: "):
+        read_image(tmp_path / "broken.jpg")
+    with pytest.raises(DatasetError, match=rf"^cannot read image {tmp_path / 'broken.jpg'}: "):
+        exif_orientation(tmp_path / "broken.jpg")
+    Image.fromarray(np.zeros((3, 5, 3), np.uint8)).save(tmp_path / "upright.png")
+    assert exif_orientation(tmp_path / "upright.png") == 1  # no tag: stored upright
+    Image.fromarray(np.full((3, 5), 0.5, np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(DatasetError) as error:
+        read_saliency(tmp_path / "float.tif")
+    assert str(error.value) == (
+        f"saliency map {tmp_path / 'float.tif'} holds floating-point values (mode F): save it as an 8- or 16-bit "
+        "grey PNG (0 = background, max = salient)"
+    )
+    with pytest.raises(DatasetError) as error:
+        read_mask_pixels(tmp_path / "upright.png")
+    assert str(error.value) == (
+        f"mask {tmp_path / 'upright.png'} has mode RGB: expected a palette or grey PNG of class ids"
+    )
+    assert image_files(tmp_path / "none") == {}  # no folder: no image
+    assert image_files(tmp_path / "upright.png") == {}  # a file is no folder of images
+
+
+def test_image_files_by_id_skip_hidden_files_and_refuse_two_files_of_one_id(tmp_path: Path) -> None:
+    from epspp.data.io import image_files
+
+    for name in ("b.JPG", "a.png", ".c.jpg", "d.txt", "e.jpeg"):
+        (tmp_path / name).write_bytes(b"x")
+    assert image_files(tmp_path) == {"a": tmp_path / "a.png", "b": tmp_path / "b.JPG", "e": tmp_path / "e.jpeg"}
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    with pytest.raises(DatasetError) as error:
+        image_files(tmp_path)
+    assert str(error.value) == (
+        f"image id 'a' has two files in {tmp_path}: a.jpg and a.png: keep one (an id is the file name without its "
+        "extension)"
+    )

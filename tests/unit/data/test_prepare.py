@@ -240,3 +240,44 @@ def test_prepare_coco_writes_the_split_the_coco_configs_validate_on(tmp_path: Pa
         config = yaml.safe_load((configs / f"localization_{name}.yaml").read_text())
         assert config["data"]["val_split"] == COCO_VAL_SUBSET, name
         assert config["trainer"]["max_steps"] // config["trainer"]["val_check_interval"] == 128
+
+
+def test_prepares_readers_and_links_name_the_file_they_refuse(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from epspp.data.prepare import _check_values, _index, _link, _read_png_mask
+
+    (tmp_path / "broken.mat").write_bytes(b"not a mat file")
+    with pytest.raises(DatasetError, match=rf"^cannot read SBD file {tmp_path / 'broken.mat'}: "):
+        read_sbd_mat(tmp_path / "broken.mat")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG truncated")
+    with pytest.raises(DatasetError, match=rf"^cannot read mask {tmp_path / 'broken.png'}: "):
+        _read_png_mask(tmp_path / "broken.png")
+    Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(tmp_path / "rgb.png")
+    with pytest.raises(DatasetError) as error:
+        _read_png_mask(tmp_path / "rgb.png")
+    assert str(error.value) == f"mask {tmp_path / 'rgb.png'} has mode RGB: expected a palette or grey PNG of class ids"
+    Image.fromarray(np.array([[0, 20, 255]], np.uint8)).save(tmp_path / "grey.png")
+    assert _read_png_mask(tmp_path / "grey.png").tolist() == [[0, 20, 255]]
+    _check_values(np.array([[0, 20, 255]], np.uint8), 21, tmp_path / "grey.png")  # 20 is VOC's last class
+    with pytest.raises(DatasetError) as error:
+        _check_values(np.array([[0, 21, 254, 255]], np.uint8), 21, tmp_path / "grey.png")
+    assert str(error.value) == f"mask {tmp_path / 'grey.png'} has values [21, 254] outside 0..20 (255 = ignore)"
+    folder = tmp_path / "cls"
+    (folder / "train").mkdir(parents=True)
+    (folder / "a.mat").write_bytes(b"")
+    (folder / "train" / "b.mat").write_bytes(b"")
+    (folder / "train" / ".c.mat").write_bytes(b"")
+    assert _index(folder, ".mat", "SBD mask") == {"a": folder / "a.mat", "b": folder / "train" / "b.mat"}
+    (folder / "train" / "a.mat").write_bytes(b"")
+    with pytest.raises(DatasetError) as error:
+        _index(folder, ".mat", "SBD mask")
+    assert str(error.value) == f"SBD mask a found twice: {folder / 'a.mat'} and {folder / 'train' / 'a.mat'}"
+    assert _link(tmp_path / "grey.png", tmp_path / "link.png") is True
+    assert _link(tmp_path / "grey.png", tmp_path / "link.png") is False  # already there
+    with pytest.raises(FileExistsError) as refused:
+        _link(tmp_path / "rgb.png", tmp_path / "link.png")
+    assert str(refused.value) == (
+        f"{tmp_path / 'link.png'} exists and is not a link to {tmp_path / 'rgb.png'}: remove it or choose another --out"
+    )
+    assert (tmp_path / "link.png").resolve() == tmp_path / "grey.png"

@@ -214,3 +214,92 @@ def test_prepare_folder_refuses_an_image_with_an_exif_rotation(tmp_path: Path) -
         prepare_folder(images, tmp_path / "labels.csv", tmp_path / "root", saliency, val_fraction=0.5)
     # the readers take the stored pixels of every file alike (as EPS does, and as VOC/COCO were annotated)
     assert read_image(images / "im01.jpg").shape == (8, 12, 3)
+
+
+def test_unreadable_and_empty_label_files_are_refused_in_one_line(tmp_path: Path) -> None:
+    def refused(name: str, content: bytes) -> str:
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(DatasetError) as error:
+            read_label_file(path)
+        return str(error.value)
+
+    with pytest.raises(DatasetError, match=rf"^label file {tmp_path / 'none.csv'} not found$"):
+        read_label_file(tmp_path / "none.csv")
+    assert refused("latin.csv", b"a,caf\xe9\n").startswith(f"cannot read label file {tmp_path / 'latin.csv'}: ")
+    assert refused("header.csv", b"id,classes\n\n") == (
+        f"{tmp_path / 'header.csv'} lists no image: expected lines 'id,class names' (e.g. 'img001,cat;dog')"
+    )
+    assert refused("bad.json", b'{"a": [').startswith(f"label file {tmp_path / 'bad.json'} is not valid JSON: ")
+    assert (
+        refused("list.json", b'[["a", "cat"]]') == f"{tmp_path / 'list.json'} must hold an object {{id: [class names]}}"
+    )
+    assert refused("number.json", b'{"a": 3}') == (
+        f"{tmp_path / 'number.json'}: the classes of 'a' must be a list of names, got 3"
+    )
+    assert refused("mixed.json", b'{"a": ["cat", 1]}').endswith("got ['cat', 1]")
+    (tmp_path / "blank.csv").write_text("a,cat\n\n , \nb,dog\n")  # blank rows are skipped, not ids
+    assert read_label_file(tmp_path / "blank.csv") == {"a": ["cat"], "b": ["dog"]}
+    (tmp_path / "spaces.json").write_text('{"a": [" cat ", " "]}')
+    assert read_label_file(tmp_path / "spaces.json") == {"a": ["cat"]}
+
+
+def test_prepare_folder_refuses_missing_inputs_and_too_few_images(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("a,cat\n")
+    with pytest.raises(DatasetError, match=rf"^image folder {tmp_path / 'none'} not found$"):
+        prepare_folder(tmp_path / "none", labels, tmp_path / "root")
+    with pytest.raises(DatasetError, match=rf"^image folder {labels} not found$"):  # a file
+        prepare_folder(labels, labels, tmp_path / "root")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    with pytest.raises(DatasetError, match=rf"^no image in {tmp_path / 'empty'} \(looked for .*\.jpg"):
+        prepare_folder(tmp_path / "empty", labels, tmp_path / "root")
+    images, _ = _inputs(tmp_path, ["a.jpg"])
+    with pytest.raises(DatasetError) as error:
+        prepare_folder(images, labels, tmp_path / "root")
+    assert str(error.value) == "1 image(s): need at least 2 (one for train, one for val)"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / "b.jpg")
+    labels.write_text("a,\nb,\n")
+    with pytest.raises(DatasetError) as error:
+        prepare_folder(images, labels, tmp_path / "root")
+    assert str(error.value) == f"{labels} names no class at all"
+    labels.write_text("a,cat\nb,\n")
+    with pytest.raises(DatasetError) as error:
+        prepare_folder(images, labels, tmp_path / "root", tmp_path / "no_saliency")
+    assert str(error.value) == f"saliency folder {tmp_path / 'no_saliency'} not found"
+    assert not (tmp_path / "root").exists()
+
+
+def test_a_rerun_says_which_images_left_and_never_replaces_another_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from epspp.data.prepare_folder import _link_or_copy
+
+    images, _ = _inputs(tmp_path, ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
+    labels = tmp_path / "labels.csv"
+    labels.write_text("a,cat\nb,cat\nc,cat\nd,cat\n")
+    out = tmp_path / "root"
+    prepare_folder(images, labels, out, val_fraction=0.5)
+    gone = {read_split(out, "train")[0], read_split(out, "val")[0]}  # one of each split
+    for image_id in gone:
+        (images / f"{image_id}.jpg").unlink()
+    kept = sorted({"a", "b", "c", "d"} - gone)
+    labels.write_text("".join(f"{i},cat\n" for i in kept))
+    capsys.readouterr()
+    counts = prepare_folder(images, labels, out, val_fraction=0.5)
+    assert capsys.readouterr().err == (
+        f"[epspp] 2 image(s) of the earlier splits of {out} are no longer in the image folder: left out of the new "
+        "splits\n"
+    )
+    assert counts["images"] == 2 and sorted(read_split(out, "all")) == kept
+    (tmp_path / "x.jpg").write_bytes(b"12345")
+    (tmp_path / "y.jpg").write_bytes(b"123")
+    (tmp_path / "copy.jpg").write_bytes(b"12345")
+    _link_or_copy(tmp_path / "x.jpg", tmp_path / "copy.jpg", copy=True)  # a copy of the same size: kept
+    with pytest.raises(DatasetError) as error:
+        _link_or_copy(tmp_path / "y.jpg", tmp_path / "copy.jpg", copy=True)
+    assert str(error.value) == f"{tmp_path / 'copy.jpg'} exists and is not {tmp_path / 'y.jpg'}: choose an empty --out"
+    with pytest.raises(DatasetError, match="exists and is not"):
+        _link_or_copy(tmp_path / "x.jpg", tmp_path / "copy.jpg", copy=False)  # a file, not the link
+    assert (tmp_path / "copy.jpg").read_bytes() == b"12345"

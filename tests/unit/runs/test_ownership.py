@@ -302,3 +302,52 @@ def test_check_notes_saliency_maps_that_are_all_0_or_all_1(dataset: Path, capsys
     out = capsys.readouterr().out
     assert f"note: 2 of {len(ids)} saliency maps are all 0 (no salient pixel), e.g. " in out
     assert f"note: 1 of {len(ids)} saliency maps are all 1 (every pixel salient), e.g. " in out
+
+
+# ------------------------------------------------------------------ OutputRecord and stage markers, called directly
+def test_an_output_record_refuses_a_file_another_command_and_an_unreadable_record(tmp_path: Path) -> None:
+    from epspp.errors import OutputError
+    from epspp.runs.ownership import OutputRecord
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError) as error:
+        OutputRecord.open(tmp_path / "file", "epspp prepare coco", "--out")
+    assert str(error.value) == f"--out {tmp_path / 'file'} is a file: give a folder"
+    out = tmp_path / "out"
+    out.mkdir()
+    for text in ("{broken", '{"files": []}', "[1]"):  # not JSON, no command, not an object
+        (out / RECORD).write_text(text)
+        with pytest.raises(OutputError, match=rf"^cannot read {out / RECORD} \(.*\): it is not a record of epspp; "):
+            OutputRecord.open(out, "epspp prepare coco", "--out")
+    (out / RECORD).write_text('{"command": "epspp prepare voc", "files": ["a"]}')
+    with pytest.raises(OutputError) as error:
+        OutputRecord.open(out, "epspp prepare coco", "--out")
+    assert str(error.value) == (
+        f"--out {out} was written by `epspp prepare voc` ({out / RECORD}), not `epspp prepare coco`: choose "
+        "another --out"
+    )
+    record = OutputRecord.open(out, "epspp prepare voc", "--out")
+    assert record.files == {"a"} and not record.adopted
+    assert OutputRecord.open(out, "epspp prepare voc", "--out", per_file=False).files is None  # the whole folder
+    (out / "a").write_text("mine")
+    (out / "b").write_text("not listed")
+    record.claim([out / "a"])  # listed: the command's
+    with pytest.raises(OutputError) as error:
+        record.claim([out / "b"])
+    assert str(error.value) == (
+        f"{out / 'b'} was not written by `epspp prepare voc` (it is not in {out / RECORD}): move it, or choose "
+        "another --out"
+    )
+    assert json.loads((out / RECORD).read_text()) == {"command": "epspp prepare voc", "files": ["a"]}
+
+
+def test_a_stage_marker_is_a_stage_json_of_an_epspp_command(tmp_path: Path) -> None:
+    from epspp.runs.ownership import holds_stage_marker
+
+    assert not holds_stage_marker(tmp_path)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for text in ("{broken", '{"command": []}', '{"command": "epspp"}', '{"command": ["python", "fit"]}', "[1]"):
+        (tmp_path / "a" / "b" / "stage.json").write_text(text)
+        assert not holds_stage_marker(tmp_path), text
+    (tmp_path / "a" / "stage.json").write_text('{"command": ["epspp", "fit", "--config", "x.yaml"]}')
+    assert holds_stage_marker(tmp_path)  # nested: found, after the unreadable one

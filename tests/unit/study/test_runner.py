@@ -73,3 +73,105 @@ def test_a_training_on_the_datasets_own_saliency_and_the_error_flags_of_the_ird_
         if flagged:
             assert fit[fit.index("--data.saliency_errors") + 1] == "true"
         assert all("--data.saliency_errors" not in args for args in predicts)  # training batches only
+
+
+def _segmentation_ctx(tmp_path: Path):  # noqa: ANN202
+    from epspp.study.runner import Context
+
+    root = tmp_path / "out" / "data"  # the study's own dataset
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("".join(f"img{i}\n" for i in range(10)))
+    return Context(tmp_path / "out", root, tmp_path / "configs", ["--trainer.max_steps", "2"], {})
+
+
+def test_a_stage_3_setting_reads_its_masks_and_split_and_scores_the_last_checkpoint(tmp_path: Path) -> None:
+    """val/mIoU 0.123456 of the validate run -> score 12.346 (percent, 3 decimals), cached in score.json."""
+    import json
+
+    from epspp.study.runner import StudyError, segmentation
+
+    ctx = _segmentation_ctx(tmp_path)
+    pseudo = tmp_path / "masks"
+    seen: list[list] = []
+
+    def run(stages: list, value: str = "0.123456") -> None:
+        seen.append([list(stage.args) for stage in stages])
+        logs = stages[1].folder / "csv" / "version_0"
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / "metrics.csv").write_text(f"step,val/mIoU\n0,{value}\n")
+
+    ctx.runner.run = run  # type: ignore[method-assign]
+
+    def value_of(args: list, flag: str) -> str:
+        return args[args.index(flag) + 1]
+
+    assert segmentation(ctx, "pretrained", "ssss", 3, 0.1, pseudo) == {"miou": 12.346}
+    fit, validate = seen[-1]
+    folder = ctx.runs / "pretrained" / "segmentation" / "ssss_0.1" / "seed3"
+    assert value_of(fit, "--config") == str(tmp_path / "configs" / "segmentation_ssss.yaml")
+    assert value_of(fit, "--data.pseudo_mask_dir") == str(pseudo)
+    assert value_of(fit, "--data.labeled_split") == "labeled_study_0.1"  # labeled_split's docstring
+    assert value_of(fit, "--seed_everything") == "3"
+    assert value_of(fit, "--model.init_args.pretrained_path") == str(
+        tmp_path / "out" / "pretrain" / "seed3" / "backbone.pth"
+    )
+    assert value_of(validate, "--ckpt_path") == str(folder / "checkpoints" / "last.ckpt")
+    assert value_of(validate, "--trainer.default_root_dir") == str(folder / "validate")
+    assert json.loads((folder / "score.json").read_text()) == {"miou": 12.346}
+    assert segmentation(ctx, "pretrained", "ssss", 3, 0.1, pseudo) == {"miou": 12.346} and len(seen) == 1  # cached
+    assert segmentation(ctx, "scratch", "labeled_only", 0, 0.1, None) == {"miou": 12.346}
+    fit = seen[-1][0]
+    assert value_of(fit, "--config") == str(tmp_path / "configs" / "scratch" / "segmentation_wsss.yaml")
+    assert (
+        value_of(fit, "--data.pseudo_mask_dir") == "null" and value_of(fit, "--data.train_split") == "labeled_study_0.1"
+    )
+    assert "--model.init_args.pretrained_path" not in fit
+    segmentation(ctx, "scratch", "wsss", 0, None, pseudo)
+    fit = seen[-1][0]
+    assert value_of(fit, "--data.pseudo_mask_dir") == str(pseudo) and "--data.labeled_split" not in fit
+    assert (ctx.runs / "scratch" / "segmentation" / "wsss" / "seed0" / "score.json").is_file()  # no fraction
+    ctx.runner.run = lambda stages: run(stages, "")  # type: ignore[method-assign]
+    with pytest.raises(StudyError) as error:
+        segmentation(ctx, "scratch", "wsss", 1, None, pseudo)
+    folder = ctx.runs / "scratch" / "segmentation" / "wsss" / "seed1" / "validate"
+    assert str(error.value) == f"{folder} logged no val/mIoU: does the config have a val split?"
+
+
+def test_an_existing_study_dataset_must_have_the_class_count_and_names_the_sizes_it_ignores(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import json
+
+    from epspp.study.runner import Context, StudyError, prepare
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "synthetic.json").write_text(json.dumps({"params": {"num_classes": 5, "num_train": 20, "image_size": 48}}))
+    ctx = Context(tmp_path / "out", root, tmp_path, [], {})
+    with pytest.raises(StudyError) as error:
+        prepare(ctx, 7, {})
+    assert str(error.value) == (
+        f"{root} holds a synthetic dataset of 5 classes, not --num-classes 7: pass --num-classes 5, or another --root"
+    )
+    with pytest.raises(StudyError, match="^.* holds a synthetic dataset of 5 classes, not --num-classes 3: "):
+        prepare(ctx, 3, {})
+    prepare(ctx, 5, {"num_train": None, "num_val": None, "image_size": 64})  # None: the default, not a wish
+    assert capsys.readouterr().out == (
+        f"[study] note: --image-size 64 is not used: {root} exists with image_size 48 and is not regenerated (pass "
+        "another --root or --out)\n"
+    )
+
+
+def test_a_study_dataset_of_an_older_epspp_has_5_classes(tmp_path: Path) -> None:
+    """An older synthetic.json names no class count: the generator's default then, 5."""
+    import json
+
+    from epspp.study.runner import Context, StudyError, prepare
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "synthetic.json").write_text(json.dumps({"params": {"num_train": 20}}))
+    ctx = Context(tmp_path / "out", root, tmp_path, [], {})
+    prepare(ctx, 5, {})
+    with pytest.raises(StudyError, match="of 5 classes, not --num-classes 20"):
+        prepare(ctx, 20, {})

@@ -239,3 +239,95 @@ def test_val_miou_is_logged_only_with_a_ground_truth_pixel(scored_pixels: int) -
     assert ("val/mIoU" in logged) is bool(scored_pixels) and (module.last_iou is not None) is bool(scored_pixels)
     if scored_pixels:
         assert float(logged["val/mIoU"]) == pytest.approx(1.0)  # the one pixel right; absent classes not counted
+
+
+# --------------------------------------------- options refused, the inference resize, explain's pictures
+def test_class_names_of_another_count_and_saliency_the_data_lacks_are_refused() -> None:
+    with pytest.raises(ValueError) as error:
+        _module(class_names=["background", "cat"])
+    assert str(error.value) == "class_names has 2 entries, expected 4"
+    with pytest.raises(ValueError, match="^class_names has 5 entries, expected 4$"):
+        _module(class_names=["background", "a", "b", "c", "d"])
+    assert _module().class_names == ["background", "class_1", "class_2", "class_3"]
+    module = _module(saliency_loss="eps")
+    with pytest.raises(ConfigError) as refused:
+        module.saliency_term({"image": torch.zeros(1, 3, 8, 8)}, torch.zeros(1, 4, 2, 2))
+    assert str(refused.value) == (
+        "saliency_loss eps needs saliency maps, but the data serves none (--data.with_saliency false): set "
+        "saliency_loss none or --data.with_saliency true"
+    )
+
+
+def _normalized_picture(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (1, 3, H, W) uint8 picture of a gradient and the image the data pipeline makes of it (ImageNet mean/std)."""
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    picture = torch.stack([(ys * 23 + xs * 11) % 256, (xs * 37) % 256, (ys * 53) % 256]).to(torch.uint8)[None]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return picture, (picture.float() / 255 - mean) / std
+
+
+def test_the_inference_resize_is_the_one_the_option_names() -> None:
+    import numpy as np
+    from PIL import Image
+
+    picture, image = _normalized_picture(9, 14)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    pil = Image.fromarray(picture[0].permute(1, 2, 0).numpy()).resize((7, 5), Image.BICUBIC)  # (W, H)
+    pil_picture = torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1)[None].float()
+
+    def back(resized: torch.Tensor) -> torch.Tensor:  # the picture behind a normalized image
+        return ((resized * std + mean) * 255).round()
+
+    by_pil = _module(inference_resize="pil_bicubic").resize(image, (5, 7))
+    assert by_pil.shape == (1, 3, 5, 7) and torch.equal(back(by_pil), pil_picture)
+    by_torch = _module(inference_resize="bicubic").resize(image, (5, 7))
+    assert (back(by_torch) - pil_picture).abs().max() <= 2  # PIL's kernel in float: within 2 grey levels
+    bilinear = _module().resize(image, (5, 7))
+    assert torch.allclose(bilinear, torch.nn.functional.interpolate(image, (5, 7), mode="bilinear"))
+
+
+def test_bicubic_inference_needs_the_datas_mean_and_std() -> None:
+    from types import SimpleNamespace
+
+    def start(module: LocalizationModule, data: dict | None) -> None:
+        module.trainer = SimpleNamespace(datamodule=None if data is None else SimpleNamespace(hparams=data))
+        LocalizationModule.on_predict_start(module)
+
+    module = _module(inference_resize="bicubic")
+    start(module, {"mean": [0.485, 0.456, 0.406], "std": None})  # the defaults (ImageNet's), as a list
+    start(module, None)  # no data module: nothing to compare
+    with pytest.raises(ConfigError) as error:
+        start(module, {"mean": (0.5, 0.5, 0.5), "std": (0.229, 0.224, 0.225)})
+    assert str(error.value) == (
+        "data.mean [0.5, 0.5, 0.5] differs from model image_mean [0.485, 0.456, 0.406]: set "
+        "--model.init_args.image_mean to the data's values for bicubic inference"
+    )
+    with pytest.raises(ConfigError, match=r"^data\.std \[0\.2, 0\.2, 0\.2\] differs from model image_std"):
+        start(module, {"std": (0.2, 0.2, 0.2)})
+    start(_module(), {"mean": (0.5, 0.5, 0.5)})  # bilinear resizes the normalized image: any mean will do
+
+
+def test_explain_draws_the_labelled_classes_maps_at_the_input_size() -> None:
+    """Two images of 21x30 (non-square): the localization picture is the max of the labelled classes' maps, each
+    normalized to a maximum of 1; the pseudo-mask is background exactly where that max is at most bg_threshold
+    (0.9 here; a tie goes to the background), else one of the image's labelled classes."""
+    torch.manual_seed(1)
+    module = _module(saliency_loss="ird", bg_threshold=0.9)
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    with torch.no_grad():
+        out = module.explain(torch.randn(2, 3, 21, 30), torch.rand(2, 1, 21, 30), labels)
+    assert {key: tuple(value.shape) for key, value in out.items()} == {
+        "localization": (2, 21, 30),
+        "inconsistent": (2, 21, 30),
+        "pseudo_mask": (2, 21, 30),
+    }
+    assert out["inconsistent"].dtype == torch.bool
+    assert torch.allclose(out["localization"].amax(dim=(1, 2)), torch.ones(2), atol=1e-4)  # max / (max + eps)
+    assert out["localization"].min() >= 0
+    assert torch.equal(out["pseudo_mask"] == 0, out["localization"] <= 0.9)
+    assert (out["pseudo_mask"] == 0).any()
+    assert set(out["pseudo_mask"][0].unique().tolist()) <= {0, 1, 3}
+    assert set(out["pseudo_mask"][1].unique().tolist()) <= {0, 2}
+    assert (out["pseudo_mask"][0] > 0).any() and (out["pseudo_mask"][1] == 2).any()
