@@ -23,6 +23,7 @@ from epspp.data.io import image_files, read_image, read_mask, read_saliency, rea
 from epspp.data.labels import JSON_LABELS
 from epspp.files import write_atomic
 from epspp.panels import Row, blend, caption_for, legend_of, overview_picture
+from epspp.runs.logs import metrics_files
 from epspp.runs.progress import format_duration
 from epspp.visualize import heatmap
 
@@ -93,8 +94,7 @@ def _rows(layout: RunLayout, root: Path, predict: Path | None) -> tuple[list[Row
 def stage1_map(folder: Path) -> float | None:
     """The last ``val/mAP`` of stage 1's CSV log (None without one)."""
     value = None
-    paths = folder.glob("csv/version_*/metrics.csv")  # version_10 after version_9: by number, not by name
-    for path in sorted(paths, key=lambda p: (len(p.parent.name), p.parent.name)):
+    for path in metrics_files(folder):
         with open(path, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 if row.get("val/mAP"):

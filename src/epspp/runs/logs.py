@@ -14,9 +14,15 @@ WARNINGS_FILE = "warnings.txt"
 TELEMETRY_FILE = "ird_telemetry.csv"
 
 
+def metrics_files(folder: Path) -> list[Path]:
+    """``folder``'s CSV logs ``csv/version_*/metrics.csv``, oldest first: in the order of Lightning's version
+    numbers (``version_10`` after ``version_9``), each resumed fit a new version."""
+    return sorted(Path(folder).glob("csv/version_*/metrics.csv"), key=lambda p: (len(p.parent.name), p.parent.name))
+
+
 def logged_rows(folder: Path) -> list[dict[str, str]]:
     """The rows of the newest ``csv/version_*/metrics.csv`` under ``folder`` (empty without one)."""
-    files = sorted(Path(folder).glob("csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    files = metrics_files(folder)
     if not files:
         return []
     with files[-1].open(newline="") as handle:

@@ -10,7 +10,7 @@ import pytest
 
 from epspp.callbacks.ird_monitor import TelemetryRecord, record_warning
 from epspp.report import ird_markdown
-from epspp.runs.logs import collapse_step, ird_summary, last_logged, mean_over_last_steps, window_means
+from epspp.runs.logs import collapse_step, ird_summary, last_logged, mean_over_last_steps, metrics_files, window_means
 
 
 def write_metrics(run: Path, rows: list[dict[str, object]]) -> None:
@@ -86,16 +86,15 @@ def test_error_ratios_average_over_the_last_steps_ignoring_the_steps_without_a_v
 
 
 def test_a_resumed_fit_reads_its_newest_csv_log(tmp_path: Path) -> None:
-    """Two csv/version_* folders (a fit and its resume): the values come from the newest metrics.csv by
-    modification time, whatever the folders' numbers."""
+    """csv/version_* folders of a fit and its resumes: the values come from the highest version number (Lightning
+    numbers each resume's log), version_10 after version_9 though it sorts first as a string, whatever the files'
+    modification times (a copied run folder loses them)."""
     run = tmp_path / "run"
-    for version, miou in ((0, 0.25), (1, 0.5)):
+    for version, miou in ((0, 0.125), (9, 0.25), (10, 0.5)):
         folder = run / "csv" / f"version_{version}"
         folder.mkdir(parents=True)
         (folder / "metrics.csv").write_text(f"step,val/mIoU\n10,{miou}\n")
-    older, newer = run / "csv" / "version_0" / "metrics.csv", run / "csv" / "version_1" / "metrics.csv"
-    os.utime(older, (1_000_000, 1_000_000))
-    os.utime(newer, (2_000_000, 2_000_000))
     assert last_logged(run, "val/mIoU") == 0.5
-    os.utime(older, (3_000_000, 3_000_000))  # version_0 written last
-    assert last_logged(run, "val/mIoU") == 0.25
+    os.utime(run / "csv" / "version_9" / "metrics.csv", (3_000_000_000, 3_000_000_000))  # touched last
+    assert last_logged(run, "val/mIoU") == 0.5
+    assert [p.parent.name for p in metrics_files(run)] == ["version_0", "version_9", "version_10"]
