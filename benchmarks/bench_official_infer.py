@@ -18,6 +18,7 @@ Usage: ``python benchmarks/bench_official_infer.py [--backbones resnet38d resnet
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy import stats
 from skimage import data as skdata
 
 from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
@@ -83,6 +85,18 @@ def build(backbone: str) -> LocalizationModule:
     return LocalizationModule(backbone=backbone, saliency_loss="eps", bg_threshold=THRESHOLD, **kwargs).eval()
 
 
+def round_ratios(times: dict[str, list[float]], name: str) -> str:
+    """Each round's official / epspp ratio, and their geometric mean with a 95% t interval (over the rounds, on the
+    log ratios; one round: the ratio alone)."""
+    logs = [math.log(a / b) for a, b in zip(times["official"], times[name], strict=True)]
+    each = ", ".join(f"{math.exp(v):.3f}" for v in logs)
+    if len(logs) < 2:
+        return each
+    mean = statistics.mean(logs)
+    half = float(stats.t.ppf(0.975, len(logs) - 1)) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return f"{each}; geometric mean {math.exp(mean):.3f} [{math.exp(mean - half):.3f}, {math.exp(mean + half):.3f}]"
+
+
 def run(backbone: str, threads: list[int], repeats: int, resizes: list[str]) -> list[list[str]]:
     """Rows of the table for one backbone."""
     module = build(backbone)
@@ -102,7 +116,8 @@ def run(backbone: str, threads: list[int], repeats: int, resizes: list[str]) -> 
         times: dict[str, list[float]] = {"official": [], **{name: [] for name in resizes}}
         masks: dict[str, np.ndarray] = {}
         for repeat in range(repeats + 1):  # the first round warms up
-            for name in times:
+            order = list(times) if repeat % 2 == 0 else list(times)[::-1]  # who goes first alternates
+            for name in order:
                 start = time.perf_counter()
                 if name == "official":
                     masks[name] = official(module.net, picture, label)
@@ -114,6 +129,7 @@ def run(backbone: str, threads: list[int], repeats: int, resizes: list[str]) -> 
         med = {name: statistics.median(values) for name, values in times.items()}
         for name in resizes:
             agree = float((masks[name] == masks["official"]).mean())
+            print(f"{backbone}, {count} threads, official / epspp {name} per round: {round_ratios(times, name)}")
             rows.append(
                 [
                     backbone,
