@@ -11,6 +11,13 @@ from epspp.runs import folder as run_folder
 from epspp.runs.folder import discard_empty_new_folders, note_new_folder, previous_name
 
 
+@pytest.fixture
+def rank_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No launcher's rank variables: the test runs as the first process of all."""
+    for name in ("LOCAL_RANK", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_previous_names_are_free_and_keep_the_suffix(tmp_path: Path) -> None:
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "backbone.pth").write_text("w")
@@ -213,13 +220,12 @@ def test_a_fit_never_replaces_an_earlier_fits_last_checkpoint_silently(
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.usefixtures("rank_zero")
 def test_start_over_renames_the_earlier_fits_files_and_deletes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from epspp.runs.folder import check_run_folder
 
-    for name in ("LOCAL_RANK", "NODE_RANK"):
-        monkeypatch.delenv(name, raising=False)
     root = tmp_path / "run"
     callbacks = [
         _callback("ModelCheckpoint", save_last=True, filename="best"),
@@ -336,13 +342,10 @@ def _split(root: Path, ids: list[str], masks: list[str] = ()) -> None:  # type: 
         (root / "SegmentationClassAug" / f"{i}.png").write_bytes(b"png")
 
 
-def test_without_ground_truth_best_is_selected_on_what_exists(
-    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("rank_zero")
+def test_without_ground_truth_best_is_selected_on_what_exists(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from epspp.runs.folder import has_ground_truth, monitor_what_exists
 
-    for name in ("LOCAL_RANK", "NODE_RANK"):
-        monkeypatch.delenv(name, raising=False)
     data = tmp_path / "data"
     _split(data, ["a", "b"], masks=[])
     assert has_ground_truth(data, "val", None) is False
@@ -414,13 +417,10 @@ def test_relative_run_paths_go_inside_the_run_folder(tmp_path: Path) -> None:
     assert inside("r", "/abs") == "/abs" and inside("r/", "./x") == "r/x"
 
 
-def test_a_predict_writes_in_its_output_dir_without_wandb(
-    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("rank_zero")
+def test_a_predict_writes_in_its_output_dir_without_wandb(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from epspp.runs.folder import drop_wandb, predict_in_output_dir
 
-    for name in ("LOCAL_RANK", "NODE_RANK"):
-        monkeypatch.delenv(name, raising=False)
     config = _ns(trainer=_ns(default_root_dir="runs/train/"))
     predict_in_output_dir(config, "runs/train")  # the same folder: no note
     assert capsys.readouterr().err == ""
@@ -468,15 +468,12 @@ def test_last_and_best_stand_for_the_files_lightning_would_pick(tmp_path: Path) 
     assert keyword_checkpoint(config, "best") is None
 
 
-def test_start_over_in_a_folder_whose_checkpoints_lie_in_it_directly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("rank_zero")
+def test_start_over_in_a_folder_whose_checkpoints_lie_in_it_directly(tmp_path: Path) -> None:
     """Checkpoints written into the run folder itself are renamed one by one (the run folder is never renamed); a
     test's dump in config.yaml stays when the fit's is config.fit.yaml."""
     from epspp.runs.folder import check_run_folder
 
-    for name in ("LOCAL_RANK", "NODE_RANK"):
-        monkeypatch.delenv(name, raising=False)
     root = tmp_path / "run"
     root.mkdir()
     config = _fit_config(root, [_callback("ModelCheckpoint", dirpath=str(root), save_last=True, filename="best")])
