@@ -190,3 +190,15 @@ def test_localization_panels_draw_the_ground_truth_only_when_the_batch_has_it() 
     assert [len(row) for row in rows] == [6, 6] and [int(m[0, 0]) for m in masks] == [2, 4, 2, 4]
     assert rows[0][5].shape == (6, 10, 3) and (rows[0][5] == voc_palette()[4]).all()
     assert SamplePanelLogger.caption(module).endswith("ground truth")
+
+
+def test_a_panel_taller_than_its_limit_is_area_averaged_down_and_padded_white() -> None:
+    """2 x 4 stripes 0/255 at most 1 px tall: scale 1/2 (not 4/4 = 1 for the width), BOX averages each pair of
+    columns to 127.5 (NEAREST would keep 0 or 255); the other 2 columns are white padding."""
+    from epspp.panels import fit_width
+
+    stripes = np.zeros((2, 4, 3), np.uint8)
+    stripes[:, 1::2] = 255
+    fitted = fit_width(stripes, 4, 1)
+    assert fitted.shape == (1, 4, 3)
+    assert np.isin(fitted[:, :2], [127, 128]).all() and (fitted[:, 2:] == 255).all()

@@ -309,3 +309,28 @@ def test_the_image_folder_the_model_and_an_earlier_record_are_refused_in_one_lin
     assert not _done(out / "a.png", tmp_path / "a.png")  # 3x5: transposed
     (out / "a.png").write_bytes(b"\x89PNG truncated")
     assert not _done(out / "a.png", tmp_path / "a.png")
+
+
+@pytest.mark.parametrize(("key", "other"), [("model", "isnet-general-use"), ("sha256", "cd"), ("images", "/y")])
+def test_an_earlier_record_of_another_model_file_or_images_is_refused(tmp_path: Path, key: str, other: str) -> None:
+    """Each of the three keys alone is enough to refuse, and the message names it with both values."""
+    from epspp.saliency import _check_earlier
+
+    record = {"model": "u2net", "sha256": "ab", "images": "/x", "count": 3}
+    (tmp_path / "saliency.json").write_text(json.dumps({**record, key: other, "count": 1}))  # count: not a maker
+    with pytest.raises(SaliencyError) as error:
+        _check_earlier(tmp_path, record)
+    assert str(error.value) == (
+        f"--out {tmp_path} holds saliency maps made otherwise ({key} {other} -> {record[key]}): resuming would mix "
+        "two detectors' maps; choose another --out"
+    )
+
+
+def test_a_colour_map_at_the_images_size_is_redone(tmp_path: Path) -> None:
+    from epspp.saliency import _done
+
+    Image.fromarray(np.zeros((3, 5, 3), np.uint8)).save(tmp_path / "a.jpg")
+    Image.fromarray(np.zeros((3, 5, 3), np.uint8)).save(tmp_path / "a.png")  # RGB, 5x3 like its image
+    assert not _done(tmp_path / "a.png", tmp_path / "a.jpg")
+    Image.fromarray(np.zeros((3, 5), np.uint8)).save(tmp_path / "a.png")
+    assert _done(tmp_path / "a.png", tmp_path / "a.jpg")

@@ -189,3 +189,30 @@ def test_confirm_maps_the_plan(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, 
     assert ctx.overrides == [*QUIET_FIRST, "--a", "1", *QUIET_LAST]
     assert seen["claim"][:4] == (tmp_path, "epspp study", "--out", {})
     assert capsys.readouterr().out.startswith("[study] wrote x.csv in ")
+
+
+@pytest.mark.parametrize(
+    ("study", "function", "files"),
+    [
+        ("saliency-errors", "study_saliency_errors", ["study.csv", "study_claims.csv", "study.md", "study.png"]),
+        ("readings", "study_readings", ["readings.csv", "readings_claims.csv", "readings.md", "readings.png"]),
+        (
+            "labeled-fraction",
+            "study_labeled_fraction",
+            ["labeled_fraction.csv", "labeled_fraction_claims.csv", "labeled_fraction.md", "labeled_fraction.png"],
+        ),
+    ],
+)
+def test_a_config_folder_and_class_count_reach_the_study_which_names_its_files(
+    calls: dict[str, Any], capsys: pytest.CaptureFixture, tmp_path: Path, study: str, function: str, files: list[str]
+) -> None:
+    configs = tmp_path / "mine"
+    (configs / "scratch").mkdir(parents=True)
+    (configs / "scratch" / "pseudo_masks.yaml").write_text("{}")
+    out = tmp_path / "out"
+    args = [study, "--out", str(out), "--configs", str(configs), "--regimes", "scratch", "--num-classes", "3"]
+    assert cli.study_main(args) == 0
+    ctx = calls[function][0][0]
+    assert (ctx.configs, ctx.root, calls["prepare"][0][1]) == (configs, out / "data_3classes", 3)
+    said = capsys.readouterr().out
+    assert said.startswith("[study] wrote " + ", ".join(str(out / name) for name in files) + " in ")

@@ -3,6 +3,7 @@ family), the tables, and ``--dry-run``'s count (no training)."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -11,7 +12,19 @@ import pytest
 import yaml
 from fixtures.cli import clean_error, in_process, ok
 
-from epspp.study.confirm import PlanError, load_plan, plan_claims, plan_commit, write_outputs
+from epspp.study.confirm import (
+    PlanError,
+    confirm_rows,
+    dry_run,
+    generate,
+    load_plan,
+    measure_value,
+    plan_claims,
+    plan_commit,
+    planned_runs,
+    segmentation_job,
+    write_outputs,
+)
 from epspp.study.grid import Training
 from epspp.study.runner import Context
 
@@ -188,3 +201,127 @@ def test_dry_run_prints_the_runs_and_their_count(tmp_path: Path, capfd: pytest.C
         "`seeds`: 1 seeds",
     )
     assert bad.startswith("epspp study: error: plan ")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"regime": "both"}, "`regime`: 'both' is not pretrained or scratch"),
+        ({"data.difficulty": "medium"}, "`data.difficulty`: 'medium' is not easy or hard"),
+        ({"data.image_size": 31}, "`data.image_size`: 31 is not an integer >= 32"),
+        ({"data.num_classes": 0}, "`data.num_classes`: 0 is not an integer >= 1"),
+        ({"seeds": [True, 1, 2, 3, 4, 5]}, "`seeds`: True is not an integer >= 0"),
+        ({"saliency_errors": "yes"}, "`saliency_errors`: 'yes' is not true or false"),
+        ({"overrides": ["--trainer.max_steps", 4]}, "`overrides`: expected a list of strings"),
+        ({"arms": ["cam", "eps", "eps++", "eps++/softmax", "eps"]}, "'eps']: name each arm once, at least one"),
+        ({"claims.primary.0.a": None}, "`claims.primary[0].a`: missing"),
+        ({"claims": {"primary": [], "secondary": []}}, "`claims`: no claim"),
+    ],
+)
+def test_each_other_field_is_checked_on_its_own(tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(PlanError) as error:
+        load_plan(edited(tmp_path, change))
+    assert message in str(error.value)
+
+
+def test_the_data_fields_at_their_least_values_and_a_hard_draw(tmp_path: Path) -> None:
+    data = {"seed": 0, "difficulty": "hard", "num_classes": 1, "num_train": 1, "num_val": 1, "image_size": 32}
+    assert load_plan(edited(tmp_path, {"data": data})).data == data
+
+
+def test_a_plan_without_fractions_has_no_stage_3_even_with_a_fraction_arm(tmp_path: Path) -> None:
+    plan = load_plan(
+        edited(
+            tmp_path,
+            {"fractions": None, "claims.secondary": yaml.safe_load(EXAMPLE.read_text())["claims"]["secondary"][:1]},
+        )
+    )
+    assert plan.settings == () and plan.fraction_arm is None
+    scores, _ = hand_made()
+    ctx = Context(tmp_path / "out", tmp_path / "out" / "data", tmp_path, [], {})
+    (tmp_path / "out").mkdir()
+    written = write_outputs(ctx, plan, scores, {})
+    assert [p.name for p in written] == ["confirm.csv", "confirm_claims.csv", "confirm.md"]
+    assert "## Stage 3" not in written[2].read_text()
+    assert not (tmp_path / "out" / "confirm_segmentation.csv").exists()
+
+
+@pytest.mark.parametrize(("parallel", "time"), [(1, "2 h 10 min at --jobs 1"), (3, "1 h 5 min at --jobs 3")])
+def test_a_scratch_plan_has_no_stage_0_and_the_4x_arm_four_times_the_time(
+    tmp_path: Path, parallel: int, time: str
+) -> None:
+    plan = load_plan(
+        edited(tmp_path, {"regime": "scratch", "arms": ["cam", "eps", "eps++", "eps++/softmax", "eps/4x-steps"]})
+    )
+    runs = dict(planned_runs(plan))
+    assert not [name for name in runs if name.startswith("stage 0")]
+    assert runs["stage 1 eps seed 5"] == 106.0 and runs["stage 1 eps/4x-steps seed 5"] == 4 * 106.0
+    assert runs["stage 3 ssss@0.14 seed 0"] == 90.0
+    # 6 x (4 x 106 + 424) + 30 x 90 = 7788 s: 130 min on one run at a time, 65 on two (2 cores: never more)
+    assert f"60 runs (stage 0: 0, stage 1: 30, stage 3: 30), about {time}" in dry_run(plan, parallel)
+
+
+def test_measure_value_reads_each_measure_at_each_threshold() -> None:
+    scores = {
+        "configured": 10.0,
+        "val_chosen": 20.0,
+        "context_confusion": 0.1,
+        "context_confusion_val_chosen": 0.05,
+        "ird": {"last_steps": {"error_recall": 0.7, "inconsistent_salient": math.nan}},
+    }
+    assert [measure_value(scores, "miou", t) for t in ("configured", "val_chosen")] == [10.0, 20.0]
+    assert [measure_value(scores, "context_confusion", t) for t in ("configured", "val_chosen")] == [0.1, 0.05]
+    assert measure_value(scores, "error_recall", None) == 0.7
+    assert measure_value(scores, "inconsistent_salient", None) is None  # NaN: no value
+    assert measure_value(scores, "correct_dropped", None) is None  # not recorded
+    assert measure_value({**scores, "ird": None}, "error_recall", None) is None  # an arm without IRD
+
+
+def test_the_configured_row_is_scored_at_the_configured_threshold() -> None:
+    scores, _ = hand_made()
+    rows = confirm_rows(load_plan(EXAMPLE), scores)
+    assert rows[0] == {  # cam, seed 0 (the first seed's arms in the plan's order: cam, eps, ...): no IRD
+        "arm": "cam",
+        "seed": 0,
+        "threshold": "configured",
+        "miou": 29.0,
+        "bg_threshold": 0.2,
+        "context_confusion": 0.2,
+        "error_precision": None,
+        "error_recall": None,
+        "correct_dropped": None,
+        "inconsistent_salient": None,
+        "collapse_step": None,
+    }
+
+
+def test_an_existing_dataset_must_be_the_plans_draw(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    plan = load_plan(EXAMPLE)
+    ctx = Context(tmp_path / "out", tmp_path / "data", tmp_path, [], {})
+    ctx.root.mkdir()
+    (ctx.root / "synthetic.json").write_text(json.dumps({"params": {**plan.data, "difficulty": "easy"}}))
+    generate(ctx, plan)  # the plan's values (and one it does not set): used as it is
+    assert capsys.readouterr().out == ""
+    (ctx.root / "synthetic.json").write_text(json.dumps({"params": {**plan.data, "num_val": 8}}))
+    with pytest.raises(PlanError, match=f"^{re.escape(str(ctx.root))} holds a synthetic dataset with num_val 8, not"):
+        generate(ctx, plan)
+
+
+@pytest.mark.parametrize(
+    ("setting", "kind", "fraction", "folder"),
+    [
+        ("ssss@0.14", "ssss", 0.14, "ssss_0.14"),
+        ("labeled_only@0.02", "labeled_only", 0.02, "labeled_only_0.02"),
+        ("wsss", "wsss", None, "wsss"),
+    ],
+)
+def test_a_stage_3_job_trains_on_the_fraction_arms_masks_of_its_seed(
+    tmp_path: Path, setting: str, kind: str, fraction: float | None, folder: str
+) -> None:
+    plan = load_plan(EXAMPLE)
+    ctx = Context(tmp_path / "out", tmp_path / "data", tmp_path, [], {})
+    name, result, job = segmentation_job(ctx, plan, setting, 3)
+    runs = tmp_path / "out" / "runs" / "data" / "pretrained"
+    masks = None if kind == "labeled_only" else runs / "eps++" / "dataset" / "seed3" / "pseudo_masks"
+    assert name == f"stage 3 {setting} seed 3" and result == runs / "segmentation" / folder / "seed3" / "score.json"
+    assert job.args == (ctx, "pretrained", kind, 3, fraction, masks)

@@ -99,3 +99,71 @@ def test_one_seed_is_drawn_on_its_column_and_two_spread_about_it(
     points = {"one": [(0.5, False)], "two": [(0.4, False), (0.6, True)]}
     plot_points(tmp_path / "f.png", ["p"], ["one", "two"], lambda _, c: points[c], "y", lambda p: p)
     assert xs == [0.0, 1 - 0.15, 1 + 0.15]
+
+
+def _record(monkeypatch: pytest.MonkeyPatch, cls: type, method: str, calls: list) -> None:
+    original = getattr(cls, method)
+
+    def record(self, *args, **kwargs):
+        calls.append((method, args, kwargs))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, method, record)
+
+
+@pytest.fixture
+def not_saved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The figures are drawn, not written (savefig is most of a plot's time)."""
+    import epspp.study.figures as figures
+
+    monkeypatch.setattr(figures, "_save", lambda figure, path, description: figures._pyplot().close(figure))
+
+
+def test_one_rate_gets_error_bars_a_collapse_its_x_and_the_figure_its_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, not_saved: None
+) -> None:
+    """One x: the interval as an error bar (a NaN half-width of one seed drawn as 0); an X on the collapsed point
+    only; the collapse note under the figure."""
+    import math
+
+    import matplotlib.axes
+    import matplotlib.figure
+
+    from epspp.study.figures import COLLAPSE_NOTE
+
+    calls: list = []
+    for cls, method in ((matplotlib.axes.Axes, "scatter"), (matplotlib.axes.Axes, "errorbar")):
+        _record(monkeypatch, cls, method, calls)
+    _record(monkeypatch, matplotlib.figure.Figure, "text", calls)
+    lines = {("a", "scratch"): ([1.0], [math.nan], [True]), ("b", "pretrained"): ([2.0], [0.5], [False])}
+    plot_lines(tmp_path / "f.png", ["p"], [0.5], lambda _: lines, "x", str)
+    assert [(m, list(a[0]), list(a[1])) for m, a, _ in calls if m != "text"] == [
+        ("errorbar", [0.5], [1.0]),
+        ("scatter", [0.5], [1.0]),  # a's collapsed point
+        ("errorbar", [0.5], [2.0]),
+    ]
+    assert calls[1][2]["marker"] == "X"
+    assert list(calls[0][2]["yerr"]) == [0.0] and list(calls[2][2]["yerr"]) == [0.5]
+    assert [a for m, a, _ in calls if m == "text"] == [(0.01, 0.01, COLLAPSE_NOTE)]
+
+
+def test_a_categorys_bar_is_the_mean_and_a_collapsed_seed_an_x(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, not_saved: None
+) -> None:
+    import matplotlib.axes
+    import matplotlib.figure
+
+    from epspp.study.figures import COLLAPSE_NOTE, plot_points
+
+    calls: list = []
+    for cls, method in (
+        (matplotlib.axes.Axes, "bar"),
+        (matplotlib.axes.Axes, "scatter"),
+        (matplotlib.figure.Figure, "text"),
+    ):
+        _record(monkeypatch, cls, method, calls)
+    points = {"c": [(3.0, True), (1.0, False), (2.0, False)]}
+    plot_points(tmp_path / "f.png", ["p"], ["c"], lambda _, c: points[c], "y", str)
+    assert [a[:2] for m, a, _ in calls if m == "bar"] == [(0, 2.0)]
+    assert [(k["marker"], k["s"]) for m, _, k in calls if m == "scatter"] == [("X", 60), ("o", 22), ("o", 22)]
+    assert [a[2] for m, a, _ in calls if m == "text"] == [COLLAPSE_NOTE + "; bar: the mean over seeds"]

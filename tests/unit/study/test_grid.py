@@ -80,3 +80,30 @@ def test_each_error_type_drives_the_generator_rate_that_makes_that_error(tmp_pat
     record = write_saliency_variant(root, tmp_path / "variant", **{ERROR_TYPES[error_type]: 1.0})
     made = {name: count for name, count in record["splits"]["train"].items() if name != "images" and count}
     assert set(made) == {ERROR_MADE[error_type]}
+
+
+def test_saliency_names_the_arms_with_ird_the_thresholds_and_the_first_needed_order() -> None:
+    from epspp.study.grid import THRESHOLDS, has_ird, saliency_name
+
+    assert saliency_name("missing_object", 0.25) == "missing_object_0.25" and saliency_name("x", 0.0) == "clean"
+    assert saliency_name("false_coverage", 1.0) == "false_coverage_1"
+    ird = {m: has_ird(m) for m in ("cam", "eps", "eps/4x-steps", "eps++", "eps++/no-pamr", "eps++/softmax")}
+    assert ird | {"eps++/floored": has_ird("eps++/floored")} == {
+        "cam": False,
+        "eps": False,
+        "eps/4x-steps": False,
+        "eps++": True,
+        "eps++/no-pamr": True,
+        "eps++/softmax": True,
+        "eps++/floored": True,
+    }
+    assert THRESHOLDS == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # docs/study.md: chosen among 0.1, 0.2, ..., 0.8
+    cells = saliency_grid(["scratch"], ["missing_class"], [0.5, 0.0], ["eps", "cam"], [1, 0])
+    assert unique_trainings(cells) == [
+        Training("scratch", "eps", "missing_class_0.5", 1),
+        Training("scratch", "eps", "clean", 1),
+        Training("scratch", "cam", "clean", 1),
+        Training("scratch", "eps", "missing_class_0.5", 0),
+        Training("scratch", "eps", "clean", 0),
+        Training("scratch", "cam", "clean", 0),
+    ]

@@ -175,3 +175,70 @@ def test_a_study_dataset_of_an_older_epspp_has_5_classes(tmp_path: Path) -> None
     prepare(ctx, 5, {})
     with pytest.raises(StudyError, match="of 5 classes, not --num-classes 20"):
         prepare(ctx, 20, {})
+
+
+def test_a_trainings_scores_take_each_number_from_its_file_and_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The train masks' manifest gives the configured score, the val sweep chooses the threshold and the train sweep
+    is scored at it (never the other way round), IRD's summary gives the telemetry; each split's masks predicted
+    into their own folder."""
+    import json
+
+    import torch
+
+    import epspp.data.classes
+    import epspp.evaluate
+    import epspp.runs.logs
+    from epspp.metrics import SegmentationMetrics
+    from epspp.study.grid import THRESHOLDS, Training
+    from epspp.study.runner import Context, localization
+
+    ctx = Context(tmp_path / "out", tmp_path / "data", tmp_path, [], {})
+    training = Training("scratch", "eps++", "clean", 2)
+    folder = training.folder(ctx.runs)
+    target = torch.tensor([[0, 1, 1]])
+
+    def sweep(index: int) -> list[SegmentationMetrics]:
+        """mIoU 100 at THRESHOLDS[index], else (1/3 + 0) / 2 (all background)."""
+        metrics = [SegmentationMetrics(2) for _ in THRESHOLDS]
+        for i, metric in enumerate(metrics):
+            metric.update(target if i == index else torch.zeros_like(target), target)
+        return metrics
+
+    best = {"val": 3, "train": 5}  # val's best 0.4, train's best 0.6
+    monkeypatch.setattr(epspp.data.classes, "read_classes", lambda root: ["background", "a"])
+    monkeypatch.setattr(
+        epspp.evaluate,
+        "sweep_bg_threshold",
+        lambda pred_dir, root, split, thresholds, class_names: {"metrics": sweep(best[split])},
+    )
+    summary = {"last_steps": {"inconsistent_salient": 0.3, "fg_salient": 0.6}, "collapse_step": 44}
+    monkeypatch.setattr(epspp.runs.logs, "ird_summary", lambda logs, steps: summary)
+    seen: dict[str, list] = {}
+
+    def run(stages: list) -> None:
+        seen["stages"] = stages
+        manifest = {"miou": 41.5, "config": {"model": {"bg_threshold": 0.25}}, "per_class_iou": {"a": 7.0}}
+        (folder / "pseudo_masks").mkdir(parents=True, exist_ok=True)
+        (folder / "pseudo_masks" / "manifest.json").write_text(json.dumps(manifest))
+
+    ctx.runner.run = run  # type: ignore[method-assign]
+    scores = localization(ctx, training)
+    _, *predicts = seen["stages"]
+    assert [(s.folder, s.args[s.args.index("--data.predict_split") + 1]) for s in predicts] == [
+        (folder / "pseudo_masks", "train"),
+        (folder / "val_masks", "val"),
+    ]
+    assert scores["val_sweep"]["0.4"] == 100.0 and scores["train_sweep"]["0.6"] == 100.0
+    assert {k: scores[k] for k in ("configured", "bg_threshold", "val_chosen", "val_chosen_threshold")} == {
+        "configured": 41.5,
+        "bg_threshold": 0.25,
+        "val_chosen": 16.667,  # train at 0.4: background IoU 1/3, class a 0
+        "val_chosen_threshold": 0.4,
+    }
+    assert scores["per_class_iou"] == {"a": 7.0}
+    assert scores["per_class_iou_val_chosen"] == {"background": 33.333, "a": 0.0}
+    assert (scores["inconsistent_salient"], scores["fg_salient"], scores["collapse_step"]) == (0.3, 0.6, 44)
+    assert scores["ird"] == summary and scores["context_confusion"] is None  # no SegmentationContext
+    assert json.loads((folder / "scores.json").read_text()) == scores

@@ -96,3 +96,34 @@ def test_claims_are_corrected_per_family_and_holm_can_change_a_verdict() -> None
     # no direction: two-sided, 2/64 for all six positive
     assert correct([claim((1.0, 2.0, 3.0, 4.0, 5.0, 6.0), None)])[0].verdict == "differs"
     assert claim((1.0, 2.0, 3.0), 1).verdict == "not significant"  # 3 seeds: p >= 1/8
+
+
+def test_summarize_leaves_out_empty_values_and_keys_by_the_given_columns() -> None:
+    from epspp.study.stats import summarize
+
+    rows = [
+        {"arm": "eps++", "t": "a", "share": 0.5},
+        {"arm": "eps++", "t": "a", "share": ""},  # a CSV's empty cell
+        {"arm": "eps++", "t": "b", "share": 0.25},
+        {"arm": "eps", "t": "a", "share": None},  # no telemetry: no estimate at all
+        {"arm": "eps++", "t": "a", "share": "0.75"},
+    ]
+    stats = summarize(rows, ("arm", "t"), "share")
+    assert {key: e.values for key, e in stats.items()} == {("eps++", "a"): (0.5, 0.75), ("eps++", "b"): (0.25,)}
+
+
+def test_a_claims_row_and_table_line_for_each_direction() -> None:
+    from epspp.study.stats import claims_markdown
+
+    lower = Claim("less context", "scratch", "cc", Estimate((-0.012, -0.0206)), (3, 5), -1, "eps++ collapsed", digits=3)
+    two_sided = Claim("differs?", "scratch", "miou", Estimate((1.0, -3.0)), (0, 1), None)
+    assert [lower.row()["direction"], two_sided.row()["direction"]] == ["-", ""]
+    assert lower.row()["per_seed"] == "3:-0.012;5:-0.021" and lower.p == 1 / 4  # both negative, 2 seeds
+    assert two_sided.p == 1.0  # |1 - 3| = 2: every one of the 4 sums' |sum| >= 2
+    lines = claims_markdown([lower, two_sided])
+    assert (
+        lines[2].startswith("| less context | scratch | cc | 2 | −0.016 [")
+        and " | −0.012, −0.021 | 0.25 | 0.25 | " in lines[2]
+    )
+    assert lines[2].endswith("| **not significant** (eps++ collapsed) |")
+    assert lines[3].endswith("| +1.0, −3.0 | 1 | 1 | **not significant** |")
