@@ -61,3 +61,31 @@ def test_a_local_weights_file_replaces_timms_download(monkeypatch, tmp_path) -> 
     create_backbone(TINY, pretrained=True, pretrained_path=str(tmp_path / "w.pth"), backbone_kwargs=TINY_KWARGS)
     create_backbone(TINY, pretrained=True, backbone_kwargs=TINY_KWARGS)
     assert calls == [False, (tmp_path / "w.pth", TINY), True]
+
+
+def test_a_whole_timm_checkpoint_fills_an_extractor_whose_names_flatten_the_first_dot(tmp_path) -> None:
+    """timm's feature extractor names ConvNeXt's ``stem.0`` ``stem_0`` and ``stages.1`` ``stages_1``: a whole
+    checkpoint of the network (``.safetensors``) loads into it, its ``head`` left out; a damaged file is one line."""
+    import pytest
+    import safetensors.torch
+    import timm
+
+    from epspp.nets.backbone import load_feature_weights
+    from epspp.nets.weights import WeightsError
+
+    if "test_convnext" not in timm.list_models("test_convnext"):
+        pytest.skip(f"timm {timm.__version__} has no test_convnext")
+    torch.manual_seed(0)
+    source = timm.create_model("test_convnext")
+    with torch.no_grad():
+        for parameter in source.parameters():
+            parameter.uniform_(-1, 1)
+    safetensors.torch.save_file(source.state_dict(), tmp_path / "w.safetensors")
+    extractor = timm.create_model("test_convnext", features_only=True, out_indices=(-1,))
+    load_feature_weights(extractor, tmp_path / "w.safetensors", "test_convnext")
+    weights, loaded = source.state_dict(), extractor.state_dict()
+    assert "stem_0.weight" in loaded and any(key.startswith("head.") for key in weights)
+    assert all(torch.equal(value, weights[key.replace("_", ".", 1)]) for key, value in loaded.items())
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(WeightsError, match=r"cannot read .*bad\.safetensors as safetensors .*; is it truncated\?"):
+        load_feature_weights(extractor, tmp_path / "bad.safetensors", "test_convnext")

@@ -201,3 +201,19 @@ def test_the_paper_configs_name_the_deeplab_pytorch_network() -> None:
     for name in ("segmentation_wsss.yaml", "segmentation_ssss.yaml"):
         assert yaml.safe_load((configs / name).read_text())["model"]["init_args"]["backbone"] == DEEPLAB_RESNET
     assert DEEPLAB_RESNET == "deeplab_resnet101"
+
+
+def test_aspp_v3_projects_its_branches_then_the_image_pooling() -> None:
+    """ASPPv3: the 1x1 and dilated 3x3 branches, then the image pooling (ReLU of a 1x1 conv of the spatial mean,
+    spread over the map), concatenated in that order and projected; on a 5x7 map of 2 images."""
+    from epspp.nets.deeplab import ASPPv3
+
+    torch.manual_seed(0)
+    aspp = ASPPv3(4, (1, 2), width=3).eval()
+    x = torch.randn(2, 4, 5, 7)
+    with torch.no_grad():
+        conv = aspp.pool[1]
+        pooled = F.relu(F.conv2d(x.mean(dim=(2, 3), keepdim=True), conv.weight, conv.bias)).expand(-1, -1, 5, 7)
+        assert pooled.abs().sum() > 0
+        expected = aspp.project(torch.cat([branch(x) for branch in aspp.branches] + [pooled], dim=1))
+        torch.testing.assert_close(aspp(x), expected)

@@ -563,3 +563,34 @@ def test_the_readings_the_module_accepts_are_the_losses() -> None:
 
     hints = typing.get_type_hints(LocalizationModule.__init__)
     assert typing.get_args(hints["ird_threshold_maps"]) == IRD_THRESHOLD_MAPS == ("normalized", "softmax", "floored")
+
+
+def test_predict_step_refines_with_the_dense_crf_when_asked() -> None:
+    """``refine: crf`` (the third value of the Literal): the scores are the dense CRF's refinement of the unrefined
+    scores over the background and the labelled classes, and the mask their argmax."""
+    pytest.importorskip("pydensecrf.densecrf")
+    from epspp.ops import normalize_maps, with_background
+    from epspp.ops.crf import crf_refine_scores
+
+    module = _module(saliency_loss="eps", refine="crf", bg_threshold=0.3)
+    batch = _batch([1.0, 0.0, 1.0], 21, 30)
+    with torch.no_grad():
+        out = module.predict_step(batch, 0)
+        maps = normalize_maps(module.labelled_maps(batch["image"], batch["label"]), batch["label"])
+    plain = with_background(maps, 0.3)
+    torch.testing.assert_close(out["scores"], crf_refine_scores(batch["image"], plain, batch["label"]))
+    assert not torch.allclose(out["scores"], plain, atol=1e-3)
+    assert torch.equal(out["mask"], out["scores"].argmax(1))
+
+
+def test_explain_draws_the_maps_of_the_methods_kind(monkeypatch) -> None:
+    """The CAM baseline's ``explain`` (map kind relu): class 1's logit a ramp -0.5..0.5 over 5 columns gives the
+    normalized localization 0 0 0 .5 1 (its softmax map under a background logit of 5 would be positive everywhere)."""
+    module = _module(saliency_loss="none", bg_threshold=0.6)
+    cam = torch.zeros(1, 4, 3, 5)
+    cam[0, 0], cam[0, 3] = torch.linspace(-0.5, 0.5, 5), 5.0
+    monkeypatch.setattr(module, "forward", lambda images: cam)
+    out = module.explain(torch.zeros(1, 3, 3, 5), torch.rand(1, 1, 3, 5), torch.tensor([[1.0, 0.0, 0.0]]))
+    expected = torch.tensor([0.0, 0.0, 0.0, 0.5, 1.0]).expand(3, 5)
+    torch.testing.assert_close(out["localization"][0], expected, atol=1e-4, rtol=0)
+    assert out["pseudo_mask"][0].tolist() == [[0, 0, 0, 0, 1]] * 3
