@@ -91,3 +91,22 @@ def test_a_missing_prediction_is_refused_naming_the_id_and_split(tmp_path: Path)
     (out / "img1.png").unlink()
     with pytest.raises(DatasetError, match=r"prediction .*img1\.png is missing \(id img1 of split 'val'\)"):
         evaluate_folder(out, root, "val")
+
+
+def test_an_image_named_overview_is_scored_unless_its_prediction_is_renders_picture(tmp_path: Path) -> None:
+    """The one id that can meet ``epspp render``'s ``overview.png``: a plain mask of that name is scored, the picture
+    (a PNG whose Software text is ``epspp render``) is refused in one line."""
+    from fixtures.helpers import SPLITS
+    from PIL import Image, PngImagePlugin
+
+    root, out = write_counting_split(tmp_path, count=1)
+    with (root / SPLITS / "val.txt").open("a") as split:
+        split.write("overview\n")
+    write_mask_png(root / "SegmentationClassAug" / "overview.png", np.zeros((4, 7), np.uint8))
+    write_mask_png(out / "overview.png", np.ones((4, 7), np.uint8))
+    assert int(evaluate_folder(out, root, "val")["metric"].confusion[0, 1]) == PIXELS
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "epspp render")
+    Image.new("RGB", (7, 4)).save(out / "overview.png", pnginfo=info)
+    with pytest.raises(DatasetError, match=r"overview\.png is the overview picture drawn by `epspp render`"):
+        evaluate_folder(out, root, "val")
