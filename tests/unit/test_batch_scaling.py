@@ -148,3 +148,13 @@ def test_the_chosen_line_names_the_split_the_labelled_share_and_the_accumulation
     empty.write_text("")
     with pytest.raises(ConfigError, match=r"empty\.yaml sets no data\.batch_size and no model\.init_args\.lr"):
         read_recipe(empty)
+
+
+@pytest.mark.parametrize(("labeled", "processes", "batch", "expected"), [(2, 4, 3, 1), (10, 2, 5, 4)])
+def test_the_labelled_share_keeps_one_image_of_each_kind(
+    labeled: int, processes: int, batch: int, expected: int
+) -> None:
+    """A share that rounds down to no labelled image keeps 1 (2 of 10 on 4 processes: 3 x 2 // 10 = 0); one that
+    fills the batch keeps 1 pseudo-labelled image (10 of 10 on 2 processes: 5 each, 4 labelled)."""
+    scaled = scale_recipe(10, 2.5e-4, processes, labeled_per_batch=labeled)
+    assert (scaled.batch_size, scaled.labeled_per_batch) == (batch, expected)
