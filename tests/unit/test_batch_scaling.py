@@ -112,3 +112,49 @@ def test_batch_args_splits_the_recipe_over_devices_times_nodes(capsys: pytest.Ca
         out, err = capsys.readouterr()
         assert out.split() == ["--data.batch_size", str(batch), "--model.init_args.lr", "0.01"], (devices, nodes)
         assert f"on {int(devices) * int(nodes)} process(es): batch {batch}/GPU" in err
+
+
+# ------------------------------------------- variation pass (issue 34 item 6)
+def test_an_accumulation_below_one_is_refused_and_one_adds_no_override() -> None:
+    with pytest.raises(ConfigError, match="accumulate_grad_batches must be at least 1, got 0"):
+        scale_recipe(8, 0.01, 2, accumulate=0)
+    scaled = scale_recipe(8, 0.01, 2, accumulate=1)
+    assert not scaled.recipe_accumulates and "--trainer.accumulate_grad_batches" not in scaled.args()
+
+
+def test_the_chosen_line_names_the_split_the_labelled_share_and_the_accumulation(tmp_path: Path) -> None:
+    from epspp.batch_scaling import config_recipe
+
+    ssss = tmp_path / "ssss.yaml"
+    ssss.write_text(
+        "data:\n  batch_size: 5\n  labeled_per_batch: 2\nmodel:\n  init_args:\n    lr: 0.00025\n"
+        "trainer:\n  accumulate_grad_batches: 2\n"
+    )
+    assert config_recipe(ssss, 1)[1] == (
+        "[epspp] ssss.yaml on 1 process(es): batch 5/GPU (2 labelled) x 2 accumulated, total 10 (recipe 5 x 2), "
+        "lr 0.00025 (recipe 0.00025)"
+    )
+    # 4 processes: ceil(10 / 4) = 3 each, 3 x 2 // 5 = 1 labelled, no accumulation left: total 12, lr x 12 / 10
+    assert config_recipe(ssss, 4)[1] == (
+        "[epspp] ssss.yaml on 4 process(es): batch 3/GPU (1 labelled) x 1 accumulated, total 12 (recipe 5 x 2), "
+        "lr 0.0003 (recipe 0.00025)"
+    )
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("data:\n  batch_size: 8\nmodel:\n  init_args:\n    lr: 0.01\n")
+    assert config_recipe(plain, 3)[1] == (
+        "[epspp] plain.yaml on 3 process(es): batch 3/GPU, total 9 (recipe 8), lr 0.01125 (recipe 0.01)"
+    )
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match=r"empty\.yaml sets no data\.batch_size and no model\.init_args\.lr"):
+        read_recipe(empty)
+
+
+@pytest.mark.parametrize(("labeled", "processes", "batch", "expected"), [(2, 4, 3, 1), (10, 2, 5, 4)])
+def test_the_labelled_share_keeps_one_image_of_each_kind(
+    labeled: int, processes: int, batch: int, expected: int
+) -> None:
+    """A share that rounds down to no labelled image keeps 1 (2 of 10 on 4 processes: 3 x 2 // 10 = 0); one that
+    fills the batch keeps 1 pseudo-labelled image (10 of 10 on 2 processes: 5 each, 4 labelled)."""
+    scaled = scale_recipe(10, 2.5e-4, processes, labeled_per_batch=labeled)
+    assert (scaled.batch_size, scaled.labeled_per_batch) == (batch, expected)

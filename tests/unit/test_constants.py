@@ -13,3 +13,12 @@ def test_imagenet_normalisation_is_torchvisions() -> None:
 
 def test_the_ignore_label_is_voc_s_255() -> None:
     assert IGNORE_INDEX == 255
+
+
+def test_the_saliency_error_flags_are_the_documented_bits() -> None:
+    """docs/data.md and docs/monitoring_ird.md: ``<saliency_dir>/errors/<id>.png``, bit flags 1 missing class,
+    2 missing part, 4 false coverage, 8 halo; the injected-error region E is bits 1, 2 or 4 (not the halo)."""
+    from epspp.constants import ERRORS_DIR, FALSE_COVERAGE, HALO, INJECTED, MISSING_CLASS, MISSING_PART
+
+    assert (MISSING_CLASS, MISSING_PART, FALSE_COVERAGE, HALO) == (1, 2, 4, 8)
+    assert INJECTED == 7 and ERRORS_DIR == "errors"

@@ -388,3 +388,36 @@ def test_segmentation_loss_without_valid_pixels_is_zero() -> None:
     logits = torch.randn(2, 3, 4, 4, requires_grad=True)
     loss = segmentation_loss(logits, torch.full((2, 4, 4), 255), torch.tensor([1.0, 0.0]), 0.5)
     assert float(loss) == 0.0 and loss.requires_grad
+
+
+# ------------------------------------------- variation pass (issue 34 item 6): telemetry map, shapes refused
+def test_telemetry_pools_the_threshold_map_over_the_salient_pixels_and_the_others() -> None:
+    """``threshold_map_salient`` / ``_background``: the map's mean over the batch's salient pixels (saliency > 0.5)
+    and over the rest, pooled. Image 0 (1x3): saliency .9 .5 .7, map .2 .9 .6; image 1: all salient, map .3.
+    Salient: (.2 + .6 + 3 x .3) / 5 = .34 (the mean of the per-image means would be .35); background: .9."""
+    from epspp.losses import ird_telemetry
+
+    saliency = torch.tensor([[[[0.9, 0.5, 0.7]]], [[[1.0, 1.0, 1.0]]]])
+    threshold_map = torch.tensor([[[[0.2, 0.9, 0.6]]], [[[0.3, 0.3, 0.3]]]])
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    inconsistent = torch.zeros(2, 1, 1, 3, dtype=torch.bool)
+    values = ird_telemetry(torch.zeros(2, 3, 1, 3), saliency, labels, inconsistent, threshold_map)
+    assert values["threshold_map_salient"].item() == pytest.approx(0.34)
+    assert values["threshold_map_background"].item() == pytest.approx(0.9)
+    assert "threshold_map_salient" not in ird_telemetry(torch.zeros(2, 3, 1, 3), saliency, labels, inconsistent)
+    with pytest.raises(ValueError, match=r"threshold_map must be \(B, 1, h, w\) = \(2, 1, 1, 3\), got \(2, 1, 1, 2\)"):
+        ird_telemetry(torch.zeros(2, 3, 1, 3), saliency, labels, inconsistent, threshold_map[..., :2])
+
+
+@pytest.mark.parametrize(
+    ("cam", "sal", "labels", "message"),
+    [
+        ((1, 3, 2, 2), (1, 2, 2, 2), (1, 2), "expected cam_logits"),  # two saliency channels
+        ((1, 3, 2), (1, 1, 2, 2), (1, 2), "expected cam_logits"),  # 3-d logits
+        ((1, 3, 2, 2), (2, 1, 2, 2), (1, 2), "labels must be"),  # a saliency map per image of another batch
+        ((2, 3, 2, 2), (2, 1, 2, 2), (2, 3), "labels must be"),  # C + 1 labels
+    ],
+)
+def test_inputs_of_other_shapes_are_refused(cam: tuple, sal: tuple, labels: tuple, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        eps_saliency_loss(torch.zeros(cam), torch.zeros(sal), torch.zeros(labels))

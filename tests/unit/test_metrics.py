@@ -192,3 +192,30 @@ def test_iou_table_prints_the_miou_that_json_records_when_no_class_is_present() 
         "b             n/a",
         "mIoU          0.00",
     ]
+
+
+# ------------------------------------------- variation pass (issue 34 item 6)
+def test_another_ignore_index_is_the_one_left_out() -> None:
+    """``ignore_index`` 9 (away from 255) on a 2x3 mask: the two 9s are not scored, a 255 is an error."""
+    metric = SegmentationMetrics(3, ignore_index=9)
+    metric.update(torch.tensor([[0, 1, 2], [2, 2, 0]]), torch.tensor([[0, 9, 2], [1, 9, 0]]))
+    assert torch.equal(metric.confusion, torch.tensor([[2, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0]]))
+    assert int(metric.compute()["pixels"]) == 4
+    with pytest.raises(ValueError, match="other than the ignore index 9"):
+        metric.update(torch.zeros(1, dtype=torch.long), torch.tensor([255]))
+
+
+def test_added_confusions_accumulate_and_pixels_count_the_misses_too() -> None:
+    metric = SegmentationMetrics(2)
+    metric.add_confusion(torch.tensor([[3.0, 1.0, 2.0], [0.0, 4.0, 0.0]]))  # a float count is added as integers
+    metric.add_confusion(torch.tensor([[1, 0, 0], [0, 0, 1]]))
+    assert metric.confusion.dtype == torch.long
+    assert torch.equal(metric.confusion, torch.tensor([[4, 1, 2], [0, 4, 1]]))
+    scores = scores_from_confusion(metric.confusion)  # what compute() returns (no update() here)
+    assert int(scores["pixels"]) == 12  # the 3 predictions outside the classes included
+    assert float(scores["pixel_accuracy"]) == pytest.approx(8 / 12)
+
+
+def test_iou_table_without_names_numbers_the_classes() -> None:
+    lines = iou_table(torch.tensor([0.5, math.nan])).splitlines()
+    assert lines == ["class  IoU(%)", "0      50.00", "1       n/a", "mIoU   50.00"]

@@ -62,3 +62,51 @@ def test_pair_counts_are_the_bincount_of_the_byte_pairs(monkeypatch: pytest.Monk
     wide = np.zeros((4, 8), np.uint8)
     wide[:, 1:] = pred
     assert scoring.pair_counts(target, wide[:, 1:]).tolist() == expected.tolist()
+
+
+# ------------------------------------------- variation pass (issue 34 item 6)
+def test_ids_without_ground_truth_are_counted_and_skipped(tmp_path: Path) -> None:
+    root, out = write_counting_split(tmp_path)
+    (root / "SegmentationClassAug" / "img2.png").unlink()
+    result = evaluate_folder(out, root, "val")
+    assert (result["evaluated"], result["no_ground_truth"]) == (4, 1)
+    assert int(result["metric"].confusion[0, 1]) == 0 + 1 + 9 + 16  # img2's 4 pixels of a are not counted
+
+
+def test_another_mask_folder_is_the_ground_truth_read(tmp_path: Path) -> None:
+    """``mask_dir`` away from its default: img0's ground truth there is all class a (the default folder's: all
+    background), so img0's 28 background predictions are misses of a."""
+    root, out = write_counting_split(tmp_path)
+    other = tmp_path / "gt"
+    other.mkdir()
+    for k in range(5):
+        write_mask_png(other / f"img{k}.png", np.full((4, 7), 1 if k == 0 else 0, np.uint8))
+    confusion = evaluate_folder(out, root, "val", mask_dir=other)["metric"].confusion
+    assert int(confusion[1, 0]) == PIXELS and int(confusion[0, 1]) == 1 + 4 + 9 + 16
+    assert int(evaluate_folder(out, root, "val")["metric"].confusion[1].sum()) == 0
+
+
+def test_a_missing_prediction_is_refused_naming_the_id_and_split(tmp_path: Path) -> None:
+    root, out = write_counting_split(tmp_path)
+    (out / "img1.png").unlink()
+    with pytest.raises(DatasetError, match=r"prediction .*img1\.png is missing \(id img1 of split 'val'\)"):
+        evaluate_folder(out, root, "val")
+
+
+def test_an_image_named_overview_is_scored_unless_its_prediction_is_renders_picture(tmp_path: Path) -> None:
+    """The one id that can meet ``epspp render``'s ``overview.png``: a plain mask of that name is scored, the picture
+    (a PNG whose Software text is ``epspp render``) is refused in one line."""
+    from fixtures.helpers import SPLITS
+    from PIL import Image, PngImagePlugin
+
+    root, out = write_counting_split(tmp_path, count=1)
+    with (root / SPLITS / "val.txt").open("a") as split:
+        split.write("overview\n")
+    write_mask_png(root / "SegmentationClassAug" / "overview.png", np.zeros((4, 7), np.uint8))
+    write_mask_png(out / "overview.png", np.ones((4, 7), np.uint8))
+    assert int(evaluate_folder(out, root, "val")["metric"].confusion[0, 1]) == PIXELS
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "epspp render")
+    Image.new("RGB", (7, 4)).save(out / "overview.png", pnginfo=info)
+    with pytest.raises(DatasetError, match=r"overview\.png is the overview picture drawn by `epspp render`"):
+        evaluate_folder(out, root, "val")

@@ -137,3 +137,83 @@ def test_v3plus_aspp_has_the_papers_rates_for_its_output_stride(output_stride: i
     assert [branch[0].kernel_size for branch in branches] == [(1, 1)] + [(3, 3)] * 3
     assert [branch[0].dilation for branch in branches] == [(1, 1)] + [(r, r) for r in rates]
     assert [branch[0].padding for branch in branches] == [(0, 0)] + [(r, r) for r in rates]
+
+
+# ------------------------------------------- variation pass (issue 34 item 6)
+def test_v3plus_fuses_the_upsampled_aspp_output_before_the_low_level_features() -> None:
+    """DeepLab-v3+'s decoder: concat(upsample(ASPP(last)), low-level 48) in that order (Chen et al., ECCV 2018)."""
+    net = tiny("deeplabv3plus", 16)
+    seen: dict = {}
+    net.head["fuse"].register_forward_hook(lambda module, inputs, output: seen.update(fused=inputs[0]))
+    images = torch.randn(1, 3, 50, 38)
+    with torch.no_grad():
+        net.logits(images)
+        features = net.encoder(images)
+        low = net.head["low"](features[1])  # the ResNet's stride-4 level
+        high = F.interpolate(net.head["aspp"](features[-1]), low.shape[-2:], mode="bilinear", align_corners=False)
+    assert low.shape[1] == 48
+    torch.testing.assert_close(seen["fused"], torch.cat([high, low], dim=1))
+
+
+def test_freeze_bn_freezes_the_encoders_batchnorm_only() -> None:
+    """``freeze_bn`` (away from its default) on a timm encoder: its BatchNorm layers are frozen, the new head's stay
+    trainable BatchNorm2d."""
+    frozen, plain = tiny("deeplabv3plus", 16, freeze_bn=True), tiny("deeplabv3plus", 16)
+
+    def norms(module: nn.Module) -> list[nn.Module]:
+        return [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    assert norms(plain.encoder) and not norms(frozen.encoder)
+    assert norms(frozen.head) and all(p.requires_grad for m in norms(frozen.head) for p in m.parameters())
+
+
+@pytest.mark.parametrize(
+    ("architecture", "output_stride", "pretrained", "message"),
+    [
+        (
+            "deeplabv3plus",
+            8,
+            False,
+            "is DeepLab-v2 at output stride 8; got architecture deeplabv3plus, output_stride 8",
+        ),
+        ("deeplabv2", 16, False, "is DeepLab-v2 at output stride 8; got architecture deeplabv2, output_stride 16"),
+        ("deeplabv2", 8, True, "weights are not downloadable by epspp: set pretrained_path"),
+    ],
+)
+def test_deeplab_resnet101_is_v2_at_stride_8_and_needs_its_weights_file(
+    architecture: str, output_stride: int, pretrained: bool, message: str
+) -> None:
+    from epspp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        DeepLab(NUM_OUTPUTS, architecture, "deeplab_resnet101", output_stride, pretrained=pretrained)
+
+
+def test_the_paper_configs_name_the_deeplab_pytorch_network() -> None:
+    """The papers' stage-3 configs name ``deeplab_resnet101``, the name DeepLab builds deeplab-pytorch's network for."""
+    from pathlib import Path
+
+    import yaml
+
+    from epspp.nets.deeplab import DEEPLAB_RESNET
+
+    configs = Path(__file__).resolve().parents[3] / "configs" / "voc"
+    for name in ("segmentation_wsss.yaml", "segmentation_ssss.yaml"):
+        assert yaml.safe_load((configs / name).read_text())["model"]["init_args"]["backbone"] == DEEPLAB_RESNET
+    assert DEEPLAB_RESNET == "deeplab_resnet101"
+
+
+def test_aspp_v3_projects_its_branches_then_the_image_pooling() -> None:
+    """ASPPv3: the 1x1 and dilated 3x3 branches, then the image pooling (ReLU of a 1x1 conv of the spatial mean,
+    spread over the map), concatenated in that order and projected; on a 5x7 map of 2 images."""
+    from epspp.nets.deeplab import ASPPv3
+
+    torch.manual_seed(0)
+    aspp = ASPPv3(4, (1, 2), width=3).eval()
+    x = torch.randn(2, 4, 5, 7)
+    with torch.no_grad():
+        conv = aspp.pool[1]
+        pooled = F.relu(F.conv2d(x.mean(dim=(2, 3), keepdim=True), conv.weight, conv.bias)).expand(-1, -1, 5, 7)
+        assert pooled.abs().sum() > 0
+        expected = aspp.project(torch.cat([branch(x) for branch in aspp.branches] + [pooled], dim=1))
+        torch.testing.assert_close(aspp(x), expected)

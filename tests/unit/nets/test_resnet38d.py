@@ -129,3 +129,94 @@ def test_frozen_batchnorm_and_stem_stay_frozen_under_train(random_net: ResNet38d
     image = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         assert torch.allclose(backbone(image), random_net(image), atol=1e-4, rtol=1e-4)
+
+
+# ------------------------------------------- variation pass (issue 34 item 6)
+def test_strides_dilations_and_dropouts_are_psas(random_net: ResNet38d) -> None:
+    """jiwoon-ahn/psa network/resnet38d.py (EPS's copy): b2, b3, b4 stride 2 (their 3x3 conv and projection); b5's
+    first conv dilation 1 then 2, b5_1 and b5_2 dilation 2; the bottlenecks b6 and b7 dilation 4, dropout 0.3 and 0.5;
+    every 3x3 convolution padded by its dilation."""
+    convs = {name: m for name, m in random_net.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    strided = {name for name, m in convs.items() if m.stride != (1, 1)}
+    assert strided == {f"b{i}.{c}" for i in (2, 3, 4) for c in ("conv_branch2a", "conv_branch1")}
+    dilated = {name: m.dilation[0] for name, m in convs.items() if m.dilation != (1, 1)}
+    assert dilated == {
+        "b5.conv_branch2b1": 2,
+        "b5_1.conv_branch2a": 2,
+        "b5_1.conv_branch2b1": 2,
+        "b5_2.conv_branch2a": 2,
+        "b5_2.conv_branch2b1": 2,
+        "b6.conv_branch2b1": 4,
+        "b7.conv_branch2b1": 4,
+    }
+    assert all(m.padding == m.dilation for m in convs.values() if m.kernel_size == (3, 3))
+    drops = {name: m.p for name, m in random_net.named_modules() if isinstance(m, torch.nn.Dropout2d)}
+    assert drops == {"b6.dropout_2b1": 0.3, "b6.dropout_2b2": 0.3, "b7.dropout_2b1": 0.5, "b7.dropout_2b2": 0.5}
+
+
+def _random_statistics(module: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():
+        for norm in module.modules():
+            if isinstance(norm, torch.nn.BatchNorm2d):
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.normal_(0, 0.5)
+                norm.running_mean.normal_(0, 0.5)
+                norm.running_var.uniform_(0.5, 2.0)
+    return module.eval()
+
+
+def test_blocks_are_pre_activated_with_the_shortcut_taken_as_psa_takes_it() -> None:
+    """PSA's ResBlock / ResBlock_bot written out with torch.nn.functional on tiny widths: BN -> ReLU before each
+    convolution; the projection of the ACTIVATED input where the shape changes, the raw input itself where it does
+    not; in the bottleneck 1x1 -> dilated 3x3 -> 1x1 and always the projection."""
+    from epspp.nets.resnet38d import BottleneckBlock, ResBlock
+
+    F = torch.nn.functional
+
+    def bn(x: torch.Tensor, norm: torch.nn.BatchNorm2d) -> torch.Tensor:
+        return F.relu(
+            F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
+        )
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 9, 11)
+    projected = _random_statistics(ResBlock(4, 3, 6, stride=2, first_dilation=1, dilation=2))
+    a = bn(x, projected.bn_branch2a)
+    inner = bn(F.conv2d(a, projected.conv_branch2a.weight, stride=2, padding=1), projected.bn_branch2b1)
+    branch = F.conv2d(inner, projected.conv_branch2b1.weight, padding=2, dilation=2)
+    with torch.no_grad():
+        torch.testing.assert_close(projected(x), F.conv2d(a, projected.conv_branch1.weight, stride=2) + branch)
+        same = _random_statistics(ResBlock(4, 3, 4))
+        a = bn(x, same.bn_branch2a)
+        branch = F.conv2d(
+            bn(F.conv2d(a, same.conv_branch2a.weight, padding=1), same.bn_branch2b1),
+            same.conv_branch2b1.weight,
+            padding=1,
+        )
+        torch.testing.assert_close(same(x), x + branch)
+        bottleneck = _random_statistics(BottleneckBlock(4, 8, dilation=2, dropout=0.3))
+        a = bn(x, bottleneck.bn_branch2a)
+        h = bn(F.conv2d(a, bottleneck.conv_branch2a.weight), bottleneck.bn_branch2b1)
+        h = bn(F.conv2d(h, bottleneck.conv_branch2b1.weight, padding=2, dilation=2), bottleneck.bn_branch2b2)
+        expected = F.conv2d(a, bottleneck.conv_branch1.weight) + F.conv2d(h, bottleneck.conv_branch2b2.weight)
+        torch.testing.assert_close(bottleneck(x), expected)
+
+
+def test_weight_files_lose_their_classifiers_and_dataparallel_prefix(tmp_path: Path) -> None:
+    """A PSA/EPS ``.pth``: ``module.`` removed, EPS's ``fc8`` and the ImageNet ``linear1000`` dropped; an MXNet file:
+    names mapped, float16 arrays as float32, ``linear1000`` dropped, a key without a counterpart refused."""
+    from epspp.nets.resnet38d import resnet38d_state_dict
+
+    one = torch.ones(2)
+    torch.save(
+        {"module.conv1a.weight": one, "module.fc8.weight": one, "linear1000.bias": one, "b2.bn_branch2a.weight": one},
+        tmp_path / "eps.pth",
+    )
+    assert set(resnet38d_state_dict(tmp_path / "eps.pth")) == {"conv1a.weight", "b2.bn_branch2a.weight"}
+    arrays = {"arg:conv1a_weight": np.ones((2, 3), np.float16), "arg:linear1000_weight": np.ones(2, np.float32)}
+    write_mxnet_params(tmp_path / "w.params", arrays)
+    state = resnet38d_state_dict(tmp_path / "w.params")
+    assert list(state) == ["conv1a.weight"] and state["conv1a.weight"].dtype == torch.float32
+    write_mxnet_params(tmp_path / "odd.params", {"arg:res2a_branch1_gamma": np.ones(2, np.float32)})
+    with pytest.raises(WeightsError, match=r"odd\.params: key 'arg:res2a_branch1_gamma' has no ResNet-38d counterpart"):
+        resnet38d_state_dict(tmp_path / "odd.params")

@@ -61,3 +61,22 @@ def test_sync_batchnorm_converts_every_norm_and_keeps_checkpoints_and_inference(
     if backbone["backbone"] == "regnetx_002":  # why the CLI does not use Lightning's converter as it is
         with torch.no_grad():
             assert not torch.equal(TorchSyncBatchNorm().apply(build())(images), before)
+
+
+@pytest.mark.parametrize(("affine", "training"), [(True, False), (False, True)])
+def test_revert_keeps_a_fused_norms_settings_statistics_activation_and_mode(affine: bool, training: bool) -> None:
+    """One timm ``BatchNormAct2d`` (eps 1e-3, momentum 0.3, ReLU6, affine or not) through apply and revert: the same
+    settings, statistics, parameters, activation and train/eval mode come back."""
+    from timm.layers.norm_act import BatchNormAct2d, SyncBatchNormAct
+
+    from epspp.nets.sync_bn import TimmSyncBatchNorm
+
+    norm = BatchNormAct2d(4, eps=1e-3, momentum=0.3, affine=affine, act_layer=torch.nn.ReLU6)
+    norm.running_mean.copy_(torch.arange(4.0))
+    synced = TimmSyncBatchNorm().apply(norm).train(training)
+    assert isinstance(synced, SyncBatchNormAct)
+    restored = TimmSyncBatchNorm().revert(synced)
+    assert type(restored) is BatchNormAct2d
+    assert (restored.eps, restored.momentum, restored.affine, restored.training) == (1e-3, 0.3, affine, training)
+    assert torch.equal(restored.running_mean, torch.arange(4.0)) and isinstance(restored.act, torch.nn.ReLU6)
+    assert (restored.weight is synced.weight) if affine else restored.weight is None

@@ -240,3 +240,59 @@ def test_random_damage_loads_or_raises_weights_error(tmp_path: Path, layout: str
     finally:
         tracemalloc.stop()
     assert outcomes["refused"] > 100 and outcomes["loaded"] > 0, outcomes
+
+
+# ------------------------------------------- variation pass (issue 34 item 6): PyTorch files, load_checked
+@pytest.mark.parametrize("wrap", [None, "state_dict", "model"])
+def test_a_pytorch_file_is_read_plain_or_nested_under_state_dict_or_model(tmp_path: Path, wrap: str | None) -> None:
+    import torch
+
+    from epspp.nets.weights import read_state_dict
+
+    state = {"a.weight": torch.arange(3.0), "b.bias": torch.zeros(1)}
+    torch.save(state if wrap is None else {wrap: state, "epoch": 3}, tmp_path / "w.pth")
+    read = read_state_dict(tmp_path / "w.pth")
+    assert list(read) == ["a.weight", "b.bias"] and torch.equal(read["a.weight"], state["a.weight"])
+
+
+def test_pytorch_files_without_a_state_dict_are_one_line_errors(tmp_path: Path) -> None:
+    import torch
+
+    from epspp.nets.weights import read_state_dict
+
+    path = tmp_path / "w.pth"
+    for content in ([torch.ones(1)], {"a": 1}, {"state_dict": {"a": "b"}}):
+        torch.save(content, path)
+        with pytest.raises(WeightsError, match=r"w\.pth holds no state dict of tensors"):
+            read_state_dict(path)
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(WeightsError, match=r"cannot read .*w\.pth as PyTorch weights"):
+        read_state_dict(path)
+    with pytest.raises(WeightsError, match=r"weight file .*nope\.pth does not exist"):
+        read_state_dict(tmp_path / "nope.pth")
+
+
+def test_load_checked_names_each_misfit_and_lets_batchnorm_counters_be_absent() -> None:
+    import torch
+    from torch import nn
+
+    from epspp.nets.weights import load_checked
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+    state = {k: torch.full_like(v, 0.5) for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    load_checked(net, state, "x.pth")  # the BatchNorm counter absent from the file: loaded anyway
+    assert torch.equal(net[0].weight, torch.full((2, 1, 1, 1), 0.5))
+    load_checked(net, state | {"1.num_batches_tracked": torch.tensor(4), "5.num_batches_tracked": torch.tensor(1)}, "x")
+    assert int(net[1].num_batches_tracked) == 4
+    bad = {k: v for k, v in state.items() if k != "0.bias"} | {"2.weight": torch.zeros(1), "1.weight": torch.zeros(3)}
+    with pytest.raises(WeightsError) as error:
+        load_checked(net, bad, "x.pth")
+    assert str(error.value) == (
+        "x.pth does not fit the Sequential network: missing 1 keys: 0.bias; unexpected 1 keys: 2.weight; "
+        "wrong shapes: 1.weight (3,) vs (2,). Check that the file is the one the config names"
+    )
+    many = nn.Sequential(*[nn.Conv2d(1, 1, 1) for _ in range(5)])
+    with pytest.raises(
+        WeightsError, match=r"missing 10 keys: 0\.bias, 0\.weight, 1\.bias, .*, 3\.weight \.\.\. \(10 in all\)"
+    ):
+        load_checked(many, {}, "y.pth")

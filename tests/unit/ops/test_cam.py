@@ -159,3 +159,10 @@ def test_labelled_argmax_is_the_argmax_of_all_channels(bg_threshold: float) -> N
     assert mask.shape == (1, 5, 9) and mask.tolist() == scores.argmax(dim=1).tolist()
     assert set(mask.unique().tolist()) <= {0, 2, 5, 6} and mask.max() > 0
     assert labelled_argmax(scores[:, :1].expand(1, 7, 5, 9), torch.zeros(1, 6)).tolist() == [[[0] * 9] * 5]
+
+
+def test_a_scale_that_rounds_a_side_to_zero_runs_the_network_on_one_pixel() -> None:
+    """37x53 at scale 0.01 rounds to 0x1: each side is kept at least 1 pixel (variation pass, issue 34 item 6)."""
+    net = Recorder()
+    out = multiscale_maps(net, torch.randn(1, 3, 37, 53), scales=(0.01,), flip=False, kind="relu")
+    assert [tuple(batch.shape) for batch in net.calls] == [(1, 3, 1, 1)] and out.shape == (1, 2, 37, 53)

@@ -100,3 +100,74 @@ def test_each_kernel_gets_its_own_parameters(params: dict) -> None:
     )
     expected = np.asarray(crf.inference(p["iterations"]), np.float32).reshape(3, 24, 32)
     np.testing.assert_allclose(dense_crf(image, probs, **params), expected, atol=1e-6)
+
+
+# ------------------------------------------- variation pass (issue 34 item 6)
+def test_workers_must_not_be_negative_and_a_single_image_runs_in_this_process() -> None:
+    with pytest.raises(ConfigError, match="crf_workers must be >= 0, got -1"):
+        DenseCRF(workers=-1)
+    crf = DenseCRF(workers=2)
+    image, probs = edge_case()
+    try:
+        [result] = crf([image], [probs])
+        assert crf._pool is None  # no process pool for one image
+    finally:
+        crf.close()
+    np.testing.assert_allclose(result, dense_crf(image, probs), atol=1e-6)
+
+
+def test_the_crfs_parameters_reach_every_call_and_a_copy_leaves_its_pool_behind() -> None:
+    import pickle
+
+    image, probs = edge_case()
+    crf = DenseCRF(params={"iterations": 1, "bi_w": 10.0})
+    [result] = crf([image], [probs])
+    np.testing.assert_allclose(result, dense_crf(image, probs, iterations=1, bi_w=10.0), atol=1e-6)
+    assert not np.allclose(result, dense_crf(image, probs), atol=1e-3)
+    crf._pool = object()  # type: ignore[assignment]  # a pool does not pickle: the copy gets none
+    copy = pickle.loads(pickle.dumps(crf))
+    assert copy._pool is None and copy.params == {"iterations": 1, "bi_w": 10.0} and crf._pool is not None
+
+
+def test_pseudo_mask_refinement_takes_each_images_own_labels_and_the_crfs_parameters() -> None:
+    """Two images labelled with different classes (class 2, class 1): each keeps the background and its own class;
+    the keyword parameters reach ``dense_crf``."""
+    image, probs = edge_case()
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    images = torch.from_numpy(((np.stack([image, mirrored]) / 255 - mean) / std).transpose(0, 3, 1, 2)).float()
+    scores = torch.zeros(2, 4, *probs.shape[1:])
+    scores[0, 0], scores[0, 2] = torch.from_numpy(probs[0]), torch.from_numpy(probs[1])
+    scores[1, 0], scores[1, 1] = torch.from_numpy(probs[0][:, ::-1].copy()), torch.from_numpy(probs[1][:, ::-1].copy())
+    labels = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    refined = crf_refine_scores(images, scores, labels, iterations=2)
+    first = dense_crf(image, probs, iterations=2)
+    torch.testing.assert_close(refined[0, [0, 2]], torch.from_numpy(first))
+    torch.testing.assert_close(refined[1, [0, 1]], torch.from_numpy(dense_crf(mirrored, scores[1, [0, 1]].numpy(), 2)))
+    assert float(refined[0, [1, 3]].abs().max()) == 0.0 and float(refined[1, [2, 3]].abs().max()) == 0.0
+    assert not np.allclose(first, dense_crf(image, probs), atol=1e-4)  # 2 iterations are not the default 10
+
+
+@pytest.mark.parametrize(
+    ("image", "probs", "message"),
+    [
+        (np.zeros((6, 5, 3), np.float32), np.ones((2, 6, 5), np.float32), "image must be"),
+        (np.zeros((6, 5, 4), np.uint8), np.ones((2, 6, 5), np.float32), "image must be"),
+        (
+            np.zeros((6, 5, 3), np.uint8),
+            np.ones((2, 5, 6), np.float32),
+            r"probs must be \(C, H, W\) with \(H, W\) = \(6, 5\)",
+        ),
+        (np.zeros((6, 5, 3), np.uint8), np.ones((6, 5), np.float32), "probs must be"),
+    ],
+)
+def test_dense_crf_refuses_inputs_of_another_type_or_shape(image: np.ndarray, probs: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dense_crf(image, probs)
+
+
+def test_to_uint8_rgb_uses_the_mean_and_std_it_is_given() -> None:
+    rgb = np.random.default_rng(1).integers(0, 256, (1, 3, 4, 3)).astype(np.uint8)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    normalized = torch.from_numpy(((rgb / 255 - np.array(mean)) / np.array(std)).transpose(0, 3, 1, 2)).float()
+    np.testing.assert_array_equal(to_uint8_rgb(normalized, mean, std), rgb)

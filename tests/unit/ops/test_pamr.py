@@ -154,3 +154,23 @@ def test_rejects_bad_shapes():
         PAMR()(torch.rand(2, 3, 8, 8), torch.rand(1, 2, 4, 4))
     with pytest.raises(ValueError):
         PAMR(dilations=(0, 1))
+
+
+# ------------------------------------------- variation pass (issue 34 item 6)
+def test_iterations_and_dilations_are_checked_at_their_limits_and_shown_in_the_repr():
+    with pytest.raises(ValueError, match="num_iter must be >= 0, got -1"):
+        PAMR(-1)
+    with pytest.raises(ValueError, match=r"dilations must be positive integers, got \(\)"):
+        PAMR(dilations=())
+    assert repr(PAMR(3, (1, 2))) == "PAMR(num_iter=3, dilations=(1, 2))"
+
+
+def test_float64_masks_with_a_float32_image_are_refined_in_float64():
+    gen = torch.Generator().manual_seed(8)
+    image = random_image(1, 11, 9, gen)
+    masks = torch.rand(1, 2, 11, 9, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        out = PAMR(3, (1, 2))(image, masks)
+        single = PAMR(3, (1, 2))(image.double(), masks.float())
+    assert out.dtype == torch.float64 and single.dtype == torch.float32
+    torch.testing.assert_close(out, naive_pamr(image.double(), masks, 3, (1, 2)), atol=1e-12, rtol=0)

@@ -48,3 +48,33 @@ def test_modules_refuse_checkpoints_of_swapped_or_fewer_classes(module_class: ty
     with pytest.raises(CheckpointMismatchError, match="trained for 1 object classes but the dataset has 2"):
         module.on_load_checkpoint(_trained(1, ["background", "cat"]))
     module.on_load_checkpoint(_trained(2, list(NAMES)))
+
+
+def test_a_checkpoint_without_hyper_parameters_or_names_is_checked_as_far_as_it_can_be() -> None:
+    check_classes({}, 2, NAMES)  # no hyper-parameters at all: nothing to compare
+    check_classes({"hyper_parameters": None}, 2, NAMES)
+    check_classes(_trained(2, ["background", "dog", "cat"]), 2)  # the dataset's names unknown: the count only
+
+
+def test_atomic_checkpoint_io_writes_local_files_itself_and_leaves_remote_ones_to_lightning(
+    tmp_path, monkeypatch
+) -> None:
+    import os
+
+    from pytorch_lightning.plugins import TorchCheckpointIO
+
+    from epspp.tasks import checkpoint as checkpoint_module
+    from epspp.tasks.checkpoint import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 3}, tmp_path / "last.ckpt")
+    assert torch.load(tmp_path / "last.ckpt") == {"step": 3} and os.listdir(tmp_path) == ["last.ckpt"]
+    seen: list = []
+    monkeypatch.setattr(
+        TorchCheckpointIO, "save_checkpoint", lambda self, c, path, options=None: seen.append((path, options))
+    )
+    monkeypatch.setattr(checkpoint_module, "atomic_torch_save", lambda obj, path: seen.append(("atomic", path)))
+    io.save_checkpoint({}, "s3://bucket/last.ckpt")
+    io.save_checkpoint({}, tmp_path / "x.ckpt", storage_options={"a": 1})
+    io.save_checkpoint({}, tmp_path / "y.ckpt")
+    assert seen == [("s3://bucket/last.ckpt", None), (tmp_path / "x.ckpt", {"a": 1}), ("atomic", tmp_path / "y.ckpt")]

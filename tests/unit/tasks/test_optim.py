@@ -77,3 +77,23 @@ def test_poly_decay_matches_eps_polyoptimizer() -> None:
         scheduler.step()
     # PolyOptimizer: lr_i = lr * (1 - i / max_step) ** 0.9 at step i
     assert rates == pytest.approx([0.01 * (1 - i / 10) ** 0.9 for i in range(4)])
+
+
+def test_poly_decay_of_another_power_ends_at_zero_and_a_zero_step_count_counts_as_one() -> None:
+    """power 2 (not the recipe's 0.9) over 4 steps: 1, 0.5625, 0.25, 0.0625, then 0 and 0 past the end; a trainer
+    that estimates 0 steps gets one (no division by 0)."""
+    backbone, head = _net()
+    optimizer = build_optimizer(backbone, head, lr=0.01)
+    scheduler = poly_schedule(optimizer, max_steps=4, power=2.0)["scheduler"]
+    rates = []
+    for _ in range(6):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([0.01, 0.005625, 0.0025, 0.000625, 0.0, 0.0])
+    optimizer = build_optimizer(backbone, head, lr=0.01)
+    scheduler = poly_schedule(optimizer, max_steps=0)["scheduler"]
+    assert optimizer.param_groups[0]["lr"] == 0.01
+    optimizer.step()
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == 0.0

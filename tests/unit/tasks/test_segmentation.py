@@ -269,3 +269,55 @@ def test_every_inference_option_is_a_hyper_parameter() -> None:
     parameters = set(inspect.signature(SegmentationModule.__init__).parameters)
     assert set(SegmentationModule.inference_options) <= parameters
     assert set(SegmentationModule.speed_options) <= parameters
+
+
+# ------------------------------------------- variation pass (issue 34 item 6): options away from their defaults
+def test_momentum_decay_and_poly_power_reach_the_optimizer_and_the_schedule() -> None:
+    module = make_module(lr=0.01, momentum=0.7, weight_decay=1e-3, poly_power=2.0)
+    attach_fake_trainer(module, 10)
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert {(g["momentum"], g["weight_decay"]) for g in optimizer.param_groups} == {(0.7, 1e-3)}
+    for k in range(1, 4):
+        optimizer.step()
+        scheduler.step()
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * (1 - k / 10) ** 2)  # power 2, not 0.9
+
+
+def test_predict_step_crops_each_image_to_its_size_and_labels_every_class_without_labels() -> None:
+    """A batch padded to 40x30 holding a 25x17 image: its scores and mask are cropped to 25x17 (not 17x25); without a
+    ``label`` key (an unlabelled split) every class counts as present, with one the batch's labels are passed on."""
+    module = make_module().eval()
+    images = torch.randn(2, 3, 40, 30)
+    batch = {"id": ["a", "b"], "image": images, "size": torch.tensor([[40, 30], [25, 17]])}
+    with torch.no_grad():
+        probs = module.predict_logits(images)
+        out = module.predict_step(batch, 0)
+    assert out["id"] == ["a", "b"]
+    assert [tuple(s.shape) for s in out["scores"]] == [(C + 1, 40, 30), (C + 1, 25, 17)]
+    torch.testing.assert_close(out["scores"][1], probs[1, :, :25, :17])
+    assert [tuple(m.shape) for m in out["mask"]] == [(40, 30), (25, 17)]
+    assert torch.equal(out["mask"][1], probs[1, :, :25, :17].argmax(0))
+    assert torch.equal(out["label"], torch.ones(2, C))
+    batch["label"] = torch.tensor([[1.0, 0, 0, 0, 1], [0, 1, 0, 0, 0]])
+    with torch.no_grad():
+        assert torch.equal(module.predict_step(batch, 0)["label"], batch["label"])
+
+
+def test_crf_workers_reach_the_crf_and_teardown_stops_it(monkeypatch) -> None:
+    pytest.importorskip("pydensecrf.densecrf")
+    assert make_module().crf is None
+    module = make_module(crf=True, crf_workers=2)
+    assert module.crf is not None and module.crf.workers == 2
+    closed: list[bool] = []
+    monkeypatch.setattr(module.crf, "close", lambda: closed.append(True))
+    module.teardown("predict")
+    assert closed == [True]
+
+
+def test_the_architecture_and_output_stride_reach_the_network() -> None:
+    """Both away from their defaults (deeplabv2, 8): a DeepLab-v3+ head over an encoder of output stride 16."""
+    module = make_module(architecture="deeplabv3plus", output_stride=16)
+    assert module.net.architecture == "deeplabv3plus" and set(module.net.head) == {"aspp", "low", "fuse", "classifier"}
+    assert module.net.encoder.feature_info.reduction()[-1] == 16
+    assert make_module().net.encoder.feature_info.reduction()[-1] == 8
