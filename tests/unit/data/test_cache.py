@@ -35,3 +35,8 @@ def test_the_cache_home_follows_an_absolute_xdg_cache_home_only(
     for ignored in ("relative/cache", ""):  # the XDG rule: a relative (or empty) value is ignored
         monkeypatch.setenv("XDG_CACHE_HOME", ignored)
         assert cache_home() == tmp_path / "home" / ".cache" / "epspp"
+
+
+def test_the_filesystem_root_has_a_named_cache_folder() -> None:
+    """``/`` has no name: its folder is ``root-<hash>``, not ``-<hash>`` (a hidden-looking name)."""
+    assert dataset_cache("/") == cache_home() / f"root-{hashlib.sha1(b'/').hexdigest()[:16]}"

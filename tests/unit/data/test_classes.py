@@ -126,3 +126,15 @@ def test_classes_json_holds_at_most_the_254_classes_of_8_bit_masks(tmp_path: Pat
     write_classes(tmp_path, [*names, "c255"])
     with pytest.raises(DatasetError, match=r"classes\.json lists 255 classes besides the background; .* at most 254"):
         read_classes(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(20, VOC_CLASSES), (80, COCO_CLASSES), (3, ("background", "class_1", "class_2", "class_3"))],
+)
+def test_without_classes_json_the_label_length_of_cls_labels_npy_names_the_classes(
+    tmp_path: Path, count: int, expected: tuple[str, ...]
+) -> None:
+    """EPS's download has no classes.json: 20 labels are VOC's classes, 80 COCO's, any other count numbered."""
+    np.save(tmp_path / "cls_labels.npy", {"2007_000032": np.zeros(count, np.float32)})
+    assert read_classes(tmp_path) == list(expected)

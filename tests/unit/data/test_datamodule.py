@@ -432,3 +432,120 @@ def test_the_sampler_seed_follows_seed_everything_unless_data_seed_is_set(
     assert _module(synthetic_root, seed=7).sampler_seed() == 7
     monkeypatch.delenv("PL_GLOBAL_SEED")
     assert _module(synthetic_root).sampler_seed() == 0
+
+
+# ---------------------------------------------------------------- variation pass: options away from their defaults
+def test_every_transform_option_reaches_its_parameter(synthetic_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each data option, set away from its default, arrives at the parameter of its name: training, evaluation
+    (eval_size, eval_scale) and predict (full size, no eval_scale)."""
+    import inspect
+
+    from epspp.data import datamodule, transforms
+
+    calls: list[tuple[str, dict]] = []
+
+    def recording(real):
+        def record(*args, **kwargs):
+            calls.append((real.__name__, dict(inspect.signature(real).bind(*args, **kwargs).arguments)))
+            return real(*args, **kwargs)
+
+        return record
+
+    monkeypatch.setattr(datamodule, "train_transform", recording(transforms.train_transform))
+    monkeypatch.setattr(datamodule, "eval_transform", recording(transforms.eval_transform))
+    mean, std = (0.1, 0.2, 0.3), (0.4, 0.5, 0.6)
+    options = {"crop_size": 24, "resize_long": (30, 50), "color_jitter": 0.2, "jitter_hue": 0.05, "jitter_p": 0.7}
+    options |= {"train_interpolation": "bicubic", "train_scales": (0.5, 1.5), "eval_size": 40, "eval_scale": 2.0}
+    module = _module(synthetic_root, task="localization", predict_split="val", mean=mean, std=std, **options)
+    module.setup("fit")
+    module.setup("predict")
+    assert calls == [
+        (
+            "train_transform",
+            {
+                "crop_size": 24,
+                "resize_long": (30, 50),
+                "mean": mean,
+                "std": std,
+                "color_jitter": 0.2,
+                "jitter_hue": 0.05,
+                "jitter_p": 0.7,
+                "interpolation": "bicubic",
+                "scales": (0.5, 1.5),
+            },
+        ),
+        ("eval_transform", {"eval_size": 40, "mean": mean, "std": std, "scale": 2.0}),
+        ("eval_transform", {"eval_size": None, "mean": mean, "std": std}),
+    ]
+
+
+def test_the_saliency_and_mask_folders_reach_every_dataset(synthetic_root: Path, tmp_path: Path) -> None:
+    saliency, masks = tmp_path / "maps", tmp_path / "truth"
+    saliency.symlink_to(synthetic_root / "saliency")
+    masks.symlink_to(synthetic_root / "SegmentationClassAug")
+    module = _module(
+        synthetic_root, task="localization", predict_split="val", saliency_dir=str(saliency), mask_dir=str(masks)
+    )
+    module.setup("fit")
+    module.setup("predict")
+    for name in ("train", "val", "predict"):
+        dataset = module.datasets[name]
+        assert (dataset.saliency_dir, dataset.mask_dir) == (saliency, masks), name
+
+
+def test_the_test_stage_scores_the_test_split_not_the_val_split(synthetic_root: Path) -> None:
+    module = _module(synthetic_root, task="localization", val_split="val", test_split="train")
+    module.setup("test")
+    assert list(module.datasets) == ["test"]
+    assert module.datasets["test"].ids == split_ids(synthetic_root, "train")
+
+
+def test_semi_supervised_batches_of_an_odd_size_hold_the_smaller_half_labelled(
+    synthetic_root: Path, pseudo_dir: Path
+) -> None:
+    """batch_size 3: 3 // 2 = 1 labelled and 2 pseudo-labelled per batch, 18 // 2 = 9 batches."""
+    module = _module(
+        synthetic_root,
+        task="segmentation",
+        pseudo_mask_dir=str(pseudo_dir),
+        labeled_split="labeled_10pct",
+        batch_size=3,
+    )
+    module.setup("fit")
+    sampler = module.train_dataloader().sampler
+    assert (sampler.batch_size, sampler.labeled_per_batch, len(sampler)) == (3, 1, 27)
+
+
+@pytest.mark.parametrize(("eval_size", "padded"), [(None, True), (64, False)])
+def test_full_resolution_evaluation_batches_are_padded_by_pad_collate(
+    synthetic_root: Path, eval_size: int | None, padded: bool
+) -> None:
+    from epspp.data.transforms import pad_collate
+
+    module = _module(synthetic_root, task="localization", eval_size=eval_size)
+    module.setup("validate")
+    assert (module.val_dataloader().collate_fn is pad_collate) is padded
+
+
+@pytest.mark.parametrize(
+    ("workers", "worker_nice", "device", "nice"),
+    [(1, None, "cpu", 19), (1, None, "cuda:0", None), (1, 5, "cuda:0", 5), (0, 5, "cpu", None)],
+)
+def test_the_loader_workers_are_niced_on_the_cpu_unless_told_otherwise(
+    synthetic_root: Path, workers: int, worker_nice: int | None, device: str, nice: int | None
+) -> None:
+    """worker_nice None: 19 (CPU_WORKER_NICE) when the model runs on the CPU, 0 (no init function) on a GPU; a value
+    given is used on either; no workers, nothing to nice."""
+    module = _module(synthetic_root, task="localization", num_workers=workers, worker_nice=worker_nice)
+    module.setup("validate")
+    module.trainer = _FakeTrainer(device)  # type: ignore[assignment]
+    init = module.val_dataloader().worker_init_fn
+    assert (None if init is None else init.nice) == nice
+
+
+@pytest.mark.parametrize(("task", "labelled"), [("localization", True), ("segmentation", False)])
+def test_only_stage_2_predictions_read_the_image_level_labels(synthetic_root: Path, task: str, labelled: bool) -> None:
+    """Pseudo-masks need the labels; a segmentation network predicts splits without any (VOC test)."""
+    module = _module(synthetic_root, task=task, predict_split="val")
+    module.setup("predict")
+    assert bool(module.datasets["predict"].labels) is labelled

@@ -139,3 +139,11 @@ def test_segmentation_predicts_val_batch_size_images_at_once(synthetic_root: Pat
     module = _module(synthetic_root, 0, 1, task="localization", predict_split="val", val_batch_size=4)
     module.setup("predict")
     assert [len(batch["id"]) for batch in module.predict_dataloader()] == [1] * 6  # pseudo-masks: one image each
+
+
+def test_a_trainer_that_leaves_the_sampler_to_the_user_gets_the_whole_split(synthetic_root: Path) -> None:
+    """use_distributed_sampler false (the user shards the data): rank 1 of 2 is served as one process."""
+    module = _module(synthetic_root, 1, 2, task="localization")
+    module.trainer._accelerator_connector.use_distributed_sampler = False  # type: ignore[attr-defined]
+    module.setup("validate")
+    assert [i for batch in module.val_dataloader() for i in batch["id"]] == split_ids(synthetic_root, "val")

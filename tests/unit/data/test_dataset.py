@@ -444,3 +444,31 @@ def test_label_cache_is_specific_to_the_mask_folder(synthetic_copy, tmp_path):
     again = VOCLayoutDataset(synthetic_copy, "val", C, mode="predict", mask_dir=other)
     assert all(again.labels[i].tolist() == [1.0, 0, 0, 0, 0] for i in ids)
     assert len(list(dataset_cache(synthetic_copy).glob("*.json"))) == 2
+
+
+# ------------------------------------------------------------------ variation pass: options away from their defaults
+def test_predict_without_labels_reads_no_mask_for_them(synthetic_copy):
+    """with_labels false (segmentation predictions of an unlabelled split, such as VOC test): no ``label`` field, and a
+    split without any mask is served; with labels (derived from the masks) it is refused."""
+    for path in (synthetic_copy / "SegmentationClassAug").glob("val_*.png"):
+        path.unlink()
+    dataset = VOCLayoutDataset(synthetic_copy, "val", C, mode="predict", with_labels=False)
+    sample = dataset[0]
+    assert set(sample) == {"id", "image", "mask", "size", "has_mask"} and dataset.labels == {}
+    assert not bool(sample["has_mask"])
+    with pytest.raises(DatasetError, match="image-level labels are derived from the masks"):
+        VOCLayoutDataset(synthetic_copy, "val", C, mode="predict")
+
+
+def test_a_plain_image_folder_names_the_entries_it_does_not_read(tmp_path, capsys):
+    from epspp.data.dataset import ImageFolderDataset
+
+    write_png(tmp_path / "a.png", np.zeros((4, 7, 3), np.uint8), "RGB")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / ".hidden").write_text("x")
+    (tmp_path / "more").mkdir()
+    assert ImageFolderDataset(tmp_path, C).ids == ["a"]
+    assert capsys.readouterr().err == (
+        f"[epspp] note: {tmp_path} (--data.predict_image_dir): skipped 1 subfolder(s), e.g. more/ (their images are "
+        "not read); 1 file(s) that are not images (.jpg .jpeg .png .bmp .tif .tiff .webp), e.g. notes.txt\n"
+    )

@@ -3,6 +3,7 @@ files and refuses a user's file in the way (through `epspp prepare synthetic`)."
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,34 @@ def test_overwrite_needs_the_record_of_written_files(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="outside"):
         generate_synthetic(root, num_train=2, num_val=1, image_size=32, overwrite=True)
     assert (tmp_path / "outside.txt").read_text() == "keep" and (root / "classes.json").is_file()
+
+
+def test_a_manifest_line_with_an_absolute_path_is_refused(tmp_path: Path) -> None:
+    from epspp.data.generated import read_manifest
+
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "outside.txt"
+    (root / MANIFEST).write_text(f"classes.json\n{outside}\n")
+    with pytest.raises(FileExistsError, match=re.escape(f"lists '{outside}', a path outside {root}")):
+        read_manifest(root)
+
+
+def test_regenerating_a_link_to_a_generated_root_replaces_the_link_and_leaves_its_target(tmp_path: Path) -> None:
+    from epspp.data.generated import write_generated_root
+
+    def writer(text: str):
+        def write(folder: Path) -> None:
+            for name in ("marker.json", "data.txt"):
+                (folder / name).write_text(text)
+
+        return write
+
+    real = write_generated_root(tmp_path / "real", "marker.json", "test root", writer("old"))
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    write_generated_root(link, "marker.json", "test root", writer("new"), overwrite=True)
+    assert not link.is_symlink() and (link / "data.txt").read_text() == "new"
+    assert sorted(p.name for p in real.iterdir()) == ["data.txt", MANIFEST, "marker.json"]
+    assert (real / "data.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]

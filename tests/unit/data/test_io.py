@@ -186,3 +186,20 @@ def test_image_files_by_id_skip_hidden_files_and_refuse_two_files_of_one_id(tmp_
         f"image id 'a' has two files in {tmp_path}: a.jpg and a.png: keep one (an id is the file name without its "
         "extension)"
     )
+
+
+# ------------------------------------------------------------------ variation pass: inputs never varied
+def test_the_id_length_limit_counts_utf8_bytes_not_characters() -> None:
+    from epspp.data.io import MAX_ID_BYTES, check_id
+
+    assert MAX_ID_BYTES == 223  # 255 (NAME_MAX) - 32 for the temporary name's dot, thread id and suffix
+    fits = "é" * 111 + "a"  # 223 bytes in 112 characters
+    assert check_id(fits, "here") == fits
+    with pytest.raises(DatasetError, match=r"^here: id 'éé.*is 224 bytes long"):
+        check_id("é" * 112, "here")  # 112 characters, 224 bytes
+
+
+def test_a_split_keeps_an_extension_that_is_not_an_image_type(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _split(tmp_path, "dots", b"a.b\nc.txt\nd.JPEG\n2007_000032\n")
+    assert read_split(tmp_path, "dots") == ["a.b", "c.txt", "d", "2007_000032"]
+    assert "the image extension of 1 id(s)" in capsys.readouterr().err

@@ -30,3 +30,11 @@ def test_cls_labels_json_with_class_names(synthetic_copy: Path) -> None:
     (synthetic_copy / "cls_labels.json").write_text(json.dumps({i: ["dragon"] for i in ids}))
     with pytest.raises(DatasetError, match=r"classes \['dragon'\] that classes.json does not list"):
         VOCLayoutDataset(synthetic_copy, "train", C)
+
+
+def test_cls_labels_json_wins_over_cls_labels_npy(synthetic_copy: Path) -> None:
+    ids = split_ids(synthetic_copy, "train")
+    np.save(synthetic_copy / "cls_labels.npy", {i: np.array([1, 0, 0, 0, 0], np.float32) for i in ids})
+    (synthetic_copy / "cls_labels.json").write_text(json.dumps({i: ["boat"] for i in ids}))
+    labels = VOCLayoutDataset(synthetic_copy, "train", C).labels
+    assert labels[ids[0]].tolist() == [0, 0, 0, 0, 1.0]

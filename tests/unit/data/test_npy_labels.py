@@ -55,3 +55,14 @@ def test_a_truncated_or_foreign_file_is_one_error(tmp_path: Path) -> None:
     (tmp_path / "cls_labels.npy").write_bytes(pickle.dumps({"a": [1, 0]}))  # a pickle, not an .npy file
     with pytest.raises(DatasetError, match=r"cannot read .*cls_labels\.npy: expected EPS's pickled dict"):
         load_npy_labels(tmp_path / "cls_labels.npy")
+
+
+def test_a_file_of_npy_format_2_is_read(tmp_path: Path) -> None:
+    """.npy 2.0 (a 4-byte header length, what numpy writes for headers over 64 KiB) is read as 1.0 is."""
+    path = tmp_path / "cls_labels.npy"
+    with open(path, "wb") as handle:
+        table = np.empty((), dtype=object)
+        table[()] = {"a": np.array([0, 1], np.float32)}
+        np.lib.format.write_array(handle, table, version=(2, 0), allow_pickle=True)
+    assert path.read_bytes()[6:8] == b"\x02\x00"
+    assert {k: v.tolist() for k, v in load_npy_labels(path).items()} == {"a": [0.0, 1.0]}

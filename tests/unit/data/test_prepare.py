@@ -281,3 +281,22 @@ def test_prepares_readers_and_links_name_the_file_they_refuse(tmp_path: Path) ->
         f"{tmp_path / 'link.png'} exists and is not a link to {tmp_path / 'rgb.png'}: remove it or choose another --out"
     )
     assert (tmp_path / "link.png").resolve() == tmp_path / "grey.png"
+
+
+def test_prepare_coco_counts_the_images_of_neither_split_and_the_masks_it_checked(
+    coco_tree: Path, tmp_path: Path
+) -> None:
+    """An image of a third folder (neither train2014 nor val2014) with its mask is linked but in no split
+    ("unassigned"); "checked" is the number of masks read: ``check`` when fewer than the masks, 0 below 0."""
+    extra = "COCO_test2015_000000000001"
+    jpeg = coco_tree / "test2015" / f"{extra}.jpg"
+    jpeg.parent.mkdir()
+    Image.fromarray(np.full((H, W, 3), 128, np.uint8)).save(jpeg)
+    png(coco_tree / "SegmentationClass" / "test2015" / f"{extra}.png", np.zeros((H, W), np.uint8))
+    dirs = [coco_tree / "train2014", coco_tree / "val2014", coco_tree / "test2015"]
+    for check, checked in ((2, 2), (-1, 0), (50, 5)):
+        out = tmp_path / f"out{check}"
+        result = prepare_coco(dirs, coco_tree / "SegmentationClass", out, check=check)
+        assert (result["images"], result["train"], result["val"], result["unassigned"]) == (6, 2, 2, 1)
+        assert result["checked"] == checked
+        assert extra not in _split(out, "train") + _split(out, "val") and (out / "JPEGImages" / f"{extra}.jpg").exists()

@@ -303,3 +303,18 @@ def test_a_rerun_says_which_images_left_and_never_replaces_another_file(
     with pytest.raises(DatasetError, match="exists and is not"):
         _link_or_copy(tmp_path / "x.jpg", tmp_path / "copy.jpg", copy=False)  # a file, not the link
     assert (tmp_path / "copy.jpg").read_bytes() == b"12345"
+
+
+def test_the_seed_draws_the_val_images(tmp_path: Path) -> None:
+    """Half of 8 new images go to val: the first 4 of numpy's permutation for the seed (0 and 1 differ)."""
+    ids = [f"im{i}" for i in range(8)]
+    images, _ = _inputs(tmp_path, [f"{i}.png" for i in ids])
+    (tmp_path / "labels.csv").write_text("".join(f"{i},cat\n" for i in ids))
+
+    def expected(seed: int) -> list[str]:
+        return sorted(ids[i] for i in np.random.default_rng(seed).permutation(8)[:4])
+
+    assert expected(0) != expected(1)
+    for seed in (0, 1):
+        prepare_folder(images, tmp_path / "labels.csv", tmp_path / f"root{seed}", val_fraction=0.5, seed=seed)
+        assert read_split(tmp_path / f"root{seed}", "val") == expected(seed)

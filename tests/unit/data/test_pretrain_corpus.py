@@ -142,3 +142,23 @@ def test_the_closed_ends_of_the_corpus_ranges_are_accepted_and_one_step_beyond_r
         CorpusConfig(num_classes=29)
     with pytest.raises(ValueError, match=r"image_size must be in \[32, 4096\], got 4097"):
         CorpusConfig(image_size=4097)
+
+
+def test_the_seed_draws_the_images_and_num_classes_limits_the_classes(tmp_path: Path) -> None:
+    from epspp.data.pretrain_corpus import CorpusConfig, generate_pretrain_corpus
+
+    roots = {
+        seed: generate_pretrain_corpus(
+            tmp_path / f"s{seed}", num_images=3, num_val=1, num_classes=2, image_size=32, seed=seed
+        )
+        for seed in (0, 1)
+    }
+    assert _digests(roots[0] / "JPEGImages").isdisjoint(_digests(roots[1] / "JPEGImages"))
+    for root in roots.values():
+        assert json.loads((root / "classes.json").read_text())["names"] == ["background", "disc", "square"]
+        labels = json.loads((root / "cls_labels.json").read_text())
+        assert len(labels) == 4 and all(names and set(names) <= {"disc", "square"} for names in labels.values())
+    with pytest.raises(ValueError, match="num_images and num_val must be >= 1, got 1, 0"):
+        CorpusConfig(num_images=1, num_val=0)
+    with pytest.raises(ValueError, match=r"image_size must be in \[32, 4096\], got 31"):
+        CorpusConfig(image_size=31)

@@ -297,3 +297,33 @@ def test_regenerating_a_saliency_variant_keeps_the_users_files_and_refuses_other
     with pytest.raises(FileExistsError, match="not a saliency variant"):
         write_saliency_variant(root, tmp_path / "photos")
     assert (tmp_path / "photos" / "holiday.jpg").read_bytes() == b"not ours"
+
+
+# ---------------------------------------------------------------- variation pass: options away from their defaults
+@pytest.mark.parametrize("name", ["missing_class_rate", "missing_part_rate", "false_coverage_rate", "labeled_fraction"])
+def test_every_rate_is_checked_within_the_closed_unit_interval(name: str) -> None:
+    SyntheticConfig(**{name: 0.0})
+    SyntheticConfig(**{name: 1.0})
+    for bad in (-0.01, 1.01):
+        with pytest.raises(ValueError, match=rf"^{name} must be within \[0, 1\], got {bad}$"):
+            SyntheticConfig(**{name: bad})
+
+
+def test_one_val_image_is_the_least_and_a_side_of_31_is_refused() -> None:
+    with pytest.raises(ValueError, match="num_train and num_val must be >= 1, got 1, 0"):
+        SyntheticConfig(num_train=1, num_val=0)
+    with pytest.raises(ValueError, match=r"image_size must be in \[32, 4096\], got 31"):
+        SyntheticConfig(image_size=31)
+
+
+def test_each_rate_of_a_saliency_variant_injects_its_own_error_and_no_labelled_split_at_zero(tmp_path: Path) -> None:
+    names = ("missing_class", "missing_part", "false_coverage")
+    zero = {f"{name}_rate": 0.0 for name in names}
+    root = generate_synthetic(tmp_path / "data", num_train=6, num_val=1, image_size=32, labeled_fraction=0.0, **zero)
+    assert sorted(p.name for p in (root / "ImageSets" / "Segmentation").iterdir()) == ["train.txt", "val.txt"]
+    assert sorted(json.loads((root / "synthetic.json").read_text())["splits"]) == ["train", "val"]
+    for name in names:
+        record = write_saliency_variant(root, tmp_path / name, **{f"{name}_rate": 1.0})
+        assert record["rates"] == {f"{other}_rate": float(other == name) for other in names}
+        train = record["splits"]["train"]
+        assert train[name] > 0 and [train[other] for other in names if other != name] == [0, 0], (name, train)

@@ -88,3 +88,18 @@ def test_num_classes_out_of_range_is_refused(tmp_path: Path, bad: int) -> None:
 
 
 # ---------------------------------------------------------------- --overwrite keeps what the user added
+
+
+def test_fewer_classes_than_five_draw_only_those_and_hard_paints_only_their_contexts() -> None:
+    """One class: every object a disc. Hard with 3 classes (disc, square, triangle): the mat (the disc's) is the
+    only context; the rails and water of the absent train and boat are never painted, not even alone."""
+    one = SyntheticConfig(image_size=32, num_classes=1)
+    values = {int(v) for i in range(10) for v in np.unique(render_sample(one, np.random.default_rng([1, i])).mask)}
+    assert values == {0, 1}
+    hard = SyntheticConfig(image_size=32, num_classes=3, difficulty="hard")
+    owners: set[int] = set()
+    for i in range(40):
+        sample = render_sample(hard, np.random.default_rng([2, 0, i]))
+        assert int(sample.mask.max()) <= 3
+        owners |= {int(v) for v in np.unique(sample.context_owner)}
+    assert owners == {0, 1}

@@ -363,3 +363,77 @@ def test_scale_augmentation_resizes_the_mask_with_pils_nearest(scale: float) -> 
         got = transform(image, mask, None)["mask"].numpy()
         assert got.shape == (80, 80) and (got[height:] == 255).all() and (got[:, width:] == 255).all()
         assert np.array_equal(got[:height, :width], expected) or np.array_equal(got[:height, :width], expected[:, ::-1])
+
+
+# ------------------------------------------------------------------ variation pass: options away from their defaults
+@pytest.mark.parametrize(("strength", "hue", "p"), [(0.0, 0.1, 0.7), (0.0, 0.0, 0.0), (0.2, 0.0, 0.7)])
+def test_the_jitter_runs_with_only_a_hue_and_each_strength_reaches_its_parameter(
+    strength: float, hue: float, p: float
+) -> None:
+    """A hue alone (EPS's brightness/contrast/saturation off) still jitters at jitter_p; nothing to jitter: p = 0."""
+    jitter = train_transform(crop_size=16, color_jitter=strength, jitter_hue=hue, jitter_p=0.7).photometric.transforms[
+        0
+    ]
+    assert jitter.p == p
+    for name in ("brightness", "contrast", "saturation"):
+        assert tuple(getattr(jitter, name)) == pytest.approx((1 - strength, 1 + strength)), name
+    assert tuple(jitter.hue) == pytest.approx((-hue, hue))
+
+
+def test_training_normalizes_with_the_given_mean_and_std() -> None:
+    """(255, 0, 51) with mean 0.5 and std (0.5, 0.25, 0.1): (1, -2, -3); the padding of the 6x10 image stays 0."""
+    image = np.full((6, 10, 3), (255, 0, 51), np.uint8)
+    transform = train_transform(
+        crop_size=10, resize_long=(10, 10), color_jitter=0.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.25, 0.1)
+    )
+    out = transform(image, np.zeros((6, 10), np.uint8))
+    content = torch.from_numpy(out["mask"].numpy() != IGNORE_INDEX)
+    assert int(content.sum()) == 60
+    for channel, value in enumerate((1.0, -2.0, -3.0)):
+        np.testing.assert_allclose(out["image"][channel][content].numpy(), value, atol=1e-5)
+        assert torch.all(out["image"][channel][~content] == 0.0)
+
+
+def test_the_eps_crop_pads_at_a_random_place_and_the_deeplab_one_at_the_top_left() -> None:
+    image, mask = np.full((20, 16, 3), 90, np.uint8), np.zeros((20, 16), np.uint8)
+    places = {}
+    for scales in (None, (1.0,)):
+        transform = train_transform(crop_size=32, resize_long=(20, 20), color_jitter=0.0, scales=scales)
+        torch.manual_seed(0)
+        corners = set()
+        for _ in range(REPEATS):
+            rows, columns = np.nonzero(transform(image, mask)["mask"].numpy() != IGNORE_INDEX)
+            assert (rows.max() - rows.min() + 1, columns.max() - columns.min() + 1) == (20, 16)
+            corners.add((int(rows.min()), int(columns.min())))
+        places[scales] = corners
+    assert len(places[None]) > 3 and places[(1.0,)] == {(0, 0)}
+
+
+@pytest.mark.parametrize(("name", "flag"), [("bilinear", cv2.INTER_LINEAR), ("bicubic", cv2.INTER_CUBIC)])
+def test_the_interpolation_reaches_the_long_side_resize_and_every_deeplab_scale(name: str, flag: int) -> None:
+    for scales, count in ((None, 1), ((0.5, 1.5), 2)):
+        resize = train_transform(crop_size=8, interpolation=name, scales=scales).spatial.transforms[0]
+        ops = list(getattr(resize, "transforms", [resize]))
+        assert len(ops) == count and all(op.interpolation == flag for op in ops)
+
+
+def test_the_augmentation_seed_of_a_ddp_process_without_workers_mixes_in_its_rank(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every rank starts from the same seed_everything state: rank r draws SeedSequence([seed, r]), not the seed."""
+    from epspp.data import transforms
+
+    torch.manual_seed(5)
+    drawn = int(torch.randint(0, 2**62, (1,)).item())
+    monkeypatch.setattr(transforms.dist, "is_available", lambda: True)
+    monkeypatch.setattr(transforms.dist, "is_initialized", lambda: True)
+    seeds = {}
+    for rank in (0, 1):
+        monkeypatch.setattr(transforms.dist, "get_rank", lambda rank=rank: rank)
+        torch.manual_seed(5)
+        seeds[rank] = transforms.augmentation_seed()
+    assert seeds == {r: int(np.random.SeedSequence([drawn, r]).generate_state(1, np.uint64)[0]) for r in (0, 1)}
+    assert seeds[0] != seeds[1] != drawn
+    monkeypatch.setattr(transforms.dist, "is_initialized", lambda: False)
+    torch.manual_seed(5)
+    assert transforms.augmentation_seed() == drawn  # one process: the drawn seed itself
