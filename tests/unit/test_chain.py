@@ -599,3 +599,27 @@ def test_each_stage_counts_only_the_budgets_of_the_stages_after_it_that_run(tmp_
     run.run_stage = run_stage  # type: ignore[method-assign]
     run.run(stages)
     assert to_come == {"one": [None, 50], "masks": [50], "three": [50], "four": []}
+
+
+def test_only_a_fits_measured_rate_gives_the_whole_run_eta_once(tmp_path: Path) -> None:
+    """A prediction's progress.json, or a fit's before it measured a rate, says nothing; a fit's says it once:
+    35 s left of it + 200 steps to come at its 2 steps/s = 2 min 15 s."""
+    from epspp.chain import _Eta
+    from epspp.runs.progress import write_progress
+
+    fit = fit_stage("one", tmp_path / "one", [], Path("d"), max_steps=100)
+    masks = predict_stage("masks", tmp_path / "masks", [], Path("d"), Path("c.ckpt"))
+    record = {"step": 30, "max_steps": 100, "steps_per_s": 2.0, "eta_s": 35.0}
+    write_progress(masks.folder, record)
+    write_progress(fit.folder, record | {"steps_per_s": 0.0, "eta_s": None})
+    out = io.StringIO()
+    run, eta = Runner(tag="t", out=out), _Eta()
+    run._eta(eta, masks, [200])
+    run._eta(eta, fit, [200])
+    assert out.getvalue() == "" and eta.rate is None
+    write_progress(fit.folder, record)
+    run._eta(eta, fit, [200])
+    run._eta(eta, fit, [200])
+    assert out.getvalue() == (
+        "[t] whole run: about 2 min 15 s left (an estimate: 1 fit(s) to come at one's 2.00 steps/s)\n"
+    )
