@@ -45,6 +45,8 @@ for flag in ("--trainer.default_root_dir", "--pseudo_masks.output_dir", "--out")
         folder = Path(args[args.index(flag) + 1])
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "output.txt").write_text(" ".join(args))
+        env = os.environ.get("FAKE_TAG", "") + " " + os.environ.get("EPSPP_CHAIN_PARENT_PID", "")
+        (folder / "env.txt").write_text(env)
         if "--progress" in args:
             (folder / "progress.json").write_text(json.dumps({
                 "stage": "fit", "step": 30, "max_steps": 100, "elapsed_s": 15.0, "steps_per_s": 2.0, "eta_s": 35.0,
@@ -111,8 +113,9 @@ def test_the_layout_names_every_folder() -> None:
 
 def test_finished_stages_are_skipped_and_their_markers_say_what_ran(fake: Path, tmp_path: Path) -> None:
     stages = two_stages(tmp_path)
-    run, out = runner(fake)
+    run, out = runner(fake, env={**os.environ, "FAKE_TAG": "x"})  # the stages get the runner's env and pid
     records = run.run(stages)
+    assert (tmp_path / "run" / "b" / "env.txt").read_text() == f"x {os.getpid()}"
     assert [c[:2] for c in calls(tmp_path)] == [["prepare", "x"], ["fit", "--trainer.default_root_dir"]]
     assert records["first"]["ran"] and records["second"]["ran"]
     marker = json.loads((tmp_path / "run" / "b" / "stage.json").read_text())
@@ -440,3 +443,183 @@ def test_one_device_on_each_of_two_nodes_is_two_processes_under_ddp() -> None:
     assert Processes(1, 1).trainer_args(fit=False)[-2:] == ["--trainer.strategy", "auto"]
     assert Processes(2, 1).trainer_args(fit=False)[-2:] == ["--trainer.strategy", "ddp"]
     assert Processes(1, 2, strategy="fsdp").trainer_args(fit=False)[-1] == "fsdp"
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6): options and inputs
+def test_configs_are_read_from_every_spelling_of_the_config_flag(tmp_path: Path) -> None:
+    """``-c X``, ``--config X`` and ``--config=X``, args then overrides, in order."""
+    stage = Stage("s", tmp_path, ("fit", "-c", "a.yaml", "--config=b.yaml"), ("--config", "c.yaml"))
+    assert stage.configs == [Path("a.yaml"), Path("b.yaml"), Path("c.yaml")]
+
+
+def test_only_a_fit_has_a_step_budget_and_an_unreadable_one_is_none(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("trainer: {max_steps: 40}\n")
+    # a prediction with a max_steps in its flags or its config (segmentation_wsss.yaml has one) is not a fit
+    assert Stage("p", tmp_path, ("predict", "--trainer.max_steps", "5")).step_budget() is None
+    assert Stage("p", tmp_path, ("predict", "--config", str(config))).step_budget() is None
+    assert Stage("f", tmp_path, ("fit", "--config", str(config))).step_budget() == 40
+    assert Stage("f", tmp_path, ("fit", "--trainer.max_steps", "0")).step_budget() is None  # 0: no budget
+    assert Stage("f", tmp_path, ("fit", "--trainer.max_steps", "1")).step_budget() == 1
+    assert Stage("f", tmp_path, ("fit", "--trainer.max_steps", "null")).step_budget() is None
+    for text in ("[1, 2]\n", "model: {}\n", "trainer: {max_steps: null}\n", ""):
+        config.write_text(text)  # a list, no trainer, a null, an empty file: no budget, no error
+        assert Stage("f", tmp_path, ("fit", "--config", str(config))).step_budget() is None
+
+
+def test_a_fit_stage_puts_extra_before_and_init_after_its_folder(tmp_path: Path) -> None:
+    stage = fit_stage(
+        "s",
+        tmp_path / "f",
+        [Path("a.yaml"), Path("b.yaml")],
+        Path("root"),
+        extra=["--x", "1"],
+        init=["--seed_everything", "3"],
+        overrides=["--y", "2"],
+        inputs=[tmp_path / "in"],
+        max_steps=11,
+    )
+    assert stage.args == (
+        "fit",
+        "--config",
+        "a.yaml",
+        "--config",
+        "b.yaml",
+        "--data.root",
+        "root",
+        "--x",
+        "1",
+        "--trainer.default_root_dir",
+        str(tmp_path / "f"),
+        "--seed_everything",
+        "3",
+    )
+    assert (stage.overrides, stage.inputs, stage.resume, stage.max_steps) == (
+        ("--y", "2"),
+        (tmp_path / "in",),
+        True,
+        11,
+    )
+    masks = predict_stage("m", tmp_path / "m", [], Path("root"), Path("c.ckpt"), extra=["--z"], inputs=[tmp_path])
+    assert masks.args[:5] == ("predict", "--data.root", "root", "--z", "--ckpt_path")
+    assert (masks.resume, masks.inputs) == (False, (tmp_path,))
+
+
+@pytest.mark.parametrize(("fit", "expected"), [(True, ["--trainer.sync_batchnorm", "false"]), (False, [])])
+def test_sync_batchnorm_false_is_written_for_a_fit(fit: bool, expected: list[str]) -> None:
+    """False is a choice (the config's may be true), not "unset": a fit gets ``--trainer.sync_batchnorm false``."""
+    assert Processes(2, 1, sync_batchnorm=False).trainer_args(fit=fit)[6:] == expected
+    assert Processes(2, 1).trainer_args(fit=True)[6:] == []
+
+
+def test_the_batch_recipe_is_split_over_devices_times_nodes_from_the_first_config(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text("data: {batch_size: 8}\nmodel: {init_args: {lr: 0.01}}\n")
+    second.write_text("data: {batch_size: 16}\nmodel: {init_args: {lr: 0.02}}\n")
+    stage = fit_stage("s", tmp_path / "f", [first, second], Path("d"))
+    words = Runner(executable=("epspp",), processes=Processes(1, 2)).argv(stage)
+    assert words[words.index("--data.batch_size") + 1] == "4"  # 8 over 1 device x 2 nodes
+    assert words[words.index("--model.init_args.lr") + 1] == "0.01"
+
+
+def test_the_eta_of_a_fit_past_its_budget_counts_no_negative_time() -> None:
+    # step 120 of 100: nothing left of this fit (not -10 s), then 200 steps at 4/s
+    assert whole_run_eta({"step": 120, "max_steps": 100, "steps_per_s": 2.0}, 4.0, [200]) == (50.0, 0)
+
+
+def test_a_marker_with_the_fits_old_checkpoint_flag_is_the_same_command(tmp_path: Path) -> None:
+    """An older epspp recorded a fit's ``--ckpt_path last`` (anywhere, either spelling): still up to date; in a
+    stage that does not resume, the flag is part of the command."""
+    fit = fit_stage("s", tmp_path, [], Path("d"), overrides=["--o", "1"])
+    for flag in (["--ckpt_path", "last"], ["--ckpt_path=last"]):
+        old = ["epspp", *fit.args, *flag, *fit.overrides]
+        assert Runner().why_again(fit, {"command": old}) is None
+    assert Runner().why_again(fit, {"command": ["epspp", *fit.args, "--ckpt_path", "last"]}) == "its command changed"
+    tool = Stage("t", tmp_path, ("prepare", "x"))
+    assert Runner().why_again(tool, {"command": ["epspp", "prepare", "x", "--ckpt_path", "last"]}) is not None
+
+
+def done_before(tmp_path: Path) -> list[Stage]:
+    """``two_stages`` with the markers of a finished, up-to-date run written by hand (nothing to run)."""
+    stages = two_stages(tmp_path)
+    for stage, marker in zip(
+        stages,
+        (
+            {"command": stages[0].command, "id": "A", "inputs": {}},
+            {"command": stages[1].command, "id": "B", "inputs": {str(stages[0].folder): "A"}},
+        ),
+        strict=True,
+    ):
+        stage.folder.mkdir(parents=True)
+        (stage.folder / "stage.json").write_text(json.dumps(marker))
+    return stages
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_quiet_runner_says_nothing(tmp_path: Path, quiet: bool) -> None:
+    stages = done_before(tmp_path)
+    out = io.StringIO()
+    records = Runner(tag="t", quiet=quiet, out=out).run(stages)
+    assert [record["ran"] for record in records.values()] == [False, False]
+    assert (out.getvalue() == "") is quiet
+    assert quiet or out.getvalue().startswith("[t] 2 stages, 0 to run, 2 done before\n[t] first: done before, skipping")
+
+
+def test_a_marker_that_is_not_an_object_is_no_marker(tmp_path: Path) -> None:
+    stages = done_before(tmp_path)
+    assert Runner().plan(stages) == [False, False]
+    (stages[1].folder / "stage.json").write_text("[1, 2]\n")
+    assert Runner().plan(stages) == [False, True]
+
+
+def test_the_runner_shows_the_default_executable_as_epspp(tmp_path: Path) -> None:
+    stage = Stage("t", tmp_path, ("prepare", "synthetic", "--root", "a b"))
+    assert Runner().shown(stage) == "epspp prepare synthetic --root 'a b'"
+    assert Runner(executable=("/x/python", "-m", "epspp")).shown(stage).startswith("/x/python -m epspp prepare ")
+
+
+def test_each_stage_counts_only_the_budgets_of_the_stages_after_it_that_run(tmp_path: Path) -> None:
+    """The whole run's ETA of a stage adds the step budgets of the later stages that will run (a finished fit is
+    not counted); the runner hands them to each stage's poll."""
+    stages = [
+        fit_stage("one", tmp_path / "one", [], Path("d"), max_steps=100),
+        predict_stage("masks", tmp_path / "masks", [], Path("d"), Path("c.ckpt")),
+        fit_stage("three", tmp_path / "three", [], Path("d"), max_steps=200),
+        fit_stage("four", tmp_path / "four", [], Path("d"), max_steps=50),
+    ]
+    (tmp_path / "three").mkdir()
+    (tmp_path / "three" / "stage.json").write_text(json.dumps({"command": stages[2].command, "inputs": {}}))
+    run = Runner(quiet=True)
+    to_come: dict[str, list] = {}
+
+    def run_stage(stage: Stage, poll: Callable[[], None]) -> dict:
+        to_come[stage.name] = poll.args[2]  # type: ignore[attr-defined]  (functools.partial(_eta, eta, stage, ...))
+        return {}
+
+    run.run_stage = run_stage  # type: ignore[method-assign]
+    run.run(stages)
+    assert to_come == {"one": [None, 50], "masks": [50], "three": [50], "four": []}
+
+
+def test_only_a_fits_measured_rate_gives_the_whole_run_eta_once(tmp_path: Path) -> None:
+    """A prediction's progress.json, or a fit's before it measured a rate, says nothing; a fit's says it once:
+    35 s left of it + 200 steps to come at its 2 steps/s = 2 min 15 s."""
+    from epspp.chain import _Eta
+    from epspp.runs.progress import write_progress
+
+    fit = fit_stage("one", tmp_path / "one", [], Path("d"), max_steps=100)
+    masks = predict_stage("masks", tmp_path / "masks", [], Path("d"), Path("c.ckpt"))
+    record = {"step": 30, "max_steps": 100, "steps_per_s": 2.0, "eta_s": 35.0}
+    write_progress(masks.folder, record)
+    write_progress(fit.folder, record | {"steps_per_s": 0.0, "eta_s": None})
+    out = io.StringIO()
+    run, eta = Runner(tag="t", out=out), _Eta()
+    run._eta(eta, masks, [200])
+    run._eta(eta, fit, [200])
+    assert out.getvalue() == "" and eta.rate is None
+    write_progress(fit.folder, record)
+    run._eta(eta, fit, [200])
+    run._eta(eta, fit, [200])
+    assert out.getvalue() == (
+        "[t] whole run: about 2 min 15 s left (an estimate: 1 fit(s) to come at one's 2.00 steps/s)\n"
+    )

@@ -289,3 +289,107 @@ def test_no_warmup_note_without_a_step_budget_of_at_least_one() -> None:
 
     assert warmup_note(config(0)) is None  # max_steps 0: no budget to compare (as -1, Lightning's default)
     assert warmup_note(config(1)).startswith("--model.init_args.ird_warmup_steps 5 >= --trainer.max_steps 1")
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("head_lr_mult", 0.0, "must be > 0, got 0.0"),
+        ("bias_lr_mult", -1.0, "must be > 0, got -1.0"),
+        ("weight_decay", -1e-4, "must be >= 0, got -0.0001"),
+        ("poly_power", -0.5, "must be >= 0, got -0.5"),
+        ("lam", 1.5, "must be in [0, 1], got 1.5"),
+        ("saliency_weight", -1.0, "must be >= 0, got -1.0"),
+        ("pamr_iter", -1, "must be >= 0, got -1"),
+        ("ird_warmup_steps", -1, "must be >= 0, got -1"),
+        ("eps_warmup_steps", -1, "must be >= 0, got -1"),
+        ("ird_refine", "crf", "must be pamr (the paper) or none, got 'crf'"),
+        ("pamr_dilations", [], "must be a non-empty list of integers >= 1, got []"),
+    ],
+)
+def test_each_localization_option_is_refused_under_its_own_name(name: str, value: object, message: str) -> None:
+    from epspp.config_checks import check_localization_options
+
+    hp = _model_defaults(LocalizationModule) | {"num_classes": 2}
+    with pytest.raises(ConfigError) as error:
+        check_localization_options(hp | {name: value})
+    assert str(error.value) == f"--model.init_args.{name} {message}"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("head_lr_mult", 0.0, "must be > 0, got 0.0"),
+        ("poly_power", -1.0, "must be >= 0, got -1.0"),
+        ("momentum", 1.0, "must be in [0, 1), got 1.0"),
+        ("pseudo_weight", -0.5, "must be >= 0, got -0.5"),
+        ("crf_workers", -1, "must be >= 0, got -1"),
+        ("num_classes", 255, "must be in [1, 254], got 255"),
+    ],
+)
+def test_each_segmentation_option_is_refused_under_its_own_name(name: str, value: object, message: str) -> None:
+    from epspp.config_checks import check_segmentation_options
+
+    hp = _model_defaults(SegmentationModule) | {"num_classes": 2}
+    with pytest.raises(ConfigError) as error:
+        check_segmentation_options(hp | {name: value})
+    assert str(error.value).startswith(f"--model.init_args.{name} {message}")
+    check_segmentation_options(hp | {"msc_scales": ()})  # no multi-scale training: allowed (tta_scales are not)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("color_jitter", -0.1, "--data.color_jitter must be >= 0, got -0.1"),
+        ("jitter_hue", 0.6, "--data.jitter_hue must be in [0, 0.5], got 0.6"),
+        ("eval_scale", 0.0, "--data.eval_scale must be > 0, got 0.0"),
+        ("std", (1.0, -1.0, 1.0), "--data.std must be positive in every channel, got [1.0, -1.0, 1.0]"),
+    ],
+)
+def test_each_data_option_is_refused_under_its_own_name(name: str, value: object, message: str) -> None:
+    from epspp.config_checks import check_data_options
+
+    hp = {
+        "resize_long": (256, 256),
+        "train_scales": None,
+        "color_jitter": 0.0,
+        "jitter_hue": 0.5,  # its closed end
+        "jitter_p": 1.0,
+        "std": (1.0, 1.0, 1.0),
+    }
+    check_data_options(hp)
+    with pytest.raises(ConfigError) as error:
+        check_data_options(hp | {name: value})
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("devices", [-2, "-2", [], 0, "0"])
+def test_no_device_at_all_is_refused(devices: object) -> None:
+    from epspp.config_checks import check_devices
+
+    with pytest.raises(ConfigError, match=r"^--trainer\.devices must be a positive count"):
+        check_devices(devices)
+
+
+def test_check_config_checks_the_model_its_class_names_and_the_data_when_there_is_one() -> None:
+    from jsonargparse import Namespace
+
+    from epspp.config_checks import check_config
+
+    def config(class_path: str, **init_args: object) -> Namespace:
+        return Namespace(trainer=Namespace(devices=1), model=Namespace(class_path=class_path, init_args=init_args))
+
+    seg = _model_defaults(SegmentationModule) | {"num_classes": 2, "tta_scales": []}
+    loc = _model_defaults(LocalizationModule) | {"num_classes": 2, "bg_threshold": 1.5}
+    with pytest.raises(ConfigError, match=r"^--model\.init_args\.tta_scales must be a non-empty list"):
+        check_config(config("epspp.tasks.SegmentationModule", **seg))
+    with pytest.raises(ConfigError, match=r"^--model\.init_args\.bg_threshold must be in \(0, 1\)"):
+        check_config(config("epspp.tasks.localization.LocalizationModule", **loc))
+    check_config(config("mine.OtherModule", **loc))  # a class of the user's: its own checks
+    data = config("mine.OtherModule")
+    data.data = Namespace(resize_long=(512, 256))
+    with pytest.raises(ConfigError, match=r"^--data\.resize_long must be"):
+        check_config(data)
+    with pytest.raises(ConfigError, match=r"^--trainer\.num_nodes must be an integer in \[1, 1024\], got 0"):
+        check_config(Namespace(trainer=Namespace(devices=1, num_nodes=0)))

@@ -106,3 +106,67 @@ def test_the_demos_configs_and_refused_options(tmp_path: Path, monkeypatch) -> N
         demo.run_demo(tmp_path / "data", tmp_path / "out", tmp_path, [], pretrain_root=tmp_path / "corpus")
     assert str(error.value) == f"--pretrain-root {tmp_path / 'corpus'} is a file: give a folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["configs", "corpus", "mine"]  # nothing written
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+def test_the_overrides_reach_every_fit_and_no_prediction(tmp_path: Path) -> None:
+    root, corpus, out = tmp_path / "data", tmp_path / "corpus", tmp_path / "out"
+    root.mkdir()
+    corpus.mkdir()
+    for regime in ("pretrained", "scratch"):
+        stages = demo_stages(root, out, tmp_path / "configs", ["--x", "1"], regime, corpus)
+        for key, stage in stages.items():
+            expected = ("--x", "1") if stage.subcommand == "fit" else ()
+            assert stage.overrides == expected, (regime, key)
+            assert stage.resume is (stage.subcommand == "fit"), (regime, key)
+
+
+def test_the_report_reads_the_folders_the_demo_writes(tmp_path: Path) -> None:
+    """epspp.report names the methods and variants of the demo, and reads each from the folder its stage writes
+    (``OUT/<method>/localization``, ``OUT/<method>/{pseudo,val}_masks``, ``OUT/segmentation/<variant>``)."""
+    from epspp import report
+    from epspp.chain import last_checkpoint
+    from epspp.demo import SEGMENTATION
+
+    out, stages = _stages(tmp_path)
+    assert report.METHOD_NAMES == tuple(METHODS) == ("cam", "eps", "eps++")
+    assert report.SEGMENTATION_NAMES == SEGMENTATION == ("wsss", "ssss", "labeled_only")
+    for method in METHODS:
+        assert stages[f"localization/{method}"].folder == out / method / "localization"
+    assert last_checkpoint(stages["localization/eps++"].folder) == out / "eps++/localization/checkpoints/last.ckpt"
+    for variant in SEGMENTATION:
+        assert stages[f"segmentation/{variant}"].folder == out / "segmentation" / variant
+        assert _value(stages[f"segmentation/{variant}"].args, "--trainer.default_root_dir") == str(
+            out / "segmentation" / variant
+        )
+
+
+def test_a_file_in_place_of_the_out_or_root_folder_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from epspp import demo
+    from epspp.errors import DatasetError
+
+    (tmp_path / "file").write_text("mine")
+    for args, flag in (
+        ((tmp_path / "data", tmp_path / "file"), "--out"),
+        ((tmp_path / "file", tmp_path / "out"), "--root"),
+    ):
+        with pytest.raises(DatasetError) as error:
+            demo.run_demo(*args, tmp_path, [], pretrain_root=tmp_path / "corpus")
+        assert str(error.value) == f"{flag} {tmp_path / 'file'} is a file: give a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_stage_1_starts_from_the_file_the_demos_pretraining_writes(tmp_path: Path) -> None:
+    """configs/demo/pretrain.yaml's BackboneExport writes ``<run folder>/<filename>``: the demo's pretrained_path."""
+    import yaml
+
+    from epspp.config_files import PACKAGED
+
+    config = yaml.safe_load((PACKAGED / "demo" / "pretrain.yaml").read_text())
+    [export] = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("BackboneExport")]
+    out, stages = _stages(tmp_path)
+    written = Path(_value(stages["pretrain"].args, "--trainer.default_root_dir")) / export["init_args"]["filename"]
+    for key in ("localization/eps++", "segmentation/wsss"):
+        assert _value(stages[key].args, "--model.init_args.pretrained_path") == str(written)

@@ -92,3 +92,44 @@ def test_an_id_too_long_for_a_temporary_name_is_refused_naming_it(tmp_path: Path
     (splits / "train.txt").write_text("ok\n" + "y" * MAX_ID_BYTES + "\n")  # the longest id whose names fit
     ids = read_split(tmp_path, "train")
     assert (tmp_path / f".{ids[1]}.{4194304}.tmp.png").touch() is None  # the writers' temporary name works
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6): epspp.errors itself
+def test_reading_turns_each_damaged_file_error_into_one_line(tmp_path: Path) -> None:
+    import errno
+    import zipfile
+
+    from epspp.errors import EPSError, reading
+
+    path = tmp_path / "s.npy"
+    cases = [
+        (OSError(errno.EIO, os.strerror(errno.EIO)), "Input/output error"),  # the system's words
+        (EOFError(), "EOFError"),  # no words at all: its type
+        (ValueError("bad\n  header"), "bad header"),  # one line
+        (zipfile.BadZipFile("File is not a zip file"), "File is not a zip file"),
+    ]
+    for raised, reason in cases:
+        with pytest.raises(DatasetError) as error, reading(path, "score map"):
+            raise raised
+        assert str(error.value) == f"cannot read score map {path}: {reason}"
+    with pytest.raises(DatasetError) as error, reading(path, "score map", "predict it again"):
+        raise EOFError("truncated")
+    assert str(error.value) == f"cannot read score map {path}: truncated: predict it again"
+    with pytest.raises(DatasetError) as error, reading(path):
+        raise ValueError("x")
+    assert str(error.value) == f"cannot read file {path}: x"  # the default name of what is read
+    own = EPSError("already one line")
+    with pytest.raises(EPSError) as error, reading(path):
+        raise own
+    assert error.value is own  # passed unchanged
+    with pytest.raises(KeyError), reading(path):
+        raise KeyError("not a damaged file")
+
+
+def test_an_output_errors_reason_defaults_to_its_message() -> None:
+    from epspp.errors import ConfigError, EPSError, OutputError
+
+    assert OutputError("cannot write x").reason == "cannot write x"
+    assert OutputError("cannot write x: full", "full").reason == "full"
+    assert issubclass(OutputError, EPSError) and issubclass(DatasetError, EPSError) and issubclass(EPSError, ValueError)
+    assert issubclass(ConfigError, EPSError)

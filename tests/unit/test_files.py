@@ -101,3 +101,51 @@ def test_a_read_only_disk_is_one_line_too(small_disk: Path) -> None:
     report = small_disk / "report.json"
     with pytest.raises(OutputError, match=rf"^cannot write --json {report}: Read-only file system: "):
         write_json(report, {"miou": 0.0}, "write --json")  # its temporary cannot be removed either: never made
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+def test_the_temporary_name_keeps_the_stem_and_the_suffix(tmp_path: Path) -> None:
+    import threading
+
+    from epspp.files import temporary_name
+
+    tid = threading.get_native_id()
+    assert temporary_name(tmp_path / "a.b.png") == tmp_path / f".a.b.{tid}.tmp.png"
+    assert temporary_name(tmp_path / "README") == tmp_path / f".README.{tid}.tmp"
+
+
+def test_advice_and_the_reason_of_a_failed_write(tmp_path: Path) -> None:
+    def full(tmp: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OutputError) as error:
+        write_atomic(tmp_path / "f.json", full, "save report", advice="pass --out elsewhere")
+    assert (
+        str(error.value) == f"cannot save report {tmp_path / 'f.json'}: No space left on device: pass --out elsewhere"
+    )
+    assert error.value.reason == "No space left on device"
+
+
+def test_a_filesystem_error_behind_another_is_found_and_named() -> None:
+    try:
+        try:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        except OSError as inner:
+            raise RuntimeError("the writer failed") from inner
+    except RuntimeError as outer:
+        assert write_failure(outer) == "Read-only file system"
+    assert write_failure(OSError("disk gone")) == "disk gone"  # no strerror: its text
+    assert write_failure(OSError()) == "OSError"  # nothing at all: its type
+
+
+@pytest.mark.parametrize("sync", [False, True])
+def test_sync_flushes_the_file_and_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sync: bool) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", lambda handle: synced.append(handle))
+    write_atomic(tmp_path / "x.ckpt", lambda tmp: tmp.write_bytes(b"x"), sync=sync)
+    assert len(synced) == (2 if sync else 0) and (tmp_path / "x.ckpt").read_bytes() == b"x"
+
+
+def test_json_indent_away_from_its_default(tmp_path: Path) -> None:
+    assert write_json(tmp_path / "a.json", {"a": [1]}).read_text() == '{\n  "a": [\n    1\n  ]\n}'
+    assert write_json(tmp_path / "b.json", {"a": [1]}, indent=None).read_text() == '{"a": [1]}'

@@ -238,3 +238,139 @@ def test_an_input_edited_in_place_at_the_same_size_changes_the_fingerprint(tmp_p
     assert fingerprint(photos, labels) == before
     os.utime(photos / "a.jpg", ns=(1_000_000_000, 1_000_000_001))  # a photo rewritten 1 ns later
     assert fingerprint(photos, labels) != before
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+def test_every_option_of_run_own_data_reaches_its_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each argument set away from its default, against the stages of the same options given by keyword."""
+    from epspp import run, run_report
+
+    model = tmp_path / "u2net.onnx"
+    model.write_bytes(b"onnx")
+    expected = _options(
+        tmp_path,
+        saliency=None,
+        method="cam",
+        predict=tmp_path / "new",
+        max_steps=5,
+        pretrained=False,
+        saliency_model="u2netp",
+        saliency_model_path=model,
+        overrides=("--x", "1"),
+    )
+    seen: list[list] = []
+
+    class Recording:
+        def run(self, stages: list) -> dict:
+            seen.append(list(stages))
+            return {}
+
+    monkeypatch.setattr(run_report, "write_run_report", lambda *args: {})
+    run.run_own_data(
+        str(tmp_path / "photos"),
+        str(tmp_path / "labels.csv"),
+        str(tmp_path / "out"),
+        preset="photos",
+        method="cam",
+        predict=str(tmp_path / "new"),
+        max_steps=5,
+        pretrained=False,
+        saliency_model="u2netp",
+        saliency_model_path=str(model),
+        overrides=["--x", "1"],
+        runner=Recording(),  # type: ignore[arg-type]
+    )
+    assert seen == [run_stages(expected)]
+    saliency = seen[0][0].args
+    assert saliency[-4:] == ("--model", "u2netp", "--model-path", str(model))
+    assert seen[0][2].overrides[-6:] == (
+        "--model.init_args.pretrained",
+        "false",
+        "--model.init_args.freeze_bn",
+        "false",
+        "--x",
+        "1",
+    )
+
+
+def test_pretrained_backbones_add_no_weight_flags_and_the_last_stages_predict_every_photo(tmp_path: Path) -> None:
+    stages = run_stages(_options(tmp_path, predict=tmp_path / "new", overrides=("--x", "1")))
+    out = tmp_path / "out"
+    for fit in (stages[1], stages[3]):
+        assert fit.overrides == ("--x", "1")  # no --max-steps, pretrained: only the user's flags
+    assert stages[3].args[stages[3].args.index("--data.pseudo_mask_dir") + 1] == str(out / "pseudo_masks")
+    quiet = ("--trainer.logger", "false", "--pseudo_masks.save_overlays", "true")
+    masks, predictions = stages[4], stages[5]
+    assert masks.args[masks.args.index("--data.predict_split") + 1] == "all" and masks.overrides == quiet
+    assert predictions.args[predictions.args.index("--data.predict_image_dir") + 1] == str(tmp_path / "new")
+    assert predictions.overrides == quiet
+    for stage in (masks, predictions):  # each writes its config and logs in its own folder
+        assert stage.args[stage.args.index("--trainer.default_root_dir") + 1] == str(stage.folder)
+        assert stage.args[stage.args.index("--ckpt_path") + 1] == str(out / "segmentation_wsss/checkpoints/last.ckpt")
+
+
+def test_a_preset_given_as_a_folder_needs_both_stage_configs(tmp_path: Path) -> None:
+    from epspp.errors import ConfigError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "segmentation.yaml").write_text("{}\n")
+    with pytest.raises(ConfigError, match=f"^--preset {mine}: no such preset"):
+        preset_folder(str(mine))
+    (mine / "pseudo_masks.yaml").write_text("{}\n")
+    assert preset_folder(str(mine)) == mine
+
+
+def test_an_epoch_fraction_is_not_a_step_count(tmp_path: Path) -> None:
+    """``val_check_interval: 0.5`` (half an epoch) and a bool are not scaled; an int interval is."""
+    config = tmp_path / "c.yaml"
+    config.write_text("trainer: {max_steps: 100, val_check_interval: 0.5, log_every_n_steps: true}\n")
+    assert step_overrides(config, 50) == ["--trainer.max_steps", "50"]
+    config.write_text("trainer: {max_steps: 100, val_check_interval: 30}\n")
+    assert step_overrides(config, 50) == ["--trainer.max_steps", "50", "--trainer.val_check_interval", "15"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"images": Path("/no/photos")}, "--images /no/photos is not a folder: give the folder of your photos"),
+        ({"saliency": Path("/no/maps")}, "--saliency /no/maps is not a folder: give the folder of your saliency maps"),
+        ({"labels": Path("/no/l.csv")}, "--labels /no/l.csv is not a file: give your label file"),
+        (
+            {"saliency": None, "saliency_model_path": Path("/no/m.onnx")},
+            "--saliency-model-path /no/m.onnx is not a file",
+        ),
+    ],
+)
+def test_each_input_path_is_checked_under_its_own_flag(tmp_path: Path, changes: dict, message: str) -> None:
+    from dataclasses import replace
+
+    from epspp.run import check_options
+
+    with pytest.raises(EPSError, match="^" + message):
+        check_options(replace(_options(tmp_path), **changes))  # images and labels too
+    check_options(_options(tmp_path, saliency=None, saliency_model="u2netp"))  # made here: the detector may be named
+
+
+def test_changed_photos_rerun_the_saliency_stage_and_the_dataset_in_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Without --saliency both first stages read the photos: both lose their markers; later stages keep theirs (the
+    chain reruns them from the ids of their inputs)."""
+    from epspp.run import forget_changed_inputs
+
+    options = _options(tmp_path, saliency=None)
+    stages = run_stages(options)
+    for stage in stages[:3]:
+        stage.folder.mkdir(parents=True)
+        (stage.folder / "stage.json").write_text("{}")
+    forget_changed_inputs(options, stages)  # the first run: fingerprints recorded
+    assert all((stage.folder / "stage.json").is_file() for stage in stages[:3])
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"1")
+    capsys.readouterr()
+    forget_changed_inputs(options, stages)
+    assert [(stage.folder / "stage.json").is_file() for stage in stages[:3]] == [False, False, True]
+    assert capsys.readouterr().out == (
+        "[run] saliency: its input files changed since the last run; running it again\n"
+        "[run] dataset: its input files changed since the last run; running it again\n"
+    )

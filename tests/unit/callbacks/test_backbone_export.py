@@ -49,3 +49,18 @@ def test_a_module_without_a_backbone_is_refused_at_the_fit_start(tmp_path: Path)
         r"trains a Linear: remove the callback from the config",
     ):
         BackboneExport().on_fit_start(SimpleNamespace(default_root_dir=str(tmp_path)), nn.Linear(1, 1))
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+def test_the_default_and_an_absolute_file_name(tmp_path: Path) -> None:
+    """The default ``backbone.pth`` in the run folder is the file the run folder's write rule protects."""
+    from jsonargparse import Namespace
+
+    from epspp.runs.folder import fit_outputs_by_key
+
+    trainer = SimpleNamespace(default_root_dir=str(tmp_path / "run"))
+    assert BackboneExport().path(trainer) == tmp_path / "run" / "backbone.pth"
+    assert BackboneExport(str(tmp_path / "elsewhere.pth")).path(trainer) == tmp_path / "elsewhere.pth"
+    callback = Namespace(class_path="epspp.callbacks.BackboneExport", init_args=Namespace())
+    config = Namespace(trainer=Namespace(callbacks=[callback]))
+    assert BackboneExport().path(trainer) in fit_outputs_by_key(config, tmp_path / "run")

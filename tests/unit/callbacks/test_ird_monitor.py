@@ -257,3 +257,59 @@ def test_the_monitor_watches_the_salient_share_of_the_dropped_region_not_of_all_
         else:
             assert monitor.collapse.fired_at is None and not warnings.exists()
     assert capsys.readouterr().err.count("IRD collapse") == 1
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+def test_other_ranks_record_and_watch_but_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from epspp.callbacks.ird_monitor import IRDMonitor
+
+    trainer = SimpleNamespace(is_global_zero=False, default_root_dir=str(tmp_path))
+    monitor = IRDMonitor(reading="softmax", window=1)
+    monitor.record(trainer, 0, {"inconsistent_salient": 1.0})
+    monitor.write(trainer)
+    assert monitor.collapse.fired_at == 0 and len(monitor.telemetry.rows) == 1
+    assert list(tmp_path.iterdir()) == [] and capsys.readouterr().err == ""
+    trainer.is_global_zero = True
+    monitor.write(trainer)
+    assert (tmp_path / TELEMETRY_FILE).is_file()
+
+
+def test_the_monitor_passes_its_options_to_the_collapse_watch(tmp_path: Path) -> None:
+    """reading, window and threshold away from their defaults (0.5 over 2 steps fires; 0.95 would not)."""
+    from types import SimpleNamespace
+
+    from epspp.callbacks.ird_monitor import IRDMonitor
+
+    monitor = IRDMonitor(reading="floored", warmup_steps=2, window=2, threshold=0.5)
+    trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path))
+    for step in range(4):
+        monitor.record(trainer, step, {"inconsistent_salient": 0.5})
+    assert monitor.collapse.fired_at == 3  # steps 2 and 3 watched (0 and 1: the warm-up)
+    text = (tmp_path / WARNINGS_FILE).read_text()
+    assert "ird_threshold_maps: floored;" in text and "over the last 2 steps" in text
+
+
+def test_the_checkpoint_keys_of_the_monitors_state(tmp_path: Path) -> None:
+    """``ird_collapse`` and ``ird_telemetry`` (the keys of earlier checkpoints); a checkpoint without them (written
+    before the monitor existed) restores an empty state."""
+    from types import SimpleNamespace
+
+    from epspp.callbacks.ird_monitor import IRDMonitor
+
+    trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path))
+    monitor = IRDMonitor(window=2)
+    for step in range(3):
+        monitor.record(trainer, step, {"inconsistent_salient": 0.25})
+    checkpoint: dict = {}
+    monitor.on_save_checkpoint(trainer, SimpleNamespace(), checkpoint)
+    assert set(checkpoint) == {"ird_collapse", "ird_telemetry"}
+    assert checkpoint["ird_collapse"] == {"values": [0.25, 0.25], "fired_at": None}
+    assert checkpoint["ird_telemetry"] == {"step": [0, 1, 2], "inconsistent_salient": [0.25, 0.25, 0.25]}
+    again = IRDMonitor(window=2)
+    again.on_load_checkpoint(trainer, SimpleNamespace(), checkpoint)
+    assert again.telemetry.rows == monitor.telemetry.rows and list(again.collapse.values) == [0.25, 0.25]
+    old = IRDMonitor(window=2)
+    old.on_load_checkpoint(trainer, SimpleNamespace(), {"state_dict": {}})
+    assert old.telemetry.rows == [] and list(old.collapse.values) == [] and old.collapse.fired_at is None

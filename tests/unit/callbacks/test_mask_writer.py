@@ -459,3 +459,111 @@ def test_an_overview_that_cannot_be_drawn_is_a_note(
     _predict_folder(tmp_path / "photos", out, masks)
     assert f"[epspp] note: {out / 'overview.png'} not drawn: No space left on device" in capsys.readouterr().out
     assert (out / "p wide.png").is_file() and not (out / "overview.png").exists()
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+def test_a_mask_subdir_holds_the_masks_and_only_them(tmp_path: Path) -> None:
+    """``mask_subdir``: PNGs in OUT/<subdir>, score maps and provenance in OUT; a rerun finds the masks there."""
+    out = tmp_path / "out"
+    writer = PseudoMaskWriter(output_dir=str(out), save_scores=True, mask_subdir="comp6/cls")
+    writer.setup(_fake_trainer(["a", "b"]), None, "predict")
+    writer.write_on_batch_end(None, None, _prediction(["a"], [np.ones((2, 3), np.uint8)]), None, None, 0)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "comp6/cls/a.png",
+        "provenance.json",
+        "scores/a.npy",
+    ]
+    trainer = _fake_trainer(["a", "b"])
+    PseudoMaskWriter(output_dir=str(out), save_scores=True, mask_subdir="comp6/cls").setup(trainer, None, "predict")
+    assert trainer.datamodule.datasets["predict"].ids == ["b"]
+
+
+def test_a_mask_without_its_score_map_is_predicted_again_when_scores_are_saved(tmp_path: Path) -> None:
+    PseudoMaskWriter(output_dir=str(tmp_path), save_scores=True).setup(_fake_trainer(["a"]), None, "predict")
+    write_mask_png(tmp_path / "a.png", np.zeros((2, 2), np.uint8))  # a killed run: the mask, not its scores
+    write_mask_png(tmp_path / "b.png", np.zeros((2, 2), np.uint8))
+    np.save(tmp_path / "scores" / "b.npy", np.zeros((1, 2, 2), np.float16))
+    trainer = _fake_trainer(["a", "b"])
+    PseudoMaskWriter(output_dir=str(tmp_path), save_scores=True).setup(trainer, None, "predict")
+    assert trainer.datamodule.datasets["predict"].ids == ["a"]
+    trainer = _fake_trainer(["a", "b"])  # without save_scores the mask alone is done
+    PseudoMaskWriter(output_dir=str(tmp_path)).setup(trainer, None, "predict")
+    assert trainer.datamodule.datasets["predict"].ids == []
+
+
+def test_every_kind_of_stale_temporary_goes_and_only_rank_0_removes_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    stale = [
+        "sub/.a.7.tmp.png",  # a mask in the mask_subdir
+        ".a.7.tmp.png",
+        ".a.7.tmp.npy",
+        "scores/.a.7.tmp.npy",
+        "overlays/.a.7.tmp.png",
+        ".manifest.7.tmp.json",
+        ".manifest.json.tmp",
+    ]
+    for name in [*stale, "keep.tmp", "sub/keep.txt"]:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(b"x")
+    trainer = _fake_trainer(["a"])
+    trainer.is_global_zero = False
+    PseudoMaskWriter(output_dir=str(out), mask_subdir="sub").setup(trainer, None, "predict")
+    assert not (out / "provenance.json").exists() and all((out / name).exists() for name in stale)
+    PseudoMaskWriter(output_dir=str(out), mask_subdir="sub").setup(_fake_trainer(["a"]), None, "predict")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "keep.tmp",
+        "provenance.json",
+        "sub/keep.txt",
+    ]
+    write_mask_png(out / "sub" / "a.png", np.zeros((2, 2), np.uint8))
+    capsys.readouterr()
+    trainer = _fake_trainer(["a", "b"])
+    trainer.is_global_zero = False  # every rank predicts only the missing ids; rank 0 alone says so
+    PseudoMaskWriter(output_dir=str(out), mask_subdir="sub").setup(trainer, None, "predict")
+    assert trainer.datamodule.datasets["predict"].ids == ["b"] and capsys.readouterr().out == ""
+
+
+def test_the_manifest_names_the_checkpoint_epspp_predict_gave(tmp_path: Path) -> None:
+    """``checkpoint_path`` (from ``--ckpt_path``) before the trainer's; its resolved path and SHA-256."""
+    import hashlib
+
+    masks = _photo_folder(tmp_path / "photos")
+    given, other = tmp_path / "given.ckpt", tmp_path / "other.ckpt"
+    given.write_bytes(b"given")
+    other.write_bytes(b"other")
+    trainer = _folder_trainer(tmp_path / "photos")
+    trainer.ckpt_path = str(other)
+    writer = PseudoMaskWriter(output_dir=str(tmp_path / "out"))
+    writer.checkpoint_path = str(tmp_path / "." / "given.ckpt")
+    writer.setup(trainer, None, "predict")
+    for image_id in trainer.datamodule.datasets["predict"].ids:
+        prediction = {"id": [image_id], "mask": torch.from_numpy(masks[image_id])[None]}
+        writer.write_on_batch_end(trainer, None, prediction, None, None, 0)
+    writer._finish_folder(trainer, trainer.datamodule.datasets["predict"], False, torch.device("cpu"))
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    digest = hashlib.sha256(b"given").hexdigest()
+    assert (manifest["checkpoint"], manifest["checkpoint_sha256"]) == (str(given.resolve()), digest)
+    assert json.loads((tmp_path / "out" / "provenance.json").read_text())["checkpoint_sha256"] == digest
+    assert (manifest["images"], manifest["written_this_run"]) == (str(tmp_path / "photos"), 2)
+
+
+def test_the_dataset_folders_an_output_stays_out_of_are_named(tmp_path: Path) -> None:
+    from epspp.callbacks.mask_writer import dataset_folders
+
+    dataset = SimpleNamespace(image_dir="i", mask_dir=None, saliency_dir="s", root="r")
+    assert dataset_folders(dataset) == {"image": Path("i"), "saliency": Path("s"), "root": Path("r")}
+    with pytest.raises(OutputError, match="is inside the dataset's saliency folder"):
+        PseudoMaskWriter(output_dir=str(tmp_path / "s" / "x")).setup(
+            SimpleNamespace(
+                datamodule=SimpleNamespace(
+                    datasets={
+                        "predict": SimpleNamespace(ids=["a"], image_dir=tmp_path / "i", saliency_dir=tmp_path / "s")
+                    },
+                    hparams={},
+                )
+            ),
+            None,
+            "predict",
+        )

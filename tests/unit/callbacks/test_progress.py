@@ -338,3 +338,40 @@ def test_the_fits_total_steps_and_its_loss(monkeypatch: pytest.MonkeyPatch) -> N
     closed.close()
     monkeypatch.setattr(progress_module.sys, "stdout", closed)
     assert stdout_is_terminal() is False
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+def test_a_forced_rich_bar_stays_rich_when_stdout_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``plain: false`` is a choice, not "unset": the rich bar also in a log file."""
+    monkeypatch.setattr(progress_module.sys, "stdout", io.StringIO())  # not a terminal
+    bar = StepProgressBar(plain=False)
+    bar.setup(fake_trainer(tmp_path), None, "fit")
+    assert bar.plain is False and bar.is_enabled
+
+
+def test_every_s_and_every_n_steps_away_from_their_defaults(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``every_s`` 5: a line once 5 s passed since the last (steps every 2 s, every_n_steps 100 never reached);
+    ``every_n_steps`` 0 is read as 1."""
+    assert StepProgressBar(every_n_steps=0).every_n_steps == 1
+    now = [0.0]
+    bar = StepProgressBar(every_n_steps=100, every_s=5.0, plain=True)
+    bar.time = lambda: now[0]
+    bar.get_metrics = lambda trainer, module: {}
+    trainer = fake_trainer(tmp_path, max_steps=8)
+    bar.setup(trainer, None, "fit")
+    bar.on_train_start(trainer, None)
+    run_steps(bar, trainer, {step: 2.0 * step for step in range(1, 9)}, now)
+    # lines at step 1 (t=2, the first), 4 (t=8: 6 s after), 7 (t=14: 6 s after); 4 s after a line is not enough
+    assert [line.split()[2] for line in capsys.readouterr().out.splitlines()] == ["1/8", "4/8", "7/8"]
+
+
+def test_a_resumed_fit_counts_from_its_step(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Resumed at step 4 of 10: progress.json says step 4 at the start, and step 5 is the first line."""
+    now = [0.0]
+    bar, trainer = plain_bar(now), fake_trainer(tmp_path)
+    trainer.global_step = 4
+    bar.setup(trainer, None, "fit")
+    bar.on_train_start(trainer, None)
+    assert read_progress(tmp_path)["step"] == 4
+    run_steps(bar, trainer, {5: 1.0, 6: 2.0}, now)
+    assert capsys.readouterr().out.splitlines() == ["[fit] step 5/10 (50%)  loss 0.500"]  # 6: not a 5th step, 1 s

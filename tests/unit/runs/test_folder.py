@@ -490,3 +490,115 @@ def test_start_over_in_a_folder_whose_checkpoints_lie_in_it_directly(tmp_path: P
         "run",
     ]
     assert (root / "config.yaml").read_text() == FIT_MARK.replace("fit", "test")
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+@pytest.mark.parametrize(
+    ("key", "what"),
+    [
+        ("mask_dir", "the dataset's mask folder"),
+        ("saliency_dir", "the dataset's saliency folder"),
+        ("pseudo_mask_dir", "the pseudo-mask folder"),
+        ("predict_image_dir", "the image folder"),
+        ("root", "the dataset's root folder"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("subcommand", "option"), [("fit", "--trainer.default_root_dir"), ("predict", "--pseudo_masks.output_dir")]
+)
+def test_a_run_folder_inside_each_input_is_refused_by_its_name(
+    tmp_path: Path, key: str, what: str, subcommand: str, option: str
+) -> None:
+    """Each data key the data module reads (its literal name) is an input; the message names the stage's option."""
+    from epspp.errors import OutputError
+    from epspp.runs.folder import check_run_folder
+
+    inputs, run = tmp_path / "in", tmp_path / "in" / "run"
+    config = _ns(trainer=_ns(default_root_dir=str(run), callbacks=None, logger=None), data=_ns(**{key: str(inputs)}))
+    with pytest.raises(OutputError) as error:
+        check_run_folder(config, subcommand)
+    assert str(error.value).startswith(f"{option} {run} is inside {what} {inputs}: ")
+
+
+def test_a_loggers_log_dir_is_a_folder_it_writes_in(tmp_path: Path) -> None:
+    from epspp.runs.folder import written_folders
+
+    config = _ns(trainer=_ns(callbacks=None, logger=_callback("TensorBoardLogger", log_dir=str(tmp_path / "tb"))))
+    assert written_folders(config) == {tmp_path / "tb": "trainer.logger.init_args.log_dir"}
+
+
+@pytest.mark.parametrize(
+    ("dump", "fit"),
+    [
+        ("config.yaml", True),
+        ("config.fit.yaml", True),
+        ("logs/config.yaml", True),  # a logger's folder
+        ("lightning_logs/version_0/config.yaml", True),
+        ("a/b/c/config.yaml", False),  # deeper than any logger writes
+        ("other.yaml", False),
+    ],
+)
+def test_an_earlier_fit_is_known_by_its_dump_at_each_depth(tmp_path: Path, dump: str, fit: bool) -> None:
+    from epspp.runs.folder import is_fit_folder
+
+    (tmp_path / dump).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / dump).write_text(FIT_MARK)
+    assert is_fit_folder(tmp_path) is fit
+    (tmp_path / dump).write_text(FIT_MARK.replace("fit", "test"))  # a test's dump: no fit ran there
+    assert is_fit_folder(tmp_path) is False
+
+
+@pytest.mark.usefixtures("rank_zero")
+def test_ground_truth_in_the_default_mask_folder_and_an_unreadable_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The default mask folder is SegmentationClassAug; a split that cannot be read, or no split or root, changes
+    nothing (the data module says why); a config without ``task`` is a localization."""
+    from epspp.runs.folder import has_ground_truth, monitor_what_exists
+
+    data = tmp_path / "data"
+    _split(data, ["a", "b"], masks=["b"])
+    assert has_ground_truth(data, "val", None) is True
+
+    def config(**values: object):  # noqa: ANN202
+        return _ns(trainer=_ns(callbacks=[_callback("ModelCheckpoint", monitor="val/mIoU")]), data=_ns(**values))
+
+    for values in (
+        {"root": str(data), "val_split": "nope", "task": "segmentation"},
+        {"val_split": "val", "task": "segmentation", "mask_dir": str(tmp_path / "none")},
+        {"root": str(data), "task": "segmentation", "mask_dir": str(tmp_path / "none")},
+    ):
+        unchanged = config(**values)
+        monitor_what_exists(unchanged)
+        assert unchanged.trainer.callbacks[0].init_args.monitor == "val/mIoU", values
+    assert capsys.readouterr().err == ""
+    untold = config(root=str(data), val_split="val", mask_dir=str(tmp_path / "none"))  # no task: localization
+    monitor_what_exists(untold)
+    assert (untold.trainer.callbacks[0].init_args.monitor, untold.data.val_split) == ("val/mAP", "val")
+
+
+@pytest.mark.parametrize("subcommand", ["predict", "fit"])
+def test_prepare_run_moves_only_a_prediction_into_its_output_dir_and_drops_only_its_wandb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subcommand: str
+) -> None:
+    """A DDP child (LOCAL_RANK 1: no lock, no message) of each subcommand, with ``pseudo_masks.output_dir`` set."""
+    from epspp.runs.folder import prepare_run
+
+    monkeypatch.setattr(run_folder, "_new_folders", [])
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    train, masks = tmp_path / "train", tmp_path / "masks"
+    loggers = [_callback("CSVLogger", save_dir="logs"), _callback("WandbLogger", save_dir=None, name=None)]
+    config = _ns(
+        trainer=_ns(default_root_dir=str(train), callbacks=[_callback("ModelCheckpoint")], logger=loggers),
+        data=_ns(root=str(tmp_path / "data")),
+        pseudo_masks=_ns(output_dir=str(masks)),
+        ckpt_path=None,
+    )
+    prepare_run(config, subcommand)
+    root = masks if subcommand == "predict" else train
+    assert config.trainer.default_root_dir == str(root)
+    assert config.trainer.callbacks[0].init_args.dirpath == str(root / "checkpoints")
+    assert [logger.class_path.rsplit(".", 1)[1] for logger in config.trainer.logger] == (
+        ["CSVLogger"] if subcommand == "predict" else ["CSVLogger", "WandbLogger"]
+    )
+    assert config.trainer.logger[0].init_args.save_dir == str(root / "logs")

@@ -143,3 +143,42 @@ def test_the_temporaries_of_a_killed_run_are_removed_and_nothing_else(
     assert capsys.readouterr().err == (
         f"[epspp] removed 5 temporary file(s) that a killed run left in {folder}, e.g. {sorted(stale)[0]}\n"
     )
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+def test_a_release_keeps_the_folders_the_calling_command_holds(tmp_path: Path) -> None:
+    """A command run inside another (a demo's stage in its process) releases its own folders, not its caller's."""
+    from epspp.runs.lock import held_folders
+
+    outer, inner = tmp_path / "outer", tmp_path / "inner"
+    hold_folder(outer, "--out")
+    kept = held_folders()
+    assert outer.resolve() in kept
+    hold_folder(inner / ".." / "inner", "--trainer.default_root_dir")  # keyed by the resolved path
+    assert held_folders() == kept | {inner.resolve()}
+    release_folders(kept)
+    assert held_folders() == kept
+    other = os.open(inner, os.O_RDONLY)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the inner one is free
+    finally:
+        os.close(other)
+    release_folders()
+    assert held_folders() == set()
+
+
+def test_only_epspps_temporary_names_of_ended_threads_go(tmp_path: Path) -> None:
+    from epspp.runs.lock import TEMPORARY, remove_stale_temporaries
+
+    assert TEMPORARY.fullmatch(".a.b.123.tmp.json")[1] == "123"  # a stem with a dot  # type: ignore[index]
+    assert TEMPORARY.fullmatch(".README.7.tmp")[1] == "7"  # type: ignore[index]
+    for name in (".a.x7.tmp.json", "a.7.tmp.json", ".a.7.tmp.tar.gz", ".a.7.tmp."):
+        assert TEMPORARY.fullmatch(name) is None, name
+    (tmp_path / "sub").mkdir()
+    dead = tmp_path / "sub" / f".x.{2**22 + 12345}.tmp.png"  # above Linux's pid_max: never a running thread
+    alive = tmp_path / f".x.{os.getpid()}.tmp.png"
+    for path in (dead, alive):
+        path.write_text("x")
+    (tmp_path / f".link.{2**22 + 12345}.tmp").symlink_to(alive)  # a link is never removed
+    assert remove_stale_temporaries(tmp_path) == [dead]
+    assert alive.is_file() and (tmp_path / f".link.{2**22 + 12345}.tmp").is_symlink()

@@ -98,3 +98,26 @@ def test_a_resumed_fit_reads_its_newest_csv_log(tmp_path: Path) -> None:
     os.utime(run / "csv" / "version_9" / "metrics.csv", (3_000_000_000, 3_000_000_000))  # touched last
     assert last_logged(run, "val/mIoU") == 0.5
     assert [p.parent.name for p in metrics_files(run)] == ["version_0", "version_9", "version_10"]
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+def test_the_collapse_step_is_read_from_the_monitors_own_warning(tmp_path: Path) -> None:
+    """The warning as CollapseMonitor words it (not a hand-written copy) gives its step back."""
+    from epspp.callbacks.ird_monitor import CollapseMonitor
+
+    message = CollapseMonitor(window=1).update(37, 1.0)
+    assert message is not None
+    record_warning(tmp_path, "an earlier warning of another kind")
+    record_warning(tmp_path, message)
+    assert collapse_step(tmp_path) == 37
+
+
+def test_the_summary_counts_the_recorded_steps_and_windows_both_shares(tmp_path: Path) -> None:
+    record = TelemetryRecord()
+    for step in range(5):  # 5 steps, windows of 2: 0-1, 2-3, 4
+        record.update(step, {"inconsistent_salient": step / 4, "fg_salient": 1.0 - step / 4})
+    record.write(tmp_path)
+    summary = ird_summary(tmp_path, 2)
+    assert (summary["recorded_steps"], summary["window"]) == (5, 2)
+    assert summary["windows"] == {"inconsistent_salient": [0.125, 0.625, 1.0], "fg_salient": [0.875, 0.375, 0.0]}
+    assert summary["last_steps"]["fg_salient"] == pytest.approx(0.125)  # steps 3 and 4: (0.25 + 0) / 2

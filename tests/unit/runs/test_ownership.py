@@ -351,3 +351,64 @@ def test_a_stage_marker_is_a_stage_json_of_an_epspp_command(tmp_path: Path) -> N
         assert not holds_stage_marker(tmp_path), text
     (tmp_path / "a" / "stage.json").write_text('{"command": ["epspp", "fit", "--config", "x.yaml"]}')
     assert holds_stage_marker(tmp_path)  # nested: found, after the unreadable one
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+def test_a_folder_an_older_run_made_is_adopted_and_one_of_empty_folders_is_new(tmp_path: Path) -> None:
+    from epspp.errors import OutputError
+    from epspp.runs.ownership import OutputRecord
+
+    out = tmp_path / "out"
+    (out / "a" / "b").mkdir(parents=True)  # empty folders only (an older epspp's failed run): new
+    record = OutputRecord.open(out, "epspp x", "--out")
+    assert (record.files, record.adopted) == (set(), False)
+    (out / ".hidden").write_text("h")
+    (out / "b.txt").write_text("b")
+    with pytest.raises(OutputError) as error:  # the example named is a visible entry: hidden ones come last
+        OutputRecord.open(out, "epspp x", "--out")
+    assert str(error.value) == (
+        f"--out {out} holds files that `epspp x` did not write (e.g. {out / 'a'}): choose an empty or new --out "
+        "(epspp never replaces other files)"
+    )
+    with pytest.raises(OutputError):
+        OutputRecord.open(out, "epspp x", "--out", legacy=lambda folder: False)
+    adopted = OutputRecord.open(out, "epspp x", "--out", legacy=lambda folder: folder == out)
+    assert adopted.adopted and adopted.files == set()
+    adopted.claim([out / "b.txt"])  # an older run's file: adopted, listed from now on
+    assert json.loads((out / RECORD).read_text()) == {"command": "epspp x", "files": ["b.txt"]}
+    whole = OutputRecord.open(out, "epspp x", "--out", per_file=False)
+    whole.claim()
+    assert json.loads((out / RECORD).read_text()) == {"command": "epspp x"}
+
+
+def test_an_identical_record_is_not_rewritten(tmp_path: Path) -> None:
+    import os
+
+    from epspp.runs.ownership import OutputRecord
+
+    record = OutputRecord.open(tmp_path / "out", "epspp x", "--out")
+    record.claim([tmp_path / "out" / "f"])
+    path = tmp_path / "out" / RECORD
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    record.claim([tmp_path / "out" / "f"])
+    assert path.stat().st_mtime_ns == 1_000_000_000
+    record.claim([tmp_path / "out" / "g"])
+    assert path.stat().st_mtime_ns != 1_000_000_000 and json.loads(path.read_text())["files"] == ["f", "g"]
+
+
+def test_an_output_file_is_replaced_only_when_ours_or_overwritten(tmp_path: Path) -> None:
+    from epspp.errors import OutputError
+    from epspp.runs.ownership import check_output_file
+
+    path = tmp_path / "f.png"
+    check_output_file(path, "epspp y", "--out", lambda p: False)  # absent: free
+    path.write_text("x")
+    with pytest.raises(OutputError) as error:
+        check_output_file(path, "epspp y", "--out", lambda p: False)
+    assert str(error.value) == (
+        f"--out {path} exists and was not written by `epspp y`: choose another --out, or pass --overwrite to replace it"
+    )
+    check_output_file(path, "epspp y", "--out", lambda p: p == path)
+    check_output_file(path, "epspp y", "--out", lambda p: False, overwrite=True)
+    with pytest.raises(OutputError, match=f"^--out {tmp_path} is a folder: give a file name$"):
+        check_output_file(tmp_path, "epspp y", "--out", lambda p: True, overwrite=True)

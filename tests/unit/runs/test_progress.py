@@ -3,6 +3,8 @@ plain progress line and ``progress.json``'s record, each against values worked o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from epspp.runs.progress import StageClock, format_duration, format_rate, progress_line, progress_record
 
 
@@ -77,3 +79,37 @@ def test_progress_record_has_exactly_the_documented_fields() -> None:
         "done": False,
     }
     assert progress_record(clock, 61.0, done=True)["eta_s"] == 0.0
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+def test_no_rate_without_both_a_step_and_a_second_between_updates() -> None:
+    clock = StageClock(total=10, started=0.0)
+    clock.update(2, 1.0)
+    clock.update(2, 5.0)  # seconds passed, no step: no rate (not 0 it/s)
+    assert clock.rate is None and clock.eta is None
+    same = StageClock(total=10, started=0.0)
+    same.update(2, 1.0)
+    same.update(4, 1.0)  # steps at the same instant: no rate (not a division by zero)
+    assert same.rate is None
+
+
+def test_a_stage_of_unknown_length_has_no_eta_and_a_prediction_says_so() -> None:
+    clock = StageClock(total=-1, started=0.0)
+    clock.update(1, 1.0)
+    clock.update(5, 3.0)
+    assert clock.eta is None  # not 0.0 (step 5 >= total -1)
+    record = progress_record(clock, 2.0, done=False, stage="predict")
+    assert (record["stage"], record["max_steps"], record["eta_s"], record["steps_per_s"]) == ("predict", -1, None, 2.0)
+    assert StageClock(total=5, started=10.0).elapsed(4.0) == 0.0  # a clock read before its start: no negative time
+
+
+def test_progress_json_round_trip_and_unreadable_files(tmp_path: Path) -> None:
+    from epspp.runs.progress import PROGRESS_FILE, read_progress, write_progress
+
+    assert PROGRESS_FILE == "progress.json"  # the name epspp run, demo and the callback share
+    assert read_progress(tmp_path / "absent") is None
+    path = write_progress(tmp_path / "fit", {"step": 3})
+    assert path == tmp_path / "fit" / "progress.json" and read_progress(tmp_path / "fit") == {"step": 3}
+    for text in ("[1]", "{not json"):
+        path.write_text(text)
+        assert read_progress(tmp_path / "fit") is None

@@ -141,3 +141,55 @@ def test_a_record_without_a_dataset_root_is_read_and_only_its_classes_are_checke
     (masks / PROVENANCE).write_text(json.dumps({"dataset": {"root": str(tmp_path / "other")}}))
     with pytest.raises(DatasetError, match=re.escape(f"holds masks of the dataset {tmp_path / 'other'} ")):
         check_source(masks, root, classes, "--data.pseudo_mask_dir", note=False)
+
+
+# ------------------------------------------------------------ variation pass (issue 34 item 6)
+@pytest.mark.parametrize(
+    ("name", "refused"),
+    [
+        ("scores/a.npy", True),
+        ("overlays/a.png", True),
+        ("scores/.a.12.tmp.npy", False),  # a killed writer's temporary: removed by the writer, not a file of another's
+        ("overlays/.a.12.tmp.png", False),
+        ("scores/a.png", False),  # not a score map
+    ],
+)
+def test_score_maps_and_overlays_without_a_record_are_not_replaced(tmp_path: Path, name: str, refused: bool) -> None:
+    (tmp_path / name).parent.mkdir()
+    (tmp_path / name).write_bytes(b"x")
+    if refused:
+        with pytest.raises(
+            DatasetError, match=f"^{re.escape(str(tmp_path / name))} was not written by the mask writer"
+        ):
+            check_resume(tmp_path, RECORD, done=0, overwrite=False)
+    else:
+        check_resume(tmp_path, RECORD, done=0, overwrite=False)
+    check_resume(tmp_path, RECORD, done=0, overwrite=True)
+
+
+def test_a_derived_folder_inside_the_dataset_is_refused_under_its_own_option(tmp_path: Path) -> None:
+    """``OUT/<mask_subdir>`` may stay inside OUT and still be a dataset folder (OUT holds the dataset)."""
+    out = tmp_path
+    images = tmp_path / "JPEGImages"
+    with pytest.raises(
+        OutputError, match=r"^--pseudo_masks.mask_subdir 'JPEGImages' .*JPEGImages is inside the dataset"
+    ):
+        refuse_escaping_folders(out, {"--pseudo_masks.mask_subdir 'JPEGImages'": images}, {"image": images})
+    refuse_escaping_folders(out, {"--pseudo_masks.mask_subdir ''": out}, {"image": images})  # OUT itself: allowed
+
+
+def test_a_folder_without_a_record_is_noted_once_and_the_parent_of_a_mask_subdir_is_its_home(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root, masks = tmp_path / "data", tmp_path / "masks"
+    (masks / "sub").mkdir(parents=True)
+    check_source(masks / "sub", root, ["background"], "--opt", note=False)
+    assert capsys.readouterr().err == ""  # note false: nothing said
+    check_source(masks / "sub", root, ["background"], "--opt")
+    check_source(masks / "sub", root, ["background"], "--opt")
+    assert capsys.readouterr().err.count(f"[epspp] note: --opt {masks / 'sub'} has no provenance.json") == 1
+    (masks / PROVENANCE).write_text(json.dumps({"dataset": {"root": str(tmp_path / "other")}}))  # one folder up
+    with pytest.raises(DatasetError, match=re.escape(f"--opt {masks / 'sub'} holds masks of the dataset")):
+        check_source(masks / "sub", root, ["background"], "--opt", root_option="--root")
+    with pytest.raises(DatasetError, match=re.escape(f"not of --root {root.resolve()}")):
+        check_source(masks / "sub", root, ["background"], "--opt", root_option="--root")
