@@ -354,7 +354,7 @@ class MaskWriter(BasePredictionWriter):
         dataset = datamodule.datasets["predict"]
         ids = read_split(datamodule.hparams.root, split)
         no_label = [i for i in ids if i in dataset.labels and not dataset.labels[i].any()]
-        checkpoint = trainer.ckpt_path
+        checkpoint = self.checkpoint_path or trainer.ckpt_path
         return {
             "split": split,
             "count": sum((self.mask_dir / f"{i}.png").is_file() for i in ids),

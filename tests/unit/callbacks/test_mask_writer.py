@@ -318,6 +318,25 @@ def test_the_manifest_counts_the_masks_on_disk_not_the_split(tmp_path: Path) -> 
     assert (manifest["count"], manifest["split_size"], manifest["evaluated"]) == (3, 5, 3)
 
 
+def test_the_split_manifest_names_the_checkpoint_as_the_folder_manifest_does(tmp_path: Path) -> None:
+    """``checkpoint_path`` (``--ckpt_path``, or set through the Python API) before the trainer's, as provenance.json."""
+    import hashlib
+
+    root, out = write_counting_split(tmp_path)
+    given = tmp_path / "given.ckpt"
+    given.write_bytes(b"given")
+    datamodule = SimpleNamespace(
+        datasets={"predict": SimpleNamespace(labels={})}, hparams=AttributeDict(root=str(root)), class_names=["bg", "a"]
+    )
+    writer = PseudoMaskWriter(output_dir=str(out))
+    writer.checkpoint_path = str(given)
+    for trainer_ckpt in (None, str(tmp_path / "other.ckpt")):
+        trainer = SimpleNamespace(datamodule=datamodule, ckpt_path=trainer_ckpt)
+        manifest = writer._manifest(trainer, SimpleNamespace(hparams={}), "val", evaluated=3)
+        assert manifest["checkpoint"] == str(given.resolve())
+        assert manifest["checkpoint_sha256"] == hashlib.sha256(b"given").hexdigest()
+
+
 # ------------------------------------------------- the split's manifest (_finish), scoring failures, report split
 class _Logger:
     def __init__(self) -> None:
