@@ -565,6 +565,20 @@ def test_a_quiet_runner_says_nothing(tmp_path: Path, quiet: bool) -> None:
     assert quiet or out.getvalue().startswith("[t] 2 stages, 0 to run, 2 done before\n[t] first: done before, skipping")
 
 
+def test_a_finished_stage_after_an_input_that_will_run_is_planned_to_run(tmp_path: Path) -> None:
+    """Before anything runs, the plan counts a finished, up-to-date stage whose input stage runs again (its marker
+    still names the input's old id, so only the plan's own record of what runs can tell)."""
+    stages = done_before(tmp_path)
+    changed = two_stages(tmp_path, first=("--size", "2"))  # the first stage's command changed; markers unchanged
+    assert Runner().plan(changed) == [True, True]
+    elsewhere = [changed[0], Stage("second", stages[1].folder, stages[1].args, inputs=(tmp_path / "other",))]
+    (tmp_path / "other").mkdir()
+    (stages[1].folder / "stage.json").write_text(
+        json.dumps({"command": stages[1].command, "id": "B", "inputs": {str(tmp_path / "other"): None}})
+    )
+    assert Runner().plan(elsewhere) == [True, False]  # a stage that reads another folder is not swept along
+
+
 def test_a_marker_that_is_not_an_object_is_no_marker(tmp_path: Path) -> None:
     stages = done_before(tmp_path)
     assert Runner().plan(stages) == [False, False]

@@ -97,3 +97,17 @@ def test_poly_decay_of_another_power_ends_at_zero_and_a_zero_step_count_counts_a
     optimizer.step()
     scheduler.step()
     assert optimizer.param_groups[0]["lr"] == 0.0
+
+
+@pytest.mark.parametrize(("name", "expected"), [("adam", 0.9), ("adamw", 0.95), ("sgd", 0.95)])
+def test_each_optimizer_applies_its_own_weight_decay(name: str, expected: float) -> None:
+    """One step from w = 1 with a zero gradient, lr 0.1, decay 0.5, by hand: Adam adds the decay to the gradient
+    (g = 0.5, its first step moves by lr: 0.9); AdamW decays the weight apart (1 - 0.1 * 0.5 = 0.95, then a zero
+    step); SGD's L2 gradient 0.5 moves by lr * 0.5 (0.95)."""
+    backbone, head = nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)
+    head.weight.requires_grad_(False)
+    nn.init.ones_(backbone.weight)
+    optimizer = build_optimizer(backbone, head, name, lr=0.1, weight_decay=0.5, momentum=0.0)
+    backbone.weight.grad = backbone.weight.new_zeros(1, 1)
+    optimizer.step()
+    assert float(backbone.weight) == pytest.approx(expected, abs=1e-6)
