@@ -15,19 +15,23 @@ from epspp.nets.resnet38d import ResNet38d, mxnet_to_psa
 from epspp.nets.weights import WeightsError, read_mxnet_params
 
 
+def _random_statistics(module: torch.nn.Module, spread: float = 0.5) -> torch.nn.Module:
+    """``module`` in eval mode, random BatchNorm affine terms and statistics (biases and means of std ``spread``)."""
+    with torch.no_grad():
+        for norm in module.modules():
+            if isinstance(norm, torch.nn.BatchNorm2d):
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.normal_(0, spread)
+                norm.running_mean.normal_(0, spread)
+                norm.running_var.uniform_(0.5, 2.0)
+    return module.eval()
+
+
 @pytest.fixture(scope="module")
 def random_net() -> ResNet38d:
     """One ResNet-38d with random weights and random BatchNorm statistics (105M parameters: built once)."""
     torch.manual_seed(0)
-    net = ResNet38d()
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0, 0.1)
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 2.0)
-    return net.eval()
+    return _random_statistics(ResNet38d(), spread=0.1)
 
 
 def test_structure_matches_the_reference(random_net: ResNet38d) -> None:
@@ -152,17 +156,6 @@ def test_strides_dilations_and_dropouts_are_psas(random_net: ResNet38d) -> None:
     assert all(m.padding == m.dilation for m in convs.values() if m.kernel_size == (3, 3))
     drops = {name: m.p for name, m in random_net.named_modules() if isinstance(m, torch.nn.Dropout2d)}
     assert drops == {"b6.dropout_2b1": 0.3, "b6.dropout_2b2": 0.3, "b7.dropout_2b1": 0.5, "b7.dropout_2b2": 0.5}
-
-
-def _random_statistics(module: torch.nn.Module) -> torch.nn.Module:
-    with torch.no_grad():
-        for norm in module.modules():
-            if isinstance(norm, torch.nn.BatchNorm2d):
-                norm.weight.uniform_(0.5, 1.5)
-                norm.bias.normal_(0, 0.5)
-                norm.running_mean.normal_(0, 0.5)
-                norm.running_var.uniform_(0.5, 2.0)
-    return module.eval()
 
 
 def test_blocks_are_pre_activated_with_the_shortcut_taken_as_psa_takes_it() -> None:

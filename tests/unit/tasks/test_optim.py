@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
 from epspp.tasks.optim import build_optimizer, poly_schedule
@@ -66,15 +67,21 @@ def test_biases_get_their_own_groups_when_either_their_rate_or_their_decay_diffe
     assert groups == [(2, 0.01, 5e-4), bias_groups[0], (1, pytest.approx(0.1), 5e-4), bias_groups[1]]
 
 
+def _rates(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> list:
+    """The first group's learning rate at each of ``steps`` optimizer + scheduler steps."""
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
 def test_poly_decay_matches_eps_polyoptimizer() -> None:
     backbone, head = _net()
     optimizer = build_optimizer(backbone, head, lr=0.01)
     scheduler = poly_schedule(optimizer, max_steps=10, power=0.9)["scheduler"]
-    rates = []
-    for _ in range(4):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    rates = _rates(optimizer, scheduler, 4)
     # PolyOptimizer: lr_i = lr * (1 - i / max_step) ** 0.9 at step i
     assert rates == pytest.approx([0.01 * (1 - i / 10) ** 0.9 for i in range(4)])
 
@@ -85,11 +92,7 @@ def test_poly_decay_of_another_power_ends_at_zero_and_a_zero_step_count_counts_a
     backbone, head = _net()
     optimizer = build_optimizer(backbone, head, lr=0.01)
     scheduler = poly_schedule(optimizer, max_steps=4, power=2.0)["scheduler"]
-    rates = []
-    for _ in range(6):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    rates = _rates(optimizer, scheduler, 6)
     assert rates == pytest.approx([0.01, 0.005625, 0.0025, 0.000625, 0.0, 0.0])
     optimizer = build_optimizer(backbone, head, lr=0.01)
     scheduler = poly_schedule(optimizer, max_steps=0)["scheduler"]
