@@ -158,21 +158,22 @@ def run_lightning_cli(args: list[str] | None, options: list[str], start_over: bo
     """Run ``EPSCLI`` on ``args`` (None: ``sys.argv``); its errors in one line (exit status 2)."""
     from pytorch_lightning import LightningModule
 
-    from epspp.cli.lightning import EPSCLI, RunConfigDump
+    from epspp.cli.lightning import EPSCLI, RunConfigDump, wandb_run_finished
     from epspp.data.datamodule import EPSDataModule
     from epspp.errors import EPSError
 
     try:
         check_config_files(options)
-        EPSCLI(
-            LightningModule,
-            EPSDataModule,
-            subclass_mode_model=True,
-            seed_everything_default=0,
-            save_config_callback=RunConfigDump,  # never replaces a config.yaml that epspp did not write
-            args=args,
-            start_over=start_over,
-        )
+        with wandb_run_finished():
+            EPSCLI(
+                LightningModule,
+                EPSDataModule,
+                subclass_mode_model=True,
+                seed_everything_default=0,
+                save_config_callback=RunConfigDump,  # never replaces a config.yaml that epspp did not write
+                args=args,
+                start_over=start_over,
+            )
     except EPSError as error:
         print(f"epspp: error: {one_line(error)}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -248,6 +250,33 @@ def check_checkpoint(config: Any, model: Any, path: str | Path | None = None) ->
             f"runs {wanted.rpartition('.')[2]}: give a checkpoint of that stage (stage 1: "
             "localization, stage 3: segmentation)"
         )
+
+
+@contextlib.contextmanager
+def wandb_run_finished() -> Iterator[None]:
+    """Finish the W&B run that the command starts (its ``WandbLogger``'s) when the command ends, exit code 0, or 1
+    when it fails: the run's records and files are written and the run closed before the process exits.
+
+    Without it W&B leaves the run to its service, which closes it when the process that owns the service ends;
+    a stage started by a process that used W&B (a notebook, a script, ``WANDB_SERVICE`` in its environment) joins
+    that process's service, and its run stays open and keeps being written after the stage has ended.  A run
+    that was active before the command (a caller's, which the logger then logs into) is left open.
+    """
+    before = _active_wandb_run()
+    exit_code = 1
+    try:
+        yield
+        exit_code = 0
+    finally:
+        run = _active_wandb_run()
+        if run is not None and run is not before:
+            run.finish(exit_code=exit_code)
+
+
+def _active_wandb_run() -> Any:
+    """``wandb.run`` when W&B is imported (never importing it), else None."""
+    wandb = sys.modules.get("wandb")
+    return getattr(wandb, "run", None) if wandb is not None else None
 
 
 def lightning_error(error: Exception, trainer: Any) -> str:

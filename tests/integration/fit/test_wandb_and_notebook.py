@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 
 import nbformat
@@ -13,26 +14,61 @@ from nbclient import NotebookClient
 from PIL import Image
 
 
+def _record_types(path: Path) -> list[str]:
+    """The kinds of the records of a W&B run file (``run-ID.wandb``): W&B's 7-byte header, then LevelDB's log
+    format (32-KiB blocks of chunks: CRC32C, length, type 1 whole / 2 first / 3 middle / 4 last) of protobufs."""
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    data, position, pieces, kinds = path.read_bytes(), 7, b"", []
+    while position + 7 <= len(data):
+        room = 32768 - position % 32768
+        if room < 7:  # a block's tail too short for a header is padding
+            position += room
+            continue
+        _, length, chunk = struct.unpack("<IHB", data[position : position + 7])
+        if chunk == 0:
+            break
+        pieces += data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if chunk in (1, 4):
+            record = Record()
+            record.ParseFromString(pieces)
+            kinds.append(str(record.WhichOneof("record_type")))
+            pieces = b""
+    return kinds
+
+
 def test_offline_wandb_run_contains_sample_panels_and_iou_table(synthetic_root: Path, tmp_path: Path) -> None:
+    import wandb
+
     run_dir = tmp_path / "run"
-    run_epspp(
-        [
-            "fit",
-            "--config",
-            SCRATCH_EPSPP,
-            "--data.root",
-            synthetic_root,
-            "--trainer.default_root_dir",
-            run_dir,
-            "--trainer.val_check_interval",
-            "2",
-            "--trainer.check_val_every_n_epoch",
-            "1",
-            *TINY_FIT,
-        ],
-        cwd=tmp_path,
-    )
-    (run,) = (run_dir / "wandb").glob("offline-run-*")
+    # a caller that used W&B (a notebook, a script) and then runs epspp: the command's run joins the caller's W&B
+    # service (WANDB_SERVICE), which would keep the run open after the command ended, unless the command ends it
+    wandb.teardown()  # (the service of an earlier test in this process, its variable gone with that test)
+    wandb.setup()
+    try:
+        run_epspp(
+            [
+                "fit",
+                "--config",
+                SCRATCH_EPSPP,
+                "--data.root",
+                synthetic_root,
+                "--trainer.default_root_dir",
+                run_dir,
+                "--trainer.val_check_interval",
+                "2",
+                "--trainer.check_val_every_n_epoch",
+                "1",
+                *TINY_FIT,
+            ],
+            cwd=tmp_path,
+        )
+        (run,) = (run_dir / "wandb").glob("offline-run-*")
+        kinds = _record_types(next(run.glob("run-*.wandb")))
+        assert kinds[-1:] == ["exit"] and "history" in kinds, "the run was written and closed when epspp returned"
+    finally:
+        wandb.teardown()  # (and the variable WANDB_SERVICE with it)
     images = sorted((run / "files" / "media" / "images").rglob("*.png"))
     assert images, "the sample panels were logged"
     panel = np.asarray(Image.open(images[0]))

@@ -4,7 +4,9 @@ hyper-parameters may not replace."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -393,3 +395,44 @@ def test_the_config_dump_starts_with_its_mark_and_keeps_a_users_file(tmp_path: P
     dump(global_zero=True)
     assert (tmp_path / "config.yaml").read_text() == "mine\n"
     assert (tmp_path / "config.validate.yaml").read_text() == mark + "seed: 7\n"
+
+
+class _Run:
+    """A W&B run that records how it was finished."""
+
+    def __init__(self) -> None:
+        self.finished: list[int] = []
+
+    def finish(self, exit_code: int) -> None:
+        self.finished.append(exit_code)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_wandb_run_a_command_starts_is_finished_with_its_exit_code(
+    fails: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wandb = types.SimpleNamespace(run=None)
+    monkeypatch.setitem(sys.modules, "wandb", wandb)
+    started = _Run()
+    with pytest.raises(RuntimeError) if fails else contextlib.nullcontext():
+        with cli.wandb_run_finished():
+            wandb.run = started
+            if fails:
+                raise RuntimeError("the fit failed")
+    assert started.finished == [1 if fails else 0]
+
+
+def test_a_callers_wandb_run_is_left_open_and_wandb_never_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    callers = _Run()
+    wandb = types.SimpleNamespace(run=callers)
+    monkeypatch.setitem(sys.modules, "wandb", wandb)
+    with cli.wandb_run_finished():
+        pass  # the command's logger logged into the caller's run
+    assert callers.finished == []
+    with cli.wandb_run_finished():
+        wandb.run = started = _Run()  # the caller's run ended and the command started its own
+    assert callers.finished == [] and started.finished == [0]
+    monkeypatch.delitem(sys.modules, "wandb")
+    with cli.wandb_run_finished():
+        pass
+    assert "wandb" not in sys.modules
