@@ -12,14 +12,24 @@ on them; the masks of the two procedures are compared for agreement), on a 500x3
 ``coffee``, resized) labelled with 2 classes. The contenders alternate in one process, at 1 and 2 threads;
 reported: the median per-image time of each and the ratio official / epspp.
 
-Usage: ``python benchmarks/bench_official_infer.py [--backbones resnet38d resnet18] [--repeats 3] [--threads 1 2]``.
+Each runs under the allocator its own process would have: epspp's contenders with ``epspp.cli.memory``'s
+settings (what the ``epspp`` command sets: freed memory kept for reuse), the official procedure with glibc's as a
+warmed-up process has them (blocks over 32 MiB mapped and unmapped on free; the heap trimmed above 64 MiB), the
+heap given back (``malloc_trim``) before each official round; epspp's heap is given back too when the official
+round comes, so each epspp round pays its first pass's page faults again, which its own process pays once;
+``--steady`` times each contender's second image after an untimed first one, as a process over a folder runs.
+
+Usage: ``python benchmarks/bench_official_infer.py [--backbones resnet38d resnet18] [--repeats 3] [--threads 1 2]
+[--steady]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import math
 import os
+import resource
 import statistics
 import time
 
@@ -30,12 +40,23 @@ from PIL import Image
 from scipy import stats
 from skimage import data as skdata
 
+from epspp.cli.memory import M_MMAP_MAX, M_TRIM_THRESHOLD, keep_freed_memory
 from epspp.constants import IMAGENET_MEAN, IMAGENET_STD
 from epspp.tasks import LocalizationModule
 
+M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 SCALES = (0.5, 1.0, 1.5, 2.0)
 THRESHOLD = 0.2
 LABELLED = (4, 14)  # two of VOC's 20 classes
+
+
+def glibc_defaults() -> None:
+    """glibc's allocator as a warmed-up process has it by default: its dynamic mmap threshold at its 32-MiB
+    ceiling, the trim threshold twice that, mmap allowed (65,536 maps); the kept heap given back."""
+    libc = ctypes.CDLL(None)
+    for parameter, value in ((M_MMAP_MAX, 65536), (M_MMAP_THRESHOLD, 32 * 2**20), (M_TRIM_THRESHOLD, 64 * 2**20)):
+        libc.mallopt(parameter, value)
+    libc.malloc_trim(0)
 
 
 def photo() -> np.ndarray:
@@ -97,7 +118,7 @@ def round_ratios(times: dict[str, list[float]], name: str) -> str:
     return f"{each}; geometric mean {math.exp(mean):.3f} [{math.exp(mean - half):.3f}, {math.exp(mean + half):.3f}]"
 
 
-def run(backbone: str, threads: list[int], repeats: int, resizes: list[str]) -> list[list[str]]:
+def run(backbone: str, threads: list[int], repeats: int, resizes: list[str], steady: bool) -> list[list[str]]:
     """Rows of the table for one backbone."""
     module = build(backbone)
     picture = photo()
@@ -115,17 +136,19 @@ def run(backbone: str, threads: list[int], repeats: int, resizes: list[str]) -> 
         torch.set_num_threads(count)
         times: dict[str, list[float]] = {"official": [], **{name: [] for name in resizes}}
         masks: dict[str, np.ndarray] = {}
-        for repeat in range(repeats + 1):  # the first round warms up
+        for repeat in range(1 if steady else 0, repeats + 1):  # round 0 warms up (steady: each contender's own)
             order = list(times) if repeat % 2 == 0 else list(times)[::-1]  # who goes first alternates
             for name in order:
-                start = time.perf_counter()
-                if name == "official":
-                    masks[name] = official(module.net, picture, label)
-                else:
-                    module.hparams.inference_resize = name
-                    masks[name] = epspp(module, batch)
+                glibc_defaults() if name == "official" else keep_freed_memory()
+                module.hparams.inference_resize = name
+                for _ in range(2 if steady else 1):  # steady: the image once untimed, as a process's second one
+                    start, system = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
+                    masks[name] = official(module.net, picture, label) if name == "official" else epspp(module, batch)
+                seconds = time.perf_counter() - start
+                system = resource.getrusage(resource.RUSAGE_SELF).ru_stime - system
+                print(f"round {repeat}, {count} threads, {name}: {seconds:.2f} s ({system:.2f} s system)", flush=True)
                 if repeat:
-                    times[name].append(time.perf_counter() - start)
+                    times[name].append(seconds)
         med = {name: statistics.median(values) for name, values in times.items()}
         for name in resizes:
             agree = float((masks[name] == masks["official"]).mean())
@@ -155,12 +178,17 @@ def main() -> None:
         default=["pil_bicubic", "bicubic"],
         help="the inference_resize settings of epspp to time against the official procedure",
     )
+    parser.add_argument(
+        "--steady",
+        action="store_true",
+        help="time each contender's second image after an untimed one (a process's steady state over a folder)",
+    )
     args = parser.parse_args()
     print(f"load before: {os.getloadavg()}")
     print("| backbone | threads | official (s/img) | epspp (s/img) | official / epspp | mask agreement |")
     print("|---|---|---|---|---|---|")
     for backbone in args.backbones:
-        for row in run(backbone, args.threads, args.repeats, args.resizes):
+        for row in run(backbone, args.threads, args.repeats, args.resizes, args.steady):
             print("| " + " | ".join(row) + " |", flush=True)
     print(f"load after: {os.getloadavg()}")
 

@@ -119,6 +119,10 @@ def run_command_line(args: list[str] | None) -> None:
         raise SystemExit(run_tool(command, argv[1:]))
     if not os.environ.get("WANDB_MODE"):  # unset or empty: never ask for a login unless the user opts in
         os.environ["WANDB_MODE"] = "offline"
+    if args is None:  # the console script's own process: large CPU activations reuse freed memory
+        from epspp.cli.memory import keep_freed_memory
+
+        keep_freed_memory()
     from epspp.cli.quiet import quiet_libraries, take_verbose_flag
     from epspp.runs.folder import START_OVER_FLAG, discard_empty_new_folders
 
