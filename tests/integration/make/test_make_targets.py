@@ -1,14 +1,13 @@
 """The reproduction targets (`make voc-wsss`, `voc-ssss`, `coco-wsss`) chain the real configs.
 
-They cannot train here (no data, no GPU): each target runs its three `epspp` commands with tiny
-overrides on a tiny VOC-layout tree, which proves that the configs parse and that every stage finds
-the previous stage's output.
+They cannot train here (no data, no GPU): each target's `epspp chain` command runs its stages with tiny
+overrides on a tiny VOC-layout tree (in this process), which proves that the configs parse and that every
+stage finds the previous stage's output.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,28 +26,33 @@ PREDICT = "--data.num_workers 0 --trainer.accelerator cpu --model.init_args.scal
 TEST = "--data.num_workers 0 --trainer.accelerator cpu --trainer.precision 32-true --model.init_args.crf_workers 0"
 
 
-def make(target: str, root: Path, run_dir: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
-    result = subprocess.run(
-        [
-            "make",
-            "-C",
-            str(REPO),
-            target,
-            f"DATA_ROOT={root}",
-            f"RUN_DIR={run_dir}",
-            "GPUS=1",
-            f"FIT_ARGS={TINY}",
-            f"PREDICT_ARGS={PREDICT}",
-            f"TEST_ARGS={TEST}",
-        ],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
+CHAIN_ARGS_EPSPP = """#!/bin/bash
+# stand-in for epspp: records the arguments of `epspp chain` (NUL-separated) and runs nothing
+printf '%s\\0' "$@" > "{log}"
+"""
+
+
+def make_chain(target: str, root: Path, run_dir: Path, tmp_path: Path) -> None:
+    """``make TARGET``'s ``epspp chain`` command line (recorded by a stand-in for ``epspp``), then run with its stages
+    in this process: the same command lines, without a process's start-up per stage (stage processes launched by
+    ``epspp chain`` are tested under ``srun`` in tests/integration/ddp)."""
+    from fixtures.cli import call_main, stages_in_this_process
+
+    log, fake = tmp_path / f"{target}.args", tmp_path / "epspp"
+    fake.write_text(CHAIN_ARGS_EPSPP.format(log=log))
+    fake.chmod(0o755)
+    subprocess.run(
+        ["make", "-C", str(REPO), target, f"EPSPP={fake}", f"DATA_ROOT={root}", f"RUN_DIR={run_dir}", "GPUS=1",
+         f"FIT_ARGS={TINY}", f"PREDICT_ARGS={PREDICT}", f"TEST_ARGS={TEST}"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    args = log.read_text().split("\0")[:-1]
+    assert args[0] == "chain" and args[args.index("--dataset") + 1] == target.split("-")[0]
+    at = args.index("--epspp")
+    del args[at : at + 2]  # the stages as `python -m epspp`, which run in this process
+    with stages_in_this_process():
+        code, out, err = call_main(args, REPO)
+    assert code == 0, out[-3000:] + err[-3000:]
 
 
 @pytest.fixture
@@ -63,7 +67,7 @@ def voc_tree(synthetic_copy: Path) -> Path:
 
 def test_voc_wsss_then_ssss_share_stages_one_and_two(voc_tree: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "voc"
-    make("voc-wsss", voc_tree, run_dir)
+    make_chain("voc-wsss", voc_tree, run_dir, tmp_path)
     assert (run_dir / "localization" / "checkpoints" / "last.ckpt").is_file()
     manifest = run_dir / "pseudo_masks" / "manifest.json"
     assert manifest.is_file()
@@ -74,40 +78,17 @@ def test_voc_wsss_then_ssss_share_stages_one_and_two(voc_tree: Path, tmp_path: P
     server = run_dir / "segmentation_wsss" / "test" / "results" / "VOC2012" / "Segmentation" / "comp6_test_cls"
     assert sorted(p.stem for p in server.glob("*.png")) == sorted(test_ids)  # the last step: the test split
     stamp = manifest.stat().st_mtime_ns
-    make("voc-ssss", voc_tree, run_dir)  # stage 1 is finished (resumes at max_steps), stage 2 skips all masks
+    make_chain("voc-ssss", voc_tree, run_dir, tmp_path)
     assert (run_dir / "segmentation_ssss" / "checkpoints" / "last.ckpt").is_file()
-    assert manifest.stat().st_mtime_ns >= stamp
-
-
-CHAIN_ARGS_EPSPP = """#!/bin/bash
-# stand-in for epspp: records the arguments of `epspp chain` (NUL-separated) and runs nothing
-printf '%s\\0' "$@" > "{log}"
-"""
+    assert manifest.stat().st_mtime_ns == stamp  # stages 1-2 were done: the chain skipped them
 
 
 def test_coco_wsss(synthetic_copy: Path, tmp_path: Path) -> None:
-    """`make coco-wsss`'s chain command, its stages run in this process (the stage processes of a make target are
-    tested by the VOC test above; this one proves that COCO's configs chain)."""
-    from fixtures.cli import call_main, stages_in_this_process
-
+    """`make coco-wsss` chains COCO's configs."""
     run_dir = tmp_path / "coco"
     splits = synthetic_copy / "ImageSets" / "Segmentation"
     shutil.copy(splits / "val.txt", splits / "val_1000.txt")  # stage 1 validates on `prepare coco`'s val sample
-    log, fake = tmp_path / "chain.args", tmp_path / "epspp"
-    fake.write_text(CHAIN_ARGS_EPSPP.format(log=log))
-    fake.chmod(0o755)
-    subprocess.run(
-        ["make", "-C", str(REPO), "coco-wsss", f"EPSPP={fake}", f"DATA_ROOT={synthetic_copy}", f"RUN_DIR={run_dir}",
-         "GPUS=1", f"FIT_ARGS={TINY}", f"PREDICT_ARGS={PREDICT}", f"TEST_ARGS={TEST}"],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    args = log.read_text().split("\0")[:-1]
-    assert args[0] == "chain" and args[args.index("--dataset") + 1] == "coco"
-    at = args.index("--epspp")
-    del args[at : at + 2]  # the stages as `python -m epspp`, which run in this process
-    with stages_in_this_process():
-        code, out, err = call_main(args, REPO)
-    assert code == 0, out[-3000:] + err[-3000:]
+    make_chain("coco-wsss", synthetic_copy, run_dir, tmp_path)
     assert (run_dir / "segmentation_wsss" / "checkpoints" / "last.ckpt").is_file()
     assert "miou" in json.loads((run_dir / "segmentation_wsss" / "test" / "manifest.json").read_text())
 
