@@ -16,8 +16,10 @@ Each runs under the allocator its own process would have: epspp's contenders wit
 settings (what the ``epspp`` command sets: freed memory kept for reuse), the official procedure with glibc's as a
 warmed-up process has them (blocks over 32 MiB mapped and unmapped on free; the heap trimmed above 64 MiB), the
 heap given back (``malloc_trim``) before each official round; epspp's heap is given back too when the official
-round comes, so each epspp round pays its first pass's page faults again, which its own process pays once;
-``--steady`` times each contender's second image after an untimed first one, as a process over a folder runs.
+round comes, so each epspp round pays its first pass's page faults again, which its own process pays once.
+``--steady``: each contender in its own process, as a run over a folder has it (the official one with glibc's
+allocator untouched, epspp's with ``epspp.cli.memory``'s settings), its first image untimed; then the processes
+take turns, one image at a time (one runs while the other waits), the order alternating between rounds.
 
 Usage: ``python benchmarks/bench_official_infer.py [--backbones resnet38d resnet18] [--repeats 3] [--threads 1 2]
 [--steady]``.
@@ -28,10 +30,12 @@ from __future__ import annotations
 import argparse
 import ctypes
 import math
+import multiprocessing
 import os
 import resource
 import statistics
 import time
+from multiprocessing.connection import Connection
 
 import numpy as np
 import torch
@@ -118,9 +122,8 @@ def round_ratios(times: dict[str, list[float]], name: str) -> str:
     return f"{each}; geometric mean {math.exp(mean):.3f} [{math.exp(mean - half):.3f}, {math.exp(mean + half):.3f}]"
 
 
-def run(backbone: str, threads: list[int], repeats: int, resizes: list[str], steady: bool) -> list[list[str]]:
-    """Rows of the table for one backbone."""
-    module = build(backbone)
+def inputs() -> tuple[np.ndarray, np.ndarray, dict]:
+    """The photo, its label vector and the batch epspp's ``predict_step`` reads."""
     picture = photo()
     label = np.zeros(20, np.float32)
     label[list(LABELLED)] = 1
@@ -131,24 +134,56 @@ def run(backbone: str, threads: list[int], repeats: int, resizes: list[str], ste
         "mask": torch.zeros(1, 375, 500, dtype=torch.long),
         "has_mask": torch.tensor([False]),
     }
+    return picture, label, batch
+
+
+def one_image(name: str, module: LocalizationModule, picture: np.ndarray, label: np.ndarray, batch: dict) -> tuple:
+    """Contender ``name`` on the photo: (seconds, seconds of system time, mask)."""
+    module.hparams.inference_resize = name
+    start, system = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
+    mask = official(module.net, picture, label) if name == "official" else epspp(module, batch)
+    return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_stime - system, mask
+
+
+def contender_process(name: str, backbone: str, threads: int, connection: Connection) -> None:
+    """``--steady``'s process of one contender: an image each time it is told to (``True``), until ``False``."""
+    torch.set_num_threads(threads)
+    if name != "official":
+        keep_freed_memory()
+    module, (picture, label, batch) = build(backbone), inputs()
+    while connection.recv():
+        connection.send(one_image(name, module, picture, label, batch))
+
+
+def run(backbone: str, threads: list[int], repeats: int, resizes: list[str], steady: bool) -> list[list[str]]:
+    """Rows of the table for one backbone."""
+    module = None if steady else build(backbone)
+    picture, label, batch = inputs()
     rows = []
     for count in threads:
         torch.set_num_threads(count)
         times: dict[str, list[float]] = {"official": [], **{name: [] for name in resizes}}
         masks: dict[str, np.ndarray] = {}
-        for repeat in range(1 if steady else 0, repeats + 1):  # round 0 warms up (steady: each contender's own)
+        connections = {}
+        if steady:
+            spawn = multiprocessing.get_context("spawn")
+            for name in times:
+                connections[name], child = spawn.Pipe()
+                spawn.Process(target=contender_process, args=(name, backbone, count, child), daemon=True).start()
+        for repeat in range(repeats + 1):  # round 0 warms up (steady: each process's first image)
             order = list(times) if repeat % 2 == 0 else list(times)[::-1]  # who goes first alternates
             for name in order:
-                glibc_defaults() if name == "official" else keep_freed_memory()
-                module.hparams.inference_resize = name
-                for _ in range(2 if steady else 1):  # steady: the image once untimed, as a process's second one
-                    start, system = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
-                    masks[name] = official(module.net, picture, label) if name == "official" else epspp(module, batch)
-                seconds = time.perf_counter() - start
-                system = resource.getrusage(resource.RUSAGE_SELF).ru_stime - system
+                if steady:
+                    connections[name].send(True)
+                    seconds, system, masks[name] = connections[name].recv()
+                else:
+                    glibc_defaults() if name == "official" else keep_freed_memory()
+                    seconds, system, masks[name] = one_image(name, module, picture, label, batch)
                 print(f"round {repeat}, {count} threads, {name}: {seconds:.2f} s ({system:.2f} s system)", flush=True)
                 if repeat:
                     times[name].append(seconds)
+        for connection in connections.values():
+            connection.send(False)
         med = {name: statistics.median(values) for name, values in times.items()}
         for name in resizes:
             agree = float((masks[name] == masks["official"]).mean())
@@ -181,7 +216,7 @@ def main() -> None:
     parser.add_argument(
         "--steady",
         action="store_true",
-        help="time each contender's second image after an untimed one (a process's steady state over a folder)",
+        help="each contender in its own process, its first image untimed (a process's steady state over a folder)",
     )
     args = parser.parse_args()
     print(f"load before: {os.getloadavg()}")
