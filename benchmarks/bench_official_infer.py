@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import math
 import multiprocessing
 import os
 import resource
@@ -40,8 +39,8 @@ from multiprocessing.connection import Connection
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import paired_ratios
 from PIL import Image
-from scipy import stats
 from skimage import data as skdata
 
 from epspp.cli.memory import M_MMAP_MAX, M_TRIM_THRESHOLD, keep_freed_memory
@@ -110,18 +109,6 @@ def build(backbone: str) -> LocalizationModule:
     return LocalizationModule(backbone=backbone, saliency_loss="eps", bg_threshold=THRESHOLD, **kwargs).eval()
 
 
-def round_ratios(times: dict[str, list[float]], name: str) -> str:
-    """Each round's official / epspp ratio, and their geometric mean with a 95% t interval (over the rounds, on the
-    log ratios; one round: the ratio alone)."""
-    logs = [math.log(a / b) for a, b in zip(times["official"], times[name], strict=True)]
-    each = ", ".join(f"{math.exp(v):.3f}" for v in logs)
-    if len(logs) < 2:
-        return each
-    mean = statistics.mean(logs)
-    half = float(stats.t.ppf(0.975, len(logs) - 1)) * statistics.stdev(logs) / math.sqrt(len(logs))
-    return f"{each}; geometric mean {math.exp(mean):.3f} [{math.exp(mean - half):.3f}, {math.exp(mean + half):.3f}]"
-
-
 def inputs() -> tuple[np.ndarray, np.ndarray, dict]:
     """The photo, its label vector and the batch epspp's ``predict_step`` reads."""
     picture = photo()
@@ -187,7 +174,8 @@ def run(backbone: str, threads: list[int], repeats: int, resizes: list[str], ste
         med = {name: statistics.median(values) for name, values in times.items()}
         for name in resizes:
             agree = float((masks[name] == masks["official"]).mean())
-            print(f"{backbone}, {count} threads, official / epspp {name} per round: {round_ratios(times, name)}")
+            ratios = paired_ratios(times["official"], times[name])
+            print(f"{backbone}, {count} threads, official / epspp {name} per round: {ratios}")
             rows.append(
                 [
                     backbone,

@@ -20,9 +20,9 @@ repository:
   scheduler step with ``configs/voc/localization_eps.yaml``'s model settings (driven without a Trainer, as in
   ``bench_step.py``). ResNet-38d, crop 224, batch 2, 20 classes, random weights, one fixed batch.
 
-The contenders alternate (who goes first alternates between rounds) in one process after a warm-up round, at 1
-and 2 torch threads; reported: each round's ratio official / epspp of the time per sample (above 1: epspp faster)
-and their geometric mean with a 95% t interval.
+The contenders alternate in one process (``common.side_by_side``: who goes first alternates between rounds), after
+a warm-up call each, at 1 and 2 torch threads; reported: each round's ratio official / epspp of the time per
+sample (above 1: epspp faster) and their geometric mean with a 95% t interval.
 
 Usage: ``python benchmarks/bench_official_train.py [--rounds 6] [--threads 1 2] [--parts data step]``.
 """
@@ -30,11 +30,9 @@ Usage: ``python benchmarks/bench_official_train.py [--rounds 6] [--threads 1 2] 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import random
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,8 +42,8 @@ import torch.nn.functional as F
 import yaml
 from bench_data import loader, pipelines
 from bench_step import build, step_fn
+from common import paired_ratios, side_by_side
 from PIL import Image
-from scipy import stats
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
@@ -73,8 +71,10 @@ class OfficialSaliencyDataset(Dataset):
     @staticmethod
     def resize_long(picture: Image.Image, long_side: int) -> Image.Image:
         width, height = picture.size
-        shape = (round(width * long_side / height), long_side) if width < height else None
-        shape = shape or (long_side, round(height * long_side / width))
+        if width < height:
+            shape = (round(width * long_side / height), long_side)
+        else:
+            shape = (long_side, round(height * long_side / width))
         return picture.resize(shape, resample=Image.Resampling.BICUBIC)
 
     def random_crop(self, image: np.ndarray, saliency: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -231,30 +231,24 @@ def batches(batch_loader: DataLoader, count: int) -> Callable[[], None]:
     return draw
 
 
-def ratios(official: list[float], ours: list[float]) -> str:
-    logs = [math.log(a / b) for a, b in zip(official, ours, strict=True)]
-    mean = statistics.mean(logs)
-    half = float(stats.t.ppf(0.975, len(logs) - 1)) * statistics.stdev(logs) / math.sqrt(len(logs))
-    each = ", ".join(f"{math.exp(v):.3f}" for v in logs)
-    return f"{each}; geometric mean {math.exp(mean):.3f} [{math.exp(mean - half):.3f}, {math.exp(mean + half):.3f}]"
+def repeated(step: Callable[[], None], count: int) -> Callable[[], None]:
+    """A contender that takes ``count`` steps each call."""
+
+    def steps() -> None:
+        for _ in range(count):
+            step()
+
+    return steps
 
 
 def alternate(name: str, contenders: dict[str, Callable[[], None]], per_call: int, rounds: int, threads: int) -> None:
-    """Time the contenders in turns (a warm-up round first) and print seconds per sample and the ratio."""
-    times: dict[str, list[float]] = {key: [] for key in contenders}
-    for repeat in range(rounds + 1):
-        order = list(contenders) if repeat % 2 == 0 else list(contenders)[::-1]
-        for key in order:
-            start = time.perf_counter()
-            contenders[key]()
-            seconds = (time.perf_counter() - start) / per_call
-            if repeat:
-                times[key].append(seconds)
-            print(f"{name}, {threads} thread(s), round {repeat}, {key}: {seconds:.4f} s/sample", flush=True)
+    """Time the two contenders in turns after a warm-up call each; print seconds per sample and the paired ratio."""
+    timed = side_by_side(contenders, rounds)
+    times = {key: [seconds / per_call for seconds in values] for key, values in timed.items()}
     medians = {key: statistics.median(values) for key, values in times.items()}
     print(
         f"| {name} | {threads} | {medians['official']:.4f} | {medians['epspp']:.4f} | "
-        f"{ratios(times['official'], times['epspp'])} |",
+        f"{paired_ratios(times['official'], times['epspp'])} |",
         flush=True,
     )
 
@@ -287,7 +281,7 @@ def main() -> None:
         if "step" in args.parts:
             batch = step_batch()
             contenders = {"official": official_step(batch), "epspp": epspp_step(batch)}
-            steps = {key: (lambda f=f: [f() for _ in range(args.steps)]) for key, f in contenders.items()}
+            steps = {key: repeated(step, args.steps) for key, step in contenders.items()}
             alternate("stage-1 step, ResNet-38d crop 224, batch 2, EPS", steps, 2 * args.steps, args.rounds, threads)
     print(f"load after: {os.getloadavg()}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -183,6 +184,20 @@ def side_by_side(
             sync(device)
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def paired_ratios(baseline: Sequence[float], ours: Sequence[float]) -> str:
+    """Each round's ratio baseline / ours, and their geometric mean with a 95% t interval (over the rounds, on the
+    log ratios; one round: the ratio alone)."""
+    from scipy import stats
+
+    logs = [math.log(a / b) for a, b in zip(baseline, ours, strict=True)]
+    each = ", ".join(f"{math.exp(v):.3f}" for v in logs)
+    if len(logs) < 2:
+        return each
+    mean = statistics.mean(logs)
+    half = float(stats.t.ppf(0.975, len(logs) - 1)) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return f"{each}; geometric mean {math.exp(mean):.3f} [{math.exp(mean - half):.3f}, {math.exp(mean + half):.3f}]"
 
 
 def median(values: Sequence[float]) -> float:
